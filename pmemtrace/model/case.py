@@ -1,0 +1,397 @@
+"""The case: a reproducible description of what the kernel was given.
+
+A case names a kernel release, a device (fsdax or devdax geometry), for fsdax
+a file (size and FIEMAP extents), the mappings, and the accesses in order.
+Format version 1 is a stable contract (``pmemtrace run`` records it, users
+write it by hand); see docs/case-format.md.  Integers may be numbers,
+``"0x..."`` strings or sizes (``"2M"``).
+
+:func:`parse_case` validates everything up front and raises
+:class:`~pmemtrace.errors.CaseError` naming the offending key, so the model
+itself never sees malformed input.
+"""
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..errors import CaseError
+from ..units import parse_int
+
+PAGE_SIZE = 4096
+PMD_SIZE = 2 << 20
+PUD_SIZE = 1 << 30
+ALIGNS = (PAGE_SIZE, PMD_SIZE, PUD_SIZE)
+
+
+@dataclass
+class Range:
+    start: int  # physical address
+    length: int
+    pgoff: int  # device page offset of the range's first page
+
+
+@dataclass
+class Device:
+    mode: str  # fsdax | devdax
+    align: int = PMD_SIZE
+    size: Optional[int] = None
+    data_start: int = 0  # physical address of byte 0 (block device / dax device)
+    map: str = "mem"  # mem | dev | raw (where struct pages live; raw = e820 implicit)
+    struct_pages: bool = True  # PFN_MAP: the pfns have struct pages (devmap)
+    ranges: List[Range] = field(default_factory=list)
+    dev: int = 0  # dev_t as the kernel encodes it in trace events (MAJOR<<20|MINOR)
+
+
+@dataclass
+class Extent:
+    logical: int
+    physical: int  # relative to device.data_start
+    length: int
+    unwritten: bool = False
+
+
+@dataclass
+class File:
+    size: int
+    extents: List[Extent]
+    ino: int = 0
+    fs: str = "xfs"  # xfs | ext4 (differs in ->map_pages; see fsdax.py)
+    dev: Optional[int] = None
+
+    def __post_init__(self):
+        self._starts = [e.logical for e in self.extents]
+
+    def extent_at(self, pos):
+        """Index of the extent containing byte *pos*, or -1 (a hole)."""
+        i = bisect.bisect_right(self._starts, pos) - 1
+        if i >= 0 and pos < self.extents[i].logical + self.extents[i].length:
+            return i
+        return -1
+
+    def next_extent_start(self, pos):
+        i = bisect.bisect_right(self._starts, pos)
+        return self._starts[i] if i < len(self._starts) else None
+
+
+@dataclass
+class Mapping:
+    id: str
+    start: int
+    length: int
+    offset: int = 0
+    shared: bool = True
+    sync: bool = False
+    nohugepage: bool = False
+    writable: bool = True
+    mapped: bool = True  # False: created later by an "mmap" access
+
+    @property
+    def end(self):
+        return self.start + self.length
+
+
+OPS = ("read", "write", "gup", "munmap", "mmap", "madvise")
+ADVICE = ("nohugepage", "hugepage", "dontneed")
+
+
+@dataclass
+class Access:
+    op: str
+    mapping: str
+    offset: int = 0
+    length: int = 0
+    write: bool = False  # gup: FOLL_WRITE
+    longterm: bool = False  # gup: FOLL_LONGTERM
+    fast: bool = True  # gup: try the lockless fast path first
+    advice: Optional[str] = None
+
+
+@dataclass
+class Case:
+    kernel: Optional[str]
+    device: Device
+    file: Optional[File]
+    mappings: List[Mapping]
+    accesses: List[Access]
+    thp_disable: bool = False  # prctl(PR_SET_THP_DISABLE) in the process
+    name: Optional[str] = None
+    notes: Optional[str] = None
+    raw: dict = field(default_factory=dict, repr=False)
+
+    def mapping(self, mid):
+        return self._by_id[mid]
+
+    def __post_init__(self):
+        self._by_id = {m.id: m for m in self.mappings}
+
+
+# --------------------------------------------------------------------------
+# validation helpers
+
+
+def _int(d, key, path, default=None, required=False, minimum=0):
+    if key not in d or d[key] is None:
+        if required:
+            raise CaseError(f"{path}.{key}", "is required")
+        return default
+    try:
+        v = parse_int(d[key])
+    except ValueError as exc:
+        raise CaseError(f"{path}.{key}", str(exc)) from None
+    if minimum is not None and v < minimum:
+        raise CaseError(f"{path}.{key}", f"must be >= {minimum}, got {v}")
+    return v
+
+
+def _bool(d, key, path, default=False):
+    v = d.get(key, default)
+    if not isinstance(v, bool):
+        raise CaseError(f"{path}.{key}", f"expected true or false, got {v!r}")
+    return v
+
+
+def _choice(d, key, path, choices, default=None, required=False):
+    if key not in d:
+        if required:
+            raise CaseError(f"{path}.{key}", f"is required (one of {', '.join(choices)})")
+        return default
+    v = d[key]
+    if v not in choices:
+        raise CaseError(f"{path}.{key}", f"expected one of {', '.join(choices)}, got {v!r}")
+    return v
+
+
+def _obj(v, path):
+    if not isinstance(v, dict):
+        raise CaseError(path, f"expected an object, got {type(v).__name__}")
+    return v
+
+
+def _dev_t(v, path):
+    """dev_t as in trace events: 'MAJ:MIN' or an int (MAJOR<<20 | MINOR)."""
+    if isinstance(v, str) and ":" in v:
+        try:
+            maj, mnr = (int(x) for x in v.split(":"))
+        except ValueError:
+            raise CaseError(path, f"expected MAJOR:MINOR, got {v!r}") from None
+        return (maj << 20) | mnr
+    try:
+        return parse_int(v)
+    except ValueError as exc:
+        raise CaseError(path, str(exc)) from None
+
+
+def _check_unknown(d, known, path):
+    # Extra optional keys are allowed by the contract, but a key that differs
+    # from a known one only by case or a dash is almost certainly a typo.
+    norm = {k.lower().replace("-", "_"): k for k in known}
+    for k in d:
+        if k not in known and k.lower().replace("-", "_") in norm:
+            raise CaseError(f"{path}.{k}", f"unknown key; did you mean {norm[k.lower().replace('-', '_')]!r}?")
+
+
+def _parse_device(d):
+    d = _obj(d, "device")
+    mode = _choice(d, "mode", "device", ("fsdax", "devdax"), required=True)
+    align = _int(d, "align", "device", default=PMD_SIZE)
+    if align not in ALIGNS:
+        raise CaseError("device.align", f"must be 4K, 2M or 1G, got {align:#x}")
+    dev = Device(
+        mode=mode,
+        align=align,
+        size=_int(d, "size", "device"),
+        data_start=_int(d, "data_start", "device", default=0),
+        map=_choice(d, "map", "device", ("mem", "dev", "raw"), default="mem"),
+        struct_pages=_bool(d, "struct_pages", "device", True),
+        dev=_dev_t(d["dev"], "device.dev") if "dev" in d else 0,
+    )
+    if "ranges" in d:
+        if mode != "devdax":
+            raise CaseError("device.ranges", "only devdax devices have ranges")
+        rs = d["ranges"]
+        if not isinstance(rs, list) or not rs:
+            raise CaseError("device.ranges", "expected a non-empty list")
+        pg = 0
+        for i, r in enumerate(rs):
+            p = f"device.ranges[{i}]"
+            r = _obj(r, p)
+            length = _int(r, "length", p, required=True, minimum=PAGE_SIZE)
+            rng = Range(
+                start=_int(r, "start", p, required=True),
+                length=length,
+                pgoff=_int(r, "pgoff", p, default=pg),
+            )
+            if rng.start % PAGE_SIZE or rng.length % PAGE_SIZE:
+                raise CaseError(p, "start and length must be multiples of 4 KiB")
+            dev.ranges.append(rng)
+            pg = rng.pgoff + length // PAGE_SIZE
+    elif mode == "devdax":
+        if dev.size is None:
+            raise CaseError("device.size", "is required for devdax (or give device.ranges)")
+        dev.ranges.append(Range(start=dev.data_start, length=dev.size, pgoff=0))
+    if dev.data_start % PAGE_SIZE:
+        raise CaseError("device.data_start", "must be a multiple of 4 KiB")
+    return dev
+
+
+def _parse_file(d, device):
+    d = _obj(d, "file")
+    size = _int(d, "size", "file", required=True)
+    exts = d.get("extents", [])
+    if not isinstance(exts, list):
+        raise CaseError("file.extents", "expected a list of FIEMAP extents")
+    out = []
+    for i, e in enumerate(exts):
+        p = f"file.extents[{i}]"
+        e = _obj(e, p)
+        ext = Extent(
+            logical=_int(e, "logical", p, required=True),
+            physical=_int(e, "physical", p, required=True),
+            length=_int(e, "length", p, required=True, minimum=1),
+            unwritten=_bool(e, "unwritten", p, False),
+        )
+        for k in ("logical", "physical", "length"):
+            if getattr(ext, k) % PAGE_SIZE:
+                raise CaseError(f"{p}.{k}", "must be a multiple of 4 KiB (DAX needs 4 KiB blocks)")
+        out.append(ext)
+    out.sort(key=lambda x: x.logical)
+    for a, b in zip(out, out[1:]):
+        if a.logical + a.length > b.logical:
+            raise CaseError("file.extents", f"extents overlap at logical {b.logical:#x}")
+    if device.size is not None:
+        for i, e in enumerate(out):
+            if e.physical + e.length > device.size:
+                raise CaseError(f"file.extents[{i}].physical", "extent ends beyond device.size")
+    return File(
+        size=size,
+        extents=out,
+        ino=_int(d, "ino", "file", default=0),
+        fs=_choice(d, "fs", "file", ("xfs", "ext4"), default="xfs"),
+        dev=_dev_t(d["dev"], "file.dev") if "dev" in d else None,
+    )
+
+
+def _parse_mapping(d, i, device):
+    p = f"mappings[{i}]"
+    d = _obj(d, p)
+    _check_unknown(d, ("id", "start", "length", "offset", "shared", "sync", "nohugepage", "writable", "mapped"), p)
+    mid = d.get("id", f"m{i}")
+    if not isinstance(mid, str):
+        raise CaseError(f"{p}.id", "expected a string")
+    m = Mapping(
+        id=mid,
+        start=_int(d, "start", p, required=True),
+        length=_int(d, "length", p, required=True, minimum=1),
+        offset=_int(d, "offset", p, default=0),
+        shared=_bool(d, "shared", p, True),
+        sync=_bool(d, "sync", p, False),
+        nohugepage=_bool(d, "nohugepage", p, False),
+        writable=_bool(d, "writable", p, True),
+        mapped=_bool(d, "mapped", p, True),
+    )
+    if m.start % PAGE_SIZE:
+        raise CaseError(f"{p}.start", "must be page aligned (mmap returns page-aligned addresses)")
+    if m.offset % PAGE_SIZE:
+        raise CaseError(f"{p}.offset", "must be a multiple of 4 KiB (mmap refuses others with EINVAL)")
+    m.length = (m.length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    return m
+
+
+def _parse_access(d, i, ids):
+    p = f"accesses[{i}]"
+    d = _obj(d, p)
+    _check_unknown(d, ("op", "mapping", "offset", "length", "write", "longterm", "fast", "advice"), p)
+    op = _choice(d, "op", p, OPS, required=True)
+    mid = d.get("mapping")
+    if mid is None and len(ids) == 1:
+        mid = next(iter(ids))
+    if mid not in ids:
+        raise CaseError(f"{p}.mapping", f"names no mapping (have: {', '.join(sorted(ids)) or 'none'})")
+    a = Access(
+        op=op,
+        mapping=mid,
+        offset=_int(d, "offset", p, default=0),
+        length=_int(d, "length", p, default=0),
+        write=_bool(d, "write", p, False),
+        longterm=_bool(d, "longterm", p, False),
+        fast=_bool(d, "fast", p, True),
+        advice=_choice(d, "advice", p, ADVICE) if op == "madvise" else None,
+    )
+    if op == "gup" and a.length <= 0:
+        a.length = PAGE_SIZE
+    if op == "madvise" and a.advice is None:
+        raise CaseError(f"{p}.advice", f"is required (one of {', '.join(ADVICE)})")
+    return a
+
+
+def parse_case(obj):
+    """Validate a case (a dict as loaded from JSON) and return a :class:`Case`."""
+    obj = _obj(obj, "case")
+    version = obj.get("version", 1)
+    if version != 1:
+        raise CaseError("version", f"unsupported case format version {version!r} (this pmemtrace reads 1)")
+    kernel = obj.get("kernel")
+    if kernel is not None and not isinstance(kernel, str):
+        raise CaseError("kernel", "expected a release string such as '6.12.95+deb12-amd64'")
+    if kernel is not None:
+        from .profiles import parse_release
+        from ..errors import UsageError
+
+        try:
+            parse_release(kernel)
+        except UsageError as exc:
+            raise CaseError("kernel", str(exc)) from None
+    if "device" not in obj:
+        raise CaseError("device", "is required")
+    device = _parse_device(obj["device"])
+    file = None
+    if device.mode == "fsdax":
+        if "file" not in obj:
+            raise CaseError("file", "is required for an fsdax device")
+        file = _parse_file(obj["file"], device)
+        if file.dev is None:
+            file.dev = device.dev
+    elif "file" in obj:
+        raise CaseError("file", "devdax cases map the device itself and have no file")
+    maps = obj.get("mappings")
+    if not isinstance(maps, list) or not maps:
+        raise CaseError("mappings", "expected a non-empty list")
+    mappings = [_parse_mapping(m, i, device) for i, m in enumerate(maps)]
+    ids = {}
+    for i, m in enumerate(mappings):
+        if m.id in ids:
+            raise CaseError(f"mappings[{i}].id", f"duplicate id {m.id!r}")
+        ids[m.id] = m
+    accs = obj.get("accesses", [])
+    if not isinstance(accs, list):
+        raise CaseError("accesses", "expected a list")
+    accesses = [_parse_access(a, i, ids) for i, a in enumerate(accs)]
+    proc = obj.get("process", {})
+    proc = _obj(proc, "process")
+    return Case(
+        kernel=kernel,
+        device=device,
+        file=file,
+        mappings=mappings,
+        accesses=accesses,
+        thp_disable=_bool(proc, "thp_disable", "process", False),
+        name=obj.get("name"),
+        notes=obj.get("notes"),
+        raw=obj,
+    )
+
+
+def load_case(path):
+    """Read and validate a case file (JSON)."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except FileNotFoundError:
+        raise CaseError("file", f"{path}: no such case file") from None
+    except json.JSONDecodeError as exc:
+        raise CaseError("json", f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except OSError as exc:
+        raise CaseError("file", f"{path}: {exc.strerror}") from None
+    return parse_case(obj)
