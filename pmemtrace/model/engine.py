@@ -1,0 +1,266 @@
+"""explain(case): run a case through the model, access by access.
+
+Pure: no I/O, no clock, no globals.  The result, a :class:`Prediction`, keeps
+compact per-access records; events and JSON are built only when asked for.
+"""
+
+from collections import Counter
+
+from ..events import FAULT_FLAG, Event, decode_vm_fault
+from . import devdax, fsdax, gup
+from .profiles import select_profile
+from .reasons import REASONS
+from .state import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, AddressSpace, FileState, Vma
+
+# x86 user faults: FAULT_FLAG_DEFAULT (ALLOW_RETRY|KILLABLE|INTERRUPTIBLE) | USER
+# (arch/x86/mm/fault.c do_user_addr_fault(), v6.1..7.x)
+USER_FAULT_FLAGS = (FAULT_FLAG["ALLOW_RETRY"] | FAULT_FLAG["KILLABLE"] | FAULT_FLAG["INTERRUPTIBLE"]
+                    | FAULT_FLAG["USER"])
+SIGSEGV = 0x40
+
+
+class AccessResult:
+    __slots__ = ("index", "op", "mapping", "address", "outcome", "result", "reason", "faults", "calls",
+                 "errno", "pinned", "pinned_fast", "length")
+
+    def __init__(self, index, op, mapping, address):
+        self.index = index
+        self.op = op
+        self.mapping = mapping
+        self.address = address
+        self.outcome = "none"
+        self.result = 0
+        self.reason = None
+        self.faults = []  # [(address, Fault)]
+        self.calls = {}
+        self.errno = None
+        self.pinned = None
+        self.pinned_fast = None
+        self.length = None
+
+    def set_error(self, errno, reason):
+        self.outcome = "error"
+        self.errno = errno
+        self.reason = reason
+
+    # -- derived views ------------------------------------------------------
+    def all_calls(self):
+        c = dict(self.calls)
+        for _, f in self.faults:
+            for k, v in f.calls.items():
+                c[k] = c.get(k, 0) + v
+        return c
+
+    def events(self):
+        out = []
+        for _, f in self.faults:
+            for name, fields in f.events:
+                out.append(Event(name, dict(fields), source="model", access=self.index))
+        return out
+
+    def to_json(self):
+        d = {
+            "access": self.index,
+            "op": self.op,
+            "mapping": self.mapping,
+            "address": self.address,
+            "outcome": self.outcome,
+            "result": self.result,
+            "result_text": decode_vm_fault(self.result),
+            "reason": self.reason,
+            "events": [{"name": e.name, "fields": e.fields} for e in self.events()],
+            "calls": self.all_calls(),
+        }
+        if self.errno is not None:
+            d["errno"] = self.errno
+        if self.op == "gup":
+            d["length"] = self.length
+            d["pinned"] = self.pinned
+            d["pinned_fast"] = self.pinned_fast
+            d["faults"] = [
+                {"address": a, "outcome": f.outcome, "result": f.result, "reason": f.reason}
+                for a, f in self.faults
+            ]
+        return d
+
+
+class Prediction:
+    def __init__(self, case, profile, results, counters, mapping_errors):
+        self.case = case
+        self.profile = profile
+        self.results = results
+        self.counters = counters
+        self.mapping_errors = mapping_errors
+
+    def summary(self):
+        outcomes = Counter()
+        fallbacks = Counter()
+        events = Counter()
+        calls = Counter()
+        faults = Counter()
+        for r in self.results:
+            outcomes[r.outcome] += 1
+            for _, f in r.faults:
+                faults[f.outcome] += 1
+                if f.reason and f.outcome not in ("pmd", "pud", "huge-zero", "none"):
+                    fallbacks[f.reason] += 1
+                for name, _ in f.events:
+                    events[name] += 1
+                for k, v in f.calls.items():
+                    calls[k] += v
+            for k, v in r.calls.items():
+                calls[k] += v
+        return {
+            "accesses": len(self.results),
+            "outcomes": dict(outcomes),
+            "faults": dict(faults),
+            "pmd": faults.get("pmd", 0),
+            "pud": faults.get("pud", 0),
+            "pte": faults.get("pte", 0),
+            "huge_zero": faults.get("huge-zero", 0),
+            "fallbacks": dict(fallbacks),
+            "events": dict(events),
+            "calls": dict(calls),
+            "vmstat": dict(self.counters),
+            "mapping_errors": dict(self.mapping_errors),
+        }
+
+    def to_json(self):
+        return {
+            "profile": self.profile.name,
+            "kernel": self.case.kernel,
+            "profile_detail": self.profile.to_json(),
+            "results": [r.to_json() for r in self.results],
+            "summary": self.summary(),
+        }
+
+    def events(self):
+        for r in self.results:
+            yield from r.events()
+
+
+class Sim:
+    """The mutable kernel state for one case."""
+
+    def __init__(self, case, profile):
+        self.case = case
+        self.profile = profile
+        self.device = case.device
+        self.file = FileState(case.file) if case.file is not None else None
+        self.dev = (case.file.dev if case.file is not None and case.file.dev is not None else case.device.dev)
+        self.mm = AddressSpace()
+        self.thp_disable = case.thp_disable
+        self.counters = Counter(thp_fault_fallback=0, thp_split_pmd=0, thp_zero_page_alloc=0, pgmajfault=0)
+        self.flags_seen = set()
+        self.mapping_errors = {}
+        self.mapped = set()
+
+    def mmap(self, m):
+        if self.device.mode == "devdax":
+            err = devdax.check_vma(self.device, m.shared, m.start, m.end)
+            if err:
+                self.mapping_errors[m.id] = err
+                return
+        self.mapping_errors.pop(m.id, None)
+        self.mm.add(Vma(m.start, m.end, m.offset >> PAGE_SHIFT, m.shared, m.sync, m.writable,
+                        m.nohugepage, m.id))
+        self.mapped.add(m.id)
+
+    def munmap(self, m):
+        self.mm.remove_mapping(m.id)
+        self.mm.free_tables(m.start, m.end)
+        # tables partly covered stay only if another VMA still uses them
+        for key in (m.start >> 21, (m.end - 1) >> 21):
+            lo, hi = key << 21, (key + 1) << 21
+            if not any(v.start < hi and v.end > lo for v in self.mm.vmas):
+                self.mm.pmds.pop(key, None)
+        self.mapped.discard(m.id)
+
+    def fault(self, vma, addr, write, flags, via_gup=False):
+        if self.device.mode == "devdax":
+            return devdax.handle_mm_fault(self, vma, addr, write, flags, via_gup)
+        f = fsdax.handle_mm_fault(self, vma, addr, write, flags, via_gup)
+        if f.result & fsdax.SIGBUS:
+            f.outcome = "sigbus"
+        return f
+
+
+def explain(case):
+    """Predict what the case's kernel does for every access.  Returns a
+    :class:`Prediction`."""
+    profile = select_profile(case.kernel)
+    sim = Sim(case, profile)
+    for m in case.mappings:
+        if m.mapped:
+            sim.mmap(m)
+    results = []
+    mm = sim.mm
+    for i, a in enumerate(case.accesses):
+        m = case.mapping(a.mapping)
+        addr = m.start + a.offset
+        r = AccessResult(i, a.op, a.mapping, addr)
+        results.append(r)
+        op = a.op
+        if op == "mmap":
+            sim.mmap(m)
+            if m.id in sim.mapping_errors:
+                r.set_error(22, sim.mapping_errors[m.id])
+            continue
+        if op == "munmap":
+            sim.munmap(m)
+            continue
+        if m.id in sim.mapping_errors:
+            r.set_error(22, sim.mapping_errors[m.id])
+            continue
+        if op == "madvise":
+            _madvise(sim, m, a)
+            continue
+        if op == "gup":
+            r.length = a.length
+            gup.gup(sim, mm.find, lambda v, ad, w, fl: sim.fault(v, ad, w, fl, via_gup=True), a, addr, r)
+            if r.outcome != "error":
+                r.outcome = "pinned" if r.pinned else "none"
+                if r.faults:
+                    r.result = r.faults[-1][1].result
+                    r.reason = next((f.reason for _, f in r.faults if f.reason), None)
+            continue
+        # read / write
+        vma = mm.find(addr)
+        if vma is None or a.offset >= m.length:
+            r.set_error(None, "not-mapped")
+            r.result = SIGSEGV
+            continue
+        write = op == "write"
+        if write and not vma.writable:
+            r.set_error(None, "write-readonly")
+            r.result = SIGSEGV
+            continue
+        flags = USER_FAULT_FLAGS | (FAULT_FLAG["WRITE"] if write else 0)
+        addr &= ~(PAGE_SIZE - 1)
+        r.address = addr
+        f = sim.fault(vma, addr, write, flags)
+        r.faults.append((addr, f))
+        r.outcome = f.outcome
+        r.result = f.result
+        r.reason = None if f.outcome in ("pmd", "pud", "huge-zero", "none") else f.reason
+    return Prediction(case, profile, results, sim.counters, sim.mapping_errors)
+
+
+def _madvise(sim, m, a):
+    start = m.start + a.offset
+    end = m.end if a.length == 0 else min(m.end, start + a.length)
+    mm = sim.mm
+    if a.advice == "dontneed":
+        mm.zap(start, end)
+        return
+    # MADV_[NO]HUGEPAGE: split the VMA at the range boundaries (mm/madvise.c
+    # madvise_update_vma() -> split_vma()) and set/clear VM_NOHUGEPAGE.
+    mm.split_at(start)
+    mm.split_at(end)
+    for v in mm.vmas:
+        if v.mapping == m.id and v.start >= start and v.end <= end:
+            v.nohugepage = a.advice == "nohugepage"
+            v.update_flags()
+
+
+__all__ = ["explain", "Prediction", "AccessResult", "REASONS", "PMD_SIZE"]

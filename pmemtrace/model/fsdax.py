@@ -1,0 +1,474 @@
+"""fsdax faults: mm/memory.c's fault entry and fs/dax.c's PMD and PTE paths.
+
+Each function mirrors one kernel function; the checks run in kernel order and
+every fallback carries its reason code (pmemtrace/model/reasons.py).
+kernel-dax-behavior.md sections 3, 4, 6 and 7 are the source; where the lab
+found otherwise, docs/lab-findings.md says so and the code follows the lab.
+"""
+
+from ..events import FAULT_FLAG, VM_FAULT
+from .state import (
+    FULL,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PG_PMD_COLOUR,
+    PMD_SHIFT,
+    PMD_SIZE,
+    HugePmd,
+    PmdEntry,
+    PteEntries,
+    PteTable,
+)
+
+NOPAGE = VM_FAULT["NOPAGE"]
+FALLBACK = VM_FAULT["FALLBACK"]
+SIGBUS = VM_FAULT["SIGBUS"]
+MAJOR = VM_FAULT["MAJOR"]
+DONE_COW = VM_FAULT["DONE_COW"]
+NEEDDSYNC = VM_FAULT["NEEDDSYNC"]
+RETRY = VM_FAULT["RETRY"]
+FF_WRITE = FAULT_FLAG["WRITE"]
+FF_MKWRITE = FAULT_FLAG["MKWRITE"]
+FF_VMA_LOCK = FAULT_FLAG["VMA_LOCK"]
+
+
+class Fault:
+    """What one fault did (one trip through handle_mm_fault and below)."""
+
+    __slots__ = ("outcome", "result", "reason", "events", "calls", "level")
+
+    def __init__(self):
+        self.outcome = "none"
+        self.result = 0
+        self.reason = None
+        self.events = []  # (name, fields)
+        self.calls = {}
+        self.level = None
+
+    def call(self, fn, n=1):
+        self.calls[fn] = self.calls.get(fn, 0) + n
+
+
+# --------------------------------------------------------------------------
+# event builders: fields exactly as include/trace/events/fs_dax.h assigns them
+
+
+def _pmd_ev(sim, name, vma, addr, pgoff, flags, result):
+    return (name, {
+        "dev": sim.dev, "ino": sim.file.ino, "vm_start": vma.start, "vm_end": vma.end,
+        "vm_flags": vma.vm_flags, "address": addr, "pgoff": pgoff,
+        "max_pgoff": sim.file.max_pgoff, "flags": flags, "result": result,
+    })
+
+
+def _pte_ev(sim, name, vma, addr, pgoff, flags, result):
+    return (name, {
+        "dev": sim.dev, "ino": sim.file.ino, "vm_flags": vma.vm_flags, "address": addr,
+        "pgoff": pgoff, "flags": flags, "result": result,
+    })
+
+
+def _hole_ev(sim, name, vma, addr, zero, entry):
+    return (name, {
+        "dev": sim.dev, "ino": sim.file.ino, "vm_flags": vma.vm_flags, "address": addr,
+        sim.profile.zero_field: zero, "radix_entry": entry,
+    })
+
+
+# Values the model cannot know (kernel pointers); stable placeholders so that
+# traces compare structurally.  radix_entry of an empty PMD entry is exact:
+# xa_mk_value(DAX_EMPTY|DAX_PMD) = 0x15 (fs/dax.c dax_make_entry()).
+ZERO_FOLIO_PLACEHOLDER = 0xFFFFEA0000000000
+EMPTY_PMD_ENTRY = 0x15
+
+
+# --------------------------------------------------------------------------
+# xarray: grab_mapping_entry() (fs/dax.c, v6.1..7.x)
+
+
+def _unmap_zero(sim, block, index=None):
+    """unmap_mapping_pages() of a zero-page mapping of the file: 512 pages of
+    *block* (PMD zero entry) or the one page *index* (PTE zero entry), in every
+    VMA that maps it."""
+    mm = sim.mm
+    for vma in mm.vmas:
+        first = block << 9 if index is None else index
+        n = 512 if index is None else 1
+        lo = max(first, vma.pgoff)
+        hi = min(first + n, vma.pgoff + ((vma.end - vma.start) >> PAGE_SHIFT))
+        if lo >= hi:
+            continue
+        a0 = vma.start + ((lo - vma.pgoff) << PAGE_SHIFT)
+        a1 = vma.start + ((hi - vma.pgoff) << PAGE_SHIFT)
+        for key in range(a0 >> PMD_SHIFT, ((a1 - 1) >> PMD_SHIFT) + 1):
+            slot = mm.pmds.get(key)
+            if isinstance(slot, HugePmd):
+                if slot.zero:
+                    del mm.pmds[key]
+            elif slot is not None and slot.zero:
+                lo_a = max(a0, key << PMD_SHIFT)
+                hi_a = min(a1, (key + 1) << PMD_SHIFT)
+                for p in range((lo_a >> PAGE_SHIFT) & PG_PMD_COLOUR, (((hi_a - 1) >> PAGE_SHIFT) & PG_PMD_COLOUR) + 1):
+                    bit = 1 << p
+                    if slot.zero & bit:
+                        slot.zero &= ~bit
+                        slot.present &= ~bit
+                        slot.writable &= ~bit
+
+
+def grab_pmd_entry(sim, block):
+    """grab_mapping_entry(order=PMD_ORDER): returns the PmdEntry, or None when
+    a PTE-order entry anywhere in the 512 indices conflicts (FALLBACK)."""
+    ent = sim.file.entries.get(block)
+    if ent is None:
+        ent = PmdEntry("empty")
+        sim.file.entries[block] = ent
+        return ent
+    if isinstance(ent, PteEntries):
+        return None
+    return ent
+
+
+def grab_pte_entry(sim, index):
+    """grab_mapping_entry(order=0): a PMD zero/empty entry is downgraded (a zero
+    one unmapped first); a PMD data entry is kept and returned as is."""
+    block = index >> 9
+    ent = sim.file.entries.get(block)
+    if isinstance(ent, PmdEntry):
+        if ent.kind == "data":
+            return ent
+        if ent.kind == "zero":
+            _unmap_zero(sim, block)
+        ent = None
+    if ent is None:
+        ent = PteEntries()
+        sim.file.entries[block] = ent
+    ent.present |= 1 << (index & PG_PMD_COLOUR)
+    return ent
+
+
+# --------------------------------------------------------------------------
+# fs/dax.c dax_iomap_pmd_fault()
+
+
+def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
+    """Returns the VM_FAULT_* result; fills f (events, calls, reason)."""
+    prof = sim.profile
+    fs = sim.file
+    write = bool(flags & FF_WRITE)
+    pgoff = vma.pgoff_of(addr)
+    block = pgoff >> 9
+    index = block << 9
+    max_pgoff = fs.max_pgoff
+    f.call("dax_iomap_pmd_fault")
+    f.events.append(_pmd_ev(sim, "dax_pmd_fault", vma, addr, pgoff, flags, 0))
+
+    def done(ret, reason=None):
+        if ret == FALLBACK:
+            f.reason = f.reason or reason
+            sim.counters["thp_fault_fallback"] += 1
+            # split_huge_pmd(): a huge PMD being write-upgraded is zapped
+            slot = sim.mm.pmds.get(addr >> PMD_SHIFT)
+            if isinstance(slot, HugePmd):
+                del sim.mm.pmds[addr >> PMD_SHIFT]
+                sim.counters["thp_split_pmd"] += 1
+        elif reason:
+            f.reason = reason
+        f.events.append(_pmd_ev(sim, "dax_pmd_fault_done", vma, addr, pgoff, flags, ret))
+        return ret
+
+    # P0: the PMD-aligned index at or after EOF
+    if index >= max_pgoff:
+        return done(SIGBUS, "sigbus-eof")
+    # P1: dax_fault_check_fallback(), in order
+    pmd_addr = addr & ~(PMD_SIZE - 1)
+    if (pgoff & PG_PMD_COLOUR) != ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR):
+        return done(FALLBACK, "pmd-colour-mismatch")
+    if write and not vma.shared:
+        return done(FALLBACK, "private-write")
+    if pmd_addr < vma.start:
+        return done(FALLBACK, "vma-start")
+    if pmd_addr + PMD_SIZE > vma.end:
+        return done(FALLBACK, "vma-end")
+    if (index | PG_PMD_COLOUR) >= max_pgoff:
+        return done(FALLBACK, "beyond-eof")
+    # P2: grab_mapping_entry(order 9)
+    ent = grab_pmd_entry(sim, block)
+    if ent is None:
+        return done(FALLBACK, "pte-entry-present")
+    # P4/P5: ->iomap_begin() over [index, +2 MiB)
+    pos = index << PAGE_SHIFT
+    kind, length, ext = fs.lookup(pos)
+    new = False
+    if write and kind in ("hole", "unwritten"):
+        # IOMAP_WRITE: ext4/xfs ->iomap_begin() allocate (or convert) up to
+        # the requested 2 MiB, bounded by the hole/unwritten extent, before
+        # returning the mapping whose length is then checked.
+        new = fs.write_range(pos, min(length, PMD_SIZE))
+        kind, length, ext = fs.lookup(pos)
+    if length < PMD_SIZE:
+        return done(FALLBACK, "extent-too-short")
+    # I1: read of a hole or unwritten extent -> huge zero page
+    if not write and kind in ("hole", "unwritten"):
+        return dax_pmd_load_hole(sim, f, vma, addr, block, ent, done)
+    # I3: dax_iomap_direct_access()
+    phys = sim.device.data_start + ext.physical + (pos - ext.logical)
+    if sim.device.size is not None and ext.physical + (pos - ext.logical) + PMD_SIZE > sim.device.size:
+        return done(FALLBACK, "device-short")
+    if (phys >> PAGE_SHIFT) & PG_PMD_COLOUR:
+        return done(FALLBACK, "pfn-unaligned")
+    if prof.pmd_needs_devmap and not sim.device.struct_pages:
+        return done(FALLBACK, "pfn-no-devmap")
+    # I4: dax_insert_entry(DAX_PMD)
+    if ent.kind == "zero":
+        _unmap_zero(sim, block)
+    ent.kind = "data"
+    # I6: MAP_SYNC write whose metadata is not yet durable (IOMAP_F_DIRTY)
+    if write and vma.sync and new:
+        done(NEEDDSYNC)
+        return dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd=True)
+    # I7: insert the PMD
+    f.call(prof.pmd_insert_function)
+    _install_pmd(sim, addr, writable=write)
+    f.outcome, f.level = "pmd", "pmd"
+    return done(NOPAGE)
+
+
+def _install_pmd(sim, addr, writable, zero=False):
+    key = addr >> PMD_SHIFT
+    slot = sim.mm.pmds.get(key)
+    if isinstance(slot, HugePmd):
+        # insert_pfn_pmd()/insert_pmd() on a present PMD: a write upgrades it
+        if writable:
+            slot.writable = True
+        return
+    sim.mm.pmds[key] = HugePmd(writable, zero)
+
+
+def dax_pmd_load_hole(sim, f, vma, addr, block, ent, done):
+    """fs/dax.c dax_pmd_load_hole(): map the huge zero page read-only."""
+    prof = sim.profile
+    if ent.kind == "data":
+        # A data entry over a hole cannot happen; keep the kernel's shape.
+        pass
+    ent.kind = "zero"
+    entry_val = (((ZERO_FOLIO_PLACEHOLDER >> PAGE_SHIFT) << 4 | 0x2 | 0x4) << 1) | 1
+    if prof.zero_pmd_via_insert:
+        # v6.18: vmf_insert_folio_pmd(vmf, zero_folio, false)
+        f.call(prof.pmd_insert_function)
+    slot = sim.mm.pmds.get(addr >> PMD_SHIFT)
+    if slot is not None and prof.load_hole_fallback_if_pmd_present:
+        f.events.append(_hole_ev(sim, "dax_pmd_load_hole_fallback", vma, addr, ZERO_FOLIO_PLACEHOLDER, entry_val))
+        return done(FALLBACK, "pte-table-present")
+    _install_pmd(sim, addr, writable=False, zero=True)
+    if "thp_zero_page_alloc" not in sim.flags_seen:
+        sim.flags_seen.add("thp_zero_page_alloc")
+        sim.counters["thp_zero_page_alloc"] += 1
+    f.events.append(_hole_ev(sim, "dax_pmd_load_hole", vma, addr, ZERO_FOLIO_PLACEHOLDER, entry_val))
+    f.outcome, f.level = "huge-zero", "pmd"
+    return done(NOPAGE)
+
+
+def dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd):
+    """fs/dax.c dax_finish_sync_fault() -> vfs_fsync_range() ->
+    dax_insert_pfn_mkwrite(): the entry is still there, so the pfn is inserted
+    writable and dax_insert_pfn_mkwrite fires with NOPAGE."""
+    prof = sim.profile
+    if pmd:
+        f.call(prof.pmd_insert_function)
+        _install_pmd(sim, addr, writable=True)
+        f.outcome, f.level = "pmd", "pmd"
+    else:
+        f.call(prof.pte_insert_function[1])
+        _set_pte(sim, addr, writable=True)
+        f.outcome, f.level = "pte", "pte"
+    f.call("dax_finish_sync_fault")
+    f.events.append(_pte_ev(sim, "dax_insert_pfn_mkwrite", vma, addr, pgoff, flags, NOPAGE))
+    f.result = NEEDDSYNC
+    return NEEDDSYNC
+
+
+def _table(sim, addr):
+    key = addr >> PMD_SHIFT
+    slot = sim.mm.pmds.get(key)
+    if not isinstance(slot, PteTable):
+        slot = PteTable()
+        sim.mm.pmds[key] = slot
+    return slot
+
+
+def _set_pte(sim, addr, writable, zero=False, anon=False):
+    t = _table(sim, addr)
+    bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
+    t.present |= bit
+    if writable:
+        t.writable |= bit
+    else:
+        t.writable &= ~bit
+    if zero:
+        t.zero |= bit
+    else:
+        t.zero &= ~bit
+    if anon:
+        t.anon |= bit
+
+
+# --------------------------------------------------------------------------
+# fs/dax.c dax_iomap_pte_fault()
+
+
+def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
+    prof = sim.profile
+    fs = sim.file
+    write = bool(flags & FF_WRITE)
+    pgoff = vma.pgoff_of(addr)
+    f.call("dax_iomap_pte_fault")
+    f.events.append(_pte_ev(sim, "dax_pte_fault", vma, addr, pgoff, flags, 0))
+
+    def done(ret, reason=None):
+        if reason and not f.reason:
+            f.reason = reason
+        f.events.append(_pte_ev(sim, "dax_pte_fault_done", vma, addr, pgoff, flags, ret))
+        return ret
+
+    pos = pgoff << PAGE_SHIFT
+    # T1
+    if pos >= fs.size:
+        f.outcome = "sigbus"
+        f.reason = "sigbus-eof"
+        return done(SIGBUS, "sigbus-eof")
+    # T2
+    ent = grab_pte_entry(sim, pgoff)
+    # T3: a huge PMD appeared meanwhile (only a race in the kernel)
+    if isinstance(sim.mm.pmds.get(addr >> PMD_SHIFT), HugePmd):
+        return done(NOPAGE)
+    kind, length, ext = fs.lookup(pos)
+    if cow:
+        # dax_fault_cow_page(): copy (or clear) into the private page, no
+        # IOMAP_WRITE, so nothing is allocated; finish_fault() maps it.
+        _set_pte(sim, addr, writable=True, anon=True)
+        f.outcome, f.level = "cow", "pte"
+        return done(DONE_COW)
+    if not write and kind in ("hole", "unwritten"):
+        # dax_load_hole(): the 4 KiB zero page, a zero PTE entry
+        if isinstance(ent, PteEntries):
+            ent.zero |= 1 << (pgoff & PG_PMD_COLOUR)
+        f.call(prof.pte_insert_function[0])
+        _set_pte(sim, addr, writable=False, zero=True)
+        f.events.append(_pte_ev(sim, "dax_load_hole", vma, addr, pgoff, flags, NOPAGE))
+        f.outcome, f.level = "zero-pte", "pte"
+        return done(NOPAGE)
+    new = False
+    if write and kind in ("hole", "unwritten"):
+        new = fs.write_range(pos & ~(PAGE_SIZE - 1), PAGE_SIZE)
+    if isinstance(ent, PteEntries):
+        bit = 1 << (pgoff & PG_PMD_COLOUR)
+        if ent.zero & bit:
+            ent.zero &= ~bit
+            _unmap_zero(sim, pgoff >> 9, pgoff)
+    ret = 0
+    if new:
+        sim.counters["pgmajfault"] += 1
+        ret |= MAJOR
+    if write and vma.sync and new:
+        done(ret | NEEDDSYNC)
+        dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd=False)
+        return ret | NEEDDSYNC
+    f.call(prof.pte_insert_function[1 if write else 0])
+    _set_pte(sim, addr, writable=write)
+    f.outcome, f.level = "pte", "pte"
+    return done(ret | NOPAGE)
+
+
+# --------------------------------------------------------------------------
+# mm/memory.c: __handle_mm_fault() for an fsdax VMA
+
+
+def handle_mm_fault(sim, vma, addr, write, flags, via_gup=False):
+    """One fault at *addr*; returns a Fault.  *flags* are the FAULT_FLAG_*
+    the architecture passes (user faults) or GUP's faultin_page() flags."""
+    f = Fault()
+    prof = sim.profile
+    use_vma_lock = prof.vma_lock_faults and not via_gup
+    # The lockless attempt under the per-VMA lock (lock_vma_under_rcu()); ext4's
+    # DAX vm_ops have no ->map_pages, so vmf_can_call_fault() makes the PTE
+    # path return VM_FAULT_RETRY and the fault is redone under mmap_lock (the
+    # huge attempt then runs twice).  xfs_file_vm_ops has ->map_pages.
+    # mm/memory.c vmf_can_call_fault(), do_read_fault(), do_shared_fault(),
+    # do_cow_fault(), wp_pfn_shared() (v6.12).
+    if use_vma_lock:
+        ret = _fault_once(sim, f, vma, addr, write, flags | FF_VMA_LOCK, retry_pte=(sim.file.fs == "ext4"))
+        if ret != RETRY:
+            f.result = ret
+            return f
+    f.result = _fault_once(sim, f, vma, addr, write, flags, retry_pte=False)
+    return f
+
+
+def _fault_once(sim, f, vma, addr, write, flags, retry_pte):
+    mm = sim.mm
+    key = addr >> PMD_SHIFT
+    slot = mm.pmds.get(key)
+    huge_ok = not vma.nohugepage and not sim.thp_disable
+    if slot is None:
+        if huge_ok:
+            # PUD: dax_iomap_fault(order PUD) returns FALLBACK with no event
+            ret = dax_iomap_pmd_fault(sim, f, vma, addr, flags)
+            if ret != FALLBACK:
+                return ret
+        else:
+            f.reason = f.reason or ("nohugepage" if vma.nohugepage else "thp-disabled")
+    elif isinstance(slot, HugePmd):
+        if write and not slot.writable:
+            # wp_huge_pmd(): shared VMAs retry the huge fault for write
+            if vma.shared:
+                ret = dax_iomap_pmd_fault(sim, f, vma, addr, flags)
+                if ret != FALLBACK:
+                    return ret
+            else:
+                f.reason = "private-write"
+            # __split_huge_pmd(): a DAX PMD is zapped, not split into PTEs
+            if key in mm.pmds and isinstance(mm.pmds[key], HugePmd):
+                del mm.pmds[key]
+                sim.counters["thp_split_pmd"] += 1
+        else:
+            # huge_pmd_set_accessed(): nothing new
+            f.outcome = "none"
+            f.level = "pmd"
+            return 0
+    else:
+        f.reason = f.reason or "pte-table-present"
+    return _pte_level(sim, f, vma, addr, write, flags, retry_pte)
+
+
+def _pte_level(sim, f, vma, addr, write, flags, retry_pte):
+    t = sim.mm.pmds.get(addr >> PMD_SHIFT)
+    bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
+    if isinstance(t, PteTable) and t.present & bit:
+        if not write or t.writable & bit:
+            f.outcome, f.level = "none", "pte"
+            return 0
+        # do_wp_page()
+        if not vma.shared:
+            # wp_page_copy(): private copy of the DAX page (no fs_dax event)
+            _set_pte(sim, addr, writable=True, anon=True)
+            f.outcome, f.level = "cow", "pte"
+            f.reason = f.reason or "private-write"
+            return 0
+        # shared: ->pfn_mkwrite (<= 6.14, DAX PTEs are special) or
+        # ->page_mkwrite via do_page_mkwrite() (6.15+, flags become exactly
+        # WRITE|MKWRITE) -> the fs's dax fault handler
+        if retry_pte:
+            return RETRY
+        if sim.profile.pte_insert_function[0] == "vmf_insert_page_mkwrite":
+            mflags = FF_WRITE | FF_MKWRITE
+        else:
+            mflags = flags | FF_MKWRITE
+        return dax_iomap_pte_fault(sim, f, vma, addr, mflags, cow=False)
+    if retry_pte:
+        return RETRY
+    cow = write and not vma.shared
+    return dax_iomap_pte_fault(sim, f, vma, addr, flags, cow=cow)
+
+
+FULL_BITMAP = FULL

@@ -1,0 +1,124 @@
+"""get_user_pages on DAX mappings (DAX-GUP): mm/gup.c.
+
+Direct I/O whose user buffer is a DAX mapping pins the buffer's pages with
+get_user_pages_fast()/pin_user_pages_fast(): the lockless fast path takes
+what is already mapped with the right permission, the slow path
+(__get_user_pages) faults in the rest one page at a time (faultin_page()) and
+looks each page up again (follow_page_mask()).  On kernels whose DAX
+mappings carry the devmap bit (<= 6.14), every page grabbed calls
+get_dev_pagemap() (gup_pte_range()/__gup_device_huge() on the fast path,
+follow_devmap_pmd()/follow_page_pte() on the slow path).  FOLL_LONGTERM pins
+of fsdax memory are refused (check_vma_flags(): -EOPNOTSUPP).
+kernel-dax-behavior.md section 10.
+"""
+
+from ..events import FAULT_FLAG
+from .state import PAGE_SHIFT, PAGE_SIZE, PG_PMD_COLOUR, PMD_SHIFT, PUD_SHIFT, HugePmd, PteTable
+
+EOPNOTSUPP = 95
+EFAULT = 14
+# faultin_page(): FOLL_UNLOCKABLE -> ALLOW_RETRY|KILLABLE; FOLL_WRITE -> WRITE;
+# no FAULT_FLAG_USER and no VMA lock (GUP holds mmap_lock).
+GUP_FAULT_FLAGS = FAULT_FLAG["ALLOW_RETRY"] | FAULT_FLAG["KILLABLE"]
+
+
+def _present(sim, addr, write):
+    mm = sim.mm
+    pud = mm.puds.get(addr >> PUD_SHIFT)
+    if pud is not None:
+        return not write or pud.writable
+    slot = mm.pmds.get(addr >> PMD_SHIFT)
+    if slot is None:
+        return False
+    if isinstance(slot, HugePmd):
+        # follow_devmap_pmd(): FOLL_WRITE && !pmd_write(*pmd) -> NULL (fault)
+        if slot.zero:
+            # the huge zero page is never pinned for write; for read, GUP
+            # takes it (follow_trans_huge_pmd) without get_dev_pagemap()
+            return not write
+        return not write or slot.writable
+    bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
+    if not slot.present & bit:
+        return False
+    return not write or bool(slot.writable & bit)
+
+
+def _is_devmap(sim, addr):
+    """Does the page at *addr* carry pXX_devmap (so GUP calls get_dev_pagemap)?"""
+    mm = sim.mm
+    if addr >> PUD_SHIFT in mm.puds:
+        return True
+    slot = mm.pmds.get(addr >> PMD_SHIFT)
+    if isinstance(slot, HugePmd):
+        return not slot.zero
+    if isinstance(slot, PteTable):
+        bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
+        return not (slot.zero & bit or slot.anon & bit)
+    return False
+
+
+def gup(sim, vma_lookup, fault_fn, access, start, result):
+    """Pin [start, start+length).  Fills *result* (an AccessResult) with the
+    faults taken, the pages pinned and the probe hits; returns nothing."""
+    prof = sim.profile
+    length = access.length
+    write = access.write
+    npages = (length + PAGE_SIZE - 1) >> PAGE_SHIFT
+    first = start & ~(PAGE_SIZE - 1)
+    calls = result.calls
+    gdp = "get_dev_pagemap"
+
+    def hit(fn, n=1):
+        calls[fn] = calls.get(fn, 0) + n
+
+    vma = vma_lookup(first)
+    if vma is None:
+        result.set_error(EFAULT, "not-mapped")
+        return
+    is_fsdax = sim.device.mode == "fsdax"
+    if access.longterm and is_fsdax and prof.longterm_fsdax_refused:
+        # Fast path: devmap + FOLL_LONGTERM (<= 6.14) or
+        # !folio_is_longterm_pinnable() (6.15+) -> gives up before
+        # get_dev_pagemap(); slow path: check_vma_flags() -> -EOPNOTSUPP.
+        hit("check_vma_flags")
+        result.set_error(EOPNOTSUPP, "longterm-pin-fsdax")
+        return
+    i = 0
+    pinned_fast = 0
+    if access.fast:
+        hit("gup_fast")
+        while i < npages:
+            addr = first + (i << PAGE_SHIFT)
+            if not _present(sim, addr, write):
+                break
+            if access.longterm and prof.gup_uses_get_dev_pagemap and _is_devmap(sim, addr):
+                # gup_fast: pXX_devmap with FOLL_LONGTERM -> slow path
+                break
+            if prof.gup_uses_get_dev_pagemap and _is_devmap(sim, addr):
+                hit(gdp)
+            i += 1
+        pinned_fast = i
+    if i < npages:
+        hit("__get_user_pages")
+    flags = GUP_FAULT_FLAGS | (FAULT_FLAG["WRITE"] if write else 0)
+    while i < npages:
+        addr = first + (i << PAGE_SHIFT)
+        v = vma_lookup(addr)
+        if v is None:
+            break
+        if not _present(sim, addr, write):
+            f = fault_fn(v, addr, write, flags)
+            result.faults.append((addr, f))
+            if f.result & 0x2:  # VM_FAULT_SIGBUS -> -EFAULT
+                if i == 0:
+                    result.set_error(EFAULT, f.reason)
+                break
+            if not _present(sim, addr, write):
+                # the fault left nothing we can grab (e.g. a private COW)
+                if not _present(sim, addr, False):
+                    break
+        if prof.gup_uses_get_dev_pagemap and _is_devmap(sim, addr):
+            hit(gdp)
+        i += 1
+    result.pinned = i
+    result.pinned_fast = pinned_fast

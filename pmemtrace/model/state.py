@@ -1,0 +1,276 @@
+"""Kernel state the model carries across accesses, as the kernel keeps it.
+
+- :class:`AddressSpace`: the process's VMAs and, per 2 MiB of virtual address
+  space, what its PMD slot holds: nothing (``pmd_none``), a huge mapping, or a
+  page table of 4 KiB PTEs.  PTEs are kept as 512-bit bitmaps per slot, so
+  memory grows with the 2 MiB ranges touched, never with the 4 KiB pages.
+- :class:`FileState`: the file's DAX xarray entries (mapping->i_pages), per
+  2 MiB block: one PMD entry (empty, zero or data) or a bitmap of PTE-order
+  entries; and the file's block map (extents), which write faults change
+  (unwritten -> written, holes -> allocated).  Entries outlive munmap, as in
+  the kernel (they go with truncate, hole punch or inode eviction).
+"""
+
+import bisect
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PMD_SHIFT = 21
+PMD_SIZE = 1 << PMD_SHIFT
+PUD_SHIFT = 30
+PUD_SIZE = 1 << PUD_SHIFT
+PG_PMD_NR = 512
+PG_PMD_COLOUR = PG_PMD_NR - 1
+FULL = (1 << PG_PMD_NR) - 1
+
+# vm_flags bits (include/linux/mm.h) used to render trace events
+VM_READ = 0x1
+VM_WRITE = 0x2
+VM_SHARED = 0x8
+VM_MAYREAD = 0x10
+VM_MAYWRITE = 0x20
+VM_MAYEXEC = 0x40
+VM_MAYSHARE = 0x80
+VM_SYNC = 0x800000
+VM_HUGEPAGE = 0x20000000
+VM_NOHUGEPAGE = 0x40000000
+
+
+class Vma:
+    __slots__ = ("start", "end", "pgoff", "shared", "sync", "writable", "nohugepage", "mapping", "vm_flags")
+
+    def __init__(self, start, end, pgoff, shared, sync, writable, nohugepage, mapping):
+        self.start = start
+        self.end = end
+        self.pgoff = pgoff  # file page index mapped at vm_start
+        self.shared = shared
+        self.sync = sync
+        self.writable = writable
+        self.nohugepage = nohugepage
+        self.mapping = mapping  # the case's mapping id
+        self.update_flags()
+
+    def update_flags(self):
+        f = VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+        if self.writable:
+            f |= VM_WRITE
+        if self.shared:
+            f |= VM_SHARED | VM_MAYSHARE
+        if self.sync:
+            f |= VM_SYNC
+        # ext4/xfs/device-dax mmap set VM_HUGEPAGE on DAX VMAs
+        # (fs/ext4/file.c ext4_file_mmap(), fs/xfs/xfs_file.c, drivers/dax/device.c)
+        f |= VM_NOHUGEPAGE if self.nohugepage else VM_HUGEPAGE
+        self.vm_flags = f
+
+    def split(self, addr):
+        """Split at *addr*; self keeps [start, addr), returns [addr, end)."""
+        new = Vma(addr, self.end, self.pgoff + ((addr - self.start) >> PAGE_SHIFT), self.shared, self.sync,
+                  self.writable, self.nohugepage, self.mapping)
+        self.end = addr
+        return new
+
+    def pgoff_of(self, addr):
+        return self.pgoff + ((addr - self.start) >> PAGE_SHIFT)
+
+
+class PteTable:
+    """A page table under one PMD slot: bitmaps of present, writable and
+    copied-on-write (anonymous) PTEs, bit i = page i of the 2 MiB range."""
+
+    __slots__ = ("present", "writable", "anon", "zero")
+
+    def __init__(self):
+        self.present = 0
+        self.writable = 0
+        self.anon = 0
+        self.zero = 0  # maps the shared 4 KiB zero page
+
+
+class HugePmd:
+    __slots__ = ("writable", "zero", "level")
+
+    def __init__(self, writable, zero, level="pmd"):
+        self.writable = writable
+        self.zero = zero
+        self.level = level  # "pmd" or "pud" (device-dax 1 GiB)
+
+
+class AddressSpace:
+    def __init__(self):
+        self.vmas = []  # sorted by start
+        self._starts = []
+        self.pmds = {}  # vaddr >> PMD_SHIFT -> HugePmd | PteTable
+        self.puds = {}  # vaddr >> PUD_SHIFT -> HugePmd (device-dax PUD mappings)
+
+    def _reindex(self):
+        self.vmas.sort(key=lambda v: v.start)
+        self._starts = [v.start for v in self.vmas]
+
+    def add(self, vma):
+        self.vmas.append(vma)
+        self._reindex()
+
+    def find(self, addr):
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self.vmas[i].end:
+            return self.vmas[i]
+        return None
+
+    def vmas_of(self, mapping):
+        return [v for v in self.vmas if v.mapping == mapping]
+
+    def remove_mapping(self, mapping):
+        for v in self.vmas_of(mapping):
+            self.zap(v.start, v.end)
+        self.vmas = [v for v in self.vmas if v.mapping != mapping]
+        self._reindex()
+
+    def split_at(self, addr):
+        v = self.find(addr)
+        if v is not None and v.start < addr:
+            self.vmas.append(v.split(addr))
+            self._reindex()
+
+    def zap(self, start, end):
+        """Remove the translations for [start, end) (munmap, MADV_DONTNEED).
+
+        A huge mapping partly inside the range is split (zapped whole), as
+        zap_pmd_range()/__split_huge_pmd() do for DAX.  Page tables are freed
+        only when the whole 2 MiB range goes (free_pgtables on munmap); for
+        MADV_DONTNEED the (now empty) table stays.
+        """
+        for key in range(start >> PUD_SHIFT, ((end - 1) >> PUD_SHIFT) + 1):
+            if key in self.puds:
+                del self.puds[key]
+        first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
+        for key in range(first, last + 1):
+            slot = self.pmds.get(key)
+            if slot is None:
+                continue
+            if isinstance(slot, HugePmd):
+                del self.pmds[key]
+                continue
+            lo = max(start, key << PMD_SHIFT)
+            hi = min(end, (key + 1) << PMD_SHIFT)
+            a, b = (lo >> PAGE_SHIFT) & PG_PMD_COLOUR, ((hi - 1) >> PAGE_SHIFT) & PG_PMD_COLOUR
+            mask = ((1 << (b - a + 1)) - 1) << a
+            slot.present &= ~mask
+            slot.writable &= ~mask
+            slot.anon &= ~mask
+            slot.zero &= ~mask
+
+    def free_tables(self, start, end):
+        """Free page tables wholly inside [start, end) (munmap)."""
+        for key in range((start + PMD_SIZE - 1) >> PMD_SHIFT, end >> PMD_SHIFT):
+            self.pmds.pop(key, None)
+
+
+# --- xarray entries -------------------------------------------------------
+
+
+class PmdEntry:
+    __slots__ = ("kind",)
+
+    def __init__(self, kind):
+        self.kind = kind  # "empty" | "zero" | "data"
+
+
+class PteEntries:
+    __slots__ = ("present", "zero")
+
+    def __init__(self):
+        self.present = 0  # bit i: a PTE-order entry exists at index (block*512 + i)
+        self.zero = 0  # ... and it is a zero-page entry
+
+
+class Ext:
+    __slots__ = ("logical", "physical", "length", "unwritten")
+
+    def __init__(self, logical, physical, length, unwritten):
+        self.logical = logical
+        self.physical = physical
+        self.length = length
+        self.unwritten = unwritten
+
+    @property
+    def end(self):
+        return self.logical + self.length
+
+
+class FileState:
+    """The file: size, block map and DAX xarray entries."""
+
+    def __init__(self, file, hole_alloc_align=PMD_SIZE):
+        self.size = file.size
+        self.ino = file.ino
+        self.fs = file.fs
+        self.exts = [Ext(e.logical, e.physical, e.length, e.unwritten) for e in file.extents]
+        self._starts = [e.logical for e in self.exts]
+        self.entries = {}  # file block (index >> 9) -> PmdEntry | PteEntries
+        self.hole_alloc_align = hole_alloc_align
+        self._next_phys = max((e.physical + e.length for e in self.exts), default=0)
+
+    @property
+    def max_pgoff(self):
+        return (self.size + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+    def lookup(self, pos):
+        """iomap of byte *pos*: (kind, length_from_pos, ext_or_None).
+
+        kind is "mapped", "unwritten" or "hole"; a hole extends to the next
+        extent (ext4/xfs ->iomap_begin report holes up to the next mapping)."""
+        i = bisect.bisect_right(self._starts, pos) - 1
+        if i >= 0 and pos < self.exts[i].end:
+            e = self.exts[i]
+            # physically contiguous neighbours of the same type form one mapping
+            length = e.end - pos
+            j = i
+            while (j + 1 < len(self.exts) and self.exts[j + 1].logical == self.exts[j].end
+                   and self.exts[j + 1].physical == self.exts[j].physical + self.exts[j].length
+                   and self.exts[j + 1].unwritten == e.unwritten):
+                j += 1
+                length = self.exts[j].end - pos
+            return ("unwritten" if e.unwritten else "mapped"), length, e
+        nxt = self._starts[i + 1] if i + 1 < len(self._starts) else None
+        length = (nxt - pos) if nxt is not None else (1 << 62)
+        return "hole", length, None
+
+    def _split(self, pos):
+        """Make *pos* an extent boundary (if inside an extent)."""
+        i = bisect.bisect_right(self._starts, pos) - 1
+        if i >= 0 and self.exts[i].logical < pos < self.exts[i].end:
+            e = self.exts[i]
+            cut = pos - e.logical
+            new = Ext(pos, e.physical + cut, e.length - cut, e.unwritten)
+            e.length = cut
+            self.exts.insert(i + 1, new)
+            self._starts.insert(i + 1, pos)
+
+    def write_range(self, pos, length):
+        """A write fault's ->iomap_begin(IOMAP_WRITE) over [pos, pos+length):
+        converts unwritten blocks and allocates holes.  Returns True when any
+        block was newly allocated or converted (IOMAP_F_NEW)."""
+        new = False
+        end = pos + length
+        self._split(pos)
+        self._split(end)
+        p = pos
+        while p < end:
+            kind, ln, e = self.lookup(p)
+            ln = min(ln, end - p)
+            if kind == "unwritten":
+                e.unwritten = False
+                new = True
+            elif kind == "hole":
+                # The allocator's choice is not knowable from the case; the
+                # model allocates at the case's hole_alloc_align.
+                a = self.hole_alloc_align
+                phys = (self._next_phys + a - 1) // a * a
+                self._next_phys = phys + ln
+                i = bisect.bisect_right(self._starts, p)
+                self.exts.insert(i, Ext(p, phys, ln, False))
+                self._starts.insert(i, p)
+                new = True
+            p += ln
+        return new
