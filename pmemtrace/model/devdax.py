@@ -56,7 +56,9 @@ def _dev_dax_fault(sim, f, vma, addr, write, size):
             return FALLBACK
     base = addr & ~(size - 1)
     if base < vma.start or base + size > vma.end:
-        f.reason = "devdax-outside-vma"
+        # unreachable while check_vma() holds (VMA aligned to align); kept
+        # because the kernel tests it
+        f.reason = "devdax-vma-unaligned"
         return SIGBUS
     pgoff = vma.pgoff_of(base)
     if dax_pgoff_to_phys(dev, pgoff, size) == -1:

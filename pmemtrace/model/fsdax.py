@@ -213,8 +213,6 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
         return dax_pmd_load_hole(sim, f, vma, addr, block, ent, done)
     # I3: dax_iomap_direct_access()
     phys = sim.device.data_start + ext.physical + (pos - ext.logical)
-    if sim.device.size is not None and ext.physical + (pos - ext.logical) + PMD_SIZE > sim.device.size:
-        return done(FALLBACK, "device-short")
     if (phys >> PAGE_SHIFT) & PG_PMD_COLOUR:
         return done(FALLBACK, "pfn-unaligned")
     if prof.pmd_needs_devmap and not sim.device.struct_pages:

@@ -124,13 +124,6 @@ _R = [
         "fs/dax.c dax_iomap_direct_access() (v6.1, v6.12; gone with the v6.15 folio rework)",
         "reconfigure the namespace to fsdax: ndctl create-namespace -f -e NAMESPACE -m fsdax",
     ),
-    Reason(
-        "device-short",
-        "the device cannot provide 2 MiB of contiguous memory here (end of the device)",
-        "PFN_PHYS(length) < size in dax_iomap_direct_access()",
-        "fs/dax.c dax_iomap_direct_access() (v6.1..7.x)",
-        "keep files away from the last partial 2 MiB of the device",
-    ),
     # ---- GUP -----------------------------------------------------------
     Reason(
         "longterm-pin-fsdax",
@@ -170,14 +163,6 @@ _R = [
         "fault_size < dev_dax->align (or align > PAGE_SIZE in the PTE handler) -> VM_FAULT_SIGBUS",
         "drivers/dax/device.c __dev_dax_pte_fault(), __dev_dax_pmd_fault() (v6.1..7.x)",
         "do not madvise(MADV_NOHUGEPAGE) or mremap device-dax mappings into pieces smaller than align",
-        "sigbus",
-    ),
-    Reason(
-        "devdax-outside-vma",
-        "the align-sized block around the address is not inside the mapping: device-dax answers SIGBUS",
-        "pmd_addr < vma->vm_start || pmd_addr + PMD_SIZE > vma->vm_end -> VM_FAULT_SIGBUS",
-        "drivers/dax/device.c __dev_dax_pmd_fault() (v6.1..7.x)",
-        "keep device-dax mappings align-aligned at both ends",
         "sigbus",
     ),
     Reason(

@@ -1,0 +1,1 @@
+"""Embedded example cases (pmemtrace explain --example NAME)."""
