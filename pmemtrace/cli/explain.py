@@ -1,0 +1,133 @@
+"""pmemtrace explain: run a case through the reference model."""
+
+import argparse
+import json
+import os
+from importlib import resources
+
+from ..errors import CaseError, UsageError
+from ..events import decode_vm_fault
+from ..model import explain, load_case, parse_case
+from ..model.reasons import REASONS
+from ._common import print_json, table
+
+EPILOG = """\
+examples:
+  pmemtrace explain --list-examples          # the embedded cases
+  pmemtrace explain --example dax-pmd        # ndctl's dax-pmd test, predicted
+  pmemtrace explain case.json                # a case recorded by 'pmemtrace run'
+  pmemtrace explain case.json --kernel 7.2   # the same case on another kernel
+  pmemtrace explain case.json --events       # plus the fs_dax events it would emit
+  pmemtrace explain case.json --json         # machine-readable
+
+Outcomes: pmd / pud (a huge mapping), pte (4 KiB), huge-zero (the huge zero
+page for a hole), zero-pte, cow (private copy), none (nothing new: already
+mapped), sigbus, error (mmap or access refused), pinned (GUP).
+Reasons are listed by 'pmemtrace reasons'.
+"""
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "explain",
+        help="predict, access by access, what the kernel does for a case (no root, no pmem)",
+        description="Predict what a kernel does for a device, a file's extents, mappings and "
+        "accesses: PMD or PTE, the VM_FAULT result, the reason for every fallback, and the "
+        "fs_dax events and probe hits it would produce.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("case", nargs="?", help="case file (JSON, format version 1)")
+    p.add_argument("--example", metavar="NAME", help="run an embedded example case")
+    p.add_argument("--list-examples", action="store_true", help="list the embedded example cases")
+    p.add_argument("--kernel", metavar="RELEASE", help="override the case's kernel release (e.g. 6.1, 7.2.13)")
+    p.add_argument("--events", action="store_true", help="also print the fs_dax events the kernel would emit")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=run)
+    return p
+
+
+def example_names():
+    root = resources.files("pmemtrace.model.examples")
+    return sorted(e.name[:-5] for e in root.iterdir() if e.name.endswith(".json"))
+
+
+def load_example(name):
+    if name not in example_names():
+        raise UsageError(f"no example named {name!r}; 'pmemtrace explain --list-examples' lists them")
+    text = resources.files("pmemtrace.model.examples").joinpath(name + ".json").read_text()
+    return parse_case(json.loads(text))
+
+
+def _addr(a):
+    return f"{a:#x}" if a is not None else "-"
+
+
+def run(args):
+    if args.list_examples:
+        rows = []
+        for name in example_names():
+            c = load_example(name)
+            rows.append((name, (c.notes or "").split(". ")[0][:70]))
+        table(rows, ["example", "what it shows"])
+        return 0
+    if args.example:
+        case = load_example(args.example)
+    elif args.case:
+        case = load_case(args.case)
+    else:
+        raise UsageError("explain needs a CASE file or --example NAME (see --list-examples)")
+    if args.kernel:
+        from ..model.profiles import parse_release
+
+        parse_release(args.kernel)
+        case.kernel = args.kernel
+    pred = explain(case)
+    if args.json:
+        print_json(pred.to_json())
+        return 0
+    src = args.example or os.path.basename(args.case)
+    print(f"case {src}: kernel {case.kernel or '(none given)'} -> profile {pred.profile.name}")
+    rows = []
+    for r in pred.results:
+        what = r.outcome
+        if r.op == "gup" and r.pinned is not None:
+            what = f"pinned {r.pinned}/{(r.length + 4095) // 4096}"
+        res = decode_vm_fault(r.result) if r.result else "-"
+        if r.errno:
+            res = {95: "EOPNOTSUPP", 22: "EINVAL", 14: "EFAULT"}.get(r.errno, f"errno {r.errno}")
+        extra = ""
+        if r.op in ("mmap", "munmap", "madvise"):
+            what = r.outcome if r.outcome == "error" else "-"
+        nf = len(r.faults)
+        if r.op == "gup" and nf:
+            extra = f" ({nf} fault{'s' if nf > 1 else ''})"
+        rows.append((r.index, r.op, r.mapping, _addr(r.address), what + extra, res, r.reason or ""))
+    table(rows, ["#", "op", "map", "address", "mapped", "result", "reason"])
+    if args.events:
+        print()
+        for r in pred.results:
+            for e in r.events():
+                print(f"  [{r.index}] {e.name}: {e.format()}")
+    s = pred.summary()
+    print()
+    parts = [f"{s['pmd']} PMD", f"{s['pte']} PTE"]
+    if s["pud"]:
+        parts.append(f"{s['pud']} PUD")
+    if s["huge_zero"]:
+        parts.append(f"{s['huge_zero']} huge zero")
+    print("faults: " + ", ".join(parts) + f" ({sum(s['faults'].values())} in all)")
+    if s["fallbacks"]:
+        print("fallbacks by reason:")
+        for code, n in sorted(s["fallbacks"].items(), key=lambda kv: -kv[1]):
+            summary = REASONS[code].summary if code in REASONS else ""
+            print(f"  {n:6d}  {code}: {summary}")
+    if s["mapping_errors"]:
+        for mid, code in s["mapping_errors"].items():
+            print(f"mapping {mid} refused: {code}: {REASONS[code].summary}")
+    if s["calls"]:
+        print("probe hits: " + ", ".join(f"{k} {v}" for k, v in sorted(s["calls"].items())))
+    vm = {k: v for k, v in s["vmstat"].items() if v}
+    if vm:
+        print("vmstat: " + ", ".join(f"{k} +{v}" for k, v in vm.items()))
+    return 0

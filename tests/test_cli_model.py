@@ -1,0 +1,131 @@
+"""The CLI in model mode, run as a user runs it: a subprocess, checking
+stdout/stderr/exit status (no traceback on bad input)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pmemtrace.cli.explain import example_names
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*args, input=None):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "pmemtrace", *args], capture_output=True, text=True,
+                          env=env, input=input, timeout=120)
+
+
+def test_explain_example_table():
+    p = run("explain", "--example", "dax-pmd")
+    assert p.returncode == 0, p.stderr
+    assert "profile 6.12" in p.stdout
+    assert "faults: 10 PMD, 0 PTE" in p.stdout
+
+
+def test_explain_json_contract():
+    p = run("explain", "--example", "pmd-colour-mismatch", "--json")
+    assert p.returncode == 0
+    d = json.loads(p.stdout)
+    assert d["profile"] == "6.12"
+    r0 = d["results"][0]
+    assert set(r0) >= {"access", "address", "outcome", "result", "reason", "events", "calls"}
+    assert r0["reason"] == "pmd-colour-mismatch"
+    assert [e["name"] for e in r0["events"]] == ["dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault",
+                                                 "dax_pte_fault_done"]
+    assert r0["events"][1]["fields"]["result"] == 0x800
+    assert d["summary"]["fallbacks"] == {"pmd-colour-mismatch": 2}
+
+
+def test_explain_kernel_override():
+    d = json.loads(run("explain", "--example", "aligned-shared", "--kernel", "6.1", "--json").stdout)
+    assert d["profile"] == "6.1"
+    assert d["results"][0]["calls"]["vmf_insert_pfn_pmd_prot"] == 1
+
+
+def test_every_example_runs():
+    names = example_names()
+    assert "dax-pmd" in names and len(names) >= 20
+    for n in names:
+        p = run("explain", "--example", n, "--json")
+        assert p.returncode == 0, (n, p.stderr)
+
+
+@pytest.mark.parametrize("case,key", [
+    ({"version": 2}, "version"),
+    ({"version": 1}, "device"),
+    ({"version": 1, "device": {"mode": "nvme"}}, "device.mode"),
+    ({"version": 1, "device": {"mode": "fsdax", "align": "3M"}}, "device.align"),
+    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "16M"}}, "mappings"),
+    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "lots"}}, "file.size"),
+    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "4M", "extents": [{"logical": 0, "physical": 1, "length": "4M"}]}},
+     "file.extents[0].physical"),
+    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "4M"},
+      "mappings": [{"id": "a", "start": "0x7f0000000000", "length": "4M"}],
+      "accesses": [{"mapping": "b", "op": "read"}]}, "accesses[0].mapping"),
+    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "4M"},
+      "mappings": [{"id": "a", "start": "0x7f0000000000", "length": "4M"}],
+      "accesses": [{"op": "touch"}]}, "accesses[0].op"),
+    ({"version": 1, "kernel": "bookworm", "device": {"mode": "fsdax"}}, "kernel"),
+    ({"version": 1, "device": {"mode": "devdax", "align": "2M"}, "mappings": []}, "device.size"),
+])
+def test_malformed_case_one_line_exit_2(tmp_path, case, key):
+    f = tmp_path / "case.json"
+    f.write_text(json.dumps(case))
+    p = run("explain", str(f))
+    assert p.returncode == 2
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    assert f"case: {key}:" in lines[0]
+
+
+def test_not_json_and_missing_file(tmp_path):
+    f = tmp_path / "x.json"
+    f.write_text("{not json")
+    p = run("explain", str(f))
+    assert p.returncode == 2 and "not valid JSON" in p.stderr and len(p.stderr.splitlines()) == 1
+    p = run("explain", str(tmp_path / "nope.json"))
+    assert p.returncode == 2 and "no such case file" in p.stderr
+
+
+def test_unknown_example():
+    p = run("explain", "--example", "nope")
+    assert p.returncode == 2 and "--list-examples" in p.stderr
+
+
+def test_model_namespace_json():
+    p = run("model", "namespace", "--size", "16G", "--start", "0x100000000", "--mode", "fsdax", "--map", "dev",
+            "--align", "2M", "--json")
+    d = json.loads(p.stdout)
+    assert d["data_offset"] == 258 << 20 and d["data_size"] == 16126 << 20
+    p = run("model", "namespace", "--size", "1G", "--start", "4G", "--align", "1G", "--json")
+    assert p.returncode == 1 and "error" in json.loads(p.stdout)
+
+
+def test_model_namespace_bad_size():
+    p = run("model", "namespace", "--size", "big", "--start", "4G")
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1
+
+
+def test_reasons_lists_every_code_with_citation():
+    d = json.loads(run("reasons", "--json").stdout)
+    from pmemtrace.model.reasons import REASONS
+
+    assert [x["code"] for x in d] == list(REASONS)
+    assert all(x["citation"] and x["remedy"] for x in d)
+    p = run("reasons", "pfn-unaligned")
+    assert "dax_iomap_direct_access" in p.stdout
+
+
+def test_cli_never_imports_bcc():
+    code = ("import sys; sys.modules['bcc'] = None\n"
+            "from pmemtrace.cli import main\n"
+            "sys.exit(main(['explain', '--example', 'dax-pmd', '--json']))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert p.returncode == 0, p.stderr

@@ -1,0 +1,109 @@
+"""Every difference between kernel profiles, each tested on a case."""
+
+import pytest
+
+from pmemtrace.model.profiles import PROFILES, select_profile
+from pmemtrace.errors import UsageError
+from modelkit import A, M, devdax, fsdax, r, w
+
+NOPAGE, FALLBACK = 0x100, 0x800
+
+
+@pytest.mark.parametrize("release,name", [
+    ("6.1.0-27-amd64", "6.1"), ("6.1.192", "6.1"), ("6.12.95+deb12-amd64", "6.12"), ("6.14.2", "6.12"),
+    ("6.15.0", "6.15"), ("6.16.9", "6.15"), ("6.17.1", "6.17"), ("6.18.44-fc-v769", "6.18"),
+    ("7.2.13+deb14-amd64", "7.0"), ("8.0", "7.0"),
+])
+def test_release_selects_nearest_profile_at_or_below(release, name):
+    assert select_profile(release).name == name
+
+
+def test_too_old_or_malformed_release():
+    with pytest.raises(UsageError):
+        select_profile("5.10.0")
+    with pytest.raises(UsageError):
+        select_profile("bookworm")
+
+
+@pytest.mark.parametrize("kernel,fn", [("6.1.0", "vmf_insert_pfn_pmd_prot"), ("6.12.0", "vmf_insert_pfn_pmd"),
+                                       ("6.15.0", "vmf_insert_folio_pmd"), ("7.2.0", "vmf_insert_folio_pmd")])
+def test_pmd_insert_function_per_kernel(kernel, fn):
+    p = fsdax([w(0)], kernel=kernel)
+    assert p.results[0].all_calls().get(fn) == 1
+    # devdax PMD faults use the same primitive
+    p = devdax([r(0)], kernel=kernel)
+    assert p.results[0].all_calls().get(fn) == 1
+
+
+@pytest.mark.parametrize("kernel,fn", [("6.1.0", "vmf_insert_pfn_pud_prot"), ("6.12.0", "vmf_insert_pfn_pud"),
+                                       ("6.15.0", "vmf_insert_folio_pud")])
+def test_pud_insert_function_per_kernel(kernel, fn):
+    p = devdax([r(0)], align="1G", size="2G", kernel=kernel,
+               mappings=[{"id": "m0", "start": A, "length": 1 << 30}])
+    assert p.results[0].outcome == "pud"
+    assert p.results[0].all_calls().get(fn) == 1
+
+
+@pytest.mark.parametrize("kernel,fn", [("6.1.0", "vmf_insert_mixed_mkwrite"), ("6.15.0", "vmf_insert_page_mkwrite")])
+def test_pte_insert_function_per_kernel(kernel, fn):
+    p = fsdax([w(0)], kernel=kernel, mappings=[{"id": "m0", "start": A, "length": 16 * M, "nohugepage": True}])
+    assert p.results[0].all_calls().get(fn) == 1
+
+
+@pytest.mark.parametrize("kernel,calls", [("6.1.0", 256), ("6.12.0", 256), ("6.15.0", 0), ("6.17.0", 0), ("7.2.0", 0)])
+def test_gup_get_dev_pagemap_per_kernel(kernel, calls):
+    # O_DIRECT into a DAX buffer: one get_dev_pagemap() per 4 KiB page grabbed
+    # while DAX mappings carry pXX_devmap (<= 6.14)
+    p = fsdax([{"mapping": "m0", "op": "gup", "offset": 0, "length": M, "write": True}], kernel=kernel)
+    assert p.results[0].pinned == 256
+    assert p.results[0].all_calls().get("get_dev_pagemap", 0) == calls
+
+
+@pytest.mark.parametrize("kernel,via_insert", [("6.12.0", False), ("6.17.0", False), ("6.18.0", True), ("7.2.0", True)])
+def test_huge_zero_page_insertion(kernel, via_insert):
+    ext = [{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}]
+    p = fsdax([r(0)], kernel=kernel, file_size=4 * M, extents=ext)
+    res = p.results[0]
+    assert res.outcome == "huge-zero"
+    assert [e.name for e in res.events()] == ["dax_pmd_fault", "dax_pmd_load_hole", "dax_pmd_fault_done"]
+    fn = select_profile(kernel).pmd_insert_function
+    assert (res.all_calls().get(fn, 0) == 1) is via_insert
+
+
+def test_zero_field_name_6_1_vs_6_12():
+    ext = [{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}]
+    e61 = fsdax([r(0)], kernel="6.1.0", file_size=4 * M, extents=ext).results[0].events()[1]
+    e612 = fsdax([r(0)], kernel="6.12.0", file_size=4 * M, extents=ext).results[0].events()[1]
+    assert "zero_page" in e61.fields and "zero_folio" in e612.fields
+
+
+def test_vma_lock_flag_in_user_faults():
+    # 6.1: no per-VMA locks: read fault flags 0x254; 6.12: 0x1254 (VMA_LOCK)
+    assert fsdax([r(0)], kernel="6.1.0").results[0].events()[0].fields["flags"] == 0x254
+    assert fsdax([r(0)], kernel="6.12.0").results[0].events()[0].fields["flags"] == 0x1254
+    assert fsdax([w(0)], kernel="6.12.0").results[0].events()[0].fields["flags"] == 0x1255
+
+
+def test_ext4_retries_under_mmap_lock_on_vma_lock_kernels():
+    ext = [{"logical": 0, "physical": M, "length": 4 * M}]  # pfn unaligned -> fallback
+    names = lambda p: [e.name for e in p.results[0].events()]
+    p61 = fsdax([r(0)], kernel="6.1.0", fs="ext4", file_size=4 * M, extents=ext)
+    p612 = fsdax([r(0)], kernel="6.12.0", fs="ext4", file_size=4 * M, extents=ext)
+    x612 = fsdax([r(0)], kernel="6.12.0", fs="xfs", file_size=4 * M, extents=ext)
+    assert names(p61).count("dax_pmd_fault_done") == 1
+    assert names(p612).count("dax_pmd_fault_done") == 2
+    assert names(x612).count("dax_pmd_fault_done") == 1
+    assert p612.summary()["vmstat"]["thp_fault_fallback"] == 2
+
+
+def test_profiles_are_ordered_and_cited():
+    versions = [p.version for p in PROFILES]
+    assert versions == sorted(versions)
+    for p in PROFILES:
+        assert p.citations.get("pmd_insert_function"), p.name
+        assert p.pmd_insert_function.startswith("vmf_insert_")
+
+
+def test_dead_tracepoints_gone_after_6_16():
+    assert "dax_pmd_insert_mapping" in select_profile("6.12").tracepoints
+    assert "dax_pmd_insert_mapping" not in select_profile("6.17").tracepoints

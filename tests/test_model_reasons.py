@@ -1,0 +1,173 @@
+"""One test per reason code, each built from the kernel rule it names
+(pmemtrace/model/reasons.py carries the citation)."""
+
+import pytest
+
+from pmemtrace.model.reasons import REASONS
+from modelkit import A, M, devdax, events, fsdax, r, rows, w
+
+NOPAGE, FALLBACK, SIGBUS, DONE_COW = 0x100, 0x800, 0x2, 0x1000
+TESTED = set()
+
+
+def covers(code):
+    TESTED.add(code)
+    return code
+
+
+def test_nohugepage_gate_skips_the_pmd_handler():
+    # hugepage_vma_check(): VM_NOHUGEPAGE -> no huge_fault at all
+    p = fsdax([r(0)], mappings=[{"id": "m0", "start": A, "length": 16 * M, "nohugepage": True}])
+    assert rows(p) == [("pte", NOPAGE, covers("nohugepage"))]
+    assert [e for e, _ in events(p, 0)] == ["dax_pte_fault", "dax_pte_fault_done"]
+
+
+def test_thp_disable_gate():
+    p = fsdax([r(0)], process={"thp_disable": True})
+    assert rows(p) == [("pte", NOPAGE, covers("thp-disabled"))]
+    assert "dax_pmd_fault" not in [e for e, _ in events(p, 0)]
+
+
+def test_pte_table_present_after_4k_fault_in_same_2m():
+    acc = [{"op": "madvise", "advice": "nohugepage"}, r(0), {"op": "madvise", "advice": "hugepage"},
+           r(4096), r(2 * M)]
+    p = fsdax(acc)
+    assert rows(p)[3] == ("pte", NOPAGE, covers("pte-table-present"))
+    assert "dax_pmd_fault" not in [e for e, _ in events(p, 3)]
+    assert rows(p)[4][0] == "pmd"  # the next 2 MiB is untouched
+
+
+def test_sigbus_when_pmd_index_at_or_past_eof():
+    # P0: xas.xa_index >= max_pgoff -> SIGBUS, no fallback accounting
+    p = fsdax([r(6 * M)], file_size=4 * M, mappings=[{"id": "m0", "start": A, "length": 8 * M}])
+    assert rows(p) == [("sigbus", SIGBUS, covers("sigbus-eof"))]
+    assert events(p, 0) == [("dax_pmd_fault", 0), ("dax_pmd_fault_done", SIGBUS)]
+    assert p.summary()["vmstat"]["thp_fault_fallback"] == 0
+
+
+def test_colour_mismatch():
+    # (pgoff & 511) != ((address >> 12) & 511)
+    p = fsdax([r(0)], mappings=[{"id": "m0", "start": A + 4096, "length": 8 * M, "offset": 0}])
+    assert rows(p) == [("pte", NOPAGE, covers("pmd-colour-mismatch"))]
+    assert events(p, 0)[:2] == [("dax_pmd_fault", 0), ("dax_pmd_fault_done", FALLBACK)]
+    # same address with a matching offset colour is fine for the colour test
+    p = fsdax([r(2 * M)], mappings=[{"id": "m0", "start": A + 4096, "length": 8 * M, "offset": 4096}])
+    assert rows(p)[0][0] == "pmd"
+
+
+def test_private_write_cows_at_4k():
+    p = fsdax([r(0), w(2 * M), w(0)], mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False}])
+    assert rows(p)[0] == ("pmd", NOPAGE, None)  # private reads may use PMDs
+    assert rows(p)[1] == ("cow", DONE_COW, covers("private-write"))
+    # a write to the read-only private PMD: wp_huge_pmd() splits (zaps) it and COWs
+    assert rows(p)[2][0] == "cow"
+    assert p.summary()["vmstat"]["thp_split_pmd"] == 1
+
+
+def test_vma_start():
+    p = fsdax([r(0)], mappings=[{"id": "m0", "start": A + 4096, "length": 8 * M, "offset": 4096}])
+    assert rows(p) == [("pte", NOPAGE, covers("vma-start"))]
+
+
+def test_vma_end():
+    p = fsdax([r(2 * M)], mappings=[{"id": "m0", "start": A, "length": 3 * M}])
+    assert rows(p) == [("pte", NOPAGE, covers("vma-end"))]
+
+
+def test_beyond_eof_then_sigbus_on_pte_path():
+    ext = [{"logical": 0, "physical": 2 * M, "length": 4 * M}]
+    p = fsdax([r(2 * M), r(3 * M)], file_size=3 * M, extents=ext, mappings=[{"id": "m0", "start": A, "length": 4 * M}])
+    assert rows(p)[0] == ("pte", NOPAGE, covers("beyond-eof"))
+    # pgoff 768 >= max_pgoff 768: passes P0 (index 512 < 768), falls back (C5)... but
+    # the PMD slot now holds a table, so the PTE path answers SIGBUS directly
+    assert rows(p)[1] == ("sigbus", SIGBUS, "sigbus-eof")
+
+
+def test_pte_entry_in_xarray_outlives_munmap():
+    maps = [{"id": "small", "start": 0x7E0000000000, "length": 2 * M, "nohugepage": True},
+            {"id": "big", "start": A, "length": 16 * M}]
+    p = fsdax([r(0, "small"), {"mapping": "small", "op": "munmap"}, r(0, "big"), r(2 * M, "big")], mappings=maps)
+    assert rows(p)[2] == ("pte", NOPAGE, covers("pte-entry-present"))
+    assert rows(p)[3][0] == "pmd"
+
+
+def test_extent_too_short():
+    ext = [{"logical": 0, "physical": 2 * M, "length": M}, {"logical": M, "physical": 9 * M, "length": 3 * M}]
+    p = fsdax([r(0)], file_size=4 * M, extents=ext, mappings=[{"id": "m0", "start": A, "length": 4 * M}])
+    assert rows(p) == [("pte", NOPAGE, covers("extent-too-short"))]
+
+
+def test_extent_contiguous_pieces_are_one_mapping():
+    ext = [{"logical": 0, "physical": 2 * M, "length": M}, {"logical": M, "physical": 3 * M, "length": 3 * M}]
+    p = fsdax([r(0)], file_size=4 * M, extents=ext, mappings=[{"id": "m0", "start": A, "length": 4 * M}])
+    assert rows(p)[0][0] == "pmd"
+
+
+def test_pfn_unaligned():
+    ext = [{"logical": 0, "physical": M, "length": 4 * M}]
+    p = fsdax([r(0)], file_size=4 * M, extents=ext, mappings=[{"id": "m0", "start": A, "length": 4 * M}])
+    assert rows(p) == [("pte", NOPAGE, covers("pfn-unaligned"))]
+    # data_start 1 MiB past a 2 MiB boundary breaks otherwise aligned extents
+    dev = {"mode": "fsdax", "size": "1G", "data_start": "0x100100000"}
+    p = fsdax([r(0)], device=dev)
+    assert rows(p)[0][2] == "pfn-unaligned"
+
+
+def test_pfn_no_devmap_only_before_6_15():
+    dev = {"mode": "fsdax", "size": "1G", "data_start": "0x100000000", "struct_pages": False}
+    p = fsdax([r(0)], device=dev, kernel="6.1.0-27-amd64")
+    assert rows(p) == [("pte", NOPAGE, covers("pfn-no-devmap"))]
+    p = fsdax([r(0)], device=dev, kernel="6.15.1")
+    assert rows(p)[0][0] == "pmd"
+
+
+def test_longterm_pin_of_fsdax_refused_but_plain_pin_works():
+    p = fsdax([{"mapping": "m0", "op": "gup", "offset": 0, "length": M, "write": True, "longterm": True},
+               {"mapping": "m0", "op": "gup", "offset": 0, "length": M, "write": True}])
+    assert p.results[0].outcome == "error" and p.results[0].errno == 95
+    assert p.results[0].reason == covers("longterm-pin-fsdax")
+    assert p.results[1].outcome == "pinned" and p.results[1].pinned == 256
+
+
+def test_devdax_private_and_unaligned_mmap_refused():
+    p = devdax([r(0)], mappings=[{"id": "m0", "start": A, "length": 4 * M, "shared": False}])
+    assert (p.results[0].outcome, p.results[0].errno, p.results[0].reason) == ("error", 22, covers("devdax-private"))
+    p = devdax([r(0)], mappings=[{"id": "m0", "start": A + 4096, "length": 4 * M}])
+    assert p.results[0].reason == covers("devdax-vma-unaligned")
+    # 4K-aligned device: the same address is fine
+    p = devdax([r(0)], align="4K", mappings=[{"id": "m0", "start": A + 4096, "length": 4 * M}])
+    assert p.results[0].outcome == "pte"
+
+
+def test_devdax_align_smaller_falls_back_to_4k():
+    p = devdax([r(0)], align="4K")
+    assert rows(p) == [("pte", NOPAGE, covers("devdax-align-smaller"))]
+    assert p.results[0].all_calls()["vmf_insert_mixed"] == 1
+
+
+def test_devdax_align_larger_sigbus():
+    p = devdax([r(0)], mappings=[{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}])
+    assert rows(p) == [("sigbus", SIGBUS, covers("devdax-align-larger"))]
+    p = devdax([r(0)], align="1G", size="2G", mappings=[{"id": "m0", "start": A, "length": 1 << 30, "nohugepage": True}])
+    assert rows(p)[0][:2] == ("sigbus", SIGBUS)
+
+
+def test_devdax_beyond_device():
+    p = devdax([r(6 * M)], size="4M")
+    assert rows(p) == [("sigbus", SIGBUS, covers("devdax-beyond-device"))]
+
+
+def test_not_mapped_and_write_readonly():
+    p = fsdax([r(16 * M)])
+    assert p.results[0].reason == covers("not-mapped")
+    p = fsdax([w(0)], mappings=[{"id": "m0", "start": A, "length": 16 * M, "writable": False}])
+    assert p.results[0].reason == covers("write-readonly")
+
+
+def test_every_reason_code_has_a_test():
+    # read from the source, so the check does not depend on test order
+    import re
+
+    with open(__file__) as f:
+        covered = set(re.findall(r'covers\("([a-z0-9-]+)"\)', f.read()))
+    assert set(REASONS) == covered, sorted(set(REASONS) - covered)
