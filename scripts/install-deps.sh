@@ -1,0 +1,27 @@
+#!/bin/bash
+# Install everything the whole test suite needs on a fresh Debian 12 machine
+# (idempotent).  Debian packages: the build toolchain for the cffi engine,
+# Debian's bcc (python3-bpfcc; PyPI's "bcc" is an unrelated package), and the
+# emulated-pmem lab (QEMU, ndctl/daxctl, mkfs tools, trace-cmd).  Python
+# packages go into ./.venv, made from Debian's python3 with system site
+# packages so that bcc imports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+APT_PACKAGES=(
+    python3-venv python3-dev python3-pip gcc libc6-dev
+    python3-bpfcc bpfcc-tools
+    qemu-system-x86 ndctl daxctl xfsprogs e2fsprogs trace-cmd
+)
+need=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+[ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q virtme-ng

@@ -1,0 +1,21 @@
+#!/bin/bash
+# Install everything and run all tests: the unit tier on this machine, then
+# the live tier inside lab guests (real Debian kernels 6.1, 6.12 and 7.x
+# booted under QEMU with memmap= pmem).  Set PMEMTRACE_RUN_LIVE_TESTS=1 to
+# make "no lab here" a failure instead of a skip (CI does).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh || { echo "test-all: installing dependencies failed" >&2; exit 1; }
+status=0
+t0=$(date +%s)
+echo "== unit tier =="
+.venv/bin/python -m pytest tests --ignore=tests/live -q || status=1
+echo "unit tier: $(( $(date +%s) - t0 )) s"
+if .venv/bin/pmemtrace lab --help >/dev/null 2>&1; then
+    echo "== live tier (lab) =="
+    .venv/bin/pmemtrace lab test --kernels "${PMEMTRACE_LAB_KERNELS:-6.1,6.12,7}" || status=1
+elif [ "${PMEMTRACE_RUN_LIVE_TESTS:-0}" = 1 ]; then
+    echo "test-all: the live tier is required (PMEMTRACE_RUN_LIVE_TESTS=1) but 'pmemtrace lab' is missing" >&2
+    status=1
+fi
+exit $status
