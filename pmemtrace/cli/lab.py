@@ -1,0 +1,310 @@
+"""``pmemtrace lab``: Debian kernels booted under QEMU with emulated pmem."""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from ..errors import LabError, UsageError
+
+EPILOG = """\
+examples:
+  pmemtrace lab kernels                      # what Debian offers, what is cached
+  pmemtrace lab fetch 6.1 6.12 7             # download image+modules+headers
+  pmemtrace lab run --kernel 6.12 -- ndctl list -RN
+  pmemtrace lab run --kernel 7 --prepare --fs xfs -- \\
+      sh -c 'fallocate -l 64M /tmp/pmem/f && ls -l /tmp/pmem'
+  pmemtrace lab run --kernel 6.1 --prepare --mode devdax --align 2M -- daxctl list
+  pmemtrace lab run --kernel 6.12 --nodax 1G --prepare --nodax-mount -- df -h
+  pmemtrace lab test --kernels 6.1,6.12,7    # the live tier, one boot per kernel
+  pmemtrace lab record-fixtures --kernels 6.12
+
+A boot takes about 20-25 s here (QEMU TCG, 2 vCPUs); the guest sees the host
+root read-only with /tmp private.  Cache: $PMEMTRACE_LAB_CACHE or
+~/.cache/pmemtrace/lab.  See docs/lab.md.
+"""
+
+
+def _status(msg):
+    print(f"pmemtrace lab: {msg}", file=sys.stderr, flush=True)
+
+
+def _kernel_list(text):
+    names = [k.strip() for k in text.split(",") if k.strip()]
+    if not names:
+        raise UsageError("--kernels: give a comma-separated list such as 6.1,6.12,7")
+    return names
+
+
+# ---------------------------------------------------------------------------
+# kernels / fetch
+
+
+def _cmd_kernels(args):
+    from ..lab import kernels
+
+    rows = []
+    for series in kernels.SERIES:
+        avail = None
+        if not args.offline:
+            try:
+                avail = kernels.resolve(series, update=True)
+            except LabError as exc:
+                _status(f"{series}: {exc}")
+        cached = [k for k in kernels.cached_kernels() if k.series == series]
+        rows.append((series, kernels.SERIES[series][0], avail, cached))
+    if args.json:
+        json.dump([{"series": s, "suite": suite,
+                    "available": a.release if a else None,
+                    "available_version": a.version if a else None,
+                    "cached": [k.to_json() for k in c]} for s, suite, a, c in rows],
+                  sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"{'SERIES':<7} {'SUITE':<19} {'AVAILABLE':<24} CACHED")
+    for s, suite, a, c in rows:
+        print(f"{s:<7} {suite:<19} {(a.release if a else '?'):<24} "
+              f"{', '.join(k.release for k in c) or '-'}")
+    print(f"cache: {kernels.cache_dir()}", file=sys.stderr)
+    return 0
+
+
+def _cmd_fetch(args):
+    from ..lab import kernels
+
+    names = args.kernel or list(kernels.DEFAULT_SERIES)
+    out = []
+    for name in names:
+        t0 = time.monotonic()
+        k = kernels.fetch(name, force=args.force)
+        _status(f"{k.release}: ready in {time.monotonic() - t0:.1f} s "
+                f"({k.vmlinuz}; modules at {k.host_modules_link})")
+        out.append(k)
+    if args.json:
+        json.dump([k.to_json() for k in out], sys.stdout, indent=2)
+        print()
+    else:
+        for k in out:
+            print(k.release)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# run
+
+
+def _prepare_args(args):
+    if not args.prepare:
+        return None
+    p = ["--mode", args.mode, "--map", args.map, "--align", args.align, "--fs", args.fs,
+         "--mount", args.mount]
+    if args.mkfs_options is not None:
+        p += ["--mkfs-options", args.mkfs_options]
+    if args.nodax_mount:
+        if not args.nodax:
+            raise UsageError("--nodax-mount needs a second region: add --nodax SIZE")
+        p += ["--nodax", args.nodax_mount]
+    return p
+
+
+def _add_boot_options(p):
+    p.add_argument("--memmap", action="append", metavar="SIZE!START",
+                   help="emulated pmem region (repeatable; default 1G!4G)")
+    p.add_argument("--nodax", metavar="SIZE", default=None,
+                   help="add a second region of SIZE (namespace1.0, /dev/pmem1) for a "
+                        "non-DAX filesystem, e.g. an O_DIRECT target")
+    p.add_argument("--memory", metavar="SIZE", default=None,
+                   help="guest RAM (default: enough to back the regions, at least 4G)")
+    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
+                   help="limit for boot + command (default 900)")
+    p.add_argument("--kvm", action="store_true",
+                   help="use KVM after a short probe boot shows it works (it hangs "
+                        "Debian kernels on some hosts); default is QEMU TCG")
+    p.add_argument("--rwdir", action="append", default=[], metavar="DIR",
+                   help="host directory the guest may write to (repeatable)")
+
+
+def _boot_kwargs(args):
+    from .. import units
+    from ..lab import vm
+
+    kw = {"memmap": args.memmap or vm.DEFAULT_MEMMAP, "nodax": args.nodax, "cpus": args.cpus,
+          "rwdirs": args.rwdir}
+    if args.memory:
+        kw["memory"] = units.parse_int(args.memory)
+    if args.timeout:
+        kw["timeout"] = args.timeout
+    return kw
+
+
+def _use_kvm(args, kernel):
+    if not args.kvm:
+        return False
+    from ..lab import vm
+
+    _status("probing KVM with a short boot (45 s limit)")
+    if vm.kvm_works(kernel):
+        return True
+    raise LabError("--kvm: a probe boot under KVM did not finish in 45 s (Debian kernels hang "
+                   "under this host's KVM); drop --kvm to use QEMU TCG")
+
+
+def _cmd_run(args):
+    from ..lab import kernels, vm
+
+    cmd = list(args.command)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        cmd = ["true"]
+    k = kernels.get(args.kernel)
+    kvm = _use_kvm(args, k)
+    _status(f"booting {k.release} (memmap {','.join(args.memmap or vm.DEFAULT_MEMMAP)}"
+            f"{', nodax ' + args.nodax if args.nodax else ''}, {'KVM' if kvm else 'TCG'})")
+    res = vm.run(k, cmd, prepare=_prepare_args(args), kvm=kvm,
+                 capture=args.json, stream=not args.json, **_boot_kwargs(args))
+    _status(f"{k.release}: exit {res.returncode}, {res.elapsed:.1f} s "
+            f"(command started after {res.boot_seconds or 0:.1f} s of guest time)")
+    if args.json:
+        json.dump(res.to_json(), sys.stdout, indent=2)
+        print()
+    if res.returncode == 124 and args.prepare:
+        raise LabError(f"guest preparation failed on {k.release}: {res.stderr.strip()[-300:]}")
+    return res.returncode
+
+
+# ---------------------------------------------------------------------------
+# test
+
+
+def repo_root():
+    """The source tree holding tests/live (the package's parent directory)."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.isdir(os.path.join(here, "tests", "live")):
+        raise LabError(f"no tests/live next to the pmemtrace package ({here}): run the live "
+                       "tier from a source checkout installed with pip install -e")
+    return here
+
+
+def _cmd_test(args):
+    from ..lab import kernels, vm
+
+    root = repo_root()
+    names = _kernel_list(args.kernels)
+    extra = list(args.pytest_args)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    pytest = [vm.guest_python(), "-m", "pytest", "tests/live", "-p", "no:cacheprovider",
+              "-q", "-r", "s", "--strict-markers"] + extra
+    env = {}
+    if args.require:
+        env["PMEMTRACE_RUN_LIVE_TESTS"] = "1"
+    results = []
+    total0 = time.monotonic()
+    for name in names:
+        t0 = time.monotonic()
+        try:
+            k = kernels.get(name)
+            _status(f"=== {k.release}: booting and running tests/live")
+            res = vm.run(k, pytest, cwd=root, env=env, stream=True, capture=False,
+                         nodax=args.nodax, timeout=args.timeout or 1800, cpus=args.cpus)
+            rc, err = res.returncode, None
+        except LabError as exc:
+            rc, err, k = -1, str(exc), locals().get("k")
+            _status(f"{name}: {exc}")
+        wall = time.monotonic() - t0
+        rel = k.release if k is not None else name
+        results.append((rel, rc, wall, err))
+        _status(f"=== {rel}: {'passed' if rc == 0 else 'FAILED (exit %s)' % rc} in {wall:.1f} s")
+    total = time.monotonic() - total0
+    print("\nlive tier summary:", file=sys.stderr)
+    for rel, rc, wall, err in results:
+        verdict = "ok" if rc == 0 else ("no tests" if rc == 5 else f"FAILED ({'boot' if rc == -1 else rc})")
+        print(f"  {rel:<24} {wall:7.1f} s  {verdict}", file=sys.stderr)
+    print(f"  {'total':<24} {total:7.1f} s", file=sys.stderr)
+    if args.json:
+        json.dump({"kernels": [{"release": r, "returncode": rc, "seconds": round(w, 1), "error": e}
+                               for r, rc, w, e in results], "seconds": round(total, 1)},
+                  sys.stdout, indent=2)
+        print()
+    return 0 if all(rc == 0 for _, rc, _, _ in results) else 1
+
+
+# ---------------------------------------------------------------------------
+# record-fixtures
+
+
+def _cmd_record(args):
+    from ..lab import fixtures
+
+    return fixtures.record_all(_kernel_list(args.kernels), args.output, configs=args.config)
+
+
+# ---------------------------------------------------------------------------
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "lab", help="emulated-pmem lab: fetch Debian kernels, boot them with memmap= pmem",
+        description="Fetch Debian kernels (6.1, 6.12, newest 7.x) and boot them under QEMU "
+        "with emulated persistent memory (memmap=SIZE!START), sharing the host root "
+        "read-only, to run commands and the live test tier.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="lab_command", metavar="ACTION")
+
+    k = sub.add_parser("kernels", help="list the kernels Debian offers and those cached")
+    k.add_argument("--offline", action="store_true", help="do not refresh package lists")
+    k.add_argument("-j", "--json", action="store_true")
+    k.set_defaults(func=_cmd_kernels)
+
+    f = sub.add_parser("fetch", help="download kernels into the cache")
+    f.add_argument("kernel", nargs="*", help="6.1, 6.12, 7 (default: all three)")
+    f.add_argument("--force", action="store_true", help="download again even if cached")
+    f.add_argument("-j", "--json", action="store_true")
+    f.set_defaults(func=_cmd_fetch)
+
+    r = sub.add_parser("run", help="boot a kernel and run a command in it",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--kernel", "-k", default="6.12", help="6.1, 6.12, 7 or a cached release")
+    _add_boot_options(r)
+    g = r.add_argument_group("guest preparation (--prepare)")
+    g.add_argument("--prepare", action="store_true",
+                   help="load modules, configure namespace0.0, mkfs and mount with -o dax")
+    g.add_argument("--mode", default="fsdax", choices=["fsdax", "devdax", "raw", "none"])
+    g.add_argument("--map", default="mem", choices=["mem", "dev"])
+    g.add_argument("--align", default="2M")
+    g.add_argument("--fs", default="xfs", choices=["xfs", "ext4", "none"])
+    g.add_argument("--mkfs-options", default=None,
+                   help="default xfs: '-d su=2m,sw=1 -m reflink=0'; ext4: none")
+    g.add_argument("--mount", default="/tmp/pmem", help="DAX mount point in the guest")
+    g.add_argument("--nodax-mount", nargs="?", const="/tmp/nodax", default=None, metavar="DIR",
+                   help="mount ext4 without DAX from the --nodax region (default /tmp/nodax)")
+    r.add_argument("-j", "--json", action="store_true",
+                   help="capture output and print one JSON object")
+    r.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    r.set_defaults(func=_cmd_run)
+
+    t = sub.add_parser("test", help="run tests/live inside each kernel (one boot each)")
+    t.add_argument("--kernels", default="6.1,6.12,7")
+    t.add_argument("--require", action="store_true",
+                   help="set PMEMTRACE_RUN_LIVE_TESTS=1 in the guest: skips become failures")
+    t.add_argument("--nodax", default="1G", metavar="SIZE",
+                   help="size of the non-DAX region booted alongside (default 1G)")
+    t.add_argument("--cpus", type=int, default=2)
+    t.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
+                   help="per kernel (default 1800)")
+    t.add_argument("-j", "--json", action="store_true")
+    t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- extra pytest arguments")
+    t.set_defaults(func=_cmd_test)
+
+    x = sub.add_parser("record-fixtures", help="record sysfs/procfs trees from each kernel "
+                       "into fixtures/<release>/<config>/")
+    x.add_argument("--kernels", default="6.1,6.12,7")
+    x.add_argument("--output", default=None, help="default: fixtures/ of the source tree")
+    x.add_argument("--config", action="append", default=None,
+                   help="only these configs (e.g. fsdax-mem-2M); repeatable")
+    x.set_defaults(func=_cmd_record)
+
+    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])

@@ -1,0 +1,377 @@
+"""Boot a lab kernel with emulated pmem under QEMU (TCG) and run a command.
+
+The guest is started with virtme-ng (``vng``): it sees the host's root
+filesystem read-only (with throw-away writable overlays on /etc, /usr,
+/var, /lib, /tmp...: the guest writes there, the host never sees it), so the repo, its ``.venv`` and
+the lab cache are all visible at the same paths as on the host.  Persistent
+memory comes from ``memmap=<size>!<start>`` on the kernel command line: each
+region becomes an e820 "legacy" pmem region (region0, region1...) with one
+raw namespace (namespace0.0 -> /dev/pmem0...).
+
+Output channels: the command's stdout reaches the host through virtme's
+``virtme.stdout`` port; its stderr through a port of ours
+(``pmemtrace.stderr``); the kernel console (vng ``--verbose``) goes to a log
+file whose tail is shown when a boot fails or hangs.
+"""
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from .. import units
+from ..errors import LabError, UsageError
+from . import kernels as _kernels
+
+GiB = 1 << 30
+
+#: Default emulated pmem: 1 GiB at physical address 4 GiB.
+DEFAULT_MEMMAP = ("1G!4G",)
+
+#: Default wall-clock limit for one boot + command (seconds).
+DEFAULT_TIMEOUT = 900
+
+#: Where guest-side helpers put the DAX filesystem and the non-DAX one.
+DAX_MOUNT = "/tmp/pmem"
+NODAX_MOUNT = "/tmp/nodax"
+
+#: Marker printed by virtme-ng-init right before it runs the command.
+_SCRIPT_STARTED = "virtme-ng-init: starting script"
+
+# q35 (what vng uses without KVM) puts at most 2 GiB of RAM below 4 GiB when
+# the guest has >= 2.75 GiB; the rest starts at 4 GiB.
+_Q35_LOWMEM = 2 * GiB
+
+
+class BootError(LabError):
+    """A boot failed or hung; :attr:`result` holds the console log."""
+
+    def __init__(self, message, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+def _vng():
+    # Prefer the vng next to the running interpreter (the repo's .venv).
+    cand = os.path.join(os.path.dirname(sys.executable), "vng")
+    if os.path.exists(cand):
+        return cand
+    found = shutil.which("vng")
+    if not found:
+        raise LabError("vng (virtme-ng) not found: pip install virtme-ng in the venv "
+                       "(scripts/install-deps.sh)")
+    return found
+
+
+def guest_python():
+    """The Python the guest should use: this interpreter (the repo's venv),
+    reachable in the guest because the host root is shared."""
+    return sys.executable
+
+
+class Region:
+    """One ``memmap=<size>!<start>`` region of emulated pmem (bytes)."""
+
+    def __init__(self, size, start):
+        self.size = size
+        self.start = start
+
+    @classmethod
+    def parse(cls, text):
+        try:
+            size, start = text.split("!")
+            return cls(units.parse_int(size), units.parse_int(start))
+        except ValueError:
+            raise UsageError(f"bad memmap region {text!r}: expected SIZE!START, e.g. 1G!4G")
+
+    @property
+    def end(self):
+        return self.start + self.size
+
+    def __str__(self):
+        return f"{units.format_size(self.size)}!{units.format_size(self.start)}"
+
+    def __repr__(self):
+        return f"Region({self})"
+
+
+def regions_for(memmap=DEFAULT_MEMMAP, nodax=None):
+    """The list of :class:`Region`: *memmap* (strings or Regions) plus, if
+    *nodax* is a size, a second region right after the last one for a
+    non-DAX (block I/O) filesystem."""
+    regs = [r if isinstance(r, Region) else Region.parse(r) for r in memmap]
+    if nodax:
+        size = units.parse_int(nodax)
+        regs.append(Region(size, max(r.end for r in regs)))
+    for r in regs:
+        if r.size <= 0 or r.size % (2 << 20):
+            raise UsageError(f"memmap region {r}: size must be a positive multiple of 2M")
+        if r.start < 4 * GiB and r.end > _Q35_LOWMEM:
+            raise UsageError(f"memmap region {r} overlaps the PCI hole (2G-4G) of the "
+                             "QEMU q35 machine: start it at 4G or above")
+    return regs
+
+
+def memory_for(regions):
+    """Guest RAM (bytes) so that every region is backed by RAM and about
+    2 GiB stays usable: the RAM above 4 GiB must reach the highest region."""
+    top = max((r.end for r in regions), default=4 * GiB)
+    high = max(0, top - 4 * GiB)
+    return max(4 * GiB, _Q35_LOWMEM + high + GiB)
+
+
+class GuestResult:
+    """What one guest run produced.
+
+    :ivar returncode: exit status of the command in the guest
+    :ivar stdout: its standard output (str; empty when not captured)
+    :ivar stderr: its standard error (str)
+    :ivar console: the kernel console log (str)
+    :ivar elapsed: wall-clock seconds for boot + command + power-off
+    :ivar boot_seconds: seconds until the command started (from the console)
+    """
+
+    def __init__(self, kernel, command, returncode, stdout, stderr, console, elapsed, boot_seconds):
+        self.kernel = kernel
+        self.command = command
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.console = console
+        self.elapsed = elapsed
+        self.boot_seconds = boot_seconds
+
+    def console_tail(self, n=30):
+        return "\n".join(self.console.splitlines()[-n:])
+
+    def to_json(self):
+        return {
+            "kernel": self.kernel.release,
+            "command": self.command,
+            "returncode": self.returncode,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "elapsed": round(self.elapsed, 2),
+            "boot_seconds": self.boot_seconds,
+        }
+
+    def check(self):
+        """Raise :class:`LabError` if the command failed; return self."""
+        if self.returncode != 0:
+            raise LabError(f"{self.command!r} exited {self.returncode} on {self.kernel.release}: "
+                           f"{self.stderr.strip()[-500:]}")
+        return self
+
+
+def _boot_seconds(console):
+    for line in console.splitlines():
+        if _SCRIPT_STARTED in line and line.startswith("["):
+            try:
+                return float(line[1:line.index("]")])
+            except ValueError:
+                return None
+    return None
+
+
+class _Follower(threading.Thread):
+    """Copy what appears in a file (written by QEMU) to a stream, live."""
+
+    def __init__(self, path, stream):
+        super().__init__(daemon=True)
+        self.path = path
+        self.stream = stream
+        self.stop = threading.Event()
+
+    def run(self):
+        pos = 0
+        while True:
+            stopping = self.stop.is_set()
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(pos)
+                    data = f.read()
+            except FileNotFoundError:
+                data = b""
+            if data:
+                pos += len(data)
+                out = getattr(self.stream, "buffer", None)
+                if out is not None:
+                    out.write(data)
+                else:
+                    self.stream.write(data.decode("utf-8", "replace"))
+                self.stream.flush()
+            if stopping:
+                return
+            self.stop.wait(0.2)
+
+
+def build_script(command, env=None, cwd=None, prepare=None):
+    """The shell script run in the guest: stderr to our port, PATH with the
+    venv first, lab environment, optional preparation, then *command*."""
+    venv_bin = os.path.dirname(guest_python())
+    lines = [
+        "exec 2>/dev/virtio-ports/pmemtrace.stderr",
+        f"export PATH={shlex.quote(venv_bin)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "export PYTHONDONTWRITEBYTECODE=1",
+    ]
+    for k, v in sorted((env or {}).items()):
+        lines.append(f"export {k}={shlex.quote(str(v))}")
+    if cwd:
+        lines.append(f"cd {shlex.quote(cwd)} || exit 125")
+    if prepare:
+        lines.append(f"{shlex.quote(guest_python())} -m pmemtrace.lab.guest prepare "
+                     + " ".join(shlex.quote(a) for a in prepare) + " >&2 || exit 124")
+    lines.append(command)
+    return "\n".join(lines) + "\n"
+
+
+def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus=2,
+        prepare=None, env=None, cwd=None, rwdirs=(), append=(), timeout=DEFAULT_TIMEOUT,
+        capture=True, stream=False, kvm=False):
+    """Boot *kernel* with emulated pmem and run *command* (a shell string or
+    an argv list) as root in the guest; return a :class:`GuestResult`.
+
+    :param kernel: a :class:`~pmemtrace.lab.kernels.Kernel` or a name
+        (``"6.12"``) resolved with :func:`pmemtrace.lab.kernels.get`
+    :param memmap: ``SIZE!START`` strings, one per pmem region
+    :param nodax: size of an extra region (``/dev/pmem1``) for a non-DAX fs
+    :param memory: guest RAM in bytes (default: :func:`memory_for`)
+    :param prepare: argument list for ``python -m pmemtrace.lab.guest prepare``
+        run before *command* (exit 124 if it fails)
+    :param env: extra environment variables for the command
+    :param cwd: guest working directory (default: the current one)
+    :param rwdirs: host directories the guest may write to
+    :param timeout: seconds for boot + command; then the VM is killed and
+        :class:`LabError` raised with the console tail
+    :param capture: keep stdout/stderr in the result
+    :param stream: also copy the guest's stdout/stderr to ours as they come
+    :param kvm: use KVM (it hangs Debian kernels on this machine kind)
+    :raises LabError: the boot failed or hung, or vng is missing
+    """
+    if not isinstance(kernel, _kernels.Kernel):
+        kernel = _kernels.get(kernel)
+    if not isinstance(command, str):
+        command = " ".join(shlex.quote(a) for a in command)
+    regions = regions_for(memmap, nodax)
+    memory = memory or memory_for(regions)
+    cwd = cwd or os.getcwd()
+    genv = {
+        "PMEMTRACE_LAB_GUEST": "1",
+        "PMEMTRACE_LAB_KERNEL": kernel.release,
+        "PMEMTRACE_LAB_SERIES": kernel.series,
+        "PMEMTRACE_LAB_MEMMAP": ",".join(str(r) for r in regions),
+        "PMEMTRACE_LAB_NODAX": "1" if nodax else "0",
+    }
+    for k in ("PMEMTRACE_RUN_LIVE_TESTS",):
+        if k in os.environ:
+            genv[k] = os.environ[k]
+    genv.update(env or {})
+
+    work = tempfile.mkdtemp(prefix="pmemtrace-lab-")
+    console_path = os.path.join(work, "console.log")
+    stderr_path = os.path.join(work, "stderr")
+    script = build_script(command, genv, cwd if os.path.isdir(cwd) else None, prepare)
+    appends = [" ".join(f"memmap={r}" for r in regions)] + list(append)
+    argv = [
+        _vng(), "--verbose",
+        "--run", kernel.vmlinuz,
+        "--memory", str(memory // (1 << 20)) + "M",
+        "--cpus", str(cpus),
+        "--append", " ".join(appends),
+        "--qemu-opts=-chardev file,id=pmtstderr,path=%s "
+        "-device virtserialport,name=pmemtrace.stderr,chardev=pmtstderr" % stderr_path,
+        "--exec", script,
+    ]
+    if not kvm:
+        argv.insert(1, "--disable-kvm")
+    for d in rwdirs:
+        argv += ["--rwdir", d]
+    venv_bin = os.path.dirname(_vng())
+    penv = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""))
+
+    out_chunks = []
+    start = time.monotonic()
+    console = open(console_path, "wb")
+    follower = _Follower(stderr_path, sys.stderr) if stream else None
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=console, cwd=cwd if os.path.isdir(cwd) else "/",
+                                env=penv, start_new_session=True)
+    except OSError as exc:
+        console.close()
+        shutil.rmtree(work, ignore_errors=True)
+        raise LabError(f"cannot start vng: {exc}")
+
+    def _read_stdout():
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            if capture:
+                out_chunks.append(chunk)
+            if stream or not capture:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+
+    reader = threading.Thread(target=_read_stdout, daemon=True)
+    reader.start()
+    if follower:
+        follower.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    except KeyboardInterrupt:
+        _kill(proc)
+        raise
+    finally:
+        if timed_out:
+            _kill(proc)
+        reader.join(5)
+        if follower:
+            follower.stop.set()
+            follower.join(5)
+        console.close()
+    elapsed = time.monotonic() - start
+    try:
+        with open(console_path, "rb") as f:
+            console_text = f.read().decode("utf-8", "replace")
+        try:
+            with open(stderr_path, "rb") as f:
+                err_text = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            err_text = ""
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = GuestResult(kernel, command, proc.returncode, b"".join(out_chunks).decode("utf-8", "replace"),
+                         err_text if capture else "", console_text, elapsed, _boot_seconds(console_text))
+    if timed_out:
+        started = "the command was running" if result.boot_seconds is not None else "the guest never started the command"
+        raise BootError(f"kernel {kernel.release} timed out after {timeout} s ({started}); "
+                       f"console tail:\n{result.console_tail()}", result=result)
+    if result.boot_seconds is None:
+        raise BootError(f"kernel {kernel.release} failed to boot (vng exit {proc.returncode}); "
+                       f"console tail:\n{result.console_tail()}", result=result)
+    return result
+
+
+def _kill(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def kvm_works(kernel, timeout=45):
+    """A short KVM probe: boot *kernel* with KVM running ``true``.  Debian
+    kernels hang right after the BIOS under this machine kind's KVM."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    try:
+        return run(kernel, "true", kvm=True, timeout=timeout).returncode == 0
+    except LabError:
+        return False
