@@ -4,13 +4,14 @@ Pure: no I/O, no clock, no globals.  The result, a :class:`Prediction`, keeps
 compact per-access records; events and JSON are built only when asked for.
 """
 
+import gc
 from collections import Counter
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup
 from .profiles import select_profile
 from .reasons import REASONS
-from .state import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, AddressSpace, FileState, Vma
+from .state import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, AddressSpace, FileState, HugePmd, Vma
 
 # x86 user faults: FAULT_FLAG_DEFAULT (ALLOW_RETRY|KILLABLE|INTERRUPTIBLE) | USER
 # (arch/x86/mm/fault.c do_user_addr_fault(), v6.1..7.x)
@@ -21,7 +22,7 @@ SIGSEGV = 0x40
 
 class AccessResult:
     __slots__ = ("index", "op", "mapping", "address", "outcome", "result", "reason", "faults", "calls",
-                 "errno", "pinned", "pinned_fast", "length")
+                 "errno", "pinned", "pinned_fast", "length", "ctx")
 
     def __init__(self, index, op, mapping, address):
         self.index = index
@@ -37,6 +38,7 @@ class AccessResult:
         self.pinned = None
         self.pinned_fast = None
         self.length = None
+        self.ctx = (0, 0, "zero_folio")  # (dev, ino, zero field) for rendering events
 
     def set_error(self, errno, reason):
         self.outcome = "error"
@@ -53,9 +55,11 @@ class AccessResult:
 
     def events(self):
         out = []
+        ctx = self.ctx
         for _, f in self.faults:
-            for name, fields in f.events:
-                out.append(Event(name, dict(fields), source="model", access=self.index))
+            for t in f.events:
+                name, fields = fsdax.render_event(t, ctx[0], ctx[1], ctx[2])
+                out.append(Event(name, fields, source="model", access=self.index))
         return out
 
     def to_json(self):
@@ -84,13 +88,46 @@ class AccessResult:
         return d
 
 
+class _Hit:
+    """An access that found its translation already there: nothing new, no
+    fault (kept as one shared object per kind to keep explain() small)."""
+
+    __slots__ = ("level",)
+
+    def __init__(self, level):
+        self.level = level
+
+
+HIT_PMD = _Hit("pmd")
+HIT_PTE = _Hit("pte")
+HIT_PUD = _Hit("pud")
+
+
 class Prediction:
-    def __init__(self, case, profile, results, counters, mapping_errors):
+    def __init__(self, case, profile, records, counters, mapping_errors, ctx):
         self.case = case
         self.profile = profile
-        self.results = results
+        self._records = records
+        self._results = None
         self.counters = counters
         self.mapping_errors = mapping_errors
+        self.ctx = ctx
+
+    @property
+    def results(self):
+        """One :class:`AccessResult` per access (materialised on first use)."""
+        if self._results is None:
+            out = []
+            for i, rec in enumerate(self._records):
+                if isinstance(rec, _Hit):
+                    a = self.case.accesses[i]
+                    m = self.case.mapping(a.mapping)
+                    r = AccessResult(i, a.op, a.mapping, (m.start + a.offset) & ~(PAGE_SIZE - 1))
+                rec_r = r if isinstance(rec, _Hit) else rec
+                rec_r.ctx = self.ctx
+                out.append(rec_r)
+            self._results = out
+        return self._results
 
     def summary(self):
         outcomes = Counter()
@@ -98,20 +135,26 @@ class Prediction:
         events = Counter()
         calls = Counter()
         faults = Counter()
-        for r in self.results:
+        hits = 0
+        for r in self._records:
+            if isinstance(r, _Hit):
+                hits += 1
+                continue
             outcomes[r.outcome] += 1
             for _, f in r.faults:
                 faults[f.outcome] += 1
                 if f.reason and f.outcome not in ("pmd", "pud", "huge-zero", "none"):
                     fallbacks[f.reason] += 1
-                for name, _ in f.events:
-                    events[name] += 1
+                for t in f.events:
+                    events[t[0]] += 1
                 for k, v in f.calls.items():
                     calls[k] += v
             for k, v in r.calls.items():
                 calls[k] += v
+        if hits:
+            outcomes["none"] += hits
         return {
-            "accesses": len(self.results),
+            "accesses": len(self._records),
             "outcomes": dict(outcomes),
             "faults": dict(faults),
             "pmd": faults.get("pmd", 0),
@@ -149,6 +192,7 @@ class Sim:
         self.file = FileState(case.file) if case.file is not None else None
         self.dev = (case.file.dev if case.file is not None and case.file.dev is not None else case.device.dev)
         self.mm = AddressSpace()
+        self.max_pgoff = self.file.max_pgoff if self.file is not None else 0
         self.thp_disable = case.thp_disable
         self.counters = Counter(thp_fault_fallback=0, thp_split_pmd=0, thp_zero_page_alloc=0, pgmajfault=0)
         self.flags_seen = set()
@@ -193,14 +237,52 @@ def explain(case):
     for m in case.mappings:
         if m.mapped:
             sim.mmap(m)
-    results = []
+    # The model allocates many small acyclic objects; the cyclic collector
+    # would walk them all again and again (a third of the run time).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        records = _run(case, sim)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    ctx = (sim.dev, sim.file.ino if sim.file is not None else 0, profile.zero_field)
+    return Prediction(case, profile, records, sim.counters, sim.mapping_errors, ctx)
+
+
+def _run(case, sim):
+    records = []
+    append = records.append
     mm = sim.mm
+    pmds = mm.pmds
+    puds = mm.puds
+    mapped = sim.mapped
+    by_id = {m.id: m for m in case.mappings}
+    wflags = USER_FAULT_FLAGS | FAULT_FLAG["WRITE"]
     for i, a in enumerate(case.accesses):
-        m = case.mapping(a.mapping)
-        addr = m.start + a.offset
-        r = AccessResult(i, a.op, a.mapping, addr)
-        results.append(r)
+        m = by_id[a.mapping]
         op = a.op
+        addr = m.start + a.offset
+        if op == "read" or op == "write":
+            write = op == "write"
+            # fast path: the translation is there with the permission needed
+            if m.id in mapped and a.offset < m.length and (m.writable or not write):
+                slot = pmds.get(addr >> 21)
+                if slot is not None:
+                    if slot.__class__ is HugePmd:
+                        if slot.writable or not write:
+                            append(HIT_PMD)
+                            continue
+                    else:
+                        bit = 1 << ((addr >> 12) & 511)
+                        if slot.present & bit and (not write or slot.writable & bit):
+                            append(HIT_PTE)
+                            continue
+                elif puds and (addr >> 30) in puds:
+                    append(HIT_PUD)
+                    continue
+        r = AccessResult(i, op, a.mapping, addr)
+        append(r)
         if op == "mmap":
             sim.mmap(m)
             if m.id in sim.mapping_errors:
@@ -230,20 +312,18 @@ def explain(case):
             r.set_error(None, "not-mapped")
             r.result = SIGSEGV
             continue
-        write = op == "write"
         if write and not vma.writable:
             r.set_error(None, "write-readonly")
             r.result = SIGSEGV
             continue
-        flags = USER_FAULT_FLAGS | (FAULT_FLAG["WRITE"] if write else 0)
         addr &= ~(PAGE_SIZE - 1)
         r.address = addr
-        f = sim.fault(vma, addr, write, flags)
+        f = sim.fault(vma, addr, write, wflags if write else USER_FAULT_FLAGS)
         r.faults.append((addr, f))
         r.outcome = f.outcome
         r.result = f.result
         r.reason = None if f.outcome in ("pmd", "pud", "huge-zero", "none") else f.reason
-    return Prediction(case, profile, results, sim.counters, sim.mapping_errors)
+    return records
 
 
 def _madvise(sim, m, a):

@@ -53,26 +53,39 @@ class Fault:
 # event builders: fields exactly as include/trace/events/fs_dax.h assigns them
 
 
+# Events are kept as compact tuples while the model runs and rendered to
+# fields only when asked for (render_event): explain() must stay fast.
+# (name, vm_start, vm_end, vm_flags, address, pgoff, max_pgoff, flags, result, zero, entry)
+
+
 def _pmd_ev(sim, name, vma, addr, pgoff, flags, result):
-    return (name, {
-        "dev": sim.dev, "ino": sim.file.ino, "vm_start": vma.start, "vm_end": vma.end,
-        "vm_flags": vma.vm_flags, "address": addr, "pgoff": pgoff,
-        "max_pgoff": sim.file.max_pgoff, "flags": flags, "result": result,
-    })
+    return (name, vma.start, vma.end, vma.vm_flags, addr, pgoff, sim.max_pgoff, flags, result, None, None)
 
 
 def _pte_ev(sim, name, vma, addr, pgoff, flags, result):
-    return (name, {
-        "dev": sim.dev, "ino": sim.file.ino, "vm_flags": vma.vm_flags, "address": addr,
-        "pgoff": pgoff, "flags": flags, "result": result,
-    })
+    return (name, vma.start, vma.end, vma.vm_flags, addr, pgoff, None, flags, result, None, None)
 
 
 def _hole_ev(sim, name, vma, addr, zero, entry):
-    return (name, {
-        "dev": sim.dev, "ino": sim.file.ino, "vm_flags": vma.vm_flags, "address": addr,
-        sim.profile.zero_field: zero, "radix_entry": entry,
-    })
+    return (name, vma.start, vma.end, vma.vm_flags, addr, None, None, None, None, zero, entry)
+
+
+_PMD_CLASS = ("dax_pmd_fault", "dax_pmd_fault_done")
+_HOLE_CLASS = ("dax_pmd_load_hole", "dax_pmd_load_hole_fallback")
+
+
+def render_event(t, dev, ino, zero_field):
+    """Fields of a compact event tuple, exactly as include/trace/events/fs_dax.h
+    assigns them (TP_fast_assign)."""
+    name, vm_start, vm_end, vm_flags, addr, pgoff, max_pgoff, flags, result, zero, entry = t
+    if name in _PMD_CLASS:
+        return name, {"dev": dev, "ino": ino, "vm_start": vm_start, "vm_end": vm_end, "vm_flags": vm_flags,
+                      "address": addr, "pgoff": pgoff, "max_pgoff": max_pgoff, "flags": flags, "result": result}
+    if name in _HOLE_CLASS:
+        return name, {"dev": dev, "ino": ino, "vm_flags": vm_flags, "address": addr, zero_field: zero,
+                      "radix_entry": entry}
+    return name, {"dev": dev, "ino": ino, "vm_flags": vm_flags, "address": addr, "pgoff": pgoff,
+                  "flags": flags, "result": result}
 
 
 # Values the model cannot know (kernel pointers); stable placeholders so that
@@ -159,7 +172,7 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
     pgoff = vma.pgoff_of(addr)
     block = pgoff >> 9
     index = block << 9
-    max_pgoff = fs.max_pgoff
+    max_pgoff = sim.max_pgoff
     f.call("dax_iomap_pmd_fault")
     f.events.append(_pmd_ev(sim, "dax_pmd_fault", vma, addr, pgoff, flags, 0))
 
