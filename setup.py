@@ -6,5 +6,5 @@ setup(
     # bpf/ is installed as pmemtrace._bpf (package-dir in pyproject.toml); it is
     # listed here because [tool.setuptools.packages.find] cannot name a mapped package.
     packages=find_packages(include=["pmemtrace*"]) + ["pmemtrace._bpf"],
-    cffi_modules=[],
+    cffi_modules=["cffi_build/build_engine.py:ffibuilder"],
 )
