@@ -12,6 +12,12 @@ APT_PACKAGES=(
     python3-venv python3-dev python3-pip gcc libc6-dev
     python3-bpfcc bpfcc-tools
     qemu-system-x86 ndctl daxctl xfsprogs e2fsprogs trace-cmd
+    # the lab's guest runs on the host root via virtme-ng: it needs a static
+    # busybox for its initramfs, udev (systemd-udevd creates the
+    # /dev/virtio-ports/* links vng's I/O goes through; without it the
+    # command's output lands on the console and its exit status is lost),
+    # kmod for depmod/modprobe, and apt/dpkg (present) to fetch kernels.
+    busybox-static udev kmod
 )
 need=()
 for p in "${APT_PACKAGES[@]}"; do

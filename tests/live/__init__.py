@@ -1,0 +1,1 @@
+# The live tier: runs inside a pmemtrace lab guest (see conftest.py, docs/lab.md).
