@@ -1,0 +1,98 @@
+"""Decode ``struct pmt_event`` records (bpf/pmemtrace.h) into Events.
+
+The layout is read from the header itself with cffi (the same text the BPF
+side compiles), so the two cannot drift; :data:`STRUCT` is the equivalent
+``struct`` format used on the hot path, and the unit tests check it against
+the cffi layout field by field.
+"""
+
+import struct
+
+from ..events import Event
+
+#: field order and struct codes, in declaration order (see bpf/pmemtrace.h)
+FIELDS = (
+    ("timestamp", "Q"), ("kind", "I"), ("pid", "I"), ("tid", "I"), ("cpu", "I"),
+    ("comm", "16s"), ("dev", "I"), ("flags", "I"), ("ino", "Q"), ("address", "Q"),
+    ("vm_start", "Q"), ("vm_end", "Q"), ("vm_flags", "Q"), ("pgoff", "Q"), ("max_pgoff", "Q"),
+    ("pfn", "Q"), ("ret", "q"), ("nr_pages", "Q"), ("result", "I"), ("gup_flags", "I"),
+    ("order", "I"), ("write", "I"), ("aux", "Q"), ("reserved", "Q"),
+)
+STRUCT = struct.Struct("<" + "".join(c for _, c in FIELDS))
+EVENT_SIZE = 160
+assert STRUCT.size == EVENT_SIZE
+
+#: PMT_KIND_* -> Event name (fs_dax tracepoint names, or probe logical names)
+KINDS = {
+    1: "dax_pmd_fault", 2: "dax_pmd_fault_done", 3: "dax_pte_fault", 4: "dax_pte_fault_done",
+    5: "dax_pmd_load_hole", 6: "dax_pmd_load_hole_fallback", 7: "dax_load_hole",
+    8: "dax_insert_pfn_mkwrite", 9: "dax_insert_pfn_mkwrite_no_entry",
+    20: "insert_pmd", 21: "insert_pud", 22: "insert_pmd_ret",
+    30: "get_dev_pagemap", 40: "gup", 41: "gup_fast", 42: "gup_ret",
+    50: "devdax_fault", 51: "devdax_fault_ret", 99: "lost",
+}
+KIND_OF = {v: k for k, v in KINDS.items()}
+
+#: which record fields each event keeps (the fs_dax format's fields)
+_PMD = ("dev", "ino", "vm_start", "vm_end", "vm_flags", "address", "pgoff", "max_pgoff", "flags", "result")
+_PTE = ("dev", "ino", "vm_start", "vm_end", "vm_flags", "address", "pgoff", "flags", "result")
+_HOLE = ("dev", "ino", "vm_flags", "address", "aux")
+KEEP = {
+    "dax_pmd_fault": _PMD, "dax_pmd_fault_done": _PMD,
+    "dax_pte_fault": _PTE, "dax_pte_fault_done": _PTE, "dax_load_hole": _PTE,
+    "dax_insert_pfn_mkwrite": _PTE, "dax_insert_pfn_mkwrite_no_entry": _PTE,
+    "dax_pmd_load_hole": _HOLE, "dax_pmd_load_hole_fallback": _HOLE,
+    "insert_pmd": ("address", "vm_start", "vm_end", "vm_flags", "pfn", "write", "order"),
+    "insert_pud": ("address", "vm_start", "vm_end", "vm_flags", "pfn", "write", "order"),
+    "insert_pmd_ret": ("ret",),
+    "get_dev_pagemap": ("pfn",),
+    "gup": ("address", "nr_pages", "gup_flags"), "gup_fast": ("address", "nr_pages", "gup_flags"),
+    "gup_ret": ("ret",),
+    "devdax_fault": ("dev", "address", "vm_start", "vm_end", "vm_flags", "pgoff", "flags", "order"),
+    "devdax_fault_ret": ("ret", "order", "result"),
+    "lost": ("ret",),
+}
+
+
+def header_text():
+    """bpf/pmemtrace.h as installed (package ``pmemtrace._bpf``)."""
+    from . import bpf_file
+    with open(bpf_file("pmemtrace.h")) as f:
+        return f.read()
+
+
+def cdef_text():
+    """The header with preprocessor lines dropped: what cffi's cdef() accepts."""
+    return "\n".join(l for l in header_text().splitlines() if not l.lstrip().startswith("#"))
+
+
+def decode(buf, boot_offset=0.0):
+    """One record (bytes-like of >= 160 bytes) -> Event (source 'bcc')."""
+    vals = dict(zip((n for n, _ in FIELDS), STRUCT.unpack_from(buf)))
+    name = KINDS.get(vals["kind"], f"kind{vals['kind']}")
+    keep = KEEP.get(name, ())
+    fields = {k: vals[k] for k in keep}
+    if "aux" in fields:
+        fields["zero_folio"] = fields.pop("aux")
+    if name in ("devdax_fault_ret", "insert_pmd_ret"):
+        fields["result"] = vals["ret"] & 0xFFFFFFFF
+    if name == "lost":
+        fields = {"count": vals["ret"]}
+    return Event(name=name, fields=fields, ts=vals["timestamp"] / 1e9 + boot_offset,
+                 pid=vals["pid"], tid=vals["tid"], cpu=vals["cpu"],
+                 comm=vals["comm"].split(b"\0", 1)[0].decode("utf-8", "replace"), source="bcc")
+
+
+def encode(ev):
+    """Inverse of :func:`decode` (tests, synthetic benchmarks)."""
+    vals = {n: 0 for n, _ in FIELDS}
+    vals.update({k: v for k, v in ev.fields.items() if k in vals})
+    if "zero_folio" in ev.fields:
+        vals["aux"] = ev.fields["zero_folio"]
+    if ev.name == "lost":
+        vals["ret"] = ev.fields.get("count", 0)
+    vals["kind"] = KIND_OF[ev.name]
+    vals["timestamp"] = int(round((ev.ts or 0) * 1e9))
+    vals["pid"], vals["tid"], vals["cpu"] = ev.pid or 0, ev.tid or ev.pid or 0, ev.cpu or 0
+    vals["comm"] = (ev.comm or "").encode()[:15]
+    return STRUCT.pack(*(vals[n] for n, _ in FIELDS))

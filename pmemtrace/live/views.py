@@ -1,0 +1,192 @@
+"""Aggregation views shared by ``watch`` (live) and ``replay`` (offline).
+
+One row per mapping: (pid, comm, device, inode, VMA range).  PTE-class fs_dax
+events carry no VMA bounds, so they join the row of the same (pid, dev, ino)
+whose range contains their address; until one is known they sit in a row
+whose range is ``?``.  bcc events always carry the bounds.
+"""
+
+import json
+
+from ..events import VM_FAULT
+
+FALLBACK = VM_FAULT["FALLBACK"]
+SIGBUS = VM_FAULT["SIGBUS"]
+
+COUNTERS = ("pmd", "pte", "huge_zero", "fallback", "sigbus", "gup", "get_dev_pagemap",
+            "insert_pmd", "devdax")
+
+#: probe-point logical names (bcc backend) -> row counter
+PROBE_COUNTERS = {"get_dev_pagemap": "get_dev_pagemap", "gup": "gup", "gup_fast": "gup",
+                  "insert_pmd": "insert_pmd", "insert_pud": "insert_pmd", "devdax_fault": "devdax"}
+
+
+def _dev(d):
+    return f"{d >> 20}:{d & 0xFFFFF}"
+
+
+class Row:
+    __slots__ = ("pid", "comm", "dev", "ino", "vm_start", "vm_end") + COUNTERS + ("reasons", "evidence")
+
+    def __init__(self, pid, comm, dev, ino, vm_start=None, vm_end=None):
+        self.pid, self.comm, self.dev, self.ino = pid, comm, dev, ino
+        self.vm_start, self.vm_end = vm_start, vm_end
+        for c in COUNTERS:
+            setattr(self, c, 0)
+        self.reasons = {}
+        self.evidence = []  # unexplained fallbacks, first few
+
+    def target(self):
+        if self.dev is None:
+            return "-"
+        return f"{_dev(self.dev)}:{self.ino}"
+
+    def range(self):
+        if self.vm_start is None:
+            return "?"
+        return f"{self.vm_start:#x}+{(self.vm_end - self.vm_start) >> 10}K"
+
+    def to_json(self):
+        d = {"pid": self.pid, "comm": self.comm,
+             "dev": None if self.dev is None else _dev(self.dev), "ino": self.ino,
+             "vm_start": self.vm_start, "vm_end": self.vm_end}
+        for c in COUNTERS:
+            d[c] = getattr(self, c)
+        d["fallback_reasons"] = dict(self.reasons)
+        if self.evidence:
+            d["unexplained_evidence"] = self.evidence
+        return d
+
+
+class Aggregator:
+    """Folds Events into per-mapping rows.  *attributor* is optional."""
+
+    def __init__(self, attributor=None, max_evidence=5):
+        self.rows = {}
+        self.by_file = {}  # (pid, dev, ino) -> list of rows with bounds
+        self.attributor = attributor
+        self.max_evidence = max_evidence
+        self.lost = 0
+        self.events = 0
+        self.by_name = {}
+
+    def _row(self, ev):
+        f = ev.fields
+        pid = ev.pid
+        dev, ino = f.get("dev"), f.get("ino")
+        vs, ve = f.get("vm_start"), f.get("vm_end")
+        if vs is None and dev is not None:
+            addr = f.get("address")
+            for r in self.by_file.get((pid, dev, ino), ()):
+                if addr is not None and r.vm_start <= addr < r.vm_end:
+                    return r
+        key = (pid, dev, ino, vs, ve)
+        r = self.rows.get(key)
+        if r is None:
+            r = Row(pid, ev.comm, dev, ino, vs, ve)
+            self.rows[key] = r
+            if vs is not None:
+                self.by_file.setdefault((pid, dev, ino), []).append(r)
+                # adopt PTE counts parked in the '?' row for this file
+                # (only addresses are known there: leave them, not split)
+        return r
+
+    def add(self, ev):
+        self.events += 1
+        name = ev.name
+        self.by_name[name] = self.by_name.get(name, 0) + 1
+        if name == "lost":
+            self.lost += ev.fields.get("count", 0)
+            return
+        f = ev.fields
+        if name == "dax_pmd_fault_done":
+            r = self._row(ev)
+            res = f.get("result", 0)
+            if self.attributor is not None:
+                self.attributor.observe(ev)
+            if res & FALLBACK:
+                r.fallback += 1
+                if self.attributor is not None:
+                    code, evidence = self.attributor.attribute(ev)
+                else:
+                    code, evidence = "unattributed", None
+                r.reasons[code] = r.reasons.get(code, 0) + 1
+                if code == "unexplained" and evidence and len(r.evidence) < self.max_evidence:
+                    r.evidence.append(evidence)
+            elif res & SIGBUS:
+                r.sigbus += 1
+            else:
+                r.pmd += 1
+        elif name == "dax_pte_fault_done":
+            r = self._row(ev)
+            if self.attributor is not None:
+                self.attributor.observe(ev)
+            if f.get("result", 0) & SIGBUS:
+                r.sigbus += 1
+            else:
+                r.pte += 1
+        elif name == "dax_pmd_load_hole":
+            self._row(ev).huge_zero += 1
+        elif name in PROBE_COUNTERS:
+            r = self._row(ev)
+            c = PROBE_COUNTERS[name]
+            setattr(r, c, getattr(r, c) + 1)
+            if name == "devdax_fault":
+                o = f.get("order", 0)
+                if f.get("result", 0) & FALLBACK:
+                    r.fallback += 1
+                    r.reasons["devdax"] = r.reasons.get("devdax", 0) + 1
+                elif o >= 9:
+                    r.pmd += 1
+                else:
+                    r.pte += 1
+
+    def totals(self):
+        t = {c: 0 for c in COUNTERS}
+        reasons = {}
+        for r in self.rows.values():
+            for c in COUNTERS:
+                t[c] += getattr(r, c)
+            for k, v in r.reasons.items():
+                reasons[k] = reasons.get(k, 0) + v
+        t["fallback_reasons"] = reasons
+        t["lost"] = self.lost
+        t["events"] = self.events
+        return t
+
+    def to_json(self):
+        return {"rows": [r.to_json() for r in self.sorted_rows()], "totals": self.totals(),
+                "events_by_name": dict(sorted(self.by_name.items()))}
+
+    def sorted_rows(self):
+        return sorted(self.rows.values(),
+                      key=lambda r: (r.pid or 0, r.dev or 0, r.ino or 0, r.vm_start or 0))
+
+    def render(self, width=80):
+        """The table (under 80 columns) plus reason lines, as text."""
+        hdr = f"{'PID':>7} {'COMM':<10} {'DEV:INO':<12} {'RANGE':<20} {'PMD':>6} {'PTE':>6} {'HZP':>4} {'FALLBK':>6}"
+        out = [hdr]
+        for r in self.sorted_rows():
+            out.append(f"{r.pid if r.pid is not None else '-':>7} {(r.comm or '-')[:10]:<10} "
+                       f"{r.target()[:12]:<12} {r.range()[:20]:<20} {r.pmd:>6} {r.pte:>6} "
+                       f"{r.huge_zero:>4} {r.fallback:>6}")
+            extra = []
+            if r.reasons:
+                extra.append("fallback: " + ", ".join(f"{k} {v}" for k, v in sorted(r.reasons.items())))
+            if r.sigbus:
+                extra.append(f"sigbus {r.sigbus}")
+            for c, label in (("gup", "gup"), ("get_dev_pagemap", "get_dev_pagemap"),
+                             ("insert_pmd", "insert_pmd"), ("devdax", "devdax faults")):
+                if getattr(r, c):
+                    extra.append(f"{label} {getattr(r, c)}")
+            if extra:
+                out.append(" " * 8 + "; ".join(extra))
+            for e in r.evidence[:1]:
+                out.append(" " * 8 + "unexplained: " + json.dumps(
+                    {k: (hex(v) if isinstance(v, int) else v) for k, v in e.items()}))
+        t = self.totals()
+        out.append(f"total: {t['pmd']} PMD, {t['pte']} PTE, {t['huge_zero']} huge zero, "
+                   f"{t['fallback']} fallbacks, {t['sigbus']} SIGBUS")
+        out.append(f"       {t['gup']} GUP, {t['get_dev_pagemap']} get_dev_pagemap, "
+                   f"{t['insert_pmd']} PMD inserts, lost {t['lost']}")
+        return "\n".join(out)
