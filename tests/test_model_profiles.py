@@ -107,3 +107,15 @@ def test_profiles_are_ordered_and_cited():
 def test_dead_tracepoints_gone_after_6_16():
     assert "dax_pmd_insert_mapping" in select_profile("6.12").tracepoints
     assert "dax_pmd_insert_mapping" not in select_profile("6.17").tracepoints
+
+
+def test_streaming_summary_equals_full_summary():
+    from pmemtrace.model import explain, parse_case
+    import json
+    from importlib import resources
+
+    for name in ("dax-pmd", "private-write", "huge-zero", "ext4-vma-lock-retry", "devdax-4k"):
+        obj = json.loads(resources.files("pmemtrace.model.examples").joinpath(name + ".json").read_text())
+        full = explain(parse_case(obj)).summary()
+        stream = explain(parse_case(obj), keep_results=False).summary()
+        assert full == stream, name

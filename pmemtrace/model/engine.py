@@ -103,8 +103,59 @@ HIT_PTE = _Hit("pte")
 HIT_PUD = _Hit("pud")
 
 
+class _Aggregate:
+    """Summary counts, built from per-access records as they come."""
+
+    def __init__(self):
+        self.outcomes = Counter()
+        self.fallbacks = Counter()
+        self.events = Counter()
+        self.calls = Counter()
+        self.faults = Counter()
+        self.hits = 0
+        self.n = 0
+
+    def add(self, r):
+        self.n += 1
+        if isinstance(r, _Hit):
+            self.hits += 1
+            return
+        self.outcomes[r.outcome] += 1
+        for _, f in r.faults:
+            self.faults[f.outcome] += 1
+            if f.reason and f.outcome not in ("pmd", "pud", "huge-zero", "none"):
+                self.fallbacks[f.reason] += 1
+            for t in f.events:
+                self.events[t[0]] += 1
+            for k, v in f.calls.items():
+                self.calls[k] += v
+        for k, v in r.calls.items():
+            self.calls[k] += v
+
+    def result(self, counters, mapping_errors):
+        outcomes = dict(self.outcomes)
+        if self.hits:
+            outcomes["none"] = outcomes.get("none", 0) + self.hits
+        f = self.faults
+        return {
+            "accesses": self.n,
+            "outcomes": outcomes,
+            "faults": dict(f),
+            "pmd": f.get("pmd", 0),
+            "pud": f.get("pud", 0),
+            "pte": f.get("pte", 0),
+            "huge_zero": f.get("huge-zero", 0),
+            "fallbacks": dict(self.fallbacks),
+            "events": dict(self.events),
+            "calls": dict(self.calls),
+            "vmstat": dict(counters),
+            "mapping_errors": dict(mapping_errors),
+        }
+
+
 class Prediction:
-    def __init__(self, case, profile, records, counters, mapping_errors, ctx):
+    def __init__(self, case, profile, records, counters, mapping_errors, ctx, summary=None):
+        self._summary = summary
         self.case = case
         self.profile = profile
         self._records = records
@@ -116,6 +167,8 @@ class Prediction:
     @property
     def results(self):
         """One :class:`AccessResult` per access (materialised on first use)."""
+        if self._records is None:
+            raise ValueError("explain(case, keep_results=False) keeps only the summary")
         if self._results is None:
             out = []
             for i, rec in enumerate(self._records):
@@ -130,43 +183,12 @@ class Prediction:
         return self._results
 
     def summary(self):
-        outcomes = Counter()
-        fallbacks = Counter()
-        events = Counter()
-        calls = Counter()
-        faults = Counter()
-        hits = 0
+        if self._summary is not None:
+            return self._summary
+        agg = _Aggregate()
         for r in self._records:
-            if isinstance(r, _Hit):
-                hits += 1
-                continue
-            outcomes[r.outcome] += 1
-            for _, f in r.faults:
-                faults[f.outcome] += 1
-                if f.reason and f.outcome not in ("pmd", "pud", "huge-zero", "none"):
-                    fallbacks[f.reason] += 1
-                for t in f.events:
-                    events[t[0]] += 1
-                for k, v in f.calls.items():
-                    calls[k] += v
-            for k, v in r.calls.items():
-                calls[k] += v
-        if hits:
-            outcomes["none"] += hits
-        return {
-            "accesses": len(self._records),
-            "outcomes": dict(outcomes),
-            "faults": dict(faults),
-            "pmd": faults.get("pmd", 0),
-            "pud": faults.get("pud", 0),
-            "pte": faults.get("pte", 0),
-            "huge_zero": faults.get("huge-zero", 0),
-            "fallbacks": dict(fallbacks),
-            "events": dict(events),
-            "calls": dict(calls),
-            "vmstat": dict(self.counters),
-            "mapping_errors": dict(self.mapping_errors),
-        }
+            agg.add(r)
+        return agg.result(self.counters, self.mapping_errors)
 
     def to_json(self):
         return {
@@ -229,9 +251,11 @@ class Sim:
         return f
 
 
-def explain(case):
+def explain(case, keep_results=True):
     """Predict what the case's kernel does for every access.  Returns a
-    :class:`Prediction`."""
+    :class:`Prediction`.  With ``keep_results=False`` only the summary is
+    kept (memory then grows with the 2 MiB ranges touched, not with the
+    number of accesses)."""
     profile = select_profile(case.kernel)
     sim = Sim(case, profile)
     for m in case.mappings:
@@ -242,17 +266,29 @@ def explain(case):
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        records = _run(case, sim)
+        agg = None if keep_results else _Aggregate()
+        records = _run(case, sim, agg)
     finally:
         if gc_was_enabled:
             gc.enable()
     ctx = (sim.dev, sim.file.ino if sim.file is not None else 0, profile.zero_field)
-    return Prediction(case, profile, records, sim.counters, sim.mapping_errors, ctx)
+    summary = agg.result(sim.counters, sim.mapping_errors) if agg is not None else None
+    return Prediction(case, profile, records, sim.counters, sim.mapping_errors, ctx, summary)
 
 
-def _run(case, sim):
+def _run(case, sim, agg=None):
     records = []
     append = records.append
+    if agg is not None:
+        # streaming: fold each record into the summary once it is complete
+        # (records are filled in after they are appended)
+        pending = []
+
+        def append(rec):
+            if pending:
+                agg.add(pending.pop())
+            if rec is not None:
+                pending.append(rec)
     mm = sim.mm
     pmds = mm.pmds
     puds = mm.puds
@@ -323,6 +359,9 @@ def _run(case, sim):
         r.outcome = f.outcome
         r.result = f.result
         r.reason = None if f.outcome in ("pmd", "pud", "huge-zero", "none") else f.reason
+    if agg is not None:
+        append(None)
+        return None
     return records
 
 

@@ -46,7 +46,8 @@ class Fault:
         self.level = None
 
     def call(self, fn, n=1):
-        self.calls[fn] = self.calls.get(fn, 0) + n
+        c = self.calls
+        c[fn] = c.get(fn, 0) + n
 
 
 # --------------------------------------------------------------------------
@@ -164,85 +165,96 @@ def grab_pte_entry(sim, index):
 # fs/dax.c dax_iomap_pmd_fault()
 
 
+def _pmd_done(sim, f, vma, addr, pgoff, flags, ret, reason=None):
+    """The tail of dax_iomap_pmd_fault(): fallback accounting
+    (split_huge_pmd(), THP_FAULT_FALLBACK) and trace_dax_pmd_fault_done()."""
+    if ret == FALLBACK:
+        if not f.reason:
+            f.reason = reason
+        counters = sim.counters
+        counters["thp_fault_fallback"] += 1
+        # split_huge_pmd(): a huge PMD being write-upgraded is zapped
+        key = addr >> PMD_SHIFT
+        if sim.mm.pmds.get(key).__class__ is HugePmd:
+            del sim.mm.pmds[key]
+            counters["thp_split_pmd"] += 1
+    elif reason:
+        f.reason = reason
+    f.events.append((_DONE_PMD, vma.start, vma.end, vma.vm_flags, addr, pgoff, sim.max_pgoff, flags, ret, None,
+                     None))
+    return ret
+
+
+_DONE_PMD = "dax_pmd_fault_done"
+
+
 def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
     """Returns the VM_FAULT_* result; fills f (events, calls, reason)."""
-    prof = sim.profile
-    fs = sim.file
-    write = bool(flags & FF_WRITE)
-    pgoff = vma.pgoff_of(addr)
+    write = flags & FF_WRITE
+    pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
     block = pgoff >> 9
     index = block << 9
     max_pgoff = sim.max_pgoff
-    f.call("dax_iomap_pmd_fault")
-    f.events.append(_pmd_ev(sim, "dax_pmd_fault", vma, addr, pgoff, flags, 0))
-
-    def done(ret, reason=None):
-        if ret == FALLBACK:
-            f.reason = f.reason or reason
-            sim.counters["thp_fault_fallback"] += 1
-            # split_huge_pmd(): a huge PMD being write-upgraded is zapped
-            slot = sim.mm.pmds.get(addr >> PMD_SHIFT)
-            if isinstance(slot, HugePmd):
-                del sim.mm.pmds[addr >> PMD_SHIFT]
-                sim.counters["thp_split_pmd"] += 1
-        elif reason:
-            f.reason = reason
-        f.events.append(_pmd_ev(sim, "dax_pmd_fault_done", vma, addr, pgoff, flags, ret))
-        return ret
-
+    calls = f.calls
+    calls["dax_iomap_pmd_fault"] = calls.get("dax_iomap_pmd_fault", 0) + 1
+    f.events.append(("dax_pmd_fault", vma.start, vma.end, vma.vm_flags, addr, pgoff, max_pgoff, flags, 0, None,
+                     None))
     # P0: the PMD-aligned index at or after EOF
     if index >= max_pgoff:
-        return done(SIGBUS, "sigbus-eof")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, SIGBUS, "sigbus-eof")
     # P1: dax_fault_check_fallback(), in order
     pmd_addr = addr & ~(PMD_SIZE - 1)
     if (pgoff & PG_PMD_COLOUR) != ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR):
-        return done(FALLBACK, "pmd-colour-mismatch")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pmd-colour-mismatch")
     if write and not vma.shared:
-        return done(FALLBACK, "private-write")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "private-write")
     if pmd_addr < vma.start:
-        return done(FALLBACK, "vma-start")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "vma-start")
     if pmd_addr + PMD_SIZE > vma.end:
-        return done(FALLBACK, "vma-end")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "vma-end")
     if (index | PG_PMD_COLOUR) >= max_pgoff:
-        return done(FALLBACK, "beyond-eof")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "beyond-eof")
     # P2: grab_mapping_entry(order 9)
     ent = grab_pmd_entry(sim, block)
     if ent is None:
-        return done(FALLBACK, "pte-entry-present")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pte-entry-present")
     # P4/P5: ->iomap_begin() over [index, +2 MiB)
+    fs = sim.file
     pos = index << PAGE_SHIFT
     kind, length, ext = fs.lookup(pos)
     new = False
-    if write and kind in ("hole", "unwritten"):
+    if write and kind != "mapped":
         # IOMAP_WRITE: ext4/xfs ->iomap_begin() allocate (or convert) up to
         # the requested 2 MiB, bounded by the hole/unwritten extent, before
         # returning the mapping whose length is then checked.
         new = fs.write_range(pos, min(length, PMD_SIZE))
         kind, length, ext = fs.lookup(pos)
     if length < PMD_SIZE:
-        return done(FALLBACK, "extent-too-short")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "extent-too-short")
     # I1: read of a hole or unwritten extent -> huge zero page
-    if not write and kind in ("hole", "unwritten"):
-        return dax_pmd_load_hole(sim, f, vma, addr, block, ent, done)
+    if not write and kind != "mapped":
+        return dax_pmd_load_hole(sim, f, vma, addr, pgoff, flags, block, ent)
     # I3: dax_iomap_direct_access()
     phys = sim.device.data_start + ext.physical + (pos - ext.logical)
     if (phys >> PAGE_SHIFT) & PG_PMD_COLOUR:
-        return done(FALLBACK, "pfn-unaligned")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pfn-unaligned")
+    prof = sim.profile
     if prof.pmd_needs_devmap and not sim.device.struct_pages:
-        return done(FALLBACK, "pfn-no-devmap")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pfn-no-devmap")
     # I4: dax_insert_entry(DAX_PMD)
     if ent.kind == "zero":
         _unmap_zero(sim, block)
     ent.kind = "data"
     # I6: MAP_SYNC write whose metadata is not yet durable (IOMAP_F_DIRTY)
     if write and vma.sync and new:
-        done(NEEDDSYNC)
+        _pmd_done(sim, f, vma, addr, pgoff, flags, NEEDDSYNC)
         return dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd=True)
     # I7: insert the PMD
-    f.call(prof.pmd_insert_function)
-    _install_pmd(sim, addr, writable=write)
-    f.outcome, f.level = "pmd", "pmd"
-    return done(NOPAGE)
+    fn = prof.pmd_insert_function
+    calls[fn] = calls.get(fn, 0) + 1
+    _install_pmd(sim, addr, writable=bool(write))
+    f.outcome = f.level = "pmd"
+    return _pmd_done(sim, f, vma, addr, pgoff, flags, NOPAGE)
 
 
 def _install_pmd(sim, addr, writable, zero=False):
@@ -256,7 +268,7 @@ def _install_pmd(sim, addr, writable, zero=False):
     sim.mm.pmds[key] = HugePmd(writable, zero)
 
 
-def dax_pmd_load_hole(sim, f, vma, addr, block, ent, done):
+def dax_pmd_load_hole(sim, f, vma, addr, pgoff, flags, block, ent):
     """fs/dax.c dax_pmd_load_hole(): map the huge zero page read-only."""
     prof = sim.profile
     if ent.kind == "data":
@@ -270,14 +282,14 @@ def dax_pmd_load_hole(sim, f, vma, addr, block, ent, done):
     slot = sim.mm.pmds.get(addr >> PMD_SHIFT)
     if slot is not None and prof.load_hole_fallback_if_pmd_present:
         f.events.append(_hole_ev(sim, "dax_pmd_load_hole_fallback", vma, addr, ZERO_FOLIO_PLACEHOLDER, entry_val))
-        return done(FALLBACK, "pte-table-present")
+        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pte-table-present")
     _install_pmd(sim, addr, writable=False, zero=True)
     if "thp_zero_page_alloc" not in sim.flags_seen:
         sim.flags_seen.add("thp_zero_page_alloc")
         sim.counters["thp_zero_page_alloc"] += 1
     f.events.append(_hole_ev(sim, "dax_pmd_load_hole", vma, addr, ZERO_FOLIO_PLACEHOLDER, entry_val))
     f.outcome, f.level = "huge-zero", "pmd"
-    return done(NOPAGE)
+    return _pmd_done(sim, f, vma, addr, pgoff, flags, NOPAGE)
 
 
 def dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd):

@@ -215,23 +215,31 @@ class FileState:
     def max_pgoff(self):
         return (self.size + PAGE_SIZE - 1) >> PAGE_SHIFT
 
-    def lookup(self, pos):
+    def lookup(self, pos, need=PMD_SIZE):
         """iomap of byte *pos*: (kind, length_from_pos, ext_or_None).
 
         kind is "mapped", "unwritten" or "hole"; a hole extends to the next
-        extent (ext4/xfs ->iomap_begin report holes up to the next mapping)."""
+        extent (ext4/xfs ->iomap_begin report holes up to the next mapping).
+        Physically contiguous neighbours of the same type count as one
+        mapping (the filesystems merge them); the walk stops once *need*
+        bytes are covered, which is all a caller compares against."""
+        exts = self.exts
         i = bisect.bisect_right(self._starts, pos) - 1
-        if i >= 0 and pos < self.exts[i].end:
-            e = self.exts[i]
-            # physically contiguous neighbours of the same type form one mapping
-            length = e.end - pos
-            j = i
-            while (j + 1 < len(self.exts) and self.exts[j + 1].logical == self.exts[j].end
-                   and self.exts[j + 1].physical == self.exts[j].physical + self.exts[j].length
-                   and self.exts[j + 1].unwritten == e.unwritten):
-                j += 1
-                length = self.exts[j].end - pos
-            return ("unwritten" if e.unwritten else "mapped"), length, e
+        if i >= 0:
+            e = exts[i]
+            end = e.logical + e.length
+            if pos < end:
+                length = end - pos
+                j = i
+                n = len(exts)
+                while length < need and j + 1 < n:
+                    a, b = exts[j], exts[j + 1]
+                    if b.logical != a.logical + a.length or b.physical != a.physical + a.length \
+                            or b.unwritten != e.unwritten:
+                        break
+                    j += 1
+                    length = b.logical + b.length - pos
+                return ("unwritten" if e.unwritten else "mapped"), length, e
         nxt = self._starts[i + 1] if i + 1 < len(self._starts) else None
         length = (nxt - pos) if nxt is not None else (1 << 62)
         return "hole", length, None
@@ -257,7 +265,7 @@ class FileState:
         self._split(end)
         p = pos
         while p < end:
-            kind, ln, e = self.lookup(p)
+            kind, ln, e = self.lookup(p, end - p)
             ln = min(ln, end - p)
             if kind == "unwritten":
                 e.unwritten = False
