@@ -1,0 +1,139 @@
+"""pmemtrace diagnose: the pmem checklist done for you (host, files, processes)."""
+
+import argparse
+import os
+import sys
+
+from ..errors import UsageError
+from ..host import diagnose as dg
+from ..host.fsread import Roots
+from ..host.svg import terminal_legend, terminal_strip, write_svg
+from ..units import format_size
+from ._common import print_json, status, table
+
+EPILOG = """\
+examples:
+  pmemtrace diagnose                         # every namespace, dax device and DAX mount
+  pmemtrace diagnose /mnt/pmem/db.data       # per 2 MiB chunk: PMD or not, and why
+  pmemtrace diagnose /mnt/pmem/a /mnt/pmem/b --svg chunks.svg
+  pmemtrace diagnose --pid 4242              # a process's DAX mappings, per chunk
+  pmemtrace diagnose --json                  # machine-readable
+  pmemtrace diagnose --sysfs-root fixtures/6.12.95+deb12-amd64/fsdax-dev/sys \\
+                     --procfs-root fixtures/6.12.95+deb12-amd64/fsdax-dev/proc
+
+Verdicts: pmd / pud (huge faults possible), pte (4 KiB only), no-dax, error,
+info, warn.  Each finding carries a code: a model reason ('pmemtrace reasons')
+or a host code, and the remedy.  Strip glyphs: # pmd, P pud, z huge zero page,
+. 4 KiB, a letter = the first letter of the fallback reason (e extent-too-short,
+p pfn-unaligned, b beyond-eof, v vma-*), ! sigbus, x error.
+Works without root where files are readable (then /proc/iomem addresses and
+filesystem geometry may be missing: the output says so).
+"""
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "diagnose",
+        help="check this host's pmem setup, files and processes for 2 MiB (PMD) DAX mappings",
+        description="Read sysfs/procfs (namespaces, dax devices, mounts, kernel) and explain, with the "
+        "kernel rule and the remedy, what can and cannot get 2 MiB DAX mappings: per device, per DAX "
+        "mount, per 2 MiB chunk of a file (from its FIEMAP extents) or of a process's mapping.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="files on a DAX filesystem to check per 2 MiB chunk")
+    p.add_argument("--pid", type=int, metavar="PID", help="check the DAX mappings of process PID")
+    p.add_argument("--op", choices=("read", "write"), default="write",
+                   help="access assumed for the first touch of each file chunk (default write)")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("--svg", metavar="PATH", help="write an SVG strip per file/mapping (2 MiB chunks by outcome)")
+    p.add_argument("--no-colour", "--no-color", dest="colour", action="store_false", default=None,
+                   help="plain terminal strips")
+    p.add_argument("--sysfs-root", metavar="DIR", help="read sysfs from DIR instead of /sys (a fixture tree)")
+    p.add_argument("--procfs-root", metavar="DIR", help="read procfs from DIR instead of /proc")
+    p.add_argument("--no-host", action="store_true", help="with FILE or --pid: skip the host table")
+    p.set_defaults(func=run)
+    return p
+
+
+def _roots(args):
+    for name in ("sysfs_root", "procfs_root"):
+        d = getattr(args, name)
+        if d is not None and not os.path.isdir(d):
+            raise UsageError(f"--{name.replace('_', '-')} {d}: not a directory")
+    return Roots(args.sysfs_root, args.procfs_root)
+
+
+def _verdict_rows(findings):
+    return [[f.kind, f.subject, f.verdict, f.code, f.message, f.remedy] for f in findings]
+
+
+def _print_strip(s, colour, out):
+    cnt = s.counts()
+    total = len(s.chunks)
+    out.write(f"\n{s.subject}: {total} chunk(s) of 2 MiB: " +
+              ", ".join(f"{v} {k}" for k, v in sorted(cnt.items())) + "\n")
+    for f in s.findings:
+        out.write(f"  [{f.verdict}] {f.code}: {f.message}" + (f" -> {f.remedy}" if f.remedy else "") + "\n")
+    if s.chunks:
+        for line in terminal_strip(s, colour):
+            out.write("  " + line + "\n")
+        rows = []
+        for ch in s.chunks:
+            ext = "; ".join(f"{format_size(e['length'])}@{e['physical']:#x}" + (" unwritten" if e.get("unwritten")
+                                                                                 else "")
+                            for e in ch.extents[:3]) + (" ..." if len(ch.extents) > 3 else "")
+            rows.append([ch.index, f"{ch.offset:#x}", ch.outcome, ch.reason or "", ch.layout, ext])
+        if len(rows) > 40:
+            # long files: show the non-PMD chunks and a count of the rest
+            bad = [r for r in rows if r[2] not in ("pmd", "pud")]
+            out.write(f"  ({len(rows) - len(bad)} PMD chunks not listed)\n")
+            rows = bad[:200]
+        if rows:
+            table(rows, ["chunk", "offset", "outcome", "reason", "extents", "extent detail"], out)
+    for a in s.advice:
+        out.write(f"  how to fix: {a}\n")
+
+
+def run(args):
+    roots = _roots(args)
+    if args.colour is None:
+        args.colour = sys.stdout.isatty() and not args.json
+    state = dg.HostState(roots)
+    host = [] if (args.no_host and (args.files or args.pid)) else dg.diagnose_host(state)
+    strips = []
+    for path in args.files:
+        strips.append(dg.diagnose_file(state, path, op=args.op))
+    if args.pid is not None:
+        pstrips = dg.diagnose_pid(state, args.pid)
+        if not pstrips:
+            status(f"pmemtrace diagnose: process {args.pid} has no DAX mappings")
+        strips.extend(pstrips)
+    if args.svg:
+        if not strips:
+            raise UsageError("--svg draws files or mappings: give FILE... or --pid")
+        try:
+            write_svg(args.svg, strips)
+        except OSError as exc:
+            raise UsageError(f"--svg {args.svg}: {exc.strerror}") from None
+        status(f"pmemtrace diagnose: wrote {args.svg}")
+    if args.json:
+        print_json({
+            "kernel": state.kernel.to_json(),
+            "inventory": state.inv.to_json(),
+            "mounts": [m.to_json() for m in state.mounts if m.dax is not None],
+            "findings": [f.to_json() for f in host],
+            "strips": [s.to_json() for s in strips],
+            "unreadable": roots.unreadable_json(),
+            "roots": {"sysfs": roots.sysfs, "procfs": roots.procfs},
+        })
+        return 0
+    out = sys.stdout
+    if host:
+        out.write(f"kernel {state.kernel.release or '?'}\n")
+        table(_verdict_rows(host), ["kind", "subject", "verdict", "code", "finding", "remedy"], out)
+    for s in strips:
+        _print_strip(s, args.colour, out)
+    if strips and any(s.chunks for s in strips):
+        out.write("\nlegend: " + terminal_legend(strips) + "\n")
+    return 0

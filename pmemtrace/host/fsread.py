@@ -1,0 +1,84 @@
+"""The OS boundary for host diagnostics: every read of /sys and /proc goes
+through a :class:`Roots` object, so the same code runs on a live host and on
+a recorded or hand-made fixture tree (``fixtures/<release>/<config>/sys/...``).
+
+Readers never raise for a missing or unreadable file: they return ``None``
+and note the path in :attr:`Roots.unreadable`, so the diagnosis can say what
+it could not see instead of failing.  (psutil's ``PROCFS_PATH`` idea, style.md
+point 10.)
+"""
+
+import errno
+import os
+
+SYSFS_PATH = "/sys"
+PROCFS_PATH = "/proc"
+BOOT_PATH = "/boot"
+
+
+class Roots:
+    def __init__(self, sysfs_root=None, procfs_root=None, boot_root=None, live=None):
+        self.sysfs = sysfs_root or SYSFS_PATH
+        self.procfs = procfs_root or PROCFS_PATH
+        self.boot = boot_root or BOOT_PATH
+        # live: the roots are the running system's, so commands such as
+        # xfs_info and FIEMAP on real files make sense.
+        self.live = (self.sysfs == SYSFS_PATH and self.procfs == PROCFS_PATH) if live is None else live
+        self.unreadable = []  # [(path, reason)]
+
+    # -- paths ---------------------------------------------------------------
+    def sys(self, *parts):
+        return os.path.join(self.sysfs, *[p.lstrip("/") for p in parts])
+
+    def proc(self, *parts):
+        return os.path.join(self.procfs, *[p.lstrip("/") for p in parts])
+
+    # -- reads ---------------------------------------------------------------
+    def read(self, path, note=True):
+        """Text of *path* stripped, or None if it is missing/unreadable."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read(1 << 20)
+        except FileNotFoundError:
+            return None
+        except (PermissionError, IsADirectoryError, OSError) as exc:
+            if note:
+                why = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else (exc.strerror or str(exc))
+                self.unreadable.append((path, why))
+            return None
+        return data.decode("utf-8", "replace").strip()
+
+    def read_int(self, path, base=0):
+        s = self.read(path)
+        if s is None or s == "":
+            return None
+        try:
+            return int(s.split()[0], base)
+        except ValueError:
+            self.unreadable.append((path, f"not a number: {s[:40]!r}"))
+            return None
+
+    def listdir(self, path):
+        try:
+            return sorted(os.listdir(path))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self.unreadable.append((path, exc.strerror or str(exc)))
+            return []
+
+    def realpath(self, path):
+        return os.path.realpath(path)
+
+    def link_name(self, path):
+        """Basename of a symlink's target (e.g. a ``driver`` link), or None."""
+        try:
+            return os.path.basename(os.readlink(path))
+        except OSError:
+            return None
+
+    def exists(self, path):
+        return os.path.exists(path)
+
+    def unreadable_json(self):
+        return [{"path": p, "reason": r} for p, r in self.unreadable]

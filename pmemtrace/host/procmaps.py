@@ -1,0 +1,101 @@
+"""A process's mappings from ``/proc/PID/smaps`` (or ``maps``).
+
+Line format: fs/proc/task_mmu.c ``show_map_vma()``:
+``start-end perms offset major:minor inode   path``; smaps adds ``Key: value``
+lines and ``VmFlags:`` with two-letter codes (``show_smap_vma_flags()``):
+``sh`` VM_SHARED, ``ms`` VM_MAYSHARE, ``wr`` VM_WRITE, ``hg`` VM_HUGEPAGE,
+``nh`` VM_NOHUGEPAGE, ``sf`` VM_SYNC (MAP_SYNC), ``dd`` VM_DONTDUMP.
+"""
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s+(\S{4})\s+([0-9a-f]+)\s+([0-9a-f]+):([0-9a-f]+)\s+(\d+)\s*(.*)$")
+
+
+@dataclass
+class ProcMapping:
+    start: int
+    end: int
+    perms: str
+    offset: int
+    major: int
+    minor: int
+    inode: int
+    path: str
+    vmflags: List[str] = field(default_factory=list)
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def length(self):
+        return self.end - self.start
+
+    @property
+    def shared(self):
+        return self.perms[3] == "s"
+
+    @property
+    def writable(self):
+        return self.perms[1] == "w"
+
+    @property
+    def nohugepage(self):
+        return "nh" in self.vmflags
+
+    @property
+    def sync(self):
+        return "sf" in self.vmflags
+
+    def to_json(self):
+        return asdict(self)
+
+
+def parse_maps(text):
+    out = []
+    cur = None
+    for line in (text or "").splitlines():
+        m = _LINE.match(line)
+        if m:
+            cur = ProcMapping(int(m.group(1), 16), int(m.group(2), 16), m.group(3), int(m.group(4), 16),
+                              int(m.group(5), 16), int(m.group(6), 16), int(m.group(7)), m.group(8).strip())
+            out.append(cur)
+            continue
+        if cur is None:
+            continue
+        k, sep, v = line.partition(":")
+        if not sep:
+            continue
+        if k == "VmFlags":
+            cur.vmflags = v.split()
+        else:
+            cur.fields[k.strip()] = v.strip()
+    return out
+
+
+def read_status(roots, pid):
+    out = {}
+    for line in (roots.read(roots.proc(str(pid), "status")) or "").splitlines():
+        k, sep, v = line.partition(":")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def read_process_maps(roots, pid):
+    """(mappings, source) where source is 'smaps' or 'maps'; mappings is
+    None when neither is readable."""
+    for name in ("smaps", "maps"):
+        text = roots.read(roots.proc(str(pid), name))
+        if text:
+            return parse_maps(text), name
+    return None, None
+
+
+def thp_disabled(status) -> Optional[bool]:
+    """``THP_enabled:`` in /proc/PID/status (v5.0+, fs/proc/array.c): 0 when
+    prctl(PR_SET_THP_DISABLE) is in effect."""
+    v = status.get("THP_enabled")
+    if v is None:
+        return None
+    return v.strip() == "0"

@@ -1,0 +1,133 @@
+"""Pictures of per-chunk verdicts: an SVG strip per file or mapping (each
+2 MiB chunk a cell coloured by outcome, and for fallbacks by reason, with a
+legend and a tooltip per cell) and a compact coloured strip for terminals.
+
+No dependencies: the SVG is written by hand (xml-escaped).
+"""
+
+from xml.sax.saxutils import escape
+
+from ..units import format_size
+
+# outcome colours (successful huge mappings in greens)
+OUTCOME_COLOURS = {
+    "pud": "#1b7837",
+    "pmd": "#4dac26",
+    "huge-zero": "#b8e186",
+    "pte": "#f1a340",
+    "zero-pte": "#fee0b6",
+    "sigbus": "#d7191c",
+    "error": "#7b3294",
+    "none": "#bababa",
+}
+
+# fallback reasons get their own colours so a strip shows *why* at a glance
+REASON_COLOURS = {
+    "extent-too-short": "#e66101",
+    "pfn-unaligned": "#fdb863",
+    "pmd-colour-mismatch": "#b2abd2",
+    "private-write": "#5e3c99",
+    "vma-start": "#8073ac",
+    "vma-end": "#8073ac",
+    "beyond-eof": "#f4a582",
+    "pte-entry-present": "#ffd92f",
+    "pte-table-present": "#ffd92f",
+    "nohugepage": "#a6cee3",
+    "thp-disabled": "#1f78b4",
+    "pfn-no-devmap": "#999999",
+    "devdax-align-smaller": "#fdae61",
+}
+
+GLYPH = {"pud": "P", "pmd": "#", "huge-zero": "z", "pte": ".", "zero-pte": ",", "sigbus": "!", "error": "x",
+         "none": " "}
+ANSI = {"pud": "32;1", "pmd": "32", "huge-zero": "92", "pte": "33", "zero-pte": "93", "sigbus": "31",
+        "error": "35", "none": "90"}
+
+
+def chunk_colour(ch):
+    if ch.outcome in ("pte", "zero-pte") and ch.reason in REASON_COLOURS:
+        return REASON_COLOURS[ch.reason]
+    return OUTCOME_COLOURS.get(ch.outcome, "#bababa")
+
+
+def _label(ch):
+    return ch.outcome + (f": {ch.reason}" if ch.reason and ch.outcome not in ("pmd", "pud") else "")
+
+
+def render_svg(strips, title="pmemtrace diagnose", per_row=64, cell=12):
+    """One SVG document with a strip per :class:`~pmemtrace.host.diagnose.Strip`."""
+    pad, lh = 10, 16
+    width = pad * 2 + max(per_row * cell, 520)
+    y = pad + lh
+    body = [f'<text x="{pad}" y="{y}" font-size="14" font-weight="bold">{escape(title)}</text>']
+    y += 8
+    used = {}
+    for s in strips:
+        y += lh + 4
+        cnt = s.counts()
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(cnt.items()))
+        body.append(f'<text x="{pad}" y="{y}" font-size="12">{escape(s.subject)} '
+                    f'({len(s.chunks)} x 2M: {escape(summary) or "no chunks"})</text>')
+        y += 6
+        for i, ch in enumerate(s.chunks):
+            col = chunk_colour(ch)
+            used[_label(ch)] = col
+            cx = pad + (i % per_row) * cell
+            cy = y + (i // per_row) * cell
+            tip = f"chunk {ch.index} @ {format_size(ch.offset) if ch.offset else '0'}: {_label(ch)}; extents: {ch.layout}"
+            body.append(f'<rect x="{cx}" y="{cy}" width="{cell - 1}" height="{cell - 1}" fill="{col}">'
+                        f'<title>{escape(tip)}</title></rect>')
+        rows = max(1, (len(s.chunks) + per_row - 1) // per_row)
+        y += rows * cell + 4
+        for f in s.findings:
+            y += lh - 2
+            body.append(f'<text x="{pad}" y="{y}" font-size="11" fill="#555">{escape(f.code)}: '
+                        f'{escape(f.message)}</text>')
+    y += lh + 4
+    body.append(f'<text x="{pad}" y="{y}" font-size="12" font-weight="bold">legend</text>')
+    for label, col in sorted(used.items()):
+        y += lh
+        body.append(f'<rect x="{pad}" y="{y - 10}" width="11" height="11" fill="{col}"/>'
+                    f'<text x="{pad + 16}" y="{y}" font-size="11">{escape(label)}</text>')
+    height = y + pad
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif">'
+            f'<rect width="100%" height="100%" fill="white"/>')
+    return head + "".join(body) + "</svg>\n"
+
+
+def write_svg(path, strips, title="pmemtrace diagnose"):
+    with open(path, "w") as f:
+        f.write(render_svg(strips, title))
+
+
+def terminal_strip(strip, colour=True, per_row=64):
+    """Lines of glyphs, one per 2 MiB chunk (# pmd, . pte, z huge zero,
+    ! sigbus, x error); coloured with ANSI when *colour*."""
+    lines = []
+    row = []
+    for i, ch in enumerate(strip.chunks):
+        g = GLYPH.get(ch.outcome, "?")
+        if ch.outcome == "pte" and ch.reason:
+            g = ch.reason[0]  # first letter of the reason: e extent-too-short, p pfn-unaligned ...
+        if colour:
+            g = f"\x1b[{ANSI.get(ch.outcome, '0')}m{g if g != ' ' else '_'}\x1b[0m"
+        row.append(g)
+        if len(row) == per_row or i == len(strip.chunks) - 1:
+            lines.append("".join(row))
+            row = []
+    return lines
+
+
+def terminal_legend(strips):
+    seen = {}
+    for s in strips:
+        for ch in s.chunks:
+            g = GLYPH.get(ch.outcome, "?")
+            if ch.outcome == "pte" and ch.reason:
+                g = ch.reason[0]
+            seen.setdefault(g, _label(ch))
+    return "  ".join(f"{g}={label}" for g, label in sorted(seen.items()))
+
+
+__all__ = ["render_svg", "write_svg", "terminal_strip", "terminal_legend"]
