@@ -35,7 +35,7 @@ KIND_OF = {v: k for k, v in KINDS.items()}
 
 #: which record fields each event keeps (the fs_dax format's fields)
 _PMD = ("dev", "ino", "vm_start", "vm_end", "vm_flags", "address", "pgoff", "max_pgoff", "flags", "result")
-_PTE = ("dev", "ino", "vm_start", "vm_end", "vm_flags", "address", "pgoff", "flags", "result")
+_PTE = ("dev", "ino", "vm_flags", "address", "pgoff", "flags", "result")  # no VMA bounds in the tracepoint
 _HOLE = ("dev", "ino", "vm_flags", "address", "aux")
 KEEP = {
     "dax_pmd_fault": _PMD, "dax_pmd_fault_done": _PMD,

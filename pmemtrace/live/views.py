@@ -64,21 +64,31 @@ class Aggregator:
     def __init__(self, attributor=None, max_evidence=5):
         self.rows = {}
         self.by_file = {}  # (pid, dev, ino) -> list of rows with bounds
+        self.by_pid = {}  # pid -> list of rows with bounds
+        self.last_by_pid = {}  # pid -> row of the last DAX event
         self.attributor = attributor
         self.max_evidence = max_evidence
         self.lost = 0
         self.events = 0
         self.by_name = {}
+        self.unmatched = {}  # probe hits outside any DAX mapping seen
 
     def _row(self, ev):
         f = ev.fields
         pid = ev.pid
         dev, ino = f.get("dev"), f.get("ino")
         vs, ve = f.get("vm_start"), f.get("vm_end")
-        if vs is None and dev is not None:
+        if vs is None:
             addr = f.get("address")
-            for r in self.by_file.get((pid, dev, ino), ()):
+            cands = self.by_file.get((pid, dev, ino), ()) if dev is not None else self.by_pid.get(pid, ())
+            for r in cands:
                 if addr is not None and r.vm_start <= addr < r.vm_end:
+                    return r
+            if dev is None:
+                # probe hits without a file (GUP, get_dev_pagemap): the
+                # process's DAX row seen last, else a per-process row
+                r = self.last_by_pid.get(pid)
+                if r is not None and addr is None:
                     return r
         key = (pid, dev, ino, vs, ve)
         r = self.rows.get(key)
@@ -87,8 +97,9 @@ class Aggregator:
             self.rows[key] = r
             if vs is not None:
                 self.by_file.setdefault((pid, dev, ino), []).append(r)
-                # adopt PTE counts parked in the '?' row for this file
-                # (only addresses are known there: leave them, not split)
+                self.by_pid.setdefault(pid, []).append(r)
+        if dev is not None:
+            self.last_by_pid[pid] = r
         return r
 
     def add(self, ev):
@@ -127,6 +138,23 @@ class Aggregator:
                 r.pte += 1
         elif name == "dax_pmd_load_hole":
             self._row(ev).huge_zero += 1
+        elif name in ("gup", "gup_fast", "get_dev_pagemap"):
+            # only GUP on a DAX VMA seen in the trace, get_dev_pagemap in a
+            # process with DAX activity; the rest is counted apart
+            r = None
+            addr = f.get("address")
+            if addr is not None:
+                for cand in self.by_pid.get(ev.pid, ()):
+                    if cand.vm_start <= addr < cand.vm_end:
+                        r = cand
+                        break
+            else:
+                r = self.last_by_pid.get(ev.pid)
+            if r is None:
+                self.unmatched[name] = self.unmatched.get(name, 0) + 1
+                return
+            c = PROBE_COUNTERS[name]
+            setattr(r, c, getattr(r, c) + 1)
         elif name in PROBE_COUNTERS:
             r = self._row(ev)
             c = PROBE_COUNTERS[name]
@@ -136,6 +164,8 @@ class Aggregator:
                 if f.get("result", 0) & FALLBACK:
                     r.fallback += 1
                     r.reasons["devdax"] = r.reasons.get("devdax", 0) + 1
+                elif f.get("result", 0) & SIGBUS:
+                    r.sigbus += 1
                 elif o >= 9:
                     r.pmd += 1
                 else:
@@ -152,6 +182,7 @@ class Aggregator:
         t["fallback_reasons"] = reasons
         t["lost"] = self.lost
         t["events"] = self.events
+        t["outside_dax"] = dict(self.unmatched)
         return t
 
     def to_json(self):

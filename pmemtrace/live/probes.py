@@ -1,0 +1,162 @@
+"""The probe table: logical probe points -> candidates, in preference order.
+
+Matched EXACTLY against the running kernel's symbols (``/proc/kallsyms``,
+text symbols only) and tracepoints (``events/fs_dax/*``): never with bcc's
+``BPF.get_kprobe_functions``, which takes a regular expression, so on 6.1
+``vmf_insert_pfn_pmd`` would "exist" because ``vmf_insert_pfn_pmd_prot``
+does, and attaching would fail (lab-recipe.md).  ``pmemtrace watch
+--list-probes`` prints the table with the winners.
+
+Candidates are detected, not chosen by kernel version; each alternative
+names where it comes from.
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+KALLSYMS = "/proc/kallsyms"
+
+
+@dataclass
+class Point:
+    name: str  # logical point (Event name / views counter)
+    kind: str  # tracepoint | kprobe
+    # (target, BPF function) in preference order; for tracepoints target is
+    # "fs_dax:<event>" and the BPF function is compiled in by -DPMT_TP_<event>
+    candidates: List[Tuple[str, str]]
+    retprobe: Optional[str] = None  # BPF function for a kretprobe on the winner
+    why: str = ""
+    module: Optional[str] = None  # kernel module that provides the symbol
+    required: bool = False  # watch cannot run without it
+
+
+FS_DAX_TRACEPOINTS = (
+    "dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done",
+    "dax_pmd_load_hole", "dax_pmd_load_hole_fallback", "dax_load_hole",
+    "dax_insert_pfn_mkwrite", "dax_insert_pfn_mkwrite_no_entry",
+)
+
+PROBES = [
+    *(Point(tp, "tracepoint", [(f"fs_dax:{tp}", f"tracepoint__fs_dax__{tp}")],
+            why="fs/dax.c tracepoint (include/trace/events/fs_dax.h)",
+            required=tp in ("dax_pmd_fault_done", "dax_pte_fault_done"))
+      for tp in FS_DAX_TRACEPOINTS),
+    Point("insert_pmd", "kprobe", [
+        ("vmf_insert_folio_pmd", "kp_insert_folio_pmd"),  # DAX PMD inserts on 7.x (lab-recipe.md)
+        ("vmf_insert_pfn_pmd_prot", "kp_insert_pfn_pmd_prot"),  # 6.1: vmf_insert_pfn_pmd is an inline wrapper
+        ("vmf_insert_pfn_pmd", "kp_insert_pfn_pmd"),  # 6.12: a real function
+    ], why="mm/huge_memory.c PMD insert for DAX"),
+    Point("insert_pud", "kprobe", [
+        ("vmf_insert_folio_pud", "kp_insert_folio_pud"),
+        ("vmf_insert_pfn_pud_prot", "kp_insert_pfn_pud_prot"),
+        ("vmf_insert_pfn_pud", "kp_insert_pfn_pud"),
+    ], why="mm/huge_memory.c PUD insert (device-dax 1 GiB)"),
+    Point("get_dev_pagemap", "kprobe", [("get_dev_pagemap", "kp_get_dev_pagemap")],
+          why="mm/memremap.c: DAX-GUP looks up the pgmap (follow_devmap_pmd, gup fast devmap)"),
+    Point("gup", "kprobe", [("__get_user_pages", "kp_gup_slow")],
+          why="mm/gup.c slow path of every get/pin_user_pages* variant"),
+    Point("gup_fast", "kprobe", [
+        ("gup_fast_fallback", "kp_gup_fast"),  # renamed from internal_get_user_pages_fast in the 6.11 cycle
+        ("internal_get_user_pages_fast", "kp_gup_fast"),  # 6.1
+    ], why="mm/gup.c fast path entry of get/pin_user_pages_fast"),
+    Point("devdax_fault", "kprobe", [("dev_dax_huge_fault", "kp_devdax_fault")],
+          retprobe="kr_devdax_fault", module="device_dax",
+          why="drivers/dax/device.c: device-dax has no tracepoints"),
+]
+
+
+def tracefs_root(roots=TRACEFS_DIRS):
+    for r in roots:
+        if os.path.isdir(os.path.join(r, "events")):
+            return r
+    return None
+
+
+def kernel_functions(path=KALLSYMS):
+    """{name: module or None} of text symbols (types t/T).  Names with a
+    compiler suffix (``foo.isra.0``) are kept as they are: they do not
+    match ``foo`` exactly, which is the point."""
+    syms = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] in ("t", "T"):
+                    mod = parts[3].strip("[]") if len(parts) > 3 else None
+                    syms.setdefault(parts[2], mod)
+    except OSError:
+        return None
+    return syms
+
+
+def fs_dax_tracepoints(root):
+    d = os.path.join(root, "events", "fs_dax") if root else None
+    if not d or not os.path.isdir(d):
+        return set()
+    return {e for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))}
+
+
+def hole_field(root):
+    """The load-hole pointer's field name: zero_page (6.1) or zero_folio (6.12+)."""
+    try:
+        with open(os.path.join(root, "events", "fs_dax", "dax_pmd_load_hole", "format")) as f:
+            text = f.read()
+    except (OSError, TypeError):
+        return None
+    for name in ("zero_folio", "zero_page"):
+        if f" {name};" in text:
+            return name
+    return None
+
+
+@dataclass
+class Resolved:
+    point: Point
+    winner: Optional[str] = None  # target name
+    function: Optional[str] = None  # BPF function
+    missing: List[str] = field(default_factory=list)
+    note: str = ""
+
+    def to_json(self):
+        return {"point": self.point.name, "kind": self.point.kind, "winner": self.winner,
+                "bpf_function": self.function, "candidates": [c for c, _ in self.point.candidates],
+                "note": self.note}
+
+
+def resolve(functions, tracepoints, table=PROBES):
+    """Pick, per point, the first candidate present in this kernel (exact names)."""
+    out = []
+    for p in table:
+        r = Resolved(p)
+        for target, fn in p.candidates:
+            if p.kind == "tracepoint":
+                ok = target.split(":", 1)[1] in tracepoints
+            else:
+                ok = functions is not None and target in functions
+            if ok:
+                r.winner, r.function = target, fn
+                if p.kind == "kprobe" and functions.get(target):
+                    r.note = f"in module {functions[target]}"
+                break
+            r.missing.append(target)
+        if r.winner is None:
+            if p.kind == "kprobe" and functions is None:
+                r.note = "cannot read /proc/kallsyms"
+            elif p.module and functions is not None:
+                r.note = f"not in this kernel, or module {p.module} not loaded"
+            else:
+                r.note = "not in this kernel"
+        out.append(r)
+    return out
+
+
+def render(resolved):
+    lines = [f"{'POINT':<31} {'KIND':<10} {'WINNER':<34} NOTE"]
+    for r in resolved:
+        w = r.winner or "-"
+        if r.point.kind == "tracepoint" and w.startswith("fs_dax:"):
+            w = w[len("fs_dax:"):]
+        lines.append(f"{r.point.name:<31} {r.point.kind:<10} {w:<34} {r.note}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""tracefs backend: the fs_dax tracepoints through a private ftrace instance.
+
+Used when bcc cannot run (no kernel headers, no kprobes, no bcc).  It sees
+the fs_dax events only: no insert functions, get_dev_pagemap, GUP or
+device-dax faults (those need kprobes).
+
+Everything happens in ``instances/pmemtrace-<pid>``: the global trace
+buffer and other users' settings are never touched, and removing the
+instance on exit disables everything it enabled.
+"""
+
+import errno
+import os
+import select
+
+from ..errors import KernelFeatureMissing, PrivilegeError
+from .parse import ParseStats, parse_trace_text
+from .probes import FS_DAX_TRACEPOINTS, fs_dax_tracepoints, tracefs_root
+
+
+def _write(path, value):
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except PermissionError:
+        raise PrivilegeError(f"cannot write {path}: pmemtrace watch needs root (try sudo)") from None
+
+
+class TracefsBackend:
+    name = "tracefs"
+
+    def __init__(self, pid=None, buffer_kb=8192, root=None):
+        self.root = root or tracefs_root()
+        if self.root is None:
+            raise KernelFeatureMissing(
+                "tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing")
+        self.tracepoints = fs_dax_tracepoints(self.root)
+        if not {"dax_pmd_fault_done", "dax_pte_fault_done"} <= self.tracepoints:
+            raise KernelFeatureMissing("this kernel has no fs_dax tracepoints (CONFIG_FS_DAX is off)")
+        self.pid = pid
+        self.buffer_kb = buffer_kb
+        self.instance = os.path.join(self.root, "instances", f"pmemtrace-{os.getpid()}")
+        self.fd = None
+        self.stats = ParseStats()
+        self._partial = ""
+        self.enabled = []
+
+    def missing(self):
+        return ("sees fs_dax tracepoints only; no PMD insert, get_dev_pagemap, GUP or "
+                "device-dax counts (those need bcc and kprobes)")
+
+    def probe_table(self):
+        return [{"point": tp, "kind": "tracepoint",
+                 "winner": f"fs_dax:{tp}" if tp in self.tracepoints else None}
+                for tp in FS_DAX_TRACEPOINTS]
+
+    def start(self):
+        if os.geteuid() != 0 and not os.access(os.path.join(self.root, "instances"), os.W_OK):
+            raise PrivilegeError("pmemtrace watch needs root to use tracefs (try sudo)")
+        try:
+            os.mkdir(self.instance)
+        except PermissionError:
+            raise PrivilegeError("pmemtrace watch needs root to use tracefs (try sudo)") from None
+        except FileExistsError:
+            pass
+        try:
+            _write(os.path.join(self.instance, "buffer_size_kb"), str(self.buffer_kb))
+            if self.pid:
+                tids = [str(self.pid)]
+                try:
+                    tids = os.listdir(f"/proc/{self.pid}/task")
+                except OSError:
+                    pass
+                _write(os.path.join(self.instance, "set_event_pid"), " ".join(tids))
+                opt = os.path.join(self.instance, "options", "event-fork")
+                if os.path.exists(opt):
+                    _write(opt, "1")
+            for tp in FS_DAX_TRACEPOINTS:
+                if tp in self.tracepoints:
+                    _write(os.path.join(self.instance, "events", "fs_dax", tp, "enable"), "1")
+                    self.enabled.append(tp)
+            self.fd = os.open(os.path.join(self.instance, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+        except BaseException:
+            self.close()
+            raise
+
+    def poll(self, timeout):
+        """Events read within *timeout* seconds (a list)."""
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return []
+        chunks = []
+        while True:
+            try:
+                b = os.read(self.fd, 1 << 20)
+            except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    break
+                raise
+            if not b:
+                break
+            chunks.append(b)
+            if len(b) < (1 << 20):
+                break
+        text = self._partial + b"".join(chunks).decode("utf-8", "replace")
+        lines = text.split("\n")
+        self._partial = lines.pop()
+        return list(parse_trace_text(lines, self.stats))
+
+    def lost(self):
+        """Events the ring buffer overwrote (per_cpu/cpu*/stats overrun) plus [LOST] markers."""
+        n = 0
+        d = os.path.join(self.instance, "per_cpu")
+        try:
+            for cpu in os.listdir(d):
+                with open(os.path.join(d, cpu, "stats")) as f:
+                    for line in f:
+                        if line.startswith("overrun:"):
+                            n += int(line.split()[1])
+        except OSError:
+            pass
+        return max(n, self.stats.lost)
+
+    def close(self):
+        """Disable what we enabled and remove the instance (idempotent)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if os.path.isdir(self.instance):
+            for tp in self.enabled:
+                try:
+                    with open(os.path.join(self.instance, "events", "fs_dax", tp, "enable"), "w") as f:
+                        f.write("0")
+                except OSError:
+                    pass
+            try:
+                os.rmdir(self.instance)
+            except OSError:
+                pass
+        self.enabled = []

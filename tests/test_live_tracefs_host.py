@@ -1,0 +1,80 @@
+"""The tracefs backend against this host's real tracefs (the fs_dax
+tracepoints exist on any CONFIG_FS_DAX kernel, even without pmem): it must
+enable only inside its private instance and leave nothing behind, on a
+normal end, on SIGTERM and on Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pmemtrace.live.probes import fs_dax_tracepoints, tracefs_root
+
+ROOT = tracefs_root()
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a tracefs instance"),
+    pytest.mark.skipif(ROOT is None, reason="tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)"),
+    pytest.mark.skipif(ROOT is not None and "dax_pmd_fault_done" not in fs_dax_tracepoints(ROOT),
+                       reason="this kernel has no fs_dax tracepoints"),
+]
+
+
+def _ours():
+    return [d for d in os.listdir(os.path.join(ROOT, "instances")) if d.startswith("pmemtrace-")]
+
+
+def _global_enabled():
+    with open(os.path.join(ROOT, "events", "fs_dax", "enable")) as f:
+        return f.read().strip()
+
+
+def test_backend_enables_in_instance_and_cleans_up():
+    from pmemtrace.live.tracefs import TracefsBackend
+
+    before = _global_enabled()
+    b = TracefsBackend(pid=os.getpid())
+    b.start()
+    try:
+        inst = b.instance
+        assert os.path.isdir(inst)
+        with open(os.path.join(inst, "events", "fs_dax", "dax_pmd_fault_done", "enable")) as f:
+            assert f.read().strip() == "1"
+        with open(os.path.join(inst, "set_event_pid")) as f:
+            assert str(os.getpid()) in f.read().split()
+        assert _global_enabled() == before  # the global buffer is not touched
+        assert b.poll(0.1) == []
+    finally:
+        b.close()
+    assert not os.path.exists(inst)
+    b.close()  # idempotent
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_watch_signal_leaves_nothing(sig, tmp_path):
+    rec = tmp_path / "r.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "pmemtrace", "watch", "--backend", "tracefs", "-i", "1",
+                          "--record", str(rec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    while time.time() < deadline and not any(d == f"pmemtrace-{p.pid}" for d in _ours()):
+        time.sleep(0.1)
+    assert f"pmemtrace-{p.pid}" in _ours(), "watch did not create its instance"
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    assert f"pmemtrace-{p.pid}" not in _ours()
+    assert "summary:" in out and "Traceback" not in err
+    assert rec.exists() and '"type":"end"' in rec.read_text()
+
+
+def test_watch_without_root_one_line():
+    if subprocess.run(["id", "-u", "nobody"], capture_output=True).returncode != 0:
+        pytest.skip("no 'nobody' user to drop privileges to")
+    code = ("import os,sys; os.setgid(65534); os.setuid(65534); "
+            "from pmemtrace.cli import main; sys.exit(main(['watch','-d','1']))")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/")
+    assert p.returncode != 0
+    assert p.stderr.count("\n") == 1 and "root" in p.stderr, p.stderr
