@@ -23,9 +23,11 @@ examples:
 
 Verdicts: pmd / pud (huge faults possible), pte (4 KiB only), no-dax, error,
 info, warn.  Each finding carries a code: a model reason ('pmemtrace reasons')
-or a host code, and the remedy.  Strip glyphs: # pmd, P pud, z huge zero page,
-. 4 KiB, a letter = the first letter of the fallback reason (e extent-too-short,
-p pfn-unaligned, b beyond-eof, v vma-*), ! sigbus, x error.
+or a host code, and the remedy.  Strip glyphs, one per 2 MiB chunk: # pmd,
+P pud, z huge zero page, . 4 KiB, or the fallback reason's letter: e extent-too-short,
+a pfn-unaligned, c pmd-colour-mismatch, w private-write, s vma-start, v vma-end,
+b beyond-eof, o pte-entry-present, t pte-table-present, n nohugepage,
+d thp-disabled, m pfn-no-devmap, 4 devdax-align-smaller; ! sigbus, x error.
 Works without root where files are readable (then /proc/iomem addresses and
 filesystem geometry may be missing: the output says so).
 """

@@ -92,6 +92,8 @@ _H = [
              "`pmemtrace lab` boots such kernels"),
     HostCode("device-unknown", "the file's block device is not a pmem namespace pmemtrace can see: its physical "
              "alignment is unknown (assumed 2 MiB aligned)", ""),
+    HostCode("extents-unknown", "file extents unknown (fixture tree or unreadable file): predicted as one aligned "
+             "extent", ""),
     HostCode("unreadable", "some sysfs/procfs files could not be read: the diagnosis is partial", "run as root"),
 ]
 HOST_CODES = {h.code: h for h in _H}
@@ -308,16 +310,23 @@ def mount_findings(state, m, pmem_disks):
 def _disk_of(state, major, minor):
     """(disk, partition-or-None) for a block dev_t via /sys/dev/block."""
     p = state.roots.sys("dev", "block", f"{major}:{minor}")
-    if not state.roots.exists(p):
-        return None
-    real = state.roots.realpath(p)
+    if state.roots.exists(p):
+        real = state.roots.realpath(p)
+    else:
+        real = None
+        for name, path in inv_mod.block_devices(state.roots).items():
+            if state.roots.read(os.path.join(path, "dev"), note=False) == f"{major}:{minor}":
+                real = path
+                break
+        if real is None:
+            return None
     name = os.path.basename(real)
-    if state.roots.exists(os.path.join(p, "partition")):
+    if state.roots.exists(os.path.join(real, "partition")):
         return os.path.basename(os.path.dirname(real)), name
     return name, None
 
 
-def kernel_findings(k):
+def kernel_findings(k, live=True):
     out = []
     d = {"release": k.release, "config": k.config}
     if k.thp_enabled is not None:
@@ -331,20 +340,20 @@ def kernel_findings(k):
                            "use a kernel with CONFIG_FS_DAX_PMD=y (needs TRANSPARENT_HUGEPAGE)", d))
     if not k.fs_dax_events:
         out.append(_f("kernel", "kernel", "info", "no-fs-dax-tracepoints"))
-    if not k.bcc_ready:
+    if not live:
+        if k.kprobes is False:
+            out.append(_f("kernel", "kernel", "info", "bcc-unavailable", "bcc cannot run: CONFIG_KPROBES is off"))
+    elif not k.bcc_ready:
         why = []
         if not k.bcc_importable:
-            why.append("bcc (python3-bpfcc) not importable" if state_live(k) else "not checked on a fixture tree")
+            why.append("bcc (python3-bpfcc) not importable by this Python (use /usr/bin/python3 or a venv with "
+                       "--system-site-packages)")
         if k.kprobes is False:
             why.append("CONFIG_KPROBES is off")
         if not k.headers and not k.btf:
             why.append("no kernel headers and no BTF")
         out.append(_f("kernel", "kernel", "info", "bcc-unavailable", "bcc cannot run here: " + "; ".join(why)))
     return out
-
-
-def state_live(k):
-    return k.headers is not None or k.bcc_importable
 
 
 def diagnose_host(state):
@@ -369,7 +378,7 @@ def diagnose_host(state):
                 pmem_disks.add(b)
     for m in state.mounts:
         out.extend(mount_findings(state, m, pmem_disks))
-    out.extend(kernel_findings(state.kernel))
+    out.extend(kernel_findings(state.kernel, state.roots.live))
     if state.roots.unreadable:
         out.append(_f("host", "host", "warn", "unreadable",
                       f"{len(state.roots.unreadable)} sysfs/procfs files could not be read: the diagnosis is partial",
@@ -548,7 +557,8 @@ def build_file_case(state, path, st, mount, extents, ns, part, data_start, op="w
             continue  # inline/tail extents: not DAX-mappable, leave as holes
         ext_case.append({"logical": e["logical"], "physical": e["physical"], "length": e["length"],
                          "unwritten": bool(e.get("unwritten"))})
-    maplen = _round_up(max(size, PAGE), PAGE)
+    # map whole PMDs: the file-level reasons (beyond-eof) show, not the mapping length (vma-end)
+    maplen = _round_up(max(size, PAGE), PMD)
     case = {
         "version": 1,
         "name": f"diagnose {path}",
@@ -565,21 +575,26 @@ def build_file_case(state, path, st, mount, extents, ns, part, data_start, op="w
     return case
 
 
-def diagnose_file(state, path, op="write", fiemap=None):
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
+def diagnose_file(state, path, op="write", fiemap=None, st=None):
+    """Per-chunk verdicts for one file.  *fiemap* (path -> extents) and *st*
+    (an ``os.stat_result``) may be injected to replay a recorded file on a
+    fixture tree; by default both come from the live file."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise UsageError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise UsageError(f"{path}: {exc.strerror}") from None
     import stat as stat_mod
 
     if not stat_mod.S_ISREG(st.st_mode):
         raise UsageError(f"{path}: not a regular file (diagnose FILE takes files on a DAX filesystem; "
                          f"for device-dax use `pmemtrace diagnose` or --pid)")
     strip = Strip(path, "file", [])
-    mount = mounts_mod.mount_for_dev(state.mounts, os.major(st.st_dev), os.minor(st.st_dev)) or \
-        mounts_mod.mount_for_path(state.mounts, os.path.realpath(path))
+    mount = mounts_mod.mount_for_dev(state.mounts, os.major(st.st_dev), os.minor(st.st_dev))
+    if mount is None and state.roots.live:
+        mount = mounts_mod.mount_for_path(state.mounts, os.path.realpath(path))
     if mount is None or mount.dax in (None, "never"):
         fs = f"{mount.fstype} at {mount.mountpoint}" if mount else "an unknown filesystem"
         strip.findings.append(_f(path, "file", "no-dax", "mount-no-dax",
@@ -700,12 +715,10 @@ def diagnose_pid(state, pid, fiemap=None):
                     ns, part, disk, data_start = file_device(state, st)
                     extents = read_extents(path, fiemap)
                 except (OSError, NoDaxMapping) as exc:
-                    strip.findings.append(Finding(subject, "mapping", "warn", "unreadable",
-                                                  f"file extents not read: {exc}", ""))
+                    strip.findings.append(_f(subject, "mapping", "warn", "extents-unknown",
+                                             f"file extents not read ({exc}): predicted as one aligned extent"))
             else:
-                strip.findings.append(Finding(subject, "mapping", "info", "unreadable",
-                                              "fixture tree: file extents unknown, predicted as one aligned "
-                                              "extent", ""))
+                strip.findings.append(_f(subject, "mapping", "info", "extents-unknown"))
             if extents is None:
                 size = size if size is not None else pm.offset + pm.length
                 extents = [{"logical": 0, "physical": 0, "length": _round_up(size, PAGE)}]

@@ -284,13 +284,15 @@ def read_dax(roots, inv):
                 dev.ranges.append(DaxRange(s, e, po or 0))
         dev.ranges.sort(key=lambda r: r.page_offset)
         parent = os.path.basename(os.path.dirname(real))
+        # classify on the path below the sysfs root (a fixture root's own name must not count)
+        real = "/" + os.path.relpath(real, roots.realpath(roots.sysfs))
         if "/ndbus" in real or re.match(r"dax\d+\.\d+$", parent) and roots.exists(
                 roots.sys("bus", "nd", "devices", parent)):
             dev.provider = "nvdimm"
             dev.nd_parent = parent
-        elif "hmem" in real:
+        elif "/hmem" in real:
             dev.provider = "hmem"
-        elif "cxl" in real or "dax_region" in parent:
+        elif "cxl" in real or "/region" in real or "ACPI0017" in real:
             dev.provider = "cxl"
         if not dev.ranges and dev.resource is not None and dev.size:
             # kernels without mappingN (or unreadable): one range from resource
@@ -298,15 +300,30 @@ def read_dax(roots, inv):
         inv.dax_devices.append(dev)
 
 
-def read_partitions(roots, inv):
+def block_devices(roots):
+    """{name: real sysfs dir} of block devices and partitions, from
+    /sys/class/block, else /sys/block/* and their partition subdirectories
+    (recorded fixtures carry sys/block only)."""
+    out = {}
     base = roots.sys("class", "block")
     for name in roots.listdir(base):
-        path = os.path.join(base, name)
-        if not roots.exists(os.path.join(path, "partition")):
+        out[name] = roots.realpath(os.path.join(base, name))
+    base = roots.sys("block")
+    for disk in roots.listdir(base):
+        real = roots.realpath(os.path.join(base, disk))
+        out.setdefault(disk, real)
+        for sub in roots.listdir(real):
+            if sub.startswith(disk) and roots.exists(os.path.join(real, sub, "partition")):
+                out.setdefault(sub, os.path.join(real, sub))
+    return out
+
+
+def read_partitions(roots, inv):
+    for name, real in sorted(block_devices(roots).items()):
+        if not roots.exists(os.path.join(real, "partition")):
             continue
-        real = roots.realpath(path)
-        start = roots.read_int(os.path.join(path, "start"))
-        size = roots.read_int(os.path.join(path, "size"))
+        start = roots.read_int(os.path.join(real, "start"))
+        size = roots.read_int(os.path.join(real, "size"))
         if start is None:
             continue
         inv.partitions.append(Partition(name=name, disk=os.path.basename(os.path.dirname(real)),

@@ -40,6 +40,12 @@ REASON_COLOURS = {
 
 GLYPH = {"pud": "P", "pmd": "#", "huge-zero": "z", "pte": ".", "zero-pte": ",", "sigbus": "!", "error": "x",
          "none": " "}
+# one letter per fallback reason in terminal strips
+REASON_GLYPH = {
+    "extent-too-short": "e", "pfn-unaligned": "a", "pmd-colour-mismatch": "c", "private-write": "w",
+    "vma-start": "s", "vma-end": "v", "beyond-eof": "b", "pte-entry-present": "o", "pte-table-present": "t",
+    "nohugepage": "n", "thp-disabled": "d", "pfn-no-devmap": "m", "devdax-align-smaller": "4",
+}
 ANSI = {"pud": "32;1", "pmd": "32", "huge-zero": "92", "pte": "33", "zero-pte": "93", "sigbus": "31",
         "error": "35", "none": "90"}
 
@@ -101,15 +107,19 @@ def write_svg(path, strips, title="pmemtrace diagnose"):
         f.write(render_svg(strips, title))
 
 
+def glyph(ch):
+    if ch.outcome in ("pte", "zero-pte") and ch.reason in REASON_GLYPH:
+        return REASON_GLYPH[ch.reason]
+    return GLYPH.get(ch.outcome, "?")
+
+
 def terminal_strip(strip, colour=True, per_row=64):
     """Lines of glyphs, one per 2 MiB chunk (# pmd, . pte, z huge zero,
     ! sigbus, x error); coloured with ANSI when *colour*."""
     lines = []
     row = []
     for i, ch in enumerate(strip.chunks):
-        g = GLYPH.get(ch.outcome, "?")
-        if ch.outcome == "pte" and ch.reason:
-            g = ch.reason[0]  # first letter of the reason: e extent-too-short, p pfn-unaligned ...
+        g = glyph(ch)
         if colour:
             g = f"\x1b[{ANSI.get(ch.outcome, '0')}m{g if g != ' ' else '_'}\x1b[0m"
         row.append(g)
@@ -123,9 +133,7 @@ def terminal_legend(strips):
     seen = {}
     for s in strips:
         for ch in s.chunks:
-            g = GLYPH.get(ch.outcome, "?")
-            if ch.outcome == "pte" and ch.reason:
-                g = ch.reason[0]
+            g = glyph(ch)
             seen.setdefault(g, _label(ch))
     return "  ".join(f"{g}={label}" for g, label in sorted(seen.items()))
 
