@@ -119,3 +119,27 @@ def test_streaming_summary_equals_full_summary():
         full = explain(parse_case(obj)).summary()
         stream = explain(parse_case(obj), keep_results=False).summary()
         assert full == stream, name
+
+
+def test_orig_pte_valid_when_a_page_table_exists():
+    # Lab, 6.12 ext4 and xfs: a write fault next to a 4 KiB-mapped page prints
+    # "WRITE|...|0x800" (FAULT_FLAG_ORIG_PTE_VALID, set by handle_pte_fault()
+    # when the PTE table exists); the first 4 KiB fault of a range has none.
+    p = fsdax([r(6 * M), w(6 * M + 8192)], mappings=[{"id": "m0", "start": A, "length": 16 * M, "nohugepage": True}])
+    f0 = p.results[0].events()[0].fields["flags"]
+    f1 = p.results[1].events()[0].fields["flags"]
+    assert not f0 & 0x800 and f1 & 0x800
+
+
+def test_private_write_to_pmd_ext4_retry_matches_lab_6_12():
+    # Lab, 6.12, ext4: write to a read-only private PMD -> wp_huge_pmd() zaps it
+    # without calling ->huge_fault; the COW fault needs ->fault, ext4 has no
+    # ->map_pages -> VM_FAULT_RETRY; under mmap_lock the PMD slot is empty, so a
+    # PMD fault (no VMA_LOCK) falls back (private write) and the PTE path COWs.
+    p = fsdax([r(2 * M), w(2 * M)], fs="ext4", mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False}])
+    ev = [(e.name, e.fields.get("flags"), e.fields.get("result")) for e in p.results[1].events()]
+    assert ev == [("dax_pmd_fault", 0x255, 0), ("dax_pmd_fault_done", 0x255, 0x800),
+                  ("dax_pte_fault", 0x255, 0), ("dax_pte_fault_done", 0x255, 0x1000)]
+    x = fsdax([r(2 * M), w(2 * M)], fs="xfs", mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False}])
+    assert [(e.name, e.fields.get("flags")) for e in x.results[1].events()] == [
+        ("dax_pte_fault", 0x1255), ("dax_pte_fault_done", 0x1255)]

@@ -30,6 +30,7 @@ RETRY = VM_FAULT["RETRY"]
 FF_WRITE = FAULT_FLAG["WRITE"]
 FF_MKWRITE = FAULT_FLAG["MKWRITE"]
 FF_VMA_LOCK = FAULT_FLAG["VMA_LOCK"]
+FF_ORIG_PTE_VALID = FAULT_FLAG["ORIG_PTE_VALID"]
 
 
 class Fault:
@@ -467,6 +468,11 @@ def _fault_once(sim, f, vma, addr, write, flags, retry_pte):
 def _pte_level(sim, f, vma, addr, write, flags, retry_pte):
     t = sim.mm.pmds.get(addr >> PMD_SHIFT)
     bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
+    if t is not None:
+        # handle_pte_fault(): a page table exists, so vmf->orig_pte is read and
+        # FAULT_FLAG_ORIG_PTE_VALID set (printed as 0x800: the fs_dax print
+        # table has no name for it).  Lab, 6.12: "WRITE|...|0x800".
+        flags |= FF_ORIG_PTE_VALID
     if isinstance(t, PteTable) and t.present & bit:
         if not write or t.writable & bit:
             f.outcome, f.level = "none", "pte"
