@@ -1,0 +1,135 @@
+"""`pmemtrace diagnose` against real kernels in the lab guest.
+
+Oracle: the fs_dax tracepoints.  ``diagnose FILE`` predicts, per 2 MiB chunk,
+what the first write through a MAP_SHARED mapping will do; the test then
+maps the file at a 2 MiB aligned address, writes one byte per chunk (a
+trace marker before each) and reads ``dax_pmd_fault_done`` /
+``dax_pte_fault_done`` per chunk.  Three files on every kernel: xfs with
+``su=2m`` (the lab default), ext4 with default mkfs, and a fragmented file
+(holes punched and refilled in every other chunk).
+"""
+
+import os
+
+import pytest
+
+from pmemtrace.events import decode_vm_fault
+from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host
+from pmemtrace.workload import engine
+
+from . import driver
+from .driver import PMD, Mapping
+
+MiB = 1 << 20
+SIZE = 16 * MiB  # 8 chunks: enough to show a pattern, cheap under TCG
+
+
+def observed_outcome(events):
+    """pmd / pte / none for one chunk's first write, from fs_dax events."""
+    outcome = "none"
+    for e in events:
+        if e.name == "dax_pmd_fault_done":
+            res = decode_vm_fault(e.fields.get("result", 0))
+            if "FALLBACK" not in res and "SIGBUS" not in res:
+                return "pmd"
+            outcome = "pte"  # a PMD attempt that fell back: the PTE fault follows
+        elif e.name == "dax_pte_fault_done":
+            outcome = "pte"
+    return outcome
+
+
+def touch_and_observe(tracefs, path, size, op="write"):
+    fd = os.open(path, os.O_RDWR)
+    try:
+        addr = driver.free_address(size)
+        m = Mapping(fd, size, addr=addr)
+        try:
+            with tracefs.capture() as cap:
+                for i in range(size // PMD):
+                    tracefs.mark(f"chunk {i}")
+                    if op == "write":
+                        m.write(i * PMD)
+                    else:
+                        m.read(i * PMD)
+                tracefs.mark("end")
+        finally:
+            m.unmap()
+    finally:
+        os.close(fd)
+    groups = cap.groups()
+    return [observed_outcome(cap.events(lines=groups.get(f"chunk {i}", []))) for i in range(size // PMD)]
+
+
+def predicted(path):
+    strip = diagnose_file(HostState(Roots()), path, op="write")
+    assert not [f for f in strip.findings if f.verdict in ("no-dax", "error")], strip.to_json()
+    return strip, [c.outcome for c in strip.chunks]
+
+
+def _fresh(setup, name):
+    path = os.path.join(setup["mount"], name)
+    if os.path.exists(path):
+        os.unlink(path)
+    return driver.make_file(path, SIZE, written=True)
+
+
+def _compare(tracefs, path, what):
+    strip, want = predicted(path)
+    got = touch_and_observe(tracefs, path, SIZE)
+    if want != got:
+        rows = "\n".join(f"  chunk {c.index}: predicted {c.outcome}/{c.reason} ({c.layout}, "
+                         f"{c.extents}) observed {o}" for c, o in zip(strip.chunks, got))
+        pytest.fail(f"{what} on {os.uname().release}: diagnose and the kernel disagree\n{rows}", pytrace=False)
+    return strip, got
+
+
+class TestDiagnoseFileAgainstTracepoints:
+    def test_xfs_su_2m(self, guest, tracefs):
+        setup = guest.fsdax(map="mem", align="2M", fs="xfs")
+        strip, got = _compare(tracefs, _fresh(setup, "diag-xfs"), "xfs su=2m")
+        assert got == ["pmd"] * (SIZE // PMD), strip.to_json()
+
+    def test_ext4_default_mkfs(self, guest, tracefs):
+        setup = guest.fsdax(map="mem", align="2M", fs="ext4")
+        strip, got = _compare(tracefs, _fresh(setup, "diag-ext4"), "ext4 default mkfs")
+        # whatever the kernel does, diagnose must say why for every non-PMD chunk
+        assert all(c.reason for c in strip.chunks if c.outcome == "pte"), strip.to_json()
+
+    def test_fragmented_file(self, guest, tracefs):
+        setup = guest.fsdax(map="mem", align="2M", fs="xfs")
+        path = _fresh(setup, "diag-frag")
+        fd = os.open(path, os.O_RDWR)
+        try:
+            for i in range(1, SIZE // PMD, 2):  # every other chunk: punch 1 MiB, write it again
+                engine.punch_hole(fd, i * PMD + 512 * 1024, MiB)
+                os.fsync(fd)
+                os.pwrite(fd, b"\x5a" * MiB, i * PMD + 512 * 1024)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        strip, got = _compare(tracefs, path, "fragmented xfs file")
+        assert "pte" in got and any(c.reason == "extent-too-short" for c in strip.chunks), strip.to_json()
+
+
+class TestDiagnoseHostInGuest:
+    def test_fsdax_xfs_mount(self, guest):
+        setup = guest.fsdax(map="mem", align="2M", fs="xfs")
+        st = HostState(Roots())
+        fs = diagnose_host(st)
+        codes = {(f.subject, f.code) for f in fs}
+        assert ("namespace0.0", "pmd-capable") in codes, codes
+        assert (setup["mount"], "mount-dax") in codes, codes
+        assert (setup["mount"], "fs-geometry-2m") in codes, codes  # xfs_info sunit=512 blks
+        assert ("cmdline", "memmap-emulated") in codes
+
+    def test_ext4_default_geometry(self, guest):
+        setup = guest.fsdax(map="mem", align="2M", fs="ext4")
+        fs = diagnose_host(HostState(Roots()))
+        assert (setup["mount"], "fs-geometry-unaligned") in {(f.subject, f.code) for f in fs}
+
+    @pytest.mark.parametrize("align,code", [("4K", "devdax-align-4k"), ("2M", "devdax-pmd")])
+    def test_devdax(self, guest, align, code):
+        dev = guest.devdax(align)
+        fs = diagnose_host(HostState(Roots()))
+        name = os.path.basename(dev)
+        assert (name, code) in {(f.subject, f.code) for f in fs}
