@@ -385,6 +385,37 @@ def pwrite_from(fd, addr, length, file_offset):
                       f"{addr:#x}+{length:#x} -> fd at {file_offset:#x}"))
 
 
+def process_vm_write(remote, local, length):
+    """process_vm_writev on ourselves: copy local -> remote through GUP (write) on remote."""
+    return int(_check(lib.pmt_process_vm(1, local, remote, length), "process_vm_writev"))
+
+
+def process_vm_read(local, remote, length):
+    """process_vm_readv on ourselves: copy remote -> local through GUP (read) on remote."""
+    return int(_check(lib.pmt_process_vm(0, local, remote, length), "process_vm_readv"))
+
+
+def read_mapping(m, offset, length):
+    """Bytes of a mapping (faults it in: reads through the page tables)."""
+    m._range(offset, length)
+    return bytes(ffi.buffer(ffi.cast("char *", m.addr + offset), length))
+
+
+def pattern_bytes(seed, base, length):
+    """The pattern for positions [base, base+length) as bytes (length multiple of 8)."""
+    buf = bytearray(length)
+    lib.pmt_fill(ffi.cast("uint64_t", ffi.from_buffer(buf)), length, seed, base)
+    return bytes(buf)
+
+
+def check_bytes(data, seed, base):
+    """First offset in data whose word differs from the pattern, or None."""
+    first = ffi.new("uint64_t *")
+    cdata = ffi.from_buffer(data)
+    k = lib.pmt_check(ffi.cast("uint64_t", cdata), len(data), seed, base, first)
+    return None if k == 0 else int(first[0])
+
+
 def pagemap(addr, npages):
     out = ffi.new("uint64_t[]", max(npages, 1))
     _check(lib.pmt_pagemap(addr, npages, out), "pagemap")

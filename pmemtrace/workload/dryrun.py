@@ -1,0 +1,66 @@
+"""The case a scenario would record on an ideal device, without running it:
+synthetic 2 MiB-aligned addresses and physical extents, every step taking
+its first expected outcome.  Used by ``pmemtrace run --dry-run`` and by the
+unit tests that check each reason scenario against the model."""
+
+from types import SimpleNamespace
+
+from .runner import PMD, build_case
+from .target import Target
+
+BASE = 0x7F0000000000
+PHYS = 0x200000  # 2 MiB-aligned first block
+DATA_START = 0x100000000  # memmap=1G!4G
+
+
+def dry_device(scen):
+    if scen.mode == "fsdax":
+        size = max(1 << 30, (scen.file_size + PHYS + PMD - 1) & ~(PMD - 1))
+        return {"mode": "fsdax", "map": "mem", "align": PMD, "size": size, "data_start": hex(DATA_START),
+                "dev": "259:0"}
+    align = scen.device_align or PMD
+    return {"mode": "devdax", "align": align, "size": max(1 << 30, 2 * align), "data_start": hex(DATA_START),
+            "dev": "252:0"}
+
+
+def dry_extents(scen):
+    """One extent, minus the scenario's holes."""
+    unwritten = scen.alloc == "fallocate"
+    if scen.alloc == "sparse":
+        return []
+    pieces = [(0, scen.file_size)]
+    for off, ln in scen.holes:
+        nxt = []
+        for a, b in pieces:
+            if off + ln <= a or off >= b:
+                nxt.append((a, b))
+                continue
+            if a < off:
+                nxt.append((a, off))
+            if off + ln < b:
+                nxt.append((off + ln, b))
+        pieces = nxt
+    return [SimpleNamespace(to_case=lambda a=a, b=b: {"logical": a, "physical": hex(PHYS + a), "length": b - a,
+                                                      "unwritten": unwritten}) for a, b in pieces]
+
+
+def dry_case(scen, kernel=None):
+    target = Target(scen.mode, "<dry-run>", dry_device(scen), fs="xfs")
+    placed, slot = {}, BASE
+    for m in scen.mappings:
+        if m.at is not None:
+            placed[m.id] = placed[m.at]
+            continue
+        a = max(m.align or 0, PMD, scen.device_align or 0)
+        slot = (slot + a - 1) & ~(a - 1)
+        placed[m.id] = slot + (m.misalign if m.place == "misaligned" else 0)
+        slot += m.length + (m.misalign if m.place == "misaligned" else 0) + a
+    steps = []
+    for i, st in enumerate(scen.steps):
+        out = st.expect[0]
+        rec = {"index": i, "op": st.op, "mapping": st.mapping, "outcome": out}
+        if st.op == "mremap" and out == "ok":
+            rec["addr"] = placed[st.to]
+        steps.append(rec)
+    st = SimpleNamespace(st_ino=12)
+    return build_case(scen, target, st, dry_extents(scen), placed, {}, steps, kernel=kernel or "6.12.95+deb12-amd64")
