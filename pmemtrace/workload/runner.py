@@ -575,6 +575,9 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None):
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                import faulthandler  # an expected SIGBUS is data, not a crash to dump
+
+                faulthandler.disable()
                 os.close(out_r)
                 os.close(go_w)
                 w = _Worker(scen, fd, size, dio_fd, out_w, go_r)
