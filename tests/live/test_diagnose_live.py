@@ -6,7 +6,8 @@ maps the file at a 2 MiB aligned address, writes one byte per chunk (a
 trace marker before each) and reads ``dax_pmd_fault_done`` /
 ``dax_pte_fault_done`` per chunk.  Three files on every kernel: xfs with
 ``su=2m`` (the lab default), ext4 with default mkfs, and a fragmented file
-(holes punched and refilled in every other chunk).
+(written 1 MiB at a time, interleaved with a second file, so its extents
+are 1 MiB long).
 """
 
 import os
@@ -97,17 +98,23 @@ class TestDiagnoseFileAgainstTracepoints:
 
     def test_fragmented_file(self, guest, tracefs):
         setup = guest.fsdax(map="mem", align="2M", fs="xfs")
-        path = _fresh(setup, "diag-frag")
-        fd = os.open(path, os.O_RDWR)
+        paths = [os.path.join(setup["mount"], n) for n in ("diag-frag", "diag-frag-other")]
+        for p in paths:
+            if os.path.exists(p):
+                os.unlink(p)
+        fds = [os.open(p, os.O_CREAT | os.O_RDWR, 0o644) for p in paths]
         try:
-            for i in range(1, SIZE // PMD, 2):  # every other chunk: punch 1 MiB, write it again
-                engine.punch_hole(fd, i * PMD + 512 * 1024, MiB)
-                os.fsync(fd)
-                os.pwrite(fd, b"\x5a" * MiB, i * PMD + 512 * 1024)
-                os.fsync(fd)
+            # 1 MiB at a time, alternating between the two files: each write
+            # allocates at EOF and the neighbour's blocks are already taken
+            for k in range(SIZE // MiB):
+                for fd in fds:
+                    os.pwrite(fd, b"\x5a" * MiB, k * MiB)
+                    engine.fsync(fd)
         finally:
-            os.close(fd)
-        strip, got = _compare(tracefs, path, "fragmented xfs file")
+            for fd in fds:
+                os.close(fd)
+        strip, got = _compare(tracefs, paths[0], "fragmented xfs file")
+        os.unlink(paths[1])
         assert "pte" in got and any(c.reason == "extent-too-short" for c in strip.chunks), strip.to_json()
 
 
