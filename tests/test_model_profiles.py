@@ -143,3 +143,16 @@ def test_private_write_to_pmd_ext4_retry_matches_lab_6_12():
     x = fsdax([r(2 * M), w(2 * M)], fs="xfs", mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False}])
     assert [(e.name, e.fields.get("flags")) for e in x.results[1].events()] == [
         ("dax_pte_fault", 0x1255), ("dax_pte_fault_done", 0x1255)]
+
+
+@pytest.mark.parametrize("kernel,pmd_event", [("6.1.0", True), ("6.12.0", False), ("7.2.0", False)])
+def test_private_write_to_read_only_pmd_per_kernel(kernel, pmd_event):
+    # Lab (xfs): 6.1 logs dax_pmd_fault WRITE -> FALLBACK before the PTE COW;
+    # 6.12 and 7.2 go straight to the PTE COW (wp_huge_pmd checks VM_SHARED).
+    p = fsdax([r(2 * M), w(2 * M)], fs="xfs", kernel=kernel,
+              mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False}])
+    names = [e.name for e in p.results[1].events()]
+    assert names[-2:] == ["dax_pte_fault", "dax_pte_fault_done"]
+    assert ("dax_pmd_fault" in names) is pmd_event
+    assert p.results[1].outcome == "cow"
+    assert p.summary()["vmstat"]["thp_split_pmd"] == 1

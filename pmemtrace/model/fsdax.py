@@ -444,8 +444,9 @@ def _fault_once(sim, f, vma, addr, write, flags, retry_pte):
             f.reason = f.reason or ("nohugepage" if vma.nohugepage else "thp-disabled")
     elif isinstance(slot, HugePmd):
         if write and not slot.writable:
-            # wp_huge_pmd(): shared VMAs retry the huge fault for write
-            if vma.shared:
+            # wp_huge_pmd(): shared VMAs retry the huge fault for write (6.1
+            # also calls it for private VMAs, where C2 then falls back)
+            if vma.shared or sim.profile.wp_huge_pmd_private_huge_fault:
                 ret = dax_iomap_pmd_fault(sim, f, vma, addr, flags)
                 if ret != FALLBACK:
                     return ret

@@ -49,6 +49,10 @@ class Profile:
     get_dev_pagemap_args: int
     #: FOLL_LONGTERM pins of fsdax pages are refused (check_vma_flags)
     longterm_fsdax_refused: bool = True
+    #: wp_huge_pmd() calls ->huge_fault() for a write to a read-only PMD of a
+    #: MAP_PRIVATE mapping too (6.1); later kernels call it for shared
+    #: mappings only and go straight to split + PTE COW
+    wp_huge_pmd_private_huge_fault: bool = False
     citations: Dict[str, str] = field(default_factory=dict)
 
     def to_json(self):
@@ -104,6 +108,10 @@ P_6_1 = Profile(
     zero_field="zero_page",
     tracepoints=_TP_COMMON + _TP_DEAD,
     get_dev_pagemap_args=2,
+    # Lab, 6.1.0-50-amd64: a write to a read-only private PMD logs
+    # dax_pmd_fault WRITE ... FALLBACK before the PTE COW; 6.12.95 and 7.2.13
+    # log no PMD event there (mm/memory.c wp_huge_pmd() checks VM_SHARED).
+    wp_huge_pmd_private_huge_fault=True,
     citations={
         "pmd_insert_function": "mm/huge_memory.c vmf_insert_pfn_pmd_prot() (v6.1)",
         "gup_uses_get_dev_pagemap": "mm/gup.c follow_devmap_pmd(), gup_pte_range(), __gup_device_huge() (v6.1)",
@@ -127,6 +135,7 @@ P_6_12 = replace(
     # the 0x1254/0x1255 flags in 6.12's arch/x86/mm/fault.c.
     vma_lock_faults=True,
     zero_field="zero_folio",
+    wp_huge_pmd_private_huge_fault=False,
     citations=dict(
         P_6_1.citations,
         pmd_insert_function="mm/huge_memory.c vmf_insert_pfn_pmd() (v6.12)",
