@@ -12,10 +12,13 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/fs.h>
 #include <linux/fiemap.h>
 #include <linux/falloc.h>
+#include <linux/io_uring.h>
 
 #include "engine.h"
 
@@ -414,4 +417,33 @@ int pmt_child_touch(uint64_t addr, uint64_t length, uint64_t offset,
 int pmt_set_thp_disable(int disable)
 {
 	return prctl(PR_SET_THP_DISABLE, disable ? 1 : 0, 0, 0, 0) ? -errno : 0;
+}
+
+int64_t pmt_process_vm(int write, uint64_t local, uint64_t remote, uint64_t length)
+{
+	struct iovec l = { (void *)(uintptr_t)local, (size_t)length };
+	struct iovec r = { (void *)(uintptr_t)remote, (size_t)length };
+	ssize_t n = write ? process_vm_writev(getpid(), &l, 1, &r, 1, 0)
+			  : process_vm_readv(getpid(), &l, 1, &r, 1, 0);
+	return n < 0 ? -errno : (int64_t)n;
+}
+
+int pmt_longterm_pin(uint64_t addr, uint64_t length)
+{
+#if defined(__NR_io_uring_setup) && defined(__NR_io_uring_register)
+	struct io_uring_params p;
+	memset(&p, 0, sizeof(p));
+	int ring = (int)syscall(__NR_io_uring_setup, 1, &p);
+	if (ring < 0)
+		return -errno;
+	struct iovec iov = { (void *)(uintptr_t)addr, (size_t)length };
+	int rc = (int)syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1);
+	int e = rc < 0 ? errno : 0;
+	if (rc == 0)
+		syscall(__NR_io_uring_register, ring, IORING_UNREGISTER_BUFFERS, NULL, 0);
+	close(ring);
+	return rc < 0 ? -e : 0;
+#else
+	return -ENOSYS;
+#endif
 }

@@ -105,6 +105,16 @@ int pmt_child_touch(uint64_t addr, uint64_t length, uint64_t offset,
 		    uint64_t seed, uint64_t base, struct pmt_child_result *res);
 
 int pmt_set_thp_disable(int disable);
+
+/* process_vm_readv (write=0: remote -> local) / process_vm_writev (write=1:
+ * local -> remote) on this process: get_user_pages on the remote range
+ * without O_DIRECT.  Returns bytes moved or -errno. */
+int64_t pmt_process_vm(int write, uint64_t local, uint64_t remote, uint64_t length);
+/* A long-term pin (FOLL_LONGTERM) of [addr, addr+length): registers the
+ * range as an io_uring fixed buffer (io_uring_register BUFFERS), then
+ * unregisters it.  0 when the kernel pinned it, else -errno (fsdax:
+ * -EOPNOTSUPP from check_vma_flags()). */
+int pmt_longterm_pin(uint64_t addr, uint64_t length);
 /* PMT_CDEF_END */
 
 #endif /* PMEMTRACE_ENGINE_H */

@@ -242,3 +242,23 @@ def test_thp_disable_is_inherited_by_child(datafile):
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_longterm_pin_anon_ok_file_refused(datafile):
+    """FOLL_LONGTERM through io_uring fixed buffers: allowed on anonymous
+    memory; a shared writable file mapping is refused (EFAULT on page-cache
+    files since 6.5, EOPNOTSUPP on fsdax)."""
+    with E.mmap(-1, 1 << 20, shared=False) as anon:
+        try:
+            anon.longterm_pin()
+        except E.EngineError as exc:
+            if exc.errno in (errno.ENOSYS, errno.EPERM):
+                pytest.skip(f"io_uring unavailable here: {exc}")
+            raise
+    _, fd = datafile
+    with E.mmap(fd, MiB) as m:
+        m.touch(write=True)
+        with pytest.raises(E.EngineError) as ei:
+            m.longterm_pin()
+        assert ei.value.op == "longterm-pin"
+        assert ei.value.errno in (errno.EFAULT, errno.EOPNOTSUPP)

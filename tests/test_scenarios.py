@@ -24,8 +24,8 @@ from pmemtrace.workload.scenario import (ScenarioError, embedded_names, load_emb
 
 PY = sys.executable
 #: reason codes no user process can provoke on a given namespace: they are
-#: properties of the namespace (pfn-*), or need FOLL_LONGTERM (RDMA, io_uring)
-NOT_A_SCENARIO = {"pfn-unaligned", "pfn-no-devmap", "longterm-pin-fsdax"}
+#: properties of the namespace (pfn-*)
+NOT_A_SCENARIO = {"pfn-unaligned", "pfn-no-devmap"}
 
 PEERS = ["ndctl-dax-pmd", "ndctl-device-dax-4k", "ndctl-device-dax-2m", "ndctl-device-dax-1g", "ndctl-mmap-flags",
          "fstests-generic-428", "fstests-generic-462", "pmem-csi-hugepage"]

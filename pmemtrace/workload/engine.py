@@ -317,6 +317,13 @@ class Mapping:
         """The pfn behind each page (None when not present; 0 without CAP_SYS_ADMIN)."""
         return [e & ((1 << 55) - 1) if e >> 63 else None for e in self.pagemap(offset, length)]
 
+    def longterm_pin(self, offset=0, length=None):
+        """Pin the range long-term (FOLL_LONGTERM, as RDMA/io_uring fixed
+        buffers do) and release it.  Raises EngineError("longterm-pin"):
+        EOPNOTSUPP on fsdax (mm/gup.c check_vma_flags())."""
+        offset, length = self._range(offset, length)
+        _check(lib.pmt_longterm_pin(self.addr + offset, length), "longterm-pin")
+
     def pread(self, fd, length, file_offset, offset=0):
         """pread(fd) INTO this mapping at ``offset`` (O_DIRECT fd: DAX-GUP with write)."""
         self._range(offset, length)

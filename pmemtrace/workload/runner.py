@@ -280,6 +280,9 @@ class _Worker:
         no --dio-dir was given.  write=True: data goes INTO the mapping."""
         pos = self.file_pos(st.mapping, st.offset)
         length = st.length
+        if st.longterm:
+            mp.longterm_pin(st.offset, length)
+            return {"bytes": length, "via": "io_uring fixed buffer (FOLL_LONGTERM)"}
         buf = E.AlignedBuffer(max(length, PAGE))
         try:
             if st.write:
@@ -758,8 +761,11 @@ def build_case(scen, target, st, extents, placed, mapped_at_start, steps, kernel
             accesses.append({"mapping": cid, "op": "madvise", "advice": st_.advice, "offset": st_.offset,
                              "length": st_.length})
         elif op == "gup":
-            accesses.append({"mapping": cid, "op": "gup", "offset": st_.offset, "length": st_.length,
-                             "write": st_.write, "fast": odirect})
+            g = {"mapping": cid, "op": "gup", "offset": st_.offset, "length": st_.length,
+                 "write": st_.write or st_.longterm, "fast": odirect or st_.longterm}
+            if st_.longterm:
+                g["longterm"] = True
+            accesses.append(g)
         elif op in ("read", "write", "fork", "check"):
             write = op == "write" or (op == "fork" and st_.write)
             fork = op == "fork" or st_.fork

@@ -65,6 +65,7 @@ class Step:
     advice: Optional[str] = None
     to: Optional[str] = None
     fork: bool = False
+    longterm: bool = False
     expect: List[str] = field(default_factory=lambda: ["ok"])
     note: Optional[str] = None
 
@@ -198,7 +199,7 @@ def parse_scenario(obj, source="<dict>"):
     for i, s in enumerate(obj.get("steps", [])):
         w = f"{where}.steps[{i}]"
         _known(s, {"op", "mapping", "offset", "length", "stride", "write", "advice", "to", "fork", "expect",
-                   "note"}, w)
+                   "note", "longterm"}, w)
         op = s.get("op")
         if op not in OPS:
             raise ScenarioError(w, "op", f"expected one of {', '.join(OPS)}")
@@ -215,6 +216,7 @@ def parse_scenario(obj, source="<dict>"):
             advice=s.get("advice"),
             to=s.get("to"),
             fork=_bool(s, "fork", w),
+            longterm=_bool(s, "longterm", w),
             expect=_expect(s.get("expect", "ok"), w),
             note=s.get("note"),
         )
