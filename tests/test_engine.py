@@ -262,3 +262,11 @@ def test_longterm_pin_anon_ok_file_refused(datafile):
             m.longterm_pin()
         assert ei.value.op == "longterm-pin"
         assert ei.value.errno in (errno.EFAULT, errno.EOPNOTSUPP)
+
+
+def test_version_mismatch_is_an_import_error_with_remedy(monkeypatch):
+    monkeypatch.setattr(E, "__version__", "0.0.0-other")
+    with pytest.raises(ImportError) as ei:
+        E._verify_version()
+    assert "pip install --no-build-isolation -e ." in str(ei.value)
+    assert __version__ in str(ei.value)

@@ -1,0 +1,82 @@
+"""Reading the device geometry for a case from sysfs, on fake sysfs trees
+laid out like the lab kernels' (memmap= namespace with and without a pfn
+device, a partition, device-dax with mappings)."""
+
+import os
+
+import pytest
+
+from pmemtrace.errors import NoDaxMapping
+from pmemtrace.workload import target as T
+
+MiB = 1 << 20
+
+
+def _w(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text + "\n")
+
+
+def _blockdev(root, maj_min, nd_name, attrs, partition_start=None):
+    nd = root / "sys/devices/platform/e820_pmem/ndbus0/region0" / nd_name
+    for k, v in attrs.items():
+        _w(str(nd / k), v)
+    disk = nd / "block/pmem0"
+    disk.mkdir(parents=True)
+    os.symlink(str(nd), str(disk / "device"))
+    target = disk
+    if partition_start is not None:
+        target = disk / "pmem0p1"
+        target.mkdir()
+        _w(str(target / "partition"), "1")
+        _w(str(target / "start"), str(partition_start))
+    (root / "sys/dev/block").mkdir(parents=True, exist_ok=True)
+    os.symlink(str(target), str(root / "sys/dev/block" / maj_min))
+
+
+def test_fsdax_pfn_device_map_dev(tmp_path):
+    _blockdev(tmp_path, "259:0", "pfn0.1", {"mode": "pmem", "align": "0x200000", "resource": "0x101200000",
+                                           "size": "1054867456"})
+    dev, notes = T.fsdax_device(os.makedev(259, 0), str(tmp_path))
+    assert dev == {"mode": "fsdax", "dev": "259:0", "map": "dev", "align": 2 * MiB,
+                   "data_start": "0x101200000", "size": 1054867456}
+
+
+def test_fsdax_memmap_namespace_without_pfn(tmp_path):
+    _blockdev(tmp_path, "259:0", "namespace0.0", {"resource": "0x100000000", "size": "1073741824",
+                                                 "mode": "raw"})
+    dev, notes = T.fsdax_device(os.makedev(259, 0), str(tmp_path))
+    assert dev["map"] == "mem" and dev["data_start"] == "0x100000000" and dev["size"] == 1 << 30
+    assert any("no pfn device" in n for n in notes)
+
+
+def test_fsdax_partition_offsets_data_start(tmp_path):
+    _blockdev(tmp_path, "259:1", "namespace0.0", {"resource": "0x100000000", "size": "1073741824"},
+              partition_start=2048)
+    dev, notes = T.fsdax_device(os.makedev(259, 1), str(tmp_path))
+    assert dev["data_start"] == hex(0x100000000 + 2048 * 512)  # fdisk's 1 MiB start: not 2 MiB aligned
+    assert dev["size"] == (1 << 30) - 2048 * 512
+
+
+def test_not_a_pmem_disk(tmp_path):
+    dev, notes = T.fsdax_device(os.makedev(8, 0), str(tmp_path))
+    assert dev is None and notes
+
+
+def test_devdax_refusals(tmp_path):
+    with pytest.raises(NoDaxMapping, match="not a character device"):
+        T.open_device(str(tmp_path))
+    with pytest.raises(NoDaxMapping, match="not device-dax"):
+        T.open_device("/dev/null")
+
+
+def test_mount_of_reads_dax_options(tmp_path):
+    _w(str(tmp_path / "proc/self/mountinfo"),
+       "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+       "98 22 259:0 / /mnt/pmem rw,relatime - xfs /dev/pmem0 rw,attr2,dax=always,inode64\n"
+       "99 22 259:1 / /mnt/pm1 rw,relatime - ext4 /dev/pmem1 rw,dax")
+    mnt, fstype, opts, src = T.mount_of("/mnt/pmem/sub/dir", str(tmp_path))
+    assert (mnt, fstype, src) == ("/mnt/pmem", "xfs", "/dev/pmem0") and T._is_dax_mount(opts)
+    assert T._is_dax_mount(T.mount_of("/mnt/pm1", str(tmp_path))[2])
+    assert not T._is_dax_mount(T.mount_of("/mnt/other", str(tmp_path))[2])
