@@ -164,6 +164,23 @@ def test_not_mapped_and_write_readonly():
     assert p.results[0].reason == covers("write-readonly")
 
 
+def test_mmap_over_a_live_mapping_is_refused():
+    maps = [{"id": "a", "start": A, "length": 4 * M}, {"id": "b", "start": A + 2 * M, "length": 4 * M, "mapped": False}]
+    p = fsdax([{"mapping": "b", "op": "mmap"}, r(0, "b"), {"mapping": "a", "op": "munmap"},
+               {"mapping": "b", "op": "mmap"}, r(0, "b")], mappings=maps)
+    assert (p.results[0].outcome, p.results[0].errno, p.results[0].reason) == ("error", 17, covers("mapping-overlap"))
+    assert p.results[1].reason == "mapping-overlap"
+    assert p.results[3].outcome != "error" and p.results[4].outcome == "pmd"
+
+
+def test_overlapping_initial_mappings_are_a_case_error():
+    from pmemtrace.errors import CaseError
+
+    with pytest.raises(CaseError) as e:
+        fsdax([r(0)], mappings=[{"id": "a", "start": A, "length": 4 * M}, {"id": "b", "start": A + M, "length": M}])
+    assert e.value.key == "mappings"
+
+
 def test_every_reason_code_has_a_test():
     # read from the source, so the check does not depend on test order
     import re

@@ -364,6 +364,11 @@ def parse_case(obj):
         if m.id in ids:
             raise CaseError(f"mappings[{i}].id", f"duplicate id {m.id!r}")
         ids[m.id] = m
+    live = sorted((m for m in mappings if m.mapped), key=lambda m: m.start)
+    for a, b in zip(live, live[1:]):
+        if b.start < a.end:
+            raise CaseError("mappings", f"{a.id!r} and {b.id!r} overlap; map one later with \"mapped\": false "
+                            "and an \"mmap\" access after the other's \"munmap\"")
     accs = obj.get("accesses", [])
     if not isinstance(accs, list):
         raise CaseError("accesses", "expected a list")

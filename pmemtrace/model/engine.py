@@ -222,6 +222,10 @@ class Sim:
         self.mapped = set()
 
     def mmap(self, m):
+        if any(v.start < m.end and v.end > m.start for v in self.mm.vmas):
+            # mmap(MAP_FIXED_NOREPLACE) semantics: the model never replaces
+            self.mapping_errors[m.id] = "mapping-overlap"
+            return
         if self.device.mode == "devdax":
             err = devdax.check_vma(self.device, m.shared, m.start, m.end)
             if err:
@@ -322,7 +326,8 @@ def _run(case, sim, agg=None):
         if op == "mmap":
             sim.mmap(m)
             if m.id in sim.mapping_errors:
-                r.set_error(22, sim.mapping_errors[m.id])
+                code = sim.mapping_errors[m.id]
+                r.set_error(17 if code == "mapping-overlap" else 22, code)
             continue
         if op == "munmap":
             sim.munmap(m)
