@@ -129,3 +129,18 @@ def test_cli_never_imports_bcc():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
     assert p.returncode == 0, p.stderr
+
+
+def test_every_reason_code_has_an_example_that_produces_it():
+    from pmemtrace.cli.explain import load_example
+    from pmemtrace.model import explain
+    from pmemtrace.model.reasons import REASONS
+
+    seen = set()
+    for name in example_names():
+        s = explain(load_example(name)).summary()
+        seen |= set(s["fallbacks"]) | set(s["mapping_errors"].values())
+        for r in explain(load_example(name)).results:
+            if r.reason:
+                seen.add(r.reason)
+    assert set(REASONS) <= seen, sorted(set(REASONS) - seen)
