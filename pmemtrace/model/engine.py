@@ -88,6 +88,9 @@ class AccessResult:
         return d
 
 
+_MAPPED = ("pmd", "pud", "huge-zero", "none")
+
+
 class _Hit:
     """An access that found its translation already there: nothing new, no
     fault (kept as one shared object per kind to keep explain() small)."""
@@ -117,20 +120,31 @@ class _Aggregate:
 
     def add(self, r):
         self.n += 1
-        if isinstance(r, _Hit):
+        cls = r.__class__
+        if cls is _Hit:
             self.hits += 1
+            return
+        if cls is fsdax.Fault:
+            # a plain read/write fault, stored without its AccessResult
+            self.outcomes[r.outcome] += 1
+            self._fault(r)
             return
         self.outcomes[r.outcome] += 1
         for _, f in r.faults:
-            self.faults[f.outcome] += 1
-            if f.reason and f.outcome not in ("pmd", "pud", "huge-zero", "none"):
-                self.fallbacks[f.reason] += 1
-            for t in f.events:
-                self.events[t[0]] += 1
-            for k, v in f.calls.items():
-                self.calls[k] += v
+            self._fault(f)
         for k, v in r.calls.items():
             self.calls[k] += v
+
+    def _fault(self, f):
+        self.faults[f.outcome] += 1
+        if f.reason and f.outcome not in _MAPPED:
+            self.fallbacks[f.reason] += 1
+        ev = self.events
+        for t in f.events:
+            ev[t[0]] += 1
+        calls = self.calls
+        for k, v in f.calls.items():
+            calls[k] += v
 
     def result(self, counters, mapping_errors):
         outcomes = dict(self.outcomes)
@@ -172,13 +186,20 @@ class Prediction:
         if self._results is None:
             out = []
             for i, rec in enumerate(self._records):
-                if isinstance(rec, _Hit):
+                cls = rec.__class__
+                if cls is AccessResult:
+                    r = rec
+                else:
                     a = self.case.accesses[i]
                     m = self.case.mapping(a.mapping)
                     r = AccessResult(i, a.op, a.mapping, (m.start + a.offset) & ~(PAGE_SIZE - 1))
-                rec_r = r if isinstance(rec, _Hit) else rec
-                rec_r.ctx = self.ctx
-                out.append(rec_r)
+                    if cls is fsdax.Fault:
+                        r.faults.append((r.address, rec))
+                        r.outcome = rec.outcome
+                        r.result = rec.result
+                        r.reason = None if rec.outcome in _MAPPED else rec.reason
+                r.ctx = self.ctx
+                out.append(r)
             self._results = out
         return self._results
 
@@ -321,6 +342,27 @@ def _run(case, sim, agg=None):
                 elif puds and (addr >> 30) in puds:
                     append(HIT_PUD)
                     continue
+        if op == "read" or op == "write":
+            vma = mm.find(addr)
+            if vma is None or a.offset >= m.length or m.id in sim.mapping_errors:
+                r = AccessResult(i, op, a.mapping, addr)
+                if m.id in sim.mapping_errors:
+                    code = sim.mapping_errors[m.id]
+                    r.set_error(17 if code == "mapping-overlap" else 22, code)
+                else:
+                    r.set_error(None, "not-mapped")
+                    r.result = SIGSEGV
+                append(r)
+                continue
+            if write and not vma.writable:
+                r = AccessResult(i, op, a.mapping, addr)
+                r.set_error(None, "write-readonly")
+                r.result = SIGSEGV
+                append(r)
+                continue
+            addr &= ~(PAGE_SIZE - 1)
+            append(sim.fault(vma, addr, write, wflags if write else USER_FAULT_FLAGS))
+            continue
         r = AccessResult(i, op, a.mapping, addr)
         append(r)
         if op == "mmap":
@@ -347,23 +389,6 @@ def _run(case, sim, agg=None):
                     r.result = r.faults[-1][1].result
                     r.reason = next((f.reason for _, f in r.faults if f.reason), None)
             continue
-        # read / write
-        vma = mm.find(addr)
-        if vma is None or a.offset >= m.length:
-            r.set_error(None, "not-mapped")
-            r.result = SIGSEGV
-            continue
-        if write and not vma.writable:
-            r.set_error(None, "write-readonly")
-            r.result = SIGSEGV
-            continue
-        addr &= ~(PAGE_SIZE - 1)
-        r.address = addr
-        f = sim.fault(vma, addr, write, wflags if write else USER_FAULT_FLAGS)
-        r.faults.append((addr, f))
-        r.outcome = f.outcome
-        r.result = f.result
-        r.reason = None if f.outcome in ("pmd", "pud", "huge-zero", "none") else f.reason
     if agg is not None:
         append(None)
         return None
