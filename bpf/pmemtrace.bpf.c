@@ -7,7 +7,8 @@
  *   PMT_FILTER_PID=n        only this process (tgid); 0 = all
  *   PMT_TP_<event>=1        attach fs_dax:<event> (set for each tracepoint the
  *                           running kernel has, read from tracefs)
- *   PMT_HOLE_FIELD=name     zero_page (6.1) or zero_folio (6.12+), read from
+ *   PMT_HOLE_ZERO_PAGE=1    the load-hole events name their pointer zero_page
+ *                           (6.1) instead of zero_folio (6.12+), as read from
  *                           events/fs_dax/dax_pmd_load_hole/format
  *   PMT_RINGBUF_PAGES=n     ring buffer size in pages (power of two)
  * The kprobe functions below are attached by name from user space, to the
@@ -15,6 +16,12 @@
  * them depends on a parameter's C type, only on its position.
  */
 #include <uapi/linux/ptrace.h>
+/* 7.x headers carry static_asserts on struct layouts (e.g. struct filename
+ * in fs.h) that bcc's clang evaluates differently from the kernel's
+ * compiler; they check nothing this program relies on, so drop them. */
+#include <linux/build_bug.h>
+#undef static_assert
+#define static_assert(expr, ...)
 #include <linux/sched.h>
 #include <linux/mm.h>
 #include <linux/mm_types.h>
@@ -28,8 +35,10 @@
 #ifndef PMT_RINGBUF_PAGES
 #define PMT_RINGBUF_PAGES 1024
 #endif
-#ifndef PMT_HOLE_FIELD
-#define PMT_HOLE_FIELD zero_folio
+#ifdef PMT_HOLE_ZERO_PAGE
+#define PMT_HOLE_PTR(a) ((u64)(a)->zero_page)
+#else
+#define PMT_HOLE_PTR(a) ((u64)(a)->zero_folio)
 #endif
 
 BPF_RINGBUF_OUTPUT(events, PMT_RINGBUF_PAGES);
@@ -89,84 +98,141 @@ static __always_inline void pmt_vmf(struct pmt_event *e, struct vm_fault *vmf)
 
 /* ---- fs_dax tracepoints (include/trace/events/fs_dax.h) ---------------- */
 
-#define PMT_PMD_TP(name, KIND)                                                \
-	TRACEPOINT_PROBE(fs_dax, name)                                        \
-	{                                                                     \
-		struct pmt_event *e = pmt_reserve(KIND);                      \
-		if (!e)                                                       \
-			return 0;                                             \
-		e->dev = args->dev;                                           \
-		e->ino = args->ino;                                           \
-		e->vm_start = args->vm_start;                                 \
-		e->vm_end = args->vm_end;                                     \
-		e->vm_flags = args->vm_flags;                                 \
-		e->address = args->address;                                   \
-		e->pgoff = args->pgoff;                                       \
-		e->max_pgoff = args->max_pgoff;                               \
-		e->flags = args->flags;                                       \
-		e->result = args->result;                                     \
-		events.ringbuf_submit(e, 0);                                  \
-		return 0;                                                     \
-	}
+/* bcc refuses map calls inside macro expansions and rewrites the `args`
+ * struct of each TRACEPOINT_PROBE from its format file, so each probe is
+ * written out and the common work is in helpers. */
 
-#define PMT_PTE_TP(name, KIND)                                                \
-	TRACEPOINT_PROBE(fs_dax, name)                                        \
-	{                                                                     \
-		struct pmt_event *e = pmt_reserve(KIND);                      \
-		if (!e)                                                       \
-			return 0;                                             \
-		e->dev = args->dev;                                           \
-		e->ino = args->ino;                                           \
-		e->vm_flags = args->vm_flags;                                 \
-		e->address = args->address;                                   \
-		e->pgoff = args->pgoff;                                       \
-		e->flags = args->flags;                                       \
-		e->result = args->result;                                     \
-		events.ringbuf_submit(e, 0);                                  \
-		return 0;                                                     \
-	}
+static __always_inline int pmt_submit(struct pmt_event *e)
+{
+	events.ringbuf_submit(e, 0);
+	return 0;
+}
 
-#define PMT_HOLE_TP(name, KIND)                                               \
-	TRACEPOINT_PROBE(fs_dax, name)                                        \
-	{                                                                     \
-		struct pmt_event *e = pmt_reserve(KIND);                      \
-		if (!e)                                                       \
-			return 0;                                             \
-		e->dev = args->dev;                                           \
-		e->ino = args->ino;                                           \
-		e->vm_flags = args->vm_flags;                                 \
-		e->address = args->address;                                   \
-		e->aux = (u64)args->PMT_HOLE_FIELD;                           \
-		events.ringbuf_submit(e, 0);                                  \
-		return 0;                                                     \
-	}
+static __always_inline int pmt_pmd_tp(u32 kind, u32 dev, u64 ino, u64 vm_start, u64 vm_end,
+				      u64 vm_flags, u64 address, u64 pgoff, u64 max_pgoff,
+				      u32 flags, u32 result)
+{
+	struct pmt_event *e = pmt_reserve(kind);
+
+	if (!e)
+		return 0;
+	e->dev = dev;
+	e->ino = ino;
+	e->vm_start = vm_start;
+	e->vm_end = vm_end;
+	e->vm_flags = vm_flags;
+	e->address = address;
+	e->pgoff = pgoff;
+	e->max_pgoff = max_pgoff;
+	e->flags = flags;
+	e->result = result;
+	return pmt_submit(e);
+}
+
+static __always_inline int pmt_pte_tp(u32 kind, u32 dev, u64 ino, u64 vm_flags, u64 address,
+				      u64 pgoff, u32 flags, u32 result)
+{
+	struct pmt_event *e = pmt_reserve(kind);
+
+	if (!e)
+		return 0;
+	e->dev = dev;
+	e->ino = ino;
+	e->vm_flags = vm_flags;
+	e->address = address;
+	e->pgoff = pgoff;
+	e->flags = flags;
+	e->result = result;
+	return pmt_submit(e);
+}
+
+static __always_inline int pmt_hole_tp(u32 kind, u32 dev, u64 ino, u64 vm_flags, u64 address,
+				       u64 zero)
+{
+	struct pmt_event *e = pmt_reserve(kind);
+
+	if (!e)
+		return 0;
+	e->dev = dev;
+	e->ino = ino;
+	e->vm_flags = vm_flags;
+	e->address = address;
+	e->aux = zero;
+	return pmt_submit(e);
+}
 
 #ifdef PMT_TP_dax_pmd_fault
-PMT_PMD_TP(dax_pmd_fault, PMT_KIND_PMD_FAULT)
+TRACEPOINT_PROBE(fs_dax, dax_pmd_fault)
+{
+	return pmt_pmd_tp(PMT_KIND_PMD_FAULT, args->dev, args->ino, args->vm_start, args->vm_end,
+			  args->vm_flags, args->address, args->pgoff, args->max_pgoff,
+			  args->flags, args->result);
+}
 #endif
+
 #ifdef PMT_TP_dax_pmd_fault_done
-PMT_PMD_TP(dax_pmd_fault_done, PMT_KIND_PMD_FAULT_DONE)
+TRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done)
+{
+	return pmt_pmd_tp(PMT_KIND_PMD_FAULT_DONE, args->dev, args->ino, args->vm_start, args->vm_end,
+			  args->vm_flags, args->address, args->pgoff, args->max_pgoff,
+			  args->flags, args->result);
+}
 #endif
+
 #ifdef PMT_TP_dax_pte_fault
-PMT_PTE_TP(dax_pte_fault, PMT_KIND_PTE_FAULT)
+TRACEPOINT_PROBE(fs_dax, dax_pte_fault)
+{
+	return pmt_pte_tp(PMT_KIND_PTE_FAULT, args->dev, args->ino, args->vm_flags, args->address,
+			  args->pgoff, args->flags, args->result);
+}
 #endif
+
 #ifdef PMT_TP_dax_pte_fault_done
-PMT_PTE_TP(dax_pte_fault_done, PMT_KIND_PTE_FAULT_DONE)
+TRACEPOINT_PROBE(fs_dax, dax_pte_fault_done)
+{
+	return pmt_pte_tp(PMT_KIND_PTE_FAULT_DONE, args->dev, args->ino, args->vm_flags, args->address,
+			  args->pgoff, args->flags, args->result);
+}
 #endif
+
 #ifdef PMT_TP_dax_load_hole
-PMT_PTE_TP(dax_load_hole, PMT_KIND_LOAD_HOLE)
+TRACEPOINT_PROBE(fs_dax, dax_load_hole)
+{
+	return pmt_pte_tp(PMT_KIND_LOAD_HOLE, args->dev, args->ino, args->vm_flags, args->address,
+			  args->pgoff, args->flags, args->result);
+}
 #endif
+
 #ifdef PMT_TP_dax_insert_pfn_mkwrite
-PMT_PTE_TP(dax_insert_pfn_mkwrite, PMT_KIND_INSERT_PFN_MKWRITE)
+TRACEPOINT_PROBE(fs_dax, dax_insert_pfn_mkwrite)
+{
+	return pmt_pte_tp(PMT_KIND_INSERT_PFN_MKWRITE, args->dev, args->ino, args->vm_flags, args->address,
+			  args->pgoff, args->flags, args->result);
+}
 #endif
+
 #ifdef PMT_TP_dax_insert_pfn_mkwrite_no_entry
-PMT_PTE_TP(dax_insert_pfn_mkwrite_no_entry, PMT_KIND_INSERT_PFN_MKWRITE_NO_ENTRY)
+TRACEPOINT_PROBE(fs_dax, dax_insert_pfn_mkwrite_no_entry)
+{
+	return pmt_pte_tp(PMT_KIND_INSERT_PFN_MKWRITE_NO_ENTRY, args->dev, args->ino, args->vm_flags, args->address,
+			  args->pgoff, args->flags, args->result);
+}
 #endif
+
 #ifdef PMT_TP_dax_pmd_load_hole
-PMT_HOLE_TP(dax_pmd_load_hole, PMT_KIND_PMD_LOAD_HOLE)
+TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole)
+{
+	return pmt_hole_tp(PMT_KIND_PMD_LOAD_HOLE, args->dev, args->ino, args->vm_flags, args->address,
+			   PMT_HOLE_PTR(args));
+}
 #endif
+
 #ifdef PMT_TP_dax_pmd_load_hole_fallback
-PMT_HOLE_TP(dax_pmd_load_hole_fallback, PMT_KIND_PMD_LOAD_HOLE_FALLBACK)
+TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole_fallback)
+{
+	return pmt_hole_tp(PMT_KIND_PMD_LOAD_HOLE_FALLBACK, args->dev, args->ino, args->vm_flags, args->address,
+			   PMT_HOLE_PTR(args));
+}
 #endif
 
 /* ---- PMD/PUD insert functions ------------------------------------------ */
@@ -186,8 +252,7 @@ static __always_inline int pmt_insert(struct pt_regs *ctx, u32 kind, u64 pfn, u6
 	e->pfn = pfn;
 	e->write = write & 1;
 	e->order = kind == PMT_KIND_INSERT_PUD ? 18 : 9;
-	events.ringbuf_submit(e, 0);
-	return 0;
+	return pmt_submit(e);
 }
 
 int kp_insert_pfn_pmd(struct pt_regs *ctx)
@@ -229,8 +294,7 @@ int kp_get_dev_pagemap(struct pt_regs *ctx)
 	if (!e)
 		return 0;
 	e->pfn = PT_REGS_PARM1(ctx);
-	events.ringbuf_submit(e, 0);
-	return 0;
+	return pmt_submit(e);
 }
 
 /* ---- GUP ---------------------------------------------------------------- */
@@ -248,8 +312,7 @@ int kp_gup_slow(struct pt_regs *ctx)
 	e->address = PT_REGS_PARM2(ctx);
 	e->nr_pages = PT_REGS_PARM3(ctx);
 	e->gup_flags = PT_REGS_PARM4(ctx);
-	events.ringbuf_submit(e, 0);
-	return 0;
+	return pmt_submit(e);
 }
 
 int kp_gup_fast(struct pt_regs *ctx)
@@ -261,8 +324,7 @@ int kp_gup_fast(struct pt_regs *ctx)
 	e->address = PT_REGS_PARM1(ctx);
 	e->nr_pages = PT_REGS_PARM2(ctx);
 	e->gup_flags = PT_REGS_PARM3(ctx);
-	events.ringbuf_submit(e, 0);
-	return 0;
+	return pmt_submit(e);
 }
 
 /* ---- device-dax faults (no tracepoints exist) -------------------------- */
@@ -283,8 +345,7 @@ int kp_devdax_fault(struct pt_regs *ctx)
 		return 0;
 	pmt_vmf(e, vmf);
 	e->order = order;
-	events.ringbuf_submit(e, 0);
-	return 0;
+	return pmt_submit(e);
 }
 
 int kr_devdax_fault(struct pt_regs *ctx)
@@ -304,6 +365,5 @@ int kr_devdax_fault(struct pt_regs *ctx)
 	e->ret = PT_REGS_RC(ctx);
 	e->result = (u32)PT_REGS_RC(ctx);
 	e->order = o;
-	events.ringbuf_submit(e, 0);
-	return 0;
+	return pmt_submit(e);
 }

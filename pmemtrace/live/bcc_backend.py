@@ -50,11 +50,11 @@ class BccBackend:
 
     def cflags(self):
         d = os.path.dirname(bpf_file("pmemtrace.h"))
-        flags = [f"-I{d}", f"-DPMT_FILTER_PID={int(self.pid or 0)}",
+        flags = ["-w", f"-I{d}", f"-DPMT_FILTER_PID={int(self.pid or 0)}",
                  f"-DPMT_RINGBUF_PAGES={int(self.ringbuf_pages)}"]
         hf = hole_field(self.root) if self.root else None
-        if hf:
-            flags.append(f"-DPMT_HOLE_FIELD={hf}")
+        if hf == "zero_page":
+            flags.append("-DPMT_HOLE_ZERO_PAGE=1")
         for r in self.resolved:
             if r.point.kind == "tracepoint" and r.winner:
                 # the load-hole events need the field name
