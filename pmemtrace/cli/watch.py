@@ -182,10 +182,10 @@ def run(args):
     signal.signal(signal.SIGTERM, on_term)
     complete = False
     try:
-        backend.start()
         if args.record:
             rec = Recorder(args.record, make_header(backend.name, probes=backend.probe_table(),
                                                     devices=_devices()))
+        backend.start()
         status(f"watch: backend {backend.name}" + (f" (bcc cannot run: missing {why})" if why and backend.name == "tracefs" else ""))
         missing = backend.missing()
         if missing:
@@ -241,6 +241,10 @@ def run(args):
             pass
         backend.close()
         signal.signal(signal.SIGTERM, old_term)
+        if rec and not complete and rec.events == 0:
+            rec.f.close()
+            os.unlink(rec.part)  # nothing recorded: leave nothing behind
+            rec = None
         if rec:
             if agg.lost > rec.lost:
                 rec.lost_events(agg.lost - rec.lost)
