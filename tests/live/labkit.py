@@ -215,16 +215,54 @@ def parse_trace_lines(lines):
     return out
 
 
+MARK = "pmemtrace-mark "
+_MARK_RE = re.compile(r"tracing_mark_write: " + MARK + r"(?P<text>.*)$")
+_KPROBE_RE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+.*?\s(?P<event>pmt_\w+): \((?P<where>[^)]*)\)"
+                        r"(?P<args>(?:\s+\w+=\S+)*)\s*$")
+
+
 class Capture:
+    """Trace lines captured by :meth:`Tracefs.capture`."""
+
     def __init__(self):
         self.lines = []
 
-    def events(self, name=None):
-        evs = parse_trace_lines(self.lines)
+    def events(self, name=None, lines=None):
+        evs = parse_trace_lines(self.lines if lines is None else lines)
         return [e for e in evs if name is None or e.name == name]
 
     def names(self):
         return [e.name for e in self.events()]
+
+    def groups(self):
+        """Lines split at :meth:`Tracefs.mark` markers: {marker text: [lines]}
+        (lines before the first marker under ``None``)."""
+        out, cur = {None: []}, None
+        for ln in self.lines:
+            m = _MARK_RE.search(ln)
+            if m:
+                cur = m.group("text")
+                out[cur] = []
+            else:
+                out[cur].append(ln)
+        return out
+
+    @staticmethod
+    def kprobe_hits(lines):
+        """Our kprobe events (``pmt_*``) in *lines*: [(event, {arg: int})]."""
+        hits = []
+        for ln in lines:
+            m = _KPROBE_RE.match(ln)
+            if m:
+                args = {}
+                for a in m.group("args").split():
+                    k, _, v = a.partition("=")
+                    try:
+                        args[k] = int(v, 0)
+                    except ValueError:
+                        args[k] = v
+                hits.append((m.group("event"), args))
+        return hits
 
 
 class Tracefs:
@@ -247,6 +285,46 @@ class Tracefs:
     def format(self, system, event):
         with open(os.path.join(self.root, "events", system, event, "format")) as f:
             return f.read()
+
+    @staticmethod
+    def _append(path, text):
+        # not open(path, "a"): Python seeks to the end, which kprobe_events
+        # refuses with EINVAL
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    def mark(self, text):
+        """Write a marker into the trace (split later with Capture.groups())."""
+        with open(os.path.join(self.root, "trace_marker"), "w") as f:
+            f.write(MARK + text)
+
+    @contextlib.contextmanager
+    def kprobes(self, defs):
+        """Define kprobe events ``{name: "p|r symbol args"}`` in group pmt
+        (``pmt/<name>``), enabled by :meth:`capture` with ``events=["pmt"]``;
+        removed afterwards.  Skips/fails when a symbol cannot be probed."""
+        path = os.path.join(self.root, "kprobe_events")
+        added = []
+        try:
+            for name, spec in defs.items():
+                kind, rest = spec.split(" ", 1)
+                try:
+                    self._append(path, f"{kind}:pmt/{name} {rest}\n")
+                except OSError as exc:
+                    skip_or_fail(f"cannot add kprobe event {kind}:{rest!r} on "
+                                 f"{os.uname().release}: {exc}")
+                added.append(name)
+            yield
+        finally:
+            for name in added:
+                try:
+                    self._w(f"events/pmt/{name}/enable", "0")
+                except OSError:
+                    pass
+                self._append(path, f"-:pmt/{name}\n")
 
     @contextlib.contextmanager
     def capture(self, systems=("fs_dax",), events=(), pid=None):
@@ -272,6 +350,11 @@ class Tracefs:
             self._w(f"events/{s}/enable", "1")
         for e in events:
             self._w(f"events/{e}/enable", "1")
+        # markers come from this process too: keep them through the pid filter
+        try:
+            self._w("events/ftrace/print/enable", "1")
+        except OSError:
+            pass
         self._w("tracing_on", "1")
         try:
             yield cap
