@@ -159,11 +159,12 @@ def _cmd_run(args):
         cmd = cmd[1:]
     if not cmd:
         cmd = ["true"]
+    prepare = _prepare_args(args)  # usage errors before any download or boot
     k = kernels.get(args.kernel)
     kvm = _use_kvm(args, k)
     _status(f"booting {k.release} (memmap {','.join(args.memmap or vm.DEFAULT_MEMMAP)}"
             f"{', nodax ' + args.nodax if args.nodax else ''}, {'KVM' if kvm else 'TCG'})")
-    res = vm.run(k, cmd, prepare=_prepare_args(args), kvm=kvm,
+    res = vm.run(k, cmd, prepare=prepare, kvm=kvm,
                  capture=args.json, stream=not args.json, **_boot_kwargs(args))
     _status(f"{k.release}: exit {res.returncode}, {res.elapsed:.1f} s "
             f"(command started after {res.boot_seconds or 0:.1f} s of guest time)")
