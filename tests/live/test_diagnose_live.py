@@ -16,6 +16,7 @@ import pytest
 
 from pmemtrace.events import decode_vm_fault
 from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host
+from pmemtrace.host.svg import terminal_strip
 from pmemtrace.workload import engine
 
 from . import driver
@@ -81,6 +82,9 @@ def _compare(tracefs, path, what):
         rows = "\n".join(f"  chunk {c.index}: predicted {c.outcome}/{c.reason} ({c.layout}, "
                          f"{c.extents}) observed {o}" for c, o in zip(strip.chunks, got))
         pytest.fail(f"{what} on {os.uname().release}: diagnose and the kernel disagree\n{rows}", pytrace=False)
+    # shown by `pytest -rA` (the lab's summary): the strip and the reasons
+    print(f"{what} on {os.uname().release}: {''.join(terminal_strip(strip, colour=False))} "
+          f"observed {got} reasons {strip.reasons()}")
     return strip, got
 
 
