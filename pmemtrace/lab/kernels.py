@@ -136,14 +136,19 @@ class _Apt:
             raise LabError(f"{tool} {' '.join(args[:2])} failed for {self.suite}: {' / '.join(tail)}")
         return p.stdout
 
+    def _lists(self):
+        # apt may keep them compressed (..._Packages.lz4)
+        ldir = os.path.join(self.dir, "lists")
+        if not os.path.isdir(ldir):
+            return []
+        return [os.path.join(ldir, f) for f in os.listdir(ldir) if "_Packages" in f]
+
     def lists_age(self):
-        stamp = os.path.join(self.dir, "lists", "lock")
-        files = [f for f in os.listdir(os.path.join(self.dir, "lists")) if f.endswith("_Packages")] \
-            if os.path.isdir(os.path.join(self.dir, "lists")) else []
+        """Seconds since the package lists were refreshed, or None."""
+        files = self._lists()
         if not files:
             return None
-        newest = max(os.path.getmtime(os.path.join(self.dir, "lists", f)) for f in files)
-        del stamp
+        newest = max(os.path.getmtime(f) for f in files)
         return datetime.datetime.now().timestamp() - newest
 
     def update(self, force=False):
@@ -153,10 +158,8 @@ class _Apt:
             _status(f"updating package lists for {self.suite} from {mirror()}")
             self._run("apt-get", ["update"])
             # apt only rewrites changed lists; touch them so the age check holds.
-            ldir = os.path.join(self.dir, "lists")
-            for f in os.listdir(ldir):
-                if f.endswith("_Packages"):
-                    os.utime(os.path.join(ldir, f))
+            for f in self._lists():
+                os.utime(f)
 
     def search(self, regex):
         out = self._run("apt-cache", ["search", "--names-only", regex])
