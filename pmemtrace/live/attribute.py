@@ -114,6 +114,8 @@ class Attributor:
         for (p, w, name, res) in prior[-self.history:]:
             if not (vm_pgoff <= p < vm_pgoff + npages) or res & (VM_FAULT["SIGBUS"] | VM_FAULT["FALLBACK"]):
                 continue
+            if (p - vm_pgoff) >> 9 != (address - vm_start) >> 21:
+                continue  # only this 2 MiB virtual range's entry state can decide its PMD fault
             used += 1
             if name == "dax_pte_fault_done":
                 if len(mappings) == 1:

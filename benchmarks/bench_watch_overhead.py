@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Overhead and capacity of pmemtrace watch, run INSIDE a lab guest (root,
+a DAX mount), all modes in the same boot:
+
+  pmemtrace lab run --kernel 6.12 --prepare --fs xfs -- \\
+      python benchmarks/bench_watch_overhead.py --dir /tmp/pmem
+
+Workloads (each a fresh process timing only its touch loop):
+  pmd  -- a 512 MiB file mapped shared, one write per 2 MiB, 8 passes
+          (munmap + mmap between passes, so every pass faults again): 2,048 PMD faults
+  pte  -- the same file with MADV_NOHUGEPAGE, one write per 4 KiB over
+          256 MiB, 4 passes: 262,144 PTE faults (the capacity run)
+Modes: untraced, 'pmemtrace watch' (bcc, then tracefs), 'trace-cmd record
+-e fs_dax'.  Prints seconds, ratios to untraced, events seen and lost.
+Then times 'trace-cmd report' on the recorded .dat against 'pmemtrace
+replay' of its text (the same trace).  Prints figures; asserts nothing.
+"""
+
+import argparse
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+
+WORKLOAD = r"""
+import json, os, sys, time
+from pmemtrace.workload import engine as E
+path, kind = sys.argv[1], sys.argv[2]
+PMD = 2 << 20
+size = 512 << 20
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+E.fallocate(fd, 0, size)
+t = 0.0
+n = 0
+if kind == "pmd":
+    passes, length, stride = 8, size, PMD
+else:
+    passes, length, stride = 4, 256 << 20, 4096
+for _ in range(passes):
+    addr = E.reserve(length + PMD)
+    m = E.mmap(fd, length, 0, addr=addr, fixed=True)
+    if kind == "pte":
+        m.madvise("nohugepage")
+    t0 = time.perf_counter()
+    n += m.touch(0, length, stride=stride, write=True)
+    t += time.perf_counter() - t0
+    m.unmap()
+print(json.dumps({"seconds": t, "touches": n, "pid": os.getpid()}), flush=True)
+"""
+
+
+def workload(d, kind):
+    p = subprocess.run([PY, "-c", WORKLOAD, os.path.join(d, f"bench-{kind}"), kind], capture_output=True,
+                       text=True, cwd=HERE)
+    if p.returncode:
+        raise SystemExit(p.stderr)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+class Tracer:
+    def __init__(self, argv, ready, timeout=900):
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+        t0 = time.time()
+        self.startup = None
+        buf = ""
+        if ready is None:  # trace-cmd's banner may sit in a pipe buffer: give it time instead
+            time.sleep(8)
+            self.startup = time.time() - t0
+            return
+        while time.time() - t0 < timeout:
+            r, _, _ = select.select([self.p.stderr, self.p.stdout], [], [], 1)
+            for s in r:
+                line = s.readline()
+                buf += line
+                if ready in line:
+                    self.startup = time.time() - t0
+                    return
+            if self.p.poll() is not None:
+                break
+        raise SystemExit(f"tracer did not start: {argv}: {buf[-2000:]}")
+
+    def stop(self):
+        self.p.send_signal(signal.SIGINT)
+        out, err = self.p.communicate(timeout=1800)
+        return out, err
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default="/tmp/pmem", help="directory on a DAX mount")
+    ap.add_argument("--modes", default="untraced,bcc,tracefs,trace-cmd")
+    args = ap.parse_args()
+    modes = args.modes.split(",")
+    results = {}
+    dat = os.path.join("/tmp", "bench-fs_dax.dat")
+    for mode in modes:
+        for kind in ("pmd", "pte"):
+            tr = None
+            if mode in ("bcc", "tracefs"):
+                tr = Tracer([PY, "-m", "pmemtrace", "watch", "--backend", mode, "--json", "-i", "3600",
+                             "--path", args.dir, "--no-reasons"], "Hit Ctrl-C")
+            elif mode == "trace-cmd":
+                tr = Tracer(["trace-cmd", "record", "-e", "fs_dax", "-o", dat], None)
+            w = workload(args.dir, kind)
+            row = {"seconds": w["seconds"], "touches": w["touches"]}
+            if tr:
+                out, err = tr.stop()
+                row["startup"] = round(tr.startup, 1)
+                if mode in ("bcc", "tracefs"):
+                    summ = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+                    summ = [s for s in summ if s.get("type") == "summary"][-1]
+                    mine = [r for r in summ["rows"] if r["pid"] == w["pid"]]
+                    row["pmd"] = sum(r["pmd"] for r in mine)
+                    row["pte"] = sum(r["pte"] for r in mine)
+                    row["lost"] = summ["totals"]["lost"]
+                elif mode == "trace-cmd" and kind == "pte":
+                    os.replace(dat, dat + ".pte")
+            results[(mode, kind)] = row
+            print(f"{mode:10} {kind}: {json.dumps(row)}", flush=True)
+    print("\nworkload  mode        seconds  x untraced  faults seen (pmd/pte)  lost")
+    for kind in ("pmd", "pte"):
+        base = results.get(("untraced", kind), {}).get("seconds")
+        for mode in modes:
+            r = results.get((mode, kind))
+            if not r:
+                continue
+            ratio = f"{r['seconds'] / base:8.2f}" if base else "       -"
+            seen = f"{r.get('pmd', '-')}/{r.get('pte', '-')}"
+            print(f"{kind:9} {mode:10} {r['seconds']:8.2f} {ratio}    {seen:>20}  {r.get('lost', '-')}")
+    if os.path.exists(dat + ".pte"):
+        txt = "/tmp/bench-fs_dax.txt"
+        t0 = time.perf_counter()
+        with open(txt, "w") as f:
+            subprocess.run(["trace-cmd", "report", "-i", dat + ".pte"], stdout=f, stderr=subprocess.DEVNULL)
+        t_tc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        p = subprocess.run([PY, "-m", "pmemtrace", "replay", txt, "--json", "--no-reasons"], capture_output=True,
+                           text=True, cwd=HERE)
+        t_rp = time.perf_counter() - t0
+        n = json.loads(p.stdout)["input"]["events"] if p.returncode == 0 else -1
+        print(f"\nreplay of the trace-cmd recording: trace-cmd report {t_tc:.1f} s; "
+              f"pmemtrace replay of its text {t_rp:.1f} s for {n} events ({n / max(t_rp, 1e-9):,.0f} events/s)")
+
+
+if __name__ == "__main__":
+    main()
