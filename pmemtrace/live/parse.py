@@ -77,6 +77,10 @@ FS_DAX_EVENTS = PMD_CLASS + PTE_CLASS + HOLE_CLASS + (
 VM_SHARED = 0x8
 
 
+_FLAG_CACHE = {}  # flag texts are few: decode each once
+_RESULT_CACHE = {}
+
+
 def _int(s):
     return int(s, 0) if s else 0
 
@@ -121,9 +125,17 @@ def parse_fs_dax_text(name, text):
         if g.get(k) is not None:
             f[k] = _int(g[k])
     if "flags" in g:
-        f["flags"] = encode_flags(g["flags"], FAULT_FLAG)
+        t = g["flags"]
+        v = _FLAG_CACHE.get(t)
+        if v is None:
+            v = _FLAG_CACHE[t] = encode_flags(t, FAULT_FLAG)
+        f["flags"] = v
     if "result" in g:
-        f["result"] = encode_flags(g["result"], VM_FAULT)
+        t = g["result"]
+        v = _RESULT_CACHE.get(t)
+        if v is None:
+            v = _RESULT_CACHE[t] = encode_flags(t, VM_FAULT)
+        f["result"] = v
     if "zero" in g:
         f["zero_folio"] = _ptr(g["zero"])
     return f
