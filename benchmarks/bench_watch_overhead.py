@@ -68,22 +68,22 @@ class Tracer:
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
         t0 = time.time()
         self.startup = None
-        buf = ""
+        buf = b""
         if ready is None:  # trace-cmd's banner may sit in a pipe buffer: give it time instead
             time.sleep(8)
             self.startup = time.time() - t0
             return
+        fds = [self.p.stderr.fileno(), self.p.stdout.fileno()]
         while time.time() - t0 < timeout:
-            r, _, _ = select.select([self.p.stderr, self.p.stdout], [], [], 1)
-            for s in r:
-                line = s.readline()
-                buf += line
-                if ready in line:
-                    self.startup = time.time() - t0
-                    return
+            r, _, _ = select.select(fds, [], [], 1)
+            for fd in r:
+                buf += os.read(fd, 65536)
+            if ready.encode() in buf:
+                self.startup = time.time() - t0
+                return
             if self.p.poll() is not None:
                 break
-        raise SystemExit(f"tracer did not start: {argv}: {buf[-2000:]}")
+        raise SystemExit(f"tracer did not start: {argv}: {buf[-2000:]!r}")
 
     def stop(self):
         self.p.send_signal(signal.SIGINT)
@@ -100,29 +100,32 @@ def main():
     results = {}
     dat = os.path.join("/tmp", "bench-fs_dax.dat")
     for mode in modes:
-        for kind in ("pmd", "pte"):
-            tr = None
+        tr = None
+        if mode in ("bcc", "tracefs"):
+            tr = Tracer([PY, "-m", "pmemtrace", "watch", "--backend", mode, "--json", "-i", "3600",
+                         "--path", args.dir, "--no-reasons"], "Hit Ctrl-C")
+        elif mode == "trace-cmd":
+            tr = Tracer(["trace-cmd", "record", "-e", "fs_dax", "-o", dat], None)
+        ws = {kind: workload(args.dir, kind) for kind in ("pmd", "pte")}
+        summ = None
+        if tr:
+            out, err = tr.stop()
             if mode in ("bcc", "tracefs"):
-                tr = Tracer([PY, "-m", "pmemtrace", "watch", "--backend", mode, "--json", "-i", "3600",
-                             "--path", args.dir, "--no-reasons"], "Hit Ctrl-C")
-            elif mode == "trace-cmd":
-                tr = Tracer(["trace-cmd", "record", "-e", "fs_dax", "-o", dat], None)
-            w = workload(args.dir, kind)
+                summ = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+                summ = [x for x in summ if x.get("type") == "summary"][-1]
+        for kind, w in ws.items():
             row = {"seconds": w["seconds"], "touches": w["touches"]}
             if tr:
-                out, err = tr.stop()
                 row["startup"] = round(tr.startup, 1)
-                if mode in ("bcc", "tracefs"):
-                    summ = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
-                    summ = [s for s in summ if s.get("type") == "summary"][-1]
-                    mine = [r for r in summ["rows"] if r["pid"] == w["pid"]]
-                    row["pmd"] = sum(r["pmd"] for r in mine)
-                    row["pte"] = sum(r["pte"] for r in mine)
-                    row["lost"] = summ["totals"]["lost"]
-                elif mode == "trace-cmd" and kind == "pte":
-                    os.replace(dat, dat + ".pte")
+            if summ:
+                mine = [r for r in summ["rows"] if r["pid"] == w["pid"]]
+                row["pmd"] = sum(r["pmd"] for r in mine)
+                row["pte"] = sum(r["pte"] for r in mine)
+                row["lost"] = summ["totals"]["lost"]
             results[(mode, kind)] = row
             print(f"{mode:10} {kind}: {json.dumps(row)}", flush=True)
+        if mode == "trace-cmd" and os.path.exists(dat):
+            os.replace(dat, dat + ".pte")
     print("\nworkload  mode        seconds  x untraced  faults seen (pmd/pte)  lost")
     for kind in ("pmd", "pte"):
         base = results.get(("untraced", kind), {}).get("seconds")

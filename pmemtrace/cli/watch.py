@@ -132,7 +132,7 @@ def choose_backend(name, pid):
         if name == "bcc":
             raise KernelFeatureMissing(f"bcc backend cannot run here: missing {why}")
         return TracefsBackend(pid=pid), why
-    return TracefsBackend(pid=pid), "tracefs backend chosen"
+    return TracefsBackend(pid=pid), None
 
 
 def list_probes(args):

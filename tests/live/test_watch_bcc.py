@@ -73,20 +73,23 @@ class Watch:
              "--path", mount, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.err = []
+        buf = b""
+        fd = self.p.stderr.fileno()
         deadline = time.time() + WATCH_READY_TIMEOUT
         while time.time() < deadline:
-            r, _, _ = select.select([self.p.stderr], [], [], 1)
+            r, _, _ = select.select([fd], [], [], 1)
             if r:
-                line = self.p.stderr.readline()
-                if not line:
+                chunk = os.read(fd, 65536)  # raw reads: no lines stranded in a text buffer
+                if not chunk:
                     break
-                self.err.append(line)
-                if "Hit Ctrl-C" in line:
+                buf += chunk
+                if b"Hit Ctrl-C" in buf:
+                    self.err.append(buf.decode(errors="replace"))
                     return
             if self.p.poll() is not None:
                 break
         self.p.kill()
-        raise AssertionError("watch did not start: " + "".join(self.err) + self.p.stderr.read())
+        raise AssertionError("watch did not start: " + buf.decode(errors="replace")[-3000:])
 
     def stop(self):
         self.p.send_signal(signal.SIGINT)
