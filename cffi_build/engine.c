@@ -350,9 +350,12 @@ static void child_fault(int sig, siginfo_t *si, void *uc)
 		child_shared->fault_addr = (uint64_t)(uintptr_t)si->si_addr;
 		child_shared->si_code = si->si_code;
 	}
-	/* default action: returning re-executes the access and the child dies
-	 * of the same signal, which the parent reports */
+	/* die of the same signal now, without re-executing the access (that
+	 * would fault, and emit fault events, a second time): the signal stays
+	 * blocked inside the handler and is delivered, with the default action,
+	 * when the handler returns */
 	signal(sig, SIG_DFL);
+	raise(sig);
 }
 
 int pmt_child_touch(uint64_t addr, uint64_t length, uint64_t offset,

@@ -120,10 +120,19 @@ class EngineError(OSError):
 
     @property
     def errname(self):
-        return _errno.errorcode.get(self.errno, str(self.errno))
+        return errname(self.errno)
 
     def __str__(self):
         return self.strerror
+
+
+#: errno aliases: the name pmemtrace prints (and scenarios expect)
+_ERRNO_PREFERRED = {_errno.EOPNOTSUPP: "EOPNOTSUPP", _errno.EAGAIN: "EAGAIN", _errno.EDEADLK: "EDEADLK"}
+
+
+def errname(num):
+    """errno -> its usual name (EOPNOTSUPP rather than glibc's alias ENOTSUP)."""
+    return _ERRNO_PREFERRED.get(num) or _errno.errorcode.get(num, str(num))
 
 
 def _check(rc, op, detail=""):

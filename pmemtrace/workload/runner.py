@@ -158,6 +158,12 @@ class _Worker:
         m = self.s.mapping(mid)
         addr = self.addr[mid]
         prot = E.PROT_READ | (E.PROT_WRITE if m.writable else 0)
+        if addr is not None:
+            for oid, other in self.maps.items():
+                if other is not None and oid != mid and other.addr < addr + m.length and addr < other.end:
+                    # another live mapping of the scenario is there: ask with
+                    # MAP_FIXED_NOREPLACE (EEXIST), as the model does
+                    E.mmap(self.fd, m.length, offset=m.offset, addr=addr, noreplace=True)
         try:
             if m.anon:
                 mp = E.mmap(-1, m.length, prot=prot, shared=False, addr=addr, fixed=addr is not None)
@@ -369,7 +375,7 @@ class _Worker:
                     res = self.step(i, st)
                     res.setdefault("outcome", "ok")
                 except OSError as exc:
-                    res = {"outcome": _errno.errorcode.get(exc.errno, str(exc.errno)),
+                    res = {"outcome": E.errname(exc.errno),
                            "detail": str(exc)}
                 res["seconds"] = round(time.perf_counter() - t0, 6)
                 self.send(step=i, **res)

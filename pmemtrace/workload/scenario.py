@@ -125,7 +125,7 @@ def _expect(v, where):
     for x in vals:
         if not isinstance(x, str) or not (x in OUTCOMES or x.isupper()):
             raise ScenarioError(where, "expect", f"{x!r}: expected ok, sigbus, skipped or an errno name like EINVAL")
-        out.append(x)
+        out.append({"ENOTSUP": "EOPNOTSUPP", "EWOULDBLOCK": "EAGAIN", "EDEADLOCK": "EDEADLK"}.get(x, x))
     return out
 
 
