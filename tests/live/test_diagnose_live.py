@@ -100,6 +100,15 @@ class TestDiagnoseFileAgainstTracepoints:
         # whatever the kernel does, diagnose must say why for every non-PMD chunk
         assert all(c.reason for c in strip.chunks if c.outcome == "pte"), strip.to_json()
 
+    def test_ext4_fallocated(self, guest, tracefs):
+        """The lab-recipe case: a fallocated (unwritten) file on ext4 default mkfs."""
+        setup = guest.fsdax(map="mem", align="2M", fs="ext4")
+        path = os.path.join(setup["mount"], "diag-ext4-falloc")
+        if os.path.exists(path):
+            os.unlink(path)
+        driver.make_file(path, SIZE, written=False)
+        _compare(tracefs, path, "ext4 default mkfs, fallocated")
+
     def test_fragmented_file(self, guest, tracefs):
         setup = guest.fsdax(map="mem", align="2M", fs="xfs")
         paths = [os.path.join(setup["mount"], n) for n in ("diag-frag", "diag-frag-other")]
