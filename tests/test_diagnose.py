@@ -208,6 +208,8 @@ def test_recorded_fixture(meta_path):
         if meta.get("filesystem"):
             mounts = [s for s, codes in f.items() if "mount-dax" in codes]
             assert mounts, f"no DAX mount found in {d}"
+            if meta["filesystem"] == "xfs":  # the lab's mkfs.xfs -d su=2m,sw=1, read from mount options
+                assert "fs-geometry-2m" in f[mounts[0]], f[mounts[0]]
     else:
         devs = [x for x in fs if x.kind == "dax"]
         assert devs, f"no dax device in {d}"

@@ -70,6 +70,13 @@ class TestGeometryText:
         assert mounts.parse_dumpe2fs("Block size: 4096\n").stripe_unit == 0
 
 
+    def test_from_mount_options(self):
+        ms = mounts.parse_mountinfo(TestMountinfoMocks.TEXT)
+        g = mounts.geometry_from_options(ms[1])  # xfs sunit=4096 (512-byte units)
+        assert (g.fstype, g.stripe_unit) == ("xfs", 2 * M)
+        assert mounts.geometry_from_options(ms[2]).stripe_unit == 0  # ext4 without stripe=
+
+
 class TestCmdlineIomem:
     def test_memmap(self):
         mm = inventory.parse_memmap("ro memmap=1G!4G,512M!6G memmap=64M$0x80000000 quiet")

@@ -160,6 +160,34 @@ def parse_dumpe2fs(text):
     return g
 
 
+def geometry_from_options(mount):
+    """Geometry from the mount's own options, readable without root and in
+    fixtures: xfs prints ``sunit=``/``swidth=`` in 512-byte units when set
+    (fs/xfs/xfs_super.c xfs_fs_show_options()); ext4 prints ``stripe=`` in
+    blocks when s_stripe is non-zero, so its absence means no stripe
+    alignment (fs/ext4/super.c _ext4_show_options())."""
+    opts = {}
+    for o in mount.superoptions.split(",") + mount.options.split(","):
+        k, _, v = o.partition("=")
+        opts.setdefault(k, v)
+    if mount.fstype == "xfs":
+        g = Geometry("xfs", source="mount options")
+        try:
+            g.stripe_unit = int(opts.get("sunit") or 0) * 512
+            g.stripe_width = int(opts.get("swidth") or 0) * 512
+        except ValueError:
+            return None
+        return g
+    if mount.fstype == "ext4":
+        g = Geometry("ext4", source="mount options", block_size=None)
+        try:
+            g.stripe_unit = int(opts.get("stripe") or 0) * 4096  # DAX needs 4 KiB blocks
+        except ValueError:
+            return None
+        return g
+    return None
+
+
 def _run(argv):
     exe = shutil.which(argv[0]) or next((p for p in (f"/usr/sbin/{argv[0]}", f"/sbin/{argv[0]}")
                                          if shutil.os.path.exists(p)), None)
@@ -184,12 +212,16 @@ def read_geometry(mount, roots):
             txt = roots.read(roots.sys("..", "fs", f"{dev.replace('/', '_')}.{suffix}"), note=False)
             if txt:
                 return parser(txt), None
-    if not roots.live:
-        return None, "fixture tree carries no filesystem geometry"
-    if mount.fstype == "xfs":
+    err = "fixture tree carries no filesystem geometry"
+    if roots.live and mount.fstype == "xfs":
         out, err = _run(["xfs_info", mount.mountpoint])
-        return (parse_xfs_info(out), None) if out else (None, err)
-    if mount.fstype in ("ext4", "ext2", "ext3"):
+        if out:
+            return parse_xfs_info(out), None
+    elif roots.live and mount.fstype in ("ext4", "ext2", "ext3"):
         out, err = _run(["dumpe2fs", "-h", mount.source])
-        return (parse_dumpe2fs(out), None) if out else (None, err)
-    return None, f"no geometry reader for {mount.fstype}"
+        if out:
+            return parse_dumpe2fs(out), None
+    g = geometry_from_options(mount)
+    if g is not None:
+        return g, None
+    return None, err if mount.fstype in ("xfs", "ext4", "ext2", "ext3") else f"no geometry reader for {mount.fstype}"
