@@ -37,6 +37,21 @@ def test_pte_table_present_after_4k_fault_in_same_2m():
     assert rows(p)[4][0] == "pmd"  # the next 2 MiB is untouched
 
 
+def test_page_table_left_by_a_neighbouring_mapping():
+    # Lab, 6.12 xfs: a 3 MiB DAX mapping whose last 2 MiB block also holds a
+    # touched anonymous page: the read at 2 MiB takes no dax_pmd_fault, only a
+    # PTE fault with ORIG_PTE_VALID; with PROT_NONE neighbours it is a
+    # vma-end FALLBACK (tests below).
+    maps = [{"id": "m0", "start": A, "length": 3 * M}]
+    p = fsdax([r(2 * M)], mappings=maps, process={"page_tables": [A + 3 * M]})
+    assert rows(p) == [("pte", NOPAGE, covers("pte-table-present"))]
+    ev = p.results[0].events()
+    assert [e.name for e in ev] == ["dax_pte_fault", "dax_pte_fault_done"]
+    assert ev[0].fields["flags"] & 0x800
+    p = fsdax([r(2 * M)], mappings=maps)
+    assert rows(p) == [("pte", NOPAGE, "vma-end")]
+
+
 def test_sigbus_when_pmd_index_at_or_past_eof():
     # P0: xas.xa_index >= max_pgoff -> SIGBUS, no fallback accounting
     p = fsdax([r(6 * M)], file_size=4 * M, mappings=[{"id": "m0", "start": A, "length": 8 * M}])

@@ -116,6 +116,10 @@ class Case:
     mappings: List[Mapping]
     accesses: List[Access]
     thp_disable: bool = False  # prctl(PR_SET_THP_DISABLE) in the process
+    #: 2 MiB-aligned virtual blocks that already hold a page table when the
+    #: case starts (other mappings of the process sharing the block have
+    #: 4 KiB pages there); no huge fault is tried in them
+    page_tables: List[int] = field(default_factory=list)
     name: Optional[str] = None
     notes: Optional[str] = None
     raw: dict = field(default_factory=dict, repr=False)
@@ -375,6 +379,15 @@ def parse_case(obj):
     accesses = [_parse_access(a, i, ids) for i, a in enumerate(accs)]
     proc = obj.get("process", {})
     proc = _obj(proc, "process")
+    pts = proc.get("page_tables", [])
+    if not isinstance(pts, list):
+        raise CaseError("process.page_tables", "expected a list of addresses")
+    page_tables = []
+    for i, v in enumerate(pts):
+        try:
+            page_tables.append(parse_int(v) & ~(PMD_SIZE - 1))
+        except ValueError as exc:
+            raise CaseError(f"process.page_tables[{i}]", str(exc)) from None
     return Case(
         kernel=kernel,
         device=device,
@@ -382,6 +395,7 @@ def parse_case(obj):
         mappings=mappings,
         accesses=accesses,
         thp_disable=_bool(proc, "thp_disable", "process", False),
+        page_tables=page_tables,
         name=obj.get("name"),
         notes=obj.get("notes"),
         raw=obj,

@@ -46,10 +46,12 @@ _R = [
     ),
     Reason(
         "pte-table-present",
-        "a 4 KiB page table already covers this 2 MiB virtual range, so the fault goes straight to the PTE path",
+        "a 4 KiB page table already covers this 2 MiB virtual range (an earlier 4 KiB fault here, or another "
+        "mapping sharing the 2 MiB block), so the fault goes straight to the PTE path",
         "__handle_mm_fault(): the huge fault is tried only if pmd_none(*pmd)",
-        "mm/memory.c __handle_mm_fault() (v6.1, v6.12)",
-        "fault the range at 2 MiB first, or munmap/MADV_DONTNEED it so the page table is freed",
+        "mm/memory.c __handle_mm_fault() (v6.1, v6.12; lab 6.12 and 7.2)",
+        "fault the range at 2 MiB first; keep DAX mappings 2 MiB-aligned at both ends so no other mapping "
+        "shares their first or last 2 MiB",
         "gate",
     ),
     # ---- fs/dax.c dax_iomap_pmd_fault() in kernel order ----------------

@@ -160,11 +160,6 @@ class AddressSpace:
             slot.anon &= ~mask
             slot.zero &= ~mask
 
-    def free_tables(self, start, end):
-        """Free page tables wholly inside [start, end) (munmap)."""
-        for key in range((start + PMD_SIZE - 1) >> PMD_SHIFT, end >> PMD_SHIFT):
-            self.pmds.pop(key, None)
-
 
 # --- xarray entries -------------------------------------------------------
 
