@@ -210,7 +210,7 @@ def _cmd_test(args):
             k = kernels.get(name)
             _status(f"=== {k.release}: booting and running tests/live")
             res = vm.run(k, pytest, cwd=root, env=env, stream=True, capture=False,
-                         nodax=args.nodax, timeout=args.timeout or 1800, cpus=args.cpus)
+                         nodax=args.nodax, timeout=args.timeout or 2400, cpus=args.cpus)
             rc, err = res.returncode, None
         except LabError as exc:
             rc, err, k = -1, str(exc), locals().get("k")
@@ -295,7 +295,7 @@ def add_parser(subparsers):
                    help="size of the non-DAX region booted alongside (default 1G)")
     t.add_argument("--cpus", type=int, default=2)
     t.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
-                   help="per kernel (default 1800)")
+                   help="per kernel (default 2400)")
     t.add_argument("-j", "--json", action="store_true")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- extra pytest arguments")
     t.set_defaults(func=_cmd_test)

@@ -320,14 +320,22 @@ def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus
     if follower:
         follower.start()
     timed_out = False
+    # a SIGTERM to us must not leave QEMU running (it is in its own session)
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        def _term(signum, frame):
+            raise SystemExit(128 + signum)
+        old_term = signal.signal(signal.SIGTERM, _term)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-    except KeyboardInterrupt:
+    except BaseException:
         _kill(proc)
         raise
     finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         if timed_out:
             _kill(proc)
         reader.join(5)
