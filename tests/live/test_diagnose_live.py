@@ -15,7 +15,7 @@ import os
 import pytest
 
 from pmemtrace.events import decode_vm_fault
-from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host
+from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host, diagnose_pid
 from pmemtrace.host.svg import terminal_strip
 from pmemtrace.workload import engine
 
@@ -153,3 +153,41 @@ class TestDiagnoseHostInGuest:
         fs = diagnose_host(HostState(Roots()))
         name = os.path.basename(dev)
         assert (name, code) in {(f.subject, f.code) for f in fs}
+
+
+class TestDiagnosePidAgainstTracepoints:
+    def test_mapping_colour_and_nohugepage(self, guest, tracefs):
+        """This process maps an xfs su=2m file twice: 1 MiB off colour, and
+        aligned with MADV_NOHUGEPAGE; diagnose --pid predicts each 2 MiB
+        virtual chunk's first write, the tracepoints show what it did."""
+        setup = guest.fsdax(map="mem", align="2M", fs="xfs")
+        path = _fresh(setup, "diag-pid")
+        fd = os.open(path, os.O_RDWR)
+        maps = []
+        try:
+            off = Mapping(fd, SIZE, addr=driver.free_address(SIZE, shift=MiB))
+            maps.append(off)
+            nh = Mapping(fd, SIZE, addr=driver.free_address(SIZE))
+            maps.append(nh)
+            nh.madvise("nohugepage")
+            strips = {s.details["start"]: s for s in diagnose_pid(HostState(Roots()), os.getpid())}
+            assert off.addr in strips and nh.addr in strips, sorted(hex(a) for a in strips)
+            for m, want_reason in ((off, "pmd-colour-mismatch"), (nh, "nohugepage")):
+                strip = strips[m.addr]
+                with tracefs.capture() as cap:
+                    for i, ch in enumerate(strip.chunks):
+                        tracefs.mark(f"chunk {i}")
+                        m.write(ch.offset)
+                    tracefs.mark("end")
+                groups = cap.groups()
+                got = [observed_outcome(cap.events(lines=groups.get(f"chunk {i}", [])))
+                       for i in range(len(strip.chunks))]
+                want = [c.outcome for c in strip.chunks]
+                assert want == got, (want_reason, [(c.offset, c.outcome, c.reason) for c in strip.chunks], got)
+                assert {c.reason for c in strip.chunks} == {want_reason}
+                print(f"pid mapping {want_reason} on {os.uname().release}: "
+                      f"{''.join(terminal_strip(strip, colour=False))} observed {got}")
+        finally:
+            for m in maps:
+                m.unmap()
+            os.close(fd)
