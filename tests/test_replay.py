@@ -238,3 +238,23 @@ def test_cli_replay_errors(tmp_path, capsys):
     p.write_text("hello\nworld\n")
     assert main(["replay", str(p)]) == 2
     assert "not a pmemtrace recording" in capsys.readouterr().err
+
+
+def test_bcc_probe_hits_join_the_fault_row():
+    """bcc order: dax_pmd_fault, insert probe (VMA, no dev/ino), dax_pmd_fault_done."""
+    from pmemtrace.live.decode import decode, encode
+
+    base = dict(dev=259 << 20, ino=5, vm_start=0x7F0000000000, vm_end=0x7F0000400000, vm_flags=0xFB,
+                pgoff=0, max_pgoff=0x400, flags=0x255)
+    agg = Aggregator()
+    for k in range(2):
+        addr = base["vm_start"] + k * (2 << 20)
+        seq = [Event("dax_pmd_fault", dict(base, address=addr, result=0), pid=9, comm="w", ts=1.0),
+               Event("insert_pmd", dict(address=addr, vm_start=base["vm_start"], vm_end=base["vm_end"],
+                                        vm_flags=0xFB, pfn=0x200, write=1, order=9), pid=9, comm="w", ts=1.0),
+               Event("dax_pmd_fault_done", dict(base, address=addr, result=0x100), pid=9, comm="w", ts=1.0)]
+        for e in seq:
+            agg.add(decode(encode(e)))
+    assert len(agg.rows) == 1
+    r = next(iter(agg.rows.values()))
+    assert (r.pmd, r.insert_pmd) == (2, 2)

@@ -48,7 +48,7 @@ KEEP = {
     "get_dev_pagemap": ("pfn",),
     "gup": ("address", "nr_pages", "gup_flags"), "gup_fast": ("address", "nr_pages", "gup_flags"),
     "gup_ret": ("ret",),
-    "devdax_fault": ("dev", "address", "vm_start", "vm_end", "vm_flags", "pgoff", "flags", "order"),
+    "devdax_fault": ("address", "vm_start", "vm_end", "vm_flags", "pgoff", "flags", "order"),
     "devdax_fault_ret": ("ret", "order", "result"),
     "lost": ("ret",),
 }

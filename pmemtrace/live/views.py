@@ -110,6 +110,9 @@ class Aggregator:
             self.lost += ev.fields.get("count", 0)
             return
         f = ev.fields
+        if name == "dax_pmd_fault":
+            self._row(ev)  # the row exists before the insert probe fires
+            return
         if name == "dax_pmd_fault_done":
             r = self._row(ev)
             res = f.get("result", 0)
@@ -156,7 +159,17 @@ class Aggregator:
             c = PROBE_COUNTERS[name]
             setattr(r, c, getattr(r, c) + 1)
         elif name in PROBE_COUNTERS:
-            r = self._row(ev)
+            # insert/devdax probes carry the VMA but no dev/ino: join the
+            # process's row whose VMA contains the address, if any
+            r = None
+            addr = f.get("address")
+            if f.get("dev") is None and addr is not None:
+                for cand in self.by_pid.get(ev.pid, ()):
+                    if cand.vm_start <= addr < cand.vm_end:
+                        r = cand
+                        break
+            if r is None:
+                r = self._row(ev)
             c = PROBE_COUNTERS[name]
             setattr(r, c, getattr(r, c) + 1)
             if name == "devdax_fault":
