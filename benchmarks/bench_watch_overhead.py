@@ -6,7 +6,7 @@ a DAX mount), all modes in the same boot:
       python benchmarks/bench_watch_overhead.py --dir /tmp/pmem
 
 Workloads (each a fresh process timing only its touch loop):
-  pmd  -- a 512 MiB file mapped shared, one write per 2 MiB, 8 passes
+  pmd  -- a 256 MiB file mapped shared, one write per 2 MiB, 16 passes
           (munmap + mmap between passes, so every pass faults again): 2,048 PMD faults
   pte  -- the same file with MADV_NOHUGEPAGE, one write per 4 KiB over
           256 MiB, 4 passes: 262,144 PTE faults (the capacity run)
@@ -33,15 +33,15 @@ import json, os, sys, time
 from pmemtrace.workload import engine as E
 path, kind = sys.argv[1], sys.argv[2]
 PMD = 2 << 20
-size = 512 << 20
+size = 256 << 20
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 E.fallocate(fd, 0, size)
 t = 0.0
 n = 0
 if kind == "pmd":
-    passes, length, stride = 8, size, PMD
+    passes, length, stride = 16, size, PMD
 else:
-    passes, length, stride = 4, 256 << 20, 4096
+    passes, length, stride = 4, size, 4096
 for _ in range(passes):
     addr = E.reserve(length + PMD)
     m = E.mmap(fd, length, 0, addr=addr, fixed=True)
@@ -51,6 +51,8 @@ for _ in range(passes):
     n += m.touch(0, length, stride=stride, write=True)
     t += time.perf_counter() - t0
     m.unmap()
+os.close(fd)
+os.unlink(path)
 print(json.dumps({"seconds": t, "touches": n, "pid": os.getpid()}), flush=True)
 """
 

@@ -109,9 +109,12 @@ def run(args):
         for r in bad:
             for x in r["rows"]:
                 if not x["agree"]:
-                    detail = "; ".join(x["differs"] + [f"missing {m}" for m in x["missing"]]
-                                       + [f"unexpected {u}" for u in x["unexpected"]])
+                    items = (x["differs"] + [f"missing {m}" for m in x["missing"]]
+                             + [f"unexpected {u}" for u in x["unexpected"]])
+                    limit = len(items) if args.verbose else 4
+                    detail = "; ".join(items[:limit]) + (
+                        f"; ... {len(items) - limit} more (-v)" if len(items) > limit else "")
                     print(f"{r['scenario']} access {x['access']} ({x['op']}, model {x['model']}"
                           f"{', ' + x['reason'] if x['reason'] else ''}): "
-                          f"{detail if args.verbose else detail[:200]}")
+                          f"{detail}")
     return 1 if bad else 0
