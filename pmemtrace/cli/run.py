@@ -58,6 +58,7 @@ def add_parser(sub):
     p.add_argument("--list", action="store_true", help="list the embedded scenarios")
     p.add_argument("--show", metavar="NAME", help="print an embedded scenario's JSON")
     p.add_argument("--json", action="store_true", help="print the run record as JSON on stdout")
+    p.add_argument("-v", "--verbose", action="store_true", help="print each step on stderr as it starts")
     p.set_defaults(func=run)
     return p
 
@@ -140,7 +141,8 @@ def run(args):
                              "without get_user_pages, so it would not exercise DAX-GUP")
 
     status(f"pmemtrace run: {scen.name} on {tgt.path} ({tgt.mode}{'' if tgt.dax else ', NOT DAX'})")
-    res = run_scenario(scen, tgt, dio_dir=args.dio_dir, trace=not args.no_trace)
+    res = run_scenario(scen, tgt, dio_dir=args.dio_dir, trace=not args.no_trace,
+                       progress=(lambda m: status(f"pmemtrace run: {m}")) if args.verbose else None)
     rec = res.record()
     if args.out:
         _write_json(args.out, res.case)

@@ -501,7 +501,7 @@ def _scratch_name(scen):
     return f".pmemtrace-{scen.name}-{os.getpid()}.dat"
 
 
-def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None):
+def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=None):
     """Run scen on target (a :class:`pmemtrace.workload.target.Target`);
     returns a :class:`RunResult`.  Never leaves scratch files, tracefs
     instances or the worker behind."""
@@ -624,6 +624,9 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None):
                 os.write(go_w, b"g")
             elif "begin" in msg:
                 current = msg["begin"]
+                if progress:
+                    st_ = scen.steps[current]
+                    progress(f"step {current}: {st_.op} {st_.mapping or ''}")
             elif "step" in msg:
                 current = None
             elif "steps_done" in msg:
