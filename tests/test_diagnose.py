@@ -283,3 +283,17 @@ def test_cli_partial_tree_gives_findings(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     codes = {f["code"] for f in out["findings"]}
     assert "ns-unknown-mode" in codes and "unreadable" in codes
+
+
+def test_file_case_reproduces_with_explain(capsys, tmp_path):
+    """The case diagnose builds is a valid case-format-v1 file: `pmemtrace
+    explain CASE` gives the same per-chunk outcomes."""
+    st = fake_stat(os.makedev(259, 1), 6 * M)
+    ext = [dict(logical=0, physical=0, length=6 * M)]
+    s = diagnose_file(state("e820-partition-2048"), "/mnt/pmem/f", fiemap=lambda p: ext, st=st)
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(s.case))
+    assert main(["explain", str(case), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["outcome"], r["reason"]) for r in out["results"]] == [(c.outcome, c.reason) for c in s.chunks]
+    assert [c.reason for c in s.chunks] == ["pfn-unaligned"] * 3
