@@ -297,3 +297,26 @@ def test_file_case_reproduces_with_explain(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert [(r["outcome"], r["reason"]) for r in out["results"]] == [(c.outcome, c.reason) for c in s.chunks]
     assert [c.reason for c in s.chunks] == ["pfn-unaligned"] * 3
+
+
+def test_observe_annotate_roundtrip():
+    """--observe's chunk attribution: the model's own fs_dax events, rendered
+    with the kernel print fmt (events.format_event) and parsed back by the
+    real trace parser, land on the chunks with the predicted outcome."""
+    from pmemtrace.events import format_event
+    from pmemtrace.host import observe
+    from pmemtrace.live.parse import parse_trace_text
+    from pmemtrace.model import explain, parse_case
+
+    strips = diagnose_pid(state("e820-whole-xfs"), 4242)
+    lines = []
+    for s in strips:
+        for r in explain(parse_case(s.case)).results:
+            for e in r.events():
+                lines.append(f"           app-4242    [000] .....   12.345678: {e.name}: {format_event(e.name, e.fields)}")
+    events = list(parse_trace_text(lines))
+    assert events, "no events parsed"
+    observe.annotate(strips, events)
+    for s in strips:
+        assert [c.observed for c in s.chunks] == [c.outcome for c in s.chunks], s.subject
+    assert {c.observed for s in strips for c in s.chunks} == {"pmd", "pte"}

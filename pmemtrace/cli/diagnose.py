@@ -45,6 +45,9 @@ def add_parser(sub):
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="files on a DAX filesystem to check per 2 MiB chunk")
     p.add_argument("--pid", type=int, metavar="PID", help="check the DAX mappings of process PID")
+    p.add_argument("--observe", type=float, metavar="SECONDS",
+                   help="with --pid: also record the process's fs_dax events for SECONDS (root) and show "
+                   "what the kernel did per chunk beside the prediction")
     p.add_argument("--op", choices=("read", "write"), default="write",
                    help="access assumed for the first touch of each file chunk (default write)")
     p.add_argument("--json", action="store_true", help="JSON output")
@@ -85,14 +88,18 @@ def _print_strip(s, colour, out):
             ext = "; ".join(f"{format_size(e['length'])}@{e['physical']:#x}" + (" unwritten" if e.get("unwritten")
                                                                                  else "")
                             for e in ch.extents[:3]) + (" ..." if len(ch.extents) > 3 else "")
-            rows.append([ch.index, f"{ch.offset:#x}", ch.outcome, ch.reason or "", ch.layout, ext])
+            rows.append([ch.index, f"{ch.offset:#x}", ch.outcome, ch.reason or "", ch.layout, ext]
+                        + ([f"{ch.observed} ({ch.observed_events} ev)"] if ch.observed is not None else []))
         if len(rows) > 40:
             # long files: show the non-PMD chunks and a count of the rest
             bad = [r for r in rows if r[2] not in ("pmd", "pud")]
             out.write(f"  ({len(rows) - len(bad)} PMD chunks not listed)\n")
             rows = bad[:200]
         if rows:
-            table(rows, ["chunk", "offset", "outcome", "reason", "extents", "extent detail"], out)
+            heads = ["chunk", "offset", "outcome", "reason", "extents", "extent detail"]
+            if s.chunks[0].observed is not None:
+                heads.append("observed")
+            table(rows, heads, out)
     for a in s.advice:
         out.write(f"  how to fix: {a}\n")
 
@@ -108,9 +115,16 @@ def run(args):
         strips.append(dg.diagnose_file(state, path, op=args.op))
     if args.pid is not None:
         pstrips = dg.diagnose_pid(state, args.pid)
+        if args.observe:
+            from ..host import observe
+
+            status(f"pmemtrace diagnose: recording fs_dax events of {args.pid} for {args.observe:g} s")
+            observe.annotate(pstrips, observe.collect(roots, args.pid, args.observe))
         if not pstrips:
             status(f"pmemtrace diagnose: process {args.pid} has no DAX mappings")
         strips.extend(pstrips)
+    if args.observe and args.pid is None:
+        raise UsageError("--observe goes with --pid PID")
     if args.svg:
         if not strips:
             raise UsageError("--svg draws files or mappings: give FILE... or --pid")

@@ -399,10 +399,16 @@ class Chunk:
     reason: Optional[str]
     layout: str  # hole | unwritten | aligned | unaligned | fragmented | partial
     extents: List[dict] = field(default_factory=list)
+    observed: Optional[str] = None  # --observe: what fs_dax tracepoints showed
+    observed_events: int = 0
 
     def to_json(self):
-        return {"index": self.index, "offset": self.offset, "length": self.length, "outcome": self.outcome,
-                "reason": self.reason, "layout": self.layout, "extents": self.extents}
+        d = {"index": self.index, "offset": self.offset, "length": self.length, "outcome": self.outcome,
+             "reason": self.reason, "layout": self.layout, "extents": self.extents}
+        if self.observed is not None:
+            d["observed"] = self.observed
+            d["observed_events"] = self.observed_events
+        return d
 
 
 @dataclass

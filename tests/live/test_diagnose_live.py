@@ -191,3 +191,41 @@ class TestDiagnosePidAgainstTracepoints:
             for m in maps:
                 m.unmap()
             os.close(fd)
+
+    def test_observe_side_by_side(self, guest):
+        """diagnose --pid --observe: the recorded fs_dax events laid on the
+        predicted chunks agree with the prediction (aligned -> pmd, 1 MiB
+        off colour -> pte), and tracefs is left as it was found (off)."""
+        from pmemtrace.host import observe
+
+        setup = guest.fsdax(map="mem", align="2M", fs="xfs")
+        path = _fresh(setup, "diag-observe")
+        fd = os.open(path, os.O_RDWR)
+        maps = []
+        try:
+            maps.append(Mapping(fd, SIZE, addr=driver.free_address(SIZE)))
+            maps.append(Mapping(fd, SIZE, addr=driver.free_address(SIZE, shift=MiB)))
+            roots = Roots()
+            strips = [s for s in diagnose_pid(HostState(roots), os.getpid())
+                      if s.details["start"] in {m.addr for m in maps}]
+            assert len(strips) == 2
+
+            def touch():
+                for m in maps:
+                    s = next(x for x in strips if x.details["start"] == m.addr)
+                    for ch in s.chunks:
+                        m.write(ch.offset)
+
+            events = observe.collect(roots, os.getpid(), 0.2, during=touch)
+            observe.annotate(strips, events)
+            for s in strips:
+                got = [(c.outcome, c.observed) for c in s.chunks]
+                assert all(a == b for a, b in got), got
+            assert {c.outcome for c in strips[0].chunks} | {c.outcome for c in strips[1].chunks} == {"pmd", "pte"}
+            t = observe.tracefs_dir(roots)
+            assert open(os.path.join(t, "tracing_on")).read().strip() == "0"
+            assert open(os.path.join(t, "events/fs_dax/enable")).read().strip() == "0"
+        finally:
+            for m in maps:
+                m.unmap()
+            os.close(fd)
