@@ -87,7 +87,12 @@ class LabGate:
 
 class Guest:
     """Configures namespace0.0 on request and remembers what is set up, so
-    tests asking for the same configuration share one ``ndctl`` + ``mkfs``."""
+    tests asking for the same configuration share one ``ndctl`` + ``mkfs``.
+
+    Call ``guest.fsdax(...)``/``guest.devdax(...)`` in every test that needs
+    it (cheap when nothing changes) rather than keeping a mount path in a
+    module-scoped fixture: another test may reconfigure namespace0.0 in
+    between (layout and devdax tests do)."""
 
     def __init__(self, gate):
         self.gate = gate
@@ -108,7 +113,7 @@ class Guest:
         if mkfs_options is None:
             mkfs_options = _guest.DEFAULT_MKFS_OPTIONS[fs]
         key = ("fsdax", map, align, fs, mkfs_options, mount)
-        if self._config != key:
+        if self._config != key or not os.path.ismount(mount):
             self._teardown()
             ns = _guest.reconfigure("namespace0.0", "fsdax", map, align)
             fsinfo = _guest.make_fs("/dev/" + ns.get("blockdev", "pmem0"), fs, mkfs_options, mount)
