@@ -156,3 +156,16 @@ def test_private_write_to_read_only_pmd_per_kernel(kernel, pmd_event):
     assert ("dax_pmd_fault" in names) is pmd_event
     assert p.results[1].outcome == "cow"
     assert p.summary()["vmstat"]["thp_split_pmd"] == 1
+
+
+def test_map_populate_faults_without_pinning():
+    # MAP_POPULATE of a shared mapping of an unwritten file: read faults (huge
+    # zero pages), no get_dev_pagemap even where GUP would call it (6.1)
+    ext = [{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}]
+    p = fsdax([{"mapping": "m0", "op": "gup", "offset": 0, "length": 4 * M, "populate": True}, w(0)],
+              kernel="6.1.0", file_size=4 * M, extents=ext, mappings=[{"id": "m0", "start": A, "length": 4 * M}])
+    r0 = p.results[0]
+    assert r0.outcome == "populated" and r0.pinned == 0
+    assert [f.outcome for _, f in r0.faults] == ["huge-zero", "huge-zero"]
+    assert r0.all_calls().get("get_dev_pagemap", 0) == 0
+    assert p.results[1].outcome == "pmd"  # the write replaces the zero page

@@ -105,6 +105,7 @@ class Access:
     write: bool = False  # gup: FOLL_WRITE
     longterm: bool = False  # gup: FOLL_LONGTERM
     fast: bool = True  # gup: try the lockless fast path first
+    populate: bool = False  # gup: MAP_POPULATE/mm_populate(): fault in, pin nothing
     advice: Optional[str] = None
 
 
@@ -306,7 +307,7 @@ def _parse_mapping(d, i, device):
 def _parse_access(d, i, ids):
     p = f"accesses[{i}]"
     d = _obj(d, p)
-    _check_unknown(d, ("op", "mapping", "offset", "length", "write", "longterm", "fast", "advice"), p)
+    _check_unknown(d, ("op", "mapping", "offset", "length", "write", "longterm", "fast", "populate", "advice"), p)
     op = _choice(d, "op", p, OPS, required=True)
     mid = d.get("mapping")
     if mid is None and len(ids) == 1:
@@ -321,6 +322,7 @@ def _parse_access(d, i, ids):
         write=_bool(d, "write", p, False),
         longterm=_bool(d, "longterm", p, False),
         fast=_bool(d, "fast", p, True),
+        populate=_bool(d, "populate", p, False),
         advice=_choice(d, "advice", p, ADVICE) if op == "madvise" else None,
     )
     if op == "gup" and a.length <= 0:

@@ -397,7 +397,7 @@ def _run(case, sim, agg=None):
             r.length = a.length
             gup.gup(sim, mm.find, lambda v, ad, w, fl: sim.fault(v, ad, w, fl, via_gup=True), a, addr, r)
             if r.outcome != "error":
-                r.outcome = "pinned" if r.pinned else "none"
+                r.outcome = "populated" if a.populate else ("pinned" if r.pinned else "none")
                 if r.faults:
                     r.result = r.faults[-1][1].result
                     r.reason = next((f.reason for _, f in r.faults if f.reason), None)

@@ -85,7 +85,15 @@ def gup(sim, vma_lookup, fault_fn, access, start, result):
         return
     i = 0
     pinned_fast = 0
-    if access.fast:
+    populate = access.populate
+    if populate:
+        # mm_populate() -> populate_vma_page_range() -> __get_user_pages()
+        # without FOLL_GET/FOLL_PIN: faults pages in, grabs none, so no
+        # get_dev_pagemap() (follow_devmap_pmd() returns -EEXIST first, v6.1)
+        access_fast = False
+    else:
+        access_fast = access.fast
+    if access_fast:
         hit("gup_fast")
         while i < npages:
             addr = first + (i << PAGE_SHIFT)
@@ -117,8 +125,8 @@ def gup(sim, vma_lookup, fault_fn, access, start, result):
                 # the fault left nothing we can grab (e.g. a private COW)
                 if not _present(sim, addr, False):
                     break
-        if prof.gup_uses_get_dev_pagemap and _is_devmap(sim, addr):
+        if not populate and prof.gup_uses_get_dev_pagemap and _is_devmap(sim, addr):
             hit(gdp)
         i += 1
-    result.pinned = i
+    result.pinned = 0 if populate else i
     result.pinned_fast = pinned_fast

@@ -141,8 +141,12 @@ class _Worker:
                 continue
             a = self._align(m)
             extra = m.misalign if m.place == "misaligned" else 0
-            hold = E.mmap(-1, m.length + extra + a, prot=E.PROT_NONE, shared=False)
-            start = (hold.addr + a - 1) & ~(a - 1)
+            # PROT_NONE on both sides, a whole 2 MiB beyond each end: no other
+            # mapping shares the mapping's first or last 2 MiB block, so no
+            # foreign page table stops a huge fault there (lab 6.12, see
+            # docs/model-validation.md)
+            hold = E.mmap(-1, m.length + extra + a + 2 * PMD, prot=E.PROT_NONE, shared=False)
+            start = (hold.addr + PMD + a - 1) & ~(a - 1)
             self.addr[m.id] = start + extra
             self.holds[m.id] = hold
 
@@ -204,7 +208,7 @@ class _Worker:
         op = st.op
         if op == "mmap":
             mp = self.mmap(st.mapping)
-            return {"addr": mp.addr}
+            return {"addr": mp.addr, "page_tables": edge_page_tables(mp.addr, mp.length)}
         if op == "munmap":
             self.munmap(st.mapping)
             return {}
@@ -365,7 +369,7 @@ class _Worker:
             for m in self.s.mappings:
                 if m.mapped:
                     mp = self.mmap(m.id)
-                    self.send(mapped=m.id, addr=mp.addr)
+                    self.send(mapped=m.id, addr=mp.addr, page_tables=edge_page_tables(mp.addr, mp.length))
             self.send(ready=True)
             self.wait_go()
             for i, st in enumerate(self.s.steps):
@@ -609,6 +613,7 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
         rf = os.fdopen(out_r, "r")
         placed = {}
         mapped_at_start = {}
+        start_tables = set()
         current = None
         for line in rf:
             msg = json.loads(line)
@@ -617,6 +622,7 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
                 placed = msg["placed"]
             elif "mapped" in msg:
                 mapped_at_start[msg["mapped"]] = msg["addr"]
+                start_tables.update(msg.get("page_tables") or ())
             elif "ready" in msg:
                 if trace_inst:
                     trace_inst.start(pid)
@@ -657,7 +663,8 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
         for s in res.steps:
             for c in s.get("corrupt", []):
                 res.corrupt.append(f"step {s['index']} ({s['op']}): {c}")
-        res.case = build_case(scen, target, st, extents, placed, mapped_at_start, res.steps, kernel, dio_fd is not None)
+        res.case = build_case(scen, target, st, extents, placed, mapped_at_start, res.steps, kernel, dio_fd is not None,
+                              start_tables)
         if res.trace_text:
             res.events = _parse_events(res.trace_text)
         return res
@@ -715,7 +722,38 @@ def _release(kernel):
     return kernel or os.uname().release
 
 
-def build_case(scen, target, st, extents, placed, mapped_at_start, steps, kernel=None, odirect=False):
+def edge_page_tables(addr, length):
+    """2 MiB blocks at the ends of [addr, addr+length) that another mapping
+    of this process shares and has present pages in: the kernel has a page
+    table there, so it tries no huge fault in that block
+    (mm/memory.c __handle_mm_fault(): pmd_none()).  Recorded into the case
+    as process.page_tables."""
+    blocks = {addr & ~(PMD - 1), (addr + length - 1) & ~(PMD - 1)}
+    blocks = [b for b in blocks if b < addr or b + PMD > addr + length]
+    if not blocks:
+        return []
+    try:
+        with open("/proc/self/maps") as f:
+            vmas = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in f]
+    except OSError:
+        return []
+    out = []
+    for b in sorted(blocks):
+        for lo, hi in vmas:
+            lo, hi = max(lo, b), min(hi, b + PMD)
+            if lo >= hi or (lo >= addr and hi <= addr + length):
+                continue
+            try:
+                if any(e >> 63 for e in E.pagemap(lo, (hi - lo) // PAGE)):
+                    out.append(b)
+                    break
+            except OSError:
+                continue
+    return out
+
+
+def build_case(scen, target, st, extents, placed, mapped_at_start, steps, kernel=None, odirect=False,
+               start_tables=()):
     """The model's case (format v1) for what the worker did."""
     case = {"version": 1, "name": f"run-{scen.name}", "kernel": _release(kernel),
             "notes": f"recorded by pmemtrace run {scen.name} on {target.path}"
@@ -746,6 +784,13 @@ def build_case(scen, target, st, extents, placed, mapped_at_start, steps, kernel
         maps.append({"id": m.id, "start": hex(a or 0), "length": m.length, "offset": m.offset,
                      "shared": m.shared, "sync": m.sync, "writable": m.writable, "mapped": m.mapped})
         ids.add(m.id)
+    tables = set(start_tables)
+    for m in scen.mappings:
+        # MAP_POPULATE faults the whole mapping in at mmap time
+        # (mm_populate(): FOLL_WRITE only for private writable mappings)
+        if not m.anon and m.mapped and m.populate:
+            accesses.append({"mapping": m.id, "op": "gup", "offset": 0, "length": m.length, "populate": True,
+                             "write": m.writable and not m.shared})
     remapped = {}
     for s, st_ in zip(steps, scen.steps):
         op, mid = st_.op, st_.mapping
@@ -766,6 +811,12 @@ def build_case(scen, target, st, extents, placed, mapped_at_start, steps, kernel
             continue  # anonymous memory: not part of the case
         if op in ("mmap", "munmap"):
             accesses.append({"mapping": cid, "op": op})
+            if op == "mmap":
+                tables.update(s.get("page_tables") or ())
+                src = scen.mapping(mid)
+                if src.populate and not src.anon and s["outcome"] == "ok":
+                    accesses.append({"mapping": cid, "op": "gup", "offset": 0, "length": src.length,
+                                     "populate": True, "write": src.writable and not src.shared})
         elif op == "madvise":
             accesses.append({"mapping": cid, "op": "madvise", "advice": st_.advice, "offset": st_.offset,
                              "length": st_.length})
@@ -797,6 +848,11 @@ def build_case(scen, target, st, extents, placed, mapped_at_start, steps, kernel
                 accesses.append({"mapping": cid, "offset": o, "op": "write" if write else "read"})
     case["mappings"] = maps
     case["accesses"] = accesses
+    proc = {}
     if scen.thp_disable:
-        case["process"] = {"thp_disable": True}
+        proc["thp_disable"] = True
+    if tables:
+        proc["page_tables"] = [hex(t) for t in sorted(tables)]
+    if proc:
+        case["process"] = proc
     return case
