@@ -169,3 +169,13 @@ def test_map_populate_faults_without_pinning():
     assert [f.outcome for _, f in r0.faults] == ["huge-zero", "huge-zero"]
     assert r0.all_calls().get("get_dev_pagemap", 0) == 0
     assert p.results[1].outcome == "pmd"  # the write replaces the zero page
+
+
+def test_gup_write_into_read_only_mapping_is_efault():
+    # fstests generic/462 (lab, engine scenario): O_DIRECT read into a
+    # PROT_READ DAX mapping -> FOLL_WRITE -> check_vma_flags() -> -EFAULT
+    p = fsdax([{"mapping": "m0", "op": "gup", "offset": 0, "length": 4096, "write": True}],
+              mappings=[{"id": "m0", "start": A, "length": 16 * M, "writable": False}])
+    r0 = p.results[0]
+    assert (r0.outcome, r0.errno, r0.reason) == ("error", 14, "write-readonly")
+    assert r0.faults == []

@@ -75,6 +75,14 @@ def gup(sim, vma_lookup, fault_fn, access, start, result):
     if vma is None:
         result.set_error(EFAULT, "not-mapped")
         return
+    if write and not vma.writable and not access.populate:
+        # check_vma_flags(): FOLL_WRITE on a VMA without VM_WRITE (and no
+        # FOLL_FORCE) -> -EFAULT (mm/gup.c, v6.1..7.x); the fast path finds
+        # no writable PTE first.  fstests generic/462: O_DIRECT read into a
+        # read-only DAX mapping fails with EFAULT.
+        hit("check_vma_flags")
+        result.set_error(EFAULT, "write-readonly")
+        return
     is_fsdax = sim.device.mode == "fsdax"
     if access.longterm and is_fsdax and prof.longterm_fsdax_refused:
         # Fast path: devmap + FOLL_LONGTERM (<= 6.14) or
