@@ -30,7 +30,7 @@ MiB = 1 << 20
 PMD = 2 * MiB
 #: above this many touched addresses a step is recorded in the case as one
 #: access per 2 MiB (what decides PMD vs PTE) instead of one per address
-CASE_ACCESS_LIMIT = 1024
+CASE_ACCESS_LIMIT = 65536  # per step: beyond this (256 MiB of 4 KiB touches) keep one access per 2 MiB
 SEED = 0x706D656D
 
 
