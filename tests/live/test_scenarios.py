@@ -103,9 +103,17 @@ def test_fsdax_scenario(name, fsdax_dir, dio_dir, lab_gate):
         assert len(ev) >= 10, len(ev)
         assert all(e["fields"]["result"] & NOPAGE for e in ev[:10]), [hex(e["fields"]["result"]) for e in ev[:10]]
     if name == "pmem-csi-hugepage":
-        assert len(ev) == 1 and ev[0]["fields"]["result"] & NOPAGE
-        assert ev[0]["fields"]["ino"] == case["file"]["ino"]
-        assert ev[0]["fields"]["address"] == int(case["mappings"][0]["start"], 16)
+        # pmem-csi: one NOPAGE dax_pmd_fault_done whose ino and address match
+        # the mapping.  The 4 KiB tail beyond the first 2 MiB may add a
+        # FALLBACK attempt (vma-end) when no other mapping's page table
+        # shares that block (docs/model-validation.md); nothing else.
+        start = int(case["mappings"][0]["start"], 16)
+        nopage = [e for e in ev if e["fields"]["result"] & NOPAGE]
+        assert len(nopage) == 1, [hex(e["fields"]["result"]) for e in ev]
+        assert nopage[0]["fields"]["ino"] == case["file"]["ino"]
+        assert nopage[0]["fields"]["address"] == start
+        assert all(e["fields"]["result"] & FALLBACK and e["fields"]["address"] >= start + (2 << 20)
+                   for e in ev if e is not nopage[0]), ev
 
 
 #: seen on 6.12.95 (lab, xfs su=2m): when the 2 MiB block would end past the
