@@ -116,17 +116,6 @@ def test_fsdax_scenario(name, fsdax_dir, dio_dir, lab_gate):
                    for e in ev if e is not nopage[0]), ev
 
 
-#: seen on 6.12.95 (lab, xfs su=2m): when the 2 MiB block would end past the
-#: VMA, the kernel makes no huge-fault attempt at all (no dax_pmd_fault
-#: event), while the model emits dax_pmd_fault + FALLBACK (reason vma-end);
-#: 6.1.0-50 does emit the FALLBACK event, as the model says.  A block
-#: starting before the VMA (vma-start) produces FALLBACK events on both.
-MODEL_DIVERGES = {
-    "reason-vma-end": "6.12: no dax_pmd_fault when the PMD block ends past vm_end; model: FALLBACK event",
-    "reason-pte-entry-present": "6.12: the 4 KiB helper VMA gets no dax_pmd_fault (block past vm_end); model: FALLBACK",
-}
-
-
 @pytest.mark.parametrize("name", [n for n in FSDAX if n.startswith("reason-")])
 def test_model_predicts_observed_pmd_faults(name, fsdax_dir, dio_dir, lab_gate):
     """The recorded case, explained by the model, predicts the same
@@ -139,9 +128,6 @@ def test_model_predicts_observed_pmd_faults(name, fsdax_dir, dio_dir, lab_gate):
     want = [(e["fields"]["address"], bool(e["fields"]["result"] & NOPAGE))
             for r in pred["results"] for e in r["events"] if e["name"] == "dax_pmd_fault_done"]
     got = [(e["fields"]["address"], bool(e["fields"]["result"] & NOPAGE)) for e in _pmd_done(rec["events"])]
-    if got != want and name in MODEL_DIVERGES and lab_gate.series != "6.1":
-        pytest.xfail(f"known model divergence on {lab_gate.release}: {MODEL_DIVERGES[name]}; "
-                     f"observed {got}, model {want}")
     assert got == want, f"{name}: observed {got}, model {want}"
 
 
