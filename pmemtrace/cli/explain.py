@@ -5,7 +5,7 @@ import json
 import os
 from importlib import resources
 
-from ..errors import CaseError, UsageError
+from ..errors import UsageError
 from ..events import decode_vm_fault
 from ..model import explain, load_case, parse_case
 from ..model.reasons import REASONS

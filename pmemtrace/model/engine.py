@@ -10,8 +10,7 @@ from collections import Counter
 from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup
 from .profiles import select_profile
-from .reasons import REASONS
-from .state import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, AddressSpace, FileState, HugePmd, Vma
+from .state import PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileState, HugePmd, PteTable, Vma
 
 # x86 user faults: FAULT_FLAG_DEFAULT (ALLOW_RETRY|KILLABLE|INTERRUPTIBLE) | USER
 # (arch/x86/mm/fault.c do_user_addr_fault(), v6.1..7.x)
@@ -245,8 +244,6 @@ class Sim:
         # blocks: __handle_mm_fault() sees !pmd_none() and goes straight to
         # the PTE path (lab, 6.12: a 3 MiB DAX mapping next to a touched
         # anonymous page takes no dax_pmd_fault at its last 2 MiB)
-        from .state import PteTable
-
         self.external_tables = set()
         for addr in case.page_tables:
             self.mm.pmds[addr >> 21] = PteTable()
@@ -316,8 +313,9 @@ def explain(case, keep_results=True):
 
 def _run(case, sim, agg=None):
     records = []
-    append = records.append
-    if agg is not None:
+    if agg is None:
+        append = records.append
+    else:
         # streaming: fold each record into the summary once it is complete
         # (records are filled in after they are appended)
         pending = []
@@ -331,10 +329,10 @@ def _run(case, sim, agg=None):
     pmds = mm.pmds
     puds = mm.puds
     mapped = sim.mapped
-    by_id = {m.id: m for m in case.mappings}
+    mapping = case.mapping
     wflags = USER_FAULT_FLAGS | FAULT_FLAG["WRITE"]
     for i, a in enumerate(case.accesses):
-        m = by_id[a.mapping]
+        m = mapping(a.mapping)
         op = a.op
         addr = m.start + a.offset
         if op == "read" or op == "write":
@@ -425,4 +423,4 @@ def _madvise(sim, m, a):
             v.update_flags()
 
 
-__all__ = ["explain", "Prediction", "AccessResult", "REASONS", "PMD_SIZE"]
+__all__ = ["explain", "Prediction", "AccessResult"]

@@ -8,7 +8,6 @@ found otherwise, docs/lab-findings.md says so and the code follows the lab.
 
 from ..events import FAULT_FLAG, VM_FAULT
 from .state import (
-    FULL,
     PAGE_SHIFT,
     PAGE_SIZE,
     PG_PMD_COLOUR,
@@ -90,11 +89,9 @@ def render_event(t, dev, ino, zero_field):
                   "flags": flags, "result": result}
 
 
-# Values the model cannot know (kernel pointers); stable placeholders so that
-# traces compare structurally.  radix_entry of an empty PMD entry is exact:
-# xa_mk_value(DAX_EMPTY|DAX_PMD) = 0x15 (fs/dax.c dax_make_entry()).
+# The zero folio's address is a kernel pointer the model cannot know; a stable
+# placeholder, so that traces compare structurally.
 ZERO_FOLIO_PLACEHOLDER = 0xFFFFEA0000000000
-EMPTY_PMD_ENTRY = 0x15
 
 
 # --------------------------------------------------------------------------
@@ -181,12 +178,8 @@ def _pmd_done(sim, f, vma, addr, pgoff, flags, ret, reason=None):
             counters["thp_split_pmd"] += 1
     elif reason:
         f.reason = reason
-    f.events.append((_DONE_PMD, vma.start, vma.end, vma.vm_flags, addr, pgoff, sim.max_pgoff, flags, ret, None,
-                     None))
+    f.events.append(_pmd_ev(sim, "dax_pmd_fault_done", vma, addr, pgoff, flags, ret))
     return ret
-
-
-_DONE_PMD = "dax_pmd_fault_done"
 
 
 def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
@@ -198,8 +191,7 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
     max_pgoff = sim.max_pgoff
     calls = f.calls
     calls["dax_iomap_pmd_fault"] = calls.get("dax_iomap_pmd_fault", 0) + 1
-    f.events.append(("dax_pmd_fault", vma.start, vma.end, vma.vm_flags, addr, pgoff, max_pgoff, flags, 0, None,
-                     None))
+    f.events.append(_pmd_ev(sim, "dax_pmd_fault", vma, addr, pgoff, flags, 0))
     # P0: the PMD-aligned index at or after EOF
     if index >= max_pgoff:
         return _pmd_done(sim, f, vma, addr, pgoff, flags, SIGBUS, "sigbus-eof")
@@ -272,9 +264,6 @@ def _install_pmd(sim, addr, writable, zero=False):
 def dax_pmd_load_hole(sim, f, vma, addr, pgoff, flags, block, ent):
     """fs/dax.c dax_pmd_load_hole(): map the huge zero page read-only."""
     prof = sim.profile
-    if ent.kind == "data":
-        # A data entry over a hole cannot happen; keep the kernel's shape.
-        pass
     ent.kind = "zero"
     entry_val = (((ZERO_FOLIO_PLACEHOLDER >> PAGE_SHIFT) << 4 | 0x2 | 0x4) << 1) | 1
     if prof.zero_pmd_via_insert:
@@ -500,5 +489,3 @@ def _pte_level(sim, f, vma, addr, write, flags, retry_pte):
     cow = write and not vma.shared
     return dax_iomap_pte_fault(sim, f, vma, addr, flags, cow=cow)
 
-
-FULL_BITMAP = FULL

@@ -21,7 +21,6 @@ PUD_SHIFT = 30
 PUD_SIZE = 1 << PUD_SHIFT
 PG_PMD_NR = 512
 PG_PMD_COLOUR = PG_PMD_NR - 1
-FULL = (1 << PG_PMD_NR) - 1
 
 # vm_flags bits (include/linux/mm.h) used to render trace events
 VM_READ = 0x1

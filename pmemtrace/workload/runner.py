@@ -14,7 +14,6 @@ always removed:
   unexpected SIGBUS kills only the worker, and the supervisor records it.
 """
 
-import errno as _errno
 import json
 import os
 import signal
@@ -22,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from .. import __version__
-from ..errors import DataCorruption, UsageError
+from ..errors import UsageError
 from . import engine as E
 from .scenario import PAGE
 
