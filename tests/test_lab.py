@@ -253,3 +253,23 @@ class TestCli:
         assert main(["lab", "record-fixtures", "--kernels", "6.1", "--config", "nope",
                      "--output", str(tmp_path / "fx")]) == 1
         assert "unknown fixture config 'nope'" in capsys.readouterr().err
+
+
+def test_read_progress_names_the_test_the_guest_died_in(tmp_path):
+    """lab test resumes after a dead guest from the progress file written by
+    tests/live/conftest.py: finished ids (any outcome, once), failures, and
+    the test started without an outcome."""
+    from pmemtrace.cli.lab import read_progress
+
+    p = tmp_path / "progress"
+    p.write_text("start a::t1\npassed call a::t1\n"
+                 "start a::t2\nskipped setup a::t2\n"
+                 "start a::t3\npassed call a::t3\nfailed teardown a::t3\n"
+                 "start a::t4[x-y]\n")
+    finished, failed, running = read_progress(str(p))
+    assert finished == ["a::t1", "a::t2", "a::t3"]
+    assert failed == {"a::t3"}
+    assert running == "a::t4[x-y]"
+    assert read_progress(str(tmp_path / "missing")) == ([], set(), None)
+    p.write_text("start a::t1\nfailed call a::t1\n")
+    assert read_progress(str(p)) == (["a::t1"], {"a::t1"}, None)

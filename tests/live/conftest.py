@@ -60,3 +60,32 @@ def guest(lab_gate):
 @pytest.fixture(scope="session")
 def tracefs(lab_gate):
     return Tracefs()
+
+
+# -- progress for `pmemtrace lab test` --------------------------------------
+# With PMEMTRACE_LAB_PROGRESS=<file> (a host directory the guest may write),
+# each test's start and outcome is appended and synced at once, so that when
+# the guest dies mid-tier (vng exit 255) the host knows which test was
+# running and which still have to run.
+
+_PROGRESS = os.environ.get("PMEMTRACE_LAB_PROGRESS")
+
+
+def _progress(line):
+    with open(_PROGRESS, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if _PROGRESS:
+        _progress(f"start {nodeid}")
+
+
+def pytest_runtest_logreport(report):
+    if not _PROGRESS:
+        return
+    if report.when == "call" or report.outcome != "passed":
+        # one line per test: the call's outcome, or a setup/teardown error/skip
+        _progress(f"{report.outcome} {report.when} {report.nodeid}")
