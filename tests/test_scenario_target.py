@@ -80,3 +80,17 @@ def test_mount_of_reads_dax_options(tmp_path):
     assert (mnt, fstype, src) == ("/mnt/pmem", "xfs", "/dev/pmem0") and T._is_dax_mount(opts)
     assert T._is_dax_mount(T.mount_of("/mnt/pm1", str(tmp_path))[2])
     assert not T._is_dax_mount(T.mount_of("/mnt/other", str(tmp_path))[2])
+
+
+def test_watch_attribution_reads_device_geometry_from_sysfs(tmp_path):
+    """pmemtrace watch gives the attributor the device's real data start
+    (a kernel dev_t from the tracepoint), so a pfn-unaligned fallback is
+    explained instead of being blamed on an assumed aligned device."""
+    from pmemtrace.cli.watch import LiveFiles
+
+    _blockdev(tmp_path, "259:0", "pfn0.1", {"mode": "ram", "align": "0x200000", "resource": "0x100100000",
+                                           "size": "1071644672"})
+    lf = LiveFiles(root=str(tmp_path))
+    geo = lf._device((259 << 20) | 0)
+    assert geo["data_start"] == "0x100100000" and geo["map"] == "mem" and geo["size"] == 1071644672
+    assert lf._device((8 << 20) | 1) is None  # no such block device: unknown, not guessed

@@ -83,8 +83,10 @@ class PathFilter:
 class LiveFiles:
     """(dev, ino) -> FileInfo with FIEMAP extents, found via /proc/<pid>/maps."""
 
-    def __init__(self):
+    def __init__(self, root="/"):
+        self.root = root  # where sysfs lives (tests point it at a fixture tree)
         self.cache = {}
+        self.devices = {}
         self.pids = set()
 
     def _path(self, dev, ino):
@@ -114,11 +116,22 @@ class LiveFiles:
                 st = os.stat(path)
                 if st.st_ino == ino:
                     ext = fiemap(path)
-                    info = FileInfo(extents=[e.to_case() for e in ext], size=st.st_size)
+                    info = FileInfo(extents=[e.to_case() for e in ext], size=st.st_size,
+                                    device=self._device(dev))
             except Exception:  # engine not built, file gone, fs without FIEMAP
                 info = None
         self.cache[key] = info
         return info
+
+    def _device(self, dev):
+        """The device geometry (data start, size, map, align) of the pmem
+        block device behind kernel dev_t *dev*, from sysfs (None if unknown:
+        the attributor then assumes an aligned device and says so)."""
+        if dev not in self.devices:
+            from ..workload.target import fsdax_device
+            geo, _notes = fsdax_device(os.makedev(dev >> 20, dev & 0xFFFFF), self.root)
+            self.devices[dev] = geo
+        return self.devices[dev]
 
 
 def choose_backend(name, pid):
