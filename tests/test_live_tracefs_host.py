@@ -78,3 +78,23 @@ def test_watch_without_root_one_line():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/")
     assert p.returncode != 0
     assert p.stderr.count("\n") == 1 and "root" in p.stderr, p.stderr
+
+
+def test_run_trace_instance_streams_and_cleans_up():
+    """pmemtrace run's private instance: trace_pipe drained by a thread,
+    nothing lost, and the instance gone after close()."""
+    from pmemtrace.workload.runner import TraceInstance
+
+    t = TraceInstance(f"pmemtrace-test-{os.getpid()}")
+    assert t.reason is None and os.path.isdir(t.dir)
+    t.start(os.getpid())
+    try:
+        with open(os.path.join(t.dir, "trace_marker"), "w") as f:
+            f.write("pmemtrace-marker\n")
+        time.sleep(0.5)
+        text = t.stop()
+    finally:
+        t.close()
+    assert "pmemtrace-marker" in text  # the drain thread read trace_pipe
+    assert t.lost == 0 and t.reason is None
+    assert not [d for d in _ours() if d.startswith("pmemtrace-test-")]

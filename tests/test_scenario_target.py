@@ -94,3 +94,16 @@ def test_watch_attribution_reads_device_geometry_from_sysfs(tmp_path):
     geo = lf._device((259 << 20) | 0)
     assert geo["data_start"] == "0x100100000" and geo["map"] == "mem" and geo["size"] == 1071644672
     assert lf._device((8 << 20) | 1) is None  # no such block device: unknown, not guessed
+
+
+def test_run_trace_counts_ring_buffer_losses(tmp_path):
+    """Overwritten and dropped events (per_cpu/cpu*/stats) make the run's
+    trace 'incomplete', never silently short."""
+    from pmemtrace.workload.runner import TraceInstance
+
+    t = TraceInstance.__new__(TraceInstance)
+    t.dir = str(tmp_path)
+    for cpu, (over, dropped) in {"cpu0": (70000, 0), "cpu1": (4874, 12)}.items():
+        _w(str(tmp_path / "per_cpu" / cpu / "stats"),
+           f"entries: 24230\noverrun: {over}\ncommit overrun: 0\nbytes: 0\ndropped events: {dropped}\nread events: 1")
+    assert t._overruns() == 74886

@@ -92,7 +92,7 @@ class Mapping:
         return self.start + self.length
 
 
-OPS = ("read", "write", "gup", "munmap", "mmap", "madvise")
+OPS = ("read", "write", "gup", "munmap", "mmap", "madvise", "pwrite")
 ADVICE = ("nohugepage", "hugepage", "dontneed")
 
 
@@ -310,10 +310,16 @@ def _parse_access(d, i, ids):
     _check_unknown(d, ("op", "mapping", "offset", "length", "write", "longterm", "fast", "populate", "advice"), p)
     op = _choice(d, "op", p, OPS, required=True)
     mid = d.get("mapping")
-    if mid is None and len(ids) == 1:
-        mid = next(iter(ids))
-    if mid not in ids:
-        raise CaseError(f"{p}.mapping", f"names no mapping (have: {', '.join(sorted(ids)) or 'none'})")
+    if op == "pwrite":
+        # write(2) to the file: no mapping; offset is the file offset
+        if mid is not None:
+            raise CaseError(f"{p}.mapping", "a pwrite writes the file, not a mapping: drop \"mapping\" "
+                            "(offset is the file offset)")
+    else:
+        if mid is None and len(ids) == 1:
+            mid = next(iter(ids))
+        if mid not in ids:
+            raise CaseError(f"{p}.mapping", f"names no mapping (have: {', '.join(sorted(ids)) or 'none'})")
     a = Access(
         op=op,
         mapping=mid,
@@ -327,6 +333,8 @@ def _parse_access(d, i, ids):
     )
     if op == "gup" and a.length <= 0:
         a.length = PAGE_SIZE
+    if op == "pwrite" and a.length <= 0:
+        raise CaseError(f"{p}.length", "a pwrite needs a positive length (bytes)")
     if op == "madvise" and a.advice is None:
         raise CaseError(f"{p}.advice", f"is required (one of {', '.join(ADVICE)})")
     return a
@@ -379,6 +387,9 @@ def parse_case(obj):
     if not isinstance(accs, list):
         raise CaseError("accesses", "expected a list")
     accesses = [_parse_access(a, i, ids) for i, a in enumerate(accs)]
+    for i, a in enumerate(accesses):
+        if a.op == "pwrite" and file is None:
+            raise CaseError(f"accesses[{i}].op", "pwrite writes the file: devdax cases have none")
     proc = obj.get("process", {})
     proc = _obj(proc, "process")
     pts = proc.get("page_tables", [])

@@ -332,8 +332,13 @@ def _run(case, sim, agg=None):
     mapping = case.mapping
     wflags = USER_FAULT_FLAGS | FAULT_FLAG["WRITE"]
     for i, a in enumerate(case.accesses):
-        m = mapping(a.mapping)
         op = a.op
+        if op == "pwrite":
+            r = AccessResult(i, op, None, a.offset)
+            append(r)
+            _pwrite(sim, a, r)
+            continue
+        m = mapping(a.mapping)
         addr = m.start + a.offset
         if op == "read" or op == "write":
             write = op == "write"
@@ -404,6 +409,46 @@ def _run(case, sim, agg=None):
         append(None)
         return None
     return records
+
+
+def _pwrite(sim, a, r):
+    """write(2) to the DAX file: fs/dax.c dax_iomap_rw() -> dax_iomap_iter()
+    (v6.1..7.x).  ->iomap_begin(IOMAP_WRITE) allocates holes and converts
+    unwritten blocks in fs-block (4 KiB) units (xfs_direct_write_iomap_begin()
+    imap_needs_alloc(): IS_DAX && unwritten; ext4_iomap_alloc()), marking
+    the mapping IOMAP_F_NEW; for those ranges dax_iomap_iter() calls
+    invalidate_inode_pages2_range() so that "data written by write(2) is
+    visible in mmap": clean entries go and unmap_mapping_pages(.., even_cows
+    = false) zaps the file's translations there in every mapping -- a huge
+    (zero) PMD over the range is zapped whole (zap_pmd_range() ->
+    __split_huge_pmd() on a file VMA).  The next access faults again
+    (fstests generic/428).  No fs_dax tracepoint fires.  i_size grows to the
+    end of the write."""
+    fs = sim.file
+    r.length = a.length
+    r.outcome = "written"
+    pos, end = a.offset, a.offset + a.length
+    p = pos & ~(PAGE_SIZE - 1)
+    blk_end = (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    new_ranges = []
+    while p < blk_end:
+        kind, ln, _ = fs.lookup(p, blk_end - p)
+        ln = min(ln, blk_end - p)
+        if kind != "mapped" and fs.write_range(p, ln):
+            new_ranges.append((p, ln))
+        p += ln
+    if end > fs.size:
+        fs.size = end
+        sim.max_pgoff = fs.max_pgoff
+    for p, ln in new_ranges:
+        first, last = p >> PAGE_SHIFT, (p + ln - 1) >> PAGE_SHIFT
+        fs.invalidate(first, last)
+        for v in list(sim.mm.vmas):
+            npages = (v.end - v.start) >> PAGE_SHIFT
+            lo, hi = max(first, v.pgoff), min(last + 1, v.pgoff + npages)
+            if lo < hi:
+                sim.mm.zap(v.start + ((lo - v.pgoff) << PAGE_SHIFT), v.start + ((hi - v.pgoff) << PAGE_SHIFT),
+                           even_cows=False)
 
 
 def _madvise(sim, m, a):

@@ -131,13 +131,15 @@ class AddressSpace:
             self.vmas.append(v.split(addr))
             self._reindex()
 
-    def zap(self, start, end):
+    def zap(self, start, end, even_cows=True):
         """Remove the translations for [start, end) (munmap, MADV_DONTNEED).
 
         A huge mapping partly inside the range is split (zapped whole), as
         zap_pmd_range()/__split_huge_pmd() do for DAX.  Page tables are freed
         only when the whole 2 MiB range goes (free_pgtables on munmap); for
-        MADV_DONTNEED the (now empty) table stays.
+        MADV_DONTNEED the (now empty) table stays.  ``even_cows=False`` is
+        unmap_mapping_pages()'s file-only zap: anonymous COW copies in
+        private mappings stay (mm/memory.c zap_skip_check_mapping()).
         """
         for key in range(start >> PUD_SHIFT, ((end - 1) >> PUD_SHIFT) + 1):
             if key in self.puds:
@@ -154,6 +156,8 @@ class AddressSpace:
             hi = min(end, (key + 1) << PMD_SHIFT)
             a, b = (lo >> PAGE_SHIFT) & PG_PMD_COLOUR, ((hi - 1) >> PAGE_SHIFT) & PG_PMD_COLOUR
             mask = ((1 << (b - a + 1)) - 1) << a
+            if not even_cows:
+                mask &= ~slot.anon
             slot.present &= ~mask
             slot.writable &= ~mask
             slot.anon &= ~mask
@@ -248,6 +252,30 @@ class FileState:
             e.length = cut
             self.exts.insert(i + 1, new)
             self._starts.insert(i + 1, pos)
+
+    def invalidate(self, first, last):
+        """invalidate_inode_pages2_range(mapping, first, last) on a DAX file
+        (mm/truncate.c -> invalidate_exceptional_entry2() ->
+        fs/dax.c dax_invalidate_mapping_entry_sync(), v6.1..7.x): clean
+        entries (hole/zero and empty ones) overlapping the page indices go;
+        dirty data entries stay (the model keeps every data entry: the
+        ranges a write(2) allocates hold none)."""
+        entries = self.entries
+        for block in range(first >> 9, (last >> 9) + 1):
+            ent = entries.get(block)
+            if ent is None:
+                continue
+            if isinstance(ent, PmdEntry):
+                if ent.kind != "data":
+                    del entries[block]
+                continue
+            lo = max(first, block << 9) & PG_PMD_COLOUR
+            hi = min(last, (block << 9) + PG_PMD_COLOUR) & PG_PMD_COLOUR
+            mask = (((1 << (hi - lo + 1)) - 1) << lo) & ent.zero
+            ent.present &= ~mask
+            ent.zero &= ~mask
+            if not ent.present:
+                del entries[block]
 
     def write_range(self, pos, length):
         """A write fault's ->iomap_begin(IOMAP_WRITE) over [pos, pos+length):
