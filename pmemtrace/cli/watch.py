@@ -4,7 +4,6 @@ import argparse
 import json
 import os
 import signal
-import sys
 import time
 
 from ..errors import KernelFeatureMissing, UsageError
@@ -187,18 +186,28 @@ def run(args):
                                                          file_info=files)
     agg = Aggregator(attributor)
     rec = None
-    old_term = signal.getsignal(signal.SIGTERM)
+    # Ctrl-C and SIGTERM set a flag the loop checks after every poll (at most
+    # 0.5 s): an exception raised from the handler would land inside bcc's
+    # ring-buffer callback, where ctypes prints and swallows it and watch
+    # would run on (seen in the lab under a GUP workload's event burst).
+    stopping = []
+    old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
+    def on_stop(signum, frame):
+        stopping.append(signum)
 
-    signal.signal(signal.SIGTERM, on_term)
+    def on_term_early(signum, frame):
+        raise KeyboardInterrupt  # before tracing runs (bcc compiling): stop at once
+
+    signal.signal(signal.SIGTERM, on_term_early)
     complete = False
     try:
         if args.record:
             rec = Recorder(args.record, make_header(backend.name, probes=backend.probe_table(),
                                                     devices=_devices()))
         backend.start()
+        for sig in old_handlers:
+            signal.signal(sig, on_stop)
         status(f"watch: backend {backend.name}" + (f" (bcc cannot run: missing {why})" if why and backend.name == "tracefs" else ""))
         missing = backend.missing()
         if missing:
@@ -208,7 +217,7 @@ def run(args):
         start = time.monotonic()
         next_view = start + args.interval
         last_lost = 0
-        while True:
+        while not stopping:
             now = time.monotonic()
             if args.duration is not None and now - start >= args.duration:
                 break
@@ -253,7 +262,8 @@ def run(args):
         except Exception:
             pass
         backend.close()
-        signal.signal(signal.SIGTERM, old_term)
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
         if rec and not complete and rec.events == 0:
             rec.f.close()
             os.unlink(rec.part)  # nothing recorded: leave nothing behind
