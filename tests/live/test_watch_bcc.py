@@ -20,11 +20,14 @@ N = 23
 PMD = 2 << 20
 WATCH_READY_TIMEOUT = 1200  # bcc compiles the program under TCG: 1-5 min seen on a loaded 2-core host
 
+GUP_BYTES = 5 * PMD + 3 * 4096  # 2,563 pages over 3 PMDs, not a round number
+
 WORKLOAD = r"""
 import os, sys
 from pmemtrace.workload import engine as E
 path, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 PMD = 2 << 20
+GUP_BYTES = %d""" % GUP_BYTES + r"""
 size = n * PMD + PMD
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 E.fallocate(fd, 0, size)
@@ -39,7 +42,13 @@ elif kind == "pte":      # MADV_NOHUGEPAGE: no PMD attempt, 4 KiB faults only
     m = E.mmap(fd, n * PMD, 0, addr=addr, fixed=True)
     m.madvise("nohugepage")
     m.touch(0, n * 4096, stride=4096, write=True)
-print(os.getpid(), flush=True)
+elif kind == "gup":      # PMD-mapped, then O_DIRECT from a non-DAX file INTO it: DAX-GUP
+    m = E.mmap(fd, n * PMD, 0, addr=addr, fixed=True)
+    m.touch(0, n * PMD, stride=PMD, write=True)
+    dfd = os.open(sys.argv[4], os.O_RDONLY | os.O_DIRECT)
+    got = m.pread(dfd, GUP_BYTES, 0, 0)
+    assert got == GUP_BYTES, got
+print(os.getpid(), addr, flush=True)
 """
 
 
@@ -102,11 +111,24 @@ class Watch:
         return summary[-1]
 
 
-def run_workload(path, kind, n=N):
-    p = subprocess.run([sys.executable, "-c", WORKLOAD, path, kind, str(n)], capture_output=True, text=True,
-                       timeout=300)
+def run_workload(path, kind, n=N, dio_file=None):
+    """Run one workload process; returns (pid, mapping address)."""
+    argv = [sys.executable, "-c", WORKLOAD, path, kind, str(n)] + ([dio_file] if dio_file else [])
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    return int(p.stdout.split()[0])
+    pid, addr = p.stdout.split()[:2]
+    return int(pid), int(addr)
+
+
+def dio_source(nodax_mount):
+    """A written (not sparse: a hole is zero-filled without GUP) file on the
+    non-DAX filesystem, for O_DIRECT reads into the DAX mapping."""
+    path = os.path.join(nodax_mount, "gup-source")
+    with open(path, "wb") as f:
+        f.write(os.urandom(GUP_BYTES))
+        f.flush()
+        os.fsync(f.fileno())
+    return path
 
 
 def _rows(summary, pid):
@@ -114,34 +136,47 @@ def _rows(summary, pid):
 
 
 @pytest.fixture(scope="module")
-def dax(guest):
-    return guest.fsdax(map="mem", align="2M", fs="xfs")["mount"]
+def dax_setup(guest):
+    return guest.fsdax(map="mem", align="2M", fs="xfs")
 
 
 @pytest.fixture(scope="module", params=["bcc", "tracefs"])
-def session(request, dax):
+def session(request, dax_setup, guest):
     """One watch per backend (bcc compiles for minutes under TCG) over the
     three workloads, each its own process: {kind: row}, plus the summary."""
     backend = request.param
+    setup, dax = dax_setup, dax_setup["mount"]
     if backend == "bcc":
         from pmemtrace.live.bcc_backend import why_not_bcc
         why = why_not_bcc()
         if why:
             pytest.skip(f"bcc cannot run in this guest: missing {why}")
+    try:
+        src = dio_source(guest.nodax())
+    except pytest.skip.Exception as exc:
+        src, no_gup = None, str(exc)
     before = attached_state()
     w = Watch(backend, dax)
-    pids = {}
+    runs = {}
     try:
-        for kind in ("pmd", "colour", "pte"):
-            pids[kind] = run_workload(_fresh(dax, f"{kind}-{backend}"), kind)
+        for kind in ("pmd", "colour", "pte") + (("gup",) if src else ()):
+            path = _fresh(dax, f"{kind}-{backend}")
+            runs[kind] = (path,) + run_workload(path, kind, dio_file=src if kind == "gup" else None)
     finally:
         s = w.stop()
     rows = {}
-    for kind, pid in pids.items():
+    for kind, (path, pid, addr) in runs.items():
         r = _rows(s, pid)
         assert len(r) == 1, (kind, s["rows"])
         rows[kind] = r[0]
-    return {"backend": backend, "rows": rows, "summary": s, "before": before, "after": attached_state()}
+    gup = None
+    if src:
+        path, pid, addr = runs["gup"]
+        gup = {"row": rows.pop("gup"), "path": path, "addr": addr}
+    else:
+        gup = {"skip": no_gup}
+    return {"backend": backend, "rows": rows, "summary": s, "before": before, "after": attached_state(),
+            "gup": gup, "setup": setup, "unmatched": s.get("unmatched")}
 
 
 def _fresh(dax, name):
@@ -197,3 +232,51 @@ def test_list_probes_winners_exist_exactly():
             assert x["winner"] in funcs
     assert winners["dax_pmd_fault_done"] == "fs_dax:dax_pmd_fault_done"
     assert winners["insert_pmd"] is not None and winners["get_dev_pagemap"] == "get_dev_pagemap"
+
+
+def _gup_prediction(session):
+    """The model's calls for the gup workload's recorded layout: N write
+    touches (one per 2 MiB) then one O_DIRECT read of GUP_BYTES into the
+    mapping (FOLL_WRITE, fast path first, as iov_iter_extract_pages()/
+    iov_iter_get_pages() do)."""
+    from types import SimpleNamespace
+
+    from pmemtrace.model import explain, parse_case
+
+    from .driver import fsdax_case
+
+    g = session["gup"]
+    m = SimpleNamespace(addr=g["addr"], length=N * PMD, offset=0, shared=True)
+    acc = [{"mapping": "m0", "offset": k * PMD, "op": "write"} for k in range(N)]
+    acc.append({"mapping": "m0", "offset": 0, "op": "gup", "length": GUP_BYTES, "write": True, "fast": True})
+    pred = explain(parse_case(fsdax_case(session["setup"], g["path"], {"m0": m}, acc))).to_json()
+    calls = {}
+    for r in pred["results"]:
+        for k, v in (r.get("calls") or {}).items():
+            calls[k] = calls.get(k, 0) + v
+    return pred, calls
+
+
+def test_gup_get_dev_pagemap_as_profile_says(session):
+    """DAX-GUP: an O_DIRECT read into a PMD-mapped DAX buffer.  Kernels
+    whose DAX pages carry devmap (<= 6.14) call get_dev_pagemap() once per
+    4 KiB page pinned (mm/gup.c __gup_device_huge() 6.1,
+    gup_fast_devmap_leaf() 6.12); from 6.15 (devmap removed) never.  The
+    exact count comes from the model run on the recorded layout, and the
+    profile's flag says which of the two it is."""
+    g = session["gup"]
+    if "skip" in g:
+        pytest.skip(g["skip"])
+    if session["backend"] != "bcc":
+        pytest.skip("tracefs has no kprobes for get_dev_pagemap/GUP (the bcc session checks them)")
+    r = g["row"]
+    pred, calls = _gup_prediction(session)
+    from pmemtrace.model.profiles import select_profile
+
+    prof = select_profile(os.uname().release)
+    pages = GUP_BYTES // 4096
+    assert calls.get("get_dev_pagemap", 0) == (pages if prof.gup_uses_get_dev_pagemap else 0), calls
+    assert (r["pmd"], r["fallback"], r["pte"]) == (N, 0, 0), r
+    assert r["get_dev_pagemap"] == calls.get("get_dev_pagemap", 0), (r, calls, pred["profile"])
+    assert r["insert_pmd"] == N, r
+    assert r["gup"] >= 1, r  # the pin calls themselves: how many depends on the bio batching
