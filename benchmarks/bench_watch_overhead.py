@@ -12,8 +12,10 @@ Workloads (each a fresh process timing only its touch loop):
           256 MiB, 4 passes: 262,144 PTE faults (the capacity run)
 Modes: untraced, 'pmemtrace watch' (bcc, then tracefs), 'trace-cmd record
 -e fs_dax'.  Prints seconds, ratios to untraced, events seen and lost.
-Then times 'trace-cmd report' on the recorded .dat against 'pmemtrace
-replay' of its text (the same trace).  Prints figures; asserts nothing.
+Then (--replay-passes, default 8) records a PTE workload of 524,288
+faults (1,048,576 fs_dax events) with trace-cmd and times 'trace-cmd
+report' on the .dat against 'pmemtrace replay' of its text (the same
+trace).  Prints figures; asserts nothing.
 """
 
 import argparse
@@ -31,7 +33,7 @@ PY = sys.executable
 WORKLOAD = r"""
 import json, os, sys, time
 from pmemtrace.workload import engine as E
-path, kind = sys.argv[1], sys.argv[2]
+path, kind, pte_passes = sys.argv[1], sys.argv[2], int(sys.argv[3])
 PMD = 2 << 20
 size = 256 << 20
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -41,7 +43,7 @@ n = 0
 if kind == "pmd":
     passes, length, stride = 16, size, PMD
 else:
-    passes, length, stride = 4, size, 4096
+    passes, length, stride = pte_passes, size, 4096
 for _ in range(passes):
     addr = E.reserve(length + PMD)
     m = E.mmap(fd, length, 0, addr=addr, fixed=True)
@@ -57,9 +59,9 @@ print(json.dumps({"seconds": t, "touches": n, "pid": os.getpid()}), flush=True)
 """
 
 
-def workload(d, kind):
-    p = subprocess.run([PY, "-c", WORKLOAD, os.path.join(d, f"bench-{kind}"), kind], capture_output=True,
-                       text=True, cwd=HERE)
+def workload(d, kind, pte_passes=4):
+    p = subprocess.run([PY, "-c", WORKLOAD, os.path.join(d, f"bench-{kind}"), kind, str(pte_passes)],
+                       capture_output=True, text=True, cwd=HERE)
     if p.returncode:
         raise SystemExit(p.stderr)
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -97,6 +99,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="/tmp/pmem", help="directory on a DAX mount")
     ap.add_argument("--modes", default="untraced,bcc,tracefs,trace-cmd")
+    ap.add_argument("--replay-passes", type=int, default=8,
+                    help="PTE passes (65,536 faults each) recorded for the replay-rate run; 0 skips it")
     args = ap.parse_args()
     modes = args.modes.split(",")
     results = {}
@@ -127,7 +131,7 @@ def main():
             results[(mode, kind)] = row
             print(f"{mode:10} {kind}: {json.dumps(row)}", flush=True)
         if mode == "trace-cmd" and os.path.exists(dat):
-            os.replace(dat, dat + ".pte")
+            os.unlink(dat)
     print("\nworkload  mode        seconds  x untraced  faults seen (pmd/pte)  lost")
     for kind in ("pmd", "pte"):
         base = results.get(("untraced", kind), {}).get("seconds")
@@ -138,19 +142,34 @@ def main():
             ratio = f"{r['seconds'] / base:8.2f}" if base else "       -"
             seen = f"{r.get('pmd', '-')}/{r.get('pte', '-')}"
             print(f"{kind:9} {mode:10} {r['seconds']:8.2f} {ratio}    {seen:>20}  {r.get('lost', '-')}")
-    if os.path.exists(dat + ".pte"):
+    if args.replay_passes:
+        # (3) replay rate: a PTE workload of replay_passes x 65,536 faults
+        # (8 passes: 524,288 faults = 1,048,576 fs_dax events) recorded by
+        # trace-cmd; 'trace-cmd report' on the .dat against 'pmemtrace replay'
+        # of the resulting text (parse + views; then with model reasons)
+        tr = Tracer(["trace-cmd", "record", "-e", "fs_dax", "-o", dat], None)
+        workload(args.dir, "pte", args.replay_passes)
+        tr.stop()
         txt = "/tmp/bench-fs_dax.txt"
         t0 = time.perf_counter()
         with open(txt, "w") as f:
-            subprocess.run(["trace-cmd", "report", "-i", dat + ".pte"], stdout=f, stderr=subprocess.DEVNULL)
+            subprocess.run(["trace-cmd", "report", "-i", dat], stdout=f, stderr=subprocess.DEVNULL)
         t_tc = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        p = subprocess.run([PY, "-m", "pmemtrace", "replay", txt, "--json", "--no-reasons"], capture_output=True,
-                           text=True, cwd=HERE)
-        t_rp = time.perf_counter() - t0
-        n = json.loads(p.stdout)["input"]["events"] if p.returncode == 0 else -1
-        print(f"\nreplay of the trace-cmd recording: trace-cmd report {t_tc:.1f} s; "
-              f"pmemtrace replay of its text {t_rp:.1f} s for {n} events ({n / max(t_rp, 1e-9):,.0f} events/s)")
+        lines = sum(1 for line in open(txt) if ": dax_" in line)
+        print(f"\nreplay: trace-cmd report of {lines} fs_dax events: {t_tc:.1f} s "
+              f"({lines / max(t_tc, 1e-9):,.0f} events/s)", flush=True)
+        for extra, label in ((["--no-reasons"], "parse + views"), ([], "with model reasons")):
+            t0 = time.perf_counter()
+            p = subprocess.run([PY, "-m", "pmemtrace", "replay", txt, "--json", *extra], capture_output=True,
+                               text=True, cwd=HERE)
+            t_rp = time.perf_counter() - t0
+            n = json.loads(p.stdout)["input"]["events"] if p.returncode == 0 else -1
+            print(f"replay: pmemtrace replay ({label}) of the same text: {t_rp:.1f} s for {n} events "
+                  f"({n / max(t_rp, 1e-9):,.0f} events/s; x{t_rp / max(t_tc, 1e-9):.2f} trace-cmd report)",
+                  flush=True)
+        for f in (dat, txt):
+            if os.path.exists(f):
+                os.unlink(f)
 
 
 if __name__ == "__main__":
