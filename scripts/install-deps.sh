@@ -7,7 +7,7 @@
 # packages so that bcc imports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+. scripts/lib.sh
 APT_PACKAGES=(
     python3-venv python3-dev python3-pip gcc libc6-dev
     python3-bpfcc bpfcc-tools
@@ -19,15 +19,6 @@ APT_PACKAGES=(
     # kmod for depmod/modprobe, and apt/dpkg (present) to fetch kernels.
     busybox-static udev kmod
 )
-need=()
-for p in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
-[ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
-.venv/bin/pip install -q --upgrade pip >/dev/null
-.venv/bin/pip install -q -e '.[test]'
+apt_ensure "${APT_PACKAGES[@]}"
+venv_install '.[test]'
 .venv/bin/pip install -q virtme-ng

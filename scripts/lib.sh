@@ -1,0 +1,23 @@
+# Shared by quickstart.sh and install-deps.sh (source it; bash).
+
+# apt_ensure PKG...: install the Debian packages that are missing (idempotent).
+apt_ensure() {
+    local sudo="" need=() p
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    for p in "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+    if [ "${#need[@]}" -gt 0 ]; then
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+    fi
+}
+
+# venv_install SPEC: ./.venv from Debian's python3 (not a pyenv one: bcc's
+# bindings import only there, hence --system-site-packages), then pip
+# install -e SPEC into it.
+venv_install() {
+    [ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -e "$1"
+}
