@@ -26,6 +26,24 @@ def _write(path, value):
         raise PrivilegeError(f"cannot write {path}: pmemtrace watch needs root (try sudo)") from None
 
 
+def read_available(fd, chunk=1 << 20):
+    """What a non-blocking ``trace_pipe`` fd has now (a list of bytes)."""
+    chunks = []
+    while True:
+        try:
+            b = os.read(fd, chunk)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                break
+            raise
+        if not b:
+            break
+        chunks.append(b)
+        if len(b) < chunk:
+            break
+    return chunks
+
+
 class TracefsBackend:
     name = "tracefs"
 
@@ -89,20 +107,7 @@ class TracefsBackend:
         r, _, _ = select.select([self.fd], [], [], timeout)
         if not r:
             return []
-        chunks = []
-        while True:
-            try:
-                b = os.read(self.fd, 1 << 20)
-            except OSError as e:
-                if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    break
-                raise
-            if not b:
-                break
-            chunks.append(b)
-            if len(b) < (1 << 20):
-                break
-        text = self._partial + b"".join(chunks).decode("utf-8", "replace")
+        text = self._partial + b"".join(read_available(self.fd)).decode("utf-8", "replace")
         lines = text.split("\n")
         self._partial = lines.pop()
         return list(parse_trace_text(lines, self.stats))

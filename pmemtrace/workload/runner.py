@@ -460,18 +460,9 @@ class TraceInstance:
         self._thread.start()
 
     def _read_available(self):
-        import errno as _e
+        from ..live.tracefs import read_available
 
-        while True:
-            try:
-                b = os.read(self._fd, 1 << 20)
-            except OSError as exc:
-                if exc.errno in (_e.EAGAIN, _e.EWOULDBLOCK):
-                    return
-                raise
-            if not b:
-                return
-            self._chunks.append(b)
+        self._chunks += read_available(self._fd)
 
     def _drain(self):
         import select
