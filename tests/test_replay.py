@@ -258,3 +258,31 @@ def test_bcc_probe_hits_join_the_fault_row():
     assert len(agg.rows) == 1
     r = next(iter(agg.rows.values()))
     assert (r.pmd, r.insert_pmd) == (2, 2)
+
+
+def test_watch_buffer_and_start_event_options():
+    """--buffer-mb sizes the kernel buffer (bcc ring buffers are a power of
+    two pages); without --events/--record the PTE fault-start tracepoint is
+    left out (counts come from the done events), halving a 4 KiB-fault burst."""
+    from pmemtrace.cli.watch import START_EVENTS, ringbuf_pages
+    from pmemtrace.live.bcc_backend import BccBackend
+
+    assert ringbuf_pages(64) == 16384 and ringbuf_pages(48) == 8192 and ringbuf_pages(1) == 256
+    b = BccBackend(skip=START_EVENTS)
+    b.tracepoints = {"dax_pte_fault", "dax_pte_fault_done", "dax_pmd_fault", "dax_pmd_fault_done"}
+    from pmemtrace.live.probes import resolve
+
+    b.resolved = resolve(set(), b.tracepoints)
+    flags = b.cflags()
+    assert "-DPMT_TP_dax_pte_fault_done=1" in flags and "-DPMT_TP_dax_pmd_fault=1" in flags
+    assert "-DPMT_TP_dax_pte_fault=1" not in flags
+    b.skip = set()
+    assert "-DPMT_TP_dax_pte_fault=1" in b.cflags()
+
+
+def test_watch_rejects_zero_buffer(capsys):
+    from pmemtrace.cli import main
+
+    assert main(["watch", "--buffer-mb", "0"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("buffer-mb" in err or "root" in err)

@@ -36,8 +36,9 @@ def why_not_bcc():
 class BccBackend:
     name = "bcc"
 
-    def __init__(self, pid=None, ringbuf_pages=4096):
+    def __init__(self, pid=None, ringbuf_pages=4096, skip=()):
         self.pid = pid
+        self.skip = set(skip)  # tracepoints not to attach (compiled out)
         self.ringbuf_pages = ringbuf_pages
         self.root = tracefs_root()
         self.functions = kernel_functions()
@@ -56,7 +57,7 @@ class BccBackend:
         if hf == "zero_page":
             flags.append("-DPMT_HOLE_ZERO_PAGE=1")
         for r in self.resolved:
-            if r.point.kind == "tracepoint" and r.winner:
+            if r.point.kind == "tracepoint" and r.winner and r.point.name not in self.skip:
                 # the load-hole events need the field name
                 if r.point.name.startswith("dax_pmd_load_hole") and not hf:
                     continue

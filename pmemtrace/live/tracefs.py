@@ -47,7 +47,7 @@ def read_available(fd, chunk=1 << 20):
 class TracefsBackend:
     name = "tracefs"
 
-    def __init__(self, pid=None, buffer_kb=8192, root=None):
+    def __init__(self, pid=None, buffer_kb=65536, root=None, skip=()):
         self.root = root or tracefs_root()
         if self.root is None:
             raise KernelFeatureMissing(
@@ -56,6 +56,8 @@ class TracefsBackend:
         if not {"dax_pmd_fault_done", "dax_pte_fault_done"} <= self.tracepoints:
             raise KernelFeatureMissing("this kernel has no fs_dax tracepoints (CONFIG_FS_DAX is off)")
         self.pid = pid
+        self.skip = set(skip)  # tracepoints not to enable
+        self.buffer_note = None
         self.buffer_kb = buffer_kb
         self.instance = os.path.join(self.root, "instances", f"pmemtrace-{os.getpid()}")
         self.fd = None
@@ -65,7 +67,8 @@ class TracefsBackend:
 
     def missing(self):
         return ("sees fs_dax tracepoints only; no PMD insert, get_dev_pagemap, GUP or "
-                "device-dax counts (those need bcc and kprobes)")
+                "device-dax counts (those need bcc and kprobes)"
+                + (f"; {self.buffer_note}" if self.buffer_note else ""))
 
     def probe_table(self):
         return [{"point": tp, "kind": "tracepoint",
@@ -82,7 +85,10 @@ class TracefsBackend:
         except FileExistsError:
             pass
         try:
-            _write(os.path.join(self.instance, "buffer_size_kb"), str(self.buffer_kb))
+            try:
+                _write(os.path.join(self.instance, "buffer_size_kb"), str(self.buffer_kb))
+            except OSError as e:  # ENOMEM: keep the kernel's size; losses are still counted
+                self.buffer_note = f"buffer of {self.buffer_kb} KiB per CPU refused ({e.strerror})"
             if self.pid:
                 tids = [str(self.pid)]
                 try:
@@ -94,7 +100,7 @@ class TracefsBackend:
                 if os.path.exists(opt):
                     _write(opt, "1")
             for tp in FS_DAX_TRACEPOINTS:
-                if tp in self.tracepoints:
+                if tp in self.tracepoints and tp not in self.skip:
                     _write(os.path.join(self.instance, "events", "fs_dax", tp, "enable"), "1")
                     self.enabled.append(tp)
             self.fd = os.open(os.path.join(self.instance, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
