@@ -233,6 +233,9 @@ class Sim:
         self.device = case.device
         self.file = FileState(case.file) if case.file is not None else None
         self.dev = (case.file.dev if case.file is not None and case.file.dev is not None else case.device.dev)
+        self.data_start = case.device.data_start
+        # mm/memory.c handle_mm_fault() -> the VMA's fault handlers
+        self.fault_handler = devdax.handle_mm_fault if case.device.mode == "devdax" else fsdax.handle_mm_fault
         self.mm = AddressSpace()
         self.max_pgoff = self.file.max_pgoff if self.file is not None else 0
         self.thp_disable = case.thp_disable
@@ -278,12 +281,7 @@ class Sim:
         self.mapped.discard(m.id)
 
     def fault(self, vma, addr, write, flags, via_gup=False):
-        if self.device.mode == "devdax":
-            return devdax.handle_mm_fault(self, vma, addr, write, flags, via_gup)
-        f = fsdax.handle_mm_fault(self, vma, addr, write, flags, via_gup)
-        if f.result & fsdax.SIGBUS:
-            f.outcome = "sigbus"
-        return f
+        return self.fault_handler(self, vma, addr, write, flags, via_gup)
 
 
 def explain(case, keep_results=True):
@@ -313,32 +311,27 @@ def explain(case, keep_results=True):
 
 def _run(case, sim, agg=None):
     records = []
-    if agg is None:
-        append = records.append
-    else:
-        # streaming: fold each record into the summary once it is complete
-        # (records are filled in after they are appended)
-        pending = []
-
-        def append(rec):
-            if pending:
-                agg.add(pending.pop())
-            if rec is not None:
-                pending.append(rec)
+    # streaming (agg): each record is folded into the summary once complete
+    append = records.append if agg is None else agg.add
     mm = sim.mm
     pmds = mm.pmds
     puds = mm.puds
+    find = mm.find
     mapped = sim.mapped
-    mapping = case.mapping
+    mapping_errors = sim.mapping_errors
+    handle_fault = sim.fault_handler
+    maps = {m.id: m for m in case.mappings}
+    rflags = USER_FAULT_FLAGS
     wflags = USER_FAULT_FLAGS | FAULT_FLAG["WRITE"]
     for i, a in enumerate(case.accesses):
-        m = mapping(a.mapping)
         op = a.op
-        addr = m.start + a.offset
+        m = maps[a.mapping]
+        offset = a.offset
+        addr = m.start + offset
         if op == "read" or op == "write":
             write = op == "write"
             # fast path: the translation is there with the permission needed
-            if m.id in mapped and a.offset < m.length and (m.writable or not write):
+            if m.id in mapped and offset < m.length and (m.writable or not write):
                 slot = pmds.get(addr >> 21)
                 if slot is not None:
                     if slot.__class__ is HugePmd:
@@ -353,12 +346,11 @@ def _run(case, sim, agg=None):
                 elif puds and (addr >> 30) in puds:
                     append(HIT_PUD)
                     continue
-        if op == "read" or op == "write":
-            vma = mm.find(addr)
-            if vma is None or a.offset >= m.length or m.id in sim.mapping_errors:
+            vma = find(addr)
+            if vma is None or offset >= m.length or m.id in mapping_errors:
                 r = AccessResult(i, op, a.mapping, addr)
-                if m.id in sim.mapping_errors:
-                    code = sim.mapping_errors[m.id]
+                if m.id in mapping_errors:
+                    code = mapping_errors[m.id]
                     r.set_error(17 if code == "mapping-overlap" else 22, code)
                 else:
                     r.set_error(None, "not-mapped")
@@ -371,27 +363,21 @@ def _run(case, sim, agg=None):
                 r.result = SIGSEGV
                 append(r)
                 continue
-            addr &= ~(PAGE_SIZE - 1)
-            append(sim.fault(vma, addr, write, wflags if write else USER_FAULT_FLAGS))
+            append(handle_fault(sim, vma, addr & ~(PAGE_SIZE - 1), write, wflags if write else rflags))
             continue
         r = AccessResult(i, op, a.mapping, addr)
-        append(r)
         if op == "mmap":
             sim.mmap(m)
-            if m.id in sim.mapping_errors:
-                code = sim.mapping_errors[m.id]
+            if m.id in mapping_errors:
+                code = mapping_errors[m.id]
                 r.set_error(17 if code == "mapping-overlap" else 22, code)
-            continue
-        if op == "munmap":
+        elif op == "munmap":
             sim.munmap(m)
-            continue
-        if m.id in sim.mapping_errors:
-            r.set_error(22, sim.mapping_errors[m.id])
-            continue
-        if op == "madvise":
+        elif m.id in mapping_errors:
+            r.set_error(22, mapping_errors[m.id])
+        elif op == "madvise":
             _madvise(sim, m, a)
-            continue
-        if op == "gup":
+        elif op == "gup":
             r.length = a.length
             gup.gup(sim, mm.find, lambda v, ad, w, fl: sim.fault(v, ad, w, fl, via_gup=True), a, addr, r)
             if r.outcome != "error":
@@ -399,9 +385,8 @@ def _run(case, sim, agg=None):
                 if r.faults:
                     r.result = r.faults[-1][1].result
                     r.reason = next((f.reason for _, f in r.faults if f.reason), None)
-            continue
+        append(r)
     if agg is not None:
-        append(None)
         return None
     return records
 

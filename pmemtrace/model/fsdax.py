@@ -11,12 +11,16 @@ from .state import (
     PAGE_SHIFT,
     PAGE_SIZE,
     PG_PMD_COLOUR,
+    PMD_ENTRY_DATA,
+    PMD_ENTRY_EMPTY,
+    PMD_ENTRY_ZERO,
     PMD_SHIFT,
     PMD_SIZE,
     HugePmd,
     PmdEntry,
     PteEntries,
     PteTable,
+    huge_pmd,
 )
 
 NOPAGE = VM_FAULT["NOPAGE"]
@@ -129,14 +133,11 @@ def _unmap_zero(sim, block, index=None):
 
 
 def grab_pmd_entry(sim, block):
-    """grab_mapping_entry(order=PMD_ORDER): returns the PmdEntry, or None when
-    a PTE-order entry anywhere in the 512 indices conflicts (FALLBACK)."""
-    ent = sim.file.entries.get(block)
-    if ent is None:
-        ent = PmdEntry("empty")
-        sim.file.entries[block] = ent
-        return ent
-    if isinstance(ent, PteEntries):
+    """grab_mapping_entry(order=PMD_ORDER): returns the PmdEntry (a new one is
+    empty), or None when a PTE-order entry anywhere in the 512 indices
+    conflicts (FALLBACK)."""
+    ent = sim.file.entries.setdefault(block, PMD_ENTRY_EMPTY)
+    if ent.__class__ is PteEntries:
         return None
     return ent
 
@@ -145,16 +146,17 @@ def grab_pte_entry(sim, index):
     """grab_mapping_entry(order=0): a PMD zero/empty entry is downgraded (a zero
     one unmapped first); a PMD data entry is kept and returned as is."""
     block = index >> 9
-    ent = sim.file.entries.get(block)
-    if isinstance(ent, PmdEntry):
-        if ent.kind == "data":
+    entries = sim.file.entries
+    ent = entries.get(block)
+    if ent.__class__ is PmdEntry:
+        if ent is PMD_ENTRY_DATA:
             return ent
-        if ent.kind == "zero":
+        if ent is PMD_ENTRY_ZERO:
             _unmap_zero(sim, block)
         ent = None
     if ent is None:
         ent = PteEntries()
-        sim.file.entries[block] = ent
+        entries[block] = ent
     ent.present |= 1 << (index & PG_PMD_COLOUR)
     return ent
 
@@ -173,8 +175,9 @@ def _pmd_done(sim, f, vma, addr, pgoff, flags, ret, reason=None):
         counters["thp_fault_fallback"] += 1
         # split_huge_pmd(): a huge PMD being write-upgraded is zapped
         key = addr >> PMD_SHIFT
-        if sim.mm.pmds.get(key).__class__ is HugePmd:
-            del sim.mm.pmds[key]
+        pmds = sim.mm.pmds
+        if pmds.get(key).__class__ is HugePmd:
+            del pmds[key]
             counters["thp_split_pmd"] += 1
     elif reason:
         f.reason = reason
@@ -185,7 +188,8 @@ def _pmd_done(sim, f, vma, addr, pgoff, flags, ret, reason=None):
 def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
     """Returns the VM_FAULT_* result; fills f (events, calls, reason)."""
     write = flags & FF_WRITE
-    pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+    vm_start = vma.start
+    pgoff = vma.pgoff + ((addr - vm_start) >> PAGE_SHIFT)
     block = pgoff >> 9
     index = block << 9
     max_pgoff = sim.max_pgoff
@@ -201,7 +205,7 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
         return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pmd-colour-mismatch")
     if write and not vma.shared:
         return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "private-write")
-    if pmd_addr < vma.start:
+    if pmd_addr < vm_start:
         return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "vma-start")
     if pmd_addr + PMD_SIZE > vma.end:
         return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "vma-end")
@@ -226,18 +230,18 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
         return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "extent-too-short")
     # I1: read of a hole or unwritten extent -> huge zero page
     if not write and kind != "mapped":
-        return dax_pmd_load_hole(sim, f, vma, addr, pgoff, flags, block, ent)
+        return dax_pmd_load_hole(sim, f, vma, addr, pgoff, flags, block)
     # I3: dax_iomap_direct_access()
-    phys = sim.device.data_start + ext.physical + (pos - ext.logical)
+    phys = sim.data_start + ext.physical + (pos - ext.logical)
     if (phys >> PAGE_SHIFT) & PG_PMD_COLOUR:
         return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pfn-unaligned")
     prof = sim.profile
     if prof.pmd_needs_devmap and not sim.device.struct_pages:
         return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pfn-no-devmap")
     # I4: dax_insert_entry(DAX_PMD)
-    if ent.kind == "zero":
+    if ent is PMD_ENTRY_ZERO:
         _unmap_zero(sim, block)
-    ent.kind = "data"
+    fs.entries[block] = PMD_ENTRY_DATA
     # I6: MAP_SYNC write whose metadata is not yet durable (IOMAP_F_DIRTY)
     if write and vma.sync and new:
         _pmd_done(sim, f, vma, addr, pgoff, flags, NEEDDSYNC)
@@ -245,26 +249,27 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
     # I7: insert the PMD
     fn = prof.pmd_insert_function
     calls[fn] = calls.get(fn, 0) + 1
-    _install_pmd(sim, addr, writable=bool(write))
+    _install_pmd(sim, addr, writable=write)
     f.outcome = f.level = "pmd"
     return _pmd_done(sim, f, vma, addr, pgoff, flags, NOPAGE)
 
 
 def _install_pmd(sim, addr, writable, zero=False):
     key = addr >> PMD_SHIFT
-    slot = sim.mm.pmds.get(key)
-    if isinstance(slot, HugePmd):
+    pmds = sim.mm.pmds
+    slot = pmds.get(key)
+    if slot.__class__ is HugePmd:
         # insert_pfn_pmd()/insert_pmd() on a present PMD: a write upgrades it
         if writable:
-            slot.writable = True
+            pmds[key] = huge_pmd(True, slot.zero, slot.level)
         return
-    sim.mm.pmds[key] = HugePmd(writable, zero)
+    pmds[key] = huge_pmd(writable, zero)
 
 
-def dax_pmd_load_hole(sim, f, vma, addr, pgoff, flags, block, ent):
+def dax_pmd_load_hole(sim, f, vma, addr, pgoff, flags, block):
     """fs/dax.c dax_pmd_load_hole(): map the huge zero page read-only."""
     prof = sim.profile
-    ent.kind = "zero"
+    sim.file.entries[block] = PMD_ENTRY_ZERO
     entry_val = (((ZERO_FOLIO_PLACEHOLDER >> PAGE_SHIFT) << 4 | 0x2 | 0x4) << 1) | 1
     if prof.zero_pmd_via_insert:
         # v6.18: vmf_insert_folio_pmd(vmf, zero_folio, false)
@@ -301,17 +306,13 @@ def dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd):
     return NEEDDSYNC
 
 
-def _table(sim, addr):
-    key = addr >> PMD_SHIFT
-    slot = sim.mm.pmds.get(key)
-    if not isinstance(slot, PteTable):
-        slot = PteTable()
-        sim.mm.pmds[key] = slot
-    return slot
-
-
 def _set_pte(sim, addr, writable, zero=False, anon=False):
-    t = _table(sim, addr)
+    # the page table under the PMD slot (a new one replaces pmd_none)
+    key = addr >> PMD_SHIFT
+    pmds = sim.mm.pmds
+    t = pmds.get(key)
+    if t.__class__ is not PteTable:
+        t = pmds[key] = PteTable()
     bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
     t.present |= bit
     if writable:
@@ -330,51 +331,52 @@ def _set_pte(sim, addr, writable, zero=False, anon=False):
 # fs/dax.c dax_iomap_pte_fault()
 
 
+def _pte_done(sim, f, vma, addr, pgoff, flags, ret, reason=None):
+    """The tail of dax_iomap_pte_fault(): trace_dax_pte_fault_done()."""
+    if reason and not f.reason:
+        f.reason = reason
+    f.events.append(_pte_ev(sim, "dax_pte_fault_done", vma, addr, pgoff, flags, ret))
+    return ret
+
+
 def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
     prof = sim.profile
     fs = sim.file
     write = bool(flags & FF_WRITE)
-    pgoff = vma.pgoff_of(addr)
+    pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
     f.call("dax_iomap_pte_fault")
     f.events.append(_pte_ev(sim, "dax_pte_fault", vma, addr, pgoff, flags, 0))
-
-    def done(ret, reason=None):
-        if reason and not f.reason:
-            f.reason = reason
-        f.events.append(_pte_ev(sim, "dax_pte_fault_done", vma, addr, pgoff, flags, ret))
-        return ret
-
     pos = pgoff << PAGE_SHIFT
     # T1
     if pos >= fs.size:
         f.outcome = "sigbus"
         f.reason = "sigbus-eof"
-        return done(SIGBUS, "sigbus-eof")
+        return _pte_done(sim, f, vma, addr, pgoff, flags, SIGBUS, "sigbus-eof")
     # T2
     ent = grab_pte_entry(sim, pgoff)
     # T3: a huge PMD appeared meanwhile (only a race in the kernel)
-    if isinstance(sim.mm.pmds.get(addr >> PMD_SHIFT), HugePmd):
-        return done(NOPAGE)
+    if sim.mm.pmds.get(addr >> PMD_SHIFT).__class__ is HugePmd:
+        return _pte_done(sim, f, vma, addr, pgoff, flags, NOPAGE)
     kind, length, ext = fs.lookup(pos)
     if cow:
         # dax_fault_cow_page(): copy (or clear) into the private page, no
         # IOMAP_WRITE, so nothing is allocated; finish_fault() maps it.
         _set_pte(sim, addr, writable=True, anon=True)
         f.outcome, f.level = "cow", "pte"
-        return done(DONE_COW)
+        return _pte_done(sim, f, vma, addr, pgoff, flags, DONE_COW)
     if not write and kind in ("hole", "unwritten"):
         # dax_load_hole(): the 4 KiB zero page, a zero PTE entry
-        if isinstance(ent, PteEntries):
+        if ent.__class__ is PteEntries:
             ent.zero |= 1 << (pgoff & PG_PMD_COLOUR)
         f.call(prof.pte_insert_function[0])
         _set_pte(sim, addr, writable=False, zero=True)
         f.events.append(_pte_ev(sim, "dax_load_hole", vma, addr, pgoff, flags, NOPAGE))
         f.outcome, f.level = "zero-pte", "pte"
-        return done(NOPAGE)
+        return _pte_done(sim, f, vma, addr, pgoff, flags, NOPAGE)
     new = False
     if write and kind in ("hole", "unwritten"):
         new = fs.write_range(pos & ~(PAGE_SIZE - 1), PAGE_SIZE)
-    if isinstance(ent, PteEntries):
+    if ent.__class__ is PteEntries:
         bit = 1 << (pgoff & PG_PMD_COLOUR)
         if ent.zero & bit:
             ent.zero &= ~bit
@@ -384,13 +386,13 @@ def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
         sim.counters["pgmajfault"] += 1
         ret |= MAJOR
     if write and vma.sync and new:
-        done(ret | NEEDDSYNC)
+        _pte_done(sim, f, vma, addr, pgoff, flags, ret | NEEDDSYNC)
         dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd=False)
         return ret | NEEDDSYNC
     f.call(prof.pte_insert_function[1 if write else 0])
     _set_pte(sim, addr, writable=write)
     f.outcome, f.level = "pte", "pte"
-    return done(ret | NOPAGE)
+    return _pte_done(sim, f, vma, addr, pgoff, flags, ret | NOPAGE)
 
 
 # --------------------------------------------------------------------------
@@ -401,8 +403,7 @@ def handle_mm_fault(sim, vma, addr, write, flags, via_gup=False):
     """One fault at *addr*; returns a Fault.  *flags* are the FAULT_FLAG_*
     the architecture passes (user faults) or GUP's faultin_page() flags."""
     f = Fault()
-    prof = sim.profile
-    use_vma_lock = prof.vma_lock_faults and not via_gup
+    use_vma_lock = sim.profile.vma_lock_faults and not via_gup
     # The lockless attempt under the per-VMA lock (lock_vma_under_rcu()); ext4's
     # DAX vm_ops have no ->map_pages, so vmf_can_call_fault() makes the PTE
     # path return VM_FAULT_RETRY and the fault is redone under mmap_lock (the
@@ -410,11 +411,14 @@ def handle_mm_fault(sim, vma, addr, write, flags, via_gup=False):
     # mm/memory.c vmf_can_call_fault(), do_read_fault(), do_shared_fault(),
     # do_cow_fault(), wp_pfn_shared() (v6.12).
     if use_vma_lock:
-        ret = _fault_once(sim, f, vma, addr, write, flags | FF_VMA_LOCK, retry_pte=(sim.file.fs == "ext4"))
-        if ret != RETRY:
-            f.result = ret
-            return f
-    f.result = _fault_once(sim, f, vma, addr, write, flags, retry_pte=False)
+        ret = _fault_once(sim, f, vma, addr, write, flags | FF_VMA_LOCK, sim.file.fs == "ext4")
+        if ret == RETRY:
+            ret = _fault_once(sim, f, vma, addr, write, flags, False)
+    else:
+        ret = _fault_once(sim, f, vma, addr, write, flags, False)
+    f.result = ret
+    if ret & SIGBUS:
+        f.outcome = "sigbus"
     return f
 
 

@@ -9,9 +9,16 @@
   entries; and the file's block map (extents), which write faults change
   (unwritten -> written, holes -> allocated).  Entries outlive munmap, as in
   the kernel (they go with truncate, hole punch or inode eviction).
+
+A huge mapping (:class:`HugePmd`) and a PMD-order xarray entry
+(:class:`PmdEntry`) are small immutable values shared by every 2 MiB range
+in the same state (:func:`huge_pmd`, ``PMD_ENTRY_*``): a range then costs a
+dict slot, not an object of its own, and a state change stores another
+shared value.
 """
 
 import bisect
+from bisect import bisect_right
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -87,12 +94,26 @@ class PteTable:
 
 
 class HugePmd:
+    """A huge mapping in a PMD (or, for device-dax, PUD) slot.  Immutable and
+    shared: get one from :func:`huge_pmd`; to change a slot, store another."""
+
     __slots__ = ("writable", "zero", "level")
 
     def __init__(self, writable, zero, level="pmd"):
         self.writable = writable
         self.zero = zero
         self.level = level  # "pmd" or "pud" (device-dax 1 GiB)
+
+    def __repr__(self):
+        return f"HugePmd(writable={self.writable}, zero={self.zero}, level={self.level!r})"
+
+
+_HUGE = {(w, z, lv): HugePmd(w, z, lv) for w in (False, True) for z in (False, True) for lv in ("pmd", "pud")}
+
+
+def huge_pmd(writable, zero=False, level="pmd"):
+    """The shared :class:`HugePmd` for this state."""
+    return _HUGE[bool(writable), bool(zero), level]
 
 
 class AddressSpace:
@@ -164,10 +185,21 @@ class AddressSpace:
 
 
 class PmdEntry:
+    """A PMD-order DAX entry.  Immutable and shared: one of ``PMD_ENTRY_EMPTY``,
+    ``PMD_ENTRY_ZERO``, ``PMD_ENTRY_DATA``; a state change stores another."""
+
     __slots__ = ("kind",)
 
     def __init__(self, kind):
         self.kind = kind  # "empty" | "zero" | "data"
+
+    def __repr__(self):
+        return f"PmdEntry({self.kind!r})"
+
+
+PMD_ENTRY_EMPTY = PmdEntry("empty")  # locked empty entry (grab_mapping_entry)
+PMD_ENTRY_ZERO = PmdEntry("zero")  # DAX_ZERO_PAGE: the huge zero page
+PMD_ENTRY_DATA = PmdEntry("data")  # maps the file's blocks
 
 
 class PteEntries:
@@ -218,24 +250,25 @@ class FileState:
         mapping (the filesystems merge them); the walk stops once *need*
         bytes are covered, which is all a caller compares against."""
         exts = self.exts
-        i = bisect.bisect_right(self._starts, pos) - 1
+        starts = self._starts
+        i = bisect_right(starts, pos) - 1
         if i >= 0:
             e = exts[i]
             end = e.logical + e.length
             if pos < end:
                 length = end - pos
-                j = i
-                n = len(exts)
-                while length < need and j + 1 < n:
-                    a, b = exts[j], exts[j + 1]
-                    if b.logical != a.logical + a.length or b.physical != a.physical + a.length \
-                            or b.unwritten != e.unwritten:
-                        break
-                    j += 1
-                    length = b.logical + b.length - pos
+                if length < need:
+                    j = i
+                    n = len(exts)
+                    while length < need and j + 1 < n:
+                        a, b = exts[j], exts[j + 1]
+                        if b.logical != a.logical + a.length or b.physical != a.physical + a.length \
+                                or b.unwritten != e.unwritten:
+                            break
+                        j += 1
+                        length = b.logical + b.length - pos
                 return ("unwritten" if e.unwritten else "mapped"), length, e
-        nxt = self._starts[i + 1] if i + 1 < len(self._starts) else None
-        length = (nxt - pos) if nxt is not None else (1 << 62)
+        length = (starts[i + 1] - pos) if i + 1 < len(starts) else (1 << 62)
         return "hole", length, None
 
     def _split(self, pos):
