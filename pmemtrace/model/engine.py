@@ -37,7 +37,7 @@ class AccessResult:
         self.pinned = None
         self.pinned_fast = None
         self.length = None
-        self.ctx = (0, 0, "zero_folio")  # (dev, ino, zero field) for rendering events
+        self.ctx = (0, 0, "zero_folio", 0)  # (dev, ino, zero field, max_pgoff) for rendering events
 
     def set_error(self, errno, reason):
         self.outcome = "error"
@@ -48,17 +48,19 @@ class AccessResult:
     def all_calls(self):
         c = dict(self.calls)
         for _, f in self.faults:
-            for k, v in f.calls.items():
-                c[k] = c.get(k, 0) + v
+            for x in f.trace:
+                if x.__class__ is str:
+                    c[x] = c.get(x, 0) + 1
         return c
 
     def events(self):
         out = []
-        ctx = self.ctx
+        dev, ino, zero_field, max_pgoff = self.ctx
         for _, f in self.faults:
-            for t in f.events:
-                name, fields = fsdax.render_event(t, ctx[0], ctx[1], ctx[2])
-                out.append(Event(name, fields, source="model", access=self.index))
+            for t in f.trace:
+                if t.__class__ is tuple:
+                    name, fields = fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field)
+                    out.append(Event(name, fields, source="model", access=self.index))
         return out
 
     def to_json(self):
@@ -139,11 +141,12 @@ class _Aggregate:
         if f.reason and f.outcome not in _MAPPED:
             self.fallbacks[f.reason] += 1
         ev = self.events
-        for t in f.events:
-            ev[t[0]] += 1
         calls = self.calls
-        for k, v in f.calls.items():
-            calls[k] += v
+        for x in f.trace:
+            if x.__class__ is str:
+                calls[x] += 1
+            else:
+                ev[x[0]] += 1
 
     def result(self, counters, mapping_errors):
         outcomes = dict(self.outcomes)
@@ -304,7 +307,7 @@ def explain(case, keep_results=True):
     finally:
         if gc_was_enabled:
             gc.enable()
-    ctx = (sim.dev, sim.file.ino if sim.file is not None else 0, profile.zero_field)
+    ctx = (sim.dev, sim.file.ino if sim.file is not None else 0, profile.zero_field, sim.max_pgoff)
     summary = agg.result(sim.counters, sim.mapping_errors) if agg is not None else None
     return Prediction(case, profile, records, sim.counters, sim.mapping_errors, ctx, summary)
 

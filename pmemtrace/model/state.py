@@ -17,7 +17,6 @@ dict slot, not an object of its own, and a state change stores another
 shared value.
 """
 
-import bisect
 from bisect import bisect_right
 
 PAGE_SHIFT = 12
@@ -43,7 +42,8 @@ VM_NOHUGEPAGE = 0x40000000
 
 
 class Vma:
-    __slots__ = ("start", "end", "pgoff", "shared", "sync", "writable", "nohugepage", "mapping", "vm_flags")
+    __slots__ = ("start", "end", "pgoff", "shared", "sync", "writable", "nohugepage", "mapping", "vm_flags",
+                 "trace_fields")
 
     def __init__(self, start, end, pgoff, shared, sync, writable, nohugepage, mapping):
         self.start = start
@@ -68,12 +68,20 @@ class Vma:
         # (fs/ext4/file.c ext4_file_mmap(), fs/xfs/xfs_file.c, drivers/dax/device.c)
         f |= VM_NOHUGEPAGE if self.nohugepage else VM_HUGEPAGE
         self.vm_flags = f
+        self._snapshot()
+
+    def _snapshot(self):
+        # what fs_dax events print of the VMA (vm_start, vm_end, vm_flags) and
+        # its pgoff, as of now: a fault keeps this tuple, not the VMA, which a
+        # later madvise() may split or change
+        self.trace_fields = (self.start, self.end, self.vm_flags, self.pgoff)
 
     def split(self, addr):
         """Split at *addr*; self keeps [start, addr), returns [addr, end)."""
         new = Vma(addr, self.end, self.pgoff + ((addr - self.start) >> PAGE_SHIFT), self.shared, self.sync,
                   self.writable, self.nohugepage, self.mapping)
         self.end = addr
+        self._snapshot()
         return new
 
     def pgoff_of(self, addr):
@@ -132,7 +140,7 @@ class AddressSpace:
         self._reindex()
 
     def find(self, addr):
-        i = bisect.bisect_right(self._starts, addr) - 1
+        i = bisect_right(self._starts, addr) - 1
         if i >= 0 and addr < self.vmas[i].end:
             return self.vmas[i]
         return None
@@ -224,22 +232,72 @@ class Ext:
         return self.logical + self.length
 
 
+# extents per chunk of the block map, at most twice this (see FileState)
+EXTENT_CHUNK = 256
+
+
 class FileState:
-    """The file: size, block map and DAX xarray entries."""
+    """The file: size, block map and DAX xarray entries.
+
+    The block map is the extents sorted by logical offset, kept in chunks of
+    at most ``2 * EXTENT_CHUNK`` (with each chunk's first offset in
+    ``_heads``): write faults split extents (unwritten -> written, one 2 MiB
+    or 4 KiB piece at a time, as ext4/xfs do), and a split then moves one
+    chunk's worth of pointers, not the whole map's."""
 
     def __init__(self, file, hole_alloc_align=PMD_SIZE):
         self.size = file.size
         self.ino = file.ino
         self.fs = file.fs
-        self.exts = [Ext(e.logical, e.physical, e.length, e.unwritten) for e in file.extents]
-        self._starts = [e.logical for e in self.exts]
+        exts = [Ext(e.logical, e.physical, e.length, e.unwritten) for e in file.extents]
+        n = EXTENT_CHUNK
+        self._chunks = [exts[i:i + n] for i in range(0, len(exts), n)] or [[]]
+        self._starts = [[e.logical for e in c] for c in self._chunks]
+        self._heads = [s[0] for s in self._starts if s]
         self.entries = {}  # file block (index >> 9) -> PmdEntry | PteEntries
         self.hole_alloc_align = hole_alloc_align
-        self._next_phys = max((e.physical + e.length for e in self.exts), default=0)
+        self._next_phys = max((e.physical + e.length for e in exts), default=0)
 
     @property
     def max_pgoff(self):
         return (self.size + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+    @property
+    def exts(self):
+        """All extents, in logical order."""
+        return [e for c in self._chunks for e in c]
+
+    def _find(self, pos):
+        """(chunk, index) of the last extent starting at or before *pos*;
+        (0, -1) when there is none."""
+        c = bisect_right(self._heads, pos) - 1
+        if c < 0:
+            return 0, -1
+        return c, bisect_right(self._starts[c], pos) - 1
+
+    def _following(self, c, i):
+        """The extents after (chunk c, index i), in order."""
+        chunks = self._chunks
+        yield from chunks[c][i + 1:]
+        for chunk in chunks[c + 1:]:
+            yield from chunk
+
+    def _insert(self, c, i, e):
+        """Insert extent *e* right after (chunk c, index i)."""
+        chunk, starts = self._chunks[c], self._starts[c]
+        chunk.insert(i + 1, e)
+        starts.insert(i + 1, e.logical)
+        if i < 0:  # a new first extent (chunk 0)
+            if self._heads:
+                self._heads[c] = e.logical
+            else:
+                self._heads.append(e.logical)
+        if len(chunk) > 2 * EXTENT_CHUNK:
+            half = len(chunk) // 2
+            self._chunks.insert(c + 1, chunk[half:])
+            self._starts.insert(c + 1, starts[half:])
+            self._heads.insert(c + 1, starts[half])
+            del chunk[half:], starts[half:]
 
     def lookup(self, pos, need=PMD_SIZE):
         """iomap of byte *pos*: (kind, length_from_pos, ext_or_None).
@@ -249,38 +307,40 @@ class FileState:
         Physically contiguous neighbours of the same type count as one
         mapping (the filesystems merge them); the walk stops once *need*
         bytes are covered, which is all a caller compares against."""
-        exts = self.exts
-        starts = self._starts
-        i = bisect_right(starts, pos) - 1
-        if i >= 0:
-            e = exts[i]
+        c = bisect_right(self._heads, pos) - 1
+        if c >= 0:
+            chunk = self._chunks[c]
+            i = bisect_right(self._starts[c], pos) - 1
+            e = chunk[i]
             end = e.logical + e.length
             if pos < end:
                 length = end - pos
                 if length < need:
-                    j = i
-                    n = len(exts)
-                    while length < need and j + 1 < n:
-                        a, b = exts[j], exts[j + 1]
+                    a = e
+                    for b in self._following(c, i):
                         if b.logical != a.logical + a.length or b.physical != a.physical + a.length \
                                 or b.unwritten != e.unwritten:
                             break
-                        j += 1
                         length = b.logical + b.length - pos
+                        if length >= need:
+                            break
+                        a = b
                 return ("unwritten" if e.unwritten else "mapped"), length, e
-        length = (starts[i + 1] - pos) if i + 1 < len(starts) else (1 << 62)
-        return "hole", length, None
+        else:
+            c, i = 0, -1
+        nxt = next(self._following(c, i), None)
+        return "hole", (nxt.logical - pos) if nxt is not None else (1 << 62), None
 
     def _split(self, pos):
         """Make *pos* an extent boundary (if inside an extent)."""
-        i = bisect.bisect_right(self._starts, pos) - 1
-        if i >= 0 and self.exts[i].logical < pos < self.exts[i].end:
-            e = self.exts[i]
-            cut = pos - e.logical
-            new = Ext(pos, e.physical + cut, e.length - cut, e.unwritten)
-            e.length = cut
-            self.exts.insert(i + 1, new)
-            self._starts.insert(i + 1, pos)
+        c, i = self._find(pos)
+        if i >= 0:
+            e = self._chunks[c][i]
+            if e.logical < pos < e.logical + e.length:
+                cut = pos - e.logical
+                new = Ext(pos, e.physical + cut, e.length - cut, e.unwritten)
+                e.length = cut
+                self._insert(c, i, new)
 
     def write_range(self, pos, length):
         """A write fault's ->iomap_begin(IOMAP_WRITE) over [pos, pos+length):
@@ -303,9 +363,8 @@ class FileState:
                 a = self.hole_alloc_align
                 phys = (self._next_phys + a - 1) // a * a
                 self._next_phys = phys + ln
-                i = bisect.bisect_right(self._starts, p)
-                self.exts.insert(i, Ext(p, phys, ln, False))
-                self._starts.insert(i, p)
+                c, i = self._find(p)
+                self._insert(c, i, Ext(p, phys, ln, False))
                 new = True
             p += ln
         return new
