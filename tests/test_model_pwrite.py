@@ -85,3 +85,20 @@ def test_pwrite_needs_a_file():
          "mappings": [{"id": "m0", "start": A, "length": 2 * M}], "accesses": [pw(0)]}
     with pytest.raises(CaseError, match="devdax"):
         parse_case(c)
+
+
+def test_write_converts_every_contiguous_unwritten_extent():
+    # two physically contiguous 1 MiB unwritten extents: lookup() sees one
+    # 2 MiB run; a write fault converts both and maps a PMD
+    ext = [{"logical": 0, "physical": 2 * M, "length": M, "unwritten": True},
+           {"logical": M, "physical": 3 * M, "length": M, "unwritten": True}]
+    p = fsdax([w(0), w(M)], file_size=2 * M, extents=ext,
+              mappings=[{"id": "m0", "start": A, "length": 2 * M}])
+    assert p.results[0].outcome == "pmd", _outcomes(p)
+    assert p.results[1].outcome == "none"
+
+
+def test_madvise_past_the_mapping_is_enomem_not_a_crash():
+    p = fsdax([r(2 * M), {"mapping": "m0", "op": "madvise", "advice": "dontneed", "offset": 3 * M + 8192}],
+              mappings=[{"id": "m0", "start": A, "length": 3 * M}])
+    assert p.results[1].outcome == "error" and p.results[1].errno == 12

@@ -37,7 +37,7 @@ class AccessResult:
         self.pinned = None
         self.pinned_fast = None
         self.length = None
-        self.ctx = (0, 0, "zero_folio")  # (dev, ino, zero field) for rendering events
+        self.ctx = (0, 0, "zero_folio", 0)  # (dev, ino, zero field, max_pgoff) for rendering events
 
     def set_error(self, errno, reason):
         self.outcome = "error"
@@ -48,17 +48,19 @@ class AccessResult:
     def all_calls(self):
         c = dict(self.calls)
         for _, f in self.faults:
-            for k, v in f.calls.items():
-                c[k] = c.get(k, 0) + v
+            for x in f.trace:
+                if x.__class__ is str:
+                    c[x] = c.get(x, 0) + 1
         return c
 
     def events(self):
         out = []
-        ctx = self.ctx
+        dev, ino, zero_field, max_pgoff = self.ctx
         for _, f in self.faults:
-            for t in f.events:
-                name, fields = fsdax.render_event(t, ctx[0], ctx[1], ctx[2])
-                out.append(Event(name, fields, source="model", access=self.index))
+            for t in f.trace:
+                if t.__class__ is tuple:
+                    name, fields = fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field)
+                    out.append(Event(name, fields, source="model", access=self.index))
         return out
 
     def to_json(self):
@@ -139,11 +141,12 @@ class _Aggregate:
         if f.reason and f.outcome not in _MAPPED:
             self.fallbacks[f.reason] += 1
         ev = self.events
-        for t in f.events:
-            ev[t[0]] += 1
         calls = self.calls
-        for k, v in f.calls.items():
-            calls[k] += v
+        for x in f.trace:
+            if x.__class__ is str:
+                calls[x] += 1
+            else:
+                ev[x[0]] += 1
 
     def result(self, counters, mapping_errors):
         outcomes = dict(self.outcomes)
@@ -233,6 +236,9 @@ class Sim:
         self.device = case.device
         self.file = FileState(case.file) if case.file is not None else None
         self.dev = (case.file.dev if case.file is not None and case.file.dev is not None else case.device.dev)
+        self.data_start = case.device.data_start
+        # mm/memory.c handle_mm_fault() -> the VMA's fault handlers
+        self.fault_handler = devdax.handle_mm_fault if case.device.mode == "devdax" else fsdax.handle_mm_fault
         self.mm = AddressSpace()
         self.max_pgoff = self.file.max_pgoff if self.file is not None else 0
         self.thp_disable = case.thp_disable
@@ -278,12 +284,7 @@ class Sim:
         self.mapped.discard(m.id)
 
     def fault(self, vma, addr, write, flags, via_gup=False):
-        if self.device.mode == "devdax":
-            return devdax.handle_mm_fault(self, vma, addr, write, flags, via_gup)
-        f = fsdax.handle_mm_fault(self, vma, addr, write, flags, via_gup)
-        if f.result & fsdax.SIGBUS:
-            f.outcome = "sigbus"
-        return f
+        return self.fault_handler(self, vma, addr, write, flags, via_gup)
 
 
 def explain(case, keep_results=True):
@@ -306,30 +307,24 @@ def explain(case, keep_results=True):
     finally:
         if gc_was_enabled:
             gc.enable()
-    ctx = (sim.dev, sim.file.ino if sim.file is not None else 0, profile.zero_field)
+    ctx = (sim.dev, sim.file.ino if sim.file is not None else 0, profile.zero_field, sim.max_pgoff)
     summary = agg.result(sim.counters, sim.mapping_errors) if agg is not None else None
     return Prediction(case, profile, records, sim.counters, sim.mapping_errors, ctx, summary)
 
 
 def _run(case, sim, agg=None):
     records = []
-    if agg is None:
-        append = records.append
-    else:
-        # streaming: fold each record into the summary once it is complete
-        # (records are filled in after they are appended)
-        pending = []
-
-        def append(rec):
-            if pending:
-                agg.add(pending.pop())
-            if rec is not None:
-                pending.append(rec)
+    # streaming (agg): each record is folded into the summary once complete
+    append = records.append if agg is None else agg.add
     mm = sim.mm
     pmds = mm.pmds
     puds = mm.puds
+    find = mm.find
     mapped = sim.mapped
-    mapping = case.mapping
+    mapping_errors = sim.mapping_errors
+    handle_fault = sim.fault_handler
+    maps = {m.id: m for m in case.mappings}
+    rflags = USER_FAULT_FLAGS
     wflags = USER_FAULT_FLAGS | FAULT_FLAG["WRITE"]
     for i, a in enumerate(case.accesses):
         op = a.op
@@ -338,12 +333,13 @@ def _run(case, sim, agg=None):
             append(r)
             _pwrite(sim, a, r)
             continue
-        m = mapping(a.mapping)
-        addr = m.start + a.offset
+        m = maps[a.mapping]
+        offset = a.offset
+        addr = m.start + offset
         if op == "read" or op == "write":
             write = op == "write"
             # fast path: the translation is there with the permission needed
-            if m.id in mapped and a.offset < m.length and (m.writable or not write):
+            if m.id in mapped and offset < m.length and (m.writable or not write):
                 slot = pmds.get(addr >> 21)
                 if slot is not None:
                     if slot.__class__ is HugePmd:
@@ -358,12 +354,11 @@ def _run(case, sim, agg=None):
                 elif puds and (addr >> 30) in puds:
                     append(HIT_PUD)
                     continue
-        if op == "read" or op == "write":
-            vma = mm.find(addr)
-            if vma is None or a.offset >= m.length or m.id in sim.mapping_errors:
+            vma = find(addr)
+            if vma is None or offset >= m.length or m.id in mapping_errors:
                 r = AccessResult(i, op, a.mapping, addr)
-                if m.id in sim.mapping_errors:
-                    code = sim.mapping_errors[m.id]
+                if m.id in mapping_errors:
+                    code = mapping_errors[m.id]
                     r.set_error(17 if code == "mapping-overlap" else 22, code)
                 else:
                     r.set_error(None, "not-mapped")
@@ -376,27 +371,25 @@ def _run(case, sim, agg=None):
                 r.result = SIGSEGV
                 append(r)
                 continue
-            addr &= ~(PAGE_SIZE - 1)
-            append(sim.fault(vma, addr, write, wflags if write else USER_FAULT_FLAGS))
+            append(handle_fault(sim, vma, addr & ~(PAGE_SIZE - 1), write, wflags if write else rflags))
             continue
         r = AccessResult(i, op, a.mapping, addr)
-        append(r)
         if op == "mmap":
             sim.mmap(m)
-            if m.id in sim.mapping_errors:
-                code = sim.mapping_errors[m.id]
+            if m.id in mapping_errors:
+                code = mapping_errors[m.id]
                 r.set_error(17 if code == "mapping-overlap" else 22, code)
-            continue
-        if op == "munmap":
+        elif op == "munmap":
             sim.munmap(m)
-            continue
-        if m.id in sim.mapping_errors:
-            r.set_error(22, sim.mapping_errors[m.id])
-            continue
-        if op == "madvise":
+        elif m.id in mapping_errors:
+            r.set_error(22, mapping_errors[m.id])
+        elif op == "madvise" and a.offset >= m.length:
+            # madvise(2) over no mapped page: -ENOMEM (mm/madvise.c
+            # madvise_walk_vmas(), "unmapped_error")
+            r.set_error(12, "not-mapped")
+        elif op == "madvise":
             _madvise(sim, m, a)
-            continue
-        if op == "gup":
+        elif op == "gup":
             r.length = a.length
             gup.gup(sim, mm.find, lambda v, ad, w, fl: sim.fault(v, ad, w, fl, via_gup=True), a, addr, r)
             if r.outcome != "error":
@@ -404,9 +397,8 @@ def _run(case, sim, agg=None):
                 if r.faults:
                     r.result = r.faults[-1][1].result
                     r.reason = next((f.reason for _, f in r.faults if f.reason), None)
-            continue
+        append(r)
     if agg is not None:
-        append(None)
         return None
     return records
 

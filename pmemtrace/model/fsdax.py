@@ -11,12 +11,16 @@ from .state import (
     PAGE_SHIFT,
     PAGE_SIZE,
     PG_PMD_COLOUR,
+    PMD_ENTRY_DATA,
+    PMD_ENTRY_EMPTY,
+    PMD_ENTRY_ZERO,
     PMD_SHIFT,
     PMD_SIZE,
     HugePmd,
     PmdEntry,
     PteEntries,
     PteTable,
+    huge_pmd,
 )
 
 NOPAGE = VM_FAULT["NOPAGE"]
@@ -33,58 +37,64 @@ FF_ORIG_PTE_VALID = FAULT_FLAG["ORIG_PTE_VALID"]
 
 
 class Fault:
-    """What one fault did (one trip through handle_mm_fault and below)."""
+    """What one fault did (one trip through handle_mm_fault and below).
 
-    __slots__ = ("outcome", "result", "reason", "events", "calls", "level")
+    ``trace`` is what the fault did, in order: each kernel function it called
+    (a probe point, as a str) and each fs_dax event it emitted, as a compact
+    ``(name, flags, result)`` tuple.  What all events of one fault share --
+    the VMA (``vma``: :attr:`Vma.trace_fields`, a snapshot) and the address --
+    is kept once, and :func:`render_event` builds an event's fields only when
+    asked for: explain() must stay fast and small."""
 
-    def __init__(self):
+    __slots__ = ("outcome", "result", "reason", "level", "trace", "vma", "addr")
+
+    def __init__(self, vma=None, addr=0):
         self.outcome = "none"
         self.result = 0
         self.reason = None
-        self.events = []  # (name, fields)
-        self.calls = {}
         self.level = None
+        self.trace = []
+        self.vma = vma
+        self.addr = addr
 
-    def call(self, fn, n=1):
-        c = self.calls
-        c[fn] = c.get(fn, 0) + n
+    def call(self, fn):
+        self.trace.append(fn)
+
+    @property
+    def calls(self):
+        """{function: hits}, in the order first called."""
+        c = {}
+        for x in self.trace:
+            if x.__class__ is str:
+                c[x] = c.get(x, 0) + 1
+        return c
+
+    @property
+    def events(self):
+        """The compact event tuples, in order."""
+        return [x for x in self.trace if x.__class__ is tuple]
 
 
 # --------------------------------------------------------------------------
-# event builders: fields exactly as include/trace/events/fs_dax.h assigns them
-
-
-# Events are kept as compact tuples while the model runs and rendered to
-# fields only when asked for (render_event): explain() must stay fast.
-# (name, vm_start, vm_end, vm_flags, address, pgoff, max_pgoff, flags, result, zero, entry)
-
-
-def _pmd_ev(sim, name, vma, addr, pgoff, flags, result):
-    return (name, vma.start, vma.end, vma.vm_flags, addr, pgoff, sim.max_pgoff, flags, result, None, None)
-
-
-def _pte_ev(sim, name, vma, addr, pgoff, flags, result):
-    return (name, vma.start, vma.end, vma.vm_flags, addr, pgoff, None, flags, result, None, None)
-
-
-def _hole_ev(sim, name, vma, addr, zero, entry):
-    return (name, vma.start, vma.end, vma.vm_flags, addr, None, None, None, None, zero, entry)
-
+# events: fields exactly as include/trace/events/fs_dax.h assigns them
 
 _PMD_CLASS = ("dax_pmd_fault", "dax_pmd_fault_done")
 _HOLE_CLASS = ("dax_pmd_load_hole", "dax_pmd_load_hole_fallback")
 
 
-def render_event(t, dev, ino, zero_field):
-    """Fields of a compact event tuple, exactly as include/trace/events/fs_dax.h
-    assigns them (TP_fast_assign)."""
-    name, vm_start, vm_end, vm_flags, addr, pgoff, max_pgoff, flags, result, zero, entry = t
+def render_event(f, t, max_pgoff, dev, ino, zero_field):
+    """Fields of the compact event *t* of fault *f*, exactly as
+    include/trace/events/fs_dax.h assigns them (TP_fast_assign)."""
+    name, flags, result = t
+    vm_start, vm_end, vm_flags, vm_pgoff = f.vma
+    addr = f.addr
+    pgoff = vm_pgoff + ((addr - vm_start) >> PAGE_SHIFT)
     if name in _PMD_CLASS:
         return name, {"dev": dev, "ino": ino, "vm_start": vm_start, "vm_end": vm_end, "vm_flags": vm_flags,
                       "address": addr, "pgoff": pgoff, "max_pgoff": max_pgoff, "flags": flags, "result": result}
     if name in _HOLE_CLASS:
-        return name, {"dev": dev, "ino": ino, "vm_flags": vm_flags, "address": addr, zero_field: zero,
-                      "radix_entry": entry}
+        return name, {"dev": dev, "ino": ino, "vm_flags": vm_flags, "address": addr,
+                      zero_field: ZERO_FOLIO_PLACEHOLDER, "radix_entry": ZERO_PMD_ENTRY}
     return name, {"dev": dev, "ino": ino, "vm_flags": vm_flags, "address": addr, "pgoff": pgoff,
                   "flags": flags, "result": result}
 
@@ -92,6 +102,9 @@ def render_event(t, dev, ino, zero_field):
 # The zero folio's address is a kernel pointer the model cannot know; a stable
 # placeholder, so that traces compare structurally.
 ZERO_FOLIO_PLACEHOLDER = 0xFFFFEA0000000000
+# dax_pmd_load_hole's radix_entry: dax_make_entry(zero folio pfn, DAX_PMD |
+# DAX_ZERO_PAGE) as xa_mk_value() encodes it
+ZERO_PMD_ENTRY = (((ZERO_FOLIO_PLACEHOLDER >> PAGE_SHIFT) << 4 | 0x2 | 0x4) << 1) | 1
 
 
 # --------------------------------------------------------------------------
@@ -129,14 +142,11 @@ def _unmap_zero(sim, block, index=None):
 
 
 def grab_pmd_entry(sim, block):
-    """grab_mapping_entry(order=PMD_ORDER): returns the PmdEntry, or None when
-    a PTE-order entry anywhere in the 512 indices conflicts (FALLBACK)."""
-    ent = sim.file.entries.get(block)
-    if ent is None:
-        ent = PmdEntry("empty")
-        sim.file.entries[block] = ent
-        return ent
-    if isinstance(ent, PteEntries):
+    """grab_mapping_entry(order=PMD_ORDER): returns the PmdEntry (a new one is
+    empty), or None when a PTE-order entry anywhere in the 512 indices
+    conflicts (FALLBACK)."""
+    ent = sim.file.entries.setdefault(block, PMD_ENTRY_EMPTY)
+    if ent.__class__ is PteEntries:
         return None
     return ent
 
@@ -145,16 +155,17 @@ def grab_pte_entry(sim, index):
     """grab_mapping_entry(order=0): a PMD zero/empty entry is downgraded (a zero
     one unmapped first); a PMD data entry is kept and returned as is."""
     block = index >> 9
-    ent = sim.file.entries.get(block)
-    if isinstance(ent, PmdEntry):
-        if ent.kind == "data":
+    entries = sim.file.entries
+    ent = entries.get(block)
+    if ent.__class__ is PmdEntry:
+        if ent is PMD_ENTRY_DATA:
             return ent
-        if ent.kind == "zero":
+        if ent is PMD_ENTRY_ZERO:
             _unmap_zero(sim, block)
         ent = None
     if ent is None:
         ent = PteEntries()
-        sim.file.entries[block] = ent
+        entries[block] = ent
     ent.present |= 1 << (index & PG_PMD_COLOUR)
     return ent
 
@@ -163,7 +174,7 @@ def grab_pte_entry(sim, index):
 # fs/dax.c dax_iomap_pmd_fault()
 
 
-def _pmd_done(sim, f, vma, addr, pgoff, flags, ret, reason=None):
+def _pmd_done(sim, f, addr, flags, ret, reason=None):
     """The tail of dax_iomap_pmd_fault(): fallback accounting
     (split_huge_pmd(), THP_FAULT_FALLBACK) and trace_dax_pmd_fault_done()."""
     if ret == FALLBACK:
@@ -173,44 +184,46 @@ def _pmd_done(sim, f, vma, addr, pgoff, flags, ret, reason=None):
         counters["thp_fault_fallback"] += 1
         # split_huge_pmd(): a huge PMD being write-upgraded is zapped
         key = addr >> PMD_SHIFT
-        if sim.mm.pmds.get(key).__class__ is HugePmd:
-            del sim.mm.pmds[key]
+        pmds = sim.mm.pmds
+        if pmds.get(key).__class__ is HugePmd:
+            del pmds[key]
             counters["thp_split_pmd"] += 1
     elif reason:
         f.reason = reason
-    f.events.append(_pmd_ev(sim, "dax_pmd_fault_done", vma, addr, pgoff, flags, ret))
+    f.trace.append(("dax_pmd_fault_done", flags, ret))
     return ret
 
 
 def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
-    """Returns the VM_FAULT_* result; fills f (events, calls, reason)."""
+    """Returns the VM_FAULT_* result; fills f (trace, reason)."""
     write = flags & FF_WRITE
-    pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+    vm_start = vma.start
+    pgoff = vma.pgoff + ((addr - vm_start) >> PAGE_SHIFT)
     block = pgoff >> 9
     index = block << 9
     max_pgoff = sim.max_pgoff
-    calls = f.calls
-    calls["dax_iomap_pmd_fault"] = calls.get("dax_iomap_pmd_fault", 0) + 1
-    f.events.append(_pmd_ev(sim, "dax_pmd_fault", vma, addr, pgoff, flags, 0))
+    trace = f.trace
+    trace.append("dax_iomap_pmd_fault")
+    trace.append(("dax_pmd_fault", flags, 0))
     # P0: the PMD-aligned index at or after EOF
     if index >= max_pgoff:
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, SIGBUS, "sigbus-eof")
+        return _pmd_done(sim, f, addr, flags, SIGBUS, "sigbus-eof")
     # P1: dax_fault_check_fallback(), in order
     pmd_addr = addr & ~(PMD_SIZE - 1)
     if (pgoff & PG_PMD_COLOUR) != ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR):
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pmd-colour-mismatch")
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "pmd-colour-mismatch")
     if write and not vma.shared:
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "private-write")
-    if pmd_addr < vma.start:
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "vma-start")
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "private-write")
+    if pmd_addr < vm_start:
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "vma-start")
     if pmd_addr + PMD_SIZE > vma.end:
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "vma-end")
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "vma-end")
     if (index | PG_PMD_COLOUR) >= max_pgoff:
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "beyond-eof")
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "beyond-eof")
     # P2: grab_mapping_entry(order 9)
     ent = grab_pmd_entry(sim, block)
     if ent is None:
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pte-entry-present")
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "pte-entry-present")
     # P4/P5: ->iomap_begin() over [index, +2 MiB)
     fs = sim.file
     pos = index << PAGE_SHIFT
@@ -223,95 +236,95 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
         new = fs.write_range(pos, min(length, PMD_SIZE))
         kind, length, ext = fs.lookup(pos)
     if length < PMD_SIZE:
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "extent-too-short")
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "extent-too-short")
     # I1: read of a hole or unwritten extent -> huge zero page
     if not write and kind != "mapped":
-        return dax_pmd_load_hole(sim, f, vma, addr, pgoff, flags, block, ent)
+        return dax_pmd_load_hole(sim, f, addr, flags, block)
     # I3: dax_iomap_direct_access()
-    phys = sim.device.data_start + ext.physical + (pos - ext.logical)
+    phys = sim.data_start + ext.physical + (pos - ext.logical)
     if (phys >> PAGE_SHIFT) & PG_PMD_COLOUR:
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pfn-unaligned")
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "pfn-unaligned")
     prof = sim.profile
     if prof.pmd_needs_devmap and not sim.device.struct_pages:
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pfn-no-devmap")
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "pfn-no-devmap")
     # I4: dax_insert_entry(DAX_PMD)
-    if ent.kind == "zero":
+    if ent is PMD_ENTRY_ZERO:
         _unmap_zero(sim, block)
-    ent.kind = "data"
+    fs.entries[block] = PMD_ENTRY_DATA
     # I6: MAP_SYNC write whose metadata is not yet durable (IOMAP_F_DIRTY)
     if write and vma.sync and new:
-        _pmd_done(sim, f, vma, addr, pgoff, flags, NEEDDSYNC)
-        return dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd=True)
+        _pmd_done(sim, f, addr, flags, NEEDDSYNC)
+        return dax_finish_sync_fault(sim, f, addr, flags, pmd=True)
     # I7: insert the PMD
-    fn = prof.pmd_insert_function
-    calls[fn] = calls.get(fn, 0) + 1
-    _install_pmd(sim, addr, writable=bool(write))
+    trace.append(prof.pmd_insert_function)
+    _install_pmd(sim, addr, write)
     f.outcome = f.level = "pmd"
-    return _pmd_done(sim, f, vma, addr, pgoff, flags, NOPAGE)
+    return _pmd_done(sim, f, addr, flags, NOPAGE)
 
 
 def _install_pmd(sim, addr, writable, zero=False):
     key = addr >> PMD_SHIFT
-    slot = sim.mm.pmds.get(key)
-    if isinstance(slot, HugePmd):
+    pmds = sim.mm.pmds
+    slot = pmds.get(key)
+    if slot.__class__ is HugePmd:
         # insert_pfn_pmd()/insert_pmd() on a present PMD: a write upgrades it
         if writable:
-            slot.writable = True
+            pmds[key] = huge_pmd(True, slot.zero, slot.level)
         return
-    sim.mm.pmds[key] = HugePmd(writable, zero)
+    pmds[key] = huge_pmd(writable, zero)
 
 
-def dax_pmd_load_hole(sim, f, vma, addr, pgoff, flags, block, ent):
+_EV_LOAD_HOLE = ("dax_pmd_load_hole", None, None)
+_EV_LOAD_HOLE_FALLBACK = ("dax_pmd_load_hole_fallback", None, None)
+
+
+def dax_pmd_load_hole(sim, f, addr, flags, block):
     """fs/dax.c dax_pmd_load_hole(): map the huge zero page read-only."""
     prof = sim.profile
-    ent.kind = "zero"
-    entry_val = (((ZERO_FOLIO_PLACEHOLDER >> PAGE_SHIFT) << 4 | 0x2 | 0x4) << 1) | 1
+    sim.file.entries[block] = PMD_ENTRY_ZERO
     if prof.zero_pmd_via_insert:
         # v6.18: vmf_insert_folio_pmd(vmf, zero_folio, false)
-        f.call(prof.pmd_insert_function)
+        f.trace.append(prof.pmd_insert_function)
     slot = sim.mm.pmds.get(addr >> PMD_SHIFT)
     if slot is not None and prof.load_hole_fallback_if_pmd_present:
-        f.events.append(_hole_ev(sim, "dax_pmd_load_hole_fallback", vma, addr, ZERO_FOLIO_PLACEHOLDER, entry_val))
-        return _pmd_done(sim, f, vma, addr, pgoff, flags, FALLBACK, "pte-table-present")
+        f.trace.append(_EV_LOAD_HOLE_FALLBACK)
+        return _pmd_done(sim, f, addr, flags, FALLBACK, "pte-table-present")
     _install_pmd(sim, addr, writable=False, zero=True)
     if "thp_zero_page_alloc" not in sim.flags_seen:
         sim.flags_seen.add("thp_zero_page_alloc")
         sim.counters["thp_zero_page_alloc"] += 1
-    f.events.append(_hole_ev(sim, "dax_pmd_load_hole", vma, addr, ZERO_FOLIO_PLACEHOLDER, entry_val))
+    f.trace.append(_EV_LOAD_HOLE)
     f.outcome, f.level = "huge-zero", "pmd"
-    return _pmd_done(sim, f, vma, addr, pgoff, flags, NOPAGE)
+    return _pmd_done(sim, f, addr, flags, NOPAGE)
 
 
-def dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd):
+def dax_finish_sync_fault(sim, f, addr, flags, pmd):
     """fs/dax.c dax_finish_sync_fault() -> vfs_fsync_range() ->
     dax_insert_pfn_mkwrite(): the entry is still there, so the pfn is inserted
     writable and dax_insert_pfn_mkwrite fires with NOPAGE."""
     prof = sim.profile
+    trace = f.trace
     if pmd:
-        f.call(prof.pmd_insert_function)
+        trace.append(prof.pmd_insert_function)
         _install_pmd(sim, addr, writable=True)
         f.outcome, f.level = "pmd", "pmd"
     else:
-        f.call(prof.pte_insert_function[1])
+        trace.append(prof.pte_insert_function[1])
         _set_pte(sim, addr, writable=True)
         f.outcome, f.level = "pte", "pte"
-    f.call("dax_finish_sync_fault")
-    f.events.append(_pte_ev(sim, "dax_insert_pfn_mkwrite", vma, addr, pgoff, flags, NOPAGE))
+    trace.append("dax_finish_sync_fault")
+    trace.append(("dax_insert_pfn_mkwrite", flags, NOPAGE))
     f.result = NEEDDSYNC
     return NEEDDSYNC
 
 
-def _table(sim, addr):
-    key = addr >> PMD_SHIFT
-    slot = sim.mm.pmds.get(key)
-    if not isinstance(slot, PteTable):
-        slot = PteTable()
-        sim.mm.pmds[key] = slot
-    return slot
-
-
 def _set_pte(sim, addr, writable, zero=False, anon=False):
-    t = _table(sim, addr)
+    # the page table under the PMD slot (a new one replaces pmd_none)
+    key = addr >> PMD_SHIFT
+    pmds = sim.mm.pmds
+    t = pmds.get(key)
+    if t.__class__ is not PteTable:
+        t = pmds[key] = PteTable()
     bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
     t.present |= bit
     if writable:
@@ -330,51 +343,53 @@ def _set_pte(sim, addr, writable, zero=False, anon=False):
 # fs/dax.c dax_iomap_pte_fault()
 
 
+def _pte_done(f, flags, ret, reason=None):
+    """The tail of dax_iomap_pte_fault(): trace_dax_pte_fault_done()."""
+    if reason and not f.reason:
+        f.reason = reason
+    f.trace.append(("dax_pte_fault_done", flags, ret))
+    return ret
+
+
 def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
     prof = sim.profile
     fs = sim.file
     write = bool(flags & FF_WRITE)
-    pgoff = vma.pgoff_of(addr)
-    f.call("dax_iomap_pte_fault")
-    f.events.append(_pte_ev(sim, "dax_pte_fault", vma, addr, pgoff, flags, 0))
-
-    def done(ret, reason=None):
-        if reason and not f.reason:
-            f.reason = reason
-        f.events.append(_pte_ev(sim, "dax_pte_fault_done", vma, addr, pgoff, flags, ret))
-        return ret
-
+    pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+    trace = f.trace
+    trace.append("dax_iomap_pte_fault")
+    trace.append(("dax_pte_fault", flags, 0))
     pos = pgoff << PAGE_SHIFT
     # T1
     if pos >= fs.size:
         f.outcome = "sigbus"
         f.reason = "sigbus-eof"
-        return done(SIGBUS, "sigbus-eof")
+        return _pte_done(f, flags, SIGBUS, "sigbus-eof")
     # T2
     ent = grab_pte_entry(sim, pgoff)
     # T3: a huge PMD appeared meanwhile (only a race in the kernel)
-    if isinstance(sim.mm.pmds.get(addr >> PMD_SHIFT), HugePmd):
-        return done(NOPAGE)
+    if sim.mm.pmds.get(addr >> PMD_SHIFT).__class__ is HugePmd:
+        return _pte_done(f, flags, NOPAGE)
     kind, length, ext = fs.lookup(pos)
     if cow:
         # dax_fault_cow_page(): copy (or clear) into the private page, no
         # IOMAP_WRITE, so nothing is allocated; finish_fault() maps it.
         _set_pte(sim, addr, writable=True, anon=True)
         f.outcome, f.level = "cow", "pte"
-        return done(DONE_COW)
+        return _pte_done(f, flags, DONE_COW)
     if not write and kind in ("hole", "unwritten"):
         # dax_load_hole(): the 4 KiB zero page, a zero PTE entry
-        if isinstance(ent, PteEntries):
+        if ent.__class__ is PteEntries:
             ent.zero |= 1 << (pgoff & PG_PMD_COLOUR)
-        f.call(prof.pte_insert_function[0])
+        trace.append(prof.pte_insert_function[0])
         _set_pte(sim, addr, writable=False, zero=True)
-        f.events.append(_pte_ev(sim, "dax_load_hole", vma, addr, pgoff, flags, NOPAGE))
+        trace.append(("dax_load_hole", flags, NOPAGE))
         f.outcome, f.level = "zero-pte", "pte"
-        return done(NOPAGE)
+        return _pte_done(f, flags, NOPAGE)
     new = False
     if write and kind in ("hole", "unwritten"):
         new = fs.write_range(pos & ~(PAGE_SIZE - 1), PAGE_SIZE)
-    if isinstance(ent, PteEntries):
+    if ent.__class__ is PteEntries:
         bit = 1 << (pgoff & PG_PMD_COLOUR)
         if ent.zero & bit:
             ent.zero &= ~bit
@@ -384,13 +399,13 @@ def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
         sim.counters["pgmajfault"] += 1
         ret |= MAJOR
     if write and vma.sync and new:
-        done(ret | NEEDDSYNC)
-        dax_finish_sync_fault(sim, f, vma, addr, pgoff, flags, pmd=False)
+        _pte_done(f, flags, ret | NEEDDSYNC)
+        dax_finish_sync_fault(sim, f, addr, flags, pmd=False)
         return ret | NEEDDSYNC
-    f.call(prof.pte_insert_function[1 if write else 0])
+    trace.append(prof.pte_insert_function[1 if write else 0])
     _set_pte(sim, addr, writable=write)
     f.outcome, f.level = "pte", "pte"
-    return done(ret | NOPAGE)
+    return _pte_done(f, flags, ret | NOPAGE)
 
 
 # --------------------------------------------------------------------------
@@ -400,21 +415,22 @@ def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
 def handle_mm_fault(sim, vma, addr, write, flags, via_gup=False):
     """One fault at *addr*; returns a Fault.  *flags* are the FAULT_FLAG_*
     the architecture passes (user faults) or GUP's faultin_page() flags."""
-    f = Fault()
-    prof = sim.profile
-    use_vma_lock = prof.vma_lock_faults and not via_gup
+    f = Fault(vma.trace_fields, addr)
     # The lockless attempt under the per-VMA lock (lock_vma_under_rcu()); ext4's
     # DAX vm_ops have no ->map_pages, so vmf_can_call_fault() makes the PTE
     # path return VM_FAULT_RETRY and the fault is redone under mmap_lock (the
     # huge attempt then runs twice).  xfs_file_vm_ops has ->map_pages.
     # mm/memory.c vmf_can_call_fault(), do_read_fault(), do_shared_fault(),
     # do_cow_fault(), wp_pfn_shared() (v6.12).
-    if use_vma_lock:
-        ret = _fault_once(sim, f, vma, addr, write, flags | FF_VMA_LOCK, retry_pte=(sim.file.fs == "ext4"))
-        if ret != RETRY:
-            f.result = ret
-            return f
-    f.result = _fault_once(sim, f, vma, addr, write, flags, retry_pte=False)
+    if sim.profile.vma_lock_faults and not via_gup:
+        ret = _fault_once(sim, f, vma, addr, write, flags | FF_VMA_LOCK, sim.file.fs == "ext4")
+        if ret == RETRY:
+            ret = _fault_once(sim, f, vma, addr, write, flags, False)
+    else:
+        ret = _fault_once(sim, f, vma, addr, write, flags, False)
+    f.result = ret
+    if ret & SIGBUS:
+        f.outcome = "sigbus"
     return f
 
 
@@ -431,7 +447,7 @@ def _fault_once(sim, f, vma, addr, write, flags, retry_pte):
                 return ret
         else:
             f.reason = f.reason or ("nohugepage" if vma.nohugepage else "thp-disabled")
-    elif isinstance(slot, HugePmd):
+    elif slot.__class__ is HugePmd:
         if write and not slot.writable:
             # wp_huge_pmd(): shared VMAs retry the huge fault for write (6.1
             # also calls it for private VMAs, where C2 then falls back)
@@ -442,7 +458,7 @@ def _fault_once(sim, f, vma, addr, write, flags, retry_pte):
             else:
                 f.reason = "private-write"
             # __split_huge_pmd(): a DAX PMD is zapped, not split into PTEs
-            if key in mm.pmds and isinstance(mm.pmds[key], HugePmd):
+            if mm.pmds.get(key).__class__ is HugePmd:
                 del mm.pmds[key]
                 sim.counters["thp_split_pmd"] += 1
         else:
@@ -463,7 +479,7 @@ def _pte_level(sim, f, vma, addr, write, flags, retry_pte):
         # FAULT_FLAG_ORIG_PTE_VALID set (printed as 0x800: the fs_dax print
         # table has no name for it).  Lab, 6.12: "WRITE|...|0x800".
         flags |= FF_ORIG_PTE_VALID
-    if isinstance(t, PteTable) and t.present & bit:
+    if t.__class__ is PteTable and t.present & bit:
         if not write or t.writable & bit:
             f.outcome, f.level = "none", "pte"
             return 0
@@ -488,4 +504,3 @@ def _pte_level(sim, f, vma, addr, write, flags, retry_pte):
         return RETRY
     cow = write and not vma.shared
     return dax_iomap_pte_fault(sim, f, vma, addr, flags, cow=cow)
-

@@ -9,9 +9,15 @@
   entries; and the file's block map (extents), which write faults change
   (unwritten -> written, holes -> allocated).  Entries outlive munmap, as in
   the kernel (they go with truncate, hole punch or inode eviction).
+
+A huge mapping (:class:`HugePmd`) and a PMD-order xarray entry
+(:class:`PmdEntry`) are small immutable values shared by every 2 MiB range
+in the same state (:func:`huge_pmd`, ``PMD_ENTRY_*``): a range then costs a
+dict slot, not an object of its own, and a state change stores another
+shared value.
 """
 
-import bisect
+from bisect import bisect_right
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -36,7 +42,8 @@ VM_NOHUGEPAGE = 0x40000000
 
 
 class Vma:
-    __slots__ = ("start", "end", "pgoff", "shared", "sync", "writable", "nohugepage", "mapping", "vm_flags")
+    __slots__ = ("start", "end", "pgoff", "shared", "sync", "writable", "nohugepage", "mapping", "vm_flags",
+                 "trace_fields")
 
     def __init__(self, start, end, pgoff, shared, sync, writable, nohugepage, mapping):
         self.start = start
@@ -61,12 +68,20 @@ class Vma:
         # (fs/ext4/file.c ext4_file_mmap(), fs/xfs/xfs_file.c, drivers/dax/device.c)
         f |= VM_NOHUGEPAGE if self.nohugepage else VM_HUGEPAGE
         self.vm_flags = f
+        self._snapshot()
+
+    def _snapshot(self):
+        # what fs_dax events print of the VMA (vm_start, vm_end, vm_flags) and
+        # its pgoff, as of now: a fault keeps this tuple, not the VMA, which a
+        # later madvise() may split or change
+        self.trace_fields = (self.start, self.end, self.vm_flags, self.pgoff)
 
     def split(self, addr):
         """Split at *addr*; self keeps [start, addr), returns [addr, end)."""
         new = Vma(addr, self.end, self.pgoff + ((addr - self.start) >> PAGE_SHIFT), self.shared, self.sync,
                   self.writable, self.nohugepage, self.mapping)
         self.end = addr
+        self._snapshot()
         return new
 
     def pgoff_of(self, addr):
@@ -87,12 +102,26 @@ class PteTable:
 
 
 class HugePmd:
+    """A huge mapping in a PMD (or, for device-dax, PUD) slot.  Immutable and
+    shared: get one from :func:`huge_pmd`; to change a slot, store another."""
+
     __slots__ = ("writable", "zero", "level")
 
     def __init__(self, writable, zero, level="pmd"):
         self.writable = writable
         self.zero = zero
         self.level = level  # "pmd" or "pud" (device-dax 1 GiB)
+
+    def __repr__(self):
+        return f"HugePmd(writable={self.writable}, zero={self.zero}, level={self.level!r})"
+
+
+_HUGE = {(w, z, lv): HugePmd(w, z, lv) for w in (False, True) for z in (False, True) for lv in ("pmd", "pud")}
+
+
+def huge_pmd(writable, zero=False, level="pmd"):
+    """The shared :class:`HugePmd` for this state."""
+    return _HUGE[bool(writable), bool(zero), level]
 
 
 class AddressSpace:
@@ -111,7 +140,7 @@ class AddressSpace:
         self._reindex()
 
     def find(self, addr):
-        i = bisect.bisect_right(self._starts, addr) - 1
+        i = bisect_right(self._starts, addr) - 1
         if i >= 0 and addr < self.vmas[i].end:
             return self.vmas[i]
         return None
@@ -168,10 +197,21 @@ class AddressSpace:
 
 
 class PmdEntry:
+    """A PMD-order DAX entry.  Immutable and shared: one of ``PMD_ENTRY_EMPTY``,
+    ``PMD_ENTRY_ZERO``, ``PMD_ENTRY_DATA``; a state change stores another."""
+
     __slots__ = ("kind",)
 
     def __init__(self, kind):
         self.kind = kind  # "empty" | "zero" | "data"
+
+    def __repr__(self):
+        return f"PmdEntry({self.kind!r})"
+
+
+PMD_ENTRY_EMPTY = PmdEntry("empty")  # locked empty entry (grab_mapping_entry)
+PMD_ENTRY_ZERO = PmdEntry("zero")  # DAX_ZERO_PAGE: the huge zero page
+PMD_ENTRY_DATA = PmdEntry("data")  # maps the file's blocks
 
 
 class PteEntries:
@@ -196,22 +236,72 @@ class Ext:
         return self.logical + self.length
 
 
+# extents per chunk of the block map, at most twice this (see FileState)
+EXTENT_CHUNK = 256
+
+
 class FileState:
-    """The file: size, block map and DAX xarray entries."""
+    """The file: size, block map and DAX xarray entries.
+
+    The block map is the extents sorted by logical offset, kept in chunks of
+    at most ``2 * EXTENT_CHUNK`` (with each chunk's first offset in
+    ``_heads``): write faults split extents (unwritten -> written, one 2 MiB
+    or 4 KiB piece at a time, as ext4/xfs do), and a split then moves one
+    chunk's worth of pointers, not the whole map's."""
 
     def __init__(self, file, hole_alloc_align=PMD_SIZE):
         self.size = file.size
         self.ino = file.ino
         self.fs = file.fs
-        self.exts = [Ext(e.logical, e.physical, e.length, e.unwritten) for e in file.extents]
-        self._starts = [e.logical for e in self.exts]
+        exts = [Ext(e.logical, e.physical, e.length, e.unwritten) for e in file.extents]
+        n = EXTENT_CHUNK
+        self._chunks = [exts[i:i + n] for i in range(0, len(exts), n)] or [[]]
+        self._starts = [[e.logical for e in c] for c in self._chunks]
+        self._heads = [s[0] for s in self._starts if s]
         self.entries = {}  # file block (index >> 9) -> PmdEntry | PteEntries
         self.hole_alloc_align = hole_alloc_align
-        self._next_phys = max((e.physical + e.length for e in self.exts), default=0)
+        self._next_phys = max((e.physical + e.length for e in exts), default=0)
 
     @property
     def max_pgoff(self):
         return (self.size + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+    @property
+    def exts(self):
+        """All extents, in logical order."""
+        return [e for c in self._chunks for e in c]
+
+    def _find(self, pos):
+        """(chunk, index) of the last extent starting at or before *pos*;
+        (0, -1) when there is none."""
+        c = bisect_right(self._heads, pos) - 1
+        if c < 0:
+            return 0, -1
+        return c, bisect_right(self._starts[c], pos) - 1
+
+    def _following(self, c, i):
+        """The extents after (chunk c, index i), in order."""
+        chunks = self._chunks
+        yield from chunks[c][i + 1:]
+        for chunk in chunks[c + 1:]:
+            yield from chunk
+
+    def _insert(self, c, i, e):
+        """Insert extent *e* right after (chunk c, index i)."""
+        chunk, starts = self._chunks[c], self._starts[c]
+        chunk.insert(i + 1, e)
+        starts.insert(i + 1, e.logical)
+        if i < 0:  # a new first extent (chunk 0)
+            if self._heads:
+                self._heads[c] = e.logical
+            else:
+                self._heads.append(e.logical)
+        if len(chunk) > 2 * EXTENT_CHUNK:
+            half = len(chunk) // 2
+            self._chunks.insert(c + 1, chunk[half:])
+            self._starts.insert(c + 1, starts[half:])
+            self._heads.insert(c + 1, starts[half])
+            del chunk[half:], starts[half:]
 
     def lookup(self, pos, need=PMD_SIZE):
         """iomap of byte *pos*: (kind, length_from_pos, ext_or_None).
@@ -221,37 +311,40 @@ class FileState:
         Physically contiguous neighbours of the same type count as one
         mapping (the filesystems merge them); the walk stops once *need*
         bytes are covered, which is all a caller compares against."""
-        exts = self.exts
-        i = bisect.bisect_right(self._starts, pos) - 1
-        if i >= 0:
-            e = exts[i]
+        c = bisect_right(self._heads, pos) - 1
+        if c >= 0:
+            chunk = self._chunks[c]
+            i = bisect_right(self._starts[c], pos) - 1
+            e = chunk[i]
             end = e.logical + e.length
             if pos < end:
                 length = end - pos
-                j = i
-                n = len(exts)
-                while length < need and j + 1 < n:
-                    a, b = exts[j], exts[j + 1]
-                    if b.logical != a.logical + a.length or b.physical != a.physical + a.length \
-                            or b.unwritten != e.unwritten:
-                        break
-                    j += 1
-                    length = b.logical + b.length - pos
+                if length < need:
+                    a = e
+                    for b in self._following(c, i):
+                        if b.logical != a.logical + a.length or b.physical != a.physical + a.length \
+                                or b.unwritten != e.unwritten:
+                            break
+                        length = b.logical + b.length - pos
+                        if length >= need:
+                            break
+                        a = b
                 return ("unwritten" if e.unwritten else "mapped"), length, e
-        nxt = self._starts[i + 1] if i + 1 < len(self._starts) else None
-        length = (nxt - pos) if nxt is not None else (1 << 62)
-        return "hole", length, None
+        else:
+            c, i = 0, -1
+        nxt = next(self._following(c, i), None)
+        return "hole", (nxt.logical - pos) if nxt is not None else (1 << 62), None
 
     def _split(self, pos):
         """Make *pos* an extent boundary (if inside an extent)."""
-        i = bisect.bisect_right(self._starts, pos) - 1
-        if i >= 0 and self.exts[i].logical < pos < self.exts[i].end:
-            e = self.exts[i]
-            cut = pos - e.logical
-            new = Ext(pos, e.physical + cut, e.length - cut, e.unwritten)
-            e.length = cut
-            self.exts.insert(i + 1, new)
-            self._starts.insert(i + 1, pos)
+        c, i = self._find(pos)
+        if i >= 0:
+            e = self._chunks[c][i]
+            if e.logical < pos < e.logical + e.length:
+                cut = pos - e.logical
+                new = Ext(pos, e.physical + cut, e.length - cut, e.unwritten)
+                e.length = cut
+                self._insert(c, i, new)
 
     def invalidate(self, first, last):
         """invalidate_inode_pages2_range(mapping, first, last) on a DAX file
@@ -290,6 +383,9 @@ class FileState:
             kind, ln, e = self.lookup(p, end - p)
             ln = min(ln, end - p)
             if kind == "unwritten":
+                # lookup() merges physically contiguous unwritten extents into
+                # one run; convert them one extent at a time
+                ln = min(ln, e.logical + e.length - p)
                 e.unwritten = False
                 new = True
             elif kind == "hole":
@@ -298,9 +394,8 @@ class FileState:
                 a = self.hole_alloc_align
                 phys = (self._next_phys + a - 1) // a * a
                 self._next_phys = phys + ln
-                i = bisect.bisect_right(self._starts, p)
-                self.exts.insert(i, Ext(p, phys, ln, False))
-                self._starts.insert(i, p)
+                c, i = self._find(p)
+                self._insert(c, i, Ext(p, phys, ln, False))
                 new = True
             p += ln
         return new
