@@ -98,3 +98,26 @@ def test_run_trace_instance_streams_and_cleans_up():
     assert "pmemtrace-marker" in text  # the drain thread read trace_pipe
     assert t.lost == 0 and t.reason is None
     assert not [d for d in _ours() if d.startswith("pmemtrace-test-")]
+
+
+def test_read_available_empties_trace_pipe_past_one_page():
+    """trace_pipe returns at most a page per read(); read_available() must
+    keep reading (a short read is not the end), or a drain leaves events."""
+    from pmemtrace.live.tracefs import read_available
+
+    inst = os.path.join(ROOT, "instances", f"pmemtrace-test-{os.getpid()}")
+    os.mkdir(inst)
+    fd = None
+    try:
+        fd = os.open(os.path.join(inst, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+        with open(os.path.join(inst, "trace_marker"), "w") as f:
+            for i in range(2000):
+                f.write(f"pmemtrace-drain-{i}\n")
+                f.flush()
+        text = b"".join(read_available(fd)).decode()
+        assert text.count("pmemtrace-drain-") == 2000
+        assert read_available(fd) == []
+    finally:
+        if fd is not None:
+            os.close(fd)
+        os.rmdir(inst)

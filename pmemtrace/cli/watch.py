@@ -272,11 +272,20 @@ def run(args):
         # drain what is already buffered, then detach everything
         try:
             if backend.__dict__.get("bpf") is not None or getattr(backend, "fd", None) is not None:
-                for ev in backend.poll(0):
-                    if (not args.pid or ev.pid == args.pid) and (not filt or filt(ev)):
-                        agg.add(ev)
-                        if rec:
-                            rec.event(ev)
+                if hasattr(backend, "pause"):
+                    backend.pause()
+                # until the buffer is empty (what it holds was traced, not
+                # lost), bounded in case the probes keep firing
+                drain_end = time.monotonic() + 120
+                while time.monotonic() < drain_end:
+                    evs = backend.poll(0)
+                    if not evs:
+                        break
+                    for ev in evs:
+                        if (not args.pid or ev.pid == args.pid) and (not filt or filt(ev)):
+                            agg.add(ev)
+                            if rec:
+                                rec.event(ev)
                 agg.lost = backend.lost()
         except Exception:
             pass

@@ -26,10 +26,14 @@ def _write(path, value):
         raise PrivilegeError(f"cannot write {path}: pmemtrace watch needs root (try sudo)") from None
 
 
-def read_available(fd, chunk=1 << 20):
-    """What a non-blocking ``trace_pipe`` fd has now (a list of bytes)."""
+def read_available(fd, chunk=1 << 20, limit=16 << 20):
+    """What a non-blocking ``trace_pipe`` fd has now (a list of bytes), up
+    to about *limit* bytes.  A read of trace_pipe returns at most one page
+    (kernel/trace/trace.c tracing_read_pipe() caps cnt at PAGE_SIZE - 1), so
+    a short read does not mean the pipe is empty: read until EAGAIN."""
     chunks = []
-    while True:
+    total = 0
+    while total < limit:
         try:
             b = os.read(fd, chunk)
         except OSError as e:
@@ -39,8 +43,7 @@ def read_available(fd, chunk=1 << 20):
         if not b:
             break
         chunks.append(b)
-        if len(b) < chunk:
-            break
+        total += len(b)
     return chunks
 
 
@@ -117,6 +120,14 @@ class TracefsBackend:
         lines = text.split("\n")
         self._partial = lines.pop()
         return list(parse_trace_text(lines, self.stats))
+
+    def pause(self):
+        """Stop producing (tracing_on=0 in our instance) so that a final
+        drain can empty the pipe."""
+        try:
+            _write(os.path.join(self.instance, "tracing_on"), "0")
+        except OSError:
+            pass
 
     def lost(self):
         """Events the ring buffer overwrote (per_cpu/cpu*/stats overrun) plus [LOST] markers."""
