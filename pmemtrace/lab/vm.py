@@ -40,6 +40,15 @@ DEFAULT_TIMEOUT = 900
 DAX_MOUNT = "/tmp/pmem"
 NODAX_MOUNT = "/tmp/nodax"
 
+# Without KVM, QEMU runs one host thread per vCPU (MTTCG).  Live kernel text
+# patching (text_poke_bp(): tracepoint static calls, kprobes, static keys)
+# then crashed 6.12 guests now and then: "Oops: int3" in __schedule while
+# tracepoint_probe_unregister() was patching, "Kernel panic - not syncing:
+# Fatal exception in interrupt" (console of a lab run, 2026-11-22) -- another
+# vCPU ran the temporary int3 after the patch was done.  Round-robin TCG
+# (-accel tcg,thread=single) runs the vCPUs in one thread, so no vCPU ever
+# sees half-patched code; the guest still has --cpus CPUs.
+
 #: Marker printed by virtme-ng-init right before it runs the command.
 _SCRIPT_STARTED = "virtme-ng-init: starting script"
 
@@ -284,7 +293,8 @@ def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus
         "--cpus", str(cpus),
         "--append", " ".join(appends),
         "--qemu-opts=-chardev file,id=pmtstderr,path=%s "
-        "-device virtserialport,name=pmemtrace.stderr,chardev=pmtstderr" % stderr_path,
+        "-device virtserialport,name=pmemtrace.stderr,chardev=pmtstderr%s"
+        % (stderr_path, "" if kvm else " -accel tcg,thread=single"),
         "--exec", script,
     ]
     if not kvm:
