@@ -47,6 +47,24 @@ def read_available(fd, chunk=1 << 20, limit=16 << 20):
     return chunks
 
 
+def instance_losses(instance):
+    """Events a tracefs instance's ring buffer lost: the per-CPU ``overrun``
+    (overwritten, the default overwrite mode) plus ``dropped events``
+    (refused when full, overwrite off), from ``per_cpu/cpu*/stats``."""
+    n = 0
+    d = os.path.join(instance, "per_cpu")
+    try:
+        for cpu in os.listdir(d):
+            with open(os.path.join(d, cpu, "stats")) as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k.strip() in ("overrun", "dropped events"):
+                        n += int(v.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return n
+
+
 class TracefsBackend:
     name = "tracefs"
 
@@ -130,18 +148,8 @@ class TracefsBackend:
             pass
 
     def lost(self):
-        """Events the ring buffer overwrote (per_cpu/cpu*/stats overrun) plus [LOST] markers."""
-        n = 0
-        d = os.path.join(self.instance, "per_cpu")
-        try:
-            for cpu in os.listdir(d):
-                with open(os.path.join(d, cpu, "stats")) as f:
-                    for line in f:
-                        if line.startswith("overrun:"):
-                            n += int(line.split()[1])
-        except OSError:
-            pass
-        return max(n, self.stats.lost)
+        """Events the ring buffer lost (per-CPU stats) or [LOST] markers said."""
+        return max(instance_losses(self.instance), self.stats.lost)
 
     def close(self):
         """Disable what we enabled and remove the instance (idempotent)."""

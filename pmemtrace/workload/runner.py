@@ -477,18 +477,9 @@ class TraceInstance:
                 return
 
     def _overruns(self):
-        n = 0
-        d = os.path.join(self.dir, "per_cpu")
-        try:
-            for cpu in os.listdir(d):
-                with open(os.path.join(d, cpu, "stats")) as f:
-                    for line in f:
-                        k, _, v = line.partition(":")
-                        if k.strip() in ("overrun", "dropped events"):
-                            n += int(v.split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-        return n
+        from ..live.tracefs import instance_losses
+
+        return instance_losses(self.dir)
 
     def stop(self):
         """Stop tracing and return the text of every event (trace_pipe
