@@ -473,7 +473,7 @@ class TraceInstance:
                 if r:
                     self._read_available()
             except OSError as exc:
-                self.reason = f"cannot read trace_pipe: {exc.strerror}"
+                self.reason = f"incomplete: cannot read trace_pipe: {exc.strerror}"
                 return
 
     def _overruns(self):
