@@ -1,6 +1,13 @@
+"""The unit tier tests the INSTALLED pmemtrace (``pip install .`` or
+``pip install -e .``), never the checkout by accident: ``python -m pytest``
+run from the checkout puts the current directory first on ``sys.path``,
+which would shadow a non-editable install with the source tree (and hide
+packaging mistakes: a missing package-data file, the unbuilt C engine).
+So the checkout is taken off ``sys.path`` here, before any test module
+imports pmemtrace; tests/test_live_gate.py checks where it came from."""
+
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != CHECKOUT]

@@ -1,5 +1,8 @@
-"""The CLI in model mode, run as a user runs it: a subprocess, checking
-stdout/stderr/exit status (no traceback on bad input)."""
+"""The CLI in model mode, run as a user runs it: a subprocess of the
+installed package, checking stdout/stderr/exit status (no traceback on bad
+input).  ``explain --json`` of every embedded example is compared byte for
+byte with tests/expected/<example>.json (regenerate, with a diff, by
+``scripts/update-expected.py``)."""
 
 import json
 import os
@@ -10,13 +13,12 @@ import pytest
 
 from pmemtrace.cli.explain import example_names
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPECTED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected")
 
 
 def run(*args, input=None):
-    env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", "pmemtrace", *args], capture_output=True, text=True,
-                          env=env, input=input, timeout=120)
+                          input=input, timeout=120)
 
 
 def test_explain_example_table():
@@ -46,12 +48,21 @@ def test_explain_kernel_override():
     assert d["results"][0]["calls"]["vmf_insert_pfn_pmd_prot"] == 1
 
 
-def test_every_example_runs():
+def test_every_example_has_an_expected_outcome_file():
     names = example_names()
     assert "dax-pmd" in names and len(names) >= 20
-    for n in names:
-        p = run("explain", "--example", n, "--json")
-        assert p.returncode == 0, (n, p.stderr)
+    files = sorted(f[:-5] for f in os.listdir(EXPECTED) if f.endswith(".json"))
+    assert files == names, "run scripts/update-expected.py and review its diff"
+
+
+@pytest.mark.parametrize("name", example_names())
+def test_example_output_is_the_reviewed_one(name):
+    p = run("explain", "--example", name, "--json")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    with open(os.path.join(EXPECTED, name + ".json")) as f:
+        want = f.read()
+    # byte for byte; on an intended model change: scripts/update-expected.py
+    assert p.stdout == want, f"{name}: explain --json differs from tests/expected/{name}.json"
 
 
 @pytest.mark.parametrize("case,key", [
@@ -126,9 +137,10 @@ def test_cli_never_imports_bcc():
     code = ("import sys; sys.modules['bcc'] = None\n"
             "from pmemtrace.cli import main\n"
             "sys.exit(main(['explain', '--example', 'dax-pmd', '--json']))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
+    with open(os.path.join(EXPECTED, "dax-pmd.json")) as f:
+        assert p.stdout == f.read()
 
 
 def test_every_reason_code_has_an_example_that_produces_it():

@@ -1,8 +1,10 @@
-"""Scenarios: the embedded library parses, every reason scenario makes the
-model give its reason, the runner works end to end on an ordinary
+"""Scenarios: the embedded library parses, the model agrees with what every
+scenario declares (its steps' expected outcomes, its reason, its fs_dax
+event expectations), the runner works end to end on an ordinary
 filesystem (--allow-non-dax), cleans up, verifies data, and the CLI refuses
 unsafe targets."""
 
+import errno
 import json
 import os
 import signal
@@ -47,32 +49,113 @@ def test_embedded_library_covers_peers_and_reasons():
         assert s.name == n
         assert s.expect, f"{n} must state the outcome the peer suite / model expects"
         assert s.peer or s.reason in REASONS
+        if s.reason:
+            assert n == f"reason-{s.reason}"
 
 
-@pytest.mark.parametrize("code", sorted(set(REASONS) - NOT_A_SCENARIO))
-def test_reason_scenario_gives_its_reason_in_the_model(code):
-    scen = load_embedded(f"reason-{code}")
-    case = parse_case(dry_case(scen))
-    pred = explain(case).to_json()
-    reasons = [r["reason"] for r in pred["results"]]
-    assert code in reasons, (code, [(r["outcome"], r["reason"]) for r in pred["results"]])
+# ---- the oracle: what each scenario declares, against the model ----------
+#
+# A scenario declares per step the outcomes the kernel may give (``expect``:
+# ok, sigbus, SIGSEGV, an errno name, or skipped when the engine must not
+# even try), and optionally the fs_dax events a peer suite checks
+# (``events``).  The model, run on the scenario's dry-run case, must agree:
+# every failure it predicts is one some step allows, every step that must
+# fail fails in the model, a reason scenario gets its reason, and the event
+# expectations hold for the predicted events.
+
+def _failure_kinds(expect):
+    """Model failure kinds ``(outcome, errno)`` that an expected outcome allows."""
+    if expect == "sigbus":
+        return {("sigbus", None)}
+    if expect in ("SIGSEGV", "skipped"):  # skipped: the kernel would SIGSEGV, the engine never touches it
+        return {("error", None)}
+    if expect.isupper():
+        return {("error", getattr(errno, expect))}
+    return set()
 
 
-@pytest.mark.parametrize("name", PEERS)
-def test_peer_scenarios_dry_run_to_valid_cases(name):
-    case = dry_case(load_embedded(name))
-    c = parse_case(case)
-    assert c.accesses
-    # the model and the scenario agree on what fails at mmap time
-    pred = explain(c).to_json()
+def _prediction(scen):
+    return explain(parse_case(dry_case(scen))).to_json()
+
+
+def _model_failures(pred):
+    return [((r["outcome"], r.get("errno")), r["reason"]) for r in pred["results"]
+            if r["outcome"] in ("sigbus", "error")]
+
+
+def _event_expectations_hold(scen, pred):
+    """scenario.events, as the live tier checks them, on the predicted events:
+    {name: {count|min|first: N, result: NOPAGE|FALLBACK}}"""
+    bits = {"NOPAGE": 0x100, "FALLBACK": 0x800}
+    bad = []
+    for name, want in scen.events.items():
+        got = [e["fields"]["result"] for r in pred["results"] for e in r["events"] if e["name"] == name]
+        bit = bits[want["result"]]
+        if "count" in want and sum(1 for x in got if x & bit) != want["count"]:
+            bad.append((name, "count", want["count"], [hex(x) for x in got]))
+        if "min" in want and len(got) < want["min"]:
+            bad.append((name, "min", want["min"], len(got)))
+        if "first" in want and not all(x & bit for x in got[:want["first"]]):
+            bad.append((name, "first", want["first"], [hex(x) for x in got[:want["first"]]]))
+    return bad
+
+
+#: scenarios whose declared expectation the model, on the dry-run case, does
+#: not meet: strict xfails, so a fix shows up as a failure to update here
+DISAGREE = {
+    "ndctl-dax-pmd": (
+        "dax.sh wants the first 10 dax_pmd_fault_done NOPAGE; on the dry-run case the 3rd is a FALLBACK: "
+        "the dry run takes mremap's first expectation (ok), so the 4 KiB piece moved to 'pad' is a 4 KiB "
+        "DAX VMA whose write fault still tries the PMD handler (thp_vma_allowable_orders() leaves the size "
+        "check to the huge_fault handler in the fault path) and falls back (vma-end).  The live tier checks "
+        "the peer's expectation on the real kernel; which of the two is right is open"),
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=DISAGREE[n]))
+                                  if n in DISAGREE else n for n in embedded_names()])
+def test_model_agrees_with_the_scenario(name):
+    scen = load_embedded(name)
+    pred = _prediction(scen)
     assert pred["results"]
+    allowed = set().union(*(_failure_kinds(x) for st in scen.steps for x in st.expect))
+    failures = _model_failures(pred)
+    # no failure the scenario rules out ...
+    assert [f for f in failures if f[0] not in allowed] == [], (name, sorted(allowed))
+    # ... and every step that must fail (no ok, not only skipped) fails in the model
+    kinds = {k for k, _ in failures}
+    for i, st in enumerate(scen.steps):
+        # skipped: the engine skips the step when an earlier one failed,
+        # which only the step-by-step run (tests/live) can tell apart
+        if "ok" in st.expect or "skipped" in st.expect:
+            continue
+        need = set().union(*(_failure_kinds(x) for x in st.expect))
+        assert need & kinds, f"{name} step {i} ({st.op}) must give one of {st.expect}; model: {failures}"
+    if scen.reason:
+        assert scen.reason in [r["reason"] for r in pred["results"]]
+    assert _event_expectations_hold(scen, pred) == []
+
+
+def test_oracle_rejects_disagreement():
+    """The oracle is not vacuous: a scenario that expects the wrong outcome fails it."""
+    wrong = parse_scenario({**load_embedded("reason-sigbus-eof").raw, "name": "wrong"})
+    for st in wrong.steps:
+        st.expect = ["ok"]
+    allowed = set().union(*(_failure_kinds(x) for st in wrong.steps for x in st.expect))
+    assert [f for f in _model_failures(_prediction(wrong)) if f[0] not in allowed]
+    pmd = load_embedded("pmem-csi-hugepage")
+    pmd.events = {"dax_pmd_fault_done": {"count": 2, "result": "NOPAGE"}}
+    assert _event_expectations_hold(pmd, _prediction(pmd))
 
 
 def test_dax_pmd_predicts_at_least_ten_pmd_faults():
-    """ndctl's dax.sh wants >= 10 dax_pmd_fault_done NOPAGE for dax-pmd."""
-    pred = explain(parse_case(dry_case(load_embedded("ndctl-dax-pmd")))).to_json()
-    pmd_faults = sum(1 for r in pred["results"] for e in r["events"] if e.get("name") == "dax_pmd_fault_done")
-    assert pmd_faults >= 10
+    """ndctl's dax.sh wants >= 10 dax_pmd_fault_done for dax-pmd (the first
+    10 NOPAGE: see DISAGREE); the model predicts 11, one a FALLBACK."""
+    pred = _prediction(load_embedded("ndctl-dax-pmd"))
+    pmd_faults = [e["fields"]["result"] for r in pred["results"] for e in r["events"]
+                  if e.get("name") == "dax_pmd_fault_done"]
+    assert len(pmd_faults) >= 10
+    assert sum(1 for x in pmd_faults if x & 0x100) >= 10
 
 
 def test_scenario_errors_name_the_key():

@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from .labkit import skip_or_fail
+
 N = 23
 PMD = 2 << 20
 WATCH_READY_TIMEOUT = 1200  # bcc compiles the program under TCG: 1-5 min seen on a loaded 2-core host
@@ -150,7 +152,7 @@ def session(request, dax_setup, guest):
         from pmemtrace.live.bcc_backend import why_not_bcc
         why = why_not_bcc()
         if why:
-            pytest.skip(f"bcc cannot run in this guest: missing {why}")
+            skip_or_fail(f"bcc cannot run in this guest: missing {why}")
     try:
         src = dio_source(guest.nodax())
     except pytest.skip.Exception as exc:
@@ -266,7 +268,7 @@ def test_gup_get_dev_pagemap_as_profile_says(session):
     profile's flag says which of the two it is."""
     g = session["gup"]
     if "skip" in g:
-        pytest.skip(g["skip"])
+        skip_or_fail(g["skip"])
     r = g["row"]
     assert (r["pmd"], r["fallback"], r["pte"]) == (N, 0, 0), r  # GUP found every PMD mapped: no fault
     if session["backend"] != "bcc":

@@ -1,7 +1,8 @@
-"""The tracefs backend against this host's real tracefs (the fs_dax
+"""The tracefs backend against the guest's real tracefs (the fs_dax
 tracepoints exist on any CONFIG_FS_DAX kernel, even without pmem): it must
 enable only inside its private instance and leave nothing behind, on a
-normal end, on SIGTERM and on Ctrl-C."""
+normal end, on SIGTERM and on Ctrl-C.  Root-only, so in the live tier
+(behind the lab gate) rather than the unit tier."""
 
 import os
 import signal
@@ -13,13 +14,17 @@ import pytest
 
 from pmemtrace.live.probes import fs_dax_tracepoints, tracefs_root
 
+from .labkit import skip_or_fail
+
 ROOT = tracefs_root()
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a tracefs instance"),
-    pytest.mark.skipif(ROOT is None, reason="tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)"),
-    pytest.mark.skipif(ROOT is not None and "dax_pmd_fault_done" not in fs_dax_tracepoints(ROOT),
-                       reason="this kernel has no fs_dax tracepoints"),
-]
+
+
+@pytest.fixture(autouse=True)
+def _fs_dax_tracefs(lab_gate):
+    if ROOT is None:
+        skip_or_fail("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)")
+    if "dax_pmd_fault_done" not in fs_dax_tracepoints(ROOT):
+        skip_or_fail(f"the kernel {os.uname().release} has no fs_dax tracepoints")
 
 
 def _ours():
@@ -71,11 +76,10 @@ def test_watch_signal_leaves_nothing(sig, tmp_path):
 
 def test_watch_without_root_one_line():
     if subprocess.run(["id", "-u", "nobody"], capture_output=True).returncode != 0:
-        pytest.skip("no 'nobody' user to drop privileges to")
+        skip_or_fail("no 'nobody' user to drop privileges to")
     code = ("import os,sys; os.setgid(65534); os.setuid(65534); "
             "from pmemtrace.cli import main; sys.exit(main(['watch','-d','1']))")
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert p.returncode != 0
     assert p.stderr.count("\n") == 1 and "root" in p.stderr, p.stderr
 
