@@ -15,9 +15,11 @@ apt_ensure() {
 
 # venv_install SPEC: ./.venv from Debian's python3 (not a pyenv one: bcc's
 # bindings import only there, hence --system-site-packages), then pip
-# install -e SPEC into it.
+# install -e SPEC into it.  The C workload engine is optional for pip (model
+# mode installs without a compiler, setup.py); here it is required, so a
+# failed engine build fails the install.
 venv_install() {
     [ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
     .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e "$1"
+    PMEMTRACE_REQUIRE_ENGINE=1 .venv/bin/pip install -q -e "$1"
 }

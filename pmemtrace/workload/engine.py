@@ -24,13 +24,21 @@ import os
 from dataclasses import dataclass
 
 from .. import __version__
+from ..errors import PmemtraceError
+
+
+class EngineNotBuilt(PmemtraceError, ImportError):
+    """The C engine is missing (installed where no C compiler was, see
+    setup.py): an ImportError for code that treats the engine as optional,
+    and a PmemtraceError so the CLI prints this one line, not a traceback."""
+
 
 try:
     from .._engine import ffi, lib
 except ImportError as exc:  # pragma: no cover - depends on the install
-    raise ImportError(
-        f"pmemtrace's C workload engine (pmemtrace._engine) is not built: {exc}. "
-        "Reinstall with 'pip install --no-build-isolation -e .' (needs a C compiler and cffi)"
+    raise EngineNotBuilt(
+        "this command needs pmemtrace's C workload engine, which was not built when pmemtrace was "
+        "installed (no C compiler?): install gcc and libc6-dev, then reinstall pmemtrace"
     ) from exc
 
 
