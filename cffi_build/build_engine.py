@@ -71,7 +71,7 @@ ffibuilder.set_source(
     + '#include "engine.h"\n',
     sources=[os.path.relpath(os.path.join(HERE, "engine.c"), ROOT)],
     include_dirs=[HERE, BPF_DIR],
-    define_macros=[("PMEMTRACE_VERSION", '"%s"' % VERSION)],
+    define_macros=[("PMEMTRACE_VERSION", f'"{VERSION}"')],
     extra_compile_args=_extra_compile_args,
 )
 

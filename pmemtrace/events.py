@@ -13,12 +13,15 @@ integer values, exactly as in ``/sys/kernel/tracing/events/fs_dax/*/format``
 ``radix_entry``...).
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any
 
 # --- enum vm_fault_reason (include/linux/mm_types.h; values identical 6.1..7.x,
 # VM_FAULT_WRITE 0x8 exists in 6.1 only: removed by Linux kernel commit
-# cb8d863313436 ("mm: remove VM_FAULT_WRITE") (in v6.2)).
+# cb8d86331343 ("mm: remove VM_FAULT_WRITE") (in v6.2)).
 VM_FAULT = {
     "OOM": 0x1,
     "SIGBUS": 0x2,
@@ -56,7 +59,7 @@ FAULT_FLAG = {
 VM_SHARED = 0x8
 
 
-def decode_flags(value, table):
+def decode_flags(value: int, table: Mapping[str, int]) -> str:
     """Decode a bit mask the way the kernel's ``__print_flags`` does.
 
     >>> decode_flags(0x100, VM_FAULT)
@@ -77,7 +80,7 @@ def decode_flags(value, table):
     return "|".join(names)
 
 
-def decode_vm_fault(result):
+def decode_vm_fault(result: int) -> str:
     """``VM_FAULT_*`` bits of a fault result as text (``0`` for none).
 
     >>> decode_vm_fault(0x800)
@@ -86,7 +89,7 @@ def decode_vm_fault(result):
     return decode_flags(result, VM_FAULT) or "0"
 
 
-def encode_flags(text, table):
+def encode_flags(text: str, table: Mapping[str, int]) -> int:
     """Inverse of :func:`decode_flags`; accepts ``0x..`` numbers too.
 
     >>> hex(encode_flags("WRITE|ALLOW_RETRY|KILLABLE|USER|INTERRUPTIBLE", FAULT_FLAG))
@@ -111,17 +114,17 @@ class Event:
     """One kernel event: a tracepoint record or a probe hit."""
 
     name: str
-    fields: Dict[str, int] = field(default_factory=dict)
-    ts: Optional[float] = None  # seconds (trace clock), when known
-    pid: Optional[int] = None
-    tid: Optional[int] = None
-    comm: Optional[str] = None
-    cpu: Optional[int] = None
+    fields: dict[str, int] = field(default_factory=dict)
+    ts: float | None = None  # seconds (trace clock), when known
+    pid: int | None = None
+    tid: int | None = None
+    comm: str | None = None
+    cpu: int | None = None
     source: str = "model"  # model | tracefs | bcc | replay
-    access: Optional[int] = None  # index of the access that caused it (model, check)
+    access: int | None = None  # index of the access that caused it (model, check)
 
-    def to_json(self):
-        d = {"name": self.name, "fields": dict(self.fields)}
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "fields": dict(self.fields)}
         for k in ("ts", "pid", "tid", "comm", "cpu", "access"):
             v = getattr(self, k)
             if v is not None:
@@ -130,7 +133,7 @@ class Event:
         return d
 
     @classmethod
-    def from_json(cls, d):
+    def from_json(cls, d: Mapping[str, Any]) -> Event:
         return cls(
             name=d["name"],
             fields={k: int(v) for k, v in d.get("fields", {}).items()},
@@ -143,16 +146,16 @@ class Event:
             access=d.get("access"),
         )
 
-    def format(self):
+    def format(self) -> str:
         """The event as the kernel's print fmt renders it (fs_dax events)."""
         return format_event(self.name, self.fields)
 
 
-def _dev(dev):
+def _dev(dev: int) -> str:
     return f"{dev >> 20}:{dev & 0xFFFFF}"
 
 
-def format_event(name, f):
+def format_event(name: str, f: Mapping[str, int]) -> str:
     """Render fs_dax fields with the print fmt of include/trace/events/fs_dax.h."""
     g = f.get
     share = "shared" if g("vm_flags", 0) & VM_SHARED else "private"

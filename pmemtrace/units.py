@@ -4,13 +4,15 @@ Integers may be given as numbers, ``"0x..."`` strings or size strings with a
 binary suffix (``"4K"``, ``"2M"``, ``"1G"``, ``"512T"``; ``"2MiB"`` too).
 """
 
+from __future__ import annotations
+
 import re
 
 _SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
 
 
-def parse_int(value):
+def parse_int(value: object) -> int:
     """Return *value* as an int, or raise ValueError.
 
     >>> parse_int("2M"), parse_int("0x200000"), parse_int(4096), parse_int("1GiB")
@@ -33,7 +35,7 @@ def parse_int(value):
     return int(m.group(1)) * _SUFFIX[m.group(2).upper()]
 
 
-def format_size(n):
+def format_size(n: int) -> str:
     """Short binary size: 2097152 -> '2M', 4096 -> '4K', 3000 -> '3000'."""
     for suffix, mult in (("P", 1 << 50), ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
         if n and n % mult == 0:

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Install everything and run all tests: the unit tier on this machine, then
+# Install everything and run all tests: lint (ruff) and types (mypy), the
+# unit tier on this machine, a compiler-less install of model mode, then
 # the live tier inside lab guests (real Debian kernels 6.1, 6.12 and 7.x
 # booted under QEMU with memmap= pmem).  Set PMEMTRACE_RUN_LIVE_TESTS=1 to
 # make "no lab here" a failure instead of a skip (CI does).
@@ -7,10 +8,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || { echo "test-all: installing dependencies failed" >&2; exit 1; }
 status=0
+echo "== lint and types =="
+# configuration in pyproject.toml ([tool.ruff], [tool.mypy])
+.venv/bin/ruff check . || status=1
+.venv/bin/ruff format --check . || status=1
+.venv/bin/mypy || status=1
 t0=$(date +%s)
 echo "== unit tier =="
 .venv/bin/python -m pytest tests --ignore=tests/live -q || status=1
 echo "unit tier: $(( $(date +%s) - t0 )) s"
+echo "== model mode without a C compiler =="
+bash scripts/test-install-no-compiler.sh || status=1
 if .venv/bin/pmemtrace lab --help >/dev/null 2>&1; then
     echo "== live tier (lab) =="
     require=()

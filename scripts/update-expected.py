@@ -45,7 +45,10 @@ def main() -> int:
     for name in names:
         path = os.path.join(EXPECTED, name + ".json")
         new = explain_json(name)
-        old = open(path).read() if os.path.exists(path) else ""
+        old = ""
+        if os.path.exists(path):
+            with open(path) as f:
+                old = f.read()
         if new == old:
             continue
         changed += 1
@@ -54,7 +57,7 @@ def main() -> int:
         if not args.check:
             with open(path, "w") as f:
                 f.write(new)
-    stale = sorted(set(f[:-5] for f in os.listdir(EXPECTED) if f.endswith(".json")) - set(names))
+    stale = sorted({f[:-5] for f in os.listdir(EXPECTED) if f.endswith(".json")} - set(names))
     for name in stale:
         changed += 1
         print(f"tests/expected/{name}.json: no such example any more" + ("" if args.check else " (removed)"))

@@ -15,6 +15,7 @@ import pytest
 
 from pmemtrace.model import explain, parse_case
 from pmemtrace.model.reasons import REASONS
+
 from modelkit import A, M, devdax, events, fsdax, r, rows, w
 
 NOPAGE, FALLBACK, SIGBUS, DONE_COW = 0x100, 0x800, 0x2, 0x1000

@@ -6,11 +6,20 @@ hits.  Faults are tried PUD -> PMD -> PTE (mm/memory.c __handle_mm_fault()),
 each level only when its slot is empty and huge faults are allowed.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .fsdax import FALLBACK, FF_VMA_LOCK, NOPAGE, RETRY, SIGBUS, Fault
 from .state import PAGE_SHIFT, PAGE_SIZE, PG_PMD_COLOUR, PMD_SHIFT, PMD_SIZE, PUD_SHIFT, PUD_SIZE, HugePmd, PteTable
 
+if TYPE_CHECKING:  # for annotations only: engine imports this module
+    from .case import Device
+    from .engine import Sim
+    from .state import Vma
 
-def check_vma(device, mapping_shared, start, end):
+
+def check_vma(device: Device, mapping_shared: bool, start: int, end: int) -> str | None:
     """drivers/dax/device.c check_vma() at mmap time: the reason code, or None."""
     if not mapping_shared:
         return "devdax-private"
@@ -20,7 +29,7 @@ def check_vma(device, mapping_shared, start, end):
     return None
 
 
-def dax_pgoff_to_phys(device, pgoff, size):
+def dax_pgoff_to_phys(device: Device, pgoff: int, size: int) -> int:
     """drivers/dax/device.c dax_pgoff_to_phys(): physical address or -1."""
     for r in device.ranges:
         npages = r.length >> PAGE_SHIFT
@@ -33,7 +42,7 @@ def dax_pgoff_to_phys(device, pgoff, size):
     return -1
 
 
-def _dev_dax_fault(sim, f, vma, addr, write, size):
+def _dev_dax_fault(sim: Sim, f: Fault, vma: Vma, addr: int, write: bool, size: int) -> int:
     """__dev_dax_{pte,pmd,pud}_fault() for fault size *size*."""
     dev = sim.device
     prof = sim.profile
@@ -89,7 +98,7 @@ def _dev_dax_fault(sim, f, vma, addr, write, size):
     return NOPAGE
 
 
-def handle_mm_fault(sim, vma, addr, write, flags, via_gup=False):
+def handle_mm_fault(sim: Sim, vma: Vma, addr: int, write: bool, flags: int, via_gup: bool = False) -> Fault:
     f = Fault()
     prof = sim.profile
     if prof.vma_lock_faults and not via_gup:
@@ -103,13 +112,13 @@ def handle_mm_fault(sim, vma, addr, write, flags, via_gup=False):
     return _finish(f)
 
 
-def _finish(f):
+def _finish(f: Fault) -> Fault:
     if f.result & SIGBUS:
         f.outcome = "sigbus"
     return f
 
 
-def _fault_once(sim, f, vma, addr, write, flags, retry_pte):
+def _fault_once(sim: Sim, f: Fault, vma: Vma, addr: int, write: bool, flags: int, retry_pte: bool) -> int:
     mm = sim.mm
     huge_ok = not vma.nohugepage and not sim.thp_disable
     pud_key = addr >> PUD_SHIFT

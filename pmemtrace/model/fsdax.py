@@ -6,6 +6,10 @@ kernel-dax-behavior.md sections 3, 4, 6 and 7 are the source; where the lab
 found otherwise, docs/lab-findings.md says so and the code follows the lab.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
 from ..events import FAULT_FLAG, VM_FAULT
 from .state import (
     PAGE_SHIFT,
@@ -22,6 +26,10 @@ from .state import (
     PteTable,
     huge_pmd,
 )
+
+if TYPE_CHECKING:  # for annotations only: engine imports this module
+    from .engine import Sim
+    from .state import Vma
 
 NOPAGE = VM_FAULT["NOPAGE"]
 FALLBACK = VM_FAULT["FALLBACK"]
@@ -48,31 +56,31 @@ class Fault:
 
     __slots__ = ("outcome", "result", "reason", "level", "trace", "vma", "addr")
 
-    def __init__(self, vma=None, addr=0):
-        self.outcome = "none"
-        self.result = 0
-        self.reason = None
-        self.level = None
-        self.trace = []
+    def __init__(self, vma: tuple[int, int, int, int] | None = None, addr: int = 0) -> None:
+        self.outcome: str = "none"
+        self.result: int = 0
+        self.reason: str | None = None
+        self.level: str | None = None
+        self.trace: list[str | tuple[str, int | None, int | None]] = []
         self.vma = vma
         self.addr = addr
 
-    def call(self, fn):
+    def call(self, fn: str) -> None:
         self.trace.append(fn)
 
     @property
-    def calls(self):
+    def calls(self) -> dict[str, int]:
         """{function: hits}, in the order first called."""
-        c = {}
+        c: dict[str, int] = {}
         for x in self.trace:
             if x.__class__ is str:
                 c[x] = c.get(x, 0) + 1
         return c
 
     @property
-    def events(self):
+    def events(self) -> list[tuple[str, int | None, int | None]]:
         """The compact event tuples, in order."""
-        return [x for x in self.trace if x.__class__ is tuple]
+        return [x for x in self.trace if isinstance(x, tuple)]
 
 
 # --------------------------------------------------------------------------
@@ -82,10 +90,11 @@ _PMD_CLASS = ("dax_pmd_fault", "dax_pmd_fault_done")
 _HOLE_CLASS = ("dax_pmd_load_hole", "dax_pmd_load_hole_fallback")
 
 
-def render_event(f, t, max_pgoff, dev, ino, zero_field):
+def render_event(f: Fault, t: tuple[str, int | None, int | None], max_pgoff: int, dev: int, ino: int, zero_field: str) -> tuple[str, dict[str, int | None]]:
     """Fields of the compact event *t* of fault *f*, exactly as
     include/trace/events/fs_dax.h assigns them (TP_fast_assign)."""
     name, flags, result = t
+    assert f.vma is not None, "fs_dax events come from faults with a VMA"
     vm_start, vm_end, vm_flags, vm_pgoff = f.vma
     addr = f.addr
     pgoff = vm_pgoff + ((addr - vm_start) >> PAGE_SHIFT)
@@ -111,7 +120,7 @@ ZERO_PMD_ENTRY = (((ZERO_FOLIO_PLACEHOLDER >> PAGE_SHIFT) << 4 | 0x2 | 0x4) << 1
 # xarray: grab_mapping_entry() (fs/dax.c, v6.1..7.x)
 
 
-def _unmap_zero(sim, block, index=None):
+def _unmap_zero(sim: Sim, block: int, index: int | None = None) -> None:
     """unmap_mapping_pages() of a zero-page mapping of the file: 512 pages of
     *block* (PMD zero entry) or the one page *index* (PTE zero entry), in every
     VMA that maps it."""
@@ -141,17 +150,17 @@ def _unmap_zero(sim, block, index=None):
                         slot.writable &= ~bit
 
 
-def grab_pmd_entry(sim, block):
+def grab_pmd_entry(sim: Sim, block: int) -> PmdEntry | None:
     """grab_mapping_entry(order=PMD_ORDER): returns the PmdEntry (a new one is
     empty), or None when a PTE-order entry anywhere in the 512 indices
     conflicts (FALLBACK)."""
     ent = sim.file.entries.setdefault(block, PMD_ENTRY_EMPTY)
     if ent.__class__ is PteEntries:
         return None
-    return ent
+    return cast(PmdEntry, ent)
 
 
-def grab_pte_entry(sim, index):
+def grab_pte_entry(sim: Sim, index: int) -> PmdEntry | PteEntries:
     """grab_mapping_entry(order=0): a PMD zero/empty entry is downgraded (a zero
     one unmapped first); a PMD data entry is kept and returned as is."""
     block = index >> 9
@@ -167,14 +176,14 @@ def grab_pte_entry(sim, index):
         ent = PteEntries()
         entries[block] = ent
     ent.present |= 1 << (index & PG_PMD_COLOUR)
-    return ent
+    return cast(PteEntries, ent)
 
 
 # --------------------------------------------------------------------------
 # fs/dax.c dax_iomap_pmd_fault()
 
 
-def _pmd_done(sim, f, addr, flags, ret, reason=None):
+def _pmd_done(sim: Sim, f: Fault, addr: int, flags: int, ret: int, reason: str | None = None) -> int:
     """The tail of dax_iomap_pmd_fault(): fallback accounting
     (split_huge_pmd(), THP_FAULT_FALLBACK) and trace_dax_pmd_fault_done()."""
     if ret == FALLBACK:
@@ -194,7 +203,7 @@ def _pmd_done(sim, f, addr, flags, ret, reason=None):
     return ret
 
 
-def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
+def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> int:
     """Returns the VM_FAULT_* result; fills f (trace, reason)."""
     write = flags & FF_WRITE
     vm_start = vma.start
@@ -262,7 +271,7 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
     return _pmd_done(sim, f, addr, flags, NOPAGE)
 
 
-def _install_pmd(sim, addr, writable, zero=False):
+def _install_pmd(sim: Sim, addr: int, writable: int, zero: bool = False) -> None:
     key = addr >> PMD_SHIFT
     pmds = sim.mm.pmds
     slot = pmds.get(key)
@@ -278,7 +287,7 @@ _EV_LOAD_HOLE = ("dax_pmd_load_hole", None, None)
 _EV_LOAD_HOLE_FALLBACK = ("dax_pmd_load_hole_fallback", None, None)
 
 
-def dax_pmd_load_hole(sim, f, addr, flags, block):
+def dax_pmd_load_hole(sim: Sim, f: Fault, addr: int, flags: int, block: int) -> int:
     """fs/dax.c dax_pmd_load_hole(): map the huge zero page read-only."""
     prof = sim.profile
     sim.file.entries[block] = PMD_ENTRY_ZERO
@@ -298,7 +307,7 @@ def dax_pmd_load_hole(sim, f, addr, flags, block):
     return _pmd_done(sim, f, addr, flags, NOPAGE)
 
 
-def dax_finish_sync_fault(sim, f, addr, flags, pmd):
+def dax_finish_sync_fault(sim: Sim, f: Fault, addr: int, flags: int, pmd: bool) -> int:
     """fs/dax.c dax_finish_sync_fault() -> vfs_fsync_range() ->
     dax_insert_pfn_mkwrite(): the entry is still there, so the pfn is inserted
     writable and dax_insert_pfn_mkwrite fires with NOPAGE."""
@@ -318,7 +327,7 @@ def dax_finish_sync_fault(sim, f, addr, flags, pmd):
     return NEEDDSYNC
 
 
-def _set_pte(sim, addr, writable, zero=False, anon=False):
+def _set_pte(sim: Sim, addr: int, writable: bool, zero: bool = False, anon: bool = False) -> None:
     # the page table under the PMD slot (a new one replaces pmd_none)
     key = addr >> PMD_SHIFT
     pmds = sim.mm.pmds
@@ -343,7 +352,7 @@ def _set_pte(sim, addr, writable, zero=False, anon=False):
 # fs/dax.c dax_iomap_pte_fault()
 
 
-def _pte_done(f, flags, ret, reason=None):
+def _pte_done(f: Fault, flags: int, ret: int, reason: str | None = None) -> int:
     """The tail of dax_iomap_pte_fault(): trace_dax_pte_fault_done()."""
     if reason and not f.reason:
         f.reason = reason
@@ -351,7 +360,7 @@ def _pte_done(f, flags, ret, reason=None):
     return ret
 
 
-def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
+def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow: bool) -> int:
     prof = sim.profile
     fs = sim.file
     write = bool(flags & FF_WRITE)
@@ -370,7 +379,7 @@ def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
     # T3: a huge PMD appeared meanwhile (only a race in the kernel)
     if sim.mm.pmds.get(addr >> PMD_SHIFT).__class__ is HugePmd:
         return _pte_done(f, flags, NOPAGE)
-    kind, length, ext = fs.lookup(pos)
+    kind, _length, _ext = fs.lookup(pos)
     if cow:
         # dax_fault_cow_page(): copy (or clear) into the private page, no
         # IOMAP_WRITE, so nothing is allocated; finish_fault() maps it.
@@ -412,7 +421,7 @@ def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
 # mm/memory.c: __handle_mm_fault() for an fsdax VMA
 
 
-def handle_mm_fault(sim, vma, addr, write, flags, via_gup=False):
+def handle_mm_fault(sim: Sim, vma: Vma, addr: int, write: bool, flags: int, via_gup: bool = False) -> Fault:
     """One fault at *addr*; returns a Fault.  *flags* are the FAULT_FLAG_*
     the architecture passes (user faults) or GUP's faultin_page() flags."""
     f = Fault(vma.trace_fields, addr)
@@ -434,7 +443,7 @@ def handle_mm_fault(sim, vma, addr, write, flags, via_gup=False):
     return f
 
 
-def _fault_once(sim, f, vma, addr, write, flags, retry_pte):
+def _fault_once(sim: Sim, f: Fault, vma: Vma, addr: int, write: bool, flags: int, retry_pte: bool) -> int:
     mm = sim.mm
     key = addr >> PMD_SHIFT
     slot = mm.pmds.get(key)
@@ -471,7 +480,7 @@ def _fault_once(sim, f, vma, addr, write, flags, retry_pte):
     return _pte_level(sim, f, vma, addr, write, flags, retry_pte)
 
 
-def _pte_level(sim, f, vma, addr, write, flags, retry_pte):
+def _pte_level(sim: Sim, f: Fault, vma: Vma, addr: int, write: bool, flags: int, retry_pte: bool) -> int:
     t = sim.mm.pmds.get(addr >> PMD_SHIFT)
     bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
     if t is not None:

@@ -9,8 +9,10 @@ raw/implicit mode of ``memmap=`` (e820) namespaces (drivers/nvdimm/pmem.c
 ``check_pfn_span()``.  kernel-dax-behavior.md sections 11-12.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any
 
 from ..errors import UsageError
 from ..units import format_size, parse_int
@@ -24,11 +26,11 @@ MAX_STRUCT_PAGE_SIZE = 64
 ALIGNS = {4096: "4K", 2 << 20: "2M", 1 << 30: "1G"}
 
 
-def _align_up(x, a):
+def _align_up(x: int, a: int) -> int:
     return (x + a - 1) // a * a
 
 
-def _align_down(x, a):
+def _align_down(x: int, a: int) -> int:
     return x // a * a
 
 
@@ -47,16 +49,16 @@ class Layout:
     npfns: int = 0
     memmap_bytes: int = 0
     memmap_location: str = "none"  # device | ram | none
-    pfn_mode: Optional[str] = None  # PFN_MODE_PMEM | PFN_MODE_RAM | None (raw)
-    error: Optional[str] = None
-    notes: List[str] = field(default_factory=list)
+    pfn_mode: str | None = None  # PFN_MODE_PMEM | PFN_MODE_RAM | None (raw)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
-    def data_start(self):
+    def data_start(self) -> int:
         return self.start + self.data_offset
 
-    def to_json(self):
-        d = {
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
             "size": self.size,
             "start": self.start,
             "mode": self.mode,
@@ -82,7 +84,15 @@ class Layout:
         return d
 
 
-def namespace_layout(size, start, mode="fsdax", map="dev", align=2 << 20, release=None, bus="e820"):
+def namespace_layout(
+    size: int,
+    start: int,
+    mode: str = "fsdax",
+    map: str = "dev",
+    align: int = 2 << 20,
+    release: str | None = None,
+    bus: str = "e820",
+) -> Layout:
     """Compute the layout the kernel gives a namespace.
 
     :param size: namespace size in bytes (its resource length)
@@ -169,18 +179,20 @@ def namespace_layout(size, start, mode="fsdax", map="dev", align=2 << 20, releas
             "under 128 MiB: vmemmap_populate() uses base pages from System RAM for a partial "
             "section (arch/x86/mm/init_64.c), although the device reserves the space"
         )
-    if mode == "devdax":
-        # alloc_dax_region() fails unless the data range is aligned to align
-        # (drivers/dax/pmem.c, bus.c)
-        if (start + offset) % align or lay.data_size % align:
-            lay.error = (
-                f"devdax data range {start + offset:#x}+{format_size(lay.data_size)} is not "
-                f"{ALIGNS[align]}-aligned: alloc_dax_region() fails"
-            )
+    # alloc_dax_region() fails unless the data range is aligned to align
+    # (drivers/dax/pmem.c, bus.c)
+    if mode == "devdax" and ((start + offset) % align or lay.data_size % align):
+        lay.error = (
+            f"devdax data range {start + offset:#x}+{format_size(lay.data_size)} is not "
+            f"{ALIGNS[align]}-aligned: alloc_dax_region() fails"
+        )
     return lay
 
 
-def layout_from_args(size, start, mode, map, align, release=None, bus="e820"):
+def layout_from_args(
+    size: object, start: object, mode: str, map: str, align: object, release: str | None = None, bus: str = "e820"
+) -> Layout:
+    """:func:`namespace_layout` of command-line values (sizes like ``2M``); bad ones raise UsageError."""
     try:
         return namespace_layout(parse_int(size), parse_int(start), mode, map, parse_int(align), release, bus)
     except ValueError as exc:

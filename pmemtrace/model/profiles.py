@@ -9,9 +9,11 @@ Sources: ../shared/reference/kernel-dax-behavior.md (sections 2, 4.4, 4.5,
 5.2, 9, 10) and the lab (docs/lab-findings.md), which overrides it.
 """
 
+from __future__ import annotations
+
 import re
 from dataclasses import dataclass, field, replace
-from typing import Dict, Tuple
+from typing import Any
 
 from ..errors import UsageError
 
@@ -19,13 +21,13 @@ from ..errors import UsageError
 @dataclass(frozen=True)
 class Profile:
     name: str
-    version: Tuple[int, int]
+    version: tuple[int, int]
     #: function a DAX PMD fault calls to install the PMD (probe point)
     pmd_insert_function: str
     #: same for device-dax PUD faults
     pud_insert_function: str
     #: function a DAX PTE fault calls (read, write)
-    pte_insert_function: Tuple[str, str]
+    pte_insert_function: tuple[str, str]
     #: pfn_t and the pXX_devmap bits exist
     has_pfn_t: bool
     #: DAX PTEs/PMDs carry the devmap bit, so GUP calls get_dev_pagemap()
@@ -44,7 +46,7 @@ class Profile:
     #: field name of the zero page in dax_pmd_load_hole events
     zero_field: str
     #: fs_dax tracepoints that exist (emitted or merely defined)
-    tracepoints: Tuple[str, ...]
+    tracepoints: tuple[str, ...]
     #: get_dev_pagemap(pfn, pgmap) (2 args) or get_dev_pagemap(pfn) (1 arg)
     get_dev_pagemap_args: int
     #: FOLL_LONGTERM pins of fsdax pages are refused (check_vma_flags)
@@ -53,9 +55,9 @@ class Profile:
     #: MAP_PRIVATE mapping too (6.1); later kernels call it for shared
     #: mappings only and go straight to split + PTE COW
     wp_huge_pmd_private_huge_fault: bool = False
-    citations: Dict[str, str] = field(default_factory=dict)
+    citations: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "pmd_insert_function": self.pmd_insert_function,
@@ -86,8 +88,9 @@ _TP_COMMON = (
     "dax_writeback_one",
 )
 # Defined but never emitted since Linux kernel commit c2436190e492 ("fsdax:
-# factor out a dax_fault_actor() helper") (in v5.15); deleted by "fsdax:
-# Remove unused trace events for dax insert mapping" (in v6.16).
+# factor out a dax_fault_actor() helper") (in v5.15); deleted by Linux kernel
+# commit a4a45a9a72f3 ("fsdax: Remove unused trace events for dax insert
+# mapping") (in v6.16).
 _TP_DEAD = ("dax_pmd_insert_mapping", "dax_insert_mapping")
 
 P_6_1 = Profile(
@@ -124,15 +127,17 @@ P_6_12 = replace(
     P_6_1,
     name="6.12",
     version=(6, 12),
-    # vmf_insert_pfn_pmd() is a real function in 6.12 (the _prot variants were
-    # removed after 6.1: "mm: remove vmf_insert_pfn_xxx_prot() for huge
-    # page-table entries"); seen in 6.12's kallsyms (lab-recipe.md).
+    # vmf_insert_pfn_pmd() is a real function in 6.12: the _prot variants were
+    # removed by Linux kernel commit 7b806d229ef1 ("mm: remove
+    # vmf_insert_pfn_xxx_prot() for huge page-table entries") (in v6.4); seen
+    # in 6.12's kallsyms (lab-recipe.md).
     pmd_insert_function="vmf_insert_pfn_pmd",
     pud_insert_function="vmf_insert_pfn_pud",
     # Faults are first tried under the per-VMA lock (FAULT_FLAG_VMA_LOCK, v6.4)
-    # and ->huge_fault() may run under it ("mm: allow ->huge_fault() to be
-    # called without the mmap_lock held", v6.7-era); spec section 1.2 reads
-    # the 0x1254/0x1255 flags in 6.12's arch/x86/mm/fault.c.
+    # and ->huge_fault() may run under it: Linux kernel commit 40d49a3c9e4a
+    # ("mm: allow ->huge_fault() to be called without the mmap_lock held")
+    # (in v6.7); spec section 1.2 reads the 0x1254/0x1255 flags in 6.12's
+    # arch/x86/mm/fault.c.
     vma_lock_faults=True,
     zero_field="zero_folio",
     wp_huge_pmd_private_huge_fault=False,
@@ -147,9 +152,10 @@ P_6_15 = replace(
     P_6_12,
     name="6.15",
     version=(6, 15),
-    # "fs/dax: Fix ZONE_DEVICE page reference counts" (Alistair Popple, merged
-    # for v6.15): fsdax/devdax insert refcounted folios; DAX PTEs/PMDs no longer
-    # carry the devmap bit, so GUP treats them as normal pages.
+    # The patch series "fs/dax: Fix ZONE_DEVICE page reference counts"
+    # (Alistair Popple, in v6.15): fsdax/devdax insert refcounted folios; DAX
+    # PTEs/PMDs no longer carry the devmap bit, so GUP treats them as normal
+    # pages.  TODO(citation): name its fs/dax.c commit by id.
     pmd_insert_function="vmf_insert_folio_pmd",
     pud_insert_function="vmf_insert_folio_pud",
     pte_insert_function=("vmf_insert_page_mkwrite", "vmf_insert_page_mkwrite"),
@@ -166,8 +172,9 @@ P_6_17 = replace(
     P_6_15,
     name="6.17",
     version=(6, 17),
-    # "mm: Remove pXX_devmap page table bit and pfn_t type" (in v6.17),
-    # incl. "mm/gup: remove pXX_devmap usage from get_user_pages()".
+    # TODO(citation): the series "mm: Remove pXX_devmap page table bit and pfn_t
+    # type" (in v6.17), incl. "mm/gup: remove pXX_devmap usage from
+    # get_user_pages()": name the commits by id.
     has_pfn_t=False,
     tracepoints=_TP_COMMON,
     citations=dict(P_6_15.citations, has_pfn_t="include/linux/pfn_t.h deleted (v6.17)"),
@@ -177,12 +184,13 @@ P_6_18 = replace(
     P_6_17,
     name="6.18",
     version=(6, 18),
-    # "fs/dax: use vmf_insert_folio_pmd() to insert the huge zero folio" (David
-    # Hildenbrand, in v6.18): hole reads go through the insert function and only
+    # TODO(citation): name by id the commit "fs/dax: use vmf_insert_folio_pmd()
+    # to insert the huge zero folio" (David Hildenbrand, in v6.18): hole reads go through the insert function and only
     # fall back when no zero folio can be had.
     zero_pmd_via_insert=True,
     load_hole_fallback_if_pmd_present=False,
-    # "mm/memremap: remove unused get_dev_pagemap() parameter" (in v6.18)
+    # TODO(citation): name by id the commit "mm/memremap: remove unused
+    # get_dev_pagemap() parameter" (in v6.18)
     get_dev_pagemap_args=1,
     citations=dict(
         P_6_17.citations,
@@ -198,7 +206,7 @@ DEFAULT_RELEASE = "6.12"
 _REL_RE = re.compile(r"^\s*(\d+)\.(\d+)")
 
 
-def parse_release(release):
+def parse_release(release: object) -> tuple[int, int]:
     """``"6.12.95+deb12-amd64"`` -> ``(6, 12)``; raises UsageError."""
     m = _REL_RE.match(str(release))
     if not m:
@@ -206,7 +214,7 @@ def parse_release(release):
     return int(m.group(1)), int(m.group(2))
 
 
-def select_profile(release=None):
+def select_profile(release: str | None = None) -> Profile:
     """The profile for *release*: the newest one at or below it.
 
     >>> select_profile("6.12.95+deb12-amd64").name

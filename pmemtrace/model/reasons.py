@@ -3,6 +3,8 @@
 JSON output and users' scripts key on them.  ``pmemtrace reasons`` lists them.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 
@@ -15,7 +17,7 @@ class Reason:
     remedy: str  # what the user usually does about it
     kind: str = "fallback"  # fallback | sigbus | error | gate
 
-    def to_json(self):
+    def to_json(self) -> dict[str, str]:
         return {
             "code": self.code,
             "kind": self.kind,
@@ -205,5 +207,6 @@ _R = [
 REASONS = {r.code: r for r in _R}
 
 
-def reason(code):
+def reason(code: str) -> Reason:
+    """The :class:`Reason` for *code* (KeyError if there is none)."""
     return REASONS[code]

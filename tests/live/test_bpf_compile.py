@@ -38,7 +38,7 @@ def _why_not():
     if not shutil.which("unshare"):
         return "needs unshare(1) for a private mount namespace"
     try:
-        import bcc  # noqa: F401
+        import bcc  # noqa: F401 - only whether it imports
     except ImportError:
         return "bcc is not importable (python3-bpfcc, /usr/bin/python3)"
     if not OWN:
@@ -60,5 +60,5 @@ def test_compiles_against_lab_kernel_headers():
               f"exec {sys.executable} -c \"$PMT_PROG\"")
     p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, PMT_PROG=PROG))
-    errors = [l for l in p.stderr.splitlines() if "error:" in l]
+    errors = [line for line in p.stderr.splitlines() if "error:" in line]
     assert p.returncode == 0 and p.stdout.startswith("OK"), "\n".join(errors[:20]) or p.stderr[-2000:]
