@@ -156,3 +156,46 @@ def test_every_reason_code_has_an_example_that_produces_it():
             if r.reason:
                 seen.add(r.reason)
     assert set(REASONS) <= seen, sorted(set(REASONS) - seen)
+
+
+def test_verbosity_flags_leave_stdout_alone():
+    with open(os.path.join(EXPECTED, "dax-pmd.json")) as f:
+        want = f.read()
+    for flags in (["-q"], ["-qq"], ["-v"], ["-vv"]):
+        p = run(*flags, "explain", "--example", "dax-pmd", "--json")
+        assert p.returncode == 0 and p.stdout == want and p.stderr == "", (flags, p.stderr)
+
+
+def test_library_logging_follows_v_and_q(capsys):
+    import logging
+
+    from pmemtrace.cli import log_level, setup_logging
+
+    log = logging.getLogger("pmemtrace.test")
+    try:
+        for (v, q), shown in {(0, 0): ["info", "warning"], (1, 0): ["debug", "info", "warning"],
+                              (0, 1): ["warning"], (0, 2): []}.items():
+            setup_logging(log_level(v, q))
+            log.debug("debug")
+            log.info("info")
+            log.warning("warning")
+            err = capsys.readouterr().err.splitlines()
+            assert [line.rsplit(": ", 1)[1] for line in err] == shown, (v, q, err)
+            assert all(line.startswith("pmemtrace: ") for line in err)
+    finally:
+        setup_logging(logging.WARNING)
+
+
+def test_doctests_of_the_typed_core():
+    import doctest
+
+    import pmemtrace.cli
+    import pmemtrace.events
+    import pmemtrace.model.geometry
+    import pmemtrace.model.profiles
+    import pmemtrace.units
+
+    for mod in (pmemtrace.cli, pmemtrace.events, pmemtrace.model.geometry, pmemtrace.model.profiles,
+                pmemtrace.units):
+        res = doctest.testmod(mod)
+        assert res.failed == 0 and res.attempted > 0, mod.__name__

@@ -4,11 +4,20 @@ Each module in :data:`COMMANDS` provides ``add_parser(subparsers)``, which
 registers its subparser and sets ``func`` to a callable ``(args) -> int``.
 Errors the user can act on are :class:`pmemtrace.errors.PmemtraceError`:
 printed as one line on stderr, never a traceback.
+
+Library code reports progress through :mod:`logging` (loggers under
+``pmemtrace``); the CLI owns the handler and the level: status lines
+(INFO) by default, ``-q`` warnings only, ``-qq`` errors only, ``-v`` also
+debug detail.
 """
+
+from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+from types import ModuleType
 
 from .. import __version__
 from ..errors import PmemtraceError
@@ -27,7 +36,42 @@ COMMANDS = [
 ]
 
 
-def _load(name):
+class _Formatter(logging.Formatter):
+    """``pmemtrace: message``; warnings and errors say so, debug names its logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            msg = f"{record.levelname.lower()}: {msg}"
+        elif record.levelno < logging.INFO:
+            msg = f"debug: {record.name}: {msg}"
+        return f"pmemtrace: {msg}"
+
+
+def log_level(verbose: int, quiet: int) -> int:
+    """The level for ``-v``/``-q`` counts: INFO by default, one step per flag.
+
+    >>> [logging.getLevelName(log_level(v, q)) for v, q in ((0, 0), (1, 0), (0, 1), (0, 2))]
+    ['INFO', 'DEBUG', 'WARNING', 'ERROR']
+    """
+    return max(logging.DEBUG, min(logging.ERROR, logging.INFO + 10 * (quiet - verbose)))
+
+
+def setup_logging(level: int) -> None:
+    """One stderr handler on the ``pmemtrace`` logger (replaced, not added, on a second call)."""
+    logger = logging.getLogger("pmemtrace")
+    for h in list(logger.handlers):
+        if getattr(h, "_pmemtrace_cli", False):
+            logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    handler._pmemtrace_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _load(name: str) -> ModuleType | None:
     try:
         return importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as exc:  # subcommand not written yet
@@ -36,13 +80,16 @@ def _load(name):
         raise
 
 
-def make_parser():
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pmemtrace",
         description="Explain Linux DAX mapping behaviour: which mappings get 2 MiB "
         "(PMD) pages, which fall back to 4 KiB, and why.",
     )
     parser.add_argument("--version", action="version", version=f"pmemtrace {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="less on stderr: -q warnings and errors only, -qq errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         mod = _load(name)
@@ -51,9 +98,10 @@ def make_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    setup_logging(log_level(args.verbose, args.quiet))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
