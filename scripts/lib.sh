@@ -20,6 +20,7 @@ apt_ensure() {
 # failed engine build fails the install.
 venv_install() {
     [ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
-    .venv/bin/pip install -q --upgrade pip >/dev/null
+    # setuptools >= 77 (PEP 639 license) for pip install --no-build-isolation -e .
+    .venv/bin/pip install -q --upgrade pip "setuptools>=77" >/dev/null
     PMEMTRACE_REQUIRE_ENGINE=1 .venv/bin/pip install -q -e "$1"
 }
