@@ -12,6 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import PmemtraceError
+from ._common import ArgumentParser
 
 # Order is the order shown in --help.
 COMMANDS = [
@@ -37,7 +38,7 @@ def _load(name):
 
 
 def make_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="pmemtrace",
         description="Explain Linux DAX mapping behaviour: which mappings get 2 MiB "
         "(PMD) pages, which fall back to 4 KiB, and why.",
