@@ -44,6 +44,7 @@ settings.register_profile(
                            HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
     database=None,
     print_blob=True,
+    report_multiple_bugs=False,
 )
 
 
