@@ -61,6 +61,9 @@ class ArgumentParser(argparse.ArgumentParser):
     where to look, in two lines, with argparse's exit status 2."""
 
     def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # argparse may echo a value with newlines
+        if len(message) > 300:  # ... or of any length
+            message = message[:240] + " ... " + message[-50:]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
 
 #: the largest pid Linux hands out (PID_MAX_LIMIT on 64-bit, include/linux/threads.h)
@@ -126,11 +129,11 @@ def out_path_arg(text: str) -> str:
         raise argparse.ArgumentTypeError("file name contains a NUL byte")
     parent = os.path.dirname(text) or "."
     if not os.path.isdir(parent):
-        raise argparse.ArgumentTypeError(f"{text}: directory {parent} does not exist; create it first")
+        raise argparse.ArgumentTypeError(f"{short(text)}: directory {short(parent)} does not exist; create it first")
     if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name")
+        raise argparse.ArgumentTypeError(f"{short(text)} is a directory; give a file name")
     if not os.access(parent, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{text}: directory {parent} is not writable")
+        raise argparse.ArgumentTypeError(f"{short(text)}: directory {short(parent)} is not writable")
     return text
 
 
@@ -142,6 +145,12 @@ def code_arg(text: str) -> str:
 
 
 # -- bounded reading of user files ----------------------------------------------
+
+
+def short(path: str, limit: int = 100) -> str:
+    """*path* for a one-line message: long names are cut in the middle."""
+    return path if len(path) <= limit else path[:limit // 2] + "..." + path[-limit // 2:]
+
 
 #: a case or scenario file larger than this is not one (the largest case
 #: 'pmemtrace run' records is a few MiB); the limit keeps /dev/zero or a
@@ -161,24 +170,24 @@ def read_bounded(path: str, limit: int, what: str) -> bytes:
             import stat
 
             if not stat.S_ISREG(st.st_mode):
-                raise UsageError(f"{path}: not a regular file; give a {what} file")
+                raise UsageError(f"{short(path)}: not a regular file; give a {what} file")
             data = f.read(limit + 1)
     except FileNotFoundError:
-        raise UsageError(f"{path}: no such {what} file") from None
+        raise UsageError(f"{short(path)}: no such {what} file") from None
     except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory; give a {what} file") from None
+        raise UsageError(f"{short(path)}: is a directory; give a {what} file") from None
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise UsageError(f"{short(path)}: cannot read: {exc.strerror or exc}") from None
     if len(data) > limit:
-        raise UsageError(f"{path}: larger than {limit >> 20} MiB: not a {what} file")
+        raise UsageError(f"{short(path)}: larger than {limit >> 20} MiB: not a {what} file")
     return data
 
 
 def _json_error(path: str, exc: ValueError) -> CaseError:
     if isinstance(exc, json.JSONDecodeError):
-        return CaseError("json", f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        return CaseError("json", f"{short(path)}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
     # int('1' * 5000): Python refuses decimal integers beyond 4300 digits
-    return CaseError("json", f"{path}: a number has too many digits ({str(exc)[:60]})")
+    return CaseError("json", f"{short(path)}: a number has too many digits ({str(exc)[:60]})")
 
 
 def _bad_string(s: str) -> Optional[str]:
@@ -241,11 +250,11 @@ def load_json_file(path: str, what: str = "case", limit: int = CASE_MAX_BYTES) -
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CaseError("json", f"{path}: not UTF-8 text (byte {exc.start}); a {what} file is JSON") from None
+        raise CaseError("json", f"{short(path)}: not UTF-8 text (byte {exc.start}); a {what} file is JSON") from None
     try:
         obj = json.loads(text)
     except RecursionError:
-        raise CaseError("json", f"{path}: nested deeper than {JSON_MAX_DEPTH} levels") from None
+        raise CaseError("json", f"{short(path)}: nested deeper than {JSON_MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise _json_error(path, exc) from None
     check_json_limits(obj)
@@ -268,7 +277,7 @@ def load_case_file(path: str) -> Any:
     except (TypeError, AttributeError, KeyError) as exc:
         # a value of a type the case format never has (parse_case checks
         # the common ones and names the key; this is the safety net)
-        raise CaseError("case", f"{path}: a value has the wrong type ({exc}); see docs/case-format.md") from None
+        raise CaseError("case", f"{short(path)}: a value has the wrong type ({exc}); see docs/case-format.md") from None
 
 
 @contextlib.contextmanager
@@ -283,17 +292,17 @@ def replay_errors(path: str) -> Iterator[None]:
         import stat
 
         if not stat.S_ISREG(os.stat(path).st_mode):
-            raise UsageError(f"{path}: not a regular file; give a trace file or '-' for stdin")
+            raise UsageError(f"{short(path)}: not a regular file; give a trace file or '-' for stdin")
     try:
         yield
     except EOFError:
-        raise IncompleteData(f"{path}: compressed data ends early (truncated file); "
+        raise IncompleteData(f"{short(path)}: compressed data ends early (truncated file); "
                              "replay what is left by decompressing it first") from None
     except (lzma.LZMAError, zlib.error) as exc:
-        raise IncompleteData(f"{path}: corrupt compressed data ({exc}); "
+        raise IncompleteData(f"{short(path)}: corrupt compressed data ({exc}); "
                              "check the file, or rename it if it is not compressed") from None
     except RecursionError:
-        raise IncompleteData(f"{path}: a record is nested too deeply: not a pmemtrace recording") from None
+        raise IncompleteData(f"{short(path)}: a record is nested too deeply: not a pmemtrace recording") from None
     except OSError as exc:  # gzip.BadGzipFile is an OSError
-        raise IncompleteData(f"{path}: cannot read: {exc}; check the file, or rename it if "
+        raise IncompleteData(f"{short(path)}: cannot read: {exc}; check the file, or rename it if "
                              "it is not compressed") from None
