@@ -17,7 +17,8 @@ dict slot, not an object of its own, and a state change stores another
 shared value.
 """
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from typing import Dict, Iterable, List, Optional, TypeVar, Union
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -39,6 +40,17 @@ VM_MAYSHARE = 0x80
 VM_SYNC = 0x800000
 VM_HUGEPAGE = 0x20000000
 VM_NOHUGEPAGE = 0x40000000
+
+
+_V = TypeVar("_V")
+
+
+def _keys_in(table: Dict[int, _V], first: int, last: int) -> List[int]:
+    """The keys of *table* in first..last, in order; costs
+    min(range, table size), never more."""
+    if last - first + 1 <= len(table):
+        return [k for k in range(first, last + 1) if k in table]
+    return sorted(k for k in table if first <= k <= last)
 
 
 class Vma:
@@ -125,40 +137,67 @@ def huge_pmd(writable, zero=False, level="pmd"):
 
 
 class AddressSpace:
-    def __init__(self):
-        self.vmas = []  # sorted by start
-        self._starts = []
-        self.pmds = {}  # vaddr >> PMD_SHIFT -> HugePmd | PteTable
-        self.puds = {}  # vaddr >> PUD_SHIFT -> HugePmd (device-dax PUD mappings)
+    """The process's VMAs, sorted by start and never overlapping, with a
+    parallel list of starts for bisection: adding, finding, splitting and
+    overlap checks cost O(log n) comparisons (plus a list insert), so
+    setting up n mappings is O(n log n), not O(n^2)."""
 
-    def _reindex(self):
+    def __init__(self) -> None:
+        self.vmas: List[Vma] = []  # sorted by start
+        self._starts: List[int] = []
+        self.pmds: Dict[int, Union[HugePmd, PteTable]] = {}  # vaddr >> PMD_SHIFT -> slot
+        self.puds: Dict[int, HugePmd] = {}  # vaddr >> PUD_SHIFT -> HugePmd (device-dax PUD mappings)
+
+    def _reindex(self) -> None:
         self.vmas.sort(key=lambda v: v.start)
         self._starts = [v.start for v in self.vmas]
 
-    def add(self, vma):
-        self.vmas.append(vma)
-        self._reindex()
+    def _insert(self, vma: Vma) -> None:
+        # after any VMA with the same start, as the stable sort did
+        i = bisect_right(self._starts, vma.start)
+        self.vmas.insert(i, vma)
+        self._starts.insert(i, vma.start)
 
-    def find(self, addr):
+    def add(self, vma: Vma) -> None:
+        self._insert(vma)
+
+    def find(self, addr: int) -> Optional[Vma]:
         i = bisect_right(self._starts, addr) - 1
         if i >= 0 and addr < self.vmas[i].end:
             return self.vmas[i]
         return None
 
-    def vmas_of(self, mapping):
+    def overlaps(self, start: int, end: int) -> bool:
+        """Does any VMA overlap [start, end)?  VMAs do not overlap each
+        other, so the last one starting below *end* has the highest end."""
+        i = bisect_left(self._starts, end) - 1
+        return i >= 0 and self.vmas[i].end > start
+
+    def vmas_in(self, start: int, end: int) -> List[Vma]:
+        """The VMAs overlapping [start, end), in order."""
+        i = max(0, bisect_right(self._starts, start) - 1)
+        j = bisect_left(self._starts, end)
+        return [v for v in self.vmas[i:j] if v.end > start]
+
+    def vmas_of(self, mapping: str) -> List[Vma]:
         return [v for v in self.vmas if v.mapping == mapping]
 
-    def remove_mapping(self, mapping):
+    def remove_mapping(self, mapping: str) -> None:
         for v in self.vmas_of(mapping):
             self.zap(v.start, v.end)
         self.vmas = [v for v in self.vmas if v.mapping != mapping]
         self._reindex()
 
-    def split_at(self, addr):
+    def split_at(self, addr: int) -> None:
         v = self.find(addr)
         if v is not None and v.start < addr:
-            self.vmas.append(v.split(addr))
-            self._reindex()
+            self._insert(v.split(addr))
+
+    def pmd_keys(self, first: int, last: int) -> Iterable[int]:
+        """The PMD slots in use among keys first..last: a walk of the range
+        when it is smaller than the table, else of the table, so that a
+        TiB-long munmap or madvise costs the slots touched, not the range."""
+        return _keys_in(self.pmds, first, last)
 
     def zap(self, start, end, even_cows=True):
         """Remove the translations for [start, end) (munmap, MADV_DONTNEED).
@@ -170,14 +209,11 @@ class AddressSpace:
         unmap_mapping_pages()'s file-only zap: anonymous COW copies in
         private mappings stay (mm/memory.c zap_skip_check_mapping()).
         """
-        for key in range(start >> PUD_SHIFT, ((end - 1) >> PUD_SHIFT) + 1):
-            if key in self.puds:
-                del self.puds[key]
+        for key in _keys_in(self.puds, start >> PUD_SHIFT, (end - 1) >> PUD_SHIFT):
+            del self.puds[key]
         first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
-        for key in range(first, last + 1):
-            slot = self.pmds.get(key)
-            if slot is None:
-                continue
+        for key in _keys_in(self.pmds, first, last):
+            slot = self.pmds[key]
             if isinstance(slot, HugePmd):
                 del self.pmds[key]
                 continue
@@ -354,10 +390,8 @@ class FileState:
         dirty data entries stay (the model keeps every data entry: the
         ranges a write(2) allocates hold none)."""
         entries = self.entries
-        for block in range(first >> 9, (last >> 9) + 1):
-            ent = entries.get(block)
-            if ent is None:
-                continue
+        for block in _keys_in(entries, first >> 9, last >> 9):
+            ent = entries[block]
             if isinstance(ent, PmdEntry):
                 if ent.kind != "data":
                     del entries[block]
