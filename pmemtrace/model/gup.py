@@ -12,10 +12,10 @@ of fsdax memory are refused (check_vma_flags(): -EOPNOTSUPP).
 kernel-dax-behavior.md section 10.
 """
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..events import FAULT_FLAG
-from .state import PAGE_SHIFT, PAGE_SIZE, PG_PMD_COLOUR, PMD_SHIFT, PUD_SHIFT, HugePmd, PteTable, Vma
+from .state import PAGE_SHIFT, PAGE_SIZE, PG_PMD_COLOUR, PMD_SHIFT, PUD_SHIFT, AddressSpace, HugePmd, PteTable, Vma
 
 EOPNOTSUPP = 95
 EFAULT = 14
@@ -24,8 +24,8 @@ EFAULT = 14
 GUP_FAULT_FLAGS = FAULT_FLAG["ALLOW_RETRY"] | FAULT_FLAG["KILLABLE"]
 
 
-def _present(sim, addr, write):
-    mm = sim.mm
+def _present(sim: Any, addr: int, write: bool) -> bool:
+    mm: AddressSpace = sim.mm
     pud = mm.puds.get(addr >> PUD_SHIFT)
     if pud is not None:
         return not write or pud.writable
@@ -45,9 +45,9 @@ def _present(sim, addr, write):
     return not write or bool(slot.writable & bit)
 
 
-def _is_devmap(sim, addr):
+def _is_devmap(sim: Any, addr: int) -> bool:
     """Does the page at *addr* carry pXX_devmap (so GUP calls get_dev_pagemap)?"""
-    mm = sim.mm
+    mm: AddressSpace = sim.mm
     if addr >> PUD_SHIFT in mm.puds:
         return True
     slot = mm.pmds.get(addr >> PMD_SHIFT)
@@ -65,16 +65,15 @@ def _huge_span(sim: Any, addr: int, write: bool) -> Optional[Tuple[int, bool]]:
     page of a huge mapping looks the same to _present() and _is_devmap(),
     so GUP walks it in one step: cost grows with the 2 MiB (or 1 GiB) ranges
     of the length, not with its pages."""
-    mm = sim.mm
+    mm: AddressSpace = sim.mm
     pud = mm.puds.get(addr >> PUD_SHIFT)
     if pud is not None:
         if write and not pud.writable:
             return None
         return ((addr >> PUD_SHIFT) + 1) << PUD_SHIFT, True
     slot = mm.pmds.get(addr >> PMD_SHIFT)
-    if slot is None or slot.__class__ is not HugePmd:
+    if not isinstance(slot, HugePmd):
         return None
-    assert isinstance(slot, HugePmd)
     if write and (slot.zero or not slot.writable):
         return None
     return ((addr >> PMD_SHIFT) + 1) << PMD_SHIFT, not slot.zero
@@ -89,10 +88,10 @@ def gup(sim: Any, vma_lookup: Callable[[int], Optional[Vma]], fault_fn: Callable
     write = access.write
     npages = (length + PAGE_SIZE - 1) >> PAGE_SHIFT
     first = start & ~(PAGE_SIZE - 1)
-    calls = result.calls
+    calls: Dict[str, int] = result.calls
     gdp = "get_dev_pagemap"
 
-    def hit(fn, n=1):
+    def hit(fn: str, n: int = 1) -> None:
         calls[fn] = calls.get(fn, 0) + n
 
     vma = vma_lookup(first)
