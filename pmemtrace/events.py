@@ -109,6 +109,52 @@ def encode_flags(text: str, table: Mapping[str, int]) -> int:
     return value
 
 
+_INT_LIMIT = 1 << 64
+
+
+def _is_int(v: object, lo: int = -_INT_LIMIT, hi: int = _INT_LIMIT) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v < hi
+
+
+def record_problem(d: object) -> Optional[str]:
+    """What is wrong with one JSON-lines record of a recording (a header,
+    a ``lost``/``end`` marker or an :class:`Event` as ``to_json`` writes
+    it), or None when its shape is right: replay checks every record
+    before using it, so a damaged file gets an error naming the line."""
+    if not isinstance(d, dict):
+        return f"a {type(d).__name__}, not a JSON object"
+    if "pmemtrace_record" in d:
+        k = d.get("kernel")
+        if k is not None and (not isinstance(k, str) or len(k) > 200):
+            return "header: kernel is not a release string"
+        return None
+    if d.get("type") in ("lost", "end"):
+        for key in ("count", "lost"):
+            if key in d and not _is_int(d[key], 0, 1 << 63):
+                return f"{key} is not a count"
+        return None
+    if "name" not in d:
+        return None  # not an event: skipped
+    if not isinstance(d["name"], str):
+        return "name is not a string"
+    f = d.get("fields", {})
+    if not isinstance(f, dict):
+        return "fields is not an object"
+    for k, v in f.items():
+        if not _is_int(v):
+            return f"fields.{k} is not a 64-bit integer"
+    for key in ("pid", "tid", "cpu", "access"):
+        if d.get(key) is not None and not _is_int(d[key], 0, 1 << 32):
+            return f"{key} is not a number"
+    ts = d.get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts < 1e12):
+        return "ts is not a time in seconds"
+    for key in ("comm", "source"):
+        if d.get(key) is not None and not isinstance(d[key], str):
+            return f"{key} is not a string"
+    return None
+
+
 @dataclass
 class Event:
     """One kernel event: a tracepoint record or a probe hit."""

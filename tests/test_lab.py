@@ -244,14 +244,14 @@ class TestCli:
 
     def test_unknown_kernel_is_one_line(self, capsys, tmp_path, monkeypatch):
         monkeypatch.setenv("PMEMTRACE_LAB_CACHE", str(tmp_path))
-        assert main(["lab", "fetch", "5.10"]) == 1
+        assert main(["lab", "fetch", "5.10"]) == 2  # bad input (docs/exit-status.md)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "unknown lab kernel '5.10'" in err[0]
 
     def test_record_fixtures_rejects_unknown_config(self, capsys, tmp_path, monkeypatch):
         monkeypatch.setenv("PMEMTRACE_LAB_CACHE", str(tmp_path))
         assert main(["lab", "record-fixtures", "--kernels", "6.1", "--config", "nope",
-                     "--output", str(tmp_path / "fx")]) == 1
+                     "--output", str(tmp_path / "fx")]) == 2  # bad input
         assert "unknown fixture config 'nope'" in capsys.readouterr().err
 
 

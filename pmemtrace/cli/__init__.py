@@ -21,6 +21,7 @@ from types import ModuleType
 
 from .. import __version__
 from ..errors import PmemtraceError
+from ._common import ArgumentParser
 
 # Order is the order shown in --help.
 COMMANDS = [
@@ -81,7 +82,7 @@ def _load(name: str) -> ModuleType | None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="pmemtrace",
         description="Explain Linux DAX mapping behaviour: which mappings get 2 MiB "
         "(PMD) pages, which fall back to 4 KiB, and why.",

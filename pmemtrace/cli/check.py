@@ -7,7 +7,7 @@ import json
 import os
 
 from ..errors import PmemtraceError, UsageError
-from ._common import print_json, status, table
+from ._common import print_json, release_arg, status, table
 
 EPILOG = """\
 examples:
@@ -41,7 +41,7 @@ def add_parser(sub):
     p.add_argument("--all", action="store_true", help="every embedded fsdax scenario")
     p.add_argument("--dir", metavar="DIR", help="a directory on a filesystem mounted -o dax")
     p.add_argument("--dio-dir", metavar="DIR", help="a directory on a NON-DAX filesystem for O_DIRECT steps")
-    p.add_argument("--kernel", metavar="RELEASE", help="model profile (default: the running kernel)")
+    p.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="model profile (default: the running kernel)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("-v", "--verbose", action="store_true", help="show the differing events")
     p.set_defaults(func=run)

@@ -9,7 +9,7 @@ from ..host import diagnose as dg
 from ..host.fsread import Roots
 from ..host.svg import terminal_legend, terminal_strip, write_svg
 from ..units import format_size
-from ._common import print_json, status, table
+from ._common import out_path_arg, pid_arg, print_json, seconds_arg, status, table
 
 EPILOG = """\
 examples:
@@ -44,14 +44,14 @@ def add_parser(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="files on a DAX filesystem to check per 2 MiB chunk")
-    p.add_argument("--pid", type=int, metavar="PID", help="check the DAX mappings of process PID")
-    p.add_argument("--observe", type=float, metavar="SECONDS",
+    p.add_argument("--pid", type=pid_arg, metavar="PID", help="check the DAX mappings of process PID")
+    p.add_argument("--observe", type=seconds_arg, metavar="SECONDS",
                    help="with --pid: also record the process's fs_dax events for SECONDS (root) and show "
                    "what the kernel did per chunk beside the prediction")
     p.add_argument("--op", choices=("read", "write"), default="write",
                    help="access assumed for the first touch of each file chunk (default write)")
     p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("--svg", metavar="PATH", help="write an SVG strip per file/mapping (2 MiB chunks by outcome)")
+    p.add_argument("--svg", metavar="PATH", type=out_path_arg, help="write an SVG strip per file/mapping (2 MiB chunks by outcome)")
     p.add_argument("--no-colour", "--no-color", dest="colour", action="store_false", default=None,
                    help="plain terminal strips")
     p.add_argument("--sysfs-root", metavar="DIR", help="read sysfs from DIR instead of /sys (a fixture tree)")

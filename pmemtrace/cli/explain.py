@@ -7,9 +7,9 @@ from importlib import resources
 
 from ..errors import UsageError
 from ..events import decode_vm_fault
-from ..model import explain, load_case, parse_case
+from ..model import explain, parse_case
 from ..model.reasons import REASONS
-from ._common import print_json, table
+from ._common import load_case_file, print_json, release_arg, table
 
 EPILOG = """\
 examples:
@@ -40,7 +40,7 @@ def add_parser(sub):
     p.add_argument("case", nargs="?", help="case file (JSON, format version 1)")
     p.add_argument("--example", metavar="NAME", help="run an embedded example case")
     p.add_argument("--list-examples", action="store_true", help="list the embedded example cases")
-    p.add_argument("--kernel", metavar="RELEASE", help="override the case's kernel release (e.g. 6.1, 7.2.13)")
+    p.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="override the case's kernel release (e.g. 6.1, 7.2.13)")
     p.add_argument("--events", action="store_true", help="also print the fs_dax events the kernel would emit")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=run)
@@ -74,7 +74,7 @@ def run(args):
     if args.example:
         case = load_example(args.example)
     elif args.case:
-        case = load_case(args.case)
+        case = load_case_file(args.case)
     else:
         raise UsageError("explain needs a CASE file or --example NAME (see --list-examples)")
     if args.kernel:

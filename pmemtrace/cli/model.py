@@ -6,7 +6,7 @@ import argparse
 from ..model.geometry import layout_from_args
 from ..model.profiles import PROFILES, select_profile
 from ..units import format_size
-from ._common import print_json, table
+from ._common import print_json, release_arg, table
 
 EPILOG = """\
 examples:
@@ -29,11 +29,11 @@ def add_parser(sub):
     n.add_argument("--align", default="2M", help="4K, 2M or 1G")
     n.add_argument("--bus", default="e820", choices=("e820", "nfit"),
                    help="e820 (memmap=, legacy pmem) or nfit (ACPI NVDIMM)")
-    n.add_argument("--kernel", metavar="RELEASE")
+    n.add_argument("--kernel", metavar="RELEASE", type=release_arg)
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=run_namespace)
     pr = s.add_parser("profiles", help="the kernel behaviour profiles")
-    pr.add_argument("--kernel", metavar="RELEASE", help="show the profile selected for this release")
+    pr.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="show the profile selected for this release")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_profiles)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])

@@ -4,7 +4,7 @@ import argparse
 
 from ..errors import UsageError
 from ..model.reasons import REASONS
-from ._common import print_json, table
+from ._common import code_arg, print_json, table
 
 
 def add_parser(sub):
@@ -14,7 +14,7 @@ def add_parser(sub):
         epilog="examples:\n  pmemtrace reasons\n  pmemtrace reasons pmd-colour-mismatch\n  pmemtrace reasons --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("code", nargs="?", help="show one code in full")
+    p.add_argument("code", nargs="?", type=code_arg, help="show one code in full")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
     return p

@@ -6,7 +6,7 @@ import sys
 from ..live.attribute import Attributor
 from ..live.parse import ParseStats, read_events
 from ..live.views import Aggregator
-from ._common import print_json, status
+from ._common import pid_arg, print_json, release_arg, replay_errors, status
 
 EPILOG = """\
 examples:
@@ -42,9 +42,9 @@ def add_parser(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", help="trace file ('-' for stdin)")
-    p.add_argument("--kernel", metavar="RELEASE",
+    p.add_argument("--kernel", metavar="RELEASE", type=release_arg,
                    help="kernel release for the model profile (default: the recording's header, else 6.12)")
-    p.add_argument("--pid", type=int, help="only events of this process")
+    p.add_argument("--pid", type=pid_arg, help="only events of this process")
     p.add_argument("--events", action="store_true", help="print every event (kernel print format) first")
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
     p.add_argument("--json", action="store_true", help="JSON output")
@@ -79,9 +79,10 @@ def run(args):
     def show(ev):
         print(f"{ev.ts or 0:.6f} {ev.comm or '-'}-{ev.pid} {ev.name}: {ev.format()}")
 
-    agg, stats, fmt, header = replay(args.file, kernel=args.kernel, pid=args.pid,
-                                     reasons=not args.no_reasons,
-                                     on_event=show if args.events and not args.json else None)
+    with replay_errors(args.file):
+        agg, stats, fmt, header = replay(args.file, kernel=args.kernel, pid=args.pid,
+                                         reasons=not args.no_reasons,
+                                         on_event=show if args.events and not args.json else None)
     if args.json:
         d = agg.to_json()
         d["input"] = {"format": fmt, **stats.to_json()}

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 from ..errors import DataCorruption, PmemtraceError, UsageError
-from ._common import print_json, status, table
+from ._common import out_path_arg, print_json, release_arg, status, table
 
 EPILOG = """\
 examples:
@@ -45,7 +45,7 @@ def add_parser(sub):
     where = p.add_mutually_exclusive_group()
     where.add_argument("--dir", metavar="DIR", help="a directory on a filesystem mounted -o dax (fsdax scenarios)")
     where.add_argument("--device", metavar="DEV", help="a device-dax character device, e.g. /dev/dax0.0 (devdax scenarios)")
-    p.add_argument("--out", metavar="CASE.json", help="write the recorded case here (plus CASE.run.json, CASE.trace.txt)")
+    p.add_argument("--out", metavar="CASE.json", type=out_path_arg, help="write the recorded case here (plus CASE.run.json, CASE.trace.txt)")
     p.add_argument("--dio-dir", metavar="DIR", help="directory on a NON-DAX filesystem for the O_DIRECT partner file "
                    "of GUP steps (as ndctl does); without it GUP steps use process_vm_readv/writev")
     p.add_argument("--allow-non-dax", action="store_true", help="accept a --dir that is not DAX (engine tests)")
@@ -54,7 +54,7 @@ def add_parser(sub):
     p.add_argument("--no-trace", action="store_true", help="do not record fs_dax events")
     p.add_argument("--dry-run", action="store_true", help="do nothing on the host: write the case the scenario "
                    "would record on an ideal device (synthetic addresses and extents)")
-    p.add_argument("--kernel", metavar="RELEASE", help="with --dry-run: the kernel release to put in the case")
+    p.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="with --dry-run: the kernel release to put in the case")
     p.add_argument("--list", action="store_true", help="list the embedded scenarios")
     p.add_argument("--show", metavar="NAME", help="print an embedded scenario's JSON")
     p.add_argument("--json", action="store_true", help="print the run record as JSON on stdout")

@@ -10,7 +10,7 @@ from ..errors import KernelFeatureMissing, UsageError
 from ..live.attribute import Attributor, FileInfo
 from ..live.record import Recorder, make_header
 from ..live.views import Aggregator
-from ._common import status
+from ._common import out_path_arg, pid_arg, release_arg, running_pid, seconds_arg, status
 
 EPILOG = """\
 examples:
@@ -43,19 +43,19 @@ def add_parser(sub):
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--pid", type=int, help="only this process")
+    p.add_argument("--pid", type=pid_arg, help="only this process")
     p.add_argument("--path", help="only this file, or files of the filesystem mounted here")
-    p.add_argument("-i", "--interval", type=float, default=5.0, help="seconds between views (default 5)")
-    p.add_argument("-d", "--duration", type=float, help="stop after this many seconds")
+    p.add_argument("-i", "--interval", type=seconds_arg, default=5.0, help="seconds between views (default 5)")
+    p.add_argument("-d", "--duration", type=seconds_arg, help="stop after this many seconds")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout (per interval, or per event with --events)")
     p.add_argument("--events", action="store_true", help="print every event")
-    p.add_argument("--record", metavar="FILE", help="record events as JSON lines (replay with 'pmemtrace replay')")
+    p.add_argument("--record", metavar="FILE", type=out_path_arg, help="record events as JSON lines (replay with 'pmemtrace replay')")
     p.add_argument("--backend", choices=("auto", "bcc", "tracefs"), default="auto")
     p.add_argument("--buffer-mb", type=int, default=64, metavar="MB",
                    help="kernel event buffer: the bcc ring buffer, or each CPU's tracefs buffer "
                    "(default 64; a burst larger than this before it is read is lost, and counted)")
     p.add_argument("--list-probes", action="store_true", help="show the probe table against this kernel and exit")
-    p.add_argument("--kernel", metavar="RELEASE", help="model profile for reasons (default: running kernel)")
+    p.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="model profile for reasons (default: running kernel)")
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -196,6 +196,8 @@ def run(args):
         from ..errors import PrivilegeError
         raise PrivilegeError("pmemtrace watch needs root (bcc: CAP_BPF+CAP_PERFMON; tracefs: write access): try sudo")
     filt = PathFilter(args.path) if args.path else None
+    if args.pid:
+        running_pid(args.pid)
     if args.buffer_mb < 1:
         raise UsageError("--buffer-mb must be at least 1")
     backend, why = choose_backend(args.backend, args.pid, args.buffer_mb,

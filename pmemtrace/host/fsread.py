@@ -11,7 +11,10 @@ point 10.)
 import errno
 import os
 
+import re
+
 SYSFS_PATH = "/sys"
+_HUGE_NUMBER = re.compile(r"[0-9a-fA-F]{33}")
 PROCFS_PATH = "/proc"
 BOOT_PATH = "/boot"
 
@@ -46,17 +49,28 @@ class Roots:
                 why = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else (exc.strerror or str(exc))
                 self.unreadable.append((path, why))
             return None
-        return data.decode("utf-8", "replace").strip()
+        text = data.decode("utf-8", "replace").strip()
+        if _HUGE_NUMBER.search(text):
+            # no sysfs/procfs file holds a number beyond 128 bits: a damaged
+            # or hand-edited fixture; say so rather than carry it on
+            if note:
+                self.unreadable.append((path, "holds a number of more than 128 bits"))
+            return None
+        return text
 
     def read_int(self, path, base=0):
         s = self.read(path)
         if s is None or s == "":
             return None
         try:
-            return int(s.split()[0], base)
+            v = int(s.split()[0], base)
         except ValueError:
             self.unreadable.append((path, f"not a number: {s[:40]!r}"))
             return None
+        if not -(1 << 64) < v < 1 << 64:  # sysfs numbers are 64-bit at most
+            self.unreadable.append((path, f"number out of range: {s[:40]!r}..."))
+            return None
+        return v
 
     def listdir(self, path):
         try:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from ..errors import LabError
+from ..errors import LabError, UsageError
 
 #: config name -> (mode, map, align, filesystem or None)
 CONFIGS = {
@@ -302,7 +302,7 @@ def record_all(kernel_names, output=None, configs=None, timeout=1200):
     os.makedirs(output, exist_ok=True)
     for c in configs or ():
         if c not in CONFIGS:
-            raise LabError(f"unknown fixture config {c!r}: {', '.join(CONFIGS)}")
+            raise UsageError(f"unknown fixture config {c!r}: {', '.join(CONFIGS)}")
     status = 0
     for name in kernel_names:
         k = kernels.get(name)

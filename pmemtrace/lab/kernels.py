@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 
-from ..errors import LabError
+from ..errors import LabError, UsageError
 
 # ---------------------------------------------------------------------------
 # Configuration
@@ -313,7 +313,7 @@ def resolve(name, update=True, cache=None):
         for k in cached_kernels(cache):
             if k.release == name:
                 return k
-        raise LabError(f"unknown lab kernel {name!r}: use one of {', '.join(SERIES)} "
+        raise UsageError(f"unknown lab kernel {name!r}: use one of {', '.join(SERIES)} "
                        "or a cached release (pmemtrace lab kernels)")
     suite, regex = SERIES[series]
     apt = _Apt(suite, cache)

@@ -21,20 +21,20 @@ import json
 import re
 
 from ..errors import DataCorruption, UsageError
-from ..events import FAULT_FLAG, VM_FAULT, Event, encode_flags
+from ..events import FAULT_FLAG, VM_FAULT, Event, encode_flags, record_problem
 
 #: the part every ftrace text line shares:
 #: ``<comm>-<pid> [(tgid)] [cpu] [flags] <ts>: <event>: <text>``
 LINE_RE = re.compile(
-    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+"
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d{1,10})\s+"
     r"(?:\(\s*(?:[\d-]+)\)\s+)?"
-    r"\[(?P<cpu>\d+)\]\s+"
+    r"\[(?P<cpu>\d{1,6})\]\s+"
     r"(?:[\w.]{4,5}\s+)?"
     r"(?P<ts>\d+\.\d+):\s+"
     r"(?:(?P<system>\w+):)?(?P<event>\w+):\s*(?P<text>.*)$"
 )
 
-_NUM = r"(0x[0-9a-fA-F]+|\d+)"
+_NUM = r"(0x[0-9a-fA-F]{1,16}|\d{1,20})"  # 64-bit values; longer ones make the line unparsed
 _DEV = r"dev (?P<major>\d+):(?P<minor>\d+)"
 
 PMD_FAULT_RE = re.compile(
@@ -155,7 +155,7 @@ class ParseStats:
                 "unparsed": self.bad, "lost": self.lost}
 
 
-LOST_RE = re.compile(r"CPU:\s*(\d+)\s+\[LOST (\d+) EVENTS\]")
+LOST_RE = re.compile(r"CPU:\s*(\d+)\s+\[LOST (\d{1,19}) EVENTS\]")
 
 
 def parse_trace_text(lines, stats=None, strict=False):
@@ -176,7 +176,10 @@ def parse_trace_text(lines, stats=None, strict=False):
         if name not in FS_DAX_EVENTS:
             stats.skipped += 1
             continue
-        fields = parse_fs_dax_text(name, m.group("text"))
+        try:
+            fields = parse_fs_dax_text(name, m.group("text"))
+        except (KeyError, ValueError):  # unknown flag name, bad hex, 4300+ digits
+            fields = None
         if fields is None:
             stats.bad += 1
             if stats.first_bad is None:
@@ -206,6 +209,9 @@ def parse_jsonl(lines, stats=None):
             d = json.loads(line)
         except ValueError as e:
             raise DataCorruption(f"line {stats.lines}: not JSON ({e})") from None
+        why = record_problem(d)  # a record of the wrong shape: name its line
+        if why:
+            raise DataCorruption(f"line {stats.lines}: {why}; not a pmemtrace recording line")
         if RECORD_MAGIC in d:
             stats.header = d
             continue

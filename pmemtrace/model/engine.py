@@ -256,7 +256,7 @@ class Sim:
             self.external_tables.add(addr >> 21)
 
     def mmap(self, m):
-        if any(v.start < m.end and v.end > m.start for v in self.mm.vmas):
+        if self.mm.overlaps(m.start, m.end):
             # mmap(MAP_FIXED_NOREPLACE) semantics: the model never replaces
             self.mapping_errors[m.id] = "mapping-overlap"
             return
@@ -275,12 +275,11 @@ class Sim:
         mm.remove_mapping(m.id)
         # free_pgtables(): a page table goes when no VMA is left in its 2 MiB
         # (tables other mappings of the process use stay)
-        for key in range(m.start >> 21, ((m.end - 1) >> 21) + 1):
+        for key in mm.pmd_keys(m.start >> 21, (m.end - 1) >> 21):
             if key in self.external_tables:
                 continue
-            lo, hi = key << 21, (key + 1) << 21
-            if not any(v.start < hi and v.end > lo for v in mm.vmas):
-                mm.pmds.pop(key, None)
+            if not mm.overlaps(key << 21, (key + 1) << 21):
+                del mm.pmds[key]
         self.mapped.discard(m.id)
 
     def fault(self, vma, addr, write, flags, via_gup=False):
@@ -454,7 +453,7 @@ def _madvise(sim, m, a):
     # madvise_update_vma() -> split_vma()) and set/clear VM_NOHUGEPAGE.
     mm.split_at(start)
     mm.split_at(end)
-    for v in mm.vmas:
+    for v in mm.vmas_in(start, end):
         if v.mapping == m.id and v.start >= start and v.end <= end:
             v.nohugepage = a.advice == "nohugepage"
             v.update_flags()

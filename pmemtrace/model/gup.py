@@ -12,8 +12,10 @@ of fsdax memory are refused (check_vma_flags(): -EOPNOTSUPP).
 kernel-dax-behavior.md section 10.
 """
 
+from typing import Any, Callable, Dict, Optional, Tuple
+
 from ..events import FAULT_FLAG
-from .state import PAGE_SHIFT, PAGE_SIZE, PG_PMD_COLOUR, PMD_SHIFT, PUD_SHIFT, HugePmd, PteTable
+from .state import PAGE_SHIFT, PAGE_SIZE, PG_PMD_COLOUR, PMD_SHIFT, PUD_SHIFT, AddressSpace, HugePmd, PteTable, Vma
 
 EOPNOTSUPP = 95
 EFAULT = 14
@@ -22,8 +24,8 @@ EFAULT = 14
 GUP_FAULT_FLAGS = FAULT_FLAG["ALLOW_RETRY"] | FAULT_FLAG["KILLABLE"]
 
 
-def _present(sim, addr, write):
-    mm = sim.mm
+def _present(sim: Any, addr: int, write: bool) -> bool:
+    mm: AddressSpace = sim.mm
     pud = mm.puds.get(addr >> PUD_SHIFT)
     if pud is not None:
         return not write or pud.writable
@@ -43,9 +45,9 @@ def _present(sim, addr, write):
     return not write or bool(slot.writable & bit)
 
 
-def _is_devmap(sim, addr):
+def _is_devmap(sim: Any, addr: int) -> bool:
     """Does the page at *addr* carry pXX_devmap (so GUP calls get_dev_pagemap)?"""
-    mm = sim.mm
+    mm: AddressSpace = sim.mm
     if addr >> PUD_SHIFT in mm.puds:
         return True
     slot = mm.pmds.get(addr >> PMD_SHIFT)
@@ -57,7 +59,28 @@ def _is_devmap(sim, addr):
     return False
 
 
-def gup(sim, vma_lookup, fault_fn, access, start, result):
+def _huge_span(sim: Any, addr: int, write: bool) -> Optional[Tuple[int, bool]]:
+    """When *addr* lies in a huge (PUD or PMD) mapping GUP can take as is:
+    (end of that mapping, whether it carries devmap); else None.  Every 4 KiB
+    page of a huge mapping looks the same to _present() and _is_devmap(),
+    so GUP walks it in one step: cost grows with the 2 MiB (or 1 GiB) ranges
+    of the length, not with its pages."""
+    mm: AddressSpace = sim.mm
+    pud = mm.puds.get(addr >> PUD_SHIFT)
+    if pud is not None:
+        if write and not pud.writable:
+            return None
+        return ((addr >> PUD_SHIFT) + 1) << PUD_SHIFT, True
+    slot = mm.pmds.get(addr >> PMD_SHIFT)
+    if not isinstance(slot, HugePmd):
+        return None
+    if write and (slot.zero or not slot.writable):
+        return None
+    return ((addr >> PMD_SHIFT) + 1) << PMD_SHIFT, not slot.zero
+
+
+def gup(sim: Any, vma_lookup: Callable[[int], Optional[Vma]], fault_fn: Callable[..., Any],
+        access: Any, start: int, result: Any) -> None:
     """Pin [start, start+length).  Fills *result* (an AccessResult) with the
     faults taken, the pages pinned and the probe hits; returns nothing."""
     prof = sim.profile
@@ -65,10 +88,10 @@ def gup(sim, vma_lookup, fault_fn, access, start, result):
     write = access.write
     npages = (length + PAGE_SIZE - 1) >> PAGE_SHIFT
     first = start & ~(PAGE_SIZE - 1)
-    calls = result.calls
+    calls: Dict[str, int] = result.calls
     gdp = "get_dev_pagemap"
 
-    def hit(fn, n=1):
+    def hit(fn: str, n: int = 1) -> None:
         calls[fn] = calls.get(fn, 0) + n
 
     vma = vma_lookup(first)
@@ -105,6 +128,16 @@ def gup(sim, vma_lookup, fault_fn, access, start, result):
         hit("gup_fast")
         while i < npages:
             addr = first + (i << PAGE_SHIFT)
+            span = _huge_span(sim, addr, write)
+            if span is not None:
+                devmap = prof.gup_uses_get_dev_pagemap and span[1]
+                if access.longterm and devmap:
+                    break  # gup_fast: pXX_devmap with FOLL_LONGTERM -> slow path
+                n = min(npages - i, (span[0] - addr) >> PAGE_SHIFT)
+                if devmap:
+                    hit(gdp, n)
+                i += n
+                continue
             if not _present(sim, addr, write):
                 break
             if access.longterm and prof.gup_uses_get_dev_pagemap and _is_devmap(sim, addr):
@@ -133,6 +166,14 @@ def gup(sim, vma_lookup, fault_fn, access, start, result):
                 # the fault left nothing we can grab (e.g. a private COW)
                 if not _present(sim, addr, False):
                     break
+        span = _huge_span(sim, addr, write)
+        if span is not None:
+            # this page and the rest of the huge mapping in this VMA
+            n = min(npages - i, (min(span[0], v.end) - addr) >> PAGE_SHIFT)
+            if not populate and prof.gup_uses_get_dev_pagemap and span[1]:
+                hit(gdp, n)
+            i += n
+            continue
         if not populate and prof.gup_uses_get_dev_pagemap and _is_devmap(sim, addr):
             hit(gdp)
         i += 1

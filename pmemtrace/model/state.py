@@ -17,7 +17,8 @@ dict slot, not an object of its own, and a state change stores another
 shared value.
 """
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -41,11 +42,23 @@ VM_HUGEPAGE = 0x20000000
 VM_NOHUGEPAGE = 0x40000000
 
 
+_V = TypeVar("_V")
+
+
+def _keys_in(table: Dict[int, _V], first: int, last: int) -> List[int]:
+    """The keys of *table* in first..last, in order; costs
+    min(range, table size), never more."""
+    if last - first + 1 <= len(table):
+        return [k for k in range(first, last + 1) if k in table]
+    return sorted(k for k in table if first <= k <= last)
+
+
 class Vma:
     __slots__ = ("start", "end", "pgoff", "shared", "sync", "writable", "nohugepage", "mapping", "vm_flags",
                  "trace_fields")
 
-    def __init__(self, start, end, pgoff, shared, sync, writable, nohugepage, mapping):
+    def __init__(self, start: int, end: int, pgoff: int, shared: bool, sync: bool, writable: bool,
+                 nohugepage: bool, mapping: str) -> None:
         self.start = start
         self.end = end
         self.pgoff = pgoff  # file page index mapped at vm_start
@@ -56,7 +69,7 @@ class Vma:
         self.mapping = mapping  # the case's mapping id
         self.update_flags()
 
-    def update_flags(self):
+    def update_flags(self) -> None:
         f = VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
         if self.writable:
             f |= VM_WRITE
@@ -70,13 +83,13 @@ class Vma:
         self.vm_flags = f
         self._snapshot()
 
-    def _snapshot(self):
+    def _snapshot(self) -> None:
         # what fs_dax events print of the VMA (vm_start, vm_end, vm_flags) and
         # its pgoff, as of now: a fault keeps this tuple, not the VMA, which a
         # later madvise() may split or change
         self.trace_fields = (self.start, self.end, self.vm_flags, self.pgoff)
 
-    def split(self, addr):
+    def split(self, addr: int) -> "Vma":
         """Split at *addr*; self keeps [start, addr), returns [addr, end)."""
         new = Vma(addr, self.end, self.pgoff + ((addr - self.start) >> PAGE_SHIFT), self.shared, self.sync,
                   self.writable, self.nohugepage, self.mapping)
@@ -84,7 +97,7 @@ class Vma:
         self._snapshot()
         return new
 
-    def pgoff_of(self, addr):
+    def pgoff_of(self, addr: int) -> int:
         return self.pgoff + ((addr - self.start) >> PAGE_SHIFT)
 
 
@@ -94,7 +107,7 @@ class PteTable:
 
     __slots__ = ("present", "writable", "anon", "zero")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.present = 0
         self.writable = 0
         self.anon = 0
@@ -107,60 +120,87 @@ class HugePmd:
 
     __slots__ = ("writable", "zero", "level")
 
-    def __init__(self, writable, zero, level="pmd"):
+    def __init__(self, writable: bool, zero: bool, level: str = "pmd") -> None:
         self.writable = writable
         self.zero = zero
         self.level = level  # "pmd" or "pud" (device-dax 1 GiB)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"HugePmd(writable={self.writable}, zero={self.zero}, level={self.level!r})"
 
 
 _HUGE = {(w, z, lv): HugePmd(w, z, lv) for w in (False, True) for z in (False, True) for lv in ("pmd", "pud")}
 
 
-def huge_pmd(writable, zero=False, level="pmd"):
+def huge_pmd(writable: bool, zero: bool = False, level: str = "pmd") -> HugePmd:
     """The shared :class:`HugePmd` for this state."""
     return _HUGE[bool(writable), bool(zero), level]
 
 
 class AddressSpace:
-    def __init__(self):
-        self.vmas = []  # sorted by start
-        self._starts = []
-        self.pmds = {}  # vaddr >> PMD_SHIFT -> HugePmd | PteTable
-        self.puds = {}  # vaddr >> PUD_SHIFT -> HugePmd (device-dax PUD mappings)
+    """The process's VMAs, sorted by start and never overlapping, with a
+    parallel list of starts for bisection: adding, finding, splitting and
+    overlap checks cost O(log n) comparisons (plus a list insert), so
+    setting up n mappings is O(n log n), not O(n^2)."""
 
-    def _reindex(self):
+    def __init__(self) -> None:
+        self.vmas: List[Vma] = []  # sorted by start
+        self._starts: List[int] = []
+        self.pmds: Dict[int, Union[HugePmd, PteTable]] = {}  # vaddr >> PMD_SHIFT -> slot
+        self.puds: Dict[int, HugePmd] = {}  # vaddr >> PUD_SHIFT -> HugePmd (device-dax PUD mappings)
+
+    def _reindex(self) -> None:
         self.vmas.sort(key=lambda v: v.start)
         self._starts = [v.start for v in self.vmas]
 
-    def add(self, vma):
-        self.vmas.append(vma)
-        self._reindex()
+    def _insert(self, vma: Vma) -> None:
+        # after any VMA with the same start, as the stable sort did
+        i = bisect_right(self._starts, vma.start)
+        self.vmas.insert(i, vma)
+        self._starts.insert(i, vma.start)
 
-    def find(self, addr):
+    def add(self, vma: Vma) -> None:
+        self._insert(vma)
+
+    def find(self, addr: int) -> Optional[Vma]:
         i = bisect_right(self._starts, addr) - 1
         if i >= 0 and addr < self.vmas[i].end:
             return self.vmas[i]
         return None
 
-    def vmas_of(self, mapping):
+    def overlaps(self, start: int, end: int) -> bool:
+        """Does any VMA overlap [start, end)?  VMAs do not overlap each
+        other, so the last one starting below *end* has the highest end."""
+        i = bisect_left(self._starts, end) - 1
+        return i >= 0 and self.vmas[i].end > start
+
+    def vmas_in(self, start: int, end: int) -> List[Vma]:
+        """The VMAs overlapping [start, end), in order."""
+        i = max(0, bisect_right(self._starts, start) - 1)
+        j = bisect_left(self._starts, end)
+        return [v for v in self.vmas[i:j] if v.end > start]
+
+    def vmas_of(self, mapping: str) -> List[Vma]:
         return [v for v in self.vmas if v.mapping == mapping]
 
-    def remove_mapping(self, mapping):
+    def remove_mapping(self, mapping: str) -> None:
         for v in self.vmas_of(mapping):
             self.zap(v.start, v.end)
         self.vmas = [v for v in self.vmas if v.mapping != mapping]
         self._reindex()
 
-    def split_at(self, addr):
+    def split_at(self, addr: int) -> None:
         v = self.find(addr)
         if v is not None and v.start < addr:
-            self.vmas.append(v.split(addr))
-            self._reindex()
+            self._insert(v.split(addr))
 
-    def zap(self, start, end, even_cows=True):
+    def pmd_keys(self, first: int, last: int) -> Iterable[int]:
+        """The PMD slots in use among keys first..last: a walk of the range
+        when it is smaller than the table, else of the table, so that a
+        TiB-long munmap or madvise costs the slots touched, not the range."""
+        return _keys_in(self.pmds, first, last)
+
+    def zap(self, start: int, end: int, even_cows: bool = True) -> None:
         """Remove the translations for [start, end) (munmap, MADV_DONTNEED).
 
         A huge mapping partly inside the range is split (zapped whole), as
@@ -170,14 +210,11 @@ class AddressSpace:
         unmap_mapping_pages()'s file-only zap: anonymous COW copies in
         private mappings stay (mm/memory.c zap_skip_check_mapping()).
         """
-        for key in range(start >> PUD_SHIFT, ((end - 1) >> PUD_SHIFT) + 1):
-            if key in self.puds:
-                del self.puds[key]
+        for key in _keys_in(self.puds, start >> PUD_SHIFT, (end - 1) >> PUD_SHIFT):
+            del self.puds[key]
         first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
-        for key in range(first, last + 1):
-            slot = self.pmds.get(key)
-            if slot is None:
-                continue
+        for key in _keys_in(self.pmds, first, last):
+            slot = self.pmds[key]
             if isinstance(slot, HugePmd):
                 del self.pmds[key]
                 continue
@@ -202,10 +239,10 @@ class PmdEntry:
 
     __slots__ = ("kind",)
 
-    def __init__(self, kind):
+    def __init__(self, kind: str) -> None:
         self.kind = kind  # "empty" | "zero" | "data"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"PmdEntry({self.kind!r})"
 
 
@@ -217,7 +254,7 @@ PMD_ENTRY_DATA = PmdEntry("data")  # maps the file's blocks
 class PteEntries:
     __slots__ = ("present", "zero")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.present = 0  # bit i: a PTE-order entry exists at index (block*512 + i)
         self.zero = 0  # ... and it is a zero-page entry
 
@@ -225,14 +262,14 @@ class PteEntries:
 class Ext:
     __slots__ = ("logical", "physical", "length", "unwritten")
 
-    def __init__(self, logical, physical, length, unwritten):
+    def __init__(self, logical: int, physical: int, length: int, unwritten: bool) -> None:
         self.logical = logical
         self.physical = physical
         self.length = length
         self.unwritten = unwritten
 
     @property
-    def end(self):
+    def end(self) -> int:
         return self.logical + self.length
 
 
@@ -249,29 +286,29 @@ class FileState:
     or 4 KiB piece at a time, as ext4/xfs do), and a split then moves one
     chunk's worth of pointers, not the whole map's."""
 
-    def __init__(self, file, hole_alloc_align=PMD_SIZE):
-        self.size = file.size
-        self.ino = file.ino
-        self.fs = file.fs
+    def __init__(self, file: Any, hole_alloc_align: int = PMD_SIZE) -> None:
+        self.size: int = file.size
+        self.ino: int = file.ino
+        self.fs: str = file.fs
         exts = [Ext(e.logical, e.physical, e.length, e.unwritten) for e in file.extents]
         n = EXTENT_CHUNK
         self._chunks = [exts[i:i + n] for i in range(0, len(exts), n)] or [[]]
         self._starts = [[e.logical for e in c] for c in self._chunks]
         self._heads = [s[0] for s in self._starts if s]
-        self.entries = {}  # file block (index >> 9) -> PmdEntry | PteEntries
+        self.entries: Dict[int, Union[PmdEntry, PteEntries]] = {}  # file block (index >> 9) -> entry
         self.hole_alloc_align = hole_alloc_align
         self._next_phys = max((e.physical + e.length for e in exts), default=0)
 
     @property
-    def max_pgoff(self):
+    def max_pgoff(self) -> int:
         return (self.size + PAGE_SIZE - 1) >> PAGE_SHIFT
 
     @property
-    def exts(self):
+    def exts(self) -> List[Ext]:
         """All extents, in logical order."""
         return [e for c in self._chunks for e in c]
 
-    def _find(self, pos):
+    def _find(self, pos: int) -> Tuple[int, int]:
         """(chunk, index) of the last extent starting at or before *pos*;
         (0, -1) when there is none."""
         c = bisect_right(self._heads, pos) - 1
@@ -279,14 +316,14 @@ class FileState:
             return 0, -1
         return c, bisect_right(self._starts[c], pos) - 1
 
-    def _following(self, c, i):
+    def _following(self, c: int, i: int) -> Iterator[Ext]:
         """The extents after (chunk c, index i), in order."""
         chunks = self._chunks
         yield from chunks[c][i + 1:]
         for chunk in chunks[c + 1:]:
             yield from chunk
 
-    def _insert(self, c, i, e):
+    def _insert(self, c: int, i: int, e: Ext) -> None:
         """Insert extent *e* right after (chunk c, index i)."""
         chunk, starts = self._chunks[c], self._starts[c]
         chunk.insert(i + 1, e)
@@ -303,7 +340,7 @@ class FileState:
             self._heads.insert(c + 1, starts[half])
             del chunk[half:], starts[half:]
 
-    def lookup(self, pos, need=PMD_SIZE):
+    def lookup(self, pos: int, need: int = PMD_SIZE) -> Tuple[str, int, Optional[Ext]]:
         """iomap of byte *pos*: (kind, length_from_pos, ext_or_None).
 
         kind is "mapped", "unwritten" or "hole"; a hole extends to the next
@@ -335,7 +372,7 @@ class FileState:
         nxt = next(self._following(c, i), None)
         return "hole", (nxt.logical - pos) if nxt is not None else (1 << 62), None
 
-    def _split(self, pos):
+    def _split(self, pos: int) -> None:
         """Make *pos* an extent boundary (if inside an extent)."""
         c, i = self._find(pos)
         if i >= 0:
@@ -346,7 +383,7 @@ class FileState:
                 e.length = cut
                 self._insert(c, i, new)
 
-    def invalidate(self, first, last):
+    def invalidate(self, first: int, last: int) -> None:
         """invalidate_inode_pages2_range(mapping, first, last) on a DAX file
         (mm/truncate.c -> invalidate_exceptional_entry2() ->
         fs/dax.c dax_invalidate_mapping_entry_sync(), v6.1..7.x): clean
@@ -354,10 +391,8 @@ class FileState:
         dirty data entries stay (the model keeps every data entry: the
         ranges a write(2) allocates hold none)."""
         entries = self.entries
-        for block in range(first >> 9, (last >> 9) + 1):
-            ent = entries.get(block)
-            if ent is None:
-                continue
+        for block in _keys_in(entries, first >> 9, last >> 9):
+            ent = entries[block]
             if isinstance(ent, PmdEntry):
                 if ent.kind != "data":
                     del entries[block]
@@ -370,7 +405,7 @@ class FileState:
             if not ent.present:
                 del entries[block]
 
-    def write_range(self, pos, length):
+    def write_range(self, pos: int, length: int) -> bool:
         """A write fault's ->iomap_begin(IOMAP_WRITE) over [pos, pos+length):
         converts unwritten blocks and allocates holes.  Returns True when any
         block was newly allocated or converted (IOMAP_F_NEW)."""
@@ -385,6 +420,7 @@ class FileState:
             if kind == "unwritten":
                 # lookup() merges physically contiguous unwritten extents into
                 # one run; convert them one extent at a time
+                assert e is not None  # lookup() returns the extent of a mapped/unwritten run
                 ln = min(ln, e.logical + e.length - p)
                 e.unwritten = False
                 new = True
