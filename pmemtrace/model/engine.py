@@ -6,6 +6,7 @@ compact per-access records; events and JSON are built only when asked for.
 
 import gc
 from collections import Counter
+from typing import Any, Dict, Iterator, List, Tuple
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup
@@ -53,27 +54,24 @@ class AccessResult:
                     c[x] = c.get(x, 0) + 1
         return c
 
-    def events(self):
-        out = []
+    def events(self) -> List[Event]:
         dev, ino, zero_field, max_pgoff = self.ctx
-        for _, f in self.faults:
-            for t in f.trace:
-                if t.__class__ is tuple:
-                    name, fields = fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field)
-                    out.append(Event(name, fields, source="model", access=self.index))
-        return out
+        return [Event(name, fields, source="model", access=self.index)
+                for _, f in self.faults for name, fields in _rendered(f, dev, ino, zero_field, max_pgoff)]
 
-    def to_json(self):
-        d = {
+    def to_json(self) -> Dict[str, Any]:
+        dev, ino, zero_field, max_pgoff = self.ctx
+        d: Dict[str, Any] = {
             "access": self.index,
             "op": self.op,
             "mapping": self.mapping,
             "address": self.address,
             "outcome": self.outcome,
             "result": self.result,
-            "result_text": decode_vm_fault(self.result),
+            "result_text": result_text(self.result),
             "reason": self.reason,
-            "events": [{"name": e.name, "fields": e.fields} for e in self.events()],
+            "events": [{"name": name, "fields": fields} for _, f in self.faults
+                       for name, fields in _rendered(f, dev, ino, zero_field, max_pgoff)],
             "calls": self.all_calls(),
         }
         if self.errno is not None:
@@ -87,6 +85,31 @@ class AccessResult:
                 for a, f in self.faults
             ]
         return d
+
+
+_RESULT_TEXT: Dict[int, str] = {}
+
+
+def result_text(result: int) -> str:
+    """:func:`decode_vm_fault`, computed once per value (results are few)."""
+    t = _RESULT_TEXT.get(result)
+    if t is None:
+        t = _RESULT_TEXT[result] = decode_vm_fault(result)
+    return t
+
+
+def _rendered(f: "fsdax.Fault", dev: int, ino: int, zero_field: str,
+              max_pgoff: int) -> List[Tuple[str, Dict[str, int]]]:
+    """(name, fields) of every fs_dax event of fault *f*, in order."""
+    return [fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field) for t in f.trace if t.__class__ is tuple]
+
+
+def _fault_calls(f: "fsdax.Fault") -> Dict[str, int]:
+    c: Dict[str, int] = {}
+    for x in f.trace:
+        if x.__class__ is str:
+            c[x] = c.get(x, 0) + 1
+    return c
 
 
 _MAPPED = ("pmd", "pud", "huge-zero", "none")
@@ -213,14 +236,56 @@ class Prediction:
             agg.add(r)
         return agg.result(self.counters, self.mapping_errors)
 
-    def to_json(self):
-        return {
-            "profile": self.profile.name,
-            "kernel": self.case.kernel,
-            "profile_detail": self.profile.to_json(),
-            "results": [r.to_json() for r in self.results],
-            "summary": self.summary(),
-        }
+    def to_json(self) -> Dict[str, Any]:
+        d = self.head_json()
+        d["results"] = list(self.iter_json())
+        d["summary"] = self.summary()
+        return d
+
+    def head_json(self) -> Dict[str, Any]:
+        """The keys of :meth:`to_json` that come before ``results``."""
+        return {"profile": self.profile.name, "kernel": self.case.kernel,
+                "profile_detail": self.profile.to_json()}
+
+    def iter_json(self) -> Iterator[Dict[str, Any]]:
+        """``to_json()["results"]``, one dict at a time, built straight from
+        the compact records (no :class:`AccessResult` or :class:`Event` per
+        access: this is what ``explain --json`` spends its time on)."""
+        if self._records is None:
+            raise ValueError("explain(case, keep_results=False) keeps only the summary")
+        ctx = self.ctx
+        dev, ino, zero_field, max_pgoff = ctx
+        accesses = self.case.accesses
+        maps = {m.id: m for m in self.case.mappings}
+        page_mask = ~(PAGE_SIZE - 1)
+        fault_cls = fsdax.Fault
+        render = fsdax.render_event
+        for i, rec in enumerate(self._records):
+            cls = rec.__class__
+            if cls is AccessResult:
+                rec.ctx = ctx
+                yield rec.to_json()
+                continue
+            a = accesses[i]
+            mid = a.mapping
+            address = (maps[mid].start + a.offset) & page_mask
+            if cls is fault_cls:
+                outcome = rec.outcome
+                result = rec.result
+                events = []
+                calls: Dict[str, int] = {}
+                for t in rec.trace:
+                    if t.__class__ is str:
+                        calls[t] = calls.get(t, 0) + 1
+                    else:
+                        name, fields = render(rec, t, max_pgoff, dev, ino, zero_field)
+                        events.append({"name": name, "fields": fields})
+                yield {"access": i, "op": a.op, "mapping": mid, "address": address, "outcome": outcome,
+                       "result": result, "result_text": result_text(result),
+                       "reason": None if outcome in _MAPPED else rec.reason, "events": events, "calls": calls}
+            else:  # a hit: nothing new
+                yield {"access": i, "op": a.op, "mapping": mid, "address": address, "outcome": "none",
+                       "result": 0, "result_text": "0", "reason": None, "events": [], "calls": {}}
 
     def events(self):
         for r in self.results:
