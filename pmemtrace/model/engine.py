@@ -6,10 +6,11 @@ compact per-access records; events and JSON are built only when asked for.
 
 import gc
 from collections import Counter
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup
+from .case import Access, Case, Mapping
 from .profiles import select_profile
 from .state import PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileState, HugePmd, PteTable, Vma
 
@@ -24,29 +25,29 @@ class AccessResult:
     __slots__ = ("index", "op", "mapping", "address", "outcome", "result", "reason", "faults", "calls",
                  "errno", "pinned", "pinned_fast", "length", "ctx")
 
-    def __init__(self, index, op, mapping, address):
+    def __init__(self, index: int, op: str, mapping: Optional[str], address: Optional[int]) -> None:
         self.index = index
         self.op = op
         self.mapping = mapping
         self.address = address
         self.outcome = "none"
         self.result = 0
-        self.reason = None
-        self.faults = []  # [(address, Fault)]
-        self.calls = {}
-        self.errno = None
-        self.pinned = None
-        self.pinned_fast = None
-        self.length = None
-        self.ctx = (0, 0, "zero_folio", 0)  # (dev, ino, zero field, max_pgoff) for rendering events
+        self.reason: Optional[str] = None
+        self.faults: List[Tuple[int, fsdax.Fault]] = []  # [(address, Fault)]
+        self.calls: Dict[str, int] = {}
+        self.errno: Optional[int] = None
+        self.pinned: Optional[int] = None
+        self.pinned_fast: Optional[int] = None
+        self.length: Optional[int] = None
+        self.ctx: Tuple[int, int, str, int] = (0, 0, "zero_folio", 0)  # (dev, ino, zero field, max_pgoff) for rendering events
 
-    def set_error(self, errno, reason):
+    def set_error(self, errno: Optional[int], reason: str) -> None:
         self.outcome = "error"
         self.errno = errno
         self.reason = reason
 
     # -- derived views ------------------------------------------------------
-    def all_calls(self):
+    def all_calls(self) -> Dict[str, int]:
         c = dict(self.calls)
         for _, f in self.faults:
             for x in f.trace:
@@ -104,14 +105,6 @@ def _rendered(f: "fsdax.Fault", dev: int, ino: int, zero_field: str,
     return [fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field) for t in f.trace if t.__class__ is tuple]
 
 
-def _fault_calls(f: "fsdax.Fault") -> Dict[str, int]:
-    c: Dict[str, int] = {}
-    for x in f.trace:
-        if x.__class__ is str:
-            c[x] = c.get(x, 0) + 1
-    return c
-
-
 _MAPPED = ("pmd", "pud", "huge-zero", "none")
 
 
@@ -121,7 +114,7 @@ class _Hit:
 
     __slots__ = ("level",)
 
-    def __init__(self, level):
+    def __init__(self, level: str) -> None:
         self.level = level
 
 
@@ -133,16 +126,16 @@ HIT_PUD = _Hit("pud")
 class _Aggregate:
     """Summary counts, built from per-access records as they come."""
 
-    def __init__(self):
-        self.outcomes = Counter()
-        self.fallbacks = Counter()
-        self.events = Counter()
-        self.calls = Counter()
-        self.faults = Counter()
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self.fallbacks: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
         self.hits = 0
         self.n = 0
 
-    def add(self, r):
+    def add(self, r: Any) -> None:
         self.n += 1
         cls = r.__class__
         if cls is _Hit:
@@ -159,7 +152,7 @@ class _Aggregate:
         for k, v in r.calls.items():
             self.calls[k] += v
 
-    def _fault(self, f):
+    def _fault(self, f: "fsdax.Fault") -> None:
         self.faults[f.outcome] += 1
         if f.reason and f.outcome not in _MAPPED:
             self.fallbacks[f.reason] += 1
@@ -171,7 +164,7 @@ class _Aggregate:
             else:
                 ev[x[0]] += 1
 
-    def result(self, counters, mapping_errors):
+    def result(self, counters: "Counter[str]", mapping_errors: Dict[str, str]) -> Dict[str, Any]:
         outcomes = dict(self.outcomes)
         if self.hits:
             outcomes["none"] = outcomes.get("none", 0) + self.hits
@@ -193,23 +186,25 @@ class _Aggregate:
 
 
 class Prediction:
-    def __init__(self, case, profile, records, counters, mapping_errors, ctx, summary=None):
+    def __init__(self, case: Case, profile: Any, records: Optional[List[Any]], counters: "Counter[str]",
+                 mapping_errors: Dict[str, str], ctx: Tuple[int, int, str, int],
+                 summary: Optional[Dict[str, Any]] = None) -> None:
         self._summary = summary
         self.case = case
         self.profile = profile
         self._records = records
-        self._results = None
+        self._results: Optional[List[AccessResult]] = None
         self.counters = counters
         self.mapping_errors = mapping_errors
         self.ctx = ctx
 
     @property
-    def results(self):
+    def results(self) -> List[AccessResult]:
         """One :class:`AccessResult` per access (materialised on first use)."""
         if self._records is None:
             raise ValueError("explain(case, keep_results=False) keeps only the summary")
         if self._results is None:
-            out = []
+            out: List[AccessResult] = []
             for i, rec in enumerate(self._records):
                 cls = rec.__class__
                 if cls is AccessResult:
@@ -219,7 +214,7 @@ class Prediction:
                     m = self.case.mapping(a.mapping)
                     r = AccessResult(i, a.op, a.mapping, (m.start + a.offset) & ~(PAGE_SIZE - 1))
                     if cls is fsdax.Fault:
-                        r.faults.append((r.address, rec))
+                        r.faults.append(((m.start + a.offset) & ~(PAGE_SIZE - 1), rec))
                         r.outcome = rec.outcome
                         r.result = rec.result
                         r.reason = None if rec.outcome in _MAPPED else rec.reason
@@ -228,11 +223,11 @@ class Prediction:
             self._results = out
         return self._results
 
-    def summary(self):
+    def summary(self) -> Dict[str, Any]:
         if self._summary is not None:
             return self._summary
         agg = _Aggregate()
-        for r in self._records:
+        for r in self._records or ():
             agg.add(r)
         return agg.result(self.counters, self.mapping_errors)
 
@@ -256,7 +251,7 @@ class Prediction:
         ctx = self.ctx
         dev, ino, zero_field, max_pgoff = ctx
         accesses = self.case.accesses
-        maps = {m.id: m for m in self.case.mappings}
+        maps: Dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
         page_mask = ~(PAGE_SIZE - 1)
         fault_cls = fsdax.Fault
         render = fsdax.render_event
@@ -287,7 +282,7 @@ class Prediction:
                 yield {"access": i, "op": a.op, "mapping": mid, "address": address, "outcome": "none",
                        "result": 0, "result_text": "0", "reason": None, "events": [], "calls": {}}
 
-    def events(self):
+    def events(self) -> Iterator[Event]:
         for r in self.results:
             yield from r.events()
 
@@ -295,7 +290,7 @@ class Prediction:
 class Sim:
     """The mutable kernel state for one case."""
 
-    def __init__(self, case, profile):
+    def __init__(self, case: Case, profile: Any) -> None:
         self.case = case
         self.profile = profile
         self.device = case.device
@@ -308,9 +303,9 @@ class Sim:
         self.max_pgoff = self.file.max_pgoff if self.file is not None else 0
         self.thp_disable = case.thp_disable
         self.counters = Counter(thp_fault_fallback=0, thp_split_pmd=0, thp_zero_page_alloc=0, pgmajfault=0)
-        self.flags_seen = set()
-        self.mapping_errors = {}
-        self.mapped = set()
+        self.flags_seen: Set[int] = set()
+        self.mapping_errors: Dict[str, str] = {}
+        self.mapped: Set[str] = set()
         # page tables other mappings of the process left in shared 2 MiB
         # blocks: __handle_mm_fault() sees !pmd_none() and goes straight to
         # the PTE path (lab, 6.12: a 3 MiB DAX mapping next to a touched
@@ -320,7 +315,7 @@ class Sim:
             self.mm.pmds[addr >> 21] = PteTable()
             self.external_tables.add(addr >> 21)
 
-    def mmap(self, m):
+    def mmap(self, m: Mapping) -> None:
         if any(v.start < m.end and v.end > m.start for v in self.mm.vmas):
             # mmap(MAP_FIXED_NOREPLACE) semantics: the model never replaces
             self.mapping_errors[m.id] = "mapping-overlap"
@@ -335,7 +330,7 @@ class Sim:
                         m.nohugepage, m.id))
         self.mapped.add(m.id)
 
-    def munmap(self, m):
+    def munmap(self, m: Mapping) -> None:
         mm = self.mm
         mm.remove_mapping(m.id)
         # free_pgtables(): a page table goes when no VMA is left in its 2 MiB
@@ -348,11 +343,11 @@ class Sim:
                 mm.pmds.pop(key, None)
         self.mapped.discard(m.id)
 
-    def fault(self, vma, addr, write, flags, via_gup=False):
+    def fault(self, vma: Vma, addr: int, write: bool, flags: int, via_gup: bool = False) -> Any:
         return self.fault_handler(self, vma, addr, write, flags, via_gup)
 
 
-def explain(case, keep_results=True):
+def explain(case: Case, keep_results: bool = True) -> "Prediction":
     """Predict what the case's kernel does for every access.  Returns a
     :class:`Prediction`.  With ``keep_results=False`` only the summary is
     kept (memory then grows with the 2 MiB ranges touched, not with the
@@ -377,8 +372,8 @@ def explain(case, keep_results=True):
     return Prediction(case, profile, records, sim.counters, sim.mapping_errors, ctx, summary)
 
 
-def _run(case, sim, agg=None):
-    records = []
+def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[List[Any]]:
+    records: List[Any] = []
     # streaming (agg): each record is folded into the summary once complete
     append = records.append if agg is None else agg.add
     mm = sim.mm
@@ -388,7 +383,7 @@ def _run(case, sim, agg=None):
     mapped = sim.mapped
     mapping_errors = sim.mapping_errors
     handle_fault = sim.fault_handler
-    maps = {m.id: m for m in case.mappings}
+    maps: Dict[Optional[str], Mapping] = {m.id: m for m in case.mappings}
     rflags = USER_FAULT_FLAGS
     wflags = USER_FAULT_FLAGS | FAULT_FLAG["WRITE"]
     for i, a in enumerate(case.accesses):
@@ -468,7 +463,7 @@ def _run(case, sim, agg=None):
     return records
 
 
-def _pwrite(sim, a, r):
+def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
     """write(2) to the DAX file: fs/dax.c dax_iomap_rw() -> dax_iomap_iter()
     (v6.1..7.x).  ->iomap_begin(IOMAP_WRITE) allocates holes and converts
     unwritten blocks in fs-block (4 KiB) units (xfs_direct_write_iomap_begin()
@@ -482,6 +477,7 @@ def _pwrite(sim, a, r):
     (fstests generic/428).  No fs_dax tracepoint fires.  i_size grows to the
     end of the write."""
     fs = sim.file
+    assert fs is not None  # parse_case refuses pwrite without a file
     r.length = a.length
     r.outcome = "written"
     pos, end = a.offset, a.offset + a.length
@@ -508,7 +504,7 @@ def _pwrite(sim, a, r):
                            even_cows=False)
 
 
-def _madvise(sim, m, a):
+def _madvise(sim: Sim, m: Mapping, a: Access) -> None:
     start = m.start + a.offset
     end = m.end if a.length == 0 else min(m.end, start + a.length)
     mm = sim.mm
