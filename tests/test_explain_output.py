@@ -28,9 +28,23 @@ def test_fast_results_equal_careful_ones(name):
     assert fast == _careful_json(pred)
 
 
-@pytest.mark.parametrize("name", example_names())
-def test_outputs_carry_the_same_content(name):
-    pred = explain(load_example(name))
+def _scenario_case(name):
+    from pmemtrace.workload.dryrun import dry_case
+    from pmemtrace.workload.scenario import load_embedded
+
+    return parse_case(dry_case(load_embedded(name)))
+
+
+def _all_cases():
+    from pmemtrace.workload.scenario import embedded_names
+
+    return ([("example:" + n, load_example, n) for n in example_names()]
+            + [("scenario:" + n, _scenario_case, n) for n in embedded_names()])
+
+
+@pytest.mark.parametrize("label,load,name", _all_cases(), ids=lambda x: x if isinstance(x, str) else "")
+def test_outputs_carry_the_same_content(label, load, name):
+    pred = explain(load(name))
     ref = pred.to_json()
     ref["results"] = _careful_json(pred)
     compact, indented, lines = io.BytesIO(), io.BytesIO(), io.BytesIO()
@@ -104,3 +118,49 @@ def test_load_case_big_integers_take_the_stdlib_path(tmp_path):
     p.write_text(json.dumps(case))
     c = load_case(str(p))
     assert c.accesses[0].offset == 1 << 65
+
+
+def _random_case(seed, n):
+    rnd = random.Random(seed)
+    G, M = 1 << 30, 1 << 20
+    extents, phys = [], 0
+    for i in range(40):
+        ln = rnd.choice([2, 4, 6, 64]) * M
+        extents.append({"logical": sum(e["length"] for e in extents), "physical": phys + (M if i % 7 == 3 else 0),
+                        "length": ln, "unwritten": i % 5 == 0})
+        phys += ln + 2 * M
+    size = sum(e["length"] for e in extents)
+    maps = [{"id": "a", "start": 0x7F0000000000, "length": size},
+            {"id": "b", "start": 0x7F4000000000 + 0x1000, "length": size // 2, "offset": 0x1000},
+            {"id": "p", "start": 0x7F8000000000, "length": size, "shared": False}]
+    acc = []
+    for _ in range(n):
+        m = rnd.choice(maps)
+        op = rnd.choice(["read", "write", "read", "write", "gup", "madvise"])
+        a = {"op": op, "mapping": m["id"], "offset": rnd.randrange(m["length"] // 4096) * 4096}
+        if op == "madvise":
+            a["advice"] = rnd.choice(["dontneed", "nohugepage", "hugepage"])
+            a["length"] = rnd.choice([4096, 2 * M])
+        acc.append(a)
+    return {"version": 1, "kernel": rnd.choice(["6.1", "6.12", "7.2"]),
+            "device": {"mode": "fsdax", "size": phys + G, "data_start": 4 * G},
+            "file": {"size": size, "extents": extents}, "mappings": maps, "accesses": acc}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_cases_fast_output_equals_careful(seed):
+    from pmemtrace.model.engine import _Aggregate
+
+    pred = explain(parse_case(_random_case(seed, 3000)))
+    ref = pred.to_json()
+    ref["results"] = _careful_json(pred)
+    agg = _Aggregate()
+    for rec in pred._records:
+        agg.add(rec)
+    ref["summary"] = agg.result(pred.counters, pred.mapping_errors)
+    compact = io.BytesIO()
+    write_json(pred, compact)
+    got = json.loads(compact.getvalue())
+    assert got == ref
+    assert list(got["summary"]["events"]) == list(ref["summary"]["events"])  # first-seen order too
+    assert json.dumps(got["summary"]) == json.dumps(ref["summary"])

@@ -200,11 +200,11 @@ def write_json(pred: Any, out: IO[bytes], indent: Optional[int] = None) -> None:
     head = _dumps(pred.head_json())
     out.write(head[:-1] + b',"results":[')
     first = True
-    for chunk in _chunks(pred.iter_json()):
+    for chunk in _chunks(pred.iter_encoded(_dumps)):
         if not first:
             out.write(b",")
         first = False
-        out.write(_dumps(chunk)[1:-1])
+        out.write(b",".join(chunk))
     out.write(b'],"summary":' + _dumps(pred.summary()) + b"}\n")
 
 
@@ -212,6 +212,6 @@ def write_jsonl(pred: Any, out: IO[bytes]) -> None:
     """JSON Lines: ``{profile, kernel, profile_detail}``, one result object per
     access, then ``{"summary": ...}``."""
     out.write(_dumps(pred.head_json()) + b"\n")
-    for chunk in _chunks(pred.iter_json()):
-        out.write(b"\n".join(_dumps(r) for r in chunk) + b"\n")
+    for chunk in _chunks(pred.iter_encoded(_dumps)):
+        out.write(b"\n".join(chunk) + b"\n")
     out.write(_dumps({"summary": pred.summary()}) + b"\n")

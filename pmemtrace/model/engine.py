@@ -6,7 +6,7 @@ compact per-access records; events and JSON are built only when asked for.
 
 import gc
 from collections import Counter
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup
@@ -152,6 +152,20 @@ class _Aggregate:
         for k, v in r.calls.items():
             self.calls[k] += v
 
+    def add_again(self, f: "fsdax.Fault", n: int) -> None:
+        """Count the plain fault *f* (already :meth:`add`-ed once) *n* more
+        times: the same counters in the same first-seen order as n adds."""
+        self.n += n
+        self.outcomes[f.outcome] += n
+        self.faults[f.outcome] += n
+        if f.reason and f.outcome not in _MAPPED:
+            self.fallbacks[f.reason] += n
+        for x in f.trace:
+            if x.__class__ is str:
+                self.calls[x] += n
+            else:
+                self.events[x[0]] += n
+
     def _fault(self, f: "fsdax.Fault") -> None:
         self.faults[f.outcome] += 1
         if f.reason and f.outcome not in _MAPPED:
@@ -282,9 +296,134 @@ class Prediction:
                 yield {"access": i, "op": a.op, "mapping": mid, "address": address, "outcome": "none",
                        "result": 0, "result_text": "0", "reason": None, "events": [], "calls": {}}
 
+    def iter_encoded(self, encode: Callable[[Any], bytes]) -> Iterator[bytes]:
+        """The objects of :meth:`iter_json`, each as *encode* (compact JSON)
+        writes it.  Accesses that differ only in their index and address
+        (hits, and faults with the same outcome, VMA and trace) share one
+        template made by *encode* itself, so the bytes are encode()'s; a
+        template that cannot be made safely is not used (see _template)."""
+        if self._records is None:
+            raise ValueError("explain(case, keep_results=False) keeps only the summary")
+        ctx = self.ctx
+        accesses = self.case.accesses
+        maps: Dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
+        page_mask = ~(PAGE_SIZE - 1)
+        fault_cls = fsdax.Fault
+        templates: Dict[Any, Any] = {}
+        exact = self._exact_json
+        # the summary, folded in on the way: each shape of fault once, then
+        # counted (see _Aggregate.add_again)
+        agg = _Aggregate()
+        again: Dict[Any, List[Any]] = {}  # key -> [a fault of that shape, times seen after the first]
+        for i, rec in enumerate(self._records):
+            cls = rec.__class__
+            if cls is AccessResult:
+                agg.add(rec)
+                rec.ctx = ctx
+                yield encode(rec.to_json())
+                continue
+            a = accesses[i]
+            address = (maps[a.mapping].start + a.offset) & page_mask
+            if cls is fault_cls:
+                vma = rec.vma
+                if vma is None:
+                    agg.add(rec)
+                    yield encode(exact(i, a, address, rec))
+                    continue
+                key = (a.op, a.mapping, rec.outcome, rec.result, rec.reason, vma, tuple(rec.trace))
+                values = {b"i": i, b"a": address, b"f": rec.addr,
+                          b"p": vma[3] + ((rec.addr - vma[0]) >> PAGE_SHIFT)}
+            else:
+                key = (a.op, a.mapping)
+                values = {b"i": i, b"a": address}
+            if cls is fault_cls:
+                seen = again.get(key)
+                if seen is None:
+                    agg.add(rec)
+                    again[key] = [rec, 0]
+                else:
+                    seen[1] += 1
+            else:
+                agg.add(rec)
+            tpl = templates.get(key)
+            if tpl is None:
+                tpl = templates[key] = _template(exact(i, a, address, rec), exact, i, a, address, rec, encode)
+            yield tpl % values if tpl else encode(exact(i, a, address, rec))
+        for rec, n in again.values():
+            if n:
+                agg.add_again(rec, n)
+        if self._summary is None:
+            self._summary = agg.result(self.counters, self.mapping_errors)
+
+    def _exact_json(self, i: int, a: Access, address: int, rec: Any, addr: Optional[int] = None) -> Dict[str, Any]:
+        """The :meth:`iter_json` object of a plain record; *addr*: the fault's
+        address in its place (the template's marker)."""
+        dev, ino, zero_field, max_pgoff = self.ctx
+        if rec.__class__ is not fsdax.Fault:
+            return {"access": i, "op": a.op, "mapping": a.mapping, "address": address, "outcome": "none",
+                    "result": 0, "result_text": "0", "reason": None, "events": [], "calls": {}}
+        if addr is not None:
+            rec = _with_addr(rec, addr)
+        outcome = rec.outcome
+        events = []
+        calls: Dict[str, int] = {}
+        for t in rec.trace:
+            if t.__class__ is str:
+                calls[t] = calls.get(t, 0) + 1
+            else:
+                name, fields = fsdax.render_event(rec, t, max_pgoff, dev, ino, zero_field)
+                events.append({"name": name, "fields": fields})
+        return {"access": i, "op": a.op, "mapping": a.mapping, "address": address, "outcome": outcome,
+                "result": rec.result, "result_text": result_text(rec.result),
+                "reason": None if outcome in _MAPPED else rec.reason, "events": events, "calls": calls}
+
     def events(self) -> Iterator[Event]:
         for r in self.results:
             yield from r.events()
+
+
+#: markers for the templates of iter_encoded(): numbers no case produces
+#: (checked: a template is used only if each marker shows up exactly where
+#: it stands in, and the template reproduces the record it was made from)
+_MARK_INDEX = 8_111_111_111_111_111_111
+_MARK_ADDRESS = 8_222_222_222_222_222_222
+_MARK_FAULT_ADDR = 0x7AAA_AAAA_AAAA_A000
+
+
+def _with_addr(rec: "fsdax.Fault", addr: int) -> "fsdax.Fault":
+    f = fsdax.Fault(rec.vma, addr)
+    f.outcome, f.result, f.reason, f.level, f.trace = rec.outcome, rec.result, rec.reason, rec.level, rec.trace
+    return f
+
+
+def _template(real: Dict[str, Any], exact: Callable[..., Dict[str, Any]], i: int, a: Access, address: int,
+              rec: Any, encode: Callable[[Any], bytes]) -> Optional[bytes]:
+    """A ``bytes % values`` template of *encode(real)* with the access index
+    (``i``), address (``a``) and, for a fault, its address (``f``) and page
+    offset (``p``) as fields; None when that is not exact."""
+    is_fault = rec.__class__ is fsdax.Fault
+    marked = exact(_MARK_INDEX, a, _MARK_ADDRESS, rec, _MARK_FAULT_ADDR if is_fault else None)
+    text = encode(marked).replace(b"%", b"%%")
+    marks = [(_MARK_INDEX, b"i", 1), (_MARK_ADDRESS, b"a", 1)]
+    if is_fault:
+        n_events = len(marked["events"])
+        n_pgoff = sum(1 for e in marked["events"] if "pgoff" in e["fields"])
+        vma = rec.vma
+        marks += [(_MARK_FAULT_ADDR, b"f", n_events),
+                  (vma[3] + ((_MARK_FAULT_ADDR - vma[0]) >> PAGE_SHIFT), b"p", n_pgoff)]
+    for value, name, count in marks:
+        v = str(value).encode()
+        found = text.count(v)
+        if found != count or text.count(b":" + v + b",") + text.count(b":" + v + b"}") != count:
+            return None
+        text = text.replace(b":" + v + b",", b":%(" + name + b")d,").replace(b":" + v + b"}", b":%(" + name + b")d}")
+    values = {b"i": i, b"a": address}
+    if is_fault:
+        values[b"f"] = rec.addr
+        values[b"p"] = rec.vma[3] + ((rec.addr - rec.vma[0]) >> PAGE_SHIFT)
+    if text % values != encode(real):
+        return None
+    return text
 
 
 class Sim:
