@@ -315,6 +315,7 @@ class Prediction:
         # counted (see _Aggregate.add_again)
         agg = _Aggregate()
         again: Dict[Any, List[Any]] = {}  # key -> [a fault of that shape, times seen after the first]
+        key: Tuple[Any, ...]
         for i, rec in enumerate(self._records):
             cls = rec.__class__
             if cls is AccessResult:
