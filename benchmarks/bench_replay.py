@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Replay parse rate: pmemtrace replay on a text trace of N fs_dax events
-(default 1,000,000), and, when given a trace-cmd .dat file, trace-cmd report
-on it against pmemtrace replay of the same trace's text.
+"""Replay rate, end to end: the whole ``pmemtrace replay TRACE > OUT`` as a
+child process on a text trace of N fs_dax events (default 1,000,000), with
+reasons, with ``--no-reasons`` and with ``--json``: events/s (by wall and by
+the child's CPU time) and peak RSS.  Second figure: the phases in process
+(parsing only; parsing + views + reasons).  When given a trace-cmd .dat
+file, also trace-cmd report on it against pmemtrace replay of its text.
 
 Prints figures; asserts nothing.  Runs anywhere (no root):
 
     python benchmarks/bench_replay.py                 # synthetic 1,000,000-event trace
     python benchmarks/bench_replay.py --dat t.dat     # + trace-cmd report on a real recording
+    python benchmarks/bench_replay.py --write-trace t.txt   # only write the trace
 
-The synthetic trace is trace_pipe text in the kernel's fs_dax print format
-(a mix of PMD faults, PMD fallbacks followed by PTE faults, as a real
-misaligned workload gives), generated from pmemtrace.events.format_event.
+The synthetic trace (issue 12's realistic mix) is trace_pipe text in the
+kernel's fs_dax print format, generated from pmemtrace.events.format_event:
+three 64 GiB shared mappings of three files touched in turn, 2 MiB range
+after 2 MiB range; three ranges in four take a PMD fault, the fourth falls
+back and takes 64 PTE faults (one fallback in 136 events).
 """
 
 import argparse
@@ -30,33 +36,50 @@ DEV = 259 << 20
 
 
 def synth(path, n):
-    base = 0x7F0000000000
-    vm_end = base + (1 << 36)
-    fl = 0x255
+    maps = [(0x7F0000000000 + j * (1 << 37), 12 + j) for j in range(3)]
+    span = 1 << 36  # 64 GiB each
+    fl_r, fl_w = 0x254, 0x255
+    i = 0
+    ts = 100.0
+    k = 0
     with open(path, "w") as f:
-        i = 0
-        ts = 100.0
         while i < n:
-            k = i // 4
-            addr = base + k * (2 << 20)
-            pmd = dict(dev=DEV, ino=12, vm_start=base, vm_end=vm_end, vm_flags=0xFB, address=addr,
-                       pgoff=k * 512, max_pgoff=1 << 24, flags=fl, result=0)
+            base, ino = maps[k % 3]
+            blk = k // 3
+            k += 1
+            addr = base + blk * (2 << 20)
+            fl = fl_w if blk % 3 == 0 else fl_r
+            pmd = dict(dev=DEV, ino=ino, vm_start=base, vm_end=base + span, vm_flags=0xFB, address=addr,
+                       pgoff=blk * 512, max_pgoff=(span >> 12) - 1, flags=fl, result=0)
             lines = [("dax_pmd_fault", pmd)]
-            if k % 2:
-                lines.append(("dax_pmd_fault_done", dict(pmd, result=0x100)))
-                lines.append(("dax_pmd_fault", pmd))
+            if blk % 4 != 3:
                 lines.append(("dax_pmd_fault_done", dict(pmd, result=0x100)))
             else:
                 lines.append(("dax_pmd_fault_done", dict(pmd, result=0x800)))
-                pte = dict(dev=DEV, ino=12, vm_flags=0xFB, address=addr, pgoff=k * 512, flags=fl, result=0)
-                lines.append(("dax_pte_fault", pte))
-                lines.append(("dax_pte_fault_done", dict(pte, result=0x100)))
+                for p in range(64):
+                    pte = dict(dev=DEV, ino=ino, vm_flags=0xFB, address=addr + p * 4096, pgoff=blk * 512 + p,
+                               flags=fl, result=0)
+                    lines.append(("dax_pte_fault", pte))
+                    lines.append(("dax_pte_fault_done", dict(pte, result=0x100)))
             for name, fields in lines:
                 if i >= n:
                     break
-                ts += 0.00002
+                ts += 0.000002
                 f.write(f"          worker-4242    [001] ..... {ts:12.6f}: {name}: {format_event(name, fields)}\n")
                 i += 1
+
+
+def run_child(argv, out_path):
+    """Wall seconds, CPU seconds (user + sys) and peak RSS (MiB) of one run."""
+    t = time.perf_counter()
+    with open(out_path, "wb") as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdout=out, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t
+        if os.waitstatus_to_exitcode(status):
+            err.seek(0)
+            sys.exit(f"{' '.join(argv)} failed: {err.read().decode()[-500:]}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
 
 
 def timed(fn):
@@ -70,22 +93,32 @@ def main():
     ap.add_argument("-n", type=int, default=1_000_000, help="synthetic events (default 1,000,000)")
     ap.add_argument("--dat", help="a trace-cmd record file: also time trace-cmd report on it")
     ap.add_argument("--text", help="use this text trace instead of a synthetic one")
+    ap.add_argument("--write-trace", metavar="PATH", help="only write the synthetic trace to PATH")
     args = ap.parse_args()
 
+    if args.write_trace:
+        synth(args.write_trace, args.n)
+        return
     with tempfile.TemporaryDirectory() as d:
         path = args.text
         if not path:
             path = os.path.join(d, "trace.txt")
             _, t = timed(lambda: synth(path, args.n))
             print(f"synthetic trace: {args.n} events, {os.path.getsize(path) / 1e6:.0f} MB, written in {t:.1f} s")
+        exe = [sys.executable, "-m", "pmemtrace", "replay", path]
+        for extra in ([], ["--no-reasons"], ["--json"]):
+            out = os.path.join(d, "out")
+            wall, cpu, rss = run_child(exe + extra, out)
+            print(f"replay {' '.join(extra):<13}: wall {wall:6.2f} s -> {args.n / wall:10,.0f} events/s "
+                  f"(CPU {cpu:6.2f} s -> {args.n / cpu:10,.0f}/s); peak RSS {rss:,.0f} MiB")
         st = ParseStats()
         with open(path) as f:
             n, t_parse = timed(lambda: sum(1 for _ in parse_trace_text(f, st)))
-        print(f"parse only       : {n} events in {t_parse:.2f} s = {n / t_parse:,.0f} events/s")
+        print(f"phase, parse only       : {n} events in {t_parse:.2f} s = {n / t_parse:,.0f} events/s")
         (agg, st2, fmt, _), t_all = timed(lambda: replay(path, kernel="6.12"))
         tot = agg.totals()
-        print(f"pmemtrace replay : {st2.events} events in {t_all:.2f} s = {st2.events / t_all:,.0f} events/s "
-              f"(views + model reasons for {tot['fallback']} fallbacks)")
+        print(f"phase, replay() in proc : {st2.events} events in {t_all:.2f} s = {st2.events / t_all:,.0f} events/s "
+              f"(views + model reasons for {tot['fallback']} fallbacks: {tot['fallback_reasons']})")
         if args.dat:
             out = os.path.join(d, "report.txt")
             with open(out, "w") as f:

@@ -3,8 +3,10 @@
 import argparse
 import sys
 
+from ..events import Event
+from ..live.attrcache import CachedAttributor
 from ..live.attribute import Attributor
-from ..live.parse import ParseStats, read_events
+from ..live.parse import ParseStats, read_records
 from ..live.views import Aggregator
 from ._common import pid_arg, print_json, release_arg, replay_errors, status
 
@@ -48,26 +50,33 @@ def add_parser(sub):
     p.add_argument("--events", action="store_true", help="print every event (kernel print format) first")
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
     p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("--wide", action="store_true", help="exact VMA ranges (start-end) and whole names in the table")
+    p.add_argument("--verify-reuse", action="store_true",
+                   help="run the model for every fallback even when an identical situation was attributed "
+                   "already, and report reuses that would have differed")
     p.set_defaults(func=run)
     return p
 
 
-def replay(path, kernel=None, pid=None, reasons=True, on_event=None):
+def replay(path, kernel=None, pid=None, reasons=True, on_event=None, verify_reuse=False):
     """Aggregate a trace file; returns (Aggregator, ParseStats, format, header)."""
     stats = ParseStats()
-    fmt, stats, events = read_events(path, stats)
+    fmt, stats, records = read_records(path, stats)
     agg = None
     header = None
-    for ev in events:
+    for rec in records:
         if agg is None:
             header = getattr(stats, "header", None)
             release = kernel or (header or {}).get("kernel") or "6.12"
-            agg = Aggregator(Attributor(release=release) if reasons else None)
-        if pid is not None and ev.pid != pid:
+            agg = Aggregator(CachedAttributor(Attributor(release=release), verify=verify_reuse)
+                             if reasons else None)
+        if pid is not None and rec[3] != pid:
             continue
         if on_event:
-            on_event(ev)
-        agg.add(ev)
+            name, fields, ts, rpid, comm, cpu = rec
+            on_event(Event(name=name, fields=fields, ts=ts, pid=rpid, tid=rpid, comm=comm, cpu=cpu,
+                           source="replay"))
+        agg.add_record(*rec)
     if agg is None:
         agg = Aggregator()
         header = getattr(stats, "header", None)
@@ -82,10 +91,13 @@ def run(args):
     with replay_errors(args.file):
         agg, stats, fmt, header = replay(args.file, kernel=args.kernel, pid=args.pid,
                                          reasons=not args.no_reasons,
-                                         on_event=show if args.events and not args.json else None)
+                                         on_event=show if args.events and not args.json else None,
+                                         verify_reuse=args.verify_reuse)
     if args.json:
         d = agg.to_json()
         d["input"] = {"format": fmt, **stats.to_json()}
+        if isinstance(agg.attributor, CachedAttributor):
+            d["attribution"] = agg.attributor.to_json()
         if header:
             d["header"] = header
         print_json(d)
@@ -93,7 +105,11 @@ def run(args):
         status(f"replay: {args.file}: {fmt}, {stats.events} events from {stats.lines} lines"
                + (f", {stats.bad} unparsed fs_dax lines (first: line {stats.first_bad[0]})"
                   if stats.bad else ""))
-        print(agg.render())
+        print(agg.render(wide=args.wide))
+        if args.verify_reuse and isinstance(agg.attributor, CachedAttributor):
+            a = agg.attributor
+            status(f"replay: --verify-reuse: {a.verified} reuses checked against the model, "
+                   f"{a.mismatches} would have differed")
     if stats.events == 0:
         status("replay: no fs_dax events found")
     return 0

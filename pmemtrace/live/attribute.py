@@ -152,12 +152,12 @@ class Attributor:
         try:
             case, assumed = self.build_case(ev)
             pred = explain(parse_case(case))
-            res = pred.to_json()["results"][-1]
+            res = pred.results[-1]  # the fallback itself (no JSON of the whole case)
         except PmemtraceError as e:
             self.errors += 1
             return UNEXPLAINED, dict(evidence, why=f"model could not run: {e}")
         evidence["assumed"] = assumed
-        evidence["model_outcome"] = res.get("outcome")
-        if res.get("outcome") == "pmd" or not res.get("reason"):
+        evidence["model_outcome"] = res.outcome
+        if res.outcome == "pmd" or not res.reason:
             return UNEXPLAINED, dict(evidence, why="the model predicts a PMD mapping here")
-        return res["reason"], evidence
+        return res.reason, evidence

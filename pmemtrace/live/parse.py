@@ -82,7 +82,10 @@ _RESULT_CACHE = {}
 
 
 def _int(s):
-    return int(s, 0) if s else 0
+    # the regexes accept 0x... and decimal digits; int(s, 0) would refuse "010"
+    if not s:
+        return 0
+    return int(s, 16) if s.startswith("0x") else int(s, 10)
 
 
 def _ptr(s):
@@ -125,16 +128,14 @@ def parse_fs_dax_text(name, text):
         if g.get(k) is not None:
             f[k] = _int(g[k])
     if "flags" in g:
-        t = g["flags"]
-        v = _FLAG_CACHE.get(t)
+        v = _flag_value(g["flags"], _FLAG_CACHE, FAULT_FLAG)
         if v is None:
-            v = _FLAG_CACHE[t] = encode_flags(t, FAULT_FLAG)
+            return None  # a flag name no kernel prints: an unparsed line, not a crash
         f["flags"] = v
     if "result" in g:
-        t = g["result"]
-        v = _RESULT_CACHE.get(t)
+        v = _flag_value(g["result"], _RESULT_CACHE, VM_FAULT)
         if v is None:
-            v = _RESULT_CACHE[t] = encode_flags(t, VM_FAULT)
+            return None
         f["result"] = v
     if "zero" in g:
         f["zero_folio"] = _ptr(g["zero"])
@@ -158,12 +159,129 @@ class ParseStats:
 LOST_RE = re.compile(r"CPU:\s*(\d+)\s+\[LOST (\d{1,19}) EVENTS\]")
 
 
-def parse_trace_text(lines, stats=None, strict=False):
-    """Yield Events from ``trace_pipe``/``trace``/``trace-cmd report`` lines."""
+_FAULT_EVENTS = frozenset(("dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done"))
+_FLAGS_TEXT_OK = re.compile(r"[\w|]*\Z").match  # what the careful regexes accept as flags/result text
+_FLAGS_COLUMN_OK = re.compile(r"[\w.]+\Z").match  # the latency-format column (irqs-off, need-resched...)
+
+
+def _flag_value(t, cache, table):
+    """The value of a ``__print_flags`` text (decoded once per text), or
+    None for text the kernel does not print (unknown names)."""
+    v = cache.get(t)
+    if v is None:
+        if not _FLAGS_TEXT_OK(t):
+            return None
+        try:
+            v = encode_flags(t, table)
+        except (KeyError, ValueError):
+            return None
+        cache[t] = v
+    return v
+
+
+def tokenize_fault_line(line):
+    """``(name, fields, ts, pid, comm, cpu)`` of a plain fs_dax fault line
+    (``dax_pmd_fault[_done]``, ``dax_pte_fault[_done]``; a comm without
+    spaces), split on whitespace without a regex; ``None`` for any other
+    shape, which then goes to the careful parser (:data:`LINE_RE` and the
+    print-fmt regexes).  Gives what the careful parser gives for every line
+    it accepts (tests compare them); it is laxer only about runs of spaces
+    and numbers the kernel never prints (``0X1``, ``0o7``, ``1_0``)."""
+    t = line.split()
+    n = len(t)
+    if n < 12:
+        return None
+    # comm-pid [(tgid)] [cpu] [flags] ts: name: dev M:m ino ...
+    c = 1 if t[1][0] == "[" else (2 if t[1][0] == "(" and t[1][-1] == ")" and t[2][0] == "[" else 0)
+    if not c:
+        return None
+    e = c + 2 if t[c + 1][-1] == ":" else c + 3
+    if n < e + 10:  # the shortest: a PTE event with no flags and no result
+        return None
+    name = t[e][:-1]
+    if name not in _FAULT_EVENTS or t[e][-1] != ":" or t[e + 1] != "dev" or t[e + 3] != "ino":
+        return None
+    ts_text = t[e - 1][:-1]
+    cpu_text = t[c][1:-1]
+    comm, dash, pid_text = t[0].rpartition("-")
+    sec, dot, usec = ts_text.partition(".")
+    if not (dash and pid_text.isdigit() and cpu_text.isdigit() and t[c][-1] == "]" and dot
+            and sec.isdigit() and usec.isdigit() and t[e - 1][-1] == ":"):
+        return None
+    if e - c == 3 and not (4 <= len(t[c + 1]) <= 5 and _FLAGS_COLUMN_OK(t[c + 1])):
+        return None
+    maj, colon, mnr = t[e + 2].partition(":")
+    if not colon or not maj.isdigit() or not mnr.isdigit():
+        return None
+    share = t[e + 5]
+    if share == "shared":
+        vm_flags = VM_SHARED
+    elif share == "private":
+        vm_flags = 0
+    else:
+        return None
+    k = e + 6
+    if t[k] == "address":
+        flags_text = ""
+    else:
+        flags_text = t[k]
+        k += 1
+        if n < k + 4 or t[k] != "address":
+            return None
+    flags = _FLAG_CACHE.get(flags_text)
+    if flags is None:
+        flags = _flag_value(flags_text, _FLAG_CACHE, FAULT_FLAG)
+        if flags is None:
+            return None
+    try:
+        if name[5] == "m":  # dax_pmd_*
+            if n == k + 11:
+                result_text = t[k + 10]
+            elif n == k + 10:
+                result_text = ""
+            else:
+                return None
+            if t[k + 2] != "vm_start" or t[k + 4] != "vm_end" or t[k + 6] != "pgoff" or t[k + 8] != "max_pgoff":
+                return None
+            fields = {"dev": (int(maj) << 20) | int(mnr), "ino": int(t[e + 4], 0), "vm_flags": vm_flags,
+                      "address": int(t[k + 1], 0), "vm_start": int(t[k + 3], 0), "vm_end": int(t[k + 5], 0),
+                      "pgoff": int(t[k + 7], 0), "max_pgoff": int(t[k + 9], 0), "flags": flags}
+        else:
+            if n == k + 5:
+                result_text = t[k + 4]
+            elif n == k + 4:
+                result_text = ""
+            else:
+                return None
+            if t[k + 2] != "pgoff":
+                return None
+            fields = {"dev": (int(maj) << 20) | int(mnr), "ino": int(t[e + 4], 0), "vm_flags": vm_flags,
+                      "address": int(t[k + 1], 0), "pgoff": int(t[k + 3], 0), "flags": flags}
+    except ValueError:
+        return None
+    result = _RESULT_CACHE.get(result_text)
+    if result is None:
+        result = _flag_value(result_text, _RESULT_CACHE, VM_FAULT)
+        if result is None:
+            return None
+    fields["result"] = result
+    return name, fields, float(ts_text), int(pid_text), comm, int(cpu_text)
+
+
+def iter_trace_records(lines, stats=None, strict=False):
+    """Yield ``(name, fields, ts, pid, comm, cpu)`` from ``trace_pipe`` /
+    ``trace`` / ``trace-cmd report`` lines: the fault lines through
+    :func:`tokenize_fault_line`, every other line through the careful parser."""
     stats = stats if stats is not None else ParseStats()
     match = LINE_RE.match
+    fast = tokenize_fault_line
     for line in lines:
         stats.lines += 1
+        rec = fast(line)
+        if rec is not None:
+            stats.events += 1
+            yield rec
+            continue
         m = match(line)
         if not m:
             lm = LOST_RE.search(line)
@@ -185,12 +303,18 @@ def parse_trace_text(lines, stats=None, strict=False):
             if stats.first_bad is None:
                 stats.first_bad = (stats.lines, line.rstrip("\n"))
             if strict:
-                raise DataCorruption(f"line {stats.lines}: cannot parse {name} text: {m.group('text')!r}")
+                raise DataCorruption(f"line {stats.lines}: cannot parse {name} text: "
+                                     f"{m.group('text')!r}")
             continue
         stats.events += 1
         pid = int(m.group("pid"))
-        yield Event(name=name, fields=fields, ts=float(m.group("ts")), pid=pid, tid=pid,
-                    comm=m.group("comm").strip(), cpu=int(m.group("cpu")), source="replay")
+        yield name, fields, float(m.group("ts")), pid, m.group("comm").strip(), int(m.group("cpu"))
+
+
+def parse_trace_text(lines, stats=None, strict=False):
+    """Yield Events from ``trace_pipe``/``trace``/``trace-cmd report`` lines."""
+    for name, fields, ts, pid, comm, cpu in iter_trace_records(lines, stats, strict):
+        yield Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu, source="replay")
 
 
 RECORD_MAGIC = "pmemtrace_record"
@@ -269,9 +393,8 @@ def open_trace(path):
         raise UsageError(f"{path}: is a directory") from None
 
 
-def read_events(path, stats=None):
-    """(format, header-or-None, iterator of Events) for any supported file."""
-    stats = stats if stats is not None else ParseStats()
+def _sniffed_lines(path):
+    """(format, iterator of all lines) of a trace file."""
     f = open_trace(path)
     head = []
     for _ in range(50):
@@ -288,6 +411,24 @@ def read_events(path, stats=None):
         yield from head
         yield from f
 
+    return fmt, chain()
+
+
+def read_events(path, stats=None):
+    """(format, stats, iterator of Events) for any supported file."""
+    stats = stats if stats is not None else ParseStats()
+    fmt, lines = _sniffed_lines(path)
     if fmt == "jsonl":
-        return fmt, stats, parse_jsonl(chain(), stats)
-    return fmt, stats, parse_trace_text(chain(), stats)
+        return fmt, stats, parse_jsonl(lines, stats)
+    return fmt, stats, parse_trace_text(lines, stats)
+
+
+def read_records(path, stats=None):
+    """:func:`read_events` as ``(name, fields, ts, pid, comm, cpu)`` tuples:
+    text traces through the tokenizer without an Event per line (the replay
+    hot path); recordings (JSON lines) from their Events."""
+    stats = stats if stats is not None else ParseStats()
+    fmt, lines = _sniffed_lines(path)
+    if fmt == "jsonl":
+        return fmt, stats, ((e.name, e.fields, e.ts, e.pid, e.comm, e.cpu) for e in parse_jsonl(lines, stats))
+    return fmt, stats, iter_trace_records(lines, stats)

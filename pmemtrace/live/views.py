@@ -8,7 +8,7 @@ whose range is ``?``.  bcc events always carry the bounds.
 
 import json
 
-from ..events import VM_FAULT
+from ..events import VM_FAULT, Event
 
 FALLBACK = VM_FAULT["FALLBACK"]
 SIGBUS = VM_FAULT["SIGBUS"]
@@ -23,6 +23,20 @@ PROBE_COUNTERS = {"get_dev_pagemap": "get_dev_pagemap", "gup": "gup", "gup_fast"
 
 def _dev(d):
     return f"{d >> 20}:{d & 0xFFFFF}"
+
+
+def human_size(n):
+    """Bytes as the largest binary unit that divides them exactly (``64G``,
+    ``2M``, ``12K``), else to one decimal with a ``~`` (``~1.5G``): short
+    enough for the RANGE column, never a number cut in half."""
+    for shift, unit in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
+        if n >= 1 << shift:
+            if n & ((1 << shift) - 1) == 0:
+                return f"{n >> shift}{unit}"
+            if n >= 10 << shift:
+                return f"~{n / (1 << shift):.0f}{unit}"
+            return f"~{n / (1 << shift):.1f}{unit}"
+    return f"{n}B"
 
 
 class Row:
@@ -41,10 +55,14 @@ class Row:
             return "-"
         return f"{_dev(self.dev)}:{self.ino}"
 
-    def range(self):
+    def range(self, wide=False):
+        """``start+size`` with a human size (``0x7f0000000000+64G``) that
+        never cuts a number; *wide*: the exact end, ``start-end``."""
         if self.vm_start is None:
             return "?"
-        return f"{self.vm_start:#x}+{(self.vm_end - self.vm_start) >> 10}K"
+        if wide:
+            return f"{self.vm_start:#x}-{self.vm_end:#x}"
+        return f"{self.vm_start:#x}+{human_size(self.vm_end - self.vm_start)}"
 
     def to_json(self):
         d = {"pid": self.pid, "comm": self.comm,
@@ -56,6 +74,13 @@ class Row:
         if self.evidence:
             d["unexplained_evidence"] = self.evidence
         return d
+
+
+class _EventView:
+    """The attributes of an :class:`Event` the attributor reads, reused for
+    every tokenized record instead of one Event per line."""
+
+    __slots__ = ("name", "fields", "pid", "comm")
 
 
 class Aggregator:
@@ -72,10 +97,12 @@ class Aggregator:
         self.events = 0
         self.by_name = {}
         self.unmatched = {}  # probe hits outside any DAX mapping seen
+        self._shim = _EventView()  # one reused view of a record, for the attributor
 
     def _row(self, ev):
-        f = ev.fields
-        pid = ev.pid
+        return self._row_of(ev.fields, ev.pid, ev.comm)
+
+    def _row_of(self, f, pid, comm):
         dev, ino = f.get("dev"), f.get("ino")
         vs, ve = f.get("vm_start"), f.get("vm_end")
         if vs is None:
@@ -93,7 +120,7 @@ class Aggregator:
         key = (pid, dev, ino, vs, ve)
         r = self.rows.get(key)
         if r is None:
-            r = Row(pid, ev.comm, dev, ino, vs, ve)
+            r = Row(pid, comm, dev, ino, vs, ve)
             self.rows[key] = r
             if vs is not None:
                 self.by_file.setdefault((pid, dev, ino), []).append(r)
@@ -101,6 +128,32 @@ class Aggregator:
         if dev is not None:
             self.last_by_pid[pid] = r
         return r
+
+    def add_record(self, name, fields, ts, pid, comm, cpu):
+        """:meth:`add` for a tokenized trace line (the tuple of
+        :func:`~pmemtrace.live.parse.iter_trace_records`), without an :class:`Event`
+        (the replay hot path): the fs_dax fault events are folded here, the
+        rest (rare) goes through :meth:`add`."""
+        by_name = self.by_name
+        by_name[name] = by_name.get(name, 0) + 1
+        self.events += 1
+        if name == "dax_pte_fault":
+            return
+        if name == "dax_pte_fault_done":
+            r = self._row_of(fields, pid, comm)
+            if self.attributor is not None:
+                shim = self._shim
+                shim.name, shim.fields, shim.pid, shim.comm = name, fields, pid, comm
+                self.attributor.observe(shim)
+            if fields.get("result", 0) & SIGBUS:
+                r.sigbus += 1
+            else:
+                r.pte += 1
+            return
+        # undo the counting: add() counts again
+        by_name[name] -= 1
+        self.events -= 1
+        self.add(Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu, source="replay"))
 
     def add(self, ev):
         self.events += 1
@@ -206,14 +259,24 @@ class Aggregator:
         return sorted(self.rows.values(),
                       key=lambda r: (r.pid or 0, r.dev or 0, r.ino or 0, r.vm_start or 0))
 
-    def render(self, width=80):
-        """The table (under 80 columns) plus reason lines, as text."""
-        hdr = f"{'PID':>7} {'COMM':<10} {'DEV:INO':<12} {'RANGE':<20} {'PMD':>6} {'PTE':>6} {'HZP':>4} {'FALLBK':>6}"
+    def render(self, width=80, wide=False):
+        """The table (under 80 columns) plus reason lines, as text.  Numbers
+        are never cut: ranges show human sizes, and a longer comm or target
+        widens its column; *wide*: exact ranges (``start-end``), whole comms."""
+        rows = self.sorted_rows()
+        cells = [(str(r.pid if r.pid is not None else "-"), (r.comm or "-") if wide else (r.comm or "-")[:10],
+                  r.target(), r.range(wide)) for r in rows]
+        wt = max([12] + [len(c[2]) for c in cells])
+        wr = max([20] + [len(c[3]) for c in cells])
+        wc = max([10] + [len(c[1]) for c in cells])
+        wn = max([6] + [len(str(max(r.pmd, r.pte, r.fallback))) for r in rows])
+        wh = max([4] + [len(str(r.huge_zero)) for r in rows])
+        hdr = (f"{'PID':>7} {'COMM':<{wc}} {'DEV:INO':<{wt}} {'RANGE':<{wr}} {'PMD':>{wn}} {'PTE':>{wn}} "
+               f"{'HZP':>{wh}} {'FALLBK':>{wn}}")
         out = [hdr]
-        for r in self.sorted_rows():
-            out.append(f"{r.pid if r.pid is not None else '-':>7} {(r.comm or '-')[:10]:<10} "
-                       f"{r.target()[:12]:<12} {r.range()[:20]:<20} {r.pmd:>6} {r.pte:>6} "
-                       f"{r.huge_zero:>4} {r.fallback:>6}")
+        for r, (pid, comm, target, rng) in zip(rows, cells):
+            out.append(f"{pid:>7} {comm:<{wc}} {target:<{wt}} {rng:<{wr}} {r.pmd:>{wn}} {r.pte:>{wn}} "
+                       f"{r.huge_zero:>{wh}} {r.fallback:>{wn}}")
             extra = []
             if r.reasons:
                 extra.append("fallback: " + ", ".join(f"{k} {v}" for k, v in sorted(r.reasons.items())))

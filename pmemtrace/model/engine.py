@@ -6,9 +6,11 @@ compact per-access records; events and JSON are built only when asked for.
 
 import gc
 from collections import Counter
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup
+from .case import Access, Case, Mapping
 from .profiles import select_profile
 from .state import PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileState, HugePmd, PteTable, Vma
 
@@ -23,29 +25,29 @@ class AccessResult:
     __slots__ = ("index", "op", "mapping", "address", "outcome", "result", "reason", "faults", "calls",
                  "errno", "pinned", "pinned_fast", "length", "ctx")
 
-    def __init__(self, index, op, mapping, address):
+    def __init__(self, index: int, op: str, mapping: Optional[str], address: Optional[int]) -> None:
         self.index = index
         self.op = op
         self.mapping = mapping
         self.address = address
         self.outcome = "none"
         self.result = 0
-        self.reason = None
-        self.faults = []  # [(address, Fault)]
-        self.calls = {}
-        self.errno = None
-        self.pinned = None
-        self.pinned_fast = None
-        self.length = None
-        self.ctx = (0, 0, "zero_folio", 0)  # (dev, ino, zero field, max_pgoff) for rendering events
+        self.reason: Optional[str] = None
+        self.faults: List[Tuple[int, fsdax.Fault]] = []  # [(address, Fault)]
+        self.calls: Dict[str, int] = {}
+        self.errno: Optional[int] = None
+        self.pinned: Optional[int] = None
+        self.pinned_fast: Optional[int] = None
+        self.length: Optional[int] = None
+        self.ctx: Tuple[int, int, str, int] = (0, 0, "zero_folio", 0)  # (dev, ino, zero field, max_pgoff) for rendering events
 
-    def set_error(self, errno, reason):
+    def set_error(self, errno: Optional[int], reason: str) -> None:
         self.outcome = "error"
         self.errno = errno
         self.reason = reason
 
     # -- derived views ------------------------------------------------------
-    def all_calls(self):
+    def all_calls(self) -> Dict[str, int]:
         c = dict(self.calls)
         for _, f in self.faults:
             for x in f.trace:
@@ -53,27 +55,24 @@ class AccessResult:
                     c[x] = c.get(x, 0) + 1
         return c
 
-    def events(self):
-        out = []
+    def events(self) -> List[Event]:
         dev, ino, zero_field, max_pgoff = self.ctx
-        for _, f in self.faults:
-            for t in f.trace:
-                if t.__class__ is tuple:
-                    name, fields = fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field)
-                    out.append(Event(name, fields, source="model", access=self.index))
-        return out
+        return [Event(name, fields, source="model", access=self.index)
+                for _, f in self.faults for name, fields in _rendered(f, dev, ino, zero_field, max_pgoff)]
 
-    def to_json(self):
-        d = {
+    def to_json(self) -> Dict[str, Any]:
+        dev, ino, zero_field, max_pgoff = self.ctx
+        d: Dict[str, Any] = {
             "access": self.index,
             "op": self.op,
             "mapping": self.mapping,
             "address": self.address,
             "outcome": self.outcome,
             "result": self.result,
-            "result_text": decode_vm_fault(self.result),
+            "result_text": result_text(self.result),
             "reason": self.reason,
-            "events": [{"name": e.name, "fields": e.fields} for e in self.events()],
+            "events": [{"name": name, "fields": fields} for _, f in self.faults
+                       for name, fields in _rendered(f, dev, ino, zero_field, max_pgoff)],
             "calls": self.all_calls(),
         }
         if self.errno is not None:
@@ -89,6 +88,23 @@ class AccessResult:
         return d
 
 
+_RESULT_TEXT: Dict[int, str] = {}
+
+
+def result_text(result: int) -> str:
+    """:func:`decode_vm_fault`, computed once per value (results are few)."""
+    t = _RESULT_TEXT.get(result)
+    if t is None:
+        t = _RESULT_TEXT[result] = decode_vm_fault(result)
+    return t
+
+
+def _rendered(f: "fsdax.Fault", dev: int, ino: int, zero_field: str,
+              max_pgoff: int) -> List[Tuple[str, Dict[str, int]]]:
+    """(name, fields) of every fs_dax event of fault *f*, in order."""
+    return [fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field) for t in f.trace if t.__class__ is tuple]
+
+
 _MAPPED = ("pmd", "pud", "huge-zero", "none")
 
 
@@ -98,7 +114,7 @@ class _Hit:
 
     __slots__ = ("level",)
 
-    def __init__(self, level):
+    def __init__(self, level: str) -> None:
         self.level = level
 
 
@@ -110,16 +126,16 @@ HIT_PUD = _Hit("pud")
 class _Aggregate:
     """Summary counts, built from per-access records as they come."""
 
-    def __init__(self):
-        self.outcomes = Counter()
-        self.fallbacks = Counter()
-        self.events = Counter()
-        self.calls = Counter()
-        self.faults = Counter()
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self.fallbacks: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
         self.hits = 0
         self.n = 0
 
-    def add(self, r):
+    def add(self, r: Any) -> None:
         self.n += 1
         cls = r.__class__
         if cls is _Hit:
@@ -136,7 +152,21 @@ class _Aggregate:
         for k, v in r.calls.items():
             self.calls[k] += v
 
-    def _fault(self, f):
+    def add_again(self, f: "fsdax.Fault", n: int) -> None:
+        """Count the plain fault *f* (already :meth:`add`-ed once) *n* more
+        times: the same counters in the same first-seen order as n adds."""
+        self.n += n
+        self.outcomes[f.outcome] += n
+        self.faults[f.outcome] += n
+        if f.reason and f.outcome not in _MAPPED:
+            self.fallbacks[f.reason] += n
+        for x in f.trace:
+            if x.__class__ is str:
+                self.calls[x] += n
+            else:
+                self.events[x[0]] += n
+
+    def _fault(self, f: "fsdax.Fault") -> None:
         self.faults[f.outcome] += 1
         if f.reason and f.outcome not in _MAPPED:
             self.fallbacks[f.reason] += 1
@@ -148,7 +178,7 @@ class _Aggregate:
             else:
                 ev[x[0]] += 1
 
-    def result(self, counters, mapping_errors):
+    def result(self, counters: "Counter[str]", mapping_errors: Dict[str, str]) -> Dict[str, Any]:
         outcomes = dict(self.outcomes)
         if self.hits:
             outcomes["none"] = outcomes.get("none", 0) + self.hits
@@ -170,23 +200,25 @@ class _Aggregate:
 
 
 class Prediction:
-    def __init__(self, case, profile, records, counters, mapping_errors, ctx, summary=None):
+    def __init__(self, case: Case, profile: Any, records: Optional[List[Any]], counters: "Counter[str]",
+                 mapping_errors: Dict[str, str], ctx: Tuple[int, int, str, int],
+                 summary: Optional[Dict[str, Any]] = None) -> None:
         self._summary = summary
         self.case = case
         self.profile = profile
         self._records = records
-        self._results = None
+        self._results: Optional[List[AccessResult]] = None
         self.counters = counters
         self.mapping_errors = mapping_errors
         self.ctx = ctx
 
     @property
-    def results(self):
+    def results(self) -> List[AccessResult]:
         """One :class:`AccessResult` per access (materialised on first use)."""
         if self._records is None:
             raise ValueError("explain(case, keep_results=False) keeps only the summary")
         if self._results is None:
-            out = []
+            out: List[AccessResult] = []
             for i, rec in enumerate(self._records):
                 cls = rec.__class__
                 if cls is AccessResult:
@@ -196,7 +228,7 @@ class Prediction:
                     m = self.case.mapping(a.mapping)
                     r = AccessResult(i, a.op, a.mapping, (m.start + a.offset) & ~(PAGE_SIZE - 1))
                     if cls is fsdax.Fault:
-                        r.faults.append((r.address, rec))
+                        r.faults.append(((m.start + a.offset) & ~(PAGE_SIZE - 1), rec))
                         r.outcome = rec.outcome
                         r.result = rec.result
                         r.reason = None if rec.outcome in _MAPPED else rec.reason
@@ -205,32 +237,200 @@ class Prediction:
             self._results = out
         return self._results
 
-    def summary(self):
+    def summary(self) -> Dict[str, Any]:
         if self._summary is not None:
             return self._summary
         agg = _Aggregate()
-        for r in self._records:
+        for r in self._records or ():
             agg.add(r)
         return agg.result(self.counters, self.mapping_errors)
 
-    def to_json(self):
-        return {
-            "profile": self.profile.name,
-            "kernel": self.case.kernel,
-            "profile_detail": self.profile.to_json(),
-            "results": [r.to_json() for r in self.results],
-            "summary": self.summary(),
-        }
+    def to_json(self) -> Dict[str, Any]:
+        d = self.head_json()
+        d["results"] = list(self.iter_json())
+        d["summary"] = self.summary()
+        return d
 
-    def events(self):
+    def head_json(self) -> Dict[str, Any]:
+        """The keys of :meth:`to_json` that come before ``results``."""
+        return {"profile": self.profile.name, "kernel": self.case.kernel,
+                "profile_detail": self.profile.to_json()}
+
+    def iter_json(self) -> Iterator[Dict[str, Any]]:
+        """``to_json()["results"]``, one dict at a time, built straight from
+        the compact records (no :class:`AccessResult` or :class:`Event` per
+        access: this is what ``explain --json`` spends its time on)."""
+        if self._records is None:
+            raise ValueError("explain(case, keep_results=False) keeps only the summary")
+        ctx = self.ctx
+        dev, ino, zero_field, max_pgoff = ctx
+        accesses = self.case.accesses
+        maps: Dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
+        page_mask = ~(PAGE_SIZE - 1)
+        fault_cls = fsdax.Fault
+        render = fsdax.render_event
+        for i, rec in enumerate(self._records):
+            cls = rec.__class__
+            if cls is AccessResult:
+                rec.ctx = ctx
+                yield rec.to_json()
+                continue
+            a = accesses[i]
+            mid = a.mapping
+            address = (maps[mid].start + a.offset) & page_mask
+            if cls is fault_cls:
+                outcome = rec.outcome
+                result = rec.result
+                events = []
+                calls: Dict[str, int] = {}
+                for t in rec.trace:
+                    if t.__class__ is str:
+                        calls[t] = calls.get(t, 0) + 1
+                    else:
+                        name, fields = render(rec, t, max_pgoff, dev, ino, zero_field)
+                        events.append({"name": name, "fields": fields})
+                yield {"access": i, "op": a.op, "mapping": mid, "address": address, "outcome": outcome,
+                       "result": result, "result_text": result_text(result),
+                       "reason": None if outcome in _MAPPED else rec.reason, "events": events, "calls": calls}
+            else:  # a hit: nothing new
+                yield {"access": i, "op": a.op, "mapping": mid, "address": address, "outcome": "none",
+                       "result": 0, "result_text": "0", "reason": None, "events": [], "calls": {}}
+
+    def iter_encoded(self, encode: Callable[[Any], bytes]) -> Iterator[bytes]:
+        """The objects of :meth:`iter_json`, each as *encode* (compact JSON)
+        writes it.  Accesses that differ only in their index and address
+        (hits, and faults with the same outcome, VMA and trace) share one
+        template made by *encode* itself, so the bytes are encode()'s; a
+        template that cannot be made safely is not used (see _template)."""
+        if self._records is None:
+            raise ValueError("explain(case, keep_results=False) keeps only the summary")
+        ctx = self.ctx
+        accesses = self.case.accesses
+        maps: Dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
+        page_mask = ~(PAGE_SIZE - 1)
+        fault_cls = fsdax.Fault
+        templates: Dict[Any, Any] = {}
+        exact = self._exact_json
+        # the summary, folded in on the way: each shape of fault once, then
+        # counted (see _Aggregate.add_again)
+        agg = _Aggregate()
+        again: Dict[Any, List[Any]] = {}  # key -> [a fault of that shape, times seen after the first]
+        key: Tuple[Any, ...]
+        for i, rec in enumerate(self._records):
+            cls = rec.__class__
+            if cls is AccessResult:
+                agg.add(rec)
+                rec.ctx = ctx
+                yield encode(rec.to_json())
+                continue
+            a = accesses[i]
+            address = (maps[a.mapping].start + a.offset) & page_mask
+            if cls is fault_cls:
+                vma = rec.vma
+                if vma is None:
+                    agg.add(rec)
+                    yield encode(exact(i, a, address, rec))
+                    continue
+                key = (a.op, a.mapping, rec.outcome, rec.result, rec.reason, vma, tuple(rec.trace))
+                values = {b"i": i, b"a": address, b"f": rec.addr,
+                          b"p": vma[3] + ((rec.addr - vma[0]) >> PAGE_SHIFT)}
+            else:
+                key = (a.op, a.mapping)
+                values = {b"i": i, b"a": address}
+            if cls is fault_cls:
+                seen = again.get(key)
+                if seen is None:
+                    agg.add(rec)
+                    again[key] = [rec, 0]
+                else:
+                    seen[1] += 1
+            else:
+                agg.add(rec)
+            tpl = templates.get(key)
+            if tpl is None:
+                tpl = templates[key] = _template(exact(i, a, address, rec), exact, i, a, address, rec, encode)
+            yield tpl % values if tpl else encode(exact(i, a, address, rec))
+        for rec, n in again.values():
+            if n:
+                agg.add_again(rec, n)
+        if self._summary is None:
+            self._summary = agg.result(self.counters, self.mapping_errors)
+
+    def _exact_json(self, i: int, a: Access, address: int, rec: Any, addr: Optional[int] = None) -> Dict[str, Any]:
+        """The :meth:`iter_json` object of a plain record; *addr*: the fault's
+        address in its place (the template's marker)."""
+        dev, ino, zero_field, max_pgoff = self.ctx
+        if rec.__class__ is not fsdax.Fault:
+            return {"access": i, "op": a.op, "mapping": a.mapping, "address": address, "outcome": "none",
+                    "result": 0, "result_text": "0", "reason": None, "events": [], "calls": {}}
+        if addr is not None:
+            rec = _with_addr(rec, addr)
+        outcome = rec.outcome
+        events = []
+        calls: Dict[str, int] = {}
+        for t in rec.trace:
+            if t.__class__ is str:
+                calls[t] = calls.get(t, 0) + 1
+            else:
+                name, fields = fsdax.render_event(rec, t, max_pgoff, dev, ino, zero_field)
+                events.append({"name": name, "fields": fields})
+        return {"access": i, "op": a.op, "mapping": a.mapping, "address": address, "outcome": outcome,
+                "result": rec.result, "result_text": result_text(rec.result),
+                "reason": None if outcome in _MAPPED else rec.reason, "events": events, "calls": calls}
+
+    def events(self) -> Iterator[Event]:
         for r in self.results:
             yield from r.events()
+
+
+#: markers for the templates of iter_encoded(): numbers no case produces
+#: (checked: a template is used only if each marker shows up exactly where
+#: it stands in, and the template reproduces the record it was made from)
+_MARK_INDEX = 8_111_111_111_111_111_111
+_MARK_ADDRESS = 8_222_222_222_222_222_222
+_MARK_FAULT_ADDR = 0x7AAA_AAAA_AAAA_A000
+
+
+def _with_addr(rec: "fsdax.Fault", addr: int) -> "fsdax.Fault":
+    f = fsdax.Fault(rec.vma, addr)
+    f.outcome, f.result, f.reason, f.level, f.trace = rec.outcome, rec.result, rec.reason, rec.level, rec.trace
+    return f
+
+
+def _template(real: Dict[str, Any], exact: Callable[..., Dict[str, Any]], i: int, a: Access, address: int,
+              rec: Any, encode: Callable[[Any], bytes]) -> Optional[bytes]:
+    """A ``bytes % values`` template of *encode(real)* with the access index
+    (``i``), address (``a``) and, for a fault, its address (``f``) and page
+    offset (``p``) as fields; None when that is not exact."""
+    is_fault = rec.__class__ is fsdax.Fault
+    marked = exact(_MARK_INDEX, a, _MARK_ADDRESS, rec, _MARK_FAULT_ADDR if is_fault else None)
+    text = encode(marked).replace(b"%", b"%%")
+    marks = [(_MARK_INDEX, b"i", 1), (_MARK_ADDRESS, b"a", 1)]
+    if is_fault:
+        n_events = len(marked["events"])
+        n_pgoff = sum(1 for e in marked["events"] if "pgoff" in e["fields"])
+        vma = rec.vma
+        marks += [(_MARK_FAULT_ADDR, b"f", n_events),
+                  (vma[3] + ((_MARK_FAULT_ADDR - vma[0]) >> PAGE_SHIFT), b"p", n_pgoff)]
+    for value, name, count in marks:
+        v = str(value).encode()
+        found = text.count(v)
+        if found != count or text.count(b":" + v + b",") + text.count(b":" + v + b"}") != count:
+            return None
+        text = text.replace(b":" + v + b",", b":%(" + name + b")d,").replace(b":" + v + b"}", b":%(" + name + b")d}")
+    values = {b"i": i, b"a": address}
+    if is_fault:
+        values[b"f"] = rec.addr
+        values[b"p"] = rec.vma[3] + ((rec.addr - rec.vma[0]) >> PAGE_SHIFT)
+    if text % values != encode(real):
+        return None
+    return text
 
 
 class Sim:
     """The mutable kernel state for one case."""
 
-    def __init__(self, case, profile):
+    def __init__(self, case: Case, profile: Any) -> None:
         self.case = case
         self.profile = profile
         self.device = case.device
@@ -243,9 +443,9 @@ class Sim:
         self.max_pgoff = self.file.max_pgoff if self.file is not None else 0
         self.thp_disable = case.thp_disable
         self.counters = Counter(thp_fault_fallback=0, thp_split_pmd=0, thp_zero_page_alloc=0, pgmajfault=0)
-        self.flags_seen = set()
-        self.mapping_errors = {}
-        self.mapped = set()
+        self.flags_seen: Set[int] = set()
+        self.mapping_errors: Dict[str, str] = {}
+        self.mapped: Set[str] = set()
         # page tables other mappings of the process left in shared 2 MiB
         # blocks: __handle_mm_fault() sees !pmd_none() and goes straight to
         # the PTE path (lab, 6.12: a 3 MiB DAX mapping next to a touched
@@ -255,7 +455,7 @@ class Sim:
             self.mm.pmds[addr >> 21] = PteTable()
             self.external_tables.add(addr >> 21)
 
-    def mmap(self, m):
+    def mmap(self, m: Mapping) -> None:
         if self.mm.overlaps(m.start, m.end):
             # mmap(MAP_FIXED_NOREPLACE) semantics: the model never replaces
             self.mapping_errors[m.id] = "mapping-overlap"
@@ -270,7 +470,7 @@ class Sim:
                         m.nohugepage, m.id))
         self.mapped.add(m.id)
 
-    def munmap(self, m):
+    def munmap(self, m: Mapping) -> None:
         mm = self.mm
         mm.remove_mapping(m.id)
         # free_pgtables(): a page table goes when no VMA is left in its 2 MiB
@@ -282,11 +482,11 @@ class Sim:
                 del mm.pmds[key]
         self.mapped.discard(m.id)
 
-    def fault(self, vma, addr, write, flags, via_gup=False):
+    def fault(self, vma: Vma, addr: int, write: bool, flags: int, via_gup: bool = False) -> Any:
         return self.fault_handler(self, vma, addr, write, flags, via_gup)
 
 
-def explain(case, keep_results=True):
+def explain(case: Case, keep_results: bool = True) -> "Prediction":
     """Predict what the case's kernel does for every access.  Returns a
     :class:`Prediction`.  With ``keep_results=False`` only the summary is
     kept (memory then grows with the 2 MiB ranges touched, not with the
@@ -311,8 +511,8 @@ def explain(case, keep_results=True):
     return Prediction(case, profile, records, sim.counters, sim.mapping_errors, ctx, summary)
 
 
-def _run(case, sim, agg=None):
-    records = []
+def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[List[Any]]:
+    records: List[Any] = []
     # streaming (agg): each record is folded into the summary once complete
     append = records.append if agg is None else agg.add
     mm = sim.mm
@@ -322,7 +522,7 @@ def _run(case, sim, agg=None):
     mapped = sim.mapped
     mapping_errors = sim.mapping_errors
     handle_fault = sim.fault_handler
-    maps = {m.id: m for m in case.mappings}
+    maps: Dict[Optional[str], Mapping] = {m.id: m for m in case.mappings}
     rflags = USER_FAULT_FLAGS
     wflags = USER_FAULT_FLAGS | FAULT_FLAG["WRITE"]
     for i, a in enumerate(case.accesses):
@@ -402,7 +602,7 @@ def _run(case, sim, agg=None):
     return records
 
 
-def _pwrite(sim, a, r):
+def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
     """write(2) to the DAX file: fs/dax.c dax_iomap_rw() -> dax_iomap_iter()
     (v6.1..7.x).  ->iomap_begin(IOMAP_WRITE) allocates holes and converts
     unwritten blocks in fs-block (4 KiB) units (xfs_direct_write_iomap_begin()
@@ -416,6 +616,7 @@ def _pwrite(sim, a, r):
     (fstests generic/428).  No fs_dax tracepoint fires.  i_size grows to the
     end of the write."""
     fs = sim.file
+    assert fs is not None  # parse_case refuses pwrite without a file
     r.length = a.length
     r.outcome = "written"
     pos, end = a.offset, a.offset + a.length
@@ -442,7 +643,7 @@ def _pwrite(sim, a, r):
                            even_cows=False)
 
 
-def _madvise(sim, m, a):
+def _madvise(sim: Sim, m: Mapping, a: Access) -> None:
     start = m.start + a.offset
     end = m.end if a.length == 0 else min(m.end, start + a.length)
     mm = sim.mm

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""explain end to end, as the user waits for it (figures, not a timed test).
+
+1. Writes the benchmark case deterministically (1,000,000 accesses over a
+   512 GiB shared mapping of a file with 10,000 extents; the case of
+   bench_model.py, seed 1) to a file.
+2. Runs the whole command ``pmemtrace explain --json CASE > OUT`` as a
+   child process (interpreter start, reading, model, encoding, writing) and
+   prints accesses/s (by wall time, and by the child's CPU time, steadier
+   on a shared machine) and the child's peak RSS.  ``--jsonl`` and
+   ``--indent 1`` (today's bytes before issue 12) are timed the same way.
+3. Second figure: the phase breakdown, in process (json load, parse_case,
+   model, JSON encoding + writing).
+
+    python3 benchmarks/bench_explain_e2e.py [--accesses N] [--extents N] [--keep DIR]
+    python3 benchmarks/bench_explain_e2e.py --write-case case.json   # only the case
+"""
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from bench_model import build  # noqa: E402
+
+
+def write_case(path, n, n_ext):
+    with open(path, "w") as f:
+        json.dump(build(n, n_ext), f)
+
+
+def run_child(argv, out_path):
+    """Wall seconds, CPU seconds (user + sys) and peak RSS (MiB) of one child run, stdout to *out_path*."""
+    t = time.perf_counter()
+    with open(out_path, "wb") as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdout=out, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode:
+            err.seek(0)
+            sys.exit(f"{' '.join(argv)} failed ({p.returncode}): {err.read().decode()[-500:]}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
+
+
+def phases(case_path, n):
+    from pmemtrace.cli import explain as cli_explain
+    from pmemtrace.model import explain, parse_case
+
+    t0 = time.perf_counter()
+    with open(case_path, "rb") as f:
+        data = f.read()
+    obj = json.loads(data)
+    t1 = time.perf_counter()
+    case = parse_case(obj)
+    t2 = time.perf_counter()
+    pred = explain(case)
+    t3 = time.perf_counter()
+    sink = open(os.devnull, "wb")
+    if hasattr(cli_explain, "write_json"):
+        cli_explain.write_json(pred, sink)
+    else:  # before issue 12
+        text = io.StringIO()
+        json.dump(pred.to_json(), text, indent=1)
+        sink.write(text.getvalue().encode())
+    t4 = time.perf_counter()
+    tot = t4 - t0
+    print(f"  phases (in process): load {t1 - t0:5.2f} s, parse_case {t2 - t1:5.2f} s, model {t3 - t2:5.2f} s, "
+          f"encode+write {t4 - t3:5.2f} s = {tot:5.2f} s -> {n / tot:,.0f} accesses/s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--accesses", type=int, default=1_000_000)
+    ap.add_argument("--extents", type=int, default=10_000)
+    ap.add_argument("--write-case", metavar="PATH", help="only write the benchmark case to PATH")
+    ap.add_argument("--keep", metavar="DIR", help="keep the case and outputs in DIR")
+    ap.add_argument("--no-phases", action="store_true")
+    ap.add_argument("--modes", default="json,jsonl,indent1",
+                    help="comma list of: json (default output), jsonl, indent1 (default: all)")
+    a = ap.parse_args()
+    if a.write_case:
+        write_case(a.write_case, a.accesses, a.extents)
+        return
+    d = a.keep or tempfile.mkdtemp(prefix="bench-explain-")
+    os.makedirs(d, exist_ok=True)
+    case = os.path.join(d, "case.json")
+    t = time.perf_counter()
+    write_case(case, a.accesses, a.extents)
+    n = a.accesses
+    print(f"explain end to end: {n:,} accesses, {a.extents:,} extents, 512 GiB mapping; case "
+          f"{os.path.getsize(case) / 1e6:.0f} MB written in {time.perf_counter() - t:.1f} s")
+    exe = [sys.executable, "-m", "pmemtrace", "explain", case]
+    modes = {"json": (["--json"], "out.json"), "jsonl": (["--jsonl"], "out.jsonl"),
+             "indent1": (["--json", "--indent", "1"], "out1.json")}
+    for mode in a.modes.split(","):
+        extra, name = modes[mode]
+        if mode != "json":
+            from pmemtrace.cli.explain import add_parser  # noqa: F401
+            import pmemtrace.cli.explain as ce
+            if not hasattr(ce, "write_json"):
+                continue  # this pmemtrace has only --json (indent 1)
+        out = os.path.join(d, name)
+        wall, cpu, rss = run_child(exe + extra, out)
+        print(f"  explain {' '.join(extra):<18}: wall {wall:6.2f} s -> {n / wall:10,.0f} accesses/s "
+              f"(CPU {cpu:6.2f} s -> {n / cpu:10,.0f}/s); output {os.path.getsize(out) / 1e6:5.0f} MB; "
+              f"peak RSS {rss:,.0f} MiB")
+    if not a.no_phases:
+        phases(case, n)
+    if not a.keep:
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
+
+
+if __name__ == "__main__":
+    main()
