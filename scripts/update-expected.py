@@ -2,7 +2,7 @@
 """Regenerate tests/expected/ from the installed pmemtrace and show what changed.
 
 tests/expected/<example>.json is the byte-exact stdout of
-``pmemtrace explain --json --example <example>``; tests/test_cli_model.py
+``pmemtrace explain --json --indent 1 --example <example>``; tests/test_cli_model.py
 compares every example against it.  When a change to the model is intended,
 run this script, read the diff it prints against the kernel rule that the
 change follows, and commit the new files with the change (the commit message
@@ -30,7 +30,7 @@ def example_names() -> list:
 
 def explain_json(name: str) -> str:
     """The command's stdout, exactly as a user gets it."""
-    p = subprocess.run([sys.executable, "-m", "pmemtrace", "explain", "--json", "--example", name],
+    p = subprocess.run([sys.executable, "-m", "pmemtrace", "explain", "--json", "--indent", "1", "--example", name],
                        capture_output=True, text=True, timeout=120, check=True)
     return p.stdout
 

@@ -57,12 +57,17 @@ def test_every_example_has_an_expected_outcome_file():
 
 @pytest.mark.parametrize("name", example_names())
 def test_example_output_is_the_reviewed_one(name):
-    p = run("explain", "--example", name, "--json")
+    # the reviewed files are --indent 1 (readable diffs; the pre-msgspec bytes)
+    p = run("explain", "--example", name, "--json", "--indent", "1")
     assert p.returncode == 0 and p.stderr == "", p.stderr
     with open(os.path.join(EXPECTED, name + ".json")) as f:
         want = f.read()
     # byte for byte; on an intended model change: scripts/update-expected.py
     assert p.stdout == want, f"{name}: explain --json differs from tests/expected/{name}.json"
+    # the default compact output (msgspec) carries the same document
+    compact = run("explain", "--example", name, "--json")
+    assert compact.returncode == 0 and "\n" not in compact.stdout.rstrip("\n")
+    assert json.loads(compact.stdout) == json.loads(want)
 
 
 @pytest.mark.parametrize("case,key", [
@@ -136,7 +141,7 @@ def test_reasons_lists_every_code_with_citation():
 def test_cli_never_imports_bcc():
     code = ("import sys; sys.modules['bcc'] = None\n"
             "from pmemtrace.cli import main\n"
-            "sys.exit(main(['explain', '--example', 'dax-pmd', '--json']))")
+            "sys.exit(main(['explain', '--example', 'dax-pmd', '--json', '--indent', '1']))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     with open(os.path.join(EXPECTED, "dax-pmd.json")) as f:
@@ -162,7 +167,7 @@ def test_verbosity_flags_leave_stdout_alone():
     with open(os.path.join(EXPECTED, "dax-pmd.json")) as f:
         want = f.read()
     for flags in (["-q"], ["-qq"], ["-v"], ["-vv"]):
-        p = run(*flags, "explain", "--example", "dax-pmd", "--json")
+        p = run(*flags, "explain", "--example", "dax-pmd", "--json", "--indent", "1")
         assert p.returncode == 0 and p.stdout == want and p.stderr == "", (flags, p.stderr)
 
 

@@ -102,13 +102,16 @@ def run(args):
         # The results are many small acyclic objects: the cyclic collector
         # would walk them again and again (half the run time of a big case).
         gc.disable()
-        pred = explain(case)
-        out = sys.stdout.buffer
-        if args.jsonl:
-            write_jsonl(pred, out)
-        else:
-            write_json(pred, out, indent=args.indent)
-        out.flush()
+        try:
+            pred = explain(case)
+            out = _binary_stdout()
+            if args.jsonl:
+                write_jsonl(pred, out)
+            else:
+                write_json(pred, out, indent=args.indent)
+            out.flush()
+        finally:
+            gc.enable()  # main() may run in-process (tests, embedding)
         return 0
     pred = explain(case)
     src = args.example or os.path.basename(args.case)
@@ -186,6 +189,23 @@ def _chunks(items: Iterable[Any], n: int = CHUNK) -> Iterable[list]:
             buf = []
     if buf:
         yield buf
+
+
+class _TextSink:
+    """Bytes written to a text stream (sys.stdout replaced by a StringIO)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data.decode())
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _binary_stdout() -> Any:
+    return getattr(sys.stdout, "buffer", None) or _TextSink(sys.stdout)
 
 
 def write_json(pred: Any, out: IO[bytes], indent: Optional[int] = None) -> None:
