@@ -17,6 +17,7 @@
 """
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -55,6 +56,7 @@ def phases(case_path, n):
     from pmemtrace.cli import explain as cli_explain
     from pmemtrace.model import explain, parse_case
 
+    gc.disable()  # as the CLI does for JSON output
     t0 = time.perf_counter()
     with open(case_path, "rb") as f:
         data = f.read()

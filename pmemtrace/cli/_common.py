@@ -16,6 +16,7 @@ import re
 import sys
 from typing import IO, Any, Iterable, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
+import msgspec
 from tabulate import tabulate
 
 from ..errors import EXIT_USAGE, CaseError, IncompleteData, UsageError
@@ -264,6 +265,17 @@ def load_json_file(path: str, what: str = "case", limit: int = CASE_MAX_BYTES) -
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CaseError("json", f"{short(path)}: not UTF-8 text (byte {exc.start}); a {what} file is JSON") from None
+    try:
+        # msgspec decodes a big case about three times as fast as json.loads;
+        # what it refuses goes to the stdlib, whose messages users know
+        obj = msgspec.json.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    except RecursionError:
+        raise CaseError("json", f"{short(path)}: nested deeper than {JSON_MAX_DEPTH} levels") from None
+    else:
+        check_json_limits(obj)
+        return obj
     try:
         obj = json.loads(text)
     except RecursionError:

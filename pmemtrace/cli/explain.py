@@ -24,7 +24,7 @@ examples:
   pmemtrace explain case.json --kernel 7.2   # the same case on another kernel
   pmemtrace explain case.json --events       # plus the fs_dax events it would emit
   pmemtrace explain case.json --json         # machine-readable (compact JSON)
-  pmemtrace explain case.json --json --indent 1   # indented (the bytes of pmemtrace < 0.13)
+  pmemtrace explain case.json --indent 1     # indented JSON (the bytes --json wrote before it went compact)
   pmemtrace explain case.json --jsonl        # JSON Lines: a head line, one line per access, the summary
 
 Outcomes: pmd / pud (a huge mapping), pte (4 KiB), huge-zero (the huge zero
@@ -76,6 +76,15 @@ def _addr(a):
 
 
 def run(args):
+    gc_was_enabled = gc.isenabled()
+    try:
+        return _run(args)
+    finally:
+        if gc_was_enabled:
+            gc.enable()  # main() may run in-process (tests, embedding)
+
+
+def _run(args):
     if args.list_examples:
         rows = []
         for name in example_names():
@@ -83,6 +92,11 @@ def run(args):
             rows.append((name, (c.notes or "").split(". ")[0][:70]))
         table(rows, ["example", "what it shows"])
         return 0
+    if args.json or args.jsonl or args.indent is not None:
+        # A case, its model state and its results are many small acyclic
+        # objects: the cyclic collector would walk them again and again
+        # (half the run time of a big case).  The process ends after this.
+        gc.disable()
     if args.example:
         case = load_example(args.example)
     elif args.case:
@@ -99,19 +113,13 @@ def run(args):
     if args.jsonl and (args.json or args.indent is not None):
         raise UsageError("--jsonl and --json/--indent are different outputs: choose one")
     if args.json or args.jsonl or args.indent is not None:
-        # The results are many small acyclic objects: the cyclic collector
-        # would walk them again and again (half the run time of a big case).
-        gc.disable()
-        try:
-            pred = explain(case)
-            out = _binary_stdout()
-            if args.jsonl:
-                write_jsonl(pred, out)
-            else:
-                write_json(pred, out, indent=args.indent)
-            out.flush()
-        finally:
-            gc.enable()  # main() may run in-process (tests, embedding)
+        pred = explain(case)
+        out = _binary_stdout()
+        if args.jsonl:
+            write_jsonl(pred, out)
+        else:
+            write_json(pred, out, indent=args.indent)
+        out.flush()
         return 0
     pred = explain(case)
     src = args.example or os.path.basename(args.case)

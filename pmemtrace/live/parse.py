@@ -202,37 +202,31 @@ def tokenize_fault_line(line):
     if name not in _FAULT_EVENTS or t[e][-1] != ":" or t[e + 1] != "dev" or t[e + 3] != "ino":
         return None
     ts_text = t[e - 1][:-1]
-    cpu_text = t[c][1:-1]
-    comm, dash, pid_text = t[0].rpartition("-")
     sec, dot, usec = ts_text.partition(".")
-    if not (dash and pid_text.isdigit() and cpu_text.isdigit() and t[c][-1] == "]" and dot
-            and sec.isdigit() and usec.isdigit() and t[e - 1][-1] == ":"):
+    if not (dot and sec.isdigit() and usec.isdigit() and t[e - 1][-1] == ":"):
         return None
-    if e - c == 3 and not (4 <= len(t[c + 1]) <= 5 and _FLAGS_COLUMN_OK(t[c + 1])):
+    # what repeats line after line (the task, the file, the flags) is
+    # checked and decoded once
+    who_key = tuple(t[:e - 1])
+    who = _WHO_CACHE.get(who_key)
+    if who is None:
+        who = _WHO_CACHE[who_key] = _who(t, c, e)
+        if len(_WHO_CACHE) > 4096:
+            _WHO_CACHE.clear()
+    if not who:
         return None
-    maj, colon, mnr = t[e + 2].partition(":")
-    if not colon or not maj.isdigit() or not mnr.isdigit():
+    what_key = (t[e + 2], t[e + 4], t[e + 5], t[e + 6])
+    what = _WHAT_CACHE.get(what_key)
+    if what is None:
+        what = _WHAT_CACHE[what_key] = _what(*what_key)
+        if len(_WHAT_CACHE) > 4096:
+            _WHAT_CACHE.clear()
+    if not what:
         return None
-    share = t[e + 5]
-    if share == "shared":
-        vm_flags = VM_SHARED
-    elif share == "private":
-        vm_flags = 0
-    else:
+    dev, ino, vm_flags, flags, k = what
+    k += e
+    if n < k + 4 or t[k] != "address":
         return None
-    k = e + 6
-    if t[k] == "address":
-        flags_text = ""
-    else:
-        flags_text = t[k]
-        k += 1
-        if n < k + 4 or t[k] != "address":
-            return None
-    flags = _FLAG_CACHE.get(flags_text)
-    if flags is None:
-        flags = _flag_value(flags_text, _FLAG_CACHE, FAULT_FLAG)
-        if flags is None:
-            return None
     try:
         if name[5] == "m":  # dax_pmd_*
             if n == k + 11:
@@ -243,7 +237,7 @@ def tokenize_fault_line(line):
                 return None
             if t[k + 2] != "vm_start" or t[k + 4] != "vm_end" or t[k + 6] != "pgoff" or t[k + 8] != "max_pgoff":
                 return None
-            fields = {"dev": (int(maj) << 20) | int(mnr), "ino": int(t[e + 4], 0), "vm_flags": vm_flags,
+            fields = {"dev": dev, "ino": ino, "vm_flags": vm_flags,
                       "address": int(t[k + 1], 0), "vm_start": int(t[k + 3], 0), "vm_end": int(t[k + 5], 0),
                       "pgoff": int(t[k + 7], 0), "max_pgoff": int(t[k + 9], 0), "flags": flags}
         else:
@@ -255,17 +249,61 @@ def tokenize_fault_line(line):
                 return None
             if t[k + 2] != "pgoff":
                 return None
-            fields = {"dev": (int(maj) << 20) | int(mnr), "ino": int(t[e + 4], 0), "vm_flags": vm_flags,
+            fields = {"dev": dev, "ino": ino, "vm_flags": vm_flags,
                       "address": int(t[k + 1], 0), "pgoff": int(t[k + 3], 0), "flags": flags}
     except ValueError:
         return None
+    if (fields["address"] | fields.get("vm_end", 0) | fields["pgoff"] | fields.get("max_pgoff", 0)) >> 64:
+        return None  # not a kernel's 64-bit value: the careful parser says why
     result = _RESULT_CACHE.get(result_text)
     if result is None:
         result = _flag_value(result_text, _RESULT_CACHE, VM_FAULT)
         if result is None:
             return None
     fields["result"] = result
-    return name, fields, float(ts_text), int(pid_text), comm, int(cpu_text)
+    comm, pid, cpu = who
+    return name, fields, float(ts_text), pid, comm, cpu
+
+
+_WHO_CACHE = {}  # the tokens before the timestamp -> (comm, pid, cpu) or False
+_WHAT_CACHE = {}  # (dev, ino, share, flags-or-"address") -> (dev, ino, vm_flags, flags, offset) or False
+
+
+def _who(t, c, e):
+    """(comm, pid, cpu) of the tokens before a fault line's timestamp, or False."""
+    comm, dash, pid_text = t[0].rpartition("-")
+    cpu_text = t[c][1:-1]
+    if not (dash and pid_text.isdigit() and cpu_text.isdigit() and t[c][-1] == "]"):
+        return False
+    if e - c == 3 and not (4 <= len(t[c + 1]) <= 5 and _FLAGS_COLUMN_OK(t[c + 1])):
+        return False
+    return comm, int(pid_text), int(cpu_text)
+
+
+def _what(dev_text, ino_text, share, flags_or_address):
+    """(dev, ino, vm_flags, fault flags, offset of "address" from the event
+    name) of the fields every fault event starts with, or False."""
+    maj, colon, mnr = dev_text.partition(":")
+    if not colon or not maj.isdigit() or not mnr.isdigit():
+        return False
+    try:
+        ino = int(ino_text, 0)
+    except ValueError:
+        return False
+    if share == "shared":
+        vm_flags = VM_SHARED
+    elif share == "private":
+        vm_flags = 0
+    else:
+        return False
+    if flags_or_address == "address":
+        flags_text, k = "", 6
+    else:
+        flags_text, k = flags_or_address, 7
+    flags = _flag_value(flags_text, _FLAG_CACHE, FAULT_FLAG)
+    if flags is None:
+        return False
+    return (int(maj) << 20) | int(mnr), ino, vm_flags, flags, k
 
 
 def iter_trace_records(lines, stats=None, strict=False):
