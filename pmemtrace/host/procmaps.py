@@ -82,10 +82,10 @@ def read_status(roots, pid):
     return out
 
 
-def read_process_maps(roots, pid):
-    """(mappings, source) where source is 'smaps' or 'maps'; mappings is
-    None when neither is readable."""
-    for name in ("smaps", "maps"):
+def read_process_maps(roots, pid, names=("smaps", "maps")):
+    """(mappings, source) where source is the first of *names* ('smaps' or
+    'maps') that is readable; mappings is None when none is."""
+    for name in names:
         text = roots.read(roots.proc(str(pid), name))
         if text:
             return parse_maps(text), name
