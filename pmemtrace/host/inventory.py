@@ -337,6 +337,22 @@ def disk_of(roots, major, minor):
     return name, None
 
 
+def namespace_summary(roots):
+    """name, mode, size, resource and align of every nd namespace as sysfs
+    shows them (strings; missing attributes left out): a recording's header."""
+    base = roots.sys("bus", "nd", "devices")
+    out = []
+    for name in roots.listdir(base):
+        if name.startswith("namespace"):
+            d = {"name": name}
+            for k in ("mode", "size", "resource", "align"):
+                v = roots.read(os.path.join(base, name, k), note=False)
+                if v is not None:
+                    d[k] = v
+            out.append(d)
+    return out
+
+
 def read_partitions(roots, inv):
     for name, real in sorted(block_devices(roots).items()):
         if not roots.exists(os.path.join(real, "partition")):

@@ -121,3 +121,16 @@ def thp_disabled(status) -> Optional[bool]:
     if v is None:
         return None
     return v.strip() == "0"
+
+
+def find_mapped_file(roots, pids, dev, ino):
+    """The path of the file with kernel dev_t *dev* (``MAJOR << 20 | MINOR``,
+    as fs_dax events carry it) and inode *ino* that one of *pids* maps, from
+    their /proc/PID/maps, or None (for ``watch``'s attribution)."""
+    major, minor = dev >> 20, dev & 0xFFFFF
+    for pid in pids:
+        maps, _source = iter_process_maps(roots, pid, names=("maps",))
+        for pm in maps or ():
+            if (pm.major, pm.minor, pm.inode) == (major, minor, ino) and pm.path.startswith("/"):
+                return pm.path
+    return None
