@@ -124,7 +124,8 @@ def namespace_geometry(roots: Roots, namespace: str = "namespace0.0") -> dict:
         hb = roots.sys("bus", "nd", "devices", holder)
         return {"data_start": roots.read_int(os.path.join(hb, "resource"), 16),
                 "size": roots.read_int(os.path.join(hb, "size"), 10), "holder": holder,
-                "pfn_mode": roots.read(os.path.join(hb, "mode")), "align": roots.read_int(os.path.join(hb, "align")) or 0}
+                "pfn_mode": roots.read(os.path.join(hb, "mode")),
+                "align": roots.read_int(os.path.join(hb, "align")) or 0}
     return {"data_start": roots.read_int(os.path.join(base, "resource"), 16),
             "size": roots.read_int(os.path.join(base, "size"), 10), "holder": None, "pfn_mode": None, "align": 0}
 

@@ -14,7 +14,7 @@ This module is pure (no I/O): it reads nothing from the host.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Set
 
 from .case import PAGE_SIZE, Access, Case, Device, Extent, File, Mapping, Range
 
@@ -77,7 +77,7 @@ class CaseBuilder:
     mappings: List[Mapping] = field(default_factory=list)
     accesses: List[Access] = field(default_factory=list)
     thp_disable: bool = False
-    page_tables: set = field(default_factory=set)
+    page_tables: Set[int] = field(default_factory=set)
 
     def mapping(self, id: str, start: int, length: int, offset: int = 0, shared: bool = True, sync: bool = False,
                 writable: bool = True, mapped: bool = True, nohugepage: bool = False) -> Mapping:
@@ -110,6 +110,8 @@ class CaseBuilder:
                                     populate=True))
 
     def pwrite(self, offset: int, length: int) -> None:
+        """write(2) to the file at *offset*: no mapping (case.py types
+        Access.mapping as str, but a pwrite's is None)."""
         self.accesses.append(Access(op="pwrite", mapping=None, offset=offset, length=length))  # type: ignore[arg-type]
 
     def build(self) -> Case:

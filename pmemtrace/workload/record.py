@@ -118,7 +118,8 @@ def build_case(scen, target, st: Optional[os.stat_result], extents, placed: Mapp
                   longterm=st_.longterm)
         elif op in ("read", "write", "fork", "check"):
             write = op == "write" or (op == "fork" and st_.write)
-            if op == "fork" or st_.fork:  # a child has fresh page tables: modelled as munmap + mmap (see the dax-pmd example)
+            if op == "fork" or st_.fork:
+                # a child has fresh page tables: modelled as munmap + mmap (see the dax-pmd example)
                 b.munmap(cid)
                 b.mmap(cid)
             for o in _touched_offsets(st_, s):
