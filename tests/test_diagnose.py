@@ -138,6 +138,10 @@ class TestPidHandmade:
         assert got[2] == [("pte", "nohugepage")]
         assert got[3] == [("pmd", None)]  # reads of a private mapping may still be PMD-mapped
         assert strips[1].blocks() == 5  # 1 MiB off: the mapping straddles 5 PMDs
+        from pmemtrace.host.strips import each_chunk
+
+        # every chunk's first touch: the mapping's start, then each 2 MiB boundary inside it
+        assert [o for o, _c in each_chunk(strips[1])] == [0, M, 3 * M, 5 * M, 7 * M]
 
     def test_devdax_mappings(self):
         shared, private = diagnose_pid(state("cxl-hmem"), 77)

@@ -88,6 +88,17 @@ class Strip:
                 "findings": [f.to_json() for f in self.findings], "case": self.case, "details": self.details}
 
 
+def each_chunk(strip: Strip):
+    """(offset, chunk) for every 2 MiB chunk of *strip*, runs expanded: the
+    offset (in the file or mapping) where that chunk's first touch goes."""
+    start = strip.details.get("start", 0) if strip.kind == "mapping" else 0
+    for ch in strip.chunks:
+        yield ch.offset, ch
+        block = (start + ch.offset) // PMD * PMD
+        for j in range(1, ch.count):
+            yield block + j * PMD - start, ch
+
+
 def _fs_of(mount) -> str:
     return "ext4" if mount and mount.fstype.startswith("ext") else "xfs"
 
