@@ -12,7 +12,7 @@ from pmemtrace.cli import main
 from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host, diagnose_pid
 from pmemtrace.host.svg import render_svg, terminal_strip
 from pmemtrace.model.reasons import REASONS
-from pmemtrace.host.diagnose import HOST_CODES
+from pmemtrace.host.codes import HOST_CODES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures")
@@ -137,11 +137,15 @@ class TestPidHandmade:
         assert got[1] == [("pte", "pmd-colour-mismatch")]
         assert got[2] == [("pte", "nohugepage")]
         assert got[3] == [("pmd", None)]  # reads of a private mapping may still be PMD-mapped
-        assert len(strips[1].chunks) == 5  # 1 MiB off: the mapping straddles 5 PMDs
+        assert strips[1].blocks() == 5  # 1 MiB off: the mapping straddles 5 PMDs
+        from pmemtrace.host.strips import each_chunk
+
+        # every chunk's first touch: the mapping's start, then each 2 MiB boundary inside it
+        assert [o for o, _c in each_chunk(strips[1])] == [0, M, 3 * M, 5 * M, 7 * M]
 
     def test_devdax_mappings(self):
         shared, private = diagnose_pid(state("cxl-hmem"), 77)
-        assert len(shared.chunks) == 512 and {c.outcome for c in shared.chunks} == {"pmd"}
+        assert shared.blocks() == 512 and {c.outcome for c in shared.chunks} == {"pmd"}
         assert [(c.outcome, c.reason) for c in private.chunks] == [("error", "devdax-private")]
 
     def test_no_such_process(self):
@@ -155,7 +159,7 @@ class TestPictures:
         strips = diagnose_pid(state("e820-whole-xfs"), 4242)
         svg = render_svg(strips)
         assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
-        cells = sum(len(s.chunks) for s in strips)
+        cells = sum(s.blocks() for s in strips)
         assert svg.count("<title>chunk ") == cells
         assert "pte: pmd-colour-mismatch" in svg and "pte: nohugepage" in svg  # legend entries
         assert terminal_strip(strips[1], colour=False) == ["ccccc"]
@@ -320,3 +324,99 @@ def test_observe_annotate_roundtrip():
     for s in strips:
         assert [c.observed for c in s.chunks] == [c.outcome for c in s.chunks], s.subject
     assert {c.observed for s in strips for c in s.chunks} == {"pmd", "pte"}
+
+
+class TestMappingRunsAgainstEveryChunk:
+    """diagnose --pid models a run of like chunks by its ends.  The oracle is
+    what it did before (and what the kernel does): the first touch of every
+    2 MiB chunk, in one case.  Random mappings over random extents (holes,
+    unwritten, physically misaligned, EOF inside or before the mapping,
+    devdax ranges) must give the same verdict for every chunk."""
+
+    @staticmethod
+    def every_chunk(pm, device, file, thp):
+        from pmemtrace.host import cases
+        from pmemtrace.host.strips import _Chunking
+        from pmemtrace.model import explain, parse_case
+        from pmemtrace.model.build import case_to_json
+
+        ch = _Chunking(pm.start, pm.end)
+        case = cases.mapping_case("6.12.95+deb12-amd64", pm, device, file, thp,
+                                  [ch.lo(k) - pm.start for k in range(ch.n)])
+        pred = explain(parse_case(case_to_json(case)))
+        merr = pred.mapping_errors.get("m0")
+        return [("error", merr) if merr else (r.outcome, r.reason) for r in pred.results]
+
+    @staticmethod
+    def runs(pm, device, file, thp):
+        from pmemtrace.host.strips import _verdicts
+
+        chunks, _js, err = _verdicts("6.12.95+deb12-amd64", pm, device, file, thp)
+        assert err is None
+        return [(c.outcome, c.reason) for c in chunks for _ in range(c.count)]
+
+    def test_random_fsdax_mappings(self):
+        import random
+
+        from pmemtrace.host.procmaps import ProcMapping
+        from pmemtrace.model.build import extent, fsdax_device
+        from pmemtrace.model.case import File
+
+        rng = random.Random(20261202)
+        P = 4096
+        for trial in range(150):
+            exts, pos = [], 0
+            for _ in range(rng.randint(0, 5)):
+                pos += rng.choice((0, 0, P, M, 2 * M)) + rng.randint(0, 3) * 2 * M
+                ln = rng.choice((2 * M, 4 * M, 6 * M, M, P * rng.randint(1, 700)))
+                phys = 64 * M + pos + rng.choice((0, 0, P, M))
+                exts.append(extent(pos, phys, ln, rng.random() < 0.2))
+                pos += ln
+            size = rng.choice((pos, pos + M, max(P, pos - M), 24 * M))
+            file = File(size=size, extents=exts, ino=12, fs=rng.choice(("xfs", "ext4")))
+            start = 0x7F0000000000 + rng.choice((0, P, M, 2 * M, 6 * M))
+            length = rng.choice((2 * M, 8 * M, 3 * M + P, 20 * M, P * rng.randint(1, 9000)))
+            offset = rng.choice((0, 0, M, 2 * M, 4 * M))
+            perms = rng.choice(("rw-s", "rw-s", "r--s", "rw-p", "r--p"))
+            flags = ["nh"] if rng.random() < 0.1 else []
+            pm = ProcMapping(start, start + length, perms, offset, 259, 0, 12, "/mnt/pmem/f", flags)
+            device = fsdax_device(data_start=rng.choice((0x100000000, 0x100100000)), map="mem", dev=(259 << 20))
+            thp = rng.random() < 0.05
+            assert self.runs(pm, device, file, thp) == self.every_chunk(pm, device, file, thp), (trial, pm, exts)
+
+    def test_random_devdax_mappings(self):
+        import random
+
+        from pmemtrace.host.procmaps import ProcMapping
+        from pmemtrace.model.build import devdax_device
+        from pmemtrace.model.case import Range
+
+        rng = random.Random(7)
+        for trial in range(60):
+            align = rng.choice((4096, 2 * M, G))
+            ranges, pg = [], 0
+            for _ in range(rng.randint(1, 3)):
+                ln = rng.choice((2 * M, 8 * M, G))
+                ranges.append(Range(start=0x100000000 + rng.choice((0, 2 * M, G)) + pg * 4096, length=ln, pgoff=pg))
+                pg += ln // 4096
+            device = devdax_device(align, ranges=ranges)
+            start = 0x7F0000000000 + rng.choice((0, 2 * M, 4096))
+            length = rng.choice((2 * M, 16 * M, 3 * G // 2))
+            pm = ProcMapping(start, start + length, rng.choice(("rw-s", "rw-p")), rng.choice((0, 2 * M)), 252, 0, 0,
+                             "/dev/dax0.0", [])
+            assert self.runs(pm, device, None, False) == self.every_chunk(pm, device, None, False), (trial, pm)
+
+
+def test_pid_mapping_of_the_whole_address_space_is_bounded(tmp_path):
+    """An smaps range covering the address space (MemoryError before runs)
+    gives a handful of runs."""
+    t = os.path.join(HANDMADE, "e820-whole-xfs")
+    proc = tmp_path / "proc"
+    import shutil
+
+    shutil.copytree(os.path.join(t, "proc"), proc, symlinks=True)
+    (proc / "4242" / "smaps").write_text(
+        "00001000-ffffffffffff000 rw-s 00000000 103:00 12   /mnt/pmem/data\nVmFlags: rd wr sh mr mw me ms\n")
+    (strip,) = diagnose_pid(HostState(Roots(os.path.join(t, "sys"), str(proc))), 4242)
+    assert strip.blocks() == (0xffffffffffff000 - 1) // (2 * M) + 1 and len(strip.chunks) <= 4
+    assert len(strip.case["accesses"]) <= 4

@@ -180,3 +180,27 @@ def test_handmade_trees_have_provenance(name):
 
     meta = json.load(open(os.path.join(HANDMADE, name, "META.json")))
     assert meta["handmade"] is True and meta["kernel"] and meta["description"]
+
+
+def test_find_mapped_file_by_kernel_dev_t(tmp_path):
+    """watch's attribution finds the traced (dev, ino) in the traced pids' maps."""
+    from pmemtrace.host import Roots
+    from pmemtrace.host.procmaps import find_mapped_file
+
+    (tmp_path / "proc" / "7").mkdir(parents=True)
+    (tmp_path / "proc" / "7" / "maps").write_text(
+        "7f0000000000-7f0000200000 rw-s 00000000 103:02 12   /mnt/pmem/a\n"
+        "7f1000000000-7f1000200000 rw-s 00000000 103:02 13   /mnt/pmem/b (deleted)\n")
+    roots = Roots(str(tmp_path / "sys"), str(tmp_path / "proc"))
+    assert find_mapped_file(roots, [99, 7], (0x103 << 20) | 2, 12) == "/mnt/pmem/a"
+    assert find_mapped_file(roots, [7], (0x103 << 20) | 2, 14) is None
+
+
+def test_namespace_summary_of_a_fixture():
+    from pmemtrace.host import Roots
+    from pmemtrace.host.inventory import namespace_summary
+
+    t = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "handmade",
+                     "e820-partition-2048")
+    got = namespace_summary(Roots(os.path.join(t, "sys"), os.path.join(t, "proc")))
+    assert [d["name"] for d in got] == ["namespace0.0", "namespace1.0"] and all("size" in d for d in got)

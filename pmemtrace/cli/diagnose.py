@@ -5,9 +5,9 @@ import os
 import sys
 
 from ..errors import UsageError
-from ..host import diagnose as dg
+from .. import host as dg
 from ..host.fsread import Roots
-from ..host.svg import terminal_legend, terminal_strip, write_svg
+from ..host.svg import cells, terminal_legend, terminal_strip, write_svg
 from ..units import format_size
 from ._common import out_path_arg, pid_arg, print_json, seconds_arg, status, table
 
@@ -75,28 +75,36 @@ def _verdict_rows(findings):
 
 def _print_strip(s, colour, out):
     cnt = s.counts()
-    total = len(s.chunks)
+    total = s.blocks()
     out.write(f"\n{s.subject}: {total} chunk(s) of 2 MiB: " +
               ", ".join(f"{v} {k}" for k, v in sorted(cnt.items())) + "\n")
     for f in s.findings:
         out.write(f"  [{f.verdict}] {f.code}: {f.message}" + (f" -> {f.remedy}" if f.remedy else "") + "\n")
     if s.chunks:
-        for line in terminal_strip(s, colour):
+        lines = terminal_strip(s, colour)
+        if len(cells(s)) != total:
+            out.write(f"  (one glyph per run of like chunks: {len(s.chunks)} runs)\n")
+        for line in lines:
             out.write("  " + line + "\n")
         rows = []
         for ch in s.chunks:
             ext = "; ".join(f"{format_size(e['length'])}@{e['physical']:#x}" + (" unwritten" if e.get("unwritten")
                                                                                  else "")
                             for e in ch.extents[:3]) + (" ..." if len(ch.extents) > 3 else "")
-            rows.append([ch.index, f"{ch.offset:#x}", ch.outcome, ch.reason or "", ch.layout, ext]
+            index = ch.index if ch.count == 1 else f"{ch.index}-{ch.index + ch.count - 1}"
+            rows.append([index, f"{ch.offset:#x}", ch.outcome, ch.reason or "", ch.layout, ext, ch.count]
                         + ([f"{ch.observed} ({ch.observed_events} ev)"] if ch.observed is not None else []))
         if len(rows) > 40:
             # long files: show the non-PMD chunks and a count of the rest
             bad = [r for r in rows if r[2] not in ("pmd", "pud")]
-            out.write(f"  ({len(rows) - len(bad)} PMD chunks not listed)\n")
+            out.write(f"  ({sum(r[6] for r in rows) - sum(r[6] for r in bad)} PMD chunks not listed)\n")
             rows = bad[:200]
         if rows:
             heads = ["chunk", "offset", "outcome", "reason", "extents", "extent detail"]
+            if any(ch.count > 1 for ch in s.chunks):
+                heads.append("chunks")
+            else:
+                rows = [r[:6] + r[7:] for r in rows]
             if s.chunks[0].observed is not None:
                 heads.append("observed")
             table(rows, heads, out)

@@ -129,7 +129,7 @@ def run(args):
         if not args.device:
             raise UsageError(f"{scen.name} is a devdax scenario: give --device /dev/daxX.Y")
         tgt = T.open_device(args.device)
-        have = tgt.device.get("align")
+        have = tgt.device.align
         if scen.device_align and have != scen.device_align and args.reconfigure:
             dev = _reconfigure(args.reconfigure, scen.device_align)
             tgt = T.open_device(f"/dev/{dev}" if dev else args.device)

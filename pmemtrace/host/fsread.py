@@ -58,6 +58,21 @@ class Roots:
             return None
         return text
 
+    def lines(self, path, note=True):
+        """An iterator over the lines of *path* (read as it goes, so a file
+        of any size costs one line of memory), or None if it is missing or
+        unreadable (noted as for :meth:`read`)."""
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if note:
+                why = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else (exc.strerror or str(exc))
+                self.unreadable.append((path, why))
+            return None
+        return _decoded_lines(f)
+
     def read_int(self, path, base=0):
         s = self.read(path)
         if s is None or s == "":
@@ -96,3 +111,9 @@ class Roots:
 
     def unreadable_json(self):
         return [{"path": p, "reason": r} for p, r in self.unreadable]
+
+
+def _decoded_lines(f):
+    with f:
+        for raw in f:
+            yield raw.decode("utf-8", "replace").rstrip("\n")

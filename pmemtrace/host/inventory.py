@@ -318,6 +318,41 @@ def block_devices(roots):
     return out
 
 
+def disk_of(roots, major, minor):
+    """(disk, partition-or-None) for a block dev_t via /sys/dev/block."""
+    p = roots.sys("dev", "block", f"{major}:{minor}")
+    if roots.exists(p):
+        real = roots.realpath(p)
+    else:
+        real = None
+        for name, path in block_devices(roots).items():
+            if roots.read(os.path.join(path, "dev"), note=False) == f"{major}:{minor}":
+                real = path
+                break
+        if real is None:
+            return None
+    name = os.path.basename(real)
+    if roots.exists(os.path.join(real, "partition")):
+        return os.path.basename(os.path.dirname(real)), name
+    return name, None
+
+
+def namespace_summary(roots):
+    """name, mode, size, resource and align of every nd namespace as sysfs
+    shows them (strings; missing attributes left out): a recording's header."""
+    base = roots.sys("bus", "nd", "devices")
+    out = []
+    for name in roots.listdir(base):
+        if name.startswith("namespace"):
+            d = {"name": name}
+            for k in ("mode", "size", "resource", "align"):
+                v = roots.read(os.path.join(base, name, k), note=False)
+                if v is not None:
+                    d[k] = v
+            out.append(d)
+    return out
+
+
 def read_partitions(roots, inv):
     for name, real in sorted(block_devices(roots).items()):
         if not roots.exists(os.path.join(real, "partition")):

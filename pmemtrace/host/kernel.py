@@ -140,3 +140,18 @@ def read_kernel(roots, modules_root="/lib/modules"):
     k.thp_enabled = _selected(roots.read(roots.sys("kernel", "mm", "transparent_hugepage", "enabled"), note=False))
     k.thp_defrag = _selected(roots.read(roots.sys("kernel", "mm", "transparent_hugepage", "defrag"), note=False))
     return k
+
+
+def release_for_model(release: Optional[str]) -> Optional[str]:
+    """*release* when the model has a profile for it, else None (the model's
+    default profile): an unparsable host release must not stop a diagnosis."""
+    from ..errors import UsageError
+    from ..model.profiles import parse_release
+
+    if release is None:
+        return None
+    try:
+        parse_release(release)
+    except (UsageError, ValueError):  # ValueError: digits beyond int()'s limit
+        return None
+    return release

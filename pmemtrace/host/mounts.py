@@ -86,11 +86,13 @@ def mount_for_dev(mounts, major, minor):
 
 
 def mount_for_path(mounts, path):
+    """The mount that holds *path*: the longest mount point containing it,
+    and of several mounts on one mount point the last (it hides the others)."""
     best = None
     for m in mounts:
         mp = m.mountpoint.rstrip("/") or "/"
         if path == mp or path.startswith(mp.rstrip("/") + "/") or mp == "/":
-            if best is None or len(mp) > len(best.mountpoint.rstrip("/") or "/"):
+            if best is None or len(mp) >= len(best.mountpoint.rstrip("/") or "/"):
                 best = m
     return best
 

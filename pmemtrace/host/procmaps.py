@@ -7,6 +7,7 @@ lines and ``VmFlags:`` with two-letter codes (``show_smap_vma_flags()``):
 ``nh`` VM_NOHUGEPAGE, ``sf`` VM_SYNC (MAP_SYNC), ``dd`` VM_DONTDUMP.
 """
 
+import itertools
 import re
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
@@ -51,15 +52,17 @@ class ProcMapping:
         return asdict(self)
 
 
-def parse_maps(text):
-    out = []
+def iter_maps(lines):
+    """Mappings from maps or smaps lines, each yielded once its smaps lines
+    are read (so a process with many mappings is parsed in constant memory)."""
     cur = None
-    for line in (text or "").splitlines():
+    for line in lines:
         m = _LINE.match(line)
         if m:
+            if cur is not None:
+                yield cur
             cur = ProcMapping(int(m.group(1), 16), int(m.group(2), 16), m.group(3), int(m.group(4), 16),
                               int(m.group(5), 16), int(m.group(6), 16), int(m.group(7)), m.group(8).strip())
-            out.append(cur)
             continue
         if cur is None:
             continue
@@ -70,7 +73,12 @@ def parse_maps(text):
             cur.vmflags = v.split()
         else:
             cur.fields[k.strip()] = v.strip()
-    return out
+    if cur is not None:
+        yield cur
+
+
+def parse_maps(text):
+    return list(iter_maps((text or "").splitlines()))
 
 
 def read_status(roots, pid):
@@ -82,13 +90,27 @@ def read_status(roots, pid):
     return out
 
 
-def read_process_maps(roots, pid):
-    """(mappings, source) where source is 'smaps' or 'maps'; mappings is
-    None when neither is readable."""
-    for name in ("smaps", "maps"):
+def read_process_maps(roots, pid, names=("smaps", "maps")):
+    """(mappings, source) where source is the first of *names* ('smaps' or
+    'maps') that is readable; mappings is None when none is."""
+    for name in names:
         text = roots.read(roots.proc(str(pid), name))
         if text:
             return parse_maps(text), name
+    return None, None
+
+
+def iter_process_maps(roots, pid, names=("smaps", "maps")):
+    """(iterator of mappings, source) as :func:`read_process_maps`, read line
+    by line; (None, None) when no file of *names* is readable and non-empty."""
+    for name in names:
+        lines = roots.lines(roots.proc(str(pid), name))
+        if lines is None:
+            continue
+        first = next(lines, None)
+        if first is None:
+            continue
+        return iter_maps(itertools.chain((first,), lines)), name
     return None, None
 
 
@@ -99,3 +121,16 @@ def thp_disabled(status) -> Optional[bool]:
     if v is None:
         return None
     return v.strip() == "0"
+
+
+def find_mapped_file(roots, pids, dev, ino):
+    """The path of the file with kernel dev_t *dev* (``MAJOR << 20 | MINOR``,
+    as fs_dax events carry it) and inode *ino* that one of *pids* maps, from
+    their /proc/PID/maps, or None (for ``watch``'s attribution)."""
+    major, minor = dev >> 20, dev & 0xFFFFF
+    for pid in pids:
+        maps, _source = iter_process_maps(roots, pid, names=("maps",))
+        for pm in maps or ():
+            if (pm.major, pm.minor, pm.inode) == (major, minor, ino) and pm.path.startswith("/"):
+                return pm.path
+    return None

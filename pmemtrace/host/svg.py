@@ -60,8 +60,21 @@ def _label(ch):
     return ch.outcome + (f": {ch.reason}" if ch.reason and ch.outcome not in ("pmd", "pud") else "")
 
 
+#: a strip of more 2 MiB chunks than this draws one cell per run of like
+#: chunks instead of one per chunk (a 4 TiB mapping has 2 million chunks)
+MAX_CELLS = 4096
+
+
+def cells(strip, limit=MAX_CELLS):
+    """The chunks to draw, one cell each: every 2 MiB chunk while the strip
+    has at most *limit*, else one per run (:attr:`Chunk.count`)."""
+    if strip.blocks() > limit:
+        return list(strip.chunks)
+    return [ch for ch in strip.chunks for _ in range(ch.count)]
+
+
 def render_svg(strips, title="pmemtrace diagnose", per_row=64, cell=12):
-    """One SVG document with a strip per :class:`~pmemtrace.host.diagnose.Strip`."""
+    """One SVG document with a strip per :class:`~pmemtrace.host.strips.Strip`."""
     pad, lh = 10, 16
     width = pad * 2 + max(per_row * cell, 520)
     y = pad + lh
@@ -72,10 +85,12 @@ def render_svg(strips, title="pmemtrace diagnose", per_row=64, cell=12):
         y += lh + 4
         cnt = s.counts()
         summary = ", ".join(f"{v} {k}" for k, v in sorted(cnt.items()))
+        drawn = cells(s)
+        per = "2M" if len(drawn) == s.blocks() else "run"
         body.append(f'<text x="{pad}" y="{y}" font-size="12">{escape(s.subject)} '
-                    f'({len(s.chunks)} x 2M: {escape(summary) or "no chunks"})</text>')
+                    f'({s.blocks()} x 2M: {escape(summary) or "no chunks"}; one cell per {per})</text>')
         y += 6
-        for i, ch in enumerate(s.chunks):
+        for i, ch in enumerate(drawn):
             col = chunk_colour(ch)
             used[_label(ch)] = col
             cx = pad + (i % per_row) * cell
@@ -83,7 +98,7 @@ def render_svg(strips, title="pmemtrace diagnose", per_row=64, cell=12):
             tip = f"chunk {ch.index} @ {format_size(ch.offset) if ch.offset else '0'}: {_label(ch)}; extents: {ch.layout}"
             body.append(f'<rect x="{cx}" y="{cy}" width="{cell - 1}" height="{cell - 1}" fill="{col}">'
                         f'<title>{escape(tip)}</title></rect>')
-        rows = max(1, (len(s.chunks) + per_row - 1) // per_row)
+        rows = max(1, (len(drawn) + per_row - 1) // per_row)
         y += rows * cell + 4
         for f in s.findings:
             y += lh - 2
@@ -115,15 +130,17 @@ def glyph(ch):
 
 def terminal_strip(strip, colour=True, per_row=64):
     """Lines of glyphs, one per 2 MiB chunk (# pmd, . pte, z huge zero,
-    ! sigbus, x error); coloured with ANSI when *colour*."""
+    ! sigbus, x error), or per run of like chunks beyond :data:`MAX_CELLS`;
+    coloured with ANSI when *colour*."""
     lines = []
     row = []
-    for i, ch in enumerate(strip.chunks):
+    drawn = cells(strip)
+    for i, ch in enumerate(drawn):
         g = glyph(ch)
         if colour:
             g = f"\x1b[{ANSI.get(ch.outcome, '0')}m{g if g != ' ' else '_'}\x1b[0m"
         row.append(g)
-        if len(row) == per_row or i == len(strip.chunks) - 1:
+        if len(row) == per_row or i == len(drawn) - 1:
             lines.append("".join(row))
             row = []
     return lines

@@ -19,6 +19,9 @@ rather than observed: we never guess.
 """
 
 from ..events import FAULT_FLAG, VM_FAULT
+from ..model.build import CaseBuilder, case_to_json, dev_t, extent, fsdax_device
+from ..model.case import File
+from ..units import parse_int
 
 PAGE = 4096
 PMD = 2 << 20
@@ -35,7 +38,30 @@ class FileInfo:
         self.extents = extents  # list of dicts in case format, or None (unknown)
         self.size = size
         self.fs = fs
-        self.device = device  # dict in case format, or None (unknown)
+        # a model Device (pmemtrace.host.cases gives one), a dict in case
+        # format, or None (unknown)
+        self.device = device
+
+    def typed_device(self):
+        """A fresh copy of :attr:`device` as a model Device."""
+        import copy
+
+        from ..model.case import Device
+
+        if isinstance(self.device, Device):
+            return copy.deepcopy(self.device)
+        return device_from_json(self.device)
+
+
+def device_from_json(obj):
+    """A case-format device object (as watch's sysfs reader gives it) as a
+    model Device, validated by the model's own parser."""
+    from ..model import parse_case
+
+    probe = {"version": 1, "device": dict(obj), "mappings": [{"id": "m", "start": 0, "length": PAGE}]}
+    if probe["device"].get("mode") == "fsdax":
+        probe["file"] = {"size": 0}
+    return parse_case(probe).device
 
 
 class Attributor:
@@ -65,7 +91,8 @@ class Attributor:
             del lst[:2048]
 
     def build_case(self, ev):
-        """The model case for the fallback *ev*, and the list of assumed inputs."""
+        """The model case (a :class:`~pmemtrace.model.case.Case`) for the
+        fallback *ev*, and the list of assumed inputs."""
         f = ev.fields
         dev, ino = f.get("dev", 0), f.get("ino", 0)
         vm_start, vm_end = f["vm_start"], f["vm_end"]
@@ -79,28 +106,28 @@ class Attributor:
         if info.size is None:
             assumed.append("file size = max_pgoff pages")
         if info.extents is not None:
-            extents = info.extents
+            extents = [extent(parse_int(e["logical"]), parse_int(e["physical"]), parse_int(e["length"]),
+                              bool(e.get("unwritten"))) for e in info.extents]
         else:
             # Optimistic: one written extent, physically PMD-aligned, same colour
             # as the file offsets.  Anything the model then blames on extents
             # cannot come from this, so extent reasons are never invented.
-            extents = [{"logical": 0, "physical": "0x200000", "length": max(size, PAGE) + PMD,
-                        "unwritten": False}]
+            extents = [extent(0, PMD, max(size, PAGE) + PMD)]
             assumed.append("extents (no FIEMAP): one aligned written extent")
         if info.device is not None:
-            device = dict(info.device)
+            device = info.typed_device()
         else:
-            device = {"mode": "fsdax", "map": "mem", "align": "2M",
-                      "size": max(1 << 30, 2 * (size + 2 * PMD)), "data_start": "0x100000000"}
+            device = fsdax_device(data_start=0x100000000, size=max(1 << 30, 2 * (size + 2 * PMD)), map="mem",
+                                  align=PMD)
             assumed.append("device geometry (no sysfs): 2 MiB-aligned pmem with struct pages")
-        device["dev"] = f"{dev >> 20}:{dev & 0xFFFFF}"
+        device.dev = dev_t(dev >> 20, dev & 0xFFFFF)
         if vm_pgoff < 0:
             vm_pgoff = 0
-        mapping = {"id": "m", "start": vm_start, "length": vm_end - vm_start,
-                   "offset": vm_pgoff * PAGE, "shared": bool(f.get("vm_flags", 0) & VM_SHARED),
-                   "nohugepage": bool(f.get("vm_flags", 0) & VM_NOHUGEPAGE)}
-        accesses = []
-        mappings = [mapping]
+        b = CaseBuilder(device, kernel=self.release)
+        b.file = File(size=size, extents=extents, ino=ino, fs=info.fs or "xfs")
+        shared = bool(f.get("vm_flags", 0) & VM_SHARED)
+        nohugepage = bool(f.get("vm_flags", 0) & VM_NOHUGEPAGE)
+        b.mapping("m", vm_start, vm_end - vm_start, offset=vm_pgoff * PAGE, shared=shared, nohugepage=nohugepage)
         # entry state: earlier faults on this file whose pgoff lies in the
         # mapping.  PMD-level ones replay through the same mapping; PTE-level
         # ones through a NOHUGEPAGE alias of the same file range, which leaves
@@ -111,6 +138,7 @@ class Attributor:
         if prior and prior[-1][0] == pgoff and prior[-1][2] == "dax_pmd_fault_done":
             prior = prior[:-1]  # the event itself, when observed first
         used = 0
+        alias = False
         for (p, w, name, res) in prior[-self.history:]:
             if not (vm_pgoff <= p < vm_pgoff + npages) or res & (VM_FAULT["SIGBUS"] | VM_FAULT["FALLBACK"]):
                 continue
@@ -118,26 +146,17 @@ class Attributor:
                 continue  # only this 2 MiB virtual range's entry state can decide its PMD fault
             used += 1
             if name == "dax_pte_fault_done":
-                if len(mappings) == 1:
-                    alias = ALIAS_BASE if not (vm_start <= ALIAS_BASE < vm_end + npages * PAGE) else ALIAS_BASE * 2
-                    mappings.append(dict(mapping, id="pte", start=alias, nohugepage=True))
-                accesses.append({"mapping": "pte", "offset": (p - vm_pgoff) * PAGE,
-                                 "op": "write" if w else "read"})
+                if not alias:
+                    at = ALIAS_BASE if not (vm_start <= ALIAS_BASE < vm_end + npages * PAGE) else ALIAS_BASE * 2
+                    b.mapping("pte", at, vm_end - vm_start, offset=vm_pgoff * PAGE, shared=shared, nohugepage=True)
+                    alias = True
+                b.touch("pte", (p - vm_pgoff) * PAGE, w)
             else:
-                accesses.append({"mapping": "m", "offset": (p - vm_pgoff) * PAGE,
-                                 "op": "write" if w else "read"})
+                b.touch("m", (p - vm_pgoff) * PAGE, w)
         if used:
             assumed.append(f"entry state from {used} earlier traced faults on this file")
-        write = bool(f.get("flags", 0) & FAULT_FLAG["WRITE"])
-        accesses.append({"mapping": "m", "offset": address - vm_start, "op": "write" if write else "read"})
-        case = {"version": 1, "device": device,
-                "file": {"size": size, "ino": ino, "extents": extents},
-                "mappings": mappings, "accesses": accesses}
-        if info.fs:
-            case["file"]["fs"] = info.fs
-        if self.release:
-            case["kernel"] = self.release
-        return case, assumed
+        b.touch("m", address - vm_start, bool(f.get("flags", 0) & FAULT_FLAG["WRITE"]))
+        return b.build(), assumed
 
     def attribute(self, ev):
         """``(reason_code_or_'unexplained', evidence dict)`` for a FALLBACK event."""
@@ -151,9 +170,9 @@ class Attributor:
             return UNEXPLAINED, dict(evidence, why="event has no VMA bounds")
         try:
             case, assumed = self.build_case(ev)
-            pred = explain(parse_case(case))
+            pred = explain(parse_case(case_to_json(case)))  # validated: sysfs and FIEMAP may say anything
             res = pred.results[-1]  # the fallback itself (no JSON of the whole case)
-        except PmemtraceError as e:
+        except (PmemtraceError, ValueError, KeyError, TypeError) as e:  # FileInfo from FIEMAP/sysfs may be malformed
             self.errors += 1
             return UNEXPLAINED, dict(evidence, why=f"model could not run: {e}")
         evidence["assumed"] = assumed

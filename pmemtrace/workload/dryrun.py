@@ -5,7 +5,8 @@ unit tests that check each reason scenario against the model."""
 
 from types import SimpleNamespace
 
-from .runner import PMD, build_case
+from ..model.build import case_to_json, dev_t, devdax_device, extent, fsdax_device
+from .record import PMD, build_case
 from .target import Target
 
 BASE = 0x7F0000000000
@@ -16,11 +17,9 @@ DATA_START = 0x100000000  # memmap=1G!4G
 def dry_device(scen):
     if scen.mode == "fsdax":
         size = max(1 << 30, (scen.file_size + PHYS + PMD - 1) & ~(PMD - 1))
-        return {"mode": "fsdax", "map": "mem", "align": PMD, "size": size, "data_start": hex(DATA_START),
-                "dev": "259:0"}
+        return fsdax_device(data_start=DATA_START, size=size, map="mem", align=PMD, dev=dev_t(259, 0))
     align = scen.device_align or PMD
-    return {"mode": "devdax", "align": align, "size": max(1 << 30, 2 * align), "data_start": hex(DATA_START),
-            "dev": "252:0"}
+    return devdax_device(align, size=max(1 << 30, 2 * align), data_start=DATA_START, dev=dev_t(252, 0))
 
 
 def dry_extents(scen):
@@ -40,11 +39,11 @@ def dry_extents(scen):
             if off + ln < b:
                 nxt.append((off + ln, b))
         pieces = nxt
-    return [SimpleNamespace(to_case=lambda a=a, b=b: {"logical": a, "physical": hex(PHYS + a), "length": b - a,
-                                                      "unwritten": unwritten}) for a, b in pieces]
+    return [extent(a, PHYS + a, b - a, unwritten) for a, b in pieces]
 
 
 def dry_case(scen, kernel=None):
+    """The case JSON (format v1) of *scen* on an ideal device."""
     target = Target(scen.mode, "<dry-run>", dry_device(scen), fs="xfs")
     placed, slot = {}, BASE
     for m in scen.mappings:
@@ -63,4 +62,5 @@ def dry_case(scen, kernel=None):
             rec["addr"] = placed[st.to]
         steps.append(rec)
     st = SimpleNamespace(st_ino=12)
-    return build_case(scen, target, st, dry_extents(scen), placed, {}, steps, kernel=kernel or "6.12.95+deb12-amd64")
+    return case_to_json(build_case(scen, target, st, dry_extents(scen), placed, {}, steps,
+                                   kernel=kernel or "6.12.95+deb12-amd64"))

@@ -1,7 +1,8 @@
 """A small in-process mapping driver for live checks (ctypes: mmap with
-MAP_FIXED_NOREPLACE, madvise, touches, FIEMAP), and the builder of the case
-file the model reads.  Used until the cffi workload engine drives these;
-kept deliberately small.
+MAP_FIXED_NOREPLACE, madvise, touches, FIEMAP), and the case the model reads
+for what it did (built with pmemtrace's one case builder, the device read
+from sysfs by pmemtrace.host.cases).  Used until the cffi workload engine
+drives these; kept deliberately small.
 
 Touching a mapping beyond EOF raises SIGBUS in *this* process: callers must
 only touch offsets the case says are inside the file.
@@ -13,6 +14,12 @@ import errno as _errno
 import fcntl
 import os
 import struct
+
+from pmemtrace.host.cases import namespace_geometry
+from pmemtrace.host.fsread import Roots
+from pmemtrace.model.build import CaseBuilder, case_to_json, dax_extents, dev_t, devdax_device, fsdax_device
+from pmemtrace.model.case import Access, File
+from pmemtrace.units import parse_int
 
 libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
@@ -125,26 +132,18 @@ def make_file(path, size, written=True):
     return path
 
 
-def _attr(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def device_geometry(namespace="namespace0.0"):
     """What the case's ``device`` needs, from sysfs: data_start (where block
     0 / device offset 0 lives), data size, mode/map/align as configured."""
-    base = f"/sys/bus/nd/devices/{namespace}"
-    holder = _attr(f"{base}/holder") or ""
-    if holder and os.path.exists(f"/sys/bus/nd/devices/{holder}/resource"):
-        hb = f"/sys/bus/nd/devices/{holder}"
-        return {"data_start": int(_attr(f"{hb}/resource"), 16), "size": int(_attr(f"{hb}/size")),
-                "holder": holder, "pfn_mode": _attr(f"{hb}/mode"),
-                "align": int(_attr(f"{hb}/align") or 0)}
-    return {"data_start": int(_attr(f"{base}/resource"), 16), "size": int(_attr(f"{base}/size")),
-            "holder": None, "pfn_mode": None, "align": 0}
+    return namespace_geometry(Roots(), namespace)
+
+
+def _case(device, mappings, accesses, release, file=None):
+    b = CaseBuilder(device, kernel=release or os.uname().release, file=file)
+    for mid, m in mappings.items():
+        b.mapping(mid, m.addr if m.addr else m.want_addr, m.length, offset=m.offset, shared=m.shared)
+    b.accesses += [Access(**a) for a in accesses]  # the tests write them in case format
+    return case_to_json(b.build())
 
 
 def fsdax_case(setup, path, mappings, accesses, map="mem", align="2M", release=None):
@@ -161,29 +160,13 @@ def fsdax_case(setup, path, mappings, accesses, map="mem", align="2M", release=N
         extents = fiemap(fd)
     finally:
         os.close(fd)
-    return {
-        "version": 1,
-        "kernel": release or os.uname().release,
-        "device": {"mode": "fsdax", "map": map, "align": align, "size": geo["size"],
-                   "data_start": hex(geo["data_start"]),
-                   "dev": f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"},
-        "file": {"size": st.st_size, "ino": st.st_ino, "fs": setup["fs"],
-                 "extents": [dict(e, physical=hex(e["physical"])) for e in extents]},
-        "mappings": [{"id": mid, "start": hex(m.addr), "length": m.length, "offset": m.offset,
-                      "shared": m.shared} for mid, m in mappings.items()],
-        "accesses": accesses,
-    }
+    device = fsdax_device(data_start=geo["data_start"], size=geo["size"], map=map, align=parse_int(align),
+                          dev=dev_t(os.major(st.st_dev), os.minor(st.st_dev)))
+    file = File(size=st.st_size, ino=st.st_ino, fs=setup["fs"], extents=dax_extents(extents))
+    return _case(device, mappings, accesses, release, file)
 
 
 def devdax_case(align, mappings, accesses, release=None):
     geo = device_geometry()
-    return {
-        "version": 1,
-        "kernel": release or os.uname().release,
-        "device": {"mode": "devdax", "align": align, "size": geo["size"],
-                   "data_start": hex(geo["data_start"])},
-        "mappings": [{"id": mid, "start": hex(m.addr) if m.addr else hex(m.want_addr),
-                      "length": m.length, "offset": m.offset, "shared": m.shared}
-                     for mid, m in mappings.items()],
-        "accesses": accesses,
-    }
+    device = devdax_device(parse_int(align), size=geo["size"], data_start=geo["data_start"])
+    return _case(device, mappings, accesses, release)

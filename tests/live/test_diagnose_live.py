@@ -16,6 +16,7 @@ import pytest
 
 from pmemtrace.events import decode_vm_fault
 from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host, diagnose_pid
+from pmemtrace.host.strips import each_chunk
 from pmemtrace.host.svg import terminal_strip
 from pmemtrace.workload import engine
 
@@ -174,16 +175,18 @@ class TestDiagnosePidAgainstTracepoints:
             assert off.addr in strips and nh.addr in strips, sorted(hex(a) for a in strips)
             for m, want_reason in ((off, "pmd-colour-mismatch"), (nh, "nohugepage")):
                 strip = strips[m.addr]
+                chunks = list(each_chunk(strip))  # every 2 MiB chunk, not one per run
                 with tracefs.capture() as cap:
-                    for i, ch in enumerate(strip.chunks):
+                    for i, (offset, _ch) in enumerate(chunks):
                         tracefs.mark(f"chunk {i}")
-                        m.write(ch.offset)
+                        m.write(offset)
                     tracefs.mark("end")
                 groups = cap.groups()
                 got = [observed_outcome(cap.events(lines=groups.get(f"chunk {i}", [])))
-                       for i in range(len(strip.chunks))]
-                want = [c.outcome for c in strip.chunks]
-                assert want == got, (want_reason, [(c.offset, c.outcome, c.reason) for c in strip.chunks], got)
+                       for i in range(len(chunks))]
+                want = [c.outcome for _o, c in chunks]
+                assert len(chunks) == strip.blocks() == (9 if m is off else 8)  # 1 MiB off: 9 PMDs
+                assert want == got, (want_reason, [(o, c.outcome, c.reason) for o, c in chunks], got)
                 assert {c.reason for c in strip.chunks} == {want_reason}
                 print(f"pid mapping {want_reason} on {os.uname().release}: "
                       f"{''.join(terminal_strip(strip, colour=False))} observed {got}")
@@ -213,8 +216,8 @@ class TestDiagnosePidAgainstTracepoints:
             def touch():
                 for m in maps:
                     s = next(x for x in strips if x.details["start"] == m.addr)
-                    for ch in s.chunks:
-                        m.write(ch.offset)
+                    for offset, _ch in each_chunk(s):
+                        m.write(offset)
 
             events = observe.collect(roots, os.getpid(), 0.2, during=touch)
             observe.annotate(strips, events)

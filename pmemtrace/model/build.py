@@ -1,0 +1,207 @@
+"""Building a case: the one builder every producer uses, and the one writer
+of the case JSON (format v1, docs/case-format.md).
+
+``pmemtrace run`` (and its dry run), ``diagnose``, the attribution of watched
+fallbacks and the live tests all describe what the kernel was given with the
+dataclasses of :mod:`pmemtrace.model.case`, through :class:`CaseBuilder`, and
+write it with :func:`case_to_json`.  So a case looks the same whoever made
+it, and a producer cannot write a key the model does not read.
+
+The JSON form is canonical: addresses, physical offsets and page tables are
+hex strings, lengths and file offsets are integers, dev_t is ``"MAJ:MIN"``,
+and keys that hold their default are left out where the format says so.
+This module is pure (no I/O): it reads nothing from the host.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Set
+
+from .case import PAGE_SIZE, Access, Case, Device, Extent, File, Mapping, Range
+
+__all__ = ["CaseBuilder", "case_to_json", "dev_t", "fsdax_device", "devdax_device", "extent"]
+
+
+def dev_t(major: int, minor: int) -> int:
+    """dev_t as the kernel encodes it in trace events (``MAJOR << 20 | MINOR``)."""
+    return (major << 20) | minor
+
+
+def fsdax_device(data_start: int = 0, size: Optional[int] = None, map: str = "mem", align: int = 2 << 20,
+                 dev: int = 0) -> Device:
+    """An fsdax block device: byte 0 of the filesystem is at physical *data_start*."""
+    return Device(mode="fsdax", align=align, size=size, data_start=data_start, map=map, dev=dev)
+
+
+def devdax_device(align: int, size: Optional[int] = None, data_start: int = 0,
+                  ranges: Iterable[Range] = (), dev: int = 0) -> Device:
+    """A device-dax device; without *ranges*, one range [data_start, size)."""
+    rs = list(ranges)
+    if not rs and size is not None:
+        rs = [Range(start=data_start, length=size, pgoff=0)]
+    return Device(mode="devdax", align=align, size=size, data_start=data_start, ranges=rs, dev=dev)
+
+
+def extent(logical: int, physical: int, length: int, unwritten: bool = False) -> Extent:
+    return Extent(logical=logical, physical=physical, length=length, unwritten=bool(unwritten))
+
+
+def dax_extents(extents: Iterable[Dict[str, Any]]) -> List[Extent]:
+    """FIEMAP extents as dicts (logical, physical, length, unwritten) to
+    :class:`Extent`, leaving out inline/tail extents that are not 4 KiB
+    multiples: DAX cannot map those, so they stay holes in the case."""
+    out = []
+    for e in extents:
+        if e["length"] % PAGE_SIZE or e["logical"] % PAGE_SIZE or e["physical"] % PAGE_SIZE:
+            continue
+        out.append(extent(e["logical"], e["physical"], e["length"], bool(e.get("unwritten"))))
+    return out
+
+
+@dataclass
+class CaseBuilder:
+    """Collects a case in the order it happened.
+
+    >>> b = CaseBuilder(fsdax_device(size=1 << 30), kernel="6.12.95+deb12-amd64")
+    >>> b.file = File(size=2 << 20, extents=[extent(0, 0x200000, 2 << 20)])
+    >>> _ = b.mapping("m0", 0x7F0000000000, 2 << 20)
+    >>> b.touch("m0", 0, write=True)
+    >>> case_to_json(b.build())["accesses"]
+    [{'mapping': 'm0', 'offset': 0, 'op': 'write'}]
+    """
+
+    device: Device
+    kernel: Optional[str] = None
+    name: Optional[str] = None
+    notes: Optional[str] = None
+    file: Optional[File] = None
+    mappings: List[Mapping] = field(default_factory=list)
+    accesses: List[Access] = field(default_factory=list)
+    thp_disable: bool = False
+    page_tables: Set[int] = field(default_factory=set)
+
+    def mapping(self, id: str, start: int, length: int, offset: int = 0, shared: bool = True, sync: bool = False,
+                writable: bool = True, mapped: bool = True, nohugepage: bool = False) -> Mapping:
+        m = Mapping(id=id, start=start, length=length, offset=offset, shared=shared, sync=sync,
+                    nohugepage=nohugepage, writable=writable, mapped=mapped)
+        self.mappings.append(m)
+        return m
+
+    def touch(self, mapping: str, offset: int, write: bool) -> None:
+        """A first load or store at *offset* into *mapping*."""
+        self.accesses.append(Access(op="write" if write else "read", mapping=mapping, offset=offset))
+
+    def mmap(self, mapping: str) -> None:
+        self.accesses.append(Access(op="mmap", mapping=mapping))
+
+    def munmap(self, mapping: str) -> None:
+        self.accesses.append(Access(op="munmap", mapping=mapping))
+
+    def madvise(self, mapping: str, advice: str, offset: int, length: int) -> None:
+        self.accesses.append(Access(op="madvise", mapping=mapping, offset=offset, length=length, advice=advice))
+
+    def gup(self, mapping: str, offset: int, length: int, write: bool, fast: bool = True,
+            longterm: bool = False) -> None:
+        self.accesses.append(Access(op="gup", mapping=mapping, offset=offset, length=length, write=write,
+                                    fast=fast, longterm=longterm))
+
+    def populate(self, mapping: str, length: int, write: bool) -> None:
+        """MAP_POPULATE / mm_populate(): fault the mapping in, pin nothing."""
+        self.accesses.append(Access(op="gup", mapping=mapping, offset=0, length=length, write=write,
+                                    populate=True))
+
+    def pwrite(self, offset: int, length: int) -> None:
+        """write(2) to the file at *offset*: no mapping (case.py types
+        Access.mapping as str, but a pwrite's is None)."""
+        self.accesses.append(Access(op="pwrite", mapping=None, offset=offset, length=length))  # type: ignore[arg-type]
+
+    def build(self) -> Case:
+        return Case(kernel=self.kernel, device=self.device, file=self.file, mappings=list(self.mappings),
+                    accesses=list(self.accesses), thp_disable=self.thp_disable,
+                    page_tables=sorted(self.page_tables), name=self.name, notes=self.notes)
+
+
+# --------------------------------------------------------------------------
+# the case JSON
+
+
+def _dev_json(dev: int) -> str:
+    return f"{dev >> 20}:{dev & 0xFFFFF}"
+
+
+def _device_json(d: Device) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"mode": d.mode}
+    if d.mode == "fsdax":
+        out["map"] = d.map
+    out["align"] = d.align
+    if d.size is not None:
+        out["size"] = d.size
+    out["data_start"] = hex(d.data_start)
+    if d.dev:
+        out["dev"] = _dev_json(d.dev)
+    implied = [Range(start=d.data_start, length=d.size, pgoff=0)] if d.size is not None else []
+    if d.mode == "devdax" and d.ranges and d.ranges != implied:
+        out["ranges"] = [{"start": hex(r.start), "length": r.length, "pgoff": r.pgoff} for r in d.ranges]
+    if not d.struct_pages:
+        out["struct_pages"] = False
+    return out
+
+
+def _file_json(f: File, device: Device) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"size": f.size, "ino": f.ino,
+                           "extents": [{"logical": e.logical, "physical": hex(e.physical), "length": e.length,
+                                        "unwritten": e.unwritten} for e in f.extents],
+                           "fs": f.fs}
+    if f.dev is not None and f.dev != device.dev:
+        out["dev"] = _dev_json(f.dev)
+    return out
+
+
+def _mapping_json(m: Mapping) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"id": m.id, "start": hex(m.start), "length": m.length, "offset": m.offset,
+                           "shared": m.shared, "sync": m.sync, "writable": m.writable, "mapped": m.mapped}
+    if m.nohugepage:
+        out["nohugepage"] = True
+    return out
+
+
+def _access_json(a: Access) -> Dict[str, Any]:
+    op = a.op
+    if op == "pwrite":
+        return {"op": op, "offset": a.offset, "length": a.length}
+    if op in ("read", "write"):
+        return {"mapping": a.mapping, "offset": a.offset, "op": op}
+    out: Dict[str, Any] = {"mapping": a.mapping, "op": op}
+    if op == "madvise":
+        out.update(advice=a.advice, offset=a.offset, length=a.length)
+    elif op == "gup":
+        out.update(offset=a.offset, length=a.length)
+        if a.populate:  # mm_populate() faults in on the slow path: "fast" does not apply
+            out.update(populate=True, write=a.write)
+        else:
+            out.update(write=a.write, fast=a.fast)
+        if a.longterm:
+            out["longterm"] = True
+    return out
+
+
+def case_to_json(case: Case) -> Dict[str, Any]:
+    """The case as the JSON object of format v1 (what ``explain`` reads)."""
+    out: Dict[str, Any] = {"version": 1}
+    if case.name is not None:
+        out["name"] = case.name
+    out["kernel"] = case.kernel
+    if case.notes is not None:
+        out["notes"] = case.notes
+    out["device"] = _device_json(case.device)
+    if case.file is not None:
+        out["file"] = _file_json(case.file, case.device)
+    out["mappings"] = [_mapping_json(m) for m in case.mappings]
+    out["accesses"] = [_access_json(a) for a in case.accesses]
+    proc: Dict[str, Any] = {}
+    if case.thp_disable:
+        proc["thp_disable"] = True
+    if case.page_tables:
+        proc["page_tables"] = [hex(t) for t in case.page_tables]
+    if proc:
+        out["process"] = proc
+    return out
