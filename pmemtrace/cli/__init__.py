@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import PmemtraceError
-from ._common import ArgumentParser
+from ._common import ArgumentParser, error_text
 
 # Order is the order shown in --help.
 COMMANDS = [
@@ -61,7 +61,7 @@ def main(argv=None):
     try:
         return int(args.func(args) or 0)
     except PmemtraceError as exc:
-        print(f"pmemtrace: {exc}", file=sys.stderr)
+        print(f"pmemtrace: {error_text(exc)}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("pmemtrace: interrupted", file=sys.stderr)
