@@ -21,7 +21,7 @@ from types import ModuleType
 
 from .. import __version__
 from ..errors import PmemtraceError
-from ._common import ArgumentParser
+from ._common import ArgumentParser, error_text
 
 # Order is the order shown in --help.
 COMMANDS = [
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PmemtraceError as exc:
-        print(f"pmemtrace: {exc}", file=sys.stderr)
+        print(f"pmemtrace: {error_text(exc)}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("pmemtrace: interrupted", file=sys.stderr)

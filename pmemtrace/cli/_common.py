@@ -50,6 +50,13 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], out: Optional[I
     out.write("\n")
 
 
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    """An error message for stderr: each line cut to *limit* characters, so
+    a value of any length echoed in it (a path, a name) stays readable."""
+    return "\n".join(line if len(line) <= limit else line[:limit - 60] + " ... " + line[-50:]
+                     for line in str(exc).splitlines()[:3])
+
+
 def status(msg: str) -> None:
     """Status lines go to stderr so stdout stays parseable."""
     print(msg, file=sys.stderr)

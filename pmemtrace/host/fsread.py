@@ -44,9 +44,11 @@ class Roots:
                 data = f.read(1 << 20)
         except FileNotFoundError:
             return None
-        except (PermissionError, IsADirectoryError, OSError) as exc:
+        except (PermissionError, IsADirectoryError, OSError, ValueError) as exc:
+            # ValueError: a path built from a file holding a NUL byte
             if note:
-                why = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else (exc.strerror or str(exc))
+                why = "permission denied" if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM) \
+                    else (getattr(exc, "strerror", None) or str(exc))
                 self.unreadable.append((path, why))
             return None
         text = data.decode("utf-8", "replace").strip()
