@@ -1,11 +1,10 @@
 """pmemtrace replay: the watch views, offline, from a recording or a text trace."""
 
 import argparse
-import sys
 
-from ..live.attribute import Attributor
-from ..live.parse import ParseStats, read_events
-from ..live.views import Aggregator
+from ..errors import UsageError
+from ..live.session import replay
+from ..live.views import DEFAULT_MAX_ROWS
 from ._common import print_json, status
 
 EPILOG = """\
@@ -48,43 +47,28 @@ def add_parser(sub):
     p.add_argument("--events", action="store_true", help="print every event (kernel print format) first")
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
     p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                   help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, about 3 KB each); the "
+                   "events of further mappings are counted in one 'other' row")
     p.set_defaults(func=run)
     return p
 
 
-def replay(path, kernel=None, pid=None, reasons=True, on_event=None):
-    """Aggregate a trace file; returns (Aggregator, ParseStats, format, header)."""
-    stats = ParseStats()
-    fmt, stats, events = read_events(path, stats)
-    agg = None
-    header = None
-    for ev in events:
-        if agg is None:
-            header = getattr(stats, "header", None)
-            release = kernel or (header or {}).get("kernel") or "6.12"
-            agg = Aggregator(Attributor(release=release) if reasons else None)
-        if pid is not None and ev.pid != pid:
-            continue
-        if on_event:
-            on_event(ev)
-        agg.add(ev)
-    if agg is None:
-        agg = Aggregator()
-        header = getattr(stats, "header", None)
-    agg.lost += stats.lost
-    return agg, stats, fmt, header
-
-
 def run(args):
+    if args.max_rows < 1:
+        raise UsageError("--max-rows must be at least 1")
+
     def show(ev):
         print(f"{ev.ts or 0:.6f} {ev.comm or '-'}-{ev.pid} {ev.name}: {ev.format()}")
 
-    agg, stats, fmt, header = replay(args.file, kernel=args.kernel, pid=args.pid,
-                                     reasons=not args.no_reasons,
-                                     on_event=show if args.events and not args.json else None)
+    agg, src = replay(args.file, kernel=args.kernel, pid=args.pid, reasons=not args.no_reasons,
+                      on_event=show if args.events and not args.json else None, max_rows=args.max_rows)
+    stats, fmt, header = src.stats, src.fmt, src.header
     if args.json:
         d = agg.to_json()
         d["input"] = {"format": fmt, **stats.to_json()}
+        if src.incomplete:
+            d["input"]["incomplete"] = src.incomplete
         if header:
             d["header"] = header
         print_json(d)
@@ -93,6 +77,11 @@ def run(args):
                + (f", {stats.bad} unparsed fs_dax lines (first: line {stats.first_bad[0]})"
                   if stats.bad else ""))
         print(agg.render())
+    if src.incomplete:
+        status(f"replay: {args.file} is incomplete: {src.incomplete}")
     if stats.events == 0:
         status("replay: no fs_dax events found")
+    if agg.folded_events:
+        status(f"replay: {agg.folded_events} events of mappings beyond --max-rows {agg.max_rows} "
+               "were counted in the 'other' row")
     return 0

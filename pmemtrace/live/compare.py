@@ -10,24 +10,11 @@ found is ``missing``; a traced event no access predicted is ``unexpected``
 result class is ``differs``.
 """
 
-from ..events import VM_FAULT
+from .tracefs import RESULT_EVENTS, result_class
 
-COMPARED = ("dax_pmd_fault_done", "dax_pte_fault_done", "dax_pmd_load_hole",
-            "dax_pmd_load_hole_fallback", "dax_load_hole", "dax_insert_pfn_mkwrite",
-            "dax_insert_pfn_mkwrite_no_entry")
+#: the result events, plus the write-protect upgrades of a mapped PTE
+COMPARED = RESULT_EVENTS + ("dax_insert_pfn_mkwrite", "dax_insert_pfn_mkwrite_no_entry")
 WINDOW = 64  # how far ahead in the trace a predicted event is looked for
-
-
-def result_class(name, result):
-    if name.startswith("dax_pmd_load_hole"):
-        return "ok"
-    if result & VM_FAULT["SIGBUS"]:
-        return "sigbus"
-    if result & VM_FAULT["FALLBACK"]:
-        return "fallback"
-    if result & VM_FAULT["RETRY"]:
-        return "retry"
-    return "ok"
 
 
 def _key(ev):
