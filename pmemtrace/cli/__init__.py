@@ -24,6 +24,7 @@ COMMANDS = [
     "check",
     "diagnose",
     "lab",
+    "cleanup",
 ]
 
 

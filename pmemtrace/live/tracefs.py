@@ -149,7 +149,7 @@ def chunk_outcome(events: Iterable[Event]) -> str:
 
 #: tracefs instances: ``pmemtrace-<pid>-<purpose>`` (``pmemtrace-<pid>``
 #: before 0.2); kprobe events: ``pmemtrace_<pid>_<name>``
-INSTANCE_RE = re.compile(r"^pmemtrace-(?P<pid>\d+)(?:-[A-Za-z0-9_.]+)?$")
+INSTANCE_RE = re.compile(r"^pmemtrace-(?P<pid>\d+)(?:-[A-Za-z0-9_.-]+)?$")
 KPROBE_NAME_RE = re.compile(r"^pmemtrace_(?P<pid>\d+)_\w+$")
 #: bcc's own kprobe events, made only when the kernel has no perf kprobe
 #: PMU (bcc src/cc/libbpf.c bpf_attach_probe(): ``<p|r>_<function>_bcc_<pid>``)
@@ -196,8 +196,11 @@ def _append(path: str, text: str) -> None:
 def _quiet_and_remove(path: str) -> None:
     """Disable an instance's tracing and events, then remove it."""
     for rel, value in (("tracing_on", "0"), ("events/enable", "0"), ("set_event_pid", "")):
+        p = os.path.join(path, rel)
+        if not os.path.exists(p):  # every instance has them; never create files
+            continue
         try:
-            with open(os.path.join(path, rel), "w") as f:
+            with open(p, "w") as f:
                 f.write(value)
         except OSError:
             pass
