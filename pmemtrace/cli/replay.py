@@ -48,7 +48,7 @@ def add_parser(sub):
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
-                   help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, about 3 KB each); the "
+                   help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
                    "events of further mappings are counted in one 'other' row")
     p.set_defaults(func=run)
     return p

@@ -317,6 +317,9 @@ class Session:
     def finish(self) -> None:
         """Stop the source, drain what it already buffered (it was traced,
         not lost; bounded in case the probes keep firing), close it."""
+        if getattr(self.source, "exhausted", None) is not None:
+            self.source.close()  # a file buffers nothing: an interrupted replay stops here
+            return
         try:
             self.source.stop()
             end = time.monotonic() + FINAL_DRAIN_SECONDS

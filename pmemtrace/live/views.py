@@ -59,8 +59,8 @@ class Row:
         return d
 
 
-#: default bound on mapping rows (``--max-rows``): a row costs about 3 KB
-#: (docs/watch.md), so 10,000 rows stay near 30 MB
+#: default bound on mapping rows (``--max-rows``): a row retains 0.6 to 1.5 KB
+#: (benchmarks/bench_rows.py, docs/watch.md), so 10,000 rows stay under 15 MB
 DEFAULT_MAX_ROWS = 10000
 
 
