@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from pmemtrace.events import decode_vm_fault
+from pmemtrace.live.tracefs import chunk_outcome
 from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host, diagnose_pid
 from pmemtrace.host.svg import terminal_strip
 from pmemtrace.workload import engine
@@ -27,17 +27,9 @@ SIZE = 16 * MiB  # 8 chunks: enough to show a pattern, cheap under TCG
 
 
 def observed_outcome(events):
-    """pmd / pte / none for one chunk's first write, from fs_dax events."""
-    outcome = "none"
-    for e in events:
-        if e.name == "dax_pmd_fault_done":
-            res = decode_vm_fault(e.fields.get("result", 0))
-            if "FALLBACK" not in res and "SIGBUS" not in res:
-                return "pmd"
-            outcome = "pte"  # a PMD attempt that fell back: the PTE fault follows
-        elif e.name == "dax_pte_fault_done":
-            outcome = "pte"
-    return outcome
+    """pmd / pte / none for one chunk's first write, from fs_dax events
+    (pmemtrace's one classifier of fs_dax results)."""
+    return chunk_outcome(events)
 
 
 def touch_and_observe(tracefs, path, size, op="write"):
