@@ -90,7 +90,7 @@ class FileSource:
     :attr:`incomplete` says why; a last line cut mid-write is dropped."""
 
     name = "file"
-    BATCH = 8192
+    BATCH = 512  # events per drain: transient, so memory stays with the views
 
     def __init__(self, path: str):
         self.path = path
