@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pmemtrace.cli.replay import replay  # noqa: E402
+from pmemtrace.live.session import replay  # noqa: E402
 from pmemtrace.events import format_event  # noqa: E402
 from pmemtrace.live.parse import ParseStats, parse_trace_text  # noqa: E402
 
@@ -115,7 +115,8 @@ def main():
         with open(path) as f:
             n, t_parse = timed(lambda: sum(1 for _ in parse_trace_text(f, st)))
         print(f"phase, parse only       : {n} events in {t_parse:.2f} s = {n / t_parse:,.0f} events/s")
-        (agg, st2, fmt, _), t_all = timed(lambda: replay(path, kernel="6.12"))
+        (agg, src), t_all = timed(lambda: replay(path, kernel="6.12"))
+        st2 = src.stats
         tot = agg.totals()
         print(f"phase, replay() in proc : {st2.events} events in {t_all:.2f} s = {st2.events / t_all:,.0f} events/s "
               f"(views + model reasons for {tot['fallback']} fallbacks: {tot['fallback_reasons']})")
@@ -124,7 +125,8 @@ def main():
             with open(out, "w") as f:
                 _, t_tc = timed(lambda: subprocess.run(["trace-cmd", "report", "-i", args.dat], stdout=f,
                                                        stderr=subprocess.DEVNULL, check=True))
-            (agg2, st3, _, _), t_rp = timed(lambda: replay(out))
+            (agg2, src3), t_rp = timed(lambda: replay(out))
+            st3 = src3.stats
             print(f"trace-cmd report : {args.dat} in {t_tc:.2f} s; pmemtrace replay of its text: "
                   f"{st3.events} events in {t_rp:.2f} s (ratio replay/report {t_rp / t_tc:.2f})")
 

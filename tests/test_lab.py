@@ -259,7 +259,7 @@ def test_read_progress_names_the_test_the_guest_died_in(tmp_path):
     """lab test resumes after a dead guest from the progress file written by
     tests/live/conftest.py: finished ids (any outcome, once), failures, and
     the test started without an outcome."""
-    from pmemtrace.cli.lab import read_progress
+    from pmemtrace.lab.tier import read_progress
 
     p = tmp_path / "progress"
     p.write_text("start a::t1\npassed call a::t1\n"

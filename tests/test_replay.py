@@ -211,7 +211,8 @@ def test_recorder_roundtrip(tmp_path):
     for e in evs:
         rec.event(e)
     rec.lost_events(3)
-    assert not os.path.exists(path)  # only .part until closed
+    rec.flush()
+    assert '"type":"end"' not in open(path).read()  # no end line until closed: incomplete
     assert rec.close() == path and not os.path.exists(path + ".part")
     st = ParseStats()
     fmt, st, it = read_events(path, st)
@@ -264,7 +265,7 @@ def test_watch_buffer_and_start_event_options():
     """--buffer-mb sizes the kernel buffer (bcc ring buffers are a power of
     two pages); without --events/--record the PTE fault-start tracepoint is
     left out (counts come from the done events), halving a 4 KiB-fault burst."""
-    from pmemtrace.cli.watch import START_EVENTS, ringbuf_pages
+    from pmemtrace.live.session import START_EVENTS, ringbuf_pages
     from pmemtrace.live.bcc_backend import BccBackend
 
     assert ringbuf_pages(64) == 16384 and ringbuf_pages(48) == 8192 and ringbuf_pages(1) == 256

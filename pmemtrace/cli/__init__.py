@@ -34,6 +34,7 @@ COMMANDS = [
     "check",
     "diagnose",
     "lab",
+    "cleanup",
 ]
 
 

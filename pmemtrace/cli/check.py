@@ -48,30 +48,8 @@ def add_parser(sub):
     return p
 
 
-def check_one(scen, tgt, dio_dir=None, kernel=None):
-    from ..live.compare import compare
-    from ..model import explain, parse_case
-    from ..workload.runner import run_scenario
-
-    res = run_scenario(scen, tgt, dio_dir=dio_dir, trace=True, kernel=kernel)
-    out = {"scenario": scen.name, "error": res.error, "trace": res.trace_reason or "recorded"}
-    if res.trace_reason and res.trace_reason.startswith("incomplete"):
-        # events were lost: comparing would report faults that did happen as
-        # missing; the run failed to observe, which is an error, not agreement
-        out.update(comparable=False, agree=False, rows=[], error=f"trace {res.trace_reason}")
-        return out
-    if not res.trace_text and res.trace_reason:
-        out.update(comparable=False, agree=None, rows=[])
-        return out
-    pred = explain(parse_case(res.case)).to_json()
-    rows, ok = compare(pred, res.events)
-    # only the disagreeing rows are kept (a scenario can have 250,000+ accesses)
-    out.update(comparable=True, agree=ok, accesses=len(rows), agreeing=sum(1 for r in rows if r["agree"]),
-               rows=[r for r in rows if not r["agree"]], profile=pred.get("profile"), events=len(res.events))
-    return out
-
-
 def run(args):
+    from ..live.compare import check_scenario
     from ..workload import scenario as S
     from ..workload import target as T
 
@@ -95,7 +73,7 @@ def run(args):
             continue
         status(f"check: {scen.name}")
         try:
-            results.append(check_one(scen, tgt, args.dio_dir, args.kernel))
+            results.append(check_scenario(scen, tgt, args.dio_dir, args.kernel))
         except PmemtraceError as e:
             results.append({"scenario": scen.name, "comparable": False, "agree": False, "rows": [],
                             "error": str(e)})

@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -184,129 +183,29 @@ def _cmd_run(args):
 # test
 
 
-def repo_root():
-    """The source tree holding tests/live (the package's parent directory)."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if not os.path.isdir(os.path.join(here, "tests", "live")):
-        raise LabError(f"no tests/live next to the pmemtrace package ({here}): run the live "
-                       "tier from a source checkout installed with pip install -e")
-    return here
-
-
-#: How many times a kernel's tier resumes after the guest died (vng 255).
-MAX_RESUMES = 2
-
-
-def read_progress(path):
-    """Parse the live tier's progress file (tests/live/conftest.py):
-    ``(finished, failed, running)``: node ids with an outcome, those that
-    failed, and the one started without an outcome (the guest died in it)."""
-    finished, failed, running = [], set(), None
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return finished, failed, running
-    for line in lines:
-        parts = line.split(" ", 2)
-        if parts[0] == "start" and len(parts) == 2:
-            running = parts[1]
-        elif len(parts) == 3:
-            outcome, _when, nodeid = parts
-            if nodeid not in finished:
-                finished.append(nodeid)
-            if outcome == "failed":
-                failed.add(nodeid)
-            if nodeid == running:
-                running = None
-    return finished, failed, running
-
-
-def _run_kernel(k, pytest, args, root, env):
-    """Run the tier in one boot; when the guest dies (vng exit 255: it never
-    reported the command's status, i.e. the guest kernel crashed or QEMU
-    died), say in which test, show the console tail, and resume with the
-    tests that have not finished (at most MAX_RESUMES times).  Returns
-    (exit status, note)."""
-    import shutil
-    import tempfile
-
-    from ..lab import vm
-
-    work = tempfile.mkdtemp(prefix="pmemtrace-lab-progress-")
-    progress = os.path.join(work, "progress")
-    kenv = dict(env, PMEMTRACE_LAB_PROGRESS=progress)
-    note = None
-    try:
-        deselect = []
-        failed_before = False
-        for attempt in range(MAX_RESUMES + 1):
-            argv = pytest + [a for n in deselect for a in ("--deselect", n)]
-            res = vm.run(k, argv, cwd=root, env=kenv, stream=True, capture=False, rwdirs=[work],
-                         nodax=args.nodax, timeout=args.timeout or 2400, cpus=args.cpus)
-            rc = res.returncode
-            if rc != 255:
-                if failed_before and rc in (0, 5):
-                    rc = 1
-                return rc, note
-            finished, failed, running = read_progress(progress)
-            failed_before = failed_before or bool(failed)
-            died = f"while running {running}" if running else "outside any test"
-            note = f"guest died {died}"
-            _status(f"{k.release}: the guest died {died} (vng exit 255: no exit status came "
-                    f"back); console tail:\n{res.console_tail(60)}")
-            if attempt < MAX_RESUMES:
-                _status(f"{k.release}: resuming with the tests that have not finished "
-                        f"({len(finished)} finished)")
-            deselect = finished
-        return 255, note
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def _cmd_test(args):
-    from ..lab import kernels, vm
+    from ..lab import tier
 
-    root = repo_root()
     names = _kernel_list(args.kernels)
     extra = list(args.pytest_args)
     if extra and extra[0] == "--":
         extra = extra[1:]
-    pytest = [vm.guest_python(), "-m", "pytest", "tests/live", "-p", "no:cacheprovider",
-              "-q", "-r", "s", "--strict-markers"] + extra
-    env = {}
-    if args.require:
-        env["PMEMTRACE_RUN_LIVE_TESTS"] = "1"
-    results = []
     total0 = time.monotonic()
-    for name in names:
-        t0 = time.monotonic()
-        k = None
-        try:
-            k = kernels.get(name)
-            _status(f"=== {k.release}: booting and running tests/live")
-            rc, err = _run_kernel(k, pytest, args, root, env)
-        except LabError as exc:
-            rc, err = -1, str(exc)
-            _status(f"{name}: {exc}")
-        wall = time.monotonic() - t0
-        rel = k.release if k is not None else name
-        results.append((rel, rc, wall, err))
-        _status(f"=== {rel}: {'passed' if rc == 0 else 'FAILED (exit %s)' % rc} in {wall:.1f} s"
-                + (f" ({err})" if err else ""))
+    results = tier.run_tier(names, extra, require=args.require, nodax=args.nodax,
+                            timeout=args.timeout, cpus=args.cpus, status=_status)
     total = time.monotonic() - total0
     print("\nlive tier summary:", file=sys.stderr)
-    for rel, rc, wall, err in results:
+    for r in results:
+        rc = r.returncode
         verdict = "ok" if rc == 0 else ("no tests" if rc == 5 else f"FAILED ({'boot' if rc == -1 else rc})")
-        print(f"  {rel:<24} {wall:7.1f} s  {verdict}{'; ' + err.splitlines()[0] if err else ''}",
-              file=sys.stderr)
+        print(f"  {r.release:<24} {r.seconds:7.1f} s  {verdict}"
+              f"{'; ' + r.note.splitlines()[0] if r.note else ''}", file=sys.stderr)
     print(f"  {'total':<24} {total:7.1f} s", file=sys.stderr)
     if args.json:
-        json.dump({"kernels": [{"release": r, "returncode": rc, "seconds": round(w, 1), "error": e}
-                               for r, rc, w, e in results], "seconds": round(total, 1)},
+        json.dump({"kernels": [r.to_json() for r in results], "seconds": round(total, 1)},
                   sys.stdout, indent=2)
         print()
-    return 0 if all(rc == 0 for _, rc, _, _ in results) else 1
+    return 0 if all(r.returncode == 0 for r in results) else 1
 
 
 # ---------------------------------------------------------------------------

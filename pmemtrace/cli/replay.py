@@ -1,13 +1,11 @@
 """pmemtrace replay: the watch views, offline, from a recording or a text trace."""
 
 import argparse
-import sys
 
-from ..events import Event
+from ..errors import UsageError
 from ..live.attrcache import CachedAttributor
-from ..live.attribute import Attributor
-from ..live.parse import ParseStats, read_records
-from ..live.views import Aggregator
+from ..live.session import replay
+from ..live.views import DEFAULT_MAX_ROWS
 from ._common import pid_arg, print_json, release_arg, replay_errors, status
 
 EPILOG = """\
@@ -54,48 +52,30 @@ def add_parser(sub):
     p.add_argument("--verify-reuse", action="store_true",
                    help="run the model for every fallback even when an identical situation was attributed "
                    "already, and report reuses that would have differed")
+    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                   help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
+                   "events of further mappings are counted in one 'other' row")
     p.set_defaults(func=run)
     return p
 
 
-def replay(path, kernel=None, pid=None, reasons=True, on_event=None, verify_reuse=False):
-    """Aggregate a trace file; returns (Aggregator, ParseStats, format, header)."""
-    stats = ParseStats()
-    fmt, stats, records = read_records(path, stats)
-    agg = None
-    header = None
-    for rec in records:
-        if agg is None:
-            header = getattr(stats, "header", None)
-            release = kernel or (header or {}).get("kernel") or "6.12"
-            agg = Aggregator(CachedAttributor(Attributor(release=release), verify=verify_reuse)
-                             if reasons else None)
-        if pid is not None and rec[3] != pid:
-            continue
-        if on_event:
-            name, fields, ts, rpid, comm, cpu = rec
-            on_event(Event(name=name, fields=fields, ts=ts, pid=rpid, tid=rpid, comm=comm, cpu=cpu,
-                           source="replay"))
-        agg.add_record(*rec)
-    if agg is None:
-        agg = Aggregator()
-        header = getattr(stats, "header", None)
-    agg.lost += stats.lost
-    return agg, stats, fmt, header
-
-
 def run(args):
+    if args.max_rows < 1:
+        raise UsageError("--max-rows must be at least 1")
+
     def show(ev):
         print(f"{ev.ts or 0:.6f} {ev.comm or '-'}-{ev.pid} {ev.name}: {ev.format()}")
 
     with replay_errors(args.file):
-        agg, stats, fmt, header = replay(args.file, kernel=args.kernel, pid=args.pid,
-                                         reasons=not args.no_reasons,
-                                         on_event=show if args.events and not args.json else None,
-                                         verify_reuse=args.verify_reuse)
+        agg, src = replay(args.file, kernel=args.kernel, pid=args.pid, reasons=not args.no_reasons,
+                          on_event=show if args.events and not args.json else None, max_rows=args.max_rows,
+                          verify_reuse=args.verify_reuse)
+    stats, fmt, header = src.stats, src.fmt, src.header
     if args.json:
         d = agg.to_json()
         d["input"] = {"format": fmt, **stats.to_json()}
+        if src.incomplete:
+            d["input"]["incomplete"] = src.incomplete
         if isinstance(agg.attributor, CachedAttributor):
             d["attribution"] = agg.attributor.to_json()
         if header:
@@ -110,6 +90,11 @@ def run(args):
             a = agg.attributor
             status(f"replay: --verify-reuse: {a.verified} reuses checked against the model, "
                    f"{a.mismatches} would have differed")
+    if src.incomplete:
+        status(f"replay: {args.file} is incomplete: {src.incomplete}")
     if stats.events == 0:
         status("replay: no fs_dax events found")
+    if agg.folded_events:
+        status(f"replay: {agg.folded_events} events of mappings beyond --max-rows {agg.max_rows} "
+               "were counted in the 'other' row")
     return 0

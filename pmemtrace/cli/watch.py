@@ -3,13 +3,12 @@
 import argparse
 import json
 import os
-import signal
 import time
 
-from ..errors import KernelFeatureMissing, UsageError
-from ..live.attribute import Attributor, FileInfo
-from ..live.record import Recorder, make_header
-from ..live.views import Aggregator
+from ..errors import UsageError
+from ..live.attribute import Attributor
+from ..live.record import Recorder, make_header, recording_devices
+from ..live.views import DEFAULT_MAX_ROWS, Aggregator
 from ._common import out_path_arg, pid_arg, release_arg, running_pid, seconds_arg, status
 
 EPILOG = """\
@@ -57,115 +56,18 @@ def add_parser(sub):
     p.add_argument("--list-probes", action="store_true", help="show the probe table against this kernel and exit")
     p.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="model profile for reasons (default: running kernel)")
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
+    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                   help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
+                   "events of further mappings are counted in one 'other' row")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
 
 
-def _kdev(st_dev):
-    return (os.major(st_dev) << 20) | os.minor(st_dev)
-
-
-class PathFilter:
-    def __init__(self, path):
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise UsageError(f"--path {path}: no such file or directory") from None
-        self.dev = _kdev(st.st_dev)
-        self.ino = st.st_ino if not os.path.isdir(path) else None
-
-    def __call__(self, ev):
-        d = ev.fields.get("dev")
-        if d is None:
-            return True  # probe hits without a file: joined to rows by the views
-        return d == self.dev and (self.ino is None or ev.fields.get("ino") == self.ino)
-
-
-class LiveFiles:
-    """(dev, ino) -> FileInfo with FIEMAP extents, found via /proc/<pid>/maps."""
-
-    def __init__(self, root="/"):
-        self.root = root  # where sysfs lives (tests point it at a fixture tree)
-        self.cache = {}
-        self.devices = {}
-        self.pids = set()
-
-    def _path(self, dev, ino):
-        for pid in list(self.pids):
-            try:
-                with open(f"/proc/{pid}/maps") as f:
-                    for line in f:
-                        parts = line.split(None, 5)
-                        if len(parts) < 6:
-                            continue
-                        maj, mnr = (int(x, 16) for x in parts[3].split(":"))
-                        if (maj << 20 | mnr) == dev and int(parts[4]) == ino:
-                            return parts[5].strip()
-            except (OSError, ValueError):
-                continue
-        return None
-
-    def __call__(self, dev, ino):
-        key = (dev, ino)
-        if key in self.cache:
-            return self.cache[key]
-        info = None
-        path = self._path(dev, ino)
-        if path and not path.startswith("/dev/"):
-            try:
-                from ..workload.engine import fiemap
-                st = os.stat(path)
-                if st.st_ino == ino:
-                    ext = fiemap(path)
-                    info = FileInfo(extents=[e.to_case() for e in ext], size=st.st_size,
-                                    device=self._device(dev))
-            except Exception:  # engine not built, file gone, fs without FIEMAP
-                info = None
-        self.cache[key] = info
-        return info
-
-    def _device(self, dev):
-        """The device geometry (data start, size, map, align) of the pmem
-        block device behind kernel dev_t *dev*, from sysfs (None if unknown:
-        the attributor then assumes an aligned device and says so)."""
-        if dev not in self.devices:
-            from ..workload.target import fsdax_device
-            geo, _notes = fsdax_device(os.makedev(dev >> 20, dev & 0xFFFFF), self.root)
-            self.devices[dev] = geo
-        return self.devices[dev]
-
-
-#: Fault-start events the views do not need: a PTE fault is counted from its
-#: "done" event.  Left out unless every event is wanted (--events, --record),
-#: which halves the event rate of a 4 KiB-fault-heavy workload.
-START_EVENTS = ("dax_pte_fault",)
-
-
-def choose_backend(name, pid, buffer_mb=64, all_events=True):
-    from ..live.bcc_backend import BccBackend, why_not_bcc
-    from ..live.tracefs import TracefsBackend
-
-    skip = () if all_events else START_EVENTS
-    if name in ("auto", "bcc"):
-        why = why_not_bcc()
-        if why is None:
-            return BccBackend(pid=pid, ringbuf_pages=ringbuf_pages(buffer_mb), skip=skip), None
-        if name == "bcc":
-            raise KernelFeatureMissing(f"bcc backend cannot run here: missing {why}")
-        return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip), why
-    return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip), None
-
-
-def ringbuf_pages(mb):
-    """BPF ring buffers are a power of two pages: the largest not above *mb*."""
-    pages = max(1, int(mb * 256))
-    return 1 << (pages.bit_length() - 1)
-
-
 def list_probes(args):
     from ..live.bcc_backend import why_not_bcc
-    from ..live.probes import fs_dax_tracepoints, kernel_functions, render, resolve, tracefs_root
+    from ..live.probes import kernel_functions, render, resolve
+    from ..live.tracefs import fs_dax_tracepoints, tracefs_root
 
     root = tracefs_root()
     res = resolve(kernel_functions(), fs_dax_tracepoints(root))
@@ -184,8 +86,10 @@ def list_probes(args):
 def run(args):
     if args.list_probes:
         return list_probes(args)
-    if args.interval <= 0:
-        raise UsageError("--interval must be positive")
+    if not args.interval > 0:  # also NaN
+        raise UsageError("--interval must be a positive number of seconds")
+    if args.max_rows is not None and args.max_rows < 1:
+        raise UsageError("--max-rows must be at least 1")
     if args.ebpf:
         from ..live.bcc_backend import BccBackend
         b = BccBackend(pid=args.pid)
@@ -195,6 +99,9 @@ def run(args):
     if os.geteuid() != 0:
         from ..errors import PrivilegeError
         raise PrivilegeError("pmemtrace watch needs root (bcc: CAP_BPF+CAP_PERFMON; tracefs: write access): try sudo")
+    from ..live.files import LiveFiles, PathFilter
+    from ..live.session import Session, choose_backend
+
     filt = PathFilter(args.path) if args.path else None
     if args.pid:
         running_pid(args.pid)
@@ -205,104 +112,36 @@ def run(args):
     files = LiveFiles()
     attributor = None if args.no_reasons else Attributor(release=args.kernel or os.uname().release,
                                                          file_info=files)
-    agg = Aggregator(attributor)
+    agg = Aggregator(attributor, max_rows=args.max_rows)
+    pid = args.pid
+
+    def keep(ev):
+        return (not pid or ev.pid == pid) and (filt is None or filt(ev))
+
     rec = None
-    # Ctrl-C and SIGTERM set a flag the loop checks after every poll (at most
-    # 0.5 s): an exception raised from the handler would land inside bcc's
-    # ring-buffer callback, where ctypes prints and swallows it and watch
-    # would run on (seen in the lab under a GUP workload's event burst).
-    stopping = []
-    old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def on_stop(signum, frame):
-        stopping.append(signum)
-
-    def on_term_early(signum, frame):
-        raise KeyboardInterrupt  # before tracing runs (bcc compiling): stop at once
-
-    signal.signal(signal.SIGTERM, on_term_early)
-    complete = False
+    if args.record:
+        rec = Recorder(args.record, make_header(backend.name, probes=backend.probe_table(),
+                                                devices=recording_devices()))
+    session = Session(backend, agg, keep=keep, recorder=rec, seen_pid=files.pids.add,
+                      on_event=(lambda ev: _print_event(ev, args.json)) if args.events else None)
     try:
-        if args.record:
-            rec = Recorder(args.record, make_header(backend.name, probes=backend.probe_table(),
-                                                    devices=_devices()))
-        backend.start()
-        for sig in old_handlers:
-            signal.signal(sig, on_stop)
+        session.start()
         status(f"watch: backend {backend.name}" + (f" (bcc cannot run: missing {why})" if why and backend.name == "tracefs" else ""))
         missing = backend.missing()
         if missing:
             status(f"watch: not traced: {missing}")
         status(f"Tracing DAX faults{' on ' + args.path if args.path else ''}"
                f"{' of pid %d' % args.pid if args.pid else ''}... Hit Ctrl-C to end.")
-        start = time.monotonic()
-        next_view = start + args.interval
-        last_lost = 0
-        while not stopping:
-            now = time.monotonic()
-            if args.duration is not None and now - start >= args.duration:
-                break
-            timeout = next_view - now
-            if args.duration is not None:
-                timeout = min(timeout, start + args.duration - now)
-            for ev in backend.poll(max(0.0, min(timeout, 0.5))):
-                if args.pid and ev.pid != args.pid:
-                    continue
-                if filt and not filt(ev):
-                    continue
-                if ev.pid:
-                    files.pids.add(ev.pid)
-                agg.add(ev)
-                if rec:
-                    rec.event(ev)
-                if args.events:
-                    _print_event(ev, args.json)
-            lost = backend.lost()
-            if lost > last_lost:
-                if rec:
-                    rec.lost_events(lost - last_lost)
-                last_lost = lost
-            agg.lost = lost
-            if time.monotonic() >= next_view:
-                next_view += args.interval
-                if not args.events:
-                    _print_view(agg, args.json, backend.name)
-        complete = True
-    except KeyboardInterrupt:
-        complete = True
+        session.run(duration=args.duration, interval=args.interval,
+                    on_interval=None if args.events else lambda: _print_view(agg, args.json, backend.name))
     finally:
-        # drain what is already buffered, then detach everything
-        try:
-            if backend.__dict__.get("bpf") is not None or getattr(backend, "fd", None) is not None:
-                if hasattr(backend, "pause"):
-                    backend.pause()
-                # until the buffer is empty (what it holds was traced, not
-                # lost), bounded in case the probes keep firing
-                drain_end = time.monotonic() + 120
-                while time.monotonic() < drain_end:
-                    evs = backend.poll(0)
-                    if not evs:
-                        break
-                    for ev in evs:
-                        if (not args.pid or ev.pid == args.pid) and (not filt or filt(ev)):
-                            agg.add(ev)
-                            if rec:
-                                rec.event(ev)
-                agg.lost = backend.lost()
-        except Exception:
-            pass
-        backend.close()
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
-        if rec and not complete and rec.events == 0:
-            rec.f.close()
-            os.unlink(rec.part)  # nothing recorded: leave nothing behind
-            rec = None
-        if rec:
-            if agg.lost > rec.lost:
-                rec.lost_events(agg.lost - rec.lost)
-            path = rec.close(complete)
-            status(f"watch: recorded {rec.events} events to {path}")
+        if rec is not None:
+            if not session.complete and rec.events == 0:
+                rec.discard()  # nothing recorded: leave nothing behind
+            else:
+                path = rec.close(session.complete)
+                status(f"watch: recorded {rec.events} events to {path}"
+                       + ("" if session.complete else " (incomplete)"))
     if args.json:
         d = agg.to_json()
         d.update({"type": "summary", "backend": backend.name})
@@ -312,6 +151,9 @@ def run(args):
         print(agg.render(), flush=True)
     if agg.lost:
         status(f"watch: {agg.lost} events were lost (raise the buffer or narrow with --pid/--path)")
+    if agg.folded_events:
+        status(f"watch: {agg.folded_events} events of mappings beyond --max-rows {agg.max_rows} "
+               "were counted in the 'other' row")
     return 0
 
 
@@ -332,23 +174,3 @@ def _print_view(agg, as_json, backend):
     else:
         print(time.strftime("%H:%M:%S"))
         print(agg.render(), flush=True)
-
-
-def _devices():
-    """Namespaces/devices for the recording header (best effort, never fails)."""
-    out = []
-    base = "/sys/bus/nd/devices"
-    try:
-        for n in sorted(os.listdir(base)):
-            if n.startswith("namespace"):
-                d = {"name": n}
-                for k in ("mode", "size", "resource", "align"):
-                    try:
-                        with open(os.path.join(base, n, k)) as f:
-                            d[k] = f.read().strip()
-                    except OSError:
-                        pass
-                out.append(d)
-    except OSError:
-        pass
-    return out

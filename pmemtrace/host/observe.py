@@ -2,75 +2,67 @@
 (tracefs, root) collected for a few seconds and laid on the same 2 MiB
 chunks as the prediction, for ``pmemtrace diagnose --pid PID --observe S``.
 
-It takes over tracefs while it runs (as ``pmemtrace watch`` does) and turns
-everything it enabled off again, also on errors and Ctrl-C.
+It records in a private tracefs instance (``pmemtrace-<pid>-observe``,
+:mod:`pmemtrace.live.tracefs`): the global trace buffer, ``tracing_on`` and
+other users' settings are never touched, and the instance is removed on
+return, also on errors and Ctrl-C.
 """
 
-import os
 import time
 
-from ..errors import KernelFeatureMissing, PrivilegeError
-from ..events import decode_vm_fault
+from ..errors import KernelFeatureMissing
+from ..live import tracefs
+
+#: per-CPU buffer: the pipe is drained while recording, so this only has to
+#: hold a burst between two reads
+BUFFER_KB = 8192
 
 
 def tracefs_dir(roots):
-    for t in (roots.sys("kernel", "tracing"), roots.sys("kernel", "debug", "tracing")):
-        if os.path.isdir(os.path.join(t, "events", "fs_dax")):
-            return t
-    raise KernelFeatureMissing("no fs_dax tracepoints under /sys/kernel/tracing: mount tracefs "
-                               "(mount -t tracefs nodev /sys/kernel/tracing) as root")
-
-
-def _w(t, rel, value):
-    with open(os.path.join(t, rel), "w") as f:
-        f.write(value)
+    """The tracefs root under the injectable sysfs root, with fs_dax events."""
+    t = tracefs.tracefs_root(roots.sys())
+    if t is None or "dax_pmd_fault_done" not in tracefs.fs_dax_tracepoints(t):
+        raise KernelFeatureMissing("no fs_dax tracepoints under /sys/kernel/tracing: mount tracefs "
+                                   "(mount -t tracefs nodev /sys/kernel/tracing) as root")
+    return t
 
 
 def collect(roots, pid, seconds, during=None):
     """fs_dax events of *pid* (and its children) for *seconds*; *during*, if
     given, is called once tracing is on (tests use it to touch memory)."""
-    from ..live.parse import parse_trace_text
+    from ..live.parse import ParseStats, parse_trace_text
 
     t = tracefs_dir(roots)
-    if not os.access(os.path.join(t, "tracing_on"), os.W_OK):
-        raise PrivilegeError("--observe needs root (it enables fs_dax tracepoints in tracefs)")
+    tracefs.remove_orphans_and_report(t)
+    inst = tracefs.Instance("observe", t, what="--observe")
+    chunks = []
     try:
-        _w(t, "tracing_on", "0")
-        _w(t, "trace", "")
-        _w(t, "set_event_pid", str(pid))
-        _w(t, "events/fs_dax/enable", "1")
-        _w(t, "tracing_on", "1")
+        inst.create()
+        inst.set_buffer_kb(BUFFER_KB)
+        inst.follow_pid(pid, proc_root=roots.proc())
+        inst.enable("fs_dax")
+        inst.open_pipe()
         if during is not None:
             during()
-        time.sleep(seconds)
-        _w(t, "tracing_on", "0")
-        with open(os.path.join(t, "trace")) as f:
-            lines = [ln.rstrip("\n") for ln in f if not ln.startswith("#")]
-    except PermissionError:
-        raise PrivilegeError("--observe needs root (it enables fs_dax tracepoints in tracefs)") from None
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            if inst.wait(min(left, 0.5)):
+                chunks += inst.read()
+        inst.pause()
+        chunks += inst.read()  # what was buffered when tracing stopped
     finally:
-        for rel, v in (("tracing_on", "0"), ("events/fs_dax/enable", "0"), ("set_event_pid", ""), ("trace", "")):
-            try:
-                _w(t, rel, v)
-            except OSError:
-                pass
-    return list(parse_trace_text(lines))
+        inst.close()
+    stats = ParseStats()
+    text = b"".join(chunks).decode("utf-8", "replace")
+    return list(parse_trace_text(text.splitlines(), stats))
 
 
 def outcome_of(events):
     """pmd / pte / huge-zero / none from the fs_dax events of one chunk."""
-    out = "none"
-    for e in events:
-        if e.name == "dax_pmd_fault_done":
-            res = decode_vm_fault(e.fields.get("result", 0))
-            if "FALLBACK" not in res and "SIGBUS" not in res:
-                return "pmd"
-            out = "pte"
-        elif e.name == "dax_pmd_load_hole":
-            return "huge-zero"
-        elif e.name in ("dax_pte_fault_done", "dax_load_hole"):
-            out = "pte"
-    return out
+    return tracefs.chunk_outcome(events)
 
 
 def annotate(strips, events):

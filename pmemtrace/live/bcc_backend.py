@@ -12,7 +12,8 @@ import platform
 from ..errors import KernelFeatureMissing, PrivilegeError, ProbeAttachError
 from . import bpf_file
 from .decode import EVENT_SIZE, decode
-from .probes import fs_dax_tracepoints, hole_field, kernel_functions, resolve, tracefs_root
+from .probes import hole_field, kernel_functions, resolve
+from .tracefs import fs_dax_tracepoints, tracefs_root
 
 DEVDAX_ORDER = {0: 0, 1: 9, 2: 18, 9: 9, 18: 18}  # enum page_entry_size (6.1) or order (6.6+)
 
@@ -34,6 +35,15 @@ def why_not_bcc():
 
 
 class BccBackend:
+    """bpf/pmemtrace.bpf.c: the fs_dax tracepoints plus kprobes on the PMD
+    insert functions, get_dev_pagemap, GUP and device-dax faults.
+
+    Everything bcc attaches is owned by file descriptors of this process
+    (perf kprobe PMU, tracepoint perf events, the ring buffer map), so a
+    killed watch leaves nothing in the kernel; only on a kernel without the
+    kprobe PMU does bcc write ``p_<function>_bcc_<pid>`` kprobe events,
+    which :func:`pmemtrace.live.tracefs.remove_orphans` removes."""
+
     name = "bcc"
 
     def __init__(self, pid=None, ringbuf_pages=4096, skip=()):
@@ -127,10 +137,17 @@ class BccBackend:
             return
         self.pending.append(ev)
 
-    def poll(self, timeout):
+    def drain(self, timeout):
+        """Events the ring buffer delivered within *timeout* seconds."""
+        if self.bpf is None:
+            return []
         self.bpf.ring_buffer_poll(int(timeout * 1000))
         out, self.pending = self.pending, []
         return out
+
+    def stop(self):
+        """Nothing to pause: BPF programs detach in :meth:`close`; the
+        session's final drain is bounded instead."""
 
     def lost(self):
         try:

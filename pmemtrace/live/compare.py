@@ -10,24 +10,11 @@ found is ``missing``; a traced event no access predicted is ``unexpected``
 result class is ``differs``.
 """
 
-from ..events import VM_FAULT
+from .tracefs import RESULT_EVENTS, result_class
 
-COMPARED = ("dax_pmd_fault_done", "dax_pte_fault_done", "dax_pmd_load_hole",
-            "dax_pmd_load_hole_fallback", "dax_load_hole", "dax_insert_pfn_mkwrite",
-            "dax_insert_pfn_mkwrite_no_entry")
+#: the result events, plus the write-protect upgrades of a mapped PTE
+COMPARED = RESULT_EVENTS + ("dax_insert_pfn_mkwrite", "dax_insert_pfn_mkwrite_no_entry")
 WINDOW = 64  # how far ahead in the trace a predicted event is looked for
-
-
-def result_class(name, result):
-    if name.startswith("dax_pmd_load_hole"):
-        return "ok"
-    if result & VM_FAULT["SIGBUS"]:
-        return "sigbus"
-    if result & VM_FAULT["FALLBACK"]:
-        return "fallback"
-    if result & VM_FAULT["RETRY"]:
-        return "retry"
-    return "ok"
 
 
 def _key(ev):
@@ -78,3 +65,29 @@ def compare(prediction, observed):
     for r in rows:
         r["agree"] = not (r["missing"] or r["unexpected"] or r["differs"])
     return rows, all(r["agree"] for r in rows)
+
+
+def check_scenario(scen, tgt, dio_dir=None, kernel=None):
+    """``pmemtrace check`` of one scenario: run it under fs_dax tracing
+    (:func:`pmemtrace.workload.runner.run_scenario`), run the model on the
+    case it recorded, compare.  Returns the scenario's result dict
+    (``comparable``, ``agree``, ``rows``: only the disagreeing accesses)."""
+    from ..model import explain, parse_case
+    from ..workload.runner import run_scenario
+
+    res = run_scenario(scen, tgt, dio_dir=dio_dir, trace=True, kernel=kernel)
+    out = {"scenario": scen.name, "error": res.error, "trace": res.trace_reason or "recorded"}
+    if res.trace_reason and res.trace_reason.startswith("incomplete"):
+        # events were lost: comparing would report faults that did happen as
+        # missing; the run failed to observe, which is an error, not agreement
+        out.update(comparable=False, agree=False, rows=[], error=f"trace {res.trace_reason}")
+        return out
+    if not res.trace_text and res.trace_reason:
+        out.update(comparable=False, agree=None, rows=[])
+        return out
+    pred = explain(parse_case(res.case)).to_json()
+    rows, ok = compare(pred, res.events)
+    # only the disagreeing rows are kept (a scenario can have 250,000+ accesses)
+    out.update(comparable=True, agree=ok, accesses=len(rows), agreeing=sum(1 for r in rows if r["agree"]),
+               rows=[r for r in rows if not r["agree"]], profile=pred.get("profile"), events=len(res.events))
+    return out

@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+from .tracefs import FS_DAX_TRACEPOINTS
+
 KALLSYMS = "/proc/kallsyms"
 
 
@@ -31,12 +32,6 @@ class Point:
     module: Optional[str] = None  # kernel module that provides the symbol
     required: bool = False  # watch cannot run without it
 
-
-FS_DAX_TRACEPOINTS = (
-    "dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done",
-    "dax_pmd_load_hole", "dax_pmd_load_hole_fallback", "dax_load_hole",
-    "dax_insert_pfn_mkwrite", "dax_insert_pfn_mkwrite_no_entry",
-)
 
 PROBES = [
     *(Point(tp, "tracepoint", [(f"fs_dax:{tp}", f"tracepoint__fs_dax__{tp}")],
@@ -67,13 +62,6 @@ PROBES = [
 ]
 
 
-def tracefs_root(roots=TRACEFS_DIRS):
-    for r in roots:
-        if os.path.isdir(os.path.join(r, "events")):
-            return r
-    return None
-
-
 def kernel_functions(path=KALLSYMS):
     """{name: module or None} of text symbols (types t/T).  Names with a
     compiler suffix (``foo.isra.0``) are kept as they are: they do not
@@ -89,13 +77,6 @@ def kernel_functions(path=KALLSYMS):
     except OSError:
         return None
     return syms
-
-
-def fs_dax_tracepoints(root):
-    d = os.path.join(root, "events", "fs_dax") if root else None
-    if not d or not os.path.isdir(d):
-        return set()
-    return {e for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))}
 
 
 def hole_field(root):
@@ -123,6 +104,12 @@ class Resolved:
         return {"point": self.point.name, "kind": self.point.kind, "winner": self.winner,
                 "bpf_function": self.function, "candidates": [c for c, _ in self.point.candidates],
                 "note": self.note}
+
+
+def probe_functions(table=PROBES):
+    """Every kernel function the table may probe (what a dead pmemtrace's
+    bcc kprobe events can name)."""
+    return sorted({target for p in table if p.kind == "kprobe" for target, _ in p.candidates})
 
 
 def resolve(functions, tracepoints, table=PROBES):

@@ -8,11 +8,13 @@ Schema (version 1, documented in docs/watch.md):
   "event_record": {"version": PMT_EVENT_VERSION, "size": 160}}``
 * then one :meth:`pmemtrace.events.Event.to_json` object per event,
 * ``{"type": "lost", "count": n}`` whenever the backend reports lost events,
-* last, ``{"type": "end", "events": n, "lost": n, "ended": <unix time>}``.
+* last, ``{"type": "end", "events": n, "lost": n, "ended": <unix time>,
+  "complete": bool}``.
 
-The file is written to ``FILE.part`` and renamed on close, so an aborted
-recording never looks complete; the ``.part`` file is kept (it is the user's
-data) and its path is reported.
+The file is written where asked from the start, complete lines at a time
+(:meth:`Recorder.flush` after every batch of events), so a ``watch`` killed
+with SIGKILL leaves a file that replays up to its last batch: without the
+end line, ``pmemtrace replay`` reports it incomplete.
 """
 
 import json
@@ -21,6 +23,7 @@ import platform
 import time
 
 from .. import __version__
+from ..errors import UsageError
 
 RECORD_VERSION = 1
 
@@ -36,36 +39,88 @@ def make_header(backend, probes=(), devices=(), kernel=None, extra=None):
     return h
 
 
+def recording_devices(sys_root: str = "/sys") -> list:
+    """nd namespaces for the recording header (best effort, never fails)."""
+    out = []
+    base = os.path.join(sys_root, "bus", "nd", "devices")
+    try:
+        for n in sorted(os.listdir(base)):
+            if n.startswith("namespace"):
+                d = {"name": n}
+                for k in ("mode", "size", "resource", "align"):
+                    try:
+                        with open(os.path.join(base, n, k)) as f:
+                            d[k] = f.read().strip()
+                    except OSError:
+                        pass
+                out.append(d)
+    except OSError:
+        pass
+    return out
+
+
 class Recorder:
-    def __init__(self, path, header):
+    """Events as JSON lines into *path* (see the module docstring)."""
+
+    def __init__(self, path: str, header: dict):
         self.path = path
-        self.part = path + ".part"
-        self.f = open(self.part, "w")
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            raise UsageError(f"--record {path}: the directory does not exist") from None
+        except IsADirectoryError:
+            raise UsageError(f"--record {path}: is a directory") from None
+        except PermissionError:
+            raise UsageError(f"--record {path}: permission denied") from None
         self.events = 0
         self.lost = 0
+        self._lines: list = []
         self._write(header)
+        self.flush()
 
-    def _write(self, obj):
-        self.f.write(json.dumps(obj, separators=(",", ":")))
-        self.f.write("\n")
+    def _write(self, obj) -> None:
+        self._lines.append(json.dumps(obj, separators=(",", ":")))
 
-    def event(self, ev):
+    def event(self, ev) -> None:
         self.events += 1
         self._write(ev.to_json())
 
-    def lost_events(self, n):
+    def lost_events(self, n: int) -> None:
         if n:
             self.lost += n
             self._write({"type": "lost", "count": n})
 
-    def close(self, complete=True):
-        if self.f is None:
+    def flush(self) -> None:
+        """Write the buffered lines (whole lines only: a kill between two
+        flushes loses the batch, never leaves half a line but by a write
+        cut short)."""
+        if self._lines and self.fd is not None:
+            data = ("\n".join(self._lines) + "\n").encode()
+            self._lines = []
+            view = memoryview(data)
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+
+    def discard(self) -> None:
+        """Close and remove the file (nothing was recorded)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    def close(self, complete: bool = True):
+        """Write the end line and close; returns the path (None if closed)."""
+        if self.fd is None:
             return None
         self._write({"type": "end", "events": self.events, "lost": self.lost, "ended": time.time(),
                      "complete": complete})
-        self.f.close()
-        self.f = None
-        if complete:
-            os.replace(self.part, self.path)
-            return self.path
-        return self.part
+        try:
+            self.flush()
+        finally:
+            os.close(self.fd)
+            self.fd = None
+        return self.path

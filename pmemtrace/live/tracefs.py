@@ -1,32 +1,315 @@
-"""tracefs backend: the fs_dax tracepoints through a private ftrace instance.
+"""tracefs: the one module that talks to ftrace.
 
-Used when bcc cannot run (no kernel headers, no kprobes, no bcc).  It sees
-the fs_dax events only: no insert functions, get_dev_pagemap, GUP or
-device-dax faults (those need kprobes).
-
-Everything happens in ``instances/pmemtrace-<pid>``: the global trace
-buffer and other users' settings are never touched, and removing the
-instance on exit disables everything it enabled.
+* **where it is**: :func:`tracefs_root` (``<sys>/kernel/tracing``, else the
+  old ``<sys>/kernel/debug/tracing``), :func:`fs_dax_tracepoints`;
+* **private instances** (:class:`Instance`): everything pmemtrace enables
+  happens in ``instances/pmemtrace-<pid>-<purpose>``, so the global trace
+  buffer and other users' settings are never touched, and removing the
+  instance disables everything it enabled;
+* **crash recovery**: the pid in every name lets :func:`remove_orphans`
+  (run by each start, and by ``pmemtrace cleanup``) remove what a killed
+  pmemtrace left behind;
+* **what a fault ended as**: :func:`fault_outcome`, :func:`result_class`
+  and :func:`chunk_outcome`, the one classifier of fs_dax results used by
+  ``watch``/``replay`` views, ``check`` and ``diagnose --observe``;
+* **the tracefs backends**: :class:`TracefsBackend` (``watch``, a
+  :class:`pmemtrace.live.session.Backend`) and :class:`TraceCapture`
+  (``run``/``check``: raw text drained by a thread while the workload runs).
 """
 
 import errno
+import logging
 import os
+import re
 import select
+import threading
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence
 
 from ..errors import KernelFeatureMissing, PrivilegeError
+from ..events import VM_FAULT, Event
 from .parse import ParseStats, parse_trace_text
-from .probes import FS_DAX_TRACEPOINTS, fs_dax_tracepoints, tracefs_root
+
+log = logging.getLogger(__name__)
+
+FS_DAX_TRACEPOINTS = (
+    "dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done",
+    "dax_pmd_load_hole", "dax_pmd_load_hole_fallback", "dax_load_hole",
+    "dax_insert_pfn_mkwrite", "dax_insert_pfn_mkwrite_no_entry",
+)
+
+# ---------------------------------------------------------------------------
+# Where tracefs is
 
 
-def _write(path, value):
+def tracefs_root(sys_root: str = "/sys") -> Optional[str]:
+    """The tracefs mount under *sys_root* (``/sys`` on a live host), or
+    None: ``kernel/tracing`` (tracefs since 4.1) or the old debugfs path."""
+    for rel in (("kernel", "tracing"), ("kernel", "debug", "tracing")):
+        d = os.path.join(sys_root, *rel)
+        if os.path.isdir(os.path.join(d, "events")):
+            return d
+    return None
+
+
+def require_root(sys_root: str = "/sys") -> str:
+    """:func:`tracefs_root` or a one-line KernelFeatureMissing."""
+    root = tracefs_root(sys_root)
+    if root is None:
+        raise KernelFeatureMissing("tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing")
+    return root
+
+
+def fs_dax_tracepoints(root: Optional[str]) -> set:
+    """The fs_dax events this kernel has (empty without CONFIG_FS_DAX)."""
+    d = os.path.join(root, "events", "fs_dax") if root else None
+    if not d or not os.path.isdir(d):
+        return set()
+    return {e for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))}
+
+
+# ---------------------------------------------------------------------------
+# What a fault ended as: the one classifier of fs_dax results
+
+#: fs_dax events that say how a fault attempt ended (the entry events
+#: ``dax_*_fault`` carry no result)
+RESULT_EVENTS = ("dax_pmd_fault_done", "dax_pte_fault_done", "dax_pmd_load_hole",
+                 "dax_pmd_load_hole_fallback", "dax_load_hole")
+
+_FALLBACK = VM_FAULT["FALLBACK"]
+_SIGBUS = VM_FAULT["SIGBUS"]
+_RETRY = VM_FAULT["RETRY"]
+
+
+def result_class(name: str, result: int) -> str:
+    """ok / sigbus / fallback / retry: what ``check`` compares.
+
+    >>> result_class("dax_pmd_fault_done", VM_FAULT["FALLBACK"])
+    'fallback'
+    >>> result_class("dax_pmd_load_hole", 0)
+    'ok'
+    """
+    if name.startswith("dax_pmd_load_hole"):
+        return "ok"
+    if result & _SIGBUS:
+        return "sigbus"
+    if result & _FALLBACK:
+        return "fallback"
+    if result & _RETRY:
+        return "retry"
+    return "ok"
+
+
+def fault_outcome(name: str, result: int = 0) -> Optional[str]:
+    """What one fs_dax event says the fault got: ``pmd`` (2 MiB mapped),
+    ``fallback`` (the PMD attempt fell back; a PTE fault follows),
+    ``sigbus``, ``pte`` (4 KiB, data or a zero page for a hole),
+    ``huge-zero`` (a huge zero page for a PMD hole), or None for events
+    inside a fault (entry events, ``*_load_hole_fallback``, mkwrite).
+
+    A VM_FAULT_RETRY PMD result counts as ``pmd``: the fault is redone and
+    its own ``_done`` event follows (views have always counted it so).
+
+    >>> fault_outcome("dax_pmd_fault_done", VM_FAULT["NOPAGE"])
+    'pmd'
+    >>> fault_outcome("dax_pte_fault_done", VM_FAULT["SIGBUS"])
+    'sigbus'
+    """
+    if name == "dax_pmd_fault_done":
+        if result & _SIGBUS:
+            return "sigbus"
+        if result & _FALLBACK:
+            return "fallback"
+        return "pmd"
+    if name == "dax_pte_fault_done":
+        return "sigbus" if result & _SIGBUS else "pte"
+    if name == "dax_pmd_load_hole":
+        return "huge-zero"
+    if name == "dax_load_hole":
+        return "pte"
+    return None
+
+
+def chunk_outcome(events: Iterable[Event]) -> str:
+    """``pmd`` / ``huge-zero`` / ``pte`` / ``none`` for the fs_dax events
+    of one 2 MiB chunk (``diagnose --observe``): the first PMD or huge zero
+    page wins, else any other fault makes it ``pte``."""
+    out = "none"
+    for e in events:
+        kind = fault_outcome(e.name, e.fields.get("result", 0))
+        if kind in ("pmd", "huge-zero"):
+            return kind
+        if kind is not None:
+            out = "pte"  # a fallback, a 4 KiB fault or a SIGBUS
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Names that carry the owner's pid, and removing what dead owners left
+
+#: tracefs instances: ``pmemtrace-<pid>-<purpose>`` (``pmemtrace-<pid>``
+#: before 0.2); kprobe events: ``pmemtrace_<pid>_<name>``
+INSTANCE_RE = re.compile(r"^pmemtrace-(?P<pid>\d+)(?:-[A-Za-z0-9_.-]+)?$")
+KPROBE_NAME_RE = re.compile(r"^pmemtrace_(?P<pid>\d+)_\w+$")
+#: bcc's own kprobe events, made only when the kernel has no perf kprobe
+#: PMU (bcc src/cc/libbpf.c bpf_attach_probe(): ``<p|r>_<function>_bcc_<pid>``)
+BCC_KPROBE_RE = re.compile(r"^[pr]_(?P<function>\w+?)_bcc_(?P<pid>\d+)$")
+
+
+def instance_name(purpose: str, pid: Optional[int] = None) -> str:
+    """``pmemtrace-<pid>-<purpose>``: a name :func:`remove_orphans` can
+    give back once *pid* is gone."""
+    return f"pmemtrace-{os.getpid() if pid is None else pid}-{purpose}"
+
+
+def pid_alive(pid: int) -> bool:
+    """True unless no process *pid* exists in this pid namespace (an
+    instance made from another pid namespace looks orphaned here)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write(path: str, value: str) -> None:
     try:
         with open(path, "w") as f:
             f.write(value)
     except PermissionError:
-        raise PrivilegeError(f"cannot write {path}: pmemtrace watch needs root (try sudo)") from None
+        raise PrivilegeError(f"cannot write {path}: tracing needs root (try sudo)") from None
 
 
-def read_available(fd, chunk=1 << 20, limit=16 << 20):
+def _append(path: str, text: str) -> None:
+    # O_APPEND without a seek: kprobe_events refuses lseek() to the end (EINVAL)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _quiet_and_remove(path: str) -> None:
+    """Disable an instance's tracing and events, then remove it."""
+    for rel, value in (("tracing_on", "0"), ("events/enable", "0"), ("set_event_pid", "")):
+        p = os.path.join(path, rel)
+        if not os.path.exists(p):  # every instance has them; never create files
+            continue
+        try:
+            with open(p, "w") as f:
+                f.write(value)
+        except OSError:
+            pass
+    os.rmdir(path)  # the kernel frees the buffers and event files with it
+
+
+@dataclass
+class Orphan:
+    kind: str  # "instance" | "kprobe"
+    name: str
+    pid: int
+    removed: bool = False
+    error: Optional[str] = None
+
+    def describe(self) -> str:
+        what = f"tracefs instance {self.name}" if self.kind == "instance" else f"kprobe event {self.name}"
+        if self.removed:
+            return f"removed {what} (pid {self.pid} is gone)"
+        return f"could not remove {what} (pid {self.pid} is gone): {self.error}"
+
+
+def find_orphans(root: Optional[str] = None, probe_functions: Sequence[str] = ()) -> List[Orphan]:
+    """What dead pmemtrace processes left in tracefs *root*: instances and
+    kprobe events whose name carries a pid that no longer exists.  bcc's
+    fallback kprobe events count only for a function of *probe_functions*
+    (pmemtrace's probe table), so another tool's are never touched."""
+    root = root or tracefs_root()
+    out: List[Orphan] = []
+    if root is None:
+        return out
+    try:
+        names = sorted(os.listdir(os.path.join(root, "instances")))
+    except OSError:
+        names = []
+    for name in names:
+        m = INSTANCE_RE.match(name)
+        if m and not pid_alive(int(m.group("pid"))):
+            out.append(Orphan("instance", name, int(m.group("pid"))))
+    try:
+        with open(os.path.join(root, "kprobe_events")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    funcs = set(probe_functions)
+    for line in lines:
+        # "p:kprobes/p_vmf_insert_pfn_pmd_bcc_1234 vmf_insert_pfn_pmd"
+        head = line.split(None, 1)[0] if line.strip() else ""
+        if ":" not in head:
+            continue
+        event = head.split(":", 1)[1]
+        group, _, name = event.rpartition("/")
+        m = KPROBE_NAME_RE.match(name)
+        if m is None:
+            b = BCC_KPROBE_RE.match(name)
+            m = b if b is not None and b.group("function") in funcs else None
+        if m and not pid_alive(int(m.group("pid"))):
+            out.append(Orphan("kprobe", f"{group}/{name}" if group else name, int(m.group("pid"))))
+    return out
+
+
+def remove_orphans(root: Optional[str] = None, probe_functions: Sequence[str] = ()) -> List[Orphan]:
+    """Remove what :func:`find_orphans` finds; returns each with
+    ``removed`` or ``error`` set."""
+    root = root or tracefs_root()
+    found = find_orphans(root, probe_functions)
+    for o in found:
+        try:
+            if o.kind == "instance":
+                _quiet_and_remove(os.path.join(root, "instances", o.name))
+            else:
+                try:
+                    _write(os.path.join(root, "events", o.name, "enable"), "0")
+                except OSError:
+                    pass
+                _append(os.path.join(root, "kprobe_events"), f"-:{o.name}\n")
+            o.removed = True
+        except OSError as e:
+            o.error = e.strerror or str(e)
+    return found
+
+
+def remove_orphans_and_report(root: Optional[str] = None) -> List[Orphan]:
+    """What every tracing start runs first: remove what dead pmemtrace
+    processes left (any probe-table function counts for bcc's kprobe
+    events) and say so in one line on stderr (a logging warning)."""
+    from .probes import probe_functions
+
+    try:
+        found = remove_orphans(root, probe_functions())
+    except OSError as e:  # never stop a start for this
+        log.warning("pmemtrace: could not look for leftovers of killed runs: %s", e)
+        return []
+    if found:
+        done = [o for o in found if o.removed]
+        failed = [o for o in found if not o.removed]
+        pids = sorted({o.pid for o in found})
+        msg = (f"pmemtrace: removed {len(done)} leftover(s) of killed pmemtrace run(s) "
+               f"(pid {', '.join(map(str, pids))}): {', '.join(o.name for o in done) or '-'}")
+        if failed:
+            msg += f"; could not remove {', '.join(o.name for o in failed)} ('pmemtrace cleanup' says why)"
+        log.warning("%s", msg)
+    return found
+
+
+# ---------------------------------------------------------------------------
+# A private instance
+
+
+def read_available(fd: int, chunk: int = 1 << 20, limit: int = 16 << 20) -> List[bytes]:
     """What a non-blocking ``trace_pipe`` fd has now (a list of bytes), up
     to about *limit* bytes.  A read of trace_pipe returns at most one page
     (kernel/trace/trace.c tracing_read_pipe() caps cnt at PAGE_SIZE - 1), so
@@ -47,7 +330,7 @@ def read_available(fd, chunk=1 << 20, limit=16 << 20):
     return chunks
 
 
-def instance_losses(instance):
+def instance_losses(instance: str) -> int:
     """Events a tracefs instance's ring buffer lost: the per-CPU ``overrun``
     (overwritten, the default overwrite mode) plus ``dropped events``
     (refused when full, overwrite off), from ``per_cpu/cpu*/stats``."""
@@ -65,106 +348,287 @@ def instance_losses(instance):
     return n
 
 
+class Instance:
+    """``instances/pmemtrace-<pid>-<purpose>``: create, configure, read
+    ``trace_pipe`` until EAGAIN, count losses, remove.
+
+    Every method that writes raises PrivilegeError (one line) when tracefs
+    is not writable; :meth:`close` is idempotent and never raises."""
+
+    def __init__(self, purpose: str, root: Optional[str] = None, what: str = "tracing"):
+        self.root = root or require_root()
+        self.what = what  # for messages: "pmemtrace watch", "--observe"...
+        self.path = os.path.join(self.root, "instances", instance_name(purpose))
+        self.fd: Optional[int] = None
+        self.created = False
+
+    def _need_root(self) -> PrivilegeError:
+        return PrivilegeError(f"{self.what} needs root to use tracefs (try sudo)")
+
+    def create(self) -> None:
+        if os.geteuid() != 0 and not os.access(os.path.join(self.root, "instances"), os.W_OK):
+            raise self._need_root()
+        try:
+            os.mkdir(self.path)
+        except PermissionError:
+            raise self._need_root() from None
+        except FileExistsError:
+            pass  # ours (same pid): reuse it
+        except OSError as e:
+            raise KernelFeatureMissing(f"cannot create a tracefs instance {self.path}: {e.strerror}") from None
+        self.created = True
+
+    def write(self, rel: str, value: str) -> None:
+        _write(os.path.join(self.path, rel), value)
+
+    def set_buffer_kb(self, kb: int) -> Optional[str]:
+        """Per-CPU buffer size; a note when the kernel refuses it (ENOMEM:
+        it keeps its size, and losses are still counted)."""
+        try:
+            self.write("buffer_size_kb", str(kb))
+        except OSError as e:
+            return f"buffer of {kb} KiB per CPU refused ({e.strerror})"
+        return None
+
+    def follow_pid(self, pid: int, proc_root: str = "/proc") -> None:
+        """Only events of *pid*'s threads and of the children they fork."""
+        tids = [str(pid)]
+        try:
+            tids = os.listdir(os.path.join(proc_root, str(pid), "task")) or tids
+        except OSError:
+            pass
+        self.write("set_event_pid", " ".join(tids))
+        if os.path.exists(os.path.join(self.path, "options", "event-fork")):
+            self.write("options/event-fork", "1")
+
+    def enable(self, system: str, events: Optional[Iterable[str]] = None) -> List[str]:
+        """Enable *events* of *system* (all of it when None); returns what
+        was enabled."""
+        if events is None:
+            self.write(f"events/{system}/enable", "1")
+            return [system]
+        done = []
+        for ev in events:
+            self.write(f"events/{system}/{ev}/enable", "1")
+            done.append(ev)
+        return done
+
+    def open_pipe(self) -> int:
+        self.fd = os.open(os.path.join(self.path, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+        return self.fd
+
+    def wait(self, timeout: float) -> bool:
+        """True when trace_pipe has data within *timeout* seconds."""
+        r, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
+        return bool(r)
+
+    def read(self) -> List[bytes]:
+        return read_available(self.fd) if self.fd is not None else []
+
+    def pause(self) -> None:
+        """tracing_on=0 in this instance: nothing new, what is buffered stays readable."""
+        try:
+            self.write("tracing_on", "0")
+        except OSError:
+            pass
+
+    def losses(self) -> int:
+        return instance_losses(self.path)
+
+    def close(self) -> None:
+        """Close the pipe, disable everything, remove the instance."""
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+        if self.created and os.path.isdir(self.path):
+            try:
+                _quiet_and_remove(self.path)
+            except OSError as e:
+                log.warning("could not remove tracefs instance %s: %s", self.path, e.strerror)
+        self.created = False
+
+
+# ---------------------------------------------------------------------------
+# The watch backend
+
+
 class TracefsBackend:
+    """fs_dax tracepoints through a private instance (``watch`` when bcc
+    cannot run: no kernel headers, no kprobes, no bcc).  It sees the fs_dax
+    events only: no insert functions, get_dev_pagemap, GUP or device-dax
+    faults (those need kprobes)."""
+
     name = "tracefs"
 
-    def __init__(self, pid=None, buffer_kb=65536, root=None, skip=()):
-        self.root = root or tracefs_root()
-        if self.root is None:
-            raise KernelFeatureMissing(
-                "tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing")
+    def __init__(self, pid: Optional[int] = None, buffer_kb: int = 65536, root: Optional[str] = None,
+                 skip: Iterable[str] = ()):
+        self.root = root or require_root()
         self.tracepoints = fs_dax_tracepoints(self.root)
         if not {"dax_pmd_fault_done", "dax_pte_fault_done"} <= self.tracepoints:
             raise KernelFeatureMissing("this kernel has no fs_dax tracepoints (CONFIG_FS_DAX is off)")
         self.pid = pid
         self.skip = set(skip)  # tracepoints not to enable
-        self.buffer_note = None
+        self.buffer_note: Optional[str] = None
         self.buffer_kb = buffer_kb
-        self.instance = os.path.join(self.root, "instances", f"pmemtrace-{os.getpid()}")
-        self.fd = None
+        self.inst = Instance("watch", self.root, what="pmemtrace watch")
+        self.instance = self.inst.path
         self.stats = ParseStats()
         self._partial = ""
-        self.enabled = []
+        self.enabled: List[str] = []
 
-    def missing(self):
+    def missing(self) -> str:
         return ("sees fs_dax tracepoints only; no PMD insert, get_dev_pagemap, GUP or "
                 "device-dax counts (those need bcc and kprobes)"
                 + (f"; {self.buffer_note}" if self.buffer_note else ""))
 
-    def probe_table(self):
+    def probe_table(self) -> list:
         return [{"point": tp, "kind": "tracepoint",
                  "winner": f"fs_dax:{tp}" if tp in self.tracepoints else None}
                 for tp in FS_DAX_TRACEPOINTS]
 
-    def start(self):
-        if os.geteuid() != 0 and not os.access(os.path.join(self.root, "instances"), os.W_OK):
-            raise PrivilegeError("pmemtrace watch needs root to use tracefs (try sudo)")
+    def start(self) -> None:
+        self.inst.create()
         try:
-            os.mkdir(self.instance)
-        except PermissionError:
-            raise PrivilegeError("pmemtrace watch needs root to use tracefs (try sudo)") from None
-        except FileExistsError:
-            pass
-        try:
-            try:
-                _write(os.path.join(self.instance, "buffer_size_kb"), str(self.buffer_kb))
-            except OSError as e:  # ENOMEM: keep the kernel's size; losses are still counted
-                self.buffer_note = f"buffer of {self.buffer_kb} KiB per CPU refused ({e.strerror})"
+            self.buffer_note = self.inst.set_buffer_kb(self.buffer_kb)
             if self.pid:
-                tids = [str(self.pid)]
-                try:
-                    tids = os.listdir(f"/proc/{self.pid}/task")
-                except OSError:
-                    pass
-                _write(os.path.join(self.instance, "set_event_pid"), " ".join(tids))
-                opt = os.path.join(self.instance, "options", "event-fork")
-                if os.path.exists(opt):
-                    _write(opt, "1")
-            for tp in FS_DAX_TRACEPOINTS:
-                if tp in self.tracepoints and tp not in self.skip:
-                    _write(os.path.join(self.instance, "events", "fs_dax", tp, "enable"), "1")
-                    self.enabled.append(tp)
-            self.fd = os.open(os.path.join(self.instance, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+                self.inst.follow_pid(self.pid)
+            self.enabled = self.inst.enable("fs_dax", [tp for tp in FS_DAX_TRACEPOINTS
+                                                       if tp in self.tracepoints and tp not in self.skip])
+            self.inst.open_pipe()
         except BaseException:
             self.close()
             raise
 
-    def poll(self, timeout):
-        """Events read within *timeout* seconds (a list)."""
-        r, _, _ = select.select([self.fd], [], [], timeout)
-        if not r:
-            return []
-        text = self._partial + b"".join(read_available(self.fd)).decode("utf-8", "replace")
+    @property
+    def running(self) -> bool:
+        return self.inst.fd is not None
+
+    def _parse(self, chunks: List[bytes]) -> List[Event]:
+        text = self._partial + b"".join(chunks).decode("utf-8", "replace")
         lines = text.split("\n")
         self._partial = lines.pop()
         return list(parse_trace_text(lines, self.stats))
 
-    def pause(self):
+    def drain(self, timeout: float) -> List[Event]:
+        """Events read within *timeout* seconds (a list, maybe empty)."""
+        if self.inst.fd is None or not self.inst.wait(timeout):
+            return []
+        return self._parse(self.inst.read())
+
+    def stop(self) -> None:
         """Stop producing (tracing_on=0 in our instance) so that a final
         drain can empty the pipe."""
-        try:
-            _write(os.path.join(self.instance, "tracing_on"), "0")
-        except OSError:
-            pass
+        self.inst.pause()
 
-    def lost(self):
+    def lost(self) -> int:
         """Events the ring buffer lost (per-CPU stats) or [LOST] markers said."""
-        return max(instance_losses(self.instance), self.stats.lost)
+        return max(self.inst.losses(), self.stats.lost)
 
-    def close(self):
+    def close(self) -> None:
         """Disable what we enabled and remove the instance (idempotent)."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if os.path.isdir(self.instance):
-            for tp in self.enabled:
-                try:
-                    with open(os.path.join(self.instance, "events", "fs_dax", tp, "enable"), "w") as f:
-                        f.write("0")
-                except OSError:
-                    pass
+        self.inst.close()
+        self.enabled = []
+
+
+# ---------------------------------------------------------------------------
+# run / check: the raw text of a workload's fs_dax events
+
+
+class TraceCapture:
+    """fs_dax events of one pid (and its children) in a private instance,
+    for ``pmemtrace run``/``check``.
+
+    The events are drained from ``trace_pipe`` by a thread while the worker
+    runs (a scenario can make 100,000 faults: reading ``trace`` at the end
+    once returned 24,230 of 99,104 events, the rest overwritten), and what
+    the ring buffer still lost is counted into :attr:`lost`.  Problems are
+    not raised: :attr:`reason` says why there is no (complete) trace, and
+    starts with ``incomplete`` when events were lost or unreadable."""
+
+    BUFFER_KB = 16384  # per CPU
+
+    def __init__(self, purpose: str = "run", root: Optional[str] = None):
+        self.reason: Optional[str] = None
+        self.lost = 0
+        self.inst: Optional[Instance] = None
+        self._chunks: List[bytes] = []
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        root = root or tracefs_root()
+        if root is None:
+            self.reason = "tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)"
+            return
+        if not os.path.isdir(os.path.join(root, "events", "fs_dax")):
+            self.reason = "this kernel has no fs_dax tracepoints"
+            return
+        inst = Instance(purpose, root, what="pmemtrace run")
+        try:
+            inst.create()
+        except (OSError, PrivilegeError, KernelFeatureMissing) as exc:
+            self.reason = f"cannot create a tracefs instance: {getattr(exc, 'strerror', None) or exc}"
+            return
+        self.inst = inst
+
+    @property
+    def dir(self) -> Optional[str]:
+        return self.inst.path if self.inst else None
+
+    def start(self, pid: int) -> None:
+        if self.inst is None:
+            return
+        try:
+            self.inst.set_buffer_kb(self.BUFFER_KB)  # refused: default size, losses still counted
+            self.inst.write("set_event_pid", str(pid))
             try:
-                os.rmdir(self.instance)
+                self.inst.write("options/event-fork", "1")
             except OSError:
                 pass
-        self.enabled = []
+            self.inst.open_pipe()
+            self.inst.enable("fs_dax")
+            self.inst.write("tracing_on", "1")
+        except (OSError, PrivilegeError) as exc:
+            self.reason = f"cannot enable fs_dax events: {getattr(exc, 'strerror', None) or exc}"
+            self.close()
+            return
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.inst.wait(0.2):
+                    self._chunks += self.inst.read()
+            except OSError as exc:
+                self.reason = f"incomplete: cannot read trace_pipe: {exc.strerror}"
+                return
+
+    def stop(self) -> str:
+        """Stop tracing and return the text of every event (trace_pipe
+        format); sets :attr:`lost` and, if events were lost, :attr:`reason`."""
+        if self.inst is None or self.inst.fd is None:
+            return ""
+        self.inst.pause()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        try:
+            self._chunks += self.inst.read()  # what is left after tracing_on=0
+        except OSError:
+            pass
+        self.lost = self.inst.losses()
+        if self.lost and self.reason is None:
+            self.reason = (f"incomplete: the ring buffer lost {self.lost} events "
+                           f"({self.BUFFER_KB} KiB per CPU)")
+        return b"".join(self._chunks).decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        if self.inst is not None:
+            self.inst.close()
+            self.inst = None

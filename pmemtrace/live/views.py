@@ -9,6 +9,7 @@ whose range is ``?``.  bcc events always carry the bounds.
 import json
 
 from ..events import VM_FAULT, Event
+from .tracefs import fault_outcome
 
 FALLBACK = VM_FAULT["FALLBACK"]
 SIGBUS = VM_FAULT["SIGBUS"]
@@ -83,10 +84,24 @@ class _EventView:
     __slots__ = ("name", "fields", "pid", "comm")
 
 
-class Aggregator:
-    """Folds Events into per-mapping rows.  *attributor* is optional."""
 
-    def __init__(self, attributor=None, max_evidence=5):
+#: default bound on mapping rows (``--max-rows``): a row retains 0.6 to 1.5 KB
+#: (benchmarks/bench_rows.py, docs/watch.md), so 10,000 rows stay under 15 MB
+DEFAULT_MAX_ROWS = 10000
+
+
+class Aggregator:
+    """Folds Events into per-mapping rows.  *attributor* is optional.
+
+    The views keep no per-event state: memory grows with the distinct
+    mappings (rows), which *max_rows* bounds: once that many rows exist,
+    the events of further mappings are counted in one ``other`` row
+    (:attr:`folded_events` of them)."""
+
+    def __init__(self, attributor=None, max_evidence=5, max_rows=None):
+        self.max_rows = max_rows
+        self.other = None  # the row of mappings beyond max_rows
+        self.folded_events = 0
         self.rows = {}
         self.by_file = {}  # (pid, dev, ino) -> list of rows with bounds
         self.by_pid = {}  # pid -> list of rows with bounds
@@ -120,6 +135,11 @@ class Aggregator:
         key = (pid, dev, ino, vs, ve)
         r = self.rows.get(key)
         if r is None:
+            if self.max_rows is not None and len(self.rows) >= self.max_rows:
+                self.folded_events += 1
+                if self.other is None:
+                    self.other = Row(None, "(other)", None, None)
+                return self.other
             r = Row(pid, comm, dev, ino, vs, ve)
             self.rows[key] = r
             if vs is not None:
@@ -168,10 +188,10 @@ class Aggregator:
             return
         if name == "dax_pmd_fault_done":
             r = self._row(ev)
-            res = f.get("result", 0)
+            kind = fault_outcome(name, f.get("result", 0))
             if self.attributor is not None:
                 self.attributor.observe(ev)
-            if res & FALLBACK:
+            if kind == "fallback":
                 r.fallback += 1
                 if self.attributor is not None:
                     code, evidence = self.attributor.attribute(ev)
@@ -180,7 +200,7 @@ class Aggregator:
                 r.reasons[code] = r.reasons.get(code, 0) + 1
                 if code == "unexplained" and evidence and len(r.evidence) < self.max_evidence:
                     r.evidence.append(evidence)
-            elif res & SIGBUS:
+            elif kind == "sigbus":
                 r.sigbus += 1
             else:
                 r.pmd += 1
@@ -188,7 +208,7 @@ class Aggregator:
             r = self._row(ev)
             if self.attributor is not None:
                 self.attributor.observe(ev)
-            if f.get("result", 0) & SIGBUS:
+            if fault_outcome(name, f.get("result", 0)) == "sigbus":
                 r.sigbus += 1
             else:
                 r.pte += 1
@@ -240,7 +260,7 @@ class Aggregator:
     def totals(self):
         t = {c: 0 for c in COUNTERS}
         reasons = {}
-        for r in self.rows.values():
+        for r in self.sorted_rows():
             for c in COUNTERS:
                 t[c] += getattr(r, c)
             for k, v in r.reasons.items():
@@ -249,6 +269,8 @@ class Aggregator:
         t["lost"] = self.lost
         t["events"] = self.events
         t["outside_dax"] = dict(self.unmatched)
+        if self.other is not None:
+            t["other_row"] = {"max_rows": self.max_rows, "folded_events": self.folded_events}
         return t
 
     def to_json(self):
@@ -256,8 +278,11 @@ class Aggregator:
                 "events_by_name": dict(sorted(self.by_name.items()))}
 
     def sorted_rows(self):
-        return sorted(self.rows.values(),
+        rows = sorted(self.rows.values(),
                       key=lambda r: (r.pid or 0, r.dev or 0, r.ino or 0, r.vm_start or 0))
+        if self.other is not None:
+            rows.append(self.other)  # last: the mappings beyond max_rows
+        return rows
 
     def render(self, width=80, wide=False):
         """The table (under 80 columns) plus reason lines, as text.  Numbers

@@ -36,137 +36,6 @@ MiB = 1 << 20
 PMD = 2 * MiB
 
 
-# ---- tracing -------------------------------------------------------------
-
-class TraceInstance:
-    """A private tracefs instance with fs_dax enabled for one pid, so the
-    global trace buffer and other users' settings are never touched.
-
-    The events are drained from ``trace_pipe`` by a thread while the worker
-    runs (a scenario can make 100,000 faults: reading ``trace`` at the end
-    once returned 24,230 of 99,104 events, the rest overwritten), and what
-    the ring buffer still lost is counted from ``per_cpu/cpu*/stats``
-    (overrun: overwritten; dropped events: refused when full) into
-    :attr:`lost`.  A run with lost events says so in its ``trace`` field."""
-
-    ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-    BUFFER_KB = 16384  # per CPU
-
-    def __init__(self, name):
-        self.dir = None
-        self.reason = None
-        self.lost = 0
-        self._fd = None
-        self._chunks = []
-        self._thread = None
-        self._stop = None
-        root = next((r for r in self.ROOTS if os.path.isdir(os.path.join(r, "events"))), None)
-        if root is None:
-            self.reason = "tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)"
-            return
-        if not os.path.isdir(os.path.join(root, "events", "fs_dax")):
-            self.reason = "this kernel has no fs_dax tracepoints"
-            return
-        d = os.path.join(root, "instances", name)
-        try:
-            os.mkdir(d)
-        except OSError as exc:
-            self.reason = f"cannot create a tracefs instance: {exc.strerror}"
-            return
-        self.dir = d
-
-    def _w(self, rel, val):
-        with open(os.path.join(self.dir, rel), "w") as f:
-            f.write(val)
-
-    def start(self, pid):
-        if not self.dir:
-            return
-        import threading
-
-        try:
-            try:
-                self._w("buffer_size_kb", str(self.BUFFER_KB))
-            except OSError:
-                pass  # keep the default size; losses are still counted
-            self._w("set_event_pid", str(pid))
-            try:
-                self._w("options/event-fork", "1")
-            except OSError:
-                pass
-            self._fd = os.open(os.path.join(self.dir, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
-            self._w("events/fs_dax/enable", "1")
-            self._w("tracing_on", "1")
-        except OSError as exc:
-            self.reason = f"cannot enable fs_dax events: {exc.strerror}"
-            self.close()
-            return
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _read_available(self):
-        from ..live.tracefs import read_available
-
-        self._chunks += read_available(self._fd)
-
-    def _drain(self):
-        import select
-
-        while not self._stop.is_set():
-            try:
-                r, _, _ = select.select([self._fd], [], [], 0.2)
-                if r:
-                    self._read_available()
-            except OSError as exc:
-                self.reason = f"incomplete: cannot read trace_pipe: {exc.strerror}"
-                return
-
-    def _overruns(self):
-        from ..live.tracefs import instance_losses
-
-        return instance_losses(self.dir)
-
-    def stop(self):
-        """Stop tracing and return the text of every event (trace_pipe
-        format); sets :attr:`lost` and, if events were lost, :attr:`reason`."""
-        if not self.dir or self._fd is None:
-            return ""
-        try:
-            self._w("tracing_on", "0")
-        except OSError:
-            pass
-        self._stop.set()
-        self._thread.join(30)
-        try:
-            self._read_available()  # what is left after tracing_on=0
-        except OSError:
-            pass
-        self.lost = self._overruns()
-        if self.lost and self.reason is None:
-            self.reason = (f"incomplete: the ring buffer lost {self.lost} events "
-                           f"({self.BUFFER_KB} KiB per CPU)")
-        return b"".join(self._chunks).decode("utf-8", "replace")
-
-    def close(self):
-        if self._fd is not None:
-            if self._stop is not None:
-                self._stop.set()
-                self._thread.join(30)
-            os.close(self._fd)
-            self._fd = None
-        if self.dir:
-            try:
-                self._w("events/fs_dax/enable", "0")
-            except OSError:
-                pass
-            try:
-                os.rmdir(self.dir)
-            except OSError:
-                pass
-            self.dir = None
-
-
 # ---- the supervisor ------------------------------------------------------
 
 @dataclass
@@ -282,7 +151,10 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
             E.ftruncate(dio_fd, max((s.length for s in scen.steps if s.op == "gup"), default=PAGE))
 
         if trace:
-            trace_inst = TraceInstance(f"pmemtrace-{os.getpid()}")
+            from ..live.tracefs import TraceCapture, remove_orphans_and_report
+
+            remove_orphans_and_report()
+            trace_inst = TraceCapture("run")
             res.trace_reason = trace_inst.reason
         else:
             res.trace_reason = "tracing not requested (--no-trace)"

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from pmemtrace.events import decode_vm_fault
+from pmemtrace.live.tracefs import chunk_outcome
 from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host, diagnose_pid
 from pmemtrace.host.strips import each_chunk
 from pmemtrace.host.svg import terminal_strip
@@ -28,17 +28,9 @@ SIZE = 16 * MiB  # 8 chunks: enough to show a pattern, cheap under TCG
 
 
 def observed_outcome(events):
-    """pmd / pte / none for one chunk's first write, from fs_dax events."""
-    outcome = "none"
-    for e in events:
-        if e.name == "dax_pmd_fault_done":
-            res = decode_vm_fault(e.fields.get("result", 0))
-            if "FALLBACK" not in res and "SIGBUS" not in res:
-                return "pmd"
-            outcome = "pte"  # a PMD attempt that fell back: the PTE fault follows
-        elif e.name == "dax_pte_fault_done":
-            outcome = "pte"
-    return outcome
+    """pmd / pte / none for one chunk's first write, from fs_dax events
+    (pmemtrace's one classifier of fs_dax results)."""
+    return chunk_outcome(events)
 
 
 def touch_and_observe(tracefs, path, size, op="write"):
@@ -198,8 +190,13 @@ class TestDiagnosePidAgainstTracepoints:
     def test_observe_side_by_side(self, guest):
         """diagnose --pid --observe: the recorded fs_dax events laid on the
         predicted chunks agree with the prediction (aligned -> pmd, 1 MiB
-        off colour -> pte), and tracefs is left as it was found (off)."""
+        off colour -> pte), recorded in a private instance: the global
+        buffer's settings are as they were found, and no instance is left."""
         from pmemtrace.host import observe
+
+        def global_state(t):
+            return {rel: open(os.path.join(t, rel)).read() for rel in
+                    ("tracing_on", "events/fs_dax/enable", "set_event_pid", "buffer_size_kb")}
 
         setup = guest.fsdax(map="mem", align="2M", fs="xfs")
         path = _fresh(setup, "diag-observe")
@@ -219,15 +216,16 @@ class TestDiagnosePidAgainstTracepoints:
                     for offset, _ch in each_chunk(s):
                         m.write(offset)
 
+            t = observe.tracefs_dir(roots)
+            before = global_state(t)
             events = observe.collect(roots, os.getpid(), 0.2, during=touch)
             observe.annotate(strips, events)
             for s in strips:
                 got = [(c.outcome, c.observed) for c in s.chunks]
                 assert all(a == b for a, b in got), got
             assert {c.outcome for c in strips[0].chunks} | {c.outcome for c in strips[1].chunks} == {"pmd", "pte"}
-            t = observe.tracefs_dir(roots)
-            assert open(os.path.join(t, "tracing_on")).read().strip() == "0"
-            assert open(os.path.join(t, "events/fs_dax/enable")).read().strip() == "0"
+            assert global_state(t) == before
+            assert not [d for d in os.listdir(os.path.join(t, "instances")) if d.startswith("pmemtrace-")]
         finally:
             for m in maps:
                 m.unmap()

@@ -19,6 +19,7 @@ import pytest
 
 from pmemtrace.errors import LabError
 from pmemtrace.events import decode_vm_fault
+from pmemtrace.live.tracefs import RESULT_EVENTS
 from pmemtrace.model import explain, namespace_layout, parse_case
 
 from . import driver
@@ -26,9 +27,9 @@ from .driver import PMD, Mapping
 
 MiB = 1 << 20
 
-# fs_dax events compared one to one (the *_fault entry events carry no result).
-COMPARED = ("dax_pmd_fault_done", "dax_pte_fault_done", "dax_pmd_load_hole",
-            "dax_pmd_load_hole_fallback", "dax_load_hole")
+# fs_dax events compared one to one, with their exact VM_FAULT flags (the
+# *_fault entry events carry no result)
+COMPARED = RESULT_EVENTS
 
 
 def _sig(events):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pmemtrace.live.probes import fs_dax_tracepoints, tracefs_root
+from pmemtrace.live.tracefs import fs_dax_tracepoints, tracefs_root
 
 from .labkit import skip_or_fail
 
@@ -50,7 +50,7 @@ def test_backend_enables_in_instance_and_cleans_up():
         with open(os.path.join(inst, "set_event_pid")) as f:
             assert str(os.getpid()) in f.read().split()
         assert _global_enabled() == before  # the global buffer is not touched
-        assert b.poll(0.1) == []
+        assert b.drain(0.1) == []
     finally:
         b.close()
     assert not os.path.exists(inst)
@@ -63,13 +63,13 @@ def test_watch_signal_leaves_nothing(sig, tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "pmemtrace", "watch", "--backend", "tracefs", "-i", "1",
                           "--record", str(rec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 20
-    while time.time() < deadline and not any(d == f"pmemtrace-{p.pid}" for d in _ours()):
+    while time.time() < deadline and not any(d == f"pmemtrace-{p.pid}-watch" for d in _ours()):
         time.sleep(0.1)
-    assert f"pmemtrace-{p.pid}" in _ours(), "watch did not create its instance"
+    assert f"pmemtrace-{p.pid}-watch" in _ours(), "watch did not create its instance"
     p.send_signal(sig)
     out, err = p.communicate(timeout=20)
     assert p.returncode == 0, err
-    assert f"pmemtrace-{p.pid}" not in _ours()
+    assert f"pmemtrace-{p.pid}-watch" not in _ours()
     assert "summary:" in out and "Traceback" not in err
     assert rec.exists() and '"type":"end"' in rec.read_text()
 
@@ -87,9 +87,9 @@ def test_watch_without_root_one_line():
 def test_run_trace_instance_streams_and_cleans_up():
     """pmemtrace run's private instance: trace_pipe drained by a thread,
     nothing lost, and the instance gone after close()."""
-    from pmemtrace.workload.runner import TraceInstance
+    from pmemtrace.live.tracefs import TraceCapture
 
-    t = TraceInstance(f"pmemtrace-test-{os.getpid()}")
+    t = TraceCapture("test")
     assert t.reason is None and os.path.isdir(t.dir)
     t.start(os.getpid())
     try:
@@ -101,7 +101,7 @@ def test_run_trace_instance_streams_and_cleans_up():
         t.close()
     assert "pmemtrace-marker" in text  # the drain thread read trace_pipe
     assert t.lost == 0 and t.reason is None
-    assert not [d for d in _ours() if d.startswith("pmemtrace-test-")]
+    assert not [d for d in _ours() if d == f"pmemtrace-{os.getpid()}-test"]
 
 
 def test_read_available_empties_trace_pipe_past_one_page():
@@ -109,7 +109,7 @@ def test_read_available_empties_trace_pipe_past_one_page():
     keep reading (a short read is not the end), or a drain leaves events."""
     from pmemtrace.live.tracefs import read_available
 
-    inst = os.path.join(ROOT, "instances", f"pmemtrace-test-{os.getpid()}")
+    inst = os.path.join(ROOT, "instances", f"pmemtrace-{os.getpid()}-test")
     os.mkdir(inst)
     fd = None
     try:

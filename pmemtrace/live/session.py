@@ -1,0 +1,379 @@
+"""One tracing session: a source of Events feeding the views.
+
+``watch`` (live, bcc or tracefs) and ``replay`` (a file) differ only in
+their source; both run :class:`Session`, which filters, records and feeds
+:class:`pmemtrace.live.views.Aggregator`.  A source is a :class:`Backend`:
+
+* ``start()``: attach (live) or open (file); raises PmemtraceError;
+* ``drain(timeout)``: the Events available within *timeout* seconds;
+* ``lost()``: events lost so far (ring buffer, [LOST] markers, recorded);
+* ``stop()``: stop producing; what is buffered can still be drained;
+* ``close()``: release everything (idempotent, never raises).
+
+The session keeps no per-event state: each Event goes to the views (and
+the recorder) and is dropped, so memory follows the views' rows
+(``--max-rows``), not the length of the trace.
+"""
+
+import logging
+import os
+import signal
+import time
+from typing import Callable, List, Optional, Protocol
+
+from ..errors import DataCorruption, KernelFeatureMissing
+from ..events import Event
+
+log = logging.getLogger(__name__)
+
+#: Fault-start events the views do not need: a PTE fault is counted from its
+#: "done" event.  Left out unless every event is wanted (--events, --record),
+#: which halves the event rate of a 4 KiB-fault-heavy workload.
+START_EVENTS = ("dax_pte_fault",)
+
+#: how long the final drain may take when the probes keep firing
+FINAL_DRAIN_SECONDS = 120
+
+
+class Backend(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def drain(self, timeout: float) -> List[Event]: ...
+
+    def lost(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------
+# Live backends
+
+
+def ringbuf_pages(mb: float) -> int:
+    """BPF ring buffers are a power of two pages: the largest not above *mb*."""
+    pages = max(1, int(mb * 256))
+    return 1 << (pages.bit_length() - 1)
+
+
+def choose_backend(name: str, pid: Optional[int], buffer_mb: int = 64, all_events: bool = True):
+    """(backend, why bcc cannot run or None) for ``--backend`` *name*
+    (auto, bcc, tracefs); nothing is attached yet."""
+    from .bcc_backend import BccBackend, why_not_bcc
+    from .tracefs import TracefsBackend
+
+    skip = () if all_events else START_EVENTS
+    if name in ("auto", "bcc"):
+        why = why_not_bcc()
+        if why is None:
+            return BccBackend(pid=pid, ringbuf_pages=ringbuf_pages(buffer_mb), skip=skip), None
+        if name == "bcc":
+            raise KernelFeatureMissing(f"bcc backend cannot run here: missing {why}")
+        return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip), why
+    return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip), None
+
+
+# ---------------------------------------------------------------------------
+# A file as a source (replay)
+
+
+class FileSource:
+    """A recording or a text trace read as a backend: ``replay`` is a
+    session whose source is a file.
+
+    After :meth:`start`, :attr:`header` (a recording's first line) and
+    :attr:`fmt` are known.  A recording without its end line was cut short
+    (``watch`` killed, disk full): :attr:`complete` is False and
+    :attr:`incomplete` says why; a last line cut mid-write is dropped."""
+
+    name = "file"
+    BATCH = 512  # records per drain: transient, so memory stays with the views
+    #: drain() gives ``(name, fields, ts, pid, comm, cpu)`` tuples, not Events:
+    #: text traces are tokenized without an Event per line (the replay hot path)
+    yields_records = True
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fmt: Optional[str] = None
+        self.stats = None
+        self.header: Optional[dict] = None
+        self.exhausted = False
+        self.truncated_line: Optional[int] = None
+        self._events = None
+        self._first: List[tuple] = []
+
+    def start(self) -> None:
+        from .parse import ParseStats, read_records
+
+        self.fmt, self.stats, self._events = read_records(self.path, ParseStats())
+        # the header comes with the first event: the views' model profile
+        # depends on its kernel release
+        self._first = self._next_batch(1)
+        self.header = getattr(self.stats, "header", None)
+
+    def _next_batch(self, n: int) -> List[tuple]:
+        out: List[tuple] = []
+        if self.exhausted:
+            return out
+        try:
+            for ev in self._events:
+                out.append(ev)
+                if len(out) >= n:
+                    return out
+        except DataCorruption:
+            if not self._cut_mid_write():
+                raise
+            self.truncated_line = self.stats.lines
+        self.exhausted = True
+        return out
+
+    def _cut_mid_write(self) -> bool:
+        """True when the line that failed to parse is the file's last and
+        has no newline: a recording killed in the middle of a write."""
+        if self.fmt != "jsonl" or getattr(self.stats, "trailer", None) is not None:
+            return False
+        if self.path == "-" or not os.path.isfile(self.path) or self.path.endswith((".gz", ".xz")):
+            return False
+        with open(self.path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return False
+            f.seek(0)
+            lines = sum(1 for _ in f)
+        return lines == self.stats.lines
+
+    def drain(self, timeout: float = 0.0) -> List[tuple]:
+        if self._first:
+            out, self._first = self._first, []
+            return out
+        return self._next_batch(self.BATCH)
+
+    def lost(self) -> int:
+        return self.stats.lost if self.stats is not None else 0
+
+    @property
+    def trailer(self) -> Optional[dict]:
+        return getattr(self.stats, "trailer", None)
+
+    @property
+    def complete(self) -> bool:
+        """False for a recording that has no end line, or says it is incomplete."""
+        if self.fmt != "jsonl":
+            return True
+        t = self.trailer
+        return t is not None and t.get("complete", True) is not False
+
+    @property
+    def incomplete(self) -> Optional[str]:
+        if self.complete:
+            return None
+        if self.trailer is not None:
+            return "the recording says it is incomplete (watch ended by an error)"
+        why = "the recording has no end line (watch was killed or the disk filled)"
+        if self.truncated_line:
+            why += f"; its last line {self.truncated_line} was cut mid-write and is skipped"
+        return why
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._events = None
+
+
+# ---------------------------------------------------------------------------
+# The session
+
+
+class Session:
+    """Feed *source*'s events to *views*.
+
+    :param keep: an Event predicate (``--pid``, ``--path``), or None
+    :param recorder: a :class:`pmemtrace.live.record.Recorder`, or None
+    :param on_event: called with every kept Event (``--events``)
+    :param seen_pid: called with the pid of every kept Event (the live
+        attributor looks the files up in those processes' maps)
+    """
+
+    def __init__(self, source, views, keep: Optional[Callable[[Event], bool]] = None,
+                 recorder=None, on_event: Optional[Callable[[Event], None]] = None,
+                 seen_pid: Optional[Callable[[int], None]] = None):
+        self.source = source
+        self.views = views
+        self.keep = keep
+        self.recorder = recorder
+        self.on_event = on_event
+        self.seen_pid = seen_pid
+        self.started = False
+        self.complete = False
+        self._lost_seen = 0
+        self._stopping: List[int] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Remove what killed pmemtrace runs left (live sources), then
+        start the source.  SIGTERM during the start (bcc compiles for
+        seconds) stops at once."""
+        if self.source.name == "file":
+            self.source.start()
+            self.started = True
+            return
+        from .tracefs import remove_orphans_and_report
+
+        remove_orphans_and_report()
+        old = signal.getsignal(signal.SIGTERM)
+
+        def on_term_early(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_term_early)
+        try:
+            self.source.start()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while attaching: end now, normally
+            self.source.close()
+            self._stopping.append(signal.SIGINT)
+        except BaseException:
+            self.source.close()
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        self.started = True
+
+    def feed(self, events: List[Event]) -> None:
+        if getattr(self.source, "yields_records", False):
+            self._feed_records(events)
+            return
+        keep, views, rec, on_event, seen = self.keep, self.views, self.recorder, self.on_event, self.seen_pid
+        for ev in events:
+            if keep is not None and not keep(ev):
+                continue
+            if seen is not None and ev.pid:
+                seen(ev.pid)
+            views.add(ev)
+            if rec is not None:
+                rec.event(ev)
+            if on_event is not None:
+                on_event(ev)
+        if rec is not None:
+            rec.flush()  # whole lines per batch: a killed watch leaves a replayable file
+
+    def _feed_records(self, records: List[tuple]) -> None:
+        """:meth:`feed` for a source of record tuples: *keep* takes a tuple;
+        an Event is made only for *on_event* (``--events``)."""
+        keep, add, on_event = self.keep, self.views.add_record, self.on_event
+        for rec in records:
+            if keep is not None and not keep(rec):
+                continue
+            add(*rec)
+            if on_event is not None:
+                name, fields, ts, pid, comm, cpu = rec
+                on_event(Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu,
+                               source="replay"))
+
+    def account_lost(self) -> None:
+        lost = self.source.lost()
+        if lost > self._lost_seen:
+            if self.recorder is not None:
+                self.recorder.lost_events(lost - self._lost_seen)
+            self.views.lost += lost - self._lost_seen
+            self._lost_seen = lost
+
+    def run(self, duration: Optional[float] = None, interval: Optional[float] = None,
+            on_interval: Optional[Callable[[], None]] = None) -> bool:
+        """Drain until the source is exhausted, *duration* passes, or
+        SIGINT/SIGTERM; call *on_interval* every *interval* seconds; then
+        stop the source, drain what it buffered and close it.  Returns True
+        when the session ended normally (a signal is a normal end)."""
+        if not self.started:
+            self.start()
+        # Ctrl-C and SIGTERM set a flag checked after every drain (at most
+        # 0.5 s): an exception raised from the handler would land inside
+        # bcc's ring-buffer callback, where ctypes prints and swallows it
+        # and watch would run on (seen in the lab under a GUP burst).
+        finite = getattr(self.source, "exhausted", None) is not None
+        # a file source keeps Python's Ctrl-C: an interrupted replay is an error
+        old = {} if finite else {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in old:
+            signal.signal(sig, lambda signum, frame: self._stopping.append(signum))
+        try:
+            start = time.monotonic()
+            next_view = start + interval if interval else None
+            while not self._stopping:
+                now = time.monotonic()
+                if duration is not None and now - start >= duration:
+                    break
+                timeout = 0.5
+                if next_view is not None:
+                    timeout = min(timeout, next_view - now)
+                if duration is not None:
+                    timeout = min(timeout, start + duration - now)
+                self.feed(self.source.drain(max(0.0, timeout)))
+                self.account_lost()
+                if finite and self.source.exhausted:
+                    break
+                if next_view is not None and time.monotonic() >= next_view:
+                    next_view += interval
+                    if on_interval is not None:
+                        on_interval()
+            self.complete = True
+        except KeyboardInterrupt:
+            if finite:
+                raise
+            self.complete = True  # Ctrl-C before the handlers: a normal end
+        finally:
+            self.finish()
+            for sig, h in old.items():
+                signal.signal(sig, h)
+        return self.complete
+
+    def finish(self) -> None:
+        """Stop the source, drain what it already buffered (it was traced,
+        not lost; bounded in case the probes keep firing), close it."""
+        if getattr(self.source, "exhausted", None) is not None:
+            self.source.close()  # a file buffers nothing: an interrupted replay stops here
+            return
+        try:
+            self.source.stop()
+            end = time.monotonic() + FINAL_DRAIN_SECONDS
+            while time.monotonic() < end:
+                evs = self.source.drain(0)
+                if not evs:
+                    break
+                self.feed(evs)
+            self.account_lost()
+        except Exception as e:  # the views so far are still worth showing
+            log.debug("final drain failed: %s", e)
+        finally:
+            self.source.close()
+
+
+# ---------------------------------------------------------------------------
+# replay
+
+
+def replay(path: str, kernel: Optional[str] = None, pid: Optional[int] = None, reasons: bool = True,
+           on_event: Optional[Callable[[Event], None]] = None, max_rows: Optional[int] = None,
+           verify_reuse: bool = False):
+    """The watch views of a trace file: ``(views, source)``; the model
+    profile is *kernel*, else the recording's, else 6.12.  Fallback reasons
+    are reused for identical situations (:class:`CachedAttributor`);
+    *verify_reuse* runs the model anyway and counts differences."""
+    from .attrcache import CachedAttributor
+    from .attribute import Attributor
+    from .views import Aggregator
+
+    src = FileSource(path)
+    src.start()
+    release = kernel or (src.header or {}).get("kernel") or "6.12"
+    attributor = CachedAttributor(Attributor(release=release), verify=verify_reuse) if reasons else None
+    views = Aggregator(attributor, max_rows=max_rows)
+    keep = None if pid is None else (lambda rec: rec[3] == pid)
+    Session(src, views, keep=keep, on_event=on_event).run()
+    return views, src
