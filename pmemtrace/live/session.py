@@ -91,12 +91,13 @@ class FileSource:
 
     name = "file"
     BATCH = 512  # records per drain: transient, so memory stays with the views
-    #: drain() gives ``(name, fields, ts, pid, comm, cpu)`` tuples, not Events:
-    #: text traces are tokenized without an Event per line (the replay hot path)
-    yields_records = True
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, records: bool = False):
         self.path = path
+        #: *records*: drain() gives ``(name, fields, ts, pid, comm, cpu)``
+        #: tuples, not Events: text traces are tokenized without an Event
+        #: per line (the replay hot path; no recorder then)
+        self.yields_records = records
         self.fmt: Optional[str] = None
         self.stats = None
         self.header: Optional[dict] = None
@@ -106,9 +107,10 @@ class FileSource:
         self._first: List[tuple] = []
 
     def start(self) -> None:
-        from .parse import ParseStats, read_records
+        from .parse import ParseStats, read_events, read_records
 
-        self.fmt, self.stats, self._events = read_records(self.path, ParseStats())
+        read = read_records if self.yields_records else read_events
+        self.fmt, self.stats, self._events = read(self.path, ParseStats())
         # the header comes with the first event: the views' model profile
         # depends on its kernel release
         self._first = self._next_batch(1)
@@ -369,7 +371,7 @@ def replay(path: str, kernel: Optional[str] = None, pid: Optional[int] = None, r
     from .attribute import Attributor
     from .views import Aggregator
 
-    src = FileSource(path)
+    src = FileSource(path, records=True)
     src.start()
     release = kernel or (src.header or {}).get("kernel") or "6.12"
     attributor = CachedAttributor(Attributor(release=release), verify=verify_reuse) if reasons else None
