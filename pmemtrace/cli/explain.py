@@ -87,7 +87,8 @@ def run(args):
         print_json(pred.to_json())
         return 0
     src = args.example or os.path.basename(args.case)
-    print(f"case {src}: kernel {case.kernel or '(none given)'} -> profile {pred.profile.name}")
+    print(f"case {src}: kernel {case.kernel or '(none given)'} -> profile {pred.profile.name} "
+          f"({pred.profile.verification_text()})")
     rows = []
     for r in pred.results:
         what = r.outcome

@@ -205,8 +205,9 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
     trace = f.trace
     trace.append("dax_iomap_pmd_fault")
     trace.append(("dax_pmd_fault", flags, 0))
-    # P0: the PMD-aligned index at or after EOF
-    if index >= max_pgoff:
+    # P0: the PMD-aligned index at or after EOF (<= 5.14: after C1-C4)
+    sigbus_late = sim.profile.pmd_sigbus_after_vma_checks
+    if index >= max_pgoff and not sigbus_late:
         return _pmd_done(sim, f, addr, flags, SIGBUS, "sigbus-eof")
     # P1: dax_fault_check_fallback(), in order
     pmd_addr = addr & ~(PMD_SIZE - 1)
@@ -218,6 +219,8 @@ def dax_iomap_pmd_fault(sim, f, vma, addr, flags):
         return _pmd_done(sim, f, addr, flags, FALLBACK, "vma-start")
     if pmd_addr + PMD_SIZE > vma.end:
         return _pmd_done(sim, f, addr, flags, FALLBACK, "vma-end")
+    if index >= max_pgoff:
+        return _pmd_done(sim, f, addr, flags, SIGBUS, "sigbus-eof")
     if (index | PG_PMD_COLOUR) >= max_pgoff:
         return _pmd_done(sim, f, addr, flags, FALLBACK, "beyond-eof")
     # P2: grab_mapping_entry(order 9)
@@ -474,10 +477,11 @@ def _fault_once(sim, f, vma, addr, write, flags, retry_pte):
 def _pte_level(sim, f, vma, addr, write, flags, retry_pte):
     t = sim.mm.pmds.get(addr >> PMD_SHIFT)
     bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
-    if t is not None:
+    if t is not None and sim.profile.orig_pte_valid_flag:
         # handle_pte_fault(): a page table exists, so vmf->orig_pte is read and
         # FAULT_FLAG_ORIG_PTE_VALID set (printed as 0x800: the fs_dax print
-        # table has no name for it).  Lab, 6.12: "WRITE|...|0x800".
+        # table has no name for it).  Lab, 6.12: "WRITE|...|0x800"; the flag
+        # exists from v5.19 (profiles.py).
         flags |= FF_ORIG_PTE_VALID
     if t.__class__ is PteTable and t.present & bit:
         if not write or t.writable & bit:
