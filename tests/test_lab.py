@@ -112,6 +112,22 @@ class TestKernelNames:
         monkeypatch.setenv("PMEMTRACE_LAB_SECURITY_MIRROR", "http://m/sec")
         assert kernels.mirror("bullseye-security") == "http://m/sec"
 
+    def test_resolve_takes_the_newest_image_across_a_series_suites(self, monkeypatch, tmp_path):
+        found = {"bullseye": ["5.10.0-35-amd64"], "bullseye-security": ["5.10.0-46-amd64", "5.10.0-9-amd64"],
+                 "trixie-backports": [], "experimental": ["7.3-amd64"]}
+        monkeypatch.setattr(kernels, "_search_suite", lambda suite, *a: found[suite])
+        monkeypatch.setattr(kernels._Apt, "version", lambda self, pkg: "v-" + self.suite)
+        k = kernels.resolve("5.10", cache=str(tmp_path))
+        assert (k.release, k.suite, k.version) == ("5.10.0-46-amd64", "bullseye-security", "v-bullseye-security")
+        # no released 7.3 in trixie-backports: experimental's -rc is taken
+        k = kernels.resolve("7.3", cache=str(tmp_path))
+        assert (k.release, k.suite) == ("7.3-amd64", "experimental")
+        found["trixie-backports"] = ["7.3.4+deb13-amd64"]
+        assert kernels.resolve("7.3", cache=str(tmp_path)).release == "7.3.4+deb13-amd64"
+        found["bullseye"] = found["bullseye-security"] = []
+        with pytest.raises(LabError, match="no kernel image matching '5.10' in Debian bullseye,bullseye-security"):
+            kernels.resolve("5.10", cache=str(tmp_path))
+
     def test_natural_order(self):
         rel = ["7.2.9+deb14-amd64", "7.10.1+deb14-amd64", "7.2.13+deb14-amd64"]
         assert max(rel, key=kernels._natural_key) == "7.10.1+deb14-amd64"
