@@ -190,6 +190,24 @@ def test_orig_pte_valid_when_a_page_table_exists():
     assert not f0 & 0x800 and f1 & 0x800
 
 
+def test_5_10_lab_trace_of_neighbouring_4k_faults():
+    # lab, 5.10.0-46 xfs, MADV_NOHUGEPAGE: read page 0 (hole -> dax_load_hole),
+    # write page 2: flags 0x254 / 0x255, no 0x800 although a page table exists
+    p = fsdax([r(0), w(8192)], kernel="5.10.0-46-amd64", file_size=4 * M,
+              extents=[{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}],
+              mappings=[{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}])
+    got = [[(e.name, e.fields.get("flags"), e.fields.get("result")) for e in res.events()] for res in p.results]
+    assert got == [[("dax_pte_fault", 0x254, 0), ("dax_load_hole", 0x254, 0x100), ("dax_pte_fault_done", 0x254, 0x100)],
+                   [("dax_pte_fault", 0x255, 0), ("dax_pte_fault_done", 0x255, 0x100)]]
+    # the fault itself still returns MAJOR (and counts pgmajfault)
+    assert p.results[1].result == 0x104 and p.summary()["vmstat"]["pgmajfault"] == 1
+    # 5.15+ trace MAJOR in the event too
+    p = fsdax([r(0), w(8192)], kernel="5.15.0", file_size=4 * M,
+              extents=[{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}],
+              mappings=[{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}])
+    assert p.results[1].events()[-1].fields["result"] == 0x104
+
+
 def test_no_orig_pte_valid_before_5_19():
     # FAULT_FLAG_ORIG_PTE_VALID arrived in v5.19: 5.10/5.15 print no 0x800
     for kernel, flag in (("5.10.0", 0), ("5.15.0", 0), ("5.19.0", 0x800)):
@@ -227,6 +245,11 @@ def test_longterm_pin_of_fsdax_per_kernel(kernel, faults, gdp):
     assert (res.outcome, res.errno, res.reason) == ("error", 95, "longterm-pin-fsdax")
     assert bool(res.faults) is faults
     assert (res.all_calls().get("get_dev_pagemap", 0) > 0) is gdp
+    if faults:
+        # lab, 5.10.0-46 (io_uring REGISTER_BUFFERS of an unfaulted 2 MiB):
+        # dax_pmd_fault "shared WRITE" -> NOPAGE, then EOPNOTSUPP
+        ev = [(e.name, e.fields["flags"], e.fields["result"]) for e in res.events()]
+        assert ev[:2] == [("dax_pmd_fault", 0x1, 0), ("dax_pmd_fault_done", 0x1, 0x100)]
 
 
 def test_private_write_to_pmd_ext4_retry_matches_lab_6_12():

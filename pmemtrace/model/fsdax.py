@@ -346,11 +346,12 @@ def _set_pte(sim, addr, writable, zero=False, anon=False):
 # fs/dax.c dax_iomap_pte_fault()
 
 
-def _pte_done(f, flags, ret, reason=None):
-    """The tail of dax_iomap_pte_fault(): trace_dax_pte_fault_done()."""
+def _pte_done(f, flags, ret, reason=None, traced=None):
+    """The tail of dax_iomap_pte_fault(): trace_dax_pte_fault_done() (with
+    *traced* as the event's result when it differs from the return value)."""
     if reason and not f.reason:
         f.reason = reason
-    f.trace.append(("dax_pte_fault_done", flags, ret))
+    f.trace.append(("dax_pte_fault_done", flags, ret if traced is None else traced))
     return ret
 
 
@@ -408,6 +409,9 @@ def dax_iomap_pte_fault(sim, f, vma, addr, flags, cow):
     trace.append(prof.pte_insert_function[1 if write else 0])
     _set_pte(sim, addr, writable=write)
     f.outcome, f.level = "pte", "pte"
+    if not prof.pte_done_traces_major:
+        # <= 5.14: trace_dax_pte_fault_done(ret), then "return ret | major"
+        return _pte_done(f, flags, ret | NOPAGE, traced=(ret | NOPAGE) & ~MAJOR)
     return _pte_done(f, flags, ret | NOPAGE)
 
 

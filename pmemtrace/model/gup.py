@@ -124,6 +124,11 @@ def gup(sim, vma_lookup, fault_fn, access, start, result):
     if i < npages:
         hit("__get_user_pages")
     flags = GUP_FAULT_FLAGS | (FAULT_FLAG["WRITE"] if write else 0)
+    if refuse_after_pin:
+        # 5.10 __gup_longterm_locked() calls __get_user_pages_locked() with no
+        # `locked`, so faultin_page() adds neither ALLOW_RETRY nor KILLABLE
+        # (lab, 5.10.0-46: io_uring buffer registration faults "shared WRITE")
+        flags &= ~GUP_FAULT_FLAGS
     while i < npages:
         addr = first + (i << PAGE_SHIFT)
         v = vma_lookup(addr)

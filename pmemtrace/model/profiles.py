@@ -66,6 +66,9 @@ class Profile:
     #: faulted in and grabbed (__gup_longterm_locked() -> check_dax_vmas());
     #: later kernels refuse in check_vma_flags() before any fault
     longterm_fsdax_refused_after_pin: bool = False
+    #: dax_pte_fault_done's result includes VM_FAULT_MAJOR of a fault that
+    #: allocated blocks (before 5.15 the event is emitted before "| major")
+    pte_done_traces_major: bool = True
     #: the lab kernel this profile was checked against (docs/lab-findings.md),
     #: or None when it comes from reading kernel source and patches only
     verified_on: Optional[str] = None
@@ -189,6 +192,10 @@ P_5_11 = replace(
     # SIGBUS" test before dax_fault_check_fallback(); until then the colour,
     # COW and VMA-bounds checks ran first and fell back to the PTE path.
     pmd_sigbus_after_vma_checks=True,
+    # Same commit pair (c2436190e492, v5.15): until then dax_iomap_pte_fault()
+    # emits trace_dax_pte_fault_done(ret) and returns "ret | major", so a
+    # write that allocates logs NOPAGE, not MAJOR|NOPAGE (lab, 5.10.0-46).
+    pte_done_traces_major=False,
     # Linux kernel commit c2436190e492 ("fsdax: factor out a dax_fault_actor()
     # helper") (in v5.15) stopped emitting dax_pmd_insert_mapping and
     # dax_insert_mapping; before it they fire before every PMD/PTE insert
@@ -197,6 +204,7 @@ P_5_11 = replace(
         P_5_15.citations,
         pmd_sigbus_after_vma_checks='Linux kernel commit 55f81639a715 ("fsdax: factor out helpers to simplify the dax fault code") (in v5.15)',
         tracepoints='Linux kernel commit c2436190e492 ("fsdax: factor out a dax_fault_actor() helper") (in v5.15): dax_pmd_insert_mapping/dax_insert_mapping emitted before it',
+        pte_done_traces_major='Linux kernel commit c2436190e492 ("fsdax: factor out a dax_fault_actor() helper") (in v5.15)',
     ),
 )
 
