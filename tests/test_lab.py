@@ -77,18 +77,56 @@ class TestGuestScript:
 class TestKernelNames:
     @pytest.mark.parametrize("name,series", [("6.1", "6.1"), ("6.12", "6.12"), ("7", "7"),
                                              ("7.2", "7"), ("6.12.95", "6.12"),
-                                             ("6.1.0-50-amd64", None)])
+                                             ("5.10", "5.10"), ("5.10.262", "5.10"),
+                                             ("7.3", "7.3"), ("7.3.4", "7.3"),
+                                             ("6.1.0-50-amd64", None), ("5.10.0-46-amd64", None)])
     def test_series_of(self, name, series):
         assert kernels._series_of(name) == series
 
     def test_series_regexes_pick_only_plain_amd64_images(self):
         import re
-        ok = {"6.1": "linux-image-6.1.0-50-amd64", "6.12": "linux-image-6.12.95+deb12-amd64",
-              "7": "linux-image-7.2.13+deb14-amd64"}
+        ok = {"5.10": "linux-image-5.10.0-46-amd64", "6.1": "linux-image-6.1.0-50-amd64",
+              "6.12": "linux-image-6.12.95+deb12-amd64", "7": "linux-image-7.2.13+deb14-amd64",
+              "7.3": "linux-image-7.3.4+deb13-amd64"}
         for series, (_, rx) in kernels.SERIES.items():
             assert re.match(rx, ok[series]), series
             for bad in ("-cloud-amd64", "-rt-amd64", "-amd64-dbg", "-amd64-unsigned"):
                 assert not re.match(rx, ok[series].replace("-amd64", bad)), (series, bad)
+        # experimental's -rc image ("7.3-amd64") matches 7.3 but sorts below any 7.3.x
+        m = re.match(kernels.SERIES["7.3"].pattern, "linux-image-7.3-amd64")
+        assert m and m.group(1) == "7.3-amd64"
+        assert max(["7.3-amd64", "7.3.4+deb13-amd64"], key=kernels._natural_key) == "7.3.4+deb13-amd64"
+        # 7.3 stays out of the "7" series and 7.2 out of "7.3"
+        assert not re.match(kernels.SERIES["7.3"].pattern, "linux-image-7.2.12+deb13-amd64")
+
+    def test_series_suites(self):
+        assert kernels.SERIES["5.10"].suites == ("bullseye", "bullseye-security")
+        assert kernels.SERIES["7.3"].suites == ("trixie-backports", "experimental")
+        assert kernels.SERIES["6.1"].suites == ("bookworm",)
+
+    def test_security_suite_uses_the_security_archive(self, monkeypatch):
+        monkeypatch.delenv("PMEMTRACE_LAB_MIRROR", raising=False)
+        monkeypatch.delenv("PMEMTRACE_LAB_SECURITY_MIRROR", raising=False)
+        assert kernels.mirror("bullseye-security") == "http://deb.debian.org/debian-security"
+        assert kernels.mirror("bullseye") == "http://deb.debian.org/debian"
+        monkeypatch.setenv("PMEMTRACE_LAB_SECURITY_MIRROR", "http://m/sec")
+        assert kernels.mirror("bullseye-security") == "http://m/sec"
+
+    def test_resolve_takes_the_newest_image_across_a_series_suites(self, monkeypatch, tmp_path):
+        found = {"bullseye": ["5.10.0-35-amd64"], "bullseye-security": ["5.10.0-46-amd64", "5.10.0-9-amd64"],
+                 "trixie-backports": [], "experimental": ["7.3-amd64"]}
+        monkeypatch.setattr(kernels, "_search_suite", lambda suite, *a: found[suite])
+        monkeypatch.setattr(kernels._Apt, "version", lambda self, pkg: "v-" + self.suite)
+        k = kernels.resolve("5.10", cache=str(tmp_path))
+        assert (k.release, k.suite, k.version) == ("5.10.0-46-amd64", "bullseye-security", "v-bullseye-security")
+        # no released 7.3 in trixie-backports: experimental's -rc is taken
+        k = kernels.resolve("7.3", cache=str(tmp_path))
+        assert (k.release, k.suite) == ("7.3-amd64", "experimental")
+        found["trixie-backports"] = ["7.3.4+deb13-amd64"]
+        assert kernels.resolve("7.3", cache=str(tmp_path)).release == "7.3.4+deb13-amd64"
+        found["bullseye"] = found["bullseye-security"] = []
+        with pytest.raises(LabError, match="no kernel image matching '5.10' in Debian bullseye,bullseye-security"):
+            kernels.resolve("5.10", cache=str(tmp_path))
 
     def test_natural_order(self):
         rel = ["7.2.9+deb14-amd64", "7.10.1+deb14-amd64", "7.2.13+deb14-amd64"]
@@ -244,9 +282,9 @@ class TestCli:
 
     def test_unknown_kernel_is_one_line(self, capsys, tmp_path, monkeypatch):
         monkeypatch.setenv("PMEMTRACE_LAB_CACHE", str(tmp_path))
-        assert main(["lab", "fetch", "5.10"]) == 2  # bad input (docs/exit-status.md)
+        assert main(["lab", "fetch", "4.19"]) == 2  # bad input (docs/exit-status.md)
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "unknown lab kernel '5.10'" in err[0]
+        assert len(err) == 1 and "unknown lab kernel '4.19'" in err[0]
 
     def test_record_fixtures_rejects_unknown_config(self, capsys, tmp_path, monkeypatch):
         monkeypatch.setenv("PMEMTRACE_LAB_CACHE", str(tmp_path))

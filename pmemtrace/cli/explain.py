@@ -123,7 +123,8 @@ def _run(args):
         return 0
     pred = explain(case)
     src = args.example or os.path.basename(args.case)
-    print(f"case {src}: kernel {case.kernel or '(none given)'} -> profile {pred.profile.name}")
+    print(f"case {src}: kernel {case.kernel or '(none given)'} -> profile {pred.profile.name} "
+          f"({pred.profile.verification_text()})")
     rows = []
     for r in pred.results:
         what = r.outcome

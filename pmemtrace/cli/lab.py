@@ -61,9 +61,10 @@ def _cmd_kernels(args):
                   sys.stdout, indent=2)
         print()
         return 0
-    print(f"{'SERIES':<7} {'SUITE':<19} {'AVAILABLE':<24} CACHED")
+    width = max(19, *(len(suite) for _, suite, _, _ in rows))  # 5.10/7.3 name two suites
+    print(f"{'SERIES':<7} {'SUITE':<{width}} {'AVAILABLE':<24} CACHED")
     for s, suite, a, c in rows:
-        print(f"{s:<7} {suite:<19} {(a.release if a else '?'):<24} "
+        print(f"{s:<7} {suite:<{width}} {(a.release if a else '?'):<24} "
               f"{', '.join(k.release for k in c) or '-'}")
     print(f"cache: {kernels.cache_dir()}", file=sys.stderr)
     return 0

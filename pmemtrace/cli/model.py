@@ -70,6 +70,9 @@ def run_profiles(args):
         return 0
     table([(p.name, p.pmd_insert_function, "yes" if p.has_pfn_t else "no",
             "yes" if p.gup_uses_get_dev_pagemap else "no", "insert fn" if p.zero_pmd_via_insert else "set_pmd_at",
-            "yes" if p.vma_lock_faults else "no") for p in profs],
-          ["profile", "PMD insert", "pfn_t", "GUP get_dev_pagemap", "huge zero via", "VMA-lock faults"])
+            "yes" if p.vma_lock_faults else "no", p.verified_on or "source only") for p in profs],
+          ["profile", "PMD insert", "pfn_t", "GUP get_dev_pagemap", "huge zero via", "VMA-lock faults",
+           "verified in the lab on"])
+    if args.kernel and profs[0].release_note:
+        print(f"note: {profs[0].release_note}")
     return 0

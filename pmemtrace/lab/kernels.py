@@ -34,25 +34,48 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import NamedTuple, Tuple
 
 from ..errors import LabError, UsageError
 
 # ---------------------------------------------------------------------------
 # Configuration
 
-#: series name -> (Debian suite, regular expression for the image package).
-#: The newest matching package wins; flavours (cloud, rt), -dbg and
-#: -unsigned packages are never chosen.
+class Series(NamedTuple):
+    """Where a lab kernel series comes from."""
+
+    #: Debian suites searched, comma-separated (the newest image in any wins)
+    suite: str
+    #: regular expression for the image package; group 1 is the release
+    pattern: str
+
+    @property
+    def suites(self) -> Tuple[str, ...]:
+        return tuple(s.strip() for s in self.suite.split(","))
+
+
+#: series name -> where it comes from.  The newest matching package wins;
+#: flavours (cloud, rt), -dbg and -unsigned packages are never chosen.
+#: 5.10 gets its updates (new ABI numbers) in bullseye-security, so both
+#: suites are searched.
 SERIES = {
-    "6.1": ("bookworm", r"^linux-image-(6\.1\.[0-9]+-[0-9]+-amd64)$"),
-    "6.12": ("bookworm-backports", r"^linux-image-(6\.12\.[0-9]+\+deb12-amd64)$"),
-    "7": ("sid", r"^linux-image-(7\.[0-9]+\.[0-9]+\+deb[0-9]+-amd64)$"),
+    "5.10": Series("bullseye,bullseye-security", r"^linux-image-(5\.10\.0-[0-9]+-amd64)$"),
+    "6.1": Series("bookworm", r"^linux-image-(6\.1\.[0-9]+-[0-9]+-amd64)$"),
+    "6.12": Series("bookworm-backports", r"^linux-image-(6\.12\.[0-9]+\+deb12-amd64)$"),
+    "7": Series("sid", r"^linux-image-(7\.[0-9]+\.[0-9]+\+deb[0-9]+-amd64)$"),
+    # trixie-backports carries released 7.3.x; experimental only an -rc
+    # ("7.3-amd64", Version 7.3~rc7-1~exp1), which sorts below any 7.3.x
+    "7.3": Series("trixie-backports,experimental",
+                  r"^linux-image-(7\.3(\.[0-9]+[+]deb[0-9]+)?-amd64)$"),
 }
 
-#: Default series booted by ``pmemtrace lab test``.
+#: Default series booted by ``pmemtrace lab test`` and fetched by ``lab fetch``
+#: (the CI kernel list is scripts/test-all.sh's to decide).
 DEFAULT_SERIES = ("6.1", "6.12", "7")
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+#: security suites (bullseye-security) live in a separate archive
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 #: Package lists older than this are refreshed before resolving (seconds).
@@ -75,7 +98,11 @@ def cache_dir():
     return os.path.join(base, "pmemtrace", "lab")
 
 
-def mirror():
+def mirror(suite: str = "") -> str:
+    """The archive URL for *suite* (``$PMEMTRACE_LAB_MIRROR``, or
+    ``$PMEMTRACE_LAB_SECURITY_MIRROR`` for ``*-security`` suites)."""
+    if suite.endswith("-security"):
+        return os.environ.get("PMEMTRACE_LAB_SECURITY_MIRROR", DEFAULT_SECURITY_MIRROR)
     return os.environ.get("PMEMTRACE_LAB_MIRROR", DEFAULT_MIRROR)
 
 
@@ -115,7 +142,7 @@ class _Apt:
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         src = (
             "Types: deb\n"
-            f"URIs: {mirror()}\n"
+            f"URIs: {mirror(self.suite)}\n"
             f"Suites: {self.suite}\n"
             "Components: main\n"
             f"Signed-By: {KEYRING}\n"
@@ -155,7 +182,7 @@ class _Apt:
         self._setup()
         age = self.lists_age()
         if force or age is None or age > LISTS_MAX_AGE:
-            _status(f"updating package lists for {self.suite} from {mirror()}")
+            _status(f"updating package lists for {self.suite} from {mirror(self.suite)}")
             self._run("apt-get", ["update"])
             # apt only rewrites changed lists; touch them so the age check holds.
             for f in self._lists():
@@ -270,12 +297,12 @@ def _series_of(name):
     name = name.strip()
     if name in SERIES:
         return name
-    if re.fullmatch(r"7(\.\d+)?", name):
-        return "7"
-    if re.fullmatch(r"6\.1(\.\d+)?", name):
-        return "6.1"
-    if re.fullmatch(r"6\.12(\.\d+)?", name):
-        return "6.12"
+    # the most specific series first: 7.3.x is "7.3", other 7.x are "7"
+    for pattern, series in ((r"5\.10(\.\d+)?", "5.10"), (r"7\.3(\.\d+)?", "7.3"),
+                            (r"7(\.\d+)?", "7"), (r"6\.1(\.\d+)?", "6.1"),
+                            (r"6\.12(\.\d+)?", "6.12")):
+        if re.fullmatch(pattern, name):
+            return series
     return None
 
 
@@ -304,7 +331,7 @@ def cached_kernels(cache=None):
 
 
 def resolve(name, update=True, cache=None):
-    """Resolve *name* (a series ``6.1``/``6.12``/``7``, ``7.2`` or a full
+    """Resolve *name* (a series such as ``5.10``/``6.12``/``7``, ``7.2`` or a full
     release) to the newest :class:`Kernel` Debian offers, from the package
     lists (refreshed if older than a day when *update* is true)."""
     cache = cache or cache_dir()
@@ -315,7 +342,20 @@ def resolve(name, update=True, cache=None):
                 return k
         raise UsageError(f"unknown lab kernel {name!r}: use one of {', '.join(SERIES)} "
                        "or a cached release (pmemtrace lab kernels)")
-    suite, regex = SERIES[series]
+    found = []  # (release, suite)
+    for suite in SERIES[series].suites:
+        found += [(release, suite) for release in _search_suite(suite, SERIES[series].pattern,
+                                                                  name, series, update, cache)]
+    if not found:
+        raise LabError(f"no kernel image matching {name!r} in Debian {SERIES[series].suite} "
+                       f"({', '.join(sorted({mirror(s) for s in SERIES[series].suites}))})")
+    release, suite = max(found, key=lambda rs: _natural_key(rs[0]))
+    return Kernel(series, release, suite, _Apt(suite, cache).version(f"linux-image-{release}"),
+                  cache=cache)
+
+
+def _search_suite(suite, regex, name, series, update, cache):
+    """Releases in *suite* whose image matches *regex* and the user's *name*."""
     apt = _Apt(suite, cache)
     if update:
         apt.update()
@@ -327,10 +367,7 @@ def resolve(name, update=True, cache=None):
         if m and (name == series or m.group(1).startswith(name + ".") or m.group(1).startswith(name + "-")
                   or m.group(1) == name):
             releases.append(m.group(1))
-    if not releases:
-        raise LabError(f"no kernel image matching {name!r} in Debian {suite} ({mirror()})")
-    release = max(releases, key=_natural_key)
-    return Kernel(series, release, suite, apt.version(f"linux-image-{release}"), cache=cache)
+    return releases
 
 
 def find(name, cache=None):
@@ -494,7 +531,7 @@ def fetch(name, force=False, cache=None):
         kernel.packages = pkgs
         kernel.fetched = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         meta = {k: getattr(kernel, k) for k in ("series", "release", "suite", "version", "packages", "fetched")}
-        meta["mirror"] = mirror()
+        meta["mirror"] = mirror(kernel.suite)
         with open(os.path.join(tmp, "KERNEL.json"), "w") as f:
             json.dump(meta, f, indent=2)
             f.write("\n")

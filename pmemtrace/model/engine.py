@@ -524,7 +524,10 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[Lis
     handle_fault = sim.fault_handler
     maps: Dict[Optional[str], Mapping] = {m.id: m for m in case.mappings}
     rflags = USER_FAULT_FLAGS
-    wflags = USER_FAULT_FLAGS | FAULT_FLAG["WRITE"]
+    if not sim.profile.user_fault_interruptible:
+        # before FAULT_FLAG_INTERRUPTIBLE (v5.7): ALLOW_RETRY|KILLABLE|USER
+        rflags &= ~FAULT_FLAG["INTERRUPTIBLE"]
+    wflags = rflags | FAULT_FLAG["WRITE"]
     for i, a in enumerate(case.accesses):
         op = a.op
         if op == "pwrite":

@@ -214,8 +214,9 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
     trace = f.trace
     trace.append("dax_iomap_pmd_fault")
     trace.append(("dax_pmd_fault", flags, 0))
-    # P0: the PMD-aligned index at or after EOF
-    if index >= max_pgoff:
+    # P0: the PMD-aligned index at or after EOF (<= 5.14: after C1-C4)
+    sigbus_late = sim.profile.pmd_sigbus_after_vma_checks
+    if index >= max_pgoff and not sigbus_late:
         return _pmd_done(sim, f, addr, flags, SIGBUS, "sigbus-eof")
     # P1: dax_fault_check_fallback(), in order
     pmd_addr = addr & ~(PMD_SIZE - 1)
@@ -227,6 +228,8 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
         return _pmd_done(sim, f, addr, flags, FALLBACK, "vma-start")
     if pmd_addr + PMD_SIZE > vma.end:
         return _pmd_done(sim, f, addr, flags, FALLBACK, "vma-end")
+    if index >= max_pgoff:
+        return _pmd_done(sim, f, addr, flags, SIGBUS, "sigbus-eof")
     if (index | PG_PMD_COLOUR) >= max_pgoff:
         return _pmd_done(sim, f, addr, flags, FALLBACK, "beyond-eof")
     # P2: grab_mapping_entry(order 9)
@@ -352,11 +355,12 @@ def _set_pte(sim: Sim, addr: int, writable: bool, zero: bool = False, anon: bool
 # fs/dax.c dax_iomap_pte_fault()
 
 
-def _pte_done(f: Fault, flags: int, ret: int, reason: str | None = None) -> int:
-    """The tail of dax_iomap_pte_fault(): trace_dax_pte_fault_done()."""
+def _pte_done(f: Fault, flags: int, ret: int, reason: str | None = None, traced: int | None = None) -> int:
+    """The tail of dax_iomap_pte_fault(): trace_dax_pte_fault_done() (with
+    *traced* as the event's result when it differs from the return value)."""
     if reason and not f.reason:
         f.reason = reason
-    f.trace.append(("dax_pte_fault_done", flags, ret))
+    f.trace.append(("dax_pte_fault_done", flags, ret if traced is None else traced))
     return ret
 
 
@@ -414,6 +418,9 @@ def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow
     trace.append(prof.pte_insert_function[1 if write else 0])
     _set_pte(sim, addr, writable=write)
     f.outcome, f.level = "pte", "pte"
+    if not prof.pte_done_traces_major:
+        # <= 5.14: trace_dax_pte_fault_done(ret), then "return ret | major"
+        return _pte_done(f, flags, ret | NOPAGE, traced=(ret | NOPAGE) & ~MAJOR)
     return _pte_done(f, flags, ret | NOPAGE)
 
 
@@ -483,10 +490,11 @@ def _fault_once(sim: Sim, f: Fault, vma: Vma, addr: int, write: bool, flags: int
 def _pte_level(sim: Sim, f: Fault, vma: Vma, addr: int, write: bool, flags: int, retry_pte: bool) -> int:
     t = sim.mm.pmds.get(addr >> PMD_SHIFT)
     bit = 1 << ((addr >> PAGE_SHIFT) & PG_PMD_COLOUR)
-    if t is not None:
+    if t is not None and sim.profile.orig_pte_valid_flag:
         # handle_pte_fault(): a page table exists, so vmf->orig_pte is read and
         # FAULT_FLAG_ORIG_PTE_VALID set (printed as 0x800: the fs_dax print
-        # table has no name for it).  Lab, 6.12: "WRITE|...|0x800".
+        # table has no name for it).  Lab, 6.12: "WRITE|...|0x800"; the flag
+        # exists from v5.19 (profiles.py).
         flags |= FF_ORIG_PTE_VALID
     if t.__class__ is PteTable and t.present & bit:
         if not write or t.writable & bit:

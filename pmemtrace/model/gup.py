@@ -8,7 +8,8 @@ looks each page up again (follow_page_mask()).  On kernels whose DAX
 mappings carry the devmap bit (<= 6.14), every page grabbed calls
 get_dev_pagemap() (gup_pte_range()/__gup_device_huge() on the fast path,
 follow_devmap_pmd()/follow_page_pte() on the slow path).  FOLL_LONGTERM pins
-of fsdax memory are refused (check_vma_flags(): -EOPNOTSUPP).
+of fsdax memory are refused (check_vma_flags(): -EOPNOTSUPP; <= 5.10 only
+after faulting the pages in, profiles.py).
 kernel-dax-behavior.md section 10.
 """
 
@@ -107,13 +108,19 @@ def gup(sim: Any, vma_lookup: Callable[[int], Optional[Vma]], fault_fn: Callable
         result.set_error(EFAULT, "write-readonly")
         return
     is_fsdax = sim.device.mode == "fsdax"
+    refuse_after_pin = False
     if access.longterm and is_fsdax and prof.longterm_fsdax_refused:
-        # Fast path: devmap + FOLL_LONGTERM (<= 6.14) or
-        # !folio_is_longterm_pinnable() (6.15+) -> gives up before
-        # get_dev_pagemap(); slow path: check_vma_flags() -> -EOPNOTSUPP.
-        hit("check_vma_flags")
-        result.set_error(EOPNOTSUPP, "longterm-pin-fsdax")
-        return
+        if prof.longterm_fsdax_refused_after_pin:
+            # <= 5.10: __gup_longterm_locked() faults in and grabs the pages
+            # first, then check_dax_vmas() puts them back -> -EOPNOTSUPP
+            refuse_after_pin = True
+        else:
+            # Fast path: devmap + FOLL_LONGTERM (<= 6.14) or
+            # !folio_is_longterm_pinnable() (6.15+) -> gives up before
+            # get_dev_pagemap(); slow path: check_vma_flags() -> -EOPNOTSUPP.
+            hit("check_vma_flags")
+            result.set_error(EOPNOTSUPP, "longterm-pin-fsdax")
+            return
     i = 0
     pinned_fast = 0
     populate = access.populate
@@ -150,6 +157,11 @@ def gup(sim: Any, vma_lookup: Callable[[int], Optional[Vma]], fault_fn: Callable
     if i < npages:
         hit("__get_user_pages")
     flags = GUP_FAULT_FLAGS | (FAULT_FLAG["WRITE"] if write else 0)
+    if refuse_after_pin:
+        # 5.10 __gup_longterm_locked() calls __get_user_pages_locked() with no
+        # `locked`, so faultin_page() adds neither ALLOW_RETRY nor KILLABLE
+        # (lab, 5.10.0-46: io_uring buffer registration faults "shared WRITE")
+        flags &= ~GUP_FAULT_FLAGS
     while i < npages:
         addr = first + (i << PAGE_SHIFT)
         v = vma_lookup(addr)
@@ -179,3 +191,7 @@ def gup(sim: Any, vma_lookup: Callable[[int], Optional[Vma]], fault_fn: Callable
         i += 1
     result.pinned = 0 if populate else i
     result.pinned_fast = pinned_fast
+    if refuse_after_pin and i:
+        hit("__gup_longterm_locked")
+        result.pinned = result.pinned_fast = 0
+        result.set_error(EOPNOTSUPP, "longterm-pin-fsdax")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Dict, Optional, Tuple
 
 from ..errors import UsageError
 
@@ -55,7 +55,48 @@ class Profile:
     #: MAP_PRIVATE mapping too (6.1); later kernels call it for shared
     #: mappings only and go straight to split + PTE COW
     wp_huge_pmd_private_huge_fault: bool = False
-    citations: dict[str, str] = field(default_factory=dict)
+    #: x86 user faults carry FAULT_FLAG_INTERRUPTIBLE (0x254/0x255 instead
+    #: of 0x54/0x55)
+    user_fault_interruptible: bool = True
+    #: handle_pte_fault() sets FAULT_FLAG_ORIG_PTE_VALID when a page table
+    #: exists (the 0x800 in PTE-path event flags)
+    orig_pte_valid_flag: bool = True
+    #: dax_iomap_pmd_fault() tests "PMD index at/after EOF" (SIGBUS) only
+    #: after the colour/COW/VMA checks, which fall back first
+    pmd_sigbus_after_vma_checks: bool = False
+    #: FOLL_LONGTERM pins of fsdax are refused only after the pages were
+    #: faulted in and grabbed (__gup_longterm_locked() -> check_dax_vmas());
+    #: later kernels refuse in check_vma_flags() before any fault
+    longterm_fsdax_refused_after_pin: bool = False
+    #: dax_pte_fault_done's result includes VM_FAULT_MAJOR of a fault that
+    #: allocated blocks (before 5.15 the event is emitted before "| major")
+    pte_done_traces_major: bool = True
+    #: the lab kernel this profile was checked against (docs/lab-findings.md),
+    #: or None when it comes from reading kernel source and patches only
+    verified_on: Optional[str] = None
+    #: what the selection of this profile for a release should warn about
+    #: (set per release by select_profile(): backports, newer than known)
+    release_note: Optional[str] = None
+    citations: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def basis(self) -> str:
+        """``"lab"`` if verified on a lab kernel, else ``"source"``."""
+        return "lab" if self.verified_on else "source"
+
+    def verification(self) -> Dict[str, Optional[str]]:
+        """The basis of this profile, as explain's JSON reports it."""
+        return {"basis": self.basis, "verified_on": self.verified_on, "note": self.release_note}
+
+    def verification_text(self) -> str:
+        """One line for text answers."""
+        if self.verified_on:
+            text = f"verified in the lab on {self.verified_on}"
+        else:
+            text = "from kernel source reading only (not verified in the lab)"
+        if self.release_note:
+            text += f"; {self.release_note}"
+        return text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +111,7 @@ class Profile:
             "vma_lock_faults": self.vma_lock_faults,
             "tracepoints": list(self.tracepoints),
             "get_dev_pagemap_args": self.get_dev_pagemap_args,
+            "verification": self.verification(),
         }
 
 
@@ -115,12 +157,145 @@ P_6_1 = Profile(
     # dax_pmd_fault WRITE ... FALLBACK before the PTE COW; 6.12.95 and 7.2.13
     # log no PMD event there (mm/memory.c wp_huge_pmd() checks VM_SHARED).
     wp_huge_pmd_private_huge_fault=True,
+    verified_on="6.1.0-50-amd64",
     citations={
         "pmd_insert_function": "mm/huge_memory.c vmf_insert_pfn_pmd_prot() (v6.1)",
         "gup_uses_get_dev_pagemap": "mm/gup.c follow_devmap_pmd(), gup_pte_range(), __gup_device_huge() (v6.1)",
         "pmd_needs_devmap": "fs/dax.c dax_iomap_direct_access(): 'For larger pages we need devmap' (v6.1)",
         "zero_pmd_via_insert": "fs/dax.c dax_pmd_load_hole() set_pmd_at() (v6.1)",
     },
+)
+
+
+# --------------------------------------------------------------------------
+# Before 6.1: each older profile undoes, newest first, what a later kernel
+# added (the commit that added it is cited at the field).
+
+P_5_15 = replace(
+    P_6_1,
+    name="5.15",
+    version=(5, 15),
+    # Linux kernel commit f46f2adecdcc ("mm: check against orig_pte for
+    # finish_fault()") (in v5.19) added FAULT_FLAG_ORIG_PTE_VALID (0x800),
+    # which handle_pte_fault() sets when a page table exists.
+    orig_pte_valid_flag=False,
+    verified_on=None,
+    citations=dict(
+        P_6_1.citations,
+        orig_pte_valid_flag='Linux kernel commit f46f2adecdcc ("mm: check against orig_pte for finish_fault()") (in v5.19)',
+    ),
+)
+
+P_5_11 = replace(
+    P_5_15,
+    name="5.11",
+    version=(5, 11),
+    # Linux kernel commit 55f81639a715 ("fsdax: factor out helpers to simplify
+    # the dax fault code") (in v5.15) moved the "PMD index at/after EOF ->
+    # SIGBUS" test before dax_fault_check_fallback(); until then the colour,
+    # COW and VMA-bounds checks ran first and fell back to the PTE path.
+    pmd_sigbus_after_vma_checks=True,
+    # Same commit pair (c2436190e492, v5.15): until then dax_iomap_pte_fault()
+    # emits trace_dax_pte_fault_done(ret) and returns "ret | major", so a
+    # write that allocates logs NOPAGE, not MAJOR|NOPAGE (lab, 5.10.0-46).
+    pte_done_traces_major=False,
+    # Linux kernel commit c2436190e492 ("fsdax: factor out a dax_fault_actor()
+    # helper") (in v5.15) stopped emitting dax_pmd_insert_mapping and
+    # dax_insert_mapping; before it they fire before every PMD/PTE insert
+    # (the model does not compare them: pmemtrace compares the *_done events).
+    citations=dict(
+        P_5_15.citations,
+        pmd_sigbus_after_vma_checks='Linux kernel commit 55f81639a715 ("fsdax: factor out helpers to simplify the dax fault code") (in v5.15)',
+        tracepoints='Linux kernel commit c2436190e492 ("fsdax: factor out a dax_fault_actor() helper") (in v5.15): dax_pmd_insert_mapping/dax_insert_mapping emitted before it',
+        pte_done_traces_major='Linux kernel commit c2436190e492 ("fsdax: factor out a dax_fault_actor() helper") (in v5.15)',
+    ),
+)
+
+P_5_10 = replace(
+    P_5_11,
+    name="5.10",
+    version=(5, 10),
+    # Linux kernel commit 52650c8b466b ("mm/gup: remove the vma allocation
+    # from gup_longterm_locked()") (in v5.11) moved the fsdax FOLL_LONGTERM
+    # refusal into check_vma_flags(); in 5.10 __gup_longterm_locked() first
+    # faults in and grabs the pages, then check_dax_vmas() puts them back and
+    # returns -EOPNOTSUPP.
+    longterm_fsdax_refused_after_pin=True,
+    verified_on="5.10.0-46-amd64",
+    citations=dict(
+        P_5_11.citations,
+        longterm_fsdax_refused_after_pin='Linux kernel commit 52650c8b466b ("mm/gup: remove the vma allocation from gup_longterm_locked()") (in v5.11)',
+    ),
+)
+
+P_4_18 = replace(
+    P_5_10,
+    name="4.18",
+    version=(4, 18),
+    # Linux kernel commit 9a9731b18c9b ("mm: Add vmf_insert_pfn_xxx_prot() for
+    # huge page-table entries") (in v5.7) turned vmf_insert_pfn_pmd/pud() into
+    # inline wrappers of the _prot functions; before it they are the real
+    # functions.
+    pmd_insert_function="vmf_insert_pfn_pmd",
+    pud_insert_function="vmf_insert_pfn_pud",
+    # Linux kernel commit c270a7eedcf2 ("mm: introduce FAULT_FLAG_INTERRUPTIBLE")
+    # (in v5.7): x86 user faults became FAULT_FLAG_DEFAULT|USER = 0x254; before
+    # it ALLOW_RETRY|KILLABLE|USER = 0x54.
+    user_fault_interruptible=False,
+    verified_on=None,
+    citations=dict(
+        P_5_10.citations,
+        pmd_insert_function='Linux kernel commit 9a9731b18c9b ("mm: Add vmf_insert_pfn_xxx_prot() for huge page-table entries") (in v5.7)',
+        user_fault_interruptible='Linux kernel commit c270a7eedcf2 ("mm: introduce FAULT_FLAG_INTERRUPTIBLE") (in v5.7)',
+    ),
+)
+
+# --------------------------------------------------------------------------
+# Between 6.1 and 6.12 (source reading only)
+
+P_6_2 = replace(
+    P_6_1,
+    name="6.2",
+    version=(6, 2),
+    # Linux kernel commit aea06577a900 ("mm: don't call vm_ops->huge_fault() in
+    # wp_huge_pmd()/wp_huge_pud() for private mappings") (in v6.2)
+    wp_huge_pmd_private_huge_fault=False,
+    verified_on=None,
+    citations=dict(
+        P_6_1.citations,
+        wp_huge_pmd_private_huge_fault='Linux kernel commit aea06577a900 ("mm: don\'t call vm_ops->huge_fault() in wp_huge_pmd()/wp_huge_pud() for private mappings") (in v6.2)',
+    ),
+)
+
+P_6_4 = replace(
+    P_6_2,
+    name="6.4",
+    version=(6, 4),
+    # Linux kernel commit 7b806d229ef1 ("mm: remove vmf_insert_pfn_xxx_prot()
+    # for huge page-table entries") (in v6.4): vmf_insert_pfn_pmd/pud() are real
+    # functions again.  Per-VMA locks (v6.4) cover anonymous VMAs only, and
+    # until v6.6 a file VMA's fault under the VMA lock retries under mmap_lock
+    # before any DAX code runs: no VMA_LOCK in DAX event flags.
+    pmd_insert_function="vmf_insert_pfn_pmd",
+    pud_insert_function="vmf_insert_pfn_pud",
+    citations=dict(
+        P_6_2.citations,
+        pmd_insert_function='Linux kernel commit 7b806d229ef1 ("mm: remove vmf_insert_pfn_xxx_prot() for huge page-table entries") (in v6.4)',
+    ),
+)
+
+P_6_6 = replace(
+    P_6_4,
+    name="6.6",
+    version=(6, 6),
+    # Linux kernel commit 40d49a3c9e4a ("mm: allow ->huge_fault() to be called
+    # without the mmap_lock held") (in v6.6), with the "Handle most file-backed
+    # faults under the VMA lock" series of the same release.
+    vma_lock_faults=True,
+    citations=dict(
+        P_6_4.citations,
+        vma_lock_faults='Linux kernel commit 40d49a3c9e4a ("mm: allow ->huge_fault() to be called without the mmap_lock held") (in v6.6)',
+    ),
 )
 
 P_6_12 = replace(
@@ -141,10 +316,13 @@ P_6_12 = replace(
     vma_lock_faults=True,
     zero_field="zero_folio",
     wp_huge_pmd_private_huge_fault=False,
+    verified_on="6.12.95+deb12-amd64",
     citations=dict(
         P_6_1.citations,
         pmd_insert_function="mm/huge_memory.c vmf_insert_pfn_pmd() (v6.12)",
         vma_lock_faults="arch/x86/mm/fault.c lock_vma_under_rcu() + mm/memory.c create_huge_pmd() (v6.12)",
+        zero_field='Linux kernel commit 5691753d73a2 ("mm: convert huge_zero_page to huge_zero_folio") (in v6.10), '
+                   'whose series ("dax: use huge_zero_folio") renamed the dax_pmd_load_hole field',
     ),
 )
 
@@ -160,6 +338,7 @@ P_6_15 = replace(
     pud_insert_function="vmf_insert_folio_pud",
     pte_insert_function=("vmf_insert_page_mkwrite", "vmf_insert_page_mkwrite"),
     gup_uses_get_dev_pagemap=False,
+    verified_on=None,
     pmd_needs_devmap=False,
     citations=dict(
         P_6_12.citations,
@@ -198,11 +377,46 @@ P_6_18 = replace(
     ),
 )
 
-P_7_0 = replace(P_6_18, name="7.0", version=(7, 0))
+P_7_0 = replace(P_6_18, name="7.0", version=(7, 0), verified_on="7.2.13+deb14-amd64")
 
-PROFILES = (P_6_1, P_6_12, P_6_15, P_6_17, P_6_18, P_7_0)
+PROFILES = (P_4_18, P_5_10, P_5_11, P_5_15, P_6_1, P_6_2, P_6_4, P_6_6, P_6_12, P_6_15, P_6_17,
+            P_6_18, P_7_0)
 DEFAULT_RELEASE = "6.12"
 
+#: Every Linux release from 4.18 on, explicitly: (first, last, profile).
+#: Releases inside a span behave like its profile for everything pmemtrace
+#: models (the spans end where a cited commit changed something).
+RELEASE_SPANS = (
+    ((4, 18), (5, 6), P_4_18),
+    ((5, 7), (5, 10), P_5_10),
+    ((5, 11), (5, 14), P_5_11),
+    ((5, 15), (5, 18), P_5_15),
+    ((5, 19), (6, 1), P_6_1),
+    ((6, 2), (6, 3), P_6_2),
+    ((6, 4), (6, 5), P_6_4),
+    ((6, 6), (6, 9), P_6_6),
+    ((6, 10), (6, 14), P_6_12),
+    ((6, 15), (6, 16), P_6_15),
+    ((6, 17), (6, 17), P_6_17),
+    ((6, 18), (6, 19), P_6_18),
+    ((7, 0), (7, 3), P_7_0),
+)
+#: The last minor release of each major series (for telling "5.25" is no release).
+_LAST_MINOR = {4: 20, 5: 19, 6: 19}
+OLDEST = RELEASE_SPANS[0][0]
+NEWEST_KNOWN = RELEASE_SPANS[-1][1]
+
+#: Distribution kernels whose vendor backports later upstream changes: the
+#: profile is chosen by the base release, which such a kernel only starts from.
+_DISTRO_NOTES = (
+    (re.compile(r"\.el(\d+)"), "a RHEL {0} kernel (or a rebuild): Red Hat backports later upstream "
+                                "changes, so it can behave like a newer profile in places"),
+    (re.compile(r"^\d+\.\d+\.\d+-\d+-(generic|lowlatency|aws|azure|gcp|oracle|kvm|ibm)\b"),
+     "an Ubuntu kernel: Ubuntu adds stable updates and its own backports, so it can behave like "
+     "a newer profile in places"),
+    (re.compile(r"-default$|\.\d+-default\b"), "a SUSE kernel: SUSE backports later upstream "
+                                                   "changes, so it can behave like a newer profile in places"),
+)
 _REL_RE = re.compile(r"^\s*(\d+)\.(\d+)")
 
 
@@ -214,8 +428,25 @@ def parse_release(release: object) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def select_profile(release: str | None = None) -> Profile:
-    """The profile for *release*: the newest one at or below it.
+def release_note(release: str) -> Optional[str]:
+    """What to say about a release's profile beyond the profile itself:
+    distribution backports, or a release newer than any pmemtrace knows."""
+    ver = parse_release(release)
+    if ver > NEWEST_KNOWN:
+        return (f"{ver[0]}.{ver[1]} is newer than {NEWEST_KNOWN[0]}.{NEWEST_KNOWN[1]}, the newest "
+                f"release pmemtrace knows: the {RELEASE_SPANS[-1][2].name} profile is assumed")
+    for rx, text in _DISTRO_NOTES:
+        m = rx.search(str(release))
+        if m:
+            return text.format(*m.groups())
+    return None
+
+
+def select_profile(release: Optional[str] = None) -> Profile:
+    """The profile for *release*, from the explicit table :data:`RELEASE_SPANS`
+    (every release from 4.18 on; newer releases than the table get its
+    newest profile, with a note).  The returned profile carries the
+    release's note (:func:`release_note`) in ``release_note``.
 
     >>> select_profile("6.12.95+deb12-amd64").name
     '6.12'
@@ -223,17 +454,25 @@ def select_profile(release: str | None = None) -> Profile:
     '6.15'
     >>> select_profile("7.2.13+deb14-amd64").name
     '7.0'
+    >>> select_profile("5.10.0-46-amd64").name
+    '5.10'
+    >>> select_profile("4.18.0-513.el8.x86_64").release_note.startswith("a RHEL 8 kernel")
+    True
     """
     if release is None:
         release = DEFAULT_RELEASE
     ver = parse_release(release)
-    chosen = None
-    for p in PROFILES:
-        if p.version <= ver:
-            chosen = p
-    if chosen is None:
+    if ver < OLDEST:
         raise UsageError(
-            f"kernel {release} is older than the oldest profile ({PROFILES[0].name}); "
-            "pmemtrace models 6.1 and later"
-        )
-    return chosen
+            f"kernel {release} is older than 4.18, the oldest release pmemtrace models (RHEL 8's "
+            "base): earlier DAX fault code (MAP_SYNC came in 4.15, vm_fault_t in 4.17) was not read")
+    if ver[0] in _LAST_MINOR and ver[1] > _LAST_MINOR[ver[0]]:
+        raise UsageError(f"kernel {release}: there is no Linux {ver[0]}.{ver[1]} "
+                         f"(the {ver[0]}.x series ended with {ver[0]}.{_LAST_MINOR[ver[0]]})")
+    chosen = RELEASE_SPANS[-1][2]
+    for first, last, profile in RELEASE_SPANS:
+        if first <= ver <= last:
+            chosen = profile
+            break
+    note = release_note(release)
+    return replace(chosen, release_note=note) if note else chosen
