@@ -106,8 +106,8 @@ def main():
     for mode in a.modes.split(","):
         extra, name = modes[mode]
         if mode != "json":
-            from pmemtrace.cli.explain import add_parser  # noqa: F401
             import pmemtrace.cli.explain as ce
+            from pmemtrace.cli.explain import add_parser  # noqa: F401
             if not hasattr(ce, "write_json"):
                 continue  # this pmemtrace has only --json (indent 1)
         out = os.path.join(d, name)

@@ -21,7 +21,7 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pmemtrace.model import explain, parse_case  # noqa: E402
+from pmemtrace.model import explain, parse_case
 
 G, M = 1 << 30, 1 << 20
 

@@ -28,9 +28,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pmemtrace.live.session import replay  # noqa: E402
-from pmemtrace.events import format_event  # noqa: E402
-from pmemtrace.live.parse import ParseStats, parse_trace_text  # noqa: E402
+from pmemtrace.events import format_event
+from pmemtrace.live.parse import ParseStats, parse_trace_text
+from pmemtrace.live.session import replay
 
 DEV = 259 << 20
 
@@ -125,7 +125,7 @@ def main():
             with open(out, "w") as f:
                 _, t_tc = timed(lambda: subprocess.run(["trace-cmd", "report", "-i", args.dat], stdout=f,
                                                        stderr=subprocess.DEVNULL, check=True))
-            (agg2, src3), t_rp = timed(lambda: replay(out))
+            (_agg2, src3), t_rp = timed(lambda: replay(out))
             st3 = src3.stats
             print(f"trace-cmd report : {args.dat} in {t_tc:.2f} s; pmemtrace replay of its text: "
                   f"{st3.events} events in {t_rp:.2f} s (ratio replay/report {t_rp / t_tc:.2f})")

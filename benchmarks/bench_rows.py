@@ -17,9 +17,9 @@ import tracemalloc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pmemtrace.events import VM_FAULT, Event  # noqa: E402
-from pmemtrace.live.attribute import Attributor  # noqa: E402
-from pmemtrace.live.views import Aggregator  # noqa: E402
+from pmemtrace.events import VM_FAULT, Event
+from pmemtrace.live.attribute import Attributor
+from pmemtrace.live.views import Aggregator
 
 
 def events(n):
@@ -42,7 +42,7 @@ def measure(n, attributor, max_rows=None):
     for ev in events(n):
         agg.add(ev)
     gc.collect()
-    cur, peak = tracemalloc.get_traced_memory()
+    cur, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return agg, cur
 

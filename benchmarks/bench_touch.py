@@ -65,7 +65,7 @@ def bench(path, size):
             _cold(fd)
             m = E.mmap(fd, size)
             try:
-                t1, n = _engine_loop(m, write)
+                t1, _n = _engine_loop(m, write)
                 t2 = min(_engine_loop(m, write)[0] for _ in range(REPEAT))
             finally:
                 m.unmap()

@@ -117,9 +117,9 @@ def main():
         ws = {kind: workload(args.dir, kind) for kind in ("pmd", "pte")}
         summ = None
         if tr:
-            out, err = tr.stop()
+            out, _err = tr.stop()
             if mode in ("bcc", "tracefs"):
-                summ = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+                summ = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
                 summ = [x for x in summ if x.get("type") == "summary"][-1]
         for kind, w in ws.items():
             row = {"seconds": w["seconds"], "touches": w["touches"]}

@@ -116,7 +116,7 @@ def _is_int(v: object, lo: int = -_INT_LIMIT, hi: int = _INT_LIMIT) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v < hi
 
 
-def record_problem(d: object) -> Optional[str]:
+def record_problem(d: object) -> str | None:
     """What is wrong with one JSON-lines record of a recording (a header,
     a ``lost``/``end`` marker or an :class:`Event` as ``to_json`` writes
     it), or None when its shape is right: replay checks every record

@@ -9,7 +9,12 @@ root on a DAX-mounted xfs (docs/lab-findings.md, 5.10):
         /usr/bin/python3 scripts/lab_profile_rules.py /tmp/pmem
 
 Uses the global tracefs buffer (a lab guest has nothing else tracing)."""
-import ctypes, ctypes.util, mmap, os, subprocess, sys, time
+import ctypes
+import ctypes.util
+import os
+import subprocess
+import sys
+
 T = "/sys/kernel/tracing"
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
@@ -30,10 +35,10 @@ def trace(label, fn):
         out = fn()
     finally:
         w("events/fs_dax/enable", "0")
-    lines = [l.split(": ", 1)[1] for l in open(os.path.join(T, "trace")) if "dax_" in l and not l.startswith("#")]
+    lines = [ln.split(": ", 1)[1] for ln in open(os.path.join(T, "trace")) if "dax_" in ln and not ln.startswith("#")]
     print(f"== {label}: {out}")
-    for l in lines:
-        print("   ", l.strip()[:200])
+    for ln in lines:
+        print("   ", ln.strip()[:200])
 
 def aligned_area(length):
     raw = libc.mmap(None, length + 4 * M, 0, MAP_PRIVATE | MAP_ANON | MAP_NORESERVE, -1, 0)
@@ -60,7 +65,7 @@ fd2, b = mapfile(f"{d}/eof", 1 * M, 3 * M)
 def child():
     pid = os.fork()
     if pid == 0:
-        ctypes.c_char.from_address(b + 2 * M).value
+        _ = ctypes.c_char.from_address(b + 2 * M).value  # the read that faults
         os._exit(0)
     _, st = os.waitpid(pid, 0)
     return f"child signal {os.WTERMSIG(st) if os.WIFSIGNALED(st) else None}"

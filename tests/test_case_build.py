@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from pmemtrace.cli.explain import example_names, load_example
 from pmemtrace.model import explain, parse_case
 from pmemtrace.model.build import CaseBuilder, case_to_json, devdax_device, extent, fsdax_device
 from pmemtrace.model.case import File, Range
-from pmemtrace.cli.explain import example_names, load_example
 
 
 @pytest.mark.parametrize("name", example_names())

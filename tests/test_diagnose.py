@@ -5,14 +5,15 @@ produce), on the recorded lab fixtures of every kernel (fixtures/<release>/
 import glob
 import json
 import os
+from typing import ClassVar
 
 import pytest
 
 from pmemtrace.cli import main
 from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host, diagnose_pid
+from pmemtrace.host.codes import HOST_CODES
 from pmemtrace.host.svg import render_svg, terminal_strip
 from pmemtrace.model.reasons import REASONS
-from pmemtrace.host.codes import HOST_CODES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures")
@@ -82,7 +83,7 @@ class TestHostVerdictsHandmade:
 
 
 class TestFileChunksHandmade:
-    EXTENTS = [dict(logical=0, physical=2 * M, length=8 * M),
+    EXTENTS: ClassVar[list[dict[str, int]]] = [dict(logical=0, physical=2 * M, length=8 * M),
                dict(logical=8 * M, physical=16 * M, length=2 * M, unwritten=True),
                # 10M..12M: hole
                dict(logical=12 * M, physical=32 * M, length=M), dict(logical=13 * M, physical=40 * M, length=M)]
@@ -113,7 +114,7 @@ class TestFileChunksHandmade:
         assert s.details["data_start"] == 4 * G + M
 
     def test_namespace_data_unaligned(self):
-        s, ch = self.chunks("nfit-unaligned-data", os.makedev(259, 0))
+        _s, ch = self.chunks("nfit-unaligned-data", os.makedev(259, 0))
         assert ("pmd", None, "aligned") not in ch
         assert ch[0] == ("pte", "pfn-unaligned", "unaligned")
 
@@ -132,7 +133,7 @@ class TestPidHandmade:
     def test_fsdax_mappings(self):
         strips = diagnose_pid(state("e820-whole-xfs"), 4242)
         assert len(strips) == 4  # [stack] is not DAX
-        got = [sorted(set((c.outcome, c.reason) for c in s.chunks)) for s in strips]
+        got = [sorted({(c.outcome, c.reason) for c in s.chunks}) for s in strips]
         assert got[0] == [("pmd", None)]
         assert got[1] == [("pte", "pmd-colour-mismatch")]
         assert got[2] == [("pte", "nohugepage")]

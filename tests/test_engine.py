@@ -4,7 +4,6 @@ mapping, pagemap, and the SIGBUS-safe child."""
 
 import errno
 import os
-import signal
 
 import pytest
 
@@ -79,7 +78,7 @@ def test_touch_write_verify_and_readback(datafile):
 
 
 def test_verify_detects_corruption(datafile):
-    path, fd = datafile
+    _path, fd = datafile
     with E.mmap(fd, MiB) as m:
         m.touch(write=True)
         os.pwrite(fd, b"\xff" * 8, 5 * E.PAGE_SIZE)   # clobber page 5's word behind its back
@@ -208,7 +207,7 @@ def test_fiemap_on_tmpfs_is_an_engine_error():
 def test_o_direct_between_file_and_mapping(tmp_path, datafile):
     """O_DIRECT pread INTO a file mapping and pwrite FROM it: the GUP path the
     DAX scenarios use (here the mapping is page cache, not DAX)."""
-    path, fd = datafile
+    _path, fd = datafile
     src = tmp_path / "direct"
     try:
         dfd = os.open(src, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
@@ -230,7 +229,7 @@ def test_o_direct_between_file_and_mapping(tmp_path, datafile):
 
 
 def test_thp_disable_is_inherited_by_child(datafile):
-    _, fd = datafile
+    _, _fd = datafile
     pid = os.fork()
     if pid == 0:
         try:

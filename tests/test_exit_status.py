@@ -10,12 +10,19 @@ import sys
 import time
 
 import pytest
-
 from fuzzkit import check, run_cli
 
 from pmemtrace import errors
-from pmemtrace.errors import (EXIT_DATA, EXIT_FINDING, EXIT_HOST, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUSES,
-                              EXIT_USAGE, PmemtraceError)
+from pmemtrace.errors import (
+    EXIT_DATA,
+    EXIT_FINDING,
+    EXIT_HOST,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STATUSES,
+    EXIT_USAGE,
+    PmemtraceError,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "exit-status.md")
@@ -64,7 +71,7 @@ def test_row_130_interrupted():
     try:
         time.sleep(1.5)  # let it reach the read
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
+        _out, err = p.communicate(timeout=30)
     finally:
         if p.poll() is None:
             p.kill()

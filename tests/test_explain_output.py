@@ -7,13 +7,12 @@ import json
 import random
 
 import pytest
+from test_cli_model import run
 
 from pmemtrace.cli.explain import example_names, load_example, write_json, write_jsonl
 from pmemtrace.errors import CaseError
 from pmemtrace.model import explain, load_case, parse_case
 from pmemtrace.model.case import _parse_access, _parse_access_careful
-
-from test_cli_model import run
 
 
 def _careful_json(pred):

@@ -12,10 +12,9 @@ import argparse
 import os
 
 import pytest
+from fuzzkit import check, fuzz_settings, run_cli, run_subprocess
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fuzzkit import check, fuzz_settings, run_cli, run_subprocess
 
 from pmemtrace.cli import make_parser
 

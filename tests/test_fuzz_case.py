@@ -9,10 +9,9 @@ truncated JSON), and the ``--kernel`` option with arbitrary text.
 import json
 from importlib import resources
 
+from fuzzkit import check, fuzz_settings, run_cli, run_subprocess
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fuzzkit import check, fuzz_settings, run_cli, run_subprocess
 
 EXAMPLES = {e.name[:-5]: json.loads(e.read_text())
             for e in resources.files("pmemtrace.model.examples").iterdir() if e.name.endswith(".json")}

@@ -7,10 +7,9 @@ import os
 import shutil
 
 import pytest
+from fuzzkit import check, fuzz_settings, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fuzzkit import check, fuzz_settings, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TREES = {
@@ -44,7 +43,7 @@ contents = st.one_of(
                                                                      st.sampled_from(["replace", "append", "truncate"])),
                                                            min_size=1, max_size=3),
        opts=st.sampled_from([["--json"], [], ["--no-colour"]]))
-def test_mutated_trees(trees, tree, picks, opts):  # noqa: C901
+def test_mutated_trees(trees, tree, picks, opts):
     root, files = trees[tree]
     saved = {}
     try:

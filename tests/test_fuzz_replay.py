@@ -11,11 +11,9 @@ import gzip
 import json
 import lzma
 
+from fuzzkit import check, fuzz_settings, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fuzzkit import check, fuzz_settings, run_cli
-
 from test_replay import TRACE_61, TRACE_618, TRACE_CMD
 
 TEXT_LINES = [line for t in (TRACE_61, TRACE_618, TRACE_CMD) for line in t.splitlines()]

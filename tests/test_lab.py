@@ -125,7 +125,7 @@ class TestKernelNames:
         found["trixie-backports"] = ["7.3.4+deb13-amd64"]
         assert kernels.resolve("7.3", cache=str(tmp_path)).release == "7.3.4+deb13-amd64"
         found["bullseye"] = found["bullseye-security"] = []
-        with pytest.raises(LabError, match="no kernel image matching '5.10' in Debian bullseye,bullseye-security"):
+        with pytest.raises(LabError, match=r"no kernel image matching '5.10' in Debian bullseye,bullseye-security"):
             kernels.resolve("5.10", cache=str(tmp_path))
 
     def test_natural_order(self):
@@ -165,7 +165,7 @@ class TestCache:
         assert kernels.cached_kernels(c) == []
 
     def test_get_without_fetch_names_the_remedy(self, tmp_path):
-        with pytest.raises(LabError, match="pmemtrace lab fetch 6.1"):
+        with pytest.raises(LabError, match=r"pmemtrace lab fetch 6.1"):
             kernels.get("6.1", fetch_missing=False, cache=str(tmp_path))
 
     def test_lock_can_be_taken_again_after_release(self, tmp_path):

@@ -57,6 +57,6 @@ def test_missing_and_unexpected_events():
 def test_trailing_unexpected_events_charged_to_last_access():
     pred = _pred("aligned-shared")
     obs = _observed(pred)
-    obs.append(copy.deepcopy([e for e in obs if e["name"] == "dax_pmd_fault_done"][0]))
+    obs.append(copy.deepcopy(next(e for e in obs if e["name"] == "dax_pmd_fault_done")))
     rows, ok = compare(pred, obs)
     assert not ok and rows[-1]["unexpected"]

@@ -58,6 +58,6 @@ def test_decode_cffi_built_record(ffi):
 
 
 def test_negative_ret():
-    e = Event("gup_ret", {"ret": -95}, ts=0.0, pid=1, comm="x")
+    Event("gup_ret", {"ret": -95}, ts=0.0, pid=1, comm="x")
     b = bytearray(encode(Event("lost", {"count": 5}, ts=0.0, pid=0)))
     assert decode(bytes(b)).fields == {"count": 5}

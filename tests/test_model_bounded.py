@@ -10,10 +10,9 @@ import json
 from importlib import resources
 
 import pytest
+from fuzzkit import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fuzzkit import fuzz_settings
 
 from pmemtrace.errors import CaseError
 from pmemtrace.model import explain, gup, parse_case, state
@@ -94,7 +93,7 @@ def test_overlaps_and_vmas_in(spans, probe):
 
 
 def test_keys_in_both_ways():
-    table = {k: None for k in (1, 5, 9, 1 << 40)}
+    table = dict.fromkeys((1, 5, 9, 1 << 40))
     assert state._keys_in(table, 0, 10) == [1, 5, 9]
     assert state._keys_in(table, 2, 1 << 41) == [5, 9, 1 << 40]
     assert state._keys_in(table, 6, 8) == []

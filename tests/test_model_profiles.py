@@ -2,8 +2,9 @@
 
 import pytest
 
-from pmemtrace.model.profiles import PROFILES, select_profile
 from pmemtrace.errors import UsageError
+from pmemtrace.model.profiles import PROFILES, select_profile
+
 from modelkit import A, M, devdax, fsdax, r, w
 
 NOPAGE, FALLBACK = 0x100, 0x800
@@ -37,11 +38,11 @@ def test_every_release_from_4_18_has_exactly_one_span():
 
 
 def test_too_old_or_malformed_release():
-    with pytest.raises(UsageError, match="older than 4.18"):
+    with pytest.raises(UsageError, match=r"older than 4.18"):
         select_profile("4.17.0")
     with pytest.raises(UsageError, match="not of the form"):
         select_profile("bookworm")
-    with pytest.raises(UsageError, match="there is no Linux 5.20"):
+    with pytest.raises(UsageError, match=r"there is no Linux 5.20"):
         select_profile("5.20.1")
 
 
@@ -145,7 +146,8 @@ def test_vma_lock_flag_in_user_faults():
 
 def test_ext4_retries_under_mmap_lock_on_vma_lock_kernels():
     ext = [{"logical": 0, "physical": M, "length": 4 * M}]  # pfn unaligned -> fallback
-    names = lambda p: [e.name for e in p.results[0].events()]
+    def names(p):
+        return [e.name for e in p.results[0].events()]
     p61 = fsdax([r(0)], kernel="6.1.0", fs="ext4", file_size=4 * M, extents=ext)
     p612 = fsdax([r(0)], kernel="6.12.0", fs="ext4", file_size=4 * M, extents=ext)
     x612 = fsdax([r(0)], kernel="6.12.0", fs="xfs", file_size=4 * M, extents=ext)
@@ -169,9 +171,10 @@ def test_dead_tracepoints_gone_after_6_16():
 
 
 def test_streaming_summary_equals_full_summary():
-    from pmemtrace.model import explain, parse_case
     import json
     from importlib import resources
+
+    from pmemtrace.model import explain, parse_case
 
     for name in ("dax-pmd", "private-write", "huge-zero", "ext4-vma-lock-retry", "devdax-4k"):
         obj = json.loads(resources.files("pmemtrace.model.examples").joinpath(name + ".json").read_text())
@@ -227,7 +230,7 @@ def test_sigbus_at_eof_vs_vma_checks_per_kernel(kernel, first):
     res = p.results[0]
     names = [e.name for e in res.events()]
     assert res.outcome == "sigbus"
-    done = [e for e in res.events() if e.name == "dax_pmd_fault_done"][0]
+    done = next(e for e in res.events() if e.name == "dax_pmd_fault_done")
     if first is None:
         assert names == ["dax_pmd_fault", "dax_pmd_fault_done"] and done.fields["result"] == 0x2
     else:

@@ -10,10 +10,10 @@ import os
 import pytest
 
 from pmemtrace.cli import main
-from pmemtrace.errors import DataCorruption, UsageError
+from pmemtrace.errors import DataCorruption
 from pmemtrace.events import FAULT_FLAG, VM_FAULT, Event, format_event
 from pmemtrace.live.attribute import Attributor, FileInfo
-from pmemtrace.live.parse import ParseStats, parse_jsonl, parse_trace_text, read_events, sniff_format
+from pmemtrace.live.parse import ParseStats, parse_trace_text, read_events, sniff_format
 from pmemtrace.live.record import Recorder, make_header
 from pmemtrace.live.views import Aggregator
 from pmemtrace.model import explain, load_case
@@ -176,7 +176,7 @@ def test_reason_needs_extents_else_unexplained(name, reason):
         blind.add(e)
     t = blind.totals()
     assert set(t["fallback_reasons"]) == {"unexplained"}
-    row = [r for r in blind.rows.values() if r.evidence][0]
+    row = next(r for r in blind.rows.values() if r.evidence)
     assert row.evidence[0]["model_outcome"] == "pmd"
     assert any("extents" in a for a in row.evidence[0]["assumed"])
 
@@ -190,7 +190,7 @@ def test_views_count_dax_pmd_example():
     t = agg.totals()
     assert t["pmd"] == 10 and t["fallback"] == 0 and t["pte"] == 0
     text = agg.render()
-    assert "total: 10 PMD" in text and max(len(l) for l in text.splitlines()) <= 80
+    assert "total: 10 PMD" in text and max(len(ln) for ln in text.splitlines()) <= 80
 
 
 def test_pte_rows_join_known_vma():
@@ -265,8 +265,8 @@ def test_watch_buffer_and_start_event_options():
     """--buffer-mb sizes the kernel buffer (bcc ring buffers are a power of
     two pages); without --events/--record the PTE fault-start tracepoint is
     left out (counts come from the done events), halving a 4 KiB-fault burst."""
-    from pmemtrace.live.session import START_EVENTS, ringbuf_pages
     from pmemtrace.live.bcc_backend import BccBackend
+    from pmemtrace.live.session import START_EVENTS, ringbuf_pages
 
     assert ringbuf_pages(64) == 16384 and ringbuf_pages(48) == 8192 and ringbuf_pages(1) == 256
     b = BccBackend(skip=START_EVENTS)

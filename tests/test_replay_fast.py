@@ -3,9 +3,6 @@ stands in for: the fault-line tokenizer against LINE_RE + the print-fmt
 regexes, reused attributions against the model run for every fallback
 (--verify-reuse), and the table's human sizes."""
 
-import io
-import json
-import os
 import random
 
 import pytest
@@ -15,8 +12,7 @@ from pmemtrace.cli.explain import example_names, load_example
 from pmemtrace.events import format_event
 from pmemtrace.live.attrcache import CachedAttributor
 from pmemtrace.live.attribute import Attributor
-from pmemtrace.live.parse import (LINE_RE, ParseStats, iter_trace_records, parse_fs_dax_text,
-                                  tokenize_fault_line)
+from pmemtrace.live.parse import LINE_RE, ParseStats, iter_trace_records, parse_fs_dax_text, tokenize_fault_line
 from pmemtrace.live.views import Aggregator, Row, human_size
 from pmemtrace.model import explain, parse_case
 from pmemtrace.workload.dryrun import dry_case

@@ -38,7 +38,7 @@ def _blockdev(root, maj_min, nd_name, attrs, partition_start=None):
 def test_fsdax_pfn_device_map_dev(tmp_path):
     _blockdev(tmp_path, "259:0", "pfn0.1", {"mode": "pmem", "align": "0x200000", "resource": "0x101200000",
                                            "size": "1054867456"})
-    dev, notes = T.fsdax_device(os.makedev(259, 0), str(tmp_path))
+    dev, _notes = T.fsdax_device(os.makedev(259, 0), str(tmp_path))
     assert dev == {"mode": "fsdax", "dev": "259:0", "map": "dev", "align": 2 * MiB,
                    "data_start": "0x101200000", "size": 1054867456}
 
@@ -54,7 +54,7 @@ def test_fsdax_memmap_namespace_without_pfn(tmp_path):
 def test_fsdax_partition_offsets_data_start(tmp_path):
     _blockdev(tmp_path, "259:1", "namespace0.0", {"resource": "0x100000000", "size": "1073741824"},
               partition_start=2048)
-    dev, notes = T.fsdax_device(os.makedev(259, 1), str(tmp_path))
+    dev, _notes = T.fsdax_device(os.makedev(259, 1), str(tmp_path))
     assert dev["data_start"] == hex(0x100000000 + 2048 * 512)  # fdisk's 1 MiB start: not 2 MiB aligned
     assert dev["size"] == (1 << 30) - 2048 * 512
 

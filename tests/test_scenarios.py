@@ -21,9 +21,8 @@ from pmemtrace.workload import engine as E
 from pmemtrace.workload import target as T
 from pmemtrace.workload.dryrun import dry_case
 from pmemtrace.workload.runner import run_scenario
+from pmemtrace.workload.scenario import ScenarioError, embedded_names, load_embedded, load_scenario, parse_scenario
 from pmemtrace.workload.shadow import Shadow
-from pmemtrace.workload.scenario import (ScenarioError, embedded_names, load_embedded, load_scenario,
-                                         parse_scenario)
 
 PY = sys.executable
 #: reason codes no user process can provoke on a given namespace: they are

@@ -14,7 +14,8 @@ import math
 import os
 import re
 import sys
-from typing import IO, Any, Iterable, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any, NoReturn, Optional
 
 import msgspec
 from tabulate import tabulate
@@ -215,7 +216,7 @@ _NUMERIC_RE = re.compile(r"^\s*-?(0[xX][0-9a-fA-F]*|\d+)")
 
 
 def _where(chain: Any) -> str:
-    parts: List[str] = []
+    parts: list[str] = []
     while chain is not None:
         chain, key = chain
         parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
@@ -229,7 +230,7 @@ def check_json_limits(obj: Any) -> None:
     bits or more, lone surrogates in strings, non-strings where the format
     has strings.  Raises CaseError naming the key.  One pass; the key path
     is only spelled out for the error."""
-    stack: List[Tuple[Any, int, Any]] = [(obj, 0, None)]
+    stack: list[tuple[Any, int, Any]] = [(obj, 0, None)]
     pop, push = stack.pop, stack.append
     while stack:
         v, depth, where = pop()

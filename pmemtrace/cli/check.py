@@ -3,7 +3,6 @@ access with the model's prediction (kernel-regression and model-fidelity
 check)."""
 
 import argparse
-import json
 import os
 
 from ..errors import PmemtraceError, UsageError

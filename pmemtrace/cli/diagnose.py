@@ -4,8 +4,8 @@ import argparse
 import os
 import sys
 
-from ..errors import UsageError
 from .. import host as dg
+from ..errors import UsageError
 from ..host.fsread import Roots
 from ..host.svg import cells, terminal_legend, terminal_strip, write_svg
 from ..units import format_size

@@ -5,8 +5,9 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Iterable
 from importlib import resources
-from typing import IO, Any, Callable, Iterable, Optional
+from typing import IO, Any, Callable, Optional
 
 import msgspec
 
@@ -14,7 +15,7 @@ from ..errors import UsageError
 from ..events import decode_vm_fault
 from ..model import explain, parse_case
 from ..model.reasons import REASONS
-from ._common import load_case_file, print_json, release_arg, table
+from ._common import load_case_file, release_arg, table
 
 EPILOG = """\
 examples:

@@ -131,7 +131,7 @@ def run(args):
         if missing:
             status(f"watch: not traced: {missing}")
         status(f"Tracing DAX faults{' on ' + args.path if args.path else ''}"
-               f"{' of pid %d' % args.pid if args.pid else ''}... Hit Ctrl-C to end.")
+               f"{f' of pid {args.pid:d}' if args.pid else ''}... Hit Ctrl-C to end.")
         session.run(duration=args.duration, interval=args.interval,
                     on_interval=None if args.events else lambda: _print_view(agg, args.json, backend.name))
     finally:

@@ -9,7 +9,8 @@ and ``diagnose`` call these functions instead of reading sysfs themselves.
 """
 
 import os
-from typing import Iterable, Iterator, List, Optional, Tuple
+from collections.abc import Iterable, Iterator
+from typing import Optional
 
 from ..model.build import CaseBuilder, dax_extents, dev_t, devdax_device, fsdax_device
 from ..model.case import Case, Device, File, Range
@@ -38,7 +39,7 @@ def _pfn_map(ns) -> str:
 # sysfs -> case.device
 
 
-def block_device(roots: Roots, major: int, minor: int) -> Tuple[Optional[Device], List[str]]:
+def block_device(roots: Roots, major: int, minor: int) -> tuple[Optional[Device], list[str]]:
     """The fsdax device of block device MAJ:MIN from sysfs, and notes on what
     was assumed; ``(None, [why])`` when it is not a pmem disk."""
     sysdev = roots.sys("dev", "block", f"{major}:{minor}")
@@ -84,7 +85,7 @@ def char_device_subsystem(roots: Roots, major: int, minor: int) -> str:
     return os.path.basename(roots.realpath(os.path.join(sysdev, "subsystem")))
 
 
-def dax_device(roots: Roots, major: int, minor: int) -> Tuple[Optional[Device], List[str]]:
+def dax_device(roots: Roots, major: int, minor: int) -> tuple[Optional[Device], list[str]]:
     """The devdax device of character device MAJ:MIN from sysfs (align, size,
     ranges); ``(None, [why])`` when its size cannot be read."""
     base = roots.realpath(roots.sys("dev", "char", f"{major}:{minor}"))
@@ -178,7 +179,7 @@ def file_case(release: Optional[str], path: str, st: os.stat_result, fs: str, ex
     return b.build()
 
 
-def mapping_chunks(start: int, end: int) -> Iterator[Tuple[int, int]]:
+def mapping_chunks(start: int, end: int) -> Iterator[tuple[int, int]]:
     """(offset into the mapping, length) of every 2 MiB virtual chunk that
     [start, end) overlaps (the first and last may be partial)."""
     lo = start

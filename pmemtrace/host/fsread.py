@@ -10,7 +10,6 @@ point 10.)
 
 import errno
 import os
-
 import re
 
 SYSFS_PATH = "/sys"

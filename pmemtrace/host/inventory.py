@@ -25,7 +25,7 @@ Attribute names follow the kernel (v6.1..7.x):
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from typing import Optional
 
 from ..units import parse_int
 
@@ -39,7 +39,7 @@ class PfnDevice:
     kind: str  # pfn | dax (nd_pfn / nd_dax)
     mode: Optional[str] = None  # ram | pmem | none
     align: Optional[int] = None
-    supported_alignments: List[int] = field(default_factory=list)
+    supported_alignments: list[int] = field(default_factory=list)
     namespace: Optional[str] = None
     resource: Optional[int] = None  # physical data start
     size: Optional[int] = None  # data size
@@ -88,7 +88,7 @@ class Region:
     resource: Optional[int]
     align: Optional[int]
     devtype: Optional[str]
-    namespaces: List[str] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -111,7 +111,7 @@ class DaxDevice:
     numa_node: Optional[int]
     resource: Optional[int]
     driver: Optional[str]
-    ranges: List[DaxRange] = field(default_factory=list)
+    ranges: list[DaxRange] = field(default_factory=list)
     nd_parent: Optional[str] = None  # the nd_dax device behind it, if any
     provider: str = "unknown"  # nvdimm | hmem | cxl | unknown
 
@@ -138,14 +138,14 @@ class IomemEntry:
 
 @dataclass
 class Inventory:
-    regions: List[Region] = field(default_factory=list)
-    namespaces: List[Namespace] = field(default_factory=list)
-    dax_devices: List[DaxDevice] = field(default_factory=list)
-    partitions: List[Partition] = field(default_factory=list)
-    iomem: List[IomemEntry] = field(default_factory=list)
+    regions: list[Region] = field(default_factory=list)
+    namespaces: list[Namespace] = field(default_factory=list)
+    dax_devices: list[DaxDevice] = field(default_factory=list)
+    partitions: list[Partition] = field(default_factory=list)
+    iomem: list[IomemEntry] = field(default_factory=list)
     iomem_hidden: bool = False  # addresses read as 0 (not root)
     cmdline: Optional[str] = None
-    memmap: List[dict] = field(default_factory=list)
+    memmap: list[dict] = field(default_factory=list)
 
     def namespace_by_block(self, disk):
         for ns in self.namespaces:
@@ -263,7 +263,7 @@ def read_dax(roots, inv):
     for name in roots.listdir(base):
         path = os.path.join(base, name)
         real = roots.realpath(path)
-        gi = lambda a, b=0: roots.read_int(os.path.join(path, a), b)  # noqa: E731
+        gi = lambda a, b=0, path=path: roots.read_int(os.path.join(path, a), b)  # noqa: E731
         dev = DaxDevice(
             name=name,
             size=gi("size"),
@@ -286,8 +286,8 @@ def read_dax(roots, inv):
         parent = os.path.basename(os.path.dirname(real))
         # classify on the path below the sysfs root (a fixture root's own name must not count)
         real = "/" + os.path.relpath(real, roots.realpath(roots.sysfs))
-        if "/ndbus" in real or re.match(r"dax\d+\.\d+$", parent) and roots.exists(
-                roots.sys("bus", "nd", "devices", parent)):
+        if "/ndbus" in real or (re.match(r"dax\d+\.\d+$", parent) and roots.exists(
+                roots.sys("bus", "nd", "devices", parent))):
             dev.provider = "nvdimm"
             dev.nd_parent = parent
         elif "/hmem" in real:
@@ -325,7 +325,7 @@ def disk_of(roots, major, minor):
         real = roots.realpath(p)
     else:
         real = None
-        for name, path in block_devices(roots).items():
+        for _name, path in block_devices(roots).items():
             if roots.read(os.path.join(path, "dev"), note=False) == f"{major}:{minor}":
                 real = path
                 break

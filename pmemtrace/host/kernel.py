@@ -9,7 +9,7 @@ import gzip
 import importlib.util
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Optional
 
 FS_DAX_EVENTS = (
     "dax_pmd_fault", "dax_pmd_fault_done", "dax_pmd_load_hole", "dax_pmd_load_hole_fallback",
@@ -39,10 +39,10 @@ CONFIG_KEYS = ("CONFIG_FS_DAX", "CONFIG_FS_DAX_PMD", "CONFIG_DEV_DAX", "CONFIG_D
 class KernelInfo:
     release: Optional[str] = None
     config_source: Optional[str] = None
-    config: Dict[str, str] = field(default_factory=dict)  # only CONFIG_KEYS
+    config: dict[str, str] = field(default_factory=dict)  # only CONFIG_KEYS
     tracefs: Optional[str] = None
-    fs_dax_events: List[str] = field(default_factory=list)
-    probe_points: Dict[str, bool] = field(default_factory=dict)
+    fs_dax_events: list[str] = field(default_factory=list)
+    probe_points: dict[str, bool] = field(default_factory=dict)
     kallsyms_readable: bool = False
     btf: bool = False
     kprobes: Optional[bool] = None

@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional
+from typing import Optional
 
 
 def _unescape(s):
@@ -91,9 +91,10 @@ def mount_for_path(mounts, path):
     best = None
     for m in mounts:
         mp = m.mountpoint.rstrip("/") or "/"
-        if path == mp or path.startswith(mp.rstrip("/") + "/") or mp == "/":
-            if best is None or len(mp) >= len(best.mountpoint.rstrip("/") or "/"):
-                best = m
+        if (path == mp or path.startswith(mp.rstrip("/") + "/") or mp == "/") and (
+            best is None or len(mp) >= len(best.mountpoint.rstrip("/") or "/")
+        ):
+            best = m
     return best
 
 
@@ -110,7 +111,7 @@ class Geometry:
     stripe_width: Optional[int] = None
     extsize: Optional[int] = None  # xfs: extent size hint (rtextsize / inode extsize)
     source: str = ""  # which tool/text gave it
-    raw: Dict[str, str] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)
 
     def to_json(self):
         d = asdict(self)

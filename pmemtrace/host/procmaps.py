@@ -10,7 +10,7 @@ lines and ``VmFlags:`` with two-letter codes (``show_smap_vma_flags()``):
 import itertools
 import re
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from typing import Optional
 
 _LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s+(\S{4})\s+([0-9a-f]+)\s+([0-9a-f]+):([0-9a-f]+)\s+(\d+)\s*(.*)$")
 
@@ -25,7 +25,7 @@ class ProcMapping:
     minor: int
     inode: int
     path: str
-    vmflags: List[str] = field(default_factory=list)
+    vmflags: list[str] = field(default_factory=list)
     fields: dict = field(default_factory=dict)
 
     @property

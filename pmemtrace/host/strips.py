@@ -13,17 +13,16 @@ grows with the mappings and their extents, not with the 2 MiB chunks.
 import os
 import stat as stat_mod
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
 from ..errors import CaseError, NoDaxMapping, UsageError
 from ..model import explain, parse_case
 from ..model.build import case_to_json, dax_extents
 from ..model.case import File
 from ..units import format_size
-from . import cases
+from . import cases, procmaps
 from . import inventory as inv_mod
 from . import mounts as mounts_mod
-from . import procmaps
 from .codes import Finding, advice_for
 from .codes import finding as _f
 
@@ -39,7 +38,7 @@ class Chunk:
     outcome: str  # pmd | pud | pte | huge-zero | zero-pte | sigbus | error | none
     reason: Optional[str]
     layout: str  # hole | unwritten | aligned | unaligned | fragmented | partial | n/a
-    extents: List[dict] = field(default_factory=list)
+    extents: list[dict] = field(default_factory=list)
     observed: Optional[str] = None  # --observe: what fs_dax tracepoints showed
     observed_events: int = 0
     count: int = 1  # consecutive 2 MiB chunks with this verdict (a run, for mappings)
@@ -59,10 +58,10 @@ class Strip:
 
     subject: str
     kind: str  # file | mapping
-    chunks: List[Chunk]
-    findings: List[Finding] = field(default_factory=list)
+    chunks: list[Chunk]
+    findings: list[Finding] = field(default_factory=list)
     case: Optional[dict] = None
-    advice: List[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
 
     def blocks(self):
@@ -103,7 +102,7 @@ def _fs_of(mount) -> str:
     return "ext4" if mount and mount.fstype.startswith("ext") else "xfs"
 
 
-def _model(case) -> Tuple[Optional[object], Optional[dict], Optional[str]]:
+def _model(case) -> tuple[Optional[object], Optional[dict], Optional[str]]:
     """(prediction, case JSON, error): the case goes through parse_case, so a
     geometry the model rejects is reported, not modelled."""
     js = case_to_json(case)
@@ -147,8 +146,8 @@ def read_extents(path, fiemap=None):
     (``pmemtrace.workload.engine.fiemap``) or an injected callable."""
     if fiemap is None:
         try:
-            from ..workload.engine import fiemap  # noqa: F811 - the cffi engine
-        except Exception as exc:  # noqa: BLE001 - engine not built
+            from ..workload.engine import fiemap
+        except Exception as exc:
             raise NoDaxMapping(f"{path}: cannot read extents: the workload engine is not available ({exc}); "
                                f"build it with pip install -e .") from None
     try:
@@ -262,7 +261,7 @@ class _Chunking:
         return min(self.end, self.base + (k + 1) * PMD)
 
 
-def mapping_runs(pm, device, file: Optional[File]) -> List[Tuple[int, int]]:
+def mapping_runs(pm, device, file: Optional[File]) -> list[tuple[int, int]]:
     """Runs of chunks (first, last index) of *pm* whose first touch the
     kernel decides alike: every chunk of a run maps a file (or device) range
     that lies in one extent (or hole, or devdax range) at one physical
@@ -294,7 +293,7 @@ def _verdicts(release, pm, device, file, thp_disable):
     chunk disagree (the cut rules missed something) is halved until every
     run's ends agree, so a miss costs work, never a wrong verdict for its ends."""
     ch = _Chunking(pm.start, pm.end)
-    known: Dict[int, Tuple[str, Optional[str]]] = {}
+    known: dict[int, tuple[str, Optional[str]]] = {}
     pending = mapping_runs(pm, device, file)
     done = []
     js = None
@@ -324,7 +323,7 @@ def _verdicts(release, pm, device, file, thp_disable):
     if passes > 1:  # runs were halved: show every chunk modelled in one case
         js = case_to_json(cases.mapping_case(release, pm, device, file, thp_disable,
                                              [ch.lo(k) - pm.start for k in sorted(known)]))
-    chunks: List[Chunk] = []
+    chunks: list[Chunk] = []
     for a, b in done:
         outcome, reason = known[a]
         last = chunks[-1] if chunks else None
@@ -380,7 +379,7 @@ def _mapping_strip(state, pm, pid, source, pmounts, thp_dis, fiemap) -> Optional
             try:
                 st = os.stat(path)
                 size = st.st_size
-                ns, part, disk, data_start = file_device(state, st)
+                ns, _part, _disk, data_start = file_device(state, st)
                 extents = read_extents(path, fiemap)
             except (OSError, NoDaxMapping) as exc:
                 strip.findings.append(_f(subject, "mapping", "warn", "extents-unknown",

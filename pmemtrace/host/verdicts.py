@@ -108,7 +108,7 @@ def dax_findings(dev):
                    ranges=[{"start": r.start, "end": r.end, "page_offset": r.page_offset} for r in dev.ranges],
                    target_node=dev.target_node)
     if dev.provider in ("cxl", "hmem", "unknown") and dev.nd_parent is None:
-        out.append(_f(subj, "dax", "info", "dax-no-namespace", **{"provider": dev.provider}))
+        out.append(_f(subj, "dax", "info", "dax-no-namespace", provider=dev.provider))
     if dev.mode == "system-ram":
         out.append(_f(subj, "dax", "no-dax", "dax-system-ram",
                       remedy=f"daxctl reconfigure-device --mode=devdax {subj}", **details))

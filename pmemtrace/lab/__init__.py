@@ -10,9 +10,9 @@ Python API (see docs/lab.md)::
 Nothing here imports bcc; the guest side is :mod:`pmemtrace.lab.guest`.
 """
 
-from .kernels import SERIES, DEFAULT_SERIES, Kernel, cache_dir, cached_kernels, fetch, find, resolve
+from .kernels import DEFAULT_SERIES, SERIES, Kernel, cache_dir, cached_kernels, fetch, find, resolve
 from .kernels import get as get_kernel
-from .vm import DEFAULT_MEMMAP, DAX_MOUNT, NODAX_MOUNT, BootError, GuestResult, Region, run
+from .vm import DAX_MOUNT, DEFAULT_MEMMAP, NODAX_MOUNT, BootError, GuestResult, Region, run
 
 __all__ = [
     "SERIES", "DEFAULT_SERIES", "Kernel", "cache_dir", "cached_kernels", "fetch", "find",

@@ -52,7 +52,7 @@ def sh(cmd, check=True, input=None):
         p = subprocess.run(argv, capture_output=True, text=True, input=input)
     except FileNotFoundError:
         raise LabError(f"{argv[0]} not found in the guest (install it on the host: "
-                       "scripts/install-deps.sh)")
+                       "scripts/install-deps.sh)") from None
     if check and p.returncode != 0:
         raise LabError(f"{' '.join(argv)} failed ({p.returncode}): "
                        f"{(p.stderr or p.stdout).strip()[-400:]}")

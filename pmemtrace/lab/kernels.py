@@ -34,7 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
 from ..errors import LabError, UsageError
 
@@ -50,7 +50,7 @@ class Series(NamedTuple):
     pattern: str
 
     @property
-    def suites(self) -> Tuple[str, ...]:
+    def suites(self) -> tuple[str, ...]:
         return tuple(s.strip() for s in self.suite.split(","))
 
 
@@ -126,7 +126,7 @@ class _Apt:
         return [
             "-o", "Dir::Etc::SourceList=/dev/null",
             "-o", f"Dir::Etc::SourceParts={d}/parts",
-            "-o", f"Dir::Etc::Preferences=/dev/null",
+            "-o", "Dir::Etc::Preferences=/dev/null",
             "-o", f"Dir::Etc::PreferencesParts={d}/parts",
             "-o", f"Dir::State::Lists={d}/lists",
             "-o", f"Dir::Cache={d}/cache",
@@ -157,7 +157,7 @@ class _Apt:
         try:
             p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
         except FileNotFoundError:
-            raise LabError(f"{tool} not found: the lab needs Debian's apt (run scripts/install-deps.sh)")
+            raise LabError(f"{tool} not found: the lab needs Debian's apt (run scripts/install-deps.sh)") from None
         if p.returncode != 0:
             tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
             raise LabError(f"{tool} {' '.join(args[:2])} failed for {self.suite}: {' / '.join(tail)}")
@@ -376,10 +376,10 @@ def find(name, cache=None):
     series = _series_of(name)
     best = None
     for k in cached_kernels(cache):
-        if k.release == name or (series and k.series == series and (
-                name == series or k.release.startswith(name + ".") or k.release.startswith(name + "-"))):
-            if best is None or _natural_key(k.release) > _natural_key(best.release):
-                best = k
+        if (k.release == name or (series and k.series == series and (
+                name == series or k.release.startswith(name + ".") or k.release.startswith(name + "-")))) and (
+                best is None or _natural_key(k.release) > _natural_key(best.release)):
+            best = k
     return best
 
 
@@ -489,7 +489,7 @@ def link_modules(kernel):
         os.symlink(target, link)
     except PermissionError:
         raise LabError(f"cannot create {link}: run as root, or create it by hand: "
-                       f"ln -s {target} {link}")
+                       f"ln -s {target} {link}") from None
     return link
 
 

@@ -12,8 +12,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Optional
 
 from ..errors import LabError
 
@@ -32,12 +33,12 @@ def repo_root() -> str:
     return here
 
 
-def read_progress(path: str) -> Tuple[List[str], Set[str], Optional[str]]:
+def read_progress(path: str) -> tuple[list[str], set[str], Optional[str]]:
     """Parse the live tier's progress file (tests/live/conftest.py):
     ``(finished, failed, running)``: node ids with an outcome, those that
     failed, and the one started without an outcome (the guest died in it)."""
-    finished: List[str] = []
-    failed: Set[str] = set()
+    finished: list[str] = []
+    failed: set[str] = set()
     running: Optional[str] = None
     try:
         with open(path) as f:
@@ -73,7 +74,7 @@ class KernelResult:
 
 def run_kernel(kernel, pytest_argv: Sequence[str], root: str, env: dict, nodax: Optional[str] = None,
                timeout: Optional[int] = None, cpus: int = 2,
-               status: Callable[[str], None] = log.info) -> Tuple[int, Optional[str]]:
+               status: Callable[[str], None] = log.info) -> tuple[int, Optional[str]]:
     """Run the tier in one boot of *kernel*; when the guest dies, say in
     which test, show the console tail, and resume with the tests that have
     not finished (at most MAX_RESUMES times).  Returns (exit status, note)."""
@@ -84,7 +85,7 @@ def run_kernel(kernel, pytest_argv: Sequence[str], root: str, env: dict, nodax: 
     kenv = dict(env, PMEMTRACE_LAB_PROGRESS=progress)
     note = None
     try:
-        deselect: List[str] = []
+        deselect: list[str] = []
         failed_before = False
         for attempt in range(MAX_RESUMES + 1):
             argv = list(pytest_argv) + [a for n in deselect for a in ("--deselect", n)]
@@ -112,7 +113,7 @@ def run_kernel(kernel, pytest_argv: Sequence[str], root: str, env: dict, nodax: 
 
 def run_tier(names: Sequence[str], pytest_extra: Sequence[str] = (), require: bool = False,
              nodax: Optional[str] = None, timeout: Optional[int] = None, cpus: int = 2,
-             status: Callable[[str], None] = log.info) -> List[KernelResult]:
+             status: Callable[[str], None] = log.info) -> list[KernelResult]:
     """The live tier on each kernel of *names* (one boot each, in order)."""
     from . import kernels, vm
 
@@ -134,6 +135,6 @@ def run_tier(names: Sequence[str], pytest_extra: Sequence[str] = (), require: bo
             status(f"{name}: {exc}")
         r = KernelResult(k.release if k is not None else name, rc, time.monotonic() - t0, note)
         results.append(r)
-        status(f"=== {r.release}: {'passed' if rc == 0 else 'FAILED (exit %s)' % rc} in {r.seconds:.1f} s"
+        status(f"=== {r.release}: {'passed' if rc == 0 else f'FAILED (exit {rc})'} in {r.seconds:.1f} s"
                + (f" ({note})" if note else ""))
     return results

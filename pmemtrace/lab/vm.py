@@ -96,7 +96,7 @@ class Region:
             size, start = text.split("!")
             return cls(units.parse_int(size), units.parse_int(start))
         except ValueError:
-            raise UsageError(f"bad memmap region {text!r}: expected SIZE!START, e.g. 1G!4G")
+            raise UsageError(f"bad memmap region {text!r}: expected SIZE!START, e.g. 1G!4G") from None
 
     @property
     def end(self):
@@ -292,9 +292,8 @@ def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus
         "--memory", str(memory // (1 << 20)) + "M",
         "--cpus", str(cpus),
         "--append", " ".join(appends),
-        "--qemu-opts=-chardev file,id=pmtstderr,path=%s "
-        "-device virtserialport,name=pmemtrace.stderr,chardev=pmtstderr%s"
-        % (stderr_path, "" if kvm else " -accel tcg,thread=single"),
+        "--qemu-opts=-chardev file,id=pmtstderr,path={} "
+        "-device virtserialport,name=pmemtrace.stderr,chardev=pmtstderr{}".format(stderr_path, "" if kvm else " -accel tcg,thread=single"),
         "--exec", script,
     ]
     if not kvm:
@@ -315,7 +314,7 @@ def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus
     except OSError as exc:
         console.close()
         shutil.rmtree(work, ignore_errors=True)
-        raise LabError(f"cannot start vng: {exc}")
+        raise LabError(f"cannot start vng: {exc}") from exc
 
     def _read_stdout():
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):

@@ -27,7 +27,7 @@ differed (:attr:`mismatches`; the first is kept in :attr:`first_mismatch`).
 """
 
 import logging
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional
 
 from ..events import FAULT_FLAG, VM_FAULT
 
@@ -49,13 +49,13 @@ class CachedAttributor:
     def __init__(self, inner: Any, verify: bool = False) -> None:
         self.inner = inner
         self.verify = verify
-        self.cache: Dict[Tuple[Any, ...], Tuple[str, Dict[str, Any]]] = {}
+        self.cache: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
         self.hits = 0
         self.misses = 0
         self.uncached = 0
         self.verified = 0
         self.mismatches = 0
-        self.first_mismatch: Optional[Dict[str, Any]] = None
+        self.first_mismatch: Optional[dict[str, Any]] = None
 
     def __getattr__(self, name: str) -> Any:  # errors, release, file_info, history...
         return getattr(self.inner, name)
@@ -63,7 +63,7 @@ class CachedAttributor:
     def observe(self, ev: Any) -> None:
         self.inner.observe(ev)
 
-    def situation(self, ev: Any) -> Optional[Tuple[Any, ...]]:
+    def situation(self, ev: Any) -> Optional[tuple[Any, ...]]:
         """The reuse key of a fallback event, or None (do not reuse)."""
         f = ev.fields
         inner = self.inner
@@ -104,7 +104,7 @@ class CachedAttributor:
             entries,
         )
 
-    def attribute(self, ev: Any) -> Tuple[str, Dict[str, Any]]:
+    def attribute(self, ev: Any) -> tuple[str, dict[str, Any]]:
         key = self.situation(ev)
         if key is None:
             self.uncached += 1
@@ -135,8 +135,8 @@ class CachedAttributor:
                             mine[0], hit[0], ev.fields)
         return code, evidence
 
-    def to_json(self) -> Dict[str, Any]:
-        d: Dict[str, Any] = {"reused": self.hits, "computed": self.misses, "not_reusable": self.uncached}
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"reused": self.hits, "computed": self.misses, "not_reusable": self.uncached}
         if self.verify:
             d.update(verified=self.verified, mismatches=self.mismatches)
             if self.first_mismatch:

@@ -63,7 +63,7 @@ def header_text():
 
 def cdef_text():
     """The header with preprocessor lines dropped: what cffi's cdef() accepts."""
-    return "\n".join(l for l in header_text().splitlines() if not l.lstrip().startswith("#"))
+    return "\n".join(ln for ln in header_text().splitlines() if not ln.lstrip().startswith("#"))
 
 
 def decode(buf, boot_offset=0.0):
@@ -92,7 +92,7 @@ def encode(ev):
     if ev.name == "lost":
         vals["ret"] = ev.fields.get("count", 0)
     vals["kind"] = KIND_OF[ev.name]
-    vals["timestamp"] = int(round((ev.ts or 0) * 1e9))
+    vals["timestamp"] = round((ev.ts or 0) * 1e9)
     vals["pid"], vals["tid"], vals["cpu"] = ev.pid or 0, ev.tid or ev.pid or 0, ev.cpu or 0
     vals["comm"] = (ev.comm or "").encode()[:15]
     return STRUCT.pack(*(vals[n] for n, _ in FIELDS))

@@ -2,7 +2,7 @@
 (dev, ino) -> FIEMAP extents and device geometry for the attributor."""
 
 import os
-from typing import Dict, Optional, Set
+from typing import Optional
 
 from ..errors import UsageError
 from ..events import Event
@@ -39,9 +39,9 @@ class LiveFiles:
     def __init__(self, root: str = "/", proc_root: str = "/proc"):
         self.root = root  # where sysfs lives (tests point it at a fixture tree)
         self.proc_root = proc_root
-        self.cache: Dict[tuple, Optional[FileInfo]] = {}
-        self.devices: Dict[int, Optional[dict]] = {}
-        self.pids: Set[int] = set()
+        self.cache: dict[tuple, Optional[FileInfo]] = {}
+        self.devices: dict[int, Optional[dict]] = {}
+        self.pids: set[int] = set()
 
     def _path(self, dev: int, ino: int) -> Optional[str]:
         for pid in list(self.pids):

@@ -16,7 +16,6 @@ see docs/reference kernel-dax-behavior.md section 5.2), 6.1 prints ``WRITE`` (VM
 :mod:`pmemtrace.events` are the union of all of them, so one parser reads all.
 """
 
-import io
 import json
 import re
 
@@ -400,8 +399,7 @@ def sniff_format(first_lines):
             continue
         if s.startswith("{"):
             return "jsonl"
-        if LINE_RE.match(line) or s.startswith("cpus=") or s.startswith("version =") \
-                or s.startswith("CPU ") or LOST_RE.search(s):
+        if LINE_RE.match(line) or s.startswith(("cpus=", "version =", "CPU ")) or LOST_RE.search(s):
             return "trace"
     for line in first_lines:
         if LINE_RE.match(line):
@@ -424,7 +422,7 @@ def open_trace(path):
         if path.endswith(".dat"):
             raise UsageError(f"{path}: binary trace-cmd data; run 'trace-cmd report -i {path} > trace.txt' "
                              f"and replay the text")
-        return open(path, "r", errors="replace")
+        return open(path, errors="replace")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -13,7 +13,7 @@ names where it comes from.
 
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Optional
 
 from .tracefs import FS_DAX_TRACEPOINTS
 
@@ -26,7 +26,7 @@ class Point:
     kind: str  # tracepoint | kprobe
     # (target, BPF function) in preference order; for tracepoints target is
     # "fs_dax:<event>" and the BPF function is compiled in by -DPMT_TP_<event>
-    candidates: List[Tuple[str, str]]
+    candidates: list[tuple[str, str]]
     retprobe: Optional[str] = None  # BPF function for a kretprobe on the winner
     why: str = ""
     module: Optional[str] = None  # kernel module that provides the symbol
@@ -97,7 +97,7 @@ class Resolved:
     point: Point
     winner: Optional[str] = None  # target name
     function: Optional[str] = None  # BPF function
-    missing: List[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
     note: str = ""
 
     def to_json(self):

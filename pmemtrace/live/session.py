@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable, List, Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from ..errors import DataCorruption, KernelFeatureMissing
 from ..events import Event
@@ -40,7 +40,7 @@ class Backend(Protocol):
 
     def start(self) -> None: ...
 
-    def drain(self, timeout: float) -> List[Event]: ...
+    def drain(self, timeout: float) -> list[Event]: ...
 
     def lost(self) -> int: ...
 
@@ -104,7 +104,7 @@ class FileSource:
         self.exhausted = False
         self.truncated_line: Optional[int] = None
         self._events = None
-        self._first: List[tuple] = []
+        self._first: list[tuple] = []
 
     def start(self) -> None:
         from .parse import ParseStats, read_events, read_records
@@ -116,8 +116,8 @@ class FileSource:
         self._first = self._next_batch(1)
         self.header = getattr(self.stats, "header", None)
 
-    def _next_batch(self, n: int) -> List[tuple]:
-        out: List[tuple] = []
+    def _next_batch(self, n: int) -> list[tuple]:
+        out: list[tuple] = []
         if self.exhausted:
             return out
         try:
@@ -150,7 +150,7 @@ class FileSource:
             lines = sum(1 for _ in f)
         return lines == self.stats.lines
 
-    def drain(self, timeout: float = 0.0) -> List[tuple]:
+    def drain(self, timeout: float = 0.0) -> list[tuple]:
         if self._first:
             out, self._first = self._first, []
             return out
@@ -215,7 +215,7 @@ class Session:
         self.started = False
         self.complete = False
         self._lost_seen = 0
-        self._stopping: List[int] = []
+        self._stopping: list[int] = []
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -248,7 +248,7 @@ class Session:
             signal.signal(signal.SIGTERM, old)
         self.started = True
 
-    def feed(self, events: List[Event]) -> None:
+    def feed(self, events: list[Event]) -> None:
         if getattr(self.source, "yields_records", False):
             self._feed_records(events)
             return
@@ -266,7 +266,7 @@ class Session:
         if rec is not None:
             rec.flush()  # whole lines per batch: a killed watch leaves a replayable file
 
-    def _feed_records(self, records: List[tuple]) -> None:
+    def _feed_records(self, records: list[tuple]) -> None:
         """:meth:`feed` for a source of record tuples: *keep* takes a tuple;
         an Event is made only for *on_event* (``--events``)."""
         keep, add, on_event = self.keep, self.views.add_record, self.on_event

@@ -23,8 +23,9 @@ import os
 import re
 import select
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence
+from typing import Optional
 
 from ..errors import KernelFeatureMissing, PrivilegeError
 from ..events import VM_FAULT, Event
@@ -222,13 +223,13 @@ class Orphan:
         return f"could not remove {what} (pid {self.pid} is gone): {self.error}"
 
 
-def find_orphans(root: Optional[str] = None, probe_functions: Sequence[str] = ()) -> List[Orphan]:
+def find_orphans(root: Optional[str] = None, probe_functions: Sequence[str] = ()) -> list[Orphan]:
     """What dead pmemtrace processes left in tracefs *root*: instances and
     kprobe events whose name carries a pid that no longer exists.  bcc's
     fallback kprobe events count only for a function of *probe_functions*
     (pmemtrace's probe table), so another tool's are never touched."""
     root = root or tracefs_root()
-    out: List[Orphan] = []
+    out: list[Orphan] = []
     if root is None:
         return out
     try:
@@ -261,7 +262,7 @@ def find_orphans(root: Optional[str] = None, probe_functions: Sequence[str] = ()
     return out
 
 
-def remove_orphans(root: Optional[str] = None, probe_functions: Sequence[str] = ()) -> List[Orphan]:
+def remove_orphans(root: Optional[str] = None, probe_functions: Sequence[str] = ()) -> list[Orphan]:
     """Remove what :func:`find_orphans` finds; returns each with
     ``removed`` or ``error`` set."""
     root = root or tracefs_root()
@@ -282,7 +283,7 @@ def remove_orphans(root: Optional[str] = None, probe_functions: Sequence[str] = 
     return found
 
 
-def remove_orphans_and_report(root: Optional[str] = None) -> List[Orphan]:
+def remove_orphans_and_report(root: Optional[str] = None) -> list[Orphan]:
     """What every tracing start runs first: remove what dead pmemtrace
     processes left (any probe-table function counts for bcc's kprobe
     events) and say so in one line on stderr (a logging warning)."""
@@ -309,7 +310,7 @@ def remove_orphans_and_report(root: Optional[str] = None) -> List[Orphan]:
 # A private instance
 
 
-def read_available(fd: int, chunk: int = 1 << 20, limit: int = 16 << 20) -> List[bytes]:
+def read_available(fd: int, chunk: int = 1 << 20, limit: int = 16 << 20) -> list[bytes]:
     """What a non-blocking ``trace_pipe`` fd has now (a list of bytes), up
     to about *limit* bytes.  A read of trace_pipe returns at most one page
     (kernel/trace/trace.c tracing_read_pipe() caps cnt at PAGE_SIZE - 1), so
@@ -401,7 +402,7 @@ class Instance:
         if os.path.exists(os.path.join(self.path, "options", "event-fork")):
             self.write("options/event-fork", "1")
 
-    def enable(self, system: str, events: Optional[Iterable[str]] = None) -> List[str]:
+    def enable(self, system: str, events: Optional[Iterable[str]] = None) -> list[str]:
         """Enable *events* of *system* (all of it when None); returns what
         was enabled."""
         if events is None:
@@ -422,7 +423,7 @@ class Instance:
         r, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
         return bool(r)
 
-    def read(self) -> List[bytes]:
+    def read(self) -> list[bytes]:
         return read_available(self.fd) if self.fd is not None else []
 
     def pause(self) -> None:
@@ -477,7 +478,7 @@ class TracefsBackend:
         self.instance = self.inst.path
         self.stats = ParseStats()
         self._partial = ""
-        self.enabled: List[str] = []
+        self.enabled: list[str] = []
 
     def missing(self) -> str:
         return ("sees fs_dax tracepoints only; no PMD insert, get_dev_pagemap, GUP or "
@@ -506,13 +507,13 @@ class TracefsBackend:
     def running(self) -> bool:
         return self.inst.fd is not None
 
-    def _parse(self, chunks: List[bytes]) -> List[Event]:
+    def _parse(self, chunks: list[bytes]) -> list[Event]:
         text = self._partial + b"".join(chunks).decode("utf-8", "replace")
         lines = text.split("\n")
         self._partial = lines.pop()
         return list(parse_trace_text(lines, self.stats))
 
-    def drain(self, timeout: float) -> List[Event]:
+    def drain(self, timeout: float) -> list[Event]:
         """Events read within *timeout* seconds (a list, maybe empty)."""
         if self.inst.fd is None or not self.inst.wait(timeout):
             return []
@@ -554,7 +555,7 @@ class TraceCapture:
         self.reason: Optional[str] = None
         self.lost = 0
         self.inst: Optional[Instance] = None
-        self._chunks: List[bytes] = []
+        self._chunks: list[bytes] = []
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         root = root or tracefs_root()

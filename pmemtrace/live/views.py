@@ -258,7 +258,7 @@ class Aggregator:
                     r.pte += 1
 
     def totals(self):
-        t = {c: 0 for c in COUNTERS}
+        t = dict.fromkeys(COUNTERS, 0)
         reasons = {}
         for r in self.sorted_rows():
             for c in COUNTERS:

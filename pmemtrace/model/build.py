@@ -13,8 +13,9 @@ and keys that hold their default are left out where the format says so.
 This module is pure (no I/O): it reads nothing from the host.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Set
+from typing import Any, Optional
 
 from .case import PAGE_SIZE, Access, Case, Device, Extent, File, Mapping, Range
 
@@ -45,7 +46,7 @@ def extent(logical: int, physical: int, length: int, unwritten: bool = False) ->
     return Extent(logical=logical, physical=physical, length=length, unwritten=bool(unwritten))
 
 
-def dax_extents(extents: Iterable[Dict[str, Any]]) -> List[Extent]:
+def dax_extents(extents: Iterable[dict[str, Any]]) -> list[Extent]:
     """FIEMAP extents as dicts (logical, physical, length, unwritten) to
     :class:`Extent`, leaving out inline/tail extents that are not 4 KiB
     multiples: DAX cannot map those, so they stay holes in the case."""
@@ -74,10 +75,10 @@ class CaseBuilder:
     name: Optional[str] = None
     notes: Optional[str] = None
     file: Optional[File] = None
-    mappings: List[Mapping] = field(default_factory=list)
-    accesses: List[Access] = field(default_factory=list)
+    mappings: list[Mapping] = field(default_factory=list)
+    accesses: list[Access] = field(default_factory=list)
     thp_disable: bool = False
-    page_tables: Set[int] = field(default_factory=set)
+    page_tables: set[int] = field(default_factory=set)
 
     def mapping(self, id: str, start: int, length: int, offset: int = 0, shared: bool = True, sync: bool = False,
                 writable: bool = True, mapped: bool = True, nohugepage: bool = False) -> Mapping:
@@ -128,8 +129,8 @@ def _dev_json(dev: int) -> str:
     return f"{dev >> 20}:{dev & 0xFFFFF}"
 
 
-def _device_json(d: Device) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"mode": d.mode}
+def _device_json(d: Device) -> dict[str, Any]:
+    out: dict[str, Any] = {"mode": d.mode}
     if d.mode == "fsdax":
         out["map"] = d.map
     out["align"] = d.align
@@ -146,8 +147,8 @@ def _device_json(d: Device) -> Dict[str, Any]:
     return out
 
 
-def _file_json(f: File, device: Device) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"size": f.size, "ino": f.ino,
+def _file_json(f: File, device: Device) -> dict[str, Any]:
+    out: dict[str, Any] = {"size": f.size, "ino": f.ino,
                            "extents": [{"logical": e.logical, "physical": hex(e.physical), "length": e.length,
                                         "unwritten": e.unwritten} for e in f.extents],
                            "fs": f.fs}
@@ -156,21 +157,21 @@ def _file_json(f: File, device: Device) -> Dict[str, Any]:
     return out
 
 
-def _mapping_json(m: Mapping) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"id": m.id, "start": hex(m.start), "length": m.length, "offset": m.offset,
+def _mapping_json(m: Mapping) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": m.id, "start": hex(m.start), "length": m.length, "offset": m.offset,
                            "shared": m.shared, "sync": m.sync, "writable": m.writable, "mapped": m.mapped}
     if m.nohugepage:
         out["nohugepage"] = True
     return out
 
 
-def _access_json(a: Access) -> Dict[str, Any]:
+def _access_json(a: Access) -> dict[str, Any]:
     op = a.op
     if op == "pwrite":
         return {"op": op, "offset": a.offset, "length": a.length}
     if op in ("read", "write"):
         return {"mapping": a.mapping, "offset": a.offset, "op": op}
-    out: Dict[str, Any] = {"mapping": a.mapping, "op": op}
+    out: dict[str, Any] = {"mapping": a.mapping, "op": op}
     if op == "madvise":
         out.update(advice=a.advice, offset=a.offset, length=a.length)
     elif op == "gup":
@@ -184,9 +185,9 @@ def _access_json(a: Access) -> Dict[str, Any]:
     return out
 
 
-def case_to_json(case: Case) -> Dict[str, Any]:
+def case_to_json(case: Case) -> dict[str, Any]:
     """The case as the JSON object of format v1 (what ``explain`` reads)."""
-    out: Dict[str, Any] = {"version": 1}
+    out: dict[str, Any] = {"version": 1}
     if case.name is not None:
         out["name"] = case.name
     out["kernel"] = case.kernel
@@ -197,7 +198,7 @@ def case_to_json(case: Case) -> Dict[str, Any]:
         out["file"] = _file_json(case.file, case.device)
     out["mappings"] = [_mapping_json(m) for m in case.mappings]
     out["accesses"] = [_access_json(a) for a in case.accesses]
-    proc: Dict[str, Any] = {}
+    proc: dict[str, Any] = {}
     if case.thp_disable:
         proc["thp_disable"] = True
     if case.page_tables:

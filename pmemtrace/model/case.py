@@ -14,7 +14,7 @@ itself never sees malformed input.
 import bisect
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
 import msgspec
 
@@ -42,7 +42,7 @@ class Device:
     data_start: int = 0  # physical address of byte 0 (block device / dax device)
     map: str = "mem"  # mem | dev | raw (where struct pages live; raw = e820 implicit)
     struct_pages: bool = True  # PFN_MAP: the pfns have struct pages (devmap)
-    ranges: List[Range] = field(default_factory=list)
+    ranges: list[Range] = field(default_factory=list)
     dev: int = 0  # dev_t as the kernel encodes it in trace events (MAJOR<<20|MINOR)
 
 
@@ -57,7 +57,7 @@ class Extent:
 @dataclass
 class File:
     size: int
-    extents: List[Extent]
+    extents: list[Extent]
     ino: int = 0
     fs: str = "xfs"  # xfs | ext4 (differs in ->map_pages; see fsdax.py)
     dev: Optional[int] = None
@@ -116,29 +116,29 @@ class Case:
     kernel: Optional[str]
     device: Device
     file: Optional[File]
-    mappings: List[Mapping]
-    accesses: List[Access]
+    mappings: list[Mapping]
+    accesses: list[Access]
     thp_disable: bool = False  # prctl(PR_SET_THP_DISABLE) in the process
     #: 2 MiB-aligned virtual blocks that already hold a page table when the
     #: case starts (other mappings of the process sharing the block have
     #: 4 KiB pages there); no huge fault is tried in them
-    page_tables: List[int] = field(default_factory=list)
+    page_tables: list[int] = field(default_factory=list)
     name: Optional[str] = None
     notes: Optional[str] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def mapping(self, mid: Optional[str]) -> Mapping:
         return self._by_id[mid]
 
     def __post_init__(self) -> None:
-        self._by_id: Dict[Optional[str], Mapping] = {m.id: m for m in self.mappings}
+        self._by_id: dict[Optional[str], Mapping] = {m.id: m for m in self.mappings}
 
 
 # --------------------------------------------------------------------------
 # validation helpers
 
 
-def _int(d: Dict[str, Any], key: str, path: str, default: Optional[int] = None, required: bool = False,
+def _int(d: dict[str, Any], key: str, path: str, default: Optional[int] = None, required: bool = False,
          minimum: Optional[int] = 0) -> Any:
     if key not in d or d[key] is None:
         if required:
@@ -153,14 +153,14 @@ def _int(d: Dict[str, Any], key: str, path: str, default: Optional[int] = None, 
     return v
 
 
-def _bool(d: Dict[str, Any], key: str, path: str, default: bool = False) -> bool:
+def _bool(d: dict[str, Any], key: str, path: str, default: bool = False) -> bool:
     v = d.get(key, default)
     if not isinstance(v, bool):
         raise CaseError(f"{path}.{key}", f"expected true or false, got {v!r}")
     return v
 
 
-def _choice(d: Dict[str, Any], key: str, path: str, choices: Tuple[str, ...], default: Optional[str] = None,
+def _choice(d: dict[str, Any], key: str, path: str, choices: tuple[str, ...], default: Optional[str] = None,
             required: bool = False) -> Any:
     if key not in d:
         if required:
@@ -172,7 +172,7 @@ def _choice(d: Dict[str, Any], key: str, path: str, choices: Tuple[str, ...], de
     return v
 
 
-def _obj(v: Any, path: str) -> Dict[str, Any]:
+def _obj(v: Any, path: str) -> dict[str, Any]:
     if not isinstance(v, dict):
         raise CaseError(path, f"expected an object, got {type(v).__name__}")
     return v
@@ -193,10 +193,10 @@ def _dev_t(v: Any, path: str) -> int:
     return n
 
 
-_NORMALISED: Dict[Tuple[str, ...], Dict[str, str]] = {}
+_NORMALISED: dict[tuple[str, ...], dict[str, str]] = {}
 
 
-def _check_unknown(d: Dict[str, Any], known: Tuple[str, ...], path: str) -> None:
+def _check_unknown(d: dict[str, Any], known: tuple[str, ...], path: str) -> None:
     # Extra optional keys are allowed by the contract, but a key that differs
     # from a known one only by case or a dash is almost certainly a typo.
     for k in d:
@@ -324,7 +324,7 @@ _ACCESS_KEYSET = frozenset(ACCESS_KEYS)
 _GUP_BOOLS = ("write", "longterm", "fast", "populate")
 
 
-def _parse_access(d: Any, i: int, ids: Dict[str, "Mapping"], only: Optional[str] = None) -> Access:
+def _parse_access(d: Any, i: int, ids: dict[str, "Mapping"], only: Optional[str] = None) -> Access:
     """One access.  The common shape (a read or write with integer offset
     and length, known keys only) is decoded directly; anything else takes the
     careful path, which names what is wrong.  *only* is the mapping id when
@@ -346,7 +346,7 @@ def _parse_access(d: Any, i: int, ids: Dict[str, "Mapping"], only: Optional[str]
     return _parse_access_careful(d, i, ids)
 
 
-def _parse_access_careful(d: Any, i: int, ids: Dict[str, "Mapping"]) -> Access:
+def _parse_access_careful(d: Any, i: int, ids: dict[str, "Mapping"]) -> Access:
     p = f"accesses[{i}]"
     d = _obj(d, p)
     _check_unknown(d, ACCESS_KEYS, p)
@@ -392,8 +392,8 @@ def parse_case(obj: Any) -> Case:
     if kernel is not None and not isinstance(kernel, str):
         raise CaseError("kernel", "expected a release string such as '6.12.95+deb12-amd64'")
     if kernel is not None:
-        from .profiles import parse_release
         from ..errors import UsageError
+        from .profiles import parse_release
 
         try:
             parse_release(kernel)
@@ -415,7 +415,7 @@ def parse_case(obj: Any) -> Case:
     if not isinstance(maps, list) or not maps:
         raise CaseError("mappings", "expected a non-empty list")
     mappings = [_parse_mapping(m, i, device) for i, m in enumerate(maps)]
-    ids: Dict[str, Mapping] = {}
+    ids: dict[str, Mapping] = {}
     for i, m in enumerate(mappings):
         if m.id in ids:
             raise CaseError(f"mappings[{i}].id", f"duplicate id {m.id!r}")

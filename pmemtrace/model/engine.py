@@ -6,7 +6,8 @@ compact per-access records; events and JSON are built only when asked for.
 
 import gc
 from collections import Counter
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from collections.abc import Iterator
+from typing import Any, Callable, Optional
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup
@@ -33,13 +34,13 @@ class AccessResult:
         self.outcome = "none"
         self.result = 0
         self.reason: Optional[str] = None
-        self.faults: List[Tuple[int, fsdax.Fault]] = []  # [(address, Fault)]
-        self.calls: Dict[str, int] = {}
+        self.faults: list[tuple[int, fsdax.Fault]] = []  # [(address, Fault)]
+        self.calls: dict[str, int] = {}
         self.errno: Optional[int] = None
         self.pinned: Optional[int] = None
         self.pinned_fast: Optional[int] = None
         self.length: Optional[int] = None
-        self.ctx: Tuple[int, int, str, int] = (0, 0, "zero_folio", 0)  # (dev, ino, zero field, max_pgoff) for rendering events
+        self.ctx: tuple[int, int, str, int] = (0, 0, "zero_folio", 0)  # (dev, ino, zero field, max_pgoff) for rendering events
 
     def set_error(self, errno: Optional[int], reason: str) -> None:
         self.outcome = "error"
@@ -47,7 +48,7 @@ class AccessResult:
         self.reason = reason
 
     # -- derived views ------------------------------------------------------
-    def all_calls(self) -> Dict[str, int]:
+    def all_calls(self) -> dict[str, int]:
         c = dict(self.calls)
         for _, f in self.faults:
             for x in f.trace:
@@ -55,14 +56,14 @@ class AccessResult:
                     c[x] = c.get(x, 0) + 1
         return c
 
-    def events(self) -> List[Event]:
+    def events(self) -> list[Event]:
         dev, ino, zero_field, max_pgoff = self.ctx
         return [Event(name, fields, source="model", access=self.index)
                 for _, f in self.faults for name, fields in _rendered(f, dev, ino, zero_field, max_pgoff)]
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         dev, ino, zero_field, max_pgoff = self.ctx
-        d: Dict[str, Any] = {
+        d: dict[str, Any] = {
             "access": self.index,
             "op": self.op,
             "mapping": self.mapping,
@@ -88,7 +89,7 @@ class AccessResult:
         return d
 
 
-_RESULT_TEXT: Dict[int, str] = {}
+_RESULT_TEXT: dict[int, str] = {}
 
 
 def result_text(result: int) -> str:
@@ -100,7 +101,7 @@ def result_text(result: int) -> str:
 
 
 def _rendered(f: "fsdax.Fault", dev: int, ino: int, zero_field: str,
-              max_pgoff: int) -> List[Tuple[str, Dict[str, int]]]:
+              max_pgoff: int) -> list[tuple[str, dict[str, int]]]:
     """(name, fields) of every fs_dax event of fault *f*, in order."""
     return [fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field) for t in f.trace if t.__class__ is tuple]
 
@@ -178,7 +179,7 @@ class _Aggregate:
             else:
                 ev[x[0]] += 1
 
-    def result(self, counters: "Counter[str]", mapping_errors: Dict[str, str]) -> Dict[str, Any]:
+    def result(self, counters: "Counter[str]", mapping_errors: dict[str, str]) -> dict[str, Any]:
         outcomes = dict(self.outcomes)
         if self.hits:
             outcomes["none"] = outcomes.get("none", 0) + self.hits
@@ -200,25 +201,25 @@ class _Aggregate:
 
 
 class Prediction:
-    def __init__(self, case: Case, profile: Any, records: Optional[List[Any]], counters: "Counter[str]",
-                 mapping_errors: Dict[str, str], ctx: Tuple[int, int, str, int],
-                 summary: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, case: Case, profile: Any, records: Optional[list[Any]], counters: "Counter[str]",
+                 mapping_errors: dict[str, str], ctx: tuple[int, int, str, int],
+                 summary: Optional[dict[str, Any]] = None) -> None:
         self._summary = summary
         self.case = case
         self.profile = profile
         self._records = records
-        self._results: Optional[List[AccessResult]] = None
+        self._results: Optional[list[AccessResult]] = None
         self.counters = counters
         self.mapping_errors = mapping_errors
         self.ctx = ctx
 
     @property
-    def results(self) -> List[AccessResult]:
+    def results(self) -> list[AccessResult]:
         """One :class:`AccessResult` per access (materialised on first use)."""
         if self._records is None:
             raise ValueError("explain(case, keep_results=False) keeps only the summary")
         if self._results is None:
-            out: List[AccessResult] = []
+            out: list[AccessResult] = []
             for i, rec in enumerate(self._records):
                 cls = rec.__class__
                 if cls is AccessResult:
@@ -237,7 +238,7 @@ class Prediction:
             self._results = out
         return self._results
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         if self._summary is not None:
             return self._summary
         agg = _Aggregate()
@@ -245,18 +246,18 @@ class Prediction:
             agg.add(r)
         return agg.result(self.counters, self.mapping_errors)
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         d = self.head_json()
         d["results"] = list(self.iter_json())
         d["summary"] = self.summary()
         return d
 
-    def head_json(self) -> Dict[str, Any]:
+    def head_json(self) -> dict[str, Any]:
         """The keys of :meth:`to_json` that come before ``results``."""
         return {"profile": self.profile.name, "kernel": self.case.kernel,
                 "profile_detail": self.profile.to_json()}
 
-    def iter_json(self) -> Iterator[Dict[str, Any]]:
+    def iter_json(self) -> Iterator[dict[str, Any]]:
         """``to_json()["results"]``, one dict at a time, built straight from
         the compact records (no :class:`AccessResult` or :class:`Event` per
         access: this is what ``explain --json`` spends its time on)."""
@@ -265,7 +266,7 @@ class Prediction:
         ctx = self.ctx
         dev, ino, zero_field, max_pgoff = ctx
         accesses = self.case.accesses
-        maps: Dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
+        maps: dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
         page_mask = ~(PAGE_SIZE - 1)
         fault_cls = fsdax.Fault
         render = fsdax.render_event
@@ -282,7 +283,7 @@ class Prediction:
                 outcome = rec.outcome
                 result = rec.result
                 events = []
-                calls: Dict[str, int] = {}
+                calls: dict[str, int] = {}
                 for t in rec.trace:
                     if t.__class__ is str:
                         calls[t] = calls.get(t, 0) + 1
@@ -306,16 +307,16 @@ class Prediction:
             raise ValueError("explain(case, keep_results=False) keeps only the summary")
         ctx = self.ctx
         accesses = self.case.accesses
-        maps: Dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
+        maps: dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
         page_mask = ~(PAGE_SIZE - 1)
         fault_cls = fsdax.Fault
-        templates: Dict[Any, Any] = {}
+        templates: dict[Any, Any] = {}
         exact = self._exact_json
         # the summary, folded in on the way: each shape of fault once, then
         # counted (see _Aggregate.add_again)
         agg = _Aggregate()
-        again: Dict[Any, List[Any]] = {}  # key -> [a fault of that shape, times seen after the first]
-        key: Tuple[Any, ...]
+        again: dict[Any, list[Any]] = {}  # key -> [a fault of that shape, times seen after the first]
+        key: tuple[Any, ...]
         for i, rec in enumerate(self._records):
             cls = rec.__class__
             if cls is AccessResult:
@@ -356,7 +357,7 @@ class Prediction:
         if self._summary is None:
             self._summary = agg.result(self.counters, self.mapping_errors)
 
-    def _exact_json(self, i: int, a: Access, address: int, rec: Any, addr: Optional[int] = None) -> Dict[str, Any]:
+    def _exact_json(self, i: int, a: Access, address: int, rec: Any, addr: Optional[int] = None) -> dict[str, Any]:
         """The :meth:`iter_json` object of a plain record; *addr*: the fault's
         address in its place (the template's marker)."""
         dev, ino, zero_field, max_pgoff = self.ctx
@@ -367,7 +368,7 @@ class Prediction:
             rec = _with_addr(rec, addr)
         outcome = rec.outcome
         events = []
-        calls: Dict[str, int] = {}
+        calls: dict[str, int] = {}
         for t in rec.trace:
             if t.__class__ is str:
                 calls[t] = calls.get(t, 0) + 1
@@ -397,7 +398,7 @@ def _with_addr(rec: "fsdax.Fault", addr: int) -> "fsdax.Fault":
     return f
 
 
-def _template(real: Dict[str, Any], exact: Callable[..., Dict[str, Any]], i: int, a: Access, address: int,
+def _template(real: dict[str, Any], exact: Callable[..., dict[str, Any]], i: int, a: Access, address: int,
               rec: Any, encode: Callable[[Any], bytes]) -> Optional[bytes]:
     """A ``bytes % values`` template of *encode(real)* with the access index
     (``i``), address (``a``) and, for a fault, its address (``f``) and page
@@ -443,9 +444,9 @@ class Sim:
         self.max_pgoff = self.file.max_pgoff if self.file is not None else 0
         self.thp_disable = case.thp_disable
         self.counters = Counter(thp_fault_fallback=0, thp_split_pmd=0, thp_zero_page_alloc=0, pgmajfault=0)
-        self.flags_seen: Set[int] = set()
-        self.mapping_errors: Dict[str, str] = {}
-        self.mapped: Set[str] = set()
+        self.flags_seen: set[int] = set()
+        self.mapping_errors: dict[str, str] = {}
+        self.mapped: set[str] = set()
         # page tables other mappings of the process left in shared 2 MiB
         # blocks: __handle_mm_fault() sees !pmd_none() and goes straight to
         # the PTE path (lab, 6.12: a 3 MiB DAX mapping next to a touched
@@ -511,8 +512,8 @@ def explain(case: Case, keep_results: bool = True) -> "Prediction":
     return Prediction(case, profile, records, sim.counters, sim.mapping_errors, ctx, summary)
 
 
-def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[List[Any]]:
-    records: List[Any] = []
+def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[list[Any]]:
+    records: list[Any] = []
     # streaming (agg): each record is folded into the summary once complete
     append = records.append if agg is None else agg.add
     mm = sim.mm
@@ -522,7 +523,7 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[Lis
     mapped = sim.mapped
     mapping_errors = sim.mapping_errors
     handle_fault = sim.fault_handler
-    maps: Dict[Optional[str], Mapping] = {m.id: m for m in case.mappings}
+    maps: dict[Optional[str], Mapping] = {m.id: m for m in case.mappings}
     rflags = USER_FAULT_FLAGS
     if not sim.profile.user_fault_interruptible:
         # before FAULT_FLAG_INTERRUPTIBLE (v5.7): ALLOW_RETRY|KILLABLE|USER

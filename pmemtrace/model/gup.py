@@ -13,7 +13,7 @@ after faulting the pages in, profiles.py).
 kernel-dax-behavior.md section 10.
 """
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional
 
 from ..events import FAULT_FLAG
 from .state import PAGE_SHIFT, PAGE_SIZE, PG_PMD_COLOUR, PMD_SHIFT, PUD_SHIFT, AddressSpace, HugePmd, PteTable, Vma
@@ -60,7 +60,7 @@ def _is_devmap(sim: Any, addr: int) -> bool:
     return False
 
 
-def _huge_span(sim: Any, addr: int, write: bool) -> Optional[Tuple[int, bool]]:
+def _huge_span(sim: Any, addr: int, write: bool) -> Optional[tuple[int, bool]]:
     """When *addr* lies in a huge (PUD or PMD) mapping GUP can take as is:
     (end of that mapping, whether it carries devmap); else None.  Every 4 KiB
     page of a huge mapping looks the same to _present() and _is_devmap(),
@@ -89,7 +89,7 @@ def gup(sim: Any, vma_lookup: Callable[[int], Optional[Vma]], fault_fn: Callable
     write = access.write
     npages = (length + PAGE_SIZE - 1) >> PAGE_SHIFT
     first = start & ~(PAGE_SIZE - 1)
-    calls: Dict[str, int] = result.calls
+    calls: dict[str, int] = result.calls
     gdp = "get_dev_pagemap"
 
     def hit(fn: str, n: int = 1) -> None:
@@ -124,13 +124,10 @@ def gup(sim: Any, vma_lookup: Callable[[int], Optional[Vma]], fault_fn: Callable
     i = 0
     pinned_fast = 0
     populate = access.populate
-    if populate:
-        # mm_populate() -> populate_vma_page_range() -> __get_user_pages()
-        # without FOLL_GET/FOLL_PIN: faults pages in, grabs none, so no
-        # get_dev_pagemap() (follow_devmap_pmd() returns -EEXIST first, v6.1)
-        access_fast = False
-    else:
-        access_fast = access.fast
+    # populate: mm_populate() -> populate_vma_page_range() -> __get_user_pages()
+    # without FOLL_GET/FOLL_PIN: faults pages in, grabs none, so no
+    # get_dev_pagemap() (follow_devmap_pmd() returns -EEXIST first, v6.1)
+    access_fast = False if populate else access.fast
     if access_fast:
         hit("gup_fast")
         while i < npages:
@@ -174,10 +171,9 @@ def gup(sim: Any, vma_lookup: Callable[[int], Optional[Vma]], fault_fn: Callable
                 if i == 0:
                     result.set_error(EFAULT, f.reason)
                 break
-            if not _present(sim, addr, write):
-                # the fault left nothing we can grab (e.g. a private COW)
-                if not _present(sim, addr, False):
-                    break
+            # the fault left nothing we can grab (e.g. a private COW)
+            if not _present(sim, addr, write) and not _present(sim, addr, False):
+                break
         span = _huge_span(sim, addr, write)
         if span is not None:
             # this page and the rest of the huge mapping in this VMA

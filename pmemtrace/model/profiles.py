@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 from ..errors import UsageError
 
@@ -73,18 +73,18 @@ class Profile:
     pte_done_traces_major: bool = True
     #: the lab kernel this profile was checked against (docs/lab-findings.md),
     #: or None when it comes from reading kernel source and patches only
-    verified_on: Optional[str] = None
+    verified_on: str | None = None
     #: what the selection of this profile for a release should warn about
     #: (set per release by select_profile(): backports, newer than known)
-    release_note: Optional[str] = None
-    citations: Dict[str, str] = field(default_factory=dict)
+    release_note: str | None = None
+    citations: dict[str, str] = field(default_factory=dict)
 
     @property
     def basis(self) -> str:
         """``"lab"`` if verified on a lab kernel, else ``"source"``."""
         return "lab" if self.verified_on else "source"
 
-    def verification(self) -> Dict[str, Optional[str]]:
+    def verification(self) -> dict[str, str | None]:
         """The basis of this profile, as explain's JSON reports it."""
         return {"basis": self.basis, "verified_on": self.verified_on, "note": self.release_note}
 
@@ -428,7 +428,7 @@ def parse_release(release: object) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def release_note(release: str) -> Optional[str]:
+def release_note(release: str) -> str | None:
     """What to say about a release's profile beyond the profile itself:
     distribution backports, or a release newer than any pmemtrace knows."""
     ver = parse_release(release)
@@ -442,7 +442,7 @@ def release_note(release: str) -> Optional[str]:
     return None
 
 
-def select_profile(release: Optional[str] = None) -> Profile:
+def select_profile(release: str | None = None) -> Profile:
     """The profile for *release*, from the explicit table :data:`RELEASE_SPANS`
     (every release from 4.18 on; newer releases than the table get its
     newest profile, with a note).  The returned profile carries the

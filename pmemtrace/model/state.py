@@ -18,7 +18,8 @@ shared value.
 """
 
 from bisect import bisect_left, bisect_right
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional, TypeVar, Union
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -45,7 +46,7 @@ VM_NOHUGEPAGE = 0x40000000
 _V = TypeVar("_V")
 
 
-def _keys_in(table: Dict[int, _V], first: int, last: int) -> List[int]:
+def _keys_in(table: dict[int, _V], first: int, last: int) -> list[int]:
     """The keys of *table* in first..last, in order; costs
     min(range, table size), never more."""
     if last - first + 1 <= len(table):
@@ -144,10 +145,10 @@ class AddressSpace:
     setting up n mappings is O(n log n), not O(n^2)."""
 
     def __init__(self) -> None:
-        self.vmas: List[Vma] = []  # sorted by start
-        self._starts: List[int] = []
-        self.pmds: Dict[int, Union[HugePmd, PteTable]] = {}  # vaddr >> PMD_SHIFT -> slot
-        self.puds: Dict[int, HugePmd] = {}  # vaddr >> PUD_SHIFT -> HugePmd (device-dax PUD mappings)
+        self.vmas: list[Vma] = []  # sorted by start
+        self._starts: list[int] = []
+        self.pmds: dict[int, Union[HugePmd, PteTable]] = {}  # vaddr >> PMD_SHIFT -> slot
+        self.puds: dict[int, HugePmd] = {}  # vaddr >> PUD_SHIFT -> HugePmd (device-dax PUD mappings)
 
     def _reindex(self) -> None:
         self.vmas.sort(key=lambda v: v.start)
@@ -174,13 +175,13 @@ class AddressSpace:
         i = bisect_left(self._starts, end) - 1
         return i >= 0 and self.vmas[i].end > start
 
-    def vmas_in(self, start: int, end: int) -> List[Vma]:
+    def vmas_in(self, start: int, end: int) -> list[Vma]:
         """The VMAs overlapping [start, end), in order."""
         i = max(0, bisect_right(self._starts, start) - 1)
         j = bisect_left(self._starts, end)
         return [v for v in self.vmas[i:j] if v.end > start]
 
-    def vmas_of(self, mapping: str) -> List[Vma]:
+    def vmas_of(self, mapping: str) -> list[Vma]:
         return [v for v in self.vmas if v.mapping == mapping]
 
     def remove_mapping(self, mapping: str) -> None:
@@ -295,7 +296,7 @@ class FileState:
         self._chunks = [exts[i:i + n] for i in range(0, len(exts), n)] or [[]]
         self._starts = [[e.logical for e in c] for c in self._chunks]
         self._heads = [s[0] for s in self._starts if s]
-        self.entries: Dict[int, Union[PmdEntry, PteEntries]] = {}  # file block (index >> 9) -> entry
+        self.entries: dict[int, Union[PmdEntry, PteEntries]] = {}  # file block (index >> 9) -> entry
         self.hole_alloc_align = hole_alloc_align
         self._next_phys = max((e.physical + e.length for e in exts), default=0)
 
@@ -304,11 +305,11 @@ class FileState:
         return (self.size + PAGE_SIZE - 1) >> PAGE_SHIFT
 
     @property
-    def exts(self) -> List[Ext]:
+    def exts(self) -> list[Ext]:
         """All extents, in logical order."""
         return [e for c in self._chunks for e in c]
 
-    def _find(self, pos: int) -> Tuple[int, int]:
+    def _find(self, pos: int) -> tuple[int, int]:
         """(chunk, index) of the last extent starting at or before *pos*;
         (0, -1) when there is none."""
         c = bisect_right(self._heads, pos) - 1
@@ -340,7 +341,7 @@ class FileState:
             self._heads.insert(c + 1, starts[half])
             del chunk[half:], starts[half:]
 
-    def lookup(self, pos: int, need: int = PMD_SIZE) -> Tuple[str, int, Optional[Ext]]:
+    def lookup(self, pos: int, need: int = PMD_SIZE) -> tuple[str, int, Optional[Ext]]:
         """iomap of byte *pos*: (kind, length_from_pos, ext_or_None).
 
         kind is "mapped", "unwritten" or "hole"; a hole extends to the next

@@ -3,7 +3,8 @@ run, would do), as the model's case, through the one
 :class:`~pmemtrace.model.build.CaseBuilder`."""
 
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional
 
 from ..model.build import CaseBuilder, extent
 from ..model.case import Case, File
@@ -16,7 +17,7 @@ PMD = 2 << 20
 CASE_ACCESS_LIMIT = 65536
 
 
-def step_records(scen, msgs: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def step_records(scen, msgs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per scenario step from the worker's step messages: the
     outcome, whether the peer expected it, and what the worker reported."""
     got = {m["step"]: m for m in msgs if "step" in m}
@@ -34,7 +35,7 @@ def step_records(scen, msgs: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
-def _touched_offsets(st_, s) -> List[int]:
+def _touched_offsets(st_, s) -> list[int]:
     """The offsets a read/write/fork/check step touched, cut at a SIGBUS,
     and one per 2 MiB beyond :data:`CASE_ACCESS_LIMIT`."""
     stride = st_.stride if st_.op != "check" else PAGE
@@ -52,7 +53,7 @@ def _touched_offsets(st_, s) -> List[int]:
 
 
 def build_case(scen, target, st: Optional[os.stat_result], extents, placed: Mapping[str, int],
-               mapped_at_start: Mapping[str, int], steps: List[Dict[str, Any]], kernel: Optional[str] = None,
+               mapped_at_start: Mapping[str, int], steps: list[dict[str, Any]], kernel: Optional[str] = None,
                odirect: bool = False, start_tables: Iterable[int] = ()) -> Case:
     """The model's case for what the worker did: *extents* as FIEMAP gave
     them (objects with logical, physical, length, unwritten), *placed* and

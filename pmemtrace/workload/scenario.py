@@ -15,7 +15,7 @@ The embedded library lives in ``pmemtrace/workload/scenarios/*.json``.
 import json
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import List, Optional
+from typing import Optional
 
 from ..errors import UsageError
 from ..units import parse_int
@@ -66,7 +66,7 @@ class Step:
     to: Optional[str] = None
     fork: bool = False
     longterm: bool = False
-    expect: List[str] = field(default_factory=lambda: ["ok"])
+    expect: list[str] = field(default_factory=lambda: ["ok"])
     note: Optional[str] = None
 
 
@@ -79,8 +79,8 @@ class Scenario:
     notes: Optional[str]
     file_size: int
     alloc: str
-    mappings: List[MapSpec]
-    steps: List[Step]
+    mappings: list[MapSpec]
+    steps: list[Step]
     holes: list = field(default_factory=list)  # (offset, length) punched before the run
     device_align: Optional[int] = None  # devdax: the align this scenario needs
     thp_disable: bool = False

@@ -57,7 +57,7 @@ class Shadow:
         if fill is None:
             return bad
         buf = bytearray(data)
-        for wpos, seed in words.items():  # mask the words checked above
+        for wpos, _seed in words.items():  # mask the words checked above
             o = wpos - pos
             v = 0 if fill == "zero" else E.pattern(fill, wpos)
             buf[o:o + 8] = v.to_bytes(8, "little")

@@ -9,13 +9,14 @@ Every read of /sys and /proc goes through :class:`pmemtrace.host.fsread.Roots`
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Optional
 
 from ..errors import NoDaxMapping, UsageError
 from ..host import cases as host_cases
 from ..host import mounts as mounts_mod
 from ..host.fsread import Roots
-from ..model.build import case_to_json, dev_t, fsdax_device as _fsdax_device
+from ..model.build import case_to_json, dev_t
+from ..model.build import fsdax_device as _fsdax_device
 from ..model.case import Device
 
 MiB = 1 << 20
@@ -40,7 +41,7 @@ def _roots(root: Optional[str]) -> Roots:
     return Roots(os.path.join(root, "sys"), os.path.join(root, "proc"))
 
 
-def mount_of(path: str, root: str = "/") -> Optional[Tuple[str, str, str, str]]:
+def mount_of(path: str, root: str = "/") -> Optional[tuple[str, str, str, str]]:
     """(mount point, fstype, options, source) for the mount holding path."""
     m = mounts_mod.mount_for_path(mounts_mod.read_mounts(_roots(root)), os.path.realpath(path))
     if m is None:
@@ -52,7 +53,7 @@ def _is_dax_mount(opts: str) -> bool:
     return any(o == "dax" or o == "dax=always" for o in opts.split(","))
 
 
-def fsdax_device(st_dev: int, root: str = "/") -> Tuple[Optional[dict], List[str]]:
+def fsdax_device(st_dev: int, root: str = "/") -> tuple[Optional[dict], list[str]]:
     """The case's device object (JSON) for the block device st_dev, from
     sysfs under *root*; for callers that want the dict (watch's attribution).
     :func:`pmemtrace.host.cases.block_device` gives the typed device."""

@@ -301,7 +301,7 @@ class Worker:
             if self.s.thp_disable:
                 E.set_thp_disable(True)
             self.place()
-            self.send(placed={k: v for k, v in self.addr.items()})
+            self.send(placed=dict(self.addr.items()))
             for m in self.s.mappings:
                 if m.mapped:
                     mp = self.mmap(m.id)

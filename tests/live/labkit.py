@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import time
 
 import pytest
 
@@ -61,7 +60,7 @@ class LabGate:
             return ("these tests run only inside a pmemtrace lab guest (a Debian kernel "
                     "booted under QEMU with memmap= pmem); run them with `pmemtrace lab test`")
         if os.geteuid() != 0:
-            return "the lab guest must run the live tests as root, but the euid is %d" % os.geteuid()
+            return f"the lab guest must run the live tests as root, but the euid is {os.geteuid():d}"
         try:
             self.modules = _guest.load_modules()
         except LabError as exc:

@@ -14,10 +14,10 @@ import os
 
 import pytest
 
-from pmemtrace.live.tracefs import chunk_outcome
 from pmemtrace.host import HostState, Roots, diagnose_file, diagnose_host, diagnose_pid
 from pmemtrace.host.strips import each_chunk
 from pmemtrace.host.svg import terminal_strip
+from pmemtrace.live.tracefs import chunk_outcome
 from pmemtrace.workload import engine
 
 from . import driver
@@ -89,7 +89,7 @@ class TestDiagnoseFileAgainstTracepoints:
 
     def test_ext4_default_mkfs(self, guest, tracefs):
         setup = guest.fsdax(map="mem", align="2M", fs="ext4")
-        strip, got = _compare(tracefs, _fresh(setup, "diag-ext4"), "ext4 default mkfs")
+        strip, _got = _compare(tracefs, _fresh(setup, "diag-ext4"), "ext4 default mkfs")
         # whatever the kernel does, diagnose must say why for every non-PMD chunk
         assert all(c.reason for c in strip.chunks if c.outcome == "pte"), strip.to_json()
 

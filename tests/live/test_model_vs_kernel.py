@@ -23,7 +23,7 @@ from pmemtrace.live.tracefs import RESULT_EVENTS
 from pmemtrace.model import explain, namespace_layout, parse_case
 
 from . import driver
-from .driver import PMD, Mapping
+from .driver import Mapping
 
 MiB = 1 << 20
 

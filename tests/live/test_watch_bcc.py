@@ -29,7 +29,7 @@ import os, sys
 from pmemtrace.workload import engine as E
 path, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 PMD = 2 << 20
-GUP_BYTES = %d""" % GUP_BYTES + r"""
+GUP_BYTES = """ + f"{GUP_BYTES:d}" + r"""
 size = n * PMD + PMD
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 E.fallocate(fd, 0, size)
@@ -68,7 +68,7 @@ def attached_state():
     state = {}
     try:
         with open(os.path.join(root, "kprobe_events")) as f:
-            state["kprobe_events"] = sorted(l.strip() for l in f if l.strip())
+            state["kprobe_events"] = sorted(ln.strip() for ln in f if ln.strip())
     except OSError:
         state["kprobe_events"] = []
     with open(os.path.join(root, "events", "fs_dax", "enable")) as f:
@@ -107,7 +107,7 @@ class Watch:
         out, err = self.p.communicate(timeout=120)
         self.err.append(err)
         assert self.p.returncode == 0, "".join(self.err)
-        lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
         summary = [d for d in lines if d.get("type") == "summary"]
         assert summary, out
         return summary[-1]
@@ -167,7 +167,7 @@ def session(request, dax_setup, guest):
     finally:
         s = w.stop()
     rows = {}
-    for kind, (path, pid, addr) in runs.items():
+    for kind, (_path, pid, _addr) in runs.items():
         r = _rows(s, pid)
         assert len(r) == 1, (kind, s["rows"])
         rows[kind] = r[0]
