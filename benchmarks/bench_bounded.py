@@ -33,9 +33,14 @@ BASE = 0x7F0000000000
 
 
 def fsdax(size, accesses, mappings):
-    return {"version": 1, "kernel": "6.12", "device": {"mode": "fsdax", "size": hex(2 * size), "align": "2M"},
-            "file": {"size": hex(size), "extents": [{"logical": 0, "physical": 0, "length": hex(size)}]},
-            "mappings": mappings, "accesses": accesses}
+    return {
+        "version": 1,
+        "kernel": "6.12",
+        "device": {"mode": "fsdax", "size": hex(2 * size), "align": "2M"},
+        "file": {"size": hex(size), "extents": [{"logical": 0, "physical": 0, "length": hex(size)}]},
+        "mappings": mappings,
+        "accesses": accesses,
+    }
 
 
 def many_mappings(n):
@@ -47,17 +52,36 @@ def many_mappings(n):
 def cases(n_maps):
     big = [{"id": "m", "start": hex(0x100000000000), "length": "1T"}]
     yield f"{n_maps:,} mappings", many_mappings(n_maps)
-    yield "gup 1 TiB, devdax 1G (PUD faults)", {
-        "version": 1, "kernel": "6.12", "device": {"mode": "devdax", "size": "1T", "align": "1G"},
-        "mappings": [{"id": "m", "start": hex(0x100000000000), "length": "1T"}],
-        "accesses": [{"op": "gup", "mapping": "m", "offset": 0, "length": "1T"}]}
-    yield "gup 1 TiB length over a 2 MiB mapping", fsdax(2 * M, [
-        {"op": "gup", "mapping": "m", "offset": 0, "length": "1T", "write": True}],
-        [{"id": "m", "start": hex(0x100000000000), "length": "2M"}])
+    yield (
+        "gup 1 TiB, devdax 1G (PUD faults)",
+        {
+            "version": 1,
+            "kernel": "6.12",
+            "device": {"mode": "devdax", "size": "1T", "align": "1G"},
+            "mappings": [{"id": "m", "start": hex(0x100000000000), "length": "1T"}],
+            "accesses": [{"op": "gup", "mapping": "m", "offset": 0, "length": "1T"}],
+        },
+    )
+    yield (
+        "gup 1 TiB length over a 2 MiB mapping",
+        fsdax(
+            2 * M,
+            [{"op": "gup", "mapping": "m", "offset": 0, "length": "1T", "write": True}],
+            [{"id": "m", "start": hex(0x100000000000), "length": "2M"}],
+        ),
+    )
     touch = [{"op": "write", "mapping": "m", "offset": hex(o)} for o in (0, 7 * G, 300 * G, T - 2 * M)]
-    yield "madvise dontneed + munmap 1 TiB", fsdax(T, touch + [
-        {"op": "madvise", "mapping": "m", "offset": 0, "length": "1T", "advice": "dontneed"}] + touch + [
-        {"op": "munmap", "mapping": "m"}], big)
+    yield (
+        "madvise dontneed + munmap 1 TiB",
+        fsdax(
+            T,
+            touch
+            + [{"op": "madvise", "mapping": "m", "offset": 0, "length": "1T", "advice": "dontneed"}]
+            + touch
+            + [{"op": "munmap", "mapping": "m"}],
+            big,
+        ),
+    )
     yield "pwrite 1 TiB over a mapped file", fsdax(T, touch + [{"op": "pwrite", "offset": 0, "length": "1T"}], big)
 
 
@@ -69,8 +93,9 @@ def run(case, tmp):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(out, "w") as f:
-        p = subprocess.run([sys.executable, "-m", "pmemtrace", "explain", path, "--json"], stdout=f,
-                           stderr=subprocess.PIPE, text=True)
+        p = subprocess.run(
+            [sys.executable, "-m", "pmemtrace", "explain", path, "--json"], stdout=f, stderr=subprocess.PIPE, text=True
+        )
     dt = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)

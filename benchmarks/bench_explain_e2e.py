@@ -75,8 +75,10 @@ def phases(case_path, n):
         sink.write(text.getvalue().encode())
     t4 = time.perf_counter()
     tot = t4 - t0
-    print(f"  phases (in process): load {t1 - t0:5.2f} s, parse_case {t2 - t1:5.2f} s, model {t3 - t2:5.2f} s, "
-          f"encode+write {t4 - t3:5.2f} s = {tot:5.2f} s -> {n / tot:,.0f} accesses/s")
+    print(
+        f"  phases (in process): load {t1 - t0:5.2f} s, parse_case {t2 - t1:5.2f} s, model {t3 - t2:5.2f} s, "
+        f"encode+write {t4 - t3:5.2f} s = {tot:5.2f} s -> {n / tot:,.0f} accesses/s"
+    )
 
 
 def main():
@@ -86,8 +88,11 @@ def main():
     ap.add_argument("--write-case", metavar="PATH", help="only write the benchmark case to PATH")
     ap.add_argument("--keep", metavar="DIR", help="keep the case and outputs in DIR")
     ap.add_argument("--no-phases", action="store_true")
-    ap.add_argument("--modes", default="json,jsonl,indent1",
-                    help="comma list of: json (default output), jsonl, indent1 (default: all)")
+    ap.add_argument(
+        "--modes",
+        default="json,jsonl,indent1",
+        help="comma list of: json (default output), jsonl, indent1 (default: all)",
+    )
     a = ap.parse_args()
     if a.write_case:
         write_case(a.write_case, a.accesses, a.extents)
@@ -98,23 +103,31 @@ def main():
     t = time.perf_counter()
     write_case(case, a.accesses, a.extents)
     n = a.accesses
-    print(f"explain end to end: {n:,} accesses, {a.extents:,} extents, 512 GiB mapping; case "
-          f"{os.path.getsize(case) / 1e6:.0f} MB written in {time.perf_counter() - t:.1f} s")
+    print(
+        f"explain end to end: {n:,} accesses, {a.extents:,} extents, 512 GiB mapping; case "
+        f"{os.path.getsize(case) / 1e6:.0f} MB written in {time.perf_counter() - t:.1f} s"
+    )
     exe = [sys.executable, "-m", "pmemtrace", "explain", case]
-    modes = {"json": (["--json"], "out.json"), "jsonl": (["--jsonl"], "out.jsonl"),
-             "indent1": (["--json", "--indent", "1"], "out1.json")}
+    modes = {
+        "json": (["--json"], "out.json"),
+        "jsonl": (["--jsonl"], "out.jsonl"),
+        "indent1": (["--json", "--indent", "1"], "out1.json"),
+    }
     for mode in a.modes.split(","):
         extra, name = modes[mode]
         if mode != "json":
             import pmemtrace.cli.explain as ce
             from pmemtrace.cli.explain import add_parser  # noqa: F401
+
             if not hasattr(ce, "write_json"):
                 continue  # this pmemtrace has only --json (indent 1)
         out = os.path.join(d, name)
         wall, cpu, rss = run_child(exe + extra, out)
-        print(f"  explain {' '.join(extra):<18}: wall {wall:6.2f} s -> {n / wall:10,.0f} accesses/s "
-              f"(CPU {cpu:6.2f} s -> {n / cpu:10,.0f}/s); output {os.path.getsize(out) / 1e6:5.0f} MB; "
-              f"peak RSS {rss:,.0f} MiB")
+        print(
+            f"  explain {' '.join(extra):<18}: wall {wall:6.2f} s -> {n / wall:10,.0f} accesses/s "
+            f"(CPU {cpu:6.2f} s -> {n / cpu:10,.0f}/s); output {os.path.getsize(out) / 1e6:5.0f} MB; "
+            f"peak RSS {rss:,.0f} MiB"
+        )
     if not a.no_phases:
         phases(case, n)
     if not a.keep:

@@ -34,8 +34,7 @@ def build(n_access, n_ext, span=512 * G, seed=1, pte_only=False, pmd_ranges=None
     for i in range(n_ext):
         # every 7th extent starts 1 MiB off a 2 MiB boundary, every 5th is unwritten
         skew = M if i % 7 == 3 else 0
-        extents.append({"logical": i * ext_len, "physical": phys + skew, "length": ext_len,
-                        "unwritten": i % 5 == 0})
+        extents.append({"logical": i * ext_len, "physical": phys + skew, "length": ext_len, "unwritten": i % 5 == 0})
         phys += ext_len + 2 * M
     size = ext_len * n_ext
     accesses = []
@@ -46,11 +45,13 @@ def build(n_access, n_ext, span=512 * G, seed=1, pte_only=False, pmd_ranges=None
             off = rnd.randrange(size // 4096) * 4096
         accesses.append({"mapping": "m0", "offset": off, "op": "write" if rnd.random() < 0.3 else "read"})
     return {
-        "version": 1, "kernel": "6.12.95+deb12-amd64",
+        "version": 1,
+        "kernel": "6.12.95+deb12-amd64",
         "device": {"mode": "fsdax", "size": phys + 4 * G, "data_start": 4 * G},
         "file": {"size": size, "extents": extents, "fs": "xfs"},
-        "mappings": [{"id": "m0", "start": 0x7F0000000000 - 0x7F0000000000 % (1 << 30), "length": size,
-                      "nohugepage": pte_only}],
+        "mappings": [
+            {"id": "m0", "start": 0x7F0000000000 - 0x7F0000000000 % (1 << 30), "length": size, "nohugepage": pte_only}
+        ],
         "accesses": accesses,
     }
 
@@ -80,20 +81,27 @@ def main():
     ap.add_argument("--extents", type=int, default=10_000)
     a = ap.parse_args()
     n = a.accesses
-    print(f"model benchmark: {n:,} accesses over a 512 GiB shared mapping, {a.extents:,} extents "
-          "(1 in 7 physically misaligned, 1 in 5 unwritten), 30% writes, kernel 6.12")
+    print(
+        f"model benchmark: {n:,} accesses over a 512 GiB shared mapping, {a.extents:,} extents "
+        "(1 in 7 physically misaligned, 1 in 5 unwritten), 30% writes, kernel 6.12"
+    )
     # 1. uniform random offsets: the worst case (every access a cache miss in
     #    the model's page-table and xarray dicts, ~44% of accesses fault)
     obj = build(n, a.extents)
     pred, s, tp, te = timed(obj)
-    print(f"  uniform random : parse {tp:5.2f} s, explain {te:5.2f} s -> {n / te:10,.0f} accesses/s; "
-          f"faults {s['pmd']} PMD, {s['pte']} PTE, {s['huge_zero']} huge zero")
+    print(
+        f"  uniform random : parse {tp:5.2f} s, explain {te:5.2f} s -> {n / te:10,.0f} accesses/s; "
+        f"faults {s['pmd']} PMD, {s['pte']} PTE, {s['huge_zero']} huge zero"
+    )
     # 2. a strided sweep (4 KiB stride, wraps at 512 GiB): locality like a scan
-    obj["accesses"] = [{"mapping": "m0", "offset": (i * 4096) % (512 * G), "op": "write" if i % 3 == 0 else "read"}
-                       for i in range(n)]
+    obj["accesses"] = [
+        {"mapping": "m0", "offset": (i * 4096) % (512 * G), "op": "write" if i % 3 == 0 else "read"} for i in range(n)
+    ]
     pred, s, tp, te = timed(obj)
-    print(f"  4 KiB sweep    : parse {tp:5.2f} s, explain {te:5.2f} s -> {n / te:10,.0f} accesses/s; "
-          f"faults {s['pmd']} PMD, {s['pte']} PTE, {s['huge_zero']} huge zero")
+    print(
+        f"  4 KiB sweep    : parse {tp:5.2f} s, explain {te:5.2f} s -> {n / te:10,.0f} accesses/s; "
+        f"faults {s['pmd']} PMD, {s['pte']} PTE, {s['huge_zero']} huge zero"
+    )
     del pred, obj
     # 3. memory of the model state (explain(keep_results=False)): 4 KiB faults
     #    packed into 100 PMD ranges vs the same number of accesses spread
@@ -106,9 +114,11 @@ def main():
         pages = len({o >> 12 for o in offs})
         pred, peak = traced(obj)
         s = pred.summary()
-        print(f"  memory {label}: {m:,} accesses, {s['pte'] + s['faults'].get('zero-pte', 0):,} 4 KiB faults on "
-              f"{pages:,} pages in {touched:,} PMD ranges -> model peak {peak / M:6.1f} MiB "
-              f"({peak / pages:5.0f} B/page, {peak / touched:6.0f} B/PMD range)")
+        print(
+            f"  memory {label}: {m:,} accesses, {s['pte'] + s['faults'].get('zero-pte', 0):,} 4 KiB faults on "
+            f"{pages:,} pages in {touched:,} PMD ranges -> model peak {peak / M:6.1f} MiB "
+            f"({peak / pages:5.0f} B/page, {peak / touched:6.0f} B/PMD range)"
+        )
     print(f"  process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -49,16 +49,33 @@ def synth(path, n):
             k += 1
             addr = base + blk * (2 << 20)
             fl = fl_w if blk % 3 == 0 else fl_r
-            pmd = dict(dev=DEV, ino=ino, vm_start=base, vm_end=base + span, vm_flags=0xFB, address=addr,
-                       pgoff=blk * 512, max_pgoff=(span >> 12) - 1, flags=fl, result=0)
+            pmd = dict(
+                dev=DEV,
+                ino=ino,
+                vm_start=base,
+                vm_end=base + span,
+                vm_flags=0xFB,
+                address=addr,
+                pgoff=blk * 512,
+                max_pgoff=(span >> 12) - 1,
+                flags=fl,
+                result=0,
+            )
             lines = [("dax_pmd_fault", pmd)]
             if blk % 4 != 3:
                 lines.append(("dax_pmd_fault_done", dict(pmd, result=0x100)))
             else:
                 lines.append(("dax_pmd_fault_done", dict(pmd, result=0x800)))
                 for p in range(64):
-                    pte = dict(dev=DEV, ino=ino, vm_flags=0xFB, address=addr + p * 4096, pgoff=blk * 512 + p,
-                               flags=fl, result=0)
+                    pte = dict(
+                        dev=DEV,
+                        ino=ino,
+                        vm_flags=0xFB,
+                        address=addr + p * 4096,
+                        pgoff=blk * 512 + p,
+                        flags=fl,
+                        result=0,
+                    )
                     lines.append(("dax_pte_fault", pte))
                     lines.append(("dax_pte_fault_done", dict(pte, result=0x100)))
             for name, fields in lines:
@@ -109,8 +126,10 @@ def main():
         for extra in ([], ["--no-reasons"], ["--json"]):
             out = os.path.join(d, "out")
             wall, cpu, rss = run_child(exe + extra, out)
-            print(f"replay {' '.join(extra):<13}: wall {wall:6.2f} s -> {args.n / wall:10,.0f} events/s "
-                  f"(CPU {cpu:6.2f} s -> {args.n / cpu:10,.0f}/s); peak RSS {rss:,.0f} MiB")
+            print(
+                f"replay {' '.join(extra):<13}: wall {wall:6.2f} s -> {args.n / wall:10,.0f} events/s "
+                f"(CPU {cpu:6.2f} s -> {args.n / cpu:10,.0f}/s); peak RSS {rss:,.0f} MiB"
+            )
         st = ParseStats()
         with open(path) as f:
             n, t_parse = timed(lambda: sum(1 for _ in parse_trace_text(f, st)))
@@ -118,17 +137,24 @@ def main():
         (agg, src), t_all = timed(lambda: replay(path, kernel="6.12"))
         st2 = src.stats
         tot = agg.totals()
-        print(f"phase, replay() in proc : {st2.events} events in {t_all:.2f} s = {st2.events / t_all:,.0f} events/s "
-              f"(views + model reasons for {tot['fallback']} fallbacks: {tot['fallback_reasons']})")
+        print(
+            f"phase, replay() in proc : {st2.events} events in {t_all:.2f} s = {st2.events / t_all:,.0f} events/s "
+            f"(views + model reasons for {tot['fallback']} fallbacks: {tot['fallback_reasons']})"
+        )
         if args.dat:
             out = os.path.join(d, "report.txt")
             with open(out, "w") as f:
-                _, t_tc = timed(lambda: subprocess.run(["trace-cmd", "report", "-i", args.dat], stdout=f,
-                                                       stderr=subprocess.DEVNULL, check=True))
+                _, t_tc = timed(
+                    lambda: subprocess.run(
+                        ["trace-cmd", "report", "-i", args.dat], stdout=f, stderr=subprocess.DEVNULL, check=True
+                    )
+                )
             (_agg2, src3), t_rp = timed(lambda: replay(out))
             st3 = src3.stats
-            print(f"trace-cmd report : {args.dat} in {t_tc:.2f} s; pmemtrace replay of its text: "
-                  f"{st3.events} events in {t_rp:.2f} s (ratio replay/report {t_rp / t_tc:.2f})")
+            print(
+                f"trace-cmd report : {args.dat} in {t_tc:.2f} s; pmemtrace replay of its text: "
+                f"{st3.events} events in {t_rp:.2f} s (ratio replay/report {t_rp / t_tc:.2f})"
+            )
 
 
 if __name__ == "__main__":

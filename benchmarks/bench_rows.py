@@ -25,14 +25,40 @@ from pmemtrace.live.views import Aggregator
 def events(n):
     for m in range(n):
         base = 0x7F0000000000 + m * (8 << 20)
-        pmd = dict(dev=259 << 20, ino=12, vm_start=base, vm_end=base + (4 << 20), vm_flags=0xFB,
-                   address=base, pgoff=m * 1024, max_pgoff=1 << 30, flags=0x255)
+        pmd = dict(
+            dev=259 << 20,
+            ino=12,
+            vm_start=base,
+            vm_end=base + (4 << 20),
+            vm_flags=0xFB,
+            address=base,
+            pgoff=m * 1024,
+            max_pgoff=1 << 30,
+            flags=0x255,
+        )
         yield Event("dax_pmd_fault_done", dict(pmd, result=VM_FAULT["NOPAGE"]), pid=4242, comm="w", ts=m)
-        yield Event("dax_pmd_fault_done", dict(pmd, address=base + (2 << 20), result=VM_FAULT["FALLBACK"]),
-                    pid=4242, comm="w", ts=m)
-        yield Event("dax_pte_fault_done", dict(dev=259 << 20, ino=12, vm_flags=0xFB, address=base + (2 << 20),
-                                               pgoff=m * 1024 + 512, flags=0x255, result=VM_FAULT["NOPAGE"]),
-                    pid=4242, comm="w", ts=m)
+        yield Event(
+            "dax_pmd_fault_done",
+            dict(pmd, address=base + (2 << 20), result=VM_FAULT["FALLBACK"]),
+            pid=4242,
+            comm="w",
+            ts=m,
+        )
+        yield Event(
+            "dax_pte_fault_done",
+            dict(
+                dev=259 << 20,
+                ino=12,
+                vm_flags=0xFB,
+                address=base + (2 << 20),
+                pgoff=m * 1024 + 512,
+                flags=0x255,
+                result=VM_FAULT["NOPAGE"],
+            ),
+            pid=4242,
+            comm="w",
+            ts=m,
+        )
 
 
 def measure(n, attributor, max_rows=None):
@@ -58,8 +84,10 @@ def main():
         print(f"{label}: {len(agg.rows)} rows, {cur / 1e6:.1f} MB retained = {cur / len(agg.rows):,.0f} B per row")
     bound = max(1, n // 10)
     agg, cur = measure(n, True, max_rows=bound)
-    print(f"--max-rows {bound}: {len(agg.rows)} rows + other ({agg.folded_events} events folded), "
-          f"{cur / 1e6:.1f} MB retained (attributor included)")
+    print(
+        f"--max-rows {bound}: {len(agg.rows)} rows + other ({agg.folded_events} events folded), "
+        f"{cur / 1e6:.1f} MB retained (attributor included)"
+    )
 
 
 if __name__ == "__main__":

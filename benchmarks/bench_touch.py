@@ -92,8 +92,11 @@ def main(argv=None):
     path = os.path.join(d, f".pmemtrace-bench-{os.getpid()}")
     rows = bench(path, size)
     if a.json:
-        json.dump([{"loop": r[0], "op": r[1], "first_pages_per_s": r[2], "again_pages_per_s": r[3]} for r in rows],
-                  sys.stdout, indent=1)
+        json.dump(
+            [{"loop": r[0], "op": r[1], "first_pages_per_s": r[2], "again_pages_per_s": r[3]} for r in rows],
+            sys.stdout,
+            indent=1,
+        )
         print()
         return 0
     print(f"touch rate, {format_size(size)} file in {d}, {size // PAGE} pages of {PAGE} bytes")

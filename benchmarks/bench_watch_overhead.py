@@ -60,8 +60,12 @@ print(json.dumps({"seconds": t, "touches": n, "pid": os.getpid()}), flush=True)
 
 
 def workload(d, kind, pte_passes=4):
-    p = subprocess.run([PY, "-c", WORKLOAD, os.path.join(d, f"bench-{kind}"), kind, str(pte_passes)],
-                       capture_output=True, text=True, cwd=HERE)
+    p = subprocess.run(
+        [PY, "-c", WORKLOAD, os.path.join(d, f"bench-{kind}"), kind, str(pte_passes)],
+        capture_output=True,
+        text=True,
+        cwd=HERE,
+    )
     if p.returncode:
         raise SystemExit(p.stderr)
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -99,8 +103,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="/tmp/pmem", help="directory on a DAX mount")
     ap.add_argument("--modes", default="untraced,bcc,tracefs,trace-cmd")
-    ap.add_argument("--replay-passes", type=int, default=8,
-                    help="PTE passes (65,536 faults each) recorded for the replay-rate run; 0 skips it")
+    ap.add_argument(
+        "--replay-passes",
+        type=int,
+        default=8,
+        help="PTE passes (65,536 faults each) recorded for the replay-rate run; 0 skips it",
+    )
     args = ap.parse_args()
     modes = args.modes.split(",")
     results = {}
@@ -110,8 +118,23 @@ def main():
     for mode in modes:
         tr = None
         if mode in ("bcc", "tracefs"):
-            tr = Tracer([PY, "-m", "pmemtrace", "watch", "--backend", mode, "--json", "-i", "3600",
-                         "--path", args.dir, "--no-reasons"], "Hit Ctrl-C")
+            tr = Tracer(
+                [
+                    PY,
+                    "-m",
+                    "pmemtrace",
+                    "watch",
+                    "--backend",
+                    mode,
+                    "--json",
+                    "-i",
+                    "3600",
+                    "--path",
+                    args.dir,
+                    "--no-reasons",
+                ],
+                "Hit Ctrl-C",
+            )
         elif mode == "trace-cmd":
             tr = Tracer(["trace-cmd", "record", "-e", "fs_dax", "-o", dat], None)
         ws = {kind: workload(args.dir, kind) for kind in ("pmd", "pte")}
@@ -158,17 +181,23 @@ def main():
             subprocess.run(["trace-cmd", "report", "-i", dat], stdout=f, stderr=subprocess.DEVNULL)
         t_tc = time.perf_counter() - t0
         lines = sum(1 for line in open(txt) if ": dax_" in line)
-        print(f"\nreplay: trace-cmd report of {lines} fs_dax events: {t_tc:.1f} s "
-              f"({lines / max(t_tc, 1e-9):,.0f} events/s)", flush=True)
+        print(
+            f"\nreplay: trace-cmd report of {lines} fs_dax events: {t_tc:.1f} s "
+            f"({lines / max(t_tc, 1e-9):,.0f} events/s)",
+            flush=True,
+        )
         for extra, label in ((["--no-reasons"], "parse + views"), ([], "with model reasons")):
             t0 = time.perf_counter()
-            p = subprocess.run([PY, "-m", "pmemtrace", "replay", txt, "--json", *extra], capture_output=True,
-                               text=True, cwd=HERE)
+            p = subprocess.run(
+                [PY, "-m", "pmemtrace", "replay", txt, "--json", *extra], capture_output=True, text=True, cwd=HERE
+            )
             t_rp = time.perf_counter() - t0
             n = json.loads(p.stdout)["input"]["events"] if p.returncode == 0 else -1
-            print(f"replay: pmemtrace replay ({label}) of the same text: {t_rp:.1f} s for {n} events "
-                  f"({n / max(t_rp, 1e-9):,.0f} events/s; x{t_rp / max(t_tc, 1e-9):.2f} trace-cmd report)",
-                  flush=True)
+            print(
+                f"replay: pmemtrace replay ({label}) of the same text: {t_rp:.1f} s for {n} events "
+                f"({n / max(t_rp, 1e-9):,.0f} events/s; x{t_rp / max(t_tc, 1e-9):.2f} trace-cmd report)",
+                flush=True,
+            )
         for f in (dat, txt):
             if os.path.exists(f):
                 os.unlink(f)

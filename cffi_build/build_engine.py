@@ -65,8 +65,8 @@ ffibuilder.set_source(
     "pmemtrace._engine",
     # bpf/pmemtrace.h typedefs __u8/__u32/__u64 unless told the kernel's
     # are present; linux/types.h (pulled in by engine.c's headers) has them.
-    '#include <linux/types.h>\n'
-    '#define __PMT_HAVE_KERNEL_TYPES 1\n'
+    "#include <linux/types.h>\n"
+    "#define __PMT_HAVE_KERNEL_TYPES 1\n"
     + ('#include "pmemtrace.h"\n' if _event_cdef() else "")
     + '#include "engine.h"\n',
     sources=[os.path.relpath(os.path.join(HERE, "engine.c"), ROOT)],

@@ -30,8 +30,13 @@ def example_names() -> list:
 
 def explain_json(name: str) -> str:
     """The command's stdout, exactly as a user gets it."""
-    p = subprocess.run([sys.executable, "-m", "pmemtrace", "explain", "--json", "--indent", "1", "--example", name],
-                       capture_output=True, text=True, timeout=120, check=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "pmemtrace", "explain", "--json", "--indent", "1", "--example", name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return p.stdout
 
 
@@ -52,8 +57,14 @@ def main() -> int:
         if new == old:
             continue
         changed += 1
-        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
-                                                   f"a/tests/expected/{name}.json", f"b/tests/expected/{name}.json"))
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                old.splitlines(True),
+                new.splitlines(True),
+                f"a/tests/expected/{name}.json",
+                f"b/tests/expected/{name}.json",
+            )
+        )
         if not args.check:
             with open(path, "w") as f:
                 f.write(new)

@@ -40,8 +40,12 @@ settings.register_profile(
     "pmemtrace-fuzz",
     derandomize=True,  # the same inputs on every run: a CI failure reproduces
     deadline=timedelta(milliseconds=DEADLINE_MS),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.filter_too_much,
+    ],
     database=None,
     print_blob=True,
     report_multiple_bugs=False,
@@ -98,6 +102,11 @@ def _limit_memory():
 
 def run_subprocess(argv, timeout=60, stdin=b""):
     """Run ``python -m pmemtrace ARGV`` under MEMORY_LIMIT and *timeout*."""
-    p = subprocess.run([sys.executable, "-m", "pmemtrace", *argv], input=stdin, capture_output=True,
-                       timeout=timeout, preexec_fn=_limit_memory)
+    p = subprocess.run(
+        [sys.executable, "-m", "pmemtrace", *argv],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        preexec_fn=_limit_memory,
+    )
     return Outcome(argv, p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"))

@@ -6,16 +6,28 @@ A = 0x7F0000000000
 M = 1 << 20
 
 
-def fsdax(accesses, file_size=16 * M, extents=None, mappings=None, kernel="6.12.95+deb12-amd64", fs="xfs",
-          device=None, process=None):
+def fsdax(
+    accesses,
+    file_size=16 * M,
+    extents=None,
+    mappings=None,
+    kernel="6.12.95+deb12-amd64",
+    fs="xfs",
+    device=None,
+    process=None,
+):
     c = {
         "version": 1,
         "kernel": kernel,
-        "device": device or {"mode": "fsdax", "map": "mem", "align": "2M", "size": "1G",
-                             "data_start": "0x100000000"},
-        "file": {"size": file_size, "fs": fs, "ino": 12,
-                 "extents": extents if extents is not None else
-                 [{"logical": 0, "physical": 2 * M, "length": max(file_size, 2 * M)}]},
+        "device": device or {"mode": "fsdax", "map": "mem", "align": "2M", "size": "1G", "data_start": "0x100000000"},
+        "file": {
+            "size": file_size,
+            "fs": fs,
+            "ino": 12,
+            "extents": extents
+            if extents is not None
+            else [{"logical": 0, "physical": 2 * M, "length": max(file_size, 2 * M)}],
+        },
         "mappings": mappings or [{"id": "m0", "start": A, "length": 16 * M}],
         "accesses": accesses,
     }

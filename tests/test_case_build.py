@@ -18,14 +18,16 @@ def test_every_example_survives_the_writer(name):
     original = load_example(name)
     written = case_to_json(original)
     again = parse_case(json.loads(json.dumps(written)))
-    assert json.dumps(explain(again).to_json(), sort_keys=True) == \
-        json.dumps(explain(original).to_json(), sort_keys=True)
+    assert json.dumps(explain(again).to_json(), sort_keys=True) == json.dumps(
+        explain(original).to_json(), sort_keys=True
+    )
     assert case_to_json(again) == written  # a fixed point: writing is canonical
 
 
 def test_builder_writes_what_run_records():
-    b = CaseBuilder(fsdax_device(data_start=0x100000000, size=1 << 30, dev=(259 << 20)), kernel="6.12.95+deb12-amd64",
-                    name="run-x")
+    b = CaseBuilder(
+        fsdax_device(data_start=0x100000000, size=1 << 30, dev=(259 << 20)), kernel="6.12.95+deb12-amd64", name="run-x"
+    )
     b.file = File(size=4 << 20, extents=[extent(0, 0x200000, 4 << 20, True)], ino=12)
     b.mapping("m0", 0x7F0000000000, 4 << 20)
     b.populate("m0", 4 << 20, write=False)
@@ -35,15 +37,22 @@ def test_builder_writes_what_run_records():
     b.pwrite(0, 4096)
     b.page_tables.update((0x7F0000200000, 0x7F0000000000))
     js = case_to_json(b.build())
-    assert js["device"] == {"mode": "fsdax", "map": "mem", "align": 2 << 20, "size": 1 << 30,
-                            "data_start": "0x100000000", "dev": "259:0"}
+    assert js["device"] == {
+        "mode": "fsdax",
+        "map": "mem",
+        "align": 2 << 20,
+        "size": 1 << 30,
+        "data_start": "0x100000000",
+        "dev": "259:0",
+    }
     assert js["file"]["extents"] == [{"logical": 0, "physical": "0x200000", "length": 4 << 20, "unwritten": True}]
     assert [list(a) for a in js["accesses"]] == [
         ["mapping", "op", "offset", "length", "populate", "write"],
         ["mapping", "op", "offset", "length", "write", "fast", "longterm"],
         ["mapping", "op", "advice", "offset", "length"],
         ["mapping", "offset", "op"],
-        ["op", "offset", "length"]]
+        ["op", "offset", "length"],
+    ]
     assert js["process"] == {"page_tables": ["0x7f0000000000", "0x7f0000200000"]}
     parse_case(js)
 

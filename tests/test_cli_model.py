@@ -17,8 +17,9 @@ EXPECTED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected")
 
 
 def run(*args, input=None):
-    return subprocess.run([sys.executable, "-m", "pmemtrace", *args], capture_output=True, text=True,
-                          input=input, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pmemtrace", *args], capture_output=True, text=True, input=input, timeout=120
+    )
 
 
 def test_explain_example_table():
@@ -36,8 +37,12 @@ def test_explain_json_contract():
     r0 = d["results"][0]
     assert set(r0) >= {"access", "address", "outcome", "result", "reason", "events", "calls"}
     assert r0["reason"] == "pmd-colour-mismatch"
-    assert [e["name"] for e in r0["events"]] == ["dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault",
-                                                 "dax_pte_fault_done"]
+    assert [e["name"] for e in r0["events"]] == [
+        "dax_pmd_fault",
+        "dax_pmd_fault_done",
+        "dax_pte_fault",
+        "dax_pte_fault_done",
+    ]
     assert r0["events"][1]["fields"]["result"] == 0x800
     assert d["summary"]["fallbacks"] == {"pmd-colour-mismatch": 2}
 
@@ -70,24 +75,47 @@ def test_example_output_is_the_reviewed_one(name):
     assert json.loads(compact.stdout) == json.loads(want)
 
 
-@pytest.mark.parametrize("case,key", [
-    ({"version": 2}, "version"),
-    ({"version": 1}, "device"),
-    ({"version": 1, "device": {"mode": "nvme"}}, "device.mode"),
-    ({"version": 1, "device": {"mode": "fsdax", "align": "3M"}}, "device.align"),
-    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "16M"}}, "mappings"),
-    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "lots"}}, "file.size"),
-    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "4M", "extents": [{"logical": 0, "physical": 1, "length": "4M"}]}},
-     "file.extents[0].physical"),
-    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "4M"},
-      "mappings": [{"id": "a", "start": "0x7f0000000000", "length": "4M"}],
-      "accesses": [{"mapping": "b", "op": "read"}]}, "accesses[0].mapping"),
-    ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "4M"},
-      "mappings": [{"id": "a", "start": "0x7f0000000000", "length": "4M"}],
-      "accesses": [{"op": "touch"}]}, "accesses[0].op"),
-    ({"version": 1, "kernel": "bookworm", "device": {"mode": "fsdax"}}, "kernel"),
-    ({"version": 1, "device": {"mode": "devdax", "align": "2M"}, "mappings": []}, "device.size"),
-])
+@pytest.mark.parametrize(
+    "case,key",
+    [
+        ({"version": 2}, "version"),
+        ({"version": 1}, "device"),
+        ({"version": 1, "device": {"mode": "nvme"}}, "device.mode"),
+        ({"version": 1, "device": {"mode": "fsdax", "align": "3M"}}, "device.align"),
+        ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "16M"}}, "mappings"),
+        ({"version": 1, "device": {"mode": "fsdax"}, "file": {"size": "lots"}}, "file.size"),
+        (
+            {
+                "version": 1,
+                "device": {"mode": "fsdax"},
+                "file": {"size": "4M", "extents": [{"logical": 0, "physical": 1, "length": "4M"}]},
+            },
+            "file.extents[0].physical",
+        ),
+        (
+            {
+                "version": 1,
+                "device": {"mode": "fsdax"},
+                "file": {"size": "4M"},
+                "mappings": [{"id": "a", "start": "0x7f0000000000", "length": "4M"}],
+                "accesses": [{"mapping": "b", "op": "read"}],
+            },
+            "accesses[0].mapping",
+        ),
+        (
+            {
+                "version": 1,
+                "device": {"mode": "fsdax"},
+                "file": {"size": "4M"},
+                "mappings": [{"id": "a", "start": "0x7f0000000000", "length": "4M"}],
+                "accesses": [{"op": "touch"}],
+            },
+            "accesses[0].op",
+        ),
+        ({"version": 1, "kernel": "bookworm", "device": {"mode": "fsdax"}}, "kernel"),
+        ({"version": 1, "device": {"mode": "devdax", "align": "2M"}, "mappings": []}, "device.size"),
+    ],
+)
 def test_malformed_case_one_line_exit_2(tmp_path, case, key):
     f = tmp_path / "case.json"
     f.write_text(json.dumps(case))
@@ -115,8 +143,21 @@ def test_unknown_example():
 
 
 def test_model_namespace_json():
-    p = run("model", "namespace", "--size", "16G", "--start", "0x100000000", "--mode", "fsdax", "--map", "dev",
-            "--align", "2M", "--json")
+    p = run(
+        "model",
+        "namespace",
+        "--size",
+        "16G",
+        "--start",
+        "0x100000000",
+        "--mode",
+        "fsdax",
+        "--map",
+        "dev",
+        "--align",
+        "2M",
+        "--json",
+    )
     d = json.loads(p.stdout)
     assert d["data_offset"] == 258 << 20 and d["data_size"] == 16126 << 20
     p = run("model", "namespace", "--size", "1G", "--start", "4G", "--align", "1G", "--json")
@@ -139,9 +180,11 @@ def test_reasons_lists_every_code_with_citation():
 
 
 def test_cli_never_imports_bcc():
-    code = ("import sys; sys.modules['bcc'] = None\n"
-            "from pmemtrace.cli import main\n"
-            "sys.exit(main(['explain', '--example', 'dax-pmd', '--json', '--indent', '1']))")
+    code = (
+        "import sys; sys.modules['bcc'] = None\n"
+        "from pmemtrace.cli import main\n"
+        "sys.exit(main(['explain', '--example', 'dax-pmd', '--json', '--indent', '1']))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     with open(os.path.join(EXPECTED, "dax-pmd.json")) as f:
@@ -178,8 +221,12 @@ def test_library_logging_follows_v_and_q(capsys):
 
     log = logging.getLogger("pmemtrace.test")
     try:
-        for (v, q), shown in {(0, 0): ["info", "warning"], (1, 0): ["debug", "info", "warning"],
-                              (0, 1): ["warning"], (0, 2): []}.items():
+        for (v, q), shown in {
+            (0, 0): ["info", "warning"],
+            (1, 0): ["debug", "info", "warning"],
+            (0, 1): ["warning"],
+            (0, 2): [],
+        }.items():
             setup_logging(log_level(v, q))
             log.debug("debug")
             log.info("info")
@@ -200,7 +247,6 @@ def test_doctests_of_the_typed_core():
     import pmemtrace.model.profiles
     import pmemtrace.units
 
-    for mod in (pmemtrace.cli, pmemtrace.events, pmemtrace.model.geometry, pmemtrace.model.profiles,
-                pmemtrace.units):
+    for mod in (pmemtrace.cli, pmemtrace.events, pmemtrace.model.geometry, pmemtrace.model.profiles, pmemtrace.units):
         res = doctest.testmod(mod)
         assert res.failed == 0 and res.attempted > 0, mod.__name__

@@ -83,10 +83,13 @@ class TestHostVerdictsHandmade:
 
 
 class TestFileChunksHandmade:
-    EXTENTS: ClassVar[list[dict[str, int]]] = [dict(logical=0, physical=2 * M, length=8 * M),
-               dict(logical=8 * M, physical=16 * M, length=2 * M, unwritten=True),
-               # 10M..12M: hole
-               dict(logical=12 * M, physical=32 * M, length=M), dict(logical=13 * M, physical=40 * M, length=M)]
+    EXTENTS: ClassVar[list[dict[str, int]]] = [
+        dict(logical=0, physical=2 * M, length=8 * M),
+        dict(logical=8 * M, physical=16 * M, length=2 * M, unwritten=True),
+        # 10M..12M: hole
+        dict(logical=12 * M, physical=32 * M, length=M),
+        dict(logical=13 * M, physical=40 * M, length=M),
+    ]
 
     def chunks(self, tree, dev, op="write", extents=None, size=14 * M):
         st = fake_stat(dev, size)
@@ -171,16 +174,19 @@ class TestPictures:
 # ---------------------------------------------------------------------------
 # recorded lab fixtures: fixtures/<release>/<config>/META.json (pmemtrace lab record-fixtures)
 
-RECORDED = sorted(p for p in glob.glob(os.path.join(FIXTURES, "*", "*", "META.json"))
-                  if os.sep + "handmade" + os.sep not in p)
+RECORDED = sorted(
+    p for p in glob.glob(os.path.join(FIXTURES, "*", "*", "META.json")) if os.sep + "handmade" + os.sep not in p
+)
 
 
 def _recorded_ids():
     return [os.path.relpath(os.path.dirname(p), FIXTURES) for p in RECORDED]
 
 
-@pytest.mark.skipif(not RECORDED, reason="no recorded lab fixtures yet: run `pmemtrace lab record-fixtures` "
-                    "(fixtures/<release>/<config>/)")
+@pytest.mark.skipif(
+    not RECORDED,
+    reason="no recorded lab fixtures yet: run `pmemtrace lab record-fixtures` (fixtures/<release>/<config>/)",
+)
 @pytest.mark.parametrize("meta_path", RECORDED, ids=_recorded_ids())
 def test_recorded_fixture(meta_path):
     meta = json.load(open(meta_path))
@@ -238,8 +244,20 @@ def test_cli_json_on_fixture(capsys):
 def test_cli_pid_svg(tmp_path, capsys):
     t = os.path.join(HANDMADE, "e820-whole-xfs")
     svg = tmp_path / "m.svg"
-    rc = main(["diagnose", "--sysfs-root", t + "/sys", "--procfs-root", t + "/proc", "--pid", "4242",
-               "--svg", str(svg), "--no-colour"])
+    rc = main(
+        [
+            "diagnose",
+            "--sysfs-root",
+            t + "/sys",
+            "--procfs-root",
+            t + "/proc",
+            "--pid",
+            "4242",
+            "--svg",
+            str(svg),
+            "--no-colour",
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 0
     assert svg.read_text().count("<rect") > 13
@@ -283,8 +301,10 @@ def test_cli_partial_tree_gives_findings(tmp_path, capsys):
     (sysd / "mode").write_text("weird\n")
     (sysd / "size").mkdir()  # unreadable
     (tmp_path / "proc").mkdir()
-    assert main(["diagnose", "--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(tmp_path / "proc"),
-                 "--json"]) == 0
+    assert (
+        main(["diagnose", "--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(tmp_path / "proc"), "--json"])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     codes = {f["code"] for f in out["findings"]}
     assert "ns-unknown-mode" in codes and "unreadable" in codes
@@ -318,7 +338,9 @@ def test_observe_annotate_roundtrip():
     for s in strips:
         for r in explain(parse_case(s.case)).results:
             for e in r.events():
-                lines.append(f"           app-4242    [000] .....   12.345678: {e.name}: {format_event(e.name, e.fields)}")
+                lines.append(
+                    f"           app-4242    [000] .....   12.345678: {e.name}: {format_event(e.name, e.fields)}"
+                )
     events = list(parse_trace_text(lines))
     assert events, "no events parsed"
     observe.annotate(strips, events)
@@ -342,8 +364,9 @@ class TestMappingRunsAgainstEveryChunk:
         from pmemtrace.model.build import case_to_json
 
         ch = _Chunking(pm.start, pm.end)
-        case = cases.mapping_case("6.12.95+deb12-amd64", pm, device, file, thp,
-                                  [ch.lo(k) - pm.start for k in range(ch.n)])
+        case = cases.mapping_case(
+            "6.12.95+deb12-amd64", pm, device, file, thp, [ch.lo(k) - pm.start for k in range(ch.n)]
+        )
         pred = explain(parse_case(case_to_json(case)))
         merr = pred.mapping_errors.get("m0")
         return [("error", merr) if merr else (r.outcome, r.reason) for r in pred.results]
@@ -403,8 +426,17 @@ class TestMappingRunsAgainstEveryChunk:
             device = devdax_device(align, ranges=ranges)
             start = 0x7F0000000000 + rng.choice((0, 2 * M, 4096))
             length = rng.choice((2 * M, 16 * M, 3 * G // 2))
-            pm = ProcMapping(start, start + length, rng.choice(("rw-s", "rw-p")), rng.choice((0, 2 * M)), 252, 0, 0,
-                             "/dev/dax0.0", [])
+            pm = ProcMapping(
+                start,
+                start + length,
+                rng.choice(("rw-s", "rw-p")),
+                rng.choice((0, 2 * M)),
+                252,
+                0,
+                0,
+                "/dev/dax0.0",
+                [],
+            )
             assert self.runs(pm, device, None, False) == self.every_chunk(pm, device, None, False), (trial, pm)
 
 
@@ -417,7 +449,8 @@ def test_pid_mapping_of_the_whole_address_space_is_bounded(tmp_path):
 
     shutil.copytree(os.path.join(t, "proc"), proc, symlinks=True)
     (proc / "4242" / "smaps").write_text(
-        "00001000-ffffffffffff000 rw-s 00000000 103:00 12   /mnt/pmem/data\nVmFlags: rd wr sh mr mw me ms\n")
+        "00001000-ffffffffffff000 rw-s 00000000 103:00 12   /mnt/pmem/data\nVmFlags: rd wr sh mr mw me ms\n"
+    )
     (strip,) = diagnose_pid(HostState(Roots(os.path.join(t, "sys"), str(proc))), 4242)
-    assert strip.blocks() == (0xffffffffffff000 - 1) // (2 * M) + 1 and len(strip.chunks) <= 4
+    assert strip.blocks() == (0xFFFFFFFFFFFF000 - 1) // (2 * M) + 1 and len(strip.chunks) <= 4
     assert len(strip.case["accesses"]) <= 4

@@ -56,7 +56,7 @@ def test_event_struct_matches_header():
     assert ffi.offsetof("struct pmt_event", "reserved") == 152
     # decode a recorded sample through the same cdef
     raw = bytearray(160)
-    raw[8:12] = (1).to_bytes(4, "little")          # kind PMT_KIND_PMD_FAULT
+    raw[8:12] = (1).to_bytes(4, "little")  # kind PMT_KIND_PMD_FAULT
     raw[56:64] = (0x7F0000200000).to_bytes(8, "little")
     ev = ffi.from_buffer("struct pmt_event *", raw)
     assert ev.kind == 1 and ev.address == 0x7F0000200000
@@ -81,7 +81,7 @@ def test_verify_detects_corruption(datafile):
     _path, fd = datafile
     with E.mmap(fd, MiB) as m:
         m.touch(write=True)
-        os.pwrite(fd, b"\xff" * 8, 5 * E.PAGE_SIZE)   # clobber page 5's word behind its back
+        os.pwrite(fd, b"\xff" * 8, 5 * E.PAGE_SIZE)  # clobber page 5's word behind its back
         assert m.verify() == [5 * E.PAGE_SIZE]
         m.fill()
         assert m.check() is None
@@ -217,12 +217,12 @@ def test_o_direct_between_file_and_mapping(tmp_path, datafile):
         E.ftruncate(dfd, MiB)
         with E.mmap(fd, MiB) as m:
             m.fill()
-            assert m.pwrite(dfd, MiB, 0) == MiB          # mapping -> file
-            m.fill(seed=1)                               # scribble
-            assert m.pread(dfd, MiB, 0) == MiB           # file -> mapping
-            assert m.check() is None                     # original pattern is back
+            assert m.pwrite(dfd, MiB, 0) == MiB  # mapping -> file
+            m.fill(seed=1)  # scribble
+            assert m.pread(dfd, MiB, 0) == MiB  # file -> mapping
+            assert m.check() is None  # original pattern is back
             with pytest.raises(E.EngineError) as ei:
-                m.pread(dfd, 100, 0)                     # misaligned length
+                m.pread(dfd, 100, 0)  # misaligned length
             assert ei.value.errno == errno.EINVAL and ei.value.op == "pread"
     finally:
         os.close(dfd)

@@ -35,8 +35,9 @@ def test_row_0_ok():
 
 def test_row_1_finding():
     # the kernel refuses this namespace layout (a 1 GiB align needs a 1 GiB-aligned start)
-    o = check(run_cli(["model", "namespace", "--size", "1G", "--start", "4G", "--align", "1G", "--json"]),
-              {EXIT_FINDING})
+    o = check(
+        run_cli(["model", "namespace", "--size", "1G", "--start", "4G", "--align", "1G", "--json"]), {EXIT_FINDING}
+    )
     assert '"error"' in o.out
 
 
@@ -66,8 +67,12 @@ def test_row_4_missing_host_feature(tmp_path):
 
 def test_row_130_interrupted():
     # replay reading stdin blocks; Ctrl-C (SIGINT) ends it with 130
-    p = subprocess.Popen([sys.executable, "-m", "pmemtrace", "replay", "-"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "pmemtrace", "replay", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         time.sleep(1.5)  # let it reach the read
         p.send_signal(signal.SIGINT)

@@ -37,8 +37,9 @@ def _scenario_case(name):
 def _all_cases():
     from pmemtrace.workload.scenario import embedded_names
 
-    return ([("example:" + n, load_example, n) for n in example_names()]
-            + [("scenario:" + n, _scenario_case, n) for n in embedded_names()])
+    return [("example:" + n, load_example, n) for n in example_names()] + [
+        ("scenario:" + n, _scenario_case, n) for n in embedded_names()
+    ]
 
 
 @pytest.mark.parametrize("label,load,name", _all_cases(), ids=lambda x: x if isinstance(x, str) else "")
@@ -125,13 +126,21 @@ def _random_case(seed, n):
     extents, phys = [], 0
     for i in range(40):
         ln = rnd.choice([2, 4, 6, 64]) * M
-        extents.append({"logical": sum(e["length"] for e in extents), "physical": phys + (M if i % 7 == 3 else 0),
-                        "length": ln, "unwritten": i % 5 == 0})
+        extents.append(
+            {
+                "logical": sum(e["length"] for e in extents),
+                "physical": phys + (M if i % 7 == 3 else 0),
+                "length": ln,
+                "unwritten": i % 5 == 0,
+            }
+        )
         phys += ln + 2 * M
     size = sum(e["length"] for e in extents)
-    maps = [{"id": "a", "start": 0x7F0000000000, "length": size},
-            {"id": "b", "start": 0x7F4000000000 + 0x1000, "length": size // 2, "offset": 0x1000},
-            {"id": "p", "start": 0x7F8000000000, "length": size, "shared": False}]
+    maps = [
+        {"id": "a", "start": 0x7F0000000000, "length": size},
+        {"id": "b", "start": 0x7F4000000000 + 0x1000, "length": size // 2, "offset": 0x1000},
+        {"id": "p", "start": 0x7F8000000000, "length": size, "shared": False},
+    ]
     acc = []
     for _ in range(n):
         m = rnd.choice(maps)
@@ -141,9 +150,14 @@ def _random_case(seed, n):
             a["advice"] = rnd.choice(["dontneed", "nohugepage", "hugepage"])
             a["length"] = rnd.choice([4096, 2 * M])
         acc.append(a)
-    return {"version": 1, "kernel": rnd.choice(["6.1", "6.12", "7.2"]),
-            "device": {"mode": "fsdax", "size": phys + G, "data_start": 4 * G},
-            "file": {"size": size, "extents": extents}, "mappings": maps, "accesses": acc}
+    return {
+        "version": 1,
+        "kernel": rnd.choice(["6.1", "6.12", "7.2"]),
+        "device": {"mode": "fsdax", "size": phys + G, "data_start": 4 * G},
+        "file": {"size": size, "extents": extents},
+        "mappings": maps,
+        "accesses": acc,
+    }
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -33,9 +33,37 @@ SUB = _subparsers()
 HOST_ACTIONS = {"--reconfigure", "--allow-non-dax", "--observe", "--ebpf", "--prepare", "--force"}
 
 values = st.one_of(
-    st.sampled_from(["", " ", "-1", "0", "1", "nan", "inf", "-inf", "1e309", "999999999", "4194305",
-                     "9" * 5000, "abc", "6.1", "7.2", "6.12.95+deb12-amd64", "2M", "0x1000", "\udc80",
-                     "/nonexistent/dir/out.json", "out.json", "dax-pmd", "ndctl-dax-pmd", "fstests-generic-428", "x.json", "-", "/dev/zero"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "-1",
+            "0",
+            "1",
+            "nan",
+            "inf",
+            "-inf",
+            "1e309",
+            "999999999",
+            "4194305",
+            "9" * 5000,
+            "abc",
+            "6.1",
+            "7.2",
+            "6.12.95+deb12-amd64",
+            "2M",
+            "0x1000",
+            "\udc80",
+            "/nonexistent/dir/out.json",
+            "out.json",
+            "dax-pmd",
+            "ndctl-dax-pmd",
+            "fstests-generic-428",
+            "x.json",
+            "-",
+            "/dev/zero",
+        ]
+    ),
     st.text(max_size=12).filter(lambda s: not s.startswith("-")),
     st.integers().map(str),
     st.floats().map(repr),
@@ -45,8 +73,11 @@ values = st.one_of(
 def _options(parser):
     out = []
     for a in parser._actions:
-        if not a.option_strings or a.option_strings[0] in ("-h", "--help") or \
-                any(o in HOST_ACTIONS for o in a.option_strings):
+        if (
+            not a.option_strings
+            or a.option_strings[0] in ("-h", "--help")
+            or any(o in HOST_ACTIONS for o in a.option_strings)
+        ):
             continue
         out.append((a.option_strings[-1], a.nargs != 0))
     return out
@@ -86,13 +117,27 @@ def argvs(draw, name, forced_bad=None):
 SAFE = ["explain", "model", "reasons", "replay"]
 # one argument each that argparse must reject (before any host action)
 BAD = {
-    "watch": [["--pid", "-1"], ["--pid", "999999999999"], ["-i", "nan"], ["-i", "0"], ["-d", "inf"],
-              ["--record", "/nonexistent/dir/r.jsonl"], ["--kernel", "abc"], ["--kernel", ""],
-              ["--backend", "nope"], ["--buffer-mb", "x"]],
+    "watch": [
+        ["--pid", "-1"],
+        ["--pid", "999999999999"],
+        ["-i", "nan"],
+        ["-i", "0"],
+        ["-d", "inf"],
+        ["--record", "/nonexistent/dir/r.jsonl"],
+        ["--kernel", "abc"],
+        ["--kernel", ""],
+        ["--backend", "nope"],
+        ["--buffer-mb", "x"],
+    ],
     "run": [["--out", "/nonexistent/dir/c.json"], ["--kernel", "abc"], ["--kernel", ""], ["--bogus"]],
     "check": [["--kernel", "abc"], ["--kernel", ""], ["--bogus"]],
-    "diagnose": [["--pid", "0"], ["--pid", "-5"], ["--observe", "nan"], ["--svg", "/nonexistent/x.svg"],
-                 ["--op", "nope"]],
+    "diagnose": [
+        ["--pid", "0"],
+        ["--pid", "-5"],
+        ["--observe", "nan"],
+        ["--svg", "/nonexistent/x.svg"],
+        ["--op", "nope"],
+    ],
     "lab": [["--bogus"], ["nope"]],
 }
 
@@ -133,6 +178,7 @@ def test_run_dry_run(tmp_path_factory, monkeypatch):
             out = argv[len(argv) - 1 - argv[::-1].index("--out") + 1]
             if os.path.isfile(out):
                 from pmemtrace.cli._common import load_case_file
+
                 load_case_file(out)  # what --dry-run writes, explain reads
                 os.unlink(out)
 

@@ -13,30 +13,72 @@ from fuzzkit import check, fuzz_settings, run_cli, run_subprocess
 from hypothesis import given
 from hypothesis import strategies as st
 
-EXAMPLES = {e.name[:-5]: json.loads(e.read_text())
-            for e in resources.files("pmemtrace.model.examples").iterdir() if e.name.endswith(".json")}
+EXAMPLES = {
+    e.name[:-5]: json.loads(e.read_text())
+    for e in resources.files("pmemtrace.model.examples").iterdir()
+    if e.name.endswith(".json")
+}
 NAMES = sorted(EXAMPLES)
 
 _huge_digits = st.integers(4000, 6000).map(lambda n: "9" * n)
 numbers = st.one_of(
     st.integers(),
     st.integers(-(1 << 70), 1 << 70),
-    st.sampled_from([0, -1, 1, 4095, 4096, 1 << 21, (1 << 21) - 1, 1 << 30, 1 << 40, 1 << 47, 1 << 50,
-                     1 << 57, 1 << 62, (1 << 63) - 1, 1 << 63, (1 << 64) - 1, 1 << 64]),
+    st.sampled_from(
+        [
+            0,
+            -1,
+            1,
+            4095,
+            4096,
+            1 << 21,
+            (1 << 21) - 1,
+            1 << 30,
+            1 << 40,
+            1 << 47,
+            1 << 50,
+            1 << 57,
+            1 << 62,
+            (1 << 63) - 1,
+            1 << 63,
+            (1 << 64) - 1,
+            1 << 64,
+        ]
+    ),
     st.floats(allow_nan=False, allow_infinity=False),
 )
 numeric_strings = st.one_of(
-    st.sampled_from(["0x0", "0x1000", "2M", "1G", "1T", "1P", "512T", "99999P", "-0x1000", "0x", "", " ",
-                     "4K", "1e9", "0x" + "f" * 40, "NaN"]),
+    st.sampled_from(
+        [
+            "0x0",
+            "0x1000",
+            "2M",
+            "1G",
+            "1T",
+            "1P",
+            "512T",
+            "99999P",
+            "-0x1000",
+            "0x",
+            "",
+            " ",
+            "4K",
+            "1e9",
+            "0x" + "f" * 40,
+            "NaN",
+        ]
+    ),
     _huge_digits,
     _huge_digits.map(lambda s: "0x" + s),
     st.integers(0, 1 << 64).map(hex),
 )
-texts = st.one_of(st.text(max_size=20), st.sampled_from(["\udc80", "a\ud800b", "m0", "x", "6.12", "abc", "99999999999.1"]))
+texts = st.one_of(
+    st.text(max_size=20), st.sampled_from(["\udc80", "a\ud800b", "m0", "x", "6.12", "abc", "99999999999.1"])
+)
 scalars = st.one_of(st.none(), st.booleans(), numbers, numeric_strings, texts)
-json_values = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                                           st.dictionaries(texts, kids, max_size=4)),
-                           max_leaves=12)
+json_values = st.recursive(
+    scalars, lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(texts, kids, max_size=4)), max_leaves=12
+)
 
 
 def deep(n):
@@ -70,8 +112,9 @@ def mutated_cases(draw):
     return case
 
 
-OPTIONS = st.lists(st.sampled_from([["--json"], ["--events"], ["--kernel", "6.1"], ["--kernel", "7.2"]]),
-                   max_size=2).map(lambda ls: [a for x in ls for a in x])
+OPTIONS = st.lists(
+    st.sampled_from([["--json"], ["--events"], ["--kernel", "6.1"], ["--kernel", "7.2"]]), max_size=2
+).map(lambda ls: [a for x in ls for a in x])
 
 
 @fuzz_settings(300)
@@ -85,15 +128,19 @@ def test_mutated_cases(tmp_path_factory, case, opts):
 
 
 @fuzz_settings(150)
-@given(data=st.one_of(
-    st.binary(max_size=200),
-    st.sampled_from(NAMES).flatmap(
-        lambda n: st.tuples(st.just(json.dumps(EXAMPLES[n]).encode()), st.integers(0, 2000), st.binary(max_size=8))
-    ).map(lambda t: t[0][:t[1]] + t[2] + t[0][t[1]:]),
-    st.integers(10, 200000).map(lambda n: deep(n).encode()),
-    _huge_digits.map(lambda d: ('{"version": 1, "kernel": "6.' + d + '"}').encode()),
-    _huge_digits.map(lambda d: ('{"version": ' + d + '}').encode()),
-))
+@given(
+    data=st.one_of(
+        st.binary(max_size=200),
+        st.sampled_from(NAMES)
+        .flatmap(
+            lambda n: st.tuples(st.just(json.dumps(EXAMPLES[n]).encode()), st.integers(0, 2000), st.binary(max_size=8))
+        )
+        .map(lambda t: t[0][: t[1]] + t[2] + t[0][t[1] :]),
+        st.integers(10, 200000).map(lambda n: deep(n).encode()),
+        _huge_digits.map(lambda d: ('{"version": 1, "kernel": "6.' + d + '"}').encode()),
+        _huge_digits.map(lambda d: ('{"version": ' + d + "}").encode()),
+    )
+)
 def test_raw_bytes(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("case") / "case.json"
     path.write_bytes(data)
@@ -102,8 +149,7 @@ def test_raw_bytes(tmp_path_factory, data):
 
 
 @fuzz_settings(150)
-@given(kernel=st.one_of(texts, numeric_strings, _huge_digits.map(lambda d: "6." + d)),
-       name=st.sampled_from(NAMES))
+@given(kernel=st.one_of(texts, numeric_strings, _huge_digits.map(lambda d: "6." + d)), name=st.sampled_from(NAMES))
 def test_kernel_option(kernel, name):
     if kernel.startswith("-"):
         kernel = " " + kernel  # an option, not a value, for argparse

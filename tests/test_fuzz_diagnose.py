@@ -25,24 +25,46 @@ def trees(tmp_path_factory):
     for name, src in TREES.items():
         dst = tmp_path_factory.mktemp(name) / "t"
         shutil.copytree(src, dst, symlinks=True)
-        files = sorted(os.path.join(d, f) for d, _, fs in os.walk(dst) for f in fs
-                       if not os.path.islink(os.path.join(d, f)) and os.path.getsize(os.path.join(d, f)) < 1 << 20)
+        files = sorted(
+            os.path.join(d, f)
+            for d, _, fs in os.walk(dst)
+            for f in fs
+            if not os.path.islink(os.path.join(d, f)) and os.path.getsize(os.path.join(d, f)) < 1 << 20
+        )
         out[name] = (str(dst), files)
     return out
 
 
 contents = st.one_of(
     st.binary(max_size=64),
-    st.sampled_from([b"", b"\0", b"1\0", b"\0\0\0\n", b"\xff\xfe", b"-1\n", b"0x\n", b"nan\n",
-                     b"9" * 5000 + b"\n", b"0x" + b"f" * 5000 + b"\n", b"18446744073709551616\n"]),
+    st.sampled_from(
+        [
+            b"",
+            b"\0",
+            b"1\0",
+            b"\0\0\0\n",
+            b"\xff\xfe",
+            b"-1\n",
+            b"0x\n",
+            b"nan\n",
+            b"9" * 5000 + b"\n",
+            b"0x" + b"f" * 5000 + b"\n",
+            b"18446744073709551616\n",
+        ]
+    ),
 )
 
 
 @fuzz_settings(200)
-@given(tree=st.sampled_from(sorted(TREES)), picks=st.lists(st.tuples(st.integers(0, 10 ** 6), contents,
-                                                                     st.sampled_from(["replace", "append", "truncate"])),
-                                                           min_size=1, max_size=3),
-       opts=st.sampled_from([["--json"], [], ["--no-colour"]]))
+@given(
+    tree=st.sampled_from(sorted(TREES)),
+    picks=st.lists(
+        st.tuples(st.integers(0, 10**6), contents, st.sampled_from(["replace", "append", "truncate"])),
+        min_size=1,
+        max_size=3,
+    ),
+    opts=st.sampled_from([["--json"], [], ["--no-colour"]]),
+)
 def test_mutated_trees(trees, tree, picks, opts):
     root, files = trees[tree]
     saved = {}
@@ -53,7 +75,7 @@ def test_mutated_trees(trees, tree, picks, opts):
                 with open(path, "rb") as f:
                     saved[path] = f.read()
             old = saved[path]
-            new = data if how == "replace" else old + data if how == "append" else old[:len(data)] + data
+            new = data if how == "replace" else old + data if how == "append" else old[: len(data)] + data
             with open(path, "wb") as f:
                 f.write(new)
         argv = ["diagnose", "--sysfs-root", root + "/sys", "--procfs-root", root + "/proc", *opts]

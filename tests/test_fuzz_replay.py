@@ -20,9 +20,32 @@ TEXT_LINES = [line for t in (TRACE_61, TRACE_618, TRACE_CMD) for line in t.split
 
 _huge = st.integers(4000, 6000).map(lambda n: "9" * n)
 tokens = st.one_of(
-    st.sampled_from(["0x", "0xZZ", "0x" + "f" * 40, "-1", "BOGUS_FLAG", "WRITE|NOPE", "|", "||", "", "(null)",
-                     "shared", "private", "dev", "259:", ":0", "ino", "address", "\x00", "\udc80", "9" * 30]),
-    _huge, _huge.map(lambda d: "0x" + d),
+    st.sampled_from(
+        [
+            "0x",
+            "0xZZ",
+            "0x" + "f" * 40,
+            "-1",
+            "BOGUS_FLAG",
+            "WRITE|NOPE",
+            "|",
+            "||",
+            "",
+            "(null)",
+            "shared",
+            "private",
+            "dev",
+            "259:",
+            ":0",
+            "ino",
+            "address",
+            "\x00",
+            "\udc80",
+            "9" * 30,
+        ]
+    ),
+    _huge,
+    _huge.map(lambda d: "0x" + d),
     st.text(max_size=12),
 )
 
@@ -42,16 +65,42 @@ def trace_texts(draw):
     return "\n".join(out) + "\n"
 
 
-EVENT = {"name": "dax_pmd_fault_done", "ts": 1.5, "pid": 412, "tid": 412, "comm": "mmap1", "cpu": 1,
-         "fields": {"dev": (259 << 20), "ino": 67, "vm_flags": 8, "flags": 0x29, "address": 0x7f2000201000,
-                    "vm_start": 0x7f2000000000, "vm_end": 0x7f2000400000, "pgoff": 0x201, "max_pgoff": 0x20000,
-                    "result": 0x800}}
+EVENT = {
+    "name": "dax_pmd_fault_done",
+    "ts": 1.5,
+    "pid": 412,
+    "tid": 412,
+    "comm": "mmap1",
+    "cpu": 1,
+    "fields": {
+        "dev": (259 << 20),
+        "ino": 67,
+        "vm_flags": 8,
+        "flags": 0x29,
+        "address": 0x7F2000201000,
+        "vm_start": 0x7F2000000000,
+        "vm_end": 0x7F2000400000,
+        "pgoff": 0x201,
+        "max_pgoff": 0x20000,
+        "result": 0x800,
+    },
+}
 HEADER = {"pmemtrace_record": 1, "kernel": "6.12.95+deb12-amd64", "backend": "tracefs"}
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-(1 << 80), 1 << 80),
-                    st.floats(), st.text(max_size=8), st.sampled_from(["\udc80", "0x10", "9" * 40]))
-values = st.recursive(scalars, lambda k: st.one_of(st.lists(k, max_size=3), st.dictionaries(st.text(max_size=6), k, max_size=3)),
-                      max_leaves=8)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(1 << 80), 1 << 80),
+    st.floats(),
+    st.text(max_size=8),
+    st.sampled_from(["\udc80", "0x10", "9" * 40]),
+)
+values = st.recursive(
+    scalars,
+    lambda k: st.one_of(st.lists(k, max_size=3), st.dictionaries(st.text(max_size=6), k, max_size=3)),
+    max_leaves=8,
+)
 
 
 @st.composite
@@ -72,13 +121,16 @@ def jsonl_texts(draw):
         elif kind == 3:
             r = {"type": draw(st.sampled_from(["lost", "end"])), "count": draw(values), "lost": draw(values)}
         elif kind == 4:
-            r["name"] = draw(st.sampled_from(["dax_pte_fault_done", "dax_pmd_load_hole", "dax_writeback_one",
-                                              "nonsense", ""]))
+            r["name"] = draw(
+                st.sampled_from(["dax_pte_fault_done", "dax_pmd_load_hole", "dax_writeback_one", "nonsense", ""])
+            )
         records.append(r)
     lines = [json.dumps(header)] + [json.dumps(r) for r in records]
     if draw(st.booleans()):
-        lines.insert(draw(st.integers(1, len(lines))), draw(st.sampled_from(
-            ["{", "[1,2", "{\"name\": " + "9" * 5000 + "}", "[" * 100000, "null", "12", "\"x\""])))
+        lines.insert(
+            draw(st.integers(1, len(lines))),
+            draw(st.sampled_from(["{", "[1,2", '{"name": ' + "9" * 5000 + "}", "[" * 100000, "null", "12", '"x"'])),
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -89,10 +141,10 @@ def _pack(data: bytes, how: str, cut: int) -> (bytes, str):
         return lzma.compress(data), ".xz"
     if how == "gz-truncated":
         z = gzip.compress(data)
-        return z[:max(1, cut % len(z))], ".gz"
+        return z[: max(1, cut % len(z))], ".gz"
     if how == "xz-truncated":
         z = lzma.compress(data)
-        return z[:max(1, cut % len(z))], ".xz"
+        return z[: max(1, cut % len(z))], ".xz"
     if how == "gz-corrupt":
         z = bytearray(gzip.compress(data))
         z[cut % len(z)] ^= 0xFF
@@ -104,10 +156,12 @@ def _pack(data: bytes, how: str, cut: int) -> (bytes, str):
     return data, ".txt"
 
 
-PACKING = st.sampled_from(["plain", "plain", "gz", "xz", "gz-truncated", "xz-truncated", "gz-corrupt",
-                           "plain-named-gz", "plain-named-xz"])
-OPTS = st.lists(st.sampled_from([["--json"], ["--events"], ["--no-reasons"], ["--pid", "412"],
-                                 ["--kernel", "6.1"]]), max_size=2).map(lambda ls: [a for x in ls for a in x])
+PACKING = st.sampled_from(
+    ["plain", "plain", "gz", "xz", "gz-truncated", "xz-truncated", "gz-corrupt", "plain-named-gz", "plain-named-xz"]
+)
+OPTS = st.lists(
+    st.sampled_from([["--json"], ["--events"], ["--no-reasons"], ["--pid", "412"], ["--kernel", "6.1"]]), max_size=2
+).map(lambda ls: [a for x in ls for a in x])
 
 
 def _replay(tmp_path_factory, text, how, cut, opts):

@@ -8,13 +8,16 @@ from pmemtrace.model.geometry import namespace_layout
 M, G = 1 << 20, 1 << 30
 
 
-@pytest.mark.parametrize("size,align,dataoff,end_trunc,data,npfns", [
-    (16 * G, 2 * M, 258 * M, 0, 16126 * M, 4128256),
-    (16 * G, G, 1024 * M, 0, 15360 * M, 3932160),
-    (4 * G, 2 * M, 66 * M, 0, 4030 * M, 1031680),
-    (1 * G, 2 * M, 18 * M, 0, 1006 * M, 257536),
-    (3077 * M, 2 * M, 50 * M, 1 * M, 3026 * M, 774656),
-])
+@pytest.mark.parametrize(
+    "size,align,dataoff,end_trunc,data,npfns",
+    [
+        (16 * G, 2 * M, 258 * M, 0, 16126 * M, 4128256),
+        (16 * G, G, 1024 * M, 0, 15360 * M, 3932160),
+        (4 * G, 2 * M, 66 * M, 0, 4030 * M, 1031680),
+        (1 * G, 2 * M, 18 * M, 0, 1006 * M, 257536),
+        (3077 * M, 2 * M, 50 * M, 1 * M, 3026 * M, 774656),
+    ],
+)
 def test_worked_examples_map_dev(size, align, dataoff, end_trunc, data, npfns):
     lay = namespace_layout(size, 12 * G, "fsdax", "dev", align)
     assert (lay.data_offset, lay.end_trunc, lay.data_size, lay.npfns) == (dataoff, end_trunc, data, npfns)

@@ -27,8 +27,9 @@ def _size(text):
 def test_model_layout_matches_recorded_kernel(meta):
     m = json.load(open(meta))
     size, start = (parse_int(x) for x in m["memmap"].split(",")[0].split("!"))
-    lay = namespace_layout(size, start, m["mode"], m.get("map") or "mem", parse_int(m["align"]),
-                           release=m["kernel"], bus="e820")
+    lay = namespace_layout(
+        size, start, m["mode"], m.get("map") or "mem", parse_int(m["align"]), release=m["kernel"], bus="e820"
+    )
     if not m.get("accepted", True):
         assert lay.error, f"kernel refused ({m.get('error', '')[:80]}) but the model accepts"
         return

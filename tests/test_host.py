@@ -50,10 +50,12 @@ class TestMountinfoMocks:
 
 
 class TestGeometryText:
-    XFS = ("meta-data=/dev/pmem0 isize=512 agcount=4, agsize=65536 blks\n"
-           "data     =                       bsize=4096   blocks=262144, imaxpct=25\n"
-           "         =                       sunit=512    swidth=1024 blks\n"
-           "realtime =none                   extsz=4096   blocks=0, rtextents=0\n")
+    XFS = (
+        "meta-data=/dev/pmem0 isize=512 agcount=4, agsize=65536 blks\n"
+        "data     =                       bsize=4096   blocks=262144, imaxpct=25\n"
+        "         =                       sunit=512    swidth=1024 blks\n"
+        "realtime =none                   extsz=4096   blocks=0, rtextents=0\n"
+    )
 
     def test_xfs_su_2m(self):
         g = mounts.parse_xfs_info(self.XFS)
@@ -64,11 +66,11 @@ class TestGeometryText:
         assert g.stripe_unit == 0
 
     def test_ext4_stride(self):
-        g = mounts.parse_dumpe2fs("Block size:               4096\nRAID stride:              512\n"
-                                  "RAID stripe width:        512\n")
+        g = mounts.parse_dumpe2fs(
+            "Block size:               4096\nRAID stride:              512\nRAID stripe width:        512\n"
+        )
         assert (g.stripe_unit, g.stripe_width) == (2 * M, 2 * M)
         assert mounts.parse_dumpe2fs("Block size: 4096\n").stripe_unit == 0
-
 
     def test_from_mount_options(self):
         ms = mounts.parse_mountinfo(TestMountinfoMocks.TEXT)
@@ -81,14 +83,20 @@ class TestCmdlineIomem:
     def test_memmap(self):
         mm = inventory.parse_memmap("ro memmap=1G!4G,512M!6G memmap=64M$0x80000000 quiet")
         assert [(m["kind"], m["size"], m["start"]) for m in mm] == [
-            ("pmem", G, 4 * G), ("pmem", 512 * M, 6 * G), ("reserved", 64 * M, 0x80000000)]
+            ("pmem", G, 4 * G),
+            ("pmem", 512 * M, 6 * G),
+            ("reserved", 64 * M, 0x80000000),
+        ]
         assert inventory.parse_memmap("ro quiet") == []
 
     def test_iomem_nesting(self):
-        es = inventory.parse_iomem("100000000-13fffffff : Persistent Memory (legacy)\n"
-                                   "  100000000-13fffffff : namespace0.0\n")
+        es = inventory.parse_iomem(
+            "100000000-13fffffff : Persistent Memory (legacy)\n  100000000-13fffffff : namespace0.0\n"
+        )
         assert [(e.start, e.end, e.depth, e.name) for e in es] == [
-            (4 * G, 5 * G - 1, 0, "Persistent Memory (legacy)"), (4 * G, 5 * G - 1, 1, "namespace0.0")]
+            (4 * G, 5 * G - 1, 0, "Persistent Memory (legacy)"),
+            (4 * G, 5 * G - 1, 1, "namespace0.0"),
+        ]
 
 
 class TestInventoryHandmade:
@@ -99,7 +107,9 @@ class TestInventoryHandmade:
         d0 = devs["dax0.0"]
         assert (d0.provider, d0.mode, d0.align, d0.size) == ("hmem", "devdax", 2 * M, G)
         assert [(r.start, r.length, r.page_offset) for r in d0.ranges] == [
-            (0x480000000, 512 * M, 0), (0x4A0000000, 512 * M, 512 * M // 4096)]
+            (0x480000000, 512 * M, 0),
+            (0x4A0000000, 512 * M, 512 * M // 4096),
+        ]
         assert (devs["dax1.0"].provider, devs["dax1.0"].mode) == ("cxl", "system-ram")
         assert devs["dax2.0"].ranges[1].start % (2 * M) == M
 
@@ -155,9 +165,11 @@ class TestKernel:
 
 class TestSmapsMocks:
     def test_flags(self):
-        text = ("7f0000000000-7f0000800000 rw-s 00200000 103:00 12    /mnt/pmem/data file\n"
-                "Size:               8192 kB\nVmFlags: rd wr sh mr mw me ms nh sf\n"
-                "7ffd0000-7ffd1000 rw-p 00000000 00:00 0    [stack]\n")
+        text = (
+            "7f0000000000-7f0000800000 rw-s 00200000 103:00 12    /mnt/pmem/data file\n"
+            "Size:               8192 kB\nVmFlags: rd wr sh mr mw me ms nh sf\n"
+            "7ffd0000-7ffd1000 rw-p 00000000 00:00 0    [stack]\n"
+        )
         a, b = procmaps.parse_maps(text)
         assert (a.major, a.minor, a.offset, a.path) == (259, 0, 2 * M, "/mnt/pmem/data file")
         assert a.shared and a.writable and a.nohugepage and a.sync and a.length == 8 * M
@@ -190,7 +202,8 @@ def test_find_mapped_file_by_kernel_dev_t(tmp_path):
     (tmp_path / "proc" / "7").mkdir(parents=True)
     (tmp_path / "proc" / "7" / "maps").write_text(
         "7f0000000000-7f0000200000 rw-s 00000000 103:02 12   /mnt/pmem/a\n"
-        "7f1000000000-7f1000200000 rw-s 00000000 103:02 13   /mnt/pmem/b (deleted)\n")
+        "7f1000000000-7f1000200000 rw-s 00000000 103:02 13   /mnt/pmem/b (deleted)\n"
+    )
     roots = Roots(str(tmp_path / "sys"), str(tmp_path / "proc"))
     assert find_mapped_file(roots, [99, 7], (0x103 << 20) | 2, 12) == "/mnt/pmem/a"
     assert find_mapped_file(roots, [7], (0x103 << 20) | 2, 14) is None
@@ -200,7 +213,8 @@ def test_namespace_summary_of_a_fixture():
     from pmemtrace.host import Roots
     from pmemtrace.host.inventory import namespace_summary
 
-    t = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "handmade",
-                     "e820-partition-2048")
+    t = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "handmade", "e820-partition-2048"
+    )
     got = namespace_summary(Roots(os.path.join(t, "sys"), os.path.join(t, "proc")))
     assert [d["name"] for d in got] == ["namespace0.0", "namespace1.0"] and all("size" in d for d in got)

@@ -18,8 +18,7 @@ from pmemtrace.lab import fixtures, kernels, vm
 GiB = 1 << 30
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures")
-LAB_RELEASES = sorted(d for d in os.listdir(FIXTURES)
-                      if os.path.isdir(os.path.join(FIXTURES, d, "fsdax-mem-2M")))
+LAB_RELEASES = sorted(d for d in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, d, "fsdax-mem-2M")))
 
 
 class TestRegions:
@@ -43,11 +42,14 @@ class TestRegions:
         with pytest.raises(UsageError, match="multiple of 2M"):
             vm.regions_for(["3K!4G"])
 
-    @pytest.mark.parametrize("memmap,nodax,want", [
-        (["1G!4G"], None, 4 * GiB),        # q35: 2G low + 2G high (1G pmem, 1G RAM)
-        (["1G!4G"], "1G", 5 * GiB),        # high RAM must reach 6G
-        (["4G!4G"], None, 7 * GiB),
-    ])
+    @pytest.mark.parametrize(
+        "memmap,nodax,want",
+        [
+            (["1G!4G"], None, 4 * GiB),  # q35: 2G low + 2G high (1G pmem, 1G RAM)
+            (["1G!4G"], "1G", 5 * GiB),  # high RAM must reach 6G
+            (["4G!4G"], None, 7 * GiB),
+        ],
+    )
     def test_memory_backs_every_region(self, memmap, nodax, want):
         regs = vm.regions_for(memmap, nodax)
         mem = vm.memory_for(regs)
@@ -63,31 +65,45 @@ class TestGuestScript:
         assert lines[0] == "exec 2>/dev/virtio-ports/pmemtrace.stderr"
         assert "export A='x y'" in lines
         assert "cd /work || exit 125" in lines
-        assert any(" -m pmemtrace.lab.guest prepare --mode devdax" in ln and ln.endswith("|| exit 124")
-                   for ln in lines)
+        assert any(" -m pmemtrace.lab.guest prepare --mode devdax" in ln and ln.endswith("|| exit 124") for ln in lines)
         assert lines[-1] == "echo hi"
 
     def test_boot_seconds_from_console(self):
-        console = ("[    3.49] Run /init as init process\n"
-                   "[   16.814326] virtme-ng-init: starting script\n")
+        console = "[    3.49] Run /init as init process\n[   16.814326] virtme-ng-init: starting script\n"
         assert vm._boot_seconds(console) == pytest.approx(16.814326)
         assert vm._boot_seconds("[ 1.0] Kernel panic - not syncing\n") is None
 
 
 class TestKernelNames:
-    @pytest.mark.parametrize("name,series", [("6.1", "6.1"), ("6.12", "6.12"), ("7", "7"),
-                                             ("7.2", "7"), ("6.12.95", "6.12"),
-                                             ("5.10", "5.10"), ("5.10.262", "5.10"),
-                                             ("7.3", "7.3"), ("7.3.4", "7.3"),
-                                             ("6.1.0-50-amd64", None), ("5.10.0-46-amd64", None)])
+    @pytest.mark.parametrize(
+        "name,series",
+        [
+            ("6.1", "6.1"),
+            ("6.12", "6.12"),
+            ("7", "7"),
+            ("7.2", "7"),
+            ("6.12.95", "6.12"),
+            ("5.10", "5.10"),
+            ("5.10.262", "5.10"),
+            ("7.3", "7.3"),
+            ("7.3.4", "7.3"),
+            ("6.1.0-50-amd64", None),
+            ("5.10.0-46-amd64", None),
+        ],
+    )
     def test_series_of(self, name, series):
         assert kernels._series_of(name) == series
 
     def test_series_regexes_pick_only_plain_amd64_images(self):
         import re
-        ok = {"5.10": "linux-image-5.10.0-46-amd64", "6.1": "linux-image-6.1.0-50-amd64",
-              "6.12": "linux-image-6.12.95+deb12-amd64", "7": "linux-image-7.2.13+deb14-amd64",
-              "7.3": "linux-image-7.3.4+deb13-amd64"}
+
+        ok = {
+            "5.10": "linux-image-5.10.0-46-amd64",
+            "6.1": "linux-image-6.1.0-50-amd64",
+            "6.12": "linux-image-6.12.95+deb12-amd64",
+            "7": "linux-image-7.2.13+deb14-amd64",
+            "7.3": "linux-image-7.3.4+deb13-amd64",
+        }
         for series, (_, rx) in kernels.SERIES.items():
             assert re.match(rx, ok[series]), series
             for bad in ("-cloud-amd64", "-rt-amd64", "-amd64-dbg", "-amd64-unsigned"):
@@ -113,8 +129,12 @@ class TestKernelNames:
         assert kernels.mirror("bullseye-security") == "http://m/sec"
 
     def test_resolve_takes_the_newest_image_across_a_series_suites(self, monkeypatch, tmp_path):
-        found = {"bullseye": ["5.10.0-35-amd64"], "bullseye-security": ["5.10.0-46-amd64", "5.10.0-9-amd64"],
-                 "trixie-backports": [], "experimental": ["7.3-amd64"]}
+        found = {
+            "bullseye": ["5.10.0-35-amd64"],
+            "bullseye-security": ["5.10.0-46-amd64", "5.10.0-9-amd64"],
+            "trixie-backports": [],
+            "experimental": ["7.3-amd64"],
+        }
         monkeypatch.setattr(kernels, "_search_suite", lambda suite, *a: found[suite])
         monkeypatch.setattr(kernels._Apt, "version", lambda self, pkg: "v-" + self.suite)
         k = kernels.resolve("5.10", cache=str(tmp_path))
@@ -138,8 +158,17 @@ def _fake_cached(cache, release, series):
     os.makedirs(os.path.join(d, "root", "boot"))
     open(os.path.join(d, "root", "boot", f"vmlinuz-{release}"), "w").close()
     with open(os.path.join(d, "KERNEL.json"), "w") as f:
-        json.dump({"series": series, "release": release, "suite": "sid", "version": "1",
-                   "packages": [], "fetched": "2026-01-01T00:00:00Z"}, f)
+        json.dump(
+            {
+                "series": series,
+                "release": release,
+                "suite": "sid",
+                "version": "1",
+                "packages": [],
+                "fetched": "2026-01-01T00:00:00Z",
+            },
+            f,
+        )
 
 
 class TestCache:
@@ -244,8 +273,9 @@ class TestRecordedFixtureLayout:
 
     @pytest.mark.parametrize("release", LAB_RELEASES)
     def test_fs_dax_formats(self, release):
-        fmt = os.path.join(FIXTURES, release, "fsdax-mem-2M",
-                           "sys/kernel/tracing/events/fs_dax/dax_pmd_fault_done/format")
+        fmt = os.path.join(
+            FIXTURES, release, "fsdax-mem-2M", "sys/kernel/tracing/events/fs_dax/dax_pmd_fault_done/format"
+        )
         assert "print fmt:" in open(fmt).read()
 
 
@@ -288,8 +318,10 @@ class TestCli:
 
     def test_record_fixtures_rejects_unknown_config(self, capsys, tmp_path, monkeypatch):
         monkeypatch.setenv("PMEMTRACE_LAB_CACHE", str(tmp_path))
-        assert main(["lab", "record-fixtures", "--kernels", "6.1", "--config", "nope",
-                     "--output", str(tmp_path / "fx")]) == 2  # bad input
+        assert (
+            main(["lab", "record-fixtures", "--kernels", "6.1", "--config", "nope", "--output", str(tmp_path / "fx")])
+            == 2
+        )  # bad input
         assert "unknown fixture config 'nope'" in capsys.readouterr().err
 
 
@@ -300,10 +332,12 @@ def test_read_progress_names_the_test_the_guest_died_in(tmp_path):
     from pmemtrace.lab.tier import read_progress
 
     p = tmp_path / "progress"
-    p.write_text("start a::t1\npassed call a::t1\n"
-                 "start a::t2\nskipped setup a::t2\n"
-                 "start a::t3\npassed call a::t3\nfailed teardown a::t3\n"
-                 "start a::t4[x-y]\n")
+    p.write_text(
+        "start a::t1\npassed call a::t1\n"
+        "start a::t2\nskipped setup a::t2\n"
+        "start a::t3\npassed call a::t3\nfailed teardown a::t3\n"
+        "start a::t4[x-y]\n"
+    )
     finished, failed, running = read_progress(str(p))
     assert finished == ["a::t1", "a::t2", "a::t3"]
     assert failed == {"a::t3"}

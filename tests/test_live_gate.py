@@ -51,8 +51,9 @@ def ungated_skips(path):
         if isinstance(node, (ast.Call, ast.Attribute)):
             name = _dotted(node.func if isinstance(node, ast.Call) else node)
             parts = name.split(".")
-            direct = isinstance(node, ast.Call) and parts[:1] == ["pytest"] and parts[-1] in SKIPPERS \
-                and len(parts) == 2
+            direct = (
+                isinstance(node, ast.Call) and parts[:1] == ["pytest"] and parts[-1] in SKIPPERS and len(parts) == 2
+            )
             mark = parts[:2] == ["pytest", "mark"] and len(parts) == 3 and parts[2] in SKIPPERS
             if (direct or mark) and (os.path.basename(path), func) != GATE:
                 found.append((node.lineno, name))
@@ -70,26 +71,30 @@ def _live_modules():
 @pytest.mark.parametrize("path", _live_modules(), ids=os.path.basename)
 def test_live_skips_go_through_the_gate(path):
     bad = ungated_skips(path)
-    assert not bad, (f"{os.path.relpath(path, CHECKOUT)}: skip outside the gate at "
-                     + ", ".join(f"line {n} ({t})" for n, t in bad)
-                     + "; call labkit.skip_or_fail(reason) instead")
+    assert not bad, (
+        f"{os.path.relpath(path, CHECKOUT)}: skip outside the gate at "
+        + ", ".join(f"line {n} ({t})" for n, t in bad)
+        + "; call labkit.skip_or_fail(reason) instead"
+    )
 
 
 def test_the_checker_finds_what_it_must(tmp_path):
     src = tmp_path / "test_x.py"
-    src.write_text("import pytest\n"
-                   "pytestmark = pytest.mark.skipif(True, reason='x')\n"
-                   "@pytest.mark.skip(reason='y')\n"
-                   "def test_a():\n"
-                   "    pytest.skip('z')\n"
-                   "def test_b():\n"
-                   "    pytest.importorskip('bcc')\n"
-                   "    try:\n"
-                   "        pass\n"
-                   "    except pytest.skip.Exception:\n"  # catching the gate's skip is fine
-                   "        pass\n"
-                   "def skip_or_fail(r):\n"
-                   "    pytest.skip(r)\n")  # the gate's name, but not labkit.py
+    src.write_text(
+        "import pytest\n"
+        "pytestmark = pytest.mark.skipif(True, reason='x')\n"
+        "@pytest.mark.skip(reason='y')\n"
+        "def test_a():\n"
+        "    pytest.skip('z')\n"
+        "def test_b():\n"
+        "    pytest.importorskip('bcc')\n"
+        "    try:\n"
+        "        pass\n"
+        "    except pytest.skip.Exception:\n"  # catching the gate's skip is fine
+        "        pass\n"
+        "def skip_or_fail(r):\n"
+        "    pytest.skip(r)\n"
+    )  # the gate's name, but not labkit.py
     assert [n for n, _ in ungated_skips(str(src))] == [2, 3, 5, 7, 13]
     assert ungated_skips(os.path.join(LIVE, "labkit.py")) == []
 

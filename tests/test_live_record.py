@@ -20,9 +20,14 @@ def test_size_and_offsets_match_header(ffi):
     assert ffi.sizeof("struct pmt_event") == EVENT_SIZE == STRUCT.size == 160
     off = 0
     import struct
+
     for name, code in FIELDS:
         assert ffi.offsetof("struct pmt_event", name) == off, name
-        assert ffi.sizeof(ffi.typeof("struct pmt_event").fields[[n for n, _ in ffi.typeof("struct pmt_event").fields].index(name)][1].type) == struct.calcsize(code), name
+        assert ffi.sizeof(
+            ffi.typeof("struct pmt_event")
+            .fields[[n for n, _ in ffi.typeof("struct pmt_event").fields].index(name)][1]
+            .type
+        ) == struct.calcsize(code), name
         off += struct.calcsize(code)
     assert [n for n, _ in ffi.typeof("struct pmt_event").fields] == [n for n, _ in FIELDS]
 
@@ -30,6 +35,7 @@ def test_size_and_offsets_match_header(ffi):
 def test_kinds_match_header_defines():
     text = open(bpf_file("pmemtrace.h")).read()
     import re
+
     defines = {int(v): k for k, v in re.findall(r"#define PMT_KIND_(\w+) (\d+)", text)}
     assert set(defines) - {0} == set(KINDS)
     assert defines[2] == "PMD_FAULT_DONE" and KINDS[2] == "dax_pmd_fault_done"
@@ -50,9 +56,18 @@ def test_decode_cffi_built_record(ffi):
     ev.timestamp = 1_500_000_000
     e = decode(bytes(ffi.buffer(ev)))
     assert e.name == "dax_pmd_fault_done" and e.pid == 41 and e.tid == 43 and e.comm == "mmapper"
-    assert e.fields == {"dev": (259 << 20) | 3, "ino": 0x43, "vm_start": 0x7F2000000000,
-                        "vm_end": 0x7F2000400000, "vm_flags": 0xFB, "address": 0x7F2000000000,
-                        "pgoff": 0, "max_pgoff": 0x20000, "flags": 0x255, "result": 0x800}
+    assert e.fields == {
+        "dev": (259 << 20) | 3,
+        "ino": 0x43,
+        "vm_start": 0x7F2000000000,
+        "vm_end": 0x7F2000400000,
+        "vm_flags": 0xFB,
+        "address": 0x7F2000000000,
+        "pgoff": 0,
+        "max_pgoff": 0x20000,
+        "flags": 0x255,
+        "result": 0x800,
+    }
     assert e.ts == pytest.approx(1.5)
     assert decode(encode(e)).fields == e.fields
 

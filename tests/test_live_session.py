@@ -33,25 +33,43 @@ def _tree(tmp_path, kprobes=""):
 
 def test_orphans_of_dead_pids_are_removed_live_ones_kept(tmp_path):
     dead, alive = _dead_pid(), os.getppid()
-    root = _tree(tmp_path, kprobes=(f"p:kprobes/p_vmf_insert_pfn_pmd_bcc_{dead} vmf_insert_pfn_pmd\n"
-                                    f"p:kprobes/p_vfs_read_bcc_{dead} vfs_read\n"  # not ours
-                                    f"p:kprobes/p_vmf_insert_pfn_pmd_bcc_{alive} vmf_insert_pfn_pmd\n"
-                                    f"p:pmt/pmemtrace_{dead}_gup __get_user_pages\n"))
-    for name in (f"pmemtrace-{dead}-watch", f"pmemtrace-{dead}", f"pmemtrace-{alive}-run", "other-tool",
-                 f"pmemtrace-{dead}-x-y-z/"):
+    root = _tree(
+        tmp_path,
+        kprobes=(
+            f"p:kprobes/p_vmf_insert_pfn_pmd_bcc_{dead} vmf_insert_pfn_pmd\n"
+            f"p:kprobes/p_vfs_read_bcc_{dead} vfs_read\n"  # not ours
+            f"p:kprobes/p_vmf_insert_pfn_pmd_bcc_{alive} vmf_insert_pfn_pmd\n"
+            f"p:pmt/pmemtrace_{dead}_gup __get_user_pages\n"
+        ),
+    )
+    for name in (
+        f"pmemtrace-{dead}-watch",
+        f"pmemtrace-{dead}",
+        f"pmemtrace-{alive}-run",
+        "other-tool",
+        f"pmemtrace-{dead}-x-y-z/",
+    ):
         (root / "instances" / name).mkdir()
     from pmemtrace.live.probes import probe_functions
 
     found = tracefs.remove_orphans(str(root), probe_functions())
     got = sorted((o.kind, o.name, o.removed) for o in found)
-    assert got == sorted([("instance", f"pmemtrace-{dead}-watch", True), ("instance", f"pmemtrace-{dead}", True),
-                          ("instance", f"pmemtrace-{dead}-x-y-z", True),
-                          ("kprobe", f"kprobes/p_vmf_insert_pfn_pmd_bcc_{dead}", True),
-                          ("kprobe", f"pmt/pmemtrace_{dead}_gup", True)])
+    assert got == sorted(
+        [
+            ("instance", f"pmemtrace-{dead}-watch", True),
+            ("instance", f"pmemtrace-{dead}", True),
+            ("instance", f"pmemtrace-{dead}-x-y-z", True),
+            ("kprobe", f"kprobes/p_vmf_insert_pfn_pmd_bcc_{dead}", True),
+            ("kprobe", f"pmt/pmemtrace_{dead}_gup", True),
+        ]
+    )
     assert sorted(os.listdir(root / "instances")) == sorted([f"pmemtrace-{alive}-run", "other-tool"])
     # kprobe events are removed by writing "-:group/name" (a real kprobe_events drops the line)
-    assert (root / "kprobe_events").read_text().endswith(
-        f"-:kprobes/p_vmf_insert_pfn_pmd_bcc_{dead}\n-:pmt/pmemtrace_{dead}_gup\n")
+    assert (
+        (root / "kprobe_events")
+        .read_text()
+        .endswith(f"-:kprobes/p_vmf_insert_pfn_pmd_bcc_{dead}\n-:pmt/pmemtrace_{dead}_gup\n")
+    )
     assert tracefs.find_orphans(str(root / "nonexistent")) == []
 
 
@@ -68,17 +86,20 @@ def test_cleanup_command_without_tracefs_exits_0(capsys, monkeypatch):
     assert json.loads(capsys.readouterr().out)["leftovers"] == []
 
 
-@pytest.mark.parametrize("name,result,outcome,klass", [
-    ("dax_pmd_fault_done", VM_FAULT["NOPAGE"], "pmd", "ok"),
-    ("dax_pmd_fault_done", VM_FAULT["FALLBACK"], "fallback", "fallback"),
-    ("dax_pmd_fault_done", VM_FAULT["SIGBUS"], "sigbus", "sigbus"),
-    ("dax_pmd_fault_done", VM_FAULT["RETRY"], "pmd", "retry"),
-    ("dax_pte_fault_done", VM_FAULT["NOPAGE"], "pte", "ok"),
-    ("dax_pte_fault_done", VM_FAULT["SIGBUS"], "sigbus", "sigbus"),
-    ("dax_pmd_load_hole", 0, "huge-zero", "ok"),
-    ("dax_load_hole", 0, "pte", "ok"),
-    ("dax_pmd_fault", 0, None, "ok"),
-])
+@pytest.mark.parametrize(
+    "name,result,outcome,klass",
+    [
+        ("dax_pmd_fault_done", VM_FAULT["NOPAGE"], "pmd", "ok"),
+        ("dax_pmd_fault_done", VM_FAULT["FALLBACK"], "fallback", "fallback"),
+        ("dax_pmd_fault_done", VM_FAULT["SIGBUS"], "sigbus", "sigbus"),
+        ("dax_pmd_fault_done", VM_FAULT["RETRY"], "pmd", "retry"),
+        ("dax_pte_fault_done", VM_FAULT["NOPAGE"], "pte", "ok"),
+        ("dax_pte_fault_done", VM_FAULT["SIGBUS"], "sigbus", "sigbus"),
+        ("dax_pmd_load_hole", 0, "huge-zero", "ok"),
+        ("dax_load_hole", 0, "pte", "ok"),
+        ("dax_pmd_fault", 0, None, "ok"),
+    ],
+)
 def test_one_classifier(name, result, outcome, klass):
     assert tracefs.fault_outcome(name, result) == outcome
     assert tracefs.result_class(name, result) == klass
@@ -87,8 +108,12 @@ def test_one_classifier(name, result, outcome, klass):
 def test_chunk_outcome():
     ev = lambda n, r=0: Event(n, {"result": r})  # noqa: E731
     assert tracefs.chunk_outcome([]) == "none"
-    assert tracefs.chunk_outcome([ev("dax_pmd_fault_done", VM_FAULT["FALLBACK"]),
-                                  ev("dax_pte_fault_done", VM_FAULT["NOPAGE"])]) == "pte"
+    assert (
+        tracefs.chunk_outcome(
+            [ev("dax_pmd_fault_done", VM_FAULT["FALLBACK"]), ev("dax_pte_fault_done", VM_FAULT["NOPAGE"])]
+        )
+        == "pte"
+    )
     assert tracefs.chunk_outcome([ev("dax_pmd_load_hole"), ev("dax_pmd_fault_done", VM_FAULT["NOPAGE"])]) == "huge-zero"
     assert tracefs.chunk_outcome([ev("dax_pte_fault_done"), ev("dax_pmd_fault_done", VM_FAULT["NOPAGE"])]) == "pmd"
 
@@ -98,10 +123,26 @@ def _events(n, mappings=1):
     for i in range(n):
         m = i % mappings
         base = 0x7F0000000000 + m * (1 << 30)
-        out.append(Event("dax_pmd_fault_done", dict(dev=259 << 20, ino=12, vm_start=base, vm_end=base + (4 << 20),
-                                                    vm_flags=0xFB, address=base, pgoff=0, max_pgoff=1024,
-                                                    flags=0x255, result=VM_FAULT["NOPAGE"]),
-                         pid=100 + m, comm="w", ts=1.0 + i))
+        out.append(
+            Event(
+                "dax_pmd_fault_done",
+                dict(
+                    dev=259 << 20,
+                    ino=12,
+                    vm_start=base,
+                    vm_end=base + (4 << 20),
+                    vm_flags=0xFB,
+                    address=base,
+                    pgoff=0,
+                    max_pgoff=1024,
+                    flags=0x255,
+                    result=VM_FAULT["NOPAGE"],
+                ),
+                pid=100 + m,
+                comm="w",
+                ts=1.0 + i,
+            )
+        )
     return out
 
 
@@ -170,8 +211,7 @@ def test_session_filters_and_records(tmp_path):
     rec = Recorder(str(out), make_header("file"))
     seen = []
     views = Aggregator()
-    s = Session(FileSource(str(src_path)), views, keep=lambda e: e.pid == 101, recorder=rec,
-                on_event=seen.append)
+    s = Session(FileSource(str(src_path)), views, keep=lambda e: e.pid == 101, recorder=rec, on_event=seen.append)
     assert s.run() is True
     rec.close(s.complete)
     assert len(seen) == 10 and views.totals()["pmd"] == 10

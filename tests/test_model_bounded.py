@@ -18,8 +18,11 @@ from pmemtrace.errors import CaseError
 from pmemtrace.model import explain, gup, parse_case, state
 from pmemtrace.model.state import AddressSpace, Vma
 
-EXAMPLES = {e.name[:-5]: json.loads(e.read_text())
-            for e in resources.files("pmemtrace.model.examples").iterdir() if e.name.endswith(".json")}
+EXAMPLES = {
+    e.name[:-5]: json.loads(e.read_text())
+    for e in resources.files("pmemtrace.model.examples").iterdir()
+    if e.name.endswith(".json")
+}
 K, M = 1 << 12, 1 << 20
 
 
@@ -77,8 +80,10 @@ def test_bounded_equals_per_page(case):
 
 
 @fuzz_settings(200)
-@given(spans=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 20)), max_size=30),
-       probe=st.tuples(st.integers(0, 230), st.integers(0, 30)))
+@given(
+    spans=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 20)), max_size=30),
+    probe=st.tuples(st.integers(0, 230), st.integers(0, 30)),
+)
 def test_overlaps_and_vmas_in(spans, probe):
     mm = AddressSpace()
     for s, n in spans:

@@ -10,24 +10,47 @@ from modelkit import A, M, devdax, fsdax, r, w
 NOPAGE, FALLBACK = 0x100, 0x800
 
 
-@pytest.mark.parametrize("release,name", [
-    ("6.1.0-27-amd64", "6.1"), ("6.1.192", "6.1"), ("6.12.95+deb12-amd64", "6.12"), ("6.14.2", "6.12"),
-    ("6.15.0", "6.15"), ("6.16.9", "6.15"), ("6.17.1", "6.17"), ("6.18.44-fc-v769", "6.18"),
-    ("7.2.13+deb14-amd64", "7.0"), ("7.3.4+deb13-amd64", "7.0"), ("8.0", "7.0"),
-    # the releases fleets run (issue 15): each gets its own span's profile
-    ("4.18.0-513.el8.x86_64", "4.18"), ("5.14.0-362.el9.x86_64", "5.11"),
-    ("5.15.0-91-generic", "5.15"), ("6.8.0-45-generic", "6.6"), ("5.10.0-46-amd64", "5.10"),
-    ("5.4.0-200-generic", "4.18"), ("5.7", "5.10"), ("5.19", "6.1"), ("6.2", "6.2"), ("6.4", "6.4"),
-    ("6.10", "6.12"),
-])
+@pytest.mark.parametrize(
+    "release,name",
+    [
+        ("6.1.0-27-amd64", "6.1"),
+        ("6.1.192", "6.1"),
+        ("6.12.95+deb12-amd64", "6.12"),
+        ("6.14.2", "6.12"),
+        ("6.15.0", "6.15"),
+        ("6.16.9", "6.15"),
+        ("6.17.1", "6.17"),
+        ("6.18.44-fc-v769", "6.18"),
+        ("7.2.13+deb14-amd64", "7.0"),
+        ("7.3.4+deb13-amd64", "7.0"),
+        ("8.0", "7.0"),
+        # the releases fleets run (issue 15): each gets its own span's profile
+        ("4.18.0-513.el8.x86_64", "4.18"),
+        ("5.14.0-362.el9.x86_64", "5.11"),
+        ("5.15.0-91-generic", "5.15"),
+        ("6.8.0-45-generic", "6.6"),
+        ("5.10.0-46-amd64", "5.10"),
+        ("5.4.0-200-generic", "4.18"),
+        ("5.7", "5.10"),
+        ("5.19", "6.1"),
+        ("6.2", "6.2"),
+        ("6.4", "6.4"),
+        ("6.10", "6.12"),
+    ],
+)
 def test_release_selects_its_span_profile(release, name):
     assert select_profile(release).name == name
 
 
 def test_every_release_from_4_18_has_exactly_one_span():
     from pmemtrace.model.profiles import RELEASE_SPANS
-    releases = [(4, m) for m in range(18, 21)] + [(5, m) for m in range(20)] + \
-               [(6, m) for m in range(20)] + [(7, m) for m in range(4)]
+
+    releases = (
+        [(4, m) for m in range(18, 21)]
+        + [(5, m) for m in range(20)]
+        + [(6, m) for m in range(20)]
+        + [(7, m) for m in range(4)]
+    )
     for ver in releases:
         hits = [p.name for first, last, p in RELEASE_SPANS if first <= ver <= last]
         assert len(hits) == 1, (ver, hits)
@@ -46,18 +69,21 @@ def test_too_old_or_malformed_release():
         select_profile("5.20.1")
 
 
-@pytest.mark.parametrize("release,basis,on,note", [
-    ("5.10.0-46-amd64", "lab", "5.10.0-46-amd64", None),
-    ("6.1.0-50-amd64", "lab", "6.1.0-50-amd64", None),
-    ("6.12.95+deb12-amd64", "lab", "6.12.95+deb12-amd64", None),
-    ("7.2.13+deb14-amd64", "lab", "7.2.13+deb14-amd64", None),
-    ("6.17.1", "source", None, None),
-    ("4.18.0-513.el8.x86_64", "source", None, "a RHEL 8 kernel"),
-    ("5.14.0-362.el9.x86_64", "source", None, "a RHEL 9 kernel"),
-    ("5.15.0-91-generic", "source", None, "an Ubuntu kernel"),
-    ("6.8.0-45-generic", "source", None, "an Ubuntu kernel"),
-    ("8.1", "lab", "7.2.13+deb14-amd64", "8.1 is newer than 7.3"),
-])
+@pytest.mark.parametrize(
+    "release,basis,on,note",
+    [
+        ("5.10.0-46-amd64", "lab", "5.10.0-46-amd64", None),
+        ("6.1.0-50-amd64", "lab", "6.1.0-50-amd64", None),
+        ("6.12.95+deb12-amd64", "lab", "6.12.95+deb12-amd64", None),
+        ("7.2.13+deb14-amd64", "lab", "7.2.13+deb14-amd64", None),
+        ("6.17.1", "source", None, None),
+        ("4.18.0-513.el8.x86_64", "source", None, "a RHEL 8 kernel"),
+        ("5.14.0-362.el9.x86_64", "source", None, "a RHEL 9 kernel"),
+        ("5.15.0-91-generic", "source", None, "an Ubuntu kernel"),
+        ("6.8.0-45-generic", "source", None, "an Ubuntu kernel"),
+        ("8.1", "lab", "7.2.13+deb14-amd64", "8.1 is newer than 7.3"),
+    ],
+)
 def test_every_answer_says_how_its_profile_is_known(release, basis, on, note):
     p = select_profile(release)
     v = p.verification()
@@ -72,14 +98,27 @@ def test_every_answer_says_how_its_profile_is_known(release, basis, on, note):
 def test_source_only_profiles_are_not_marked_verified():
     # only kernels the lab tier ran on may carry verified_on
     for p in PROFILES:
-        assert p.verified_on in (None, "5.10.0-46-amd64", "6.1.0-50-amd64", "6.12.95+deb12-amd64",
-                                 "7.2.13+deb14-amd64"), p.name
+        assert p.verified_on in (
+            None,
+            "5.10.0-46-amd64",
+            "6.1.0-50-amd64",
+            "6.12.95+deb12-amd64",
+            "7.2.13+deb14-amd64",
+        ), p.name
 
 
-@pytest.mark.parametrize("kernel,fn", [("4.18.0", "vmf_insert_pfn_pmd"), ("5.10.0", "vmf_insert_pfn_pmd_prot"),
-                                       ("6.1.0", "vmf_insert_pfn_pmd_prot"), ("6.4.0", "vmf_insert_pfn_pmd"),
-                                       ("6.12.0", "vmf_insert_pfn_pmd"),
-                                       ("6.15.0", "vmf_insert_folio_pmd"), ("7.2.0", "vmf_insert_folio_pmd")])
+@pytest.mark.parametrize(
+    "kernel,fn",
+    [
+        ("4.18.0", "vmf_insert_pfn_pmd"),
+        ("5.10.0", "vmf_insert_pfn_pmd_prot"),
+        ("6.1.0", "vmf_insert_pfn_pmd_prot"),
+        ("6.4.0", "vmf_insert_pfn_pmd"),
+        ("6.12.0", "vmf_insert_pfn_pmd"),
+        ("6.15.0", "vmf_insert_folio_pmd"),
+        ("7.2.0", "vmf_insert_folio_pmd"),
+    ],
+)
 def test_pmd_insert_function_per_kernel(kernel, fn):
     p = fsdax([w(0)], kernel=kernel)
     assert p.results[0].all_calls().get(fn) == 1
@@ -88,11 +127,12 @@ def test_pmd_insert_function_per_kernel(kernel, fn):
     assert p.results[0].all_calls().get(fn) == 1
 
 
-@pytest.mark.parametrize("kernel,fn", [("6.1.0", "vmf_insert_pfn_pud_prot"), ("6.12.0", "vmf_insert_pfn_pud"),
-                                       ("6.15.0", "vmf_insert_folio_pud")])
+@pytest.mark.parametrize(
+    "kernel,fn",
+    [("6.1.0", "vmf_insert_pfn_pud_prot"), ("6.12.0", "vmf_insert_pfn_pud"), ("6.15.0", "vmf_insert_folio_pud")],
+)
 def test_pud_insert_function_per_kernel(kernel, fn):
-    p = devdax([r(0)], align="1G", size="2G", kernel=kernel,
-               mappings=[{"id": "m0", "start": A, "length": 1 << 30}])
+    p = devdax([r(0)], align="1G", size="2G", kernel=kernel, mappings=[{"id": "m0", "start": A, "length": 1 << 30}])
     assert p.results[0].outcome == "pud"
     assert p.results[0].all_calls().get(fn) == 1
 
@@ -103,7 +143,9 @@ def test_pte_insert_function_per_kernel(kernel, fn):
     assert p.results[0].all_calls().get(fn) == 1
 
 
-@pytest.mark.parametrize("kernel,calls", [("5.10.0", 256), ("6.1.0", 256), ("6.12.0", 256), ("6.15.0", 0), ("6.17.0", 0), ("7.2.0", 0)])
+@pytest.mark.parametrize(
+    "kernel,calls", [("5.10.0", 256), ("6.1.0", 256), ("6.12.0", 256), ("6.15.0", 0), ("6.17.0", 0), ("7.2.0", 0)]
+)
 def test_gup_get_dev_pagemap_per_kernel(kernel, calls):
     # O_DIRECT into a DAX buffer: one get_dev_pagemap() per 4 KiB page grabbed
     # while DAX mappings carry pXX_devmap (<= 6.14)
@@ -146,8 +188,10 @@ def test_vma_lock_flag_in_user_faults():
 
 def test_ext4_retries_under_mmap_lock_on_vma_lock_kernels():
     ext = [{"logical": 0, "physical": M, "length": 4 * M}]  # pfn unaligned -> fallback
+
     def names(p):
         return [e.name for e in p.results[0].events()]
+
     p61 = fsdax([r(0)], kernel="6.1.0", fs="ext4", file_size=4 * M, extents=ext)
     p612 = fsdax([r(0)], kernel="6.12.0", fs="ext4", file_size=4 * M, extents=ext)
     x612 = fsdax([r(0)], kernel="6.12.0", fs="xfs", file_size=4 * M, extents=ext)
@@ -196,37 +240,50 @@ def test_orig_pte_valid_when_a_page_table_exists():
 def test_5_10_lab_trace_of_neighbouring_4k_faults():
     # lab, 5.10.0-46 xfs, MADV_NOHUGEPAGE: read page 0 (hole -> dax_load_hole),
     # write page 2: flags 0x254 / 0x255, no 0x800 although a page table exists
-    p = fsdax([r(0), w(8192)], kernel="5.10.0-46-amd64", file_size=4 * M,
-              extents=[{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}],
-              mappings=[{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}])
+    p = fsdax(
+        [r(0), w(8192)],
+        kernel="5.10.0-46-amd64",
+        file_size=4 * M,
+        extents=[{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}],
+        mappings=[{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}],
+    )
     got = [[(e.name, e.fields.get("flags"), e.fields.get("result")) for e in res.events()] for res in p.results]
-    assert got == [[("dax_pte_fault", 0x254, 0), ("dax_load_hole", 0x254, 0x100), ("dax_pte_fault_done", 0x254, 0x100)],
-                   [("dax_pte_fault", 0x255, 0), ("dax_pte_fault_done", 0x255, 0x100)]]
+    assert got == [
+        [("dax_pte_fault", 0x254, 0), ("dax_load_hole", 0x254, 0x100), ("dax_pte_fault_done", 0x254, 0x100)],
+        [("dax_pte_fault", 0x255, 0), ("dax_pte_fault_done", 0x255, 0x100)],
+    ]
     # the fault itself still returns MAJOR (and counts pgmajfault)
     assert p.results[1].result == 0x104 and p.summary()["vmstat"]["pgmajfault"] == 1
     # 5.15+ trace MAJOR in the event too
-    p = fsdax([r(0), w(8192)], kernel="5.15.0", file_size=4 * M,
-              extents=[{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}],
-              mappings=[{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}])
+    p = fsdax(
+        [r(0), w(8192)],
+        kernel="5.15.0",
+        file_size=4 * M,
+        extents=[{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}],
+        mappings=[{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}],
+    )
     assert p.results[1].events()[-1].fields["result"] == 0x104
 
 
 def test_no_orig_pte_valid_before_5_19():
     # FAULT_FLAG_ORIG_PTE_VALID arrived in v5.19: 5.10/5.15 print no 0x800
     for kernel, flag in (("5.10.0", 0), ("5.15.0", 0), ("5.19.0", 0x800)):
-        p = fsdax([r(6 * M), w(6 * M + 8192)], kernel=kernel,
-                  mappings=[{"id": "m0", "start": A, "length": 16 * M, "nohugepage": True}])
+        p = fsdax(
+            [r(6 * M), w(6 * M + 8192)],
+            kernel=kernel,
+            mappings=[{"id": "m0", "start": A, "length": 16 * M, "nohugepage": True}],
+        )
         assert p.results[1].events()[0].fields["flags"] & 0x800 == flag, kernel
 
 
-@pytest.mark.parametrize("kernel,first", [("5.10.0", "dax_pte_fault"), ("5.14.0", "dax_pte_fault"),
-                                          ("5.15.0", None), ("6.1.0", None)])
+@pytest.mark.parametrize(
+    "kernel,first", [("5.10.0", "dax_pte_fault"), ("5.14.0", "dax_pte_fault"), ("5.15.0", None), ("6.1.0", None)]
+)
 def test_sigbus_at_eof_vs_vma_checks_per_kernel(kernel, first):
     # A read at an aligned index past EOF in a mapping whose PMD would cross the
     # VMA end: <= 5.14 the VMA check falls back first and the PTE path raises
     # SIGBUS; 5.15+ (55f81639a715) the PMD path raises SIGBUS directly.
-    p = fsdax([r(2 * M)], kernel=kernel, file_size=M,
-              mappings=[{"id": "m0", "start": A, "length": 3 * M}])
+    p = fsdax([r(2 * M)], kernel=kernel, file_size=M, mappings=[{"id": "m0", "start": A, "length": 3 * M}])
     res = p.results[0]
     names = [e.name for e in res.events()]
     assert res.outcome == "sigbus"
@@ -237,13 +294,16 @@ def test_sigbus_at_eof_vs_vma_checks_per_kernel(kernel, first):
         assert done.fields["result"] == 0x800 and names[-2:] == ["dax_pte_fault", "dax_pte_fault_done"]
 
 
-@pytest.mark.parametrize("kernel,faults,gdp", [("5.10.0", True, True), ("5.11.0", False, False),
-                                              ("6.1.0", False, False)])
+@pytest.mark.parametrize(
+    "kernel,faults,gdp", [("5.10.0", True, True), ("5.11.0", False, False), ("6.1.0", False, False)]
+)
 def test_longterm_pin_of_fsdax_per_kernel(kernel, faults, gdp):
     # 5.10: __gup_longterm_locked() faults the pages in and grabs them, then
     # check_dax_vmas() refuses; 5.11+ (52650c8b466b) check_vma_flags() refuses first
-    p = fsdax([{"mapping": "m0", "op": "gup", "offset": 0, "length": 2 * M, "write": True, "longterm": True,
-                "fast": False}], kernel=kernel)
+    p = fsdax(
+        [{"mapping": "m0", "op": "gup", "offset": 0, "length": 2 * M, "write": True, "longterm": True, "fast": False}],
+        kernel=kernel,
+    )
     res = p.results[0]
     assert (res.outcome, res.errno, res.reason) == ("error", 95, "longterm-pin-fsdax")
     assert bool(res.faults) is faults
@@ -262,20 +322,31 @@ def test_private_write_to_pmd_ext4_retry_matches_lab_6_12():
     # PMD fault (no VMA_LOCK) falls back (private write) and the PTE path COWs.
     p = fsdax([r(2 * M), w(2 * M)], fs="ext4", mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False}])
     ev = [(e.name, e.fields.get("flags"), e.fields.get("result")) for e in p.results[1].events()]
-    assert ev == [("dax_pmd_fault", 0x255, 0), ("dax_pmd_fault_done", 0x255, 0x800),
-                  ("dax_pte_fault", 0x255, 0), ("dax_pte_fault_done", 0x255, 0x1000)]
+    assert ev == [
+        ("dax_pmd_fault", 0x255, 0),
+        ("dax_pmd_fault_done", 0x255, 0x800),
+        ("dax_pte_fault", 0x255, 0),
+        ("dax_pte_fault_done", 0x255, 0x1000),
+    ]
     x = fsdax([r(2 * M), w(2 * M)], fs="xfs", mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False}])
     assert [(e.name, e.fields.get("flags")) for e in x.results[1].events()] == [
-        ("dax_pte_fault", 0x1255), ("dax_pte_fault_done", 0x1255)]
+        ("dax_pte_fault", 0x1255),
+        ("dax_pte_fault_done", 0x1255),
+    ]
 
 
-@pytest.mark.parametrize("kernel,pmd_event", [("5.10.0", True), ("6.1.0", True), ("6.2.0", False),
-                                               ("6.12.0", False), ("7.2.0", False)])
+@pytest.mark.parametrize(
+    "kernel,pmd_event", [("5.10.0", True), ("6.1.0", True), ("6.2.0", False), ("6.12.0", False), ("7.2.0", False)]
+)
 def test_private_write_to_read_only_pmd_per_kernel(kernel, pmd_event):
     # Lab (xfs): 6.1 logs dax_pmd_fault WRITE -> FALLBACK before the PTE COW;
     # 6.12 and 7.2 go straight to the PTE COW (wp_huge_pmd checks VM_SHARED).
-    p = fsdax([r(2 * M), w(2 * M)], fs="xfs", kernel=kernel,
-              mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False}])
+    p = fsdax(
+        [r(2 * M), w(2 * M)],
+        fs="xfs",
+        kernel=kernel,
+        mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False}],
+    )
     names = [e.name for e in p.results[1].events()]
     assert names[-2:] == ["dax_pte_fault", "dax_pte_fault_done"]
     assert ("dax_pmd_fault" in names) is pmd_event
@@ -287,8 +358,13 @@ def test_map_populate_faults_without_pinning():
     # MAP_POPULATE of a shared mapping of an unwritten file: read faults (huge
     # zero pages), no get_dev_pagemap even where GUP would call it (6.1)
     ext = [{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}]
-    p = fsdax([{"mapping": "m0", "op": "gup", "offset": 0, "length": 4 * M, "populate": True}, w(0)],
-              kernel="6.1.0", file_size=4 * M, extents=ext, mappings=[{"id": "m0", "start": A, "length": 4 * M}])
+    p = fsdax(
+        [{"mapping": "m0", "op": "gup", "offset": 0, "length": 4 * M, "populate": True}, w(0)],
+        kernel="6.1.0",
+        file_size=4 * M,
+        extents=ext,
+        mappings=[{"id": "m0", "start": A, "length": 4 * M}],
+    )
     r0 = p.results[0]
     assert r0.outcome == "populated" and r0.pinned == 0
     assert [f.outcome for _, f in r0.faults] == ["huge-zero", "huge-zero"]
@@ -299,8 +375,10 @@ def test_map_populate_faults_without_pinning():
 def test_gup_write_into_read_only_mapping_is_efault():
     # fstests generic/462 (lab, engine scenario): O_DIRECT read into a
     # PROT_READ DAX mapping -> FOLL_WRITE -> check_vma_flags() -> -EFAULT
-    p = fsdax([{"mapping": "m0", "op": "gup", "offset": 0, "length": 4096, "write": True}],
-              mappings=[{"id": "m0", "start": A, "length": 16 * M, "writable": False}])
+    p = fsdax(
+        [{"mapping": "m0", "op": "gup", "offset": 0, "length": 4096, "write": True}],
+        mappings=[{"id": "m0", "start": A, "length": 16 * M, "writable": False}],
+    )
     r0 = p.results[0]
     assert (r0.outcome, r0.errno, r0.reason) == ("error", 14, "write-readonly")
     assert r0.faults == []

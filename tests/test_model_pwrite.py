@@ -26,14 +26,28 @@ def _outcomes(pred):
 
 def test_pwrite_into_hole_zaps_the_huge_zero_page():
     # generic/428: a 2 MiB mapping of file offset 2M over a hole
-    p = fsdax([r(0), pw(2 * M), r(0)], file_size=4 * M, extents=[],
-              mappings=[{"id": "m0", "start": A, "length": 2 * M, "offset": 2 * M, "writable": False}],
-              kernel="6.1.0-50-amd64")
-    assert _outcomes(p) == [("read", "huge-zero", None), ("pwrite", "written", None),
-                            ("read", "pte", "extent-too-short")]
+    p = fsdax(
+        [r(0), pw(2 * M), r(0)],
+        file_size=4 * M,
+        extents=[],
+        mappings=[{"id": "m0", "start": A, "length": 2 * M, "offset": 2 * M, "writable": False}],
+        kernel="6.1.0-50-amd64",
+    )
+    assert _outcomes(p) == [
+        ("read", "huge-zero", None),
+        ("pwrite", "written", None),
+        ("read", "pte", "extent-too-short"),
+    ]
     names = [e.name for e in p.events()]
-    assert names == ["dax_pmd_fault", "dax_pmd_load_hole", "dax_pmd_fault_done",
-                     "dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done"]
+    assert names == [
+        "dax_pmd_fault",
+        "dax_pmd_load_hole",
+        "dax_pmd_fault_done",
+        "dax_pmd_fault",
+        "dax_pmd_fault_done",
+        "dax_pte_fault",
+        "dax_pte_fault_done",
+    ]
 
 
 def test_pwrite_over_written_blocks_changes_no_mapping():
@@ -45,19 +59,28 @@ def test_pwrite_over_written_blocks_changes_no_mapping():
 
 def test_pwrite_zaps_pte_zero_pages_only_in_its_range():
     # 4 KiB hole loads in two pages; writing the first page only re-faults it
-    p = fsdax([r(0), r(8192), pw(0), r(0), r(8192)], extents=[],
-              mappings=[{"id": "m0", "start": A, "length": 16 * M, "nohugepage": True}])
+    p = fsdax(
+        [r(0), r(8192), pw(0), r(0), r(8192)],
+        extents=[],
+        mappings=[{"id": "m0", "start": A, "length": 16 * M, "nohugepage": True}],
+    )
     o = _outcomes(p)
     assert [x[1] for x in o] == ["zero-pte", "zero-pte", "written", "pte", "none"], o
 
 
 def test_pwrite_keeps_private_cow_copies():
     # unmap_mapping_pages(even_cows=false): the anonymous copy stays
-    p = fsdax([w(0), pw(0)], extents=[],
-              mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False, "nohugepage": True}])
+    p = fsdax(
+        [w(0), pw(0)],
+        extents=[],
+        mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False, "nohugepage": True}],
+    )
     assert p.results[0].outcome == "cow"
-    p2 = fsdax([w(0), pw(0), r(0)], extents=[],
-               mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False, "nohugepage": True}])
+    p2 = fsdax(
+        [w(0), pw(0), r(0)],
+        extents=[],
+        mappings=[{"id": "m0", "start": A, "length": 16 * M, "shared": False, "nohugepage": True}],
+    )
     assert p2.results[2].outcome == "none"  # still mapped: the COW copy
 
 
@@ -68,21 +91,33 @@ def test_pwrite_past_eof_grows_the_file():
     assert after.results[1].outcome != "sigbus"
 
 
-@pytest.mark.parametrize("acc,key", [
-    ({"op": "pwrite", "mapping": "m0", "offset": 0, "length": 4096}, "accesses[0].mapping"),
-    ({"op": "pwrite", "offset": 0}, "accesses[0].length"),
-])
+@pytest.mark.parametrize(
+    "acc,key",
+    [
+        ({"op": "pwrite", "mapping": "m0", "offset": 0, "length": 4096}, "accesses[0].mapping"),
+        ({"op": "pwrite", "offset": 0}, "accesses[0].length"),
+    ],
+)
 def test_pwrite_case_errors(acc, key):
-    c = {"version": 1, "device": {"mode": "fsdax", "size": "1G"}, "file": {"size": 4 * M, "extents": []},
-         "mappings": [{"id": "m0", "start": A, "length": 2 * M}], "accesses": [acc]}
+    c = {
+        "version": 1,
+        "device": {"mode": "fsdax", "size": "1G"},
+        "file": {"size": 4 * M, "extents": []},
+        "mappings": [{"id": "m0", "start": A, "length": 2 * M}],
+        "accesses": [acc],
+    }
     with pytest.raises(CaseError) as e:
         parse_case(c)
     assert str(e.value).startswith("case: " + key)
 
 
 def test_pwrite_needs_a_file():
-    c = {"version": 1, "device": {"mode": "devdax", "size": "1G", "align": "2M"},
-         "mappings": [{"id": "m0", "start": A, "length": 2 * M}], "accesses": [pw(0)]}
+    c = {
+        "version": 1,
+        "device": {"mode": "devdax", "size": "1G", "align": "2M"},
+        "mappings": [{"id": "m0", "start": A, "length": 2 * M}],
+        "accesses": [pw(0)],
+    }
     with pytest.raises(CaseError, match="devdax"):
         parse_case(c)
 
@@ -90,15 +125,18 @@ def test_pwrite_needs_a_file():
 def test_write_converts_every_contiguous_unwritten_extent():
     # two physically contiguous 1 MiB unwritten extents: lookup() sees one
     # 2 MiB run; a write fault converts both and maps a PMD
-    ext = [{"logical": 0, "physical": 2 * M, "length": M, "unwritten": True},
-           {"logical": M, "physical": 3 * M, "length": M, "unwritten": True}]
-    p = fsdax([w(0), w(M)], file_size=2 * M, extents=ext,
-              mappings=[{"id": "m0", "start": A, "length": 2 * M}])
+    ext = [
+        {"logical": 0, "physical": 2 * M, "length": M, "unwritten": True},
+        {"logical": M, "physical": 3 * M, "length": M, "unwritten": True},
+    ]
+    p = fsdax([w(0), w(M)], file_size=2 * M, extents=ext, mappings=[{"id": "m0", "start": A, "length": 2 * M}])
     assert p.results[0].outcome == "pmd", _outcomes(p)
     assert p.results[1].outcome == "none"
 
 
 def test_madvise_past_the_mapping_is_enomem_not_a_crash():
-    p = fsdax([r(2 * M), {"mapping": "m0", "op": "madvise", "advice": "dontneed", "offset": 3 * M + 8192}],
-              mappings=[{"id": "m0", "start": A, "length": 3 * M}])
+    p = fsdax(
+        [r(2 * M), {"mapping": "m0", "op": "madvise", "advice": "dontneed", "offset": 3 * M + 8192}],
+        mappings=[{"id": "m0", "start": A, "length": 3 * M}],
+    )
     assert p.results[1].outcome == "error" and p.results[1].errno == 12

@@ -41,8 +41,7 @@ def test_thp_disable_gate():
 
 
 def test_pte_table_present_after_4k_fault_in_same_2m():
-    acc = [{"op": "madvise", "advice": "nohugepage"}, r(0), {"op": "madvise", "advice": "hugepage"},
-           r(4096), r(2 * M)]
+    acc = [{"op": "madvise", "advice": "nohugepage"}, r(0), {"op": "madvise", "advice": "hugepage"}, r(4096), r(2 * M)]
     p = fsdax(acc)
     assert rows(p)[3] == ("pte", NOPAGE, covers("pte-table-present"))
     assert "dax_pmd_fault" not in [e for e, _ in events(p, 3)]
@@ -111,8 +110,10 @@ def test_beyond_eof_then_sigbus_on_pte_path():
 
 
 def test_pte_entry_in_xarray_outlives_munmap():
-    maps = [{"id": "small", "start": 0x7E0000000000, "length": 2 * M, "nohugepage": True},
-            {"id": "big", "start": A, "length": 16 * M}]
+    maps = [
+        {"id": "small", "start": 0x7E0000000000, "length": 2 * M, "nohugepage": True},
+        {"id": "big", "start": A, "length": 16 * M},
+    ]
     p = fsdax([r(0, "small"), {"mapping": "small", "op": "munmap"}, r(0, "big"), r(2 * M, "big")], mappings=maps)
     assert rows(p)[2] == ("pte", NOPAGE, covers("pte-entry-present"))
     assert rows(p)[3][0] == "pmd"
@@ -149,8 +150,12 @@ def test_pfn_no_devmap_only_before_6_15():
 
 
 def test_longterm_pin_of_fsdax_refused_but_plain_pin_works():
-    p = fsdax([{"mapping": "m0", "op": "gup", "offset": 0, "length": M, "write": True, "longterm": True},
-               {"mapping": "m0", "op": "gup", "offset": 0, "length": M, "write": True}])
+    p = fsdax(
+        [
+            {"mapping": "m0", "op": "gup", "offset": 0, "length": M, "write": True, "longterm": True},
+            {"mapping": "m0", "op": "gup", "offset": 0, "length": M, "write": True},
+        ]
+    )
     assert p.results[0].outcome == "error" and p.results[0].errno == 95
     assert p.results[0].reason == covers("longterm-pin-fsdax")
     assert p.results[1].outcome == "pinned" and p.results[1].pinned == 256
@@ -175,7 +180,9 @@ def test_devdax_align_smaller_falls_back_to_4k():
 def test_devdax_align_larger_sigbus():
     p = devdax([r(0)], mappings=[{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}])
     assert rows(p) == [("sigbus", SIGBUS, covers("devdax-align-larger"))]
-    p = devdax([r(0)], align="1G", size="2G", mappings=[{"id": "m0", "start": A, "length": 1 << 30, "nohugepage": True}])
+    p = devdax(
+        [r(0)], align="1G", size="2G", mappings=[{"id": "m0", "start": A, "length": 1 << 30, "nohugepage": True}]
+    )
     assert rows(p)[0][:2] == ("sigbus", SIGBUS)
 
 
@@ -193,8 +200,16 @@ def test_not_mapped_and_write_readonly():
 
 def test_mmap_over_a_live_mapping_is_refused():
     maps = [{"id": "a", "start": A, "length": 4 * M}, {"id": "b", "start": A + 2 * M, "length": 4 * M, "mapped": False}]
-    p = fsdax([{"mapping": "b", "op": "mmap"}, r(0, "b"), {"mapping": "a", "op": "munmap"},
-               {"mapping": "b", "op": "mmap"}, r(0, "b")], mappings=maps)
+    p = fsdax(
+        [
+            {"mapping": "b", "op": "mmap"},
+            r(0, "b"),
+            {"mapping": "a", "op": "munmap"},
+            {"mapping": "b", "op": "mmap"},
+            r(0, "b"),
+        ],
+        mappings=maps,
+    )
     assert (p.results[0].outcome, p.results[0].errno, p.results[0].reason) == ("error", 17, covers("mapping-overlap"))
     assert p.results[1].reason == "mapping-overlap"
     assert p.results[3].outcome != "error" and p.results[4].outcome == "pmd"

@@ -136,10 +136,16 @@ def _case_json(name):
         return json.load(f)
 
 
-@pytest.mark.parametrize("name,reason", [
-    ("pmd-colour-mismatch", "pmd-colour-mismatch"), ("private-write", "private-write"),
-    ("vma-start", "vma-start"), ("vma-end", "vma-end"), ("beyond-eof", "beyond-eof"),
-])
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("pmd-colour-mismatch", "pmd-colour-mismatch"),
+        ("private-write", "private-write"),
+        ("vma-start", "vma-start"),
+        ("vma-end", "vma-end"),
+        ("beyond-eof", "beyond-eof"),
+    ],
+)
 def test_reason_from_trace_fields_alone(name, reason):
     """Reasons decidable from tracepoint fields come out of a text trace."""
     c = load_case(os.path.join(EXAMPLES, name + ".json"))
@@ -149,14 +155,20 @@ def test_reason_from_trace_fields_alone(name, reason):
         agg.add(e)
     t = agg.totals()
     assert set(t["fallback_reasons"]) == {reason}
-    assert t["fallback"] == sum(1 for e in evs if e.name == "dax_pmd_fault_done"
-                                and e.fields["result"] & VM_FAULT["FALLBACK"])
+    assert t["fallback"] == sum(
+        1 for e in evs if e.name == "dax_pmd_fault_done" and e.fields["result"] & VM_FAULT["FALLBACK"]
+    )
 
 
-@pytest.mark.parametrize("name,reason", [
-    ("extent-too-short", "extent-too-short"), ("pfn-unaligned", "pfn-unaligned"),
-    ("pfn-no-devmap", "pfn-no-devmap"), ("pte-entry-present", "pte-entry-present"),
-])
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("extent-too-short", "extent-too-short"),
+        ("pfn-unaligned", "pfn-unaligned"),
+        ("pfn-no-devmap", "pfn-no-devmap"),
+        ("pte-entry-present", "pte-entry-present"),
+    ],
+)
 def test_reason_needs_extents_else_unexplained(name, reason):
     """Without FIEMAP/sysfs the row says 'unexplained' and keeps evidence; with them, the reason."""
     c = load_case(os.path.join(EXAMPLES, name + ".json"))
@@ -245,15 +257,38 @@ def test_bcc_probe_hits_join_the_fault_row():
     """bcc order: dax_pmd_fault, insert probe (VMA, no dev/ino), dax_pmd_fault_done."""
     from pmemtrace.live.decode import decode, encode
 
-    base = dict(dev=259 << 20, ino=5, vm_start=0x7F0000000000, vm_end=0x7F0000400000, vm_flags=0xFB,
-                pgoff=0, max_pgoff=0x400, flags=0x255)
+    base = dict(
+        dev=259 << 20,
+        ino=5,
+        vm_start=0x7F0000000000,
+        vm_end=0x7F0000400000,
+        vm_flags=0xFB,
+        pgoff=0,
+        max_pgoff=0x400,
+        flags=0x255,
+    )
     agg = Aggregator()
     for k in range(2):
         addr = base["vm_start"] + k * (2 << 20)
-        seq = [Event("dax_pmd_fault", dict(base, address=addr, result=0), pid=9, comm="w", ts=1.0),
-               Event("insert_pmd", dict(address=addr, vm_start=base["vm_start"], vm_end=base["vm_end"],
-                                        vm_flags=0xFB, pfn=0x200, write=1, order=9), pid=9, comm="w", ts=1.0),
-               Event("dax_pmd_fault_done", dict(base, address=addr, result=0x100), pid=9, comm="w", ts=1.0)]
+        seq = [
+            Event("dax_pmd_fault", dict(base, address=addr, result=0), pid=9, comm="w", ts=1.0),
+            Event(
+                "insert_pmd",
+                dict(
+                    address=addr,
+                    vm_start=base["vm_start"],
+                    vm_end=base["vm_end"],
+                    vm_flags=0xFB,
+                    pfn=0x200,
+                    write=1,
+                    order=9,
+                ),
+                pid=9,
+                comm="w",
+                ts=1.0,
+            ),
+            Event("dax_pmd_fault_done", dict(base, address=addr, result=0x100), pid=9, comm="w", ts=1.0),
+        ]
         for e in seq:
             agg.add(decode(encode(e)))
     assert len(agg.rows) == 1

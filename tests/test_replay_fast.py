@@ -26,8 +26,14 @@ def careful(line):
     fields = parse_fs_dax_text(m.group("event"), m.group("text"))
     if fields is None:
         return None
-    return (m.group("event"), fields, float(m.group("ts")), int(m.group("pid")), m.group("comm").strip(),
-            int(m.group("cpu")))
+    return (
+        m.group("event"),
+        fields,
+        float(m.group("ts")),
+        int(m.group("pid")),
+        m.group("comm").strip(),
+        int(m.group("cpu")),
+    )
 
 
 def _model_events(case):
@@ -55,8 +61,9 @@ PREFIXES = [
 def _lines(events, rnd):
     for i, e in enumerate(events):
         comm = rnd.choice(["w", "fio", "a-b", "kworker/0:1", "x y", "my-1", ""])
-        pre = rnd.choice(PREFIXES).format(comm=comm, pid=rnd.randrange(1, 99999), cpu=rnd.randrange(8),
-                                          ts=100 + i / 1e6)
+        pre = rnd.choice(PREFIXES).format(
+            comm=comm, pid=rnd.randrange(1, 99999), cpu=rnd.randrange(8), ts=100 + i / 1e6
+        )
         yield pre + f"{e.name}: {format_event(e.name, e.fields)}\n"
 
 
@@ -68,7 +75,7 @@ def _mutations(line, rnd):
     yield line.replace("shared", "sharde")
     yield line.replace("address", "addr")
     i = rnd.randrange(len(line))
-    yield line[:i] + line[i + 1:]
+    yield line[:i] + line[i + 1 :]
     yield line[:i]
 
 
@@ -84,20 +91,30 @@ def test_tokenizer_gives_what_the_careful_parser_gives():
                     n_fast += 1
                     # laxer than the regexes only about runs of spaces and
                     # numbers no kernel prints (documented)
-                    assert got == ref or (ref is None and ("  " in variant.split(": ", 2)[-1]
-                                                           or " 0X" in variant)), variant
-                elif variant is line and ref is not None and ref[0] in FAULT_NAMES and "fs_dax:" not in line \
-                        and " ( " not in line and " " not in ref[4]:
+                    assert got == ref or (ref is None and ("  " in variant.split(": ", 2)[-1] or " 0X" in variant)), (
+                        variant
+                    )
+                elif (
+                    variant is line
+                    and ref is not None
+                    and ref[0] in FAULT_NAMES
+                    and "fs_dax:" not in line
+                    and " ( " not in line
+                    and " " not in ref[4]
+                ):
                     pytest.fail(f"the tokenizer declines a plain fault line: {line!r}")
     assert n_fast > 1000
 
 
 def test_iter_trace_records_counts_like_before():
-    lines = ["# tracer: nop\n", "CPU:1 [LOST 7 EVENTS]\n",
-             "w-1 [000] ..... 1.000001: dax_pte_fault_done: dev 259:0 ino 0xc shared WRITE address 0x1000 "
-             "pgoff 0x1 NOPAGE\n",
-             "w-1 [000] ..... 1.000002: dax_pte_fault_done: dev 259:0 ino 0xc shared WRITE address zz\n",
-             "w-1 [000] ..... 1.000003: sched_switch: prev=a\n"]
+    lines = [
+        "# tracer: nop\n",
+        "CPU:1 [LOST 7 EVENTS]\n",
+        "w-1 [000] ..... 1.000001: dax_pte_fault_done: dev 259:0 ino 0xc shared WRITE address 0x1000 "
+        "pgoff 0x1 NOPAGE\n",
+        "w-1 [000] ..... 1.000002: dax_pte_fault_done: dev 259:0 ino 0xc shared WRITE address zz\n",
+        "w-1 [000] ..... 1.000003: sched_switch: prev=a\n",
+    ]
     st = ParseStats()
     recs = list(iter_trace_records(lines, st))
     assert len(recs) == 1 and recs[0][1]["result"] == 0x100
@@ -158,9 +175,18 @@ def test_verify_reuse_catches_a_wrong_reuse():
     assert agg.totals()["fallback_reasons"] == {"pmd-colour-mismatch": 6}  # the model's answer is what counts
 
 
-@pytest.mark.parametrize("n,text", [(64 << 30, "64G"), (2 << 20, "2M"), (12 << 10, "12K"), (100, "100B"),
-                                    ((1 << 30) + (512 << 20), "~1.5G"), (3 << 40, "3T"),
-                                    ((64 << 30) + 4096, "~64G")])
+@pytest.mark.parametrize(
+    "n,text",
+    [
+        (64 << 30, "64G"),
+        (2 << 20, "2M"),
+        (12 << 10, "12K"),
+        (100, "100B"),
+        ((1 << 30) + (512 << 20), "~1.5G"),
+        (3 << 40, "3T"),
+        ((64 << 30) + 4096, "~64G"),
+    ],
+)
 def test_human_size(n, text):
     assert human_size(n) == text
 
@@ -170,10 +196,22 @@ def test_range_column_never_cuts(capsys, tmp_path):
     assert r.range() == "0x7f0000000000+64G"
     assert r.range(wide=True) == "0x7f0000000000-0x7f1000000000"
     p = tmp_path / "t.txt"
-    fields = dict(dev=259 << 20, ino=12, vm_start=0x7F0000000000, vm_end=0x7F0000000000 + (64 << 30) + 4096,
-                  vm_flags=0x8, address=0x7F0000000000, pgoff=0, max_pgoff=1 << 30, flags=0x255, result=0x100)
-    p.write_text(f"averyveryverylongcomm-123456 [001] ..... 1.000001: dax_pmd_fault_done: "
-                 f"{format_event('dax_pmd_fault_done', fields)}\n")
+    fields = dict(
+        dev=259 << 20,
+        ino=12,
+        vm_start=0x7F0000000000,
+        vm_end=0x7F0000000000 + (64 << 30) + 4096,
+        vm_flags=0x8,
+        address=0x7F0000000000,
+        pgoff=0,
+        max_pgoff=1 << 30,
+        flags=0x255,
+        result=0x100,
+    )
+    p.write_text(
+        f"averyveryverylongcomm-123456 [001] ..... 1.000001: dax_pmd_fault_done: "
+        f"{format_event('dax_pmd_fault_done', fields)}\n"
+    )
     for wide in (False, True):
         assert main(["replay", str(p)] + (["--wide"] if wide else [])) == 0
         out = capsys.readouterr().out

@@ -36,24 +36,34 @@ def _blockdev(root, maj_min, nd_name, attrs, partition_start=None):
 
 
 def test_fsdax_pfn_device_map_dev(tmp_path):
-    _blockdev(tmp_path, "259:0", "pfn0.1", {"mode": "pmem", "align": "0x200000", "resource": "0x101200000",
-                                           "size": "1054867456"})
+    _blockdev(
+        tmp_path,
+        "259:0",
+        "pfn0.1",
+        {"mode": "pmem", "align": "0x200000", "resource": "0x101200000", "size": "1054867456"},
+    )
     dev, _notes = T.fsdax_device(os.makedev(259, 0), str(tmp_path))
-    assert dev == {"mode": "fsdax", "dev": "259:0", "map": "dev", "align": 2 * MiB,
-                   "data_start": "0x101200000", "size": 1054867456}
+    assert dev == {
+        "mode": "fsdax",
+        "dev": "259:0",
+        "map": "dev",
+        "align": 2 * MiB,
+        "data_start": "0x101200000",
+        "size": 1054867456,
+    }
 
 
 def test_fsdax_memmap_namespace_without_pfn(tmp_path):
-    _blockdev(tmp_path, "259:0", "namespace0.0", {"resource": "0x100000000", "size": "1073741824",
-                                                 "mode": "raw"})
+    _blockdev(tmp_path, "259:0", "namespace0.0", {"resource": "0x100000000", "size": "1073741824", "mode": "raw"})
     dev, notes = T.fsdax_device(os.makedev(259, 0), str(tmp_path))
     assert dev["map"] == "mem" and dev["data_start"] == "0x100000000" and dev["size"] == 1 << 30
     assert any("no pfn device" in n for n in notes)
 
 
 def test_fsdax_partition_offsets_data_start(tmp_path):
-    _blockdev(tmp_path, "259:1", "namespace0.0", {"resource": "0x100000000", "size": "1073741824"},
-              partition_start=2048)
+    _blockdev(
+        tmp_path, "259:1", "namespace0.0", {"resource": "0x100000000", "size": "1073741824"}, partition_start=2048
+    )
     dev, _notes = T.fsdax_device(os.makedev(259, 1), str(tmp_path))
     assert dev["data_start"] == hex(0x100000000 + 2048 * 512)  # fdisk's 1 MiB start: not 2 MiB aligned
     assert dev["size"] == (1 << 30) - 2048 * 512
@@ -72,10 +82,12 @@ def test_devdax_refusals(tmp_path):
 
 
 def test_mount_of_reads_dax_options(tmp_path):
-    _w(str(tmp_path / "proc/self/mountinfo"),
-       "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
-       "98 22 259:0 / /mnt/pmem rw,relatime - xfs /dev/pmem0 rw,attr2,dax=always,inode64\n"
-       "99 22 259:1 / /mnt/pm1 rw,relatime - ext4 /dev/pmem1 rw,dax")
+    _w(
+        str(tmp_path / "proc/self/mountinfo"),
+        "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+        "98 22 259:0 / /mnt/pmem rw,relatime - xfs /dev/pmem0 rw,attr2,dax=always,inode64\n"
+        "99 22 259:1 / /mnt/pm1 rw,relatime - ext4 /dev/pmem1 rw,dax",
+    )
     mnt, fstype, opts, src = T.mount_of("/mnt/pmem/sub/dir", str(tmp_path))
     assert (mnt, fstype, src) == ("/mnt/pmem", "xfs", "/dev/pmem0") and T._is_dax_mount(opts)
     assert T._is_dax_mount(T.mount_of("/mnt/pm1", str(tmp_path))[2])
@@ -88,8 +100,12 @@ def test_watch_attribution_reads_device_geometry_from_sysfs(tmp_path):
     explained instead of being blamed on an assumed aligned device."""
     from pmemtrace.live.files import LiveFiles
 
-    _blockdev(tmp_path, "259:0", "pfn0.1", {"mode": "ram", "align": "0x200000", "resource": "0x100100000",
-                                           "size": "1071644672"})
+    _blockdev(
+        tmp_path,
+        "259:0",
+        "pfn0.1",
+        {"mode": "ram", "align": "0x200000", "resource": "0x100100000", "size": "1071644672"},
+    )
     lf = LiveFiles(root=str(tmp_path))
     geo = lf._device((259 << 20) | 0)
     assert geo["data_start"] == "0x100100000" and geo["map"] == "mem" and geo["size"] == 1071644672
@@ -102,6 +118,8 @@ def test_run_trace_counts_ring_buffer_losses(tmp_path):
     from pmemtrace.live.tracefs import instance_losses
 
     for cpu, (over, dropped) in {"cpu0": (70000, 0), "cpu1": (4874, 12)}.items():
-        _w(str(tmp_path / "per_cpu" / cpu / "stats"),
-           f"entries: 24230\noverrun: {over}\ncommit overrun: 0\nbytes: 0\ndropped events: {dropped}\nread events: 1")
+        _w(
+            str(tmp_path / "per_cpu" / cpu / "stats"),
+            f"entries: 24230\noverrun: {over}\ncommit overrun: 0\nbytes: 0\ndropped events: {dropped}\nread events: 1",
+        )
     assert instance_losses(str(tmp_path)) == 74886

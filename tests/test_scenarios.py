@@ -29,8 +29,16 @@ PY = sys.executable
 #: properties of the namespace (pfn-*)
 NOT_A_SCENARIO = {"pfn-unaligned", "pfn-no-devmap"}
 
-PEERS = ["ndctl-dax-pmd", "ndctl-device-dax-4k", "ndctl-device-dax-2m", "ndctl-device-dax-1g", "ndctl-mmap-flags",
-         "fstests-generic-428", "fstests-generic-462", "pmem-csi-hugepage"]
+PEERS = [
+    "ndctl-dax-pmd",
+    "ndctl-device-dax-4k",
+    "ndctl-device-dax-2m",
+    "ndctl-device-dax-1g",
+    "ndctl-mmap-flags",
+    "fstests-generic-428",
+    "fstests-generic-462",
+    "pmem-csi-hugepage",
+]
 
 
 def pmemtrace(*args, **kw):
@@ -63,6 +71,7 @@ def test_embedded_library_covers_peers_and_reasons():
 # fail fails in the model, a reason scenario gets its reason, and the event
 # expectations hold for the predicted events.
 
+
 def _failure_kinds(expect):
     """Model failure kinds ``(outcome, errno)`` that an expected outcome allows."""
     if expect == "sigbus":
@@ -79,8 +88,9 @@ def _prediction(scen):
 
 
 def _model_failures(pred):
-    return [((r["outcome"], r.get("errno")), r["reason"]) for r in pred["results"]
-            if r["outcome"] in ("sigbus", "error")]
+    return [
+        ((r["outcome"], r.get("errno")), r["reason"]) for r in pred["results"] if r["outcome"] in ("sigbus", "error")
+    ]
 
 
 def _event_expectations_hold(scen, pred):
@@ -95,8 +105,8 @@ def _event_expectations_hold(scen, pred):
             bad.append((name, "count", want["count"], [hex(x) for x in got]))
         if "min" in want and len(got) < want["min"]:
             bad.append((name, "min", want["min"], len(got)))
-        if "first" in want and not all(x & bit for x in got[:want["first"]]):
-            bad.append((name, "first", want["first"], [hex(x) for x in got[:want["first"]]]))
+        if "first" in want and not all(x & bit for x in got[: want["first"]]):
+            bad.append((name, "first", want["first"], [hex(x) for x in got[: want["first"]]]))
     return bad
 
 
@@ -108,12 +118,18 @@ DISAGREE = {
         "the dry run takes mremap's first expectation (ok), so the 4 KiB piece moved to 'pad' is a 4 KiB "
         "DAX VMA whose write fault still tries the PMD handler (thp_vma_allowable_orders() leaves the size "
         "check to the huge_fault handler in the fault path) and falls back (vma-end).  The live tier checks "
-        "the peer's expectation on the real kernel; which of the two is right is open"),
+        "the peer's expectation on the real kernel; which of the two is right is open"
+    ),
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=DISAGREE[n]))
-                                  if n in DISAGREE else n for n in embedded_names()])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=DISAGREE[n])) if n in DISAGREE else n
+        for n in embedded_names()
+    ],
+)
 def test_model_agrees_with_the_scenario(name):
     scen = load_embedded(name)
     pred = _prediction(scen)
@@ -152,23 +168,31 @@ def test_dax_pmd_predicts_at_least_ten_pmd_faults():
     """ndctl's dax.sh wants >= 10 dax_pmd_fault_done for dax-pmd (the first
     10 NOPAGE: see DISAGREE); the model predicts 11, one a FALLBACK."""
     pred = _prediction(load_embedded("ndctl-dax-pmd"))
-    pmd_faults = [e["fields"]["result"] for r in pred["results"] for e in r["events"]
-                  if e.get("name") == "dax_pmd_fault_done"]
+    pmd_faults = [
+        e["fields"]["result"] for r in pred["results"] for e in r["events"] if e.get("name") == "dax_pmd_fault_done"
+    ]
     assert len(pmd_faults) >= 10
     assert sum(1 for x in pmd_faults if x & 0x100) >= 10
 
 
 def test_scenario_errors_name_the_key():
-    base = {"name": "x", "mode": "fsdax", "file": {"size": "4M"}, "mappings": [{"id": "m", "length": "4M"}],
-            "steps": [{"op": "write", "mapping": "m"}]}
+    base = {
+        "name": "x",
+        "mode": "fsdax",
+        "file": {"size": "4M"},
+        "mappings": [{"id": "m", "length": "4M"}],
+        "steps": [{"op": "write", "mapping": "m"}],
+    }
     parse_scenario(base)
-    for patch, key in [({"mode": "pmem"}, "mode"),
-                       ({"steps": [{"op": "poke", "mapping": "m"}]}, "op"),
-                       ({"steps": [{"op": "write", "mapping": "nope"}]}, "mapping"),
-                       ({"steps": [{"op": "write", "mapping": "m", "expect": "maybe"}]}, "expect"),
-                       ({"mappings": [{"id": "m", "length": "4Q"}]}, "length"),
-                       ({"mappings": [{"id": "m", "length": "4M", "colour": 1}]}, "colour"),
-                       ({"file": {"size": "4M", "alloc": "lots"}}, "alloc")]:
+    for patch, key in [
+        ({"mode": "pmem"}, "mode"),
+        ({"steps": [{"op": "poke", "mapping": "m"}]}, "op"),
+        ({"steps": [{"op": "write", "mapping": "nope"}]}, "mapping"),
+        ({"steps": [{"op": "write", "mapping": "m", "expect": "maybe"}]}, "expect"),
+        ({"mappings": [{"id": "m", "length": "4Q"}]}, "length"),
+        ({"mappings": [{"id": "m", "length": "4M", "colour": 1}]}, "colour"),
+        ({"file": {"size": "4M", "alloc": "lots"}}, "alloc"),
+    ]:
         with pytest.raises(ScenarioError) as ei:
             parse_scenario({**base, **patch})
         assert ei.value.key == key
@@ -197,6 +221,7 @@ def test_shadow_detects_wrong_words():
 
 
 # ---- end to end on an ordinary filesystem --------------------------------
+
 
 @pytest.fixture
 def nondax(tmp_path):
@@ -245,10 +270,15 @@ def test_run_outcomes_sigbus_efault_sigsegv(nondax):
 def test_unexpected_sigbus_kills_only_the_worker(nondax):
     """A touch past EOF that the scenario did not expect: the worker dies, we
     record it and clean up."""
-    scen = parse_scenario({"name": "oops", "mode": "fsdax", "file": {"size": "1M"},
-                           "mappings": [{"id": "m", "length": "2M"}],
-                           "steps": [{"op": "write", "mapping": "m", "length": "2M"},
-                                     {"op": "read", "mapping": "m"}]})
+    scen = parse_scenario(
+        {
+            "name": "oops",
+            "mode": "fsdax",
+            "file": {"size": "1M"},
+            "mappings": [{"id": "m", "length": "2M"}],
+            "steps": [{"op": "write", "mapping": "m", "length": "2M"}, {"op": "read", "mapping": "m"}],
+        }
+    )
     r = run_scenario(scen, nondax, trace=False)
     assert r.worker_signal == "SIGBUS"
     assert r.steps[0]["outcome"] == "sigbus" and not r.steps[0]["match"]
@@ -271,6 +301,7 @@ def test_recorded_case_explains_on_any_host(nondax, tmp_path):
 
 
 # ---- CLI -----------------------------------------------------------------
+
 
 def test_cli_refuses_non_dax_dir_and_non_devdax_device(tmp_path):
     p = pmemtrace("run", "reason-vma-end", "--dir", str(tmp_path))
@@ -315,13 +346,21 @@ def test_cli_list_show_dry_run():
 def test_ctrl_c_removes_scratch_files(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
-    scen = {"name": "long", "mode": "fsdax", "file": {"size": "256M"},
-            "mappings": [{"id": "m", "length": "256M"}],
-            "steps": [{"op": "write", "mapping": "m", "length": "256M"}] * 400}
+    scen = {
+        "name": "long",
+        "mode": "fsdax",
+        "file": {"size": "256M"},
+        "mappings": [{"id": "m", "length": "256M"}],
+        "steps": [{"op": "write", "mapping": "m", "length": "256M"}] * 400,
+    }
     sf = tmp_path / "long.json"
     sf.write_text(json.dumps(scen))
-    proc = subprocess.Popen([PY, "-m", "pmemtrace", "run", str(sf), "--dir", str(d), "--allow-non-dax",
-                             "--no-trace"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PY, "-m", "pmemtrace", "run", str(sf), "--dir", str(d), "--allow-non-dax", "--no-trace"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for _ in range(100):
         if _leftovers(d):
             break

@@ -90,8 +90,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pmemtrace {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (debug)")
-    parser.add_argument("-q", "--quiet", action="count", default=0,
-                        help="less on stderr: -q warnings and errors only, -qq errors only")
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=0, help="less on stderr: -q warnings and errors only, -qq errors only"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         mod = _load(name)

@@ -54,8 +54,9 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], out: Optional[I
 def error_text(exc: BaseException, limit: int = 300) -> str:
     """An error message for stderr: each line cut to *limit* characters, so
     a value of any length echoed in it (a path, a name) stays readable."""
-    return "\n".join(line if len(line) <= limit else line[:limit - 60] + " ... " + line[-50:]
-                     for line in str(exc).splitlines()[:3])
+    return "\n".join(
+        line if len(line) <= limit else line[: limit - 60] + " ... " + line[-50:] for line in str(exc).splitlines()[:3]
+    )
 
 
 def status(msg: str) -> None:
@@ -77,6 +78,7 @@ class ArgumentParser(argparse.ArgumentParser):
             message = message[:240] + " ... " + message[-50:]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
 
+
 #: the largest pid Linux hands out (PID_MAX_LIMIT on 64-bit, include/linux/threads.h)
 PID_MAX_LIMIT = 4 * 1024 * 1024
 
@@ -88,8 +90,9 @@ def pid_arg(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a process id (a positive number)") from None
     if not 0 < pid <= PID_MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"{pid if abs(pid) < 10**12 else text[:20] + '...'} is not a "
-                                         f"process id (1..{PID_MAX_LIMIT})")
+        raise argparse.ArgumentTypeError(
+            f"{pid if abs(pid) < 10**12 else text[:20] + '...'} is not a process id (1..{PID_MAX_LIMIT})"
+        )
     return pid
 
 
@@ -108,7 +111,7 @@ def seconds_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
     if not math.isfinite(v) or v <= 0:
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: give a finite number of seconds above 0")
-    if v > 10 ** 9:
+    if v > 10**9:
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: at most 1e9 seconds")
     return v
 
@@ -126,8 +129,9 @@ def release_arg(text: str) -> str:
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     except ValueError:  # components beyond Python's int conversion limit
-        raise argparse.ArgumentTypeError(f"kernel release {text[:20]!r}...: numbers too large; "
-                                         "give one such as 6.12") from None
+        raise argparse.ArgumentTypeError(
+            f"kernel release {text[:20]!r}...: numbers too large; give one such as 6.12"
+        ) from None
     return text
 
 
@@ -160,7 +164,7 @@ def code_arg(text: str) -> str:
 
 def short(path: str, limit: int = 100) -> str:
     """*path* for a one-line message: long names are cut in the middle."""
-    return path if len(path) <= limit else path[:limit // 2] + "..." + path[-limit // 2:]
+    return path if len(path) <= limit else path[: limit // 2] + "..." + path[-limit // 2 :]
 
 
 #: a case or scenario file larger than this is not one (the largest case
@@ -329,13 +333,16 @@ def replay_errors(path: str) -> Iterator[None]:
     try:
         yield
     except EOFError:
-        raise IncompleteData(f"{short(path)}: compressed data ends early (truncated file); "
-                             "replay what is left by decompressing it first") from None
+        raise IncompleteData(
+            f"{short(path)}: compressed data ends early (truncated file); replay what is left by decompressing it first"
+        ) from None
     except (lzma.LZMAError, zlib.error) as exc:
-        raise IncompleteData(f"{short(path)}: corrupt compressed data ({exc}); "
-                             "check the file, or rename it if it is not compressed") from None
+        raise IncompleteData(
+            f"{short(path)}: corrupt compressed data ({exc}); check the file, or rename it if it is not compressed"
+        ) from None
     except RecursionError:
         raise IncompleteData(f"{short(path)}: a record is nested too deeply: not a pmemtrace recording") from None
     except OSError as exc:  # gzip.BadGzipFile is an OSError
-        raise IncompleteData(f"{short(path)}: cannot read: {exc}; check the file, or rename it if "
-                             "it is not compressed") from None
+        raise IncompleteData(
+            f"{short(path)}: cannot read: {exc}; check the file, or rename it if it is not compressed"
+        ) from None

@@ -61,21 +61,28 @@ def run(args):
         raise UsageError("check needs --dir DIR on a filesystem mounted -o dax")
     if os.geteuid() != 0:
         from ..errors import PrivilegeError
+
         raise PrivilegeError("pmemtrace check needs root to record fs_dax tracepoints: try sudo")
     tgt = T.open_dir(args.dir)
     results = []
     for n in names:
         scen = S.load_scenario(n)
         if scen.mode != "fsdax":
-            results.append({"scenario": scen.name, "comparable": False, "agree": None, "rows": [],
-                            "trace": "device-dax has no fs_dax tracepoints"})
+            results.append(
+                {
+                    "scenario": scen.name,
+                    "comparable": False,
+                    "agree": None,
+                    "rows": [],
+                    "trace": "device-dax has no fs_dax tracepoints",
+                }
+            )
             continue
         status(f"check: {scen.name}")
         try:
             results.append(check_scenario(scen, tgt, args.dio_dir, args.kernel))
         except PmemtraceError as e:
-            results.append({"scenario": scen.name, "comparable": False, "agree": False, "rows": [],
-                            "error": str(e)})
+            results.append({"scenario": scen.name, "comparable": False, "agree": False, "rows": [], "error": str(e)})
     bad = [r for r in results if r.get("agree") is False]
     if args.json:
         print_json({"results": results, "agree": not bad})
@@ -85,20 +92,31 @@ def run(args):
             if not r["comparable"]:
                 rows.append((r["scenario"], "-", "-", "-", "not compared: " + str(r.get("error") or r.get("trace"))))
                 continue
-            rows.append((r["scenario"], r["accesses"], r["agreeing"], r["accesses"] - r["agreeing"],
-                         "agree" if r["agree"] else "DISAGREE"))
+            rows.append(
+                (
+                    r["scenario"],
+                    r["accesses"],
+                    r["agreeing"],
+                    r["accesses"] - r["agreeing"],
+                    "agree" if r["agree"] else "DISAGREE",
+                )
+            )
         table(rows, ["scenario", "accesses", "agree", "differ", "verdict"])
         for r in bad:
             shown = r["rows"] if args.verbose else r["rows"][:20]
             if len(shown) < len(r["rows"]):
                 print(f"{r['scenario']}: {len(r['rows'])} accesses disagree; the first 20 follow (-v: all)")
             for x in shown:
-                items = (x["differs"] + [f"missing {m}" for m in x["missing"]]
-                         + [f"unexpected {u}" for u in x["unexpected"]])
+                items = (
+                    x["differs"] + [f"missing {m}" for m in x["missing"]] + [f"unexpected {u}" for u in x["unexpected"]]
+                )
                 limit = len(items) if args.verbose else 4
                 detail = "; ".join(items[:limit]) + (
-                    f"; ... {len(items) - limit} more (-v)" if len(items) > limit else "")
-                print(f"{r['scenario']} access {x['access']} ({x['op']}, model {x['model']}"
-                      f"{', ' + x['reason'] if x['reason'] else ''}): "
-                      f"{detail}")
+                    f"; ... {len(items) - limit} more (-v)" if len(items) > limit else ""
+                )
+                print(
+                    f"{r['scenario']} access {x['access']} ({x['op']}, model {x['model']}"
+                    f"{', ' + x['reason'] if x['reason'] else ''}): "
+                    f"{detail}"
+                )
     return 1 if bad else 0

@@ -52,14 +52,24 @@ def run(args):
     else:
         found = find_orphans(root, probe_functions())
         if found and os.geteuid() != 0:
-            raise PrivilegeError(f"{len(found)} leftover(s) of killed pmemtrace runs; removing them "
-                                 "needs root: sudo pmemtrace cleanup")
+            raise PrivilegeError(
+                f"{len(found)} leftover(s) of killed pmemtrace runs; removing them needs root: sudo pmemtrace cleanup"
+            )
         found = remove_orphans(root, probe_functions())
     if args.json:
-        print(json.dumps({"tracefs": root, "dry_run": args.dry_run,
-                          "leftovers": [{"kind": o.kind, "name": o.name, "pid": o.pid,
-                                         "removed": o.removed, "error": o.error} for o in found]},
-                         indent=1))
+        print(
+            json.dumps(
+                {
+                    "tracefs": root,
+                    "dry_run": args.dry_run,
+                    "leftovers": [
+                        {"kind": o.kind, "name": o.name, "pid": o.pid, "removed": o.removed, "error": o.error}
+                        for o in found
+                    ],
+                },
+                indent=1,
+            )
+        )
     else:
         for o in found:
             print(f"would remove {o.kind} {o.name} (pid {o.pid} is gone)" if args.dry_run else o.describe())

@@ -45,15 +45,26 @@ def add_parser(sub):
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="files on a DAX filesystem to check per 2 MiB chunk")
     p.add_argument("--pid", type=pid_arg, metavar="PID", help="check the DAX mappings of process PID")
-    p.add_argument("--observe", type=seconds_arg, metavar="SECONDS",
-                   help="with --pid: also record the process's fs_dax events for SECONDS (root) and show "
-                   "what the kernel did per chunk beside the prediction")
-    p.add_argument("--op", choices=("read", "write"), default="write",
-                   help="access assumed for the first touch of each file chunk (default write)")
+    p.add_argument(
+        "--observe",
+        type=seconds_arg,
+        metavar="SECONDS",
+        help="with --pid: also record the process's fs_dax events for SECONDS (root) and show "
+        "what the kernel did per chunk beside the prediction",
+    )
+    p.add_argument(
+        "--op",
+        choices=("read", "write"),
+        default="write",
+        help="access assumed for the first touch of each file chunk (default write)",
+    )
     p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("--svg", metavar="PATH", type=out_path_arg, help="write an SVG strip per file/mapping (2 MiB chunks by outcome)")
-    p.add_argument("--no-colour", "--no-color", dest="colour", action="store_false", default=None,
-                   help="plain terminal strips")
+    p.add_argument(
+        "--svg", metavar="PATH", type=out_path_arg, help="write an SVG strip per file/mapping (2 MiB chunks by outcome)"
+    )
+    p.add_argument(
+        "--no-colour", "--no-color", dest="colour", action="store_false", default=None, help="plain terminal strips"
+    )
     p.add_argument("--sysfs-root", metavar="DIR", help="read sysfs from DIR instead of /sys (a fixture tree)")
     p.add_argument("--procfs-root", metavar="DIR", help="read procfs from DIR instead of /proc")
     p.add_argument("--no-host", action="store_true", help="with FILE or --pid: skip the host table")
@@ -76,8 +87,9 @@ def _verdict_rows(findings):
 def _print_strip(s, colour, out):
     cnt = s.counts()
     total = s.blocks()
-    out.write(f"\n{s.subject}: {total} chunk(s) of 2 MiB: " +
-              ", ".join(f"{v} {k}" for k, v in sorted(cnt.items())) + "\n")
+    out.write(
+        f"\n{s.subject}: {total} chunk(s) of 2 MiB: " + ", ".join(f"{v} {k}" for k, v in sorted(cnt.items())) + "\n"
+    )
     for f in s.findings:
         out.write(f"  [{f.verdict}] {f.code}: {f.message}" + (f" -> {f.remedy}" if f.remedy else "") + "\n")
     if s.chunks:
@@ -88,12 +100,15 @@ def _print_strip(s, colour, out):
             out.write("  " + line + "\n")
         rows = []
         for ch in s.chunks:
-            ext = "; ".join(f"{format_size(e['length'])}@{e['physical']:#x}" + (" unwritten" if e.get("unwritten")
-                                                                                 else "")
-                            for e in ch.extents[:3]) + (" ..." if len(ch.extents) > 3 else "")
+            ext = "; ".join(
+                f"{format_size(e['length'])}@{e['physical']:#x}" + (" unwritten" if e.get("unwritten") else "")
+                for e in ch.extents[:3]
+            ) + (" ..." if len(ch.extents) > 3 else "")
             index = ch.index if ch.count == 1 else f"{ch.index}-{ch.index + ch.count - 1}"
-            rows.append([index, f"{ch.offset:#x}", ch.outcome, ch.reason or "", ch.layout, ext, ch.count]
-                        + ([f"{ch.observed} ({ch.observed_events} ev)"] if ch.observed is not None else []))
+            rows.append(
+                [index, f"{ch.offset:#x}", ch.outcome, ch.reason or "", ch.layout, ext, ch.count]
+                + ([f"{ch.observed} ({ch.observed_events} ev)"] if ch.observed is not None else [])
+            )
         if len(rows) > 40:
             # long files: show the non-PMD chunks and a count of the rest
             bad = [r for r in rows if r[2] not in ("pmd", "pud")]
@@ -142,15 +157,17 @@ def run(args):
             raise UsageError(f"--svg {args.svg}: {exc.strerror}") from None
         status(f"pmemtrace diagnose: wrote {args.svg}")
     if args.json:
-        print_json({
-            "kernel": state.kernel.to_json(),
-            "inventory": state.inv.to_json(),
-            "mounts": [m.to_json() for m in state.mounts if m.dax is not None],
-            "findings": [f.to_json() for f in host],
-            "strips": [s.to_json() for s in strips],
-            "unreadable": roots.unreadable_json(),
-            "roots": {"sysfs": roots.sysfs, "procfs": roots.procfs},
-        })
+        print_json(
+            {
+                "kernel": state.kernel.to_json(),
+                "inventory": state.inv.to_json(),
+                "mounts": [m.to_json() for m in state.mounts if m.dax is not None],
+                "findings": [f.to_json() for f in host],
+                "strips": [s.to_json() for s in strips],
+                "unreadable": roots.unreadable_json(),
+                "roots": {"sysfs": roots.sysfs, "procfs": roots.procfs},
+            }
+        )
         return 0
     out = sys.stdout
     if host:

@@ -48,14 +48,20 @@ def add_parser(sub):
     p.add_argument("case", nargs="?", help="case file (JSON, format version 1)")
     p.add_argument("--example", metavar="NAME", help="run an embedded example case")
     p.add_argument("--list-examples", action="store_true", help="list the embedded example cases")
-    p.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="override the case's kernel release (e.g. 6.1, 7.2.13)")
+    p.add_argument(
+        "--kernel", metavar="RELEASE", type=release_arg, help="override the case's kernel release (e.g. 6.1, 7.2.13)"
+    )
     p.add_argument("--events", action="store_true", help="also print the fs_dax events the kernel would emit")
     p.add_argument("--json", action="store_true", help="JSON output (compact; see --indent)")
-    p.add_argument("--indent", type=int, metavar="N",
-                   help="indent JSON by N spaces (implies --json; slower: Python's own encoder)")
-    p.add_argument("--jsonl", action="store_true",
-                   help="JSON Lines for streaming consumers: a line with the profile, one line per "
-                   "access (the objects of --json's \"results\"), then {\"summary\": ...}")
+    p.add_argument(
+        "--indent", type=int, metavar="N", help="indent JSON by N spaces (implies --json; slower: Python's own encoder)"
+    )
+    p.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="JSON Lines for streaming consumers: a line with the profile, one line per "
+        'access (the objects of --json\'s "results"), then {"summary": ...}',
+    )
     p.set_defaults(func=run)
     return p
 
@@ -124,8 +130,10 @@ def _run(args):
         return 0
     pred = explain(case)
     src = args.example or os.path.basename(args.case)
-    print(f"case {src}: kernel {case.kernel or '(none given)'} -> profile {pred.profile.name} "
-          f"({pred.profile.verification_text()})")
+    print(
+        f"case {src}: kernel {case.kernel or '(none given)'} -> profile {pred.profile.name} "
+        f"({pred.profile.verification_text()})"
+    )
     rows = []
     for r in pred.results:
         what = r.outcome

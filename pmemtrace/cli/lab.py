@@ -54,18 +54,26 @@ def _cmd_kernels(args):
         cached = [k for k in kernels.cached_kernels() if k.series == series]
         rows.append((series, kernels.SERIES[series][0], avail, cached))
     if args.json:
-        json.dump([{"series": s, "suite": suite,
+        json.dump(
+            [
+                {
+                    "series": s,
+                    "suite": suite,
                     "available": a.release if a else None,
                     "available_version": a.version if a else None,
-                    "cached": [k.to_json() for k in c]} for s, suite, a, c in rows],
-                  sys.stdout, indent=2)
+                    "cached": [k.to_json() for k in c],
+                }
+                for s, suite, a, c in rows
+            ],
+            sys.stdout,
+            indent=2,
+        )
         print()
         return 0
     width = max(19, *(len(suite) for _, suite, _, _ in rows))  # 5.10/7.3 name two suites
     print(f"{'SERIES':<7} {'SUITE':<{width}} {'AVAILABLE':<24} CACHED")
     for s, suite, a, c in rows:
-        print(f"{s:<7} {suite:<{width}} {(a.release if a else '?'):<24} "
-              f"{', '.join(k.release for k in c) or '-'}")
+        print(f"{s:<7} {suite:<{width}} {(a.release if a else '?'):<24} {', '.join(k.release for k in c) or '-'}")
     print(f"cache: {kernels.cache_dir()}", file=sys.stderr)
     return 0
 
@@ -78,8 +86,7 @@ def _cmd_fetch(args):
     for name in names:
         t0 = time.monotonic()
         k = kernels.fetch(name, force=args.force)
-        _status(f"{k.release}: ready in {time.monotonic() - t0:.1f} s "
-                f"({k.vmlinuz}; modules at {k.host_modules_link})")
+        _status(f"{k.release}: ready in {time.monotonic() - t0:.1f} s ({k.vmlinuz}; modules at {k.host_modules_link})")
         out.append(k)
     if args.json:
         json.dump([k.to_json() for k in out], sys.stdout, indent=2)
@@ -97,8 +104,7 @@ def _cmd_fetch(args):
 def _prepare_args(args):
     if not args.prepare:
         return None
-    p = ["--mode", args.mode, "--map", args.map, "--align", args.align, "--fs", args.fs,
-         "--mount", args.mount]
+    p = ["--mode", args.mode, "--map", args.map, "--align", args.align, "--fs", args.fs, "--mount", args.mount]
     if args.mkfs_options is not None:
         p += ["--mkfs-options", args.mkfs_options]
     if args.nodax_mount:
@@ -109,29 +115,38 @@ def _prepare_args(args):
 
 
 def _add_boot_options(p):
-    p.add_argument("--memmap", action="append", metavar="SIZE!START",
-                   help="emulated pmem region (repeatable; default 1G!4G)")
-    p.add_argument("--nodax", metavar="SIZE", default=None,
-                   help="add a second region of SIZE (namespace1.0, /dev/pmem1) for a "
-                        "non-DAX filesystem, e.g. an O_DIRECT target")
-    p.add_argument("--memory", metavar="SIZE", default=None,
-                   help="guest RAM (default: enough to back the regions, at least 4G)")
+    p.add_argument(
+        "--memmap", action="append", metavar="SIZE!START", help="emulated pmem region (repeatable; default 1G!4G)"
+    )
+    p.add_argument(
+        "--nodax",
+        metavar="SIZE",
+        default=None,
+        help="add a second region of SIZE (namespace1.0, /dev/pmem1) for a non-DAX filesystem, e.g. an O_DIRECT target",
+    )
+    p.add_argument(
+        "--memory", metavar="SIZE", default=None, help="guest RAM (default: enough to back the regions, at least 4G)"
+    )
     p.add_argument("--cpus", type=int, default=2)
-    p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
-                   help="limit for boot + command (default 900)")
-    p.add_argument("--kvm", action="store_true",
-                   help="use KVM after a short probe boot shows it works (it hangs "
-                        "Debian kernels on some hosts); default is QEMU TCG")
-    p.add_argument("--rwdir", action="append", default=[], metavar="DIR",
-                   help="host directory the guest may write to (repeatable)")
+    p.add_argument(
+        "--timeout", type=int, default=None, metavar="SECONDS", help="limit for boot + command (default 900)"
+    )
+    p.add_argument(
+        "--kvm",
+        action="store_true",
+        help="use KVM after a short probe boot shows it works (it hangs "
+        "Debian kernels on some hosts); default is QEMU TCG",
+    )
+    p.add_argument(
+        "--rwdir", action="append", default=[], metavar="DIR", help="host directory the guest may write to (repeatable)"
+    )
 
 
 def _boot_kwargs(args):
     from .. import units
     from ..lab import vm
 
-    kw = {"memmap": args.memmap or vm.DEFAULT_MEMMAP, "nodax": args.nodax, "cpus": args.cpus,
-          "rwdirs": args.rwdir}
+    kw = {"memmap": args.memmap or vm.DEFAULT_MEMMAP, "nodax": args.nodax, "cpus": args.cpus, "rwdirs": args.rwdir}
     if args.memory:
         kw["memory"] = units.parse_int(args.memory)
     if args.timeout:
@@ -147,8 +162,10 @@ def _use_kvm(args, kernel):
     _status("probing KVM with a short boot (45 s limit)")
     if vm.kvm_works(kernel):
         return True
-    raise LabError("--kvm: a probe boot under KVM did not finish in 45 s (Debian kernels hang "
-                   "under this host's KVM); drop --kvm to use QEMU TCG")
+    raise LabError(
+        "--kvm: a probe boot under KVM did not finish in 45 s (Debian kernels hang "
+        "under this host's KVM); drop --kvm to use QEMU TCG"
+    )
 
 
 def _cmd_run(args):
@@ -162,12 +179,15 @@ def _cmd_run(args):
     prepare = _prepare_args(args)  # usage errors before any download or boot
     k = kernels.get(args.kernel)
     kvm = _use_kvm(args, k)
-    _status(f"booting {k.release} (memmap {','.join(args.memmap or vm.DEFAULT_MEMMAP)}"
-            f"{', nodax ' + args.nodax if args.nodax else ''}, {'KVM' if kvm else 'TCG'})")
-    res = vm.run(k, cmd, prepare=prepare, kvm=kvm,
-                 capture=args.json, stream=not args.json, **_boot_kwargs(args))
-    _status(f"{k.release}: exit {res.returncode}, {res.elapsed:.1f} s "
-            f"(command started after {res.boot_seconds or 0:.1f} s of guest time)")
+    _status(
+        f"booting {k.release} (memmap {','.join(args.memmap or vm.DEFAULT_MEMMAP)}"
+        f"{', nodax ' + args.nodax if args.nodax else ''}, {'KVM' if kvm else 'TCG'})"
+    )
+    res = vm.run(k, cmd, prepare=prepare, kvm=kvm, capture=args.json, stream=not args.json, **_boot_kwargs(args))
+    _status(
+        f"{k.release}: exit {res.returncode}, {res.elapsed:.1f} s "
+        f"(command started after {res.boot_seconds or 0:.1f} s of guest time)"
+    )
     if res.returncode == 255:
         # vng lost the guest (it crashed or powered off without reporting
         # the command's status): the kernel console says why
@@ -192,19 +212,21 @@ def _cmd_test(args):
     if extra and extra[0] == "--":
         extra = extra[1:]
     total0 = time.monotonic()
-    results = tier.run_tier(names, extra, require=args.require, nodax=args.nodax,
-                            timeout=args.timeout, cpus=args.cpus, status=_status)
+    results = tier.run_tier(
+        names, extra, require=args.require, nodax=args.nodax, timeout=args.timeout, cpus=args.cpus, status=_status
+    )
     total = time.monotonic() - total0
     print("\nlive tier summary:", file=sys.stderr)
     for r in results:
         rc = r.returncode
         verdict = "ok" if rc == 0 else ("no tests" if rc == 5 else f"FAILED ({'boot' if rc == -1 else rc})")
-        print(f"  {r.release:<24} {r.seconds:7.1f} s  {verdict}"
-              f"{'; ' + r.note.splitlines()[0] if r.note else ''}", file=sys.stderr)
+        print(
+            f"  {r.release:<24} {r.seconds:7.1f} s  {verdict}{'; ' + r.note.splitlines()[0] if r.note else ''}",
+            file=sys.stderr,
+        )
     print(f"  {'total':<24} {total:7.1f} s", file=sys.stderr)
     if args.json:
-        json.dump({"kernels": [r.to_json() for r in results], "seconds": round(total, 1)},
-                  sys.stdout, indent=2)
+        json.dump({"kernels": [r.to_json() for r in results], "seconds": round(total, 1)}, sys.stdout, indent=2)
         print()
     return 0 if all(r.returncode == 0 for r in results) else 1
 
@@ -224,11 +246,14 @@ def _cmd_record(args):
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "lab", help="emulated-pmem lab: fetch Debian kernels, boot them with memmap= pmem",
+        "lab",
+        help="emulated-pmem lab: fetch Debian kernels, boot them with memmap= pmem",
         description="Fetch Debian kernels (6.1, 6.12, newest 7.x) and boot them under QEMU "
         "with emulated persistent memory (memmap=SIZE!START), sharing the host root "
         "read-only, to run commands and the live test tier.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="lab_command", metavar="ACTION")
 
     k = sub.add_parser("kernels", help="list the kernels Debian offers and those cached")
@@ -242,46 +267,56 @@ def add_parser(subparsers):
     f.add_argument("-j", "--json", action="store_true")
     f.set_defaults(func=_cmd_fetch)
 
-    r = sub.add_parser("run", help="boot a kernel and run a command in it",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = sub.add_parser(
+        "run",
+        help="boot a kernel and run a command in it",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     r.add_argument("--kernel", "-k", default="6.12", help="6.1, 6.12, 7 or a cached release")
     _add_boot_options(r)
     g = r.add_argument_group("guest preparation (--prepare)")
-    g.add_argument("--prepare", action="store_true",
-                   help="load modules, configure namespace0.0, mkfs and mount with -o dax")
+    g.add_argument(
+        "--prepare", action="store_true", help="load modules, configure namespace0.0, mkfs and mount with -o dax"
+    )
     g.add_argument("--mode", default="fsdax", choices=["fsdax", "devdax", "raw", "none"])
     g.add_argument("--map", default="mem", choices=["mem", "dev"])
     g.add_argument("--align", default="2M")
     g.add_argument("--fs", default="xfs", choices=["xfs", "ext4", "none"])
-    g.add_argument("--mkfs-options", default=None,
-                   help="default xfs: '-d su=2m,sw=1 -m reflink=0'; ext4: none")
+    g.add_argument("--mkfs-options", default=None, help="default xfs: '-d su=2m,sw=1 -m reflink=0'; ext4: none")
     g.add_argument("--mount", default="/tmp/pmem", help="DAX mount point in the guest")
-    g.add_argument("--nodax-mount", nargs="?", const="/tmp/nodax", default=None, metavar="DIR",
-                   help="mount ext4 without DAX from the --nodax region (default /tmp/nodax)")
-    r.add_argument("-j", "--json", action="store_true",
-                   help="capture output and print one JSON object")
+    g.add_argument(
+        "--nodax-mount",
+        nargs="?",
+        const="/tmp/nodax",
+        default=None,
+        metavar="DIR",
+        help="mount ext4 without DAX from the --nodax region (default /tmp/nodax)",
+    )
+    r.add_argument("-j", "--json", action="store_true", help="capture output and print one JSON object")
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     r.set_defaults(func=_cmd_run)
 
     t = sub.add_parser("test", help="run tests/live inside each kernel (one boot each)")
     t.add_argument("--kernels", default="6.1,6.12,7")
-    t.add_argument("--require", action="store_true",
-                   help="set PMEMTRACE_RUN_LIVE_TESTS=1 in the guest: skips become failures")
-    t.add_argument("--nodax", default="1G", metavar="SIZE",
-                   help="size of the non-DAX region booted alongside (default 1G)")
+    t.add_argument(
+        "--require", action="store_true", help="set PMEMTRACE_RUN_LIVE_TESTS=1 in the guest: skips become failures"
+    )
+    t.add_argument(
+        "--nodax", default="1G", metavar="SIZE", help="size of the non-DAX region booted alongside (default 1G)"
+    )
     t.add_argument("--cpus", type=int, default=2)
-    t.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
-                   help="per kernel (default 2400)")
+    t.add_argument("--timeout", type=int, default=None, metavar="SECONDS", help="per kernel (default 2400)")
     t.add_argument("-j", "--json", action="store_true")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- extra pytest arguments")
     t.set_defaults(func=_cmd_test)
 
-    x = sub.add_parser("record-fixtures", help="record sysfs/procfs trees from each kernel "
-                       "into fixtures/<release>/<config>/")
+    x = sub.add_parser(
+        "record-fixtures", help="record sysfs/procfs trees from each kernel into fixtures/<release>/<config>/"
+    )
     x.add_argument("--kernels", default="6.1,6.12,7")
     x.add_argument("--output", default=None, help="default: fixtures/ of the source tree")
-    x.add_argument("--config", action="append", default=None,
-                   help="only these configs (e.g. fsdax-mem-2M); repeatable")
+    x.add_argument("--config", action="append", default=None, help="only these configs (e.g. fsdax-mem-2M); repeatable")
     x.set_defaults(func=_cmd_record)
 
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])

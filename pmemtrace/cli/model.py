@@ -18,8 +18,12 @@ examples:
 
 
 def add_parser(sub):
-    p = sub.add_parser("model", help="namespace geometry and kernel profiles of the reference model",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "model",
+        help="namespace geometry and kernel profiles of the reference model",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s = p.add_subparsers(dest="what", metavar="WHAT")
     n = s.add_parser("namespace", help="the layout the kernel gives a namespace (nd_pfn_init)")
     n.add_argument("--size", required=True, help="namespace size (e.g. 16G)")
@@ -27,8 +31,9 @@ def add_parser(sub):
     n.add_argument("--mode", default="fsdax", choices=("fsdax", "devdax", "raw"))
     n.add_argument("--map", default="dev", choices=("dev", "mem"))
     n.add_argument("--align", default="2M", help="4K, 2M or 1G")
-    n.add_argument("--bus", default="e820", choices=("e820", "nfit"),
-                   help="e820 (memmap=, legacy pmem) or nfit (ACPI NVDIMM)")
+    n.add_argument(
+        "--bus", default="e820", choices=("e820", "nfit"), help="e820 (memmap=, legacy pmem) or nfit (ACPI NVDIMM)"
+    )
     n.add_argument("--kernel", metavar="RELEASE", type=release_arg)
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=run_namespace)
@@ -45,8 +50,10 @@ def run_namespace(args):
     if args.json:
         print_json(lay.to_json())
         return 1 if lay.error else 0
-    print(f"namespace {format_size(lay.size)} at {lay.start:#x}, {args.mode} map={args.map} "
-          f"align={args.align} ({args.bus}), profile {lay.profile}")
+    print(
+        f"namespace {format_size(lay.size)} at {lay.start:#x}, {args.mode} map={args.map} "
+        f"align={args.align} ({args.bus}), profile {lay.profile}"
+    )
     if lay.error:
         print(f"  refused: {lay.error}")
         return 1
@@ -56,8 +63,10 @@ def run_namespace(args):
     if lay.end_trunc:
         print(f"  end truncated {format_size(lay.end_trunc)}")
     where = {"device": "on the device (vmem_altmap)", "ram": "in System RAM", "none": "none"}
-    print(f"  memmap        {format_size(lay.memmap_bytes)} {where[lay.memmap_location]}"
-          + (f", pfn mode {lay.pfn_mode}" if lay.pfn_mode else ", no pfn device (raw)"))
+    print(
+        f"  memmap        {format_size(lay.memmap_bytes)} {where[lay.memmap_location]}"
+        + (f", pfn mode {lay.pfn_mode}" if lay.pfn_mode else ", no pfn device (raw)")
+    )
     for n in lay.notes:
         print(f"  note: {n}")
     return 0
@@ -68,11 +77,29 @@ def run_profiles(args):
     if args.json:
         print_json([p.to_json() for p in profs])
         return 0
-    table([(p.name, p.pmd_insert_function, "yes" if p.has_pfn_t else "no",
-            "yes" if p.gup_uses_get_dev_pagemap else "no", "insert fn" if p.zero_pmd_via_insert else "set_pmd_at",
-            "yes" if p.vma_lock_faults else "no", p.verified_on or "source only") for p in profs],
-          ["profile", "PMD insert", "pfn_t", "GUP get_dev_pagemap", "huge zero via", "VMA-lock faults",
-           "verified in the lab on"])
+    table(
+        [
+            (
+                p.name,
+                p.pmd_insert_function,
+                "yes" if p.has_pfn_t else "no",
+                "yes" if p.gup_uses_get_dev_pagemap else "no",
+                "insert fn" if p.zero_pmd_via_insert else "set_pmd_at",
+                "yes" if p.vma_lock_faults else "no",
+                p.verified_on or "source only",
+            )
+            for p in profs
+        ],
+        [
+            "profile",
+            "PMD insert",
+            "pfn_t",
+            "GUP get_dev_pagemap",
+            "huge zero via",
+            "VMA-lock faults",
+            "verified in the lab on",
+        ],
+    )
     if args.kernel and profs[0].release_note:
         print(f"note: {profs[0].release_note}")
     return 0

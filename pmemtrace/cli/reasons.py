@@ -28,8 +28,10 @@ def run(args):
         if args.json:
             print_json(r.to_json())
             return 0
-        print(f"{r.code} ({r.kind})\n  what:     {r.summary}\n  rule:     {r.rule}\n"
-              f"  citation: {r.citation}\n  remedy:   {r.remedy}")
+        print(
+            f"{r.code} ({r.kind})\n  what:     {r.summary}\n  rule:     {r.rule}\n"
+            f"  citation: {r.citation}\n  remedy:   {r.remedy}"
+        )
         return 0
     if args.json:
         print_json([r.to_json() for r in REASONS.values()])

@@ -42,19 +42,31 @@ def add_parser(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", help="trace file ('-' for stdin)")
-    p.add_argument("--kernel", metavar="RELEASE", type=release_arg,
-                   help="kernel release for the model profile (default: the recording's header, else 6.12)")
+    p.add_argument(
+        "--kernel",
+        metavar="RELEASE",
+        type=release_arg,
+        help="kernel release for the model profile (default: the recording's header, else 6.12)",
+    )
     p.add_argument("--pid", type=pid_arg, help="only events of this process")
     p.add_argument("--events", action="store_true", help="print every event (kernel print format) first")
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--wide", action="store_true", help="exact VMA ranges (start-end) and whole names in the table")
-    p.add_argument("--verify-reuse", action="store_true",
-                   help="run the model for every fallback even when an identical situation was attributed "
-                   "already, and report reuses that would have differed")
-    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
-                   help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
-                   "events of further mappings are counted in one 'other' row")
+    p.add_argument(
+        "--verify-reuse",
+        action="store_true",
+        help="run the model for every fallback even when an identical situation was attributed "
+        "already, and report reuses that would have differed",
+    )
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=DEFAULT_MAX_ROWS,
+        metavar="N",
+        help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
+        "events of further mappings are counted in one 'other' row",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -67,9 +79,15 @@ def run(args):
         print(f"{ev.ts or 0:.6f} {ev.comm or '-'}-{ev.pid} {ev.name}: {ev.format()}")
 
     with replay_errors(args.file):
-        agg, src = replay(args.file, kernel=args.kernel, pid=args.pid, reasons=not args.no_reasons,
-                          on_event=show if args.events and not args.json else None, max_rows=args.max_rows,
-                          verify_reuse=args.verify_reuse)
+        agg, src = replay(
+            args.file,
+            kernel=args.kernel,
+            pid=args.pid,
+            reasons=not args.no_reasons,
+            on_event=show if args.events and not args.json else None,
+            max_rows=args.max_rows,
+            verify_reuse=args.verify_reuse,
+        )
     stats, fmt, header = src.stats, src.fmt, src.header
     if args.json:
         d = agg.to_json()
@@ -82,19 +100,24 @@ def run(args):
             d["header"] = header
         print_json(d)
     else:
-        status(f"replay: {args.file}: {fmt}, {stats.events} events from {stats.lines} lines"
-               + (f", {stats.bad} unparsed fs_dax lines (first: line {stats.first_bad[0]})"
-                  if stats.bad else ""))
+        status(
+            f"replay: {args.file}: {fmt}, {stats.events} events from {stats.lines} lines"
+            + (f", {stats.bad} unparsed fs_dax lines (first: line {stats.first_bad[0]})" if stats.bad else "")
+        )
         print(agg.render(wide=args.wide))
         if args.verify_reuse and isinstance(agg.attributor, CachedAttributor):
             a = agg.attributor
-            status(f"replay: --verify-reuse: {a.verified} reuses checked against the model, "
-                   f"{a.mismatches} would have differed")
+            status(
+                f"replay: --verify-reuse: {a.verified} reuses checked against the model, "
+                f"{a.mismatches} would have differed"
+            )
     if src.incomplete:
         status(f"replay: {args.file} is incomplete: {src.incomplete}")
     if stats.events == 0:
         status("replay: no fs_dax events found")
     if agg.folded_events:
-        status(f"replay: {agg.folded_events} events of mappings beyond --max-rows {agg.max_rows} "
-               "were counted in the 'other' row")
+        status(
+            f"replay: {agg.folded_events} events of mappings beyond --max-rows {agg.max_rows} "
+            "were counted in the 'other' row"
+        )
     return 0

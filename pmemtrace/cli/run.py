@@ -44,17 +44,38 @@ def add_parser(sub):
     p.add_argument("scenario", nargs="?", help="embedded scenario name or path to a scenario JSON file")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--dir", metavar="DIR", help="a directory on a filesystem mounted -o dax (fsdax scenarios)")
-    where.add_argument("--device", metavar="DEV", help="a device-dax character device, e.g. /dev/dax0.0 (devdax scenarios)")
-    p.add_argument("--out", metavar="CASE.json", type=out_path_arg, help="write the recorded case here (plus CASE.run.json, CASE.trace.txt)")
-    p.add_argument("--dio-dir", metavar="DIR", help="directory on a NON-DAX filesystem for the O_DIRECT partner file "
-                   "of GUP steps (as ndctl does); without it GUP steps use process_vm_readv/writev")
+    where.add_argument(
+        "--device", metavar="DEV", help="a device-dax character device, e.g. /dev/dax0.0 (devdax scenarios)"
+    )
+    p.add_argument(
+        "--out",
+        metavar="CASE.json",
+        type=out_path_arg,
+        help="write the recorded case here (plus CASE.run.json, CASE.trace.txt)",
+    )
+    p.add_argument(
+        "--dio-dir",
+        metavar="DIR",
+        help="directory on a NON-DAX filesystem for the O_DIRECT partner file "
+        "of GUP steps (as ndctl does); without it GUP steps use process_vm_readv/writev",
+    )
     p.add_argument("--allow-non-dax", action="store_true", help="accept a --dir that is not DAX (engine tests)")
-    p.add_argument("--reconfigure", metavar="NAMESPACE", help="allow 'ndctl create-namespace -f -e NAMESPACE' to give "
-                   "a devdax scenario the align it needs (destroys the namespace's data)")
+    p.add_argument(
+        "--reconfigure",
+        metavar="NAMESPACE",
+        help="allow 'ndctl create-namespace -f -e NAMESPACE' to give "
+        "a devdax scenario the align it needs (destroys the namespace's data)",
+    )
     p.add_argument("--no-trace", action="store_true", help="do not record fs_dax events")
-    p.add_argument("--dry-run", action="store_true", help="do nothing on the host: write the case the scenario "
-                   "would record on an ideal device (synthetic addresses and extents)")
-    p.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="with --dry-run: the kernel release to put in the case")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="do nothing on the host: write the case the scenario "
+        "would record on an ideal device (synthetic addresses and extents)",
+    )
+    p.add_argument(
+        "--kernel", metavar="RELEASE", type=release_arg, help="with --dry-run: the kernel release to put in the case"
+    )
     p.add_argument("--list", action="store_true", help="list the embedded scenarios")
     p.add_argument("--show", metavar="NAME", help="print an embedded scenario's JSON")
     p.add_argument("--json", action="store_true", help="print the run record as JSON on stdout")
@@ -137,12 +158,19 @@ def run(args):
         if not os.path.isdir(args.dio_dir):
             raise UsageError(f"--dio-dir {args.dio_dir}: not a directory")
         if args.dir and os.stat(args.dio_dir).st_dev == os.stat(args.dir).st_dev and tgt.dax:
-            raise UsageError("--dio-dir must be on a non-DAX filesystem: O_DIRECT on a DAX file copies "
-                             "without get_user_pages, so it would not exercise DAX-GUP")
+            raise UsageError(
+                "--dio-dir must be on a non-DAX filesystem: O_DIRECT on a DAX file copies "
+                "without get_user_pages, so it would not exercise DAX-GUP"
+            )
 
     status(f"pmemtrace run: {scen.name} on {tgt.path} ({tgt.mode}{'' if tgt.dax else ', NOT DAX'})")
-    res = run_scenario(scen, tgt, dio_dir=args.dio_dir, trace=not args.no_trace,
-                       progress=(lambda m: status(f"pmemtrace run: {m}")) if args.verbose else None)
+    res = run_scenario(
+        scen,
+        tgt,
+        dio_dir=args.dio_dir,
+        trace=not args.no_trace,
+        progress=(lambda m: status(f"pmemtrace run: {m}")) if args.verbose else None,
+    )
     rec = res.record()
     if args.out:
         _write_json(args.out, res.case)
@@ -155,12 +183,25 @@ def run(args):
     if args.json:
         print_json(rec)
     else:
-        rows = [(s["index"], s["op"], s["mapping"] or "-", s["outcome"], "|".join(s["expect"]),
-                 "yes" if s["match"] else "NO", s.get("pages", s.get("bytes", "")), s.get("detail", ""))
-                for s in res.steps]
+        rows = [
+            (
+                s["index"],
+                s["op"],
+                s["mapping"] or "-",
+                s["outcome"],
+                "|".join(s["expect"]),
+                "yes" if s["match"] else "NO",
+                s.get("pages", s.get("bytes", "")),
+                s.get("detail", ""),
+            )
+            for s in res.steps
+        ]
         table(rows, ["#", "op", "mapping", "outcome", "peer expects", "match", "pages/bytes", "detail"])
-        status(f"pmemtrace run: {len(res.events)} fs_dax events" if res.trace_text else
-               f"pmemtrace run: no fs_dax events recorded ({res.trace_reason})")
+        status(
+            f"pmemtrace run: {len(res.events)} fs_dax events"
+            if res.trace_text
+            else f"pmemtrace run: no fs_dax events recorded ({res.trace_reason})"
+        )
         for n in res.notes:
             status(f"note: {n}")
     if res.corrupt:
@@ -169,8 +210,10 @@ def run(args):
         raise PmemtraceError(f"run {scen.name}: {res.error}")
     if not res.matches:
         bad = [str(s["index"]) for s in res.steps if not s["match"]]
-        status(f"pmemtrace run: steps {', '.join(bad)} differ from what the peer suite expects"
-               + (f" (see the scenario notes: pmemtrace run --show {scen.name})" if scen.notes else ""))
+        status(
+            f"pmemtrace run: steps {', '.join(bad)} differ from what the peer suite expects"
+            + (f" (see the scenario notes: pmemtrace run --show {scen.name})" if scen.notes else "")
+        )
         return 1
     status(f"pmemtrace run: all {len(res.steps)} steps as expected; {res.verified_pages} pages verified")
     return 0

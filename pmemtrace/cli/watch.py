@@ -46,19 +46,38 @@ def add_parser(sub):
     p.add_argument("--path", help="only this file, or files of the filesystem mounted here")
     p.add_argument("-i", "--interval", type=seconds_arg, default=5.0, help="seconds between views (default 5)")
     p.add_argument("-d", "--duration", type=seconds_arg, help="stop after this many seconds")
-    p.add_argument("--json", action="store_true", help="JSON lines on stdout (per interval, or per event with --events)")
+    p.add_argument(
+        "--json", action="store_true", help="JSON lines on stdout (per interval, or per event with --events)"
+    )
     p.add_argument("--events", action="store_true", help="print every event")
-    p.add_argument("--record", metavar="FILE", type=out_path_arg, help="record events as JSON lines (replay with 'pmemtrace replay')")
+    p.add_argument(
+        "--record",
+        metavar="FILE",
+        type=out_path_arg,
+        help="record events as JSON lines (replay with 'pmemtrace replay')",
+    )
     p.add_argument("--backend", choices=("auto", "bcc", "tracefs"), default="auto")
-    p.add_argument("--buffer-mb", type=int, default=64, metavar="MB",
-                   help="kernel event buffer: the bcc ring buffer, or each CPU's tracefs buffer "
-                   "(default 64; a burst larger than this before it is read is lost, and counted)")
+    p.add_argument(
+        "--buffer-mb",
+        type=int,
+        default=64,
+        metavar="MB",
+        help="kernel event buffer: the bcc ring buffer, or each CPU's tracefs buffer "
+        "(default 64; a burst larger than this before it is read is lost, and counted)",
+    )
     p.add_argument("--list-probes", action="store_true", help="show the probe table against this kernel and exit")
-    p.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="model profile for reasons (default: running kernel)")
+    p.add_argument(
+        "--kernel", metavar="RELEASE", type=release_arg, help="model profile for reasons (default: running kernel)"
+    )
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
-    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
-                   help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
-                   "events of further mappings are counted in one 'other' row")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=DEFAULT_MAX_ROWS,
+        metavar="N",
+        help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
+        "events of further mappings are counted in one 'other' row",
+    )
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
@@ -73,8 +92,12 @@ def list_probes(args):
     res = resolve(kernel_functions(), fs_dax_tracepoints(root))
     why = why_not_bcc()
     if args.json:
-        print(json.dumps({"tracefs": root, "bcc_usable": why is None, "bcc_missing": why,
-                          "probes": [r.to_json() for r in res]}, indent=1))
+        print(
+            json.dumps(
+                {"tracefs": root, "bcc_usable": why is None, "bcc_missing": why, "probes": [r.to_json() for r in res]},
+                indent=1,
+            )
+        )
     else:
         print(render(res))
         if root is None:
@@ -92,12 +115,14 @@ def run(args):
         raise UsageError("--max-rows must be at least 1")
     if args.ebpf:
         from ..live.bcc_backend import BccBackend
+
         b = BccBackend(pid=args.pid)
         print("// cflags: " + " ".join(b.cflags()))
         print(b.source())
         return 0
     if os.geteuid() != 0:
         from ..errors import PrivilegeError
+
         raise PrivilegeError("pmemtrace watch needs root (bcc: CAP_BPF+CAP_PERFMON; tracefs: write access): try sudo")
     from ..live.files import LiveFiles, PathFilter
     from ..live.session import Session, choose_backend
@@ -107,11 +132,9 @@ def run(args):
         running_pid(args.pid)
     if args.buffer_mb < 1:
         raise UsageError("--buffer-mb must be at least 1")
-    backend, why = choose_backend(args.backend, args.pid, args.buffer_mb,
-                                  all_events=bool(args.events or args.record))
+    backend, why = choose_backend(args.backend, args.pid, args.buffer_mb, all_events=bool(args.events or args.record))
     files = LiveFiles()
-    attributor = None if args.no_reasons else Attributor(release=args.kernel or os.uname().release,
-                                                         file_info=files)
+    attributor = None if args.no_reasons else Attributor(release=args.kernel or os.uname().release, file_info=files)
     agg = Aggregator(attributor, max_rows=args.max_rows)
     pid = args.pid
 
@@ -120,28 +143,42 @@ def run(args):
 
     rec = None
     if args.record:
-        rec = Recorder(args.record, make_header(backend.name, probes=backend.probe_table(),
-                                                devices=recording_devices()))
-    session = Session(backend, agg, keep=keep, recorder=rec, seen_pid=files.pids.add,
-                      on_event=(lambda ev: _print_event(ev, args.json)) if args.events else None)
+        rec = Recorder(
+            args.record, make_header(backend.name, probes=backend.probe_table(), devices=recording_devices())
+        )
+    session = Session(
+        backend,
+        agg,
+        keep=keep,
+        recorder=rec,
+        seen_pid=files.pids.add,
+        on_event=(lambda ev: _print_event(ev, args.json)) if args.events else None,
+    )
     try:
         session.start()
-        status(f"watch: backend {backend.name}" + (f" (bcc cannot run: missing {why})" if why and backend.name == "tracefs" else ""))
+        status(
+            f"watch: backend {backend.name}"
+            + (f" (bcc cannot run: missing {why})" if why and backend.name == "tracefs" else "")
+        )
         missing = backend.missing()
         if missing:
             status(f"watch: not traced: {missing}")
-        status(f"Tracing DAX faults{' on ' + args.path if args.path else ''}"
-               f"{f' of pid {args.pid:d}' if args.pid else ''}... Hit Ctrl-C to end.")
-        session.run(duration=args.duration, interval=args.interval,
-                    on_interval=None if args.events else lambda: _print_view(agg, args.json, backend.name))
+        status(
+            f"Tracing DAX faults{' on ' + args.path if args.path else ''}"
+            f"{f' of pid {args.pid:d}' if args.pid else ''}... Hit Ctrl-C to end."
+        )
+        session.run(
+            duration=args.duration,
+            interval=args.interval,
+            on_interval=None if args.events else lambda: _print_view(agg, args.json, backend.name),
+        )
     finally:
         if rec is not None:
             if not session.complete and rec.events == 0:
                 rec.discard()  # nothing recorded: leave nothing behind
             else:
                 path = rec.close(session.complete)
-                status(f"watch: recorded {rec.events} events to {path}"
-                       + ("" if session.complete else " (incomplete)"))
+                status(f"watch: recorded {rec.events} events to {path}" + ("" if session.complete else " (incomplete)"))
     if args.json:
         d = agg.to_json()
         d.update({"type": "summary", "backend": backend.name})
@@ -152,8 +189,10 @@ def run(args):
     if agg.lost:
         status(f"watch: {agg.lost} events were lost (raise the buffer or narrow with --pid/--path)")
     if agg.folded_events:
-        status(f"watch: {agg.folded_events} events of mappings beyond --max-rows {agg.max_rows} "
-               "were counted in the 'other' row")
+        status(
+            f"watch: {agg.folded_events} events of mappings beyond --max-rows {agg.max_rows} "
+            "were counted in the 'other' row"
+        )
     return 0
 
 

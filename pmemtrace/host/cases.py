@@ -75,8 +75,13 @@ def block_device(roots: Roots, major: int, minor: int) -> tuple[Optional[Device]
         start = 0
     if part_start:
         notes.append(f"partition starts {part_start:#x} into {disk}")
-    return fsdax_device(data_start=start + part_start, size=size - part_start if part_start else size,
-                        map=pfn_map, align=align, dev=dev_t(major, minor)), notes
+    return fsdax_device(
+        data_start=start + part_start,
+        size=size - part_start if part_start else size,
+        map=pfn_map,
+        align=align,
+        dev=dev_t(major, minor),
+    ), notes
 
 
 def char_device_subsystem(roots: Roots, major: int, minor: int) -> str:
@@ -112,8 +117,9 @@ def dax_device(roots: Roots, major: int, minor: int) -> tuple[Optional[Device], 
         notes.append("device resource unreadable: data_start 0 assumed")
         start = 0
     # one range is the device itself; several are what the model must follow
-    return devdax_device(align, size=size, data_start=start, ranges=ranges if len(ranges) > 1 else (),
-                         dev=dev_t(major, minor)), notes
+    return devdax_device(
+        align, size=size, data_start=start, ranges=ranges if len(ranges) > 1 else (), dev=dev_t(major, minor)
+    ), notes
 
 
 def namespace_geometry(roots: Roots, namespace: str = "namespace0.0") -> dict:
@@ -123,12 +129,20 @@ def namespace_geometry(roots: Roots, namespace: str = "namespace0.0") -> dict:
     holder = roots.read(os.path.join(base, "holder")) or ""
     if holder and roots.exists(roots.sys("bus", "nd", "devices", holder, "resource")):
         hb = roots.sys("bus", "nd", "devices", holder)
-        return {"data_start": roots.read_int(os.path.join(hb, "resource"), 16),
-                "size": roots.read_int(os.path.join(hb, "size"), 10), "holder": holder,
-                "pfn_mode": roots.read(os.path.join(hb, "mode")),
-                "align": roots.read_int(os.path.join(hb, "align")) or 0}
-    return {"data_start": roots.read_int(os.path.join(base, "resource"), 16),
-            "size": roots.read_int(os.path.join(base, "size"), 10), "holder": None, "pfn_mode": None, "align": 0}
+        return {
+            "data_start": roots.read_int(os.path.join(hb, "resource"), 16),
+            "size": roots.read_int(os.path.join(hb, "size"), 10),
+            "holder": holder,
+            "pfn_mode": roots.read(os.path.join(hb, "mode")),
+            "align": roots.read_int(os.path.join(hb, "align")) or 0,
+        }
+    return {
+        "data_start": roots.read_int(os.path.join(base, "resource"), 16),
+        "size": roots.read_int(os.path.join(base, "size"), 10),
+        "holder": None,
+        "pfn_mode": None,
+        "align": 0,
+    }
 
 
 def inventory_fsdax_device(ns, part, data_start: Optional[int], major: int, minor: int) -> Device:
@@ -140,8 +154,7 @@ def inventory_fsdax_device(ns, part, data_start: Optional[int], major: int, mino
     elif ns is not None and ns.data_size:
         size = ns.data_size
     align = ns.pfn.align if ns is not None and ns.pfn is not None and ns.pfn.align in (PAGE, PMD, PUD) else PMD
-    return fsdax_device(data_start=data_start or 0, size=size, map=_pfn_map(ns), align=align,
-                        dev=dev_t(major, minor))
+    return fsdax_device(data_start=data_start or 0, size=size, map=_pfn_map(ns), align=align, dev=dev_t(major, minor))
 
 
 def mapped_file_device(ns, data_start: Optional[int], major: int, minor: int) -> Device:
@@ -165,8 +178,15 @@ def _round_up(x: int, a: int) -> int:
     return (x + a - 1) // a * a
 
 
-def file_case(release: Optional[str], path: str, st: os.stat_result, fs: str, extents: Iterable[dict],
-              device: Device, op: str = "write") -> Case:
+def file_case(
+    release: Optional[str],
+    path: str,
+    st: os.stat_result,
+    fs: str,
+    extents: Iterable[dict],
+    device: Device,
+    op: str = "write",
+) -> Case:
     """A file mapped whole (in 2 MiB multiples, so file-level reasons such as
     beyond-eof show rather than vma-end), first touch of every 2 MiB chunk."""
     size = st.st_size
@@ -189,14 +209,28 @@ def mapping_chunks(start: int, end: int) -> Iterator[tuple[int, int]]:
         lo = hi
 
 
-def mapping_case(release: Optional[str], pm, device: Device, file: Optional[File], thp_disable: bool,
-                 offsets: Iterable[int]) -> Case:
+def mapping_case(
+    release: Optional[str], pm, device: Device, file: Optional[File], thp_disable: bool, offsets: Iterable[int]
+) -> Case:
     """A /proc/PID/maps mapping as a case: first touches at *offsets* (op
     write when shared and writable, else read)."""
-    b = CaseBuilder(device, kernel=release_for_model(release), name=f"mapping {pm.start:#x}-{pm.end:#x} {pm.path}",
-                    file=file, thp_disable=bool(thp_disable))
-    b.mapping("m0", pm.start, pm.length, offset=pm.offset, shared=pm.shared, sync=pm.sync,
-              nohugepage=pm.nohugepage, writable=pm.writable)
+    b = CaseBuilder(
+        device,
+        kernel=release_for_model(release),
+        name=f"mapping {pm.start:#x}-{pm.end:#x} {pm.path}",
+        file=file,
+        thp_disable=bool(thp_disable),
+    )
+    b.mapping(
+        "m0",
+        pm.start,
+        pm.length,
+        offset=pm.offset,
+        shared=pm.shared,
+        sync=pm.sync,
+        nohugepage=pm.nohugepage,
+        writable=pm.writable,
+    )
     write = pm.writable and pm.shared
     for off in offsets:
         b.touch("m0", off, write)

@@ -46,8 +46,11 @@ class Roots:
         except (PermissionError, IsADirectoryError, OSError, ValueError) as exc:
             # ValueError: a path built from a file holding a NUL byte
             if note:
-                why = "permission denied" if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM) \
+                why = (
+                    "permission denied"
+                    if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM)
                     else (getattr(exc, "strerror", None) or str(exc))
+                )
                 self.unreadable.append((path, why))
             return None
         text = data.decode("utf-8", "replace").strip()

@@ -29,8 +29,15 @@ from typing import Optional
 
 from ..units import parse_int
 
-ND_MODES = {"memory": "fsdax", "dax": "devdax", "safe": "sector", "raw": "raw", "sector": "sector",
-            "fsdax": "fsdax", "devdax": "devdax"}
+ND_MODES = {
+    "memory": "fsdax",
+    "dax": "devdax",
+    "safe": "sector",
+    "raw": "raw",
+    "sector": "sector",
+    "fsdax": "fsdax",
+    "devdax": "devdax",
+}
 
 
 @dataclass
@@ -218,14 +225,16 @@ def read_nd(roots, inv):
         path = os.path.join(base, name)
         real = roots.realpath(path)
         if name.startswith("region"):
-            inv.regions.append(Region(
-                name=name,
-                bus_provider=_bus_provider(roots, real),
-                size=roots.read_int(os.path.join(path, "size")),
-                resource=roots.read_int(os.path.join(path, "resource"), 16),
-                align=roots.read_int(os.path.join(path, "align")),
-                devtype=roots.read(os.path.join(path, "devtype")),
-            ))
+            inv.regions.append(
+                Region(
+                    name=name,
+                    bus_provider=_bus_provider(roots, real),
+                    size=roots.read_int(os.path.join(path, "size")),
+                    resource=roots.read_int(os.path.join(path, "resource"), 16),
+                    align=roots.read_int(os.path.join(path, "align")),
+                    devtype=roots.read(os.path.join(path, "devtype")),
+                )
+            )
         elif name.startswith(("pfn", "dax")) and re.match(r"(pfn|dax)\d+\.\d+$", name):
             p = read_pfn(roots, path, name, name[:3])
             if p.namespace:
@@ -286,8 +295,9 @@ def read_dax(roots, inv):
         parent = os.path.basename(os.path.dirname(real))
         # classify on the path below the sysfs root (a fixture root's own name must not count)
         real = "/" + os.path.relpath(real, roots.realpath(roots.sysfs))
-        if "/ndbus" in real or (re.match(r"dax\d+\.\d+$", parent) and roots.exists(
-                roots.sys("bus", "nd", "devices", parent))):
+        if "/ndbus" in real or (
+            re.match(r"dax\d+\.\d+$", parent) and roots.exists(roots.sys("bus", "nd", "devices", parent))
+        ):
             dev.provider = "nvdimm"
             dev.nd_parent = parent
         elif "/hmem" in real:
@@ -361,8 +371,14 @@ def read_partitions(roots, inv):
         size = roots.read_int(os.path.join(real, "size"))
         if start is None:
             continue
-        inv.partitions.append(Partition(name=name, disk=os.path.basename(os.path.dirname(real)),
-                                        start=start * 512, size=size * 512 if size is not None else None))
+        inv.partitions.append(
+            Partition(
+                name=name,
+                disk=os.path.basename(os.path.dirname(real)),
+                start=start * 512,
+                size=size * 512 if size is not None else None,
+            )
+        )
 
 
 _IOMEM_RE = re.compile(r"^(\s*)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)$")
@@ -417,5 +433,8 @@ def read_inventory(roots):
 def iomem_pmem(inv):
     """Top-level iomem entries for pmem: 'Persistent Memory (legacy)' is
     memmap= (E820_TYPE_PRAM), 'Persistent Memory' is NFIT."""
-    return [e for e in inv.iomem if e.name.startswith("Persistent Memory")
-            or e.name.startswith(("namespace", "dax", "hmem", "Soft Reserved"))]
+    return [
+        e
+        for e in inv.iomem
+        if e.name.startswith("Persistent Memory") or e.name.startswith(("namespace", "dax", "hmem", "Soft Reserved"))
+    ]

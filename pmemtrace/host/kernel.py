@@ -12,27 +12,63 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 FS_DAX_EVENTS = (
-    "dax_pmd_fault", "dax_pmd_fault_done", "dax_pmd_load_hole", "dax_pmd_load_hole_fallback",
-    "dax_pmd_insert_mapping", "dax_pte_fault", "dax_pte_fault_done", "dax_load_hole",
-    "dax_insert_pfn_mkwrite", "dax_insert_pfn_mkwrite_no_entry", "dax_insert_mapping",
-    "dax_writeback_range", "dax_writeback_range_done", "dax_writeback_one",
+    "dax_pmd_fault",
+    "dax_pmd_fault_done",
+    "dax_pmd_load_hole",
+    "dax_pmd_load_hole_fallback",
+    "dax_pmd_insert_mapping",
+    "dax_pte_fault",
+    "dax_pte_fault_done",
+    "dax_load_hole",
+    "dax_insert_pfn_mkwrite",
+    "dax_insert_pfn_mkwrite_no_entry",
+    "dax_insert_mapping",
+    "dax_writeback_range",
+    "dax_writeback_range_done",
+    "dax_writeback_one",
 )
 
 # Functions pmemtrace's probes use; which exist differs by kernel
 # (lab-recipe.md "Probe points differ by kernel").
 PROBE_POINTS = (
-    "dax_iomap_pmd_fault", "dax_iomap_pte_fault", "vmf_insert_pfn_pmd", "vmf_insert_pfn_pmd_prot",
-    "vmf_insert_folio_pmd", "vmf_insert_folio_pud", "insert_pmd", "get_dev_pagemap",
-    "follow_devmap_pmd", "pin_user_pages_fast", "get_user_pages_fast", "__get_user_pages",
-    "dev_dax_huge_fault", "__dev_dax_pmd_fault", "__dev_dax_pte_fault", "__dev_dax_pud_fault",
+    "dax_iomap_pmd_fault",
+    "dax_iomap_pte_fault",
+    "vmf_insert_pfn_pmd",
+    "vmf_insert_pfn_pmd_prot",
+    "vmf_insert_folio_pmd",
+    "vmf_insert_folio_pud",
+    "insert_pmd",
+    "get_dev_pagemap",
+    "follow_devmap_pmd",
+    "pin_user_pages_fast",
+    "get_user_pages_fast",
+    "__get_user_pages",
+    "dev_dax_huge_fault",
+    "__dev_dax_pmd_fault",
+    "__dev_dax_pte_fault",
+    "__dev_dax_pud_fault",
     "dax_fault_check_fallback",
 )
 
-CONFIG_KEYS = ("CONFIG_FS_DAX", "CONFIG_FS_DAX_PMD", "CONFIG_DEV_DAX", "CONFIG_DEV_DAX_PMEM",
-               "CONFIG_DEV_DAX_HMEM", "CONFIG_DEV_DAX_CXL", "CONFIG_DEV_DAX_KMEM", "CONFIG_ZONE_DEVICE",
-               "CONFIG_TRANSPARENT_HUGEPAGE", "CONFIG_X86_PMEM_LEGACY", "CONFIG_BLK_DEV_PMEM",
-               "CONFIG_KPROBES", "CONFIG_BPF_SYSCALL", "CONFIG_DEBUG_INFO_BTF", "CONFIG_MODULES",
-               "CONFIG_LIBNVDIMM", "CONFIG_ND_PFN")
+CONFIG_KEYS = (
+    "CONFIG_FS_DAX",
+    "CONFIG_FS_DAX_PMD",
+    "CONFIG_DEV_DAX",
+    "CONFIG_DEV_DAX_PMEM",
+    "CONFIG_DEV_DAX_HMEM",
+    "CONFIG_DEV_DAX_CXL",
+    "CONFIG_DEV_DAX_KMEM",
+    "CONFIG_ZONE_DEVICE",
+    "CONFIG_TRANSPARENT_HUGEPAGE",
+    "CONFIG_X86_PMEM_LEGACY",
+    "CONFIG_BLK_DEV_PMEM",
+    "CONFIG_KPROBES",
+    "CONFIG_BPF_SYSCALL",
+    "CONFIG_DEBUG_INFO_BTF",
+    "CONFIG_MODULES",
+    "CONFIG_LIBNVDIMM",
+    "CONFIG_ND_PFN",
+)
 
 
 @dataclass

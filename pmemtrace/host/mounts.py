@@ -66,9 +66,19 @@ def parse_mountinfo(text):
             sep = parts.index("-")
             mid = int(parts[0])
             maj, mnr = (int(x) for x in parts[2].split(":"))
-            out.append(Mount(mid, maj, mnr, _unescape(parts[3]), _unescape(parts[4]), parts[5],
-                             parts[sep + 1], _unescape(parts[sep + 2]),
-                             parts[sep + 3] if len(parts) > sep + 3 else ""))
+            out.append(
+                Mount(
+                    mid,
+                    maj,
+                    mnr,
+                    _unescape(parts[3]),
+                    _unescape(parts[4]),
+                    parts[5],
+                    parts[sep + 1],
+                    _unescape(parts[sep + 2]),
+                    parts[sep + 3] if len(parts) > sep + 3 else "",
+                )
+            )
         except (ValueError, IndexError):
             continue  # a line we do not understand is skipped, not fatal
     return out
@@ -192,8 +202,9 @@ def geometry_from_options(mount):
 
 
 def _run(argv):
-    exe = shutil.which(argv[0]) or next((p for p in (f"/usr/sbin/{argv[0]}", f"/sbin/{argv[0]}")
-                                         if shutil.os.path.exists(p)), None)
+    exe = shutil.which(argv[0]) or next(
+        (p for p in (f"/usr/sbin/{argv[0]}", f"/sbin/{argv[0]}") if shutil.os.path.exists(p)), None
+    )
     if exe is None:
         return None, f"{argv[0]} not installed"
     try:

@@ -22,8 +22,10 @@ def tracefs_dir(roots):
     """The tracefs root under the injectable sysfs root, with fs_dax events."""
     t = tracefs.tracefs_root(roots.sys())
     if t is None or "dax_pmd_fault_done" not in tracefs.fs_dax_tracepoints(t):
-        raise KernelFeatureMissing("no fs_dax tracepoints under /sys/kernel/tracing: mount tracefs "
-                                   "(mount -t tracefs nodev /sys/kernel/tracing) as root")
+        raise KernelFeatureMissing(
+            "no fs_dax tracepoints under /sys/kernel/tracing: mount tracefs "
+            "(mount -t tracefs nodev /sys/kernel/tracing) as root"
+        )
     return t
 
 

@@ -61,8 +61,16 @@ def iter_maps(lines):
         if m:
             if cur is not None:
                 yield cur
-            cur = ProcMapping(int(m.group(1), 16), int(m.group(2), 16), m.group(3), int(m.group(4), 16),
-                              int(m.group(5), 16), int(m.group(6), 16), int(m.group(7)), m.group(8).strip())
+            cur = ProcMapping(
+                int(m.group(1), 16),
+                int(m.group(2), 16),
+                m.group(3),
+                int(m.group(4), 16),
+                int(m.group(5), 16),
+                int(m.group(6), 16),
+                int(m.group(7)),
+                m.group(8).strip(),
+            )
             continue
         if cur is None:
             continue

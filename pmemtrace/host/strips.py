@@ -44,8 +44,16 @@ class Chunk:
     count: int = 1  # consecutive 2 MiB chunks with this verdict (a run, for mappings)
 
     def to_json(self):
-        d = {"index": self.index, "offset": self.offset, "length": self.length, "count": self.count,
-             "outcome": self.outcome, "reason": self.reason, "layout": self.layout, "extents": self.extents}
+        d = {
+            "index": self.index,
+            "offset": self.offset,
+            "length": self.length,
+            "count": self.count,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "layout": self.layout,
+            "extents": self.extents,
+        }
         if self.observed is not None:
             d["observed"] = self.observed
             d["observed_events"] = self.observed_events
@@ -82,9 +90,17 @@ class Strip:
         return c
 
     def to_json(self):
-        return {"subject": self.subject, "kind": self.kind, "counts": self.counts(), "reasons": self.reasons(),
-                "chunks": [c.to_json() for c in self.chunks], "advice": self.advice,
-                "findings": [f.to_json() for f in self.findings], "case": self.case, "details": self.details}
+        return {
+            "subject": self.subject,
+            "kind": self.kind,
+            "counts": self.counts(),
+            "reasons": self.reasons(),
+            "chunks": [c.to_json() for c in self.chunks],
+            "advice": self.advice,
+            "findings": [f.to_json() for f in self.findings],
+            "case": self.case,
+            "details": self.details,
+        }
 
 
 def each_chunk(strip: Strip):
@@ -123,13 +139,22 @@ def chunk_layout(extents, lo, hi, data_start):
     if not inside:
         return "hole", []
     covered = sum(min(hi, e["logical"] + e["length"]) - max(lo, e["logical"]) for e in inside)
-    desc = [{"logical": e["logical"], "physical": e["physical"], "length": e["length"],
-             "unwritten": e.get("unwritten", False)} for e in inside]
+    desc = [
+        {
+            "logical": e["logical"],
+            "physical": e["physical"],
+            "length": e["length"],
+            "unwritten": e.get("unwritten", False),
+        }
+        for e in inside
+    ]
     if covered < hi - lo:
         return "partial", desc
     if len(inside) > 1:
-        contiguous = all(a["physical"] + a["length"] == b["physical"] and a.get("unwritten") == b.get("unwritten")
-                         for a, b in zip(inside, inside[1:]))
+        contiguous = all(
+            a["physical"] + a["length"] == b["physical"] and a.get("unwritten") == b.get("unwritten")
+            for a, b in zip(inside, inside[1:])
+        )
         if not contiguous:
             return "fragmented", desc
     e = inside[0]
@@ -148,8 +173,10 @@ def read_extents(path, fiemap=None):
         try:
             from ..workload.engine import fiemap
         except Exception as exc:
-            raise NoDaxMapping(f"{path}: cannot read extents: the workload engine is not available ({exc}); "
-                               f"build it with pip install -e .") from None
+            raise NoDaxMapping(
+                f"{path}: cannot read extents: the workload engine is not available ({exc}); "
+                f"build it with pip install -e ."
+            ) from None
     try:
         exts = fiemap(path)
     except OSError as exc:
@@ -159,8 +186,14 @@ def read_extents(path, fiemap=None):
         if isinstance(e, dict):
             out.append(dict(e))
         else:
-            out.append({"logical": e.logical, "physical": e.physical, "length": e.length,
-                        "unwritten": bool(getattr(e, "unwritten", False))})
+            out.append(
+                {
+                    "logical": e.logical,
+                    "physical": e.physical,
+                    "length": e.length,
+                    "unwritten": bool(getattr(e, "unwritten", False)),
+                }
+            )
     return out
 
 
@@ -189,17 +222,26 @@ def diagnose_file(state, path, op="write", fiemap=None, st=None):
         except OSError as exc:
             raise UsageError(f"{path}: {exc.strerror}") from None
     if not stat_mod.S_ISREG(st.st_mode):
-        raise UsageError(f"{path}: not a regular file (diagnose FILE takes files on a DAX filesystem; "
-                         f"for device-dax use `pmemtrace diagnose` or --pid)")
+        raise UsageError(
+            f"{path}: not a regular file (diagnose FILE takes files on a DAX filesystem; "
+            f"for device-dax use `pmemtrace diagnose` or --pid)"
+        )
     strip = Strip(path, "file", [])
     mount = mounts_mod.mount_for_dev(state.mounts, os.major(st.st_dev), os.minor(st.st_dev))
     if mount is None and state.roots.live:
         mount = mounts_mod.mount_for_path(state.mounts, os.path.realpath(path))
     if mount is None or mount.dax in (None, "never"):
         fs = f"{mount.fstype} at {mount.mountpoint}" if mount else "an unknown filesystem"
-        strip.findings.append(_f(path, "file", "no-dax", "mount-no-dax",
-                                 f"{path} is on {fs}, not mounted with DAX: no DAX mappings (page cache)",
-                                 "put it on a filesystem mounted -o dax on a pmem device"))
+        strip.findings.append(
+            _f(
+                path,
+                "file",
+                "no-dax",
+                "mount-no-dax",
+                f"{path} is on {fs}, not mounted with DAX: no DAX mappings (page cache)",
+                "put it on a filesystem mounted -o dax on a pmem device",
+            )
+        )
         strip.details = {"size": st.st_size, "mount": mount.to_json() if mount else None}
         return strip
     if mount.dax == "inode":
@@ -209,11 +251,22 @@ def diagnose_file(state, path, op="write", fiemap=None, st=None):
         strip.findings.append(_f(path, "file", "warn", "device-unknown", disk=disk))
         data_start = 0
     elif data_start % PMD:
-        why = (f"partition {part.name} starts at sector {part.start // 512}" if part and part.start % PMD
-               else f"namespace {ns.name} data starts at {ns.data_start:#x}")
-        strip.findings.append(_f(path, "file", "pte", "pfn-unaligned",
-                                 f"the device's byte 0 is {format_size(data_start % PMD)} past a 2 MiB boundary "
-                                 f"({why}): no chunk can be PMD-mapped", reason="pfn-unaligned"))
+        why = (
+            f"partition {part.name} starts at sector {part.start // 512}"
+            if part and part.start % PMD
+            else f"namespace {ns.name} data starts at {ns.data_start:#x}"
+        )
+        strip.findings.append(
+            _f(
+                path,
+                "file",
+                "pte",
+                "pfn-unaligned",
+                f"the device's byte 0 is {format_size(data_start % PMD)} past a 2 MiB boundary "
+                f"({why}): no chunk can be PMD-mapped",
+                reason="pfn-unaligned",
+            )
+        )
     extents = read_extents(path, fiemap)
     device = cases.inventory_fsdax_device(ns, part, data_start, os.major(st.st_dev), os.minor(st.st_dev))
     pred, strip.case, err = _model(cases.file_case(state.release, path, st, _fs_of(mount), extents, device, op))
@@ -227,9 +280,17 @@ def diagnose_file(state, path, op="write", fiemap=None, st=None):
         layout, desc = chunk_layout(extents, off, off + ln, data_start)
         strip.chunks.append(Chunk(i, off, ln, r.outcome, r.reason, layout, desc))
     strip.advice = advice_for(strip.reasons())
-    strip.details = {"size": st.st_size, "ino": st.st_ino, "mount": mount.to_json(),
-                     "namespace": ns.name if ns else None, "partition": part.name if part else None,
-                     "data_start": data_start, "extents": len(extents), "profile": pred.profile.name, "op": op}
+    strip.details = {
+        "size": st.st_size,
+        "ino": st.st_ino,
+        "mount": mount.to_json(),
+        "namespace": ns.name if ns else None,
+        "partition": part.name if part else None,
+        "data_start": data_start,
+        "extents": len(extents),
+        "profile": pred.profile.name,
+        "op": op,
+    }
     return strip
 
 
@@ -321,8 +382,9 @@ def _verdicts(release, pm, device, file, thp_disable):
         pending = nxt
     done.sort()
     if passes > 1:  # runs were halved: show every chunk modelled in one case
-        js = case_to_json(cases.mapping_case(release, pm, device, file, thp_disable,
-                                             [ch.lo(k) - pm.start for k in sorted(known)]))
+        js = case_to_json(
+            cases.mapping_case(release, pm, device, file, thp_disable, [ch.lo(k) - pm.start for k in sorted(known)])
+        )
     chunks: list[Chunk] = []
     for a, b in done:
         outcome, reason = known[a]
@@ -342,8 +404,9 @@ def diagnose_pid(state, pid, fiemap=None):
     if maps is None:
         if not state.roots.exists(state.roots.proc(str(pid))):
             raise UsageError(f"no process {pid}")
-        raise UsageError(f"cannot read /proc/{pid}/smaps or maps (permission denied: run as the process's owner "
-                         f"or root)")
+        raise UsageError(
+            f"cannot read /proc/{pid}/smaps or maps (permission denied: run as the process's owner or root)"
+        )
     status = procmaps.read_status(state.roots, pid)
     thp_dis = procmaps.thp_disabled(status) or False
     pmounts = mounts_mod.read_mounts(state.roots, pid) or state.mounts
@@ -366,15 +429,24 @@ def _mapping_strip(state, pm, pid, source, pmounts, thp_dis, fiemap) -> Optional
             return None
     subject = f"{pm.start:#x}-{pm.end:#x} {pm.path}"
     strip = Strip(subject, "mapping", [])
-    strip.details = {"pid": pid, "start": pm.start, "end": pm.end, "offset": pm.offset, "perms": pm.perms,
-                     "vmflags": pm.vmflags, "path": pm.path, "source": source, "thp_disable": thp_dis}
+    strip.details = {
+        "pid": pid,
+        "start": pm.start,
+        "end": pm.end,
+        "offset": pm.offset,
+        "perms": pm.perms,
+        "vmflags": pm.vmflags,
+        "path": pm.path,
+        "source": source,
+        "thp_disable": thp_dis,
+    }
     file = None
     if dev is not None:
         device = cases.inventory_dax_device(dev)
     else:
         strip.details["mount"] = mount.mountpoint
         extents, size, ns, data_start = None, None, None, 0
-        path = pm.path[:-len(" (deleted)")] if pm.path.endswith(" (deleted)") else pm.path
+        path = pm.path[: -len(" (deleted)")] if pm.path.endswith(" (deleted)") else pm.path
         if state.roots.live:
             try:
                 st = os.stat(path)
@@ -382,16 +454,27 @@ def _mapping_strip(state, pm, pid, source, pmounts, thp_dis, fiemap) -> Optional
                 ns, _part, _disk, data_start = file_device(state, st)
                 extents = read_extents(path, fiemap)
             except (OSError, NoDaxMapping) as exc:
-                strip.findings.append(_f(subject, "mapping", "warn", "extents-unknown",
-                                         f"file extents not read ({exc}): predicted as one aligned extent"))
+                strip.findings.append(
+                    _f(
+                        subject,
+                        "mapping",
+                        "warn",
+                        "extents-unknown",
+                        f"file extents not read ({exc}): predicted as one aligned extent",
+                    )
+                )
         else:
             strip.findings.append(_f(subject, "mapping", "info", "extents-unknown"))
         if extents is None:
             size = size if size is not None else pm.offset + pm.length
             extents = [{"logical": 0, "physical": 0, "length": (size + PAGE - 1) // PAGE * PAGE}]
         device = cases.mapped_file_device(ns, data_start, pm.major, pm.minor)
-        file = File(size=size if size is not None else pm.offset + pm.length, extents=dax_extents(extents),
-                    ino=pm.inode, fs=_fs_of(mount))
+        file = File(
+            size=size if size is not None else pm.offset + pm.length,
+            extents=dax_extents(extents),
+            ino=pm.inode,
+            fs=_fs_of(mount),
+        )
     chunks, strip.case, err = _verdicts(state.release, pm, device, file, thp_dis)
     if err is not None:
         strip.findings.append(Finding(subject, "mapping", "error", "case-error", f"cannot model: {err}", ""))
@@ -399,4 +482,3 @@ def _mapping_strip(state, pm, pid, source, pmounts, thp_dis, fiemap) -> Optional
     strip.chunks = chunks
     strip.advice = advice_for(strip.reasons())
     return strip
-

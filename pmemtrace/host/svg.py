@@ -38,16 +38,42 @@ REASON_COLOURS = {
     "devdax-align-smaller": "#fdae61",
 }
 
-GLYPH = {"pud": "P", "pmd": "#", "huge-zero": "z", "pte": ".", "zero-pte": ",", "sigbus": "!", "error": "x",
-         "none": " "}
+GLYPH = {
+    "pud": "P",
+    "pmd": "#",
+    "huge-zero": "z",
+    "pte": ".",
+    "zero-pte": ",",
+    "sigbus": "!",
+    "error": "x",
+    "none": " ",
+}
 # one letter per fallback reason in terminal strips
 REASON_GLYPH = {
-    "extent-too-short": "e", "pfn-unaligned": "a", "pmd-colour-mismatch": "c", "private-write": "w",
-    "vma-start": "s", "vma-end": "v", "beyond-eof": "b", "pte-entry-present": "o", "pte-table-present": "t",
-    "nohugepage": "n", "thp-disabled": "d", "pfn-no-devmap": "m", "devdax-align-smaller": "4",
+    "extent-too-short": "e",
+    "pfn-unaligned": "a",
+    "pmd-colour-mismatch": "c",
+    "private-write": "w",
+    "vma-start": "s",
+    "vma-end": "v",
+    "beyond-eof": "b",
+    "pte-entry-present": "o",
+    "pte-table-present": "t",
+    "nohugepage": "n",
+    "thp-disabled": "d",
+    "pfn-no-devmap": "m",
+    "devdax-align-smaller": "4",
 }
-ANSI = {"pud": "32;1", "pmd": "32", "huge-zero": "92", "pte": "33", "zero-pte": "93", "sigbus": "31",
-        "error": "35", "none": "90"}
+ANSI = {
+    "pud": "32;1",
+    "pmd": "32",
+    "huge-zero": "92",
+    "pte": "33",
+    "zero-pte": "93",
+    "sigbus": "31",
+    "error": "35",
+    "none": "90",
+}
 
 
 def chunk_colour(ch):
@@ -87,33 +113,44 @@ def render_svg(strips, title="pmemtrace diagnose", per_row=64, cell=12):
         summary = ", ".join(f"{v} {k}" for k, v in sorted(cnt.items()))
         drawn = cells(s)
         per = "2M" if len(drawn) == s.blocks() else "run"
-        body.append(f'<text x="{pad}" y="{y}" font-size="12">{escape(s.subject)} '
-                    f'({s.blocks()} x 2M: {escape(summary) or "no chunks"}; one cell per {per})</text>')
+        body.append(
+            f'<text x="{pad}" y="{y}" font-size="12">{escape(s.subject)} '
+            f"({s.blocks()} x 2M: {escape(summary) or 'no chunks'}; one cell per {per})</text>"
+        )
         y += 6
         for i, ch in enumerate(drawn):
             col = chunk_colour(ch)
             used[_label(ch)] = col
             cx = pad + (i % per_row) * cell
             cy = y + (i // per_row) * cell
-            tip = f"chunk {ch.index} @ {format_size(ch.offset) if ch.offset else '0'}: {_label(ch)}; extents: {ch.layout}"
-            body.append(f'<rect x="{cx}" y="{cy}" width="{cell - 1}" height="{cell - 1}" fill="{col}">'
-                        f'<title>{escape(tip)}</title></rect>')
+            tip = (
+                f"chunk {ch.index} @ {format_size(ch.offset) if ch.offset else '0'}: {_label(ch)}; extents: {ch.layout}"
+            )
+            body.append(
+                f'<rect x="{cx}" y="{cy}" width="{cell - 1}" height="{cell - 1}" fill="{col}">'
+                f"<title>{escape(tip)}</title></rect>"
+            )
         rows = max(1, (len(drawn) + per_row - 1) // per_row)
         y += rows * cell + 4
         for f in s.findings:
             y += lh - 2
-            body.append(f'<text x="{pad}" y="{y}" font-size="11" fill="#555">{escape(f.code)}: '
-                        f'{escape(f.message)}</text>')
+            body.append(
+                f'<text x="{pad}" y="{y}" font-size="11" fill="#555">{escape(f.code)}: {escape(f.message)}</text>'
+            )
     y += lh + 4
     body.append(f'<text x="{pad}" y="{y}" font-size="12" font-weight="bold">legend</text>')
     for label, col in sorted(used.items()):
         y += lh
-        body.append(f'<rect x="{pad}" y="{y - 10}" width="11" height="11" fill="{col}"/>'
-                    f'<text x="{pad + 16}" y="{y}" font-size="11">{escape(label)}</text>')
+        body.append(
+            f'<rect x="{pad}" y="{y - 10}" width="11" height="11" fill="{col}"/>'
+            f'<text x="{pad + 16}" y="{y}" font-size="11">{escape(label)}</text>'
+        )
     height = y + pad
-    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" font-family="sans-serif">'
-            f'<rect width="100%" height="100%" fill="white"/>')
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif">'
+        f'<rect width="100%" height="100%" fill="white"/>'
+    )
     return head + "".join(body) + "</svg>\n"
 
 

@@ -15,7 +15,20 @@ from .kernels import get as get_kernel
 from .vm import DAX_MOUNT, DEFAULT_MEMMAP, NODAX_MOUNT, BootError, GuestResult, Region, run
 
 __all__ = [
-    "SERIES", "DEFAULT_SERIES", "Kernel", "cache_dir", "cached_kernels", "fetch", "find",
-    "resolve", "get_kernel", "DEFAULT_MEMMAP", "DAX_MOUNT", "NODAX_MOUNT", "BootError",
-    "GuestResult", "Region", "run",
+    "SERIES",
+    "DEFAULT_SERIES",
+    "Kernel",
+    "cache_dir",
+    "cached_kernels",
+    "fetch",
+    "find",
+    "resolve",
+    "get_kernel",
+    "DEFAULT_MEMMAP",
+    "DAX_MOUNT",
+    "NODAX_MOUNT",
+    "BootError",
+    "GuestResult",
+    "Region",
+    "run",
 ]

@@ -59,7 +59,8 @@ PROBE_SYMBOLS = re.compile(
     r"xfs_dax_write_fault|ext4_dax_huge_fault|ext4_dax_fault|"
     r"thp_get_unmapped_area\w*|__thp_get_unmapped_area|"
     r"pmem_dax_direct_access|__pmem_direct_access|vma_is_dax|"
-    r"dax_layout_busy_page\w*|dax_writeback_mapping_range|dax_finish_sync_fault)$")
+    r"dax_layout_busy_page\w*|dax_writeback_mapping_range|dax_finish_sync_fault)$"
+)
 
 MAX_ATTR = 64 * 1024
 _SKIP_DIRS = {"power", "trace", "integrity", "holders", "slaves", "mq"}
@@ -186,8 +187,7 @@ def snapshot(out, sys_root="/sys", proc_root="/proc", devdax=False):
             for ev in sorted(os.listdir(sdir)):
                 fmt = os.path.join(sdir, ev, "format")
                 if os.path.isfile(fmt):
-                    _write(os.path.join(out_sys, "kernel", "tracing", "events", system, ev, "format"),
-                           open(fmt).read())
+                    _write(os.path.join(out_sys, "kernel", "tracing", "events", system, ev, "format"), open(fmt).read())
     for name in ("iomem", "cmdline", "self/mountinfo"):
         data = _read_attr(os.path.join(proc_root, name)) or b""
         _write(os.path.join(out, "proc", name), data)
@@ -198,13 +198,19 @@ def snapshot(out, sys_root="/sys", proc_root="/proc", devdax=False):
             if len(parts) >= 3 and PROBE_SYMBOLS.match(parts[2]):
                 keep.append(line)
     _write(os.path.join(out, "proc", "kallsyms"), "".join(keep))
-    _write(os.path.join(out, "ndctl.json"),
-           json.dumps(_cmd_json(["ndctl", "list", "-R", "-N", "-D", "-u", "-i"]), indent=2) + "\n")
-    _write(os.path.join(out, "ndctl-raw.json"),
-           json.dumps(_cmd_json(["ndctl", "list", "-R", "-N", "-D", "-i", "-v"]), indent=2) + "\n")
+    _write(
+        os.path.join(out, "ndctl.json"),
+        json.dumps(_cmd_json(["ndctl", "list", "-R", "-N", "-D", "-u", "-i"]), indent=2) + "\n",
+    )
+    _write(
+        os.path.join(out, "ndctl-raw.json"),
+        json.dumps(_cmd_json(["ndctl", "list", "-R", "-N", "-D", "-i", "-v"]), indent=2) + "\n",
+    )
     if devdax:
-        _write(os.path.join(out, "daxctl.json"),
-               json.dumps(_cmd_json(["daxctl", "list", "-R", "-D", "-u"]), indent=2) + "\n")
+        _write(
+            os.path.join(out, "daxctl.json"),
+            json.dumps(_cmd_json(["daxctl", "list", "-R", "-D", "-u"]), indent=2) + "\n",
+        )
 
 
 def _link_bus_block(sys_root, out_sys):
@@ -218,8 +224,7 @@ def _link_bus_block(sys_root, out_sys):
         tgt_out = os.path.join(out_sys, os.path.relpath(target, sys_root))
         if os.path.isdir(tgt_out):
             os.makedirs(os.path.join(out_sys, "block"), exist_ok=True)
-            os.symlink(os.path.relpath(tgt_out, os.path.join(out_sys, "block")),
-                       os.path.join(out_sys, "block", name))
+            os.symlink(os.path.relpath(tgt_out, os.path.join(out_sys, "block")), os.path.join(out_sys, "block", name))
 
 
 def record_configs(out_dir, configs=None):
@@ -245,7 +250,10 @@ def record_configs(out_dir, configs=None):
             "kernel": os.uname().release,
             "series": os.environ.get("PMEMTRACE_LAB_SERIES"),
             "config": name,
-            "mode": mode, "map": map_, "align": align, "filesystem": fs,
+            "mode": mode,
+            "map": map_,
+            "align": align,
+            "filesystem": fs,
             "memmap": os.environ.get("PMEMTRACE_LAB_MEMMAP"),
             "emulated": True,
             "modules": modules,
@@ -264,10 +272,11 @@ def record_configs(out_dir, configs=None):
             except LabError:
                 pass
         if meta["accepted"] and fs:
-            info = guest.make_fs("/dev/" + meta["namespace"].get("blockdev", "pmem0"), fs, None,
-                                 guest.DAX_MOUNT)
-            cmds.append(f"mkfs.{fs} {info['mkfs_options']} /dev/{meta['namespace'].get('blockdev')}; "
-                        f"mount -o dax ... {guest.DAX_MOUNT}")
+            info = guest.make_fs("/dev/" + meta["namespace"].get("blockdev", "pmem0"), fs, None, guest.DAX_MOUNT)
+            cmds.append(
+                f"mkfs.{fs} {info['mkfs_options']} /dev/{meta['namespace'].get('blockdev')}; "
+                f"mount -o dax ... {guest.DAX_MOUNT}"
+            )
             meta["mount"] = info
         meta["commands"] = cmds
         time.sleep(0.2)
@@ -278,8 +287,11 @@ def record_configs(out_dir, configs=None):
         shutil.rmtree(dest, ignore_errors=True)
         os.rename(tmp, dest)
         done[name] = meta["accepted"]
-        print(f"recorded {name}: {'accepted' if meta['accepted'] else 'refused: ' + meta['error']}",
-              file=sys.stderr, flush=True)
+        print(
+            f"recorded {name}: {'accepted' if meta['accepted'] else 'refused: ' + meta['error']}",
+            file=sys.stderr,
+            flush=True,
+        )
     guest.umount(guest.DAX_MOUNT)
     return done
 
@@ -313,15 +325,19 @@ def record_all(kernel_names, output=None, configs=None, timeout=1200):
         t0 = time.monotonic()
         print(f"pmemtrace lab: recording fixtures on {k.release} into {dest}", file=sys.stderr, flush=True)
         res = vm.run(k, argv, rwdirs=[output], timeout=timeout, stream=True, capture=False)
-        print(f"pmemtrace lab: {k.release}: exit {res.returncode} in {time.monotonic() - t0:.1f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"pmemtrace lab: {k.release}: exit {res.returncode} in {time.monotonic() - t0:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         status = status or res.returncode
     return status
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python3 -m pmemtrace.lab.fixtures",
-                                description="Guest side of pmemtrace lab record-fixtures.")
+    p = argparse.ArgumentParser(
+        prog="python3 -m pmemtrace.lab.fixtures", description="Guest side of pmemtrace lab record-fixtures."
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("record")
     r.add_argument("--out", required=True)

@@ -51,11 +51,9 @@ def sh(cmd, check=True, input=None):
     try:
         p = subprocess.run(argv, capture_output=True, text=True, input=input)
     except FileNotFoundError:
-        raise LabError(f"{argv[0]} not found in the guest (install it on the host: "
-                       "scripts/install-deps.sh)") from None
+        raise LabError(f"{argv[0]} not found in the guest (install it on the host: scripts/install-deps.sh)") from None
     if check and p.returncode != 0:
-        raise LabError(f"{' '.join(argv)} failed ({p.returncode}): "
-                       f"{(p.stderr or p.stdout).strip()[-400:]}")
+        raise LabError(f"{' '.join(argv)} failed ({p.returncode}): {(p.stderr or p.stdout).strip()[-400:]}")
     return p.stdout
 
 
@@ -76,8 +74,9 @@ def _wait_for(pred, what, timeout):
     end = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > end:
-            raise LabError(f"{what} did not appear within {timeout} s (is memmap= on the "
-                           "kernel command line? cat /proc/iomem)")
+            raise LabError(
+                f"{what} did not appear within {timeout} s (is memmap= on the kernel command line? cat /proc/iomem)"
+            )
         time.sleep(0.05)
 
 
@@ -146,12 +145,19 @@ def make_fs(dev="/dev/pmem0", fs="xfs", mkfs_options=None, mount=DAX_MOUNT, dax=
         if p.returncode != 0:
             opts = "defaults"
             sh(["mount", dev, mount])
-    return {"device": dev, "fs": fs, "mkfs_options": mkfs_options, "mount": mount,
-            "mount_options": opts, "dax": dax}
+    return {"device": dev, "fs": fs, "mkfs_options": mkfs_options, "mount": mount, "mount_options": opts, "dax": dax}
 
 
-def prepare(mode="fsdax", map="mem", align="2M", fs="xfs", mkfs_options=None,
-            mount=DAX_MOUNT, nodax=None, namespace="namespace0.0"):
+def prepare(
+    mode="fsdax",
+    map="mem",
+    align="2M",
+    fs="xfs",
+    mkfs_options=None,
+    mount=DAX_MOUNT,
+    nodax=None,
+    namespace="namespace0.0",
+):
     """Load modules, configure *namespace*, make and mount the filesystem,
     and optionally a non-DAX filesystem on the second region; save and
     return the state dict.
@@ -170,8 +176,9 @@ def prepare(mode="fsdax", map="mem", align="2M", fs="xfs", mkfs_options=None,
         state["fs"] = make_fs(dev, fs, mkfs_options, mount, dax=True)
     if nodax:
         if not os.path.exists("/sys/bus/nd/devices/namespace1.0"):
-            raise LabError("no namespace1.0 for the non-DAX filesystem: boot with a second "
-                           "region (pmemtrace lab run --nodax 1G)")
+            raise LabError(
+                "no namespace1.0 for the non-DAX filesystem: boot with a second region (pmemtrace lab run --nodax 1G)"
+            )
         ns1 = [n for n in namespaces() if n.get("dev") == "namespace1.0"]
         dev = "/dev/" + (ns1[0].get("blockdev", "pmem1") if ns1 else "pmem1")
         state["nodax"] = make_fs(dev, "ext4", "", nodax, dax=False)
@@ -207,18 +214,19 @@ def main(argv=None):
     p.add_argument("--map", default="mem", choices=["mem", "dev"])
     p.add_argument("--align", default="2M")
     p.add_argument("--fs", default="xfs", choices=["xfs", "ext4", "none"])
-    p.add_argument("--mkfs-options", default=None,
-                   help="options for mkfs (default xfs: '-d su=2m,sw=1 -m reflink=0', ext4: none)")
+    p.add_argument(
+        "--mkfs-options", default=None, help="options for mkfs (default xfs: '-d su=2m,sw=1 -m reflink=0', ext4: none)"
+    )
     p.add_argument("--mount", default=DAX_MOUNT)
-    p.add_argument("--nodax", metavar="DIR", default=None,
-                   help="also mount ext4 without DAX from namespace1.0 at DIR")
+    p.add_argument("--nodax", metavar="DIR", default=None, help="also mount ext4 without DAX from namespace1.0 at DIR")
     p.add_argument("--namespace", default="namespace0.0")
     sub.add_parser("info", help="print the saved state and ndctl list")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "prepare":
-            st = prepare(args.mode, args.map, args.align, args.fs, args.mkfs_options,
-                         args.mount, args.nodax, args.namespace)
+            st = prepare(
+                args.mode, args.map, args.align, args.fs, args.mkfs_options, args.mount, args.nodax, args.namespace
+            )
         else:
             st = state() or {"ndctl": ndctl_list()}
     except (LabError, UsageError) as exc:

@@ -41,6 +41,7 @@ from ..errors import LabError, UsageError
 # ---------------------------------------------------------------------------
 # Configuration
 
+
 class Series(NamedTuple):
     """Where a lab kernel series comes from."""
 
@@ -65,8 +66,7 @@ SERIES = {
     "7": Series("sid", r"^linux-image-(7\.[0-9]+\.[0-9]+\+deb[0-9]+-amd64)$"),
     # trixie-backports carries released 7.3.x; experimental only an -rc
     # ("7.3-amd64", Version 7.3~rc7-1~exp1), which sorts below any 7.3.x
-    "7.3": Series("trixie-backports,experimental",
-                  r"^linux-image-(7\.3(\.[0-9]+[+]deb[0-9]+)?-amd64)$"),
+    "7.3": Series("trixie-backports,experimental", r"^linux-image-(7\.3(\.[0-9]+[+]deb[0-9]+)?-amd64)$"),
 }
 
 #: Default series booted by ``pmemtrace lab test`` and fetched by ``lab fetch``
@@ -124,29 +124,34 @@ class _Apt:
     def _opts(self):
         d = self.dir
         return [
-            "-o", "Dir::Etc::SourceList=/dev/null",
-            "-o", f"Dir::Etc::SourceParts={d}/parts",
-            "-o", "Dir::Etc::Preferences=/dev/null",
-            "-o", f"Dir::Etc::PreferencesParts={d}/parts",
-            "-o", f"Dir::State::Lists={d}/lists",
-            "-o", f"Dir::Cache={d}/cache",
-            "-o", "Dir::State::status=/dev/null",
-            "-o", "APT::Architecture=amd64",
-            "-o", "APT::Architectures::=amd64",
-            "-o", "APT::Sandbox::User=root",
-            "-o", "Acquire::Languages=none",
+            "-o",
+            "Dir::Etc::SourceList=/dev/null",
+            "-o",
+            f"Dir::Etc::SourceParts={d}/parts",
+            "-o",
+            "Dir::Etc::Preferences=/dev/null",
+            "-o",
+            f"Dir::Etc::PreferencesParts={d}/parts",
+            "-o",
+            f"Dir::State::Lists={d}/lists",
+            "-o",
+            f"Dir::Cache={d}/cache",
+            "-o",
+            "Dir::State::status=/dev/null",
+            "-o",
+            "APT::Architecture=amd64",
+            "-o",
+            "APT::Architectures::=amd64",
+            "-o",
+            "APT::Sandbox::User=root",
+            "-o",
+            "Acquire::Languages=none",
         ]
 
     def _setup(self):
         for sub in ("parts", "lists/partial", "cache/archives/partial"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
-        src = (
-            "Types: deb\n"
-            f"URIs: {mirror(self.suite)}\n"
-            f"Suites: {self.suite}\n"
-            "Components: main\n"
-            f"Signed-By: {KEYRING}\n"
-        )
+        src = f"Types: deb\nURIs: {mirror(self.suite)}\nSuites: {self.suite}\nComponents: main\nSigned-By: {KEYRING}\n"
         path = os.path.join(self.dir, "parts", f"{self.suite}.sources")
         if not os.path.exists(path) or open(path).read() != src:
             with open(path, "w") as f:
@@ -199,9 +204,19 @@ class _Apt:
 
     def depends(self, pkg):
         """Direct Depends/PreDepends of *pkg*, first alternative of each group."""
-        out = self._run("apt-cache", ["depends", "--no-recommends", "--no-suggests",
-                                      "--no-conflicts", "--no-breaks", "--no-replaces",
-                                      "--no-enhances", pkg])
+        out = self._run(
+            "apt-cache",
+            [
+                "depends",
+                "--no-recommends",
+                "--no-suggests",
+                "--no-conflicts",
+                "--no-breaks",
+                "--no-replaces",
+                "--no-enhances",
+                pkg,
+            ],
+        )
         deps, skip_next = [], False
         for line in out.splitlines()[1:]:
             m = re.match(r"^ (\|| )(Pre)?Depends: <?([^>\s]+)>?", line)
@@ -298,9 +313,13 @@ def _series_of(name):
     if name in SERIES:
         return name
     # the most specific series first: 7.3.x is "7.3", other 7.x are "7"
-    for pattern, series in ((r"5\.10(\.\d+)?", "5.10"), (r"7\.3(\.\d+)?", "7.3"),
-                            (r"7(\.\d+)?", "7"), (r"6\.1(\.\d+)?", "6.1"),
-                            (r"6\.12(\.\d+)?", "6.12")):
+    for pattern, series in (
+        (r"5\.10(\.\d+)?", "5.10"),
+        (r"7\.3(\.\d+)?", "7.3"),
+        (r"7(\.\d+)?", "7"),
+        (r"6\.1(\.\d+)?", "6.1"),
+        (r"6\.12(\.\d+)?", "6.12"),
+    ):
         if re.fullmatch(pattern, name):
             return series
     return None
@@ -323,8 +342,7 @@ def cached_kernels(cache=None):
             continue
         with open(meta) as f:
             d = json.load(f)
-        k = Kernel(d["series"], d["release"], d["suite"], d.get("version"),
-                   d.get("packages"), d.get("fetched"), cache)
+        k = Kernel(d["series"], d["release"], d["suite"], d.get("version"), d.get("packages"), d.get("fetched"), cache)
         if k.is_cached:
             out.append(k)
     return out
@@ -340,18 +358,21 @@ def resolve(name, update=True, cache=None):
         for k in cached_kernels(cache):
             if k.release == name:
                 return k
-        raise UsageError(f"unknown lab kernel {name!r}: use one of {', '.join(SERIES)} "
-                       "or a cached release (pmemtrace lab kernels)")
+        raise UsageError(
+            f"unknown lab kernel {name!r}: use one of {', '.join(SERIES)} or a cached release (pmemtrace lab kernels)"
+        )
     found = []  # (release, suite)
     for suite in SERIES[series].suites:
-        found += [(release, suite) for release in _search_suite(suite, SERIES[series].pattern,
-                                                                  name, series, update, cache)]
+        found += [
+            (release, suite) for release in _search_suite(suite, SERIES[series].pattern, name, series, update, cache)
+        ]
     if not found:
-        raise LabError(f"no kernel image matching {name!r} in Debian {SERIES[series].suite} "
-                       f"({', '.join(sorted({mirror(s) for s in SERIES[series].suites}))})")
+        raise LabError(
+            f"no kernel image matching {name!r} in Debian {SERIES[series].suite} "
+            f"({', '.join(sorted({mirror(s) for s in SERIES[series].suites}))})"
+        )
     release, suite = max(found, key=lambda rs: _natural_key(rs[0]))
-    return Kernel(series, release, suite, _Apt(suite, cache).version(f"linux-image-{release}"),
-                  cache=cache)
+    return Kernel(series, release, suite, _Apt(suite, cache).version(f"linux-image-{release}"), cache=cache)
 
 
 def _search_suite(suite, regex, name, series, update, cache):
@@ -364,8 +385,12 @@ def _search_suite(suite, regex, name, series, update, cache):
     releases = []
     for pkg in apt.search(regex.replace(r"\+", r"[+]")):
         m = re.match(regex, pkg)
-        if m and (name == series or m.group(1).startswith(name + ".") or m.group(1).startswith(name + "-")
-                  or m.group(1) == name):
+        if m and (
+            name == series
+            or m.group(1).startswith(name + ".")
+            or m.group(1).startswith(name + "-")
+            or m.group(1) == name
+        ):
             releases.append(m.group(1))
     return releases
 
@@ -376,9 +401,14 @@ def find(name, cache=None):
     series = _series_of(name)
     best = None
     for k in cached_kernels(cache):
-        if (k.release == name or (series and k.series == series and (
-                name == series or k.release.startswith(name + ".") or k.release.startswith(name + "-")))) and (
-                best is None or _natural_key(k.release) > _natural_key(best.release)):
+        if (
+            k.release == name
+            or (
+                series
+                and k.series == series
+                and (name == series or k.release.startswith(name + ".") or k.release.startswith(name + "-"))
+            )
+        ) and (best is None or _natural_key(k.release) > _natural_key(best.release)):
             best = k
     return best
 
@@ -453,14 +483,16 @@ def _normalize_modules(root, release):
     if not os.path.exists(vmlinuz) and os.path.isfile(os.path.join(lib_mod, "vmlinuz")):
         # sid's linux-binary-<release> ships /usr/lib/modules/<release>/vmlinuz
         os.makedirs(os.path.dirname(vmlinuz), exist_ok=True)
-        os.symlink(os.path.relpath(os.path.join(os.path.realpath(lib_mod), "vmlinuz"),
-                                   os.path.dirname(vmlinuz)), vmlinuz)
+        os.symlink(
+            os.path.relpath(os.path.join(os.path.realpath(lib_mod), "vmlinuz"), os.path.dirname(vmlinuz)), vmlinuz
+        )
     if not os.path.exists(vmlinuz):
         for dirpath, _, files in os.walk(root):
             if f"vmlinuz-{release}" in files:
                 os.makedirs(os.path.dirname(vmlinuz), exist_ok=True)
-                os.symlink(os.path.relpath(os.path.join(dirpath, f"vmlinuz-{release}"),
-                                           os.path.dirname(vmlinuz)), vmlinuz)
+                os.symlink(
+                    os.path.relpath(os.path.join(dirpath, f"vmlinuz-{release}"), os.path.dirname(vmlinuz)), vmlinuz
+                )
                 break
     if not os.path.exists(vmlinuz):
         raise LabError(f"no vmlinuz-{release} in the downloaded packages")
@@ -482,14 +514,14 @@ def link_modules(kernel):
             return link
         os.unlink(link)  # an older cache location of ours
     elif os.path.exists(link):
-        raise LabError(f"{link} exists and is not a pmemtrace lab link; move it away to use "
-                       f"the cached {kernel.release}")
+        raise LabError(
+            f"{link} exists and is not a pmemtrace lab link; move it away to use the cached {kernel.release}"
+        )
     try:
         os.makedirs("/lib/modules", exist_ok=True)
         os.symlink(target, link)
     except PermissionError:
-        raise LabError(f"cannot create {link}: run as root, or create it by hand: "
-                       f"ln -s {target} {link}") from None
+        raise LabError(f"cannot create {link}: run as root, or create it by hand: ln -s {target} {link}") from None
     return link
 
 
@@ -522,8 +554,7 @@ def fetch(name, force=False, cache=None):
         os.makedirs(root)
         for deb in sorted(os.listdir(debs)):
             if deb.endswith(".deb"):
-                p = subprocess.run(["dpkg-deb", "-x", os.path.join(debs, deb), root],
-                                   capture_output=True, text=True)
+                p = subprocess.run(["dpkg-deb", "-x", os.path.join(debs, deb), root], capture_output=True, text=True)
                 if p.returncode != 0:
                     raise LabError(f"dpkg-deb -x {deb} failed: {p.stderr.strip()[-200:]}")
         _relativize_symlinks(root)

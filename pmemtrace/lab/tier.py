@@ -28,8 +28,10 @@ def repo_root() -> str:
     """The source tree holding tests/live (the package's parent directory)."""
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if not os.path.isdir(os.path.join(here, "tests", "live")):
-        raise LabError(f"no tests/live next to the pmemtrace package ({here}): run the live "
-                       "tier from a source checkout installed with pip install -e")
+        raise LabError(
+            f"no tests/live next to the pmemtrace package ({here}): run the live "
+            "tier from a source checkout installed with pip install -e"
+        )
     return here
 
 
@@ -68,13 +70,24 @@ class KernelResult:
     note: Optional[str] = None
 
     def to_json(self) -> dict:
-        return {"release": self.release, "returncode": self.returncode,
-                "seconds": round(self.seconds, 1), "error": self.note}
+        return {
+            "release": self.release,
+            "returncode": self.returncode,
+            "seconds": round(self.seconds, 1),
+            "error": self.note,
+        }
 
 
-def run_kernel(kernel, pytest_argv: Sequence[str], root: str, env: dict, nodax: Optional[str] = None,
-               timeout: Optional[int] = None, cpus: int = 2,
-               status: Callable[[str], None] = log.info) -> tuple[int, Optional[str]]:
+def run_kernel(
+    kernel,
+    pytest_argv: Sequence[str],
+    root: str,
+    env: dict,
+    nodax: Optional[str] = None,
+    timeout: Optional[int] = None,
+    cpus: int = 2,
+    status: Callable[[str], None] = log.info,
+) -> tuple[int, Optional[str]]:
     """Run the tier in one boot of *kernel*; when the guest dies, say in
     which test, show the console tail, and resume with the tests that have
     not finished (at most MAX_RESUMES times).  Returns (exit status, note)."""
@@ -89,8 +102,18 @@ def run_kernel(kernel, pytest_argv: Sequence[str], root: str, env: dict, nodax: 
         failed_before = False
         for attempt in range(MAX_RESUMES + 1):
             argv = list(pytest_argv) + [a for n in deselect for a in ("--deselect", n)]
-            res = vm.run(kernel, argv, cwd=root, env=kenv, stream=True, capture=False, rwdirs=[work],
-                         nodax=nodax, timeout=timeout or 2400, cpus=cpus)
+            res = vm.run(
+                kernel,
+                argv,
+                cwd=root,
+                env=kenv,
+                stream=True,
+                capture=False,
+                rwdirs=[work],
+                nodax=nodax,
+                timeout=timeout or 2400,
+                cpus=cpus,
+            )
             rc = res.returncode
             if rc != 255:
                 if failed_before and rc in (0, 5):
@@ -100,26 +123,43 @@ def run_kernel(kernel, pytest_argv: Sequence[str], root: str, env: dict, nodax: 
             failed_before = failed_before or bool(failed)
             died = f"while running {running}" if running else "outside any test"
             note = f"guest died {died}"
-            status(f"{kernel.release}: the guest died {died} (vng exit 255: no exit status came "
-                   f"back); console tail:\n{res.console_tail(60)}")
+            status(
+                f"{kernel.release}: the guest died {died} (vng exit 255: no exit status came "
+                f"back); console tail:\n{res.console_tail(60)}"
+            )
             if attempt < MAX_RESUMES:
-                status(f"{kernel.release}: resuming with the tests that have not finished "
-                       f"({len(finished)} finished)")
+                status(f"{kernel.release}: resuming with the tests that have not finished ({len(finished)} finished)")
             deselect = finished
         return 255, note
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_tier(names: Sequence[str], pytest_extra: Sequence[str] = (), require: bool = False,
-             nodax: Optional[str] = None, timeout: Optional[int] = None, cpus: int = 2,
-             status: Callable[[str], None] = log.info) -> list[KernelResult]:
+def run_tier(
+    names: Sequence[str],
+    pytest_extra: Sequence[str] = (),
+    require: bool = False,
+    nodax: Optional[str] = None,
+    timeout: Optional[int] = None,
+    cpus: int = 2,
+    status: Callable[[str], None] = log.info,
+) -> list[KernelResult]:
     """The live tier on each kernel of *names* (one boot each, in order)."""
     from . import kernels, vm
 
     root = repo_root()
-    pytest = [vm.guest_python(), "-m", "pytest", "tests/live", "-p", "no:cacheprovider",
-              "-q", "-r", "s", "--strict-markers"] + list(pytest_extra)
+    pytest = [
+        vm.guest_python(),
+        "-m",
+        "pytest",
+        "tests/live",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-r",
+        "s",
+        "--strict-markers",
+    ] + list(pytest_extra)
     env = {"PMEMTRACE_RUN_LIVE_TESTS": "1"} if require else {}
     results = []
     for name in names:
@@ -128,13 +168,14 @@ def run_tier(names: Sequence[str], pytest_extra: Sequence[str] = (), require: bo
         try:
             k = kernels.get(name)
             status(f"=== {k.release}: booting and running tests/live")
-            rc, note = run_kernel(k, pytest, root, env, nodax=nodax, timeout=timeout, cpus=cpus,
-                                  status=status)
+            rc, note = run_kernel(k, pytest, root, env, nodax=nodax, timeout=timeout, cpus=cpus, status=status)
         except LabError as exc:
             rc, note = -1, str(exc)
             status(f"{name}: {exc}")
         r = KernelResult(k.release if k is not None else name, rc, time.monotonic() - t0, note)
         results.append(r)
-        status(f"=== {r.release}: {'passed' if rc == 0 else f'FAILED (exit {rc})'} in {r.seconds:.1f} s"
-               + (f" ({note})" if note else ""))
+        status(
+            f"=== {r.release}: {'passed' if rc == 0 else f'FAILED (exit {rc})'} in {r.seconds:.1f} s"
+            + (f" ({note})" if note else "")
+        )
     return results

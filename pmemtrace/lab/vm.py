@@ -72,8 +72,7 @@ def _vng():
         return cand
     found = shutil.which("vng")
     if not found:
-        raise LabError("vng (virtme-ng) not found: pip install virtme-ng in the venv "
-                       "(scripts/install-deps.sh)")
+        raise LabError("vng (virtme-ng) not found: pip install virtme-ng in the venv (scripts/install-deps.sh)")
     return found
 
 
@@ -121,8 +120,9 @@ def regions_for(memmap=DEFAULT_MEMMAP, nodax=None):
         if r.size <= 0 or r.size % (2 << 20):
             raise UsageError(f"memmap region {r}: size must be a positive multiple of 2M")
         if r.start < 4 * GiB and r.end > _Q35_LOWMEM:
-            raise UsageError(f"memmap region {r} overlaps the PCI hole (2G-4G) of the "
-                             "QEMU q35 machine: start it at 4G or above")
+            raise UsageError(
+                f"memmap region {r} overlaps the PCI hole (2G-4G) of the QEMU q35 machine: start it at 4G or above"
+            )
     return regs
 
 
@@ -172,8 +172,9 @@ class GuestResult:
     def check(self):
         """Raise :class:`LabError` if the command failed; return self."""
         if self.returncode != 0:
-            raise LabError(f"{self.command!r} exited {self.returncode} on {self.kernel.release}: "
-                           f"{self.stderr.strip()[-500:]}")
+            raise LabError(
+                f"{self.command!r} exited {self.returncode} on {self.kernel.release}: {self.stderr.strip()[-500:]}"
+            )
         return self
 
 
@@ -181,7 +182,7 @@ def _boot_seconds(console):
     for line in console.splitlines():
         if _SCRIPT_STARTED in line and line.startswith("["):
             try:
-                return float(line[1:line.index("]")])
+                return float(line[1 : line.index("]")])
             except ValueError:
                 return None
     return None
@@ -233,15 +234,33 @@ def build_script(command, env=None, cwd=None, prepare=None):
     if cwd:
         lines.append(f"cd {shlex.quote(cwd)} || exit 125")
     if prepare:
-        lines.append(f"{shlex.quote(guest_python())} -m pmemtrace.lab.guest prepare "
-                     + " ".join(shlex.quote(a) for a in prepare) + " >&2 || exit 124")
+        lines.append(
+            f"{shlex.quote(guest_python())} -m pmemtrace.lab.guest prepare "
+            + " ".join(shlex.quote(a) for a in prepare)
+            + " >&2 || exit 124"
+        )
     lines.append(command)
     return "\n".join(lines) + "\n"
 
 
-def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus=2,
-        prepare=None, env=None, cwd=None, rwdirs=(), append=(), timeout=DEFAULT_TIMEOUT,
-        capture=True, stream=False, kvm=False):
+def run(
+    kernel,
+    command,
+    *,
+    memmap=DEFAULT_MEMMAP,
+    nodax=None,
+    memory=None,
+    cpus=2,
+    prepare=None,
+    env=None,
+    cwd=None,
+    rwdirs=(),
+    append=(),
+    timeout=DEFAULT_TIMEOUT,
+    capture=True,
+    stream=False,
+    kvm=False,
+):
     """Boot *kernel* with emulated pmem and run *command* (a shell string or
     an argv list) as root in the guest; return a :class:`GuestResult`.
 
@@ -287,14 +306,22 @@ def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus
     script = build_script(command, genv, cwd if os.path.isdir(cwd) else None, prepare)
     appends = [" ".join(f"memmap={r}" for r in regions)] + list(append)
     argv = [
-        _vng(), "--verbose",
-        "--run", kernel.vmlinuz,
-        "--memory", str(memory // (1 << 20)) + "M",
-        "--cpus", str(cpus),
-        "--append", " ".join(appends),
+        _vng(),
+        "--verbose",
+        "--run",
+        kernel.vmlinuz,
+        "--memory",
+        str(memory // (1 << 20)) + "M",
+        "--cpus",
+        str(cpus),
+        "--append",
+        " ".join(appends),
         "--qemu-opts=-chardev file,id=pmtstderr,path={} "
-        "-device virtserialport,name=pmemtrace.stderr,chardev=pmtstderr{}".format(stderr_path, "" if kvm else " -accel tcg,thread=single"),
-        "--exec", script,
+        "-device virtserialport,name=pmemtrace.stderr,chardev=pmtstderr{}".format(
+            stderr_path, "" if kvm else " -accel tcg,thread=single"
+        ),
+        "--exec",
+        script,
     ]
     if not kvm:
         argv.insert(1, "--disable-kvm")
@@ -308,9 +335,15 @@ def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus
     console = open(console_path, "wb")
     follower = _Follower(stderr_path, sys.stderr) if stream else None
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=console, cwd=cwd if os.path.isdir(cwd) else "/",
-                                env=penv, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=console,
+            cwd=cwd if os.path.isdir(cwd) else "/",
+            env=penv,
+            start_new_session=True,
+        )
     except OSError as exc:
         console.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -332,8 +365,10 @@ def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus
     # a SIGTERM to us must not leave QEMU running (it is in its own session)
     old_term = None
     if threading.current_thread() is threading.main_thread():
+
         def _term(signum, frame):
             raise SystemExit(128 + signum)
+
         old_term = signal.signal(signal.SIGTERM, _term)
     try:
         proc.wait(timeout=timeout)
@@ -363,15 +398,30 @@ def run(kernel, command, *, memmap=DEFAULT_MEMMAP, nodax=None, memory=None, cpus
             err_text = ""
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = GuestResult(kernel, command, proc.returncode, b"".join(out_chunks).decode("utf-8", "replace"),
-                         err_text if capture else "", console_text, elapsed, _boot_seconds(console_text))
+    result = GuestResult(
+        kernel,
+        command,
+        proc.returncode,
+        b"".join(out_chunks).decode("utf-8", "replace"),
+        err_text if capture else "",
+        console_text,
+        elapsed,
+        _boot_seconds(console_text),
+    )
     if timed_out:
-        started = "the command was running" if result.boot_seconds is not None else "the guest never started the command"
-        raise BootError(f"kernel {kernel.release} timed out after {timeout} s ({started}); "
-                       f"console tail:\n{result.console_tail()}", result=result)
+        started = (
+            "the command was running" if result.boot_seconds is not None else "the guest never started the command"
+        )
+        raise BootError(
+            f"kernel {kernel.release} timed out after {timeout} s ({started}); console tail:\n{result.console_tail()}",
+            result=result,
+        )
     if result.boot_seconds is None:
-        raise BootError(f"kernel {kernel.release} failed to boot (vng exit {proc.returncode}); "
-                       f"console tail:\n{result.console_tail()}", result=result)
+        raise BootError(
+            f"kernel {kernel.release} failed to boot (vng exit {proc.returncode}); "
+            f"console tail:\n{result.console_tail()}",
+            result=result,
+        )
     return result
 
 

@@ -25,4 +25,5 @@ def bpf_file(name):
     if os.path.isfile(p):
         return p
     from ..errors import KernelFeatureMissing
+
     raise KernelFeatureMissing(f"BPF source {name} not found: reinstall pmemtrace (package pmemtrace._bpf)")

@@ -88,18 +88,21 @@ class CachedAttributor:
         if prior and prior[-1][0] == pgoff and prior[-1][2] == "dax_pmd_fault_done":
             prior = prior[:-1]
         vrange = (address - vm_start) >> 21
-        entries = tuple((p - block_pgoff, w, name)
-                        for (p, w, name, res) in prior[-inner.history:]
-                        if vm_pgoff <= p < vm_pgoff + npages and not res & _NOT_USED
-                        and (p - vm_pgoff) >> 9 == vrange)
+        entries = tuple(
+            (p - block_pgoff, w, name)
+            for (p, w, name, res) in prior[-inner.history :]
+            if vm_pgoff <= p < vm_pgoff + npages and not res & _NOT_USED and (p - vm_pgoff) >> 9 == vrange
+        )
         return (
             inner.release,
-            block >= vm_start, block + PMD <= vm_end,
+            block >= vm_start,
+            block + PMD <= vm_end,
             ((vm_start >> PAGE_SHIFT) - vm_pgoff) & 511,
             (address - block) >> PAGE_SHIFT,
             min(max(max_pgoff - block_pgoff, -1), 1025),
             bool(f.get("flags", 0) & FAULT_FLAG["WRITE"]),
-            bool(vm_flags & VM_SHARED), bool(vm_flags & VM_NOHUGEPAGE),
+            bool(vm_flags & VM_SHARED),
+            bool(vm_flags & VM_NOHUGEPAGE),
             ((vm_start - block) >> 21, (vm_end - block) >> 21) if vm_end - vm_start < 4 * PMD else None,
             entries,
         )
@@ -131,8 +134,9 @@ class CachedAttributor:
                 self.mismatches += 1
                 if self.first_mismatch is None:
                     self.first_mismatch = {"event": dict(ev.fields), "model": mine[0], "reused": hit[0]}
-                log.warning("attribution reuse would differ: model %s, reused %s (event %s)",
-                            mine[0], hit[0], ev.fields)
+                log.warning(
+                    "attribution reuse would differ: model %s, reused %s (event %s)", mine[0], hit[0], ev.fields
+                )
         return code, evidence
 
     def to_json(self) -> dict[str, Any]:

@@ -85,8 +85,7 @@ class Attributor:
             return
         key = (f.get("dev", 0), f.get("ino", 0))
         lst = self._seen.setdefault(key, [])
-        lst.append((f.get("pgoff", 0), bool(f.get("flags", 0) & FAULT_FLAG["WRITE"]), ev.name,
-                    f.get("result", 0)))
+        lst.append((f.get("pgoff", 0), bool(f.get("flags", 0) & FAULT_FLAG["WRITE"]), ev.name, f.get("result", 0)))
         if len(lst) > 4096:
             del lst[:2048]
 
@@ -106,8 +105,12 @@ class Attributor:
         if info.size is None:
             assumed.append("file size = max_pgoff pages")
         if info.extents is not None:
-            extents = [extent(parse_int(e["logical"]), parse_int(e["physical"]), parse_int(e["length"]),
-                              bool(e.get("unwritten"))) for e in info.extents]
+            extents = [
+                extent(
+                    parse_int(e["logical"]), parse_int(e["physical"]), parse_int(e["length"]), bool(e.get("unwritten"))
+                )
+                for e in info.extents
+            ]
         else:
             # Optimistic: one written extent, physically PMD-aligned, same colour
             # as the file offsets.  Anything the model then blames on extents
@@ -117,8 +120,7 @@ class Attributor:
         if info.device is not None:
             device = info.typed_device()
         else:
-            device = fsdax_device(data_start=0x100000000, size=max(1 << 30, 2 * (size + 2 * PMD)), map="mem",
-                                  align=PMD)
+            device = fsdax_device(data_start=0x100000000, size=max(1 << 30, 2 * (size + 2 * PMD)), map="mem", align=PMD)
             assumed.append("device geometry (no sysfs): 2 MiB-aligned pmem with struct pages")
         device.dev = dev_t(dev >> 20, dev & 0xFFFFF)
         if vm_pgoff < 0:
@@ -139,7 +141,7 @@ class Attributor:
             prior = prior[:-1]  # the event itself, when observed first
         used = 0
         alias = False
-        for (p, w, name, res) in prior[-self.history:]:
+        for p, w, name, res in prior[-self.history :]:
             if not (vm_pgoff <= p < vm_pgoff + npages) or res & (VM_FAULT["SIGBUS"] | VM_FAULT["FALLBACK"]):
                 continue
             if (p - vm_pgoff) >> 9 != (address - vm_start) >> 21:
@@ -164,8 +166,9 @@ class Attributor:
         from ..model import explain, parse_case
 
         f = ev.fields
-        evidence = {k: f.get(k) for k in ("address", "vm_start", "vm_end", "vm_flags", "pgoff",
-                                          "max_pgoff", "flags", "result")}
+        evidence = {
+            k: f.get(k) for k in ("address", "vm_start", "vm_end", "vm_flags", "pgoff", "max_pgoff", "flags", "result")
+        }
         if "vm_start" not in f or "vm_end" not in f:
             return UNEXPLAINED, dict(evidence, why="event has no VMA bounds")
         try:

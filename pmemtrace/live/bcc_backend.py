@@ -28,8 +28,10 @@ def why_not_bcc():
     rel = platform.release()
     if not (os.path.isdir(f"/lib/modules/{rel}/build") or os.path.exists("/sys/kernel/kheaders.tar.xz")):
         missing.append(f"kernel headers for {rel} (/lib/modules/{rel}/build)")
-    if not (os.path.exists("/sys/bus/event_source/devices/kprobe")
-            or os.path.exists(os.path.join(tracefs_root() or "/nonexistent", "kprobe_events"))):
+    if not (
+        os.path.exists("/sys/bus/event_source/devices/kprobe")
+        or os.path.exists(os.path.join(tracefs_root() or "/nonexistent", "kprobe_events"))
+    ):
         missing.append("kprobes (CONFIG_KPROBES)")
     return "; ".join(missing) or None
 
@@ -61,8 +63,12 @@ class BccBackend:
 
     def cflags(self):
         d = os.path.dirname(bpf_file("pmemtrace.h"))
-        flags = ["-w", f"-I{d}", f"-DPMT_FILTER_PID={int(self.pid or 0)}",
-                 f"-DPMT_RINGBUF_PAGES={int(self.ringbuf_pages)}"]
+        flags = [
+            "-w",
+            f"-I{d}",
+            f"-DPMT_FILTER_PID={int(self.pid or 0)}",
+            f"-DPMT_RINGBUF_PAGES={int(self.ringbuf_pages)}",
+        ]
         hf = hole_field(self.root) if self.root else None
         if hf == "zero_page":
             flags.append("-DPMT_HOLE_ZERO_PAGE=1")
@@ -97,8 +103,9 @@ class BccBackend:
         try:
             from bcc import BPF
         except ImportError:
-            raise KernelFeatureMissing("bcc is not importable: apt install python3-bpfcc and run "
-                                       "pmemtrace with /usr/bin/python3") from None
+            raise KernelFeatureMissing(
+                "bcc is not importable: apt install python3-bpfcc and run pmemtrace with /usr/bin/python3"
+            ) from None
         if not any(r.winner for r in self.resolved if r.point.required):
             raise KernelFeatureMissing("this kernel has no fs_dax tracepoints")
         try:

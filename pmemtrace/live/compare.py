@@ -35,9 +35,17 @@ def compare(prediction, observed):
     rows = []
     for res in prediction["results"]:
         pred = [e for e in res.get("events", []) if e["name"] in COMPARED]
-        row = {"access": res["access"], "op": res.get("op"), "model": res.get("outcome"),
-               "reason": res.get("reason"), "predicted": len(pred), "matched": 0,
-               "missing": [], "unexpected": [], "differs": []}
+        row = {
+            "access": res["access"],
+            "op": res.get("op"),
+            "model": res.get("outcome"),
+            "reason": res.get("reason"),
+            "predicted": len(pred),
+            "matched": 0,
+            "missing": [],
+            "unexpected": [],
+            "differs": [],
+        }
         for p in pred:
             k = None
             for i in range(j, min(len(obs), j + WINDOW)):
@@ -60,8 +68,19 @@ def compare(prediction, observed):
         if rows:
             rows[-1]["unexpected"] += [_short(e) for e in obs[j:]]
         else:
-            rows.append({"access": None, "op": None, "model": None, "reason": None, "predicted": 0,
-                         "matched": 0, "missing": [], "unexpected": [_short(e) for e in obs[j:]], "differs": []})
+            rows.append(
+                {
+                    "access": None,
+                    "op": None,
+                    "model": None,
+                    "reason": None,
+                    "predicted": 0,
+                    "matched": 0,
+                    "missing": [],
+                    "unexpected": [_short(e) for e in obs[j:]],
+                    "differs": [],
+                }
+            )
     for r in rows:
         r["agree"] = not (r["missing"] or r["unexpected"] or r["differs"])
     return rows, all(r["agree"] for r in rows)
@@ -88,6 +107,13 @@ def check_scenario(scen, tgt, dio_dir=None, kernel=None):
     pred = explain(parse_case(res.case)).to_json()
     rows, ok = compare(pred, res.events)
     # only the disagreeing rows are kept (a scenario can have 250,000+ accesses)
-    out.update(comparable=True, agree=ok, accesses=len(rows), agreeing=sum(1 for r in rows if r["agree"]),
-               rows=[r for r in rows if not r["agree"]], profile=pred.get("profile"), events=len(res.events))
+    out.update(
+        comparable=True,
+        agree=ok,
+        accesses=len(rows),
+        agreeing=sum(1 for r in rows if r["agree"]),
+        rows=[r for r in rows if not r["agree"]],
+        profile=pred.get("profile"),
+        events=len(res.events),
+    )
     return out

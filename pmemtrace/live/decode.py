@@ -12,11 +12,30 @@ from ..events import Event
 
 #: field order and struct codes, in declaration order (see bpf/pmemtrace.h)
 FIELDS = (
-    ("timestamp", "Q"), ("kind", "I"), ("pid", "I"), ("tid", "I"), ("cpu", "I"),
-    ("comm", "16s"), ("dev", "I"), ("flags", "I"), ("ino", "Q"), ("address", "Q"),
-    ("vm_start", "Q"), ("vm_end", "Q"), ("vm_flags", "Q"), ("pgoff", "Q"), ("max_pgoff", "Q"),
-    ("pfn", "Q"), ("ret", "q"), ("nr_pages", "Q"), ("result", "I"), ("gup_flags", "I"),
-    ("order", "I"), ("write", "I"), ("aux", "Q"), ("reserved", "Q"),
+    ("timestamp", "Q"),
+    ("kind", "I"),
+    ("pid", "I"),
+    ("tid", "I"),
+    ("cpu", "I"),
+    ("comm", "16s"),
+    ("dev", "I"),
+    ("flags", "I"),
+    ("ino", "Q"),
+    ("address", "Q"),
+    ("vm_start", "Q"),
+    ("vm_end", "Q"),
+    ("vm_flags", "Q"),
+    ("pgoff", "Q"),
+    ("max_pgoff", "Q"),
+    ("pfn", "Q"),
+    ("ret", "q"),
+    ("nr_pages", "Q"),
+    ("result", "I"),
+    ("gup_flags", "I"),
+    ("order", "I"),
+    ("write", "I"),
+    ("aux", "Q"),
+    ("reserved", "Q"),
 )
 STRUCT = struct.Struct("<" + "".join(c for _, c in FIELDS))
 EVENT_SIZE = 160
@@ -24,12 +43,25 @@ assert STRUCT.size == EVENT_SIZE
 
 #: PMT_KIND_* -> Event name (fs_dax tracepoint names, or probe logical names)
 KINDS = {
-    1: "dax_pmd_fault", 2: "dax_pmd_fault_done", 3: "dax_pte_fault", 4: "dax_pte_fault_done",
-    5: "dax_pmd_load_hole", 6: "dax_pmd_load_hole_fallback", 7: "dax_load_hole",
-    8: "dax_insert_pfn_mkwrite", 9: "dax_insert_pfn_mkwrite_no_entry",
-    20: "insert_pmd", 21: "insert_pud", 22: "insert_pmd_ret",
-    30: "get_dev_pagemap", 40: "gup", 41: "gup_fast", 42: "gup_ret",
-    50: "devdax_fault", 51: "devdax_fault_ret", 99: "lost",
+    1: "dax_pmd_fault",
+    2: "dax_pmd_fault_done",
+    3: "dax_pte_fault",
+    4: "dax_pte_fault_done",
+    5: "dax_pmd_load_hole",
+    6: "dax_pmd_load_hole_fallback",
+    7: "dax_load_hole",
+    8: "dax_insert_pfn_mkwrite",
+    9: "dax_insert_pfn_mkwrite_no_entry",
+    20: "insert_pmd",
+    21: "insert_pud",
+    22: "insert_pmd_ret",
+    30: "get_dev_pagemap",
+    40: "gup",
+    41: "gup_fast",
+    42: "gup_ret",
+    50: "devdax_fault",
+    51: "devdax_fault_ret",
+    99: "lost",
 }
 KIND_OF = {v: k for k, v in KINDS.items()}
 
@@ -38,15 +70,21 @@ _PMD = ("dev", "ino", "vm_start", "vm_end", "vm_flags", "address", "pgoff", "max
 _PTE = ("dev", "ino", "vm_flags", "address", "pgoff", "flags", "result")  # no VMA bounds in the tracepoint
 _HOLE = ("dev", "ino", "vm_flags", "address", "aux")
 KEEP = {
-    "dax_pmd_fault": _PMD, "dax_pmd_fault_done": _PMD,
-    "dax_pte_fault": _PTE, "dax_pte_fault_done": _PTE, "dax_load_hole": _PTE,
-    "dax_insert_pfn_mkwrite": _PTE, "dax_insert_pfn_mkwrite_no_entry": _PTE,
-    "dax_pmd_load_hole": _HOLE, "dax_pmd_load_hole_fallback": _HOLE,
+    "dax_pmd_fault": _PMD,
+    "dax_pmd_fault_done": _PMD,
+    "dax_pte_fault": _PTE,
+    "dax_pte_fault_done": _PTE,
+    "dax_load_hole": _PTE,
+    "dax_insert_pfn_mkwrite": _PTE,
+    "dax_insert_pfn_mkwrite_no_entry": _PTE,
+    "dax_pmd_load_hole": _HOLE,
+    "dax_pmd_load_hole_fallback": _HOLE,
     "insert_pmd": ("address", "vm_start", "vm_end", "vm_flags", "pfn", "write", "order"),
     "insert_pud": ("address", "vm_start", "vm_end", "vm_flags", "pfn", "write", "order"),
     "insert_pmd_ret": ("ret",),
     "get_dev_pagemap": ("pfn",),
-    "gup": ("address", "nr_pages", "gup_flags"), "gup_fast": ("address", "nr_pages", "gup_flags"),
+    "gup": ("address", "nr_pages", "gup_flags"),
+    "gup_fast": ("address", "nr_pages", "gup_flags"),
     "gup_ret": ("ret",),
     "devdax_fault": ("address", "vm_start", "vm_end", "vm_flags", "pgoff", "flags", "order"),
     "devdax_fault_ret": ("ret", "order", "result"),
@@ -57,6 +95,7 @@ KEEP = {
 def header_text():
     """bpf/pmemtrace.h as installed (package ``pmemtrace._bpf``)."""
     from . import bpf_file
+
     with open(bpf_file("pmemtrace.h")) as f:
         return f.read()
 
@@ -78,9 +117,16 @@ def decode(buf, boot_offset=0.0):
         fields["result"] = vals["ret"] & 0xFFFFFFFF
     if name == "lost":
         fields = {"count": vals["ret"]}
-    return Event(name=name, fields=fields, ts=vals["timestamp"] / 1e9 + boot_offset,
-                 pid=vals["pid"], tid=vals["tid"], cpu=vals["cpu"],
-                 comm=vals["comm"].split(b"\0", 1)[0].decode("utf-8", "replace"), source="bcc")
+    return Event(
+        name=name,
+        fields=fields,
+        ts=vals["timestamp"] / 1e9 + boot_offset,
+        pid=vals["pid"],
+        tid=vals["tid"],
+        cpu=vals["cpu"],
+        comm=vals["comm"].split(b"\0", 1)[0].decode("utf-8", "replace"),
+        source="bcc",
+    )
 
 
 def encode(ev):

@@ -67,11 +67,11 @@ class LiveFiles:
         if path and not path.startswith("/dev/"):
             try:
                 from ..workload.engine import fiemap
+
                 st = os.stat(path)
                 if st.st_ino == ino:
                     ext = fiemap(path)
-                    info = FileInfo(extents=[e.to_case() for e in ext], size=st.st_size,
-                                    device=self._device(dev))
+                    info = FileInfo(extents=[e.to_case() for e in ext], size=st.st_size, device=self._device(dev))
             except Exception:  # engine not built, file gone, fs without FIEMAP
                 info = None
         self.cache[key] = info
@@ -83,6 +83,7 @@ class LiveFiles:
         the attributor then assumes an aligned device and says so)."""
         if dev not in self.devices:
             from ..workload.target import fsdax_device
+
             geo, _notes = fsdax_device(os.makedev(dev >> 20, dev & 0xFFFFF), self.root)
             self.devices[dev] = geo
         return self.devices[dev]

@@ -37,41 +37,74 @@ _NUM = r"(0x[0-9a-fA-F]{1,16}|\d{1,20})"  # 64-bit values; longer ones make the 
 _DEV = r"dev (?P<major>\d+):(?P<minor>\d+)"
 
 PMD_FAULT_RE = re.compile(
-    _DEV + r" ino " + _NUM.replace("(", "(?P<ino>", 1)
-    + r" (?P<share>shared|private) (?P<flags>[\w|]*) ?address " + _NUM.replace("(", "(?P<address>", 1)
-    + r" vm_start " + _NUM.replace("(", "(?P<vm_start>", 1)
-    + r" vm_end " + _NUM.replace("(", "(?P<vm_end>", 1)
-    + r" pgoff " + _NUM.replace("(", "(?P<pgoff>", 1)
-    + r" max_pgoff " + _NUM.replace("(", "(?P<max_pgoff>", 1)
+    _DEV
+    + r" ino "
+    + _NUM.replace("(", "(?P<ino>", 1)
+    + r" (?P<share>shared|private) (?P<flags>[\w|]*) ?address "
+    + _NUM.replace("(", "(?P<address>", 1)
+    + r" vm_start "
+    + _NUM.replace("(", "(?P<vm_start>", 1)
+    + r" vm_end "
+    + _NUM.replace("(", "(?P<vm_end>", 1)
+    + r" pgoff "
+    + _NUM.replace("(", "(?P<pgoff>", 1)
+    + r" max_pgoff "
+    + _NUM.replace("(", "(?P<max_pgoff>", 1)
     + r" ?(?P<result>[\w|]*)\s*$"
 )
 PTE_FAULT_RE = re.compile(
-    _DEV + r" ino " + _NUM.replace("(", "(?P<ino>", 1)
-    + r" (?P<share>shared|private) (?P<flags>[\w|]*) ?address " + _NUM.replace("(", "(?P<address>", 1)
-    + r" pgoff " + _NUM.replace("(", "(?P<pgoff>", 1)
+    _DEV
+    + r" ino "
+    + _NUM.replace("(", "(?P<ino>", 1)
+    + r" (?P<share>shared|private) (?P<flags>[\w|]*) ?address "
+    + _NUM.replace("(", "(?P<address>", 1)
+    + r" pgoff "
+    + _NUM.replace("(", "(?P<pgoff>", 1)
     + r" ?(?P<result>[\w|]*)\s*$"
 )
 HOLE_RE = re.compile(
-    _DEV + r" ino " + _NUM.replace("(", "(?P<ino>", 1)
-    + r" (?P<share>shared|private) address " + _NUM.replace("(", "(?P<address>", 1)
-    + r" (?P<zname>zero_folio|zero_page) (?P<zero>\S+) radix_entry " + _NUM.replace("(", "(?P<radix_entry>", 1)
+    _DEV
+    + r" ino "
+    + _NUM.replace("(", "(?P<ino>", 1)
+    + r" (?P<share>shared|private) address "
+    + _NUM.replace("(", "(?P<address>", 1)
+    + r" (?P<zname>zero_folio|zero_page) (?P<zero>\S+) radix_entry "
+    + _NUM.replace("(", "(?P<radix_entry>", 1)
     + r"\s*$"
 )
 WB_RANGE_RE = re.compile(
-    _DEV + r" ino " + _NUM.replace("(", "(?P<ino>", 1)
-    + r" pgoff " + _NUM.replace("(", "(?P<start_index>", 1) + "-" + _NUM.replace("(", "(?P<end_index>", 1) + r"\s*$"
+    _DEV
+    + r" ino "
+    + _NUM.replace("(", "(?P<ino>", 1)
+    + r" pgoff "
+    + _NUM.replace("(", "(?P<start_index>", 1)
+    + "-"
+    + _NUM.replace("(", "(?P<end_index>", 1)
+    + r"\s*$"
 )
 WB_ONE_RE = re.compile(
-    _DEV + r" ino " + _NUM.replace("(", "(?P<ino>", 1)
-    + r" pgoff " + _NUM.replace("(", "(?P<pgoff>", 1) + r" pglen " + _NUM.replace("(", "(?P<pglen>", 1) + r"\s*$"
+    _DEV
+    + r" ino "
+    + _NUM.replace("(", "(?P<ino>", 1)
+    + r" pgoff "
+    + _NUM.replace("(", "(?P<pgoff>", 1)
+    + r" pglen "
+    + _NUM.replace("(", "(?P<pglen>", 1)
+    + r"\s*$"
 )
 
 PMD_CLASS = ("dax_pmd_fault", "dax_pmd_fault_done")
-PTE_CLASS = ("dax_pte_fault", "dax_pte_fault_done", "dax_load_hole",
-             "dax_insert_pfn_mkwrite", "dax_insert_pfn_mkwrite_no_entry")
+PTE_CLASS = (
+    "dax_pte_fault",
+    "dax_pte_fault_done",
+    "dax_load_hole",
+    "dax_insert_pfn_mkwrite",
+    "dax_insert_pfn_mkwrite_no_entry",
+)
 HOLE_CLASS = ("dax_pmd_load_hole", "dax_pmd_load_hole_fallback")
-FS_DAX_EVENTS = PMD_CLASS + PTE_CLASS + HOLE_CLASS + (
-    "dax_writeback_range", "dax_writeback_range_done", "dax_writeback_one")
+FS_DAX_EVENTS = (
+    PMD_CLASS + PTE_CLASS + HOLE_CLASS + ("dax_writeback_range", "dax_writeback_range_done", "dax_writeback_one")
+)
 
 VM_SHARED = 0x8
 
@@ -122,8 +155,17 @@ def parse_fs_dax_text(name, text):
     f = {"dev": (int(g["major"]) << 20) | int(g["minor"]), "ino": _int(g["ino"])}
     if "share" in g:
         f["vm_flags"] = VM_SHARED if g["share"] == "shared" else 0
-    for k in ("address", "vm_start", "vm_end", "pgoff", "max_pgoff", "radix_entry",
-              "start_index", "end_index", "pglen"):
+    for k in (
+        "address",
+        "vm_start",
+        "vm_end",
+        "pgoff",
+        "max_pgoff",
+        "radix_entry",
+        "start_index",
+        "end_index",
+        "pglen",
+    ):
         if g.get(k) is not None:
             f[k] = _int(g[k])
     if "flags" in g:
@@ -151,8 +193,13 @@ class ParseStats:
         self.first_bad = None
 
     def to_json(self):
-        return {"lines": self.lines, "events": self.events, "skipped": self.skipped,
-                "unparsed": self.bad, "lost": self.lost}
+        return {
+            "lines": self.lines,
+            "events": self.events,
+            "skipped": self.skipped,
+            "unparsed": self.bad,
+            "lost": self.lost,
+        }
 
 
 LOST_RE = re.compile(r"CPU:\s*(\d+)\s+\[LOST (\d{1,19}) EVENTS\]")
@@ -206,7 +253,7 @@ def tokenize_fault_line(line):
         return None
     # what repeats line after line (the task, the file, the flags) is
     # checked and decoded once
-    who_key = tuple(t[:e - 1])
+    who_key = tuple(t[: e - 1])
     who = _WHO_CACHE.get(who_key)
     if who is None:
         who = _WHO_CACHE[who_key] = _who(t, c, e)
@@ -236,9 +283,17 @@ def tokenize_fault_line(line):
                 return None
             if t[k + 2] != "vm_start" or t[k + 4] != "vm_end" or t[k + 6] != "pgoff" or t[k + 8] != "max_pgoff":
                 return None
-            fields = {"dev": dev, "ino": ino, "vm_flags": vm_flags,
-                      "address": int(t[k + 1], 0), "vm_start": int(t[k + 3], 0), "vm_end": int(t[k + 5], 0),
-                      "pgoff": int(t[k + 7], 0), "max_pgoff": int(t[k + 9], 0), "flags": flags}
+            fields = {
+                "dev": dev,
+                "ino": ino,
+                "vm_flags": vm_flags,
+                "address": int(t[k + 1], 0),
+                "vm_start": int(t[k + 3], 0),
+                "vm_end": int(t[k + 5], 0),
+                "pgoff": int(t[k + 7], 0),
+                "max_pgoff": int(t[k + 9], 0),
+                "flags": flags,
+            }
         else:
             if n == k + 5:
                 result_text = t[k + 4]
@@ -248,8 +303,14 @@ def tokenize_fault_line(line):
                 return None
             if t[k + 2] != "pgoff":
                 return None
-            fields = {"dev": dev, "ino": ino, "vm_flags": vm_flags,
-                      "address": int(t[k + 1], 0), "pgoff": int(t[k + 3], 0), "flags": flags}
+            fields = {
+                "dev": dev,
+                "ino": ino,
+                "vm_flags": vm_flags,
+                "address": int(t[k + 1], 0),
+                "pgoff": int(t[k + 3], 0),
+                "flags": flags,
+            }
     except ValueError:
         return None
     if (fields["address"] | fields.get("vm_end", 0) | fields["pgoff"] | fields.get("max_pgoff", 0)) >> 64:
@@ -340,8 +401,7 @@ def iter_trace_records(lines, stats=None, strict=False):
             if stats.first_bad is None:
                 stats.first_bad = (stats.lines, line.rstrip("\n"))
             if strict:
-                raise DataCorruption(f"line {stats.lines}: cannot parse {name} text: "
-                                     f"{m.group('text')!r}")
+                raise DataCorruption(f"line {stats.lines}: cannot parse {name} text: {m.group('text')!r}")
             continue
         stats.events += 1
         pid = int(m.group("pid"))
@@ -410,18 +470,22 @@ def sniff_format(first_lines):
 def open_trace(path):
     """Open a trace file (plain, .gz, .xz, .zst via stdlib when possible); '-' is stdin."""
     import sys
+
     if path == "-":
         return sys.stdin
     try:
         if path.endswith(".gz"):
             import gzip
+
             return gzip.open(path, "rt", errors="replace")
         if path.endswith(".xz"):
             import lzma
+
             return lzma.open(path, "rt", errors="replace")
         if path.endswith(".dat"):
-            raise UsageError(f"{path}: binary trace-cmd data; run 'trace-cmd report -i {path} > trace.txt' "
-                             f"and replay the text")
+            raise UsageError(
+                f"{path}: binary trace-cmd data; run 'trace-cmd report -i {path} > trace.txt' and replay the text"
+            )
         return open(path, errors="replace")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
@@ -440,8 +504,10 @@ def _sniffed_lines(path):
         head.append(line)
     fmt = sniff_format(head)
     if fmt is None:
-        raise UsageError(f"{path}: not a pmemtrace recording, trace_pipe or trace-cmd report text "
-                         f"(no fs_dax event lines in its first {len(head)} lines)")
+        raise UsageError(
+            f"{path}: not a pmemtrace recording, trace_pipe or trace-cmd report text "
+            f"(no fs_dax event lines in its first {len(head)} lines)"
+        )
 
     def chain():
         yield from head

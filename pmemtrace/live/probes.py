@@ -34,31 +34,65 @@ class Point:
 
 
 PROBES = [
-    *(Point(tp, "tracepoint", [(f"fs_dax:{tp}", f"tracepoint__fs_dax__{tp}")],
+    *(
+        Point(
+            tp,
+            "tracepoint",
+            [(f"fs_dax:{tp}", f"tracepoint__fs_dax__{tp}")],
             why="fs/dax.c tracepoint (include/trace/events/fs_dax.h)",
-            required=tp in ("dax_pmd_fault_done", "dax_pte_fault_done"))
-      for tp in FS_DAX_TRACEPOINTS),
-    Point("insert_pmd", "kprobe", [
-        ("vmf_insert_folio_pmd", "kp_insert_folio_pmd"),  # DAX PMD inserts on 7.x (lab-recipe.md)
-        ("vmf_insert_pfn_pmd_prot", "kp_insert_pfn_pmd_prot"),  # 6.1: vmf_insert_pfn_pmd is an inline wrapper
-        ("vmf_insert_pfn_pmd", "kp_insert_pfn_pmd"),  # 6.12: a real function
-    ], why="mm/huge_memory.c PMD insert for DAX"),
-    Point("insert_pud", "kprobe", [
-        ("vmf_insert_folio_pud", "kp_insert_folio_pud"),
-        ("vmf_insert_pfn_pud_prot", "kp_insert_pfn_pud_prot"),
-        ("vmf_insert_pfn_pud", "kp_insert_pfn_pud"),
-    ], why="mm/huge_memory.c PUD insert (device-dax 1 GiB)"),
-    Point("get_dev_pagemap", "kprobe", [("get_dev_pagemap", "kp_get_dev_pagemap")],
-          why="mm/memremap.c: DAX-GUP looks up the pgmap (follow_devmap_pmd, gup fast devmap)"),
-    Point("gup", "kprobe", [("__get_user_pages", "kp_gup_slow")],
-          why="mm/gup.c slow path of every get/pin_user_pages* variant"),
-    Point("gup_fast", "kprobe", [
-        ("gup_fast_fallback", "kp_gup_fast"),  # renamed from internal_get_user_pages_fast in the 6.11 cycle
-        ("internal_get_user_pages_fast", "kp_gup_fast"),  # 6.1
-    ], why="mm/gup.c fast path entry of get/pin_user_pages_fast"),
-    Point("devdax_fault", "kprobe", [("dev_dax_huge_fault", "kp_devdax_fault")],
-          retprobe="kr_devdax_fault", module="device_dax",
-          why="drivers/dax/device.c: device-dax has no tracepoints"),
+            required=tp in ("dax_pmd_fault_done", "dax_pte_fault_done"),
+        )
+        for tp in FS_DAX_TRACEPOINTS
+    ),
+    Point(
+        "insert_pmd",
+        "kprobe",
+        [
+            ("vmf_insert_folio_pmd", "kp_insert_folio_pmd"),  # DAX PMD inserts on 7.x (lab-recipe.md)
+            ("vmf_insert_pfn_pmd_prot", "kp_insert_pfn_pmd_prot"),  # 6.1: vmf_insert_pfn_pmd is an inline wrapper
+            ("vmf_insert_pfn_pmd", "kp_insert_pfn_pmd"),  # 6.12: a real function
+        ],
+        why="mm/huge_memory.c PMD insert for DAX",
+    ),
+    Point(
+        "insert_pud",
+        "kprobe",
+        [
+            ("vmf_insert_folio_pud", "kp_insert_folio_pud"),
+            ("vmf_insert_pfn_pud_prot", "kp_insert_pfn_pud_prot"),
+            ("vmf_insert_pfn_pud", "kp_insert_pfn_pud"),
+        ],
+        why="mm/huge_memory.c PUD insert (device-dax 1 GiB)",
+    ),
+    Point(
+        "get_dev_pagemap",
+        "kprobe",
+        [("get_dev_pagemap", "kp_get_dev_pagemap")],
+        why="mm/memremap.c: DAX-GUP looks up the pgmap (follow_devmap_pmd, gup fast devmap)",
+    ),
+    Point(
+        "gup",
+        "kprobe",
+        [("__get_user_pages", "kp_gup_slow")],
+        why="mm/gup.c slow path of every get/pin_user_pages* variant",
+    ),
+    Point(
+        "gup_fast",
+        "kprobe",
+        [
+            ("gup_fast_fallback", "kp_gup_fast"),  # renamed from internal_get_user_pages_fast in the 6.11 cycle
+            ("internal_get_user_pages_fast", "kp_gup_fast"),  # 6.1
+        ],
+        why="mm/gup.c fast path entry of get/pin_user_pages_fast",
+    ),
+    Point(
+        "devdax_fault",
+        "kprobe",
+        [("dev_dax_huge_fault", "kp_devdax_fault")],
+        retprobe="kr_devdax_fault",
+        module="device_dax",
+        why="drivers/dax/device.c: device-dax has no tracepoints",
+    ),
 ]
 
 
@@ -101,9 +135,14 @@ class Resolved:
     note: str = ""
 
     def to_json(self):
-        return {"point": self.point.name, "kind": self.point.kind, "winner": self.winner,
-                "bpf_function": self.function, "candidates": [c for c, _ in self.point.candidates],
-                "note": self.note}
+        return {
+            "point": self.point.name,
+            "kind": self.point.kind,
+            "winner": self.winner,
+            "bpf_function": self.function,
+            "candidates": [c for c, _ in self.point.candidates],
+            "note": self.note,
+        }
 
 
 def probe_functions(table=PROBES):
@@ -144,6 +183,6 @@ def render(resolved):
     for r in resolved:
         w = r.winner or "-"
         if r.point.kind == "tracepoint" and w.startswith("fs_dax:"):
-            w = w[len("fs_dax:"):]
+            w = w[len("fs_dax:") :]
         lines.append(f"{r.point.name:<31} {r.point.kind:<10} {w:<34} {r.note}".rstrip())
     return "\n".join(lines)

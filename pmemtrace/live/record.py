@@ -29,11 +29,17 @@ RECORD_VERSION = 1
 
 
 def make_header(backend, probes=(), devices=(), kernel=None, extra=None):
-    h = {"pmemtrace_record": RECORD_VERSION, "pmemtrace": __version__,
-         "kernel": kernel or platform.release(), "host": platform.node(),
-         "backend": backend, "started": time.time(),
-         "devices": list(devices), "probes": list(probes),
-         "event_record": {"version": 1, "size": 160}}
+    h = {
+        "pmemtrace_record": RECORD_VERSION,
+        "pmemtrace": __version__,
+        "kernel": kernel or platform.release(),
+        "host": platform.node(),
+        "backend": backend,
+        "started": time.time(),
+        "devices": list(devices),
+        "probes": list(probes),
+        "event_record": {"version": 1, "size": 160},
+    }
     if extra:
         h.update(extra)
     return h
@@ -116,8 +122,9 @@ class Recorder:
         """Write the end line and close; returns the path (None if closed)."""
         if self.fd is None:
             return None
-        self._write({"type": "end", "events": self.events, "lost": self.lost, "ended": time.time(),
-                     "complete": complete})
+        self._write(
+            {"type": "end", "events": self.events, "lost": self.lost, "ended": time.time(), "complete": complete}
+        )
         try:
             self.flush()
         finally:

@@ -203,9 +203,15 @@ class Session:
         attributor looks the files up in those processes' maps)
     """
 
-    def __init__(self, source, views, keep: Optional[Callable[[Event], bool]] = None,
-                 recorder=None, on_event: Optional[Callable[[Event], None]] = None,
-                 seen_pid: Optional[Callable[[int], None]] = None):
+    def __init__(
+        self,
+        source,
+        views,
+        keep: Optional[Callable[[Event], bool]] = None,
+        recorder=None,
+        on_event: Optional[Callable[[Event], None]] = None,
+        seen_pid: Optional[Callable[[int], None]] = None,
+    ):
         self.source = source
         self.views = views
         self.keep = keep
@@ -276,8 +282,7 @@ class Session:
             add(*rec)
             if on_event is not None:
                 name, fields, ts, pid, comm, cpu = rec
-                on_event(Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu,
-                               source="replay"))
+                on_event(Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu, source="replay"))
 
     def account_lost(self) -> None:
         lost = self.source.lost()
@@ -287,8 +292,12 @@ class Session:
             self.views.lost += lost - self._lost_seen
             self._lost_seen = lost
 
-    def run(self, duration: Optional[float] = None, interval: Optional[float] = None,
-            on_interval: Optional[Callable[[], None]] = None) -> bool:
+    def run(
+        self,
+        duration: Optional[float] = None,
+        interval: Optional[float] = None,
+        on_interval: Optional[Callable[[], None]] = None,
+    ) -> bool:
         """Drain until the source is exhausted, *duration* passes, or
         SIGINT/SIGTERM; call *on_interval* every *interval* seconds; then
         stop the source, drain what it buffered and close it.  Returns True
@@ -360,9 +369,15 @@ class Session:
 # replay
 
 
-def replay(path: str, kernel: Optional[str] = None, pid: Optional[int] = None, reasons: bool = True,
-           on_event: Optional[Callable[[Event], None]] = None, max_rows: Optional[int] = None,
-           verify_reuse: bool = False):
+def replay(
+    path: str,
+    kernel: Optional[str] = None,
+    pid: Optional[int] = None,
+    reasons: bool = True,
+    on_event: Optional[Callable[[Event], None]] = None,
+    max_rows: Optional[int] = None,
+    verify_reuse: bool = False,
+):
     """The watch views of a trace file: ``(views, source)``; the model
     profile is *kernel*, else the recording's, else 6.12.  Fallback reasons
     are reused for identical situations (:class:`CachedAttributor`);

@@ -34,9 +34,15 @@ from .parse import ParseStats, parse_trace_text
 log = logging.getLogger(__name__)
 
 FS_DAX_TRACEPOINTS = (
-    "dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done",
-    "dax_pmd_load_hole", "dax_pmd_load_hole_fallback", "dax_load_hole",
-    "dax_insert_pfn_mkwrite", "dax_insert_pfn_mkwrite_no_entry",
+    "dax_pmd_fault",
+    "dax_pmd_fault_done",
+    "dax_pte_fault",
+    "dax_pte_fault_done",
+    "dax_pmd_load_hole",
+    "dax_pmd_load_hole_fallback",
+    "dax_load_hole",
+    "dax_insert_pfn_mkwrite",
+    "dax_insert_pfn_mkwrite_no_entry",
 )
 
 # ---------------------------------------------------------------------------
@@ -74,8 +80,13 @@ def fs_dax_tracepoints(root: Optional[str]) -> set:
 
 #: fs_dax events that say how a fault attempt ended (the entry events
 #: ``dax_*_fault`` carry no result)
-RESULT_EVENTS = ("dax_pmd_fault_done", "dax_pte_fault_done", "dax_pmd_load_hole",
-                 "dax_pmd_load_hole_fallback", "dax_load_hole")
+RESULT_EVENTS = (
+    "dax_pmd_fault_done",
+    "dax_pte_fault_done",
+    "dax_pmd_load_hole",
+    "dax_pmd_load_hole_fallback",
+    "dax_load_hole",
+)
 
 _FALLBACK = VM_FAULT["FALLBACK"]
 _SIGBUS = VM_FAULT["SIGBUS"]
@@ -298,8 +309,10 @@ def remove_orphans_and_report(root: Optional[str] = None) -> list[Orphan]:
         done = [o for o in found if o.removed]
         failed = [o for o in found if not o.removed]
         pids = sorted({o.pid for o in found})
-        msg = (f"pmemtrace: removed {len(done)} leftover(s) of killed pmemtrace run(s) "
-               f"(pid {', '.join(map(str, pids))}): {', '.join(o.name for o in done) or '-'}")
+        msg = (
+            f"pmemtrace: removed {len(done)} leftover(s) of killed pmemtrace run(s) "
+            f"(pid {', '.join(map(str, pids))}): {', '.join(o.name for o in done) or '-'}"
+        )
         if failed:
             msg += f"; could not remove {', '.join(o.name for o in failed)} ('pmemtrace cleanup' says why)"
         log.warning("%s", msg)
@@ -464,8 +477,9 @@ class TracefsBackend:
 
     name = "tracefs"
 
-    def __init__(self, pid: Optional[int] = None, buffer_kb: int = 65536, root: Optional[str] = None,
-                 skip: Iterable[str] = ()):
+    def __init__(
+        self, pid: Optional[int] = None, buffer_kb: int = 65536, root: Optional[str] = None, skip: Iterable[str] = ()
+    ):
         self.root = root or require_root()
         self.tracepoints = fs_dax_tracepoints(self.root)
         if not {"dax_pmd_fault_done", "dax_pte_fault_done"} <= self.tracepoints:
@@ -481,14 +495,16 @@ class TracefsBackend:
         self.enabled: list[str] = []
 
     def missing(self) -> str:
-        return ("sees fs_dax tracepoints only; no PMD insert, get_dev_pagemap, GUP or "
-                "device-dax counts (those need bcc and kprobes)"
-                + (f"; {self.buffer_note}" if self.buffer_note else ""))
+        return (
+            "sees fs_dax tracepoints only; no PMD insert, get_dev_pagemap, GUP or "
+            "device-dax counts (those need bcc and kprobes)" + (f"; {self.buffer_note}" if self.buffer_note else "")
+        )
 
     def probe_table(self) -> list:
-        return [{"point": tp, "kind": "tracepoint",
-                 "winner": f"fs_dax:{tp}" if tp in self.tracepoints else None}
-                for tp in FS_DAX_TRACEPOINTS]
+        return [
+            {"point": tp, "kind": "tracepoint", "winner": f"fs_dax:{tp}" if tp in self.tracepoints else None}
+            for tp in FS_DAX_TRACEPOINTS
+        ]
 
     def start(self) -> None:
         self.inst.create()
@@ -496,8 +512,9 @@ class TracefsBackend:
             self.buffer_note = self.inst.set_buffer_kb(self.buffer_kb)
             if self.pid:
                 self.inst.follow_pid(self.pid)
-            self.enabled = self.inst.enable("fs_dax", [tp for tp in FS_DAX_TRACEPOINTS
-                                                       if tp in self.tracepoints and tp not in self.skip])
+            self.enabled = self.inst.enable(
+                "fs_dax", [tp for tp in FS_DAX_TRACEPOINTS if tp in self.tracepoints and tp not in self.skip]
+            )
             self.inst.open_pipe()
         except BaseException:
             self.close()
@@ -621,8 +638,7 @@ class TraceCapture:
             pass
         self.lost = self.inst.losses()
         if self.lost and self.reason is None:
-            self.reason = (f"incomplete: the ring buffer lost {self.lost} events "
-                           f"({self.BUFFER_KB} KiB per CPU)")
+            self.reason = f"incomplete: the ring buffer lost {self.lost} events ({self.BUFFER_KB} KiB per CPU)"
         return b"".join(self._chunks).decode("utf-8", "replace")
 
     def close(self) -> None:

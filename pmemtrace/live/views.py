@@ -14,12 +14,17 @@ from .tracefs import fault_outcome
 FALLBACK = VM_FAULT["FALLBACK"]
 SIGBUS = VM_FAULT["SIGBUS"]
 
-COUNTERS = ("pmd", "pte", "huge_zero", "fallback", "sigbus", "gup", "get_dev_pagemap",
-            "insert_pmd", "devdax")
+COUNTERS = ("pmd", "pte", "huge_zero", "fallback", "sigbus", "gup", "get_dev_pagemap", "insert_pmd", "devdax")
 
 #: probe-point logical names (bcc backend) -> row counter
-PROBE_COUNTERS = {"get_dev_pagemap": "get_dev_pagemap", "gup": "gup", "gup_fast": "gup",
-                  "insert_pmd": "insert_pmd", "insert_pud": "insert_pmd", "devdax_fault": "devdax"}
+PROBE_COUNTERS = {
+    "get_dev_pagemap": "get_dev_pagemap",
+    "gup": "gup",
+    "gup_fast": "gup",
+    "insert_pmd": "insert_pmd",
+    "insert_pud": "insert_pmd",
+    "devdax_fault": "devdax",
+}
 
 
 def _dev(d):
@@ -66,9 +71,14 @@ class Row:
         return f"{self.vm_start:#x}+{human_size(self.vm_end - self.vm_start)}"
 
     def to_json(self):
-        d = {"pid": self.pid, "comm": self.comm,
-             "dev": None if self.dev is None else _dev(self.dev), "ino": self.ino,
-             "vm_start": self.vm_start, "vm_end": self.vm_end}
+        d = {
+            "pid": self.pid,
+            "comm": self.comm,
+            "dev": None if self.dev is None else _dev(self.dev),
+            "ino": self.ino,
+            "vm_start": self.vm_start,
+            "vm_end": self.vm_end,
+        }
         for c in COUNTERS:
             d[c] = getattr(self, c)
         d["fallback_reasons"] = dict(self.reasons)
@@ -82,7 +92,6 @@ class _EventView:
     every tokenized record instead of one Event per line."""
 
     __slots__ = ("name", "fields", "pid", "comm")
-
 
 
 #: default bound on mapping rows (``--max-rows``): a row retains 0.6 to 1.5 KB
@@ -274,12 +283,14 @@ class Aggregator:
         return t
 
     def to_json(self):
-        return {"rows": [r.to_json() for r in self.sorted_rows()], "totals": self.totals(),
-                "events_by_name": dict(sorted(self.by_name.items()))}
+        return {
+            "rows": [r.to_json() for r in self.sorted_rows()],
+            "totals": self.totals(),
+            "events_by_name": dict(sorted(self.by_name.items())),
+        }
 
     def sorted_rows(self):
-        rows = sorted(self.rows.values(),
-                      key=lambda r: (r.pid or 0, r.dev or 0, r.ino or 0, r.vm_start or 0))
+        rows = sorted(self.rows.values(), key=lambda r: (r.pid or 0, r.dev or 0, r.ino or 0, r.vm_start or 0))
         if self.other is not None:
             rows.append(self.other)  # last: the mappings beyond max_rows
         return rows
@@ -289,36 +300,58 @@ class Aggregator:
         are never cut: ranges show human sizes, and a longer comm or target
         widens its column; *wide*: exact ranges (``start-end``), whole comms."""
         rows = self.sorted_rows()
-        cells = [(str(r.pid if r.pid is not None else "-"), (r.comm or "-") if wide else (r.comm or "-")[:10],
-                  r.target(), r.range(wide)) for r in rows]
+        cells = [
+            (
+                str(r.pid if r.pid is not None else "-"),
+                (r.comm or "-") if wide else (r.comm or "-")[:10],
+                r.target(),
+                r.range(wide),
+            )
+            for r in rows
+        ]
         wt = max([12] + [len(c[2]) for c in cells])
         wr = max([20] + [len(c[3]) for c in cells])
         wc = max([10] + [len(c[1]) for c in cells])
         wn = max([6] + [len(str(max(r.pmd, r.pte, r.fallback))) for r in rows])
         wh = max([4] + [len(str(r.huge_zero)) for r in rows])
-        hdr = (f"{'PID':>7} {'COMM':<{wc}} {'DEV:INO':<{wt}} {'RANGE':<{wr}} {'PMD':>{wn}} {'PTE':>{wn}} "
-               f"{'HZP':>{wh}} {'FALLBK':>{wn}}")
+        hdr = (
+            f"{'PID':>7} {'COMM':<{wc}} {'DEV:INO':<{wt}} {'RANGE':<{wr}} {'PMD':>{wn}} {'PTE':>{wn}} "
+            f"{'HZP':>{wh}} {'FALLBK':>{wn}}"
+        )
         out = [hdr]
         for r, (pid, comm, target, rng) in zip(rows, cells):
-            out.append(f"{pid:>7} {comm:<{wc}} {target:<{wt}} {rng:<{wr}} {r.pmd:>{wn}} {r.pte:>{wn}} "
-                       f"{r.huge_zero:>{wh}} {r.fallback:>{wn}}")
+            out.append(
+                f"{pid:>7} {comm:<{wc}} {target:<{wt}} {rng:<{wr}} {r.pmd:>{wn}} {r.pte:>{wn}} "
+                f"{r.huge_zero:>{wh}} {r.fallback:>{wn}}"
+            )
             extra = []
             if r.reasons:
                 extra.append("fallback: " + ", ".join(f"{k} {v}" for k, v in sorted(r.reasons.items())))
             if r.sigbus:
                 extra.append(f"sigbus {r.sigbus}")
-            for c, label in (("gup", "gup"), ("get_dev_pagemap", "get_dev_pagemap"),
-                             ("insert_pmd", "insert_pmd"), ("devdax", "devdax faults")):
+            for c, label in (
+                ("gup", "gup"),
+                ("get_dev_pagemap", "get_dev_pagemap"),
+                ("insert_pmd", "insert_pmd"),
+                ("devdax", "devdax faults"),
+            ):
                 if getattr(r, c):
                     extra.append(f"{label} {getattr(r, c)}")
             if extra:
                 out.append(" " * 8 + "; ".join(extra))
             for e in r.evidence[:1]:
-                out.append(" " * 8 + "unexplained: " + json.dumps(
-                    {k: (hex(v) if isinstance(v, int) else v) for k, v in e.items()}))
+                out.append(
+                    " " * 8
+                    + "unexplained: "
+                    + json.dumps({k: (hex(v) if isinstance(v, int) else v) for k, v in e.items()})
+                )
         t = self.totals()
-        out.append(f"total: {t['pmd']} PMD, {t['pte']} PTE, {t['huge_zero']} huge zero, "
-                   f"{t['fallback']} fallbacks, {t['sigbus']} SIGBUS")
-        out.append(f"       {t['gup']} GUP, {t['get_dev_pagemap']} get_dev_pagemap, "
-                   f"{t['insert_pmd']} PMD inserts, lost {t['lost']}")
+        out.append(
+            f"total: {t['pmd']} PMD, {t['pte']} PTE, {t['huge_zero']} huge zero, "
+            f"{t['fallback']} fallbacks, {t['sigbus']} SIGBUS"
+        )
+        out.append(
+            f"       {t['gup']} GUP, {t['get_dev_pagemap']} get_dev_pagemap, "
+            f"{t['insert_pmd']} PMD inserts, lost {t['lost']}"
+        )
         return "\n".join(out)

@@ -10,5 +10,14 @@ from .geometry import namespace_layout
 from .profiles import PROFILES, select_profile
 from .reasons import REASONS
 
-__all__ = ["Case", "load_case", "parse_case", "Prediction", "explain", "namespace_layout", "PROFILES",
-           "select_profile", "REASONS"]
+__all__ = [
+    "Case",
+    "load_case",
+    "parse_case",
+    "Prediction",
+    "explain",
+    "namespace_layout",
+    "PROFILES",
+    "select_profile",
+    "REASONS",
+]

@@ -27,14 +27,16 @@ def dev_t(major: int, minor: int) -> int:
     return (major << 20) | minor
 
 
-def fsdax_device(data_start: int = 0, size: Optional[int] = None, map: str = "mem", align: int = 2 << 20,
-                 dev: int = 0) -> Device:
+def fsdax_device(
+    data_start: int = 0, size: Optional[int] = None, map: str = "mem", align: int = 2 << 20, dev: int = 0
+) -> Device:
     """An fsdax block device: byte 0 of the filesystem is at physical *data_start*."""
     return Device(mode="fsdax", align=align, size=size, data_start=data_start, map=map, dev=dev)
 
 
-def devdax_device(align: int, size: Optional[int] = None, data_start: int = 0,
-                  ranges: Iterable[Range] = (), dev: int = 0) -> Device:
+def devdax_device(
+    align: int, size: Optional[int] = None, data_start: int = 0, ranges: Iterable[Range] = (), dev: int = 0
+) -> Device:
     """A device-dax device; without *ranges*, one range [data_start, size)."""
     rs = list(ranges)
     if not rs and size is not None:
@@ -80,10 +82,29 @@ class CaseBuilder:
     thp_disable: bool = False
     page_tables: set[int] = field(default_factory=set)
 
-    def mapping(self, id: str, start: int, length: int, offset: int = 0, shared: bool = True, sync: bool = False,
-                writable: bool = True, mapped: bool = True, nohugepage: bool = False) -> Mapping:
-        m = Mapping(id=id, start=start, length=length, offset=offset, shared=shared, sync=sync,
-                    nohugepage=nohugepage, writable=writable, mapped=mapped)
+    def mapping(
+        self,
+        id: str,
+        start: int,
+        length: int,
+        offset: int = 0,
+        shared: bool = True,
+        sync: bool = False,
+        writable: bool = True,
+        mapped: bool = True,
+        nohugepage: bool = False,
+    ) -> Mapping:
+        m = Mapping(
+            id=id,
+            start=start,
+            length=length,
+            offset=offset,
+            shared=shared,
+            sync=sync,
+            nohugepage=nohugepage,
+            writable=writable,
+            mapped=mapped,
+        )
         self.mappings.append(m)
         return m
 
@@ -100,15 +121,16 @@ class CaseBuilder:
     def madvise(self, mapping: str, advice: str, offset: int, length: int) -> None:
         self.accesses.append(Access(op="madvise", mapping=mapping, offset=offset, length=length, advice=advice))
 
-    def gup(self, mapping: str, offset: int, length: int, write: bool, fast: bool = True,
-            longterm: bool = False) -> None:
-        self.accesses.append(Access(op="gup", mapping=mapping, offset=offset, length=length, write=write,
-                                    fast=fast, longterm=longterm))
+    def gup(
+        self, mapping: str, offset: int, length: int, write: bool, fast: bool = True, longterm: bool = False
+    ) -> None:
+        self.accesses.append(
+            Access(op="gup", mapping=mapping, offset=offset, length=length, write=write, fast=fast, longterm=longterm)
+        )
 
     def populate(self, mapping: str, length: int, write: bool) -> None:
         """MAP_POPULATE / mm_populate(): fault the mapping in, pin nothing."""
-        self.accesses.append(Access(op="gup", mapping=mapping, offset=0, length=length, write=write,
-                                    populate=True))
+        self.accesses.append(Access(op="gup", mapping=mapping, offset=0, length=length, write=write, populate=True))
 
     def pwrite(self, offset: int, length: int) -> None:
         """write(2) to the file at *offset*: no mapping (case.py types
@@ -116,9 +138,17 @@ class CaseBuilder:
         self.accesses.append(Access(op="pwrite", mapping=None, offset=offset, length=length))  # type: ignore[arg-type]
 
     def build(self) -> Case:
-        return Case(kernel=self.kernel, device=self.device, file=self.file, mappings=list(self.mappings),
-                    accesses=list(self.accesses), thp_disable=self.thp_disable,
-                    page_tables=sorted(self.page_tables), name=self.name, notes=self.notes)
+        return Case(
+            kernel=self.kernel,
+            device=self.device,
+            file=self.file,
+            mappings=list(self.mappings),
+            accesses=list(self.accesses),
+            thp_disable=self.thp_disable,
+            page_tables=sorted(self.page_tables),
+            name=self.name,
+            notes=self.notes,
+        )
 
 
 # --------------------------------------------------------------------------
@@ -148,18 +178,31 @@ def _device_json(d: Device) -> dict[str, Any]:
 
 
 def _file_json(f: File, device: Device) -> dict[str, Any]:
-    out: dict[str, Any] = {"size": f.size, "ino": f.ino,
-                           "extents": [{"logical": e.logical, "physical": hex(e.physical), "length": e.length,
-                                        "unwritten": e.unwritten} for e in f.extents],
-                           "fs": f.fs}
+    out: dict[str, Any] = {
+        "size": f.size,
+        "ino": f.ino,
+        "extents": [
+            {"logical": e.logical, "physical": hex(e.physical), "length": e.length, "unwritten": e.unwritten}
+            for e in f.extents
+        ],
+        "fs": f.fs,
+    }
     if f.dev is not None and f.dev != device.dev:
         out["dev"] = _dev_json(f.dev)
     return out
 
 
 def _mapping_json(m: Mapping) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": m.id, "start": hex(m.start), "length": m.length, "offset": m.offset,
-                           "shared": m.shared, "sync": m.sync, "writable": m.writable, "mapped": m.mapped}
+    out: dict[str, Any] = {
+        "id": m.id,
+        "start": hex(m.start),
+        "length": m.length,
+        "offset": m.offset,
+        "shared": m.shared,
+        "sync": m.sync,
+        "writable": m.writable,
+        "mapped": m.mapped,
+    }
     if m.nohugepage:
         out["nohugepage"] = True
     return out

@@ -138,8 +138,14 @@ class Case:
 # validation helpers
 
 
-def _int(d: dict[str, Any], key: str, path: str, default: Optional[int] = None, required: bool = False,
-         minimum: Optional[int] = 0) -> Any:
+def _int(
+    d: dict[str, Any],
+    key: str,
+    path: str,
+    default: Optional[int] = None,
+    required: bool = False,
+    minimum: Optional[int] = 0,
+) -> Any:
     if key not in d or d[key] is None:
         if required:
             raise CaseError(f"{path}.{key}", "is required")
@@ -160,8 +166,14 @@ def _bool(d: dict[str, Any], key: str, path: str, default: bool = False) -> bool
     return v
 
 
-def _choice(d: dict[str, Any], key: str, path: str, choices: tuple[str, ...], default: Optional[str] = None,
-            required: bool = False) -> Any:
+def _choice(
+    d: dict[str, Any],
+    key: str,
+    path: str,
+    choices: tuple[str, ...],
+    default: Optional[str] = None,
+    required: bool = False,
+) -> Any:
     if key not in d:
         if required:
             raise CaseError(f"{path}.{key}", f"is required (one of {', '.join(choices)})")
@@ -335,14 +347,22 @@ def _parse_access(d: Any, i: int, ids: dict[str, "Mapping"], only: Optional[str]
             mid = d.get("mapping", only)
             offset = d.get("offset", 0)
             length = d.get("length", 0)
-            if (mid in ids and offset.__class__ is int and offset >= 0 and length.__class__ is int
-                    and length >= 0):
+            if mid in ids and offset.__class__ is int and offset >= 0 and length.__class__ is int and length >= 0:
                 for k in _GUP_BOOLS:
                     if k in d and d[k].__class__ is not bool:
                         break
                 else:
-                    return Access(op, mid, offset, length, d.get("write", False), d.get("longterm", False),
-                                  d.get("fast", True), d.get("populate", False), None)
+                    return Access(
+                        op,
+                        mid,
+                        offset,
+                        length,
+                        d.get("write", False),
+                        d.get("longterm", False),
+                        d.get("fast", True),
+                        d.get("populate", False),
+                        None,
+                    )
     return _parse_access_careful(d, i, ids)
 
 
@@ -355,8 +375,9 @@ def _parse_access_careful(d: Any, i: int, ids: dict[str, "Mapping"]) -> Access:
     if op == "pwrite":
         # write(2) to the file: no mapping; offset is the file offset
         if mid is not None:
-            raise CaseError(f"{p}.mapping", "a pwrite writes the file, not a mapping: drop \"mapping\" "
-                            "(offset is the file offset)")
+            raise CaseError(
+                f"{p}.mapping", 'a pwrite writes the file, not a mapping: drop "mapping" (offset is the file offset)'
+            )
     else:
         if mid is None and len(ids) == 1:
             mid = next(iter(ids))
@@ -423,8 +444,11 @@ def parse_case(obj: Any) -> Case:
     live = sorted((m for m in mappings if m.mapped), key=lambda m: m.start)
     for prev, nxt in zip(live, live[1:]):
         if nxt.start < prev.end:
-            raise CaseError("mappings", f"{prev.id!r} and {nxt.id!r} overlap; map one later with \"mapped\": false "
-                            "and an \"mmap\" access after the other's \"munmap\"")
+            raise CaseError(
+                "mappings",
+                f'{prev.id!r} and {nxt.id!r} overlap; map one later with "mapped": false '
+                'and an "mmap" access after the other\'s "munmap"',
+            )
     accs = obj.get("accesses", [])
     if not isinstance(accs, list):
         raise CaseError("accesses", "expected a list")

@@ -17,14 +17,27 @@ from .state import PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileState, HugePmd, PteT
 
 # x86 user faults: FAULT_FLAG_DEFAULT (ALLOW_RETRY|KILLABLE|INTERRUPTIBLE) | USER
 # (arch/x86/mm/fault.c do_user_addr_fault(), v6.1..7.x)
-USER_FAULT_FLAGS = (FAULT_FLAG["ALLOW_RETRY"] | FAULT_FLAG["KILLABLE"] | FAULT_FLAG["INTERRUPTIBLE"]
-                    | FAULT_FLAG["USER"])
+USER_FAULT_FLAGS = FAULT_FLAG["ALLOW_RETRY"] | FAULT_FLAG["KILLABLE"] | FAULT_FLAG["INTERRUPTIBLE"] | FAULT_FLAG["USER"]
 SIGSEGV = 0x40
 
 
 class AccessResult:
-    __slots__ = ("index", "op", "mapping", "address", "outcome", "result", "reason", "faults", "calls",
-                 "errno", "pinned", "pinned_fast", "length", "ctx")
+    __slots__ = (
+        "index",
+        "op",
+        "mapping",
+        "address",
+        "outcome",
+        "result",
+        "reason",
+        "faults",
+        "calls",
+        "errno",
+        "pinned",
+        "pinned_fast",
+        "length",
+        "ctx",
+    )
 
     def __init__(self, index: int, op: str, mapping: Optional[str], address: Optional[int]) -> None:
         self.index = index
@@ -40,7 +53,12 @@ class AccessResult:
         self.pinned: Optional[int] = None
         self.pinned_fast: Optional[int] = None
         self.length: Optional[int] = None
-        self.ctx: tuple[int, int, str, int] = (0, 0, "zero_folio", 0)  # (dev, ino, zero field, max_pgoff) for rendering events
+        self.ctx: tuple[int, int, str, int] = (
+            0,
+            0,
+            "zero_folio",
+            0,
+        )  # (dev, ino, zero field, max_pgoff) for rendering events
 
     def set_error(self, errno: Optional[int], reason: str) -> None:
         self.outcome = "error"
@@ -58,8 +76,11 @@ class AccessResult:
 
     def events(self) -> list[Event]:
         dev, ino, zero_field, max_pgoff = self.ctx
-        return [Event(name, fields, source="model", access=self.index)
-                for _, f in self.faults for name, fields in _rendered(f, dev, ino, zero_field, max_pgoff)]
+        return [
+            Event(name, fields, source="model", access=self.index)
+            for _, f in self.faults
+            for name, fields in _rendered(f, dev, ino, zero_field, max_pgoff)
+        ]
 
     def to_json(self) -> dict[str, Any]:
         dev, ino, zero_field, max_pgoff = self.ctx
@@ -72,8 +93,11 @@ class AccessResult:
             "result": self.result,
             "result_text": result_text(self.result),
             "reason": self.reason,
-            "events": [{"name": name, "fields": fields} for _, f in self.faults
-                       for name, fields in _rendered(f, dev, ino, zero_field, max_pgoff)],
+            "events": [
+                {"name": name, "fields": fields}
+                for _, f in self.faults
+                for name, fields in _rendered(f, dev, ino, zero_field, max_pgoff)
+            ],
             "calls": self.all_calls(),
         }
         if self.errno is not None:
@@ -83,8 +107,7 @@ class AccessResult:
             d["pinned"] = self.pinned
             d["pinned_fast"] = self.pinned_fast
             d["faults"] = [
-                {"address": a, "outcome": f.outcome, "result": f.result, "reason": f.reason}
-                for a, f in self.faults
+                {"address": a, "outcome": f.outcome, "result": f.result, "reason": f.reason} for a, f in self.faults
             ]
         return d
 
@@ -100,8 +123,9 @@ def result_text(result: int) -> str:
     return t
 
 
-def _rendered(f: "fsdax.Fault", dev: int, ino: int, zero_field: str,
-              max_pgoff: int) -> list[tuple[str, dict[str, int]]]:
+def _rendered(
+    f: "fsdax.Fault", dev: int, ino: int, zero_field: str, max_pgoff: int
+) -> list[tuple[str, dict[str, int]]]:
     """(name, fields) of every fs_dax event of fault *f*, in order."""
     return [fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field) for t in f.trace if t.__class__ is tuple]
 
@@ -201,9 +225,16 @@ class _Aggregate:
 
 
 class Prediction:
-    def __init__(self, case: Case, profile: Any, records: Optional[list[Any]], counters: "Counter[str]",
-                 mapping_errors: dict[str, str], ctx: tuple[int, int, str, int],
-                 summary: Optional[dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        case: Case,
+        profile: Any,
+        records: Optional[list[Any]],
+        counters: "Counter[str]",
+        mapping_errors: dict[str, str],
+        ctx: tuple[int, int, str, int],
+        summary: Optional[dict[str, Any]] = None,
+    ) -> None:
         self._summary = summary
         self.case = case
         self.profile = profile
@@ -254,8 +285,7 @@ class Prediction:
 
     def head_json(self) -> dict[str, Any]:
         """The keys of :meth:`to_json` that come before ``results``."""
-        return {"profile": self.profile.name, "kernel": self.case.kernel,
-                "profile_detail": self.profile.to_json()}
+        return {"profile": self.profile.name, "kernel": self.case.kernel, "profile_detail": self.profile.to_json()}
 
     def iter_json(self) -> Iterator[dict[str, Any]]:
         """``to_json()["results"]``, one dict at a time, built straight from
@@ -290,12 +320,31 @@ class Prediction:
                     else:
                         name, fields = render(rec, t, max_pgoff, dev, ino, zero_field)
                         events.append({"name": name, "fields": fields})
-                yield {"access": i, "op": a.op, "mapping": mid, "address": address, "outcome": outcome,
-                       "result": result, "result_text": result_text(result),
-                       "reason": None if outcome in _MAPPED else rec.reason, "events": events, "calls": calls}
+                yield {
+                    "access": i,
+                    "op": a.op,
+                    "mapping": mid,
+                    "address": address,
+                    "outcome": outcome,
+                    "result": result,
+                    "result_text": result_text(result),
+                    "reason": None if outcome in _MAPPED else rec.reason,
+                    "events": events,
+                    "calls": calls,
+                }
             else:  # a hit: nothing new
-                yield {"access": i, "op": a.op, "mapping": mid, "address": address, "outcome": "none",
-                       "result": 0, "result_text": "0", "reason": None, "events": [], "calls": {}}
+                yield {
+                    "access": i,
+                    "op": a.op,
+                    "mapping": mid,
+                    "address": address,
+                    "outcome": "none",
+                    "result": 0,
+                    "result_text": "0",
+                    "reason": None,
+                    "events": [],
+                    "calls": {},
+                }
 
     def iter_encoded(self, encode: Callable[[Any], bytes]) -> Iterator[bytes]:
         """The objects of :meth:`iter_json`, each as *encode* (compact JSON)
@@ -333,8 +382,7 @@ class Prediction:
                     yield encode(exact(i, a, address, rec))
                     continue
                 key = (a.op, a.mapping, rec.outcome, rec.result, rec.reason, vma, tuple(rec.trace))
-                values = {b"i": i, b"a": address, b"f": rec.addr,
-                          b"p": vma[3] + ((rec.addr - vma[0]) >> PAGE_SHIFT)}
+                values = {b"i": i, b"a": address, b"f": rec.addr, b"p": vma[3] + ((rec.addr - vma[0]) >> PAGE_SHIFT)}
             else:
                 key = (a.op, a.mapping)
                 values = {b"i": i, b"a": address}
@@ -362,8 +410,18 @@ class Prediction:
         address in its place (the template's marker)."""
         dev, ino, zero_field, max_pgoff = self.ctx
         if rec.__class__ is not fsdax.Fault:
-            return {"access": i, "op": a.op, "mapping": a.mapping, "address": address, "outcome": "none",
-                    "result": 0, "result_text": "0", "reason": None, "events": [], "calls": {}}
+            return {
+                "access": i,
+                "op": a.op,
+                "mapping": a.mapping,
+                "address": address,
+                "outcome": "none",
+                "result": 0,
+                "result_text": "0",
+                "reason": None,
+                "events": [],
+                "calls": {},
+            }
         if addr is not None:
             rec = _with_addr(rec, addr)
         outcome = rec.outcome
@@ -375,9 +433,18 @@ class Prediction:
             else:
                 name, fields = fsdax.render_event(rec, t, max_pgoff, dev, ino, zero_field)
                 events.append({"name": name, "fields": fields})
-        return {"access": i, "op": a.op, "mapping": a.mapping, "address": address, "outcome": outcome,
-                "result": rec.result, "result_text": result_text(rec.result),
-                "reason": None if outcome in _MAPPED else rec.reason, "events": events, "calls": calls}
+        return {
+            "access": i,
+            "op": a.op,
+            "mapping": a.mapping,
+            "address": address,
+            "outcome": outcome,
+            "result": rec.result,
+            "result_text": result_text(rec.result),
+            "reason": None if outcome in _MAPPED else rec.reason,
+            "events": events,
+            "calls": calls,
+        }
 
     def events(self) -> Iterator[Event]:
         for r in self.results:
@@ -398,8 +465,15 @@ def _with_addr(rec: "fsdax.Fault", addr: int) -> "fsdax.Fault":
     return f
 
 
-def _template(real: dict[str, Any], exact: Callable[..., dict[str, Any]], i: int, a: Access, address: int,
-              rec: Any, encode: Callable[[Any], bytes]) -> Optional[bytes]:
+def _template(
+    real: dict[str, Any],
+    exact: Callable[..., dict[str, Any]],
+    i: int,
+    a: Access,
+    address: int,
+    rec: Any,
+    encode: Callable[[Any], bytes],
+) -> Optional[bytes]:
     """A ``bytes % values`` template of *encode(real)* with the access index
     (``i``), address (``a``) and, for a fault, its address (``f``) and page
     offset (``p``) as fields; None when that is not exact."""
@@ -411,8 +485,10 @@ def _template(real: dict[str, Any], exact: Callable[..., dict[str, Any]], i: int
         n_events = len(marked["events"])
         n_pgoff = sum(1 for e in marked["events"] if "pgoff" in e["fields"])
         vma = rec.vma
-        marks += [(_MARK_FAULT_ADDR, b"f", n_events),
-                  (vma[3] + ((_MARK_FAULT_ADDR - vma[0]) >> PAGE_SHIFT), b"p", n_pgoff)]
+        marks += [
+            (_MARK_FAULT_ADDR, b"f", n_events),
+            (vma[3] + ((_MARK_FAULT_ADDR - vma[0]) >> PAGE_SHIFT), b"p", n_pgoff),
+        ]
     for value, name, count in marks:
         v = str(value).encode()
         found = text.count(v)
@@ -436,7 +512,7 @@ class Sim:
         self.profile = profile
         self.device = case.device
         self.file = FileState(case.file) if case.file is not None else None
-        self.dev = (case.file.dev if case.file is not None and case.file.dev is not None else case.device.dev)
+        self.dev = case.file.dev if case.file is not None and case.file.dev is not None else case.device.dev
         self.data_start = case.device.data_start
         # mm/memory.c handle_mm_fault() -> the VMA's fault handlers
         self.fault_handler = devdax.handle_mm_fault if case.device.mode == "devdax" else fsdax.handle_mm_fault
@@ -467,8 +543,7 @@ class Sim:
                 self.mapping_errors[m.id] = err
                 return
         self.mapping_errors.pop(m.id, None)
-        self.mm.add(Vma(m.start, m.end, m.offset >> PAGE_SHIFT, m.shared, m.sync, m.writable,
-                        m.nohugepage, m.id))
+        self.mm.add(Vma(m.start, m.end, m.offset >> PAGE_SHIFT, m.shared, m.sync, m.writable, m.nohugepage, m.id))
         self.mapped.add(m.id)
 
     def munmap(self, m: Mapping) -> None:
@@ -643,8 +718,9 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
             npages = (v.end - v.start) >> PAGE_SHIFT
             lo, hi = max(first, v.pgoff), min(last + 1, v.pgoff + npages)
             if lo < hi:
-                sim.mm.zap(v.start + ((lo - v.pgoff) << PAGE_SHIFT), v.start + ((hi - v.pgoff) << PAGE_SHIFT),
-                           even_cows=False)
+                sim.mm.zap(
+                    v.start + ((lo - v.pgoff) << PAGE_SHIFT), v.start + ((hi - v.pgoff) << PAGE_SHIFT), even_cows=False
+                )
 
 
 def _madvise(sim: Sim, m: Mapping, a: Access) -> None:

@@ -90,7 +90,9 @@ _PMD_CLASS = ("dax_pmd_fault", "dax_pmd_fault_done")
 _HOLE_CLASS = ("dax_pmd_load_hole", "dax_pmd_load_hole_fallback")
 
 
-def render_event(f: Fault, t: tuple[str, int | None, int | None], max_pgoff: int, dev: int, ino: int, zero_field: str) -> tuple[str, dict[str, int | None]]:
+def render_event(
+    f: Fault, t: tuple[str, int | None, int | None], max_pgoff: int, dev: int, ino: int, zero_field: str
+) -> tuple[str, dict[str, int | None]]:
     """Fields of the compact event *t* of fault *f*, exactly as
     include/trace/events/fs_dax.h assigns them (TP_fast_assign)."""
     name, flags, result = t
@@ -99,13 +101,36 @@ def render_event(f: Fault, t: tuple[str, int | None, int | None], max_pgoff: int
     addr = f.addr
     pgoff = vm_pgoff + ((addr - vm_start) >> PAGE_SHIFT)
     if name in _PMD_CLASS:
-        return name, {"dev": dev, "ino": ino, "vm_start": vm_start, "vm_end": vm_end, "vm_flags": vm_flags,
-                      "address": addr, "pgoff": pgoff, "max_pgoff": max_pgoff, "flags": flags, "result": result}
+        return name, {
+            "dev": dev,
+            "ino": ino,
+            "vm_start": vm_start,
+            "vm_end": vm_end,
+            "vm_flags": vm_flags,
+            "address": addr,
+            "pgoff": pgoff,
+            "max_pgoff": max_pgoff,
+            "flags": flags,
+            "result": result,
+        }
     if name in _HOLE_CLASS:
-        return name, {"dev": dev, "ino": ino, "vm_flags": vm_flags, "address": addr,
-                      zero_field: ZERO_FOLIO_PLACEHOLDER, "radix_entry": ZERO_PMD_ENTRY}
-    return name, {"dev": dev, "ino": ino, "vm_flags": vm_flags, "address": addr, "pgoff": pgoff,
-                  "flags": flags, "result": result}
+        return name, {
+            "dev": dev,
+            "ino": ino,
+            "vm_flags": vm_flags,
+            "address": addr,
+            zero_field: ZERO_FOLIO_PLACEHOLDER,
+            "radix_entry": ZERO_PMD_ENTRY,
+        }
+    return name, {
+        "dev": dev,
+        "ino": ino,
+        "vm_flags": vm_flags,
+        "address": addr,
+        "pgoff": pgoff,
+        "flags": flags,
+        "result": result,
+    }
 
 
 # The zero folio's address is a kernel pointer the model cannot know; a stable

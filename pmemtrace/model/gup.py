@@ -80,8 +80,14 @@ def _huge_span(sim: Any, addr: int, write: bool) -> Optional[tuple[int, bool]]:
     return ((addr >> PMD_SHIFT) + 1) << PMD_SHIFT, not slot.zero
 
 
-def gup(sim: Any, vma_lookup: Callable[[int], Optional[Vma]], fault_fn: Callable[..., Any],
-        access: Any, start: int, result: Any) -> None:
+def gup(
+    sim: Any,
+    vma_lookup: Callable[[int], Optional[Vma]],
+    fault_fn: Callable[..., Any],
+    access: Any,
+    start: int,
+    result: Any,
+) -> None:
     """Pin [start, start+length).  Fills *result* (an AccessResult) with the
     faults taken, the pages pinned and the probe hits; returns nothing."""
     prof = sim.profile

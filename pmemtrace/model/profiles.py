@@ -322,7 +322,7 @@ P_6_12 = replace(
         pmd_insert_function="mm/huge_memory.c vmf_insert_pfn_pmd() (v6.12)",
         vma_lock_faults="arch/x86/mm/fault.c lock_vma_under_rcu() + mm/memory.c create_huge_pmd() (v6.12)",
         zero_field='Linux kernel commit 5691753d73a2 ("mm: convert huge_zero_page to huge_zero_folio") (in v6.10), '
-                   'whose series ("dax: use huge_zero_folio") renamed the dax_pmd_load_hole field',
+        'whose series ("dax: use huge_zero_folio") renamed the dax_pmd_load_hole field',
     ),
 )
 
@@ -379,8 +379,7 @@ P_6_18 = replace(
 
 P_7_0 = replace(P_6_18, name="7.0", version=(7, 0), verified_on="7.2.13+deb14-amd64")
 
-PROFILES = (P_4_18, P_5_10, P_5_11, P_5_15, P_6_1, P_6_2, P_6_4, P_6_6, P_6_12, P_6_15, P_6_17,
-            P_6_18, P_7_0)
+PROFILES = (P_4_18, P_5_10, P_5_11, P_5_15, P_6_1, P_6_2, P_6_4, P_6_6, P_6_12, P_6_15, P_6_17, P_6_18, P_7_0)
 DEFAULT_RELEASE = "6.12"
 
 #: Every Linux release from 4.18 on, explicitly: (first, last, profile).
@@ -409,13 +408,20 @@ NEWEST_KNOWN = RELEASE_SPANS[-1][1]
 #: Distribution kernels whose vendor backports later upstream changes: the
 #: profile is chosen by the base release, which such a kernel only starts from.
 _DISTRO_NOTES = (
-    (re.compile(r"\.el(\d+)"), "a RHEL {0} kernel (or a rebuild): Red Hat backports later upstream "
-                                "changes, so it can behave like a newer profile in places"),
-    (re.compile(r"^\d+\.\d+\.\d+-\d+-(generic|lowlatency|aws|azure|gcp|oracle|kvm|ibm)\b"),
-     "an Ubuntu kernel: Ubuntu adds stable updates and its own backports, so it can behave like "
-     "a newer profile in places"),
-    (re.compile(r"-default$|\.\d+-default\b"), "a SUSE kernel: SUSE backports later upstream "
-                                                   "changes, so it can behave like a newer profile in places"),
+    (
+        re.compile(r"\.el(\d+)"),
+        "a RHEL {0} kernel (or a rebuild): Red Hat backports later upstream "
+        "changes, so it can behave like a newer profile in places",
+    ),
+    (
+        re.compile(r"^\d+\.\d+\.\d+-\d+-(generic|lowlatency|aws|azure|gcp|oracle|kvm|ibm)\b"),
+        "an Ubuntu kernel: Ubuntu adds stable updates and its own backports, so it can behave like "
+        "a newer profile in places",
+    ),
+    (
+        re.compile(r"-default$|\.\d+-default\b"),
+        "a SUSE kernel: SUSE backports later upstream changes, so it can behave like a newer profile in places",
+    ),
 )
 _REL_RE = re.compile(r"^\s*(\d+)\.(\d+)")
 
@@ -433,8 +439,10 @@ def release_note(release: str) -> str | None:
     distribution backports, or a release newer than any pmemtrace knows."""
     ver = parse_release(release)
     if ver > NEWEST_KNOWN:
-        return (f"{ver[0]}.{ver[1]} is newer than {NEWEST_KNOWN[0]}.{NEWEST_KNOWN[1]}, the newest "
-                f"release pmemtrace knows: the {RELEASE_SPANS[-1][2].name} profile is assumed")
+        return (
+            f"{ver[0]}.{ver[1]} is newer than {NEWEST_KNOWN[0]}.{NEWEST_KNOWN[1]}, the newest "
+            f"release pmemtrace knows: the {RELEASE_SPANS[-1][2].name} profile is assumed"
+        )
     for rx, text in _DISTRO_NOTES:
         m = rx.search(str(release))
         if m:
@@ -465,10 +473,13 @@ def select_profile(release: str | None = None) -> Profile:
     if ver < OLDEST:
         raise UsageError(
             f"kernel {release} is older than 4.18, the oldest release pmemtrace models (RHEL 8's "
-            "base): earlier DAX fault code (MAP_SYNC came in 4.15, vm_fault_t in 4.17) was not read")
+            "base): earlier DAX fault code (MAP_SYNC came in 4.15, vm_fault_t in 4.17) was not read"
+        )
     if ver[0] in _LAST_MINOR and ver[1] > _LAST_MINOR[ver[0]]:
-        raise UsageError(f"kernel {release}: there is no Linux {ver[0]}.{ver[1]} "
-                         f"(the {ver[0]}.x series ended with {ver[0]}.{_LAST_MINOR[ver[0]]})")
+        raise UsageError(
+            f"kernel {release}: there is no Linux {ver[0]}.{ver[1]} "
+            f"(the {ver[0]}.x series ended with {ver[0]}.{_LAST_MINOR[ver[0]]})"
+        )
     chosen = RELEASE_SPANS[-1][2]
     for first, last, profile in RELEASE_SPANS:
         if first <= ver <= last:

@@ -191,7 +191,7 @@ _R = [
         "an mmap access asks for a range another live mapping of the case still covers (EEXIST)",
         "the model maps with MAP_FIXED_NOREPLACE semantics: do_mmap() -> -EEXIST",
         "mm/mmap.c do_mmap() (MAP_FIXED_NOREPLACE, v4.17+)",
-        "munmap the earlier mapping first (an \"munmap\" access), or use another address",
+        'munmap the earlier mapping first (an "munmap" access), or use another address',
         "error",
     ),
     Reason(

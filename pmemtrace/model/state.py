@@ -55,11 +55,22 @@ def _keys_in(table: dict[int, _V], first: int, last: int) -> list[int]:
 
 
 class Vma:
-    __slots__ = ("start", "end", "pgoff", "shared", "sync", "writable", "nohugepage", "mapping", "vm_flags",
-                 "trace_fields")
+    __slots__ = (
+        "start",
+        "end",
+        "pgoff",
+        "shared",
+        "sync",
+        "writable",
+        "nohugepage",
+        "mapping",
+        "vm_flags",
+        "trace_fields",
+    )
 
-    def __init__(self, start: int, end: int, pgoff: int, shared: bool, sync: bool, writable: bool,
-                 nohugepage: bool, mapping: str) -> None:
+    def __init__(
+        self, start: int, end: int, pgoff: int, shared: bool, sync: bool, writable: bool, nohugepage: bool, mapping: str
+    ) -> None:
         self.start = start
         self.end = end
         self.pgoff = pgoff  # file page index mapped at vm_start
@@ -92,8 +103,16 @@ class Vma:
 
     def split(self, addr: int) -> "Vma":
         """Split at *addr*; self keeps [start, addr), returns [addr, end)."""
-        new = Vma(addr, self.end, self.pgoff + ((addr - self.start) >> PAGE_SHIFT), self.shared, self.sync,
-                  self.writable, self.nohugepage, self.mapping)
+        new = Vma(
+            addr,
+            self.end,
+            self.pgoff + ((addr - self.start) >> PAGE_SHIFT),
+            self.shared,
+            self.sync,
+            self.writable,
+            self.nohugepage,
+            self.mapping,
+        )
         self.end = addr
         self._snapshot()
         return new
@@ -293,7 +312,7 @@ class FileState:
         self.fs: str = file.fs
         exts = [Ext(e.logical, e.physical, e.length, e.unwritten) for e in file.extents]
         n = EXTENT_CHUNK
-        self._chunks = [exts[i:i + n] for i in range(0, len(exts), n)] or [[]]
+        self._chunks = [exts[i : i + n] for i in range(0, len(exts), n)] or [[]]
         self._starts = [[e.logical for e in c] for c in self._chunks]
         self._heads = [s[0] for s in self._starts if s]
         self.entries: dict[int, Union[PmdEntry, PteEntries]] = {}  # file block (index >> 9) -> entry
@@ -320,8 +339,8 @@ class FileState:
     def _following(self, c: int, i: int) -> Iterator[Ext]:
         """The extents after (chunk c, index i), in order."""
         chunks = self._chunks
-        yield from chunks[c][i + 1:]
-        for chunk in chunks[c + 1:]:
+        yield from chunks[c][i + 1 :]
+        for chunk in chunks[c + 1 :]:
             yield from chunk
 
     def _insert(self, c: int, i: int, e: Ext) -> None:
@@ -360,8 +379,11 @@ class FileState:
                 if length < need:
                     a = e
                     for b in self._following(c, i):
-                        if b.logical != a.logical + a.length or b.physical != a.physical + a.length \
-                                or b.unwritten != e.unwritten:
+                        if (
+                            b.logical != a.logical + a.length
+                            or b.physical != a.physical + a.length
+                            or b.unwritten != e.unwritten
+                        ):
                             break
                         length = b.logical + b.length - pos
                         if length >= need:

@@ -62,5 +62,6 @@ def dry_case(scen, kernel=None):
             rec["addr"] = placed[st.to]
         steps.append(rec)
     st = SimpleNamespace(st_ino=12)
-    return case_to_json(build_case(scen, target, st, dry_extents(scen), placed, {}, steps,
-                                   kernel=kernel or "6.12.95+deb12-amd64"))
+    return case_to_json(
+        build_case(scen, target, st, dry_extents(scen), placed, {}, steps, kernel=kernel or "6.12.95+deb12-amd64")
+    )

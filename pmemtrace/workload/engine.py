@@ -72,7 +72,50 @@ CONDITIONAL_NAMES = {
     "PMEMTRACE_HAS_MADV_HUGEPAGE": ["MADV_HUGEPAGE", "MADV_NOHUGEPAGE"],
 }
 
-_CONST_NAMES = ["PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC", "MAP_SHARED", "MAP_PRIVATE", "MAP_FIXED", "MAP_ANONYMOUS", "MAP_POPULATE", "MAP_NORESERVE", "MAP_SHARED_VALIDATE", "MAP_SYNC", "MAP_FIXED_NOREPLACE", "MREMAP_MAYMOVE", "MREMAP_FIXED", "MREMAP_DONTUNMAP", "MADV_NORMAL", "MADV_DONTNEED", "MADV_WILLNEED", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE", "MADV_REMOVE", "MS_SYNC", "MS_ASYNC", "MS_INVALIDATE", "FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_ZERO_RANGE", "FIEMAP_FLAG_SYNC", "FIEMAP_FLAG_XATTR", "FIEMAP_EXTENT_LAST", "FIEMAP_EXTENT_UNKNOWN", "FIEMAP_EXTENT_DELALLOC", "FIEMAP_EXTENT_ENCODED", "FIEMAP_EXTENT_DATA_ENCRYPTED", "FIEMAP_EXTENT_NOT_ALIGNED", "FIEMAP_EXTENT_DATA_INLINE", "FIEMAP_EXTENT_DATA_TAIL", "FIEMAP_EXTENT_UNWRITTEN", "FIEMAP_EXTENT_MERGED", "FIEMAP_EXTENT_SHARED", "O_DIRECT"]
+_CONST_NAMES = [
+    "PROT_NONE",
+    "PROT_READ",
+    "PROT_WRITE",
+    "PROT_EXEC",
+    "MAP_SHARED",
+    "MAP_PRIVATE",
+    "MAP_FIXED",
+    "MAP_ANONYMOUS",
+    "MAP_POPULATE",
+    "MAP_NORESERVE",
+    "MAP_SHARED_VALIDATE",
+    "MAP_SYNC",
+    "MAP_FIXED_NOREPLACE",
+    "MREMAP_MAYMOVE",
+    "MREMAP_FIXED",
+    "MREMAP_DONTUNMAP",
+    "MADV_NORMAL",
+    "MADV_DONTNEED",
+    "MADV_WILLNEED",
+    "MADV_HUGEPAGE",
+    "MADV_NOHUGEPAGE",
+    "MADV_REMOVE",
+    "MS_SYNC",
+    "MS_ASYNC",
+    "MS_INVALIDATE",
+    "FALLOC_FL_KEEP_SIZE",
+    "FALLOC_FL_PUNCH_HOLE",
+    "FALLOC_FL_ZERO_RANGE",
+    "FIEMAP_FLAG_SYNC",
+    "FIEMAP_FLAG_XATTR",
+    "FIEMAP_EXTENT_LAST",
+    "FIEMAP_EXTENT_UNKNOWN",
+    "FIEMAP_EXTENT_DELALLOC",
+    "FIEMAP_EXTENT_ENCODED",
+    "FIEMAP_EXTENT_DATA_ENCRYPTED",
+    "FIEMAP_EXTENT_NOT_ALIGNED",
+    "FIEMAP_EXTENT_DATA_INLINE",
+    "FIEMAP_EXTENT_DATA_TAIL",
+    "FIEMAP_EXTENT_UNWRITTEN",
+    "FIEMAP_EXTENT_MERGED",
+    "FIEMAP_EXTENT_SHARED",
+    "O_DIRECT",
+]
 
 
 def _load_consts():
@@ -152,6 +195,7 @@ def pattern(seed, pos):
 
 # ---- mappings -----------------------------------------------------------
 
+
 @dataclass
 class ChildResult:
     """What a forked toucher did: ``signal`` is None when it completed."""
@@ -200,7 +244,9 @@ class Mapping:
         self.written = []  # (offset, stride, count, seed) of write touches, for verify()
 
     def __repr__(self):
-        return f"<Mapping {self.addr:#x}+{self.length:#x} off={self.offset:#x} {'mapped' if self.mapped else 'unmapped'}>"
+        return (
+            f"<Mapping {self.addr:#x}+{self.length:#x} off={self.offset:#x} {'mapped' if self.mapped else 'unmapped'}>"
+        )
 
     def __enter__(self):
         return self
@@ -232,8 +278,10 @@ class Mapping:
         offset, length = self._range(offset, length)
         count = (1 << 62) if count is None else count
         seed = self.seed if seed is None else seed
-        n = _check(lib.pmt_touch(self.addr + offset, length, 0, stride, count, 1 if write else 0,
-                                 seed, self.offset + offset), "touch")
+        n = _check(
+            lib.pmt_touch(self.addr + offset, length, 0, stride, count, 1 if write else 0, seed, self.offset + offset),
+            "touch",
+        )
         if write and n:
             self.written.append((offset, length, stride, n, seed))
         return n
@@ -244,8 +292,7 @@ class Mapping:
         bad = []
         first = ffi.new("uint64_t *")
         for offset, length, stride, n, seed in self.written:
-            k = lib.pmt_touch_verify(self.addr + offset, length, 0, stride, n, seed,
-                                     self.offset + offset, first)
+            k = lib.pmt_touch_verify(self.addr + offset, length, 0, stride, n, seed, self.offset + offset, first)
             if k:
                 bad.append(offset + int(first[0]))
         return bad
@@ -265,8 +312,7 @@ class Mapping:
         k = lib.pmt_check(self.addr + offset, length, seed, base, first)
         return None if k == 0 else offset + int(first[0])
 
-    def child_touch(self, offset=0, length=None, stride=PAGE_SIZE, count=None, write=False,
-                    verify=True, seed=None):
+    def child_touch(self, offset=0, length=None, stride=PAGE_SIZE, count=None, write=False, verify=True, seed=None):
         """Touch like :meth:`touch` in a forked child; returns a :class:`ChildResult`
         (``sigbus`` True if it died of SIGBUS).  Writes made by the child land in
         a shared mapping, so they are recorded for :meth:`verify` when the child
@@ -275,9 +321,21 @@ class Mapping:
         count = (1 << 62) if count is None else count
         seed = self.seed if seed is None else seed
         res = ffi.new("struct pmt_child_result *")
-        _check(lib.pmt_child_touch(self.addr + offset, length, 0, stride, count,
-                                   1 if write else 0, 1 if verify else 0, seed,
-                                   self.offset + offset, res), "fork-touch")
+        _check(
+            lib.pmt_child_touch(
+                self.addr + offset,
+                length,
+                0,
+                stride,
+                count,
+                1 if write else 0,
+                1 if verify else 0,
+                seed,
+                self.offset + offset,
+                res,
+            ),
+            "fork-touch",
+        )
         r = ChildResult(
             signal=int(res.status) or None,
             touched=int(res.touched),
@@ -344,8 +402,20 @@ class Mapping:
         return pwrite_from(fd, self.addr + offset, length, file_offset)
 
 
-def mmap(fd, length, offset=0, prot=None, shared=True, addr=None, fixed=False,
-         noreplace=False, sync=False, validate=None, populate=False, flags=0):
+def mmap(
+    fd,
+    length,
+    offset=0,
+    prot=None,
+    shared=True,
+    addr=None,
+    fixed=False,
+    noreplace=False,
+    sync=False,
+    validate=None,
+    populate=False,
+    flags=0,
+):
     """mmap(2) with everything Python's mmap module cannot say.
 
     ``addr``: a hint (or the exact address with ``fixed``/``noreplace``);
@@ -376,8 +446,11 @@ def mmap(fd, length, offset=0, prot=None, shared=True, addr=None, fixed=False,
     if populate:
         f |= MAP_POPULATE
     out = ffi.new("uint64_t *")
-    _check(lib.pmt_mmap(addr or 0, length, prot, f, fd, offset, out), "mmap",
-           f"length={length:#x} offset={offset:#x} flags={f:#x}")
+    _check(
+        lib.pmt_mmap(addr or 0, length, prot, f, fd, offset, out),
+        "mmap",
+        f"length={length:#x} offset={offset:#x} flags={f:#x}",
+    )
     return Mapping(int(out[0]), length, fd, offset, prot, f)
 
 
@@ -392,13 +465,23 @@ def reserve(length, align=PMD_SIZE):
 
 
 def pread_into(fd, addr, length, file_offset):
-    return int(_check(lib.pmt_pread(_fileno(fd), addr, length, file_offset), "pread",
-                      f"fd -> {addr:#x}+{length:#x} at {file_offset:#x}"))
+    return int(
+        _check(
+            lib.pmt_pread(_fileno(fd), addr, length, file_offset),
+            "pread",
+            f"fd -> {addr:#x}+{length:#x} at {file_offset:#x}",
+        )
+    )
 
 
 def pwrite_from(fd, addr, length, file_offset):
-    return int(_check(lib.pmt_pwrite(_fileno(fd), addr, length, file_offset), "pwrite",
-                      f"{addr:#x}+{length:#x} -> fd at {file_offset:#x}"))
+    return int(
+        _check(
+            lib.pmt_pwrite(_fileno(fd), addr, length, file_offset),
+            "pwrite",
+            f"{addr:#x}+{length:#x} -> fd at {file_offset:#x}",
+        )
+    )
 
 
 def process_vm_write(remote, local, length):
@@ -448,6 +531,7 @@ class AlignedBuffer(Mapping):
 
 # ---- files --------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Extent:
     logical: int
@@ -468,12 +552,15 @@ class Extent:
 
     def to_case(self):
         """The extent in the model's case format."""
-        return {"logical": self.logical, "physical": hex(self.physical), "length": self.length,
-                "unwritten": self.unwritten}
+        return {
+            "logical": self.logical,
+            "physical": hex(self.physical),
+            "length": self.length,
+            "unwritten": self.unwritten,
+        }
 
     def to_json(self):
-        return {"logical": self.logical, "physical": self.physical, "length": self.length,
-                "flags": self.flag_names()}
+        return {"logical": self.logical, "physical": self.physical, "length": self.length, "flags": self.flag_names()}
 
 
 def fiemap(path_or_fd, start=0, length=None, sync=True, batch=256):

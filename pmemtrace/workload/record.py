@@ -26,8 +26,14 @@ def step_records(scen, msgs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         m = dict(got.get(i, {"outcome": "not-run"}))
         m.pop("step", None)
         outcome = m.pop("outcome")
-        rec = {"index": i, "op": st.op, "mapping": st.mapping, "outcome": outcome, "expect": st.expect,
-               "match": outcome in st.expect}
+        rec = {
+            "index": i,
+            "op": st.op,
+            "mapping": st.mapping,
+            "outcome": outcome,
+            "expect": st.expect,
+            "match": outcome in st.expect,
+        }
         rec.update(m)
         if st.note:
             rec["note"] = st.note
@@ -52,30 +58,45 @@ def _touched_offsets(st_, s) -> list[int]:
     return offs
 
 
-def build_case(scen, target, st: Optional[os.stat_result], extents, placed: Mapping[str, int],
-               mapped_at_start: Mapping[str, int], steps: list[dict[str, Any]], kernel: Optional[str] = None,
-               odirect: bool = False, start_tables: Iterable[int] = ()) -> Case:
+def build_case(
+    scen,
+    target,
+    st: Optional[os.stat_result],
+    extents,
+    placed: Mapping[str, int],
+    mapped_at_start: Mapping[str, int],
+    steps: list[dict[str, Any]],
+    kernel: Optional[str] = None,
+    odirect: bool = False,
+    start_tables: Iterable[int] = (),
+) -> Case:
     """The model's case for what the worker did: *extents* as FIEMAP gave
     them (objects with logical, physical, length, unwritten), *placed* and
     *mapped_at_start* the addresses the worker reported, *steps* the
     :func:`step_records`."""
-    b = CaseBuilder(target.device, kernel=kernel or os.uname().release, name=f"run-{scen.name}",
-                    notes=f"recorded by pmemtrace run {scen.name} on {target.path}"
-                    + (f" ({scen.peer})" if scen.peer else ""))
+    b = CaseBuilder(
+        target.device,
+        kernel=kernel or os.uname().release,
+        name=f"run-{scen.name}",
+        notes=f"recorded by pmemtrace run {scen.name} on {target.path}" + (f" ({scen.peer})" if scen.peer else ""),
+    )
     if scen.mode == "fsdax":
-        b.file = File(size=scen.file_size, ino=st.st_ino if st else 0,
-                      extents=[extent(e.logical, e.physical, e.length, e.unwritten) for e in extents],
-                      fs=target.fs if target.fs in ("xfs", "ext4") else "xfs")
+        b.file = File(
+            size=scen.file_size,
+            ino=st.st_ino if st else 0,
+            extents=[extent(e.logical, e.physical, e.length, e.unwritten) for e in extents],
+            fs=target.fs if target.fs in ("xfs", "ext4") else "xfs",
+        )
     ids = set()
     for m in scen.mappings:
         if m.anon:
             continue
         a = mapped_at_start.get(m.id) or placed.get(m.id)
         if a is None:
-            a = next((s["addr"] for s in steps if s["op"] == "mmap" and s["mapping"] == m.id and s.get("addr")),
-                     None)
-        b.mapping(m.id, a or 0, m.length, offset=m.offset, shared=m.shared, sync=m.sync, writable=m.writable,
-                  mapped=m.mapped)
+            a = next((s["addr"] for s in steps if s["op"] == "mmap" and s["mapping"] == m.id and s.get("addr")), None)
+        b.mapping(
+            m.id, a or 0, m.length, offset=m.offset, shared=m.shared, sync=m.sync, writable=m.writable, mapped=m.mapped
+        )
         ids.add(m.id)
     b.page_tables.update(start_tables)
     for m in scen.mappings:
@@ -92,8 +113,16 @@ def build_case(scen, target, st: Optional[os.stat_result], extents, placed: Mapp
             if s["outcome"] == "ok":
                 src = scen.mapping(mid)
                 rid = f"{st_.to}@{s['index']}"
-                b.mapping(rid, s["addr"], st_.length, offset=src.offset + st_.offset, shared=src.shared,
-                          sync=src.sync, writable=src.writable, mapped=False)
+                b.mapping(
+                    rid,
+                    s["addr"],
+                    st_.length,
+                    offset=src.offset + st_.offset,
+                    shared=src.shared,
+                    sync=src.sync,
+                    writable=src.writable,
+                    mapped=False,
+                )
                 b.mmap(rid)
                 remapped[st_.to] = rid
             continue
@@ -115,8 +144,14 @@ def build_case(scen, target, st: Optional[os.stat_result], extents, placed: Mapp
         elif op == "madvise":
             b.madvise(cid, st_.advice, st_.offset, st_.length)
         elif op == "gup":
-            b.gup(cid, st_.offset, st_.length, write=st_.write or st_.longterm, fast=odirect or st_.longterm,
-                  longterm=st_.longterm)
+            b.gup(
+                cid,
+                st_.offset,
+                st_.length,
+                write=st_.write or st_.longterm,
+                fast=odirect or st_.longterm,
+                longterm=st_.longterm,
+            )
         elif op in ("read", "write", "fork", "check"):
             write = op == "write" or (op == "fork" and st_.write)
             if op == "fork" or st_.fork:

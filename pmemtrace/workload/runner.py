@@ -38,6 +38,7 @@ PMD = 2 * MiB
 
 # ---- the supervisor ------------------------------------------------------
 
+
 @dataclass
 class RunResult:
     scenario: object
@@ -86,13 +87,17 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
     returns a :class:`RunResult`.  Never leaves scratch files, tracefs
     instances or the worker behind."""
     if scen.mode != target.mode:
-        raise UsageError(f"scenario {scen.name} is a {scen.mode} scenario; give it "
-                         f"{'--dir DIR (a DAX mount)' if scen.mode == 'fsdax' else '--device /dev/daxX.Y'}")
+        raise UsageError(
+            f"scenario {scen.name} is a {scen.mode} scenario; give it "
+            f"{'--dir DIR (a DAX mount)' if scen.mode == 'fsdax' else '--device /dev/daxX.Y'}"
+        )
     dev_align = target.device.align or PMD
     if scen.mode == "devdax" and scen.device_align and scen.device_align != dev_align:
-        raise UsageError(f"scenario {scen.name} needs a devdax device with align {scen.device_align >> 10}K; "
-                         f"{target.path} has align {dev_align >> 10}K (pass --reconfigure NAMESPACE to let "
-                         "pmemtrace run 'ndctl create-namespace -f -m devdax -a ALIGN' on it; that destroys its data)")
+        raise UsageError(
+            f"scenario {scen.name} needs a devdax device with align {scen.device_align >> 10}K; "
+            f"{target.path} has align {dev_align >> 10}K (pass --reconfigure NAMESPACE to let "
+            "pmemtrace run 'ndctl create-namespace -f -m devdax -a ALIGN' on it; that destroys its data)"
+        )
     t_start = time.perf_counter()
     scratch = []
     fds = []
@@ -220,8 +225,10 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
             elif "verified" in msg:
                 res.verified_pages = msg["verified"]
                 if msg["nbad"]:
-                    res.corrupt.append(f"{msg['nbad']} words read back wrong at the end, first at file/device "
-                                       f"offsets {', '.join(msg['bad'][:8])}")
+                    res.corrupt.append(
+                        f"{msg['nbad']} words read back wrong at the end, first at file/device "
+                        f"offsets {', '.join(msg['bad'][:8])}"
+                    )
             elif "error" in msg:
                 res.error = msg["error"]
         rf.close()
@@ -232,16 +239,25 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
             sig = signal.Signals(os.WTERMSIG(status)).name
             res.worker_signal = sig
             if current is not None:
-                msgs.append({"step": current, "outcome": "sigbus" if sig == "SIGBUS" else sig,
-                             "detail": f"the worker died of {sig} in this step"})
+                msgs.append(
+                    {
+                        "step": current,
+                        "outcome": "sigbus" if sig == "SIGBUS" else sig,
+                        "detail": f"the worker died of {sig} in this step",
+                    }
+                )
             res.error = res.error or f"the worker died of {sig}" + (
-                f" in step {current}" if current is not None else "")
+                f" in step {current}" if current is not None else ""
+            )
         res.steps = step_records(scen, msgs)
         for s in res.steps:
             for c in s.get("corrupt", []):
                 res.corrupt.append(f"step {s['index']} ({s['op']}): {c}")
-        res.case = case_to_json(build_case(scen, target, st, extents, placed, mapped_at_start, res.steps, kernel,
-                                           dio_fd is not None, start_tables))
+        res.case = case_to_json(
+            build_case(
+                scen, target, st, extents, placed, mapped_at_start, res.steps, kernel, dio_fd is not None, start_tables
+            )
+        )
         if res.trace_text:
             res.events = _parse_events(res.trace_text)
         return res

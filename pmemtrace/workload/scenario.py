@@ -132,10 +132,29 @@ def _expect(v, where):
 def parse_scenario(obj, source="<dict>"):
     if not isinstance(obj, dict):
         raise ScenarioError(source, "scenario", "expected a JSON object")
-    _known(obj, {"format", "name", "mode", "peer", "expect", "notes", "file", "device", "mappings", "steps",
-                 "process", "events", "reason"}, source)
+    _known(
+        obj,
+        {
+            "format",
+            "name",
+            "mode",
+            "peer",
+            "expect",
+            "notes",
+            "file",
+            "device",
+            "mappings",
+            "steps",
+            "process",
+            "events",
+            "reason",
+        },
+        source,
+    )
     if obj.get("format", 1) != 1:
-        raise ScenarioError(source, "format", f"unsupported scenario format {obj.get('format')!r} (this pmemtrace reads 1)")
+        raise ScenarioError(
+            source, "format", f"unsupported scenario format {obj.get('format')!r} (this pmemtrace reads 1)"
+        )
     name = obj.get("name") or source
     where = name
     mode = obj.get("mode")
@@ -166,8 +185,26 @@ def parse_scenario(obj, source="<dict>"):
     mappings = []
     for i, m in enumerate(maps):
         w = f"{where}.mappings[{i}]"
-        _known(m, {"id", "length", "offset", "shared", "sync", "validate", "writable", "populate", "mapped",
-                   "place", "align", "misalign", "at", "anon"}, w)
+        _known(
+            m,
+            {
+                "id",
+                "length",
+                "offset",
+                "shared",
+                "sync",
+                "validate",
+                "writable",
+                "populate",
+                "mapped",
+                "place",
+                "align",
+                "misalign",
+                "at",
+                "anon",
+            },
+            w,
+        )
         place = m.get("place", "aligned")
         if place not in PLACES:
             raise ScenarioError(w, "place", f"expected one of {', '.join(PLACES)}")
@@ -198,8 +235,24 @@ def parse_scenario(obj, source="<dict>"):
     steps = []
     for i, s in enumerate(obj.get("steps", [])):
         w = f"{where}.steps[{i}]"
-        _known(s, {"op", "mapping", "offset", "length", "stride", "write", "advice", "to", "fork", "expect",
-                   "note", "longterm"}, w)
+        _known(
+            s,
+            {
+                "op",
+                "mapping",
+                "offset",
+                "length",
+                "stride",
+                "write",
+                "advice",
+                "to",
+                "fork",
+                "expect",
+                "note",
+                "longterm",
+            },
+            w,
+        )
         op = s.get("op")
         if op not in OPS:
             raise ScenarioError(w, "op", f"expected one of {', '.join(OPS)}")
@@ -234,10 +287,21 @@ def parse_scenario(obj, source="<dict>"):
     proc = obj.get("process", {})
     _known(proc, {"thp_disable"}, where + ".process")
     return Scenario(
-        name=name, mode=mode, peer=obj.get("peer"), expect=obj.get("expect"), notes=obj.get("notes"),
-        file_size=file_size, alloc=alloc, holes=holes, mappings=mappings, steps=steps, device_align=device_align,
-        thp_disable=_bool(proc, "thp_disable", where + ".process"), events=obj.get("events", {}),
-        reason=obj.get("reason"), raw=obj,
+        name=name,
+        mode=mode,
+        peer=obj.get("peer"),
+        expect=obj.get("expect"),
+        notes=obj.get("notes"),
+        file_size=file_size,
+        alloc=alloc,
+        holes=holes,
+        mappings=mappings,
+        steps=steps,
+        device_align=device_align,
+        thp_disable=_bool(proc, "thp_disable", where + ".process"),
+        events=obj.get("events", {}),
+        reason=obj.get("reason"),
+        raw=obj,
     )
 
 

@@ -52,7 +52,7 @@ class Shadow:
                 fill = None
         for wpos, seed in words.items():
             o = wpos - pos
-            if int.from_bytes(data[o:o + 8], "little") != E.pattern(seed, wpos):
+            if int.from_bytes(data[o : o + 8], "little") != E.pattern(seed, wpos):
                 bad.append(wpos)
         if fill is None:
             return bad
@@ -60,7 +60,7 @@ class Shadow:
         for wpos, _seed in words.items():  # mask the words checked above
             o = wpos - pos
             v = 0 if fill == "zero" else E.pattern(fill, wpos)
-            buf[o:o + 8] = v.to_bytes(8, "little")
+            buf[o : o + 8] = v.to_bytes(8, "little")
         if fill == "zero":
             if any(buf):
                 first = next(i for i, b in enumerate(buf) if b)

@@ -81,7 +81,8 @@ def open_dir(path: str, allow_non_dax: bool = False, root: str = "/") -> Target:
         raise NoDaxMapping(
             f"--dir {path}: {mnt or '?'} ({fstype or '?'}) is not mounted with -o dax; mount an fsdax "
             "namespace's filesystem with '-o dax' (or pass --allow-non-dax to exercise the engine on "
-            "page-cache files: nothing DAX will happen)")
+            "page-cache files: nothing DAX will happen)"
+        )
     st = os.stat(path)
     dev, notes = host_cases.block_device(_roots(root), os.major(st.st_dev), os.minor(st.st_dev))
     if dev is None:
@@ -89,11 +90,15 @@ def open_dir(path: str, allow_non_dax: bool = False, root: str = "/") -> Target:
             raise NoDaxMapping(f"--dir {path}: cannot find the pmem device behind it: {'; '.join(notes)}")
         sv = os.statvfs(path)
         total = sv.f_blocks * sv.f_frsize
-        dev = _fsdax_device(data_start=0, size=(total + 2 * MiB - 1) & ~(2 * MiB - 1), map="mem", align=2 * MiB,
-                            dev=dev_t(os.major(st.st_dev), os.minor(st.st_dev)))
+        dev = _fsdax_device(
+            data_start=0,
+            size=(total + 2 * MiB - 1) & ~(2 * MiB - 1),
+            map="mem",
+            align=2 * MiB,
+            dev=dev_t(os.major(st.st_dev), os.minor(st.st_dev)),
+        )
         notes.append(f"{mnt} is not DAX: device geometry is a stand-in (size of the filesystem, data_start 0)")
-    return Target("fsdax", os.path.realpath(path), dev, dax=dax, fs=fstype, mount=mnt, mount_options=opts,
-                  notes=notes)
+    return Target("fsdax", os.path.realpath(path), dev, dax=dax, fs=fstype, mount=mnt, mount_options=opts, notes=notes)
 
 
 def open_device(path: str, root: str = "/") -> Target:
@@ -102,14 +107,18 @@ def open_device(path: str, root: str = "/") -> Target:
     except OSError as exc:
         raise UsageError(f"--device {path}: {exc.strerror}") from None
     if not stat.S_ISCHR(st.st_mode):
-        raise NoDaxMapping(f"--device {path}: not a character device; pmemtrace run --device takes a devdax "
-                           "device such as /dev/dax0.0 (use --dir for an fsdax filesystem)")
+        raise NoDaxMapping(
+            f"--device {path}: not a character device; pmemtrace run --device takes a devdax "
+            "device such as /dev/dax0.0 (use --dir for an fsdax filesystem)"
+        )
     major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
     roots = _roots(root)
     subsys = host_cases.char_device_subsystem(roots, major, minor)
     if subsys != "dax":
-        raise NoDaxMapping(f"--device {path}: {major}:{minor} is a {subsys or 'unknown'} device, not device-dax "
-                           "(ndctl create-namespace -m devdax makes one)")
+        raise NoDaxMapping(
+            f"--device {path}: {major}:{minor} is a {subsys or 'unknown'} device, not device-dax "
+            "(ndctl create-namespace -m devdax makes one)"
+        )
     dev, notes = host_cases.dax_device(roots, major, minor)
     if dev is None:
         raise NoDaxMapping(f"--device {path}: {notes[0]}")

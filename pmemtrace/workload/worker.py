@@ -96,8 +96,18 @@ class Worker:
             if m.anon:
                 mp = E.mmap(-1, m.length, prot=prot, shared=False, addr=addr, fixed=addr is not None)
             else:
-                mp = E.mmap(self.fd, m.length, offset=m.offset, prot=prot, shared=m.shared, sync=m.sync,
-                            validate=m.validate, populate=m.populate, addr=addr, fixed=addr is not None)
+                mp = E.mmap(
+                    self.fd,
+                    m.length,
+                    offset=m.offset,
+                    prot=prot,
+                    shared=m.shared,
+                    sync=m.sync,
+                    validate=m.validate,
+                    populate=m.populate,
+                    addr=addr,
+                    fixed=addr is not None,
+                )
         except OSError:
             if addr is not None:
                 self._rehold(m, addr)
@@ -185,10 +195,13 @@ class Worker:
         bad = []
         for p in range(0, st.length, PAGE):
             if (pos + p) in self.shadow.pages:
-                bad += self.shadow.check_page(pos + p, data[p:p + PAGE])
+                bad += self.shadow.check_page(pos + p, data[p : p + PAGE])
         if bad:
-            return {"outcome": "STALE", "detail": f"{len(bad)} words differ, first at file offset {bad[0]:#x}",
-                    "pages": (st.length + PAGE - 1) // PAGE}
+            return {
+                "outcome": "STALE",
+                "detail": f"{len(bad)} words differ, first at file offset {bad[0]:#x}",
+                "pages": (st.length + PAGE - 1) // PAGE,
+            }
         return {"pages": (st.length + PAGE - 1) // PAGE}
 
     def _step_madvise(self, st, mp):
@@ -253,7 +266,7 @@ class Worker:
                 bad = []
                 for p in range(0, n - n % PAGE, PAGE):
                     if (pos + p) in self.shadow.pages:
-                        bad += self.shadow.check_page(pos + p, data[p:p + PAGE])
+                        bad += self.shadow.check_page(pos + p, data[p : p + PAGE])
                 if bad:
                     res["corrupt"] = [f"data read through GUP differs at file offset {b:#x}" for b in bad[:8]]
             if n != length:
@@ -315,8 +328,7 @@ class Worker:
                     res = self.step(i, st)
                     res.setdefault("outcome", "ok")
                 except OSError as exc:
-                    res = {"outcome": E.errname(exc.errno),
-                           "detail": str(exc)}
+                    res = {"outcome": E.errname(exc.errno), "detail": str(exc)}
                 res["seconds"] = round(time.perf_counter() - t0, 6)
                 self.send(step=i, **res)
             self.send(steps_done=True)
@@ -342,7 +354,6 @@ Worker.STEPS = {
 }
 #: the ops whose mapping must be live (a step on an unmapped one is skipped)
 Worker.NEEDS_MAPPING = frozenset(("read", "write", "fork", "gup", "madvise", "mremap", "check"))
-
 
 
 def edge_page_tables(addr, length, roots=None):

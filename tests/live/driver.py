@@ -23,8 +23,7 @@ from pmemtrace.units import parse_int
 
 libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                      ctypes.c_long]
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
 libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
@@ -71,7 +70,7 @@ class Mapping:
         self.offset = offset
         self.shared = shared
         prot = PROT_READ | (PROT_WRITE if writable else 0)
-        flags = (MAP_SHARED if shared else MAP_PRIVATE)
+        flags = MAP_SHARED if shared else MAP_PRIVATE
         if addr is not None:
             flags |= MAP_FIXED_NOREPLACE
         self.addr = _mmap(addr, length, prot, flags, fd, offset)
@@ -86,8 +85,7 @@ class Mapping:
         ctypes.c_ubyte.from_address(self.addr + off).value = value
 
     def madvise(self, advice, off=0, length=None):
-        if libc.madvise(self.addr + off, length if length is not None else self.length - off,
-                        MADV[advice]) != 0:
+        if libc.madvise(self.addr + off, length if length is not None else self.length - off, MADV[advice]) != 0:
             e = ctypes.get_errno()
             raise OSError(e, os.strerror(e))
 
@@ -106,8 +104,7 @@ def fiemap(fd, max_extents=256):
     out = []
     for i in range(n):
         lo, ph, ln, _, _, flags = struct.unpack_from("=QQQQQI", buf, 32 + 56 * i)
-        out.append({"logical": lo, "physical": ph, "length": ln,
-                    "unwritten": bool(flags & FIEMAP_EXTENT_UNWRITTEN)})
+        out.append({"logical": lo, "physical": ph, "length": ln, "unwritten": bool(flags & FIEMAP_EXTENT_UNWRITTEN)})
     return out
 
 
@@ -120,7 +117,7 @@ def make_file(path, size, written=True):
         # (xfs su=2m); then write it all so the extents are not unwritten
         os.posix_fallocate(fd, 0, size)
         if written:
-            chunk = b"\xA5" * (1 << 20)
+            chunk = b"\xa5" * (1 << 20)
             off = 0
             while off < size:
                 n = min(len(chunk), size - off)
@@ -160,8 +157,13 @@ def fsdax_case(setup, path, mappings, accesses, map="mem", align="2M", release=N
         extents = fiemap(fd)
     finally:
         os.close(fd)
-    device = fsdax_device(data_start=geo["data_start"], size=geo["size"], map=map, align=parse_int(align),
-                          dev=dev_t(os.major(st.st_dev), os.minor(st.st_dev)))
+    device = fsdax_device(
+        data_start=geo["data_start"],
+        size=geo["size"],
+        map=map,
+        align=parse_int(align),
+        dev=dev_t(os.major(st.st_dev), os.minor(st.st_dev)),
+    )
     file = File(size=st.st_size, ino=st.st_ino, fs=setup["fs"], extents=dax_extents(extents))
     return _case(device, mappings, accesses, release, file)
 

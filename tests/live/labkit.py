@@ -57,8 +57,10 @@ class LabGate:
 
     def _probe(self):
         if not _guest.in_guest():
-            return ("these tests run only inside a pmemtrace lab guest (a Debian kernel "
-                    "booted under QEMU with memmap= pmem); run them with `pmemtrace lab test`")
+            return (
+                "these tests run only inside a pmemtrace lab guest (a Debian kernel "
+                "booted under QEMU with memmap= pmem); run them with `pmemtrace lab test`"
+            )
         if os.geteuid() != 0:
             return f"the lab guest must run the live tests as root, but the euid is {os.geteuid():d}"
         try:
@@ -68,8 +70,7 @@ class LabGate:
         with open("/proc/iomem") as f:
             iomem = f.read()
         if "Persistent Memory" not in iomem:
-            return ("/proc/iomem shows no Persistent Memory range, so the kernel was booted "
-                    "without memmap=SIZE!START")
+            return "/proc/iomem shows no Persistent Memory range, so the kernel was booted without memmap=SIZE!START"
         if not os.path.exists("/sys/bus/nd/devices/namespace0.0"):
             return "no namespace0.0 appeared under /sys/bus/nd/devices after loading nd_e820"
         self.nodax = os.path.exists("/sys/bus/nd/devices/namespace1.0")
@@ -149,8 +150,10 @@ class Guest:
         """An ext4 without DAX on namespace1.0 (an O_DIRECT target whose I/O
         uses get_user_pages); skips/fails when no second region was booted."""
         if not self.gate.nodax:
-            skip_or_fail("this test needs a second pmem region for a non-DAX filesystem; "
-                         "boot with `pmemtrace lab test --nodax 1G` (the default)")
+            skip_or_fail(
+                "this test needs a second pmem region for a non-DAX filesystem; "
+                "boot with `pmemtrace lab test --nodax 1G` (the default)"
+            )
         if self._nodax is None:
             ns1 = [n for n in _guest.namespaces() if n.get("dev") == "namespace1.0"]
             dev = "/dev/" + (ns1[0].get("blockdev", "pmem1") if ns1 else "pmem1")
@@ -170,13 +173,16 @@ class Guest:
     def namespace_sysfs(self, ns="namespace0.0"):
         """Attributes of *ns* and of the pfn/dax device claiming it."""
         base = f"/sys/bus/nd/devices/{ns}"
-        out = {a: self.sysfs_attr(f"{base}/{a}") for a in
-               ("mode", "size", "resource", "holder", "holder_class", "force_raw")}
+        out = {
+            a: self.sysfs_attr(f"{base}/{a}")
+            for a in ("mode", "size", "resource", "holder", "holder_class", "force_raw")
+        }
         holder = out.get("holder")
         if holder:
             hb = f"/sys/bus/nd/devices/{holder}"
-            out["holder_attrs"] = {a: self.sysfs_attr(f"{hb}/{a}") for a in
-                                   ("mode", "align", "resource", "size", "namespace")}
+            out["holder_attrs"] = {
+                a: self.sysfs_attr(f"{hb}/{a}") for a in ("mode", "align", "resource", "size", "namespace")
+            }
         return out
 
     def ndctl(self):
@@ -195,7 +201,8 @@ class Guest:
 
 _LINE_RE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
-    r"(?:[\w.]{4,5}\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<text>.*)$")
+    r"(?:[\w.]{4,5}\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<text>.*)$"
+)
 
 
 def parse_trace_lines(lines):
@@ -214,15 +221,26 @@ def parse_trace_lines(lines):
     for line in lines:
         m = _LINE_RE.match(line)
         if m:
-            out.append(Event(m.group("event"), {}, ts=float(m.group("ts")), pid=int(m.group("pid")),
-                             comm=m.group("comm").strip(), cpu=int(m.group("cpu")), source="tracefs"))
+            out.append(
+                Event(
+                    m.group("event"),
+                    {},
+                    ts=float(m.group("ts")),
+                    pid=int(m.group("pid")),
+                    comm=m.group("comm").strip(),
+                    cpu=int(m.group("cpu")),
+                    source="tracefs",
+                )
+            )
     return out
 
 
 MARK = "pmemtrace-mark "
 _MARK_RE = re.compile(r"tracing_mark_write: " + MARK + r"(?P<text>.*)$")
-_KPROBE_RE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+.*?\s(?P<event>pmt_\w+): \((?P<where>[^)]*)\)"
-                        r"(?P<args>(?:\s+\w+=\S+)*)\s*$")
+_KPROBE_RE = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+.*?\s(?P<event>pmt_\w+): \((?P<where>[^)]*)\)"
+    r"(?P<args>(?:\s+\w+=\S+)*)\s*$"
+)
 
 
 class Capture:
@@ -318,8 +336,7 @@ class Tracefs:
                 try:
                     self._append(path, f"{kind}:pmt/{name} {rest}\n")
                 except OSError as exc:
-                    skip_or_fail(f"cannot add kprobe event {kind}:{rest!r} on "
-                                 f"{os.uname().release}: {exc}")
+                    skip_or_fail(f"cannot add kprobe event {kind}:{rest!r} on {os.uname().release}: {exc}")
                 added.append(name)
             yield
         finally:

@@ -54,11 +54,18 @@ def test_compiles_against_lab_kernel_headers():
     mod = os.path.dirname(build)
     src = os.path.realpath(os.path.join(mod, "source"))
     rel = platform.release()
-    script = (f"mount -t tmpfs none /lib/modules && mkdir -p /lib/modules/{rel} && "
-              f"ln -s {os.path.realpath(build)} /lib/modules/{rel}/build && "
-              f"ln -s {src} /lib/modules/{rel}/source && cd / && "
-              f"exec {sys.executable} -c \"$PMT_PROG\"")
-    p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, PMT_PROG=PROG))
+    script = (
+        f"mount -t tmpfs none /lib/modules && mkdir -p /lib/modules/{rel} && "
+        f"ln -s {os.path.realpath(build)} /lib/modules/{rel}/build && "
+        f"ln -s {src} /lib/modules/{rel}/source && cd / && "
+        f'exec {sys.executable} -c "$PMT_PROG"'
+    )
+    p = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PMT_PROG=PROG),
+    )
     errors = [line for line in p.stderr.splitlines() if "error:" in line]
     assert p.returncode == 0 and p.stdout.startswith("OK"), "\n".join(errors[:20]) or p.stderr[-2000:]

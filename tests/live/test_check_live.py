@@ -37,8 +37,12 @@ def _check_all(guest, fs):
         except pytest.skip.Exception:
             dio = []
         names = [n for n in FSDAX if n not in SKIP_ON.get(fs, ())]
-        p = subprocess.run([sys.executable, "-m", "pmemtrace", "check", *names, "--dir", d, *dio, "--json"],
-                           capture_output=True, text=True, timeout=1500)
+        p = subprocess.run(
+            [sys.executable, "-m", "pmemtrace", "check", *names, "--dir", d, *dio, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=1500,
+        )
         assert "Traceback" not in p.stderr, p.stderr
         assert p.stdout.strip().startswith("{"), p.stderr[-3000:]
         out = json.loads(p.stdout)
@@ -49,8 +53,7 @@ def _check_all(guest, fs):
     return _RESULTS[fs]
 
 
-@pytest.mark.parametrize("fs,name", [(fs, n) for fs in ("xfs", "ext4") for n in FSDAX
-                                     if n not in SKIP_ON.get(fs, ())])
+@pytest.mark.parametrize("fs,name", [(fs, n) for fs in ("xfs", "ext4") for n in FSDAX if n not in SKIP_ON.get(fs, ())])
 def test_check_agrees(name, fs, guest, lab_gate):
     res = _check_all(guest, fs)
     assert name in res, sorted(res)

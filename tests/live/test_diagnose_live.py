@@ -72,12 +72,16 @@ def _compare(tracefs, path, what):
     strip, want = predicted(path)
     got = touch_and_observe(tracefs, path, SIZE)
     if want != got:
-        rows = "\n".join(f"  chunk {c.index}: predicted {c.outcome}/{c.reason} ({c.layout}, "
-                         f"{c.extents}) observed {o}" for c, o in zip(strip.chunks, got))
+        rows = "\n".join(
+            f"  chunk {c.index}: predicted {c.outcome}/{c.reason} ({c.layout}, {c.extents}) observed {o}"
+            for c, o in zip(strip.chunks, got)
+        )
         pytest.fail(f"{what} on {os.uname().release}: diagnose and the kernel disagree\n{rows}", pytrace=False)
     # shown by `pytest -rA` (the lab's summary): the strip and the reasons
-    print(f"{what} on {os.uname().release}: {''.join(terminal_strip(strip, colour=False))} "
-          f"observed {got} reasons {strip.reasons()}")
+    print(
+        f"{what} on {os.uname().release}: {''.join(terminal_strip(strip, colour=False))} "
+        f"observed {got} reasons {strip.reasons()}"
+    )
     return strip, got
 
 
@@ -174,14 +178,15 @@ class TestDiagnosePidAgainstTracepoints:
                         m.write(offset)
                     tracefs.mark("end")
                 groups = cap.groups()
-                got = [observed_outcome(cap.events(lines=groups.get(f"chunk {i}", [])))
-                       for i in range(len(chunks))]
+                got = [observed_outcome(cap.events(lines=groups.get(f"chunk {i}", []))) for i in range(len(chunks))]
                 want = [c.outcome for _o, c in chunks]
                 assert len(chunks) == strip.blocks() == (9 if m is off else 8)  # 1 MiB off: 9 PMDs
                 assert want == got, (want_reason, [(o, c.outcome, c.reason) for o, c in chunks], got)
                 assert {c.reason for c in strip.chunks} == {want_reason}
-                print(f"pid mapping {want_reason} on {os.uname().release}: "
-                      f"{''.join(terminal_strip(strip, colour=False))} observed {got}")
+                print(
+                    f"pid mapping {want_reason} on {os.uname().release}: "
+                    f"{''.join(terminal_strip(strip, colour=False))} observed {got}"
+                )
         finally:
             for m in maps:
                 m.unmap()
@@ -195,8 +200,10 @@ class TestDiagnosePidAgainstTracepoints:
         from pmemtrace.host import observe
 
         def global_state(t):
-            return {rel: open(os.path.join(t, rel)).read() for rel in
-                    ("tracing_on", "events/fs_dax/enable", "set_event_pid", "buffer_size_kb")}
+            return {
+                rel: open(os.path.join(t, rel)).read()
+                for rel in ("tracing_on", "events/fs_dax/enable", "set_event_pid", "buffer_size_kb")
+            }
 
         setup = guest.fsdax(map="mem", align="2M", fs="xfs")
         path = _fresh(setup, "diag-observe")
@@ -206,8 +213,9 @@ class TestDiagnosePidAgainstTracepoints:
             maps.append(Mapping(fd, SIZE, addr=driver.free_address(SIZE)))
             maps.append(Mapping(fd, SIZE, addr=driver.free_address(SIZE, shift=MiB)))
             roots = Roots()
-            strips = [s for s in diagnose_pid(HostState(roots), os.getpid())
-                      if s.details["start"] in {m.addr for m in maps}]
+            strips = [
+                s for s in diagnose_pid(HostState(roots), os.getpid()) if s.details["start"] in {m.addr for m in maps}
+            ]
             assert len(strips) == 2
 
             def touch():

@@ -29,8 +29,9 @@ class TestLabGuestAgainstProcIomem:
 
     def test_modules_come_from_the_cache(self, lab_gate):
         assert "nd_pmem" in lab_gate.modules
-        assert os.path.isdir(f"/lib/modules/{lab_gate.release}/kernel") or \
-            os.path.isdir(f"/lib/modules/{lab_gate.release}/kernel/")
+        assert os.path.isdir(f"/lib/modules/{lab_gate.release}/kernel") or os.path.isdir(
+            f"/lib/modules/{lab_gate.release}/kernel/"
+        )
 
 
 class TestGuestPreparation:

@@ -38,8 +38,13 @@ def _sig(events):
         if e.name not in COMPARED:
             continue
         res = e.fields.get("result")
-        out.append((e.name, hex(e.fields.get("address", 0)),
-                    decode_vm_fault(res) if res is not None and "fault_done" in e.name else ""))
+        out.append(
+            (
+                e.name,
+                hex(e.fields.get("address", 0)),
+                decode_vm_fault(res) if res is not None and "fault_done" in e.name else "",
+            )
+        )
     return out
 
 
@@ -74,11 +79,18 @@ def _compare(case, observed, what):
         want = _sig(r.events())
         ok = want == obs
         bad |= not ok
-        rows.append(f"  access {r.index} {r.op:<8} model {r.outcome}/{r.reason}: {want}\n"
-                    f"  {'':>17} kernel: {obs}{'' if ok else '   <-- differs'}")
+        rows.append(
+            f"  access {r.index} {r.op:<8} model {r.outcome}/{r.reason}: {want}\n"
+            f"  {'':>17} kernel: {obs}{'' if ok else '   <-- differs'}"
+        )
     if bad:
-        pytest.fail(f"{what}: model and kernel {os.uname().release} disagree\n" + "\n".join(rows)
-                    + "\ncase: " + json.dumps(case), pytrace=False)
+        pytest.fail(
+            f"{what}: model and kernel {os.uname().release} disagree\n"
+            + "\n".join(rows)
+            + "\ncase: "
+            + json.dumps(case),
+            pytrace=False,
+        )
     return pred
 
 
@@ -86,9 +98,15 @@ def _compare(case, observed, what):
 # Namespace layout: sysfs vs pmemtrace.model.geometry.namespace_layout
 
 
-LAYOUTS = [("fsdax", "mem", "2M"), ("fsdax", "dev", "2M"), ("fsdax", "dev", "4K"),
-           ("fsdax", "dev", "1G"), ("devdax", "dev", "2M"), ("devdax", "dev", "4K"),
-           ("devdax", "dev", "1G")]
+LAYOUTS = [
+    ("fsdax", "mem", "2M"),
+    ("fsdax", "dev", "2M"),
+    ("fsdax", "dev", "4K"),
+    ("fsdax", "dev", "1G"),
+    ("devdax", "dev", "2M"),
+    ("devdax", "dev", "4K"),
+    ("devdax", "dev", "1G"),
+]
 _SIZES = {"4K": 4096, "2M": 2 * MiB, "1G": 1 << 30}
 
 
@@ -102,16 +120,19 @@ class TestNamespaceLayoutAgainstSysfs:
         try:
             guest.namespace(mode, map_, align)
         except LabError as exc:
-            assert model.error, (f"kernel refused {mode} map={map_} align={align} ({exc}) but the "
-                                 f"model computes a layout: {model.to_json()}")
+            assert model.error, (
+                f"kernel refused {mode} map={map_} align={align} ({exc}) but the "
+                f"model computes a layout: {model.to_json()}"
+            )
             return
-        assert not model.error, (f"kernel accepted {mode} map={map_} align={align} but the model "
-                                 f"says: {model.error}")
+        assert not model.error, f"kernel accepted {mode} map={map_} align={align} but the model says: {model.error}"
         geo = driver.device_geometry()
-        got = {"data_start": geo["data_start"], "data_size": geo["size"],
-               "memmap_location": {"pmem": "device", "ram": "ram", None: "ram"}[geo["pfn_mode"]]}
-        want = {"data_start": model.data_start, "data_size": model.data_size,
-                "memmap_location": model.memmap_location}
+        got = {
+            "data_start": geo["data_start"],
+            "data_size": geo["size"],
+            "memmap_location": {"pmem": "device", "ram": "ram", None: "ram"}[geo["pfn_mode"]],
+        }
+        want = {"data_start": model.data_start, "data_size": model.data_size, "memmap_location": model.memmap_location}
         assert got == want, f"sysfs {geo} vs model {model.to_json()}"
 
 
@@ -153,9 +174,17 @@ class TestFsdaxAgainstTracepoints:
             maps = {"m0": Mapping(fd, 16 * MiB, addr=driver.free_address(16 * MiB))}
         finally:
             os.close(fd)
-        acc = [{"mapping": "m0", "offset": o, "op": op} for o, op in
-               [(0, "write"), (2 * MiB, "read"), (2 * MiB, "write"), (4 * MiB, "read"),
-                (6 * MiB, "write"), (8 * MiB + 4096, "read")]]
+        acc = [
+            {"mapping": "m0", "offset": o, "op": op}
+            for o, op in [
+                (0, "write"),
+                (2 * MiB, "read"),
+                (2 * MiB, "write"),
+                (4 * MiB, "read"),
+                (6 * MiB, "write"),
+                (8 * MiB + 4096, "read"),
+            ]
+        ]
         pred = _fsdax_check(tracefs, xfs, path, maps, acc, "aligned shared xfs su=2m")
         assert pred.results[0].outcome == "pmd"
 
@@ -187,9 +216,11 @@ class TestFsdaxAgainstTracepoints:
             maps = {"m0": Mapping(fd, 8 * MiB, shared=False, addr=driver.free_address(8 * MiB))}
         finally:
             os.close(fd)
-        acc = [{"mapping": "m0", "offset": 0, "op": "read"},
-               {"mapping": "m0", "offset": 2 * MiB, "op": "write"},
-               {"mapping": "m0", "offset": 0, "op": "write"}]
+        acc = [
+            {"mapping": "m0", "offset": 0, "op": "read"},
+            {"mapping": "m0", "offset": 2 * MiB, "op": "write"},
+            {"mapping": "m0", "offset": 0, "op": "write"},
+        ]
         _fsdax_check(tracefs, xfs, path, maps, acc, "private write")
 
     def test_mapping_end_cuts_a_pmd(self, tracefs, xfs):
@@ -199,8 +230,7 @@ class TestFsdaxAgainstTracepoints:
             maps = {"m0": Mapping(fd, 3 * MiB, addr=driver.free_address(4 * MiB))}
         finally:
             os.close(fd)
-        acc = [{"mapping": "m0", "offset": 0, "op": "read"},
-               {"mapping": "m0", "offset": 2 * MiB, "op": "read"}]
+        acc = [{"mapping": "m0", "offset": 0, "op": "read"}, {"mapping": "m0", "offset": 2 * MiB, "op": "read"}]
         pred = _fsdax_check(tracefs, xfs, path, maps, acc, "mapping end cuts a PMD")
         assert pred.results[1].outcome == "pte"
 
@@ -212,9 +242,11 @@ class TestFsdaxAgainstTracepoints:
         finally:
             os.close(fd)
         # never touch beyond 3M: that is SIGBUS for this very process
-        acc = [{"mapping": "m0", "offset": 0, "op": "read"},
-               {"mapping": "m0", "offset": 2 * MiB, "op": "read"},
-               {"mapping": "m0", "offset": 3 * MiB - 4096, "op": "write"}]
+        acc = [
+            {"mapping": "m0", "offset": 0, "op": "read"},
+            {"mapping": "m0", "offset": 2 * MiB, "op": "read"},
+            {"mapping": "m0", "offset": 3 * MiB - 4096, "op": "write"},
+        ]
         _fsdax_check(tracefs, xfs, path, maps, acc, "file size ends inside a PMD")
 
     def test_madv_nohugepage(self, tracefs, xfs):
@@ -224,25 +256,29 @@ class TestFsdaxAgainstTracepoints:
             maps = {"m0": Mapping(fd, 4 * MiB, addr=driver.free_address(4 * MiB))}
         finally:
             os.close(fd)
-        acc = [{"mapping": "m0", "op": "madvise", "advice": "nohugepage", "offset": 0,
-                "length": 4 * MiB},
-               {"mapping": "m0", "offset": 0, "op": "read"},
-               {"mapping": "m0", "offset": 2 * MiB, "op": "write"}]
+        acc = [
+            {"mapping": "m0", "op": "madvise", "advice": "nohugepage", "offset": 0, "length": 4 * MiB},
+            {"mapping": "m0", "offset": 0, "op": "read"},
+            {"mapping": "m0", "offset": 2 * MiB, "op": "write"},
+        ]
         _fsdax_check(tracefs, xfs, path, maps, acc, "MADV_NOHUGEPAGE")
 
     def test_4k_entry_before_2m_access(self, tracefs, xfs):
         path = _fresh(xfs, "pte-first", 4 * MiB)
         fd = _open(path)
         try:
-            maps = {"m0": Mapping(fd, 4 * MiB, addr=driver.free_address(4 * MiB)),
-                    "m1": Mapping(fd, 4 * MiB, addr=driver.free_address(4 * MiB))}
+            maps = {
+                "m0": Mapping(fd, 4 * MiB, addr=driver.free_address(4 * MiB)),
+                "m1": Mapping(fd, 4 * MiB, addr=driver.free_address(4 * MiB)),
+            }
         finally:
             os.close(fd)
-        acc = [{"mapping": "m0", "op": "madvise", "advice": "nohugepage", "offset": 0,
-                "length": 4 * MiB},
-               {"mapping": "m0", "offset": 0, "op": "read"},
-               {"mapping": "m1", "offset": 0, "op": "read"},
-               {"mapping": "m1", "offset": 2 * MiB, "op": "read"}]
+        acc = [
+            {"mapping": "m0", "op": "madvise", "advice": "nohugepage", "offset": 0, "length": 4 * MiB},
+            {"mapping": "m0", "offset": 0, "op": "read"},
+            {"mapping": "m1", "offset": 0, "op": "read"},
+            {"mapping": "m1", "offset": 2 * MiB, "op": "read"},
+        ]
         _fsdax_check(tracefs, xfs, path, maps, acc, "4K entry before the 2M access")
 
     def test_ext4_default_mkfs(self, tracefs, guest):
@@ -290,10 +326,12 @@ def _devdax_outcomes(cap, n):
 
 # dev_dax_fault() (the 4 KiB .fault handler) calls dev_dax_huge_fault(vmf, 0);
 # probe both in case the compiler inlined the call.
-DEVDAX_KPROBES = {"pmt_ddhf": "p dev_dax_huge_fault size=%si:u32",
-                  "pmt_ddhf_ret": "r dev_dax_huge_fault ret=$retval:x32",
-                  "pmt_ddf": "p dev_dax_fault",
-                  "pmt_ddf_ret": "r dev_dax_fault ret=$retval:x32"}
+DEVDAX_KPROBES = {
+    "pmt_ddhf": "p dev_dax_huge_fault size=%si:u32",
+    "pmt_ddhf_ret": "r dev_dax_huge_fault ret=$retval:x32",
+    "pmt_ddf": "p dev_dax_fault",
+    "pmt_ddf_ret": "r dev_dax_fault ret=$retval:x32",
+}
 
 
 class TestDevdaxAgainstKprobes:
@@ -305,9 +343,11 @@ class TestDevdaxAgainstKprobes:
             maps = {"m0": Mapping(fd, 8 * MiB, addr=driver.free_address(8 * MiB))}
         finally:
             os.close(fd)
-        acc = [{"mapping": "m0", "offset": 0, "op": "read"},
-               {"mapping": "m0", "offset": 2 * MiB, "op": "write"},
-               {"mapping": "m0", "offset": 2 * MiB + 8192, "op": "read"}]
+        acc = [
+            {"mapping": "m0", "offset": 0, "op": "read"},
+            {"mapping": "m0", "offset": 2 * MiB, "op": "write"},
+            {"mapping": "m0", "offset": 2 * MiB + 8192, "op": "read"},
+        ]
         try:
             with tracefs.kprobes(DEVDAX_KPROBES):
                 cap = _run_accesses(tracefs, maps, acc, kprobes=True)
@@ -317,8 +357,10 @@ class TestDevdaxAgainstKprobes:
         observed = _devdax_outcomes(cap, len(acc))
         pred = explain(parse_case(case))
         model = [r.outcome for r in pred.results]
-        assert observed == model, (f"devdax align {align} on {os.uname().release}: kernel "
-                                   f"{observed} vs model {model}\ncase: {json.dumps(case)}")
+        assert observed == model, (
+            f"devdax align {align} on {os.uname().release}: kernel "
+            f"{observed} vs model {model}\ncase: {json.dumps(case)}"
+        )
         assert observed[0] == expect
 
     def test_private_devdax_mmap_is_einval(self, guest):
@@ -333,6 +375,7 @@ class TestDevdaxAgainstKprobes:
 
         class _Want:  # the mapping the model is asked about
             addr, length, offset, shared = driver.free_address(2 * MiB), 2 * MiB, 0, False
+
         case = driver.devdax_case("2M", {"m0": _Want}, [{"mapping": "m0", "offset": 0, "op": "read"}])
         r = explain(parse_case(case)).results[0]
         assert (r.outcome, r.reason) == ("error", "devdax-private"), r.to_json()

@@ -42,8 +42,9 @@ def _run(name, args, tmp_name):
 def _run_once(name, args, tmp_name):
     os.makedirs(OUT, exist_ok=True)
     out = os.path.join(OUT, tmp_name + ".json")
-    p = subprocess.run([PY, "-m", "pmemtrace", "run", name, *args, "--out", out, "--json"],
-                       capture_output=True, text=True, timeout=900)
+    p = subprocess.run(
+        [PY, "-m", "pmemtrace", "run", name, *args, "--out", out, "--json"], capture_output=True, text=True, timeout=900
+    )
     rec = json.loads(p.stdout) if p.stdout.strip().startswith("{") else None
     case = json.load(open(out)) if os.path.exists(out) else None
     return p, rec, case
@@ -54,8 +55,8 @@ def _assert_as_expected(name, p, rec):
     assert rec is not None, p.stderr
     bad = [s for s in rec["steps"] if not s["match"]]
     assert p.returncode == 0 and not bad, (
-        f"{name}: steps differ from the peer suite's expectation: {bad}\n{p.stderr}\n"
-        f"notes: {load_embedded(name).notes}")
+        f"{name}: steps differ from the peer suite's expectation: {bad}\n{p.stderr}\nnotes: {load_embedded(name).notes}"
+    )
     assert rec["corrupt"] == []
 
 
@@ -112,8 +113,11 @@ def test_fsdax_scenario(name, fsdax_dir, dio_dir, lab_gate):
         assert len(nopage) == 1, [hex(e["fields"]["result"]) for e in ev]
         assert nopage[0]["fields"]["ino"] == case["file"]["ino"]
         assert nopage[0]["fields"]["address"] == start
-        assert all(e["fields"]["result"] & FALLBACK and e["fields"]["address"] >= start + (2 << 20)
-                   for e in ev if e is not nopage[0]), ev
+        assert all(
+            e["fields"]["result"] & FALLBACK and e["fields"]["address"] >= start + (2 << 20)
+            for e in ev
+            if e is not nopage[0]
+        ), ev
 
 
 @pytest.mark.parametrize("name", [n for n in FSDAX if n.startswith("reason-")])
@@ -125,8 +129,12 @@ def test_model_predicts_observed_pmd_faults(name, fsdax_dir, dio_dir, lab_gate):
     if rec["trace"] != "recorded":
         skip_or_fail(f"no fs_dax events recorded: {rec['trace']}")
     pred = explain(parse_case(case)).to_json()
-    want = [(e["fields"]["address"], bool(e["fields"]["result"] & NOPAGE))
-            for r in pred["results"] for e in r["events"] if e["name"] == "dax_pmd_fault_done"]
+    want = [
+        (e["fields"]["address"], bool(e["fields"]["result"] & NOPAGE))
+        for r in pred["results"]
+        for e in r["events"]
+        if e["name"] == "dax_pmd_fault_done"
+    ]
     got = [(e["fields"]["address"], bool(e["fields"]["result"] & NOPAGE)) for e in _pmd_done(rec["events"])]
     assert got == want, f"{name}: observed {got}, model {want}"
 

@@ -60,8 +60,12 @@ def test_backend_enables_in_instance_and_cleans_up():
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_watch_signal_leaves_nothing(sig, tmp_path):
     rec = tmp_path / "r.jsonl"
-    p = subprocess.Popen([sys.executable, "-m", "pmemtrace", "watch", "--backend", "tracefs", "-i", "1",
-                          "--record", str(rec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "pmemtrace", "watch", "--backend", "tracefs", "-i", "1", "--record", str(rec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 20
     while time.time() < deadline and not any(d == f"pmemtrace-{p.pid}-watch" for d in _ours()):
         time.sleep(0.1)
@@ -77,8 +81,10 @@ def test_watch_signal_leaves_nothing(sig, tmp_path):
 def test_watch_without_root_one_line():
     if subprocess.run(["id", "-u", "nobody"], capture_output=True).returncode != 0:
         skip_or_fail("no 'nobody' user to drop privileges to")
-    code = ("import os,sys; os.setgid(65534); os.setuid(65534); "
-            "from pmemtrace.cli import main; sys.exit(main(['watch','-d','1']))")
+    code = (
+        "import os,sys; os.setgid(65534); os.setuid(65534); "
+        "from pmemtrace.cli import main; sys.exit(main(['watch','-d','1']))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert p.returncode != 0
     assert p.stderr.count("\n") == 1 and "root" in p.stderr, p.stderr

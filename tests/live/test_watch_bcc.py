@@ -24,12 +24,15 @@ WATCH_READY_TIMEOUT = 1200  # bcc compiles the program under TCG: 1-5 min seen o
 
 GUP_BYTES = 5 * PMD + 3 * 4096  # 2,563 pages over 3 PMDs, not a round number
 
-WORKLOAD = r"""
+WORKLOAD = (
+    r"""
 import os, sys
 from pmemtrace.workload import engine as E
 path, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 PMD = 2 << 20
-GUP_BYTES = """ + f"{GUP_BYTES:d}" + r"""
+GUP_BYTES = """
+    + f"{GUP_BYTES:d}"
+    + r"""
 size = n * PMD + PMD
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 E.fallocate(fd, 0, size)
@@ -52,6 +55,7 @@ elif kind == "gup":      # PMD-mapped, then O_DIRECT from a non-DAX file INTO it
     assert got == GUP_BYTES, got
 print(os.getpid(), addr, flush=True)
 """
+)
 
 
 def _tracefs():
@@ -80,9 +84,24 @@ def attached_state():
 class Watch:
     def __init__(self, backend, mount, extra=()):
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "pmemtrace", "watch", "--backend", backend, "--json", "-i", "3600",
-             "--path", mount, *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "pmemtrace",
+                "watch",
+                "--backend",
+                backend,
+                "--json",
+                "-i",
+                "3600",
+                "--path",
+                mount,
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.err = []
         buf = b""
         fd = self.p.stderr.fileno()
@@ -150,6 +169,7 @@ def session(request, dax_setup, guest):
     setup, dax = dax_setup, dax_setup["mount"]
     if backend == "bcc":
         from pmemtrace.live.bcc_backend import why_not_bcc
+
         why = why_not_bcc()
         if why:
             skip_or_fail(f"bcc cannot run in this guest: missing {why}")
@@ -177,8 +197,16 @@ def session(request, dax_setup, guest):
         gup = {"row": rows.pop("gup"), "path": path, "addr": addr}
     else:
         gup = {"skip": no_gup}
-    return {"backend": backend, "rows": rows, "summary": s, "before": before, "after": attached_state(),
-            "gup": gup, "setup": setup, "unmatched": s.get("unmatched")}
+    return {
+        "backend": backend,
+        "rows": rows,
+        "summary": s,
+        "before": before,
+        "after": attached_state(),
+        "gup": gup,
+        "setup": setup,
+        "unmatched": s.get("unmatched"),
+    }
 
 
 def _fresh(dax, name):
@@ -218,8 +246,9 @@ def test_nohugepage_pte_only(session):
 
 
 def test_list_probes_winners_exist_exactly():
-    p = subprocess.run([sys.executable, "-m", "pmemtrace", "watch", "--list-probes", "--json"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "pmemtrace", "watch", "--list-probes", "--json"], capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     funcs = set()

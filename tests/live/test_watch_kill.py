@@ -31,8 +31,7 @@ def _start_and_kill(backend, dax, record):
 
 
 def _pmemtrace(*argv, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pmemtrace", *argv], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "pmemtrace", *argv], capture_output=True, text=True, timeout=timeout)
 
 
 def _check_recording(record):
