@@ -444,6 +444,7 @@ def _mapping_strip(state, pm, pid, source, pmounts, thp_dis, fiemap) -> Optional
     if dev is not None:
         device = cases.inventory_dax_device(dev)
     else:
+        assert mount is not None  # no dax device: the mount was found above
         strip.details["mount"] = mount.mountpoint
         extents, size, ns, data_start = None, None, None, 0
         path = pm.path[: -len(" (deleted)")] if pm.path.endswith(" (deleted)") else pm.path

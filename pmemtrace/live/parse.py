@@ -18,6 +18,7 @@ see docs/reference kernel-dax-behavior.md section 5.2), 6.1 prints ``WRITE`` (VM
 
 import json
 import re
+from typing import Any
 
 from ..errors import DataCorruption, UsageError
 from ..events import FAULT_FLAG, VM_FAULT, Event, encode_flags, record_problem
@@ -109,8 +110,8 @@ FS_DAX_EVENTS = (
 VM_SHARED = 0x8
 
 
-_FLAG_CACHE = {}  # flag texts are few: decode each once
-_RESULT_CACHE = {}
+_FLAG_CACHE: dict[str, int] = {}  # flag texts are few: decode each once
+_RESULT_CACHE: dict[str, int] = {}
 
 
 def _int(s):
@@ -325,8 +326,9 @@ def tokenize_fault_line(line):
     return name, fields, float(ts_text), pid, comm, cpu
 
 
-_WHO_CACHE = {}  # the tokens before the timestamp -> (comm, pid, cpu) or False
-_WHAT_CACHE = {}  # (dev, ino, share, flags-or-"address") -> (dev, ino, vm_flags, flags, offset) or False
+_WHO_CACHE: dict[Any, Any] = {}  # the tokens before the timestamp -> (comm, pid, cpu) or False
+# (dev, ino, share, flags-or-"address") -> (dev, ino, vm_flags, flags, offset) or False
+_WHAT_CACHE: dict[Any, Any] = {}
 
 
 def _who(t, c, e):

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import time
+from typing import Optional
 
 from .. import __version__
 from ..errors import UsageError
@@ -71,7 +72,7 @@ class Recorder:
     def __init__(self, path: str, header: dict):
         self.path = path
         try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            self.fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:
             raise UsageError(f"--record {path}: the directory does not exist") from None
         except IsADirectoryError:

@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from ..errors import DataCorruption, KernelFeatureMissing
 from ..events import Event
@@ -99,11 +99,11 @@ class FileSource:
         #: per line (the replay hot path; no recorder then)
         self.yields_records = records
         self.fmt: Optional[str] = None
-        self.stats = None
+        self.stats: Any = None  # a ParseStats after start()
         self.header: Optional[dict] = None
         self.exhausted = False
         self.truncated_line: Optional[int] = None
-        self._events = None
+        self._events: Any = None  # an iterator of Events or record tuples after start()
         self._first: list[tuple] = []
 
     def start(self) -> None:
@@ -272,7 +272,7 @@ class Session:
         if rec is not None:
             rec.flush()  # whole lines per batch: a killed watch leaves a replayable file
 
-    def _feed_records(self, records: list[tuple]) -> None:
+    def _feed_records(self, records: list[Any]) -> None:
         """:meth:`feed` for a source of record tuples: *keep* takes a tuple;
         an Event is made only for *on_event* (``--events``)."""
         keep, add, on_event = self.keep, self.views.add_record, self.on_event
@@ -315,7 +315,8 @@ class Session:
             signal.signal(sig, lambda signum, frame: self._stopping.append(signum))
         try:
             start = time.monotonic()
-            next_view = start + interval if interval else None
+            period = interval or 0.0  # 0: no views (next_view stays None)
+            next_view = start + period if period else None
             while not self._stopping:
                 now = time.monotonic()
                 if duration is not None and now - start >= duration:
@@ -330,7 +331,7 @@ class Session:
                 if finite and self.source.exhausted:
                     break
                 if next_view is not None and time.monotonic() >= next_view:
-                    next_view += interval
+                    next_view += period
                     if on_interval is not None:
                         on_interval()
             self.complete = True

@@ -277,6 +277,8 @@ def remove_orphans(root: Optional[str] = None, probe_functions: Sequence[str] = 
     """Remove what :func:`find_orphans` finds; returns each with
     ``removed`` or ``error`` set."""
     root = root or tracefs_root()
+    if root is None:  # no tracefs: find_orphans() finds nothing either
+        return []
     found = find_orphans(root, probe_functions)
     for o in found:
         try:
@@ -433,6 +435,7 @@ class Instance:
 
     def wait(self, timeout: float) -> bool:
         """True when trace_pipe has data within *timeout* seconds."""
+        assert self.fd is not None, "open_pipe() first"
         r, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
         return bool(r)
 
@@ -615,10 +618,12 @@ class TraceCapture:
         self._thread.start()
 
     def _drain(self) -> None:
+        inst = self.inst
+        assert inst is not None  # set before the thread starts; close() joins it first
         while not self._stop.is_set():
             try:
-                if self.inst.wait(0.2):
-                    self._chunks += self.inst.read()
+                if inst.wait(0.2):
+                    self._chunks += inst.read()
             except OSError as exc:
                 self.reason = f"incomplete: cannot read trace_pipe: {exc.strerror}"
                 return

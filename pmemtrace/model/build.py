@@ -133,9 +133,8 @@ class CaseBuilder:
         self.accesses.append(Access(op="gup", mapping=mapping, offset=0, length=length, write=write, populate=True))
 
     def pwrite(self, offset: int, length: int) -> None:
-        """write(2) to the file at *offset*: no mapping (case.py types
-        Access.mapping as str, but a pwrite's is None)."""
-        self.accesses.append(Access(op="pwrite", mapping=None, offset=offset, length=length))  # type: ignore[arg-type]
+        """write(2) to the file at *offset*: no mapping (a pwrite's Access.mapping is None)."""
+        self.accesses.append(Access(op="pwrite", mapping=None, offset=offset, length=length))
 
     def build(self) -> Case:
         return Case(

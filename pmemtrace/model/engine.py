@@ -7,7 +7,7 @@ compact per-access records; events and JSON are built only when asked for.
 import gc
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup
@@ -127,7 +127,13 @@ def _rendered(
     f: "fsdax.Fault", dev: int, ino: int, zero_field: str, max_pgoff: int
 ) -> list[tuple[str, dict[str, int]]]:
     """(name, fields) of every fs_dax event of fault *f*, in order."""
-    return [fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field) for t in f.trace if t.__class__ is tuple]
+    # render_event() types its fields int | None, for the flags/result slots of
+    # the trace tuples; the events whose slots are None (the load-hole ones)
+    # render neither, so every field value is an int
+    return cast(
+        "list[tuple[str, dict[str, int]]]",
+        [fsdax.render_event(f, t, max_pgoff, dev, ino, zero_field) for t in f.trace if t.__class__ is tuple],
+    )
 
 
 _MAPPED = ("pmd", "pud", "huge-zero", "none")
@@ -520,7 +526,7 @@ class Sim:
         self.max_pgoff = self.file.max_pgoff if self.file is not None else 0
         self.thp_disable = case.thp_disable
         self.counters = Counter(thp_fault_fallback=0, thp_split_pmd=0, thp_zero_page_alloc=0, pgmajfault=0)
-        self.flags_seen: set[int] = set()
+        self.flags_seen: set[str] = set()
         self.mapping_errors: dict[str, str] = {}
         self.mapped: set[str] = set()
         # page tables other mappings of the process left in shared 2 MiB
@@ -626,7 +632,8 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[lis
                             continue
                     else:
                         bit = 1 << ((addr >> 12) & 511)
-                        if slot.present & bit and (not write or slot.writable & bit):
+                        # a PteTable: mypy does not narrow on __class__ (kept over isinstance in this hot loop)
+                        if slot.present & bit and (not write or slot.writable & bit):  # type: ignore[union-attr]
                             append(HIT_PTE)
                             continue
                 elif puds and (addr >> 30) in puds:

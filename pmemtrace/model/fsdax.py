@@ -179,7 +179,9 @@ def grab_pmd_entry(sim: Sim, block: int) -> PmdEntry | None:
     """grab_mapping_entry(order=PMD_ORDER): returns the PmdEntry (a new one is
     empty), or None when a PTE-order entry anywhere in the 512 indices
     conflicts (FALLBACK)."""
-    ent = sim.file.entries.setdefault(block, PMD_ENTRY_EMPTY)
+    fs = sim.file
+    assert fs is not None  # fsdax faults run only on a case with a file
+    ent = fs.entries.setdefault(block, PMD_ENTRY_EMPTY)
     if ent.__class__ is PteEntries:
         return None
     return cast(PmdEntry, ent)
@@ -189,7 +191,9 @@ def grab_pte_entry(sim: Sim, index: int) -> PmdEntry | PteEntries:
     """grab_mapping_entry(order=0): a PMD zero/empty entry is downgraded (a zero
     one unmapped first); a PMD data entry is kept and returned as is."""
     block = index >> 9
-    entries = sim.file.entries
+    fs = sim.file
+    assert fs is not None  # fsdax faults run only on a case with a file
+    entries = fs.entries
     ent = entries.get(block)
     if ent.__class__ is PmdEntry:
         if ent is PMD_ENTRY_DATA:
@@ -200,8 +204,9 @@ def grab_pte_entry(sim: Sim, index: int) -> PmdEntry | PteEntries:
     if ent is None:
         ent = PteEntries()
         entries[block] = ent
-    ent.present |= 1 << (index & PG_PMD_COLOUR)
-    return cast(PteEntries, ent)
+    pte = cast(PteEntries, ent)  # the PmdEntry cases returned or were replaced above
+    pte.present |= 1 << (index & PG_PMD_COLOUR)
+    return pte
 
 
 # --------------------------------------------------------------------------
@@ -263,6 +268,7 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
         return _pmd_done(sim, f, addr, flags, FALLBACK, "pte-entry-present")
     # P4/P5: ->iomap_begin() over [index, +2 MiB)
     fs = sim.file
+    assert fs is not None  # fsdax faults run only on a case with a file
     pos = index << PAGE_SHIFT
     kind, length, ext = fs.lookup(pos)
     new = False
@@ -278,6 +284,7 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
     if not write and kind != "mapped":
         return dax_pmd_load_hole(sim, f, addr, flags, block)
     # I3: dax_iomap_direct_access()
+    assert ext is not None  # mapped (or just written): lookup() returns its extent
     phys = sim.data_start + ext.physical + (pos - ext.logical)
     if (phys >> PAGE_SHIFT) & PG_PMD_COLOUR:
         return _pmd_done(sim, f, addr, flags, FALLBACK, "pfn-unaligned")
@@ -318,7 +325,9 @@ _EV_LOAD_HOLE_FALLBACK = ("dax_pmd_load_hole_fallback", None, None)
 def dax_pmd_load_hole(sim: Sim, f: Fault, addr: int, flags: int, block: int) -> int:
     """fs/dax.c dax_pmd_load_hole(): map the huge zero page read-only."""
     prof = sim.profile
-    sim.file.entries[block] = PMD_ENTRY_ZERO
+    fs = sim.file
+    assert fs is not None  # fsdax faults run only on a case with a file
+    fs.entries[block] = PMD_ENTRY_ZERO
     if prof.zero_pmd_via_insert:
         # v6.18: vmf_insert_folio_pmd(vmf, zero_folio, false)
         f.trace.append(prof.pmd_insert_function)
@@ -392,6 +401,7 @@ def _pte_done(f: Fault, flags: int, ret: int, reason: str | None = None, traced:
 def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow: bool) -> int:
     prof = sim.profile
     fs = sim.file
+    assert fs is not None  # fsdax faults run only on a case with a file
     write = bool(flags & FF_WRITE)
     pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
     trace = f.trace
@@ -464,7 +474,9 @@ def handle_mm_fault(sim: Sim, vma: Vma, addr: int, write: bool, flags: int, via_
     # mm/memory.c vmf_can_call_fault(), do_read_fault(), do_shared_fault(),
     # do_cow_fault(), wp_pfn_shared() (v6.12).
     if sim.profile.vma_lock_faults and not via_gup:
-        ret = _fault_once(sim, f, vma, addr, write, flags | FF_VMA_LOCK, sim.file.fs == "ext4")
+        fs = sim.file
+        assert fs is not None  # fsdax faults run only on a case with a file
+        ret = _fault_once(sim, f, vma, addr, write, flags | FF_VMA_LOCK, fs.fs == "ext4")
         if ret == RETRY:
             ret = _fault_once(sim, f, vma, addr, write, flags, False)
     else:

@@ -152,8 +152,9 @@ class HugePmd:
 _HUGE = {(w, z, lv): HugePmd(w, z, lv) for w in (False, True) for z in (False, True) for lv in ("pmd", "pud")}
 
 
-def huge_pmd(writable: bool, zero: bool = False, level: str = "pmd") -> HugePmd:
-    """The shared :class:`HugePmd` for this state."""
+def huge_pmd(writable: int, zero: bool = False, level: str = "pmd") -> HugePmd:
+    """The shared :class:`HugePmd` for this state (*writable* is taken as a
+    truth value: a fault's ``flags & FAULT_FLAG_WRITE`` will do)."""
     return _HUGE[bool(writable), bool(zero), level]
 
 

@@ -23,6 +23,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 from .. import __version__
 from ..errors import UsageError
@@ -46,10 +47,10 @@ class RunResult:
     steps: list
     verified_pages: int = 0
     corrupt: list = field(default_factory=list)
-    error: str = None
-    worker_signal: str = None
+    error: Optional[str] = None
+    worker_signal: Optional[str] = None
     trace_text: str = ""
-    trace_reason: str = None
+    trace_reason: Optional[str] = None
     events: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     seconds: float = 0.0

@@ -9,6 +9,7 @@ and reports one JSON line per event to the supervisor
 import json
 import os
 import time
+from typing import Any, Callable, ClassVar
 
 from ..errors import UsageError
 from ..host import procmaps
@@ -26,6 +27,10 @@ class Worker:
     one JSON line on *out*; *go* paces it (the supervisor starts tracing
     between the mappings and the first step, and stops it before the final
     verification)."""
+
+    # both set after the class body (they name its methods)
+    STEPS: ClassVar[dict[str, Callable[..., Any]]]
+    NEEDS_MAPPING: ClassVar[frozenset[str]]
 
     def __init__(self, scen, fd, size, dio_fd, out, go, dev_align=0, devpath=None):
         self.s = scen
