@@ -96,6 +96,31 @@ def pid_arg(text: str) -> int:
     return pid
 
 
+def add_max_rows_arg(p: argparse.ArgumentParser) -> None:
+    """``--max-rows N`` of watch and replay: the bound on mapping rows."""
+    from ..live.views import DEFAULT_MAX_ROWS
+
+    p.add_argument(
+        "--max-rows",
+        type=positive_int_arg,
+        default=DEFAULT_MAX_ROWS,
+        metavar="N",
+        help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
+        "events of further mappings are counted in one 'other' row",
+    )
+
+
+def positive_int_arg(text: str) -> int:
+    """A whole number >= 1 (and at most 10**9)."""
+    try:
+        v = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if not 1 <= v <= 10**9:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: give a whole number from 1 to 1e9")
+    return v
+
+
 def running_pid(pid: int, procfs: str = "/proc") -> int:
     """*pid* if that process exists now; else a UsageError naming it."""
     if not os.path.isdir(os.path.join(procfs, str(pid))):

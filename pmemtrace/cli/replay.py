@@ -2,11 +2,9 @@
 
 import argparse
 
-from ..errors import UsageError
 from ..live.attrcache import CachedAttributor
 from ..live.session import replay
-from ..live.views import DEFAULT_MAX_ROWS
-from ._common import pid_arg, print_json, release_arg, replay_errors, status
+from ._common import add_max_rows_arg, pid_arg, print_json, release_arg, replay_errors, status
 
 EPILOG = """\
 examples:
@@ -59,22 +57,12 @@ def add_parser(sub):
         help="run the model for every fallback even when an identical situation was attributed "
         "already, and report reuses that would have differed",
     )
-    p.add_argument(
-        "--max-rows",
-        type=int,
-        default=DEFAULT_MAX_ROWS,
-        metavar="N",
-        help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
-        "events of further mappings are counted in one 'other' row",
-    )
+    add_max_rows_arg(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args):
-    if args.max_rows < 1:
-        raise UsageError("--max-rows must be at least 1")
-
     def show(ev):
         print(f"{ev.ts or 0:.6f} {ev.comm or '-'}-{ev.pid} {ev.name}: {ev.format()}")
 

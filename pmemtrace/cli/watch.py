@@ -8,8 +8,8 @@ import time
 from ..errors import UsageError
 from ..live.attribute import Attributor
 from ..live.record import Recorder, make_header, recording_devices
-from ..live.views import DEFAULT_MAX_ROWS, Aggregator
-from ._common import out_path_arg, pid_arg, release_arg, running_pid, seconds_arg, status
+from ..live.views import Aggregator
+from ._common import add_max_rows_arg, out_path_arg, pid_arg, release_arg, running_pid, seconds_arg, status
 
 EPILOG = """\
 examples:
@@ -70,14 +70,7 @@ def add_parser(sub):
         "--kernel", metavar="RELEASE", type=release_arg, help="model profile for reasons (default: running kernel)"
     )
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
-    p.add_argument(
-        "--max-rows",
-        type=int,
-        default=DEFAULT_MAX_ROWS,
-        metavar="N",
-        help=f"at most N mapping rows (default {DEFAULT_MAX_ROWS}, up to about 1.5 KB each); the "
-        "events of further mappings are counted in one 'other' row",
-    )
+    add_max_rows_arg(p)
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
@@ -111,8 +104,6 @@ def run(args):
         return list_probes(args)
     if not args.interval > 0:  # also NaN
         raise UsageError("--interval must be a positive number of seconds")
-    if args.max_rows is not None and args.max_rows < 1:
-        raise UsageError("--max-rows must be at least 1")
     if args.ebpf:
         from ..live.bcc_backend import BccBackend
 

@@ -300,12 +300,9 @@ class Prediction:
         if self._records is None:
             raise ValueError("explain(case, keep_results=False) keeps only the summary")
         ctx = self.ctx
-        dev, ino, zero_field, max_pgoff = ctx
         accesses = self.case.accesses
         maps: dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
         page_mask = ~(PAGE_SIZE - 1)
-        fault_cls = fsdax.Fault
-        render = fsdax.render_event
         for i, rec in enumerate(self._records):
             cls = rec.__class__
             if cls is AccessResult:
@@ -315,42 +312,7 @@ class Prediction:
             a = accesses[i]
             mid = a.mapping
             address = (maps[mid].start + a.offset) & page_mask
-            if cls is fault_cls:
-                outcome = rec.outcome
-                result = rec.result
-                events = []
-                calls: dict[str, int] = {}
-                for t in rec.trace:
-                    if t.__class__ is str:
-                        calls[t] = calls.get(t, 0) + 1
-                    else:
-                        name, fields = render(rec, t, max_pgoff, dev, ino, zero_field)
-                        events.append({"name": name, "fields": fields})
-                yield {
-                    "access": i,
-                    "op": a.op,
-                    "mapping": mid,
-                    "address": address,
-                    "outcome": outcome,
-                    "result": result,
-                    "result_text": result_text(result),
-                    "reason": None if outcome in _MAPPED else rec.reason,
-                    "events": events,
-                    "calls": calls,
-                }
-            else:  # a hit: nothing new
-                yield {
-                    "access": i,
-                    "op": a.op,
-                    "mapping": mid,
-                    "address": address,
-                    "outcome": "none",
-                    "result": 0,
-                    "result_text": "0",
-                    "reason": None,
-                    "events": [],
-                    "calls": {},
-                }
+            yield self._exact_json(i, a, address, rec)
 
     def iter_encoded(self, encode: Callable[[Any], bytes]) -> Iterator[bytes]:
         """The objects of :meth:`iter_json`, each as *encode* (compact JSON)
