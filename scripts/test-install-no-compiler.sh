@@ -30,7 +30,7 @@ done
     || { tail -20 "$work/pip.log" >&2; fail "pip install failed without a C compiler"; }
 
 # the model and the CLI: the reviewed output, byte for byte
-"${nocc[@]}" "$work/venv/bin/pmemtrace" explain --example dax-pmd --json >"$work/dax-pmd.json" \
+"${nocc[@]}" "$work/venv/bin/pmemtrace" explain --example dax-pmd --json --indent 1 >"$work/dax-pmd.json" \
     || fail "pmemtrace explain failed in the compiler-less install"
 cmp -s "$work/dax-pmd.json" tests/expected/dax-pmd.json || fail "explain --example dax-pmd differs from tests/expected/dax-pmd.json"
 "${nocc[@]}" "$work/venv/bin/python" -I -c "import pmemtrace._engine" 2>/dev/null \
