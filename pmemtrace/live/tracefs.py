@@ -384,15 +384,20 @@ class Instance:
     def create(self) -> None:
         if os.geteuid() != 0 and not os.access(os.path.join(self.root, "instances"), os.W_OK):
             raise self._need_root()
+        # Marked ours before mkdir returns: a signal that lands right after it
+        # (mkdir of an instance takes seconds on kernels before eventfs, 6.6,
+        # and the directory is visible meanwhile) must still remove it.
+        self.created = True
         try:
             os.mkdir(self.path)
         except PermissionError:
+            self.created = False
             raise self._need_root() from None
         except FileExistsError:
             pass  # ours (same pid): reuse it
         except OSError as e:
+            self.created = False
             raise KernelFeatureMissing(f"cannot create a tracefs instance {self.path}: {e.strerror}") from None
-        self.created = True
 
     def write(self, rel: str, value: str) -> None:
         _write(os.path.join(self.path, rel), value)
@@ -510,8 +515,8 @@ class TracefsBackend:
         ]
 
     def start(self) -> None:
-        self.inst.create()
         try:
+            self.inst.create()
             self.buffer_note = self.inst.set_buffer_kb(self.buffer_kb)
             if self.pid:
                 self.inst.follow_pid(self.pid)

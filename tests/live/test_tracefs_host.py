@@ -73,7 +73,7 @@ def test_watch_signal_leaves_nothing(sig, tmp_path):
     p.send_signal(sig)
     out, err = p.communicate(timeout=20)
     assert p.returncode == 0, err
-    assert f"pmemtrace-{p.pid}-watch" not in _ours()
+    assert f"pmemtrace-{p.pid}-watch" not in _ours(), err
     assert "summary:" in out and "Traceback" not in err
     assert rec.exists() and '"type":"end"' in rec.read_text()
 
