@@ -25,7 +25,7 @@ if .venv/bin/pmemtrace lab --help >/dev/null 2>&1; then
     [ "${PMEMTRACE_RUN_LIVE_TESTS:-0}" = 1 ] && require=(--require)
     # one boot per kernel (another only if the guest dies: lab test resumes);
     # about 9-10 min each on a quiet 2-core machine; 30 min bounds a hung boot
-    .venv/bin/pmemtrace lab test --kernels "${PMEMTRACE_LAB_KERNELS:-6.1,6.12,7}" --timeout 1800 \
+    .venv/bin/pmemtrace lab test --kernels "${PMEMTRACE_LAB_KERNELS:-5.10,6.1,6.12,7,7.3}" --timeout 1800 \
         "${require[@]}" || status=1
 elif [ "${PMEMTRACE_RUN_LIVE_TESTS:-0}" = 1 ]; then
     echo "test-all: the live tier is required (PMEMTRACE_RUN_LIVE_TESTS=1) but 'pmemtrace lab' is missing" >&2

@@ -211,9 +211,25 @@ def _cmd_test(args):
     extra = list(args.pytest_args)
     if extra and extra[0] == "--":
         extra = extra[1:]
+    if args.plan:
+        tier.check_assignments(tier.repo_root())
+        plans = tier.plan(names)
+        if args.json:
+            json.dump({"kernels": [p.to_json() for p in plans]}, sys.stdout, indent=2)
+            print()
+        else:
+            print(tier.render_plan(plans))
+        return 0
     total0 = time.monotonic()
     results = tier.run_tier(
-        names, extra, require=args.require, nodax=args.nodax, timeout=args.timeout, cpus=args.cpus, status=_status
+        names,
+        extra,
+        require=args.require,
+        nodax=args.nodax,
+        timeout=args.timeout,
+        cpus=args.cpus,
+        status=_status,
+        whole=args.whole,
     )
     total = time.monotonic() - total0
     print("\nlive tier summary:", file=sys.stderr)
@@ -297,8 +313,19 @@ def add_parser(subparsers):
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     r.set_defaults(func=_cmd_run)
 
-    t = sub.add_parser("test", help="run tests/live inside each kernel (one boot each)")
+    t = sub.add_parser(
+        "test",
+        help="run the live tier inside each kernel (one boot each): the files the plan gives it (--plan shows them)",
+    )
     t.add_argument("--kernels", default="6.1,6.12,7")
+    t.add_argument(
+        "--plan",
+        action="store_true",
+        help="print which tests/live files run on which kernel of --kernels, and exit (no boot)",
+    )
+    t.add_argument(
+        "--whole", action="store_true", help="run all of tests/live on every kernel instead of the plan's files"
+    )
     t.add_argument(
         "--require", action="store_true", help="set PMEMTRACE_RUN_LIVE_TESTS=1 in the guest: skips become failures"
     )

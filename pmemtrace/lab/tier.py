@@ -1,5 +1,10 @@
 """The live test tier: ``pytest tests/live`` inside one lab guest per kernel.
 
+Which live test files run on which kernel is declared here
+(:data:`LIVE_FILES`, :func:`plan`; ``pmemtrace lab test --plan`` prints it):
+the checks that tie a model profile to its kernel run on every kernel, the
+probe-backend tests once per probe family (docs/lab.md, "The CI plan").
+
 A guest can die mid-tier (vng exit 255: the guest kernel crashed or QEMU
 died, so no exit status came back).  tests/live/conftest.py appends each
 test's start and outcome to a progress file on the host
@@ -20,6 +25,31 @@ from ..errors import LabError
 
 log = logging.getLogger(__name__)
 
+#: Runs on every kernel of the list.
+EVERY_KERNEL = "every"
+#: Runs on one kernel per probe family: the newest of the list whose profile
+#: has the same probe-relevant behaviour (:func:`probe_family`).
+PER_FAMILY = "family"
+
+#: Where each live test file runs.  A new file under tests/live must be added
+#: here (tests/test_lab_plan.py fails until it is): EVERY_KERNEL when it
+#: compares the kernel with the model or checks something a kernel release can
+#: change (layouts, fault rules, fs_dax events, lab preparation), PER_FAMILY
+#: when what it exercises is the probe backends (bcc, tracefs, watch,
+#: diagnose) or the scenario engine, whose kernel-side inputs are the probe
+#: family's.
+LIVE_FILES = {
+    "test_lab_guest.py": EVERY_KERNEL,
+    "test_model_vs_kernel.py": EVERY_KERNEL,
+    "test_check_live.py": EVERY_KERNEL,
+    "test_bpf_compile.py": PER_FAMILY,
+    "test_diagnose_live.py": PER_FAMILY,
+    "test_scenarios.py": PER_FAMILY,
+    "test_tracefs_host.py": PER_FAMILY,
+    "test_watch_bcc.py": PER_FAMILY,
+    "test_watch_kill.py": PER_FAMILY,
+}
+
 #: How many times a kernel's tier resumes after the guest died (vng 255).
 MAX_RESUMES = 2
 
@@ -33,6 +63,115 @@ def repo_root() -> str:
             "tier from a source checkout installed with pip install -e"
         )
     return here
+
+
+def live_test_files(root: str) -> list[str]:
+    """The test files under *root*/tests/live (names only, sorted)."""
+    d = os.path.join(root, "tests", "live")
+    return sorted(n for n in os.listdir(d) if n.startswith("test_") and n.endswith(".py"))
+
+
+def check_assignments(root: str) -> None:
+    """Every live test file is in :data:`LIVE_FILES` and every entry exists."""
+    files = set(live_test_files(root))
+    unassigned = sorted(files - set(LIVE_FILES))
+    stale = sorted(set(LIVE_FILES) - files)
+    if unassigned or stale:
+        raise LabError(
+            "pmemtrace/lab/tier.py LIVE_FILES does not match tests/live: "
+            + "; ".join(
+                x
+                for x in (
+                    f"not assigned to kernels: {', '.join(unassigned)}" if unassigned else "",
+                    f"listed but missing: {', '.join(stale)}" if stale else "",
+                )
+                if x
+            )
+            + " (add each new file with EVERY_KERNEL or PER_FAMILY)"
+        )
+
+
+def profile_release(name: str) -> str:
+    """A release string for the model's profile selection of a lab kernel
+    name: the cached release when there is one (``7`` -> ``7.2.13+deb14-amd64``),
+    else the name itself (``7`` -> ``7.0``)."""
+    from . import kernels
+
+    try:
+        k = kernels.find(name)
+    except LabError:
+        k = None
+    if k is not None:
+        return str(k.release)
+    return name if "." in name else f"{name}.0"
+
+
+def probe_family(release: str) -> str:
+    """What the probe backends see of a kernel, from its model profile: the
+    PMD/PUD insert functions, whether GUP goes through get_dev_pagemap(), the
+    fs_dax tracepoints.  Kernels with the same family get the same probe map
+    (tests/test_probe_map.py checks that on the recorded maps)."""
+    from ..model.profiles import select_profile
+
+    p = select_profile(release)
+    return "{}/{}, {}, {} fs_dax events".format(
+        p.pmd_insert_function,
+        p.pud_insert_function,
+        "get_dev_pagemap" if p.gup_uses_get_dev_pagemap else "no get_dev_pagemap",
+        len(p.tracepoints),
+    )
+
+
+@dataclass
+class KernelPlan:
+    """What :func:`run_tier` runs on one kernel of the list."""
+
+    name: str
+    family: str
+    representative: bool  # the kernel of its family that runs PER_FAMILY files
+    files: list[str]  # test file names under tests/live, in LIVE_FILES order
+
+    def paths(self) -> list[str]:
+        return [f"tests/live/{f}" for f in self.files]
+
+    def to_json(self) -> dict:
+        return {
+            "kernel": self.name,
+            "family": self.family,
+            "family_representative": self.representative,
+            "files": self.files,
+        }
+
+
+def plan(names: Sequence[str], release_of: Optional[Callable[[str], str]] = None) -> list[KernelPlan]:
+    """The per-kernel plan for the kernel list *names*: EVERY_KERNEL files on
+    each; PER_FAMILY files on the newest kernel (last in version order) of each
+    probe family.  *release_of* maps a name to a release for the profile."""
+    from ..model.profiles import parse_release
+
+    releases = {n: (release_of or profile_release)(n) for n in names}
+    families = {n: probe_family(releases[n]) for n in names}
+    newest: dict[str, str] = {}
+    for n in names:
+        f = families[n]
+        if f not in newest or parse_release(releases[n]) > parse_release(releases[newest[f]]):
+            newest[f] = n
+    out = []
+    for n in names:
+        rep = newest[families[n]] == n
+        files = [f for f, scope in LIVE_FILES.items() if scope == EVERY_KERNEL or rep]
+        out.append(KernelPlan(n, families[n], rep, files))
+    return out
+
+
+def render_plan(plans: Sequence[KernelPlan]) -> str:
+    """The plan as text, one block per kernel."""
+    lines = []
+    for p in plans:
+        role = "family representative" if p.representative else "every-kernel files only"
+        lines.append(f"{p.name}: {role}; probe family {p.family}")
+        lines += [f"    tests/live/{f}" for f in p.files]
+    return "\n".join(lines)
 
 
 def read_progress(path: str) -> tuple[list[str], set[str], Optional[str]]:
@@ -143,31 +282,33 @@ def run_tier(
     timeout: Optional[int] = None,
     cpus: int = 2,
     status: Callable[[str], None] = log.info,
+    whole: bool = False,
 ) -> list[KernelResult]:
-    """The live tier on each kernel of *names* (one boot each, in order)."""
+    """The live tier on each kernel of *names* (one boot each, in order):
+    the files :func:`plan` gives each kernel, or all of tests/live with
+    *whole*."""
     from . import kernels, vm
 
     root = repo_root()
-    pytest = [
-        vm.guest_python(),
-        "-m",
-        "pytest",
-        "tests/live",
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        "-r",
-        "s",
-        "--strict-markers",
-    ] + list(pytest_extra)
+    if whole:
+        paths = {n: ["tests/live"] for n in names}
+    else:
+        check_assignments(root)
+        paths = {p.name: p.paths() for p in plan(names)}
     env = {"PMEMTRACE_RUN_LIVE_TESTS": "1"} if require else {}
     results = []
     for name in names:
+        pytest = (
+            [vm.guest_python(), "-m", "pytest"]
+            + paths[name]
+            + ["-p", "no:cacheprovider", "-q", "-r", "s", "--strict-markers", "--durations=0"]
+            + list(pytest_extra)
+        )
         t0 = time.monotonic()
         k = None
         try:
             k = kernels.get(name)
-            status(f"=== {k.release}: booting and running tests/live")
+            status(f"=== {k.release}: booting and running {' '.join(paths[name])}")
             rc, note = run_kernel(k, pytest, root, env, nodax=nodax, timeout=timeout, cpus=cpus, status=status)
         except LabError as exc:
             rc, note = -1, str(exc)

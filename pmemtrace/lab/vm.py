@@ -49,6 +49,13 @@ NODAX_MOUNT = "/tmp/nodax"
 # (-accel tcg,thread=single) runs the vCPUs in one thread, so no vCPU ever
 # sees half-patched code; the guest still has --cpus CPUs.
 
+#: Extra kernel parameters per lab series.  5.10 under TCG now and then hung
+#: right after the real-mode "Probing EDD ... ok" line, before the first
+#: kernel message (QEMU idle, not starved); with ``nokaslr`` every boot came
+#: up (docs/lab-findings.md, "Lab traps").  Only the decompressor's random
+#: placement differs, so the fixed placement is what makes it reliable.
+SERIES_APPEND = {"5.10": ("nokaslr",)}
+
 #: Marker printed by virtme-ng-init right before it runs the command.
 _SCRIPT_STARTED = "virtme-ng-init: starting script"
 
@@ -304,7 +311,7 @@ def run(
     console_path = os.path.join(work, "console.log")
     stderr_path = os.path.join(work, "stderr")
     script = build_script(command, genv, cwd if os.path.isdir(cwd) else None, prepare)
-    appends = [" ".join(f"memmap={r}" for r in regions)] + list(append)
+    appends = [" ".join(f"memmap={r}" for r in regions)] + list(SERIES_APPEND.get(kernel.series, ())) + list(append)
     argv = [
         _vng(),
         "--verbose",

@@ -1,0 +1,118 @@
+"""The live tier's plan (pmemtrace/lab/tier.py): which tests/live file runs
+on which kernel of CI's list, and that ``lab test`` runs exactly that."""
+
+import json
+import os
+import re
+
+import pytest
+
+from pmemtrace.cli import main
+from pmemtrace.errors import LabError
+from pmemtrace.lab import tier
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _release(name):
+    # the profile release of a lab name without the cache: "7" -> "7.0"
+    return name if "." in name else f"{name}.0"
+
+
+def ci_kernels():
+    """The kernel list scripts/test-all.sh gives `lab test` in CI."""
+    text = open(os.path.join(ROOT, "scripts", "test-all.sh")).read()
+    m = re.search(r'--kernels "\$\{PMEMTRACE_LAB_KERNELS:-([0-9.,]+)\}"', text)
+    assert m, "scripts/test-all.sh no longer names its CI kernels as --kernels ${PMEMTRACE_LAB_KERNELS:-...}"
+    return m.group(1).split(",")
+
+
+def test_every_live_file_is_assigned():
+    tier.check_assignments(ROOT)
+    assert set(tier.LIVE_FILES.values()) <= {tier.EVERY_KERNEL, tier.PER_FAMILY}
+
+
+def test_a_new_live_file_must_be_assigned(tmp_path):
+    live = tmp_path / "tests" / "live"
+    live.mkdir(parents=True)
+    for name in tier.LIVE_FILES:
+        (live / name).write_text("")
+    (live / "test_new_probe.py").write_text("")
+    with pytest.raises(LabError, match=r"not assigned to kernels: test_new_probe\.py"):
+        tier.check_assignments(str(tmp_path))
+    (live / "test_new_probe.py").unlink()
+    (live / "test_watch_bcc.py").unlink()
+    with pytest.raises(LabError, match=r"listed but missing: test_watch_bcc\.py"):
+        tier.check_assignments(str(tmp_path))
+
+
+def test_ci_runs_five_kernels():
+    assert ci_kernels() == ["5.10", "6.1", "6.12", "7", "7.3"]
+
+
+def test_probe_families_of_the_ci_kernels():
+    fam = {n: tier.probe_family(_release(n)) for n in ci_kernels()}
+    assert fam["5.10"] == fam["6.1"]  # _prot inserts, devmap GUP, 14 fs_dax events
+    assert fam["7"] == fam["7.3"]  # folio inserts, no devmap
+    assert len({fam["6.1"], fam["6.12"], fam["7"]}) == 3
+
+
+def test_ci_plan_every_file_somewhere_per_family_once():
+    plans = tier.plan(ci_kernels(), release_of=_release)
+    by = {p.name: p for p in plans}
+    assert [p.name for p in plans] == ci_kernels()
+    # the newest kernel of each probe family is its representative
+    assert {p.name for p in plans if p.representative} == {"6.1", "6.12", "7.3"}
+    for f, scope in tier.LIVE_FILES.items():
+        on = [p.name for p in plans if f in p.files]
+        if scope == tier.EVERY_KERNEL:
+            assert on == ci_kernels(), f
+        else:
+            assert on == ["6.1", "6.12", "7.3"], f
+    assert by["5.10"].files == [f for f, s in tier.LIVE_FILES.items() if s == tier.EVERY_KERNEL]
+    assert by["5.10"].paths()[0] == "tests/live/test_lab_guest.py"
+
+
+def test_a_kernel_alone_is_its_familys_representative():
+    (p,) = tier.plan(["5.10"], release_of=_release)
+    assert p.representative and p.files == list(tier.LIVE_FILES)
+
+
+def test_lab_test_plan_prints_without_booting(monkeypatch, capsys):
+    from pmemtrace.lab import vm
+
+    monkeypatch.setattr(vm, "run", lambda *a, **k: pytest.fail("--plan must not boot"))
+    monkeypatch.setattr(tier, "profile_release", _release)  # no cache needed
+    assert main(["lab", "test", "--kernels", ",".join(ci_kernels()), "--plan", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert [k["kernel"] for k in d["kernels"]] == ci_kernels()
+    assert [k["family_representative"] for k in d["kernels"]] == [False, True, True, False, True]
+    assert main(["lab", "test", "--kernels", "5.10,7.3", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "5.10: family representative" in out and "    tests/live/test_watch_bcc.py" in out
+
+
+def test_run_tier_runs_the_plans_files(monkeypatch):
+    from pmemtrace.lab import kernels
+
+    class K:
+        def __init__(self, name):
+            self.release = {"5.10": "5.10.0-46-amd64", "7.3": "7.3.4+deb13-amd64", "7": "7.2.13+deb14-amd64"}[name]
+
+    monkeypatch.setattr(kernels, "get", K)
+    monkeypatch.setattr(tier, "profile_release", _release)
+    seen = {}
+
+    def fake_run_kernel(k, argv, root, env, **kw):
+        seen[k.release] = [a for a in argv if a.startswith("tests/live")]
+        return 0, None
+
+    monkeypatch.setattr(tier, "run_kernel", fake_run_kernel)
+    res = tier.run_tier(["5.10", "7", "7.3"], status=lambda s: None)
+    assert [r.returncode for r in res] == [0, 0, 0]
+    every = [f"tests/live/{f}" for f, s in tier.LIVE_FILES.items() if s == tier.EVERY_KERNEL]
+    assert seen["5.10.0-46-amd64"] == [f"tests/live/{f}" for f in tier.LIVE_FILES]  # alone in its family
+    assert seen["7.2.13+deb14-amd64"] == every
+    assert seen["7.3.4+deb13-amd64"] == [f"tests/live/{f}" for f in tier.LIVE_FILES]
+    tier.run_tier(["7"], status=lambda s: None, whole=True)
+    assert seen["7.2.13+deb14-amd64"] == ["tests/live"]
