@@ -111,7 +111,7 @@ class TestKernelNames:
         # experimental's -rc image ("7.3-amd64") matches 7.3 but sorts below any 7.3.x
         m = re.match(kernels.SERIES["7.3"].pattern, "linux-image-7.3-amd64")
         assert m and m.group(1) == "7.3-amd64"
-        assert max(["7.3-amd64", "7.3.4+deb13-amd64"], key=kernels._natural_key) == "7.3.4+deb13-amd64"
+        assert max(["7.3-amd64", "7.3.4+deb13-amd64"], key=kernels.release_key) == "7.3.4+deb13-amd64"
         # 7.3 stays out of the "7" series and 7.2 out of "7.3"
         assert not re.match(kernels.SERIES["7.3"].pattern, "linux-image-7.2.12+deb13-amd64")
 
@@ -150,7 +150,7 @@ class TestKernelNames:
 
     def test_natural_order(self):
         rel = ["7.2.9+deb14-amd64", "7.10.1+deb14-amd64", "7.2.13+deb14-amd64"]
-        assert max(rel, key=kernels._natural_key) == "7.10.1+deb14-amd64"
+        assert max(rel, key=kernels.release_key) == "7.10.1+deb14-amd64"
 
 
 def _fake_cached(cache, release, series):

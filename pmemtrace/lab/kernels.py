@@ -325,7 +325,8 @@ def _series_of(name):
     return None
 
 
-def _natural_key(s):
+def release_key(s):
+    """Sort key for releases: numbers compare as numbers (6.1.0-9 < 6.1.0-10)."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
@@ -336,7 +337,7 @@ def cached_kernels(cache=None):
     kdir = os.path.join(cache, "kernels")
     if not os.path.isdir(kdir):
         return out
-    for rel in sorted(os.listdir(kdir), key=_natural_key):
+    for rel in sorted(os.listdir(kdir), key=release_key):
         meta = os.path.join(kdir, rel, "KERNEL.json")
         if not os.path.exists(meta):
             continue
@@ -371,7 +372,7 @@ def resolve(name, update=True, cache=None):
             f"no kernel image matching {name!r} in Debian {SERIES[series].suite} "
             f"({', '.join(sorted({mirror(s) for s in SERIES[series].suites}))})"
         )
-    release, suite = max(found, key=lambda rs: _natural_key(rs[0]))
+    release, suite = max(found, key=lambda rs: release_key(rs[0]))
     return Kernel(series, release, suite, _Apt(suite, cache).version(f"linux-image-{release}"), cache=cache)
 
 
@@ -408,7 +409,7 @@ def find(name, cache=None):
                 and k.series == series
                 and (name == series or k.release.startswith(name + ".") or k.release.startswith(name + "-"))
             )
-        ) and (best is None or _natural_key(k.release) > _natural_key(best.release)):
+        ) and (best is None or release_key(k.release) > release_key(best.release)):
             best = k
     return best
 

@@ -42,6 +42,7 @@ LIVE_FILES = {
     "test_lab_guest.py": EVERY_KERNEL,
     "test_model_vs_kernel.py": EVERY_KERNEL,
     "test_check_live.py": EVERY_KERNEL,
+    "test_probe_map.py": EVERY_KERNEL,
     "test_bpf_compile.py": PER_FAMILY,
     "test_diagnose_live.py": PER_FAMILY,
     "test_scenarios.py": PER_FAMILY,
