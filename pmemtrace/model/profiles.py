@@ -311,7 +311,8 @@ P_6_12 = replace(
     # Faults are first tried under the per-VMA lock (FAULT_FLAG_VMA_LOCK, v6.4)
     # and ->huge_fault() may run under it: Linux kernel commit 40d49a3c9e4a
     # ("mm: allow ->huge_fault() to be called without the mmap_lock held")
-    # (in v6.7); spec section 1.2 reads the 0x1254/0x1255 flags in 6.12's
+    # (in v6.6: in mm-stable on 2023-08-25, before the 6.6 merge window; the
+    # same as P_6_6); spec section 1.2 reads the 0x1254/0x1255 flags in 6.12's
     # arch/x86/mm/fault.c.
     vma_lock_faults=True,
     zero_field="zero_folio",
@@ -330,10 +331,15 @@ P_6_15 = replace(
     P_6_12,
     name="6.15",
     version=(6, 15),
-    # The patch series "fs/dax: Fix ZONE_DEVICE page reference counts"
-    # (Alistair Popple, in v6.15): fsdax/devdax insert refcounted folios; DAX
-    # PTEs/PMDs no longer carry the devmap bit, so GUP treats them as normal
-    # pages.  TODO(citation): name its fs/dax.c commit by id.
+    # The series "fs/dax: Fix ZONE_DEVICE page reference counts" (Alistair
+    # Popple, in v6.15): Linux kernel commit 38607c62b34b ("fs/dax: properly
+    # refcount fs dax pages") (in v6.15) makes fsdax insert refcounted folios
+    # (vmf_insert_folio_pmd(), vmf_insert_page_mkwrite()) and Linux kernel
+    # commit aed877c2b425 ("device/dax: properly refcount device dax pages when
+    # mapping") (in v6.15) does the same for device-dax; the insert function
+    # itself came with Linux kernel commit 6c88f72691f8 ("mm/huge_memory: add
+    # vmf_insert_folio_pmd()") (in v6.15).  DAX PTEs/PMDs no longer carry the
+    # devmap bit, so GUP treats them as normal pages (no get_dev_pagemap()).
     pmd_insert_function="vmf_insert_folio_pmd",
     pud_insert_function="vmf_insert_folio_pud",
     pte_insert_function=("vmf_insert_page_mkwrite", "vmf_insert_page_mkwrite"),
@@ -342,44 +348,94 @@ P_6_15 = replace(
     pmd_needs_devmap=False,
     citations=dict(
         P_6_12.citations,
-        pmd_insert_function="fs/dax.c dax_fault_iter() -> vmf_insert_folio_pmd() (v6.15)",
-        gup_uses_get_dev_pagemap="DAX mappings are refcounted folios without pXX_devmap (v6.15)",
+        pmd_insert_function='Linux kernel commit 38607c62b34b ("fs/dax: properly refcount fs dax pages") (in v6.15); '
+        'Linux kernel commit 6c88f72691f8 ("mm/huge_memory: add vmf_insert_folio_pmd()") (in v6.15)',
+        pud_insert_function='Linux kernel commit aed877c2b425 ("device/dax: properly refcount device dax pages when '
+        'mapping") (in v6.15)',
+        gup_uses_get_dev_pagemap='Linux kernel commit 38607c62b34b ("fs/dax: properly refcount fs dax pages") (in v6.15), '
+        'Linux kernel commit aed877c2b425 ("device/dax: properly refcount device dax pages when mapping") (in v6.15): '
+        "DAX mappings are refcounted folios without pXX_devmap",
+    ),
+)
+
+P_6_16 = replace(
+    P_6_15,
+    name="6.16",
+    version=(6, 16),
+    # Linux kernel commit a4a45a9a72f3 ("fsdax: Remove unused trace events for
+    # dax insert mapping") (in v6.16: trace-v6.16-2, merged 2025-06-03, before
+    # 6.16-rc1) deleted dax_pmd_insert_mapping and dax_insert_mapping.
+    tracepoints=_TP_COMMON,
+    citations=dict(
+        P_6_15.citations,
+        tracepoints='Linux kernel commit a4a45a9a72f3 ("fsdax: Remove unused trace events for dax insert mapping") '
+        "(in v6.16)",
     ),
 )
 
 P_6_17 = replace(
-    P_6_15,
+    P_6_16,
     name="6.17",
     version=(6, 17),
-    # TODO(citation): the series "mm: Remove pXX_devmap page table bit and pfn_t
-    # type" (in v6.17), incl. "mm/gup: remove pXX_devmap usage from
-    # get_user_pages()": name the commits by id.
+    # The series "mm: Remove pXX_devmap page table bit and pfn_t type" (in
+    # v6.17): Linux kernel commit fd2825b0760a ("mm/gup: remove pXX_devmap
+    # usage from get_user_pages()") (in v6.17) removed follow_devmap_pmd() and
+    # GUP's devmap paths (absent from 7.2's and 7.3's kallsyms), Linux kernel
+    # commit 21aa65bf82a7 ("mm: remove callers of pfn_t functionality") (in
+    # v6.17) the last pfn_t users before the type went.
     has_pfn_t=False,
-    tracepoints=_TP_COMMON,
-    citations=dict(P_6_15.citations, has_pfn_t="include/linux/pfn_t.h deleted (v6.17)"),
+    citations=dict(
+        P_6_16.citations,
+        has_pfn_t='Linux kernel commit 21aa65bf82a7 ("mm: remove callers of pfn_t functionality") (in v6.17); '
+        'Linux kernel commit fd2825b0760a ("mm/gup: remove pXX_devmap usage from get_user_pages()") (in v6.17)',
+    ),
 )
 
 P_6_18 = replace(
     P_6_17,
     name="6.18",
     version=(6, 18),
-    # TODO(citation): name by id the commit "fs/dax: use vmf_insert_folio_pmd()
-    # to insert the huge zero folio" (David Hildenbrand, in v6.18): hole reads go through the insert function and only
-    # fall back when no zero folio can be had.
+    # "fs/dax: use vmf_insert_folio_pmd() to insert the huge zero folio" (David
+    # Hildenbrand, merged for v6.18 with "mm/huge_memory: support huge zero
+    # folio in vmf_insert_folio_pmd()"): hole reads go through the insert
+    # function and only fall back when no zero folio can be had.  Its mainline
+    # commit id could not be confirmed here (the kernel history is too large to
+    # fetch; linux-next carried it under several ids), and no live case reads
+    # a hole, so this rests on the posted series (kernel-dax-behavior.md 9.3).
     zero_pmd_via_insert=True,
     load_hole_fallback_if_pmd_present=False,
-    # TODO(citation): name by id the commit "mm/memremap: remove unused
-    # get_dev_pagemap() parameter" (in v6.18)
+    # "mm/memremap: remove unused get_dev_pagemap() parameter" (Alistair Popple,
+    # 2025-09-02, in v6.18; mainline id not confirmed here, as above):
+    # get_dev_pagemap(pfn).  BTF of a 6.18 kernel shows the one-argument form
+    # (kernel-dax-behavior.md section 2).
     get_dev_pagemap_args=1,
     citations=dict(
         P_6_17.citations,
-        zero_pmd_via_insert="fs/dax.c dax_pmd_load_hole() -> vmf_insert_folio_pmd() (v6.18)",
+        zero_pmd_via_insert='"fs/dax: use vmf_insert_folio_pmd() to insert the huge zero folio" (in v6.18; commit id '
+        "not confirmed)",
+        get_dev_pagemap_args='"mm/memremap: remove unused get_dev_pagemap() parameter" (in v6.18; commit id not '
+        "confirmed); 6.18 BTF get_dev_pagemap(unsigned long pfn)",
     ),
 )
 
 P_7_0 = replace(P_6_18, name="7.0", version=(7, 0), verified_on="7.2.13+deb14-amd64")
 
-PROFILES = (P_4_18, P_5_10, P_5_11, P_5_15, P_6_1, P_6_2, P_6_4, P_6_6, P_6_12, P_6_15, P_6_17, P_6_18, P_7_0)
+PROFILES = (
+    P_4_18,
+    P_5_10,
+    P_5_11,
+    P_5_15,
+    P_6_1,
+    P_6_2,
+    P_6_4,
+    P_6_6,
+    P_6_12,
+    P_6_15,
+    P_6_16,
+    P_6_17,
+    P_6_18,
+    P_7_0,
+)
 DEFAULT_RELEASE = "6.12"
 
 #: Every Linux release from 4.18 on, explicitly: (first, last, profile).
@@ -395,7 +451,8 @@ RELEASE_SPANS = (
     ((6, 4), (6, 5), P_6_4),
     ((6, 6), (6, 9), P_6_6),
     ((6, 10), (6, 14), P_6_12),
-    ((6, 15), (6, 16), P_6_15),
+    ((6, 15), (6, 15), P_6_15),
+    ((6, 16), (6, 16), P_6_16),
     ((6, 17), (6, 17), P_6_17),
     ((6, 18), (6, 19), P_6_18),
     ((7, 0), (7, 3), P_7_0),
@@ -459,7 +516,7 @@ def select_profile(release: str | None = None) -> Profile:
     >>> select_profile("6.12.95+deb12-amd64").name
     '6.12'
     >>> select_profile("6.16.3").name
-    '6.15'
+    '6.16'
     >>> select_profile("7.2.13+deb14-amd64").name
     '7.0'
     >>> select_profile("5.10.0-46-amd64").name
