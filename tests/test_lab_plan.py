@@ -116,3 +116,60 @@ def test_run_tier_runs_the_plans_files(monkeypatch):
     assert seen["7.3.4+deb13-amd64"] == [f"tests/live/{f}" for f in tier.LIVE_FILES]
     tier.run_tier(["7"], status=lambda s: None, whole=True)
     assert seen["7.2.13+deb14-amd64"] == ["tests/live"]
+
+
+# -- a hung boot fails fast and is booted again ------------------------------
+
+
+def test_silent_console_before_the_command_is_a_hung_boot(tmp_path):
+    import subprocess
+
+    from pmemtrace.lab import vm
+
+    console = tmp_path / "console"
+    console.write_text("Probing EDD (edd=off to disable)... ok\n")
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        assert vm._wait(p, str(console), timeout=20, silence=0.6, poll=0.1) == "hung"
+    finally:
+        p.kill()
+        p.wait()
+    # once the command started, a quiet console is normal (tests run)
+    console.write_text("[ 17.0] virtme-ng-init: starting script\n")
+    p = subprocess.Popen(["sleep", "1.5"])
+    assert vm._wait(p, str(console), timeout=20, silence=0.3, poll=0.1) == "exited"
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            vm._wait(p, str(console), timeout=0.5, silence=10, poll=0.1)
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_run_kernel_boots_again_after_a_hung_boot(monkeypatch, tmp_path):
+    from pmemtrace.lab import vm
+
+    calls = []
+
+    class Res:
+        returncode = 0
+
+    def fake_run(kernel, argv, **kw):
+        calls.append(argv)
+        if len(calls) == 1:
+            raise vm.BootError("kernel k hung while booting: ...", hung=True)
+        return Res()
+
+    class K:
+        release = "5.10.0-46-amd64"
+
+    monkeypatch.setattr(vm, "run", fake_run)
+    notes = []
+    assert tier.run_kernel(K(), ["pytest"], str(tmp_path), {}, status=notes.append) == (0, None)
+    assert len(calls) == 2 and "booting again" in notes[0]
+    # a second hang, or a boot that failed otherwise, is the kernel's failure
+    calls.clear()
+    monkeypatch.setattr(vm, "run", lambda *a, **k: (_ for _ in ()).throw(vm.BootError("hung", hung=True)))
+    with pytest.raises(vm.BootError):
+        tier.run_kernel(K(), ["pytest"], str(tmp_path), {}, status=notes.append)

@@ -53,6 +53,8 @@ LIVE_FILES = {
 
 #: How many times a kernel's tier resumes after the guest died (vng 255).
 MAX_RESUMES = 2
+#: How many times a boot that hung (silent console, vm.BOOT_SILENCE) is retried.
+MAX_HUNG_BOOTS = 1
 
 
 def repo_root() -> str:
@@ -240,20 +242,29 @@ def run_kernel(
     try:
         deselect: list[str] = []
         failed_before = False
+        boots_left = MAX_HUNG_BOOTS
         for attempt in range(MAX_RESUMES + 1):
             argv = list(pytest_argv) + [a for n in deselect for a in ("--deselect", n)]
-            res = vm.run(
-                kernel,
-                argv,
-                cwd=root,
-                env=kenv,
-                stream=True,
-                capture=False,
-                rwdirs=[work],
-                nodax=nodax,
-                timeout=timeout or 2400,
-                cpus=cpus,
-            )
+            while True:
+                try:
+                    res = vm.run(
+                        kernel,
+                        argv,
+                        cwd=root,
+                        env=kenv,
+                        stream=True,
+                        capture=False,
+                        rwdirs=[work],
+                        nodax=nodax,
+                        timeout=timeout or 2400,
+                        cpus=cpus,
+                    )
+                    break
+                except vm.BootError as exc:
+                    if not exc.hung or boots_left == 0:
+                        raise
+                    boots_left -= 1
+                    status(f"{kernel.release}: {str(exc).splitlines()[0]}; booting again")
             rc = res.returncode
             if rc != 255:
                 if failed_before and rc in (0, 5):

@@ -56,6 +56,11 @@ NODAX_MOUNT = "/tmp/nodax"
 #: placement differs, so the fixed placement is what makes it reliable.
 SERIES_APPEND = {"5.10": ("nokaslr",)}
 
+#: A boot whose console stays silent this long before the command started is
+#: hung (the 5.10 EDD hang printed nothing for minutes; a slow boot under
+#: load still prints kernel and udev messages every few seconds).
+BOOT_SILENCE = 300
+
 #: Marker printed by virtme-ng-init right before it runs the command.
 _SCRIPT_STARTED = "virtme-ng-init: starting script"
 
@@ -65,11 +70,41 @@ _Q35_LOWMEM = 2 * GiB
 
 
 class BootError(LabError):
-    """A boot failed or hung; :attr:`result` holds the console log."""
+    """A boot failed or hung; :attr:`result` holds the console log,
+    :attr:`hung` says the console went silent before the command started."""
 
-    def __init__(self, message, result=None):
+    def __init__(self, message, result=None, hung=False):
         super().__init__(message)
         self.result = result
+        self.hung = hung
+
+
+def _wait(proc, console_path, timeout, silence=None, poll=2.0):
+    """Wait for *proc*; ``"hung"`` (after killing nothing) when the console
+    has not grown for *silence* seconds (default BOOT_SILENCE) before the
+    command started; raises TimeoutExpired after *timeout* seconds."""
+    silence = BOOT_SILENCE if silence is None else silence
+    deadline = time.monotonic() + timeout
+    size, quiet_since, started = -1, time.monotonic(), False
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, min(poll, deadline - time.monotonic())))
+            return "exited"
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        if started:
+            continue
+        try:
+            now_size = os.path.getsize(console_path)
+        except OSError:
+            now_size = 0
+        if now_size != size:
+            size, quiet_since = now_size, time.monotonic()
+            with open(console_path, "rb") as f:
+                started = _SCRIPT_STARTED.encode() in f.read()
+        elif time.monotonic() - quiet_since >= silence:
+            return "hung"
 
 
 def _vng():
@@ -377,8 +412,10 @@ def run(
             raise SystemExit(128 + signum)
 
         old_term = signal.signal(signal.SIGTERM, _term)
+    hung = False
     try:
-        proc.wait(timeout=timeout)
+        hung = _wait(proc, console_path, timeout) == "hung"
+        timed_out = hung
     except subprocess.TimeoutExpired:
         timed_out = True
     except BaseException:
@@ -415,6 +452,13 @@ def run(
         elapsed,
         _boot_seconds(console_text),
     )
+    if hung:
+        raise BootError(
+            f"kernel {kernel.release} hung while booting: its console printed nothing for {BOOT_SILENCE} s "
+            f"before the command started; console tail:\n{result.console_tail()}",
+            result=result,
+            hung=True,
+        )
     if timed_out:
         started = (
             "the command was running" if result.boot_seconds is not None else "the guest never started the command"
