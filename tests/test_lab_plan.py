@@ -8,7 +8,7 @@ import re
 import pytest
 
 from pmemtrace.cli import main
-from pmemtrace.errors import LabError
+from pmemtrace.errors import LabError, UsageError
 from pmemtrace.lab import tier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,6 +116,16 @@ def test_run_tier_runs_the_plans_files(monkeypatch):
     assert seen["7.3.4+deb13-amd64"] == [f"tests/live/{f}" for f in tier.LIVE_FILES]
     tier.run_tier(["7"], status=lambda s: None, whole=True)
     assert seen["7.2.13+deb14-amd64"] == ["tests/live"]
+    # --only: CI's share for 5.10 (the every-kernel files), without booting the rest
+    seen.clear()
+    res = tier.run_tier(["5.10", "7", "7.3"], status=lambda s: None, only=["5.10"])
+    assert [r.release for r in res] == ["5.10.0-46-amd64"]
+    assert seen == {"5.10.0-46-amd64": [f"tests/live/{f}" for f in tier.LIVE_FILES]}  # 5.10 alone in its family here
+    seen.clear()
+    tier.run_tier(ci_kernels(), status=lambda s: None, only=["5.10"])
+    assert seen == {"5.10.0-46-amd64": every}
+    with pytest.raises(UsageError, match="not in the kernel list"):
+        tier.run_tier(["7"], status=lambda s: None, only=["5.10"])
 
 
 # -- a hung boot fails fast and is booted again ------------------------------

@@ -230,6 +230,7 @@ def _cmd_test(args):
         cpus=args.cpus,
         status=_status,
         whole=args.whole,
+        only=_kernel_list(args.only) if args.only else None,
     )
     total = time.monotonic() - total0
     print("\nlive tier summary:", file=sys.stderr)
@@ -325,6 +326,12 @@ def add_parser(subparsers):
     )
     t.add_argument(
         "--whole", action="store_true", help="run all of tests/live on every kernel instead of the plan's files"
+    )
+    t.add_argument(
+        "--only",
+        metavar="K[,K]",
+        default=None,
+        help="boot only these kernels of --kernels, each with its share of the plan for the whole list",
     )
     t.add_argument(
         "--require", action="store_true", help="set PMEMTRACE_RUN_LIVE_TESTS=1 in the guest: skips become failures"
