@@ -30,14 +30,19 @@ EVERY_KERNEL = "every"
 #: Runs on one kernel per probe family: the newest of the list whose profile
 #: has the same probe-relevant behaviour (:func:`probe_family`).
 PER_FAMILY = "family"
+#: Runs on the newest kernel of the list only.
+NEWEST_KERNEL = "newest"
 
 #: Where each live test file runs.  A new file under tests/live must be added
 #: here (tests/test_lab_plan.py fails until it is): EVERY_KERNEL when it
 #: compares the kernel with the model or checks something a kernel release can
 #: change (layouts, fault rules, fs_dax events, lab preparation), PER_FAMILY
 #: when what it exercises is the probe backends (bcc, tracefs, watch,
-#: diagnose) or the scenario engine, whose kernel-side inputs are the probe
-#: family's.
+#: diagnose), whose kernel-side inputs are the probe family's; NEWEST_KERNEL
+#: when what it adds is pmemtrace's own machinery and its kernel-dependent
+#: part already runs on every kernel elsewhere (test_scenarios.py: the fsdax
+#: scenarios are compared with the model on every kernel by
+#: test_check_live.py, device-dax faults by test_model_vs_kernel.py).
 LIVE_FILES = {
     "test_lab_guest.py": EVERY_KERNEL,
     "test_model_vs_kernel.py": EVERY_KERNEL,
@@ -45,7 +50,7 @@ LIVE_FILES = {
     "test_probe_map.py": EVERY_KERNEL,
     "test_bpf_compile.py": PER_FAMILY,
     "test_diagnose_live.py": PER_FAMILY,
-    "test_scenarios.py": PER_FAMILY,
+    "test_scenarios.py": NEWEST_KERNEL,
     "test_tracefs_host.py": PER_FAMILY,
     "test_watch_bcc.py": PER_FAMILY,
     "test_watch_kill.py": PER_FAMILY,
@@ -148,8 +153,9 @@ class KernelPlan:
 
 def plan(names: Sequence[str], release_of: Optional[Callable[[str], str]] = None) -> list[KernelPlan]:
     """The per-kernel plan for the kernel list *names*: EVERY_KERNEL files on
-    each; PER_FAMILY files on the newest kernel (last in version order) of each
-    probe family.  *release_of* maps a name to a release for the profile."""
+    each; PER_FAMILY files on the newest kernel of each probe family;
+    NEWEST_KERNEL files on the newest kernel of the list.  *release_of* maps
+    a name to a release for the profile."""
     from ..model.profiles import parse_release
 
     releases = {n: (release_of or profile_release)(n) for n in names}
@@ -159,10 +165,12 @@ def plan(names: Sequence[str], release_of: Optional[Callable[[str], str]] = None
         f = families[n]
         if f not in newest or parse_release(releases[n]) > parse_release(releases[newest[f]]):
             newest[f] = n
+    newest_of_all = max(names, key=lambda n: parse_release(releases[n]))
     out = []
     for n in names:
         rep = newest[families[n]] == n
-        files = [f for f, scope in LIVE_FILES.items() if scope == EVERY_KERNEL or rep]
+        runs = {EVERY_KERNEL: True, PER_FAMILY: rep, NEWEST_KERNEL: n == newest_of_all}
+        files = [f for f, scope in LIVE_FILES.items() if runs[scope]]
         out.append(KernelPlan(n, families[n], rep, files))
     return out
 
