@@ -29,7 +29,7 @@ def ci_kernels():
 
 def test_every_live_file_is_assigned():
     tier.check_assignments(ROOT)
-    assert set(tier.LIVE_FILES.values()) <= {tier.EVERY_KERNEL, tier.PER_FAMILY, tier.NEWEST_KERNEL}
+    assert set(tier.LIVE_FILES.values()) <= {tier.EVERY_KERNEL, tier.PER_FAMILY, tier.PER_PROFILE, tier.NEWEST_KERNEL}
 
 
 def test_a_new_live_file_must_be_assigned(tmp_path):
@@ -69,9 +69,12 @@ def test_ci_plan_every_file_somewhere_per_family_once():
             assert on == ci_kernels(), f
         elif scope == tier.PER_FAMILY:
             assert on == ["6.1", "6.12", "7.3"], f
+        elif scope == tier.PER_PROFILE:
+            assert on == ["5.10", "6.1", "6.12", "7.3"], f  # 7.2 and 7.3 share the 7.0 profile
         else:
             assert on == ["7.3"], f
-    assert by["5.10"].files == [f for f, s in tier.LIVE_FILES.items() if s == tier.EVERY_KERNEL]
+    assert by["7"].files == [f for f, s in tier.LIVE_FILES.items() if s == tier.EVERY_KERNEL]
+    assert by["5.10"].files == [f for f, s in tier.LIVE_FILES.items() if s in (tier.EVERY_KERNEL, tier.PER_PROFILE)]
     assert by["5.10"].paths()[0] == "tests/live/test_lab_guest.py"
 
 
@@ -91,7 +94,9 @@ def test_lab_test_plan_prints_without_booting(monkeypatch, capsys):
     assert [k["family_representative"] for k in d["kernels"]] == [False, True, True, False, True]
     assert main(["lab", "test", "--kernels", "5.10,7.3", "--plan"]) == 0
     out = capsys.readouterr().out
-    assert "5.10: family representative" in out and "    tests/live/test_watch_bcc.py" in out
+    assert "5.10: every-kernel files, its profile's files, its probe family's files;" in out
+    assert "7.3: every-kernel files, its profile's files, its probe family's files, the newest kernel's files;" in out
+    assert "    tests/live/test_watch_bcc.py" in out
 
 
 def test_run_tier_runs_the_plans_files(monkeypatch):
@@ -119,6 +124,7 @@ def test_run_tier_runs_the_plans_files(monkeypatch):
     assert seen["7.3.4+deb13-amd64"] == [f"tests/live/{f}" for f in tier.LIVE_FILES]
     tier.run_tier(["7"], status=lambda s: None, whole=True)
     assert seen["7.2.13+deb14-amd64"] == ["tests/live"]
+    by_profile_or_every = {f for f, s in tier.LIVE_FILES.items() if s in (tier.EVERY_KERNEL, tier.PER_PROFILE)}
     # --only: CI's share for 5.10 (the every-kernel files), without booting the rest
     seen.clear()
     res = tier.run_tier(["5.10", "7", "7.3"], status=lambda s: None, only=["5.10"])
@@ -126,7 +132,7 @@ def test_run_tier_runs_the_plans_files(monkeypatch):
     assert seen == {"5.10.0-46-amd64": but_newest}  # 5.10 alone in its family here
     seen.clear()
     tier.run_tier(ci_kernels(), status=lambda s: None, only=["5.10"])
-    assert seen == {"5.10.0-46-amd64": every}
+    assert seen == {"5.10.0-46-amd64": [f"tests/live/{f}" for f in tier.LIVE_FILES if f in by_profile_or_every]}
     with pytest.raises(UsageError, match="not in the kernel list"):
         tier.run_tier(["7"], status=lambda s: None, only=["5.10"])
 

@@ -30,6 +30,8 @@ EVERY_KERNEL = "every"
 #: Runs on one kernel per probe family: the newest of the list whose profile
 #: has the same probe-relevant behaviour (:func:`probe_family`).
 PER_FAMILY = "family"
+#: Runs on one kernel per model profile (the newest of the list with it).
+PER_PROFILE = "profile"
 #: Runs on the newest kernel of the list only.
 NEWEST_KERNEL = "newest"
 
@@ -38,7 +40,10 @@ NEWEST_KERNEL = "newest"
 #: compares the kernel with the model or checks something a kernel release can
 #: change (layouts, fault rules, fs_dax events, lab preparation), PER_FAMILY
 #: when what it exercises is the probe backends (bcc, tracefs, watch,
-#: diagnose), whose kernel-side inputs are the probe family's; NEWEST_KERNEL
+#: diagnose), whose kernel-side inputs are the probe family's; PER_PROFILE
+#: when it compares the kernel with the model broadly and a second kernel of
+#: the same profile adds little for its cost (test_check_live.py: every
+#: embedded scenario on xfs and ext4, a third of a whole tier); NEWEST_KERNEL
 #: when what it adds is pmemtrace's own machinery and its kernel-dependent
 #: part already runs on every kernel elsewhere (test_scenarios.py: the fsdax
 #: scenarios are compared with the model on every kernel by
@@ -46,7 +51,7 @@ NEWEST_KERNEL = "newest"
 LIVE_FILES = {
     "test_lab_guest.py": EVERY_KERNEL,
     "test_model_vs_kernel.py": EVERY_KERNEL,
-    "test_check_live.py": EVERY_KERNEL,
+    "test_check_live.py": PER_PROFILE,
     "test_probe_map.py": EVERY_KERNEL,
     "test_bpf_compile.py": PER_FAMILY,
     "test_diagnose_live.py": PER_FAMILY,
@@ -154,33 +159,53 @@ class KernelPlan:
 def plan(names: Sequence[str], release_of: Optional[Callable[[str], str]] = None) -> list[KernelPlan]:
     """The per-kernel plan for the kernel list *names*: EVERY_KERNEL files on
     each; PER_FAMILY files on the newest kernel of each probe family;
+    PER_PROFILE files on the newest kernel of each model profile;
     NEWEST_KERNEL files on the newest kernel of the list.  *release_of* maps
     a name to a release for the profile."""
-    from ..model.profiles import parse_release
+    from ..model.profiles import parse_release, select_profile
 
     releases = {n: (release_of or profile_release)(n) for n in names}
     families = {n: probe_family(releases[n]) for n in names}
-    newest: dict[str, str] = {}
-    for n in names:
-        f = families[n]
-        if f not in newest or parse_release(releases[n]) > parse_release(releases[newest[f]]):
-            newest[f] = n
+    profiles = {n: select_profile(releases[n]).name for n in names}
+
+    def newest_by(group: dict[str, str]) -> dict[str, str]:
+        best: dict[str, str] = {}
+        for n in names:
+            g = group[n]
+            if g not in best or parse_release(releases[n]) > parse_release(releases[best[g]]):
+                best[g] = n
+        return best
+
+    newest, newest_profile = newest_by(families), newest_by(profiles)
     newest_of_all = max(names, key=lambda n: parse_release(releases[n]))
     out = []
     for n in names:
         rep = newest[families[n]] == n
-        runs = {EVERY_KERNEL: True, PER_FAMILY: rep, NEWEST_KERNEL: n == newest_of_all}
+        runs = {
+            EVERY_KERNEL: True,
+            PER_FAMILY: rep,
+            PER_PROFILE: newest_profile[profiles[n]] == n,
+            NEWEST_KERNEL: n == newest_of_all,
+        }
         files = [f for f, scope in LIVE_FILES.items() if runs[scope]]
         out.append(KernelPlan(n, families[n], rep, files))
     return out
+
+
+_SCOPE_ORDER = {
+    EVERY_KERNEL: "every-kernel files",
+    PER_PROFILE: "its profile's files",
+    PER_FAMILY: "its probe family's files",
+    NEWEST_KERNEL: "the newest kernel's files",
+}
 
 
 def render_plan(plans: Sequence[KernelPlan]) -> str:
     """The plan as text, one block per kernel."""
     lines = []
     for p in plans:
-        role = "family representative" if p.representative else "every-kernel files only"
-        lines.append(f"{p.name}: {role}; probe family {p.family}")
+        scopes = sorted({LIVE_FILES[f] for f in p.files}, key=list(_SCOPE_ORDER).index)
+        lines.append(f"{p.name}: {', '.join(_SCOPE_ORDER[s] for s in scopes)}; probe family {p.family}")
         lines += [f"    tests/live/{f}" for f in p.files]
     return "\n".join(lines)
 
