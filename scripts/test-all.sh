@@ -1,9 +1,11 @@
 #!/bin/bash
 # Install everything and run all tests: lint (ruff) and types (mypy), the
 # unit tier on this machine, a compiler-less install of model mode, then
-# the live tier inside lab guests (real Debian kernels 6.1, 6.12 and 7.x
-# booted under QEMU with memmap= pmem).  Set PMEMTRACE_RUN_LIVE_TESTS=1 to
-# make "no lab here" a failure instead of a skip (CI does).
+# the live tier inside lab guests (real Debian kernels 5.10, 6.1, 6.12, 7.2
+# and 7.3 booted under QEMU with memmap= pmem; which live test file runs on
+# which kernel is pmemtrace/lab/tier.py's plan: `pmemtrace lab test --plan`).
+# Set PMEMTRACE_RUN_LIVE_TESTS=1 to make "no lab here" a failure instead of
+# a skip (CI does).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || { echo "test-all: installing dependencies failed" >&2; exit 1; }
@@ -23,8 +25,9 @@ if .venv/bin/pmemtrace lab --help >/dev/null 2>&1; then
     echo "== live tier (lab) =="
     require=()
     [ "${PMEMTRACE_RUN_LIVE_TESTS:-0}" = 1 ] && require=(--require)
-    # one boot per kernel (another only if the guest dies: lab test resumes);
-    # about 9-10 min each on a quiet 2-core machine; 30 min bounds a hung boot
+    # one boot per kernel (another only if the guest dies or a boot hangs:
+    # lab test resumes / boots again); 2-17 min each by the plan on a quiet
+    # 2-core machine (docs/lab.md, "The CI plan"); 30 min bounds a stuck run
     .venv/bin/pmemtrace lab test --kernels "${PMEMTRACE_LAB_KERNELS:-5.10,6.1,6.12,7,7.3}" --timeout 1800 \
         "${require[@]}" || status=1
 elif [ "${PMEMTRACE_RUN_LIVE_TESTS:-0}" = 1 ]; then
