@@ -93,11 +93,8 @@ def load_hmem_modules():
         p = subprocess.run(["modprobe", mod], capture_output=True, text=True)
         if p.returncode != 0:
             raise LabError(f"modprobe {mod} failed: {p.stderr.strip()}")
-    _wait_for(
-        lambda: any(os.path.exists(f"/dev/{n}") for n in hmem_devices()),
-        "a dax_hmem device (/dev/daxX.Y; boot with lab run --soft-reserved SIZE)",
-        10,
-    )
+    # bound to kmem (the default since 6.3) it has no /dev node yet
+    _wait_for(lambda: hmem_devices(), "a dax_hmem device under /sys/bus/dax (boot with lab run --soft-reserved)", 10)
     return list(HMEM_MODULES)
 
 
@@ -108,12 +105,45 @@ def daxctl_list(dev=None):
     return data if isinstance(data, list) else [data]
 
 
+def _write(path, value):
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as exc:
+        raise LabError(f"echo {value} > {path}: {exc.strerror}") from None
+
+
+def dax_driver(dev):
+    """The driver device-dax *dev* is bound to (device_dax, kmem,
+    fsdev_dax) or None."""
+    link = os.path.join(DAX_BUS, dev, "driver")
+    return os.path.basename(os.path.realpath(link)) if os.path.exists(link) else None
+
+
 def set_dax_align(dev, align):
-    """Set device-dax *dev*'s ``align`` with ``daxctl reconfigure-device``
-    (it unbinds, writes align and binds again); return its sysfs align."""
-    sh(["daxctl", "reconfigure-device", "-m", "devdax", "-a", str(align), "-f", dev])
+    """Bind device-dax *dev* to device_dax with *align*; return its align.
+
+    ``daxctl reconfigure-device -m devdax`` moves it off kmem (6.3 and
+    later bind soft-reserved ranges to kmem by default); the align is
+    written in sysfs while the device is unbound (bus.c align_store()
+    refuses a bound device with EBUSY): ``daxctl reconfigure-device
+    --align`` of ndctl 76.1 fails with ENXIO on every lab kernel."""
+    from .. import units
+
+    if dax_driver(dev) != "device_dax":
+        sh(["daxctl", "reconfigure-device", "-m", "devdax", "-f", dev])
+    want = units.parse_int(align)
+    base = os.path.join(DAX_BUS, dev)
+    with open(os.path.join(base, "align")) as f:
+        have = int(f.read())
+    if have != want:
+        _write(os.path.join(base, "driver", "unbind"), dev)
+        try:
+            _write(os.path.join(base, "align"), want)
+        finally:
+            _write("/sys/bus/dax/drivers/device_dax/bind", dev)
     _wait_for(lambda: os.path.exists(f"/dev/{dev}"), f"/dev/{dev}", 10)
-    with open(os.path.join(DAX_BUS, dev, "align")) as f:
+    with open(os.path.join(base, "align")) as f:
         return int(f.read())
 
 

@@ -326,7 +326,11 @@ def run(
     if not isinstance(command, str):
         command = " ".join(shlex.quote(a) for a in command)
     regions = regions_for(memmap, nodax) if memmap or nodax else []
-    hmem = soft_reserved if isinstance(soft_reserved, SoftReserved) or not soft_reserved else SoftReserved.parse(soft_reserved)
+    hmem = (
+        soft_reserved
+        if isinstance(soft_reserved, SoftReserved) or not soft_reserved
+        else SoftReserved.parse(soft_reserved)
+    )
     if hmem and any(r.start < hmem.end and hmem.start < r.end for r in regions):
         raise UsageError(f"soft-reserved range {hmem} overlaps a memmap pmem region")
     memory = memory or memory_for(regions + ([hmem] if hmem else []))
@@ -348,7 +352,12 @@ def run(
     console_path = os.path.join(work, "console.log")
     stderr_path = os.path.join(work, "stderr")
     script = build_script(command, genv, cwd if os.path.isdir(cwd) else None, prepare)
-    appends = [f"memmap={r}" for r in regions] + ([hmem.kernel_arg()] if hmem else []) + list(append)
+    appends = [f"memmap={r}" for r in regions] + list(append)
+    if hmem:
+        # memory blocks kmem adds (the default driver since 6.3) stay
+        # offline, so moving the device to device_dax never fails on pages
+        # the kernel allocated there
+        appends += [hmem.kernel_arg(), "memhp_default_state=offline"]
     argv = [
         _vng(),
         "--verbose",

@@ -1,0 +1,144 @@
+"""Soft-reserved device-dax: a lab guest booted with ``--soft-reserved 1G``
+(``memmap=1024M%0x100000000-1+0xefffffff``: RAM at 4 GiB retyped E820 Soft
+Reserved, as firmware does for CXL memory) and no NVDIMM.  dax_hmem makes
+it dax0.0; there is no namespace, so the case's device comes from the dax
+bus in sysfs alone.  The range is 1 GiB aligned and 1 GiB long (no pfn info
+block takes a piece of it, unlike the 1 GiB pmem namespace), so the device
+takes a 1 GiB align and the PUD fault path runs for real; the scenarios
+written for a 1 GiB device (beyond-device reads at 1G) hold as they are.
+
+This file runs in its own boot (``lab.tier`` boots the soft-reserved layout
+once per kernel for it); every other live test needs the pmem layout.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pmemtrace.host import cases as host_cases
+from pmemtrace.host.fsread import Roots
+from pmemtrace.lab import guest as lab_guest
+from pmemtrace.model import explain, parse_case
+from pmemtrace.model.build import CaseBuilder, case_to_json
+from pmemtrace.model.case import Access
+from pmemtrace.workload.scenario import embedded_names, load_embedded
+
+from . import driver
+from .driver import Mapping
+from .test_model_vs_kernel import DEVDAX_KPROBES, _devdax_outcomes, _run_accesses
+from .test_scenarios import _assert_as_expected
+
+PY = sys.executable
+GiB, MiB = 1 << 30, 1 << 20
+OUT = "/tmp/pmemtrace-live-softreserved"
+DEVDAX = [n for n in embedded_names() if load_embedded(n).mode == "devdax"]
+ALIGN_NAME = {4096: "4K", 2 * MiB: "2M", GiB: "1G"}
+
+
+def _iomem_soft_reserved():
+    """(start, end) of the Soft Reserved ranges in /proc/iomem."""
+    out = []
+    with open("/proc/iomem") as f:
+        for line in f:
+            if line.strip().endswith(": Soft Reserved"):
+                lo, hi = line.split(":")[0].strip().split("-")
+                out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+def _sysfs_device(dev):
+    st = os.stat(dev)
+    return host_cases.dax_device(Roots(), os.major(st.st_rdev), os.minor(st.st_rdev))
+
+
+def test_hmem_device_is_the_soft_reserved_range(guest):
+    """No NVDIMM, one Soft Reserved range, and the case's device read from
+    the dax bus is exactly that range (no pfn info block, no data offset)."""
+    dev = guest.hmem("2M")
+    assert not os.path.exists("/sys/bus/nd/devices/region0")
+    (lo, hi), *more = _iomem_soft_reserved()
+    assert more == []
+    name = os.path.basename(dev)
+    assert "/platform/hmem" in os.path.realpath(f"/sys/bus/dax/devices/{name}")
+    device, notes = _sysfs_device(dev)
+    assert device is not None, notes
+    assert (device.mode, device.align, device.data_start, device.size) == ("devdax", 2 * MiB, lo, hi - lo + 1)
+    assert [(r.start, r.length, r.pgoff) for r in device.ranges] == [(lo, hi - lo + 1, 0)]
+    listed = [d for r in lab_guest.daxctl_list() for d in r.get("devices", [])]
+    assert [(d["chardev"], d["mode"]) for d in listed] == [(name, "devdax")]
+
+
+_RUNS = {}
+
+
+@pytest.mark.parametrize("name", DEVDAX)
+def test_devdax_scenario_on_hmem(name, guest, lab_gate):
+    """Every embedded devdax scenario (4K, 2M and 1G align) on the
+    soft-reserved device: the peer suite's outcome, and the recorded case's
+    device is the dax bus's view."""
+    scen = load_embedded(name)
+    align = scen.device_align or 2 * MiB
+    dev = guest.hmem(ALIGN_NAME[align])
+    os.makedirs(OUT, exist_ok=True)
+    out = os.path.join(OUT, f"{name}.json")
+    p = subprocess.run(
+        [PY, "-m", "pmemtrace", "run", name, "--device", dev, "--out", out, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    rec = json.loads(p.stdout) if p.stdout.strip().startswith("{") else None
+    _assert_as_expected(name, p, rec)
+    c = parse_case(json.load(open(out)))
+    lo, hi = _iomem_soft_reserved()[0]
+    assert (c.device.mode, c.device.align, c.device.data_start) == ("devdax", align, lo)
+
+
+def _case(align, maps, accesses):
+    device, notes = _sysfs_device("/dev/" + lab_guest.hmem_devices()[0])
+    assert device is not None and device.align == align, (device, notes)
+    b = CaseBuilder(device, kernel=os.uname().release)
+    for mid, m in maps.items():
+        b.mapping(mid, m.addr, m.length, offset=m.offset, shared=m.shared)
+    b.accesses += [Access(**a) for a in accesses]
+    return case_to_json(b.build())
+
+
+@pytest.mark.parametrize(
+    "align,expect",
+    [
+        # the 1 GiB device: dev_dax_huge_fault() at PUD order returns
+        # VM_FAULT_NOPAGE, one PUD maps the whole GiB; later touches are mapped
+        ("1G", ["pud", "none", "none"]),
+        # 2 MiB align: the PUD attempt falls back (devdax-align-smaller), PMD
+        ("2M", ["pmd", "pmd", "none"]),
+    ],
+)
+def test_hmem_fault_sizes_against_kprobes(tracefs, guest, align, expect):
+    """dev_dax_huge_fault() observed with kprobes (order and VM_FAULT
+    result) on the soft-reserved device, compared with the model."""
+    a = {"1G": GiB, "2M": 2 * MiB}[align]
+    dev = guest.hmem(align)
+    fd = os.open(dev, os.O_RDWR)
+    try:
+        maps = {"m0": Mapping(fd, GiB, addr=driver.free_address(GiB, align=GiB))}
+    finally:
+        os.close(fd)
+    acc = [
+        {"mapping": "m0", "offset": 0, "op": "read"},
+        {"mapping": "m0", "offset": 512 * MiB + 4096, "op": "write"},
+        {"mapping": "m0", "offset": 8192, "op": "read"},
+    ]
+    try:
+        with tracefs.kprobes(DEVDAX_KPROBES):
+            cap = _run_accesses(tracefs, maps, acc, kprobes=True)
+        case = _case(a, maps, acc)
+    finally:
+        maps["m0"].unmap()
+    observed = _devdax_outcomes(cap, len(acc))
+    model = [r.outcome for r in explain(parse_case(case)).results]
+    assert observed == model, f"hmem align {align} on {os.uname().release}: kernel {observed} vs model {model}\n{case}"
+    assert observed == expect
