@@ -298,8 +298,8 @@ def test_device_driver_is_devdax_only():
 
     m = [{"id": "m0", "start": A, "length": 4 * M}]
     c = {"version": 1, "device": {"mode": "fsdax", "driver": "fsdev_dax"}, "mappings": m, "accesses": [r(0)]}
-    with pytest.raises(CaseError, match="device.driver"):
+    with pytest.raises(CaseError, match=r"device\.driver"):
         parse_case(c)
     c["device"] = {"mode": "devdax", "size": "1G", "driver": "kmem"}
-    with pytest.raises(CaseError, match="device.driver"):
+    with pytest.raises(CaseError, match=r"device\.driver"):
         parse_case(c)
