@@ -18,6 +18,7 @@ import sys
 
 import pytest
 
+from pmemtrace import units
 from pmemtrace.host import cases as host_cases
 from pmemtrace.host.fsread import Roots
 from pmemtrace.lab import guest as lab_guest
@@ -38,15 +39,17 @@ DEVDAX = [n for n in embedded_names() if load_embedded(n).mode == "devdax"]
 ALIGN_NAME = {4096: "4K", 2 * MiB: "2M", GiB: "1G"}
 
 
-def _iomem_soft_reserved():
-    """(start, end) of the Soft Reserved ranges in /proc/iomem."""
-    out = []
+def _booted_range():
+    """(start, end) of the range the guest was booted with as Soft Reserved
+    (``PMEMTRACE_LAB_SOFT_RESERVED``, e.g. ``1G@4G``)."""
+    size, start = (units.parse_int(x) for x in os.environ["PMEMTRACE_LAB_SOFT_RESERVED"].split("@"))
+    return start, start + size - 1
+
+
+def _iomem_lines(lo, hi):
+    """/proc/iomem's names for exactly [lo, hi]."""
     with open("/proc/iomem") as f:
-        for line in f:
-            if line.strip().endswith(": Soft Reserved"):
-                lo, hi = line.split(":")[0].strip().split("-")
-                out.append((int(lo, 16), int(hi, 16)))
-    return out
+        return [line.split(":", 1)[1].strip() for line in f if line.split(":")[0].strip() == f"{lo:x}-{hi:x}"]
 
 
 def _sysfs_device(dev):
@@ -59,8 +62,10 @@ def test_hmem_device_is_the_soft_reserved_range(guest):
     the dax bus is exactly that range (no pfn info block, no data offset)."""
     dev = guest.hmem("2M")
     assert not os.path.exists("/sys/bus/nd/devices/region0")
-    (lo, hi), *more = _iomem_soft_reserved()
-    assert more == []
+    lo, hi = _booted_range()
+    # e820 names it Soft Reserved (up to 7.1); dax_hmem's device claims it
+    names = _iomem_lines(lo, hi)
+    assert os.path.basename(dev) in names, names
     name = os.path.basename(dev)
     assert "/platform/hmem" in os.path.realpath(f"/sys/bus/dax/devices/{name}")
     device, notes = _sysfs_device(dev)
@@ -94,7 +99,7 @@ def test_devdax_scenario_on_hmem(name, guest, lab_gate):
     rec = json.loads(p.stdout) if p.stdout.strip().startswith("{") else None
     _assert_as_expected(name, p, rec)
     c = parse_case(json.load(open(out)))
-    lo, _hi = _iomem_soft_reserved()[0]
+    lo, _hi = _booted_range()
     assert (c.device.mode, c.device.align, c.device.data_start) == ("devdax", align, lo)
 
 
@@ -143,3 +148,52 @@ def test_hmem_fault_sizes_against_kprobes(tracefs, guest, align, expect):
     model = [r.outcome for r in explain(parse_case(case)).results]
     assert observed == model, f"hmem align {align} on {os.uname().release}: kernel {observed} vs model {model}\n{case}"
     assert observed == expect
+
+
+def _modinfo(name):
+    return subprocess.run(["modinfo", "-F", "filename", name], capture_output=True, text=True).returncode == 0
+
+
+def _release_at_least(major, minor):
+    v = os.uname().release.split("-")[0].split(".")
+    return (int(v[0]), int(v[1])) >= (major, minor)
+
+
+def test_fsdev_dax_binding_has_no_mmap(guest, lab_gate):
+    """famfs's fs-dax binding (fsdev_dax, Linux kernel commit d5406bd458b0,
+    in v7.1): where the kernel has it, the device bound to it has no mmap
+    (ENODEV), diagnose says so and the model predicts it; where it has not,
+    the kernel is older than 7.1, as the model's citation says."""
+    if not _modinfo("fsdev_dax"):
+        assert not _release_at_least(7, 1), f"{os.uname().release} has no fsdev_dax module"
+        return
+    dev = guest.hmem("2M")
+    name = os.path.basename(dev)
+    base = f"/sys/bus/dax/devices/{name}"
+    subprocess.run(["modprobe", "fsdev_dax"], check=True)
+    lab_guest._write(f"{base}/driver/unbind", name)
+    lab_guest._write("/sys/bus/dax/drivers/fsdev_dax/new_id", name)
+    try:
+        assert lab_guest.dax_driver(name) == "fsdev_dax"
+        fd = os.open(dev, os.O_RDWR)
+        try:
+            with pytest.raises(OSError) as exc:
+                Mapping(fd, 4 * MiB, addr=driver.free_address(4 * MiB))
+        finally:
+            os.close(fd)
+        assert exc.value.errno == 19  # ENODEV
+        device, notes = _sysfs_device(dev)
+        assert device is not None and device.driver == "fsdev_dax", notes
+        b = CaseBuilder(device, kernel=os.uname().release)
+        b.mapping("m0", driver.free_address(4 * MiB), 4 * MiB)
+        b.touch("m0", 0, False)
+        res = explain(parse_case(case_to_json(b.build()))).results[0]
+        assert (res.outcome, res.errno, res.reason) == ("error", 19, "devdax-fsdev-no-mmap")
+        p = subprocess.run([PY, "-m", "pmemtrace", "diagnose", "--json"], capture_output=True, text=True, timeout=300)
+        found = [(f["subject"], f["code"]) for f in json.loads(p.stdout)["findings"]]
+        assert (name, "devdax-fsdev-no-mmap") in found, found
+    finally:
+        lab_guest._write(f"{base}/driver/unbind", name)
+        lab_guest._write("/sys/bus/dax/drivers/fsdev_dax/remove_id", name)
+        lab_guest._write("/sys/bus/dax/drivers/device_dax/bind", name)
+    assert lab_guest.dax_driver(name) == "device_dax"
