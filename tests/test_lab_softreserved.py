@@ -44,3 +44,25 @@ def test_tier_runs_the_soft_reserved_tests_in_their_own_boot(monkeypatch):
     assert pmem[3:6] == ["tests/live", "--ignore", tier.SOFT_RESERVED_TESTS]
     assert hmem[3] == tier.SOFT_RESERVED_TESTS and "tests/live" not in hmem
     assert pmem[-2:] == hmem[-2:] == ["-k", "x"]
+
+
+def test_cli_soft_reserved_boots_without_pmem(monkeypatch):
+    from pmemtrace.cli import main
+    from pmemtrace.lab import kernels
+
+    seen = {}
+
+    class R:
+        returncode, elapsed, boot_seconds = 0, 1.0, 1.0
+
+    def fake_run(k, cmd, **kw):
+        seen.update(kw, cmd=cmd)
+        return R()
+
+    monkeypatch.setattr(kernels, "get", lambda name: type("K", (), {"release": "6.12.x"})())
+    monkeypatch.setattr(vm, "run", fake_run)
+    argv = ["lab", "run", "--kernel", "6.12", "--soft-reserved", "1G", "--prepare", "--mode", "hmem", "--align", "1G"]
+    assert main([*argv, "--", "true"]) == 0
+    assert seen["memmap"] == () and str(seen["soft_reserved"]) == "1G@4G"
+    assert seen["prepare"][:2] == ["--mode", "hmem"]
+    assert main(["lab", "run", "--kernel", "6.12", "--soft-reserved", "1536M", "--", "true"]) == 2
