@@ -269,3 +269,37 @@ def test_every_reason_code_is_produced_by_an_example_or_scenario():
     assert sorted(set(seen) - set(REASONS)) == [], "the model gave a reason code reasons.py does not list"
     missing = set(REASONS) - set(seen)
     assert missing == set(NOT_PRODUCED), sorted(missing ^ set(NOT_PRODUCED))
+
+
+def test_devdax_on_fsdev_dax_has_no_mmap():
+    """fsdev_dax (famfs) gives /dev/daxX.Y file_operations without ->mmap:
+    do_mmap() fails with ENODEV before check_vma(), shared or private,
+    aligned or not; the same device on device_dax maps."""
+    from pmemtrace.model.build import case_to_json
+
+    base = {"version": 1, "kernel": "7.2.13+deb14-amd64", "accesses": [r(0)]}
+    dev = {"mode": "devdax", "align": "2M", "size": "1G", "data_start": "0x100000000"}
+    for m in (
+        {"id": "m0", "start": A, "length": 4 * M},
+        {"id": "m0", "start": A + 4096, "length": 4 * M, "shared": False},
+    ):
+        case = parse_case(dict(base, device=dict(dev, driver="fsdev_dax"), mappings=[m]))
+        res = explain(case).results[0]
+        assert (res.outcome, res.errno, res.reason) == ("error", 19, covers("devdax-fsdev-no-mmap"))
+        assert case_to_json(case)["device"]["driver"] == "fsdev_dax"
+    ok = explain(parse_case(dict(base, device=dev, mappings=[{"id": "m0", "start": A, "length": 4 * M}])))
+    assert ok.results[0].outcome == "pmd"
+    plain = parse_case(dict(base, device=dev, mappings=[{"id": "m0", "start": A, "length": 4 * M}]))
+    assert "driver" not in case_to_json(plain)["device"]
+
+
+def test_device_driver_is_devdax_only():
+    from pmemtrace.model.case import CaseError
+
+    m = [{"id": "m0", "start": A, "length": 4 * M}]
+    c = {"version": 1, "device": {"mode": "fsdax", "driver": "fsdev_dax"}, "mappings": m, "accesses": [r(0)]}
+    with pytest.raises(CaseError, match=r"device\.driver"):
+        parse_case(c)
+    c["device"] = {"mode": "devdax", "size": "1G", "driver": "kmem"}
+    with pytest.raises(CaseError, match=r"device\.driver"):
+        parse_case(c)

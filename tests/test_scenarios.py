@@ -27,7 +27,9 @@ from pmemtrace.workload.shadow import Shadow
 PY = sys.executable
 #: reason codes no user process can provoke on a given namespace: they are
 #: properties of the namespace (pfn-*)
-NOT_A_SCENARIO = {"pfn-unaligned", "pfn-no-devmap"}
+# properties of the namespace or of the driver the device is bound to, not of
+# a process (the live soft-reserved test binds fsdev_dax for the last one)
+NOT_A_SCENARIO = {"pfn-unaligned", "pfn-no-devmap", "devdax-fsdev-no-mmap"}
 
 PEERS = [
     "ndctl-dax-pmd",

@@ -125,6 +125,13 @@ def _add_boot_options(p):
         help="add a second region of SIZE (namespace1.0, /dev/pmem1) for a non-DAX filesystem, e.g. an O_DIRECT target",
     )
     p.add_argument(
+        "--soft-reserved",
+        metavar="SIZE[@START]",
+        default=None,
+        help="boot SIZE of RAM at START (default 4G) as E820 Soft Reserved: dax_hmem makes it a device-dax "
+        "(dax0.0) with no NVDIMM; without --memmap no pmem region is booted (prepare it with --mode hmem)",
+    )
+    p.add_argument(
         "--memory", metavar="SIZE", default=None, help="guest RAM (default: enough to back the regions, at least 4G)"
     )
     p.add_argument("--cpus", type=int, default=2)
@@ -142,11 +149,20 @@ def _add_boot_options(p):
     )
 
 
+def _memmap(args):
+    from ..lab import vm
+
+    # a soft-reserved boot has no pmem region unless one is asked for
+    return args.memmap or (() if getattr(args, "soft_reserved", None) else vm.DEFAULT_MEMMAP)
+
+
 def _boot_kwargs(args):
     from .. import units
     from ..lab import vm
 
-    kw = {"memmap": args.memmap or vm.DEFAULT_MEMMAP, "nodax": args.nodax, "cpus": args.cpus, "rwdirs": args.rwdir}
+    kw = {"memmap": _memmap(args), "nodax": args.nodax, "cpus": args.cpus, "rwdirs": args.rwdir}
+    if args.soft_reserved:
+        kw["soft_reserved"] = vm.SoftReserved.parse(args.soft_reserved)
     if args.memory:
         kw["memory"] = units.parse_int(args.memory)
     if args.timeout:
@@ -180,8 +196,9 @@ def _cmd_run(args):
     k = kernels.get(args.kernel)
     kvm = _use_kvm(args, k)
     _status(
-        f"booting {k.release} (memmap {','.join(args.memmap or vm.DEFAULT_MEMMAP)}"
-        f"{', nodax ' + args.nodax if args.nodax else ''}, {'KVM' if kvm else 'TCG'})"
+        f"booting {k.release} (memmap {','.join(_memmap(args)) or 'none'}"
+        f"{', nodax ' + args.nodax if args.nodax else ''}"
+        f"{', soft-reserved ' + args.soft_reserved if args.soft_reserved else ''}, {'KVM' if kvm else 'TCG'})"
     )
     res = vm.run(k, cmd, prepare=prepare, kvm=kvm, capture=args.json, stream=not args.json, **_boot_kwargs(args))
     _status(
@@ -296,7 +313,7 @@ def add_parser(subparsers):
     g.add_argument(
         "--prepare", action="store_true", help="load modules, configure namespace0.0, mkfs and mount with -o dax"
     )
-    g.add_argument("--mode", default="fsdax", choices=["fsdax", "devdax", "raw", "none"])
+    g.add_argument("--mode", default="fsdax", choices=["fsdax", "devdax", "raw", "none", "hmem"])
     g.add_argument("--map", default="mem", choices=["mem", "dev"])
     g.add_argument("--align", default="2M")
     g.add_argument("--fs", default="xfs", choices=["xfs", "ext4", "none"])

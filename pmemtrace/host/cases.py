@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Optional
 
 from ..model.build import CaseBuilder, dax_extents, dev_t, devdax_device, fsdax_device
-from ..model.case import Case, Device, File, Range
+from ..model.case import DEVDAX_DRIVERS, Case, Device, File, Range
 from .fsread import Roots
 from .kernel import release_for_model
 
@@ -111,6 +111,12 @@ def dax_device(roots: Roots, major: int, minor: int) -> tuple[Optional[Device], 
     if size is None:
         return None, [f"cannot read its size from {base}"]
     notes = []
+    driver = roots.link_name(os.path.join(base, "driver"))
+    if driver not in DEVDAX_DRIVERS:
+        # kmem (system-ram) or unbound: no /dev node to map; the model
+        # sees it as device_dax would (diagnose says why it is not)
+        notes.append(f"bound to {driver or 'no driver'}, not device_dax")
+        driver = "device_dax"
     if start is None and ranges:
         start = ranges[0].start
     if start is None:
@@ -118,7 +124,12 @@ def dax_device(roots: Roots, major: int, minor: int) -> tuple[Optional[Device], 
         start = 0
     # one range is the device itself; several are what the model must follow
     return devdax_device(
-        align, size=size, data_start=start, ranges=ranges if len(ranges) > 1 else (), dev=dev_t(major, minor)
+        align,
+        size=size,
+        data_start=start,
+        ranges=ranges if len(ranges) > 1 else (),
+        dev=dev_t(major, minor),
+        driver=driver,
     ), notes
 
 
@@ -167,7 +178,8 @@ def mapped_file_device(ns, data_start: Optional[int], major: int, minor: int) ->
 def inventory_dax_device(dev) -> Device:
     """The devdax device of an inventory dax device (its ranges as sysfs lists them)."""
     ranges = [Range(start=r.start, length=r.length, pgoff=r.page_offset) for r in dev.ranges]
-    return devdax_device(dev.align or PAGE, size=None if ranges else (dev.size or 0), ranges=ranges)
+    driver = dev.driver if dev.driver in DEVDAX_DRIVERS else "device_dax"
+    return devdax_device(dev.align or PAGE, size=None if ranges else (dev.size or 0), ranges=ranges, driver=driver)
 
 
 # ---------------------------------------------------------------------------

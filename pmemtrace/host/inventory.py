@@ -17,7 +17,8 @@ Attribute names follow the kernel (v6.1..7.x):
   (drivers/nvdimm/pfn_devs.c).
 - ``/sys/bus/dax/devices/daxN.M``: ``size``, ``align``, ``target_node``,
   ``numa_node``, ``resource``, ``mappingK/{start,end,page_offset}`` per range,
-  ``driver`` -> ``device_dax`` (devdax) or ``kmem`` (system-ram)
+  ``driver`` -> ``device_dax`` (devdax), ``kmem`` (system-ram) or
+  ``fsdev_dax`` (famfs's fs-dax binding, 7.1 and later: no mmap)
   (drivers/dax/bus.c).
 - ``/proc/iomem`` (needs root for addresses), ``/proc/cmdline`` (``memmap=``).
 """
@@ -124,7 +125,9 @@ class DaxDevice:
 
     @property
     def mode(self):
-        return {"device_dax": "devdax", "kmem": "system-ram", None: "unbound"}.get(self.driver, self.driver)
+        return {"device_dax": "devdax", "kmem": "system-ram", "fsdev_dax": "fsdev", None: "unbound"}.get(
+            self.driver, self.driver
+        )
 
 
 @dataclass

@@ -191,6 +191,20 @@ def dax_findings(dev):
             )
         )
         return out
+    if dev.mode == "fsdev":
+        # famfs mounts it; /dev/daxX.Y itself cannot be mapped (the model's rule)
+        out.append(
+            _f(
+                subj,
+                "dax",
+                "no-dax",
+                "devdax-fsdev-no-mmap",
+                remedy=f"map the famfs files on it, or daxctl reconfigure-device --mode=devdax {subj}",
+                reason="devdax-fsdev-no-mmap",
+                **details,
+            )
+        )
+        return out
     if dev.mode == "unbound":
         out.append(_f(subj, "dax", "no-dax", "dax-unbound", remedy=f"daxctl enable-device {subj}", **details))
         return out

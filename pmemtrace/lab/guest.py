@@ -70,6 +70,92 @@ def load_modules():
     return loaded
 
 
+#: Modules for a soft-reserved range (``lab run --soft-reserved``): dax_hmem
+#: claims the range, device_dax gives /dev/daxX.Y.
+HMEM_MODULES = ("dax_hmem", "device_dax")
+DAX_BUS = "/sys/bus/dax/devices"
+
+
+def hmem_devices():
+    """Names of the device-dax instances whose region is not an NVDIMM one
+    (dax_hmem's: their dax_region's parent is a platform device ``hmem.N``)."""
+    try:
+        names = sorted(os.listdir(DAX_BUS))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if "/ndbus" not in os.path.realpath(os.path.join(DAX_BUS, n))]
+
+
+def load_hmem_modules():
+    """modprobe dax_hmem and device_dax; wait for the soft-reserved range's
+    device-dax; return the list of loaded modules."""
+    for mod in HMEM_MODULES:
+        p = subprocess.run(["modprobe", mod], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise LabError(f"modprobe {mod} failed: {p.stderr.strip()}")
+    # bound to kmem (the default since 6.3) it has no /dev node yet
+    _wait_for(lambda: hmem_devices(), "a dax_hmem device under /sys/bus/dax (boot with lab run --soft-reserved)", 10)
+    return list(HMEM_MODULES)
+
+
+def daxctl_list(dev=None):
+    """``daxctl list -R -D -u`` JSON (regions with their devices)."""
+    out = sh(["daxctl", "list", "-R", "-D", "-u"] + (["-d", dev] if dev else []), check=False)
+    data = json.loads(out) if out.strip() else []
+    return data if isinstance(data, list) else [data]
+
+
+def _write(path, value):
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as exc:
+        raise LabError(f"echo {value} > {path}: {exc.strerror}") from None
+
+
+def dax_driver(dev):
+    """The driver device-dax *dev* is bound to (device_dax, kmem,
+    fsdev_dax) or None."""
+    link = os.path.join(DAX_BUS, dev, "driver")
+    return os.path.basename(os.path.realpath(link)) if os.path.exists(link) else None
+
+
+def set_dax_align(dev, align):
+    """Bind device-dax *dev* to device_dax with *align*; return its align.
+
+    ``daxctl reconfigure-device -m devdax`` moves it off kmem (6.3 and
+    later bind soft-reserved ranges to kmem by default); the align is
+    written in sysfs while the device is unbound (bus.c align_store()
+    refuses a bound device with EBUSY): ``daxctl reconfigure-device
+    --align`` of ndctl 76.1 fails with ENXIO on every lab kernel."""
+    from .. import units
+
+    if dax_driver(dev) != "device_dax":
+        sh(["daxctl", "reconfigure-device", "-m", "devdax", "-f", dev])
+    want = units.parse_int(align)
+    base = os.path.join(DAX_BUS, dev)
+    with open(os.path.join(base, "align")) as f:
+        have = int(f.read())
+    if have != want:
+        _write(os.path.join(base, "driver", "unbind"), dev)
+        try:
+            _write(os.path.join(base, "align"), want)
+        finally:
+            _write("/sys/bus/dax/drivers/device_dax/bind", dev)
+    _wait_for(lambda: os.path.exists(f"/dev/{dev}"), f"/dev/{dev}", 10)
+    with open(os.path.join(base, "align")) as f:
+        return int(f.read())
+
+
+def hmem(align="2M"):
+    """The soft-reserved range's device-dax with *align*; returns a dict:
+    ``device`` (/dev/daxX.Y), ``align`` (bytes), ``daxctl`` (its JSON)."""
+    load_hmem_modules()
+    dev = hmem_devices()[0]
+    got = set_dax_align(dev, align)
+    return {"device": f"/dev/{dev}", "align": got, "daxctl": daxctl_list()}
+
+
 def _wait_for(pred, what, timeout):
     end = time.monotonic() + timeout
     while not pred():
@@ -162,11 +248,18 @@ def prepare(
     and optionally a non-DAX filesystem on the second region; save and
     return the state dict.
 
-    :param mode: ``fsdax``, ``devdax``, ``raw`` or ``none`` (leave it)
+    :param mode: ``fsdax``, ``devdax``, ``raw``, ``none`` (leave it) or
+        ``hmem`` (the soft-reserved device-dax of ``lab run --soft-reserved``
+        with *align*; no namespace, no filesystem)
     :param fs: ``xfs``, ``ext4`` or ``none`` (fsdax only)
     :param nodax: mount point for an ext4 without DAX on namespace1.0
         (needs a second memmap region), or None
     """
+    if mode == "hmem":
+        st = {"kernel": os.uname().release, "modules": list(HMEM_MODULES), "hmem": hmem(align)}
+        with open(STATE_FILE, "w") as f:
+            json.dump(st, f, indent=2)
+        return st
     state = {"kernel": os.uname().release, "modules": load_modules()}
     if mode != "none":
         state["namespace"] = reconfigure(namespace, mode, map, align)
@@ -210,7 +303,7 @@ def main(argv=None):
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="load modules, configure the namespace, mkfs and mount")
-    p.add_argument("--mode", default="fsdax", choices=["fsdax", "devdax", "raw", "none"])
+    p.add_argument("--mode", default="fsdax", choices=["fsdax", "devdax", "raw", "none", "hmem"])
     p.add_argument("--map", default="mem", choices=["mem", "dev"])
     p.add_argument("--align", default="2M")
     p.add_argument("--fs", default="xfs", choices=["xfs", "ext4", "none"])

@@ -59,12 +59,19 @@ LIVE_FILES = {
     "test_tracefs_host.py": PER_FAMILY,
     "test_watch_bcc.py": PER_FAMILY,
     "test_watch_kill.py": PER_FAMILY,
+    "test_softreserved_live.py": EVERY_KERNEL,
 }
 
 #: How many times a kernel's tier resumes after the guest died (vng 255).
 MAX_RESUMES = 2
 #: How many times a boot that hung (silent console, vm.BOOT_SILENCE) is retried.
 MAX_HUNG_BOOTS = 1
+
+#: Test files that need the soft-reserved layout (a dax_hmem device-dax, no
+#: NVDIMM): a second, short boot of the kernel runs them, with a
+#: soft-reserved range of SOFT_RESERVED at 4G instead of the memmap pmem.
+SOFT_RESERVED_PATHS = ("tests/live/test_softreserved_live.py",)
+SOFT_RESERVED = "1G"
 
 
 def repo_root() -> str:
@@ -262,6 +269,7 @@ def run_kernel(
     timeout: Optional[int] = None,
     cpus: int = 2,
     status: Callable[[str], None] = log.info,
+    soft_reserved: Optional[str] = None,
 ) -> tuple[int, Optional[str]]:
     """Run the tier in one boot of *kernel*; when the guest dies, say in
     which test, show the console tail, and resume with the tests that have
@@ -291,6 +299,7 @@ def run_kernel(
                         nodax=nodax,
                         timeout=timeout or 2400,
                         cpus=cpus,
+                        **({"memmap": (), "soft_reserved": soft_reserved} if soft_reserved else {}),
                     )
                     break
                 except vm.BootError as exc:
@@ -338,7 +347,8 @@ def run_tier(
 
     root = repo_root()
     if whole:
-        paths = {n: ["tests/live"] for n in names}
+        every = [f"tests/live/{f}" for f in live_test_files(root)]
+        paths = dict.fromkeys(names, every)
     else:
         check_assignments(root)
         paths = {p.name: p.paths() for p in plan(names)}
@@ -351,18 +361,46 @@ def run_tier(
     for name in names:
         if only is not None and name not in only:
             continue
-        pytest = (
-            [vm.guest_python(), "-m", "pytest"]
-            + paths[name]
-            + ["-p", "no:cacheprovider", "-q", "-r", "s", "--strict-markers", "--durations=0"]
-            + list(pytest_extra)
-        )
+
+        def pytest_for(files: list[str]) -> list[str]:
+            return (
+                [vm.guest_python(), "-m", "pytest"]
+                + files
+                + ["-p", "no:cacheprovider", "-q", "-r", "s", "--strict-markers", "--durations=0"]
+                + list(pytest_extra)
+            )
+
         t0 = time.monotonic()
         k = None
         try:
             k = kernels.get(name)
-            status(f"=== {k.release}: booting and running {' '.join(paths[name])}")
-            rc, note = run_kernel(k, pytest, root, env, nodax=nodax, timeout=timeout, cpus=cpus, status=status)
+            # the soft-reserved files need their own boot (a dax_hmem device,
+            # no NVDIMM): the pmem tests rely on region0/namespace0.0/dax0.0
+            pmem_paths = [x for x in paths[name] if x not in SOFT_RESERVED_PATHS]
+            hmem_paths = [x for x in paths[name] if x in SOFT_RESERVED_PATHS]
+            rc, note = 5, None
+            if pmem_paths:
+                status(f"=== {k.release}: booting and running {' '.join(pmem_paths)}")
+                rc, note = run_kernel(
+                    k, pytest_for(pmem_paths), root, env, nodax=nodax, timeout=timeout, cpus=cpus, status=status
+                )
+            if hmem_paths:
+                status(
+                    f"=== {k.release}: booting with a soft-reserved range ({SOFT_RESERVED}) for {' '.join(hmem_paths)}"
+                )
+                rc2, note2 = run_kernel(
+                    k,
+                    pytest_for(hmem_paths),
+                    root,
+                    env,
+                    timeout=timeout,
+                    cpus=cpus,
+                    status=status,
+                    soft_reserved=SOFT_RESERVED,
+                )
+                # 5 is pytest's "no tests collected" (a -k that selects only one boot's tests)
+                rc = rc2 if rc in (0, 5) and rc2 != 5 else rc
+                note = note or note2
         except LabError as exc:
             rc, note = -1, str(exc)
             status(f"{name}: {exc}")

@@ -150,6 +150,42 @@ class Region:
         return f"Region({self})"
 
 
+#: E820_TYPE_RAM and E820_TYPE_SOFT_RESERVED (arch/x86/include/asm/e820/types.h).
+_E820_RAM = 1
+_E820_SOFT_RESERVED = 0xEFFFFFFF
+
+#: Default soft-reserved range: at 4 GiB, so it is 1 GiB aligned.
+DEFAULT_SOFT_RESERVED_START = 4 * GiB
+
+
+class SoftReserved(Region):
+    """A RAM range turned into E820 "Soft Reserved" (what firmware does
+    for CXL or other "specific purpose" memory): dax_hmem makes it a
+    device-dax (dax0.0) with no NVDIMM.  ``memmap=nn%ss-oldtype+newtype``
+    (parse_memmap_one(), arch/x86/kernel/e820.c) retypes RAM at START."""
+
+    @classmethod
+    def parse(cls, text):
+        size, _, start = str(text).partition("@")
+        try:
+            reg = cls(units.parse_int(size), units.parse_int(start) if start else DEFAULT_SOFT_RESERVED_START)
+        except ValueError:
+            raise UsageError(f"bad soft-reserved range {text!r}: expected SIZE[@START], e.g. 2G or 2G@4G") from None
+        if reg.size <= 0 or reg.size % GiB or reg.start % GiB:
+            raise UsageError(
+                f"soft-reserved range {text!r}: size and start must be multiples of 1G (a 1G-aligned device-dax)"
+            )
+        if reg.start < 4 * GiB:
+            raise UsageError(f"soft-reserved range {text!r}: start it at 4G or above (the q35 PCI hole is 2G-4G)")
+        return reg
+
+    def kernel_arg(self):
+        return f"memmap={self.size >> 20}M%{self.start:#x}-{_E820_RAM}+{_E820_SOFT_RESERVED:#x}"
+
+    def __str__(self):
+        return f"{units.format_size(self.size)}@{units.format_size(self.start)}"
+
+
 def regions_for(memmap=DEFAULT_MEMMAP, nodax=None):
     """The list of :class:`Region`: *memmap* (strings or Regions) plus, if
     *nodax* is a size, a second region right after the last one for a
@@ -171,7 +207,7 @@ def regions_for(memmap=DEFAULT_MEMMAP, nodax=None):
 def memory_for(regions):
     """Guest RAM (bytes) so that every region is backed by RAM and about
     2 GiB stays usable: the RAM above 4 GiB must reach the highest region."""
-    top = max((r.end for r in regions), default=4 * GiB)
+    top = max((r.end for r in regions), default=4 * GiB)  # soft-reserved ranges too
     high = max(0, top - 4 * GiB)
     return max(4 * GiB, _Q35_LOWMEM + high + GiB)
 
@@ -291,6 +327,7 @@ def run(
     *,
     memmap=DEFAULT_MEMMAP,
     nodax=None,
+    soft_reserved=None,
     memory=None,
     cpus=2,
     prepare=None,
@@ -310,6 +347,9 @@ def run(
         (``"6.12"``) resolved with :func:`pmemtrace.lab.kernels.get`
     :param memmap: ``SIZE!START`` strings, one per pmem region
     :param nodax: size of an extra region (``/dev/pmem1``) for a non-DAX fs
+    :param soft_reserved: ``SIZE[@START]`` (default start 4G) of RAM booted as
+        E820 Soft Reserved, for a dax_hmem device-dax; pass ``memmap=()``
+        for a boot with no NVDIMM at all
     :param memory: guest RAM in bytes (default: :func:`memory_for`)
     :param prepare: argument list for ``python -m pmemtrace.lab.guest prepare``
         run before *command* (exit 124 if it fails)
@@ -327,8 +367,15 @@ def run(
         kernel = _kernels.get(kernel)
     if not isinstance(command, str):
         command = " ".join(shlex.quote(a) for a in command)
-    regions = regions_for(memmap, nodax)
-    memory = memory or memory_for(regions)
+    regions = regions_for(memmap, nodax) if memmap or nodax else []
+    hmem = (
+        soft_reserved
+        if isinstance(soft_reserved, SoftReserved) or not soft_reserved
+        else SoftReserved.parse(soft_reserved)
+    )
+    if hmem and any(r.start < hmem.end and hmem.start < r.end for r in regions):
+        raise UsageError(f"soft-reserved range {hmem} overlaps a memmap pmem region")
+    memory = memory or memory_for(regions + ([hmem] if hmem else []))
     cwd = cwd or os.getcwd()
     genv = {
         "PMEMTRACE_LAB_GUEST": "1",
@@ -336,6 +383,7 @@ def run(
         "PMEMTRACE_LAB_SERIES": kernel.series,
         "PMEMTRACE_LAB_MEMMAP": ",".join(str(r) for r in regions),
         "PMEMTRACE_LAB_NODAX": "1" if nodax else "0",
+        "PMEMTRACE_LAB_SOFT_RESERVED": str(hmem) if hmem else "",
     }
     for k in ("PMEMTRACE_RUN_LIVE_TESTS",):
         if k in os.environ:
@@ -346,7 +394,13 @@ def run(
     console_path = os.path.join(work, "console.log")
     stderr_path = os.path.join(work, "stderr")
     script = build_script(command, genv, cwd if os.path.isdir(cwd) else None, prepare)
-    appends = [" ".join(f"memmap={r}" for r in regions)] + list(SERIES_APPEND.get(kernel.series, ())) + list(append)
+    appends = [" ".join(f"memmap={r}" for r in regions)] if regions else []
+    appends += list(SERIES_APPEND.get(kernel.series, ())) + list(append)
+    if hmem:
+        # memory blocks kmem adds (the default driver since 6.3) stay
+        # offline, so moving the device to device_dax never fails on pages
+        # the kernel allocated there
+        appends += [hmem.kernel_arg(), "memhp_default_state=offline"]
     argv = [
         _vng(),
         "--verbose",

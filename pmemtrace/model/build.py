@@ -35,13 +35,18 @@ def fsdax_device(
 
 
 def devdax_device(
-    align: int, size: Optional[int] = None, data_start: int = 0, ranges: Iterable[Range] = (), dev: int = 0
+    align: int,
+    size: Optional[int] = None,
+    data_start: int = 0,
+    ranges: Iterable[Range] = (),
+    dev: int = 0,
+    driver: str = "device_dax",
 ) -> Device:
     """A device-dax device; without *ranges*, one range [data_start, size)."""
     rs = list(ranges)
     if not rs and size is not None:
         rs = [Range(start=data_start, length=size, pgoff=0)]
-    return Device(mode="devdax", align=align, size=size, data_start=data_start, ranges=rs, dev=dev)
+    return Device(mode="devdax", align=align, size=size, data_start=data_start, ranges=rs, dev=dev, driver=driver)
 
 
 def extent(logical: int, physical: int, length: int, unwritten: bool = False) -> Extent:
@@ -173,6 +178,8 @@ def _device_json(d: Device) -> dict[str, Any]:
         out["ranges"] = [{"start": hex(r.start), "length": r.length, "pgoff": r.pgoff} for r in d.ranges]
     if not d.struct_pages:
         out["struct_pages"] = False
+    if d.driver != "device_dax":
+        out["driver"] = d.driver
     return out
 
 

@@ -25,6 +25,9 @@ PAGE_SIZE = 4096
 PMD_SIZE = 2 << 20
 PUD_SIZE = 1 << 30
 ALIGNS = (PAGE_SIZE, PMD_SIZE, PUD_SIZE)
+#: dax bus drivers that give a device-dax a character device: device_dax
+#: (mmap) and fsdev_dax (famfs's fs-dax binding, no mmap)
+DEVDAX_DRIVERS = ("device_dax", "fsdev_dax")
 
 
 @dataclass
@@ -43,7 +46,9 @@ class Device:
     map: str = "mem"  # mem | dev | raw (where struct pages live; raw = e820 implicit)
     struct_pages: bool = True  # PFN_MAP: the pfns have struct pages (devmap)
     ranges: list[Range] = field(default_factory=list)
-    dev: int = 0  # dev_t as the kernel encodes it in trace events (MAJOR<<20|MINOR)
+    dev: int = 0
+    # devdax: the dax bus driver behind /dev/daxX.Y (fsdev_dax has no mmap)
+    driver: str = "device_dax"  # dev_t as the kernel encodes it in trace events (MAJOR<<20|MINOR)
 
 
 @dataclass
@@ -238,7 +243,10 @@ def _parse_device(d: Any) -> Device:
         map=_choice(d, "map", "device", ("mem", "dev", "raw"), default="mem"),
         struct_pages=_bool(d, "struct_pages", "device", True),
         dev=_dev_t(d["dev"], "device.dev") if "dev" in d else 0,
+        driver=_choice(d, "driver", "device", DEVDAX_DRIVERS, default="device_dax"),
     )
+    if dev.driver != "device_dax" and mode != "devdax":
+        raise CaseError("device.driver", "only devdax devices have a dax bus driver")
     if "ranges" in d:
         if mode != "devdax":
             raise CaseError("device.ranges", "only devdax devices have ranges")

@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # for annotations only: engine imports this module
 
 def check_vma(device: Device, mapping_shared: bool, start: int, end: int) -> str | None:
     """drivers/dax/device.c check_vma() at mmap time: the reason code, or None."""
+    if device.driver == "fsdev_dax":
+        # fsdev_dax's file_operations have no ->mmap, so do_mmap() fails with
+        # -ENODEV before any check_vma(): Linux kernel commit d5406bd458b0
+        # ("dax: add fsdev.c driver for fs-dax on character dax") (in v7.1)
+        return "devdax-fsdev-no-mmap"
     if not mapping_shared:
         return "devdax-private"
     mask = device.align - 1

@@ -424,6 +424,12 @@ class Prediction:
 #: it stands in, and the template reproduces the record it was made from)
 _MARK_INDEX = 8_111_111_111_111_111_111
 _MARK_ADDRESS = 8_222_222_222_222_222_222
+
+#: the errno of a refused mmap, by reason code (EINVAL otherwise): a fixed
+#: mapping over another is EEXIST (MAP_FIXED_NOREPLACE), a device without
+#: ->mmap is ENODEV (do_mmap())
+EINVAL = 22
+MMAP_ERRNO = {"mapping-overlap": 17, "devdax-fsdev-no-mmap": 19}
 _MARK_FAULT_ADDR = 0x7AAA_AAAA_AAAA_A000
 
 
@@ -606,7 +612,7 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[lis
                 r = AccessResult(i, op, a.mapping, addr)
                 if m.id in mapping_errors:
                     code = mapping_errors[m.id]
-                    r.set_error(17 if code == "mapping-overlap" else 22, code)
+                    r.set_error(MMAP_ERRNO.get(code, EINVAL), code)
                 else:
                     r.set_error(None, "not-mapped")
                     r.result = SIGSEGV
@@ -625,11 +631,12 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[lis
             sim.mmap(m)
             if m.id in mapping_errors:
                 code = mapping_errors[m.id]
-                r.set_error(17 if code == "mapping-overlap" else 22, code)
+                r.set_error(MMAP_ERRNO.get(code, EINVAL), code)
         elif op == "munmap":
             sim.munmap(m)
         elif m.id in mapping_errors:
-            r.set_error(22, mapping_errors[m.id])
+            code = mapping_errors[m.id]
+            r.set_error(MMAP_ERRNO.get(code, EINVAL), code)
         elif op == "madvise" and a.offset >= m.length:
             # madvise(2) over no mapped page: -ENOMEM (mm/madvise.c
             # madvise_walk_vmas(), "unmapped_error")

@@ -147,6 +147,17 @@ _R = [
         "error",
     ),
     Reason(
+        "devdax-fsdev-no-mmap",
+        "the device-dax is bound to fsdev_dax (famfs's fs-dax binding), whose character device has no mmap "
+        "(mmap fails with ENODEV)",
+        "do_mmap(): !file->f_op->mmap -> -ENODEV; fsdev_fops has no .mmap",
+        'drivers/dax/fsdev.c fsdev_fops, Linux kernel commit d5406bd458b0 ("dax: add fsdev.c driver for '
+        'fs-dax on character dax") (in v7.1)',
+        "map the files of the famfs mounted on it, or rebind the device to device_dax "
+        "(daxctl reconfigure-device --mode=devdax DEVICE) to map it raw",
+        "error",
+    ),
+    Reason(
         "devdax-vma-unaligned",
         "the mapping's start or end is not a multiple of the device's align (mmap fails with EINVAL)",
         "check_vma(): vma->vm_start & (align-1) || vma->vm_end & (align-1) -> -EINVAL",

@@ -53,6 +53,9 @@ class LabGate:
         self.memmap = os.environ.get("PMEMTRACE_LAB_MEMMAP", "")
         self.modules = []
         self.nodax = False
+        # the soft-reserved layout (lab run --soft-reserved): no NVDIMM, a
+        # dax_hmem device-dax; only tests/live/test_softreserved*.py run there
+        self.soft_reserved = os.environ.get("PMEMTRACE_LAB_SOFT_RESERVED", "")
         self.reason = self._probe()
 
     def _probe(self):
@@ -63,6 +66,8 @@ class LabGate:
             )
         if os.geteuid() != 0:
             return f"the lab guest must run the live tests as root, but the euid is {os.geteuid():d}"
+        if self.soft_reserved:
+            return self._probe_soft_reserved()
         try:
             self.modules = _guest.load_modules()
         except LabError as exc:
@@ -74,6 +79,15 @@ class LabGate:
         if not os.path.exists("/sys/bus/nd/devices/namespace0.0"):
             return "no namespace0.0 appeared under /sys/bus/nd/devices after loading nd_e820"
         self.nodax = os.path.exists("/sys/bus/nd/devices/namespace1.0")
+        return None
+
+    def _probe_soft_reserved(self):
+        # /proc/iomem names the range "Soft Reserved" up to 7.1 only (7.2 shows
+        # the dax device alone), so the dax_hmem device is what counts
+        try:
+            self.modules = _guest.load_hmem_modules()
+        except LabError as exc:
+            return f"the soft-reserved range gave no dax_hmem device: {exc}"
         return None
 
     def check(self):
@@ -143,6 +157,20 @@ class Guest:
         if self._setup and "mount" in self._setup:
             _guest.umount(self._setup["mount"])
         self._config = self._setup = None
+
+    # -- the soft-reserved device-dax (dax_hmem) ----------------------------
+
+    def hmem(self, align="2M"):
+        """The dax_hmem device-dax of a soft-reserved boot, bound to
+        device_dax with *align*; returns its character device path."""
+        if not self.gate.soft_reserved:
+            skip_or_fail(
+                "this test needs the soft-reserved layout: the tier boots it for "
+                "tests/live/test_softreserved_live.py (pmemtrace lab run --soft-reserved 2G)"
+            )
+        dev = _guest.hmem_devices()[0]
+        _guest.set_dax_align(dev, align)
+        return "/dev/" + dev
 
     # -- the non-DAX filesystem (second region) -----------------------------
 
