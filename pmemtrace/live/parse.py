@@ -16,6 +16,7 @@ see docs/reference kernel-dax-behavior.md section 5.2), 6.1 prints ``WRITE`` (VM
 :mod:`pmemtrace.events` are the union of all of them, so one parser reads all.
 """
 
+import itertools
 import json
 import re
 from typing import Any
@@ -412,11 +413,17 @@ def iter_trace_records(lines, stats=None, strict=False):
 
 def parse_trace_text(lines, stats=None, strict=False):
     """Yield Events from ``trace_pipe``/``trace``/``trace-cmd report`` lines."""
-    for name, fields, ts, pid, comm, cpu in iter_trace_records(lines, stats, strict):
-        yield Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu, source="replay")
+    return _events_of(iter_trace_records(lines, stats, strict))
 
 
 RECORD_MAGIC = "pmemtrace_record"
+_RELEASE_OK = re.compile(r"\d{1,4}\.\d{1,4}(?:[.\w+~-]{0,120})\Z").match
+
+
+def is_release(text):
+    """True for text of the shape of a kernel release (``6.12``,
+    ``6.12.95+deb12-amd64``): what ``uname -r`` gives."""
+    return bool(_RELEASE_OK(text))
 
 
 def parse_jsonl(lines, stats=None):
@@ -436,6 +443,12 @@ def parse_jsonl(lines, stats=None):
         if why:
             raise DataCorruption(f"line {stats.lines}: {why}; not a pmemtrace recording line")
         if RECORD_MAGIC in d:
+            k = d.get("kernel")
+            if k is not None and not (isinstance(k, str) and is_release(k)):
+                raise DataCorruption(
+                    f"line {stats.lines}: the header's kernel {str(k)[:40]!r} is not a kernel release "
+                    "(MAJOR.MINOR...): a damaged recording; fix the header line or replay the events' text"
+                )
             stats.header = d
             continue
         if d.get("type") == "lost":
@@ -484,10 +497,6 @@ def open_trace(path):
             import lzma
 
             return lzma.open(path, "rt", errors="replace")
-        if path.endswith(".dat"):
-            raise UsageError(
-                f"{path}: binary trace-cmd data; run 'trace-cmd report -i {path} > trace.txt' and replay the text"
-            )
         return open(path, errors="replace")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
@@ -495,36 +504,116 @@ def open_trace(path):
         raise UsageError(f"{path}: is a directory") from None
 
 
-def _sniffed_lines(path):
+#: a line is held in memory up to this many characters; a longer one (no
+#: trace or recording line is near it) is skipped and counted as unparsed,
+#: or in a recording is an error
+MAX_LINE = 1 << 20
+
+
+class _LongLines:
+    """What to do with a line longer than :data:`MAX_LINE` (decided once
+    the format is known)."""
+
+    def __init__(self, stats):
+        self.stats = stats
+        self.fmt = None
+        self.first_at = None
+
+    def __call__(self, lines_before):
+        st = self.stats
+        if self.fmt == "jsonl":
+            raise DataCorruption(
+                f"line {st.lines + lines_before + 1}: longer than {MAX_LINE} characters: not a pmemtrace recording line"
+            )
+        # counted as a line and as unparsed, where the careful parser would have counted it
+        st.lines += 1
+        st.bad += 1
+        if st.first_bad is None:
+            st.first_bad = (st.lines + lines_before, f"(a line longer than {MAX_LINE} characters, skipped)")
+
+
+def _line_blocks(f, on_long, block=MAX_LINE):
+    """Lists of lines (without their newline) of text file *f*, read a
+    block at a time so that memory stays bounded by :data:`MAX_LINE` however
+    long a line is; *on_long(n)* is called for each line that is too long,
+    *n* being the lines yielded before it that the caller has not counted
+    yet (those of the block being read)."""
+    carry = ""
+    dropping = False
+    while True:
+        chunk = f.read(block)
+        if not chunk:
+            break
+        if dropping:
+            nl = chunk.find("\n")
+            if nl < 0:
+                continue
+            chunk = chunk[nl + 1 :]
+            dropping = False
+        lines = (carry + chunk).split("\n") if carry else chunk.split("\n")
+        carry = lines.pop()
+        if len(carry) > MAX_LINE:
+            on_long(len(lines))
+            carry = ""
+            dropping = True
+        if lines:
+            yield lines
+    if carry and not dropping:
+        yield [carry]
+
+
+def _sniffed_lines(path, stats=None):
     """(format, iterator of all lines) of a trace file."""
     f = open_trace(path)
-    head = []
-    for _ in range(50):
-        line = f.readline()
-        if not line:
-            break
-        head.append(line)
+    long_lines = _LongLines(stats if stats is not None else ParseStats())
+    lines = itertools.chain.from_iterable(_line_blocks(f, long_lines))
+    head = list(itertools.islice(lines, 50))
     fmt = sniff_format(head)
+    long_lines.fmt = fmt
     if fmt is None:
         raise UsageError(
             f"{path}: not a pmemtrace recording, trace_pipe or trace-cmd report text "
             f"(no fs_dax event lines in its first {len(head)} lines)"
         )
 
-    def chain():
-        yield from head
-        yield from f
+    return fmt, itertools.chain(head, lines)
 
-    return fmt, chain()
+
+DAT_FORMAT = "trace-cmd.dat"
+
+
+def _dat_records(path, stats):
+    """A trace-cmd .dat (:mod:`pmemtrace.live.tracedat`): its records, and
+    what it says about itself as ``stats.header``."""
+    from .tracedat import read_dat_records
+
+    stats.header, records = read_dat_records(path, stats)
+    return DAT_FORMAT, stats, records
+
+
+def _is_dat(path):
+    if path == "-":
+        return False
+    from .tracedat import is_trace_dat
+
+    return is_trace_dat(path)
 
 
 def read_events(path, stats=None):
     """(format, stats, iterator of Events) for any supported file."""
     stats = stats if stats is not None else ParseStats()
-    fmt, lines = _sniffed_lines(path)
+    if _is_dat(path):
+        fmt, stats, records = _dat_records(path, stats)
+        return fmt, stats, _events_of(records)
+    fmt, lines = _sniffed_lines(path, stats)
     if fmt == "jsonl":
         return fmt, stats, parse_jsonl(lines, stats)
     return fmt, stats, parse_trace_text(lines, stats)
+
+
+def _events_of(records):
+    for name, fields, ts, pid, comm, cpu in records:
+        yield Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu, source="replay")
 
 
 def read_records(path, stats=None):
@@ -532,7 +621,9 @@ def read_records(path, stats=None):
     text traces through the tokenizer without an Event per line (the replay
     hot path); recordings (JSON lines) from their Events."""
     stats = stats if stats is not None else ParseStats()
-    fmt, lines = _sniffed_lines(path)
+    if _is_dat(path):
+        return _dat_records(path, stats)
+    fmt, lines = _sniffed_lines(path, stats)
     if fmt == "jsonl":
         return fmt, stats, ((e.name, e.fields, e.ts, e.pid, e.comm, e.cpu) for e in parse_jsonl(lines, stats))
     return fmt, stats, iter_trace_records(lines, stats)
