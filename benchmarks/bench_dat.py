@@ -13,7 +13,7 @@ a page are deltas from it), and ``trace-cmd convert`` turns that back into
 what Debian's trace-cmd writes by default (version 7, zstd).  Both files
 are timed.  Prints figures; asserts nothing.
 
-    python benchmarks/bench_dat.py                       # the 6.12 fixture, ~1,000,000 events
+    python benchmarks/bench_dat.py                       # the 7.2 fixture, ~1,000,000 events
     python benchmarks/bench_dat.py --dat t.dat -n 2000000
     python benchmarks/bench_dat.py --write big.dat       # only write the synthesized v6 file
 """
@@ -38,7 +38,7 @@ from pmemtrace.live.parse import ParseStats
 from pmemtrace.live.tracedat import open_dat, read_dat_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DAT = os.path.join(ROOT, "fixtures", "trace-dat", "6.12-fsdax.dat")
+DEFAULT_DAT = os.path.join(ROOT, "fixtures", "trace-dat", "7.2-fsdax.dat")
 
 
 def convert(src, dst, version, compression):
