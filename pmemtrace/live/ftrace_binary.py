@@ -247,8 +247,10 @@ class PageDecoder:
         e = ">" if big_endian else "<"
         for f in formats.values():
             f.layout(big_endian)
+        self._unpackers = {i: f.unpacker.unpack_from for i, f in formats.items()}
         self._u32 = struct.Struct(e + "I").unpack_from
         self._u16 = struct.Struct(e + "H").unpack_from
+        self._head = struct.Struct(e + "IH").unpack_from  # a record's header word and its event id
         self._ts = struct.Struct(e + "Q").unpack_from
         self._commit = struct.Struct(e + ("Q" if header.commit_size == 8 else "I")).unpack_from
         self.skipped = 0  # records of events not in *formats*
@@ -257,9 +259,6 @@ class PageDecoder:
     def decode(self, page, cpu: int, out: list) -> int:
         """Append the page's wanted records to *out*; return its lost count."""
         h = self.header
-        u32 = self._u32
-        u16 = self._u16
-        unpackers = {i: f.unpacker.unpack_from for i, f in self.formats.items()}
         try:
             ts = self._ts(page, h.ts_offset)[0]
             commit = self._commit(page, h.commit_offset)[0]
@@ -279,28 +278,50 @@ class PageDecoder:
                     raise FormatError(f"cpu {cpu}: lost-events count past the page") from None
             else:
                 lost = LOST_UNKNOWN
-        pos = start
+        u32 = self._u32
+        u16 = self._u16
+        head = self._head
+        unpackers = self._unpackers
         big = self.big_endian
         append = out.append
         skipped = 0
+        pos = start
         while pos < end:
-            if pos + 4 > end:
+            if pos + 6 <= end:
+                word, eid = head(page, pos)
+            elif pos + 4 <= end:
+                word, eid = u32(page, pos)[0], -1
+            else:
                 raise FormatError(f"cpu {cpu}: record header past the page's data at {pos}")
-            word = u32(page, pos)[0]
             if big:
                 type_len, delta = word >> 27, word & COMMIT_MASK
             else:
                 type_len, delta = word & 31, word >> 5
-            pos += 4
-            if type_len <= 28:
-                if type_len == 0:
-                    if pos + 4 > end:
-                        raise FormatError(f"cpu {cpu}: record length past the page's data at {pos}")
-                    length = ((u32(page, pos)[0] - 4) + 3) & ~3
-                    pos += 4
-                else:
-                    length = type_len << 2
+            if 0 < type_len <= 28:  # the common case: a small data record
                 ts += delta
+                nxt = pos + 4 + (type_len << 2)
+                if nxt > end:
+                    raise FormatError(f"cpu {cpu}: record of {type_len << 2} bytes runs past the page's data")
+                unpack = unpackers.get(eid)
+                if unpack is None:
+                    skipped += 1
+                else:
+                    try:
+                        append((ts, cpu, eid, unpack(page, pos + 4)))
+                    except struct.error:
+                        raise FormatError(f"cpu {cpu}: event {eid} record shorter than its format") from None
+                pos = nxt
+                continue
+            pos += 4
+            if pos + 4 > end:
+                if type_len == TYPE_PADDING:
+                    break  # a padding header at the very end
+                raise FormatError(f"cpu {cpu}: record length past the page's data at {pos}")
+            arg = u32(page, pos)[0]
+            if type_len == 0:  # a data record with its length in a word of its own
+                length = ((arg - 4) + 3) & ~3
+                ts += delta
+                pos += 4
                 nxt = pos + length
                 if length <= 0 or nxt > end:
                     raise FormatError(f"cpu {cpu}: record of {length} bytes runs past the page's data")
@@ -315,21 +336,17 @@ class PageDecoder:
                         raise FormatError(f"cpu {cpu}: event {eid} record shorter than its format") from None
                 pos = nxt
             elif type_len == TYPE_TIME_EXTEND:
-                if pos + 4 > end:
-                    _short(cpu, pos)
-                ts += (u32(page, pos)[0] << TS_SHIFT) + delta
+                ts += (arg << TS_SHIFT) + delta
                 pos += 4
             elif type_len == TYPE_PADDING:
                 if delta == 0:  # the rest of the page is empty
                     break
-                if pos + 4 > end:
-                    break  # a padding header at the very end
-                ts += delta
-                pos += u32(page, pos)[0]
-            else:  # TIME_STAMP
-                if pos + 4 > end:
-                    _short(cpu, pos)
-                ts = ((u32(page, pos)[0] << TS_SHIFT) + delta) | (ts & TS_MSB)
+                ts += delta  # a discarded record: its delta counts (kbuffer)
+                if arg <= 0:
+                    raise FormatError(f"cpu {cpu}: padding of {arg} bytes")
+                pos += arg
+            else:  # TIME_STAMP: absolute, the top bits from the running timestamp
+                ts = ((arg << TS_SHIFT) + delta) | (ts & TS_MSB)
                 pos += 4
         self.skipped += skipped
         return lost
@@ -346,7 +363,3 @@ class PageDecoder:
             else:
                 lost += n
         return lost
-
-
-def _short(cpu: int, pos: int) -> int:
-    raise FormatError(f"cpu {cpu}: time record past the page's data at {pos}")

@@ -27,10 +27,11 @@ what is wrong.
 
 from __future__ import annotations
 
-import heapq
+import itertools
 import mmap
 import os
 import zlib
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -413,22 +414,62 @@ def cpu_pages(dat: TraceDat, mm, c: CpuData) -> Iterator[memoryview]:
         yield memoryview(_inflate(decompress, r.raw(zsize), usize, f"CPU {c.cpu} chunk {i}"))
 
 
-def cpu_records(dat: TraceDat, mm, c: CpuData, decoder: PageDecoder, lost: list) -> Iterator[tuple]:
-    """``(ts_ns, cpu, event_id, values)`` of one CPU, in its order."""
+def cpu_batches(dat: TraceDat, mm, c: CpuData, decoder: PageDecoder, lost: list) -> Iterator[list]:
+    """Lists of ``(ts_ns, cpu, event_id, values)`` of one CPU, in its order."""
     for piece in cpu_pages(dat, mm, c):
         out: list = []
-        n = decoder.decode_pages(piece, dat.page_size, c.cpu, out)
-        lost[0] += n
-        yield from out
+        lost[0] += decoder.decode_pages(piece, dat.page_size, c.cpu, out)
+        if out:
+            yield out
 
 
-def merged_records(dat: TraceDat, mm, decoder: PageDecoder, lost: list) -> Iterator[tuple]:
+def merged_batches(dat: TraceDat, mm, decoder: PageDecoder, lost: list) -> Iterator[list]:
     """All CPUs' records by timestamp, the lower CPU first on a tie (as
-    ``trace-cmd report`` orders them)."""
-    its = [cpu_records(dat, mm, c, decoder, lost) for c in sorted(dat.cpus, key=lambda c: c.cpu) if c.size]
+    ``trace-cmd report`` orders them), in lists.
+
+    A window merge: what every CPU has decoded strictly before the lowest
+    of their last timestamps is final; it is sorted (stable, CPUs taken in
+    order) in one go, where a heap merge would cost a Python step per
+    record."""
+    its = [cpu_batches(dat, mm, c, decoder, lost) for c in sorted(dat.cpus, key=lambda c: c.cpu) if c.size]
     if len(its) == 1:
-        return its[0]
-    return heapq.merge(*its, key=itemgetter(0))
+        yield from its[0]
+        return
+    bufs: list[list] = [[] for _ in its]
+    live = list(range(len(its)))
+    key = itemgetter(0)
+    while live:
+        for i in list(live):
+            b = bufs[i]
+            # refill a CPU whose buffer is empty or all at one timestamp:
+            # its next records may share that timestamp
+            while not b or b[0][0] == b[-1][0]:
+                nxt = next(its[i], None)
+                if nxt is None:
+                    live.remove(i)
+                    break
+                b.extend(nxt)
+        if not live:
+            break
+        bound = min(bufs[i][-1][0] for i in live)
+        out: list = []
+        for i, b in enumerate(bufs):
+            if not b:
+                continue
+            if i not in live or b[-1][0] < bound:
+                out.extend(b)
+                bufs[i] = []
+            else:
+                n = bisect_left(b, bound, key=key)
+                out.extend(b[:n])
+                bufs[i] = b[n:]
+        if out:
+            out.sort(key=key)
+            yield out
+    rest = [r for b in bufs for r in b]
+    if rest:
+        rest.sort(key=key)
+        yield rest
 
 
 def read_dat_records(path: str, stats) -> tuple[dict, Iterator[tuple]]:
@@ -438,20 +479,18 @@ def read_dat_records(path: str, stats) -> tuple[dict, Iterator[tuple]]:
     from .fsdax_binary import converters
 
     dat, mm = open_dat(path, want_systems={"fs_dax"})
-    conv = converters(dat.formats)
+    conv = converters(dat.formats, dat.cmdlines)
     formats = {i: dat.formats[i] for i in conv}
     decoder = PageDecoder(dat.header_page or PageHeader(), formats, dat.big_endian)
 
-    def gen() -> Iterator[tuple]:
+    def batches() -> Iterator[list]:
         lost = [0]
-        comms = dat.cmdlines
         try:
-            for ts, cpu, eid, values in merged_records(dat, mm, decoder, lost):
-                stats.lines += 1
-                name, fields, pid = conv[eid](values)
-                comm = comms.get(pid, "<idle>" if pid == 0 else "<...>")
-                stats.events += 1
-                yield name, fields, ((ts + 500) // 1000) / 1e6, pid, comm, cpu
+            for batch in merged_batches(dat, mm, decoder, lost):
+                out = [conv[eid](ts, cpu, v) for ts, cpu, eid, v in batch]
+                stats.lines += len(out)
+                stats.events += len(out)
+                yield out
         except _Truncated as e:
             raise DataCorruption(f"{path}: truncated or corrupt trace-cmd .dat: {e}") from None
         except FormatError as e:
@@ -461,4 +500,4 @@ def read_dat_records(path: str, stats) -> tuple[dict, Iterator[tuple]]:
             stats.skipped += decoder.skipped
             stats.lost_unknown = getattr(stats, "lost_unknown", 0) + decoder.lost_unknown
 
-    return dat.header(), gen()
+    return dat.header(), itertools.chain.from_iterable(batches())
