@@ -511,35 +511,42 @@ MAX_LINE = 1 << 20
 
 
 class _LongLines:
-    """What to do with a line longer than :data:`MAX_LINE` (decided once
-    the format is known)."""
+    """What to do with a line longer than :data:`MAX_LINE`: decided once
+    the format is known (those met while sniffing wait until then)."""
 
     def __init__(self, stats):
         self.stats = stats
         self.fmt = None
-        self.first_at = None
+        self.pending = []
 
-    def __call__(self, lines_before):
+    def __call__(self, number):
+        if self.fmt is None:
+            self.pending.append(number)
+            return
         st = self.stats
         if self.fmt == "jsonl":
-            raise DataCorruption(
-                f"line {st.lines + lines_before + 1}: longer than {MAX_LINE} characters: not a pmemtrace recording line"
-            )
+            raise DataCorruption(f"line {number}: longer than {MAX_LINE} characters: not a pmemtrace recording line")
         # counted as a line and as unparsed, where the careful parser would have counted it
         st.lines += 1
         st.bad += 1
         if st.first_bad is None:
-            st.first_bad = (st.lines + lines_before, f"(a line longer than {MAX_LINE} characters, skipped)")
+            st.first_bad = (number, f"(a line longer than {MAX_LINE} characters, skipped)")
+
+    def sniffed(self, fmt):
+        self.fmt = fmt or "trace"
+        for n in self.pending:
+            self(n)
+        self.pending = []
 
 
 def _line_blocks(f, on_long, block=MAX_LINE):
     """Lists of lines (without their newline) of text file *f*, read a
     block at a time so that memory stays bounded by :data:`MAX_LINE` however
-    long a line is; *on_long(n)* is called for each line that is too long,
-    *n* being the lines yielded before it that the caller has not counted
-    yet (those of the block being read)."""
+    long a line is; *on_long(line_number)* is called for each line that is
+    too long (it is not yielded)."""
     carry = ""
     dropping = False
+    number = 0  # lines yielded or dropped so far
     while True:
         chunk = f.read(block)
         if not chunk:
@@ -552,8 +559,13 @@ def _line_blocks(f, on_long, block=MAX_LINE):
             dropping = False
         lines = (carry + chunk).split("\n") if carry else chunk.split("\n")
         carry = lines.pop()
+        number += len(lines)
         if len(carry) > MAX_LINE:
-            on_long(len(lines))
+            if lines:
+                yield lines
+                lines = []
+            number += 1
+            on_long(number)
             carry = ""
             dropping = True
         if lines:
@@ -569,7 +581,8 @@ def _sniffed_lines(path, stats=None):
     lines = itertools.chain.from_iterable(_line_blocks(f, long_lines))
     head = list(itertools.islice(lines, 50))
     fmt = sniff_format(head)
-    long_lines.fmt = fmt
+    if fmt is not None:
+        long_lines.sniffed(fmt)
     if fmt is None:
         raise UsageError(
             f"{path}: not a pmemtrace recording, trace_pipe or trace-cmd report text "
