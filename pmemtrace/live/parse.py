@@ -374,41 +374,47 @@ def iter_trace_records(lines, stats=None, strict=False):
     ``trace`` / ``trace-cmd report`` lines: the fault lines through
     :func:`tokenize_fault_line`, every other line through the careful parser."""
     stats = stats if stats is not None else ParseStats()
-    match = LINE_RE.match
     fast = tokenize_fault_line
     for line in lines:
         stats.lines += 1
         rec = fast(line)
-        if rec is not None:
-            stats.events += 1
-            yield rec
-            continue
-        m = match(line)
-        if not m:
-            lm = LOST_RE.search(line)
-            if lm:
-                stats.lost += int(lm.group(2))
-            else:
-                stats.skipped += 1
-            continue
-        name = m.group("event")
-        if name not in FS_DAX_EVENTS:
-            stats.skipped += 1
-            continue
-        try:
-            fields = parse_fs_dax_text(name, m.group("text"))
-        except (KeyError, ValueError):  # unknown flag name, bad hex, 4300+ digits
-            fields = None
-        if fields is None:
-            stats.bad += 1
-            if stats.first_bad is None:
-                stats.first_bad = (stats.lines, line.rstrip("\n"))
-            if strict:
-                raise DataCorruption(f"line {stats.lines}: cannot parse {name} text: {m.group('text')!r}")
-            continue
+        if rec is None:
+            rec = _careful(line, stats, strict)
+            if rec is None:
+                continue
         stats.events += 1
-        pid = int(m.group("pid"))
-        yield name, fields, float(m.group("ts")), pid, m.group("comm").strip(), int(m.group("cpu"))
+        yield rec
+
+
+def _careful(line, stats, strict):
+    """The record of a line the tokenizer does not take, through
+    :data:`LINE_RE` and the print-fmt regexes, or None (counted: skipped,
+    lost, or unparsed)."""
+    m = LINE_RE.match(line)
+    if not m:
+        lm = LOST_RE.search(line)
+        if lm:
+            stats.lost += int(lm.group(2))
+        else:
+            stats.skipped += 1
+        return None
+    name = m.group("event")
+    if name not in FS_DAX_EVENTS:
+        stats.skipped += 1
+        return None
+    try:
+        fields = parse_fs_dax_text(name, m.group("text"))
+    except (KeyError, ValueError):  # unknown flag name, bad hex, 4300+ digits
+        fields = None
+    if fields is None:
+        stats.bad += 1
+        if stats.first_bad is None:
+            stats.first_bad = (stats.lines, line.rstrip("\n"))
+        if strict:
+            raise DataCorruption(f"line {stats.lines}: cannot parse {name} text: {m.group('text')!r}")
+        return None
+    pid = int(m.group("pid"))
+    return name, fields, float(m.group("ts")), pid, m.group("comm").strip(), int(m.group("cpu"))
 
 
 def parse_trace_text(lines, stats=None, strict=False):
@@ -576,10 +582,23 @@ def _line_blocks(f, on_long, block=MAX_LINE):
 
 def _sniffed_lines(path, stats=None):
     """(format, iterator of all lines) of a trace file."""
+    fmt, blocks = _sniffed_blocks(path, stats)
+    return fmt, itertools.chain.from_iterable(blocks)
+
+
+def _sniffed_blocks(path, stats=None):
+    """(format, iterator of lists of lines) of a trace file."""
     f = open_trace(path)
     long_lines = _LongLines(stats if stats is not None else ParseStats())
-    lines = itertools.chain.from_iterable(_line_blocks(f, long_lines))
-    head = list(itertools.islice(lines, 50))
+    blocks = _line_blocks(f, long_lines)
+    first: list = []
+    n = 0
+    for block in blocks:
+        first.append(block)
+        n += len(block)
+        if n >= 50:
+            break
+    head = list(itertools.islice(itertools.chain.from_iterable(first), 50))
     fmt = sniff_format(head)
     if fmt is not None:
         long_lines.sniffed(fmt)
@@ -589,7 +608,7 @@ def _sniffed_lines(path, stats=None):
             f"(no fs_dax event lines in its first {len(head)} lines)"
         )
 
-    return fmt, itertools.chain(head, lines)
+    return fmt, itertools.chain(first, blocks)
 
 
 DAT_FORMAT = "trace-cmd.dat"
@@ -636,7 +655,8 @@ def read_records(path, stats=None):
     stats = stats if stats is not None else ParseStats()
     if _is_dat(path):
         return _dat_records(path, stats)
-    fmt, lines = _sniffed_lines(path, stats)
+    fmt, blocks = _sniffed_blocks(path, stats)
     if fmt == "jsonl":
+        lines = itertools.chain.from_iterable(blocks)
         return fmt, stats, ((e.name, e.fields, e.ts, e.pid, e.comm, e.cpu) for e in parse_jsonl(lines, stats))
-    return fmt, stats, iter_trace_records(lines, stats)
+    return fmt, stats, iter_trace_records(itertools.chain.from_iterable(blocks), stats)
