@@ -18,26 +18,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .ftrace_binary import EventFormat
-from .parse import FS_DAX_EVENTS, VM_SHARED
-
-#: field order of parse_fs_dax_text's dicts
-_ORDER = (
-    "dev",
-    "ino",
-    "vm_flags",
-    "address",
-    "vm_start",
-    "vm_end",
-    "pgoff",
-    "max_pgoff",
-    "radix_entry",
-    "start_index",
-    "end_index",
-    "pglen",
-    "flags",
-    "result",
-    "zero_folio",
-)
+from .parse import FS_DAX_EVENTS, FS_DAX_FIELD_ORDER, VM_SHARED
 
 Converter = Callable[[int, int, tuple], tuple]
 
@@ -65,7 +46,7 @@ def _converter(f: EventFormat, comms: dict[int, str]):
     # one dict display per event, generated once per format: the hot path
     # of a .dat replay builds no intermediate lists
     items = []
-    for k in _ORDER:
+    for k in FS_DAX_FIELD_ORDER:
         if k in index:
             v = f"v[{index[k]}]"
             items.append(f"{k!r}: {v} & {VM_SHARED}" if k == "vm_flags" else f"{k!r}: {v}")

@@ -110,6 +110,27 @@ FS_DAX_EVENTS = (
 
 VM_SHARED = 0x8
 
+#: the keys of an fs_dax record's fields, in the order of every parser's
+#: dicts (text and binary alike)
+FS_DAX_FIELD_ORDER = (
+    "dev",
+    "ino",
+    "vm_flags",
+    "address",
+    "vm_start",
+    "vm_end",
+    "pgoff",
+    "max_pgoff",
+    "radix_entry",
+    "start_index",
+    "end_index",
+    "pglen",
+    "flags",
+    "result",
+    "zero_folio",
+)
+_NUMBER_FIELDS = FS_DAX_FIELD_ORDER[3:12]  # printed as plain numbers
+
 
 _FLAG_CACHE: dict[str, int] = {}  # flag texts are few: decode each once
 _RESULT_CACHE: dict[str, int] = {}
@@ -157,17 +178,7 @@ def parse_fs_dax_text(name, text):
     f = {"dev": (int(g["major"]) << 20) | int(g["minor"]), "ino": _int(g["ino"])}
     if "share" in g:
         f["vm_flags"] = VM_SHARED if g["share"] == "shared" else 0
-    for k in (
-        "address",
-        "vm_start",
-        "vm_end",
-        "pgoff",
-        "max_pgoff",
-        "radix_entry",
-        "start_index",
-        "end_index",
-        "pglen",
-    ):
+    for k in _NUMBER_FIELDS:
         if g.get(k) is not None:
             f[k] = _int(g[k])
     if "flags" in g:
