@@ -613,6 +613,8 @@ def _sniffed_blocks(path, stats=None):
     fmt = sniff_format(head)
     if fmt is not None:
         long_lines.sniffed(fmt)
+    if fmt is None and head and head[0].startswith("\x17\x08Dtracing"):
+        raise UsageError(f"{path}: a trace-cmd .dat on a pipe: give its file name, it is read in place")
     if fmt is None:
         raise UsageError(
             f"{path}: not a pmemtrace recording, trace_pipe or trace-cmd report text "
