@@ -63,7 +63,7 @@ OPT_CMDLINES = 21
 OPT_BUFFER_TEXT = 22
 SEC_FL_COMPRESS = 1
 
-CHUNK_PAGES = 256  # pages decoded per step of one CPU (1 MiB of 4 KiB pages)
+CHUNK_PAGES = 16  # pages decoded per step of one CPU: small batches stay in the CPU cache
 
 
 def is_trace_dat(path: str) -> bool:
@@ -404,7 +404,7 @@ def cpu_pages(dat: TraceDat, mm, c: CpuData) -> Iterator[memoryview]:
         step = CHUNK_PAGES * dat.page_size
         mv = memoryview(mm)
         for off in range(c.offset, c.offset + c.size, step):
-            yield mv[off : min(off + step, c.offset + c.size)]
+            yield bytes(mv[off : min(off + step, c.offset + c.size)])  # struct reads bytes faster than an mmap view
         return
     decompress = _decompressor(dat.compression, dat.path)
     r = _Reader(mm, dat.big_endian, f"CPU {c.cpu} data")
