@@ -396,7 +396,7 @@ def _inflate(decompress, data: bytes, size: int, what: str) -> bytes:
     return bytes(out)
 
 
-def cpu_pages(dat: TraceDat, mm, c: CpuData) -> Iterator[memoryview]:
+def cpu_pages(dat: TraceDat, mm, c: CpuData) -> Iterator[bytes | memoryview]:
     """The raw page data of one CPU, in pieces of whole pages."""
     if not c.size:
         return
