@@ -197,3 +197,27 @@ def test_dat_events_and_pid_filter(capsys):
     pid = json.loads(out)["rows"][0]["pid"]
     rc, out, _ = replay_out(capsys, dat, "--json", "--pid", str(pid))
     assert rc == 0 and {r["pid"] for r in json.loads(out)["rows"]} == {pid}
+
+
+def test_lost_events_in_pages_are_counted(tmp_path, capsys):
+    """A page whose commit word says events were lost before it: with the
+    count stored after its data (added to lost), or without (said apart)."""
+    src = os.path.join(FIX, "7.2-fsdax.v6.dat")
+    d, mm = open_dat(src)
+    mm.close()
+    c = max(d.cpus, key=lambda c: c.size)
+    data = bytearray(open(src, "rb").read())
+    first, second = c.offset, c.offset + d.page_size
+    size = struct.unpack_from("<Q", data, first + 8)[0]
+    struct.pack_into("<Q", data, first + 8, size | 1 << 31 | 1 << 30)
+    struct.pack_into("<Q", data, first + 16 + size, 1234)  # the count after the data
+    size2 = struct.unpack_from("<Q", data, second + 8)[0]
+    struct.pack_into("<Q", data, second + 8, size2 | 1 << 31)  # lost, count unknown
+    p = tmp_path / "lost.dat"
+    p.write_bytes(bytes(data))
+    assert main(["replay", str(p), "--json", "--no-reasons"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["totals"]["lost"] == 1234
+    assert out["input"]["lost"] == 1234 and out["input"]["lost_uncounted_pages"] == 1
+    assert main(["replay", str(p), "--no-reasons"]) == 0
+    assert "before 1 ring-buffer pages without counting" in capsys.readouterr().err

@@ -110,6 +110,11 @@ def run(args):
             )
     if src.incomplete:
         status(f"replay: {args.file} is incomplete: {src.incomplete}")
+    if stats.lost_unknown:
+        status(
+            f"replay: the kernel lost events before {stats.lost_unknown} ring-buffer pages without counting "
+            "them: more were lost than 'lost' says"
+        )
     if stats.events == 0:
         status("replay: no fs_dax events found")
     if agg.folded_events:

@@ -203,6 +203,7 @@ class ParseStats:
         self.skipped = 0  # lines that are not fs_dax events (other events, headers)
         self.bad = 0  # fs_dax lines whose text did not match the print fmt
         self.lost = 0  # "CPU:N [LOST n EVENTS]" markers
+        self.lost_unknown = 0  # binary pages after a loss the kernel did not count
         self.first_bad = None
 
     def to_json(self):
@@ -212,6 +213,7 @@ class ParseStats:
             "skipped": self.skipped,
             "unparsed": self.bad,
             "lost": self.lost,
+            **({"lost_uncounted_pages": self.lost_unknown} if self.lost_unknown else {}),
         }
 
 

@@ -498,6 +498,6 @@ def read_dat_records(path: str, stats) -> tuple[dict, Iterator[tuple]]:
         finally:
             stats.lost += lost[0]
             stats.skipped += decoder.skipped
-            stats.lost_unknown = getattr(stats, "lost_unknown", 0) + decoder.lost_unknown
+            stats.lost_unknown += decoder.lost_unknown
 
     return dat.header(), itertools.chain.from_iterable(batches())
