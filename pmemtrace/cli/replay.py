@@ -1,6 +1,7 @@
 """pmemtrace replay: the watch views, offline, from a recording or a text trace."""
 
 import argparse
+import gc
 
 from ..live.attrcache import CachedAttributor
 from ..live.session import replay
@@ -10,15 +11,17 @@ EPILOG = """\
 examples:
   pmemtrace replay run.jsonl                 # a 'pmemtrace watch --record' file
   cat /sys/kernel/tracing/trace > t.txt; pmemtrace replay t.txt
-  trace-cmd record -e fs_dax ./app && trace-cmd report > t.txt && pmemtrace replay t.txt
+  trace-cmd record -e fs_dax ./app && pmemtrace replay trace.dat
   pmemtrace replay t.txt --kernel 6.1        # model profile for the reasons
   pmemtrace replay t.txt --pid 1234 --json   # one process, machine-readable
   pmemtrace replay t.txt --events            # also print every event
 
 Input formats are detected: our JSON lines (header first), raw trace_pipe /
-trace text (with or without the flags and (tgid) columns), and
-'trace-cmd report' text.  Compressed .gz/.xz files are read directly; a
-binary trace.dat must first go through 'trace-cmd report'.
+trace text (with or without the flags and (tgid) columns), 'trace-cmd report'
+text, and trace-cmd's binary trace.dat (file versions 6 and 7, uncompressed,
+zstd or zlib: what Debian's trace-cmd writes), read directly, with the
+traced kernel's release from the file.  Compressed .gz/.xz text is read
+directly too.
 
 Fallback reasons come from the reference model run on what each event shows
 (VMA bounds, pgoff, max_pgoff, write flag, earlier faults on the file).  Text
@@ -32,8 +35,8 @@ def add_parser(sub):
     p = sub.add_parser(
         "replay",
         help="show the watch views for a recorded or text trace (no root needed)",
-        description="Read a 'pmemtrace watch --record' file, raw trace_pipe text or "
-        "'trace-cmd report' text of fs_dax events and print one row per mapping: PMD "
+        description="Read a 'pmemtrace watch --record' file, raw trace_pipe text, "
+        "'trace-cmd report' text or a trace-cmd .dat of fs_dax events and print one row per mapping: PMD "
         "faults, PTE faults, huge zero pages, fallbacks by reason, GUP, get_dev_pagemap, "
         "lost events.",
         epilog=EPILOG,
@@ -66,16 +69,22 @@ def run(args):
     def show(ev):
         print(f"{ev.ts or 0:.6f} {ev.comm or '-'}-{ev.pid} {ev.name}: {ev.format()}")
 
-    with replay_errors(args.file):
-        agg, src = replay(
-            args.file,
-            kernel=args.kernel,
-            pid=args.pid,
-            reasons=not args.no_reasons,
-            on_event=show if args.events and not args.json else None,
-            max_rows=args.max_rows,
-            verify_reuse=args.verify_reuse,
-        )
+    # the records are acyclic and short-lived: the cyclic collector's passes
+    # over them cost a third of a .dat replay (bench_dat.py) and free nothing
+    gc.disable()
+    try:
+        with replay_errors(args.file):
+            agg, src = replay(
+                args.file,
+                kernel=args.kernel,
+                pid=args.pid,
+                reasons=not args.no_reasons,
+                on_event=show if args.events and not args.json else None,
+                max_rows=args.max_rows,
+                verify_reuse=args.verify_reuse,
+            )
+    finally:
+        gc.enable()
     stats, fmt, header = src.stats, src.fmt, src.header
     if args.json:
         d = agg.to_json()
@@ -101,6 +110,11 @@ def run(args):
             )
     if src.incomplete:
         status(f"replay: {args.file} is incomplete: {src.incomplete}")
+    if stats.lost_unknown:
+        status(
+            f"replay: the kernel lost events before {stats.lost_unknown} ring-buffer pages without counting "
+            "them: more were lost than 'lost' says"
+        )
     if stats.events == 0:
         status("replay: no fs_dax events found")
     if agg.folded_events:

@@ -56,6 +56,8 @@ class CachedAttributor:
         self.verified = 0
         self.mismatches = 0
         self.first_mismatch: Optional[dict[str, Any]] = None
+        # every fault-done event passes here: no wrapper call in between
+        self.observe = inner.observe  # type: ignore[method-assign]
 
     def __getattr__(self, name: str) -> Any:  # errors, release, file_info, history...
         return getattr(self.inner, name)

@@ -26,6 +26,8 @@ from ..units import parse_int
 PAGE = 4096
 PMD = 2 << 20
 VM_SHARED = 0x8
+_WRITE = FAULT_FLAG["WRITE"]
+_FAULT_DONE = frozenset(("dax_pmd_fault_done", "dax_pte_fault_done"))
 VM_NOHUGEPAGE = 0x40000000
 UNEXPLAINED = "unexplained"
 ALIAS_BASE = 0x100000000000  # where the PTE-entry alias mapping goes in built cases
@@ -80,12 +82,15 @@ class Attributor:
 
     def observe(self, ev):
         """Feed every fault-done event (in order) so the entry state is known."""
-        f = ev.fields
-        if ev.name not in ("dax_pmd_fault_done", "dax_pte_fault_done"):
+        name = ev.name
+        if name not in _FAULT_DONE:
             return
+        f = ev.fields
         key = (f.get("dev", 0), f.get("ino", 0))
-        lst = self._seen.setdefault(key, [])
-        lst.append((f.get("pgoff", 0), bool(f.get("flags", 0) & FAULT_FLAG["WRITE"]), ev.name, f.get("result", 0)))
+        lst = self._seen.get(key)
+        if lst is None:
+            lst = self._seen[key] = []
+        lst.append((f.get("pgoff", 0), bool(f.get("flags", 0) & _WRITE), name, f.get("result", 0)))
         if len(lst) > 4096:
             del lst[:2048]
 

@@ -16,6 +16,7 @@ see docs/reference kernel-dax-behavior.md section 5.2), 6.1 prints ``WRITE`` (VM
 :mod:`pmemtrace.events` are the union of all of them, so one parser reads all.
 """
 
+import itertools
 import json
 import re
 from typing import Any
@@ -109,6 +110,27 @@ FS_DAX_EVENTS = (
 
 VM_SHARED = 0x8
 
+#: the keys of an fs_dax record's fields, in the order of every parser's
+#: dicts (text and binary alike)
+FS_DAX_FIELD_ORDER = (
+    "dev",
+    "ino",
+    "vm_flags",
+    "address",
+    "vm_start",
+    "vm_end",
+    "pgoff",
+    "max_pgoff",
+    "radix_entry",
+    "start_index",
+    "end_index",
+    "pglen",
+    "flags",
+    "result",
+    "zero_folio",
+)
+_NUMBER_FIELDS = FS_DAX_FIELD_ORDER[3:12]  # printed as plain numbers
+
 
 _FLAG_CACHE: dict[str, int] = {}  # flag texts are few: decode each once
 _RESULT_CACHE: dict[str, int] = {}
@@ -156,17 +178,7 @@ def parse_fs_dax_text(name, text):
     f = {"dev": (int(g["major"]) << 20) | int(g["minor"]), "ino": _int(g["ino"])}
     if "share" in g:
         f["vm_flags"] = VM_SHARED if g["share"] == "shared" else 0
-    for k in (
-        "address",
-        "vm_start",
-        "vm_end",
-        "pgoff",
-        "max_pgoff",
-        "radix_entry",
-        "start_index",
-        "end_index",
-        "pglen",
-    ):
+    for k in _NUMBER_FIELDS:
         if g.get(k) is not None:
             f[k] = _int(g[k])
     if "flags" in g:
@@ -191,6 +203,7 @@ class ParseStats:
         self.skipped = 0  # lines that are not fs_dax events (other events, headers)
         self.bad = 0  # fs_dax lines whose text did not match the print fmt
         self.lost = 0  # "CPU:N [LOST n EVENTS]" markers
+        self.lost_unknown = 0  # binary pages after a loss the kernel did not count
         self.first_bad = None
 
     def to_json(self):
@@ -200,6 +213,7 @@ class ParseStats:
             "skipped": self.skipped,
             "unparsed": self.bad,
             "lost": self.lost,
+            **({"lost_uncounted_pages": self.lost_unknown} if self.lost_unknown else {}),
         }
 
 
@@ -373,50 +387,62 @@ def iter_trace_records(lines, stats=None, strict=False):
     ``trace`` / ``trace-cmd report`` lines: the fault lines through
     :func:`tokenize_fault_line`, every other line through the careful parser."""
     stats = stats if stats is not None else ParseStats()
-    match = LINE_RE.match
     fast = tokenize_fault_line
     for line in lines:
         stats.lines += 1
         rec = fast(line)
-        if rec is not None:
-            stats.events += 1
-            yield rec
-            continue
-        m = match(line)
-        if not m:
-            lm = LOST_RE.search(line)
-            if lm:
-                stats.lost += int(lm.group(2))
-            else:
-                stats.skipped += 1
-            continue
-        name = m.group("event")
-        if name not in FS_DAX_EVENTS:
-            stats.skipped += 1
-            continue
-        try:
-            fields = parse_fs_dax_text(name, m.group("text"))
-        except (KeyError, ValueError):  # unknown flag name, bad hex, 4300+ digits
-            fields = None
-        if fields is None:
-            stats.bad += 1
-            if stats.first_bad is None:
-                stats.first_bad = (stats.lines, line.rstrip("\n"))
-            if strict:
-                raise DataCorruption(f"line {stats.lines}: cannot parse {name} text: {m.group('text')!r}")
-            continue
+        if rec is None:
+            rec = _careful(line, stats, strict)
+            if rec is None:
+                continue
         stats.events += 1
-        pid = int(m.group("pid"))
-        yield name, fields, float(m.group("ts")), pid, m.group("comm").strip(), int(m.group("cpu"))
+        yield rec
+
+
+def _careful(line, stats, strict):
+    """The record of a line the tokenizer does not take, through
+    :data:`LINE_RE` and the print-fmt regexes, or None (counted: skipped,
+    lost, or unparsed)."""
+    m = LINE_RE.match(line)
+    if not m:
+        lm = LOST_RE.search(line)
+        if lm:
+            stats.lost += int(lm.group(2))
+        else:
+            stats.skipped += 1
+        return None
+    name = m.group("event")
+    if name not in FS_DAX_EVENTS:
+        stats.skipped += 1
+        return None
+    try:
+        fields = parse_fs_dax_text(name, m.group("text"))
+    except (KeyError, ValueError):  # unknown flag name, bad hex, 4300+ digits
+        fields = None
+    if fields is None:
+        stats.bad += 1
+        if stats.first_bad is None:
+            stats.first_bad = (stats.lines, line.rstrip("\n"))
+        if strict:
+            raise DataCorruption(f"line {stats.lines}: cannot parse {name} text: {m.group('text')!r}")
+        return None
+    pid = int(m.group("pid"))
+    return name, fields, float(m.group("ts")), pid, m.group("comm").strip(), int(m.group("cpu"))
 
 
 def parse_trace_text(lines, stats=None, strict=False):
     """Yield Events from ``trace_pipe``/``trace``/``trace-cmd report`` lines."""
-    for name, fields, ts, pid, comm, cpu in iter_trace_records(lines, stats, strict):
-        yield Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu, source="replay")
+    return _events_of(iter_trace_records(lines, stats, strict))
 
 
 RECORD_MAGIC = "pmemtrace_record"
+_RELEASE_OK = re.compile(r"\d{1,4}\.\d{1,4}(?:[.\w+~-]{0,120})\Z").match
+
+
+def is_release(text):
+    """True for text of the shape of a kernel release (``6.12``,
+    ``6.12.95+deb12-amd64``): what ``uname -r`` gives."""
+    return bool(_RELEASE_OK(text))
 
 
 def parse_jsonl(lines, stats=None):
@@ -436,6 +462,12 @@ def parse_jsonl(lines, stats=None):
         if why:
             raise DataCorruption(f"line {stats.lines}: {why}; not a pmemtrace recording line")
         if RECORD_MAGIC in d:
+            k = d.get("kernel")
+            if k is not None and not (isinstance(k, str) and is_release(k)):
+                raise DataCorruption(
+                    f"line {stats.lines}: the header's kernel {str(k)[:40]!r} is not a kernel release "
+                    "(MAJOR.MINOR...): a damaged recording; fix the header line or replay the events' text"
+                )
             stats.header = d
             continue
         if d.get("type") == "lost":
@@ -484,10 +516,6 @@ def open_trace(path):
             import lzma
 
             return lzma.open(path, "rt", errors="replace")
-        if path.endswith(".dat"):
-            raise UsageError(
-                f"{path}: binary trace-cmd data; run 'trace-cmd report -i {path} > trace.txt' and replay the text"
-            )
         return open(path, errors="replace")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
@@ -495,36 +523,144 @@ def open_trace(path):
         raise UsageError(f"{path}: is a directory") from None
 
 
-def _sniffed_lines(path):
-    """(format, iterator of all lines) of a trace file."""
-    f = open_trace(path)
-    head = []
-    for _ in range(50):
-        line = f.readline()
-        if not line:
+#: a line is held in memory up to this many characters; a longer one (no
+#: trace or recording line is near it) is skipped and counted as unparsed,
+#: or in a recording is an error
+MAX_LINE = 1 << 20
+
+
+class _LongLines:
+    """What to do with a line longer than :data:`MAX_LINE`: decided once
+    the format is known (those met while sniffing wait until then)."""
+
+    def __init__(self, stats):
+        self.stats = stats
+        self.fmt = None
+        self.pending = []
+
+    def __call__(self, number):
+        if self.fmt is None:
+            self.pending.append(number)
+            return
+        st = self.stats
+        if self.fmt == "jsonl":
+            raise DataCorruption(f"line {number}: longer than {MAX_LINE} characters: not a pmemtrace recording line")
+        # counted as a line and as unparsed, where the careful parser would have counted it
+        st.lines += 1
+        st.bad += 1
+        if st.first_bad is None:
+            st.first_bad = (number, f"(a line longer than {MAX_LINE} characters, skipped)")
+
+    def sniffed(self, fmt):
+        self.fmt = fmt or "trace"
+        for n in self.pending:
+            self(n)
+        self.pending = []
+
+
+def _line_blocks(f, on_long, block=MAX_LINE):
+    """Lists of lines (without their newline) of text file *f*, read a
+    block at a time so that memory stays bounded by :data:`MAX_LINE` however
+    long a line is; *on_long(line_number)* is called for each line that is
+    too long (it is not yielded)."""
+    carry = ""
+    dropping = False
+    number = 0  # lines yielded or dropped so far
+    while True:
+        chunk = f.read(block)
+        if not chunk:
             break
-        head.append(line)
+        if dropping:
+            nl = chunk.find("\n")
+            if nl < 0:
+                continue
+            chunk = chunk[nl + 1 :]
+            dropping = False
+        lines = (carry + chunk).split("\n") if carry else chunk.split("\n")
+        carry = lines.pop()
+        number += len(lines)
+        if len(carry) > MAX_LINE:
+            if lines:
+                yield lines
+                lines = []
+            number += 1
+            on_long(number)
+            carry = ""
+            dropping = True
+        if lines:
+            yield lines
+    if carry and not dropping:
+        yield [carry]
+
+
+def _sniffed_lines(path, stats=None):
+    """(format, iterator of all lines) of a trace file."""
+    fmt, blocks = _sniffed_blocks(path, stats)
+    return fmt, itertools.chain.from_iterable(blocks)
+
+
+def _sniffed_blocks(path, stats=None):
+    """(format, iterator of lists of lines) of a trace file."""
+    f = open_trace(path)
+    long_lines = _LongLines(stats if stats is not None else ParseStats())
+    blocks = _line_blocks(f, long_lines)
+    first: list = []
+    n = 0
+    for block in blocks:
+        first.append(block)
+        n += len(block)
+        if n >= 50:
+            break
+    head = list(itertools.islice(itertools.chain.from_iterable(first), 50))
     fmt = sniff_format(head)
+    if fmt is not None:
+        long_lines.sniffed(fmt)
+    if fmt is None and head and head[0].startswith("\x17\x08Dtracing"):
+        raise UsageError(f"{path}: a trace-cmd .dat on a pipe: give its file name, it is read in place")
     if fmt is None:
         raise UsageError(
             f"{path}: not a pmemtrace recording, trace_pipe or trace-cmd report text "
             f"(no fs_dax event lines in its first {len(head)} lines)"
         )
 
-    def chain():
-        yield from head
-        yield from f
+    return fmt, itertools.chain(first, blocks)
 
-    return fmt, chain()
+
+DAT_FORMAT = "trace-cmd.dat"
+
+
+def _dat_records(path, stats):
+    """A trace-cmd .dat (:mod:`pmemtrace.live.tracedat`): its records, and
+    what it says about itself as ``stats.header``."""
+    from .tracedat import read_dat_records
+
+    stats.header, records = read_dat_records(path, stats)
+    return DAT_FORMAT, stats, records
+
+
+def _is_dat(path):
+    if path == "-":
+        return False
+    from .tracedat import is_trace_dat
+
+    return is_trace_dat(path)
 
 
 def read_events(path, stats=None):
     """(format, stats, iterator of Events) for any supported file."""
     stats = stats if stats is not None else ParseStats()
-    fmt, lines = _sniffed_lines(path)
+    if _is_dat(path):
+        fmt, stats, records = _dat_records(path, stats)
+        return fmt, stats, _events_of(records)
+    fmt, lines = _sniffed_lines(path, stats)
     if fmt == "jsonl":
         return fmt, stats, parse_jsonl(lines, stats)
     return fmt, stats, parse_trace_text(lines, stats)
+
+
+def _events_of(records):
+    for name, fields, ts, pid, comm, cpu in records:
+        yield Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu, source="replay")
 
 
 def read_records(path, stats=None):
@@ -532,7 +668,10 @@ def read_records(path, stats=None):
     text traces through the tokenizer without an Event per line (the replay
     hot path); recordings (JSON lines) from their Events."""
     stats = stats if stats is not None else ParseStats()
-    fmt, lines = _sniffed_lines(path)
+    if _is_dat(path):
+        return _dat_records(path, stats)
+    fmt, blocks = _sniffed_blocks(path, stats)
     if fmt == "jsonl":
+        lines = itertools.chain.from_iterable(blocks)
         return fmt, stats, ((e.name, e.fields, e.ts, e.pid, e.comm, e.cpu) for e in parse_jsonl(lines, stats))
-    return fmt, stats, iter_trace_records(lines, stats)
+    return fmt, stats, iter_trace_records(itertools.chain.from_iterable(blocks), stats)
