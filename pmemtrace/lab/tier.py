@@ -59,9 +59,10 @@ LIVE_FILES = {
     "test_tracefs_host.py": PER_FAMILY,
     "test_watch_bcc.py": PER_FAMILY,
     "test_watch_kill.py": PER_FAMILY,
-    "test_softreserved_live.py": EVERY_KERNEL,
     # trace-cmd's .dat carries the kernel's own fs_dax event formats
     "test_replay_dat_live.py": PER_FAMILY,
+    # last: its own boot (SOFT_RESERVED_PATHS) follows the pmem boot
+    "test_softreserved_live.py": EVERY_KERNEL,
 }
 
 #: How many times a kernel's tier resumes after the guest died (vng 255).
