@@ -21,7 +21,6 @@ import gc
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,26 +29,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from _whole_command import run_child  # noqa: E402
 from bench_model import build  # noqa: E402
 
 
 def write_case(path, n, n_ext):
     with open(path, "w") as f:
         json.dump(build(n, n_ext), f)
-
-
-def run_child(argv, out_path):
-    """Wall seconds, CPU seconds (user + sys) and peak RSS (MiB) of one child run, stdout to *out_path*."""
-    t = time.perf_counter()
-    with open(out_path, "wb") as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(argv, stdout=out, stderr=err)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode:
-            err.seek(0)
-            sys.exit(f"{' '.join(argv)} failed ({p.returncode}): {err.read().decode()[-500:]}")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
 
 
 def phases(case_path, n):
