@@ -8,9 +8,11 @@
    child process (interpreter start, reading, model, encoding, writing) and
    prints accesses/s (by wall time, and by the child's CPU time, steadier
    on a shared machine) and the child's peak RSS.  ``--jsonl`` and
-   ``--indent 1`` (today's bytes before issue 12) are timed the same way.
-3. Second figure: the phase breakdown, in process (json load, parse_case,
-   model, JSON encoding + writing).
+   ``--indent 1`` (the bytes of tests/expected) are timed the same way.
+3. Second figure: the phase breakdown, in process, by CPU time (reading,
+   typed decoding, model, JSON encoding + writing), and what the careful
+   path (plain decoding, check_json_limits, parse_case) would cost instead
+   of the typed decoding.
 
     python3 benchmarks/bench_explain_e2e.py [--accesses N] [--extents N] [--keep DIR]
     python3 benchmarks/bench_explain_e2e.py --write-case case.json   # only the case
@@ -18,10 +20,8 @@
 
 import argparse
 import gc
-import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from _whole_command import run_child  # noqa: E402
 from bench_model import build  # noqa: E402
 
 
@@ -38,46 +39,46 @@ def write_case(path, n, n_ext):
         json.dump(build(n, n_ext), f)
 
 
-def run_child(argv, out_path):
-    """Wall seconds, CPU seconds (user + sys) and peak RSS (MiB) of one child run, stdout to *out_path*."""
-    t = time.perf_counter()
-    with open(out_path, "wb") as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(argv, stdout=out, stderr=err)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode:
-            err.seek(0)
-            sys.exit(f"{' '.join(argv)} failed ({p.returncode}): {err.read().decode()[-500:]}")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
-
-
 def phases(case_path, n):
-    from pmemtrace.cli import explain as cli_explain
+    """The CLI's steps, each timed on its own (CPU seconds of this process)."""
+    import msgspec
+
+    from pmemtrace.cli import _common
+    from pmemtrace.cli.explain import write_json
     from pmemtrace.model import explain, parse_case
 
     gc.disable()  # as the CLI does for JSON output
-    t0 = time.perf_counter()
-    with open(case_path, "rb") as f:
-        data = f.read()
-    obj = json.loads(data)
-    t1 = time.perf_counter()
-    case = parse_case(obj)
-    t2 = time.perf_counter()
+    clock = time.process_time
+    t0 = clock()
+    data = _common.read_bounded(case_path, _common.CASE_MAX_BYTES, "case")
+    t1 = clock()
+    case = _common._typed_case(data)  # what load_case_file() takes for this case
+    t2 = clock()
+    assert case is not None, "the benchmark case has the common shape"
     pred = explain(case)
-    t3 = time.perf_counter()
-    sink = open(os.devnull, "wb")
-    if hasattr(cli_explain, "write_json"):
-        cli_explain.write_json(pred, sink)
-    else:  # before issue 12
-        text = io.StringIO()
-        json.dump(pred.to_json(), text, indent=1)
-        sink.write(text.getvalue().encode())
-    t4 = time.perf_counter()
+    t3 = clock()
+    with open(os.devnull, "wb") as sink:
+        write_json(pred, sink)
+    t4 = clock()
     tot = t4 - t0
     print(
-        f"  phases (in process): load {t1 - t0:5.2f} s, parse_case {t2 - t1:5.2f} s, model {t3 - t2:5.2f} s, "
+        f"  phases (in process, CPU): read {t1 - t0:5.2f} s, typed decode {t2 - t1:5.2f} s, model {t3 - t2:5.2f} s, "
         f"encode+write {t4 - t3:5.2f} s = {tot:5.2f} s -> {n / tot:,.0f} accesses/s"
+    )
+    del pred, case
+    # the careful path, which the typed decoding replaces for this shape of
+    # case (and which still reads every other case): plain decoding, the
+    # JSON limit checks, parse_case()
+    t0 = clock()
+    obj = msgspec.json.decode(data)
+    t1 = clock()
+    _common.check_json_limits(obj)
+    t2 = clock()
+    parse_case(obj)
+    t3 = clock()
+    print(
+        f"  careful path (other cases): decode {t1 - t0:5.2f} s, check_json_limits {t2 - t1:5.2f} s, "
+        f"parse_case {t3 - t2:5.2f} s = {t3 - t0:5.2f} s"
     )
 
 
@@ -115,12 +116,6 @@ def main():
     }
     for mode in a.modes.split(","):
         extra, name = modes[mode]
-        if mode != "json":
-            import pmemtrace.cli.explain as ce
-            from pmemtrace.cli.explain import add_parser  # noqa: F401
-
-            if not hasattr(ce, "write_json"):
-                continue  # this pmemtrace has only --json (indent 1)
         out = os.path.join(d, name)
         wall, cpu, rss = run_child(exe + extra, out)
         print(

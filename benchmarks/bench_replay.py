@@ -32,6 +32,9 @@ from pmemtrace.events import format_event
 from pmemtrace.live.parse import ParseStats, parse_trace_text
 from pmemtrace.live.session import replay
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _whole_command import run_child
+
 DEV = 259 << 20
 
 
@@ -84,19 +87,6 @@ def synth(path, n):
                 ts += 0.000002
                 f.write(f"          worker-4242    [001] ..... {ts:12.6f}: {name}: {format_event(name, fields)}\n")
                 i += 1
-
-
-def run_child(argv, out_path):
-    """Wall seconds, CPU seconds (user + sys) and peak RSS (MiB) of one run."""
-    t = time.perf_counter()
-    with open(out_path, "wb") as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(argv, stdout=out, stderr=err)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t
-        if os.waitstatus_to_exitcode(status):
-            err.seek(0)
-            sys.exit(f"{' '.join(argv)} failed: {err.read().decode()[-500:]}")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
 
 
 def timed(fn):

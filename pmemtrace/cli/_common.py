@@ -297,7 +297,10 @@ def load_json_file(path: str, what: str = "case", limit: int = CASE_MAX_BYTES) -
     """A JSON file read within bounds: at most *limit* bytes of a regular
     file, strict UTF-8, bounded nesting, 64-bit integers.  CaseError
     (exit 2) names what is wrong."""
-    data = read_bounded(path, limit, what)
+    return _decode_json_checked(read_bounded(path, limit, what), path, what)
+
+
+def _decode_json_checked(data: bytes, path: str, what: str) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -327,19 +330,61 @@ def load_case_file(path: str) -> Any:
     """Read and validate a case file within bounds; returns a model Case."""
     from ..model import parse_case
 
-    obj = load_json_file(path, "case")
-    if isinstance(obj, dict) and isinstance(obj.get("version"), bool):
-        # JSON true == 1 in Python: not a format version
-        raise CaseError("version", f"expected the number 1, got {json.dumps(obj['version'])}")
-    kernel = obj.get("kernel") if isinstance(obj, dict) else None
-    if isinstance(kernel, str) and len(kernel) > 200:
-        raise CaseError("kernel", "release string too long; give one such as '6.12.95+deb12-amd64'")
+    data = read_bounded(path, CASE_MAX_BYTES, "case")
+    case = _typed_case(data)
+    if case is not None:
+        return case
+    obj = _decode_json_checked(data, path, "case")
+    _check_case_top(obj)
     try:
         return parse_case(obj)
     except (TypeError, AttributeError, KeyError) as exc:
         # a value of a type the case format never has (parse_case checks
         # the common ones and names the key; this is the safety net)
         raise CaseError("case", f"{short(path)}: a value has the wrong type ({exc}); see docs/case-format.md") from None
+
+
+def _check_case_top(obj: Any) -> None:
+    if isinstance(obj, dict) and isinstance(obj.get("version"), bool):
+        # JSON true == 1 in Python: not a format version
+        raise CaseError("version", f"expected the number 1, got {json.dumps(obj['version'])}")
+    kernel = obj.get("kernel") if isinstance(obj, dict) else None
+    if isinstance(kernel, str) and len(kernel) > 200:
+        raise CaseError("kernel", "release string too long; give one such as '6.12.95+deb12-amd64'")
+
+
+def _typed_case(data: bytes) -> Any:
+    """The case in *data* when it has the common shape (the accesses all
+    plain reads and writes, see model.case.decode_accesses), decoded with
+    msgspec straight into the model's Access objects: what explain spends
+    most of its reading time on for a big case.  None for anything else,
+    valid or not; the careful path then reads it, and names what is wrong,
+    so this path changes no result and no message.  The accesses need no
+    check_json_limits(): their types (bounded integers, booleans, strings
+    from a fixed set) are checked as they are decoded."""
+    from ..errors import PmemtraceError
+    from ..model.case import decode_accesses, parse_case, split_case
+
+    try:
+        data.decode("utf-8")
+        head, accesses = split_case(data)
+        check_json_limits(head)
+        _check_case_top(head)
+        case = parse_case(head)
+        if accesses is not None:
+            case.accesses = decode_accesses(accesses, case.mappings)
+    except (
+        PmemtraceError,
+        msgspec.MsgspecError,
+        UnicodeDecodeError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        ValueError,
+        RecursionError,
+    ):
+        return None
+    return case
 
 
 @contextlib.contextmanager

@@ -120,7 +120,9 @@ def _run(args):
     if args.jsonl and (args.json or args.indent is not None):
         raise UsageError("--jsonl and --json/--indent are different outputs: choose one")
     if args.json or args.jsonl or args.indent is not None:
-        pred = explain(case)
+        # compact JSON and JSON Lines are written as the model runs: no
+        # record of an access outlives its encoding
+        pred = explain(case, stream=args.indent is None)
         out = _binary_stdout()
         if args.jsonl:
             write_jsonl(pred, out)

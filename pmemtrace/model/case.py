@@ -14,7 +14,7 @@ itself never sees malformed input.
 import bisect
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import msgspec
 
@@ -103,8 +103,11 @@ OPS = ("read", "write", "gup", "munmap", "mmap", "madvise", "pwrite")
 ADVICE = ("nohugepage", "hugepage", "dontneed")
 
 
-@dataclass
-class Access:
+class Access(msgspec.Struct, gc=False):
+    """One access of a case.  A msgspec Struct (not a dataclass) so that
+    :func:`decode_accesses` decodes a case's accesses straight into it; no
+    cycles (``gc=False``: the collector never walks a million of them)."""
+
     op: str
     mapping: Optional[str]  # None: a pwrite (writes the file, no mapping)
     offset: int = 0
@@ -488,6 +491,71 @@ def parse_case(obj: Any) -> Case:
         notes=obj.get("notes"),
         raw=obj,
     )
+
+
+# --------------------------------------------------------------------------
+# typed decoding of the common shape: a big case's accesses decoded by
+# msgspec straight into Access objects, validated as they are decoded
+
+#: the top-level keys of format version 1 (docs/case-format.md)
+CASE_KEYS = ("version", "kernel", "name", "notes", "device", "file", "mappings", "process")
+
+
+class _CaseHead(msgspec.Struct, forbid_unknown_fields=True):
+    """A case with its accesses left undecoded; a top-level key outside
+    CASE_KEYS + accesses makes the decoding fail (not the common shape)."""
+
+    version: Any = msgspec.UNSET
+    kernel: Any = msgspec.UNSET
+    name: Any = msgspec.UNSET
+    notes: Any = msgspec.UNSET
+    device: Any = msgspec.UNSET
+    file: Any = msgspec.UNSET
+    mappings: Any = msgspec.UNSET
+    process: Any = msgspec.UNSET
+    accesses: msgspec.Raw = msgspec.Raw()
+
+
+_decode_head = msgspec.json.Decoder(_CaseHead).decode
+#: a non-negative integer msgspec can bound (int64); larger ones, up to the
+#: 64-bit limit of cli/_common.check_json_limits(), take the careful path
+_U64 = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+
+
+def split_case(data: bytes) -> tuple[dict[str, Any], Optional[msgspec.Raw]]:
+    """The case in *data* as (its top level without ``accesses``, as plain
+    JSON values; the undecoded ``accesses``, or None when absent).  Raises
+    msgspec.DecodeError/ValidationError for malformed JSON or a top-level
+    key outside the format."""
+    h = _decode_head(data)
+    head = {k: v for k in CASE_KEYS if (v := getattr(h, k)) is not msgspec.UNSET}
+    return head, (h.accesses if len(h.accesses) else None)
+
+
+def decode_accesses(raw: msgspec.Raw, mappings: list[Mapping]) -> list[Access]:
+    """The accesses in *raw* when every one is what _parse_access() decodes
+    directly -- a read or write naming one of *mappings* (or none, when the
+    case has one), with non-negative integer offset and length, boolean
+    flags, no advice and no other key -- as the Access objects it would
+    build.  Raises msgspec.ValidationError otherwise (the caller then takes
+    the careful path, which names what is wrong)."""
+    ids = tuple(m.id for m in mappings)
+    only: Any = ids[0] if len(ids) == 1 else msgspec.NODEFAULT
+    typed = msgspec.defstruct(
+        "Access",
+        [
+            ("op", Literal["read", "write"]),
+            ("mapping", Literal[ids], only),
+            ("offset", _U64, 0),
+            ("length", _U64, 0),
+            ("advice", type(None), None),
+        ],
+        bases=(Access,),
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    accesses: list[Access] = msgspec.json.decode(raw, type=list[typed])  # type: ignore[valid-type]
+    return accesses
 
 
 def load_case(path: str) -> Case:

@@ -6,7 +6,7 @@ compact per-access records; events and JSON are built only when asked for.
 
 import gc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional, cast
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
@@ -240,8 +240,10 @@ class Prediction:
         mapping_errors: dict[str, str],
         ctx: tuple[int, int, str, int],
         summary: Optional[dict[str, Any]] = None,
+        stream: Optional[Iterator[Any]] = None,
     ) -> None:
         self._summary = summary
+        self._stream = stream  # explain(stream=True): the records, run as iter_encoded() takes them
         self.case = case
         self.profile = profile
         self._records = records
@@ -278,6 +280,8 @@ class Prediction:
     def summary(self) -> dict[str, Any]:
         if self._summary is not None:
             return self._summary
+        if self._stream is not None:
+            raise ValueError("explain(case, stream=True): the summary comes after iter_encoded()")
         agg = _Aggregate()
         for r in self._records or ():
             agg.add(r)
@@ -320,8 +324,11 @@ class Prediction:
         (hits, and faults with the same outcome, VMA and trace) share one
         template made by *encode* itself, so the bytes are encode()'s; a
         template that cannot be made safely is not used (see _template)."""
-        if self._records is None:
-            raise ValueError("explain(case, keep_results=False) keeps only the summary")
+        records: Optional[Iterable[Any]] = self._records
+        if records is None:
+            records, self._stream = self._stream, None
+            if records is None:
+                raise ValueError("explain(case, keep_results=False) keeps only the summary; stream=True runs once")
         ctx = self.ctx
         accesses = self.case.accesses
         maps: dict[Optional[str], Mapping] = {m.id: m for m in self.case.mappings}
@@ -334,7 +341,7 @@ class Prediction:
         agg = _Aggregate()
         again: dict[Any, list[Any]] = {}  # key -> [a fault of that shape, times seen after the first]
         key: tuple[Any, ...]
-        for i, rec in enumerate(self._records):
+        for i, rec in enumerate(records):
             cls = rec.__class__
             if cls is AccessResult:
                 agg.add(rec)
@@ -536,35 +543,52 @@ class Sim:
         return self.fault_handler(self, vma, addr, write, flags, via_gup)
 
 
-def explain(case: Case, keep_results: bool = True) -> "Prediction":
+def explain(case: Case, keep_results: bool = True, stream: bool = False) -> "Prediction":
     """Predict what the case's kernel does for every access.  Returns a
     :class:`Prediction`.  With ``keep_results=False`` only the summary is
     kept (memory then grows with the 2 MiB ranges touched, not with the
-    number of accesses)."""
+    number of accesses).  With ``stream=True`` nothing runs yet: the one
+    pass of :meth:`Prediction.iter_encoded` runs the accesses as it encodes
+    them and keeps no record (``explain --json``); the summary is there
+    after that pass."""
     profile = select_profile(case.kernel)
     sim = Sim(case, profile)
     for m in case.mappings:
         if m.mapped:
             sim.mmap(m)
+    if stream and not any(a.op == "pwrite" for a in case.accesses):
+        # events show max_pgoff as of the end of the run (ctx, below), and
+        # only a pwrite changes it: without one it is known before the run
+        return Prediction(case, profile, None, sim.counters, sim.mapping_errors, _ctx(sim), stream=_run(case, sim))
     # The model allocates many small acyclic objects; the cyclic collector
     # would walk them all again and again (a third of the run time).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        agg = None if keep_results else _Aggregate()
-        records = _run(case, sim, agg)
+        if keep_results:
+            records: Optional[list[Any]] = list(_run(case, sim))
+            agg = None
+        else:
+            records = None
+            agg = _Aggregate()
+            add = agg.add
+            for r in _run(case, sim):
+                add(r)
     finally:
         if gc_was_enabled:
             gc.enable()
-    ctx = (sim.dev, sim.file.ino if sim.file is not None else 0, profile.zero_field, sim.max_pgoff)
     summary = agg.result(sim.counters, sim.mapping_errors) if agg is not None else None
-    return Prediction(case, profile, records, sim.counters, sim.mapping_errors, ctx, summary)
+    return Prediction(case, profile, records, sim.counters, sim.mapping_errors, _ctx(sim), summary)
 
 
-def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[list[Any]]:
-    records: list[Any] = []
-    # streaming (agg): each record is folded into the summary once complete
-    append = records.append if agg is None else agg.add
+def _ctx(sim: Sim) -> tuple[int, int, str, int]:
+    """(dev, ino, zero field, max_pgoff): what rendering an event needs."""
+    return (sim.dev, sim.file.ino if sim.file is not None else 0, sim.profile.zero_field, sim.max_pgoff)
+
+
+def _run(case: Case, sim: Sim) -> Iterator[Any]:
+    """The record of each access, in order, as it is run (one per access:
+    a shared hit object, a Fault, or an AccessResult)."""
     mm = sim.mm
     pmds = mm.pmds
     puds = mm.puds
@@ -582,8 +606,8 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[lis
         op = a.op
         if op == "pwrite":
             r = AccessResult(i, op, None, a.offset)
-            append(r)
             _pwrite(sim, a, r)
+            yield r
             continue
         m = maps[a.mapping]
         offset = a.offset
@@ -596,16 +620,16 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[lis
                 if slot is not None:
                     if slot.__class__ is HugePmd:
                         if slot.writable or not write:
-                            append(HIT_PMD)
+                            yield HIT_PMD
                             continue
                     else:
                         bit = 1 << ((addr >> 12) & 511)
                         # a PteTable: mypy does not narrow on __class__ (kept over isinstance in this hot loop)
                         if slot.present & bit and (not write or slot.writable & bit):  # type: ignore[union-attr]
-                            append(HIT_PTE)
+                            yield HIT_PTE
                             continue
                 elif puds and (addr >> 30) in puds:
-                    append(HIT_PUD)
+                    yield HIT_PUD
                     continue
             vma = find(addr)
             if vma is None or offset >= m.length or m.id in mapping_errors:
@@ -616,15 +640,15 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[lis
                 else:
                     r.set_error(None, "not-mapped")
                     r.result = SIGSEGV
-                append(r)
+                yield r
                 continue
             if write and not vma.writable:
                 r = AccessResult(i, op, a.mapping, addr)
                 r.set_error(None, "write-readonly")
                 r.result = SIGSEGV
-                append(r)
+                yield r
                 continue
-            append(handle_fault(sim, vma, addr & ~(PAGE_SIZE - 1), write, wflags if write else rflags))
+            yield handle_fault(sim, vma, addr & ~(PAGE_SIZE - 1), write, wflags if write else rflags)
             continue
         r = AccessResult(i, op, a.mapping, addr)
         if op == "mmap":
@@ -651,10 +675,7 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[lis
                 if r.faults:
                     r.result = r.faults[-1][1].result
                     r.reason = next((f.reason for _, f in r.faults if f.reason), None)
-        append(r)
-    if agg is not None:
-        return None
-    return records
+        yield r
 
 
 def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:

@@ -418,7 +418,9 @@ def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow
     # T3: a huge PMD appeared meanwhile (only a race in the kernel)
     if sim.mm.pmds.get(addr >> PMD_SHIFT).__class__ is HugePmd:
         return _pte_done(f, flags, NOPAGE)
-    kind, _length, _ext = fs.lookup(pos)
+    # only the kind of the 4 KiB block is used: lookup() need not walk on
+    # to merge the following extents, as it does for a 2 MiB request
+    kind, _length, _ext = fs.lookup(pos, PAGE_SIZE)
     if cow:
         # dax_fault_cow_page(): copy (or clear) into the private page, no
         # IOMAP_WRITE, so nothing is allocated; finish_fault() maps it.
