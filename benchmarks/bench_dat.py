@@ -29,10 +29,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-try:
-    from _whole_command import run_child  # type: ignore[import-not-found]
-except ImportError:
-    from bench_replay import run_child
+from _whole_command import run_child  # noqa: E402
 
 from pmemtrace.live.parse import ParseStats
 from pmemtrace.live.tracedat import open_dat, read_dat_records
