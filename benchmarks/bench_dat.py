@@ -29,7 +29,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _whole_command import run_child  # noqa: E402
+from _whole_command import run_child
 
 from pmemtrace.live.parse import ParseStats
 from pmemtrace.live.tracedat import open_dat, read_dat_records
