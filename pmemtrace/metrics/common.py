@@ -1,15 +1,18 @@
 """Pieces both exporters share: metric families from :mod:`.families`,
 build info, and the scrape-error counter."""
 
+import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from .. import __version__
 from .families import BUILD_INFO, SCRAPE_ERRORS, Family
+
+log = logging.getLogger(__name__)
 
 
 def family(f: Family, samples: Iterable[tuple[tuple[str, ...], float]]) -> Any:
@@ -57,3 +60,16 @@ class ErrorCounter:
         with self._lock:
             items = sorted(self.counts.items())
         return family(SCRAPE_ERRORS, (((self.command, k), v) for k, v in items))
+
+
+def families_or_error(declared: Iterable[Family], published: Callable[[], dict], errors: "ErrorCounter") -> list:
+    """The metric families of *declared* from ``published()`` (family
+    name -> samples); on an error, none, and the error counted (a scrape
+    still answers with build info and the error counter)."""
+    try:
+        got = published()
+        return [family(f, got[f.name]) for f in declared if f.name in got]
+    except Exception as exc:
+        log.warning("metrics: collect failed: %s", exc)
+        errors.inc("collect")
+        return []

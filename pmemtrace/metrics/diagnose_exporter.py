@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable, Optional
 
 from . import families as fam
-from .common import ErrorCounter, build_info, family
+from .common import ErrorCounter, build_info, families_or_error
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +64,27 @@ def samples(d: Diagnosis) -> dict[str, list[tuple[tuple[str, ...], float]]]:
         if f.kind != "mount" or f.code not in ("mount-dax", "mount-dax-inode", "mount-no-dax"):
             continue
         mode = {"mount-dax-inode": "inode", "mount-no-dax": "off"}.get(f.code, "always")
-        labels = (f.subject, f.details.get("fstype") or "", f.details.get("device") or "")
-        mounts_mode.append((labels + (mode,), 1))
-        mounts_ok.append((labels, 0 if f.subject in bad_subjects else 1))
+        mount = (f.subject, f.details.get("fstype") or "", f.details.get("device") or "")
+        mounts_mode.append((mount + (mode,), 1))
+        mounts_ok.append((mount, 0 if f.subject in bad_subjects else 1))
     dax_align, dax_ok = [], []
     for dev in state.inv.dax_devices:
-        labels = (dev.name, dev.mode or "")
+        dax = (dev.name, dev.mode or "")
         if dev.align:
-            dax_align.append((labels, dev.align))
+            dax_align.append((dax, dev.align))
         dax_ok.append(
-            (labels, 1 if dev.mode == "devdax" and (dev.align or 0) >= PMD and dev.name not in bad_subjects else 0)
+            (dax, 1 if dev.mode == "devdax" and (dev.align or 0) >= PMD and dev.name not in bad_subjects else 0)
         )
     chunks: dict[tuple[str, ...], int] = {}
     not_pmd: dict[tuple[str, ...], int] = {}
     for s in d.strips:
-        mount = _mount_of(state, s.subject) if s.kind == "file" else (s.details.get("mount") or "")
+        where = _mount_of(state, s.subject) if s.kind == "file" else (s.details.get("mount") or "")
         bad = False
         for ch in s.chunks:
-            k = (mount, ch.outcome, ch.reason or "")
-            chunks[k] = chunks.get(k, 0) + ch.count
+            run = (where, ch.outcome, ch.reason or "")
+            chunks[run] = chunks.get(run, 0) + ch.count
             bad = bad or ch.outcome not in ("pmd", "pud", "huge-zero")
-        not_pmd[(mount,)] = not_pmd.get((mount,), 0) + (1 if bad else 0)
+        not_pmd[(where,)] = not_pmd.get((where,), 0) + (1 if bad else 0)
     return {
         fam.FINDING.name: sorted(finding_n.items()),
         fam.NS_PMD_CAPABLE.name: sorted(ns_ok),
@@ -132,14 +132,7 @@ class DiagnoseExporter:
             if d is None or time.time() - d.started >= self.max_age:
                 d = self.refresh() or d
         yield build_info("diagnose", "none", self.release or (d.state.release if d is not None else None))
-        families = []
         if d is not None:
-            try:
-                published = samples(d)
-                families = [family(f, published[f.name]) for f in fam.DIAGNOSE_FAMILIES if f.name in published]
-            except Exception as exc:
-                log.warning("metrics: collect failed: %s", exc)
-                self.errors.inc("collect")
-                families = []
-        yield from families
+            last = d
+            yield from families_or_error(fam.DIAGNOSE_FAMILIES, lambda: samples(last), self.errors)
         yield self.errors.family()

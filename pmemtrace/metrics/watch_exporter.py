@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from . import families as fam
 from .collect import OUTCOMES, PROBES, Snapshot, snapshot
-from .common import ErrorCounter, build_info, family
+from .common import ErrorCounter, build_info, families_or_error
 from .labels import DeviceLabels
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,7 @@ class WatchExporter:
             if self.max_comms:
                 name = self._comm(comm)
                 for o in OUTCOMES:
-                    k = (name, o)
-                    by_comm[k] = by_comm.get(k, 0) + c.outcomes.get(o, 0)
+                    by_comm[(name, o)] = by_comm.get((name, o), 0) + c.outcomes.get(o, 0)
         out: dict[str, list[tuple[tuple[str, ...], float]]] = {
             fam.FAULTS.name: sorted(faults.items()),
             fam.FALLBACKS.name: sorted(reasons.items()),
@@ -121,16 +120,7 @@ class WatchExporter:
 
     def collect(self):
         yield build_info("watch", self.backend, self.release)
-        try:
-            with self._lock:
-                published = dict(self._published)
-            families = []
-            for f in fam.WATCH_FAMILIES:
-                if f.name in published:
-                    families.append(family(f, published[f.name]))
-        except Exception as exc:
-            log.warning("metrics: collect failed: %s", exc)
-            self.errors.inc("collect")
-            families = []
-        yield from families
+        with self._lock:
+            published = self._published
+        yield from families_or_error(fam.WATCH_FAMILIES, lambda: published, self.errors)
         yield self.errors.family()
