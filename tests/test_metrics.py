@@ -357,3 +357,31 @@ def test_diagnose_file_chunks_per_mount():
     got = samples(Diagnosis(st, [], strips, 1.0, 0.1))
     assert dict(got["pmemtrace_diagnose_chunks"]) == {("", "pmd", ""): 4, ("", "pte", "extent-too-short"): 2}
     assert dict(got["pmemtrace_diagnose_files_not_pmd"]) == {("",): 1}
+
+
+def test_diagnose_prometheus_serves_until_sigterm():
+    import re
+    import signal
+    import sys
+    import time
+
+    tree = os.path.join(HANDMADE, "cxl-hmem")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "pmemtrace", "diagnose", "--sysfs-root", os.path.join(tree, "sys"),
+         "--procfs-root", os.path.join(tree, "proc"), "--prometheus", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = p.stderr.readline()
+        port = int(re.search(r"metrics at http://127\.0\.0\.1:(\d+)/metrics", line).group(1))
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+        assert value(body, "pmemtrace_dax_device_pmd_capable", device="dax0.0", mode="devdax") == 1
+        first = value(body, "pmemtrace_diagnose_timestamp_seconds")
+        time.sleep(0.2)  # a second scrape within max_age reuses the diagnosis
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+        assert value(body, "pmemtrace_diagnose_timestamp_seconds") == first
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and "Traceback" not in err, err
+    assert out == ""

@@ -134,16 +134,16 @@ def servers(tmp_path):
         log.close()
 
 
-UNIT = os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "systemd", "pmemtrace-exporter.service")
+UNITS = os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "systemd")
 
 
-def unit_bounding_set():
-    """CapabilityBoundingSet= of the exporter unit, as setpriv's --bounding-set."""
-    for line in open(UNIT):
+def unit_bounding_set(unit="pmemtrace-exporter.service"):
+    """CapabilityBoundingSet= of a contrib unit, as setpriv's --bounding-set."""
+    for line in open(os.path.join(UNITS, unit)):
         if line.startswith("CapabilityBoundingSet="):
             caps = line.split("=", 1)[1].split()
             return "-all," + ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
-    raise AssertionError("no CapabilityBoundingSet in " + UNIT)
+    raise AssertionError("no CapabilityBoundingSet in " + unit)
 
 
 class Exporter:
@@ -213,10 +213,25 @@ def test_prometheus_and_node_exporter_see_the_model_counts(guest, servers):
         info = q.by('pmemtrace_build_info{job="pmemtrace"}', "backend")
         assert info == {"tracefs": 1}, info
         assert q.by("node_textfile_scrape_error", "job") == {"node": 0}
+        # diagnose from the timer's unit, with its bounding set: the same
+        # namespace and mount verdicts as an unrestricted diagnose --json
+        full = json.loads(_pmemtrace("diagnose", "--json").stdout)["findings"]
+        want_ns = {f["subject"]: 1 if f["code"] == "pmd-capable" else 0 for f in full if f["kind"] == "namespace"
+                   and f["code"] in ("pmd-capable", "ns-data-unaligned", "ns-raw", "ns-sector")}  # fmt: skip
+        want_mount = {f["subject"]: 1 for f in full if f["code"] == "mount-dax"}
+        assert want_ns and dax in want_mount, full
+        d = subprocess.run(
+            ["setpriv", "--inh-caps=-all", f"--bounding-set={unit_bounding_set('pmemtrace-diagnose.service')}",
+             "--", sys.executable, "-m", "pmemtrace", "-q", "diagnose", "--textfile", textdir],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert d.returncode == 0 and not d.stderr.strip(), d.stderr
+        q.wait_for('pmemtrace_namespace_pmd_capable{job="node"}', "namespace", want_ns)
+        q.wait_for('pmemtrace_mount_dax{job="node",mode="always"}', "mount", want_mount)
     finally:
         out = w.stop()
     assert f"total: {N} PMD, {N} PTE, 0 huge zero, {N} fallbacks" in out, out
     assert attached_state() == before
     # the textfile holds the final counts; no temporary file is left
-    assert sorted(os.listdir(textdir)) == ["pmemtrace.prom"]
+    assert sorted(os.listdir(textdir)) == ["pmemtrace-diagnose.prom", "pmemtrace.prom"]
     print(f"metrics live test: {time.monotonic() - t0:.1f} s after the servers were up")
