@@ -77,4 +77,14 @@ def test_systemd_units_keep_the_documented_privileges():
     doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "metrics.md")).read()
     for cap in exporter["CapabilityBoundingSet"].split():
         assert cap in doc, cap
+    # the command lines parse as pmemtrace's (a global option after the subcommand would not)
+    from pmemtrace.cli import make_parser
+
+    for u in (exporter, diagnose):
+        argv = u["ExecStart"].split()
+        assert os.path.basename(argv[0]) == "pmemtrace"
+        if "--textfile" in argv:  # the parser checks that the directory exists
+            argv[argv.index("--textfile") + 1] = CONTRIB
+        args = make_parser().parse_args(argv[1:])
+        assert args.quiet == 1 and (args.prometheus or args.textfile), argv
     assert "OnUnitActiveSec" in open(os.path.join(CONTRIB, "systemd", "pmemtrace-diagnose.timer")).read()
