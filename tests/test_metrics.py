@@ -10,13 +10,12 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pmemtrace.errors import HostUnsupported, PrivilegeError, UsageError
+from pmemtrace.errors import ExporterConflict, HostUnsupported, PrivilegeError, UsageError
 from pmemtrace.events import VM_FAULT, Event
 from pmemtrace.live.views import Aggregator
 from pmemtrace.metrics import families as fam
 from pmemtrace.metrics.collect import snapshot
 from pmemtrace.metrics.serve import (
-    ExporterConflict,
     HostLock,
     HttpEndpoint,
     check_textfile_dir,

@@ -13,11 +13,7 @@ from typing import Any, Optional
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from ..errors import HostUnsupported, PrivilegeError, UsageError
-
-
-class ExporterConflict(HostUnsupported):
-    """Another exporter holds the port or the host (exit status 4)."""
+from ..errors import ExporterConflict, PrivilegeError, UsageError
 
 
 def parse_listen(text: str) -> tuple[str, int]:
