@@ -181,8 +181,19 @@ class Exporter:
         return out
 
 
-def _pmemtrace(*argv):
-    return subprocess.run([sys.executable, "-m", "pmemtrace", *argv], capture_output=True, text=True, timeout=300)
+def _pmemtrace(*argv, prefix=()):
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "pmemtrace", *argv], capture_output=True, text=True, timeout=300
+    )
+
+
+def _concurrently(*calls):
+    """Run pmemtrace commands at once (each costs a Python start under
+    TCG: tens of seconds on a loaded host); their CompletedProcesses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(calls)) as ex:
+        return [f.result() for f in [ex.submit(_pmemtrace, *argv, **kw) for argv, kw in calls]]
 
 
 class Phases:
@@ -208,11 +219,14 @@ def test_prometheus_and_node_exporter_see_the_model_counts(guest, servers):
     try:
         # conflicts while it runs: one line, status 4, nothing attached
         during = attached_state()
-        second = _pmemtrace("watch", "--backend", "tracefs", "--textfile", textdir, "-d", "1")
+        second, busy, full = _concurrently(
+            (("watch", "--backend", "tracefs", "--textfile", textdir, "-d", "1"), {}),
+            (("diagnose", "--prometheus", f"127.0.0.1:{port}"), {}),
+            (("diagnose", "--json"), {}),  # unrestricted: what the diagnose unit must also find
+        )
         assert second.returncode == 4, second.stderr
         assert "another pmemtrace exporter" in second.stderr and str(w.pid) in second.stderr, second.stderr
         assert len(second.stderr.strip().splitlines()) == 1, second.stderr
-        busy = _pmemtrace("diagnose", "--prometheus", f"127.0.0.1:{port}")
         assert busy.returncode == 4 and "address already in use" in busy.stderr, busy.stderr
         assert attached_state() == during
         phase("conflicts refused")
@@ -235,17 +249,20 @@ def test_prometheus_and_node_exporter_see_the_model_counts(guest, servers):
         phase("PromQL gave the counts")
         # diagnose from the timer's unit, with its bounding set: the same
         # namespace and mount verdicts as an unrestricted diagnose --json
-        full = json.loads(_pmemtrace("diagnose", "--json").stdout)["findings"]
+        full = json.loads(full.stdout)["findings"]
         want_ns = {f["subject"]: 1 if f["code"] == "pmd-capable" else 0 for f in full if f["kind"] == "namespace"
                    and f["code"] in ("pmd-capable", "ns-data-unaligned", "ns-raw", "ns-sector")}  # fmt: skip
         want_mount = {f["subject"]: 1 for f in full if f["code"] == "mount-dax"}
         assert want_ns and dax in want_mount, full
-        d = subprocess.run(
-            ["setpriv", "--inh-caps=-all", f"--bounding-set={unit_bounding_set('pmemtrace-diagnose.service')}",
-             "--", sys.executable, "-m", "pmemtrace", "-q", "diagnose", "--textfile", textdir],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert d.returncode == 0 and not d.stderr.strip(), d.stderr
+        bounding = unit_bounding_set("pmemtrace-diagnose.service")
+        d = _pmemtrace(
+            "-q",
+            "diagnose",
+            "--textfile",
+            textdir,
+            prefix=("setpriv", "--inh-caps=-all", f"--bounding-set={bounding}", "--"),
+        )
+        assert d.returncode == 0 and d.stderr.strip() == f"diagnose: wrote {textdir}/pmemtrace-diagnose.prom", d.stderr
         q.wait_for('pmemtrace_namespace_pmd_capable{job="node"}', "namespace", want_ns)
         q.wait_for('pmemtrace_mount_dax{job="node",mode="always"}', "mount", want_mount)
         phase("diagnose gauges through node_exporter")
