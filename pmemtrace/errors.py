@@ -96,6 +96,10 @@ class LabError(HostUnsupported):
     """The emulated-pmem lab could not fetch, boot or run a kernel."""
 
 
+class ExporterConflict(HostUnsupported):
+    """A metrics port is in use, or another pmemtrace exporter runs on this host."""
+
+
 #: every exit status the CLI returns, with its meaning (docs/exit-status.md)
 EXIT_STATUSES = {
     EXIT_OK: "ok",

@@ -18,6 +18,10 @@ APT_PACKAGES=(
     # command's output lands on the console and its exit status is lost),
     # kmod for depmod/modprobe, and apt/dpkg (present) to fetch kernels.
     busybox-static udev kmod
+    # fleet metrics (docs/metrics.md): promtool checks the exported names and
+    # the alert rules (unit tier); the live tier runs the real Prometheus and
+    # node_exporter against watch --prometheus/--textfile
+    prometheus prometheus-node-exporter
 )
 apt_ensure "${APT_PACKAGES[@]}"
 venv_install '.[test]'

@@ -3,11 +3,13 @@
 import argparse
 import os
 import sys
+import time
 
 from .. import host as dg
 from ..errors import UsageError
 from ..host.fsread import Roots
 from ..host.svg import cells, terminal_legend, terminal_strip, write_svg
+from ..metrics import outputs as metrics_outputs
 from ..units import format_size
 from ._common import out_path_arg, pid_arg, print_json, seconds_arg, status, table
 
@@ -18,6 +20,7 @@ examples:
   pmemtrace diagnose /mnt/pmem/a /mnt/pmem/b --svg chunks.svg
   pmemtrace diagnose --pid 4242              # a process's DAX mappings, per chunk
   pmemtrace diagnose --json                  # machine-readable
+  pmemtrace diagnose --textfile /var/lib/prometheus/node-exporter   # gauges for node_exporter
   pmemtrace diagnose --sysfs-root fixtures/6.12.95+deb12-amd64/fsdax-dev/sys \\
                      --procfs-root fixtures/6.12.95+deb12-amd64/fsdax-dev/proc
 
@@ -68,6 +71,7 @@ def add_parser(sub):
     p.add_argument("--sysfs-root", metavar="DIR", help="read sysfs from DIR instead of /sys (a fixture tree)")
     p.add_argument("--procfs-root", metavar="DIR", help="read procfs from DIR instead of /proc")
     p.add_argument("--no-host", action="store_true", help="with FILE or --pid: skip the host table")
+    metrics_outputs.add_args(p, watch=False)
     p.set_defaults(func=run)
     return p
 
@@ -127,8 +131,24 @@ def _print_strip(s, colour, out):
         out.write(f"  how to fix: {a}\n")
 
 
+def _diagnosis(args):
+    """One diagnosis for the metrics (fresh roots: unreadable paths are per run)."""
+    from ..metrics.diagnose_exporter import Diagnosis
+
+    started, t0 = time.time(), time.monotonic()
+    state = dg.HostState(_roots(args))
+    strips = [dg.diagnose_file(state, path, op=args.op) for path in args.files]
+    if args.pid is not None:
+        strips.extend(dg.diagnose_pid(state, args.pid))
+    return Diagnosis(state, dg.diagnose_host(state), strips, started, time.monotonic() - t0)
+
+
 def run(args):
     roots = _roots(args)
+    if args.prometheus is not None or args.textfile is not None:
+        if args.observe or args.svg or args.json:
+            raise UsageError("--prometheus/--textfile go without --observe, --svg and --json")
+        return metrics_outputs.diagnose_metrics(args, lambda: _diagnosis(args), None)
     if args.colour is None:
         args.colour = sys.stdout.isatty() and not args.json
     state = dg.HostState(roots)

@@ -9,6 +9,7 @@ from ..errors import UsageError
 from ..live.attribute import Attributor
 from ..live.record import Recorder, make_header, recording_devices
 from ..live.views import Aggregator
+from ..metrics import outputs as metrics_outputs
 from ._common import add_max_rows_arg, out_path_arg, pid_arg, release_arg, running_pid, seconds_arg, status
 
 EPILOG = """\
@@ -21,6 +22,8 @@ examples:
   pmemtrace watch --record run.jsonl       # also record every event; 'pmemtrace replay run.jsonl'
   pmemtrace watch --list-probes            # the probe table against this kernel
   pmemtrace watch --backend tracefs        # fs_dax tracepoints only, no bcc
+  pmemtrace watch --prometheus 9101 -i 15  # Prometheus metrics at :9101/metrics (docs/metrics.md)
+  pmemtrace watch --textfile /var/lib/prometheus/node-exporter   # for node_exporter
 
 Rows: one per mapping (process, device:inode, VMA).  PMD = 2 MiB faults
 mapped, PTE = 4 KiB DAX faults, HZP = huge zero pages for holes, FALLBK =
@@ -71,6 +74,7 @@ def add_parser(sub):
     )
     p.add_argument("--no-reasons", action="store_true", help="do not run the model on fallbacks")
     add_max_rows_arg(p)
+    metrics_outputs.add_args(p, watch=True)
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
@@ -115,18 +119,32 @@ def run(args):
         from ..errors import PrivilegeError
 
         raise PrivilegeError("pmemtrace watch needs root (bcc: CAP_BPF+CAP_PERFMON; tracefs: write access): try sudo")
-    from ..live.files import LiveFiles, PathFilter
-    from ..live.session import Session, choose_backend
+    from ..live.files import PathFilter
 
     filt = PathFilter(args.path) if args.path else None
     if args.pid:
         running_pid(args.pid)
     if args.buffer_mb < 1:
         raise UsageError("--buffer-mb must be at least 1")
+    # port, textfile directory and the one-exporter lock, before anything is attached
+    metrics = metrics_outputs.watch_metrics(args)
+    try:
+        return _watch(args, filt, metrics)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _watch(args, filt, metrics):
+    from ..live.files import LiveFiles
+    from ..live.session import Session, choose_backend
+
     backend, why = choose_backend(args.backend, args.pid, args.buffer_mb, all_events=bool(args.events or args.record))
     files = LiveFiles()
     attributor = None if args.no_reasons else Attributor(release=args.kernel or os.uname().release, file_info=files)
     agg = Aggregator(attributor, max_rows=args.max_rows)
+    if metrics is not None:
+        metrics.attach(agg, backend.name, args.kernel)
     pid = args.pid
 
     def keep(ev):
@@ -137,6 +155,10 @@ def run(args):
         rec = Recorder(
             args.record, make_header(backend.name, probes=backend.probe_table(), devices=recording_devices())
         )
+    if metrics is not None:
+        on_interval = metrics.tick  # an exporter is a service: no table per interval
+    else:
+        on_interval = None if args.events else lambda: _print_view(agg, args.json, backend.name)
     session = Session(
         backend,
         agg,
@@ -161,7 +183,7 @@ def run(args):
         session.run(
             duration=args.duration,
             interval=args.interval,
-            on_interval=None if args.events else lambda: _print_view(agg, args.json, backend.name),
+            on_interval=on_interval,
         )
     finally:
         if rec is not None:
@@ -170,6 +192,8 @@ def run(args):
             else:
                 path = rec.close(session.complete)
                 status(f"watch: recorded {rec.events} events to {path}" + ("" if session.complete else " (incomplete)"))
+    if metrics is not None:
+        metrics.tick()  # the final counts (also into the textfile)
     if args.json:
         d = agg.to_json()
         d.update({"type": "summary", "backend": backend.name})
