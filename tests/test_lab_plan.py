@@ -194,3 +194,33 @@ def test_run_kernel_boots_again_after_a_hung_boot(monkeypatch, tmp_path):
     monkeypatch.setattr(vm, "run", lambda *a, **k: (_ for _ in ()).throw(vm.BootError("hung", hung=True)))
     with pytest.raises(vm.BootError):
         tier.run_kernel(K(), ["pytest"], str(tmp_path), {}, status=notes.append)
+
+
+def test_run_tier_jobs_boots_kernels_at_once_and_prints_each_output_whole(monkeypatch, capsys):
+    import threading
+
+    from pmemtrace.lab import kernels
+
+    class K:
+        def __init__(self, name):
+            self.release = {"5.10": "5.10.0-46-amd64", "7.3": "7.3.4+deb13-amd64", "7": "7.2.13+deb14-amd64"}[name]
+
+    monkeypatch.setattr(kernels, "get", K)
+    monkeypatch.setattr(tier, "profile_release", _release)
+    both_running = threading.Barrier(2, timeout=10)
+
+    def fake_run_kernel(k, argv, root, env, output=None, **kw):
+        if k.release != "7.2.13+deb14-amd64":
+            both_running.wait()  # 5.10 and 7.3 (the heaviest plans) boot together
+        output.write(f"guest output of {k.release}\n")
+        return (1 if k.release.startswith("5.10") else 0), None
+
+    monkeypatch.setattr(tier, "run_kernel", fake_run_kernel)
+    res = tier.run_tier(["5.10", "7", "7.3"], status=lambda s: None, jobs=2)
+    assert [r.release for r in res] == ["5.10.0-46-amd64", "7.2.13+deb14-amd64", "7.3.4+deb13-amd64"]
+    assert [r.returncode for r in res] == [1, 0, 0]
+    out = capsys.readouterr().out
+    for r in res:
+        assert f"===== output of {r.release} =====\nguest output of {r.release}\n" in out
+    with pytest.raises(UsageError):
+        tier.run_tier(["7"], jobs=0)

@@ -248,6 +248,7 @@ def _cmd_test(args):
         status=_status,
         whole=args.whole,
         only=_kernel_list(args.only) if args.only else None,
+        jobs=args.jobs,
     )
     total = time.monotonic() - total0
     print("\nlive tier summary:", file=sys.stderr)
@@ -343,6 +344,14 @@ def add_parser(subparsers):
     )
     t.add_argument(
         "--whole", action="store_true", help="run all of tests/live on every kernel instead of the plan's files"
+    )
+    t.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="boot N kernels at once (each guest uses one host core; CI: 2 on 2 cores); "
+        "each kernel's output is printed whole when it ends",
     )
     t.add_argument(
         "--only",

@@ -275,6 +275,7 @@ def run_kernel(
     cpus: int = 2,
     status: Callable[[str], None] = log.info,
     soft_reserved: Optional[str] = None,
+    output=None,
 ) -> tuple[int, Optional[str]]:
     """Run the tier in one boot of *kernel*; when the guest dies, say in
     which test, show the console tail, and resume with the tests that have
@@ -304,6 +305,7 @@ def run_kernel(
                         nodax=nodax,
                         timeout=timeout or 2400,
                         cpus=cpus,
+                        output=output,
                         **({"memmap": (), "soft_reserved": soft_reserved} if soft_reserved else {}),
                     )
                     break
@@ -343,11 +345,16 @@ def run_tier(
     status: Callable[[str], None] = log.info,
     whole: bool = False,
     only: Optional[Sequence[str]] = None,
+    jobs: int = 1,
 ) -> list[KernelResult]:
-    """The live tier on each kernel of *names* (one boot each, in order):
-    the files :func:`plan` gives each kernel, or all of tests/live with
-    *whole*.  With *only*, boot just those kernels of *names*, each with its
-    part of the plan for the whole list (CI's 5.10 share, alone)."""
+    """The live tier on each kernel of *names*: the files :func:`plan` gives
+    each kernel, or all of tests/live with *whole*.  With *only*, boot just
+    those kernels of *names*, each with its part of the plan for the whole
+    list (CI's 5.10 share, alone).  With *jobs* > 1, that many kernels boot
+    at once (each guest runs its vCPUs in one host thread, so on an idle
+    2-core machine two guests take about the time of one); each kernel's
+    output is then kept in a file and printed whole when it ends.  Results
+    come in the order of *names*."""
     from . import kernels, vm
 
     root = repo_root()
@@ -362,19 +369,19 @@ def run_tier(
         unknown = [n for n in only if n not in names]
         if unknown:
             raise UsageError(f"--only {','.join(unknown)}: not in the kernel list {','.join(names)}")
-    results = []
-    for name in names:
-        if only is not None and name not in only:
-            continue
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: must be at least 1")
+    todo = [n for n in names if only is None or n in only]
 
-        def pytest_for(files: list[str]) -> list[str]:
-            return (
-                [vm.guest_python(), "-m", "pytest"]
-                + files
-                + ["-p", "no:cacheprovider", "-q", "-r", "s", "--strict-markers", "--durations=0"]
-                + list(pytest_extra)
-            )
+    def pytest_for(files: list[str]) -> list[str]:
+        return (
+            [vm.guest_python(), "-m", "pytest"]
+            + files
+            + ["-p", "no:cacheprovider", "-q", "-r", "s", "--strict-markers", "--durations=0"]
+            + list(pytest_extra)
+        )
 
+    def one_kernel(name: str, output=None) -> KernelResult:
         t0 = time.monotonic()
         k = None
         try:
@@ -387,7 +394,15 @@ def run_tier(
             if pmem_paths:
                 status(f"=== {k.release}: booting and running {' '.join(pmem_paths)}")
                 rc, note = run_kernel(
-                    k, pytest_for(pmem_paths), root, env, nodax=nodax, timeout=timeout, cpus=cpus, status=status
+                    k,
+                    pytest_for(pmem_paths),
+                    root,
+                    env,
+                    nodax=nodax,
+                    timeout=timeout,
+                    cpus=cpus,
+                    status=status,
+                    output=output,
                 )
             if hmem_paths:
                 status(
@@ -402,6 +417,7 @@ def run_tier(
                     cpus=cpus,
                     status=status,
                     soft_reserved=SOFT_RESERVED,
+                    output=output,
                 )
                 # 5 is pytest's "no tests collected" (a -k that selects only one boot's tests)
                 rc = rc2 if rc in (0, 5) and rc2 != 5 else rc
@@ -410,9 +426,66 @@ def run_tier(
             rc, note = -1, str(exc)
             status(f"{name}: {exc}")
         r = KernelResult(k.release if k is not None else name, rc, time.monotonic() - t0, note)
-        results.append(r)
         status(
             f"=== {r.release}: {'passed' if rc == 0 else f'FAILED (exit {rc})'} in {r.seconds:.1f} s"
             + (f" ({note})" if note else "")
         )
-    return results
+        return r
+
+    if jobs == 1 or len(todo) < 2:
+        return [one_kernel(n) for n in todo]
+    return _run_parallel(todo, one_kernel, jobs, {n: len(paths[n]) for n in todo})
+
+
+def _run_parallel(todo, one_kernel, jobs, weight) -> list[KernelResult]:
+    """Run *one_kernel* on *jobs* kernels at a time, the heaviest plans first
+    (so the longest kernel does not start last); each kernel's output goes to
+    a file of its own, printed whole when the kernel ends."""
+    import concurrent.futures
+    import signal
+    import sys
+
+    from . import vm
+
+    logs: list[str] = []
+
+    def with_log(name: str) -> tuple[KernelResult, str]:
+        fd, path = tempfile.mkstemp(prefix=f"pmemtrace-lab-{name}-", suffix=".log")
+        logs.append(path)
+        with open(fd, "w", encoding="utf-8", errors="replace") as out:
+            return one_kernel(name, out), path
+
+    def _term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    # vm.run sets this only in the main thread: here the guests run in others
+    old_term = signal.signal(signal.SIGTERM, _term)
+
+    order = sorted(todo, key=lambda n: -weight[n])
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+    results: dict[str, KernelResult] = {}
+    try:
+        futures = {pool.submit(with_log, n): n for n in order}
+        for fut in concurrent.futures.as_completed(futures):
+            r, path = fut.result()
+            results[futures[fut]] = r
+            try:
+                with open(path, "rb") as f:
+                    sys.stdout.flush()
+                    sys.stdout.buffer.write(f"\n===== output of {r.release} =====\n".encode())
+                    shutil.copyfileobj(f, sys.stdout.buffer)
+                    sys.stdout.flush()
+            finally:
+                os.unlink(path)
+    except BaseException:
+        # only this thread gets signals: stop every guest, then the threads end
+        pool.shutdown(wait=False, cancel_futures=True)
+        vm.kill_running()
+        for path in logs:  # the logs not yet printed
+            if os.path.exists(path):
+                os.unlink(path)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    pool.shutdown()
+    return [results[n] for n in todo]

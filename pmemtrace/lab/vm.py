@@ -339,6 +339,7 @@ def run(
     capture=True,
     stream=False,
     kvm=False,
+    output=None,
 ):
     """Boot *kernel* with emulated pmem and run *command* (a shell string or
     an argv list) as root in the guest; return a :class:`GuestResult`.
@@ -360,6 +361,8 @@ def run(
         :class:`LabError` raised with the console tail
     :param capture: keep stdout/stderr in the result
     :param stream: also copy the guest's stdout/stderr to ours as they come
+    :param output: a text file to stream to instead of our stdout/stderr
+        (``lab test --jobs``: each kernel's output kept apart, shown whole)
     :param kvm: use KVM (it hangs Debian kernels on this machine kind)
     :raises LabError: the boot failed or hung, or vng is missing
     """
@@ -429,7 +432,7 @@ def run(
     out_chunks = []
     start = time.monotonic()
     console = open(console_path, "wb")
-    follower = _Follower(stderr_path, sys.stderr) if stream else None
+    follower = _Follower(stderr_path, output or sys.stderr) if stream else None
     try:
         proc = subprocess.Popen(
             argv,
@@ -445,14 +448,17 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
         raise LabError(f"cannot start vng: {exc}") from exc
 
+    sink = output or sys.stdout
+
     def _read_stdout():
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             if capture:
                 out_chunks.append(chunk)
             if stream or not capture:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
+                sink.buffer.write(chunk)
+                sink.flush()
 
+    _RUNNING.add(proc)
     reader = threading.Thread(target=_read_stdout, daemon=True)
     reader.start()
     if follower:
@@ -476,6 +482,7 @@ def run(
         _kill(proc)
         raise
     finally:
+        _RUNNING.discard(proc)
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
         if timed_out:
@@ -528,6 +535,17 @@ def run(
             result=result,
         )
     return result
+
+
+#: QEMU process groups of the boots in progress (several with lab test --jobs):
+#: only the main thread gets signals, so it kills them all (kill_running).
+_RUNNING: set = set()
+
+
+def kill_running():
+    """Kill every guest :func:`run` has started and not yet reaped."""
+    for proc in list(_RUNNING):
+        _kill(proc)
 
 
 def _kill(proc):
