@@ -47,6 +47,37 @@ def lab_target(kind: str, mount: str = "/tmp/pmem") -> Target:
     return Target(kind, dev, T.open_device(dev).device)
 
 
+def host_target(wt: Any, case_mode: str) -> Target:
+    """A :class:`Target` from a :class:`pmemtrace.workload.target.Target`
+    (``--dir`` or ``--device``): fsdax cases get a scratch file in the
+    directory, removed after each case."""
+    if wt.mode == "fsdax":
+        path = os.path.join(wt.path, f".pmemtrace-case-{os.getpid()}.dat")
+        fs = wt.fs if wt.fs in ("xfs", "ext4") else None
+        return Target(f"fsdax-{fs or 'other'}", path, wt.device, fs=fs)
+    return Target("devdax", wt.path, wt.device)
+
+
+def check_case(case_json: dict[str, Any], target: Target) -> dict[str, Any]:
+    """Carry one case out on *target* and compare: the record ``run --case``
+    and ``check --case`` print and write."""
+    release = os.uname().release
+    trace = KernelTrace(kprobes=target.device.mode == "devdax")
+    try:
+        real, kv, cmp = run_one(case_json, target, trace, release)
+    finally:
+        trace.close()
+    return {
+        "kernel": release,
+        "case": real,
+        "kernel_view": kv,
+        "rows": [r.to_json() for r in cmp.rows],
+        "not_run": cmp.not_run,
+        "agree": cmp.agree,
+        "note": cmp.note or trace.reason,
+    }
+
+
 def run_one(
     case_json: dict[str, Any], target: Target, trace: KernelTrace, release: str
 ) -> tuple[dict[str, Any], Any, Any]:
