@@ -679,6 +679,7 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
         p += ln
     if end > fs.size:
         fs.size = end
+        fs.datasync_dirty = True  # i_size is logged (not a timestamp)
         sim.max_pgoff = fs.max_pgoff
     for p, ln in new_ranges:
         first, last = p >> PAGE_SHIFT, (p + ln - 1) >> PAGE_SHIFT
@@ -699,14 +700,30 @@ def _madvise(sim: Sim, m: Mapping, a: Access) -> None:
     if a.advice == "dontneed":
         mm.zap(start, end)
         return
-    # MADV_[NO]HUGEPAGE: split the VMA at the range boundaries (mm/madvise.c
-    # madvise_update_vma() -> split_vma()) and set/clear VM_NOHUGEPAGE.
-    mm.split_at(start)
-    mm.split_at(end)
+    # MADV_[NO]HUGEPAGE (mm/madvise.c madvise_update_vma()): a VMA whose
+    # flags already are what the advice sets is left alone -- "if (new_flags
+    # == vma->vm_flags ...) return 0", no split (DAX VMAs start with
+    # VM_HUGEPAGE, so MADV_HUGEPAGE on a fresh one changes nothing); the
+    # others are split at the range boundaries and changed, and the changed
+    # VMA merges back into a neighbour of the same file with contiguous pgoff
+    # and now equal flags (vma_modify_flags() -> vma_merge(); DAX VMAs are
+    # mergeable since Linux kernel commit e1fb4a086495 ("dax: remove
+    # VM_MIXEDMAP for fsdax and device dax") (in v4.15)).
+    want = a.advice == "nohugepage"
+    changed = []
     for v in mm.vmas_in(start, end):
-        if v.mapping == m.id and v.start >= start and v.end <= end:
-            v.nohugepage = a.advice == "nohugepage"
-            v.update_flags()
+        if v.mapping != m.id or v.nohugepage == want:
+            continue
+        lo, hi = max(start, v.start), min(end, v.end)
+        mm.split_at(lo)
+        mm.split_at(hi)
+        w = mm.find(lo)
+        assert w is not None  # just split at lo
+        w.nohugepage = want
+        w.update_flags()
+        changed.append(w)
+    for w in changed:
+        mm.merge_neighbours(w)
 
 
 __all__ = ["explain", "Prediction", "AccessResult"]
