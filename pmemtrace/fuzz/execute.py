@@ -276,7 +276,8 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                 mp = maps.get(a.mapping or "")
                 m = byid[a.mapping or ""]
                 if mp is None:
-                    skip = "not-mapped"
+                    if a.op != "munmap":  # munmap(2) of nothing mapped succeeds
+                        skip = "not-mapped"
                 elif a.op == "munmap":
                     mp.unmap()
                     maps[m.id] = None

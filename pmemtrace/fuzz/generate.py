@@ -188,28 +188,36 @@ def _devdax(r: random.Random, align: int, kernel: str) -> dict[str, Any]:
     kernel_placed = []
     slot = BASE
     nmaps = r.choices((1, 2), weights=(3, 1))[0]
+    refused = set()
     for i in range(nmaps):
         if align >= GiB:
-            length = GiB
-            off = 0
+            length, off = GiB, 0
         else:
             length = r.randint(1, 4) * grain
             off = r.randrange(0, 8) * grain
-        bad = r.random()
-        if bad < 0.05:
-            length += PAGE  # check_vma(): not a multiple of the align
-        addr, slot, how = _place(r, slot, length, max(grain, GiB if align >= GiB else grain))
-        if align == PAGE or bad >= 0.1:
-            pass
-        shared = r.random() < 0.93
         mid = f"m{i}"
-        # a mapping the kernel may refuse is created by an mmap access, so
-        # the errno is compared on that access
-        may_fail = (not shared) or (addr % align) or (length % align)
-        b.mapping(mid, addr, length, offset=off, shared=shared, writable=r.random() < 0.9, mapped=not may_fail)
-        if how == "kernel":
+        # what check_vma() refuses at mmap time (EINVAL): private, an
+        # address or a length off the align; such a mapping gets only its
+        # mmap (and maybe a second try), the refusal is what is compared
+        refuse = r.choices(("", "private", "address", "length"), weights=(88, 5, 4, 3))[0]
+        if refuse == "length":
+            length += PAGE
+        addr, slot, how = _place(r, slot, length, max(grain, GiB if align >= GiB else grain))
+        if refuse == "address":
+            addr, how = addr - addr % grain + r.randint(1, grain // PAGE - 1) * PAGE if grain > PAGE else addr, "fixed"
+            if addr % align == 0:
+                refuse = ""
+        elif addr % align:
+            addr -= addr % align  # only the "address" refusal is off the align
+        slot = max(slot, addr + length + 2 * grain)  # the next mapping never overlaps this one
+        if how == "kernel" and refuse != "address":
             kernel_placed.append(mid)
-    _accesses(r, b, None)
+        b.mapping(
+            mid, addr, length, offset=off, shared=refuse != "private", writable=r.random() < 0.9, mapped=not refuse
+        )
+        if refuse:
+            refused.add(mid)
+    _accesses(r, b, None, refused)
     out = case_to_json(b.build())
     out["fuzz"] = {"kernel_placed": kernel_placed}
     return out
@@ -229,13 +237,17 @@ def _offset(r: random.Random, limit: int) -> int:
     return min(o, limit - 1)
 
 
-def _accesses(r: random.Random, b: CaseBuilder, file_size: int | None) -> None:
+def _accesses(r: random.Random, b: CaseBuilder, file_size: int | None, refused: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     live = {m.id: m.mapped for m in b.mappings}
-    byid = {m.id: m for m in b.mappings}
+    byid = {m.id: m for m in b.mappings if m.id not in refused}
     for m in b.mappings:
         if not m.mapped:
             b.mmap(m.id)
             live[m.id] = True
+            if m.id in refused and r.random() < 0.3:
+                b.mmap(m.id)  # a second try is refused the same way
+    if not byid:
+        return
     n = r.randint(2, 16)
     for _ in range(n):
         m = byid[r.choice(sorted(byid))]

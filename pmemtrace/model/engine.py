@@ -635,7 +635,9 @@ def _run(case: Case, sim: Sim, agg: Optional[_Aggregate] = None) -> Optional[lis
             # madvise_walk_vmas(), "unmapped_error")
             r.set_error(12, "not-mapped")
         elif op == "madvise":
-            _madvise(sim, m, a)
+            if not _madvise(sim, m, a):
+                # a device-dax VMA split off its align (dev_dax_may_split())
+                r.set_error(22, "devdax-vma-unaligned")
         elif op == "gup":
             r.length = a.length
             gup.gup(sim, mm.find, lambda v, ad, w, fl: sim.fault(v, ad, w, fl, via_gup=True), a, addr, r)
@@ -693,13 +695,15 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
                 )
 
 
-def _madvise(sim: Sim, m: Mapping, a: Access) -> None:
+def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
+    """MADV_DONTNEED / MADV_[NO]HUGEPAGE over the access's range; False when
+    the kernel refuses a VMA split (-EINVAL)."""
     start = m.start + a.offset
     end = m.end if a.length == 0 else min(m.end, start + a.length)
     mm = sim.mm
     if a.advice == "dontneed":
         mm.zap(start, end)
-        return
+        return True
     # MADV_[NO]HUGEPAGE (mm/madvise.c madvise_update_vma()): a VMA whose
     # flags already are what the advice sets is left alone -- "if (new_flags
     # == vma->vm_flags ...) return 0", no split (DAX VMAs start with
@@ -711,11 +715,23 @@ def _madvise(sim: Sim, m: Mapping, a: Access) -> None:
     # VM_MIXEDMAP for fsdax and device dax") (in v4.15)).
     want = a.advice == "nohugepage"
     changed = []
+    ok = True
     for v in mm.vmas_in(start, end):
         if v.mapping != m.id or v.nohugepage == want:
             continue
         lo, hi = max(start, v.start), min(end, v.end)
+        # a device-dax VMA splits only at its align: drivers/dax/device.c
+        # dev_dax_may_split() "if (!IS_ALIGNED(addr, dev_dax->align)) return
+        # -EINVAL" (mm/vma.c __split_vma() -> vm_ops->may_split); vma_modify()
+        # splits the front first, so a front split that worked stays
+        align = sim.device.align if sim.device.mode == "devdax" else PAGE_SIZE
+        if v.start < lo and lo % align:
+            ok = False
+            break
         mm.split_at(lo)
+        if hi < v.end and hi % align:
+            ok = False
+            break
         mm.split_at(hi)
         w = mm.find(lo)
         assert w is not None  # just split at lo
@@ -724,6 +740,7 @@ def _madvise(sim: Sim, m: Mapping, a: Access) -> None:
         changed.append(w)
     for w in changed:
         mm.merge_neighbours(w)
+    return ok
 
 
 __all__ = ["explain", "Prediction", "AccessResult"]
