@@ -202,6 +202,8 @@ def _devdax(r: random.Random, align: int, kernel: str) -> dict[str, Any]:
         refuse = r.choices(("", "private", "address", "length"), weights=(88, 5, 4, 3))[0]
         if refuse == "length":
             length += PAGE
+            if length % align == 0:
+                refuse = ""  # a 4 KiB device takes any page multiple
         addr, slot, how = _place(r, slot, length, max(grain, GiB if align >= GiB else grain))
         if refuse == "address":
             addr, how = addr - addr % grain + r.randint(1, grain // PAGE - 1) * PAGE if grain > PAGE else addr, "fixed"
