@@ -36,12 +36,12 @@ def lab_target(kind: str, mount: str = "/tmp/pmem") -> Target:
 
     mode, what = kind.split("-", 1)
     guest.load_modules()
+    guest.umount(mount)  # a mounted namespace cannot be reconfigured (EBUSY)
     if mode == "fsdax":
         ns = guest.reconfigure("namespace0.0", "fsdax", "mem", "2M")
         guest.make_fs("/dev/" + ns.get("blockdev", "pmem0"), what, None, mount)
         t = T.open_dir(mount)
         return Target(kind, os.path.join(mount, ".pmemtrace-fuzz.dat"), t.device, fs=what)
-    guest.umount(mount)
     ns = guest.reconfigure("namespace0.0", "devdax", "dev", what)
     dev = "/dev/" + ns["daxregion"]["devices"][0]["chardev"]
     return Target(kind, dev, T.open_device(dev).device)
