@@ -173,6 +173,12 @@ def campaign(
             "child_died": died,
         }
         status(f"{kind}: {cases} cases, {ok}/{total} accesses agree")
+        # the report so far: a run cut short still leaves its figures
+        _report(release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0, out_dir, status, final=False)
+    return _report(release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0, out_dir, status)
+
+
+def _report(release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0, out_dir, status, final=True):
     total = sum(v.get("accesses", 0) for v in kinds_report.values())
     agree = sum(v.get("agree", 0) for v in kinds_report.values())
     report = {
@@ -180,6 +186,7 @@ def campaign(
         "kernel": release,
         "seed": seed,
         "cases": n,
+        "cases_run": sum(v.get("cases", 0) for v in kinds_report.values()),
         "kinds": kinds_report,
         "accesses": total,
         "agree": agree,
@@ -193,7 +200,8 @@ def campaign(
         path = os.path.join(out_dir, f"fuzz-{release}-{seed}-{n}.json")
         with open(path, "w") as f:
             json.dump(report, f, indent=1)
-        status(f"report written to {path}")
+        if final:
+            status(f"report written to {path}")
     return report
 
 
