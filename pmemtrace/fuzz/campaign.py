@@ -132,7 +132,7 @@ def campaign(
         try:
             for i in idxs:
                 cj = generate(seed, i, kinds, kernel=release)
-                real, _kv, cmp = run_one(cj, target, trace, release)
+                real, kv, cmp = run_one(cj, target, trace, release)
                 cases += 1
                 not_run += cmp.not_run
                 died += bool(cmp.note)
@@ -147,6 +147,7 @@ def campaign(
                         "kind": kind,
                         "accesses": [r.to_json() for r in cmp.disagreements][:4],
                         "case": real,
+                        "kernel": kv,
                     }
                     if len(disagreements) < 50 and minimise_budget:
 

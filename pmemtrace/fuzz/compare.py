@@ -17,17 +17,19 @@ from ..model import explain, parse_case
 from .execute import Observation, devdax_outcome, fs_dax_events, split_by_marker
 
 
-def _sig(events: Any) -> list[tuple[str, str, str]]:
+def _sig(events: Any) -> list[list[str]]:
+    """[name, fault address, VM_FAULT result of a *_done] per event (lists,
+    so that a saved observation compares equal after JSON)."""
     out = []
     for e in events:
         res = e.fields.get("result")
         addr = e.fields.get("address")
         out.append(
-            (
+            [
                 e.name,
                 hex(addr) if addr is not None else "",
                 decode_vm_fault(res) if res is not None and e.name.endswith("_done") else "",
-            )
+            ]
         )
     return out
 
@@ -184,3 +186,27 @@ def minimise(
             if tries >= budget:
                 break
     return case
+
+
+# ---------------------------------------------------------------------------
+# the regression corpus (fixtures/regressions/*.json)
+
+
+def load_regressions(directory: str) -> list[dict[str, Any]]:
+    """Every saved disagreement: ``{name, cause, kernel, fs, case,
+    kernel_observation, known_limit}`` (known_limit: why the model still
+    differs, documented in docs/model-validation.md; null once fixed)."""
+    import json
+    import os
+
+    out = []
+    for n in sorted(os.listdir(directory)):
+        if n.endswith(".json"):
+            with open(os.path.join(directory, n)) as f:
+                out.append(json.load(f))
+    return out
+
+
+def replay_model_side(reg: dict[str, Any]) -> Comparison:
+    """The model on the saved case against the saved kernel observation."""
+    return compare(reg["case"], reg["kernel_observation"])
