@@ -58,7 +58,16 @@ def test_coverage(cases):
         assert seen[k], k
     for k in ("kernel-placed", "several-mappings", "unwritten", "written", "holes", "unaligned-size"):
         assert seen[k], k
-    for k in ("read", "write", "mmap", "munmap", "pwrite", "madvise-nohugepage", "madvise-hugepage", "madvise-dontneed"):
+    for k in (
+        "read",
+        "write",
+        "mmap",
+        "munmap",
+        "pwrite",
+        "madvise-nohugepage",
+        "madvise-hugepage",
+        "madvise-dontneed",
+    ):
         assert seen[k], k
     assert set(DEFAULT_KINDS) < set(KINDS)
 

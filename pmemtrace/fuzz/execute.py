@@ -120,7 +120,7 @@ def mark(root: str, inst_path: str, text: str) -> None:
 
 
 _MARK_RE = re.compile(r"tracing_mark_write: " + MARK + r"(?P<text>.*)$")
-_KPROBE_RE = re.compile(r"\s(?P<event>pmemtrace_\d+_\w+): \((?P<where>[^)]*)\)(?P<args>(?:\s+\w+=\S+)*)\s*$")
+_KPROBE_RE = re.compile(r"\s(?P<event>(?:pmemtrace_\d+|pmt)_\w+): \((?P<where>[^)]*)\)(?P<args>(?:\s+\w+=\S+)*)\s*$")
 
 
 def split_by_marker(lines: list[str]) -> dict[Optional[str], list[str]]:
