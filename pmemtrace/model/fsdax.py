@@ -20,6 +20,7 @@ from .state import (
     PMD_ENTRY_ZERO,
     PMD_SHIFT,
     PMD_SIZE,
+    FileState,
     HugePmd,
     PmdEntry,
     PteEntries,
@@ -297,7 +298,7 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
     # I6: MAP_SYNC write while the inode's metadata is not yet durable
     # (IOMAP_F_DIRTY: any allocation, conversion or size change since the
     # last fsync, this fault's or an earlier one's; FileState.datasync_dirty)
-    if write and vma.sync and fs.datasync_dirty:
+    if write and vma.sync and _iomap_dirty(fs, pos, PMD_SIZE):
         _pmd_done(sim, f, addr, flags, NEEDDSYNC)
         return dax_finish_sync_fault(sim, f, addr, flags, pmd=True)
     # I7: insert the PMD
@@ -343,6 +344,15 @@ def dax_pmd_load_hole(sim: Sim, f: Fault, addr: int, flags: int, block: int) -> 
     f.trace.append(_EV_LOAD_HOLE)
     f.outcome, f.level = "huge-zero", "pmd"
     return _pmd_done(sim, f, addr, flags, NOPAGE)
+
+
+def _iomap_dirty(fs: FileState, pos: int, length: int) -> bool:
+    """IOMAP_F_DIRTY on the mapping ->iomap_begin() returns for a write of
+    [pos, pos+length): the inode's metadata is not yet durable, or (ext4)
+    the write spans EOF -- fs/ext4/inode.c ext4_set_iomap(): "if
+    (ext4_inode_datasync_dirty(inode) || offset + length >
+    i_size_read(inode)) iomap->flags |= IOMAP_F_DIRTY" (v6.1..7.x)."""
+    return bool(fs.datasync_dirty or (fs.fs == "ext4" and pos + length > fs.size))
 
 
 def dax_finish_sync_fault(sim: Sim, f: Fault, addr: int, flags: int, pmd: bool) -> int:
@@ -450,7 +460,7 @@ def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow
     if new:
         sim.counters["pgmajfault"] += 1
         ret |= MAJOR
-    if write and vma.sync and fs.datasync_dirty:
+    if write and vma.sync and _iomap_dirty(fs, pos, PAGE_SIZE):
         _pte_done(f, flags, ret | NEEDDSYNC)
         dax_finish_sync_fault(sim, f, addr, flags, pmd=False)
         return ret | NEEDDSYNC
