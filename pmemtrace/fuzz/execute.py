@@ -219,6 +219,21 @@ class Observation:
     file_stat: Any = None
 
 
+def _guard_edges(addr: int, length: int) -> None:
+    """Fill what is free of the first and last 2 MiB blocks of a mapping
+    the kernel placed with PROT_NONE, so that no allocation of this process
+    (Python's arenas land right below the newest mapping) puts pages, and so
+    a page table, there after the edges were recorded."""
+    lo, end = addr & ~(PMD - 1), addr + length
+    hi = (end + PMD - 1) & ~(PMD - 1)
+    for start, stop in ((lo, addr), (end, hi)):
+        if stop > start:
+            try:
+                E.mmap(-1, stop - start, prot=PROT_NONE, shared=False, addr=start, noreplace=True)
+            except OSError:
+                pass  # something is there already: edge_page_tables() saw it
+
+
 def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: str, root: str) -> None:
     """Make the mappings and do the accesses; one JSON line per report."""
 
@@ -248,9 +263,11 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
         a = addr[mid]
         mp = E.mmap(fd, m.length, offset=m.offset, prot=prot, shared=m.shared, sync=m.sync, addr=a, fixed=a is not None)
         maps[mid] = mp
+        tables = edge_page_tables(mp.addr, mp.length)
         if a is None:
             addr[mid] = mp.addr
-        send(mapped=mid, addr=mp.addr, page_tables=edge_page_tables(mp.addr, mp.length))
+            _guard_edges(mp.addr, mp.length)
+        send(mapped=mid, addr=mp.addr, page_tables=tables)
         if m.nohugepage:
             mp.madvise("nohugepage")
 
@@ -281,9 +298,9 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                 elif a.op == "munmap":
                     mp.unmap()
                     maps[m.id] = None
-                    if m.id not in kernel_placed:
-                        # cover the hole again so nothing else lands there
-                        E.mmap(-1, m.length, prot=PROT_NONE, shared=False, addr=mp.addr, fixed=True)
+                    # cover the hole again so nothing else lands there (the
+                    # next mmap of this mapping is MAP_FIXED over it)
+                    E.mmap(-1, m.length, prot=PROT_NONE, shared=False, addr=mp.addr, fixed=True)
                 elif a.op == "madvise":
                     mp.madvise(a.advice, a.offset, a.length or (m.length - a.offset))
                 elif a.op in ("read", "write"):
