@@ -209,6 +209,7 @@ class Observation:
 
     addresses: dict[str, int] = field(default_factory=dict)
     page_tables: set[int] = field(default_factory=set)
+    shared_blocks: set[int] = field(default_factory=set)
     errnos: dict[int, Optional[int]] = field(default_factory=dict)  # access -> errno (None: ok)
     skipped: dict[int, str] = field(default_factory=dict)  # access -> why the child did not touch
     sigbus_at: Optional[int] = None
@@ -267,7 +268,10 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
         if a is None:
             addr[mid] = mp.addr
             _guard_edges(mp.addr, mp.length)
-        send(mapped=mid, addr=mp.addr, page_tables=tables)
+        # the partly covered edge blocks: the reservation (or the guard, or
+        # whatever already lay there) shares them for the whole case
+        shared = [b for b in {mp.addr & ~(PMD - 1), (mp.end - 1) & ~(PMD - 1)} if b < mp.addr or b + PMD > mp.end]
+        send(mapped=mid, addr=mp.addr, page_tables=tables, shared_blocks=sorted(shared))
         if m.nohugepage:
             mp.madvise("nohugepage")
 
@@ -356,6 +360,7 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
                 if "mapped" in msg:
                     obs.addresses[msg["mapped"]] = msg["addr"]
                     obs.page_tables.update(msg.get("page_tables") or ())
+                    obs.shared_blocks.update(msg.get("shared_blocks") or ())
                 elif "setup" in msg:
                     obs.skipped[-1] = f"mmap of {msg['setup']} refused: errno {msg['errno']}"
                 elif "begin" in msg:
@@ -404,5 +409,6 @@ def real_case(case: Case, obs: Observation, device: Any, release: str) -> dict[s
         )
     b.accesses = list(case.accesses)
     b.page_tables = set(obs.page_tables) | set(case.page_tables)
+    b.shared_blocks = set(obs.shared_blocks) | set(case.shared_blocks)
     b.thp_disable = case.thp_disable
     return case_to_json(b.build())

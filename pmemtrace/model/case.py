@@ -123,6 +123,10 @@ class Case:
     #: case starts (other mappings of the process sharing the block have
     #: 4 KiB pages there); no huge fault is tried in them
     page_tables: list[int] = field(default_factory=list)
+    #: 2 MiB-aligned blocks where another VMA of the process (e.g. a
+    #: PROT_NONE reservation) lies beside the case's mappings for the whole
+    #: case: a munmap leaves the block's page table (free_pgtables())
+    shared_blocks: list[int] = field(default_factory=list)
     name: Optional[str] = None
     notes: Optional[str] = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -468,6 +472,15 @@ def parse_case(obj: Any) -> Case:
             page_tables.append(parse_int(v) & ~(PMD_SIZE - 1))
         except ValueError as exc:
             raise CaseError(f"process.page_tables[{i}]", str(exc)) from None
+    sbs = proc.get("shared_blocks", [])
+    if not isinstance(sbs, list):
+        raise CaseError("process.shared_blocks", "expected a list of addresses")
+    shared_blocks = []
+    for i, v in enumerate(sbs):
+        try:
+            shared_blocks.append(parse_int(v) & ~(PMD_SIZE - 1))
+        except ValueError as exc:
+            raise CaseError(f"process.shared_blocks[{i}]", str(exc)) from None
     return Case(
         kernel=kernel,
         device=device,
@@ -476,6 +489,7 @@ def parse_case(obj: Any) -> Case:
         accesses=accesses,
         thp_disable=_bool(proc, "thp_disable", "process", False),
         page_tables=page_tables,
+        shared_blocks=shared_blocks,
         name=obj.get("name"),
         notes=obj.get("notes"),
         raw=obj,

@@ -499,6 +499,11 @@ class Sim:
         for addr in case.page_tables:
             self.mm.pmds[addr >> 21] = PteTable()
             self.external_tables.add(addr >> 21)
+        # blocks another VMA of the process shares all along: munmap keeps
+        # their page tables (mm/mmap.c free_pgtables() frees a PTE table
+        # only where no VMA remains in its 2 MiB: floor and ceiling are the
+        # neighbouring VMAs' ends)
+        self.shared_blocks = {addr >> 21 for addr in case.shared_blocks}
 
     def mmap(self, m: Mapping) -> None:
         if self.mm.overlaps(m.start, m.end):
@@ -520,7 +525,7 @@ class Sim:
         # free_pgtables(): a page table goes when no VMA is left in its 2 MiB
         # (tables other mappings of the process use stay)
         for key in mm.pmd_keys(m.start >> 21, (m.end - 1) >> 21):
-            if key in self.external_tables:
+            if key in self.external_tables or key in self.shared_blocks:
                 continue
             if not mm.overlaps(key << 21, (key + 1) << 21):
                 del mm.pmds[key]
