@@ -139,3 +139,30 @@ def test_trace_split_and_devdax_kprobes():
     assert devdax_outcome(g["access 0"]) == "pmd"
     assert devdax_outcome(g["access 1"]) == "sigbus"
     assert devdax_outcome(g["access 2"]) == "none"
+
+
+def _munmap_remap(shared_blocks):
+    c = {
+        "version": 1,
+        "kernel": "6.12",
+        "device": {"mode": "fsdax", "size": "1G"},
+        "file": {"size": "8M", "extents": [{"logical": 0, "physical": "0x200000", "length": "8M"}]},
+        # starts 4 KiB into a 2 MiB block: that block is shared with
+        # whatever lies below the mapping
+        "mappings": [{"start": "0x7f0000001000", "length": "6M", "offset": "4K"}],
+        "accesses": [
+            {"op": "read", "offset": 0},
+            {"op": "munmap"},
+            {"op": "mmap"},
+            {"op": "read", "offset": "8K"},
+        ],
+        "process": {"shared_blocks": shared_blocks},
+    }
+    return explain(parse_case(c)).results[3]
+
+
+def test_shared_blocks_keep_a_page_table_across_munmap():
+    kept = _munmap_remap(["0x7f0000000000"])
+    assert [e.name for e in kept.events()][0] == "dax_pte_fault"  # no PMD attempt: the table stayed
+    freed = _munmap_remap([])
+    assert [e.name for e in freed.events()][0] == "dax_pmd_fault"
