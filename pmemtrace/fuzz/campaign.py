@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from ..model import parse_case
-from .compare import compare, kernel_view, minimise
+from .compare import compare, kernel_view, known_limit, minimise
 from .execute import KernelTrace, execute, real_case
 from .generate import DEFAULT_KINDS, generate, kind_of
 
@@ -146,6 +146,8 @@ def campaign(
                         "index": i,
                         "kind": kind,
                         "accesses": [r.to_json() for r in cmp.disagreements][:4],
+                        "all_accesses": [r.to_json() for r in cmp.disagreements],
+                        "known_limits": [known_limit(real, r) for r in cmp.disagreements],
                         "case": real,
                         "kernel": kv,
                     }

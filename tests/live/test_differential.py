@@ -15,7 +15,7 @@ import os
 import pytest
 
 from pmemtrace.fuzz.campaign import Target, campaign, run_one
-from pmemtrace.fuzz.compare import load_regressions
+from pmemtrace.fuzz.compare import Row, known_limit, load_regressions
 from pmemtrace.fuzz.execute import KernelTrace
 from pmemtrace.workload import target as T
 
@@ -38,6 +38,14 @@ def _maker(guest):
     return make
 
 
+def _shape(views):
+    """Kernel views without fault addresses (mappings land elsewhere each run)."""
+    return [
+        None if v is None else dict(v, events=[[e[0], e[2]] for e in v["events"]]) if "events" in v else v
+        for v in views
+    ]
+
+
 def _kind_of(case):
     d = case["device"]
     if d["mode"] == "fsdax":
@@ -49,11 +57,18 @@ def test_generated_cases_agree_with_the_model(guest, tracefs):
     report = campaign(CASES, SEED, KINDS, out_dir=None, minimise_budget=0, make_target=_maker(guest))
     assert report["cases_run"] == CASES, report["kinds"]
     assert report["accesses"] > CASES, "every case has accesses"
-    bad = report["disagreements"]
+    # every differing access must be one a documented known limit explains
+    # (docs/model-validation.md); anything else is a new disagreement
+    bad = [
+        (d["index"], r)
+        for d in report["disagreements"]
+        for r in d["all_accesses"]
+        if known_limit(d["case"], Row(**{k: v for k, v in r.items() if k != "access"}, index=r["access"])) is None
+    ]
     assert not bad, (
-        f"{len(bad)} of {CASES} generated cases disagree on {os.uname().release} "
+        f"{len(bad)} differing accesses on {os.uname().release} no known limit explains "
         f"({report['agree']}/{report['accesses']} accesses agree):\n"
-        + "\n".join(json.dumps({k: d[k] for k in ("index", "kind", "accesses")}) for d in bad[:3])
+        + "\n".join(json.dumps({"case": i, **r}) for i, r in bad[:3])
     )
 
 
@@ -76,7 +91,7 @@ def test_regression_replays_on_the_kernel(guest, tracefs, reg):
             # where the allocator decides, the kernel's placement may vary:
             # the faults up to the first differing one must be as saved
             first = min(r.index for r in cmp.disagreements) if cmp.disagreements else len(kernel)
-            assert kernel[:first] == reg["kernel_observation"][:first]
+            assert _shape(kernel[:first]) == _shape(reg["kernel_observation"][:first])
         return
     assert cmp.agree, f"{reg['name']} on {os.uname().release}: " + json.dumps(
         [r.to_json() for r in cmp.disagreements][:3]
