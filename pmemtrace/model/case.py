@@ -463,24 +463,8 @@ def parse_case(obj: Any) -> Case:
             raise CaseError(f"accesses[{i}].op", "pwrite writes the file: devdax cases have none")
     proc = obj.get("process", {})
     proc = _obj(proc, "process")
-    pts = proc.get("page_tables", [])
-    if not isinstance(pts, list):
-        raise CaseError("process.page_tables", "expected a list of addresses")
-    page_tables = []
-    for i, v in enumerate(pts):
-        try:
-            page_tables.append(parse_int(v) & ~(PMD_SIZE - 1))
-        except ValueError as exc:
-            raise CaseError(f"process.page_tables[{i}]", str(exc)) from None
-    sbs = proc.get("shared_blocks", [])
-    if not isinstance(sbs, list):
-        raise CaseError("process.shared_blocks", "expected a list of addresses")
-    shared_blocks = []
-    for i, v in enumerate(sbs):
-        try:
-            shared_blocks.append(parse_int(v) & ~(PMD_SIZE - 1))
-        except ValueError as exc:
-            raise CaseError(f"process.shared_blocks[{i}]", str(exc)) from None
+    page_tables = _blocks(proc, "page_tables")
+    shared_blocks = _blocks(proc, "shared_blocks")
     return Case(
         kernel=kernel,
         device=device,
@@ -494,6 +478,20 @@ def parse_case(obj: Any) -> Case:
         notes=obj.get("notes"),
         raw=obj,
     )
+
+
+def _blocks(proc: dict[str, Any], key: str) -> list[int]:
+    """``process.<key>``: addresses, each rounded down to its 2 MiB block."""
+    vals = proc.get(key, [])
+    if not isinstance(vals, list):
+        raise CaseError(f"process.{key}", "expected a list of addresses")
+    out = []
+    for i, v in enumerate(vals):
+        try:
+            out.append(parse_int(v) & ~(PMD_SIZE - 1))
+        except ValueError as exc:
+            raise CaseError(f"process.{key}[{i}]", str(exc)) from None
+    return out
 
 
 def load_case(path: str) -> Case:
