@@ -6,6 +6,7 @@ import sys
 import time
 
 from ..errors import LabError, UsageError
+from ._common import positive_int_arg
 
 EPILOG = """\
 examples:
@@ -235,6 +236,11 @@ def _cmd_test(args):
 # fuzz (differential fidelity: pmemtrace.fuzz.campaign in one guest)
 
 
+def nonneg_int(text):
+    """0 or a positive integer (argparse type)."""
+    return 0 if text.strip() == "0" else positive_int_arg(text)
+
+
 def _cmd_fuzz(args):
     import os
 
@@ -356,12 +362,14 @@ def add_parser(subparsers):
         "print the per-access agreement per feature and write a JSON report with minimised disagreements.",
     )
     z.add_argument("--kernel", "-k", default="6.12", help="6.1, 6.12, 7 or a cached release")
-    z.add_argument("--cases", type=int, default=200, help="generated cases (default 200)")
+    z.add_argument("--cases", type=positive_int_arg, default=200, help="generated cases (default 200)")
     z.add_argument("--seed", type=int, default=1)
     z.add_argument(
         "--kinds", default="fsdax-xfs,fsdax-ext4,devdax-4K,devdax-2M", help="targets (devdax-1G where the lab has it)"
     )
-    z.add_argument("--minimise", type=int, default=40, metavar="TRIES", help="shrink tries per disagreement (0: off)")
+    z.add_argument(
+        "--minimise", type=nonneg_int, default=40, metavar="TRIES", help="shrink tries per disagreement (0: off)"
+    )
     z.add_argument("--out", default="fuzz-reports", help="host directory for the JSON report (default ./fuzz-reports)")
     z.add_argument("--cpus", type=int, default=2)
     z.add_argument(
