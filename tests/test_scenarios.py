@@ -114,15 +114,7 @@ def _event_expectations_hold(scen, pred):
 
 #: scenarios whose declared expectation the model, on the dry-run case, does
 #: not meet: strict xfails, so a fix shows up as a failure to update here
-DISAGREE = {
-    "ndctl-dax-pmd": (
-        "dax.sh wants the first 10 dax_pmd_fault_done NOPAGE; on the dry-run case the 3rd is a FALLBACK: "
-        "the dry run takes mremap's first expectation (ok), so the 4 KiB piece moved to 'pad' is a 4 KiB "
-        "DAX VMA whose write fault still tries the PMD handler (thp_vma_allowable_orders() leaves the size "
-        "check to the huge_fault handler in the fault path) and falls back (vma-end).  The live tier checks "
-        "the peer's expectation on the real kernel; which of the two is right is open"
-    ),
-}
+DISAGREE: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ examples:
   pmemtrace check --dir /mnt/pmem --all                  # every embedded fsdax scenario
   pmemtrace check --dir /mnt/pmem my-scenario.json --json
   pmemtrace check --dir /mnt/pmem --all --dio-dir /mnt/ext4   # DAX-GUP steps too
+  pmemtrace check --case my.case.json --dir /mnt/pmem    # a case file (device-dax: --device /dev/dax0.0)
 
 Each scenario runs with the workload engine (as 'pmemtrace run' does) while
 the fs_dax tracepoints are recorded; the recorded case goes through the
@@ -38,7 +39,11 @@ def add_parser(sub):
     )
     p.add_argument("scenario", nargs="*", help="embedded scenario names or scenario JSON files")
     p.add_argument("--all", action="store_true", help="every embedded fsdax scenario")
+    p.add_argument(
+        "--case", metavar="CASE.json", help="check a case file instead (as 'pmemtrace run --case'; fsdax or devdax)"
+    )
     p.add_argument("--dir", metavar="DIR", help="a directory on a filesystem mounted -o dax")
+    p.add_argument("--device", metavar="DEV", help="with --case: a device-dax device for a devdax case")
     p.add_argument("--dio-dir", metavar="DIR", help="a directory on a NON-DAX filesystem for O_DIRECT steps")
     p.add_argument("--kernel", metavar="RELEASE", type=release_arg, help="model profile (default: the running kernel)")
     p.add_argument("--json", action="store_true", help="JSON output")
@@ -52,6 +57,12 @@ def run(args):
     from ..workload import scenario as S
     from ..workload import target as T
 
+    if args.case:
+        if args.scenario or args.all:
+            raise UsageError("--case replaces SCENARIO and --all")
+        from ._case_run import run_case
+
+        return run_case(args.case, args.dir, args.device, as_json=args.json)
     names = list(args.scenario)
     if args.all:
         names += [n for n in S.embedded_names() if S.load_embedded(n).mode == "fsdax"]

@@ -6,6 +6,7 @@ import sys
 import time
 
 from ..errors import LabError, UsageError
+from ._common import positive_int_arg
 
 EPILOG = """\
 examples:
@@ -267,6 +268,49 @@ def _cmd_test(args):
 
 
 # ---------------------------------------------------------------------------
+# fuzz (differential fidelity: pmemtrace.fuzz.campaign in one guest)
+
+
+def nonneg_int(text):
+    """0 or a positive integer (argparse type)."""
+    return 0 if text.strip() == "0" else positive_int_arg(text)
+
+
+def _cmd_fuzz(args):
+    import os
+
+    from ..lab import kernels, vm
+
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    k = kernels.get(args.kernel)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pmemtrace.fuzz.campaign",
+        "--cases",
+        str(args.cases),
+        "--seed",
+        str(args.seed),
+        "--kinds",
+        args.kinds,
+        "--out",
+        out,
+        "--minimise",
+        str(args.minimise),
+    ]
+    _status(f"booting {k.release} for {args.cases} generated cases (seed {args.seed})")
+    # about 3 s a case under TCG, plus minimisation: a generous default limit
+    timeout = args.timeout or max(900, 600 + 10 * args.cases)
+    res = vm.run(k, cmd, capture=False, stream=True, rwdirs=[out], cpus=args.cpus, timeout=timeout)
+    report = os.path.join(out, f"fuzz-{k.release}-{args.seed}-{args.cases}.json")
+    _status(f"{k.release}: exit {res.returncode}, {res.elapsed:.1f} s; report {report}")
+    if res.returncode not in (0, 1) or not os.path.exists(report):
+        raise LabError(f"the fuzz run on {k.release} did not finish (exit {res.returncode}): {res.console_tail(5)}")
+    return res.returncode
+
+
+# ---------------------------------------------------------------------------
 # record-fixtures
 
 
@@ -370,6 +414,28 @@ def add_parser(subparsers):
     t.add_argument("-j", "--json", action="store_true")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- extra pytest arguments")
     t.set_defaults(func=_cmd_test)
+
+    z = sub.add_parser(
+        "fuzz",
+        help="boot once and compare N generated cases with the model, access by access",
+        description="Boot a kernel, run N generated cases (pmemtrace.fuzz) on fsdax xfs/ext4 and device-dax, "
+        "print the per-access agreement per feature and write a JSON report with minimised disagreements.",
+    )
+    z.add_argument("--kernel", "-k", default="6.12", help="6.1, 6.12, 7 or a cached release")
+    z.add_argument("--cases", type=positive_int_arg, default=200, help="generated cases (default 200)")
+    z.add_argument("--seed", type=int, default=1)
+    z.add_argument(
+        "--kinds", default="fsdax-xfs,fsdax-ext4,devdax-4K,devdax-2M", help="targets (devdax-1G where the lab has it)"
+    )
+    z.add_argument(
+        "--minimise", type=nonneg_int, default=40, metavar="TRIES", help="shrink tries per disagreement (0: off)"
+    )
+    z.add_argument("--out", default="fuzz-reports", help="host directory for the JSON report (default ./fuzz-reports)")
+    z.add_argument("--cpus", type=int, default=2)
+    z.add_argument(
+        "--timeout", type=int, default=None, metavar="SECONDS", help="boot + run limit (default 600 + 10 per case)"
+    )
+    z.set_defaults(func=_cmd_fuzz)
 
     x = sub.add_parser(
         "record-fixtures", help="record sysfs/procfs trees from each kernel into fixtures/<release>/<config>/"

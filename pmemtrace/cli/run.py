@@ -18,6 +18,7 @@ examples:
   pmemtrace run my-scenario.json --dir /mnt/pmem --json
   pmemtrace run reason-vma-end --dry-run --out c.json    # the case it would record, no I/O
   pmemtrace explain dax-pmd.case.json                    # what the model predicts for the run
+  pmemtrace run --case my.case.json --dir /mnt/pmem      # carry a case out, compare each access with the model
 
 Safety: pmemtrace writes only its own scratch file inside --dir (removed
 afterwards, also on Ctrl-C) or the named --device (its data is overwritten);
@@ -42,6 +43,12 @@ def add_parser(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("scenario", nargs="?", help="embedded scenario name or path to a scenario JSON file")
+    p.add_argument(
+        "--case",
+        metavar="CASE.json",
+        help="carry out a case file (docs/case-format.md) instead of a scenario: lay the file out as its "
+        "extents say, make its mappings and accesses, and compare every access with the model (root)",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--dir", metavar="DIR", help="a directory on a filesystem mounted -o dax (fsdax scenarios)")
     where.add_argument(
@@ -124,6 +131,12 @@ def run(args):
         s = S.load_embedded(args.show)
         print_json(s.raw)
         return 0
+    if args.case:
+        if args.scenario or args.dry_run:
+            raise UsageError("--case replaces SCENARIO (and has no --dry-run: 'pmemtrace explain CASE' is that)")
+        from ._case_run import run_case
+
+        return run_case(args.case, args.dir, args.device, args.out, args.json, args.allow_non_dax)
     if not args.scenario:
         raise UsageError("run needs a SCENARIO (name or file; 'pmemtrace run --list' lists them)")
     scen = S.load_scenario(args.scenario)

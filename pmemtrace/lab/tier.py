@@ -63,6 +63,8 @@ LIVE_FILES = {
     "test_replay_dat_live.py": PER_FAMILY,
     # the exporter's counts come from the watch backends (tracefs here)
     "test_metrics_live.py": PER_FAMILY,
+    # generated cases and the regression corpus against this kernel (issue 16)
+    "test_differential.py": EVERY_KERNEL,
     # last: its own boot (SOFT_RESERVED_PATHS) follows the pmem boot
     "test_softreserved_live.py": EVERY_KERNEL,
 }

@@ -86,6 +86,7 @@ class CaseBuilder:
     accesses: list[Access] = field(default_factory=list)
     thp_disable: bool = False
     page_tables: set[int] = field(default_factory=set)
+    shared_blocks: set[int] = field(default_factory=set)
 
     def mapping(
         self,
@@ -150,6 +151,7 @@ class CaseBuilder:
             accesses=list(self.accesses),
             thp_disable=self.thp_disable,
             page_tables=sorted(self.page_tables),
+            shared_blocks=sorted(self.shared_blocks),
             name=self.name,
             notes=self.notes,
         )
@@ -252,6 +254,8 @@ def case_to_json(case: Case) -> dict[str, Any]:
         proc["thp_disable"] = True
     if case.page_tables:
         proc["page_tables"] = [hex(t) for t in case.page_tables]
+    if case.shared_blocks:
+        proc["shared_blocks"] = [hex(t) for t in case.shared_blocks]
     if proc:
         out["process"] = proc
     return out

@@ -131,6 +131,10 @@ class Case:
     #: case starts (other mappings of the process sharing the block have
     #: 4 KiB pages there); no huge fault is tried in them
     page_tables: list[int] = field(default_factory=list)
+    #: 2 MiB-aligned blocks where another VMA of the process (e.g. a
+    #: PROT_NONE reservation) lies beside the case's mappings for the whole
+    #: case: a munmap leaves the block's page table (free_pgtables())
+    shared_blocks: list[int] = field(default_factory=list)
     name: Optional[str] = None
     notes: Optional[str] = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -470,15 +474,8 @@ def parse_case(obj: Any) -> Case:
             raise CaseError(f"accesses[{i}].op", "pwrite writes the file: devdax cases have none")
     proc = obj.get("process", {})
     proc = _obj(proc, "process")
-    pts = proc.get("page_tables", [])
-    if not isinstance(pts, list):
-        raise CaseError("process.page_tables", "expected a list of addresses")
-    page_tables = []
-    for i, v in enumerate(pts):
-        try:
-            page_tables.append(parse_int(v) & ~(PMD_SIZE - 1))
-        except ValueError as exc:
-            raise CaseError(f"process.page_tables[{i}]", str(exc)) from None
+    page_tables = _blocks(proc, "page_tables")
+    shared_blocks = _blocks(proc, "shared_blocks")
     return Case(
         kernel=kernel,
         device=device,
@@ -487,6 +484,7 @@ def parse_case(obj: Any) -> Case:
         accesses=accesses,
         thp_disable=_bool(proc, "thp_disable", "process", False),
         page_tables=page_tables,
+        shared_blocks=shared_blocks,
         name=obj.get("name"),
         notes=obj.get("notes"),
         raw=obj,
@@ -556,6 +554,20 @@ def decode_accesses(raw: msgspec.Raw, mappings: list[Mapping]) -> list[Access]:
     )
     accesses: list[Access] = msgspec.json.decode(raw, type=list[typed])  # type: ignore[valid-type]
     return accesses
+
+
+def _blocks(proc: dict[str, Any], key: str) -> list[int]:
+    """``process.<key>``: addresses, each rounded down to its 2 MiB block."""
+    vals = proc.get(key, [])
+    if not isinstance(vals, list):
+        raise CaseError(f"process.{key}", "expected a list of addresses")
+    out = []
+    for i, v in enumerate(vals):
+        try:
+            out.append(parse_int(v) & ~(PMD_SIZE - 1))
+        except ValueError as exc:
+            raise CaseError(f"process.{key}[{i}]", str(exc)) from None
+    return out
 
 
 def load_case(path: str) -> Case:

@@ -512,6 +512,11 @@ class Sim:
         for addr in case.page_tables:
             self.mm.pmds[addr >> 21] = PteTable()
             self.external_tables.add(addr >> 21)
+        # blocks another VMA of the process shares all along: munmap keeps
+        # their page tables (mm/mmap.c free_pgtables() frees a PTE table
+        # only where no VMA remains in its 2 MiB: floor and ceiling are the
+        # neighbouring VMAs' ends)
+        self.shared_blocks = {addr >> 21 for addr in case.shared_blocks}
 
     def mmap(self, m: Mapping) -> None:
         if self.mm.overlaps(m.start, m.end):
@@ -533,7 +538,7 @@ class Sim:
         # free_pgtables(): a page table goes when no VMA is left in its 2 MiB
         # (tables other mappings of the process use stay)
         for key in mm.pmd_keys(m.start >> 21, (m.end - 1) >> 21):
-            if key in self.external_tables:
+            if key in self.external_tables or key in self.shared_blocks:
                 continue
             if not mm.overlaps(key << 21, (key + 1) << 21):
                 del mm.pmds[key]
@@ -666,7 +671,9 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
             # madvise_walk_vmas(), "unmapped_error")
             r.set_error(12, "not-mapped")
         elif op == "madvise":
-            _madvise(sim, m, a)
+            if not _madvise(sim, m, a):
+                # a device-dax VMA split off its align (dev_dax_may_split())
+                r.set_error(22, "devdax-vma-unaligned")
         elif op == "gup":
             r.length = a.length
             gup.gup(sim, mm.find, lambda v, ad, w, fl: sim.fault(v, ad, w, fl, via_gup=True), a, addr, r)
@@ -707,6 +714,7 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
         p += ln
     if end > fs.size:
         fs.size = end
+        fs.datasync_dirty = True  # i_size is logged (not a timestamp)
         sim.max_pgoff = fs.max_pgoff
     for p, ln in new_ranges:
         first, last = p >> PAGE_SHIFT, (p + ln - 1) >> PAGE_SHIFT
@@ -720,21 +728,52 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
                 )
 
 
-def _madvise(sim: Sim, m: Mapping, a: Access) -> None:
+def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
+    """MADV_DONTNEED / MADV_[NO]HUGEPAGE over the access's range; False when
+    the kernel refuses a VMA split (-EINVAL)."""
     start = m.start + a.offset
     end = m.end if a.length == 0 else min(m.end, start + a.length)
     mm = sim.mm
     if a.advice == "dontneed":
         mm.zap(start, end)
-        return
-    # MADV_[NO]HUGEPAGE: split the VMA at the range boundaries (mm/madvise.c
-    # madvise_update_vma() -> split_vma()) and set/clear VM_NOHUGEPAGE.
-    mm.split_at(start)
-    mm.split_at(end)
+        return True
+    # MADV_[NO]HUGEPAGE (mm/madvise.c madvise_update_vma()): a VMA whose
+    # flags already are what the advice sets is left alone -- "if (new_flags
+    # == vma->vm_flags ...) return 0", no split (DAX VMAs start with
+    # VM_HUGEPAGE, so MADV_HUGEPAGE on a fresh one changes nothing); the
+    # others are split at the range boundaries and changed, and the changed
+    # VMA merges back into a neighbour of the same file with contiguous pgoff
+    # and now equal flags (vma_modify_flags() -> vma_merge(); DAX VMAs are
+    # mergeable since Linux kernel commit e1fb4a086495 ("dax: remove
+    # VM_MIXEDMAP for fsdax and device dax") (in v4.15)).
+    want = a.advice == "nohugepage"
+    changed = []
+    ok = True
     for v in mm.vmas_in(start, end):
-        if v.mapping == m.id and v.start >= start and v.end <= end:
-            v.nohugepage = a.advice == "nohugepage"
-            v.update_flags()
+        if v.mapping != m.id or v.nohugepage == want:
+            continue
+        lo, hi = max(start, v.start), min(end, v.end)
+        # a device-dax VMA splits only at its align: drivers/dax/device.c
+        # dev_dax_may_split() "if (!IS_ALIGNED(addr, dev_dax->align)) return
+        # -EINVAL" (mm/vma.c __split_vma() -> vm_ops->may_split); vma_modify()
+        # splits the front first, so a front split that worked stays
+        align = sim.device.align if sim.device.mode == "devdax" else PAGE_SIZE
+        if v.start < lo and lo % align:
+            ok = False
+            break
+        mm.split_at(lo)
+        if hi < v.end and hi % align:
+            ok = False
+            break
+        mm.split_at(hi)
+        w = mm.find(lo)
+        assert w is not None  # just split at lo
+        w.nohugepage = want
+        w.update_flags()
+        changed.append(w)
+    for w in changed:
+        mm.merge_neighbours(w)
+    return ok
 
 
 __all__ = ["explain", "Prediction", "AccessResult"]

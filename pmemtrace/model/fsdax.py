@@ -20,6 +20,7 @@ from .state import (
     PMD_ENTRY_ZERO,
     PMD_SHIFT,
     PMD_SIZE,
+    FileState,
     HugePmd,
     PmdEntry,
     PteEntries,
@@ -271,12 +272,11 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
     assert fs is not None  # fsdax faults run only on a case with a file
     pos = index << PAGE_SHIFT
     kind, length, ext = fs.lookup(pos)
-    new = False
     if write and kind != "mapped":
         # IOMAP_WRITE: ext4/xfs ->iomap_begin() allocate (or convert) up to
         # the requested 2 MiB, bounded by the hole/unwritten extent, before
         # returning the mapping whose length is then checked.
-        new = fs.write_range(pos, min(length, PMD_SIZE))
+        fs.write_range(pos, min(length, PMD_SIZE))
         kind, length, ext = fs.lookup(pos)
     if length < PMD_SIZE:
         return _pmd_done(sim, f, addr, flags, FALLBACK, "extent-too-short")
@@ -295,8 +295,10 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
     if ent is PMD_ENTRY_ZERO:
         _unmap_zero(sim, block)
     fs.entries[block] = PMD_ENTRY_DATA
-    # I6: MAP_SYNC write whose metadata is not yet durable (IOMAP_F_DIRTY)
-    if write and vma.sync and new:
+    # I6: MAP_SYNC write while the inode's metadata is not yet durable
+    # (IOMAP_F_DIRTY: any allocation, conversion or size change since the
+    # last fsync, this fault's or an earlier one's; FileState.datasync_dirty)
+    if write and vma.sync and _iomap_dirty(fs, pos, PMD_SIZE):
         _pmd_done(sim, f, addr, flags, NEEDDSYNC)
         return dax_finish_sync_fault(sim, f, addr, flags, pmd=True)
     # I7: insert the PMD
@@ -344,6 +346,15 @@ def dax_pmd_load_hole(sim: Sim, f: Fault, addr: int, flags: int, block: int) -> 
     return _pmd_done(sim, f, addr, flags, NOPAGE)
 
 
+def _iomap_dirty(fs: FileState, pos: int, length: int) -> bool:
+    """IOMAP_F_DIRTY on the mapping ->iomap_begin() returns for a write of
+    [pos, pos+length): the inode's metadata is not yet durable, or (ext4)
+    the write spans EOF -- fs/ext4/inode.c ext4_set_iomap(): "if
+    (ext4_inode_datasync_dirty(inode) || offset + length >
+    i_size_read(inode)) iomap->flags |= IOMAP_F_DIRTY" (v6.1..7.x)."""
+    return bool(fs.datasync_dirty or (fs.fs == "ext4" and pos + length > fs.size))
+
+
 def dax_finish_sync_fault(sim: Sim, f: Fault, addr: int, flags: int, pmd: bool) -> int:
     """fs/dax.c dax_finish_sync_fault() -> vfs_fsync_range() ->
     dax_insert_pfn_mkwrite(): the entry is still there, so the pfn is inserted
@@ -360,6 +371,9 @@ def dax_finish_sync_fault(sim: Sim, f: Fault, addr: int, flags: int, pmd: bool) 
         f.outcome, f.level = "pte", "pte"
     trace.append("dax_finish_sync_fault")
     trace.append(("dax_insert_pfn_mkwrite", flags, NOPAGE))
+    # vfs_fsync_range(): the metadata is durable, the inode clean again
+    assert sim.file is not None  # MAP_SYNC faults are fsdax faults
+    sim.file.datasync_dirty = False
     f.result = NEEDDSYNC
     return NEEDDSYNC
 
@@ -448,7 +462,7 @@ def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow
     if new:
         sim.counters["pgmajfault"] += 1
         ret |= MAJOR
-    if write and vma.sync and new:
+    if write and vma.sync and _iomap_dirty(fs, pos, PAGE_SIZE):
         _pte_done(f, flags, ret | NEEDDSYNC)
         dax_finish_sync_fault(sim, f, addr, flags, pmd=False)
         return ret | NEEDDSYNC

@@ -215,6 +215,31 @@ class AddressSpace:
         if v is not None and v.start < addr:
             self._insert(v.split(addr))
 
+    def merge_neighbours(self, vma: Vma) -> None:
+        """mm/vma.c vma_merge(): *vma* absorbs the next VMA and is absorbed
+        by the previous one where they are of the same mapping, adjacent,
+        with contiguous pgoff and equal flags."""
+        if vma not in self.vmas:
+            return  # already merged into its predecessor
+
+        def mergeable(a: Vma, b: Vma) -> bool:
+            return (
+                a.mapping == b.mapping
+                and a.end == b.start
+                and a.vm_flags == b.vm_flags
+                and b.pgoff == a.pgoff + ((a.end - a.start) >> PAGE_SHIFT)
+            )
+
+        i = self.vmas.index(vma)
+        if i + 1 < len(self.vmas) and mergeable(vma, self.vmas[i + 1]):
+            vma.end = self.vmas.pop(i + 1).end
+            vma._snapshot()
+        if i > 0 and mergeable(self.vmas[i - 1], vma):
+            prev = self.vmas[i - 1]
+            prev.end = self.vmas.pop(i).end
+            prev._snapshot()
+        self._reindex()
+
     def pmd_keys(self, first: int, last: int) -> Iterable[int]:
         """The PMD slots in use among keys first..last: a walk of the range
         when it is smaller than the table, else of the table, so that a
@@ -318,6 +343,15 @@ class FileState:
         self._heads = [s[0] for s in self._starts if s]
         self.entries: dict[int, Union[PmdEntry, PteEntries]] = {}  # file block (index >> 9) -> entry
         self.hole_alloc_align = hole_alloc_align
+        # metadata changed since the last fsync (allocation, unwritten
+        # conversion, i_size): ->iomap_begin() then sets IOMAP_F_DIRTY on
+        # every mapping it returns, not only on new blocks -- xfs
+        # xfs_bmbt_to_iomap(): "if (xfs_ipincount(ip) && (ili_fsync_fields &
+        # ~XFS_ILOG_TIMESTAMP)) iomap->flags |= IOMAP_F_DIRTY"; ext4
+        # ext4_set_iomap(): ext4_inode_datasync_dirty().  A case starts
+        # clean (recorded files are fsynced); the journal's own periodic
+        # commit (ext4: 5 s, xfs log worker: 30 s) is not modelled.
+        self.datasync_dirty = False
         self._next_phys = max((e.physical + e.length for e in exts), default=0)
 
     @property
@@ -458,4 +492,6 @@ class FileState:
                 self._insert(c, i, Ext(p, phys, ln, False))
                 new = True
             p += ln
+        if new:
+            self.datasync_dirty = True
         return new

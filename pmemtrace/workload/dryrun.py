@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from ..model.build import case_to_json, dev_t, devdax_device, extent, fsdax_device
 from .record import PMD, build_case
+from .scenario import PAGE
 from .target import Target
 
 BASE = 0x7F0000000000
@@ -55,11 +56,24 @@ def dry_case(scen, kernel=None):
         placed[m.id] = slot + (m.misalign if m.place == "misaligned" else 0)
         slot += m.length + (m.misalign if m.place == "misaligned" else 0) + a
     steps = []
+    anon_pages = set()  # pages of anonymous mappings touched so far
     for i, st in enumerate(scen.steps):
         out = st.expect[0]
         rec = {"index": i, "op": st.op, "mapping": st.mapping, "outcome": out}
+        m = scen.mapping(st.mapping) if st.mapping else None
+        if m is not None and m.anon and st.op in ("read", "write") and out == "ok":
+            base = placed[m.id]
+            anon_pages.update(range(base + st.offset, base + st.offset + st.length, PAGE))
         if st.op == "mremap" and out == "ok":
-            rec["addr"] = placed[st.to]
+            rec["addr"] = dst = placed[st.to]
+            # mremap replaces [dst, dst+length) of the landing pad; the pad's
+            # other touched pages keep their page table in the block
+            # (mm/memory.c __handle_mm_fault(): no huge fault when the pmd is
+            # not none), as edge_page_tables() records on a real run
+            anon_pages.difference_update(range(dst, dst + st.length, PAGE))
+            rec["page_tables"] = sorted(
+                {p & ~(PMD - 1) for p in anon_pages} & set(range(dst & ~(PMD - 1), dst + st.length, PMD))
+            )
         steps.append(rec)
     st = SimpleNamespace(st_ino=12)
     return case_to_json(

@@ -124,6 +124,7 @@ def build_case(
                     mapped=False,
                 )
                 b.mmap(rid)
+                b.page_tables.update(s.get("page_tables") or ())
                 remapped[st_.to] = rid
             continue
         if op == "pwrite":

@@ -225,7 +225,9 @@ class Worker:
             raise E.EngineError(-rc, "mremap")
         self.fileoff[st.to] = self.file_pos(st.mapping, st.offset)
         dst.offset = self.fileoff[st.to]  # the pattern is keyed on the file position
-        return {"addr": int(out[0])}
+        addr = int(out[0])
+        # the landing pad's other pages keep their page table in the block
+        return {"addr": addr, "page_tables": edge_page_tables(addr, st.length)}
 
     def _step_pwrite(self, st):
         buf = E.pattern_bytes(self.seed + 1, st.offset, st.length)

@@ -19,6 +19,7 @@ import pytest
 
 from pmemtrace.errors import LabError
 from pmemtrace.events import decode_vm_fault
+from pmemtrace.fuzz.execute import devdax_outcome
 from pmemtrace.live.tracefs import RESULT_EVENTS
 from pmemtrace.model import explain, namespace_layout, parse_case
 
@@ -296,32 +297,12 @@ class TestFsdaxAgainstTracepoints:
 # ---------------------------------------------------------------------------
 # device-dax: kprobe events on dev_dax_huge_fault (no tracepoints there)
 
-# dev_dax_huge_fault(vmf, order) since Linux kernel commit 1d024e7a8dab
-# ("mm: remove enum page_entry_size") (in v6.6); before: (vmf, pe_size) with
-# PE_SIZE_PTE=0, PE_SIZE_PMD=1, PE_SIZE_PUD=2.  The values do not overlap,
-# so one decoder reads both.
-_SIZE_NAME = {0: "pte", 1: "pmd", 2: "pud", 9: "pmd", 18: "pud"}
-NOPAGE, FALLBACK = 0x100, 0x800
-
 
 def _devdax_outcomes(cap, n):
+    """Per access the fault size our kprobes saw succeed (the one decoder:
+    pmemtrace.fuzz.execute.devdax_outcome)."""
     groups = cap.groups()
-    out = []
-    for i in range(n):
-        hits = cap.kprobe_hits(groups.get(f"access {i}", []))
-        outcome, pending = "none", []
-        for ev, args in hits:
-            if not ev.endswith("_ret"):
-                pending.append(_SIZE_NAME.get(args.get("size", 0), f"size{args.get('size')}"))
-            elif pending:
-                size = pending.pop()
-                ret = args.get("ret", 0)
-                if ret & NOPAGE:
-                    outcome = size
-                elif ret & ~FALLBACK:
-                    outcome = "sigbus" if ret & 0x2 else f"error:{ret:#x}"
-        out.append(outcome)
-    return out
+    return [devdax_outcome(groups.get(f"access {i}", [])) for i in range(n)]
 
 
 # dev_dax_fault() (the 4 KiB .fault handler) calls dev_dax_huge_fault(vmf, 0);

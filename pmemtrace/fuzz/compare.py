@@ -1,0 +1,238 @@
+"""The model's answer against what the kernel did, per access, and the
+minimisation of a case on which they disagree.
+
+Per access the comparison covers: the fs_dax events in order (name, fault
+address, and the VM_FAULT result bits of ``*_fault_done``), for device-dax
+the fault size that the kprobes on ``dev_dax_huge_fault`` saw succeed (it
+has no tracepoint), a SIGBUS, and the errno of a refused call (mmap,
+munmap, madvise, pwrite).  Accesses after a SIGBUS were not run and are not
+compared.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ..events import decode_vm_fault
+from ..model import explain, parse_case
+from .execute import Observation, devdax_outcome, fs_dax_events, split_by_marker
+
+
+def _sig(events: Any) -> list[list[str]]:
+    """[name, fault address, VM_FAULT result of a *_done] per event (lists,
+    so that a saved observation compares equal after JSON)."""
+    out = []
+    for e in events:
+        res = e.fields.get("result")
+        addr = e.fields.get("address")
+        out.append(
+            [
+                e.name,
+                hex(addr) if addr is not None else "",
+                decode_vm_fault(res) if res is not None and e.name.endswith("_done") else "",
+            ]
+        )
+    return out
+
+
+@dataclass
+class Row:
+    index: int
+    op: str
+    feature: str  # what the model says the access is about (op/outcome)
+    agree: bool
+    model: dict[str, Any]
+    kernel: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "access": self.index,
+            "op": self.op,
+            "feature": self.feature,
+            "agree": self.agree,
+            "model": self.model,
+            "kernel": self.kernel,
+        }
+
+
+@dataclass
+class Comparison:
+    rows: list[Row] = field(default_factory=list)
+    not_run: int = 0
+    note: Optional[str] = None
+
+    @property
+    def agree(self) -> bool:
+        return all(r.agree for r in self.rows)
+
+    @property
+    def disagreements(self) -> list[Row]:
+        return [r for r in self.rows if not r.agree]
+
+
+def kernel_view(case: dict[str, Any], obs: Observation) -> list[Optional[dict[str, Any]]]:
+    """Per access what the kernel did (None: not run)."""
+    groups = split_by_marker(obs.lines)
+    devdax = case["device"]["mode"] == "devdax"
+    out: list[Optional[dict[str, Any]]] = []
+    for i, _a in enumerate(case["accesses"]):
+        if i >= obs.run:
+            out.append(None)
+            continue
+        lines = groups.get(f"access {i}", [])
+        k: dict[str, Any] = {}
+        if obs.sigbus_at == i:
+            k["outcome"] = "sigbus"
+        if devdax:
+            k.setdefault("outcome", devdax_outcome(lines))
+        else:
+            k["events"] = _sig(fs_dax_events(lines))
+        err = obs.errnos.get(i)
+        if err is not None:
+            k["errno"] = err
+        if i in obs.skipped:
+            k["skipped"] = obs.skipped[i]
+        out.append(k)
+    return out
+
+
+def _model_view(r: Any, devdax: bool) -> dict[str, Any]:
+    m: dict[str, Any] = {"outcome": r.outcome, "reason": r.reason}
+    if not devdax:
+        m["events"] = _sig(r.events())
+    err = r.to_json().get("errno")
+    if err is not None:
+        m["errno"] = err
+    return m
+
+
+def _agrees(m: dict[str, Any], k: dict[str, Any], devdax: bool) -> bool:
+    if k.get("skipped"):
+        # the child did not touch (nothing mapped there, a write to a
+        # read-only mapping): the model must say the access fails
+        return m["outcome"] == "error"
+    if m.get("errno") != k.get("errno"):
+        return False
+    if (m["outcome"] == "sigbus") != (k.get("outcome") == "sigbus"):
+        return False
+    if devdax:
+        mo = m["outcome"] if m["outcome"] in ("pte", "pmd", "pud", "sigbus") else "none"
+        return mo == k.get("outcome")
+    return m["events"] == k.get("events")
+
+
+def compare(case: dict[str, Any], kernel: list[Optional[dict[str, Any]]]) -> Comparison:
+    """The model on *case* against the kernel's per-access view."""
+    devdax = case["device"]["mode"] == "devdax"
+    pred = explain(parse_case(case))
+    out = Comparison()
+    for r, k in zip(pred.results, kernel):
+        if k is None:
+            out.not_run += 1
+            continue
+        m = _model_view(r, devdax)
+        feature = f"{case['device']['mode']}:{r.op}:{r.outcome}"
+        out.rows.append(Row(r.index, r.op, feature, _agrees(m, k, devdax), m, k))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# minimisation
+
+
+def _without_access(case: dict[str, Any], i: int) -> dict[str, Any]:
+    c = dict(case)
+    c["accesses"] = case["accesses"][:i] + case["accesses"][i + 1 :]
+    return c
+
+
+def _without_mapping(case: dict[str, Any], mid: str) -> dict[str, Any]:
+    c = dict(case)
+    c["mappings"] = [m for m in case["mappings"] if m["id"] != mid]
+    c["accesses"] = [a for a in case["accesses"] if a.get("mapping") != mid]
+    return c
+
+
+def _without_extent(case: dict[str, Any], j: int) -> dict[str, Any]:
+    c = dict(case)
+    f = dict(case["file"])
+    f["extents"] = f["extents"][:j] + f["extents"][j + 1 :]
+    c["file"] = f
+    return c
+
+
+def minimise(
+    case: dict[str, Any], still_disagrees: Callable[[dict[str, Any]], bool], budget: int = 200
+) -> dict[str, Any]:
+    """Drop accesses, mappings and extents while *still_disagrees* (which
+    runs the candidate on the kernel and compares) holds; greedy, one piece
+    at a time, at most *budget* tries.  Returns the smallest case found."""
+    tries = 0
+    changed = True
+    while changed and tries < budget:
+        changed = False
+        cands: list[dict[str, Any]] = []
+        if len(case["mappings"]) > 1:
+            cands += [_without_mapping(case, m["id"]) for m in case["mappings"]]
+        cands += [_without_access(case, i) for i in range(len(case["accesses"]) - 1, -1, -1)]
+        if case.get("file") and len(case["file"]["extents"]) > 1:
+            cands += [_without_extent(case, j) for j in range(len(case["file"]["extents"]))]
+        for c in cands:
+            if not c["accesses"]:
+                continue
+            tries += 1
+            if still_disagrees(c):
+                case, changed = c, True
+                break
+            if tries >= budget:
+                break
+    return case
+
+
+# ---------------------------------------------------------------------------
+# the regression corpus (fixtures/regressions/*.json)
+
+
+def load_regressions(directory: str) -> list[dict[str, Any]]:
+    """Every saved disagreement: ``{name, cause, kernel, fs, case,
+    kernel_observation, known_limit}`` (known_limit: why the model still
+    differs, documented in docs/model-validation.md; null once fixed)."""
+    import json
+    import os
+
+    out = []
+    for n in sorted(os.listdir(directory)):
+        if n.endswith(".json"):
+            with open(os.path.join(directory, n)) as f:
+                out.append(json.load(f))
+    return out
+
+
+def replay_model_side(reg: dict[str, Any]) -> Comparison:
+    """The model on the saved case against the saved kernel observation."""
+    return compare(reg["case"], reg["kernel_observation"])
+
+
+# ---------------------------------------------------------------------------
+# known limits (docs/model-validation.md): a differing access that one of
+# them explains is counted apart, never as agreement
+
+_WRITEBACK = ("dax_writeback_range", "dax_writeback_one", "dax_writeback_range_done")
+
+
+def known_limit(case: dict[str, Any], row: Row) -> Optional[str]:
+    """The documented known limit that explains a differing access, or None."""
+    m, k = row.model, row.kernel
+    kev = k.get("events") or []
+    if any(e[0] in _WRITEBACK for e in kev) and [e for e in kev if e[0] not in _WRITEBACK] == m.get("events"):
+        return "sync-writeback"
+    if row.op == "write" and m["outcome"] == "pmd" and kev[1:2] and kev[1][2] == "FALLBACK":
+        a = case["accesses"][row.index]
+        mp = next(x for x in case["mappings"] if x["id"] == a["mapping"])
+        pos = (mp["offset"] + a["offset"]) & ~((2 << 20) - 1)
+        covered = any(
+            e["logical"] <= pos and pos + (2 << 20) <= e["logical"] + e["length"] and not e["unwritten"]
+            for e in case.get("file", {}).get("extents", [])
+        )
+        if not covered:  # the PMD fault allocated (or converted): where is the allocator's choice
+            return "allocator"
+    return None

@@ -1,0 +1,414 @@
+"""Carry a case out on real DAX and record what the kernel did, per access.
+
+The supervisor (this process) lays the file out as the case's extents say
+(ftruncate, fallocate the unwritten and written pieces, pwrite the written
+ones, the rest stays a hole), reads the extents the filesystem really gave
+(FIEMAP), and forks one child per case that makes the mappings and does the
+accesses through the cffi engine (:mod:`pmemtrace.workload.engine`).  The
+child writes a marker into the trace before each access, so the fs_dax
+events (and, for device-dax, kprobe hits on ``dev_dax_huge_fault``, which
+has no tracepoint) are split per access; it reports the address of every
+mapping and the errno of every refused call on a pipe.  A SIGBUS kills only
+the child: the access it was in is recorded as ``sigbus`` and the later
+accesses as not run.
+
+The case the model is asked about is then rebuilt with the real extents,
+addresses and device geometry (:func:`real_case`).
+"""
+
+import json
+import mmap
+import os
+import re
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..live.tracefs import Instance, _append, remove_orphans_and_report, tracefs_root
+from ..model.build import CaseBuilder, case_to_json, dax_extents
+from ..model.case import Case, File
+from ..workload import engine as E
+from ..workload.worker import edge_page_tables
+
+PAGE = 4096
+PROT_NONE = 0
+PMD = 2 << 20
+PUD = 1 << 30
+MARK = "pmemtrace-fuzz "
+
+# dev_dax_huge_fault(vmf, order) since Linux kernel commit 1d024e7a8dab
+# ("mm: remove enum page_entry_size") (in v6.6); before: (vmf, pe_size) with
+# PE_SIZE_PTE=0, PE_SIZE_PMD=1, PE_SIZE_PUD=2.  The values do not overlap.
+_SIZE_NAME = {0: "pte", 1: "pmd", 2: "pud", 9: "pmd", 18: "pud"}
+NOPAGE, FALLBACK, SIGBUS = 0x100, 0x800, 0x2
+
+
+def _kprobe_defs(pid: int) -> dict[str, str]:
+    """device-dax faults: dev_dax_fault() (the 4 KiB .fault handler) calls
+    dev_dax_huge_fault(vmf, 0); both are probed in case it was inlined.
+    Named pmemtrace_<pid>_* so that a killed run's probes are orphans
+    :func:`remove_orphans_and_report` removes."""
+    return {
+        f"pmemtrace_{pid}_ddhf": "p dev_dax_huge_fault size=%si:u32",
+        f"pmemtrace_{pid}_ddhf_ret": "r dev_dax_huge_fault ret=$retval:x32",
+        f"pmemtrace_{pid}_ddf": "p dev_dax_fault",
+        f"pmemtrace_{pid}_ddf_ret": "r dev_dax_fault ret=$retval:x32",
+    }
+
+
+class KernelTrace:
+    """One private tracefs instance for a whole run (many cases): fs_dax
+    events and, for device-dax, our kprobes, of this process and its
+    children; cleared before each case."""
+
+    def __init__(self, kprobes: bool = False):
+        remove_orphans_and_report()
+        self.root = tracefs_root()
+        self.inst = Instance("fuzz", self.root, what="pmemtrace fuzz")
+        self.kprobes: list[str] = []
+        self.reason: Optional[str] = None
+        self.inst.create()
+        try:
+            self.inst.set_buffer_kb(8192)
+            self.inst.follow_pid(os.getpid())
+            if os.path.isdir(os.path.join(self.inst.path, "events", "fs_dax")):
+                self.inst.enable("fs_dax")
+            else:
+                self.reason = "this kernel has no fs_dax tracepoints"
+            if kprobes:
+                self._add_kprobes()
+            self.inst.write("tracing_on", "1")
+        except BaseException:
+            self.close()
+            raise
+
+    def _add_kprobes(self) -> None:
+        assert self.root is not None
+        for name, spec in _kprobe_defs(os.getpid()).items():
+            kind, rest = spec.split(" ", 1)
+            try:
+                _append(os.path.join(self.root, "kprobe_events"), f"{kind}:pmemtrace/{name} {rest}\n")
+            except OSError as exc:
+                self.reason = f"cannot probe {rest.split()[0]}: {exc.strerror}"
+                continue
+            self.kprobes.append(name)
+            self.inst.write(f"events/pmemtrace/{name}/enable", "1")
+
+    def clear(self) -> None:
+        self.inst.write("trace", "")
+
+    def lines(self) -> list[str]:
+        with open(os.path.join(self.inst.path, "trace"), errors="replace") as f:
+            return [ln.rstrip("\n") for ln in f if not ln.startswith("#")]
+
+    def close(self) -> None:
+        self.inst.close()
+        for name in self.kprobes:
+            try:
+                _append(os.path.join(self.root or "", "kprobe_events"), f"-:pmemtrace/{name}\n")
+            except OSError:
+                pass
+        self.kprobes = []
+
+
+def mark(root: str, inst_path: str, text: str) -> None:
+    fd = os.open(os.path.join(inst_path, "trace_marker"), os.O_WRONLY)
+    try:
+        os.write(fd, (MARK + text).encode())
+    finally:
+        os.close(fd)
+
+
+_MARK_RE = re.compile(r"tracing_mark_write: " + MARK + r"(?P<text>.*)$")
+_KPROBE_RE = re.compile(r"\s(?P<event>(?:pmemtrace_\d+|pmt)_\w+): \((?P<where>[^)]*)\)(?P<args>(?:\s+\w+=\S+)*)\s*$")
+
+
+def split_by_marker(lines: list[str]) -> dict[Optional[str], list[str]]:
+    out: dict[Optional[str], list[str]] = {None: []}
+    cur: Optional[str] = None
+    for ln in lines:
+        m = _MARK_RE.search(ln)
+        if m:
+            cur = m.group("text").strip()
+            out[cur] = []
+        else:
+            out[cur].append(ln)
+    return out
+
+
+def devdax_outcome(lines: list[str]) -> str:
+    """What our kprobe hits say one access got: pte/pmd/pud, sigbus, or none."""
+    outcome, pending = "none", []
+    for ln in lines:
+        m = _KPROBE_RE.search(ln)
+        if not m:
+            continue
+        args = {}
+        for a in m.group("args").split():
+            k, _, v = a.partition("=")
+            try:
+                args[k] = int(v, 0)
+            except ValueError:
+                pass
+        if not m.group("event").endswith("_ret"):
+            pending.append(_SIZE_NAME.get(args.get("size", 0), f"size{args.get('size')}"))
+        elif pending:
+            size = pending.pop()
+            ret = args.get("ret", 0)
+            if ret & NOPAGE:
+                outcome = size
+            elif ret & ~FALLBACK:
+                outcome = "sigbus" if ret & SIGBUS else f"error:{ret:#x}"
+    return outcome
+
+
+def fs_dax_events(lines: list[str]) -> list:
+    from ..live.parse import parse_trace_text
+
+    return list(parse_trace_text(lines))
+
+
+# ---------------------------------------------------------------------------
+# the file
+
+
+def lay_out(path: str, case: Case) -> list[dict[str, Any]]:
+    """Create *path* as the case's file says; returns its real FIEMAP extents."""
+    f = case.file
+    assert f is not None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        E.ftruncate(fd, f.size)
+        for e in f.extents:
+            E.fallocate(fd, e.logical, e.length)
+        for e in f.extents:
+            if not e.unwritten:
+                n = min(e.length, max(0, f.size - e.logical))
+                if n:
+                    os.pwrite(fd, E.pattern_bytes(0x5A5A, e.logical, n), e.logical)
+        E.fsync(fd)
+        return [x.to_json() if hasattr(x, "to_json") else x for x in _fiemap(fd)]
+    finally:
+        os.close(fd)
+
+
+def _fiemap(fd: int) -> list[dict[str, Any]]:
+    return [
+        {"logical": e.logical, "physical": e.physical, "length": e.length, "unwritten": e.unwritten}
+        for e in E.fiemap(fd)
+    ]
+
+
+# ---------------------------------------------------------------------------
+# the child
+
+
+@dataclass
+class Observation:
+    """What the kernel did with one case."""
+
+    addresses: dict[str, int] = field(default_factory=dict)
+    page_tables: set[int] = field(default_factory=set)
+    shared_blocks: set[int] = field(default_factory=set)
+    errnos: dict[int, Optional[int]] = field(default_factory=dict)  # access -> errno (None: ok)
+    skipped: dict[int, str] = field(default_factory=dict)  # access -> why the child did not touch
+    sigbus_at: Optional[int] = None
+    died: Optional[str] = None
+    run: int = 0  # accesses carried out (or died in)
+    lines: list[str] = field(default_factory=list)
+    extents: list[dict[str, Any]] = field(default_factory=list)
+    file_stat: Any = None
+
+
+def _guard_edges(addr: int, length: int) -> None:
+    """Fill what is free of the first and last 2 MiB blocks of a mapping
+    the kernel placed with PROT_NONE, so that no allocation of this process
+    (Python's arenas land right below the newest mapping) puts pages, and so
+    a page table, there after the edges were recorded."""
+    lo, end = addr & ~(PMD - 1), addr + length
+    hi = (end + PMD - 1) & ~(PMD - 1)
+    for start, stop in ((lo, addr), (end, hi)):
+        if stop > start:
+            try:
+                E.mmap(-1, stop - start, prot=PROT_NONE, shared=False, addr=start, noreplace=True)
+            except OSError:
+                pass  # something is there already: edge_page_tables() saw it
+
+
+def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: str, root: str) -> None:
+    """Make the mappings and do the accesses; one JSON line per report."""
+
+    def send(**msg: Any) -> None:
+        os.write(out, (json.dumps(msg) + "\n").encode())
+
+    maps: dict[str, Any] = {}
+    addr: dict[str, Optional[int]] = {}
+    holds = []
+    align = max(PMD, case.device.align or 0)
+    for m in case.mappings:
+        if m.id in kernel_placed:
+            addr[m.id] = None
+            continue
+        # the case's address colour (modulo 1 GiB) in a PROT_NONE hold with a
+        # whole 2 MiB (or the align) beyond each end: no other mapping of this
+        # process shares its first or last block
+        colour = m.start % PUD if align >= PUD else m.start % PMD
+        hold = E.mmap(-1, m.length + colour + 2 * PUD + 2 * align, prot=PROT_NONE, shared=False)
+        base = (hold.addr + align + (PUD if align >= PUD else PMD) - 1) & ~((PUD if align >= PUD else PMD) - 1)
+        addr[m.id] = base + colour
+        holds.append(hold)
+
+    def do_mmap(mid: str) -> None:
+        m = next(x for x in case.mappings if x.id == mid)
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if m.writable else 0)
+        a = addr[mid]
+        mp = E.mmap(fd, m.length, offset=m.offset, prot=prot, shared=m.shared, sync=m.sync, addr=a, fixed=a is not None)
+        maps[mid] = mp
+        tables = edge_page_tables(mp.addr, mp.length)
+        if a is None:
+            addr[mid] = mp.addr
+            _guard_edges(mp.addr, mp.length)
+        # the partly covered edge blocks: the reservation (or the guard, or
+        # whatever already lay there) shares them for the whole case
+        shared = [b for b in {mp.addr & ~(PMD - 1), (mp.end - 1) & ~(PMD - 1)} if b < mp.addr or b + PMD > mp.end]
+        send(mapped=mid, addr=mp.addr, page_tables=tables, shared_blocks=sorted(shared))
+        if m.nohugepage:
+            mp.madvise("nohugepage")
+
+    for m in case.mappings:
+        if m.mapped:
+            try:
+                do_mmap(m.id)
+            except OSError as exc:
+                send(setup=m.id, errno=exc.errno)
+    byid = {m.id: m for m in case.mappings}
+    for i, a in enumerate(case.accesses):
+        mark(root, inst_path, f"access {i}")
+        send(begin=i)
+        err: Optional[int] = None
+        skip = None
+        try:
+            if a.op == "pwrite":
+                os.pwrite(fd, E.pattern_bytes(0x7777, a.offset, a.length), a.offset)
+            elif a.op == "mmap":
+                if maps.get(a.mapping or "") is None:
+                    do_mmap(a.mapping or "")
+            else:
+                mp = maps.get(a.mapping or "")
+                m = byid[a.mapping or ""]
+                if mp is None:
+                    if a.op != "munmap":  # munmap(2) of nothing mapped succeeds
+                        skip = "not-mapped"
+                elif a.op == "munmap":
+                    mp.unmap()
+                    maps[m.id] = None
+                    # cover the hole again so nothing else lands there (the
+                    # next mmap of this mapping is MAP_FIXED over it)
+                    E.mmap(-1, m.length, prot=PROT_NONE, shared=False, addr=mp.addr, fixed=True)
+                elif a.op == "madvise":
+                    mp.madvise(a.advice, a.offset, a.length or (m.length - a.offset))
+                elif a.op in ("read", "write"):
+                    if a.offset >= m.length:
+                        skip = "outside"
+                    elif a.op == "write" and not m.writable:
+                        skip = "write-readonly"
+                    else:
+                        mp.touch(a.offset & ~(PAGE - 1), PAGE, PAGE, count=1, write=a.op == "write")
+                else:
+                    skip = f"op {a.op} is not carried out"
+        except OSError as exc:
+            err = exc.errno
+        send(done=i, errno=err, skip=skip)
+    mark(root, inst_path, "end")
+
+
+def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] = frozenset()) -> Observation:  # type: ignore[assignment]
+    """Carry *case* out on *path* (a file to create on a DAX filesystem, or
+    a device-dax node) under *trace*; returns the :class:`Observation`."""
+    obs = Observation()
+    fsdax = case.device.mode == "fsdax"
+    if fsdax:
+        obs.extents = lay_out(path, case)
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        obs.file_stat = os.fstat(fd)
+        trace.clear()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # ---- the child
+            code = 0
+            try:
+                os.close(r)
+                import faulthandler  # an expected SIGBUS is data, not a crash to dump
+
+                faulthandler.disable()
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                _child(case, fd, set(kernel_placed), w, trace.inst.path, trace.root or "")
+            except BaseException as exc:  # reported, never raised out of the fork
+                try:
+                    os.write(w, (json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
+                except OSError:
+                    pass
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        current = None
+        with os.fdopen(r) as rf:
+            for line in rf:
+                msg = json.loads(line)
+                if "mapped" in msg:
+                    obs.addresses[msg["mapped"]] = msg["addr"]
+                    obs.page_tables.update(msg.get("page_tables") or ())
+                    obs.shared_blocks.update(msg.get("shared_blocks") or ())
+                elif "setup" in msg:
+                    obs.skipped[-1] = f"mmap of {msg['setup']} refused: errno {msg['errno']}"
+                elif "begin" in msg:
+                    current = msg["begin"]
+                elif "done" in msg:
+                    i = msg["done"]
+                    obs.errnos[i] = msg["errno"]
+                    if msg.get("skip"):
+                        obs.skipped[i] = msg["skip"]
+                    obs.run = i + 1
+                    current = None
+                elif "error" in msg:
+                    obs.died = msg["error"]
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            sig = signal.Signals(os.WTERMSIG(status)).name
+            if sig == "SIGBUS" and current is not None:
+                obs.sigbus_at = current
+                obs.run = current + 1
+            else:
+                obs.died = obs.died or f"the child died of {sig}" + (f" in access {current}" if current else "")
+        obs.lines = trace.lines()
+    finally:
+        os.close(fd)
+    return obs
+
+
+def real_case(case: Case, obs: Observation, device: Any, release: str) -> dict[str, Any]:
+    """The case the kernel was really given: the real device geometry,
+    FIEMAP extents, mapping addresses and page tables."""
+    b = CaseBuilder(device, kernel=release, name=case.name, notes=case.notes)
+    if case.file is not None:
+        st = obs.file_stat
+        b.file = File(size=case.file.size, ino=st.st_ino, fs=case.file.fs, extents=dax_extents(obs.extents))
+    for m in case.mappings:
+        b.mapping(
+            m.id,
+            obs.addresses.get(m.id, m.start),
+            m.length,
+            offset=m.offset,
+            shared=m.shared,
+            sync=m.sync,
+            writable=m.writable,
+            mapped=m.mapped,
+            nohugepage=m.nohugepage,
+        )
+    b.accesses = list(case.accesses)
+    b.page_tables = set(obs.page_tables) | set(case.page_tables)
+    b.shared_blocks = set(obs.shared_blocks) | set(case.shared_blocks)
+    b.thp_disable = case.thp_disable
+    return case_to_json(b.build())

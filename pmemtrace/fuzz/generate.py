@@ -1,0 +1,290 @@
+"""Seeded, reproducible cases over the case format (format v1).
+
+``generate(seed, index, kinds)`` always returns the same case for the same
+arguments (one :class:`random.Random` per case, seeded from both), so a
+disagreement found in a long run is replayed from its seed and index alone.
+
+A generated case is a complete case (the model reads it as is, with
+synthetic 2 MiB-aligned addresses and physical extents) plus a ``fuzz``
+object the model ignores: the seed and index, the target kind, and which
+mappings the kernel places (``kernel_placed``: mmap with no address).
+:mod:`pmemtrace.fuzz.execute` lays the file out as the extents say,
+records the extents and addresses it really got, and rebuilds the case from
+them.
+
+What is generated, and what is left out on purpose:
+
+* fsdax on xfs and ext4: file sizes in 4 KiB steps with a misaligned tail
+  sometimes, extents written / unwritten / hole in 1 or 2 MiB pieces (4 KiB
+  pieces sometimes), mappings shared and private, read-only and writable,
+  MAP_SYNC, offsets and addresses aligned and 4 KiB-misaligned, several
+  mappings of one file, kernel-chosen and fixed addresses; reads, writes,
+  madvise (nohugepage, hugepage, dontneed), munmap and mmap again, pwrite.
+* device-dax at 4K, 2M (1G where the lab has the layout): shared and private
+  (the kernel refuses private: EINVAL), aligned and misaligned addresses and
+  lengths (EINVAL), reads, writes, madvise, munmap and mmap again.
+* Never generated: a touch beyond the end of the file (SIGBUS kills the
+  process that carries the case out, and every later access with it), a
+  write through a read-only mapping (SIGSEGV, likewise), GUP (pinning needs
+  an O_DIRECT partner: ``pmemtrace run``'s scenarios cover it).
+"""
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from ..model.build import CaseBuilder, case_to_json, devdax_device, extent, fsdax_device
+from ..model.case import File
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+PAGE = 4 * KiB
+PMD = 2 * MiB
+BASE = 0x7F0000000000
+PHYS = 0x200000
+DATA_START = 0x100000000
+
+#: target kinds: fsdax-<fs> or devdax-<align>
+KINDS = ("fsdax-xfs", "fsdax-ext4", "devdax-4K", "devdax-2M", "devdax-1G")
+DEFAULT_KINDS = ("fsdax-xfs", "fsdax-ext4", "devdax-4K", "devdax-2M")
+_WEIGHTS = {"fsdax-xfs": 5, "fsdax-ext4": 3, "devdax-4K": 1, "devdax-2M": 2, "devdax-1G": 1}
+_ALIGN = {"4K": PAGE, "2M": PMD, "1G": GiB}
+
+
+def kind_of(index: int, seed: int, kinds: Sequence[str]) -> str:
+    r = random.Random(f"{seed}:{index}:kind")
+    ks = list(kinds)
+    return r.choices(ks, weights=[_WEIGHTS.get(k, 1) for k in ks])[0]
+
+
+def generate(seed: int, index: int, kinds: Sequence[str] = DEFAULT_KINDS, kernel: str = "6.12") -> dict[str, Any]:
+    """Case number *index* of the run seeded *seed* (a case JSON object)."""
+    kind = kind_of(index, seed, kinds)
+    r = random.Random(f"{seed}:{index}")
+    if kind.startswith("fsdax"):
+        case = _fsdax(r, kind.split("-", 1)[1], kernel)
+    else:
+        case = _devdax(r, _ALIGN[kind.split("-", 1)[1]], kernel)
+    case["name"] = f"fuzz-{seed}-{index}"
+    case["fuzz"] = dict(case.get("fuzz", {}), seed=seed, index=index, kind=kind)
+    return case
+
+
+# -- fsdax ------------------------------------------------------------------
+
+
+def _file_size(r: random.Random) -> int:
+    size = r.randint(1, 8) * PMD
+    tail = r.random()
+    if tail < 0.2:
+        size -= r.randint(1, 511) * PAGE  # ends inside a PMD
+    elif tail < 0.3:
+        size -= r.randint(1, PMD - 1)  # ends inside a page
+    return max(size, PAGE)
+
+
+def _extents(r: random.Random, size: int) -> list:
+    """Pieces of the file: written (w), unwritten (u) or hole (h)."""
+    npages = (size + PAGE - 1) // PAGE
+    style = r.random()
+    out: list[tuple[int, int, str]] = []
+    pos = 0
+    while pos < npages:
+        if style < 0.35:  # one kind for the whole file: the common case
+            n = npages
+            state = r.choices("wuh", weights=(6, 3, 1))[0] if not out else out[-1][2]
+        else:
+            n = r.choice((PMD // PAGE, PMD // PAGE // 2, r.randint(1, 64)))
+            state = r.choices("wuh", weights=(5, 3, 2))[0]
+        n = min(n, npages - pos)
+        out.append((pos, n, state))
+        pos += n
+    # merge neighbours of one state: FIEMAP reports them as one extent
+    merged: list = []
+    for p, n, s in out:
+        if merged and merged[-1][2] == s and merged[-1][0] + merged[-1][1] == p:
+            merged[-1] = (merged[-1][0], merged[-1][1] + n, s)
+        else:
+            merged.append((p, n, s))
+    return [extent(p * PAGE, PHYS + p * PAGE, n * PAGE, s == "u") for p, n, s in merged if s != "h"]
+
+
+def _mapping_shape(r: random.Random, size: int, grain: int) -> tuple[int, int]:
+    """(file offset, length) of one mapping of a file of *size* bytes."""
+    fpages = (size + PAGE - 1) // PAGE
+    c = r.random()
+    if c < 0.5:
+        off = 0
+    elif c < 0.8:
+        off = r.randrange(0, max(1, fpages * PAGE // grain)) * grain
+    else:
+        off = r.randrange(0, fpages) * PAGE
+    c = r.random()
+    room = max(PAGE, fpages * PAGE - off)
+    if c < 0.5:
+        length = room  # to the end of the file (page rounded)
+    elif c < 0.8:
+        length = max(grain, (room // grain) * grain) if room >= grain else room
+        length = r.randint(1, max(1, length // grain)) * grain if length >= grain else length
+    else:
+        length = r.randint(1, room // PAGE) * PAGE
+    if r.random() < 0.1:
+        length += r.randint(1, 4) * PAGE  # beyond EOF: mapped, never touched there
+    return off, length
+
+
+def _place(r: random.Random, slot: int, length: int, align: int) -> tuple[int, int, str]:
+    """(address, next slot, placement) of one mapping: fixed and aligned,
+    fixed and 4 KiB-misaligned, or chosen by the kernel (synthetic here)."""
+    c = r.random()
+    slot = (slot + align - 1) & ~(align - 1)
+    if c < 0.2:
+        addr, how = slot + r.randint(1, 511) * PAGE, "fixed"
+    elif c < 0.45:
+        addr, how = slot, "kernel"
+    else:
+        addr, how = slot, "fixed"
+    return addr, slot + length + 2 * align + (addr - slot), how
+
+
+def _fsdax(r: random.Random, fs: str, kernel: str) -> dict[str, Any]:
+    size = _file_size(r)
+    dev = fsdax_device(data_start=DATA_START, size=GiB, map="mem", align=PMD)
+    b = CaseBuilder(dev, kernel=kernel, file=File(size=size, ino=12, fs=fs, extents=_extents(r, size)))
+    kernel_placed = []
+    slot = BASE
+    nmaps = r.choices((1, 2, 3), weights=(5, 3, 2))[0]
+    for i in range(nmaps):
+        off, length = _mapping_shape(r, size, PMD)
+        addr, slot, how = _place(r, slot, length, PMD)
+        shared = r.random() < 0.7
+        mid = f"m{i}"
+        b.mapping(
+            mid,
+            addr,
+            length,
+            offset=off,
+            shared=shared,
+            sync=shared and r.random() < 0.1,
+            writable=r.random() < 0.85,
+            mapped=r.random() < 0.85,
+            nohugepage=False,
+        )
+        if how == "kernel":
+            kernel_placed.append(mid)
+    _accesses(r, b, size)
+    out = case_to_json(b.build())
+    out["fuzz"] = {"kernel_placed": kernel_placed}
+    return out
+
+
+# -- device-dax -------------------------------------------------------------
+
+
+def _devdax(r: random.Random, align: int, kernel: str) -> dict[str, Any]:
+    size = GiB if align < GiB else 2 * GiB
+    dev = devdax_device(align, size=size, data_start=DATA_START)
+    b = CaseBuilder(dev, kernel=kernel)
+    grain = max(align, PMD)
+    kernel_placed = []
+    slot = BASE
+    nmaps = r.choices((1, 2), weights=(3, 1))[0]
+    refused = set()
+    for i in range(nmaps):
+        if align >= GiB:
+            length, off = GiB, 0
+        else:
+            length = r.randint(1, 4) * grain
+            off = r.randrange(0, 8) * grain
+        mid = f"m{i}"
+        # what check_vma() refuses at mmap time (EINVAL): private, an
+        # address or a length off the align; such a mapping gets only its
+        # mmap (and maybe a second try), the refusal is what is compared
+        refuse = r.choices(("", "private", "address", "length"), weights=(88, 5, 4, 3))[0]
+        if refuse == "length":
+            length += PAGE
+            if length % align == 0:
+                refuse = ""  # a 4 KiB device takes any page multiple
+        addr, slot, how = _place(r, slot, length, max(grain, GiB if align >= GiB else grain))
+        if refuse == "address":
+            addr, how = addr - addr % grain + r.randint(1, grain // PAGE - 1) * PAGE if grain > PAGE else addr, "fixed"
+            if addr % align == 0:
+                refuse = ""
+        elif addr % align:
+            addr -= addr % align  # only the "address" refusal is off the align
+        slot = max(slot, addr + length + 2 * grain)  # the next mapping never overlaps this one
+        if how == "kernel" and refuse != "address":
+            kernel_placed.append(mid)
+        b.mapping(
+            mid, addr, length, offset=off, shared=refuse != "private", writable=r.random() < 0.9, mapped=not refuse
+        )
+        if refuse:
+            refused.add(mid)
+    _accesses(r, b, None, refused)
+    out = case_to_json(b.build())
+    out["fuzz"] = {"kernel_placed": kernel_placed}
+    return out
+
+
+# -- accesses ---------------------------------------------------------------
+
+
+def _offset(r: random.Random, limit: int) -> int:
+    c = r.random()
+    if c < 0.4:
+        o = r.randrange(0, max(1, limit // PMD)) * PMD
+    elif c < 0.85:
+        o = r.randrange(0, max(1, limit // PAGE)) * PAGE
+    else:
+        o = r.randrange(0, max(1, limit))
+    return min(o, limit - 1)
+
+
+def _accesses(r: random.Random, b: CaseBuilder, file_size: int | None, refused: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    live = {m.id: m.mapped for m in b.mappings}
+    byid = {m.id: m for m in b.mappings if m.id not in refused}
+    for m in b.mappings:
+        if not m.mapped:
+            b.mmap(m.id)
+            live[m.id] = True
+            if m.id in refused and r.random() < 0.3:
+                b.mmap(m.id)  # a second try is refused the same way
+    if not byid:
+        return
+    n = r.randint(2, 16)
+    for _ in range(n):
+        m = byid[r.choice(sorted(byid))]
+        # the bytes of this mapping a touch may reach: inside the file
+        # (page rounded: the tail of the last page reads as zeros)
+        limit = m.length
+        if file_size is not None:
+            eof = (file_size + PAGE - 1) // PAGE * PAGE
+            limit = min(m.length, max(0, eof - m.offset))
+        ops = ["read", "write", "madvise", "munmap"]
+        weights = [6, 6, 2, 1]
+        if file_size is not None:
+            ops.append("pwrite")
+            weights.append(1)
+        op = r.choices(ops, weights=weights)[0]
+        if not live[m.id]:
+            b.mmap(m.id)
+            live[m.id] = True
+            continue
+        if op in ("read", "write"):
+            if limit <= 0:
+                continue
+            write = op == "write" and m.writable
+            b.touch(m.id, _offset(r, limit), write)
+        elif op == "madvise":
+            advice = r.choice(("nohugepage", "hugepage", "dontneed"))
+            if r.random() < 0.5:
+                b.madvise(m.id, advice, 0, 0)
+            else:
+                off = r.randrange(0, max(1, m.length // PAGE)) * PAGE
+                ln = r.randint(1, max(1, (m.length - off) // PAGE)) * PAGE
+                b.madvise(m.id, advice, off, ln)
+        elif op == "munmap":
+            b.munmap(m.id)
+            live[m.id] = False
+        elif op == "pwrite" and file_size is not None:
+            off = r.randrange(0, max(1, file_size // PAGE)) * PAGE
+            b.pwrite(off, r.choice((PAGE, 64 * KiB, PMD)))
