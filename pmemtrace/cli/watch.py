@@ -123,7 +123,14 @@ def run(args):
         running_pid(args.pid)
     if args.buffer_mb < 1:
         raise UsageError("--buffer-mb must be at least 1")
-    backend, why = choose_backend(args.backend, args.pid, args.buffer_mb, all_events=bool(args.events or args.record))
+    backend, why = choose_backend(
+        args.backend,
+        args.pid,
+        args.buffer_mb,
+        all_events=bool(args.events or args.record),
+        reasons=not args.no_reasons,
+        file_filter=None if filt is None else (filt.dev, filt.ino),
+    )
     files = LiveFiles()
     attributor = None if args.no_reasons else Attributor(release=args.kernel or os.uname().release, file_info=files)
     agg = Aggregator(attributor, max_rows=args.max_rows)

@@ -7,6 +7,7 @@ the cffi layout field by field.
 """
 
 import struct
+from typing import NamedTuple
 
 from ..events import Event
 
@@ -90,6 +91,29 @@ KEEP = {
     "devdax_fault_ret": ("ret", "order", "result"),
     "lost": ("ret",),
 }
+
+
+#: struct pmt_counts' counters, in PMT_COUNT_* order (bpf/pmemtrace.h): the
+#: views' row counters the kernel counts in aggregate mode
+COUNTERS = ("pmd", "pte", "huge_zero", "insert_pmd", "get_dev_pagemap")
+
+
+class CountedRow(NamedTuple):
+    """Increments the kernel counted for one struct pmt_key since the last
+    read.  dev 0 and vm_start 0: the process's get_dev_pagemap calls, no
+    mapping known (the views give them to its last DAX row)."""
+
+    pid: int
+    comm: str
+    dev: int
+    ino: int
+    vm_start: int
+    vm_end: int
+    pmd: int = 0
+    pte: int = 0
+    huge_zero: int = 0
+    insert_pmd: int = 0
+    get_dev_pagemap: int = 0
 
 
 def header_text():

@@ -538,11 +538,14 @@ class TracefsBackend:
         self._partial = lines.pop()
         return list(parse_trace_text(lines, self.stats))
 
-    def drain(self, timeout: float) -> list[Event]:
-        """Events read within *timeout* seconds (a list, maybe empty)."""
+    def drain(self, timeout: float) -> list:
+        """Records (:class:`pmemtrace.live.session.Record`) read within
+        *timeout* seconds (a list, maybe empty)."""
+        from .session import records_of
+
         if self.inst.fd is None or not self.inst.wait(timeout):
             return []
-        return self._parse(self.inst.read())
+        return records_of(self._parse(self.inst.read()))
 
     def stop(self) -> None:
         """Stop producing (tracing_on=0 in our instance) so that a final
