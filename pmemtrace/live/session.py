@@ -353,6 +353,16 @@ class Session:
                 self.seen_pid(c.pid)
             add(c)
 
+    def snapshot(self) -> dict:
+        """The counters now, as ``watch --json`` prints them per interval
+        (``rows``, ``totals``, ``events_by_name``; docs/watch.md "Counters
+        snapshot"), after folding in what the kernel counted and the
+        losses so far.  For exporters (Prometheus) and tests: call it from
+        the thread that runs the session (``on_interval``)."""
+        self.account_lost()
+        self.fold_counts()
+        return self.views.to_json()
+
     def account_lost(self) -> None:
         lost = self.source.lost()
         if lost > self._lost_seen:
@@ -396,12 +406,16 @@ class Session:
                 if duration is not None:
                     timeout = min(timeout, start + duration - now)
                 self.feed(self.source.drain(max(0.0, timeout)))
-                self.account_lost()
-                if finite and self.source.exhausted:
-                    break
+                if finite:
+                    self.account_lost()  # a file's [LOST] markers: a counter, free
+                    if self.source.exhausted:
+                        break
                 if next_view is not None and time.monotonic() >= next_view:
                     next_view += period
                     if on_interval is not None:
+                        # a live source's losses and kernel counts: once per
+                        # interval (tracefs opens a stats file per CPU)
+                        self.account_lost()
                         self.fold_counts()
                         on_interval()
             self.complete = True
