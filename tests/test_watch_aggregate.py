@@ -194,3 +194,31 @@ def test_one_feed_path_records_and_prints_file_records(tmp_path):
     Session(None, views, recorder=r, on_event=printed.append).feed([rec])
     assert [e.name for e in r.events] == ["dax_pte_fault_done"] and printed == r.events
     assert printed[0].tid == 3 and views.totals()["pte"] == 1
+
+
+def test_ring_reader_reads_committed_records_and_advances_the_consumer():
+    """The BPF ring buffer layout, faked in a memfd: consumer page, producer
+    page, data; a discarded record is skipped, a busy one ends the pass."""
+    import mmap
+
+    from pmemtrace.live.ringbuf import BUSY, DISCARD, RingReader
+
+    page, size = mmap.PAGESIZE, 4 * mmap.PAGESIZE
+    fd = os.memfd_create("ring")
+    try:
+        os.ftruncate(fd, 2 * page + 2 * size)
+        recs = [(0, b"first..."), (DISCARD, b"dropped!"), (0, b"second record"), (BUSY, b"not yet!")]
+        data = b""
+        for flag, body in recs:
+            data += struct.pack("<II", len(body) | flag, 0) + body
+            data += b"\0" * (-len(data) % 8)
+        busy_at = len(data) - 16
+        os.pwrite(fd, struct.pack("<Q", len(data)), page)  # producer position
+        os.pwrite(fd, data, 2 * page)
+        r = RingReader(fd, size)
+        assert r.read() == [b"first...", b"second record"]
+        assert struct.unpack("<Q", os.pread(fd, 8, 0))[0] == busy_at  # consumer stops at the busy record
+        assert r.read() == []
+        r.close()
+    finally:
+        os.close(fd)

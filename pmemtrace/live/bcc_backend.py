@@ -5,9 +5,10 @@ It comes from Debian's python3-bpfcc and imports only in /usr/bin/python3
 (or a venv made from it with --system-site-packages).
 """
 
-import ctypes
+import mmap
 import os
 import platform
+import time
 
 from ..errors import KernelFeatureMissing, PrivilegeError, ProbeAttachError
 from ..events import FAULT_FLAG, VM_FAULT
@@ -17,6 +18,7 @@ from .btf import offsets as btf_offsets
 from .decode import COUNTERS as KERNEL_COUNTERS
 from .decode import EVENT_SIZE, KINDS, CountedRow, decode
 from .probes import hole_field, kernel_functions, resolve
+from .ringbuf import RingReader
 from .session import records_of
 from .tracefs import fs_dax_tracepoints, tracefs_root
 
@@ -73,6 +75,7 @@ class BccBackend:
             self.functions, self.tracepoints, raw_tracepoints=aggregate and self._raw_tracepoints_work()
         )
         self.bpf = None
+        self.ring = None
         self.pending = []
         self._devdax = {}
         self.failed = []
@@ -172,13 +175,14 @@ class BccBackend:
                         self.bpf.attach_kretprobe(event=r.winner, fn_name=r.point.retprobe.encode())
                 except Exception as e:
                     self.failed.append((r.point.name, str(e).strip()[:120]))
-            self.bpf["events"].open_ring_buffer(self._on_event)
+            # read through the map's memory, not bcc's per-record callback
+            self.ring = RingReader(self.bpf["events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE)
         except BaseException:
             self.close()
             raise
 
-    def _on_event(self, ctx, data, size):
-        ev = decode(ctypes.string_at(data, EVENT_SIZE))
+    def _on_event(self, data):
+        ev = decode(data)
         if ev.name == "devdax_fault":
             ev.fields["order"] = DEVDAX_ORDER.get(ev.fields.get("order", 0), ev.fields.get("order"))
             self._devdax[ev.tid] = ev
@@ -192,14 +196,16 @@ class BccBackend:
         self.pending.append(ev)
 
     def drain(self, timeout):
-        """Events the ring buffer holds after *timeout* seconds.  Records
-        are submitted without a wake-up (BPF_RB_NO_WAKEUP), so the poll
-        only waits; the consume reads whatever is there."""
-        if self.bpf is None:
+        """Records the ring buffer holds after *timeout* seconds.  They
+        are submitted without a wake-up (BPF_RB_NO_WAKEUP), so there is
+        nothing to wait on: sleep, then read what is there."""
+        if self.bpf is None or self.ring is None:
             return []
         if timeout > 0:
-            self.bpf.ring_buffer_poll(int(timeout * 1000))
-        self.bpf.ring_buffer_consume()
+            time.sleep(timeout)
+        for data in self.ring.read():
+            if len(data) >= EVENT_SIZE:
+                self._on_event(data)
         out, self.pending = self.pending, []
         return records_of(out)
 
@@ -251,10 +257,9 @@ class BccBackend:
             return 0
 
     def close(self):
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
         if self.bpf is not None:
-            try:
-                self.bpf.ring_buffer_consume()
-            except Exception:
-                pass
             self.bpf.cleanup()
             self.bpf = None

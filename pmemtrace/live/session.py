@@ -132,8 +132,8 @@ def choose_backend(
             return bcc, None
         if name == "bcc":
             raise KernelFeatureMissing(f"bcc backend cannot run here: missing {why}")
-        return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip), why
-    return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip), None
+        return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip, file_filter=file_filter), why
+    return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip, file_filter=file_filter), None
 
 
 # ---------------------------------------------------------------------------
@@ -258,7 +258,8 @@ class FileSource:
 class Session:
     """Feed *source*'s events to *views*.
 
-    :param keep: an Event predicate (``--pid``, ``--path``), or None
+    :param keep: a predicate on a :class:`Record` (``.pid``, ``.fields``:
+        ``--pid``, ``--path``), or None
     :param recorder: a :class:`pmemtrace.live.record.Recorder`, or None
     :param on_event: called with every kept Event (``--events``)
     :param seen_pid: called with the pid of every kept Event (the live
@@ -269,7 +270,7 @@ class Session:
         self,
         source,
         views,
-        keep: Optional[Callable[[Event], bool]] = None,
+        keep: Optional[Callable[[Any], bool]] = None,
         recorder=None,
         on_event: Optional[Callable[[Event], None]] = None,
         seen_pid: Optional[Callable[[int], None]] = None,
