@@ -283,6 +283,8 @@ static __always_inline int pmt_pte_tp(u32 kind, u32 dev, u64 ino, u64 vm_flags, 
 		return 0;
 	e->dev = dev;
 	e->ino = ino;
+	e->vm_start = 0; /* the format has no VMA bounds (the raw tracepoint sets them) */
+	e->vm_end = 0;
 	e->vm_flags = vm_flags;
 	e->address = address;
 	e->pgoff = pgoff;
@@ -438,7 +440,9 @@ RAW_TRACEPOINT_PROBE(dax_pte_fault_done)
 		if (!pmt_count(&k, PMT_COUNT_PTE, PMT_KIND_PTE_FAULT_DONE))
 			return 0;
 	}
-	/* as fs_dax:dax_pte_fault_done formats it (no VMA bounds) */
+	/* as fs_dax:dax_pte_fault_done formats it, plus the VMA bounds: the
+	 * counted faults of this mapping are keyed by them, and this one must
+	 * reach the same row before any of those is read */
 	e = pmt_reserve(PMT_KIND_PTE_FAULT_DONE);
 	if (!e)
 		return 0;

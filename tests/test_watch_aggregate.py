@@ -222,3 +222,21 @@ def test_ring_reader_reads_committed_records_and_advances_the_consumer():
         r.close()
     finally:
         os.close(fd)
+
+
+def test_a_sent_pte_fault_reaches_the_row_of_the_counted_ones():
+    """bcc counting in the kernel: the first 4 KiB fault of a block is sent
+    (entry state), later ones counted; both carry the VMA bounds (raw
+    tracepoint), so a NOHUGEPAGE mapping has one row, not a '?' row too."""
+    from pmemtrace.live.decode import decode, encode
+
+    vs = 0x7F0000000000
+    f = dict(dev=DEV, ino=5, vm_flags=0xFB, address=vs, pgoff=0, flags=1, result=0x100, vm_start=vs, vm_end=vs + PMD)
+    ev = decode(encode(Event("dax_pte_fault_done", f, pid=9, comm="w")))
+    assert (ev.fields["vm_start"], ev.fields["vm_end"]) == (vs, vs + PMD)
+    no_bounds = dict(f, vm_start=0, vm_end=0)
+    assert "vm_start" not in decode(encode(Event("dax_pte_fault_done", no_bounds, pid=9, comm="w"))).fields
+    agg = Aggregator()
+    agg.add(ev)
+    agg.add_counts(CountedRow(9, "w", DEV, 5, vs, vs + PMD, pte=22))
+    assert [(r.pte, r.vm_start) for r in agg.sorted_rows()] == [(23, vs)]

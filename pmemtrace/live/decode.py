@@ -137,6 +137,10 @@ def decode(buf, boot_offset=0.0):
     fields = {k: vals[k] for k in keep}
     if "aux" in fields:
         fields["zero_folio"] = fields.pop("aux")
+    if name == "dax_pte_fault_done" and vals["vm_end"]:
+        # from the raw tracepoint (bcc counting in the kernel): the VMA bounds
+        # the format lacks, so the views key it as the counted faults
+        fields["vm_start"], fields["vm_end"] = vals["vm_start"], vals["vm_end"]
     if name in ("devdax_fault_ret", "insert_pmd_ret"):
         fields["result"] = vals["ret"] & 0xFFFFFFFF
     if name == "lost":
