@@ -240,3 +240,25 @@ def test_a_sent_pte_fault_reaches_the_row_of_the_counted_ones():
     agg.add(ev)
     agg.add_counts(CountedRow(9, "w", DEV, 5, vs, vs + PMD, pte=22))
     assert [(r.pte, r.vm_start) for r in agg.sorted_rows()] == [(23, vs)]
+
+
+def test_bcc_drain_sleeps_only_when_the_ring_was_empty(monkeypatch):
+    """Records are submitted without a wake-up, so drain() sleeps, then
+    reads; after a read that found records it reads again at once."""
+    from pmemtrace.live import bcc_backend
+    from pmemtrace.live.decode import encode
+
+    slept = []
+    monkeypatch.setattr(bcc_backend.time, "sleep", slept.append)
+    b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
+    b.bpf, b._backlog, b.pending, b._devdax = object(), False, [], {}
+    rec = encode(Event("get_dev_pagemap", {"pfn": 1}, pid=3, comm="w", ts=1.0))
+    reads = [[rec, rec], [rec], [], []]
+
+    class Ring:
+        def read(self):
+            return reads.pop(0)
+
+    b.ring = Ring()
+    assert [len(b.drain(0.5)) for _ in range(4)] == [2, 1, 0, 0]
+    assert slept == [0.5, 0.5]  # before the first read, and after the empty one
