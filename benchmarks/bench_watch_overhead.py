@@ -10,8 +10,12 @@ Workloads (each a fresh process timing only its touch loop):
           (munmap + mmap between passes, so every pass faults again): 2,048 PMD faults
   pte  -- the same file with MADV_NOHUGEPAGE, one write per 4 KiB over
           256 MiB, 4 passes: 262,144 PTE faults (the capacity run)
-Modes: untraced, 'pmemtrace watch' (bcc, then tracefs), 'trace-cmd record
--e fs_dax'.  Prints seconds, ratios to untraced, events seen and lost.
+Modes: untraced, the default 'pmemtrace watch' (bcc, then tracefs; bcc
+counts in the kernel), 'trace-cmd record -e fs_dax' (trace-cmd's banner
+is not waited for: its start is a fixed 8 s), and on request (--modes)
+bcc-record / tracefs-record ('watch --record', every event).  Prints
+seconds, ratios to untraced, events seen and lost, and each tracer's start
+(exec to attached).
 Then (--replay-passes, default 8) records a PTE workload of 524,288
 faults (1,048,576 fs_dax events) with trace-cmd and times 'trace-cmd
 report' on the .dat against 'pmemtrace replay' of its text (the same
@@ -117,22 +121,14 @@ def main():
         workload(args.dir, kind, 1)
     for mode in modes:
         tr = None
-        if mode in ("bcc", "tracefs"):
+        if mode.split("-")[0] in ("bcc", "tracefs"):
+            # the default watch (counts in the kernel, reasons on), or with
+            # -record every event recorded (--record)
+            backend, _, record = mode.partition("-")
+            extra = ["--record", os.path.join("/tmp", f"bench-{mode}.jsonl")] if record else []
             tr = Tracer(
-                [
-                    PY,
-                    "-m",
-                    "pmemtrace",
-                    "watch",
-                    "--backend",
-                    mode,
-                    "--json",
-                    "-i",
-                    "3600",
-                    "--path",
-                    args.dir,
-                    "--no-reasons",
-                ],
+                [PY, "-m", "pmemtrace", "watch", "--backend", backend, "--json", "-i", "3600", "--path", args.dir]
+                + extra,
                 "Hit Ctrl-C",
             )
         elif mode == "trace-cmd":
@@ -141,7 +137,7 @@ def main():
         summ = None
         if tr:
             out, _err = tr.stop()
-            if mode in ("bcc", "tracefs"):
+            if mode.split("-")[0] in ("bcc", "tracefs"):
                 summ = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
                 summ = [x for x in summ if x.get("type") == "summary"][-1]
         for kind, w in ws.items():
@@ -157,7 +153,9 @@ def main():
             print(f"{mode:10} {kind}: {json.dumps(row)}", flush=True)
         if mode == "trace-cmd" and os.path.exists(dat):
             os.unlink(dat)
-    print("\nworkload  mode        seconds  x untraced  faults seen (pmd/pte)  lost")
+        if mode.endswith("-record") and os.path.exists(f"/tmp/bench-{mode}.jsonl"):
+            os.unlink(f"/tmp/bench-{mode}.jsonl")
+    print("\nworkload  mode        seconds  x untraced  faults seen (pmd/pte)  lost  start (s)")
     for kind in ("pmd", "pte"):
         base = results.get(("untraced", kind), {}).get("seconds")
         for mode in modes:
@@ -166,7 +164,10 @@ def main():
                 continue
             ratio = f"{r['seconds'] / base:8.2f}" if base else "       -"
             seen = f"{r.get('pmd', '-')}/{r.get('pte', '-')}"
-            print(f"{kind:9} {mode:10} {r['seconds']:8.2f} {ratio}    {seen:>20}  {r.get('lost', '-')}")
+            print(
+                f"{kind:9} {mode:10} {r['seconds']:8.2f} {ratio}    {seen:>20}  {r.get('lost', '-')!s:>4}"
+                f"  {r.get('startup', '-')}"
+            )
     if args.replay_passes:
         # (3) replay rate: a PTE workload of replay_passes x 65,536 faults
         # (8 passes: 524,288 faults = 1,048,576 fs_dax events) recorded by

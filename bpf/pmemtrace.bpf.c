@@ -3,37 +3,85 @@
  * pmemtrace.bpf.c - DAX fault, insert, get_dev_pagemap, GUP and device-dax
  * probes, compiled by bcc at run time (pmemtrace/live/bcc_backend.py).
  *
+ * It includes no kernel header: the few kernel struct members it reads are
+ * reached through byte offsets read from the running kernel's BTF
+ * (pmemtrace/live/btf.py, -DPMT_OFF_*), because clang parsing linux/mm.h
+ * and friends was most of bcc's start time (60 of 76 s in the lab).
+ *
  * Configuration is by -D flags only (no text substitution):
  *   PMT_FILTER_PID=n        only this process (tgid); 0 = all
+ *   PMT_FILTER_DEV=d, PMT_FILTER_INO=i  fs_dax events of this device (kernel
+ *                           dev_t) and inode only (watch --path); 0 = all
  *   PMT_TP_<event>=1        attach fs_dax:<event> (set for each tracepoint the
  *                           running kernel has, read from tracefs)
+ *   PMT_RAW_dax_pte_fault_done=1  count 4 KiB faults from the raw tracepoint
+ *                           (its vm_fault gives the VMA bounds the formatted
+ *                           event lacks) instead of fs_dax:dax_pte_fault_done
  *   PMT_HOLE_ZERO_PAGE=1    the load-hole events name their pointer zero_page
  *                           (6.1) instead of zero_folio (6.12+), as read from
  *                           events/fs_dax/dax_pmd_load_hole/format
  *   PMT_RINGBUF_PAGES=n     ring buffer size in pages (power of two)
+ *   PMT_AGGREGATE=1         count outcomes in the kernel (struct pmt_counts per
+ *                           struct pmt_key); only what user space must see one
+ *                           by one goes through the ring buffer: fallbacks,
+ *                           SIGBUS, GUP, device-dax, and what found no key
+ *   PMT_OBSERVE=1           (with PMT_AGGREGATE) also send the first fault of
+ *                           each kind per 2 MiB of a file: the entry state the
+ *                           fallback attribution replays
+ *   PMT_VM_FAULT_STOP, PMT_VM_FAULT_SIGBUS, PMT_FAULT_FLAG_WRITE: the kernel's
+ *                           VM_FAULT_(FALLBACK|SIGBUS), VM_FAULT_SIGBUS and
+ *                           FAULT_FLAG_WRITE (pmemtrace/events.py)
+ *   PMT_OFF_*               member offsets (pmemtrace/live/btf.py WANTED)
  * The kprobe functions below are attached by name from user space, to the
  * candidate that exists in this kernel (pmemtrace/live/probes.py); none of
  * them depends on a parameter's C type, only on its position.
+ *
+ * Records go to the ring buffer without a wake-up (BPF_RB_NO_WAKEUP): user
+ * space consumes them on its own clock (every drain, at most 0.5 s), so a
+ * burst of faults costs no wake-up of the reader per event.
  */
-#include <uapi/linux/ptrace.h>
-/* 7.x headers carry static_asserts on struct layouts (e.g. struct filename
- * in fs.h) that bcc's clang evaluates differently from the kernel's
- * compiler; they check nothing this program relies on, so drop them. */
-#include <linux/build_bug.h>
-#undef static_assert
-#define static_assert(expr, ...)
-#include <linux/sched.h>
-#include <linux/mm.h>
-#include <linux/mm_types.h>
-
 #define __PMT_HAVE_KERNEL_TYPES 1
 #include "pmemtrace.h"
+
+/* the fs_dax formats name this type (include/linux/mm_types.h), and bcc
+ * writes each TRACEPOINT_PROBE's args struct from the format as text */
+typedef unsigned long vm_flags_t;
 
 #ifndef PMT_FILTER_PID
 #define PMT_FILTER_PID 0
 #endif
+#ifndef PMT_FILTER_DEV
+#define PMT_FILTER_DEV 0
+#endif
+#ifndef PMT_FILTER_INO
+#define PMT_FILTER_INO 0
+#endif
+/* an fs_dax event of a file --path excludes */
+#define PMT_OTHER_FILE(dev, ino) \
+	((PMT_FILTER_DEV && (dev) != PMT_FILTER_DEV) || (PMT_FILTER_INO && (ino) != PMT_FILTER_INO))
 #ifndef PMT_RINGBUF_PAGES
 #define PMT_RINGBUF_PAGES 1024
+#endif
+#ifndef PMT_AGGREGATE
+#define PMT_AGGREGATE 0
+#endif
+#ifndef PMT_OBSERVE
+#define PMT_OBSERVE 0
+#endif
+#ifndef PMT_COUNT_KEYS
+#define PMT_COUNT_KEYS 16384
+#endif
+#ifndef PMT_VM_FAULT_STOP
+#define PMT_VM_FAULT_STOP 0x802
+#endif
+#ifndef PMT_VM_FAULT_SIGBUS
+#define PMT_VM_FAULT_SIGBUS 0x2
+#endif
+#ifndef PMT_FAULT_FLAG_WRITE
+#define PMT_FAULT_FLAG_WRITE 0x1
+#endif
+#ifndef BPF_RB_NO_WAKEUP
+#define BPF_RB_NO_WAKEUP 1
 #endif
 #ifdef PMT_HOLE_ZERO_PAGE
 #define PMT_HOLE_PTR(a) ((u64)(a)->zero_page)
@@ -41,17 +89,71 @@
 #define PMT_HOLE_PTR(a) ((u64)(a)->zero_folio)
 #endif
 
+/* x86-64 argument registers as the kprobe context holds them (struct
+ * pt_regs, arch/x86/include/asm/ptrace.h), without including its header */
+struct pmt_regs {
+	u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di;
+};
+#define PMT_ARG1(ctx) (((struct pmt_regs *)(ctx))->di)
+#define PMT_ARG2(ctx) (((struct pmt_regs *)(ctx))->si)
+#define PMT_ARG3(ctx) (((struct pmt_regs *)(ctx))->dx)
+#define PMT_ARG4(ctx) (((struct pmt_regs *)(ctx))->cx)
+#define PMT_RET(ctx) (((struct pmt_regs *)(ctx))->ax)
+
 BPF_RINGBUF_OUTPUT(events, PMT_RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 /* devdax: the fault order seen at entry, by thread, for the return probe */
 BPF_HASH(devdax_order, u32, u64, 4096);
 
+#if PMT_AGGREGATE
+struct pmt_comm {
+	char comm[16];
+};
+struct pmt_block {
+	u32 dev;
+	u32 kind_write; /* PMT_KIND_* << 1 | write */
+	u64 ino;
+	u64 block;      /* pgoff >> 9: the file's 2 MiB block */
+};
+BPF_PERCPU_HASH(counts, struct pmt_key, struct pmt_counts, PMT_COUNT_KEYS);
+/* events counted here rather than sent, by PMT_KIND_* (events_by_name) */
+BPF_PERCPU_ARRAY(kinds, u64, 64);
+BPF_TABLE("lru_hash", u32, struct pmt_comm, comms, PMT_COUNT_KEYS);
+/* the mapping of the PMD fault each thread is in (dax_pmd_fault to _done) */
+BPF_HASH(fault_key, u32, struct pmt_key, 4096);
+#if PMT_OBSERVE
+BPF_TABLE("lru_hash", struct pmt_block, u8, observed, 65536);
+#endif
+#endif
+
+static __always_inline u64 pmt_read_u64(const void *base, u32 off)
+{
+	u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+	return v;
+}
+
+static __always_inline u32 pmt_read_u32(const void *base, u32 off)
+{
+	u32 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+	return v;
+}
+
+static __always_inline int pmt_filtered(void)
+{
+	return PMT_FILTER_PID && (bpf_get_current_pid_tgid() >> 32) != PMT_FILTER_PID;
+}
+
+/* A record with its common fields set; the kind's own fields are set by the
+ * caller (decode.KEEP reads only those), so no memset of the whole record. */
 static __always_inline struct pmt_event *pmt_reserve(u32 kind)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32;
 
-	if (PMT_FILTER_PID && tgid != PMT_FILTER_PID)
+	if (PMT_FILTER_PID && (id >> 32) != PMT_FILTER_PID)
 		return 0;
 	struct pmt_event *e = events.ringbuf_reserve(sizeof(struct pmt_event));
 	if (!e) {
@@ -61,52 +163,95 @@ static __always_inline struct pmt_event *pmt_reserve(u32 kind)
 			(*n)++;
 		return 0;
 	}
-	__builtin_memset(e, 0, sizeof(*e));
 	e->timestamp = bpf_ktime_get_ns();
 	e->kind = kind;
-	e->pid = tgid;
+	e->pid = id >> 32;
 	e->tid = (u32)id;
 	e->cpu = bpf_get_smp_processor_id();
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	return e;
 }
 
-/* Explicit bpf_probe_read_kernel: no reliance on bcc's pointer rewriting
- * through inline helpers. */
-static __always_inline void pmt_vmf(struct pmt_event *e, struct vm_fault *vmf)
+static __always_inline int pmt_submit(struct pmt_event *e)
 {
-	struct vm_area_struct *vma = 0;
-	unsigned long v = 0;
-	unsigned int fl = 0;
+	events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+}
 
-	bpf_probe_read_kernel(&vma, sizeof(vma), &vmf->vma);
-	bpf_probe_read_kernel(&v, sizeof(v), &vmf->address);
-	e->address = v;
-	bpf_probe_read_kernel(&v, sizeof(v), &vmf->pgoff);
-	e->pgoff = v;
-	bpf_probe_read_kernel(&fl, sizeof(fl), &vmf->flags);
-	e->flags = fl;
+static __always_inline void pmt_vmf(struct pmt_event *e, const void *vmf)
+{
+	const void *vma = (const void *)pmt_read_u64(vmf, PMT_OFF_VMF_VMA);
+
+	e->address = pmt_read_u64(vmf, PMT_OFF_VMF_ADDRESS);
+	e->pgoff = pmt_read_u64(vmf, PMT_OFF_VMF_PGOFF);
+	e->flags = pmt_read_u32(vmf, PMT_OFF_VMF_FLAGS);
+	e->vm_start = 0;
+	e->vm_end = 0;
+	e->vm_flags = 0;
 	if (!vma)
 		return;
-	bpf_probe_read_kernel(&v, sizeof(v), &vma->vm_start);
-	e->vm_start = v;
-	bpf_probe_read_kernel(&v, sizeof(v), &vma->vm_end);
-	e->vm_end = v;
-	bpf_probe_read_kernel(&v, sizeof(v), (void *)&vma->vm_flags);
-	e->vm_flags = v;
+	e->vm_start = pmt_read_u64(vma, PMT_OFF_VMA_START);
+	e->vm_end = pmt_read_u64(vma, PMT_OFF_VMA_END);
+	e->vm_flags = pmt_read_u64(vma, PMT_OFF_VMA_FLAGS);
 }
+
+#if PMT_AGGREGATE
+static __always_inline void pmt_kind_counted(u32 kind)
+{
+	u64 *n = kinds.lookup(&kind);
+
+	if (n)
+		(*n)++;
+}
+
+/* Count one outcome under *k*; nonzero when the map is full (the caller
+ * then sends the event instead: nothing is dropped). */
+static __always_inline int pmt_count(struct pmt_key *k, u32 which, u32 kind)
+{
+	struct pmt_counts *c = counts.lookup(k);
+
+	if (!c) {
+		struct pmt_counts zero = {};
+		struct pmt_comm comm = {};
+
+		counts.insert(k, &zero);
+		c = counts.lookup(k);
+		if (!c)
+			return 1;
+		bpf_get_current_comm(&comm.comm, sizeof(comm.comm));
+		comms.update(&k->tgid, &comm);
+	}
+	if (which < PMT_NCOUNTS)
+		c->n[which]++;
+	pmt_kind_counted(kind);
+	return 0;
+}
+
+/* With PMT_OBSERVE: nonzero for the first fault of its kind and write flag
+ * in this 2 MiB block of the file (sent so the attributor sees the entry
+ * state); later ones are only counted. */
+static __always_inline int pmt_first(u32 dev, u64 ino, u64 pgoff, u32 kind, u32 flags)
+{
+#if PMT_OBSERVE
+	struct pmt_block b = {};
+	u8 one = 1;
+
+	b.dev = dev;
+	b.ino = ino;
+	b.block = pgoff >> 9;
+	b.kind_write = kind << 1 | !!(flags & PMT_FAULT_FLAG_WRITE);
+	return observed.insert(&b, &one) == 0;
+#else
+	return 0;
+#endif
+}
+#endif
 
 /* ---- fs_dax tracepoints (include/trace/events/fs_dax.h) ---------------- */
 
 /* bcc refuses map calls inside macro expansions and rewrites the `args`
  * struct of each TRACEPOINT_PROBE from its format file, so each probe is
  * written out and the common work is in helpers. */
-
-static __always_inline int pmt_submit(struct pmt_event *e)
-{
-	events.ringbuf_submit(e, 0);
-	return 0;
-}
 
 static __always_inline int pmt_pmd_tp(u32 kind, u32 dev, u64 ino, u64 vm_start, u64 vm_end,
 				      u64 vm_flags, u64 address, u64 pgoff, u64 max_pgoff,
@@ -138,6 +283,8 @@ static __always_inline int pmt_pte_tp(u32 kind, u32 dev, u64 ino, u64 vm_flags, 
 		return 0;
 	e->dev = dev;
 	e->ino = ino;
+	e->vm_start = 0; /* the format has no VMA bounds (the raw tracepoint sets them) */
+	e->vm_end = 0;
 	e->vm_flags = vm_flags;
 	e->address = address;
 	e->pgoff = pgoff;
@@ -161,18 +308,78 @@ static __always_inline int pmt_hole_tp(u32 kind, u32 dev, u64 ino, u64 vm_flags,
 	return pmt_submit(e);
 }
 
+#if PMT_AGGREGATE
+/* events the views only count by name */
+#define PMT_ONLY_COUNTED(kind)          \
+	do {                            \
+		if (!pmt_filtered())    \
+			pmt_kind_counted(kind); \
+		return 0;               \
+	} while (0)
+#else
+#define PMT_ONLY_COUNTED(kind) do { } while (0)
+#endif
+
 #ifdef PMT_TP_dax_pmd_fault
 TRACEPOINT_PROBE(fs_dax, dax_pmd_fault)
 {
+#if PMT_AGGREGATE
+	struct pmt_key k = {};
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+
+	if (pmt_filtered())
+		return 0;
+	if (PMT_OTHER_FILE(args->dev, args->ino)) {
+		/* tgid 0: a fault --path excludes; its insert is not ours either */
+		fault_key.update(&tid, &k);
+		return 0;
+	}
+	k.tgid = id >> 32;
+	k.dev = args->dev;
+	k.ino = args->ino;
+	k.vm_start = args->vm_start;
+	k.vm_end = args->vm_end;
+	fault_key.update(&tid, &k);
+	pmt_kind_counted(PMT_KIND_PMD_FAULT);
+	return 0;
+#else
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
 	return pmt_pmd_tp(PMT_KIND_PMD_FAULT, args->dev, args->ino, args->vm_start, args->vm_end,
 			  args->vm_flags, args->address, args->pgoff, args->max_pgoff,
 			  args->flags, args->result);
+#endif
 }
 #endif
 
 #ifdef PMT_TP_dax_pmd_fault_done
 TRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done)
 {
+#if PMT_AGGREGATE
+	struct pmt_key k = {};
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+
+	if (pmt_filtered())
+		return 0;
+	fault_key.delete(&tid);
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
+	if (!(args->result & PMT_VM_FAULT_STOP) &&
+	    !pmt_first(args->dev, args->ino, args->pgoff, PMT_KIND_PMD_FAULT_DONE, args->flags)) {
+		k.tgid = id >> 32;
+		k.dev = args->dev;
+		k.ino = args->ino;
+		k.vm_start = args->vm_start;
+		k.vm_end = args->vm_end;
+		if (!pmt_count(&k, PMT_COUNT_PMD, PMT_KIND_PMD_FAULT_DONE))
+			return 0;
+	}
+#else
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
+#endif
 	return pmt_pmd_tp(PMT_KIND_PMD_FAULT_DONE, args->dev, args->ino, args->vm_start, args->vm_end,
 			  args->vm_flags, args->address, args->pgoff, args->max_pgoff,
 			  args->flags, args->result);
@@ -182,6 +389,9 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done)
 #ifdef PMT_TP_dax_pte_fault
 TRACEPOINT_PROBE(fs_dax, dax_pte_fault)
 {
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
+	PMT_ONLY_COUNTED(PMT_KIND_PTE_FAULT);
 	return pmt_pte_tp(PMT_KIND_PTE_FAULT, args->dev, args->ino, args->vm_flags, args->address,
 			  args->pgoff, args->flags, args->result);
 }
@@ -190,14 +400,66 @@ TRACEPOINT_PROBE(fs_dax, dax_pte_fault)
 #ifdef PMT_TP_dax_pte_fault_done
 TRACEPOINT_PROBE(fs_dax, dax_pte_fault_done)
 {
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
 	return pmt_pte_tp(PMT_KIND_PTE_FAULT_DONE, args->dev, args->ino, args->vm_flags, args->address,
 			  args->pgoff, args->flags, args->result);
+}
+#endif
+
+#if defined(PMT_RAW_dax_pte_fault_done) && PMT_AGGREGATE
+/* TP_PROTO(struct inode *inode, struct vm_fault *vmf, int result) */
+RAW_TRACEPOINT_PROBE(dax_pte_fault_done)
+{
+	const void *inode = (const void *)ctx->args[0];
+	const void *vmf = (const void *)ctx->args[1];
+	u32 result = (u32)ctx->args[2];
+	const void *vma, *sb;
+	struct pmt_key k = {};
+	struct pmt_event *e;
+	u64 pgoff = 0;
+	u32 flags = 0;
+
+	if (pmt_filtered())
+		return 0;
+	sb = (const void *)pmt_read_u64(inode, PMT_OFF_INODE_SB);
+	k.dev = pmt_read_u32(sb, PMT_OFF_SB_DEV);
+	k.ino = pmt_read_u64(inode, PMT_OFF_INODE_INO);
+	if (PMT_OTHER_FILE(k.dev, k.ino))
+		return 0;
+	if (PMT_OBSERVE) {
+		pgoff = pmt_read_u64(vmf, PMT_OFF_VMF_PGOFF);
+		flags = pmt_read_u32(vmf, PMT_OFF_VMF_FLAGS);
+	}
+	if (!(result & PMT_VM_FAULT_SIGBUS) &&
+	    !pmt_first(k.dev, k.ino, pgoff, PMT_KIND_PTE_FAULT_DONE, flags)) {
+		vma = (const void *)pmt_read_u64(vmf, PMT_OFF_VMF_VMA);
+		k.tgid = bpf_get_current_pid_tgid() >> 32;
+		k.vm_start = pmt_read_u64(vma, PMT_OFF_VMA_START);
+		k.vm_end = pmt_read_u64(vma, PMT_OFF_VMA_END);
+		if (!pmt_count(&k, PMT_COUNT_PTE, PMT_KIND_PTE_FAULT_DONE))
+			return 0;
+	}
+	/* as fs_dax:dax_pte_fault_done formats it, plus the VMA bounds: the
+	 * counted faults of this mapping are keyed by them, and this one must
+	 * reach the same row before any of those is read */
+	e = pmt_reserve(PMT_KIND_PTE_FAULT_DONE);
+	if (!e)
+		return 0;
+	pmt_vmf(e, vmf);
+	e->dev = k.dev;
+	e->ino = k.ino;
+	e->result = result;
+	return pmt_submit(e);
 }
 #endif
 
 #ifdef PMT_TP_dax_load_hole
 TRACEPOINT_PROBE(fs_dax, dax_load_hole)
 {
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
+	PMT_ONLY_COUNTED(PMT_KIND_LOAD_HOLE);
 	return pmt_pte_tp(PMT_KIND_LOAD_HOLE, args->dev, args->ino, args->vm_flags, args->address,
 			  args->pgoff, args->flags, args->result);
 }
@@ -206,6 +468,9 @@ TRACEPOINT_PROBE(fs_dax, dax_load_hole)
 #ifdef PMT_TP_dax_insert_pfn_mkwrite
 TRACEPOINT_PROBE(fs_dax, dax_insert_pfn_mkwrite)
 {
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
+	PMT_ONLY_COUNTED(PMT_KIND_INSERT_PFN_MKWRITE);
 	return pmt_pte_tp(PMT_KIND_INSERT_PFN_MKWRITE, args->dev, args->ino, args->vm_flags, args->address,
 			  args->pgoff, args->flags, args->result);
 }
@@ -214,6 +479,9 @@ TRACEPOINT_PROBE(fs_dax, dax_insert_pfn_mkwrite)
 #ifdef PMT_TP_dax_insert_pfn_mkwrite_no_entry
 TRACEPOINT_PROBE(fs_dax, dax_insert_pfn_mkwrite_no_entry)
 {
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
+	PMT_ONLY_COUNTED(PMT_KIND_INSERT_PFN_MKWRITE_NO_ENTRY);
 	return pmt_pte_tp(PMT_KIND_INSERT_PFN_MKWRITE_NO_ENTRY, args->dev, args->ino, args->vm_flags, args->address,
 			  args->pgoff, args->flags, args->result);
 }
@@ -222,6 +490,18 @@ TRACEPOINT_PROBE(fs_dax, dax_insert_pfn_mkwrite_no_entry)
 #ifdef PMT_TP_dax_pmd_load_hole
 TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole)
 {
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
+#if PMT_AGGREGATE
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct pmt_key *k;
+
+	if (pmt_filtered())
+		return 0;
+	k = fault_key.lookup(&tid);
+	if (k && !pmt_count(k, PMT_COUNT_HUGE_ZERO, PMT_KIND_PMD_LOAD_HOLE))
+		return 0;
+#endif
 	return pmt_hole_tp(PMT_KIND_PMD_LOAD_HOLE, args->dev, args->ino, args->vm_flags, args->address,
 			   PMT_HOLE_PTR(args));
 }
@@ -230,6 +510,9 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole)
 #ifdef PMT_TP_dax_pmd_load_hole_fallback
 TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole_fallback)
 {
+	if (PMT_OTHER_FILE(args->dev, args->ino))
+		return 0;
+	PMT_ONLY_COUNTED(PMT_KIND_PMD_LOAD_HOLE_FALLBACK);
 	return pmt_hole_tp(PMT_KIND_PMD_LOAD_HOLE_FALLBACK, args->dev, args->ino, args->vm_flags, args->address,
 			   PMT_HOLE_PTR(args));
 }
@@ -241,11 +524,27 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole_fallback)
  * vmf_insert_pfn_pmd is an inline wrapper).  vmf_insert_folio_pmd(vmf,
  * folio, write) (DAX since the 6.15-7.x conversion; see lab-recipe.md). */
 
-static __always_inline int pmt_insert(struct pt_regs *ctx, u32 kind, u64 pfn, u64 write)
+static __always_inline int pmt_insert(void *ctx, u32 kind, u64 pfn, u64 write)
 {
-	struct vm_fault *vmf = (struct vm_fault *)PT_REGS_PARM1(ctx);
-	struct pmt_event *e = pmt_reserve(kind);
+	const void *vmf = (const void *)PMT_ARG1(ctx);
+	struct pmt_event *e;
 
+#if PMT_AGGREGATE
+	if (kind == PMT_KIND_INSERT_PMD) {
+		u32 tid = (u32)bpf_get_current_pid_tgid();
+		struct pmt_key *k;
+
+		if (pmt_filtered())
+			return 0;
+		/* inside an fs_dax PMD fault: count it under that fault's mapping */
+		k = fault_key.lookup(&tid);
+		if (k && !k->tgid)
+			return 0;
+		if (k && !pmt_count(k, PMT_COUNT_INSERT_PMD, PMT_KIND_INSERT_PMD))
+			return 0;
+	}
+#endif
+	e = pmt_reserve(kind);
 	if (!e)
 		return 0;
 	pmt_vmf(e, vmf);
@@ -255,45 +554,55 @@ static __always_inline int pmt_insert(struct pt_regs *ctx, u32 kind, u64 pfn, u6
 	return pmt_submit(e);
 }
 
-int kp_insert_pfn_pmd(struct pt_regs *ctx)
+int kp_insert_pfn_pmd(void *ctx)
 {
-	return pmt_insert(ctx, PMT_KIND_INSERT_PMD, PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx));
+	return pmt_insert(ctx, PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG3(ctx));
 }
 
-int kp_insert_pfn_pmd_prot(struct pt_regs *ctx)
+int kp_insert_pfn_pmd_prot(void *ctx)
 {
-	return pmt_insert(ctx, PMT_KIND_INSERT_PMD, PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx));
+	return pmt_insert(ctx, PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG4(ctx));
 }
 
-int kp_insert_folio_pmd(struct pt_regs *ctx)
+int kp_insert_folio_pmd(void *ctx)
 {
-	return pmt_insert(ctx, PMT_KIND_INSERT_PMD, 0, PT_REGS_PARM3(ctx));
+	return pmt_insert(ctx, PMT_KIND_INSERT_PMD, 0, PMT_ARG3(ctx));
 }
 
-int kp_insert_pfn_pud(struct pt_regs *ctx)
+int kp_insert_pfn_pud(void *ctx)
 {
-	return pmt_insert(ctx, PMT_KIND_INSERT_PUD, PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx));
+	return pmt_insert(ctx, PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG3(ctx));
 }
 
-int kp_insert_pfn_pud_prot(struct pt_regs *ctx)
+int kp_insert_pfn_pud_prot(void *ctx)
 {
-	return pmt_insert(ctx, PMT_KIND_INSERT_PUD, PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx));
+	return pmt_insert(ctx, PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG4(ctx));
 }
 
-int kp_insert_folio_pud(struct pt_regs *ctx)
+int kp_insert_folio_pud(void *ctx)
 {
-	return pmt_insert(ctx, PMT_KIND_INSERT_PUD, 0, PT_REGS_PARM3(ctx));
+	return pmt_insert(ctx, PMT_KIND_INSERT_PUD, 0, PMT_ARG3(ctx));
 }
 
 /* ---- get_dev_pagemap(unsigned long pfn, ...) ---------------------------- */
 
-int kp_get_dev_pagemap(struct pt_regs *ctx)
+int kp_get_dev_pagemap(void *ctx)
 {
-	struct pmt_event *e = pmt_reserve(PMT_KIND_GET_DEV_PAGEMAP);
+	struct pmt_event *e;
 
+#if PMT_AGGREGATE
+	struct pmt_key k = {};
+
+	if (pmt_filtered())
+		return 0;
+	k.tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!pmt_count(&k, PMT_COUNT_GET_DEV_PAGEMAP, PMT_KIND_GET_DEV_PAGEMAP))
+		return 0;
+#endif
+	e = pmt_reserve(PMT_KIND_GET_DEV_PAGEMAP);
 	if (!e)
 		return 0;
-	e->pfn = PT_REGS_PARM1(ctx);
+	e->pfn = PMT_ARG1(ctx);
 	return pmt_submit(e);
 }
 
@@ -303,27 +612,27 @@ int kp_get_dev_pagemap(struct pt_regs *ctx)
  * internal_get_user_pages_fast(start, nr_pages, gup_flags, pages) (6.1),
  * gup_fast_fallback(start, nr_pages, gup_flags, pages) (renamed in 6.11). */
 
-int kp_gup_slow(struct pt_regs *ctx)
+int kp_gup_slow(void *ctx)
 {
 	struct pmt_event *e = pmt_reserve(PMT_KIND_GUP);
 
 	if (!e)
 		return 0;
-	e->address = PT_REGS_PARM2(ctx);
-	e->nr_pages = PT_REGS_PARM3(ctx);
-	e->gup_flags = PT_REGS_PARM4(ctx);
+	e->address = PMT_ARG2(ctx);
+	e->nr_pages = PMT_ARG3(ctx);
+	e->gup_flags = PMT_ARG4(ctx);
 	return pmt_submit(e);
 }
 
-int kp_gup_fast(struct pt_regs *ctx)
+int kp_gup_fast(void *ctx)
 {
 	struct pmt_event *e = pmt_reserve(PMT_KIND_GUP_FAST);
 
 	if (!e)
 		return 0;
-	e->address = PT_REGS_PARM1(ctx);
-	e->nr_pages = PT_REGS_PARM2(ctx);
-	e->gup_flags = PT_REGS_PARM3(ctx);
+	e->address = PMT_ARG1(ctx);
+	e->nr_pages = PMT_ARG2(ctx);
+	e->gup_flags = PMT_ARG3(ctx);
 	return pmt_submit(e);
 }
 
@@ -332,10 +641,10 @@ int kp_gup_fast(struct pt_regs *ctx)
  * 2 PUD) or (vmf, unsigned int order) (6.6+: 0, 9, 18).  The raw value is
  * recorded; user space maps 1->9 and 2->18 (an order is never 1 or 2). */
 
-int kp_devdax_fault(struct pt_regs *ctx)
+int kp_devdax_fault(void *ctx)
 {
-	struct vm_fault *vmf = (struct vm_fault *)PT_REGS_PARM1(ctx);
-	u64 order = PT_REGS_PARM2(ctx);
+	const void *vmf = (const void *)PMT_ARG1(ctx);
+	u64 order = PMT_ARG2(ctx);
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct pmt_event *e;
 
@@ -348,7 +657,7 @@ int kp_devdax_fault(struct pt_regs *ctx)
 	return pmt_submit(e);
 }
 
-int kr_devdax_fault(struct pt_regs *ctx)
+int kr_devdax_fault(void *ctx)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	u64 *order = devdax_order.lookup(&tid);
@@ -362,8 +671,8 @@ int kr_devdax_fault(struct pt_regs *ctx)
 	e = pmt_reserve(PMT_KIND_DEVDAX_FAULT_RET);
 	if (!e)
 		return 0;
-	e->ret = PT_REGS_RC(ctx);
-	e->result = (u32)PT_REGS_RC(ctx);
+	e->ret = PMT_RET(ctx);
+	e->result = (u32)PMT_RET(ctx);
 	e->order = o;
 	return pmt_submit(e);
 }

@@ -81,4 +81,27 @@ struct pmt_event {
 	__u64 reserved;      /* 152  zero; keeps size a multiple of 8 */
 };
 
+/* In-kernel aggregation (the default watch, PMT_AGGREGATE): outcomes counted
+ * per mapping in a per-CPU hash, read by user space once per interval.
+ * tgid/dev/ino/vm_start/vm_end as in struct pmt_event; a key with dev 0 and
+ * vm_start 0 counts the process's get_dev_pagemap calls (no mapping known). */
+struct pmt_key {
+	__u32 tgid;          /*   0 */
+	__u32 dev;           /*   4 */
+	__u64 ino;           /*   8 */
+	__u64 vm_start;      /*  16 */
+	__u64 vm_end;        /*  24 */
+};
+
+/* counters of one key, indexed by PMT_COUNT_* */
+#define PMT_COUNT_PMD 0             /* dax_pmd_fault_done, neither FALLBACK nor SIGBUS */
+#define PMT_COUNT_PTE 1             /* dax_pte_fault_done without SIGBUS */
+#define PMT_COUNT_HUGE_ZERO 2       /* dax_pmd_load_hole inside a counted PMD fault */
+#define PMT_COUNT_INSERT_PMD 3      /* PMD insert function inside a counted PMD fault */
+#define PMT_COUNT_GET_DEV_PAGEMAP 4 /* get_dev_pagemap, by process */
+#define PMT_NCOUNTS 5
+struct pmt_counts {
+	__u64 n[5];
+};
+
 #endif /* PMEMTRACE_H */

@@ -139,7 +139,14 @@ def _watch(args, filt, metrics):
     from ..live.files import LiveFiles
     from ..live.session import Session, choose_backend
 
-    backend, why = choose_backend(args.backend, args.pid, args.buffer_mb, all_events=bool(args.events or args.record))
+    backend, why = choose_backend(
+        args.backend,
+        args.pid,
+        args.buffer_mb,
+        all_events=bool(args.events or args.record),
+        reasons=not args.no_reasons,
+        file_filter=None if filt is None else (filt.dev, filt.ino),
+    )
     files = LiveFiles()
     attributor = None if args.no_reasons else Attributor(release=args.kernel or os.uname().release, file_info=files)
     agg = Aggregator(attributor, max_rows=args.max_rows)

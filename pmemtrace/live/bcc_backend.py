@@ -5,14 +5,21 @@ It comes from Debian's python3-bpfcc and imports only in /usr/bin/python3
 (or a venv made from it with --system-site-packages).
 """
 
-import ctypes
+import mmap
 import os
 import platform
+import time
 
 from ..errors import KernelFeatureMissing, PrivilegeError, ProbeAttachError
+from ..events import FAULT_FLAG, VM_FAULT
 from . import bpf_file
-from .decode import EVENT_SIZE, decode
+from .btf import WANTED as BTF_OFFSETS
+from .btf import offsets as btf_offsets
+from .decode import COUNTERS as KERNEL_COUNTERS
+from .decode import EVENT_SIZE, KINDS, CountedRow, decode
 from .probes import hole_field, kernel_functions, resolve
+from .ringbuf import RingReader
+from .session import records_of
 from .tracefs import fs_dax_tracepoints, tracefs_root
 
 DEVDAX_ORDER = {0: 0, 1: 9, 2: 18, 9: 9, 18: 18}  # enum page_entry_size (6.1) or order (6.6+)
@@ -48,18 +55,42 @@ class BccBackend:
 
     name = "bcc"
 
-    def __init__(self, pid=None, ringbuf_pages=4096, skip=()):
+    def __init__(self, pid=None, ringbuf_pages=4096, skip=(), aggregate=False, observe=True, file_filter=None):
         self.pid = pid
+        #: (kernel dev_t, inode or None) of --path: fs_dax events of other
+        #: files are dropped in the kernel
+        self.file_filter = file_filter
         self.skip = set(skip)  # tracepoints not to attach (compiled out)
         self.ringbuf_pages = ringbuf_pages
+        #: *aggregate*: count outcomes in the kernel (the default watch);
+        #: *observe*: also send the first fault per 2 MiB of a file (the
+        #: entry state fallback reasons replay; off with --no-reasons)
+        self.aggregate = aggregate
+        self.observe = observe
         self.root = tracefs_root()
         self.functions = kernel_functions()
         self.tracepoints = fs_dax_tracepoints(self.root)
-        self.resolved = resolve(self.functions, self.tracepoints)
+        self.offsets = btf_offsets()
+        self.resolved = resolve(
+            self.functions, self.tracepoints, raw_tracepoints=aggregate and self._raw_tracepoints_work()
+        )
         self.bpf = None
+        self.ring = None
+        self._backlog = False
         self.pending = []
         self._devdax = {}
         self.failed = []
+        self._counted = {}  # pmt_key tuple -> counts already reported (the map keeps totals)
+        self._kinds_seen = {}  # kind -> events counted in the kernel already reported
+        self._comms = {}
+
+    def _raw_tracepoints_work(self):
+        """Raw tracepoints (4.17+) and the BTF offsets they read."""
+        fns = self.functions or {}
+        has_raw = (
+            "bpf_raw_tracepoint_open" in fns or "bpf_find_raw_tracepoint" in fns or "bpf_get_raw_tracepoint" in fns
+        )
+        return has_raw and all(f in self.offsets for f in BTF_OFFSETS.values())
 
     def cflags(self):
         d = os.path.dirname(bpf_file("pmemtrace.h"))
@@ -69,6 +100,21 @@ class BccBackend:
             f"-DPMT_FILTER_PID={int(self.pid or 0)}",
             f"-DPMT_RINGBUF_PAGES={int(self.ringbuf_pages)}",
         ]
+        if self.file_filter is not None:
+            dev, ino = self.file_filter
+            flags += [f"-DPMT_FILTER_DEV={int(dev)}", f"-DPMT_FILTER_INO={int(ino or 0)}"]
+        flags += [
+            f"-DPMT_VM_FAULT_STOP={VM_FAULT['FALLBACK'] | VM_FAULT['SIGBUS']:#x}",
+            f"-DPMT_VM_FAULT_SIGBUS={VM_FAULT['SIGBUS']:#x}",
+            f"-DPMT_FAULT_FLAG_WRITE={FAULT_FLAG['WRITE']:#x}",
+        ]
+        if self.aggregate:
+            flags.append("-DPMT_AGGREGATE=1")
+            if self.observe:
+                flags.append("-DPMT_OBSERVE=1")
+        # member offsets from BTF; without BTF (or a member) 0, and the
+        # probes that read them are not attached (probe_table says so)
+        flags += [f"-D{name}={self.offsets.get(name, 0)}" for name in sorted(set(BTF_OFFSETS.values()))]
         hf = hole_field(self.root) if self.root else None
         if hf == "zero_page":
             flags.append("-DPMT_HOLE_ZERO_PAGE=1")
@@ -77,7 +123,7 @@ class BccBackend:
                 # the load-hole events need the field name
                 if r.point.name.startswith("dax_pmd_load_hole") and not hf:
                     continue
-                flags.append(f"-DPMT_TP_{r.point.name}=1")
+                flags.append(f"-DPMT_{'RAW' if r.mechanism == 'raw_tracepoint' else 'TP'}_{r.point.name}=1")
         return flags
 
     def source(self):
@@ -108,6 +154,11 @@ class BccBackend:
             ) from None
         if not any(r.winner for r in self.resolved if r.point.required):
             raise KernelFeatureMissing("this kernel has no fs_dax tracepoints")
+        if not all(f in self.offsets for f in BTF_OFFSETS.values()):
+            raise KernelFeatureMissing(
+                "the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF) that the bcc "
+                "probes read struct offsets from: use --backend tracefs"
+            )
         try:
             self.bpf = BPF(src_file=bpf_file("pmemtrace.bpf.c").encode(), cflags=self.cflags())
         except Exception as e:  # bcc raises bare Exception
@@ -125,13 +176,14 @@ class BccBackend:
                         self.bpf.attach_kretprobe(event=r.winner, fn_name=r.point.retprobe.encode())
                 except Exception as e:
                     self.failed.append((r.point.name, str(e).strip()[:120]))
-            self.bpf["events"].open_ring_buffer(self._on_event)
+            # read through the map's memory, not bcc's per-record callback
+            self.ring = RingReader(self.bpf["events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE)
         except BaseException:
             self.close()
             raise
 
-    def _on_event(self, ctx, data, size):
-        ev = decode(ctypes.string_at(data, EVENT_SIZE))
+    def _on_event(self, data):
+        ev = decode(data)
         if ev.name == "devdax_fault":
             ev.fields["order"] = DEVDAX_ORDER.get(ev.fields.get("order", 0), ev.fields.get("order"))
             self._devdax[ev.tid] = ev
@@ -145,12 +197,59 @@ class BccBackend:
         self.pending.append(ev)
 
     def drain(self, timeout):
-        """Events the ring buffer delivered within *timeout* seconds."""
-        if self.bpf is None:
+        """Records the ring buffer holds after *timeout* seconds.  They
+        are submitted without a wake-up (BPF_RB_NO_WAKEUP), so there is
+        nothing to wait on: sleep, then read what is there."""
+        if self.bpf is None or self.ring is None:
             return []
-        self.bpf.ring_buffer_poll(int(timeout * 1000))
+        if timeout > 0 and not self._backlog:
+            time.sleep(timeout)
+        got = self.ring.read()
+        # records came: more may be waiting, so the next drain reads at once
+        # (a --record run behind a burst lost 104,020 of 524,288 records
+        # sleeping between full reads)
+        self._backlog = bool(got)
+        for data in got:
+            if len(data) >= EVENT_SIZE:
+                self._on_event(data)
         out, self.pending = self.pending, []
-        return out
+        return records_of(out)
+
+    def counts(self):
+        """What the kernel counted since the last call (``--aggregate``):
+        ``(rows, by_name)``, rows a list of :class:`CountedRow` with the
+        increments per mapping, by_name {event name: increment}."""
+        if self.bpf is None or not self.aggregate:
+            return [], {}
+        rows = []
+        comms = self.bpf["comms"]
+        for k, per_cpu in self.bpf["counts"].items():
+            key = (k.tgid, k.dev, k.ino, k.vm_start, k.vm_end)
+            total = [sum(c.n[i] for c in per_cpu) for i in range(len(KERNEL_COUNTERS))]
+            before = self._counted.get(key)
+            self._counted[key] = total
+            delta = total if before is None else [a - b for a, b in zip(total, before)]
+            if not any(delta):
+                continue
+            comm = self._comms.get(k.tgid)
+            if comm is None:
+                try:
+                    comm = comms[comms.Key(k.tgid)].comm.decode("utf-8", "replace")
+                except KeyError:
+                    comm = ""
+                self._comms[k.tgid] = comm
+            rows.append(CountedRow(k.tgid, comm, k.dev, k.ino, k.vm_start, k.vm_end, *delta))
+        by_name = {}
+        kinds = self.bpf["kinds"]
+        for kind, name in KINDS.items():
+            if kind >= 64:
+                continue
+            n = int(sum(kinds.getvalue(kinds.Key(kind))))
+            d = n - self._kinds_seen.get(kind, 0)
+            if d:
+                by_name[name] = d
+                self._kinds_seen[kind] = n
+        return rows, by_name
 
     def stop(self):
         """Nothing to pause: BPF programs detach in :meth:`close`; the
@@ -164,10 +263,9 @@ class BccBackend:
             return 0
 
     def close(self):
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
         if self.bpf is not None:
-            try:
-                self.bpf.ring_buffer_consume()
-            except Exception:
-                pass
             self.bpf.cleanup()
             self.bpf = None

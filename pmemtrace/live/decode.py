@@ -7,6 +7,7 @@ the cffi layout field by field.
 """
 
 import struct
+from typing import NamedTuple
 
 from ..events import Event
 
@@ -92,6 +93,29 @@ KEEP = {
 }
 
 
+#: struct pmt_counts' counters, in PMT_COUNT_* order (bpf/pmemtrace.h): the
+#: views' row counters the kernel counts in aggregate mode
+COUNTERS = ("pmd", "pte", "huge_zero", "insert_pmd", "get_dev_pagemap")
+
+
+class CountedRow(NamedTuple):
+    """Increments the kernel counted for one struct pmt_key since the last
+    read.  dev 0 and vm_start 0: the process's get_dev_pagemap calls, no
+    mapping known (the views give them to its last DAX row)."""
+
+    pid: int
+    comm: str
+    dev: int
+    ino: int
+    vm_start: int
+    vm_end: int
+    pmd: int = 0
+    pte: int = 0
+    huge_zero: int = 0
+    insert_pmd: int = 0
+    get_dev_pagemap: int = 0
+
+
 def header_text():
     """bpf/pmemtrace.h as installed (package ``pmemtrace._bpf``)."""
     from . import bpf_file
@@ -113,6 +137,10 @@ def decode(buf, boot_offset=0.0):
     fields = {k: vals[k] for k in keep}
     if "aux" in fields:
         fields["zero_folio"] = fields.pop("aux")
+    if name == "dax_pte_fault_done" and vals["vm_end"]:
+        # from the raw tracepoint (bcc counting in the kernel): the VMA bounds
+        # the format lacks, so the views key it as the counted faults
+        fields["vm_start"], fields["vm_end"] = vals["vm_start"], vals["vm_end"]
     if name in ("devdax_fault_ret", "insert_pmd_ret"):
         fields["result"] = vals["ret"] & 0xFFFFFFFF
     if name == "lost":

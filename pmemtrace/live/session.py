@@ -5,21 +5,27 @@ their source; both run :class:`Session`, which filters, records and feeds
 :class:`pmemtrace.live.views.Aggregator`.  A source is a :class:`Backend`:
 
 * ``start()``: attach (live) or open (file); raises PmemtraceError;
-* ``drain(timeout)``: the Events available within *timeout* seconds;
+* ``drain(timeout)``: the :class:`Record` s available within *timeout* seconds;
 * ``lost()``: events lost so far (ring buffer, [LOST] markers, recorded);
 * ``stop()``: stop producing; what is buffered can still be drained;
-* ``close()``: release everything (idempotent, never raises).
+* ``close()``: release everything (idempotent, never raises);
+* optionally ``counts()``: what the kernel counted since the last call
+  (``(rows, by_name)``: :class:`pmemtrace.live.decode.CountedRow` s and
+  {event name: n}); the bcc backend aggregates in the kernel, and the
+  session folds these in before each view and at the end.
 
-The session keeps no per-event state: each Event goes to the views (and
-the recorder) and is dropped, so memory follows the views' rows
-(``--max-rows``), not the length of the trace.
+Every source yields the one record type, :class:`Record`; an
+:class:`~pmemtrace.events.Event` is made from it only where one is wanted
+(``--events``, ``--record``).  The session keeps no per-event state: each
+record goes to the views (and the recorder) and is dropped, so memory
+follows the views' rows (``--max-rows``), not the length of the trace.
 """
 
 import logging
 import os
 import signal
 import time
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 from ..errors import DataCorruption, KernelFeatureMissing
 from ..events import Event
@@ -35,12 +41,48 @@ START_EVENTS = ("dax_pte_fault",)
 FINAL_DRAIN_SECONDS = 120
 
 
+class Record(NamedTuple):
+    """One event as every source yields it: what the views read (the first
+    six fields are the tuple :meth:`Aggregator.add_record` takes), plus the
+    thread and source an :class:`Event` keeps."""
+
+    name: str
+    fields: dict
+    ts: Optional[float]
+    pid: Optional[int]
+    comm: Optional[str]
+    cpu: Optional[int]
+    tid: Optional[int] = None
+    source: str = "replay"
+
+    @classmethod
+    def of(cls, ev: Event) -> "Record":
+        return cls(ev.name, ev.fields, ev.ts, ev.pid, ev.comm, ev.cpu, ev.tid, ev.source)
+
+    def event(self) -> Event:
+        return Event(
+            name=self.name,
+            fields=self.fields,
+            ts=self.ts,
+            pid=self.pid,
+            tid=self.tid if self.tid is not None else self.pid,
+            comm=self.comm,
+            cpu=self.cpu,
+            source=self.source,
+        )
+
+
+def records_of(events) -> list[Record]:
+    """Events (a backend that decodes to Events) as the session's records."""
+    return [Record(e.name, e.fields, e.ts, e.pid, e.comm, e.cpu, e.tid, e.source) for e in events]
+
+
 class Backend(Protocol):
     name: str
 
     def start(self) -> None: ...
 
-    def drain(self, timeout: float) -> list[Event]: ...
+    def drain(self, timeout: float) -> list[Record]: ...
 
     def lost(self) -> int: ...
 
@@ -59,9 +101,19 @@ def ringbuf_pages(mb: float) -> int:
     return 1 << (pages.bit_length() - 1)
 
 
-def choose_backend(name: str, pid: Optional[int], buffer_mb: int = 64, all_events: bool = True):
+def choose_backend(
+    name: str,
+    pid: Optional[int],
+    buffer_mb: int = 64,
+    all_events: bool = True,
+    reasons: bool = True,
+    file_filter: Optional[tuple] = None,
+):
     """(backend, why bcc cannot run or None) for ``--backend`` *name*
-    (auto, bcc, tracefs); nothing is attached yet."""
+    (auto, bcc, tracefs); nothing is attached yet.  Unless *all_events*
+    (``--events``, ``--record``), bcc counts in the kernel; *reasons*: it
+    also sends what fallback attribution replays; *file_filter*: (kernel
+    dev, inode or None) of ``--path``, applied in the kernel."""
     from .bcc_backend import BccBackend, why_not_bcc
     from .tracefs import TracefsBackend
 
@@ -69,11 +121,19 @@ def choose_backend(name: str, pid: Optional[int], buffer_mb: int = 64, all_event
     if name in ("auto", "bcc"):
         why = why_not_bcc()
         if why is None:
-            return BccBackend(pid=pid, ringbuf_pages=ringbuf_pages(buffer_mb), skip=skip), None
+            bcc = BccBackend(
+                pid=pid,
+                ringbuf_pages=ringbuf_pages(buffer_mb),
+                skip=skip,
+                aggregate=not all_events,
+                observe=reasons,
+                file_filter=file_filter,
+            )
+            return bcc, None
         if name == "bcc":
             raise KernelFeatureMissing(f"bcc backend cannot run here: missing {why}")
-        return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip), why
-    return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip), None
+        return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip, file_filter=file_filter), why
+    return TracefsBackend(pid=pid, buffer_kb=buffer_mb * 1024, skip=skip, file_filter=file_filter), None
 
 
 # ---------------------------------------------------------------------------
@@ -94,9 +154,8 @@ class FileSource:
 
     def __init__(self, path: str, records: bool = False):
         self.path = path
-        #: *records*: drain() gives ``(name, fields, ts, pid, comm, cpu)``
-        #: tuples, not Events: text traces are tokenized without an Event
-        #: per line (the replay hot path; no recorder then)
+        #: *records*: text traces are tokenized without an Event per line
+        #: (the replay hot path); either way drain() gives Records
         self.yields_records = records
         self.fmt: Optional[str] = None
         self.stats: Any = None  # a ParseStats after start()
@@ -150,11 +209,14 @@ class FileSource:
             lines = sum(1 for _ in f)
         return lines == self.stats.lines
 
-    def drain(self, timeout: float = 0.0) -> list[tuple]:
+    def drain(self, timeout: float = 0.0) -> list[Record]:
         if self._first:
             out, self._first = self._first, []
-            return out
-        return self._next_batch(self.BATCH)
+        else:
+            out = self._next_batch(self.BATCH)
+        if self.yields_records:
+            return [Record(*t) for t in out]
+        return records_of(out)
 
     def lost(self) -> int:
         return self.stats.lost if self.stats is not None else 0
@@ -196,7 +258,8 @@ class FileSource:
 class Session:
     """Feed *source*'s events to *views*.
 
-    :param keep: an Event predicate (``--pid``, ``--path``), or None
+    :param keep: a predicate on a :class:`Record` (``.pid``, ``.fields``:
+        ``--pid``, ``--path``), or None
     :param recorder: a :class:`pmemtrace.live.record.Recorder`, or None
     :param on_event: called with every kept Event (``--events``)
     :param seen_pid: called with the pid of every kept Event (the live
@@ -207,7 +270,7 @@ class Session:
         self,
         source,
         views,
-        keep: Optional[Callable[[Event], bool]] = None,
+        keep: Optional[Callable[[Any], bool]] = None,
         recorder=None,
         on_event: Optional[Callable[[Event], None]] = None,
         seen_pid: Optional[Callable[[int], None]] = None,
@@ -254,35 +317,52 @@ class Session:
             signal.signal(signal.SIGTERM, old)
         self.started = True
 
-    def feed(self, events: list[Event]) -> None:
-        if getattr(self.source, "yields_records", False):
-            self._feed_records(events)
-            return
-        keep, views, rec, on_event, seen = self.keep, self.views, self.recorder, self.on_event, self.seen_pid
-        for ev in events:
-            if keep is not None and not keep(ev):
+    def feed(self, records: list[Record]) -> None:
+        """The one feed path: each kept record to the views, and as an
+        Event to the recorder and ``--events`` when they are there."""
+        keep, add, rec, on_event, seen = self.keep, self.views.add_record, self.recorder, self.on_event, self.seen_pid
+        wants_event = rec is not None or on_event is not None
+        for r in records:
+            if keep is not None and not keep(r):
                 continue
-            if seen is not None and ev.pid:
-                seen(ev.pid)
-            views.add(ev)
-            if rec is not None:
-                rec.event(ev)
-            if on_event is not None:
-                on_event(ev)
+            if seen is not None and r.pid:
+                seen(r.pid)
+            add(r.name, r.fields, r.ts, r.pid, r.comm, r.cpu)
+            if wants_event:
+                ev = r.event()
+                if rec is not None:
+                    rec.event(ev)
+                if on_event is not None:
+                    on_event(ev)
         if rec is not None:
             rec.flush()  # whole lines per batch: a killed watch leaves a replayable file
 
-    def _feed_records(self, records: list[Any]) -> None:
-        """:meth:`feed` for a source of record tuples: *keep* takes a tuple;
-        an Event is made only for *on_event* (``--events``)."""
-        keep, add, on_event = self.keep, self.views.add_record, self.on_event
-        for rec in records:
-            if keep is not None and not keep(rec):
+    def fold_counts(self) -> None:
+        """What the source counted in the kernel since the last call, into
+        the views (before each view and at the end)."""
+        counts = getattr(self.source, "counts", None)
+        if counts is None:
+            return
+        rows, by_name = counts()
+        keep, add = self.keep, self.views.add_counts
+        add(None, by_name)
+        # mappings first: a process's get_dev_pagemap count joins its last DAX row
+        for c in sorted(rows, key=lambda c: not (c.dev or c.vm_start)):
+            if keep is not None and not keep(_counted_record(c)):
                 continue
-            add(*rec)
-            if on_event is not None:
-                name, fields, ts, pid, comm, cpu = rec
-                on_event(Event(name=name, fields=fields, ts=ts, pid=pid, tid=pid, comm=comm, cpu=cpu, source="replay"))
+            if self.seen_pid is not None and c.pid:
+                self.seen_pid(c.pid)
+            add(c)
+
+    def snapshot(self) -> dict:
+        """The counters now, as ``watch --json`` prints them per interval
+        (``rows``, ``totals``, ``events_by_name``; docs/watch.md "Counters
+        snapshot"), after folding in what the kernel counted and the
+        losses so far.  For exporters (Prometheus) and tests: call it from
+        the thread that runs the session (``on_interval``)."""
+        self.account_lost()
+        self.fold_counts()
+        return self.views.to_json()
 
     def account_lost(self) -> None:
         lost = self.source.lost()
@@ -327,12 +407,17 @@ class Session:
                 if duration is not None:
                     timeout = min(timeout, start + duration - now)
                 self.feed(self.source.drain(max(0.0, timeout)))
-                self.account_lost()
-                if finite and self.source.exhausted:
-                    break
+                if finite:
+                    self.account_lost()  # a file's [LOST] markers: a counter, free
+                    if self.source.exhausted:
+                        break
                 if next_view is not None and time.monotonic() >= next_view:
                     next_view += period
                     if on_interval is not None:
+                        # a live source's losses and kernel counts: once per
+                        # interval (tracefs opens a stats file per CPU)
+                        self.account_lost()
+                        self.fold_counts()
                         on_interval()
             self.complete = True
         except KeyboardInterrupt:
@@ -359,11 +444,18 @@ class Session:
                 if not evs:
                     break
                 self.feed(evs)
+            self.fold_counts()
             self.account_lost()
         except Exception as e:  # the views so far are still worth showing
             log.debug("final drain failed: %s", e)
         finally:
             self.source.close()
+
+
+def _counted_record(c) -> Record:
+    """A kernel-counted row as a record, for the session's *keep* filter."""
+    fields = {"dev": c.dev, "ino": c.ino} if c.dev or c.vm_start else {}
+    return Record("counts", fields, None, c.pid, c.comm, None)
 
 
 # ---------------------------------------------------------------------------

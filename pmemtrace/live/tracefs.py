@@ -23,13 +23,14 @@ import os
 import re
 import select
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import KernelFeatureMissing, PrivilegeError
 from ..events import VM_FAULT, Event
-from .parse import ParseStats, parse_trace_text
+from .parse import ParseStats, iter_trace_records
 
 log = logging.getLogger(__name__)
 
@@ -486,7 +487,12 @@ class TracefsBackend:
     name = "tracefs"
 
     def __init__(
-        self, pid: Optional[int] = None, buffer_kb: int = 65536, root: Optional[str] = None, skip: Iterable[str] = ()
+        self,
+        pid: Optional[int] = None,
+        buffer_kb: int = 65536,
+        root: Optional[str] = None,
+        skip: Iterable[str] = (),
+        file_filter: Optional[tuple] = None,
     ):
         self.root = root or require_root()
         self.tracepoints = fs_dax_tracepoints(self.root)
@@ -496,6 +502,9 @@ class TracefsBackend:
         self.skip = set(skip)  # tracepoints not to enable
         self.buffer_note: Optional[str] = None
         self.buffer_kb = buffer_kb
+        #: (kernel dev_t, inode or None) of --path: an event filter drops
+        #: other files' events in the kernel, before they are formatted
+        self.file_filter = file_filter
         self.inst = Instance("watch", self.root, what="pmemtrace watch")
         self.instance = self.inst.path
         self.stats = ParseStats()
@@ -520,9 +529,13 @@ class TracefsBackend:
             self.buffer_note = self.inst.set_buffer_kb(self.buffer_kb)
             if self.pid:
                 self.inst.follow_pid(self.pid)
-            self.enabled = self.inst.enable(
-                "fs_dax", [tp for tp in FS_DAX_TRACEPOINTS if tp in self.tracepoints and tp not in self.skip]
-            )
+            wanted = [tp for tp in FS_DAX_TRACEPOINTS if tp in self.tracepoints and tp not in self.skip]
+            if self.file_filter is not None:
+                dev, ino = self.file_filter
+                expr = f"dev == {int(dev)}" + (f" && ino == {int(ino)}" if ino else "")
+                for tp in wanted:  # every fs_dax event has dev and ino
+                    self.inst.write(f"events/fs_dax/{tp}/filter", expr)
+            self.enabled = self.inst.enable("fs_dax", wanted)
             self.inst.open_pipe()
         except BaseException:
             self.close()
@@ -532,16 +545,30 @@ class TracefsBackend:
     def running(self) -> bool:
         return self.inst.fd is not None
 
-    def _parse(self, chunks: list[bytes]) -> list[Event]:
+    def _parse(self, chunks: list[bytes]) -> list:
+        """Records of the complete lines; the fault lines are tokenized
+        without a regular expression (parse.tokenize_fault_line)."""
+        from .session import Record
+
         text = self._partial + b"".join(chunks).decode("utf-8", "replace")
         lines = text.split("\n")
         self._partial = lines.pop()
-        return list(parse_trace_text(lines, self.stats))
+        return [
+            Record(name, fields, ts, pid, comm, cpu, pid, "tracefs")
+            for name, fields, ts, pid, comm, cpu in iter_trace_records(lines, self.stats)
+        ]
 
-    def drain(self, timeout: float) -> list[Event]:
-        """Events read within *timeout* seconds (a list, maybe empty)."""
-        if self.inst.fd is None or not self.inst.wait(timeout):
+    def drain(self, timeout: float) -> list:
+        """Records (:class:`pmemtrace.live.session.Record`) read within
+        *timeout* seconds (a list, maybe empty)."""
+        if self.inst.fd is None:
             return []
+        # Sleep, then read what is there, rather than wait in select(): a
+        # reader waiting on the all-CPU trace_pipe is woken by every burst
+        # (the kernel ignores the fill watermark for it), and each wake-up
+        # is queued from the faulting task; with nobody waiting, none is.
+        if timeout > 0:
+            time.sleep(timeout)
         return self._parse(self.inst.read())
 
     def stop(self) -> None:

@@ -266,6 +266,35 @@ class Aggregator:
                 else:
                     r.pte += 1
 
+    def add_counts(self, c, by_name=None):
+        """Fold what the kernel counted (aggregate mode) into the rows: *c*
+        a :class:`pmemtrace.live.decode.CountedRow` of increments, the same
+        row an event of that mapping would reach.  *by_name*: {event name:
+        increment} for ``events_by_name`` and ``events``."""
+        if by_name:
+            for name, n in by_name.items():
+                self.by_name[name] = self.by_name.get(name, 0) + n
+                self.events += n
+        if c is None:
+            return
+        if not c.dev and not c.vm_start:
+            # get_dev_pagemap by process: its last DAX row, as for the event
+            r = self.last_by_pid.get(c.pid)
+            if r is None:
+                self.unmatched["get_dev_pagemap"] = self.unmatched.get("get_dev_pagemap", 0) + c.get_dev_pagemap
+            else:
+                r.get_dev_pagemap += c.get_dev_pagemap
+            return
+        f = {"dev": c.dev, "ino": c.ino, "vm_start": c.vm_start, "vm_end": c.vm_end}
+        r = self._row_of(f, c.pid, c.comm)
+        if r is self.other:
+            self.folded_events += c.pmd + c.pte + c.huge_zero + c.insert_pmd + c.get_dev_pagemap - 1
+        r.pmd += c.pmd
+        r.pte += c.pte
+        r.huge_zero += c.huge_zero
+        r.insert_pmd += c.insert_pmd
+        r.get_dev_pagemap += c.get_dev_pagemap
+
     def totals(self):
         t = dict.fromkeys(COUNTERS, 0)
         reasons = {}

@@ -1,4 +1,5 @@
-"""bpf/pmemtrace.bpf.c compiles (bcc/clang) and passes the verifier with
+"""bpf/pmemtrace.bpf.c compiles (bcc/clang), in both modes (counting in the
+kernel, and every event), and passes the verifier with
 the headers of the lab kernel this guest runs (from the lab's kernel cache),
 loaded in a private mount namespace where /lib/modules/$(uname -r)/build
 points at them.  A root-only test: it lives in the live tier, behind the
@@ -23,13 +24,14 @@ from bcc import BPF
 from pmemtrace.live import bpf_file
 from pmemtrace.live.bcc_backend import BccBackend
 from pmemtrace.live.probes import PROBES
-b = BccBackend()
-bpf = BPF(src_file=bpf_file("pmemtrace.bpf.c").encode(), cflags=b.cflags())
 fns = sorted({fn for p in PROBES if p.kind == "kprobe" for _, fn in p.candidates} |
              {p.retprobe for p in PROBES if p.retprobe})
-for fn in fns:
-    bpf.load_func(fn.encode(), BPF.KPROBE)
-bpf.cleanup()
+for aggregate in (True, False):  # the default watch, and --events/--record
+    b = BccBackend(aggregate=aggregate)
+    bpf = BPF(src_file=bpf_file("pmemtrace.bpf.c").encode(), cflags=b.cflags())
+    for fn in fns:
+        bpf.load_func(fn.encode(), BPF.KPROBE)
+    bpf.cleanup()
 print("OK", len(fns))
 """
 

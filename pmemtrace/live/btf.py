@@ -1,0 +1,175 @@
+"""Kernel struct member offsets from the running kernel's BTF.
+
+The BPF program (bpf/pmemtrace.bpf.c) reads a handful of kernel struct
+members (``vm_fault.vma``, ``vm_area_struct.vm_start``, ``inode.i_ino``...).
+Compiling it against the kernel headers that declare them (linux/mm.h
+pulls in sched.h, slab.h, memremap.h...) made bcc's clang take 60 s of a
+76 s start in the lab (benchmarks/bench_watch_start.py); with the offsets
+passed as ``-D`` flags the program includes no kernel header and compiles
+in the time of bcc's own prelude.
+
+``/sys/kernel/btf/vmlinux`` (CONFIG_DEBUG_INFO_BTF, every Debian kernel
+since 5.x) describes every type of the running kernel; this module reads
+just enough of it (the type section's layout, include/uapi/linux/btf.h) to
+find a struct by name and a member by name, looking through anonymous
+struct/union members (``vm_fault``'s const struct, ``vm_area_struct``'s
+unions).  Results are cached per kernel build in ``~/.cache/pmemtrace``.
+"""
+
+import hashlib
+import json
+import os
+import struct
+from typing import Optional
+
+VMLINUX = "/sys/kernel/btf/vmlinux"
+MAGIC = 0xEB9F
+
+# kinds (include/uapi/linux/btf.h) and the bytes that follow struct btf_type
+_STRUCT, _UNION = 4, 5
+_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG = 8, 9, 10, 11, 18
+_FIXED_EXTRA = {1: 4, 3: 12, 14: 4, 17: 4}  # INT, ARRAY, VAR, DECL_TAG
+_PER_MEMBER = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}  # STRUCT, UNION, ENUM, FUNC_PROTO, DATASEC, ENUM64
+_MODIFIERS = (_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG)
+
+#: (struct, member) pairs the BPF program reads, and the -D name of each offset
+WANTED = {
+    ("vm_fault", "vma"): "PMT_OFF_VMF_VMA",
+    ("vm_fault", "pgoff"): "PMT_OFF_VMF_PGOFF",
+    ("vm_fault", "address"): "PMT_OFF_VMF_ADDRESS",
+    ("vm_fault", "flags"): "PMT_OFF_VMF_FLAGS",
+    ("vm_area_struct", "vm_start"): "PMT_OFF_VMA_START",
+    ("vm_area_struct", "vm_end"): "PMT_OFF_VMA_END",
+    ("vm_area_struct", "vm_flags"): "PMT_OFF_VMA_FLAGS",
+    ("inode", "i_ino"): "PMT_OFF_INODE_INO",
+    ("inode", "i_sb"): "PMT_OFF_INODE_SB",
+    ("super_block", "s_dev"): "PMT_OFF_SB_DEV",
+}
+
+
+class BTFError(Exception):
+    pass
+
+
+class BTF:
+    """The type section of one BTF blob, indexed by type id."""
+
+    def __init__(self, data: bytes):
+        if len(data) < 24:
+            raise BTFError("BTF too short")
+        magic, _ver, _flags, hdr_len = struct.unpack_from("<HBBI", data)
+        if magic != MAGIC:
+            raise BTFError("not BTF (bad magic)")
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        self.data = data
+        self.strings = hdr_len + str_off
+        self.str_end = self.strings + str_len
+        self.offsets = [0]  # type id -> byte offset of its struct btf_type (id 0 is void)
+        pos, end = hdr_len + type_off, hdr_len + type_off + type_len
+        unpack = struct.Struct("<I").unpack_from
+        while pos < end:
+            self.offsets.append(pos)
+            info = unpack(data, pos + 4)[0]
+            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+            pos += 12 + _FIXED_EXTRA.get(kind, 0) + _PER_MEMBER.get(kind, 0) * vlen
+
+    def name(self, name_off: int) -> str:
+        start = self.strings + name_off
+        return self.data[start : self.data.index(b"\0", start)].decode()
+
+    def _type(self, tid: int) -> tuple[int, int, int, int]:
+        """(name_off, kind, vlen, size_or_type) of type *tid*, and its offset."""
+        pos = self.offsets[tid]
+        name_off, info, size_type = struct.unpack_from("<III", self.data, pos)
+        return name_off, (info >> 24) & 0x1F, info & 0xFFFF, size_type
+
+    def find_structs(self, names: set[str]) -> dict[str, int]:
+        """{name: type id} of the structs called *names* (the first with
+        members, not a forward declaration)."""
+        want = {n.encode() + b"\0" for n in names}
+        out: dict[str, int] = {}
+        data, strings = self.data, self.strings
+        for tid in range(1, len(self.offsets)):
+            pos = self.offsets[tid]
+            name_off, info = struct.unpack_from("<II", data, pos)
+            if (info >> 24) & 0x1F != _STRUCT or not info & 0xFFFF or not name_off:
+                continue
+            start = strings + name_off
+            for w in want:
+                if data.startswith(w, start):
+                    out.setdefault(w[:-1].decode(), tid)
+            if len(out) == len(names):
+                break
+        return out
+
+    def _strip(self, tid: int) -> int:
+        while True:
+            _n, kind, _v, nxt = self._type(tid)
+            if kind not in _MODIFIERS:
+                return tid
+            tid = nxt
+
+    def member_offset(self, tid: int, member: str) -> Optional[int]:
+        """Byte offset of *member* in struct/union *tid*, searching
+        anonymous members too; None when absent."""
+        _n, kind, vlen, _s = self._type(tid)
+        if kind not in (_STRUCT, _UNION):
+            return None
+        kflag = struct.unpack_from("<I", self.data, self.offsets[tid] + 4)[0] >> 31
+        base = self.offsets[tid] + 12
+        for i in range(vlen):
+            name_off, mtype, off = struct.unpack_from("<III", self.data, base + 12 * i)
+            bits = off & 0xFFFFFF if kflag else off
+            if name_off and self.name(name_off) == member:
+                return bits // 8
+            if not name_off:
+                inner = self.member_offset(self._strip(mtype), member)
+                if inner is not None:
+                    return bits // 8 + inner
+        return None
+
+
+def _cache_path(path: str) -> Optional[str]:
+    try:
+        st = os.stat(path)
+        build = os.uname().release + os.uname().version + f"{st.st_size}"
+    except OSError:
+        return None
+    d = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(d, "pmemtrace", f"btf-offsets-{hashlib.sha1(build.encode()).hexdigest()[:16]}.json")
+
+
+def offsets(path: str = VMLINUX, cache: bool = True) -> dict[str, int]:
+    """{-D name: byte offset} of :data:`WANTED` in the running kernel (a
+    member missing from this kernel is left out); {} without BTF."""
+    cp = _cache_path(path) if cache and path == VMLINUX else None
+    if cp:
+        try:
+            with open(cp) as f:
+                got = json.load(f)
+            if isinstance(got, dict) and all(isinstance(v, int) for v in got.values()):
+                return got
+        except (OSError, ValueError):
+            pass
+    try:
+        with open(path, "rb") as f:
+            btf = BTF(f.read())
+    except (OSError, BTFError):
+        return {}
+    ids = btf.find_structs({s for s, _ in WANTED})
+    out = {}
+    for (s, m), flag in WANTED.items():
+        if s in ids:
+            off = btf.member_offset(ids[s], m)
+            if off is not None:
+                out[flag] = off
+    if cp:
+        try:
+            os.makedirs(os.path.dirname(cp), exist_ok=True)
+            tmp = f"{cp}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(out, f)
+            os.replace(tmp, cp)
+        except OSError:
+            pass  # a read-only home (the lab guest): parse again next time
+    return out

@@ -1,0 +1,264 @@
+"""In-kernel aggregation (bcc, the default watch) as user space sees it:
+the BTF offsets the header-free BPF program reads, the exact kallsyms
+lookup, and kernel-counted rows folded into the same views rows the events
+would reach (same counts, same rows, same events_by_name)."""
+
+import os
+import struct
+
+import pytest
+
+from pmemtrace.events import Event
+from pmemtrace.live import btf
+from pmemtrace.live.decode import COUNTERS, CountedRow
+from pmemtrace.live.probes import kernel_functions, resolve
+from pmemtrace.live.session import Record, Session
+from pmemtrace.live.views import Aggregator
+
+PMD = 2 << 20
+DEV = 259 << 20
+
+
+def _btf_blob():
+    """A BTF blob: int (1), struct vm_area_struct { unsigned long vm_start;
+    unsigned long vm_end; struct mm_struct *vm_mm; union { const
+    vm_flags_t vm_flags; } } with an anonymous union (as 6.3+), and a
+    forward declaration of the same name before it, which must be skipped."""
+    strings = b"\0unsigned long\0vm_area_struct\0vm_start\0vm_end\0vm_flags\0vm_flags_t\0"
+
+    def off(s):
+        return strings.index(s.encode() + b"\0")
+
+    types = b""
+    types += struct.pack("<III", off("unsigned long"), 1 << 24, 8) + struct.pack("<I", 64)  # 1 INT
+    types += struct.pack("<III", off("vm_area_struct"), 7 << 24, 0)  # 2 FWD
+    types += struct.pack("<III", off("vm_flags_t"), 8 << 24, 1)  # 3 TYPEDEF -> int
+    types += struct.pack("<III", 0, 10 << 24, 3)  # 4 CONST -> typedef
+    types += struct.pack("<III", 0, (5 << 24) | 1, 8) + struct.pack("<III", off("vm_flags"), 4, 0)  # 5 UNION
+    types += struct.pack("<III", off("vm_area_struct"), (4 << 24) | 3, 32)  # 6 STRUCT
+    types += struct.pack("<III", off("vm_start"), 1, 0)
+    types += struct.pack("<III", off("vm_end"), 1, 64)
+    types += struct.pack("<III", 0, 5, 192)  # the anonymous union at byte 24
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return hdr + types + strings
+
+
+def test_btf_member_offsets_through_anonymous_members(tmp_path):
+    b = btf.BTF(_btf_blob())
+    ids = b.find_structs({"vm_area_struct"})
+    assert ids == {"vm_area_struct": 6}  # the definition, not the forward declaration
+    assert b.member_offset(6, "vm_start") == 0
+    assert b.member_offset(6, "vm_end") == 8
+    assert b.member_offset(6, "vm_flags") == 24
+    assert b.member_offset(6, "vm_mm") is None
+    p = tmp_path / "vmlinux"
+    p.write_bytes(_btf_blob())
+    got = btf.offsets(str(p), cache=False)
+    assert got == {"PMT_OFF_VMA_START": 0, "PMT_OFF_VMA_END": 8, "PMT_OFF_VMA_FLAGS": 24}
+    p.write_bytes(b"not btf at all, not btf at all")
+    assert btf.offsets(str(p), cache=False) == {}
+
+
+@pytest.mark.skipif(not os.access(btf.VMLINUX, os.R_OK), reason="no readable kernel BTF on this host")
+def test_btf_of_the_running_kernel_has_every_member():
+    got = btf.offsets(cache=False)
+    assert set(got) == set(btf.WANTED.values())
+    assert got["PMT_OFF_VMA_START"] == 0 and got["PMT_OFF_VMA_END"] == 8  # unchanged since 2.6
+
+
+def test_kallsyms_exact_names_and_modules(tmp_path):
+    p = tmp_path / "kallsyms"
+    p.write_text(
+        "ffffffff81000000 T vmf_insert_pfn_pmd_prot\n"
+        "ffffffff81000010 t gup_fast_fallback.isra.0\n"
+        "ffffffff81000020 D get_dev_pagemap\n"
+        "ffffffffc0000000 t dev_dax_huge_fault\t[device_dax]\n"
+        "ffffffff81000030 T bpf_get_raw_tracepoint\n"
+    )
+    f = kernel_functions(str(p))
+    assert f == {"vmf_insert_pfn_pmd_prot": None, "dev_dax_huge_fault": "device_dax", "bpf_get_raw_tracepoint": None}
+    res = {r.point.name: r for r in resolve(f, {"dax_pte_fault_done", "dax_pmd_fault_done"}, raw_tracepoints=True)}
+    assert res["insert_pmd"].winner == "vmf_insert_pfn_pmd_prot"  # not vmf_insert_pfn_pmd: exact names
+    assert res["gup_fast"].winner is None  # a .isra clone is not the function
+    assert res["devdax_fault"].note == "in module device_dax"
+    assert res["dax_pte_fault_done"].mechanism == "raw_tracepoint"
+    assert res["dax_pmd_fault_done"].mechanism == "tracepoint"
+    assert res["insert_pmd"].to_json()["mechanism"] == "kprobe"
+
+
+def _events(pid=9, vm_start=0x7F0000000000, n=3):
+    """n PMD faults with insert hits, 2n 4 KiB faults, one huge zero page,
+    5 get_dev_pagemap calls: what the views see one event at a time."""
+    base = dict(dev=DEV, ino=5, vm_start=vm_start, vm_end=vm_start + 8 * PMD, vm_flags=0xFB, pgoff=0, max_pgoff=4096)
+    out = []
+    for k in range(n):
+        a = vm_start + k * PMD
+        out.append(Event("dax_pmd_fault", dict(base, address=a, flags=1, result=0), pid=pid, comm="w"))
+        ins = dict(address=a, vm_start=vm_start, vm_end=vm_start + 8 * PMD, vm_flags=0xFB, pfn=0, write=1, order=9)
+        out.append(Event("insert_pmd", ins, pid=pid, comm="w"))
+        out.append(Event("dax_pmd_fault_done", dict(base, address=a, flags=1, result=0x100), pid=pid, comm="w"))
+    for k in range(2 * n):
+        f = dict(dev=DEV, ino=5, vm_flags=0xFB, address=vm_start + 4 * PMD + k * 4096, pgoff=0, flags=1, result=0x100)
+        out.append(Event("dax_pte_fault_done", f, pid=pid, comm="w"))
+    hole = dict(dev=DEV, ino=5, vm_flags=0xFB, address=vm_start + 6 * PMD, zero_folio=1)
+    out.append(Event("dax_pmd_load_hole", hole, pid=pid, comm="w"))
+    out += [Event("get_dev_pagemap", {"pfn": 7}, pid=pid, comm="w") for _ in range(5)]
+    return out
+
+
+def test_kernel_counts_fold_into_the_rows_events_reach():
+    by_event = Aggregator()
+    for ev in _events():
+        by_event.add(ev)
+    by_count = Aggregator()
+    vs = 0x7F0000000000
+    row = CountedRow(9, "w", DEV, 5, vs, vs + 8 * PMD, pmd=3, pte=6, huge_zero=1, insert_pmd=3)
+    names = {"dax_pmd_fault": 3, "insert_pmd": 3, "dax_pmd_fault_done": 3, "dax_pte_fault_done": 6}
+    by_count.add_counts(row, dict(names, dax_pmd_load_hole=1, get_dev_pagemap=5))
+    by_count.add_counts(CountedRow(9, "w", 0, 0, 0, 0, get_dev_pagemap=5))
+    assert by_count.to_json() == by_event.to_json()
+    assert set(COUNTERS) <= set(by_count.to_json()["rows"][0])
+
+
+def test_get_dev_pagemap_without_a_dax_row_is_outside_dax():
+    agg = Aggregator()
+    agg.add_counts(CountedRow(4, "x", 0, 0, 0, 0, get_dev_pagemap=7))
+    assert agg.rows == {} and agg.totals()["outside_dax"] == {"get_dev_pagemap": 7}
+
+
+class _CountingSource:
+    """A backend that counted in the kernel: no records, counts() once."""
+
+    name = "fake"
+
+    def __init__(self, rows, by_name):
+        self._counts = [(rows, by_name)]
+        self.stopped = False
+
+    def start(self):
+        pass
+
+    def drain(self, timeout):
+        return []
+
+    def counts(self):
+        return self._counts.pop() if self._counts else ([], {})
+
+    def lost(self):
+        return 0
+
+    def stop(self):
+        self.stopped = True
+
+    def close(self):
+        pass
+
+
+def test_session_folds_counts_at_the_end_and_filters_them():
+    vs = 0x7F0000000000
+    rows = [
+        CountedRow(9, "w", 0, 0, 0, 0, get_dev_pagemap=2),  # listed first: still joins the DAX row
+        CountedRow(9, "w", DEV, 5, vs, vs + PMD, pmd=1, insert_pmd=1),
+        CountedRow(9, "w", DEV, 6, vs + PMD, vs + 2 * PMD, pte=4),
+    ]
+    views = Aggregator()
+    seen = []
+    keep = lambda r: r.fields.get("ino") in (None, 5)  # noqa: E731 - a --path filter
+    s = Session(_CountingSource(rows, {"dax_pmd_fault_done": 1}), views, keep=keep, seen_pid=seen.append)
+    s.started = True
+    s.run(duration=0.01)
+    (r,) = views.sorted_rows()
+    assert (r.ino, r.pmd, r.insert_pmd, r.get_dev_pagemap, r.pte) == (5, 1, 1, 2, 0)
+    assert views.by_name == {"dax_pmd_fault_done": 1} and views.events == 1
+    assert seen and set(seen) == {9}
+
+
+def test_one_feed_path_records_and_prints_file_records(tmp_path):
+    """A record tuple source (replay's tokenizer) reaches the recorder and
+    --events as Events, as a live backend's records do."""
+    rec = Record("dax_pte_fault_done", {"dev": DEV, "ino": 5, "address": 0x1000, "result": 0x100}, 1.5, 3, "w", 0)
+    printed = []
+
+    class Rec:
+        def __init__(self):
+            self.events = []
+
+        def event(self, ev):
+            self.events.append(ev)
+
+        def flush(self):
+            pass
+
+    views = Aggregator()
+    r = Rec()
+    Session(None, views, recorder=r, on_event=printed.append).feed([rec])
+    assert [e.name for e in r.events] == ["dax_pte_fault_done"] and printed == r.events
+    assert printed[0].tid == 3 and views.totals()["pte"] == 1
+
+
+def test_ring_reader_reads_committed_records_and_advances_the_consumer():
+    """The BPF ring buffer layout, faked in a memfd: consumer page, producer
+    page, data; a discarded record is skipped, a busy one ends the pass."""
+    import mmap
+
+    from pmemtrace.live.ringbuf import BUSY, DISCARD, RingReader
+
+    page, size = mmap.PAGESIZE, 4 * mmap.PAGESIZE
+    fd = os.memfd_create("ring")
+    try:
+        os.ftruncate(fd, 2 * page + 2 * size)
+        recs = [(0, b"first..."), (DISCARD, b"dropped!"), (0, b"second record"), (BUSY, b"not yet!")]
+        data = b""
+        for flag, body in recs:
+            data += struct.pack("<II", len(body) | flag, 0) + body
+            data += b"\0" * (-len(data) % 8)
+        busy_at = len(data) - 16
+        os.pwrite(fd, struct.pack("<Q", len(data)), page)  # producer position
+        os.pwrite(fd, data, 2 * page)
+        r = RingReader(fd, size)
+        assert r.read() == [b"first...", b"second record"]
+        assert struct.unpack("<Q", os.pread(fd, 8, 0))[0] == busy_at  # consumer stops at the busy record
+        assert r.read() == []
+        r.close()
+    finally:
+        os.close(fd)
+
+
+def test_a_sent_pte_fault_reaches_the_row_of_the_counted_ones():
+    """bcc counting in the kernel: the first 4 KiB fault of a block is sent
+    (entry state), later ones counted; both carry the VMA bounds (raw
+    tracepoint), so a NOHUGEPAGE mapping has one row, not a '?' row too."""
+    from pmemtrace.live.decode import decode, encode
+
+    vs = 0x7F0000000000
+    f = dict(dev=DEV, ino=5, vm_flags=0xFB, address=vs, pgoff=0, flags=1, result=0x100, vm_start=vs, vm_end=vs + PMD)
+    ev = decode(encode(Event("dax_pte_fault_done", f, pid=9, comm="w")))
+    assert (ev.fields["vm_start"], ev.fields["vm_end"]) == (vs, vs + PMD)
+    no_bounds = dict(f, vm_start=0, vm_end=0)
+    assert "vm_start" not in decode(encode(Event("dax_pte_fault_done", no_bounds, pid=9, comm="w"))).fields
+    agg = Aggregator()
+    agg.add(ev)
+    agg.add_counts(CountedRow(9, "w", DEV, 5, vs, vs + PMD, pte=22))
+    assert [(r.pte, r.vm_start) for r in agg.sorted_rows()] == [(23, vs)]
+
+
+def test_bcc_drain_sleeps_only_when_the_ring_was_empty(monkeypatch):
+    """Records are submitted without a wake-up, so drain() sleeps, then
+    reads; after a read that found records it reads again at once."""
+    from pmemtrace.live import bcc_backend
+    from pmemtrace.live.decode import encode
+
+    slept = []
+    monkeypatch.setattr(bcc_backend.time, "sleep", slept.append)
+    b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
+    b.bpf, b._backlog, b.pending, b._devdax = object(), False, [], {}
+    rec = encode(Event("get_dev_pagemap", {"pfn": 1}, pid=3, comm="w", ts=1.0))
+    reads = [[rec, rec], [rec], [], []]
+
+    class Ring:
+        def read(self):
+            return reads.pop(0)
+
+    b.ring = Ring()
+    assert [len(b.drain(0.5)) for _ in range(4)] == [2, 1, 0, 0]
+    assert slept == [0.5, 0.5]  # before the first read, and after the empty one
