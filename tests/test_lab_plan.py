@@ -224,3 +224,24 @@ def test_run_tier_jobs_boots_kernels_at_once_and_prints_each_output_whole(monkey
         assert f"===== output of {r.release} =====\nguest output of {r.release}\n" in out
     with pytest.raises(UsageError):
         tier.run_tier(["7"], jobs=0)
+
+
+def test_a_long_guest_script_goes_through_a_file_not_the_kernel_command_line(tmp_path):
+    from pmemtrace.lab import vm
+
+    short = "echo hi\n"
+    assert vm._exec_line(short, str(tmp_path)) == short
+    long = "export X=" + "y" * 3000 + "\n"
+    line = vm._exec_line(long, str(tmp_path))
+    # x86 bounds the command line (where vng puts the script, base64) at 2048 bytes
+    assert len(line) < 200 and line == f"exec sh {tmp_path}/script.sh"
+    assert (tmp_path / "script.sh").read_text() == long
+
+
+def test_no_boot_starts_after_the_lab_was_told_to_stop(monkeypatch):
+    from pmemtrace.lab import vm
+
+    monkeypatch.setattr(vm, "_STOPPING", __import__("threading").Event())
+    vm.kill_running()
+    with pytest.raises(LabError, match="stopping"):
+        vm.run(type("K", (), {"release": "6.12.x", "series": "6.12", "vmlinuz": "/nonexistent"})(), "true")

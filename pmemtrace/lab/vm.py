@@ -298,6 +298,24 @@ class _Follower(threading.Thread):
             self.stop.wait(0.2)
 
 
+#: vng passes the script in the kernel command line (base64), which x86
+#: bounds at 2048 bytes (COMMAND_LINE_SIZE); a longer one overflowed a
+#: fortified strlen() in 7.3's early boot and the guest panicked.  Longer
+#: scripts go in a host file the guest reads (it sees the host root read-only).
+SCRIPT_INLINE_MAX = 512
+
+
+def _exec_line(script, work):
+    """What vng's --exec gets: *script* itself when short, else ``sh FILE``
+    with *script* written to *work* (removed with it after the boot)."""
+    if len(script.encode()) <= SCRIPT_INLINE_MAX:
+        return script
+    path = os.path.join(work, "script.sh")
+    with open(path, "w") as f:
+        f.write(script)
+    return f"exec sh {shlex.quote(path)}"
+
+
 def build_script(command, env=None, cwd=None, prepare=None):
     """The shell script run in the guest: stderr to our port, PATH with the
     venv first, lab environment, optional preparation, then *command*."""
@@ -366,6 +384,8 @@ def run(
     :param kvm: use KVM (it hangs Debian kernels on this machine kind)
     :raises LabError: the boot failed or hung, or vng is missing
     """
+    if _STOPPING.is_set():
+        raise LabError("the lab is stopping (signal): no new boot")
     if not isinstance(kernel, _kernels.Kernel):
         kernel = _kernels.get(kernel)
     if not isinstance(command, str):
@@ -420,7 +440,7 @@ def run(
             stderr_path, "" if kvm else " -accel tcg,thread=single"
         ),
         "--exec",
-        script,
+        _exec_line(script, work),
     ]
     if not kvm:
         argv.insert(1, "--disable-kvm")
@@ -459,6 +479,8 @@ def run(
                 sink.flush()
 
     _RUNNING.add(proc)
+    if _STOPPING.is_set():  # kill_running() ran while this boot was starting
+        _kill(proc)
     reader = threading.Thread(target=_read_stdout, daemon=True)
     reader.start()
     if follower:
@@ -540,10 +562,15 @@ def run(
 #: QEMU process groups of the boots in progress (several with lab test --jobs):
 #: only the main thread gets signals, so it kills them all (kill_running).
 _RUNNING: set = set()
+#: Set by kill_running(): no new boot starts (a lab test thread that was
+#: between two boots when the signal came must not start the next one).
+_STOPPING = threading.Event()
 
 
 def kill_running():
-    """Kill every guest :func:`run` has started and not yet reaped."""
+    """Kill every guest :func:`run` has started and not yet reaped, and
+    refuse new boots from now on."""
+    _STOPPING.set()
     for proc in list(_RUNNING):
         _kill(proc)
 
