@@ -735,7 +735,13 @@ def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
     end = m.end if a.length == 0 else min(m.end, start + a.length)
     mm = sim.mm
     if a.advice == "dontneed":
-        mm.zap(start, end)
+        if not sim.profile.dontneed_frees_pte_tables:
+            mm.zap(start, end)
+            return True
+        # madvise_dontneed_single_vma(): one zap per VMA, so only a block
+        # inside one VMA's part of the range can lose its table
+        for v in list(mm.vmas_in(start, end)):
+            mm.zap(max(start, v.start), min(end, v.end), free_empty_tables=True)
         return True
     # MADV_[NO]HUGEPAGE (mm/madvise.c madvise_update_vma()): a VMA whose
     # flags already are what the advice sets is left alone -- "if (new_flags

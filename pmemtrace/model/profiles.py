@@ -71,6 +71,10 @@ class Profile:
     #: dax_pte_fault_done's result includes VM_FAULT_MAJOR of a fault that
     #: allocated blocks (before 5.15 the event is emitted before "| major")
     pte_done_traces_major: bool = True
+    #: MADV_DONTNEED over a whole 2 MiB block of a VMA frees the block's then
+    #: empty PTE table (CONFIG_PT_RECLAIM, default y on x86-64), so the next
+    #: fault there finds the PMD none and tries a huge fault again
+    dontneed_frees_pte_tables: bool = False
     #: the lab kernel this profile was checked against (docs/lab-findings.md),
     #: or None when it comes from reading kernel source and patches only
     verified_on: str | None = None
@@ -327,8 +331,27 @@ P_6_12 = replace(
     ),
 )
 
-P_6_15 = replace(
+P_6_14 = replace(
     P_6_12,
+    name="6.14",
+    version=(6, 14),
+    # zap_pte_range() with details->reclaim_pt (set by MADV_DONTNEED) frees a
+    # PTE page whose entries are all none once its whole PMD range is zapped
+    # (reclaim_pt_is_enabled(): end - start >= PMD_SIZE); x86-64 selects
+    # ARCH_SUPPORTS_PT_RECLAIM and PT_RECLAIM defaults to y.  Seen by the
+    # differential live test on 7.2 and 7.3 (an ext4 write after a whole-VMA
+    # MADV_DONTNEED took a PMD fault, FALLBACK); 6.12 keeps the table.
+    dontneed_frees_pte_tables=True,
+    verified_on=None,
+    citations=dict(
+        P_6_12.citations,
+        dontneed_frees_pte_tables='Linux kernel commit 6375e95f381e ("mm: pgtable: reclaim empty PTE page in '
+        'madvise(MADV_DONTNEED)") (in v6.14)',
+    ),
+)
+
+P_6_15 = replace(
+    P_6_14,
     name="6.15",
     version=(6, 15),
     # The series "fs/dax: Fix ZONE_DEVICE page reference counts" (Alistair
@@ -347,7 +370,7 @@ P_6_15 = replace(
     verified_on=None,
     pmd_needs_devmap=False,
     citations=dict(
-        P_6_12.citations,
+        P_6_14.citations,
         pmd_insert_function='Linux kernel commit 38607c62b34b ("fs/dax: properly refcount fs dax pages") (in v6.15); '
         'Linux kernel commit 6c88f72691f8 ("mm/huge_memory: add vmf_insert_folio_pmd()") (in v6.15)',
         pud_insert_function='Linux kernel commit aed877c2b425 ("device/dax: properly refcount device dax pages when '
@@ -430,6 +453,7 @@ PROFILES = (
     P_6_4,
     P_6_6,
     P_6_12,
+    P_6_14,
     P_6_15,
     P_6_16,
     P_6_17,
@@ -450,7 +474,8 @@ RELEASE_SPANS = (
     ((6, 2), (6, 3), P_6_2),
     ((6, 4), (6, 5), P_6_4),
     ((6, 6), (6, 9), P_6_6),
-    ((6, 10), (6, 14), P_6_12),
+    ((6, 10), (6, 13), P_6_12),
+    ((6, 14), (6, 14), P_6_14),
     ((6, 15), (6, 15), P_6_15),
     ((6, 16), (6, 16), P_6_16),
     ((6, 17), (6, 17), P_6_17),

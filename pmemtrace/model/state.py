@@ -246,7 +246,7 @@ class AddressSpace:
         TiB-long munmap or madvise costs the slots touched, not the range."""
         return _keys_in(self.pmds, first, last)
 
-    def zap(self, start: int, end: int, even_cows: bool = True) -> None:
+    def zap(self, start: int, end: int, even_cows: bool = True, free_empty_tables: bool = False) -> None:
         """Remove the translations for [start, end) (munmap, MADV_DONTNEED).
 
         A huge mapping partly inside the range is split (zapped whole), as
@@ -255,6 +255,9 @@ class AddressSpace:
         MADV_DONTNEED the (now empty) table stays.  ``even_cows=False`` is
         unmap_mapping_pages()'s file-only zap: anonymous COW copies in
         private mappings stay (mm/memory.c zap_skip_check_mapping()).
+        ``free_empty_tables`` is MADV_DONTNEED from v6.14 on (one VMA at a
+        time): a table whose whole 2 MiB range is inside [start, end) and
+        that is empty afterwards is freed (Profile.dontneed_frees_pte_tables).
         """
         for key in _keys_in(self.puds, start >> PUD_SHIFT, (end - 1) >> PUD_SHIFT):
             del self.puds[key]
@@ -274,6 +277,8 @@ class AddressSpace:
             slot.writable &= ~mask
             slot.anon &= ~mask
             slot.zero &= ~mask
+            if free_empty_tables and not slot.present and lo == key << PMD_SHIFT and hi == (key + 1) << PMD_SHIFT:
+                del self.pmds[key]
 
 
 # --- xarray entries -------------------------------------------------------
