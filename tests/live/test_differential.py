@@ -11,7 +11,6 @@ each differing access, so it can be saved as a regression.
 
 import json
 import os
-import warnings
 
 import pytest
 
@@ -23,10 +22,6 @@ from pmemtrace.workload import target as T
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(HERE)), "fixtures", "regressions")
 SEED, CASES = 16, 24
-#: the share of the budget's accesses that may differ with no known limit
-#: to explain them (CI: none on 5.10, 6.1, 6.12; on 7.2 and 7.3, 1 of 193
-#: before the v6.14 MADV_DONTNEED rule was modelled)
-UNEXPLAINED_CEILING = 0.02
 KINDS = ("fsdax-xfs", "fsdax-ext4", "devdax-2M", "devdax-4K")
 
 
@@ -75,14 +70,7 @@ def test_generated_cases_agree_with_the_model(guest, tracefs):
         f"({report['agree']}/{report['accesses']} accesses agree):\n"
         + "\n".join(json.dumps({"case": i, **r}) for i, r in bad[:3])
     )
-    # The model is not yet exact on generated cases (docs/model-validation.md:
-    # about 1% of accesses unexplained in long runs, mostly the kernel taking
-    # a huge fault where the model still holds a page table).  The budget
-    # fails when that share passes UNEXPLAINED_CEILING; each one below it is
-    # shown in the warnings summary, ready to minimise and save.
-    assert len(bad) <= UNEXPLAINED_CEILING * report["accesses"], summary
-    if bad:
-        warnings.warn(summary, stacklevel=1)
+    assert not bad, summary
 
 
 REGRESSIONS = load_regressions(CORPUS)
