@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from pmemtrace.fuzz.compare import _sig, compare, minimise
-from pmemtrace.fuzz.execute import devdax_outcome, split_by_marker
+from pmemtrace.fuzz.execute import devdax_outcome, kprobe_hit, split_by_marker
 from pmemtrace.fuzz.generate import DEFAULT_KINDS, KINDS, generate
 from pmemtrace.model import explain, parse_case
 
@@ -166,3 +166,9 @@ def test_shared_blocks_keep_a_page_table_across_munmap():
     assert next(e.name for e in kept.events()) == "dax_pte_fault"  # no PMD attempt: the table stayed
     freed = _munmap_remap([])
     assert next(e.name for e in freed.events()) == "dax_pmd_fault"
+
+
+def test_kprobe_hit_keeps_arguments_that_are_not_numbers():
+    line = 't-7 [001] ..... 2.0: pmt_gdp: (get_dev_pagemap+0x0/0x90) pfn=0x140000 name="dax0.0"'
+    assert kprobe_hit(line) == ("pmt_gdp", {"pfn": 0x140000, "name": '"dax0.0"'})
+    assert kprobe_hit("t-7 [001] ..... 2.0: dax_pmd_fault: dev 259:0 ino 0xc") is None

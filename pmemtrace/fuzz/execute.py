@@ -136,27 +136,39 @@ def split_by_marker(lines: list[str]) -> dict[Optional[str], list[str]]:
     return out
 
 
+def kprobe_hit(line: str) -> Optional[tuple[str, dict[str, Any]]]:
+    """One of our kprobe events (``pmt_*``, ``pmemtrace_<pid>_*``) in a
+    trace line: (event, {arg: int, or the text where it is not a number})."""
+    m = _KPROBE_RE.search(line)
+    if not m:
+        return None
+    args: dict[str, Any] = {}
+    for a in m.group("args").split():
+        k, _, v = a.partition("=")
+        try:
+            args[k] = int(v, 0)
+        except ValueError:
+            args[k] = v
+    return m.group("event"), args
+
+
 def devdax_outcome(lines: list[str]) -> str:
     """What our kprobe hits say one access got: pte/pmd/pud, sigbus, or none."""
     outcome, pending = "none", []
     for ln in lines:
-        m = _KPROBE_RE.search(ln)
-        if not m:
+        hit = kprobe_hit(ln)
+        if hit is None:
             continue
-        args = {}
-        for a in m.group("args").split():
-            k, _, v = a.partition("=")
-            try:
-                args[k] = int(v, 0)
-            except ValueError:
-                pass
-        if not m.group("event").endswith("_ret"):
-            pending.append(_SIZE_NAME.get(args.get("size", 0), f"size{args.get('size')}"))
+        event, args = hit
+        if not event.endswith("_ret"):
+            size = args.get("size", 0)
+            pending.append(_SIZE_NAME.get(size, f"size{size}"))
         elif pending:
-            size = pending.pop()
+            size_name = pending.pop()
             ret = args.get("ret", 0)
+            ret = ret if isinstance(ret, int) else 0
             if ret & NOPAGE:
-                outcome = size
+                outcome = size_name
             elif ret & ~FALLBACK:
                 outcome = "sigbus" if ret & SIGBUS else f"error:{ret:#x}"
     return outcome

@@ -265,10 +265,6 @@ def parse_trace_lines(lines):
 
 MARK = "pmemtrace-mark "
 _MARK_RE = re.compile(r"tracing_mark_write: " + MARK + r"(?P<text>.*)$")
-_KPROBE_RE = re.compile(
-    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+.*?\s(?P<event>pmt_\w+): \((?P<where>[^)]*)\)"
-    r"(?P<args>(?:\s+\w+=\S+)*)\s*$"
-)
 
 
 class Capture:
@@ -300,19 +296,9 @@ class Capture:
     @staticmethod
     def kprobe_hits(lines):
         """Our kprobe events (``pmt_*``) in *lines*: [(event, {arg: int})]."""
-        hits = []
-        for ln in lines:
-            m = _KPROBE_RE.match(ln)
-            if m:
-                args = {}
-                for a in m.group("args").split():
-                    k, _, v = a.partition("=")
-                    try:
-                        args[k] = int(v, 0)
-                    except ValueError:
-                        args[k] = v
-                hits.append((m.group("event"), args))
-        return hits
+        from pmemtrace.fuzz.execute import kprobe_hit
+
+        return [hit for hit in map(kprobe_hit, lines) if hit is not None]
 
 
 class Tracefs:
