@@ -123,3 +123,17 @@ def test_run_trace_counts_ring_buffer_losses(tmp_path):
             f"entries: 24230\noverrun: {over}\ncommit overrun: 0\nbytes: 0\ndropped events: {dropped}\nread events: 1",
         )
     assert instance_losses(str(tmp_path)) == 74886
+
+
+def test_non_dax_stand_in_device_is_the_block_device_size(tmp_path):
+    # FIEMAP's physical offsets run to the end of the block device, past the
+    # statvfs size (which leaves out the filesystem's metadata): a recorded
+    # case of a file near the end of the disk must still parse.
+    from pmemtrace.host.fsread import Roots
+
+    blk = tmp_path / "sys" / "dev" / "block" / "8:1"
+    blk.mkdir(parents=True)
+    (blk / "size").write_text("2097152\n")  # sectors: 1 GiB
+    roots = Roots(str(tmp_path / "sys"), str(tmp_path / "proc"))
+    assert T._block_device_bytes(roots, os.makedev(8, 1)) == 1 << 30
+    assert T._block_device_bytes(roots, os.makedev(8, 2)) is None

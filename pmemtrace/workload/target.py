@@ -88,8 +88,7 @@ def open_dir(path: str, allow_non_dax: bool = False, root: str = "/") -> Target:
     if dev is None:
         if dax:
             raise NoDaxMapping(f"--dir {path}: cannot find the pmem device behind it: {'; '.join(notes)}")
-        sv = os.statvfs(path)
-        total = sv.f_blocks * sv.f_frsize
+        total = _block_device_bytes(_roots(root), st.st_dev) or _filesystem_bytes(path)
         dev = _fsdax_device(
             data_start=0,
             size=(total + 2 * MiB - 1) & ~(2 * MiB - 1),
@@ -97,8 +96,21 @@ def open_dir(path: str, allow_non_dax: bool = False, root: str = "/") -> Target:
             align=2 * MiB,
             dev=dev_t(os.major(st.st_dev), os.minor(st.st_dev)),
         )
-        notes.append(f"{mnt} is not DAX: device geometry is a stand-in (size of the filesystem, data_start 0)")
+        notes.append(f"{mnt} is not DAX: device geometry is a stand-in (size of the block device, data_start 0)")
     return Target("fsdax", os.path.realpath(path), dev, dax=dax, fs=fstype, mount=mnt, mount_options=opts, notes=notes)
+
+
+def _block_device_bytes(roots: Roots, st_dev: int) -> Optional[int]:
+    """Size of the block device (or partition) st_dev from sysfs. FIEMAP's
+    physical offsets are relative to it and reach past the filesystem's
+    statvfs size, which leaves out the filesystem's own metadata."""
+    sectors = roots.read_int(roots.sys("dev", "block", f"{os.major(st_dev)}:{os.minor(st_dev)}", "size"), 10)
+    return sectors * 512 if sectors else None
+
+
+def _filesystem_bytes(path: str) -> int:
+    sv = os.statvfs(path)
+    return sv.f_blocks * sv.f_frsize
 
 
 def open_device(path: str, root: str = "/") -> Target:
