@@ -241,8 +241,10 @@ class Prediction:
         ctx: tuple[int, int, str, int],
         summary: Optional[dict[str, Any]] = None,
         stream: Optional[Iterator[Any]] = None,
+        sim: Optional["Sim"] = None,
     ) -> None:
         self._summary = summary
+        self._sim = sim  # explain(stream=True, compiled=True): the state the compiled core may start from
         self._stream = stream  # explain(stream=True): the records, run as iter_encoded() takes them
         self.case = case
         self.profile = profile
@@ -379,6 +381,29 @@ class Prediction:
                 agg.add_again(rec, n)
         if self._summary is None:
             self._summary = agg.result(self.counters, self.mapping_errors)
+
+    def iter_blocks(self, encode: Callable[[Any], bytes], sep: bytes, n: int = 4096) -> Iterator[bytes]:
+        """The objects of :meth:`iter_encoded` joined by *sep*, in blocks
+        (the writer puts *sep* between blocks too).  A streamed case in the
+        compiled core's subset runs there (pmemtrace/model/core.py), with
+        the same bytes; any other runs in the Python model."""
+        sim, self._sim = self._sim, None
+        if sim is not None:
+            from . import core
+
+            run = core.prepare(self.case, sim, sep)
+            if run is not None:
+                self._stream = None
+                yield from core.encoded_blocks(self, run, encode)
+                return
+        buf: list[bytes] = []
+        for x in self.iter_encoded(encode):
+            buf.append(x)
+            if len(buf) == n:
+                yield sep.join(buf)
+                buf = []
+        if buf:
+            yield sep.join(buf)
 
     def _exact_json(self, i: int, a: Access, address: int, rec: Any, addr: Optional[int] = None) -> dict[str, Any]:
         """The :meth:`iter_json` object of a plain record; *addr*: the fault's
@@ -548,14 +573,16 @@ class Sim:
         return self.fault_handler(self, vma, addr, write, flags, via_gup)
 
 
-def explain(case: Case, keep_results: bool = True, stream: bool = False) -> "Prediction":
+def explain(case: Case, keep_results: bool = True, stream: bool = False, compiled: bool = True) -> "Prediction":
     """Predict what the case's kernel does for every access.  Returns a
     :class:`Prediction`.  With ``keep_results=False`` only the summary is
     kept (memory then grows with the 2 MiB ranges touched, not with the
     number of accesses).  With ``stream=True`` nothing runs yet: the one
     pass of :meth:`Prediction.iter_encoded` runs the accesses as it encodes
     them and keeps no record (``explain --json``); the summary is there
-    after that pass."""
+    after that pass.  A streamed case may run in the compiled core
+    (:meth:`Prediction.iter_blocks`) unless *compiled* is False or
+    PMEMTRACE_PURE_PYTHON=1."""
     profile = select_profile(case.kernel)
     sim = Sim(case, profile)
     for m in case.mappings:
@@ -564,7 +591,16 @@ def explain(case: Case, keep_results: bool = True, stream: bool = False) -> "Pre
     if stream and not any(a.op == "pwrite" for a in case.accesses):
         # events show max_pgoff as of the end of the run (ctx, below), and
         # only a pwrite changes it: without one it is known before the run
-        return Prediction(case, profile, None, sim.counters, sim.mapping_errors, _ctx(sim), stream=_run(case, sim))
+        return Prediction(
+            case,
+            profile,
+            None,
+            sim.counters,
+            sim.mapping_errors,
+            _ctx(sim),
+            stream=_run(case, sim),
+            sim=sim if compiled else None,
+        )
     # The model allocates many small acyclic objects; the cyclic collector
     # would walk them all again and again (a third of the run time).
     gc_was_enabled = gc.isenabled()
