@@ -872,11 +872,16 @@ static void handle_mm_fault(struct pmx *x, const struct pmx_vma *v, int64_t addr
 
 static uint64_t shape_hash(const struct pmx_shape *s)
 {
-	const unsigned char *b = (const unsigned char *)s;
-	size_t n = offsetof(struct pmx_shape, trace) + s->ntrace * sizeof(s->trace[0]);
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t k = 0; k < n; k++)
-		h = (h ^ b[k]) * 1099511628211ULL;
+	/* the header and the used trace entries, a multiple of 8 bytes (memset
+	 * to 0 before the fault ran, padding included) */
+	const uint64_t *w = (const uint64_t *)s;
+	size_t n = (offsetof(struct pmx_shape, trace) + s->ntrace * sizeof(s->trace[0])) / 8;
+	uint64_t h = 0x9E3779B97F4A7C15ULL;
+	for (size_t k = 0; k < n; k++) {
+		h ^= w[k];
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
 	return h;
 }
 

@@ -32,7 +32,8 @@ import os
 import re
 from array import array
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..events import FAULT_FLAG, VM_FAULT
 from . import fsdax
@@ -118,7 +119,7 @@ class CoreRun:
             raise MemoryError("explain core: out of memory")
 
 
-def prepare(case: Any, sim: Sim, sep: bytes) -> Optional[CoreRun]:
+def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
     """A :class:`CoreRun` for *case* if it is in the declared subset (module
     docstring), else None (the Python model runs it)."""
     if not available() or case.device.mode != "fsdax" or sim.file is None or case.page_tables:
@@ -139,9 +140,12 @@ def prepare(case: Any, sim: Sim, sep: bytes) -> Optional[CoreRun]:
         return None
     accesses = case.accesses
     try:
-        ops = bytes([_OPCODE[a.op] for a in accesses])
-        maps = array("i", [vidx[a.mapping] for a in accesses])
-        offsets = array("q", [a.offset for a in accesses])
+        ops = bytes(map(_OPCODE.__getitem__, map(attrgetter("op"), accesses)))
+        if len(vidx) == 1 and all(map(vidx.__contains__, set(map(attrgetter("mapping"), accesses)))):
+            maps = array("i", bytes(4 * len(accesses)))  # all index 0
+        else:
+            maps = array("i", map(vidx.__getitem__, map(attrgetter("mapping"), accesses)))
+        offsets = array("q", map(attrgetter("offset"), accesses))
     except (KeyError, OverflowError, TypeError):
         return None
     prof = sim.profile

@@ -1,0 +1,242 @@
+"""The compiled explain core against the Python model: the same bytes.
+
+pmemtrace/model/core.py runs a streamed case of its declared subset in C
+(cffi_build/explain_core.c), which mirrors the Python fault paths.  Every
+test here runs a case both ways -- ``explain(case, stream=True,
+compiled=False)``, the Python model alone, and ``compiled=True`` -- and
+compares the whole ``--json`` and ``--jsonl`` output (every result, event,
+reason, probe hit and the summary) byte for byte: on every embedded
+example, every scenario, generated cases and random ones (hypothesis).  A
+rule changed in Python and not in C fails here.
+"""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pmemtrace.cli.explain import example_names, load_example, write_json, write_jsonl
+from pmemtrace.fuzz.generate import generate
+from pmemtrace.model import core, explain, parse_case
+from pmemtrace.model.profiles import RELEASE_SPANS
+from pmemtrace.workload.dryrun import dry_case
+from pmemtrace.workload.scenario import embedded_names, load_embedded
+
+M = 1 << 20
+A = 0x7F0000000000
+#: one release per profile
+KERNELS = [f"{first[0]}.{first[1]}" for first, _, _ in RELEASE_SPANS]
+
+
+@pytest.fixture(autouse=True)
+def _compiled_core(monkeypatch):
+    # the unit tier runs where scripts/install-deps.sh built the module
+    # (PMEMTRACE_REQUIRE_ENGINE=1): its absence is a failure, not a skip
+    assert core._explain_core is not None, "pmemtrace._explain_core is not built: pip install -e . with a C compiler"
+    monkeypatch.delenv(core.PURE_ENV, raising=False)
+
+
+def _out(make_case, compiled, writer):
+    pred = explain(make_case(), stream=True, compiled=compiled)
+    buf = io.BytesIO()
+    writer(pred, buf)
+    return buf.getvalue()
+
+
+def same_both_ways(make_case):
+    """Asserts the compiled and the Python path write the same --json and
+    --jsonl bytes; returns True when the case ran in the core."""
+    ran = []
+    real = core.encoded_blocks
+
+    def counted(*a, **kw):
+        ran.append(1)
+        return real(*a, **kw)
+
+    for writer in (write_json, write_jsonl):
+        want = _out(make_case, False, writer)
+        core.encoded_blocks = counted
+        try:
+            got = _out(make_case, True, writer)
+        finally:
+            core.encoded_blocks = real
+        if got != want:
+            k = next((i for i, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
+            raise AssertionError(
+                f"{writer.__name__}: first difference at byte {k}: {got[k - 200 : k + 200]!r} != {want[k - 200 : k + 200]!r}"
+            )
+    return bool(ran)
+
+
+@pytest.mark.parametrize("name", example_names())
+def test_every_example_is_the_same(name):
+    same_both_ways(lambda: load_example(name))
+
+
+def test_the_examples_of_the_subset_run_in_the_core():
+    ran = {name for name in example_names() if same_both_ways(lambda name=name: load_example(name))}
+    # the plain fsdax read/write examples (a regression to "nothing runs
+    # compiled" would leave the tests above vacuous)
+    for name in ("aligned-shared", "huge-zero", "map-sync", "private-write", "pfn-unaligned", "ext4-vma-lock-retry"):
+        assert name in ran
+    # and what is outside the subset does not (device-dax, gup, madvise)
+    assert "devdax-2m" not in ran
+
+
+@pytest.mark.parametrize("name", embedded_names())
+def test_every_scenario_is_the_same(name):
+    same_both_ways(lambda: parse_case(dry_case(load_embedded(name))))
+
+
+def _plain(obj):
+    """A generated case cut to the subset: its mappings all mapped, its
+    plain reads and writes inside them (writes to writable ones)."""
+    maps = {m["id"]: m for m in obj.get("mappings", [])}
+    for m in maps.values():
+        m["mapped"] = True
+    acc = []
+    for a in obj.get("accesses", []):
+        m = maps.get(a.get("mapping"))
+        if a.get("op") not in ("read", "write") or m is None:
+            continue
+        if a.get("offset", 0) >= m["length"] or (a["op"] == "write" and not m.get("writable", True)):
+            continue
+        acc.append({"op": a["op"], "mapping": a["mapping"], "offset": a.get("offset", 0)})
+    obj["accesses"] = acc
+    return obj
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_generated_cases_are_the_same(seed):
+    ran = 0
+    for i in range(40):
+        kernel = KERNELS[(i * 7 + seed) % len(KERNELS)]
+        obj = generate(seed, i, kernel=kernel)
+        if obj["device"]["mode"] != "fsdax":
+            continue
+        same_both_ways(lambda obj=obj: parse_case(obj))  # as generated (most are outside the subset)
+        plain = _plain(generate(seed, i, kernel=kernel))
+        try:
+            parse_case(plain)
+        except Exception:  # e.g. overlapping mappings once all are mapped: not a case
+            continue
+        ran += same_both_ways(lambda plain=plain: parse_case(plain))
+    assert ran >= 5
+
+
+@st.composite
+def subset_cases(draw):
+    """Random fsdax cases of the subset: extents with holes, unwritten and
+    physically misaligned ones, a file size that need not be 2 MiB aligned,
+    shared/private/MAP_SYNC/read-only/nohugepage mappings at aligned or
+    misaligned addresses and file offsets, reads and writes clustered so
+    that blocks are revisited."""
+    kernel = draw(st.sampled_from(KERNELS))
+    fs = draw(st.sampled_from(["xfs", "ext4"]))
+    n_ext = draw(st.integers(0, 6))
+    exts, pos, phys = [], 0, 0
+    for _ in range(n_ext):
+        pos += draw(st.sampled_from([0, 0, 4096, 2 * M, 3 * M]))
+        length = draw(st.sampled_from([4096, 64 * 1024, 1 * M, 2 * M, 4 * M, 6 * M]))
+        phys += draw(st.sampled_from([0, 0, 4096, 1 * M, 2 * M]))
+        exts.append({"logical": pos, "physical": phys, "length": length, "unwritten": draw(st.booleans())})
+        pos += length
+        phys += length
+    # sizes at and around 2 MiB boundaries (the EOF checks of the PMD path)
+    size = draw(
+        st.sampled_from([max(pos, 4096), pos + 4096])
+        | st.builds(lambda k, d: k * 2 * M + d, st.integers(1, 8), st.sampled_from([-4096, 0, 4096, 1 * M]))
+    )
+    maps, at = [], A
+    for k in range(draw(st.integers(1, 3))):
+        length = draw(st.sampled_from([4096, 1 * M, 2 * M, 4 * M, 6 * M, 8 * M + 4096]))
+        at += draw(st.sampled_from([0, 4096, 1 * M, 2 * M]))
+        maps.append(
+            {
+                "id": f"m{k}",
+                "start": at,
+                "length": length,
+                "offset": draw(st.sampled_from([0, 0, 4096, 1 * M, 2 * M])),
+                "shared": draw(st.booleans()),
+                "sync": draw(st.booleans()),
+                "writable": draw(st.sampled_from([True, True, False])),
+                "nohugepage": draw(st.sampled_from([False, False, True])),
+            }
+        )
+        at += (length + 2 * M - 1) // (2 * M) * (2 * M) + 2 * M
+    accesses = []
+    for _ in range(draw(st.integers(1, 60))):
+        m = draw(st.sampled_from(maps))
+        off = draw(st.integers(0, (m["length"] - 1) // 4096)) * 4096
+        op = draw(st.sampled_from(["read", "write"])) if m["writable"] else "read"
+        accesses.append({"op": op, "mapping": m["id"], "offset": off})
+        if draw(st.booleans()):  # come back to the same page or its block
+            accesses.append(
+                {
+                    "op": draw(st.sampled_from(["read", "write"])) if m["writable"] else "read",
+                    "mapping": m["id"],
+                    "offset": off ^ draw(st.sampled_from([0, 4096, 1 * M])) if (off ^ 4096) < m["length"] else off,
+                }
+            )
+    accesses = [a for a in accesses if a["offset"] < next(m for m in maps if m["id"] == a["mapping"])["length"]]
+    return {
+        "version": 1,
+        "kernel": kernel,
+        "thp_disable": draw(st.sampled_from([False, False, False, True])),
+        "device": {
+            "mode": "fsdax",
+            "size": "64G",
+            "data_start": draw(st.sampled_from([0, 4096, 2 * M])),
+            "struct_pages": draw(st.sampled_from([True, True, False])),
+        },
+        "file": {"size": size, "fs": fs, "extents": exts},
+        "mappings": maps,
+        "accesses": accesses,
+    }
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subset_cases())
+def test_random_cases_are_the_same(obj):
+    same_both_ways(lambda: parse_case(obj))
+
+
+def test_the_benchmark_shape_is_the_same():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    try:
+        from bench_model import build
+    finally:
+        sys.path.pop(0)
+    obj = build(30_000, 300)
+    assert same_both_ways(lambda: parse_case(obj))
+
+
+def test_pure_python_switch_and_a_missing_module(monkeypatch):
+    case = load_example("aligned-shared")
+    pred = explain(case, stream=True)
+    assert core.prepare(case, pred._sim, b",") is not None
+    monkeypatch.setenv(core.PURE_ENV, "1")
+    assert core.prepare(case, pred._sim, b",") is None
+    monkeypatch.delenv(core.PURE_ENV)
+    monkeypatch.setattr(core, "_explain_core", None)  # as where it was not built
+    assert not core.available()
+    assert not same_both_ways(lambda: load_example("aligned-shared"))
+
+
+def test_the_cli_writes_the_same_without_the_core():
+    env = dict(os.environ)
+    outs = []
+    for pure in ("0", "1"):
+        env[core.PURE_ENV] = pure
+        p = subprocess.run(
+            [sys.executable, "-m", "pmemtrace", "explain", "--example", "map-sync", "--json"],
+            capture_output=True,
+            env=env,
+            check=True,
+        )
+        outs.append(p.stdout)
+    assert outs[0] == outs[1] and outs[0].startswith(b'{"profile":')
