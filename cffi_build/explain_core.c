@@ -26,6 +26,7 @@
 #define PMD_SIZE (1LL << PMD_SHIFT)
 #define COLOUR 511
 #define EXTENT_CHUNK 256 /* state.py EXTENT_CHUNK */
+#define PREFETCH 8       /* accesses ahead whose PMD slot pmx_run() prefetches */
 
 /* name codes: core.py NAMES (the fixed part) */
 enum {
@@ -1059,6 +1060,13 @@ int32_t pmx_run(struct pmx *x, const uint8_t *ops, const int32_t *maps, const in
 			rc = PMX_FULL;
 			break;
 		}
+		if (i + PREFETCH < n && x->pmds.cap) {
+			/* the PMD slot of an access a few ahead: the table is far
+			 * bigger than the caches, and the accesses are known */
+			const struct pmx_vma *w = &x->vmas[maps[i + PREFETCH]];
+			int64_t k = (w->start + offsets[i + PREFETCH]) >> PMD_SHIFT;
+			__builtin_prefetch(&x->pmds.e[(hkey(k) >> 20) & (x->pmds.cap - 1)]);
+		}
 		const struct pmx_vma *v = &x->vmas[maps[i]];
 		int write = ops[i];
 		int64_t addr = v->start + offsets[i];
@@ -1169,6 +1177,164 @@ int32_t pmx_set_template(struct pmx *x, int32_t id, const char *lit, const int64
 	if (rec > x->max_rec)
 		x->max_rec = rec;
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the accesses of a case, read straight into columns */
+
+static inline const char *ws(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* a JSON string without escapes at p (after its opening quote): its end */
+static inline const char *plain_string(const char *p, const char *e)
+{
+	while (p < e && *p != '"') {
+		if (*p == '\\' || (unsigned char)*p < 0x20)
+			return NULL;
+		p++;
+	}
+	return p < e ? p : NULL;
+}
+
+/* a non-negative integer below 2^56, as JSON writes it ('0' or no leading
+ * zero, no sign, fraction or exponent) */
+static inline const char *small_uint(const char *p, const char *e, int64_t *out)
+{
+	if (p >= e || *p < '0' || *p > '9')
+		return NULL;
+	if (*p == '0') {
+		p++;
+		*out = 0;
+	} else {
+		int64_t v = 0;
+		while (p < e && *p >= '0' && *p <= '9') {
+			v = v * 10 + (*p++ - '0');
+			if (v >= (1LL << 56))
+				return NULL;
+		}
+		*out = v;
+	}
+	if (p < e && (*p == '.' || *p == 'e' || *p == 'E'))
+		return NULL;
+	return p;
+}
+
+int64_t pmx_count_objects(const char *s, int64_t len)
+{
+	int64_t n = 0;
+	for (const char *p = s; (p = memchr(p, '{', s + len - p)); p++)
+		n++;
+	return n;
+}
+
+int64_t pmx_scan_accesses(const char *s, int64_t len, const char *ids, const int64_t *id_lens, int32_t nids,
+			  int32_t only, uint8_t *ops, int32_t *maps, int64_t *offsets, int64_t *lengths, int64_t cap)
+{
+	const char *p = s, *e = s + len;
+	int64_t n = 0;
+	p = ws(p, e);
+	if (p >= e || *p++ != '[')
+		return -1;
+	p = ws(p, e);
+	if (p < e && *p == ']')
+		return ws(p + 1, e) == e ? 0 : -1;
+	for (;;) {
+		if (n >= cap || p >= e || *p++ != '{')
+			return -1;
+		int seen = 0; /* bits: op, mapping, offset, length */
+		int op = -1;
+		int32_t map = only;
+		int64_t off = 0, ln = 0;
+		p = ws(p, e);
+		for (;;) {
+			if (p >= e || *p++ != '"')
+				return -1;
+			const char *k = p, *ke = plain_string(p, e);
+			if (!ke)
+				return -1;
+			p = ws(ke + 1, e);
+			if (p >= e || *p++ != ':')
+				return -1;
+			p = ws(p, e);
+			size_t kl = ke - k;
+			int bit;
+			if (kl == 2 && !memcmp(k, "op", 2)) {
+				bit = 1;
+				if (p >= e || *p++ != '"')
+					return -1;
+				const char *v = p, *ve = plain_string(p, e);
+				if (!ve)
+					return -1;
+				if (ve - v == 4 && !memcmp(v, "read", 4))
+					op = 0;
+				else if (ve - v == 5 && !memcmp(v, "write", 5))
+					op = 1;
+				else
+					return -1;
+				p = ve + 1;
+			} else if (kl == 7 && !memcmp(k, "mapping", 7)) {
+				bit = 2;
+				if (p >= e || *p++ != '"')
+					return -1;
+				const char *v = p, *ve = plain_string(p, e);
+				if (!ve)
+					return -1;
+				map = -1;
+				const char *id = ids;
+				for (int32_t j = 0; j < nids; id += id_lens[j++]) {
+					if (ve - v == id_lens[j] && !memcmp(v, id, id_lens[j])) {
+						map = j;
+						break;
+					}
+				}
+				if (map < 0)
+					return -1;
+				p = ve + 1;
+			} else if (kl == 6 && !memcmp(k, "offset", 6)) {
+				bit = 4;
+				if (!(p = small_uint(p, e, &off)))
+					return -1;
+			} else if (kl == 6 && !memcmp(k, "length", 6)) {
+				bit = 8;
+				if (!(p = small_uint(p, e, &ln)))
+					return -1;
+			} else {
+				return -1;
+			}
+			if (seen & bit) /* a key twice */
+				return -1;
+			seen |= bit;
+			p = ws(p, e);
+			if (p < e && *p == ',') {
+				p = ws(p + 1, e);
+				continue;
+			}
+			if (p < e && *p == '}') {
+				p++;
+				break;
+			}
+			return -1;
+		}
+		if (op < 0 || map < 0)
+			return -1;
+		ops[n] = op;
+		maps[n] = map;
+		offsets[n] = off;
+		lengths[n] = ln;
+		n++;
+		p = ws(p, e);
+		if (p < e && *p == ',') {
+			p = ws(p + 1, e);
+			continue;
+		}
+		if (p < e && *p == ']')
+			return ws(p + 1, e) == e ? n : -1;
+		return -1;
+	}
 }
 
 void pmx_counters(const struct pmx *x, int64_t out[4]) { memcpy(out, x->counters, sizeof(x->counters)); }

@@ -137,6 +137,16 @@ int32_t pmx_set_template(struct pmx *x, int32_t id, const char *lit, const int64
 /* Counters at the end: thp_fault_fallback, thp_split_pmd,
  * thp_zero_page_alloc, pgmajfault (Sim.counters). */
 void pmx_counters(const struct pmx *x, int64_t out[4]);
+/* The accesses of a case (the JSON array, msgspec.Raw) into columns when
+ * each is {"op": "read"|"write", "mapping": ID, "offset": N, "length": N}
+ * in plain JSON (keys in any order, offset/length optional, mapping too
+ * when only >= 0 names the one mapping; ids: the mapping ids' UTF-8
+ * bytes, concatenated); -1 for anything else (then msgspec decodes it, and
+ * says what is wrong).  Returns the number of accesses (<= cap). */
+/* The '{' in s: at least one per access. */
+int64_t pmx_count_objects(const char *s, int64_t len);
+int64_t pmx_scan_accesses(const char *s, int64_t len, const char *ids, const int64_t *id_lens, int32_t nids,
+			  int32_t only, uint8_t *ops, int32_t *maps, int64_t *offsets, int64_t *lengths, int64_t cap);
 /* PMT_CDEF_END */
 
 #endif

@@ -11,6 +11,7 @@ rule changed in Python and not in C fails here.
 """
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -240,3 +241,85 @@ def test_the_cli_writes_the_same_without_the_core():
         )
         outs.append(p.stdout)
     assert outs[0] == outs[1] and outs[0].startswith(b'{"profile":')
+
+
+# -- the core's reader of accesses (pmx_scan_accesses) against msgspec -------
+
+_KEYS = st.sampled_from(["op", "mapping", "offset", "length", "write", "advice", "opx", "op\\u0000"])
+_VALUES = st.one_of(
+    st.sampled_from(["read", "write", "gup", "m0", "m1", 'm"1', "mé", None, True, 1.0, -1, "4096"]),
+    st.integers(0, 1 << 64),
+    st.integers(0, 1 << 20),
+)
+
+
+@st.composite
+def access_lists(draw):
+    """JSON texts of access lists: mostly plain, with spellings the reader
+    must leave to msgspec (escapes, floats, big numbers, unknown or
+    repeated keys, other ops) and whitespace anywhere JSON allows it."""
+    items = []
+    for _ in range(draw(st.integers(0, 6))):
+        if draw(st.booleans()):
+            d = {"op": draw(st.sampled_from(["read", "write"])), "mapping": draw(st.sampled_from(["m0", "m1"]))}
+            if draw(st.booleans()):
+                d["offset"] = draw(st.integers(0, 1 << 40))
+            if draw(st.booleans()):
+                d["length"] = draw(st.integers(0, 1 << 20))
+            if draw(st.booleans()):
+                del d["mapping"]
+            keys = draw(st.permutations(list(d)))
+            text = ",".join(f"{json.dumps(k)}:{json.dumps(d[k])}" for k in keys)
+        else:
+            pairs = draw(st.lists(st.tuples(_KEYS, _VALUES), max_size=5))
+            text = ",".join(f'"{k}":{json.dumps(v)}' for k, v in pairs)
+        items.append("{" + text + "}")
+    sep = draw(st.sampled_from([",", ", ", "\n,\t", " ,\r\n "]))
+    pad = draw(st.sampled_from(["", " ", "\n  "]))
+    text = pad + "[" + pad + sep.join(items) + pad + "]" + pad
+    if draw(st.integers(0, 9)) == 0:  # damaged
+        k = draw(st.integers(0, len(text)))
+        text = text[:k] + draw(st.sampled_from(["", "}", "]", ",", '"', "x"])) + text[k + 1 :]
+    return text.encode()
+
+
+def _as_tuples(accesses):
+    return [(a.op, a.mapping, a.offset, a.length, a.advice, a.write) for a in accesses]
+
+
+@settings(max_examples=500, deadline=None)
+@given(access_lists(), st.sampled_from([("m0",), ("m0", "m1")]))
+def test_the_access_reader_agrees_with_msgspec(text, ids):
+    import msgspec
+
+    from pmemtrace.model.case import Mapping, decode_accesses
+
+    maps = [Mapping(id=i, start=A, length=M) for i in ids]
+    got = core.scan_accesses(msgspec.Raw(text), ids)
+    os.environ[core.PURE_ENV] = "1"  # msgspec's typed decoding alone
+    try:
+        want = _as_tuples(decode_accesses(msgspec.Raw(text), maps))
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        want = None
+    finally:
+        del os.environ[core.PURE_ENV]
+    if got is not None:
+        assert want is not None, text
+        assert _as_tuples(got) == want
+        assert _as_tuples(got[:]) == want and len(got) == len(want)
+
+
+def test_the_access_reader_reads_plain_cases():
+    import msgspec
+
+    text = b'[{"op":"read","mapping":"m0","offset":4096},{"mapping":"m0","op":"write"},{"op":"read","length":3}]'
+    got = core.scan_accesses(msgspec.Raw(text), ("m0",))
+    assert got is not None
+    assert _as_tuples(got) == [
+        ("read", "m0", 4096, 0, None, False),
+        ("write", "m0", 0, 0, None, False),
+        ("read", "m0", 0, 3, None, False),
+    ]
+    # a mapping must be named when there are two; other ops are msgspec's
+    assert core.scan_accesses(msgspec.Raw(b'[{"op":"read"}]'), ("m0", "m1")) is None
+    assert core.scan_accesses(msgspec.Raw(b'[{"op":"gup","mapping":"m0"}]'), ("m0",)) is None

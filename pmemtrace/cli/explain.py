@@ -204,8 +204,8 @@ class _TextSink:
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
-    def write(self, data: bytes) -> None:
-        self._stream.write(data.decode())
+    def write(self, data: Any) -> None:  # bytes-like
+        self._stream.write(bytes(data).decode())
 
     def flush(self) -> None:
         self._stream.flush()

@@ -39,6 +39,7 @@ from ..events import FAULT_FLAG, VM_FAULT
 from . import fsdax
 
 if TYPE_CHECKING:
+    from .case import ColumnAccesses
     from .engine import Prediction, Sim
 
 try:  # optional: built by setup.py where there is a C compiler
@@ -89,6 +90,43 @@ BUF_SIZE = 1 << 20
 _SLOT = re.compile(rb"%%|%\(([iafp])\)d")
 
 
+def scan_accesses(raw: Any, ids: tuple[str, ...]) -> ColumnAccesses | None:
+    """case.decode_accesses() through the core's reader: a
+    :class:`case.ColumnAccesses` when every access is a plain read or write
+    in the plain JSON it reads (explain_core.h pmx_scan_accesses()), else
+    None (msgspec then decodes them, and says what is wrong).  What it
+    accepts msgspec's typed decoding accepts too, as the same accesses
+    (tests/test_explain_core.py)."""
+    if not available() or not ids:
+        return None
+    from .case import ColumnAccesses
+
+    ffi, lib = _explain_core.ffi, _explain_core.lib
+    data = memoryview(raw)  # no copy
+    cap = lib.pmx_count_objects(ffi.from_buffer(data), len(data))  # at least one '{' per access
+    ops = bytearray(cap)
+    maps, offsets, lengths = array("i", [0]) * cap, array("q", [0]) * cap, array("q", [0]) * cap
+    id_bytes = [i.encode() for i in ids]
+    n = lib.pmx_scan_accesses(
+        ffi.from_buffer(data),
+        len(data),
+        b"".join(id_bytes),
+        [len(b) for b in id_bytes],
+        len(ids),
+        0 if len(ids) == 1 else -1,
+        ffi.from_buffer("uint8_t[]", ops),
+        ffi.from_buffer("int32_t[]", maps),
+        ffi.from_buffer("int64_t[]", offsets),
+        ffi.from_buffer("int64_t[]", lengths),
+        cap,
+    )
+    if n < 0:
+        return None
+    if n < cap:
+        del ops[n:], maps[n:], offsets[n:], lengths[n:]
+    return ColumnAccesses(bytes(ops), maps, offsets, lengths, ids)
+
+
 def available() -> bool:
     """Is the compiled core there and not switched off?"""
     return _explain_core is not None and os.environ.get(PURE_ENV) != "1"
@@ -128,10 +166,14 @@ def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
         return None
     if any(not m.mapped for m in case.mappings):
         return None
-    vmas = sim.mm.vmas
-    vidx = {v.mapping: k for k, v in enumerate(vmas)}
-    if len(vidx) != len(vmas):
+    # the core's VMAs in the order of case.mappings (what a mapping index
+    # of ColumnAccesses names); the order of AddressSpace.vmas matters to
+    # no path the core runs
+    by_id = {v.mapping: v for v in sim.mm.vmas}
+    if len(by_id) != len(case.mappings) or any(m.id not in by_id for m in case.mappings):
         return None
+    vmas = [by_id[m.id] for m in case.mappings]
+    vidx = {m.id: k for k, m in enumerate(case.mappings)}
     f = sim.file
     numbers = [case.device.data_start, f.size, f.hole_alloc_align, f._next_phys]
     numbers += [x for v in vmas for x in (v.start, v.end, v.pgoff << 12)]
@@ -139,13 +181,13 @@ def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
     if any(not 0 <= x < _LIMIT for x in numbers) or f.hole_alloc_align <= 0:
         return None
     accesses = case.accesses
+    from .case import ColumnAccesses
+
     try:
-        ops = bytes(map(_OPCODE.__getitem__, map(attrgetter("op"), accesses)))
-        if len(vidx) == 1 and all(map(vidx.__contains__, set(map(attrgetter("mapping"), accesses)))):
-            maps = array("i", bytes(4 * len(accesses)))  # all index 0
+        if isinstance(accesses, ColumnAccesses) and accesses.ids == tuple(vidx):
+            ops, maps, offsets = accesses.ops, accesses.maps, accesses.offsets
         else:
-            maps = array("i", map(vidx.__getitem__, map(attrgetter("mapping"), accesses)))
-        offsets = array("q", map(attrgetter("offset"), accesses))
+            ops, maps, offsets = _columns_of(accesses, vidx)
     except (KeyError, OverflowError, TypeError):
         return None
     prof = sim.profile
@@ -199,6 +241,17 @@ def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
     if lib.pmx_check(run.x, *_columns(run), run.n) != run.n:
         return None
     return run
+
+
+def _columns_of(accesses: Any, vidx: dict[str, int]) -> tuple[bytes, Any, Any]:
+    """(op codes, mapping indexes, offsets) of Access objects; raises
+    KeyError for another op or mapping, OverflowError past 64 bits."""
+    ops = bytes(map(_OPCODE.__getitem__, map(attrgetter("op"), accesses)))
+    if len(vidx) == 1 and all(map(vidx.__contains__, set(map(attrgetter("mapping"), accesses)))):
+        maps = array("i", bytes(4 * len(accesses)))  # all index 0
+    else:
+        maps = array("i", map(vidx.__getitem__, map(attrgetter("mapping"), accesses)))
+    return ops, maps, array("q", map(attrgetter("offset"), accesses))
 
 
 def _columns(run: CoreRun) -> tuple[Any, Any, Any]:
@@ -259,8 +312,9 @@ def _template_parts(tpl: bytes) -> tuple[bytes, list[int], bytes]:
 
 def encoded_blocks(pred: Prediction, run: CoreRun, encode: Callable[[Any], bytes]) -> Iterator[bytes]:
     """The results of the case as Prediction.iter_blocks() yields them:
-    blocks of results joined by the separator given to :func:`prepare`;
-    sets the prediction's summary at the end."""
+    blocks of results joined by the separator given to :func:`prepare`
+    (bytes-like, each valid until the next is asked for: write it, do not
+    keep it); sets the prediction's summary at the end."""
     from .engine import _Aggregate, _template
 
     ffi, lib = _explain_core.ffi, _explain_core.lib
@@ -276,7 +330,7 @@ def encoded_blocks(pred: Prediction, run: CoreRun, encode: Callable[[Any], bytes
     while True:
         rc = lib.pmx_run(x, ops, maps, offsets, run.n, pos, buf, BUF_SIZE, used)
         if used[0]:
-            yield ffi.buffer(buf, used[0])[:]
+            yield ffi.buffer(buf, used[0])  # valid until the next block is asked for
         if rc == lib.PMX_DONE:
             break
         if rc == lib.PMX_FULL:

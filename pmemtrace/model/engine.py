@@ -384,7 +384,8 @@ class Prediction:
 
     def iter_blocks(self, encode: Callable[[Any], bytes], sep: bytes, n: int = 4096) -> Iterator[bytes]:
         """The objects of :meth:`iter_encoded` joined by *sep*, in blocks
-        (the writer puts *sep* between blocks too).  A streamed case in the
+        (the writer puts *sep* between blocks too).  A block is bytes-like
+        and valid until the next one is asked for.  A streamed case in the
         compiled core's subset runs there (pmemtrace/model/core.py), with
         the same bytes; any other runs in the Python model."""
         sim, self._sim = self._sim, None
@@ -588,7 +589,8 @@ def explain(case: Case, keep_results: bool = True, stream: bool = False, compile
     for m in case.mappings:
         if m.mapped:
             sim.mmap(m)
-    if stream and not any(a.op == "pwrite" for a in case.accesses):
+    plain = getattr(case.accesses, "plain_reads_writes", False)  # case.ColumnAccesses: no pwrite
+    if stream and (plain or not any(a.op == "pwrite" for a in case.accesses)):
         # events show max_pgoff as of the end of the run (ctx, below), and
         # only a pwrite changes it: without one it is known before the run
         return Prediction(
