@@ -86,6 +86,8 @@ struct pmx {
 	struct pmx_params p;
 	struct pmx_vma *vmas;
 	int32_t nvma;
+	int32_t *map_vma; /* case.mappings index -> VMA index, -1: not mapped */
+	int32_t nmaps;
 	struct htab pmds, entries;
 	struct chunk *chunks;
 	int64_t nchunks, chunks_cap;
@@ -966,8 +968,8 @@ static inline char *put_u64(char *o, uint64_t v)
 /* ------------------------------------------------------------------ */
 /* API */
 
-struct pmx *pmx_new(const struct pmx_params *p, const struct pmx_vma *vmas, int32_t nvma, const struct pmx_ext *exts,
-		    int64_t next)
+struct pmx *pmx_new(const struct pmx_params *p, const struct pmx_vma *vmas, int32_t nvma, const int32_t *map_vma,
+		    int32_t nmaps, const struct pmx_ext *exts, int64_t next)
 {
 	struct pmx *x = calloc(1, sizeof(*x));
 	if (!x)
@@ -975,12 +977,14 @@ struct pmx *pmx_new(const struct pmx_params *p, const struct pmx_vma *vmas, int3
 	x->p = *p;
 	x->vmas = malloc((nvma ? nvma : 1) * sizeof(*vmas));
 	x->nvma = nvma;
+	x->map_vma = malloc((nmaps ? nmaps : 1) * sizeof(*map_vma));
+	x->nmaps = nmaps;
 	int64_t nch = next ? (next + EXTENT_CHUNK - 1) / EXTENT_CHUNK : 1;
 	x->chunks_cap = nch * 2 + 4;
 	x->chunks = calloc(x->chunks_cap, sizeof(*x->chunks));
 	x->heads = calloc(x->chunks_cap, sizeof(*x->heads));
 	char *sep = malloc(p->sep_len + 1);
-	if (!x->vmas || !x->chunks || !x->heads || !sep) {
+	if (!x->vmas || !x->map_vma || !x->chunks || !x->heads || !sep) {
 		free(sep);
 		pmx_free(x);
 		return NULL;
@@ -988,6 +992,7 @@ struct pmx *pmx_new(const struct pmx_params *p, const struct pmx_vma *vmas, int3
 	memcpy(sep, p->sep, p->sep_len);
 	x->p.sep = sep;
 	memcpy(x->vmas, vmas, nvma * sizeof(*vmas));
+	memcpy(x->map_vma, map_vma, nmaps * sizeof(*map_vma));
 	/* FileState.__init__(): chunks of EXTENT_CHUNK, heads of the non-empty ones */
 	x->nchunks = nch;
 	for (int64_t c = 0; c < nch; c++) {
@@ -1031,16 +1036,23 @@ void pmx_free(struct pmx *x)
 	free(x->shapes);
 	free(x->index);
 	free(x->vmas);
+	free(x->map_vma);
 	free((char *)x->p.sep);
 	free(x);
+}
+
+static inline int32_t vma_of(const struct pmx *x, int32_t map)
+{
+	return map >= 0 && map < x->nmaps ? x->map_vma[map] : -1;
 }
 
 int64_t pmx_check(const struct pmx *x, const uint8_t *ops, const int32_t *maps, const int64_t *offsets, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
-		if (ops[i] > 1 || maps[i] < 0 || maps[i] >= x->nvma)
+		int32_t k = vma_of(x, maps[i]);
+		if (ops[i] > 1 || k < 0)
 			return i;
-		const struct pmx_vma *v = &x->vmas[maps[i]];
+		const struct pmx_vma *v = &x->vmas[k];
 		if (offsets[i] < 0 || offsets[i] >= v->end - v->start || (ops[i] && !v->writable))
 			return i;
 	}
@@ -1063,18 +1075,19 @@ int32_t pmx_run(struct pmx *x, const uint8_t *ops, const int32_t *maps, const in
 		if (i + PREFETCH < n && x->pmds.cap) {
 			/* the PMD slot of an access a few ahead: the table is far
 			 * bigger than the caches, and the accesses are known */
-			const struct pmx_vma *w = &x->vmas[maps[i + PREFETCH]];
+			const struct pmx_vma *w = &x->vmas[vma_of(x, maps[i + PREFETCH])];
 			int64_t k = (w->start + offsets[i + PREFETCH]) >> PMD_SHIFT;
 			__builtin_prefetch(&x->pmds.e[(hkey(k) >> 20) & (x->pmds.cap - 1)]);
 		}
-		const struct pmx_vma *v = &x->vmas[maps[i]];
+		int32_t vi = vma_of(x, maps[i]);
+		const struct pmx_vma *v = &x->vmas[vi];
 		int write = ops[i];
 		int64_t addr = v->start + offsets[i];
 		int64_t page = addr & ~(PAGE_SIZE - 1);
 		struct pmx_shape *f = &x->cur;
 		memset(f, 0, offsetof(struct pmx_shape, trace));
 		f->op = write;
-		f->vma = maps[i];
+		f->vma = vi;
 		/* engine._run()'s fast path: the translation is there with the
 		 * permission needed (a hit: one shape per op and mapping) */
 		struct hent *s = h_find(&x->pmds, addr >> PMD_SHIFT);
@@ -1335,6 +1348,73 @@ int64_t pmx_scan_accesses(const char *s, int64_t len, const char *ids, const int
 			return ws(p + 1, e) == e ? n : -1;
 		return -1;
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* the state, handed to the Python model (core.hand_over()) */
+
+int64_t pmx_export_pmds(const struct pmx *x, int64_t *keys, uint8_t *kinds, uint8_t *w, uint8_t *z, uint64_t *bits,
+			int64_t cap)
+{
+	int64_t n = 0;
+	for (uint64_t i = 0; i < x->pmds.cap && n < cap; i++) {
+		const struct hent *e = &x->pmds.e[i];
+		if (!e->used || e->kind == S_NONE)
+			continue;
+		keys[n] = e->key;
+		kinds[n] = e->kind;
+		w[n] = e->w;
+		z[n] = e->z;
+		if (e->kind == S_TABLE)
+			memcpy(&bits[32 * n], e->p, sizeof(struct table));
+		n++;
+	}
+	return n;
+}
+
+int64_t pmx_export_entries(const struct pmx *x, int64_t *keys, uint8_t *kinds, uint64_t *bits, int64_t cap)
+{
+	int64_t n = 0;
+	for (uint64_t i = 0; i < x->entries.cap && n < cap; i++) {
+		const struct hent *e = &x->entries.e[i];
+		if (!e->used || e->kind == E_NONE)
+			continue;
+		keys[n] = e->key;
+		kinds[n] = e->kind;
+		if (e->kind == E_PTE)
+			memcpy(&bits[16 * n], e->p, sizeof(struct ptes));
+		n++;
+	}
+	return n;
+}
+
+int64_t pmx_nchunks(const struct pmx *x) { return x->nchunks; }
+int64_t pmx_nextents(const struct pmx *x)
+{
+	int64_t n = 0;
+	for (int64_t c = 0; c < x->nchunks; c++)
+		n += x->chunks[c].n;
+	return n;
+}
+/* keys in the PMD slot (0) or entry (1) table: at least as many as export */
+int64_t pmx_table_count(const struct pmx *x, int32_t which) { return which ? x->entries.n : x->pmds.n; }
+
+int64_t pmx_export_extents(const struct pmx *x, struct pmx_ext *out, int64_t *chunk_lens)
+{
+	int64_t n = 0;
+	for (int64_t c = 0; c < x->nchunks; c++) {
+		memcpy(&out[n], x->chunks[c].e, x->chunks[c].n * sizeof(*out));
+		n += x->chunks[c].n;
+		chunk_lens[c] = x->chunks[c].n;
+	}
+	return n;
+}
+
+void pmx_file_state(const struct pmx *x, int64_t out[3])
+{
+	out[0] = x->p.datasync_dirty;
+	out[1] = x->p.next_phys;
+	out[2] = x->p.zero_page_alloc_seen;
 }
 
 void pmx_counters(const struct pmx *x, int64_t out[4]) { memcpy(out, x->counters, sizeof(x->counters)); }

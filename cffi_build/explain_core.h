@@ -114,11 +114,14 @@ struct pmx_pending {
 
 struct pmx;
 
-struct pmx *pmx_new(const struct pmx_params *p, const struct pmx_vma *vmas, int32_t nvma,
-		    const struct pmx_ext *exts, int64_t next);
+/* vmas: AddressSpace.vmas at the start; map_vma: for each of
+ * case.mappings, the index of its VMA (-1: not mapped or refused). */
+struct pmx *pmx_new(const struct pmx_params *p, const struct pmx_vma *vmas, int32_t nvma, const int32_t *map_vma,
+		    int32_t nmaps, const struct pmx_ext *exts, int64_t next);
 void pmx_free(struct pmx *x);
 /* The first access outside the subset the core runs (a read or write at an
- * offset inside its mapping, writes to writable mappings only), or n. */
+ * offset inside a mapped mapping, writes to writable mappings only), or n:
+ * the core runs the accesses before it, the Python model the rest. */
 int64_t pmx_check(const struct pmx *x, const uint8_t *ops, const int32_t *maps, const int64_t *offsets,
 		  int64_t n);
 /* Runs accesses from *pos on, writing their JSON to out (cap bytes);
@@ -137,6 +140,22 @@ int32_t pmx_set_template(struct pmx *x, int32_t id, const char *lit, const int64
 /* Counters at the end: thp_fault_fallback, thp_split_pmd,
  * thp_zero_page_alloc, pgmajfault (Sim.counters). */
 void pmx_counters(const struct pmx *x, int64_t out[4]);
+/* The state after the core's accesses, for the Python model to go on with
+ * (core.hand_over()): PMD slots (kind 1 huge, 2 table; a table's present,
+ * writable, anon, zero bitmaps as 32 words), xarray entries (kind 1 empty,
+ * 2 zero, 3 data, 4 PTE-order: present, zero as 16 words), the extents in
+ * their chunks, and datasync_dirty, next_phys, zero_page_alloc_seen.
+ * pmx_export_pmds/entries return how many they wrote (at most cap). */
+int64_t pmx_export_pmds(const struct pmx *x, int64_t *keys, uint8_t *kinds, uint8_t *w, uint8_t *z, uint64_t *bits,
+			int64_t cap);
+int64_t pmx_export_entries(const struct pmx *x, int64_t *keys, uint8_t *kinds, uint64_t *bits, int64_t cap);
+int64_t pmx_nchunks(const struct pmx *x);
+int64_t pmx_nextents(const struct pmx *x);
+int64_t pmx_export_extents(const struct pmx *x, struct pmx_ext *out, int64_t *chunk_lens);
+void pmx_file_state(const struct pmx *x, int64_t out[3]);
+/* keys in the PMD slot (which 0) or entry (1) table: an upper bound of
+ * what pmx_export_pmds/entries write */
+int64_t pmx_table_count(const struct pmx *x, int32_t which);
 /* The accesses of a case (the JSON array, msgspec.Raw) into columns when
  * each is {"op": "read"|"write", "mapping": ID, "offset": N, "length": N}
  * in plain JSON (keys in any order, offset/length optional, mapping too

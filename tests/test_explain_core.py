@@ -184,6 +184,25 @@ def subset_cases(draw):
                 }
             )
     accesses = [a for a in accesses if a["offset"] < next(m for m in maps if m["id"] == a["mapping"])["length"]]
+    if draw(st.integers(0, 2)) == 0:
+        # accesses the core leaves to the Python model, which goes on with
+        # the state the core hands over (and may hand nothing back)
+        for _ in range(draw(st.integers(1, 4))):
+            m = draw(st.sampled_from(maps))
+            other = draw(
+                st.sampled_from(
+                    [
+                        {"op": "madvise", "advice": "dontneed", "offset": 0, "length": m["length"]},
+                        {"op": "madvise", "advice": "nohugepage", "offset": 0, "length": 2 * M},
+                        {"op": "munmap"},
+                        {"op": "gup", "offset": 0, "length": 8192, "write": True},
+                        {"op": "read", "offset": m["length"] + 4096},  # outside the mapping: SIGSEGV
+                        {"op": "write", "offset": 0},  # to a read-only mapping: SIGSEGV (else a plain write)
+                    ]
+                )
+            )
+            other["mapping"] = m["id"]
+            accesses.insert(draw(st.integers(0, len(accesses))), other)
     return {
         "version": 1,
         "kernel": kernel,
@@ -204,6 +223,49 @@ def subset_cases(draw):
 @given(subset_cases())
 def test_random_cases_are_the_same(obj):
     same_both_ways(lambda: parse_case(obj))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subset_cases())
+def test_the_core_hands_over_the_python_models_state(obj):
+    """After the core's accesses (up to the first outside the subset), the
+    Sim it hands over is the one the Python model has after them."""
+    from itertools import islice
+
+    from pmemtrace.model.engine import _run
+
+    case = parse_case(obj)
+    run = core.prepare(case, explain(case, stream=True)._sim, b",")
+    if run is None:
+        return
+    lib, ffi = core._explain_core.lib, core._explain_core.ffi
+    pos, used, buf = ffi.new("int64_t *", 0), ffi.new("int64_t *", 0), ffi.new("char[]", 1 << 16)
+    while pos[0] < run.k:  # the core's part (with no templates, it stops at every new shape)
+        rc = lib.pmx_run(run.x, *core._columns(run), run.k, pos, buf, len(buf), used)
+        if rc == lib.PMX_NEW_SHAPE:
+            lib.pmx_set_template(run.x, lib.pmx_pending(run.x).shape, ffi.NULL, ffi.NULL, ffi.NULL, -1)
+    core.hand_over(run)
+    counters = ffi.new("int64_t[4]")
+    lib.pmx_counters(run.x, counters)
+    pure = explain(parse_case(obj), stream=True)._sim  # a fresh Sim, as explain() sets it up
+    for _ in islice(_run(pure.case, pure), run.k):
+        pass
+    assert _state(run.sim) == _state(pure)
+    assert list(counters) == list(pure.counters.values())
+
+
+def _state(sim):
+    fs = sim.file
+    slot = {
+        k: ("huge", v.writable, v.zero)
+        if v.__class__.__name__ == "HugePmd"
+        else (v.present, v.writable, v.anon, v.zero)
+        for k, v in sim.mm.pmds.items()
+    }
+    ent = {k: getattr(v, "kind", None) or (v.present, v.zero) for k, v in fs.entries.items()}
+    exts = [[(e.logical, e.physical, e.length, e.unwritten) for e in c] for c in fs._chunks]
+    zero_seen = "thp_zero_page_alloc" in sim.flags_seen
+    return slot, ent, exts, fs._heads, fs._starts, fs.datasync_dirty, fs._next_phys, zero_seen
 
 
 def test_the_benchmark_shape_is_the_same():

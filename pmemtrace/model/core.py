@@ -11,19 +11,19 @@ and counts it in the summary; tests/test_explain_core.py compares the two
 paths byte for byte on every embedded example, every scenario and random
 cases.
 
-The declared subset (:func:`prepare` checks it before anything runs; any
-other case runs in the Python model, whole):
+The declared subset (:func:`prepare` and the C ``pmx_check()`` check it
+before anything runs; docs/architecture.md, "The compiled explain core"):
+in an fsdax case with a file and no pre-existing page tables, streamed
+(no pwrite), with every address, offset, extent and size below 2**56 and
+PMEMTRACE_PURE_PYTHON unset, a plain read or write inside a mapping mapped
+from the start, writes to writable mappings only.  Within it the core
+covers every path of fsdax.handle_mm_fault() for user faults (PMD and PTE
+paths, huge zero pages, COW, MAP_SYNC, block allocation in
+FileState.write_range()).
 
-- an fsdax case with a file, whose mappings are all mapped from the start
-  (none refused, one VMA each) and with no pre-existing page tables;
-- every access a plain read or write inside its mapping, writes only to
-  writable mappings (no mmap/munmap/madvise/gup/pwrite, no error access);
-- every address, offset, extent and size below 2**56 (C int64 arithmetic);
-- a compiled module that imports, and PMEMTRACE_PURE_PYTHON unset.
-
-Within it the core covers every path of fsdax.handle_mm_fault() for user
-faults (PMD and PTE paths, huge zero pages, COW, MAP_SYNC, block
-allocation in FileState.write_range()).
+The hand-off: the core runs the accesses before the first one outside the
+subset; :func:`hand_over` then puts its state into the Python model's Sim
+and the Python model runs the rest (nothing comes back).
 """
 
 from __future__ import annotations
@@ -133,11 +133,21 @@ def available() -> bool:
 
 
 class CoreRun:
-    """The core's state for one case, and the access arrays it reads."""
+    """The core's state for one case, and the access arrays it reads: it
+    runs accesses 0..k-1 (``k``: the first outside the subset)."""
 
-    def __init__(self, sim: Sim, names: list[str], params: Any, vmas: list[Any], columns: tuple[Any, Any, Any]):
+    def __init__(
+        self,
+        sim: Sim,
+        names: list[str],
+        params: Any,
+        vmas: list[Any],
+        map_vma: list[int],
+        columns: tuple[Any, Any, Any],
+    ):
         ffi, lib = _explain_core.ffi, _explain_core.lib
         self.sim = sim
+        self.sep = b","
         self.names = names
         self.vmas = vmas
         self.ops, self.maps, self.offsets = columns
@@ -152,9 +162,11 @@ class CoreRun:
         for k, v in enumerate(vmas):
             c_vmas[k] = (v.start, v.end, v.pgoff, v.shared, v.sync, v.writable, v.nohugepage)
         self._keep = params  # params.sep points into memory owned by Python
-        self.x = ffi.gc(lib.pmx_new(params[0], c_vmas, len(vmas), c_exts, len(exts)), lib.pmx_free)
-        if self.x == ffi.NULL:
+        x = lib.pmx_new(params[0], c_vmas, len(vmas), map_vma, len(map_vma), c_exts, len(exts))
+        if x == ffi.NULL:
             raise MemoryError("explain core: out of memory")
+        self.x = ffi.gc(x, lib.pmx_free)
+        self.k = lib.pmx_check(self.x, *_columns(self), self.n)
 
 
 def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
@@ -162,17 +174,14 @@ def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
     docstring), else None (the Python model runs it)."""
     if not available() or case.device.mode != "fsdax" or sim.file is None or case.page_tables:
         return None
-    if sim.mapping_errors or sim.mm.puds or len(sim.mm.vmas) != len(case.mappings):
+    if sim.mm.puds or len({m.id for m in case.mappings}) != len(case.mappings):
         return None
-    if any(not m.mapped for m in case.mappings):
+    vmas = list(sim.mm.vmas)  # those mapped from the start, one each
+    at = {v.mapping: k for k, v in enumerate(vmas)}
+    if len(at) != len(vmas):
         return None
-    # the core's VMAs in the order of case.mappings (what a mapping index
-    # of ColumnAccesses names); the order of AddressSpace.vmas matters to
-    # no path the core runs
-    by_id = {v.mapping: v for v in sim.mm.vmas}
-    if len(by_id) != len(case.mappings) or any(m.id not in by_id for m in case.mappings):
-        return None
-    vmas = [by_id[m.id] for m in case.mappings]
+    # an access to a mapping not mapped (yet), or refused, is the Python model's
+    map_vma = [at.get(m.id, -1) if m.id not in sim.mapping_errors else -1 for m in case.mappings]
     vidx = {m.id: k for k, m in enumerate(case.mappings)}
     f = sim.file
     numbers = [case.device.data_start, f.size, f.hole_alloc_align, f._next_phys]
@@ -188,7 +197,7 @@ def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
             ops, maps, offsets = accesses.ops, accesses.maps, accesses.offsets
         else:
             ops, maps, offsets = _columns_of(accesses, vidx)
-    except (KeyError, OverflowError, TypeError):
+    except (OverflowError, TypeError):  # an offset beyond 64 bits
         return None
     prof = sim.profile
     names = list(NAMES)
@@ -198,7 +207,7 @@ def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
             names.append(name)
         return names.index(name)
 
-    ffi, lib = _explain_core.ffi, _explain_core.lib
+    ffi = _explain_core.ffi
     p = ffi.new("struct pmx_params *")
     from .engine import USER_FAULT_FLAGS
 
@@ -237,20 +246,20 @@ def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
     p.vf_retry = VM_FAULT["RETRY"]
     p.ff_write, p.ff_mkwrite = FAULT_FLAG["WRITE"], FAULT_FLAG["MKWRITE"]
     p.ff_vma_lock, p.ff_orig_pte_valid = FAULT_FLAG["VMA_LOCK"], FAULT_FLAG["ORIG_PTE_VALID"]
-    run = CoreRun(sim, names, (p, sep_c), vmas, (ops, maps, offsets))
-    if lib.pmx_check(run.x, *_columns(run), run.n) != run.n:
-        return None
-    return run
+    run = CoreRun(sim, names, (p, sep_c), vmas, map_vma, (ops, maps, offsets))
+    run.sep = sep
+    return run if run.k else None
 
 
 def _columns_of(accesses: Any, vidx: dict[str, int]) -> tuple[bytes, Any, Any]:
-    """(op codes, mapping indexes, offsets) of Access objects; raises
-    KeyError for another op or mapping, OverflowError past 64 bits."""
-    ops = bytes(map(_OPCODE.__getitem__, map(attrgetter("op"), accesses)))
+    """(op codes, mapping indexes, offsets) of Access objects: another op
+    is code 2 and another mapping (a pwrite's None) -1, both outside the
+    subset; raises OverflowError for an offset past 64 bits."""
+    ops = bytes(_OPCODE.get(op, 2) for op in map(attrgetter("op"), accesses))
     if len(vidx) == 1 and all(map(vidx.__contains__, set(map(attrgetter("mapping"), accesses)))):
-        maps = array("i", bytes(4 * len(accesses)))  # all index 0
+        maps = array("i", [0]) * len(accesses)
     else:
-        maps = array("i", map(vidx.__getitem__, map(attrgetter("mapping"), accesses)))
+        maps = array("i", [vidx.get(m, -1) if m is not None else -1 for m in map(attrgetter("mapping"), accesses)])
     return ops, maps, array("q", map(attrgetter("offset"), accesses))
 
 
@@ -328,7 +337,7 @@ def encoded_blocks(pred: Prediction, run: CoreRun, encode: Callable[[Any], bytes
     agg = _Aggregate()
     records: list[Any] = []  # by shape id
     while True:
-        rc = lib.pmx_run(x, ops, maps, offsets, run.n, pos, buf, BUF_SIZE, used)
+        rc = lib.pmx_run(x, ops, maps, offsets, run.k, pos, buf, BUF_SIZE, used)
         if used[0]:
             yield ffi.buffer(buf, used[0])  # valid until the next block is asked for
         if rc == lib.PMX_DONE:
@@ -371,7 +380,80 @@ def encoded_blocks(pred: Prediction, run: CoreRun, encode: Callable[[Any], bytes
     c = pred.counters
     for k, name in enumerate(("thp_fault_fallback", "thp_split_pmd", "thp_zero_page_alloc", "pgmajfault")):
         c[name] += counters[k]
-    pred._summary = agg.result(c, pred.mapping_errors)
+    if run.k == run.n:
+        pred._summary = agg.result(c, pred.mapping_errors)
+        return
+    # the hand-off: the Python model goes on from access k with the state
+    # the core leaves, and adds to the same summary
+    from .engine import _run
+
+    hand_over(run)
+    pred._stream = _run(pred.case, run.sim, run.k)
+    blocks: list[bytes] = []
+    for b in pred.iter_encoded(encode, start=run.k, agg=agg):
+        blocks.append(b)
+        if len(blocks) == 4096:
+            yield run.sep.join(blocks)
+            blocks = []
+    if blocks:
+        yield run.sep.join(blocks)
+
+
+def hand_over(run: CoreRun) -> None:
+    """Puts the core's state into the Python model's Sim (the PMD slots and
+    page tables, the xarray entries, the block map in its chunks, the
+    file's flags), as if the Python model had run the core's accesses."""
+    from .state import PMD_ENTRY_DATA, PMD_ENTRY_EMPTY, PMD_ENTRY_ZERO, Ext, PteEntries, PteTable, huge_pmd
+
+    ffi, lib = _explain_core.ffi, _explain_core.lib
+    x, sim = run.x, run.sim
+    fs = sim.file
+    assert fs is not None
+
+    def bitmap(words: Any, at: int) -> int:
+        return int.from_bytes(ffi.buffer(words + at, 64), "little")
+
+    cap = lib.pmx_table_count(x, 0)
+    keys, kinds = ffi.new("int64_t[]", cap + 1), ffi.new("uint8_t[]", cap + 1)
+    w, z, bits = ffi.new("uint8_t[]", cap + 1), ffi.new("uint8_t[]", cap + 1), ffi.new("uint64_t[]", 32 * cap + 1)
+    pmds = sim.mm.pmds
+    for k in range(lib.pmx_export_pmds(x, keys, kinds, w, z, bits, cap)):
+        if kinds[k] == 1:
+            pmds[keys[k]] = huge_pmd(w[k], bool(z[k]))
+        else:
+            t = pmds[keys[k]] = PteTable()
+            t.present, t.writable = bitmap(bits, 32 * k), bitmap(bits, 32 * k + 8)
+            t.anon, t.zero = bitmap(bits, 32 * k + 16), bitmap(bits, 32 * k + 24)
+    cap = lib.pmx_table_count(x, 1)
+    keys, kinds, bits = (
+        ffi.new("int64_t[]", cap + 1),
+        ffi.new("uint8_t[]", cap + 1),
+        ffi.new("uint64_t[]", 16 * cap + 1),
+    )
+    pmd_entry = {1: PMD_ENTRY_EMPTY, 2: PMD_ENTRY_ZERO, 3: PMD_ENTRY_DATA}
+    for k in range(lib.pmx_export_entries(x, keys, kinds, bits, cap)):
+        if kinds[k] == 4:
+            e = fs.entries[keys[k]] = PteEntries()
+            e.present, e.zero = bitmap(bits, 16 * k), bitmap(bits, 16 * k + 8)
+        else:
+            fs.entries[keys[k]] = pmd_entry[kinds[k]]
+    nch = lib.pmx_nchunks(x)
+    lens = ffi.new("int64_t[]", nch)
+    out = ffi.new("struct pmx_ext[]", lib.pmx_nextents(x) + 1)
+    n = lib.pmx_export_extents(x, out, lens)
+    exts = [Ext(e.logical, e.physical, e.length, bool(e.unwritten)) for e in (out[i] for i in range(n))]
+    chunks, at = [], 0
+    for c in range(nch):
+        chunks.append(exts[at : at + lens[c]])
+        at += lens[c]
+    fs._chunks = chunks
+    fs._starts = [[e.logical for e in ch] for ch in chunks]
+    fs._heads = [st[0] for st in fs._starts if st]
+    state = ffi.new("int64_t[3]")
+    lib.pmx_file_state(x, state)
+    fs.datasync_dirty, fs._next_phys = bool(state[0]), state[1]
+    if state[2]:
+        sim.flags_seen.add("thp_zero_page_alloc")
 
 
 __all__ = ["available", "prepare", "encoded_blocks", "PURE_ENV"]

@@ -320,12 +320,16 @@ class Prediction:
             address = (maps[mid].start + a.offset) & page_mask
             yield self._exact_json(i, a, address, rec)
 
-    def iter_encoded(self, encode: Callable[[Any], bytes]) -> Iterator[bytes]:
+    def iter_encoded(
+        self, encode: Callable[[Any], bytes], start: int = 0, agg: Optional["_Aggregate"] = None
+    ) -> Iterator[bytes]:
         """The objects of :meth:`iter_json`, each as *encode* (compact JSON)
         writes it.  Accesses that differ only in their index and address
         (hits, and faults with the same outcome, VMA and trace) share one
         template made by *encode* itself, so the bytes are encode()'s; a
-        template that cannot be made safely is not used (see _template)."""
+        template that cannot be made safely is not used (see _template).
+        *start*, *agg*: the records begin at access *start* and add to the
+        summary *agg* (the compiled core ran the accesses before)."""
         records: Optional[Iterable[Any]] = self._records
         if records is None:
             records, self._stream = self._stream, None
@@ -340,10 +344,11 @@ class Prediction:
         exact = self._exact_json
         # the summary, folded in on the way: each shape of fault once, then
         # counted (see _Aggregate.add_again)
-        agg = _Aggregate()
+        if agg is None:
+            agg = _Aggregate()
         again: dict[Any, list[Any]] = {}  # key -> [a fault of that shape, times seen after the first]
         key: tuple[Any, ...]
-        for i, rec in enumerate(records):
+        for i, rec in enumerate(records, start):
             cls = rec.__class__
             if cls is AccessResult:
                 agg.add(rec)
@@ -629,9 +634,9 @@ def _ctx(sim: Sim) -> tuple[int, int, str, int]:
     return (sim.dev, sim.file.ino if sim.file is not None else 0, sim.profile.zero_field, sim.max_pgoff)
 
 
-def _run(case: Case, sim: Sim) -> Iterator[Any]:
-    """The record of each access, in order, as it is run (one per access:
-    a shared hit object, a Fault, or an AccessResult)."""
+def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
+    """The record of each access from *start* on, in order, as it is run
+    (one per access: a shared hit object, a Fault, or an AccessResult)."""
     mm = sim.mm
     pmds = mm.pmds
     puds = mm.puds
@@ -645,7 +650,7 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
         # before FAULT_FLAG_INTERRUPTIBLE (v5.7): ALLOW_RETRY|KILLABLE|USER
         rflags &= ~FAULT_FLAG["INTERRUPTIBLE"]
     wflags = rflags | FAULT_FLAG["WRITE"]
-    for i, a in enumerate(case.accesses):
+    for i, a in enumerate(case.accesses[start:] if start else case.accesses, start):
         op = a.op
         if op == "pwrite":
             r = AccessResult(i, op, None, a.offset)
