@@ -199,7 +199,9 @@ static void slot_clear(struct hent *e)
 /* ------------------------------------------------------------------ */
 /* the fault's trace (Fault.trace) */
 
-static inline void call(struct pmx *x, int32_t name)
+/* one entry of the trace: a called function (is_event 0) or an event, with
+ * (flags, result) or, has_values 0, (None, None) */
+static inline void trace_add(struct pmx *x, int32_t name, int is_event, int has_values, int64_t flags, int64_t result)
 {
 	struct pmx_shape *f = &x->cur;
 	if (f->ntrace >= PMX_TRACE_MAX) {
@@ -208,34 +210,18 @@ static inline void call(struct pmx *x, int32_t name)
 	}
 	struct pmx_trace *t = &f->trace[f->ntrace++];
 	t->name = name;
-}
-
-static inline void event(struct pmx *x, int32_t name, int64_t flags, int64_t result)
-{
-	struct pmx_shape *f = &x->cur;
-	if (f->ntrace >= PMX_TRACE_MAX) {
-		x->failed = 2;
-		return;
-	}
-	struct pmx_trace *t = &f->trace[f->ntrace++];
-	t->name = name;
-	t->is_event = 1;
-	t->has_values = 1;
+	t->is_event = is_event;
+	t->has_values = has_values;
 	t->flags = flags;
 	t->result = result;
 }
 
-static inline void event_novalues(struct pmx *x, int32_t name)
+static inline void call(struct pmx *x, int32_t name) { trace_add(x, name, 0, 0, 0, 0); }
+static inline void event(struct pmx *x, int32_t name, int64_t flags, int64_t result)
 {
-	struct pmx_shape *f = &x->cur;
-	if (f->ntrace >= PMX_TRACE_MAX) {
-		x->failed = 2;
-		return;
-	}
-	struct pmx_trace *t = &f->trace[f->ntrace++];
-	t->name = name;
-	t->is_event = 1;
+	trace_add(x, name, 1, 1, flags, result);
 }
+static inline void event_novalues(struct pmx *x, int32_t name) { trace_add(x, name, 1, 0, 0, 0); }
 
 /* ------------------------------------------------------------------ */
 /* the block map: state.py FileState (lookup, _find, _split, _insert,
@@ -1353,39 +1339,38 @@ int64_t pmx_scan_accesses(const char *s, int64_t len, const char *ids, const int
 /* ------------------------------------------------------------------ */
 /* the state, handed to the Python model (core.hand_over()) */
 
-int64_t pmx_export_pmds(const struct pmx *x, int64_t *keys, uint8_t *kinds, uint8_t *w, uint8_t *z, uint64_t *bits,
-			int64_t cap)
+/* the used keys of h, their kinds (and w/z), and the bitmaps (words per
+ * key) of those of kind bm_kind */
+static int64_t export_table(const struct htab *h, int bm_kind, int64_t words, int64_t *keys, uint8_t *kinds,
+			    uint8_t *w, uint8_t *z, uint64_t *bits, int64_t cap)
 {
 	int64_t n = 0;
-	for (uint64_t i = 0; i < x->pmds.cap && n < cap; i++) {
-		const struct hent *e = &x->pmds.e[i];
-		if (!e->used || e->kind == S_NONE)
+	for (uint64_t i = 0; i < h->cap && n < cap; i++) {
+		const struct hent *e = &h->e[i];
+		if (!e->used || e->kind == 0) /* S_NONE, E_NONE: absent */
 			continue;
 		keys[n] = e->key;
 		kinds[n] = e->kind;
-		w[n] = e->w;
-		z[n] = e->z;
-		if (e->kind == S_TABLE)
-			memcpy(&bits[32 * n], e->p, sizeof(struct table));
+		if (w) {
+			w[n] = e->w;
+			z[n] = e->z;
+		}
+		if (e->kind == bm_kind)
+			memcpy(&bits[words * n], e->p, words * sizeof(uint64_t));
 		n++;
 	}
 	return n;
 }
 
+int64_t pmx_export_pmds(const struct pmx *x, int64_t *keys, uint8_t *kinds, uint8_t *w, uint8_t *z, uint64_t *bits,
+			int64_t cap)
+{
+	return export_table(&x->pmds, S_TABLE, sizeof(struct table) / 8, keys, kinds, w, z, bits, cap);
+}
+
 int64_t pmx_export_entries(const struct pmx *x, int64_t *keys, uint8_t *kinds, uint64_t *bits, int64_t cap)
 {
-	int64_t n = 0;
-	for (uint64_t i = 0; i < x->entries.cap && n < cap; i++) {
-		const struct hent *e = &x->entries.e[i];
-		if (!e->used || e->kind == E_NONE)
-			continue;
-		keys[n] = e->key;
-		kinds[n] = e->kind;
-		if (e->kind == E_PTE)
-			memcpy(&bits[16 * n], e->p, sizeof(struct ptes));
-		n++;
-	}
-	return n;
+	return export_table(&x->entries, E_PTE, sizeof(struct ptes) / 8, keys, kinds, NULL, NULL, bits, cap);
 }
 
 int64_t pmx_nchunks(const struct pmx *x) { return x->nchunks; }
