@@ -24,6 +24,8 @@ except ImportError:  # pragma: no cover - old setuptools
     from distutils.errors import DistutilsPlatformError as PlatformError
 
 ENGINE = "pmemtrace._engine"
+EXPLAIN_CORE = "pmemtrace._explain_core"  # explain's compiled core: optional too (the Python model runs without it)
+OPTIONAL = (ENGINE, EXPLAIN_CORE)
 REQUIRE_ENV = "PMEMTRACE_REQUIRE_ENGINE"
 _BUILD_ERRORS = (CCompilerError, CompileError, LinkError, ExecError, PlatformError, OSError)
 
@@ -35,7 +37,7 @@ class OptionalEngineBuildExt(build_ext):
         if os.environ.get(REQUIRE_ENV) == "1":
             raise exc
         sys.stderr.write(
-            f"pmemtrace: the C workload engine ({ENGINE}) was not built ({exc}); "
+            f"pmemtrace: a C module ({ENGINE} or {EXPLAIN_CORE}) was not built ({exc}); "
             "model mode (explain, model, reasons, replay, diagnose) works without it; "
             "for 'run' and 'check' install a C compiler (gcc, libc6-dev) and reinstall\n"
         )
@@ -50,7 +52,7 @@ class OptionalEngineBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except _BUILD_ERRORS as exc:
-            if ext.name != ENGINE:
+            if ext.name not in OPTIONAL:
                 raise
             self._skip(exc)
 
@@ -59,6 +61,6 @@ setup(
     # bpf/ is installed as pmemtrace._bpf (package-dir in pyproject.toml); it is
     # listed here because [tool.setuptools.packages.find] cannot name a mapped package.
     packages=find_packages(include=["pmemtrace*"]) + ["pmemtrace._bpf"],
-    cffi_modules=["cffi_build/build_engine.py:ffibuilder"],
+    cffi_modules=["cffi_build/build_engine.py:ffibuilder", "cffi_build/build_explain.py:ffibuilder"],
     cmdclass={"build_ext": OptionalEngineBuildExt},
 )

@@ -7,10 +7,13 @@
 2. Runs the whole command ``pmemtrace explain --json CASE > OUT`` as a
    child process (interpreter start, reading, model, encoding, writing) and
    prints accesses/s (by wall time, and by the child's CPU time, steadier
-   on a shared machine) and the child's peak RSS.  ``--jsonl`` and
-   ``--indent 1`` (the bytes of tests/expected) are timed the same way.
+   on a shared machine) and the child's peak RSS.  ``--jsonl``,
+   ``--indent 1`` (the bytes of tests/expected; always the Python model)
+   and ``--json`` with PMEMTRACE_PURE_PYTHON=1 (the Python model alone, no
+   compiled core) are timed the same way.
 3. Second figure: the phase breakdown, in process, by CPU time (reading,
-   typed decoding, model, JSON encoding + writing), and what the careful
+   typed decoding, then model + JSON encoding + writing, through the
+   compiled core and through the Python model), and what the careful
    path (plain decoding, check_json_limits, parse_case) would cost instead
    of the typed decoding.
 
@@ -22,6 +25,7 @@ import argparse
 import gc
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +49,7 @@ def phases(case_path, n):
 
     from pmemtrace.cli import _common
     from pmemtrace.cli.explain import write_json
-    from pmemtrace.model import explain, parse_case
+    from pmemtrace.model import core, explain, parse_case
 
     gc.disable()  # as the CLI does for JSON output
     clock = time.process_time
@@ -55,17 +59,30 @@ def phases(case_path, n):
     case = _common._typed_case(data)  # what load_case_file() takes for this case
     t2 = clock()
     assert case is not None, "the benchmark case has the common shape"
-    pred = explain(case)
-    t3 = clock()
-    with open(os.devnull, "wb") as sink:
-        write_json(pred, sink)
-    t4 = clock()
-    tot = t4 - t0
-    print(
-        f"  phases (in process, CPU): read {t1 - t0:5.2f} s, typed decode {t2 - t1:5.2f} s, model {t3 - t2:5.2f} s, "
-        f"encode+write {t4 - t3:5.2f} s = {tot:5.2f} s -> {n / tot:,.0f} accesses/s"
-    )
-    del pred, case
+    for compiled in (True, False):
+        if compiled and not core.available():
+            print("  (no compiled explain core: pmemtrace._explain_core is not built or PMEMTRACE_PURE_PYTHON=1)")
+            continue
+        t3 = clock()
+        pred = explain(case, stream=True, compiled=compiled)
+        t4 = clock()
+        cols = ""
+        if compiled:
+            run = core.prepare(case, pred._sim, b",")
+            assert run is not None, "the benchmark case is in the compiled core's subset"
+            cols = f" (of which access columns {clock() - t4:4.2f} s)"
+            del run
+            t4 = clock()
+        with open(os.devnull, "wb") as sink:
+            write_json(pred, sink)
+        t5 = clock()
+        tot = (t1 - t0) + (t2 - t1) + (t5 - t3)
+        what = "compiled core" if compiled else "Python model "
+        print(
+            f"  phases, {what} (in process, CPU): read {t1 - t0:5.2f} s, typed decode {t2 - t1:5.2f} s, "
+            f"model + encode + write {t5 - t4 + (t4 - t3):5.2f} s{cols} = {tot:5.2f} s -> {n / tot:,.0f} accesses/s"
+        )
+        del pred
     # the careful path, which the typed decoding replaces for this shape of
     # case (and which still reads every other case): plain decoding, the
     # JSON limit checks, parse_case()
@@ -82,6 +99,16 @@ def phases(case_path, n):
     )
 
 
+def _same_file(p, q, bs=1 << 20):
+    with open(p, "rb") as f, open(q, "rb") as g:
+        while True:
+            a, b = f.read(bs), g.read(bs)
+            if a != b:
+                return False
+            if not a:
+                return True
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--accesses", type=int, default=1_000_000)
@@ -91,8 +118,9 @@ def main():
     ap.add_argument("--no-phases", action="store_true")
     ap.add_argument(
         "--modes",
-        default="json,jsonl,indent1",
-        help="comma list of: json (default output), jsonl, indent1 (default: all)",
+        default="json,jsonl,indent1,pure",
+        help="comma list of: json (default output), jsonl, indent1, pure (--json with "
+        "PMEMTRACE_PURE_PYTHON=1: the Python model alone) (default: all)",
     )
     a = ap.parse_args()
     if a.write_case:
@@ -102,7 +130,12 @@ def main():
     os.makedirs(d, exist_ok=True)
     case = os.path.join(d, "case.json")
     t = time.perf_counter()
-    write_case(case, a.accesses, a.extents)
+    # in a child: a parent grown by the case would show in the children's
+    # peak RSS (fork copies its resident pages into the child's count)
+    subprocess.run(
+        [sys.executable, __file__, "--write-case", case, "--accesses", str(a.accesses), "--extents", str(a.extents)],
+        check=True,
+    )
     n = a.accesses
     print(
         f"explain end to end: {n:,} accesses, {a.extents:,} extents, 512 GiB mapping; case "
@@ -113,16 +146,26 @@ def main():
         "json": (["--json"], "out.json"),
         "jsonl": (["--jsonl"], "out.jsonl"),
         "indent1": (["--json", "--indent", "1"], "out1.json"),
+        "pure": (["--json"], "out-pure.json"),
     }
     for mode in a.modes.split(","):
         extra, name = modes[mode]
         out = os.path.join(d, name)
-        wall, cpu, rss = run_child(exe + extra, out)
+        if mode == "pure":
+            os.environ["PMEMTRACE_PURE_PYTHON"] = "1"
+        try:
+            wall, cpu, rss = run_child(exe + extra, out)
+        finally:
+            os.environ.pop("PMEMTRACE_PURE_PYTHON", None)
+        label = " ".join(extra) + (" (pure Python)" if mode == "pure" else "")
         print(
-            f"  explain {' '.join(extra):<18}: wall {wall:6.2f} s -> {n / wall:10,.0f} accesses/s "
+            f"  explain {label:<18}: wall {wall:6.2f} s -> {n / wall:10,.0f} accesses/s "
             f"(CPU {cpu:6.2f} s -> {n / cpu:10,.0f}/s); output {os.path.getsize(out) / 1e6:5.0f} MB; "
             f"peak RSS {rss:,.0f} MiB"
         )
+    outs = {m: os.path.join(d, modes[m][1]) for m in a.modes.split(",")}
+    if "json" in outs and "pure" in outs:
+        print(f"  --json output identical with and without the compiled core: {_same_file(outs['json'], outs['pure'])}")
     if not a.no_phases:
         phases(case, n)
     if not a.keep:

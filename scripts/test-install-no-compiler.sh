@@ -35,6 +35,14 @@ done
 cmp -s "$work/dax-pmd.json" tests/expected/dax-pmd.json || fail "explain --example dax-pmd differs from tests/expected/dax-pmd.json"
 "${nocc[@]}" "$work/venv/bin/python" -I -c "import pmemtrace._engine" 2>/dev/null \
     && fail "the C engine was built although no compiler was reachable (the test is not testing anything)"
+# compact JSON, which explain's compiled core writes where it is built: the
+# Python model alone writes the same results here
+"${nocc[@]}" "$work/venv/bin/python" -I -c "import pmemtrace._explain_core" 2>/dev/null \
+    && fail "the compiled explain core was built although no compiler was reachable"
+"${nocc[@]}" "$work/venv/bin/pmemtrace" explain --example dax-pmd --json >"$work/dax-pmd.compact.json" \
+    || fail "pmemtrace explain --json failed in the compiler-less install"
+/usr/bin/python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])) != json.load(open(sys.argv[2])))' \
+    "$work/dax-pmd.compact.json" tests/expected/dax-pmd.json || fail "explain --json differs from tests/expected/dax-pmd.json"
 
 # a command that needs the engine: one line, non-zero, no traceback
 mkdir "$work/scratch"

@@ -8,6 +8,7 @@ they run while the command line is parsed, before any work or host change.
 """
 
 import argparse
+import codecs
 import contextlib
 import json
 import math
@@ -353,6 +354,16 @@ def _check_case_top(obj: Any) -> None:
         raise CaseError("kernel", "release string too long; give one such as '6.12.95+deb12-amd64'")
 
 
+def _check_utf8(data: bytes, step: int = 1 << 20) -> None:
+    """Raises UnicodeDecodeError unless *data* is UTF-8, a slice at a time:
+    the text of a big case is never made (it would be as big as the file)."""
+    dec = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for i in range(0, len(view), step):
+        dec.decode(view[i : i + step])
+    dec.decode(b"", final=True)
+
+
 def _typed_case(data: bytes) -> Any:
     """The case in *data* when it has the common shape (the accesses all
     plain reads and writes, see model.case.decode_accesses), decoded with
@@ -366,7 +377,7 @@ def _typed_case(data: bytes) -> Any:
     from ..model.case import decode_accesses, parse_case, split_case
 
     try:
-        data.decode("utf-8")
+        _check_utf8(data)
         head, accesses = split_case(data)
         check_json_limits(head)
         _check_case_top(head)

@@ -13,8 +13,10 @@ itself never sees malformed input.
 
 import bisect
 import json
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, overload
 
 import msgspec
 
@@ -119,13 +121,49 @@ class Access(msgspec.Struct, gc=False):
     advice: Optional[str] = None
 
 
+class ColumnAccesses(Sequence[Access]):
+    """A case's plain reads and writes kept as columns (op codes, mapping
+    indexes, offsets, lengths), as the compiled explain core reads them
+    (pmemtrace/model/core.py): an :class:`Access` is made only when one is
+    asked for, so a big case costs 21 bytes an access, not an object."""
+
+    #: no op but read and write (explain() need not look for a pwrite)
+    plain_reads_writes = True
+
+    def __init__(
+        self, ops: bytes, maps: "array[int]", offsets: "array[int]", lengths: "array[int]", ids: tuple[str, ...]
+    ):
+        self.ops, self.maps, self.offsets, self.lengths, self.ids = ops, maps, offsets, lengths, ids
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    @overload
+    def __getitem__(self, i: int) -> Access: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Access]: ...
+    def __getitem__(self, i: "int | slice") -> "Access | list[Access]":
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        op = self.ops[i]  # raises IndexError past the end
+        return Access(op=_RW[op], mapping=self.ids[self.maps[i]], offset=self.offsets[i], length=self.lengths[i])
+
+    def __iter__(self) -> Iterator[Access]:
+        ids = self.ids
+        for op, m, off, ln in zip(self.ops, self.maps, self.offsets, self.lengths):
+            yield Access(op=_RW[op], mapping=ids[m], offset=off, length=ln)
+
+
+_RW = ("read", "write")
+
+
 @dataclass
 class Case:
     kernel: Optional[str]
     device: Device
     file: Optional[File]
     mappings: list[Mapping]
-    accesses: list[Access]
+    accesses: Sequence[Access]  # a list, or ColumnAccesses (decode_accesses)
     thp_disable: bool = False  # prctl(PR_SET_THP_DISABLE) in the process
     #: 2 MiB-aligned virtual blocks that already hold a page table when the
     #: case starts (other mappings of the process sharing the block have
@@ -530,7 +568,7 @@ def split_case(data: bytes) -> tuple[dict[str, Any], Optional[msgspec.Raw]]:
     return head, (h.accesses if len(h.accesses) else None)
 
 
-def decode_accesses(raw: msgspec.Raw, mappings: list[Mapping]) -> list[Access]:
+def decode_accesses(raw: msgspec.Raw, mappings: list[Mapping]) -> Sequence[Access]:
     """The accesses in *raw* when every one is what _parse_access() decodes
     directly -- a read or write naming one of *mappings* (or none, when the
     case has one), with non-negative integer offset and length, boolean
@@ -538,6 +576,11 @@ def decode_accesses(raw: msgspec.Raw, mappings: list[Mapping]) -> list[Access]:
     build.  Raises msgspec.ValidationError otherwise (the caller then takes
     the careful path, which names what is wrong)."""
     ids = tuple(m.id for m in mappings)
+    from .core import scan_accesses  # the compiled core's reader, when built
+
+    columns = scan_accesses(raw, ids)
+    if columns is not None:
+        return columns
     only: Any = ids[0] if len(ids) == 1 else msgspec.NODEFAULT
     typed = msgspec.defstruct(
         "Access",

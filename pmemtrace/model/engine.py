@@ -241,8 +241,10 @@ class Prediction:
         ctx: tuple[int, int, str, int],
         summary: Optional[dict[str, Any]] = None,
         stream: Optional[Iterator[Any]] = None,
+        sim: Optional["Sim"] = None,
     ) -> None:
         self._summary = summary
+        self._sim = sim  # explain(stream=True, compiled=True): the state the compiled core may start from
         self._stream = stream  # explain(stream=True): the records, run as iter_encoded() takes them
         self.case = case
         self.profile = profile
@@ -318,12 +320,16 @@ class Prediction:
             address = (maps[mid].start + a.offset) & page_mask
             yield self._exact_json(i, a, address, rec)
 
-    def iter_encoded(self, encode: Callable[[Any], bytes]) -> Iterator[bytes]:
+    def iter_encoded(
+        self, encode: Callable[[Any], bytes], start: int = 0, agg: Optional["_Aggregate"] = None
+    ) -> Iterator[bytes]:
         """The objects of :meth:`iter_json`, each as *encode* (compact JSON)
         writes it.  Accesses that differ only in their index and address
         (hits, and faults with the same outcome, VMA and trace) share one
         template made by *encode* itself, so the bytes are encode()'s; a
-        template that cannot be made safely is not used (see _template)."""
+        template that cannot be made safely is not used (see _template).
+        *start*, *agg*: the records begin at access *start* and add to the
+        summary *agg* (the compiled core ran the accesses before)."""
         records: Optional[Iterable[Any]] = self._records
         if records is None:
             records, self._stream = self._stream, None
@@ -338,10 +344,11 @@ class Prediction:
         exact = self._exact_json
         # the summary, folded in on the way: each shape of fault once, then
         # counted (see _Aggregate.add_again)
-        agg = _Aggregate()
+        if agg is None:
+            agg = _Aggregate()
         again: dict[Any, list[Any]] = {}  # key -> [a fault of that shape, times seen after the first]
         key: tuple[Any, ...]
-        for i, rec in enumerate(records):
+        for i, rec in enumerate(records, start):
             cls = rec.__class__
             if cls is AccessResult:
                 agg.add(rec)
@@ -379,6 +386,30 @@ class Prediction:
                 agg.add_again(rec, n)
         if self._summary is None:
             self._summary = agg.result(self.counters, self.mapping_errors)
+
+    def iter_blocks(self, encode: Callable[[Any], bytes], sep: bytes, n: int = 4096) -> Iterator[bytes]:
+        """The objects of :meth:`iter_encoded` joined by *sep*, in blocks
+        (the writer puts *sep* between blocks too).  A block is bytes-like
+        and valid until the next one is asked for.  A streamed case in the
+        compiled core's subset runs there (pmemtrace/model/core.py), with
+        the same bytes; any other runs in the Python model."""
+        sim, self._sim = self._sim, None
+        if sim is not None:
+            from . import core
+
+            run = core.prepare(self.case, sim, sep)
+            if run is not None:
+                self._stream = None
+                yield from core.encoded_blocks(self, run, encode)
+                return
+        buf: list[bytes] = []
+        for x in self.iter_encoded(encode):
+            buf.append(x)
+            if len(buf) == n:
+                yield sep.join(buf)
+                buf = []
+        if buf:
+            yield sep.join(buf)
 
     def _exact_json(self, i: int, a: Access, address: int, rec: Any, addr: Optional[int] = None) -> dict[str, Any]:
         """The :meth:`iter_json` object of a plain record; *addr*: the fault's
@@ -548,23 +579,35 @@ class Sim:
         return self.fault_handler(self, vma, addr, write, flags, via_gup)
 
 
-def explain(case: Case, keep_results: bool = True, stream: bool = False) -> "Prediction":
+def explain(case: Case, keep_results: bool = True, stream: bool = False, compiled: bool = True) -> "Prediction":
     """Predict what the case's kernel does for every access.  Returns a
     :class:`Prediction`.  With ``keep_results=False`` only the summary is
     kept (memory then grows with the 2 MiB ranges touched, not with the
     number of accesses).  With ``stream=True`` nothing runs yet: the one
     pass of :meth:`Prediction.iter_encoded` runs the accesses as it encodes
     them and keeps no record (``explain --json``); the summary is there
-    after that pass."""
+    after that pass.  A streamed case may run in the compiled core
+    (:meth:`Prediction.iter_blocks`) unless *compiled* is False or
+    PMEMTRACE_PURE_PYTHON=1."""
     profile = select_profile(case.kernel)
     sim = Sim(case, profile)
     for m in case.mappings:
         if m.mapped:
             sim.mmap(m)
-    if stream and not any(a.op == "pwrite" for a in case.accesses):
+    plain = getattr(case.accesses, "plain_reads_writes", False)  # case.ColumnAccesses: no pwrite
+    if stream and (plain or not any(a.op == "pwrite" for a in case.accesses)):
         # events show max_pgoff as of the end of the run (ctx, below), and
         # only a pwrite changes it: without one it is known before the run
-        return Prediction(case, profile, None, sim.counters, sim.mapping_errors, _ctx(sim), stream=_run(case, sim))
+        return Prediction(
+            case,
+            profile,
+            None,
+            sim.counters,
+            sim.mapping_errors,
+            _ctx(sim),
+            stream=_run(case, sim),
+            sim=sim if compiled else None,
+        )
     # The model allocates many small acyclic objects; the cyclic collector
     # would walk them all again and again (a third of the run time).
     gc_was_enabled = gc.isenabled()
@@ -591,9 +634,9 @@ def _ctx(sim: Sim) -> tuple[int, int, str, int]:
     return (sim.dev, sim.file.ino if sim.file is not None else 0, sim.profile.zero_field, sim.max_pgoff)
 
 
-def _run(case: Case, sim: Sim) -> Iterator[Any]:
-    """The record of each access, in order, as it is run (one per access:
-    a shared hit object, a Fault, or an AccessResult)."""
+def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
+    """The record of each access from *start* on, in order, as it is run
+    (one per access: a shared hit object, a Fault, or an AccessResult)."""
     mm = sim.mm
     pmds = mm.pmds
     puds = mm.puds
@@ -607,7 +650,7 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
         # before FAULT_FLAG_INTERRUPTIBLE (v5.7): ALLOW_RETRY|KILLABLE|USER
         rflags &= ~FAULT_FLAG["INTERRUPTIBLE"]
     wflags = rflags | FAULT_FLAG["WRITE"]
-    for i, a in enumerate(case.accesses):
+    for i, a in enumerate(case.accesses[start:] if start else case.accesses, start):
         op = a.op
         if op == "pwrite":
             r = AccessResult(i, op, None, a.offset)
