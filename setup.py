@@ -24,6 +24,8 @@ except ImportError:  # pragma: no cover - old setuptools
     from distutils.errors import DistutilsPlatformError as PlatformError
 
 ENGINE = "pmemtrace._engine"
+#: the compiled hot path of replay: always optional (replay has a pure-Python path)
+REPLAYFAST = "pmemtrace._replayfast"
 REQUIRE_ENV = "PMEMTRACE_REQUIRE_ENGINE"
 _BUILD_ERRORS = (CCompilerError, CompileError, LinkError, ExecError, PlatformError, OSError)
 
@@ -31,7 +33,13 @@ _BUILD_ERRORS = (CCompilerError, CompileError, LinkError, ExecError, PlatformErr
 class OptionalEngineBuildExt(build_ext):
     """build_ext that lets the engine's compile fail (unless required)."""
 
-    def _skip(self, exc):
+    def _skip(self, exc, name=ENGINE):
+        if name == REPLAYFAST:
+            sys.stderr.write(
+                f"pmemtrace: the compiled replay path ({REPLAYFAST}) was not built ({exc}); "
+                "replay runs its pure-Python path\n"
+            )
+            return
         if os.environ.get(REQUIRE_ENV) == "1":
             raise exc
         sys.stderr.write(
@@ -50,15 +58,15 @@ class OptionalEngineBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except _BUILD_ERRORS as exc:
-            if ext.name != ENGINE:
+            if ext.name not in (ENGINE, REPLAYFAST):
                 raise
-            self._skip(exc)
+            self._skip(exc, ext.name)
 
 
 setup(
     # bpf/ is installed as pmemtrace._bpf (package-dir in pyproject.toml); it is
     # listed here because [tool.setuptools.packages.find] cannot name a mapped package.
     packages=find_packages(include=["pmemtrace*"]) + ["pmemtrace._bpf"],
-    cffi_modules=["cffi_build/build_engine.py:ffibuilder"],
+    cffi_modules=["cffi_build/build_engine.py:ffibuilder", "cffi_build/build_replayfast.py:ffibuilder"],
     cmdclass={"build_ext": OptionalEngineBuildExt},
 )

@@ -94,6 +94,18 @@ class Attributor:
         if len(lst) > 4096:
             del lst[:2048]
 
+    def observe_entries(self, key, entries):
+        """:meth:`observe` of many fault-done events of one file at once:
+        *key* ``(dev, ino)``, *entries* its ``(pgoff, write, name, result)``
+        in order (the compiled replay path keeps the last ones per file).
+        Only the last ``history + 1`` entries of a file are ever read."""
+        lst = self._seen.get(key)
+        if lst is None:
+            lst = self._seen[key] = []
+        lst.extend(entries)
+        while len(lst) > 4096:
+            del lst[:2048]
+
     def build_case(self, ev):
         """The model case (a :class:`~pmemtrace.model.case.Case`) for the
         fallback *ev*, and the list of assumed inputs."""

@@ -558,14 +558,14 @@ class _LongLines:
         self.pending = []
 
 
-def _line_blocks(f, on_long, block=MAX_LINE):
+def _line_blocks(f, on_long, block=MAX_LINE, start=0):
     """Lists of lines (without their newline) of text file *f*, read a
     block at a time so that memory stays bounded by :data:`MAX_LINE` however
     long a line is; *on_long(line_number)* is called for each line that is
-    too long (it is not yielded)."""
+    too long (it is not yielded); *start*: the lines before *f*'s position."""
     carry = ""
     dropping = False
-    number = 0  # lines yielded or dropped so far
+    number = start  # lines yielded or dropped so far
     while True:
         chunk = f.read(block)
         if not chunk:

@@ -462,6 +462,17 @@ def _counted_record(c) -> Record:
 # replay
 
 
+def _sniff(path: str) -> Optional[str]:
+    """The format of a (non-.dat) trace file, as FileSource would find it;
+    raises what FileSource would for a file of no known format."""
+    from .parse import ParseStats, _is_dat, _sniffed_blocks
+
+    if _is_dat(path):
+        return "trace-cmd.dat"
+    fmt, _blocks = _sniffed_blocks(path, ParseStats())
+    return fmt
+
+
 def replay(
     path: str,
     kernel: Optional[str] = None,
@@ -475,10 +486,21 @@ def replay(
     profile is *kernel*, else the recording's, else 6.12.  Fallback reasons
     are reused for identical situations (:class:`CachedAttributor`);
     *verify_reuse* runs the model anyway and counts differences."""
+    from . import fasttext
     from .attrcache import CachedAttributor
     from .attribute import Attributor
     from .views import Aggregator
 
+    if on_event is None and fasttext.usable_for(path) and _sniff(path) == "trace":
+        # a text trace: the compiled hot path (pmemtrace.live.fasttext), same output
+        from .parse import ParseStats
+
+        stats = ParseStats()
+        release = kernel or "6.12"
+        attributor = CachedAttributor(Attributor(release=release), verify=verify_reuse) if reasons else None
+        views = Aggregator(attributor, max_rows=max_rows)
+        fasttext.TextReplay(views, stats, keep_pid=pid).run(path)
+        return views, fasttext.TextSource(path, stats)
     src = FileSource(path, records=True)
     src.start()
     release = kernel or (src.header or {}).get("kernel") or "6.12"

@@ -1,0 +1,627 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * replayfast.c - see replayfast.h.  The grammar mirrors
+ * pmemtrace/live/parse.py:tokenize_fault_line token for token; where that
+ * function would accept more (tabs, 0X, 0o, underscores, numbers past 64
+ * bits, non-ASCII), this code hands the line to Python instead.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "replayfast.h"
+
+#define MAX_TOKENS 40
+#define TOKEN_TEXT 64
+
+enum { K_PMD = 0, K_PMD_DONE = 1, K_PTE = 2, K_PTE_DONE = 3 };
+
+/* --- a small open-addressing hash of up to 5 u64 keys to an int64 --- */
+struct hent {
+	uint64_t k[5];
+	int64_t v;
+	int used;
+};
+struct htab {
+	struct hent *e;
+	size_t cap, n;
+};
+
+static uint64_t hkey(const uint64_t *k)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < 5; i++) {
+		h ^= k[i] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+		h *= 0xff51afd7ed558ccdull;
+	}
+	return h ^ (h >> 33);
+}
+
+static struct hent *hfind(struct htab *t, const uint64_t *k)
+{
+	if (!t->cap)
+		return NULL;
+	size_t m = t->cap - 1, i = hkey(k) & m;
+	while (t->e[i].used) {
+		if (!memcmp(t->e[i].k, k, sizeof t->e[i].k))
+			return &t->e[i];
+		i = (i + 1) & m;
+	}
+	return NULL;
+}
+
+static int hput(struct htab *t, const uint64_t *k, int64_t v)
+{
+	if ((t->n + 1) * 2 > t->cap) {
+		size_t nc = t->cap ? t->cap * 2 : 64;
+		struct hent *ne = calloc(nc, sizeof *ne);
+		if (!ne)
+			return RF_NOMEM;
+		for (size_t i = 0; i < t->cap; i++) {
+			if (!t->e[i].used)
+				continue;
+			size_t j = hkey(t->e[i].k) & (nc - 1);
+			while (ne[j].used)
+				j = (j + 1) & (nc - 1);
+			ne[j] = t->e[i];
+		}
+		free(t->e);
+		t->e = ne;
+		t->cap = nc;
+	}
+	size_t m = t->cap - 1, i = hkey(k) & m;
+	while (t->e[i].used) {
+		if (!memcmp(t->e[i].k, k, sizeof t->e[i].k)) {
+			t->e[i].v = v;
+			return 0;
+		}
+		i = (i + 1) & m;
+	}
+	memcpy(t->e[i].k, k, sizeof t->e[i].k);
+	t->e[i].v = v;
+	t->e[i].used = 1;
+	t->n++;
+	return 0;
+}
+
+/* --- state --- */
+struct bound {
+	uint64_t vs, ve;
+	int64_t row;
+};
+struct file {              /* one (pid, dev, ino): the views' by_file list */
+	struct bound *b;
+	int nb, cap;
+	int64_t unbounded; /* the row keyed (pid, dev, ino, None, None), or -1 */
+};
+struct hist {              /* one (dev, ino): the attributor's entry state not yet taken */
+	struct rf_hist *ring;
+	int head;
+	int64_t pending;
+};
+struct tokent {
+	char text[TOKEN_TEXT];
+	int len, kind, used;
+	int64_t value;
+};
+struct priv {
+	int history;
+	struct htab files, pmdkeys, hists;
+	struct file *fv;
+	size_t nf, fcap;
+	struct hist *hv;
+	size_t nh, hcap;
+	int64_t *cnt;      /* 3 counters per row: pmd, pte, sigbus */
+	size_t rows;
+	struct tokent tok[512];
+	int ntok;
+};
+
+struct rf_ctx *rf_new(int history)
+{
+	struct rf_ctx *c = calloc(1, sizeof *c);
+	struct priv *p = calloc(1, sizeof *p);
+	if (!c || !p) {
+		free(c);
+		free(p);
+		return NULL;
+	}
+	p->history = history > 0 ? history : 1;
+	c->priv = p;
+	c->keep_pid = -1;
+	return c;
+}
+
+void rf_free(struct rf_ctx *c)
+{
+	if (!c)
+		return;
+	struct priv *p = c->priv;
+	for (size_t i = 0; i < p->nf; i++)
+		free(p->fv[i].b);
+	for (size_t i = 0; i < p->nh; i++)
+		free(p->hv[i].ring);
+	free(p->fv);
+	free(p->hv);
+	free(p->files.e);
+	free(p->pmdkeys.e);
+	free(p->hists.e);
+	free(p->cnt);
+	free(p);
+	free(c);
+}
+
+/* --- tokens of a line --- */
+struct tok {
+	const char *s;
+	int n;
+};
+
+static int teq(struct tok t, const char *lit)
+{
+	size_t n = strlen(lit);
+	return (size_t)t.n == n && !memcmp(t.s, lit, n);
+}
+
+static int all_digits(const char *s, int n)
+{
+	if (n <= 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+/* plain decimal of at most 9 digits (what isdigit() + int() take, bounded) */
+static int small_dec(const char *s, int n, uint64_t *out)
+{
+	if (!all_digits(s, n) || n > 9)
+		return 0;
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	*out = v;
+	return 1;
+}
+
+/* int(text, 0) for 0x<hex> and canonical decimal within 64 bits; 0 otherwise */
+static int num(struct tok t, uint64_t *out)
+{
+	const char *s = t.s;
+	int n = t.n;
+	uint64_t v = 0;
+	if (n >= 3 && s[0] == '0' && s[1] == 'x') {
+		for (int i = 2; i < n; i++) {
+			int d;
+			char ch = s[i];
+			if (ch >= '0' && ch <= '9')
+				d = ch - '0';
+			else if (ch >= 'a' && ch <= 'f')
+				d = ch - 'a' + 10;
+			else if (ch >= 'A' && ch <= 'F')
+				d = ch - 'A' + 10;
+			else
+				return 0;
+			if (v >> 60)
+				return 0;
+			v = (v << 4) | (uint64_t)d;
+		}
+		*out = v;
+		return 1;
+	}
+	if (!all_digits(s, n) || (n > 1 && s[0] == '0'))
+		return 0;
+	for (int i = 0; i < n; i++) {
+		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(s[i] - '0'), &v))
+			return 0;
+	}
+	*out = v;
+	return 1;
+}
+
+static int is_word(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+static uint64_t text_hash(int kind, const char *s, int n)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)kind;
+	for (int i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+	return h;
+}
+
+/* 1 and *value, or 0 with the token unknown (ask Python), or -1: hand the line over */
+static int token_value(struct priv *p, int kind, struct tok t, int64_t *value)
+{
+	if (t.n >= TOKEN_TEXT)
+		return -1;
+	size_t i = text_hash(kind, t.s, t.n) & 511;
+	for (int probes = 0; probes < 512; probes++, i = (i + 1) & 511) {
+		struct tokent *e = &p->tok[i];
+		if (!e->used)
+			return 0;
+		if (e->kind == kind && e->len == t.n && !memcmp(e->text, t.s, (size_t)t.n)) {
+			if (e->value < 0)
+				return -1;
+			*value = e->value;
+			return 1;
+		}
+	}
+	return -1;
+}
+
+int rf_set_token(struct rf_ctx *c, int kind, const char *text, size_t len, int64_t value)
+{
+	struct priv *p = c->priv;
+	if (len >= TOKEN_TEXT || p->ntok >= 384)
+		return 0; /* not cached: such lines go to Python */
+	size_t i = text_hash(kind, text, (int)len) & 511;
+	while (p->tok[i].used) {
+		if (p->tok[i].kind == kind && (size_t)p->tok[i].len == len && !memcmp(p->tok[i].text, text, len))
+			break;
+		i = (i + 1) & 511;
+	}
+	struct tokent *e = &p->tok[i];
+	if (!e->used)
+		p->ntok++;
+	memcpy(e->text, text, len);
+	e->len = (int)len;
+	e->kind = kind;
+	e->value = value;
+	e->used = 1;
+	return 1;
+}
+
+static struct file *file_of(struct priv *p, uint64_t pid, uint64_t dev, uint64_t ino, int create)
+{
+	uint64_t k[5] = {pid, dev, ino, 0, 0};
+	struct hent *h = hfind(&p->files, k);
+	if (h)
+		return &p->fv[h->v];
+	if (!create)
+		return NULL;
+	if (p->nf == p->fcap) {
+		size_t nc = p->fcap ? p->fcap * 2 : 16;
+		struct file *nv = realloc(p->fv, nc * sizeof *nv);
+		if (!nv)
+			return NULL;
+		p->fv = nv;
+		p->fcap = nc;
+	}
+	if (hput(&p->files, k, (int64_t)p->nf))
+		return NULL;
+	struct file *f = &p->fv[p->nf++];
+	memset(f, 0, sizeof *f);
+	f->unbounded = -1;
+	return f;
+}
+
+int rf_add_row(struct rf_ctx *c, int64_t row, uint64_t pid, uint64_t dev, uint64_t ino, int bounded,
+	       uint64_t vm_start, uint64_t vm_end)
+{
+	struct priv *p = c->priv;
+	if ((size_t)row >= p->rows) {
+		size_t nr = ((size_t)row + 1) * 2;
+		int64_t *nc = realloc(p->cnt, nr * 3 * sizeof *nc);
+		if (!nc)
+			return RF_NOMEM;
+		memset(nc + p->rows * 3, 0, (nr - p->rows) * 3 * sizeof *nc);
+		p->cnt = nc;
+		p->rows = nr;
+	}
+	struct file *f = file_of(p, pid, dev, ino, 1);
+	if (!f)
+		return RF_NOMEM;
+	if (!bounded) {
+		f->unbounded = row;
+		return 0;
+	}
+	uint64_t k[5] = {pid, dev, ino, vm_start, vm_end};
+	if (hput(&p->pmdkeys, k, row))
+		return RF_NOMEM;
+	if (f->nb == f->cap) {
+		int nc = f->cap ? f->cap * 2 : 4;
+		struct bound *nb = realloc(f->b, (size_t)nc * sizeof *nb);
+		if (!nb)
+			return RF_NOMEM;
+		f->b = nb;
+		f->cap = nc;
+	}
+	f->b[f->nb++] = (struct bound){vm_start, vm_end, row};
+	return 0;
+}
+
+int64_t rf_row_count(struct rf_ctx *c, int64_t row, int which)
+{
+	struct priv *p = c->priv;
+	if (row < 0 || (size_t)row >= p->rows || which < 0 || which > 2)
+		return 0;
+	return p->cnt[row * 3 + which];
+}
+
+static struct hist *hist_of(struct priv *p, uint64_t dev, uint64_t ino, int create)
+{
+	uint64_t k[5] = {dev, ino, 0, 0, 0};
+	struct hent *h = hfind(&p->hists, k);
+	if (h)
+		return &p->hv[h->v];
+	if (!create)
+		return NULL;
+	if (p->nh == p->hcap) {
+		size_t nc = p->hcap ? p->hcap * 2 : 16;
+		struct hist *nv = realloc(p->hv, nc * sizeof *nv);
+		if (!nv)
+			return NULL;
+		p->hv = nv;
+		p->hcap = nc;
+	}
+	struct rf_hist *ring = calloc((size_t)p->history, sizeof *ring);
+	if (!ring || hput(&p->hists, k, (int64_t)p->nh)) {
+		free(ring);
+		return NULL;
+	}
+	struct hist *hs = &p->hv[p->nh++];
+	hs->ring = ring;
+	hs->head = 0;
+	hs->pending = 0;
+	return hs;
+}
+
+int rf_take_history(struct rf_ctx *c, uint64_t dev, uint64_t ino, struct rf_hist *out, int max)
+{
+	struct priv *p = c->priv;
+	struct hist *hs = hist_of(p, dev, ino, 0);
+	if (!hs || !hs->pending)
+		return 0;
+	int n = hs->pending < p->history ? (int)hs->pending : p->history;
+	if (n > max)
+		n = max;
+	/* the last n entries, oldest first; head is where the next one goes */
+	for (int i = 0; i < n; i++)
+		out[i] = hs->ring[(hs->head - n + i + 2 * p->history) % p->history];
+	hs->pending = 0;
+	return n;
+}
+
+/* One line [s, e): 1 counted here, 0 hand it to Python, RF_TOKEN, RF_NOMEM. */
+static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
+{
+	struct tok t[MAX_TOKENS];
+	int n = 0;
+	const char *q = s;
+	while (q < e) {
+		unsigned char ch = (unsigned char)*q;
+		if (ch == ' ') {
+			q++;
+			continue;
+		}
+		if (n == MAX_TOKENS)
+			return 0;
+		const char *b = q;
+		while (q < e && *q != ' ') {
+			ch = (unsigned char)*q;
+			if (ch < 0x21 || ch > 0x7e)
+				return 0; /* tab, control, non-ASCII: Python's rules */
+			q++;
+		}
+		t[n].s = b;
+		t[n].n = (int)(q - b);
+		n++;
+	}
+	if (n < 12)
+		return 0;
+	int cix;
+	if (t[1].s[0] == '[')
+		cix = 1;
+	else if (t[1].s[0] == '(' && t[1].s[t[1].n - 1] == ')' && t[2].s[0] == '[')
+		cix = 2;
+	else
+		return 0;
+	int ev = t[cix + 1].s[t[cix + 1].n - 1] == ':' ? cix + 2 : cix + 3;
+	if (n < ev + 10)
+		return 0;
+	/* the event name */
+	struct tok nm = t[ev];
+	int kind;
+	if (nm.s[nm.n - 1] != ':')
+		return 0;
+	nm.n--;
+	if (teq(nm, "dax_pmd_fault"))
+		kind = K_PMD;
+	else if (teq(nm, "dax_pmd_fault_done"))
+		kind = K_PMD_DONE;
+	else if (teq(nm, "dax_pte_fault"))
+		kind = K_PTE;
+	else if (teq(nm, "dax_pte_fault_done"))
+		kind = K_PTE_DONE;
+	else
+		return 0;
+	if (!teq(t[ev + 1], "dev") || !teq(t[ev + 3], "ino"))
+		return 0;
+	/* the timestamp: digits '.' digits ':' */
+	struct tok ts = t[ev - 1];
+	if (ts.s[ts.n - 1] != ':')
+		return 0;
+	{
+		const char *dot = memchr(ts.s, '.', (size_t)(ts.n - 1));
+		if (!dot || !all_digits(ts.s, (int)(dot - ts.s)) ||
+		    !all_digits(dot + 1, (int)(ts.s + ts.n - 1 - dot - 1)))
+			return 0;
+	}
+	/* comm-pid, [cpu], the flags column */
+	uint64_t pid, cpu;
+	{
+		const char *dash = NULL;
+		for (int i = t[0].n - 1; i >= 0; i--)
+			if (t[0].s[i] == '-') {
+				dash = t[0].s + i;
+				break;
+			}
+		if (!dash || !small_dec(dash + 1, (int)(t[0].s + t[0].n - dash - 1), &pid))
+			return 0;
+		struct tok cp = t[cix];
+		if (cp.n < 3 || cp.s[cp.n - 1] != ']' || !small_dec(cp.s + 1, cp.n - 2, &cpu))
+			return 0;
+		if (ev - cix == 3) {
+			struct tok fl = t[cix + 1];
+			if (fl.n < 4 || fl.n > 5)
+				return 0;
+			for (int i = 0; i < fl.n; i++)
+				if (!is_word(fl.s[i]) && fl.s[i] != '.')
+					return 0;
+		}
+	}
+	/* dev M:m ino N shared|private [flags] address ... */
+	uint64_t maj, mnr, ino, vm_flags;
+	{
+		struct tok d = t[ev + 2];
+		const char *colon = memchr(d.s, ':', (size_t)d.n);
+		if (!colon || !small_dec(d.s, (int)(colon - d.s), &maj) ||
+		    !small_dec(colon + 1, (int)(d.s + d.n - colon - 1), &mnr))
+			return 0;
+	}
+	if (!num(t[ev + 4], &ino))
+		return 0;
+	if (teq(t[ev + 5], "shared"))
+		vm_flags = 0x8;
+	else if (teq(t[ev + 5], "private"))
+		vm_flags = 0;
+	else
+		return 0;
+	(void)vm_flags;
+	uint64_t dev = (maj << 20) | mnr;
+	int k;
+	struct tok flags_text;
+	if (teq(t[ev + 6], "address")) {
+		flags_text = (struct tok){t[ev + 6].s, 0};
+		k = ev + 6;
+	} else {
+		flags_text = t[ev + 6];
+		k = ev + 7;
+	}
+	if (n < k + 4 || !teq(t[k], "address"))
+		return 0;
+	uint64_t address, vm_start = 0, vm_end = 0, pgoff, max_pgoff;
+	struct tok result_text;
+	if (kind <= K_PMD_DONE) {
+		if (n == k + 11)
+			result_text = t[k + 10];
+		else if (n == k + 10)
+			result_text = (struct tok){t[k].s, 0};
+		else
+			return 0;
+		if (!teq(t[k + 2], "vm_start") || !teq(t[k + 4], "vm_end") || !teq(t[k + 6], "pgoff") ||
+		    !teq(t[k + 8], "max_pgoff"))
+			return 0;
+		if (!num(t[k + 1], &address) || !num(t[k + 3], &vm_start) || !num(t[k + 5], &vm_end) ||
+		    !num(t[k + 7], &pgoff) || !num(t[k + 9], &max_pgoff))
+			return 0;
+	} else {
+		if (n == k + 5)
+			result_text = t[k + 4];
+		else if (n == k + 4)
+			result_text = (struct tok){t[k].s, 0};
+		else
+			return 0;
+		if (!teq(t[k + 2], "pgoff"))
+			return 0;
+		if (!num(t[k + 1], &address) || !num(t[k + 3], &pgoff))
+			return 0;
+	}
+	int64_t flags, result;
+	int r = token_value(p, 0, flags_text, &flags);
+	if (r <= 0) {
+		if (r == 0) {
+			c->tok_off = (size_t)(flags_text.s - s);
+			c->tok_len = (size_t)flags_text.n;
+			c->tok_kind = 0;
+			return RF_TOKEN;
+		}
+		return 0;
+	}
+	r = token_value(p, 1, result_text, &result);
+	if (r <= 0) {
+		if (r == 0) {
+			c->tok_off = (size_t)(result_text.s - s);
+			c->tok_len = (size_t)result_text.n;
+			c->tok_kind = 1;
+			return RF_TOKEN;
+		}
+		return 0;
+	}
+	/* a line of the views' hot path: from here on, what Aggregator.add_record does */
+	if (c->keep_pid >= 0 && pid != (uint64_t)c->keep_pid) {
+		c->lines++;
+		c->events++;
+		return 1;
+	}
+	int64_t row = -1;
+	uint64_t res = (uint64_t)result;
+	if (kind == K_PTE) {
+		/* counted only: no row */
+	} else if (kind == K_PTE_DONE) {
+		struct file *f = file_of(p, pid, dev, ino, 0);
+		if (!f)
+			return 0;
+		for (int i = 0; i < f->nb; i++)
+			if (f->b[i].vs <= address && address < f->b[i].ve) {
+				row = f->b[i].row;
+				break;
+			}
+		if (row < 0)
+			row = f->unbounded;
+		if (row < 0)
+			return 0; /* a new row: Python makes it */
+	} else {
+		if (kind == K_PMD_DONE && !(res & c->sigbus_bit) && (res & c->fallback_bit))
+			return 0; /* a fallback: Python attributes it */
+		uint64_t key[5] = {pid, dev, ino, vm_start, vm_end};
+		struct hent *h = hfind(&p->pmdkeys, key);
+		if (!h)
+			return 0;
+		row = h->v;
+	}
+	if ((kind == K_PMD_DONE || kind == K_PTE_DONE) && c->observe) {
+		struct hist *hs = hist_of(p, dev, ino, 1);
+		if (!hs)
+			return RF_NOMEM;
+		hs->ring[hs->head] = (struct rf_hist){pgoff, res, (uint8_t)(((uint64_t)flags & c->write_flag) != 0),
+						      (uint8_t)kind};
+		hs->head = (hs->head + 1) % p->history;
+		hs->pending++;
+	}
+	if (kind == K_PMD_DONE)
+		p->cnt[row * 3 + ((res & c->sigbus_bit) ? 2 : 0)]++;
+	else if (kind == K_PTE_DONE)
+		p->cnt[row * 3 + ((res & c->sigbus_bit) ? 2 : 1)]++;
+	c->by_kind[kind]++;
+	c->view_events++;
+	c->lines++;
+	c->events++;
+	return 1;
+}
+
+int rf_run(struct rf_ctx *c, const char *buf, size_t len, size_t pos)
+{
+	struct priv *p = c->priv;
+	while (pos < len) {
+		const char *s = buf + pos;
+		const char *nl = memchr(s, '\n', len - pos);
+		if (!nl)
+			break; /* Python passes whole lines only */
+		c->pos = pos;
+		c->line_end = (size_t)(nl - buf);
+		if (memchr(s, '\r', (size_t)(nl - s)))
+			return RF_SWITCH;
+		int r = line(c, p, s, nl);
+		if (r == 0)
+			return RF_LINE;
+		if (r != 1)
+			return r;
+		pos = c->line_end + 1;
+	}
+	c->pos = pos;
+	return RF_DONE;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * replayfast.h - the hot path of 'pmemtrace replay' on fs_dax text traces:
+ * a tokenizer for the plain fault lines (dax_pmd_fault[_done],
+ * dax_pte_fault[_done]) and the views' counting for them, without a Python
+ * object per line.
+ *
+ * What it decides is narrow on purpose (pmemtrace/live/fasttext.py drives it):
+ *
+ * - It takes only lines that pmemtrace.live.parse.tokenize_fault_line takes,
+ *   with the same values (a stricter grammar: printable ASCII, spaces,
+ *   numbers as 0x<hex> or canonical decimal that fit in 64 bits).  Every
+ *   other line is handed back (RF_LINE) and Python parses it.
+ * - Flag and result texts are decoded by Python (RF_TOKEN asks for one the
+ *   first time; rf_set_token caches the answer), so the flag tables stay in
+ *   pmemtrace.events.
+ * - It counts into rows that Python created and registered (rf_add_row);
+ *   an event whose row does not exist yet, and every PMD fallback (whose
+ *   reason the Python model attributes), is handed back (RF_LINE).
+ * - The attributor's entry state (earlier faults on each file) is kept as
+ *   the last few entries per file; Python takes them (rf_take_history)
+ *   before it runs the model or handles an event of that file.
+ *
+ * No function allocates per event; allocation failure returns RF_NOMEM.
+ */
+#ifndef PMEMTRACE_REPLAYFAST_H
+#define PMEMTRACE_REPLAYFAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* PMT_CDEF_BEGIN */
+#define RF_DONE 0     /* all complete lines of the buffer consumed */
+#define RF_LINE 1     /* Python must handle the line [pos, line_end) */
+#define RF_TOKEN 2    /* Python must decode the flag text [tok_off, tok_off + tok_len) */
+#define RF_SWITCH 3   /* a line with '\r': Python reads the rest of the file from pos */
+#define RF_NOMEM 4    /* out of memory */
+
+struct rf_hist {
+	uint64_t pgoff;
+	uint64_t result;
+	uint8_t write;
+	uint8_t kind;        /* 1 dax_pmd_fault_done, 3 dax_pte_fault_done */
+};
+
+struct rf_ctx {
+	/* set by Python at creation */
+	int64_t keep_pid;    /* -1: every process */
+	int observe;         /* 1: keep the attributor's entry state */
+	uint64_t write_flag, sigbus_bit, fallback_bit;
+	/* out: counters since Python last read (and zeroed) them */
+	int64_t lines, events;
+	/* out: counts of the four event kinds that reached the views, and their sum */
+	int64_t by_kind[4];
+	int64_t view_events;
+	/* out: where the last status points */
+	size_t pos, line_end, tok_off, tok_len;
+	int tok_kind;        /* 0 fault flags, 1 result */
+	void *priv;
+};
+
+struct rf_ctx *rf_new(int history);
+void rf_free(struct rf_ctx *ctx);
+int rf_run(struct rf_ctx *ctx, const char *buf, size_t len, size_t pos);
+int rf_set_token(struct rf_ctx *ctx, int kind, const char *text, size_t len, int64_t value);
+int rf_add_row(struct rf_ctx *ctx, int64_t row, uint64_t pid, uint64_t dev, uint64_t ino,
+	       int bounded, uint64_t vm_start, uint64_t vm_end);
+int64_t rf_row_count(struct rf_ctx *ctx, int64_t row, int which);
+int rf_take_history(struct rf_ctx *ctx, uint64_t dev, uint64_t ino, struct rf_hist *out, int max);
+/* PMT_CDEF_END */
+
+#endif
