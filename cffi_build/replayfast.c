@@ -7,6 +7,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "replayfast.h"
 
@@ -114,6 +117,7 @@ struct priv {
 	size_t rows;
 	struct tokent tok[512];
 	int ntok;
+	int last[2]; /* the entry each kind found last (lines repeat their flags) */
 };
 
 struct rf_ctx *rf_new(int history)
@@ -237,6 +241,11 @@ static int token_value(struct priv *p, int kind, struct tok t, int64_t *value)
 {
 	if (t.n >= TOKEN_TEXT)
 		return -1;
+	struct tokent *l = &p->tok[p->last[kind]];
+	if (l->used && l->kind == kind && l->len == t.n && !memcmp(l->text, t.s, (size_t)t.n) && l->value >= 0) {
+		*value = l->value;
+		return 1;
+	}
 	size_t i = text_hash(kind, t.s, t.n) & 511;
 	for (int probes = 0; probes < 512; probes++, i = (i + 1) & 511) {
 		struct tokent *e = &p->tok[i];
@@ -245,6 +254,7 @@ static int token_value(struct priv *p, int kind, struct tok t, int64_t *value)
 		if (e->kind == kind && e->len == t.n && !memcmp(e->text, t.s, (size_t)t.n)) {
 			if (e->value < 0)
 				return -1;
+			p->last[kind] = (int)i;
 			*value = e->value;
 			return 1;
 		}
@@ -369,7 +379,8 @@ static struct hist *hist_of(struct priv *p, uint64_t dev, uint64_t ino, int crea
 	return hs;
 }
 
-int rf_take_history(struct rf_ctx *c, uint64_t dev, uint64_t ino, struct rf_hist *out, int max)
+int rf_take_history(struct rf_ctx *c, uint64_t dev, uint64_t ino, uint64_t *pgoff, uint64_t *result,
+		    uint8_t *write, uint8_t *kind, int max)
 {
 	struct priv *p = c->priv;
 	struct hist *hs = hist_of(p, dev, ino, 0);
@@ -379,37 +390,87 @@ int rf_take_history(struct rf_ctx *c, uint64_t dev, uint64_t ino, struct rf_hist
 	if (n > max)
 		n = max;
 	/* the last n entries, oldest first; head is where the next one goes */
-	for (int i = 0; i < n; i++)
-		out[i] = hs->ring[(hs->head - n + i + 2 * p->history) % p->history];
+	for (int i = 0; i < n; i++) {
+		const struct rf_hist *h = &hs->ring[(hs->head - n + i + 2 * p->history) % p->history];
+		pgoff[i] = h->pgoff;
+		result[i] = h->result;
+		write[i] = h->write;
+		kind[i] = h->kind;
+	}
 	hs->pending = 0;
 	return n;
 }
 
-/* One line [s, e): 1 counted here, 0 hand it to Python, RF_TOKEN, RF_NOMEM. */
+/* The space-separated tokens of [s, e) into t: their number, -1 for a
+ * byte Python splits or decodes otherwise (tab, control, non-ASCII), -2 for
+ * more than MAX_TOKENS.  16 bytes a step where SSE2 is there (x86-64 always),
+ * the bitmasks of spaces giving the token boundaries. */
+static int split(const char *s, const char *e, struct tok *t)
+{
+	int n = 0;
+	unsigned in_tok = 0; /* the byte before q was part of a token */
+	const char *q = s;
+#ifdef __SSE2__
+	const __m128i space = _mm_set1_epi8(' '), lo = _mm_set1_epi8(0x21), hi = _mm_set1_epi8(0x7e);
+	while (q + 16 <= e) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+		unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, space));
+		unsigned bad = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmplt_epi8(v, lo), _mm_cmpgt_epi8(v, hi)));
+		if (bad & ~sp)
+			return -1; /* signed compares: bytes >= 0x80 are below 0x21 */
+		unsigned ns = ~sp & 0xffffu;
+		unsigned before = ((ns << 1) | in_tok) & 0xffffu; /* bit i: byte i-1 is in a token */
+		unsigned starts = ns & ~before, ends = sp & before;
+		unsigned edges = starts | ends;
+		while (edges) {
+			int b = __builtin_ctz(edges);
+			edges &= edges - 1;
+			if (starts >> b & 1) {
+				if (n == MAX_TOKENS)
+					return -2;
+				t[n].s = q + b;
+			} else {
+				t[n].n = (int)(q + b - t[n].s);
+				n++;
+			}
+		}
+		in_tok = ns >> 15;
+		q += 16;
+	}
+#endif
+	for (; q < e; q++) {
+		unsigned char ch = (unsigned char)*q;
+		if (ch == ' ') {
+			if (in_tok) {
+				t[n].n = (int)(q - t[n].s);
+				n++;
+			}
+			in_tok = 0;
+			continue;
+		}
+		if (ch < 0x21 || ch > 0x7e)
+			return -1;
+		if (!in_tok) {
+			if (n == MAX_TOKENS)
+				return -2;
+			t[n].s = q;
+		}
+		in_tok = 1;
+	}
+	if (in_tok) {
+		t[n].n = (int)(e - t[n].s);
+		n++;
+	}
+	return n;
+}
+
+/* One line [s, e): 1 counted here, 0 hand it to Python, RF_TOKEN, RF_SWITCH, RF_NOMEM. */
 static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
 {
 	struct tok t[MAX_TOKENS];
-	int n = 0;
-	const char *q = s;
-	while (q < e) {
-		unsigned char ch = (unsigned char)*q;
-		if (ch == ' ') {
-			q++;
-			continue;
-		}
-		if (n == MAX_TOKENS)
-			return 0;
-		const char *b = q;
-		while (q < e && *q != ' ') {
-			ch = (unsigned char)*q;
-			if (ch < 0x21 || ch > 0x7e)
-				return 0; /* tab, control, non-ASCII: Python's rules */
-			q++;
-		}
-		t[n].s = b;
-		t[n].n = (int)(q - b);
-		n++;
-	}
+	int n = split(s, e, t);
+	if (n == -1 && memchr(s, '\r', (size_t)(e - s)))
+		return RF_SWITCH; /* Python's universal newlines split this line */
 	if (n < 12)
 		return 0;
 	int cix;
@@ -613,8 +674,6 @@ int rf_run(struct rf_ctx *c, const char *buf, size_t len, size_t pos)
 			break; /* Python passes whole lines only */
 		c->pos = pos;
 		c->line_end = (size_t)(nl - buf);
-		if (memchr(s, '\r', (size_t)(nl - s)))
-			return RF_SWITCH;
 		int r = line(c, p, s, nl);
 		if (r == 0)
 			return RF_LINE;

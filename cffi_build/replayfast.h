@@ -66,7 +66,10 @@ int rf_set_token(struct rf_ctx *ctx, int kind, const char *text, size_t len, int
 int rf_add_row(struct rf_ctx *ctx, int64_t row, uint64_t pid, uint64_t dev, uint64_t ino,
 	       int bounded, uint64_t vm_start, uint64_t vm_end);
 int64_t rf_row_count(struct rf_ctx *ctx, int64_t row, int which);
-int rf_take_history(struct rf_ctx *ctx, uint64_t dev, uint64_t ino, struct rf_hist *out, int max);
+/* the entries kept for (dev, ino) since the last take, oldest first, into
+ * four arrays of max entries (arrays: Python unpacks them in one call each) */
+int rf_take_history(struct rf_ctx *ctx, uint64_t dev, uint64_t ino, uint64_t *pgoff, uint64_t *result,
+		    uint8_t *write, uint8_t *kind, int max);
 /* PMT_CDEF_END */
 
 #endif

@@ -110,7 +110,8 @@ class TextReplay:
         ctx.write_flag = FAULT_FLAG["WRITE"]
         ctx.sigbus_bit = VM_FAULT["SIGBUS"]
         ctx.fallback_bit = VM_FAULT["FALLBACK"]
-        self.hbuf = ffi.new("struct rf_hist[]", self.history)
+        n = self.history
+        self.hbuf = (ffi.new("uint64_t[]", n), ffi.new("uint64_t[]", n), ffi.new("uint8_t[]", n), ffi.new("uint8_t[]", n))
         self.rows: list = []  # row objects, by the C side's row number
         self.nrows = 0  # views.rows seen (registered or not)
         self.pure = False  # the rest of the file through the pure-Python path
@@ -118,28 +119,34 @@ class TextReplay:
     # -- the file ----------------------------------------------------------
 
     def run(self, path: str) -> None:
+        # one buffer, read into again and again: a fresh 1 MiB bytes per
+        # block costs its page faults every time
+        buf = bytearray(2 * BLOCK + MAX_LINE + 1)
+        view = memoryview(buf)
         with open(path, "rb") as f:
             base = 0  # file offset of buf[0]
-            carry = b""
+            have = 0  # bytes of buf holding file data (a partial line first)
             while True:
-                chunk = f.read(BLOCK)
-                if not chunk:
-                    if carry:
-                        buf = carry + b"\n"  # the last line, without its newline
-                        switch = self._block(buf, len(buf))
+                got = f.readinto(view[have : have + BLOCK])
+                if not got:
+                    if have:
+                        buf[have] = 10  # the last line, without its newline
+                        switch = self._block(buf, have + 1)
                         if switch is not None:
                             self._rest(f, base + switch)
                     break
-                buf = carry + chunk if carry else chunk
-                end = buf.rfind(b"\n") + 1
+                have += got
+                end = buf.rfind(b"\n", 0, have) + 1
                 switch = self._block(buf, end) if end else None
-                if switch is None and len(buf) - end > MAX_LINE:
+                if switch is None and have - end > MAX_LINE:
                     switch = end  # a line too long to hold: the pure-Python path's rule for it
                 if switch is not None:
                     self._rest(f, base + switch)
                     break
-                carry = buf[end:]
+                view[: have - end] = view[end:have]  # the partial line to the front
+                have -= end
                 base += end
+        view.release()
         self._finish()
 
     def _rest(self, f, offset: int) -> None:
@@ -156,7 +163,7 @@ class TextReplay:
         finally:
             text.detach()
 
-    def _block(self, buf: bytes, end: int) -> Optional[int]:
+    def _block(self, buf: bytearray, end: int) -> Optional[int]:
         """Lines of buf[:end] (whole lines): None, or the offset from which
         the rest of the file must take the pure-Python path."""
         if self.pure:
@@ -189,10 +196,11 @@ class TextReplay:
             else:
                 raise MemoryError("replay: the compiled path ran out of memory")
 
-    def _token(self, kind: int, raw: bytes) -> bool:
+    def _token(self, kind: int, raw: bytearray) -> bool:
         """Decode a flag (kind 0) or result (kind 1) text for the C side;
         False when it keeps no value for it (its lines come to Python)."""
         text = raw.decode("ascii")
+        raw = bytes(raw)
         if kind == 0:
             v = _flag_value(text, _FLAG_CACHE, FAULT_FLAG)
         else:
@@ -228,11 +236,13 @@ class TextReplay:
         """The entry state the C side kept for (dev, ino), to the attributor."""
         if not _in_u64(dev, ino):
             return  # (also after a switch to the pure path: what the C side kept is still taken)
-        n = self.lib.rf_take_history(self.ctx, dev, ino, self.hbuf, self.history)
+        pg, res, wr, kd = self.hbuf
+        n = self.lib.rf_take_history(self.ctx, dev, ino, pg, res, wr, kd, self.history)
         if n:
+            unpack = self.ffi.unpack
             self.attributor.observe_entries(
                 (dev, ino),
-                [(h.pgoff, bool(h.write), _KIND_NAMES[h.kind], h.result) for h in self.hbuf[0:n]],
+                list(zip(unpack(pg, n), map(bool, unpack(wr, n)), map(_KIND_NAMES.__getitem__, unpack(kd, n)), unpack(res, n))),
             )
 
     def _register(self, new: int) -> None:
