@@ -39,7 +39,7 @@ import io
 import locale
 import os
 from itertools import islice
-from typing import Any, Optional
+from typing import Any
 
 from ..events import FAULT_FLAG, VM_FAULT
 from .parse import (
@@ -91,7 +91,7 @@ class TextReplay:
     """One replay of a text trace into *views* (an Aggregator), counting
     lines and events into *stats* as the pure-Python path does."""
 
-    def __init__(self, views: Any, stats: ParseStats, keep_pid: Optional[int] = None) -> None:
+    def __init__(self, views: Any, stats: ParseStats, keep_pid: int | None = None) -> None:
         ffi, lib = _replayfast.ffi, _replayfast.lib
         self.ffi, self.lib = ffi, lib
         self.views = views
@@ -111,7 +111,12 @@ class TextReplay:
         ctx.sigbus_bit = VM_FAULT["SIGBUS"]
         ctx.fallback_bit = VM_FAULT["FALLBACK"]
         n = self.history
-        self.hbuf = (ffi.new("uint64_t[]", n), ffi.new("uint64_t[]", n), ffi.new("uint8_t[]", n), ffi.new("uint8_t[]", n))
+        self.hbuf = (
+            ffi.new("uint64_t[]", n),
+            ffi.new("uint64_t[]", n),
+            ffi.new("uint8_t[]", n),
+            ffi.new("uint8_t[]", n),
+        )
         self.rows: list = []  # row objects, by the C side's row number
         self.nrows = 0  # views.rows seen (registered or not)
         self.pure = False  # the rest of the file through the pure-Python path
@@ -163,7 +168,7 @@ class TextReplay:
         finally:
             text.detach()
 
-    def _block(self, buf: bytearray, end: int) -> Optional[int]:
+    def _block(self, buf: bytearray, end: int) -> int | None:
         """Lines of buf[:end] (whole lines): None, or the offset from which
         the rest of the file must take the pure-Python path."""
         if self.pure:
@@ -200,7 +205,7 @@ class TextReplay:
         """Decode a flag (kind 0) or result (kind 1) text for the C side;
         False when it keeps no value for it (its lines come to Python)."""
         text = raw.decode("ascii")
-        raw = bytes(raw)
+        data = bytes(raw)
         if kind == 0:
             v = _flag_value(text, _FLAG_CACHE, FAULT_FLAG)
         else:
@@ -208,7 +213,7 @@ class TextReplay:
             if v is None:
                 v = _flag_value(text, _RESULT_CACHE, VM_FAULT)
         value = v if v is not None and 0 <= v < (1 << 63) else -1  # -1: such lines come to Python
-        return bool(self.lib.rf_set_token(self.ctx, kind, raw, len(raw), value))
+        return bool(self.lib.rf_set_token(self.ctx, kind, data, len(data), value))
 
     # -- one line through the pure-Python path -----------------------------
 
@@ -242,7 +247,14 @@ class TextReplay:
             unpack = self.ffi.unpack
             self.attributor.observe_entries(
                 (dev, ino),
-                list(zip(unpack(pg, n), map(bool, unpack(wr, n)), map(_KIND_NAMES.__getitem__, unpack(kd, n)), unpack(res, n))),
+                list(
+                    zip(
+                        unpack(pg, n),
+                        map(bool, unpack(wr, n)),
+                        map(_KIND_NAMES.__getitem__, unpack(kd, n)),
+                        unpack(res, n),
+                    )
+                ),
             )
 
     def _register(self, new: int) -> None:
