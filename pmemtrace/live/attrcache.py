@@ -89,11 +89,14 @@ class CachedAttributor:
         prior = inner._seen.get((dev, ino), [])
         if prior and prior[-1][0] == pgoff and prior[-1][2] == "dax_pmd_fault_done":
             prior = prior[:-1]
-        vrange = (address - vm_start) >> 21
+        # in the mapping and in this 2 MiB virtual range ((p - vm_pgoff) >> 9
+        # == (address - vm_start) >> 21, address >= vm_start): one interval
+        lo = vm_pgoff + (((address - vm_start) >> 21) << 9)
+        hi = min(vm_pgoff + npages, lo + 512)
         entries = tuple(
             (p - block_pgoff, w, name)
             for (p, w, name, res) in prior[-inner.history :]
-            if vm_pgoff <= p < vm_pgoff + npages and not res & _NOT_USED and (p - vm_pgoff) >> 9 == vrange
+            if lo <= p < hi and not res & _NOT_USED
         )
         return (
             inner.release,
