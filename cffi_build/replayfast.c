@@ -113,7 +113,7 @@ struct priv {
 	size_t nf, fcap;
 	struct hist *hv;
 	size_t nh, hcap;
-	int64_t *cnt;      /* 3 counters per row: pmd, pte, sigbus */
+	int64_t *cnt;      /* 4 counters per row: pmd, pte, sigbus, fallback (without an attributor) */
 	size_t rows;
 	struct tokent tok[512];
 	int ntok;
@@ -314,10 +314,10 @@ int rf_add_row(struct rf_ctx *c, int64_t row, uint64_t pid, uint64_t dev, uint64
 	struct priv *p = c->priv;
 	if ((size_t)row >= p->rows) {
 		size_t nr = ((size_t)row + 1) * 2;
-		int64_t *nc = realloc(p->cnt, nr * 3 * sizeof *nc);
+		int64_t *nc = realloc(p->cnt, nr * 4 * sizeof *nc);
 		if (!nc)
 			return RF_NOMEM;
-		memset(nc + p->rows * 3, 0, (nr - p->rows) * 3 * sizeof *nc);
+		memset(nc + p->rows * 4, 0, (nr - p->rows) * 4 * sizeof *nc);
 		p->cnt = nc;
 		p->rows = nr;
 	}
@@ -346,9 +346,9 @@ int rf_add_row(struct rf_ctx *c, int64_t row, uint64_t pid, uint64_t dev, uint64
 int64_t rf_row_count(struct rf_ctx *c, int64_t row, int which)
 {
 	struct priv *p = c->priv;
-	if (row < 0 || (size_t)row >= p->rows || which < 0 || which > 2)
+	if (row < 0 || (size_t)row >= p->rows || which < 0 || which > 3)
 		return 0;
-	return p->cnt[row * 3 + which];
+	return p->cnt[row * 4 + which];
 }
 
 static struct hist *hist_of(struct priv *p, uint64_t dev, uint64_t ino, int create)
@@ -636,13 +636,23 @@ static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
 		if (row < 0)
 			return 0; /* a new row: Python makes it */
 	} else {
-		if (kind == K_PMD_DONE && !(res & c->sigbus_bit) && (res & c->fallback_bit))
-			return 0; /* a fallback: Python attributes it */
+		int fallback = kind == K_PMD_DONE && !(res & c->sigbus_bit) && (res & c->fallback_bit);
+		if (fallback && c->observe)
+			return 0; /* Python's attributor gives its reason */
 		uint64_t key[5] = {pid, dev, ino, vm_start, vm_end};
 		struct hent *h = hfind(&p->pmdkeys, key);
 		if (!h)
 			return 0;
 		row = h->v;
+		if (fallback) {
+			/* no attributor: counted, its reason 'unattributed' added by Python */
+			p->cnt[row * 4 + 3]++;
+			c->by_kind[kind]++;
+			c->view_events++;
+			c->lines++;
+			c->events++;
+			return 1;
+		}
 	}
 	if ((kind == K_PMD_DONE || kind == K_PTE_DONE) && c->observe) {
 		struct hist *hs = hist_of(p, dev, ino, 1);
@@ -654,9 +664,9 @@ static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
 		hs->pending++;
 	}
 	if (kind == K_PMD_DONE)
-		p->cnt[row * 3 + ((res & c->sigbus_bit) ? 2 : 0)]++;
+		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 0)]++;
 	else if (kind == K_PTE_DONE)
-		p->cnt[row * 3 + ((res & c->sigbus_bit) ? 2 : 1)]++;
+		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 1)]++;
 	c->by_kind[kind]++;
 	c->view_events++;
 	c->lines++;

@@ -15,8 +15,9 @@
  *   first time; rf_set_token caches the answer), so the flag tables stay in
  *   pmemtrace.events.
  * - It counts into rows that Python created and registered (rf_add_row);
- *   an event whose row does not exist yet, and every PMD fallback (whose
- *   reason the Python model attributes), is handed back (RF_LINE).
+ *   an event whose row does not exist yet, and every PMD fallback when
+ *   there is an attributor (the Python model gives its reason), is handed
+ *   back (RF_LINE).  Without one (--no-reasons) it counts fallbacks too.
  * - The attributor's entry state (earlier faults on each file) is kept as
  *   the last few entries per file; Python takes them (rf_take_history)
  *   before it runs the model or handles an event of that file.
@@ -65,6 +66,7 @@ int rf_run(struct rf_ctx *ctx, const char *buf, size_t len, size_t pos);
 int rf_set_token(struct rf_ctx *ctx, int kind, const char *text, size_t len, int64_t value);
 int rf_add_row(struct rf_ctx *ctx, int64_t row, uint64_t pid, uint64_t dev, uint64_t ino,
 	       int bounded, uint64_t vm_start, uint64_t vm_end);
+/* which: 0 pmd, 1 pte, 2 sigbus, 3 fallback (counted only without an attributor) */
 int64_t rf_row_count(struct rf_ctx *ctx, int64_t row, int which);
 /* the entries kept for (dev, ino) since the last take, oldest first, into
  * four arrays of max entries (arrays: Python unpacks them in one call each) */

@@ -12,7 +12,8 @@ pure-Python path, in file order:
   :meth:`Aggregator.add_record`;
 * every PMD fallback: the model attributes its reason in Python
   (:mod:`pmemtrace.live.attribute`, reused through
-  :class:`~pmemtrace.live.attrcache.CachedAttributor`);
+  :class:`~pmemtrace.live.attrcache.CachedAttributor`); with
+  ``--no-reasons`` the C side counts them (as ``unattributed``);
 * every event whose mapping row does not exist yet: Python makes the row
   (and folds it into ``other`` past ``--max-rows``), then the C side counts
   into it;
@@ -283,6 +284,10 @@ class TextReplay:
             row.pmd += lib.rf_row_count(ctx, i, 0)
             row.pte += lib.rf_row_count(ctx, i, 1)
             row.sigbus += lib.rf_row_count(ctx, i, 2)
+            fallback = lib.rf_row_count(ctx, i, 3)  # only without an attributor (--no-reasons)
+            if fallback:
+                row.fallback += fallback
+                row.reasons["unattributed"] = row.reasons.get("unattributed", 0) + fallback
         for k, name in enumerate(_KIND_NAMES):
             n = ctx.by_kind[k]
             if n:
