@@ -284,6 +284,20 @@ int rf_set_token(struct rf_ctx *c, int kind, const char *text, size_t len, int64
 	return 1;
 }
 
+/* room for one more element in the array *v of *cap elements of size, n in use */
+static int room(void **v, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return 1;
+	size_t nc = *cap ? *cap * 2 : 16;
+	void *nv = realloc(*v, nc * size);
+	if (!nv)
+		return 0;
+	*v = nv;
+	*cap = nc;
+	return 1;
+}
+
 static struct file *file_of(struct priv *p, uint64_t pid, uint64_t dev, uint64_t ino, int create)
 {
 	uint64_t k[5] = {pid, dev, ino, 0, 0};
@@ -292,15 +306,7 @@ static struct file *file_of(struct priv *p, uint64_t pid, uint64_t dev, uint64_t
 		return &p->fv[h->v];
 	if (!create)
 		return NULL;
-	if (p->nf == p->fcap) {
-		size_t nc = p->fcap ? p->fcap * 2 : 16;
-		struct file *nv = realloc(p->fv, nc * sizeof *nv);
-		if (!nv)
-			return NULL;
-		p->fv = nv;
-		p->fcap = nc;
-	}
-	if (hput(&p->files, k, (int64_t)p->nf))
+	if (!room((void **)&p->fv, &p->fcap, p->nf, sizeof *p->fv) || hput(&p->files, k, (int64_t)p->nf))
 		return NULL;
 	struct file *f = &p->fv[p->nf++];
 	memset(f, 0, sizeof *f);
@@ -359,14 +365,8 @@ static struct hist *hist_of(struct priv *p, uint64_t dev, uint64_t ino, int crea
 		return &p->hv[h->v];
 	if (!create)
 		return NULL;
-	if (p->nh == p->hcap) {
-		size_t nc = p->hcap ? p->hcap * 2 : 16;
-		struct hist *nv = realloc(p->hv, nc * sizeof *nv);
-		if (!nv)
-			return NULL;
-		p->hv = nv;
-		p->hcap = nc;
-	}
+	if (!room((void **)&p->hv, &p->hcap, p->nh, sizeof *p->hv))
+		return NULL;
 	struct rf_hist *ring = calloc((size_t)p->history, sizeof *ring);
 	if (!ring || hput(&p->hists, k, (int64_t)p->nh)) {
 		free(ring);
@@ -399,6 +399,21 @@ int rf_take_history(struct rf_ctx *c, uint64_t dev, uint64_t ino, uint64_t *pgof
 	}
 	hs->pending = 0;
 	return n;
+}
+
+/* The value of a flag (kind 0) or result (kind 1) text of the line at s: 1,
+ * RF_TOKEN (Python is asked for it first), or 0 (the line goes to Python). */
+static int flag_token(struct rf_ctx *c, struct priv *p, int kind, struct tok t, const char *s, int64_t *value)
+{
+	int r = token_value(p, kind, t, value);
+	if (r == 1)
+		return 1;
+	if (r < 0)
+		return 0;
+	c->tok_off = (size_t)(t.s - s);
+	c->tok_len = (size_t)t.n;
+	c->tok_kind = kind;
+	return RF_TOKEN;
 }
 
 /* The space-separated tokens of [s, e) into t: their number, -1 for a
@@ -592,26 +607,12 @@ static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
 			return 0;
 	}
 	int64_t flags, result;
-	int r = token_value(p, 0, flags_text, &flags);
-	if (r <= 0) {
-		if (r == 0) {
-			c->tok_off = (size_t)(flags_text.s - s);
-			c->tok_len = (size_t)flags_text.n;
-			c->tok_kind = 0;
-			return RF_TOKEN;
-		}
-		return 0;
-	}
-	r = token_value(p, 1, result_text, &result);
-	if (r <= 0) {
-		if (r == 0) {
-			c->tok_off = (size_t)(result_text.s - s);
-			c->tok_len = (size_t)result_text.n;
-			c->tok_kind = 1;
-			return RF_TOKEN;
-		}
-		return 0;
-	}
+	int r = flag_token(c, p, 0, flags_text, s, &flags);
+	if (r != 1)
+		return r;
+	r = flag_token(c, p, 1, result_text, s, &result);
+	if (r != 1)
+		return r;
 	/* a line of the views' hot path: from here on, what Aggregator.add_record does */
 	if (c->keep_pid >= 0 && pid != (uint64_t)c->keep_pid) {
 		c->lines++;

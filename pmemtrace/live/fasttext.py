@@ -48,11 +48,10 @@ from .parse import (
     _RESULT_CACHE,
     MAX_LINE,
     ParseStats,
-    _careful,
     _flag_value,
     _line_blocks,
     _LongLines,
-    tokenize_fault_line,
+    trace_line_record,
 )
 
 try:
@@ -219,14 +218,9 @@ class TextReplay:
     # -- one line through the pure-Python path -----------------------------
 
     def _py_line(self, line: str) -> None:
-        st = self.stats
-        st.lines += 1
-        rec = tokenize_fault_line(line)
+        rec = trace_line_record(line, self.stats)
         if rec is None:
-            rec = _careful(line, st, False)
-            if rec is None:
-                return
-        st.events += 1
+            return
         if self.keep_pid is not None and rec[3] != self.keep_pid:
             return
         views = self.views
