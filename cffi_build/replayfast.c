@@ -120,6 +120,11 @@ struct priv {
 	int last[2]; /* the entry each kind found last (lines repeat their flags) */
 };
 
+int rf_abi(void)
+{
+	return 1; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
+}
+
 struct rf_ctx *rf_new(int history)
 {
 	struct rf_ctx *c = calloc(1, sizeof *c);

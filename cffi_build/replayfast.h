@@ -60,6 +60,9 @@ struct rf_ctx {
 	void *priv;
 };
 
+/* the interface's version: pmemtrace/live/fasttext.py uses a module whose
+ * rf_abi() differs from its RF_ABI (a stale build) as if it were missing */
+int rf_abi(void);
 struct rf_ctx *rf_new(int history);
 void rf_free(struct rf_ctx *ctx);
 int rf_run(struct rf_ctx *ctx, const char *buf, size_t len, size_t pos);

@@ -54,9 +54,14 @@ from .parse import (
     trace_line_record,
 )
 
+RF_ABI = 1  # cffi_build/replayfast.c rf_abi()
+
 try:
     from .. import _replayfast  # type: ignore[attr-defined]
-except ImportError:  # not built (no C compiler at install): the pure-Python path
+
+    if _replayfast.lib.rf_abi() != RF_ABI:
+        raise ImportError("stale build")
+except (ImportError, AttributeError):  # not built (no C compiler at install), or stale: the pure-Python path
     _replayfast = None
 
 PURE_ENV = "PMEMTRACE_PURE_PYTHON"
