@@ -166,6 +166,12 @@ class FileSource:
         self._first: list[tuple] = []
 
     def start(self) -> None:
+        if self.stats is not None:
+            # started already (replay() starts it to read the header before the
+            # session does): a second start would re-read the file into fresh
+            # stats, and of a file whose events were all read by the first
+            # (none at all) it would count nothing, not even its lines and losses
+            return
         from .parse import ParseStats, read_events, read_records
 
         read = read_records if self.yields_records else read_events
