@@ -310,4 +310,3 @@ def test_a_trace_without_events_still_counts_its_lines_and_losses(tmp_path, pure
     out = _outcome(p, pure)
     assert out["json"]["totals"]["lost"] == 3
     assert (out["stats"]["lines"], out["stats"]["lost"], out["stats"]["unparsed"]) == (2, 3, 1)
-
