@@ -86,6 +86,38 @@ static int hput(struct htab *t, const uint64_t *k, int64_t v)
 	return 0;
 }
 
+/* --- .dat state --- */
+#define DAT_SLOTS 1024
+#define DAT_FIELDS 10
+struct drec {
+	uint64_t ts;
+	uint32_t piece, off;
+	int32_t ev; /* index into dat.ev */
+};
+struct dslot {
+	struct drec *r;
+	size_t n, cap, next;
+	uint64_t last_ts;
+};
+struct devent {
+	int eid, kind, size;
+	int32_t f[DAT_FIELDS][3];
+};
+struct dpiece {
+	const unsigned char *buf;
+	size_t len;
+};
+struct dat {
+	int page_size, ts_off, commit_off, commit_size, data_off;
+	int16_t by_eid[65536]; /* index into ev + 1, 0: not wanted */
+	struct devent *ev;
+	size_t nev, evcap;
+	struct dpiece *piece;
+	size_t npiece, piececap;
+	struct dslot slot[DAT_SLOTS];
+	int nslots;
+};
+
 /* --- state --- */
 struct bound {
 	uint64_t vs, ve;
@@ -118,11 +150,12 @@ struct priv {
 	struct tokent tok[512];
 	int ntok;
 	int last[2]; /* the entry each kind found last (lines repeat their flags) */
+	struct dat *dat;
 };
 
 int rf_abi(void)
 {
-	return 1; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
+	return 2; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
 }
 
 struct rf_ctx *rf_new(int history)
@@ -155,6 +188,13 @@ void rf_free(struct rf_ctx *c)
 	free(p->pmdkeys.e);
 	free(p->hists.e);
 	free(p->cnt);
+	if (p->dat) {
+		for (int i = 0; i < DAT_SLOTS; i++)
+			free(p->dat->slot[i].r);
+		free(p->dat->piece);
+		free(p->dat->ev);
+		free(p->dat);
+	}
 	free(p);
 	free(c);
 }
@@ -406,6 +446,62 @@ int rf_take_history(struct rf_ctx *c, uint64_t dev, uint64_t ino, uint64_t *pgof
 	return n;
 }
 
+/* One fault event of a kept process into the views, as Aggregator.add_record
+ * folds it: 1 counted, 0 hand it to Python (a new row, or a fallback to
+ * attribute), RF_NOMEM. */
+static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint64_t dev, uint64_t ino,
+		 uint64_t vm_start, uint64_t vm_end, uint64_t address, uint64_t pgoff, uint64_t flags, uint64_t res)
+{
+	int64_t row = -1;
+	if (kind == K_PTE) {
+		/* counted only: no row */
+	} else if (kind == K_PTE_DONE) {
+		struct file *f = file_of(p, pid, dev, ino, 0);
+		if (!f)
+			return 0;
+		for (int i = 0; i < f->nb; i++)
+			if (f->b[i].vs <= address && address < f->b[i].ve) {
+				row = f->b[i].row;
+				break;
+			}
+		if (row < 0)
+			row = f->unbounded;
+		if (row < 0)
+			return 0; /* a new row: Python makes it */
+	} else {
+		int fallback = kind == K_PMD_DONE && !(res & c->sigbus_bit) && (res & c->fallback_bit);
+		if (fallback && c->observe)
+			return 0; /* Python's attributor gives its reason */
+		uint64_t key[5] = {pid, dev, ino, vm_start, vm_end};
+		struct hent *h = hfind(&p->pmdkeys, key);
+		if (!h)
+			return 0;
+		row = h->v;
+		if (fallback) {
+			/* no attributor: counted, its reason 'unattributed' added by Python */
+			p->cnt[row * 4 + 3]++;
+			c->by_kind[kind]++;
+			c->view_events++;
+			return 1;
+		}
+	}
+	if ((kind == K_PMD_DONE || kind == K_PTE_DONE) && c->observe) {
+		struct hist *hs = hist_of(p, dev, ino, 1);
+		if (!hs)
+			return RF_NOMEM;
+		hs->ring[hs->head] = (struct rf_hist){pgoff, res, (uint8_t)((flags & c->write_flag) != 0), (uint8_t)kind};
+		hs->head = (hs->head + 1) % p->history;
+		hs->pending++;
+	}
+	if (kind == K_PMD_DONE)
+		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 0)]++;
+	else if (kind == K_PTE_DONE)
+		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 1)]++;
+	c->by_kind[kind]++;
+	c->view_events++;
+	return 1;
+}
+
 /* The value of a flag (kind 0) or result (kind 1) text of the line at s: 1,
  * RF_TOKEN (Python is asked for it first), or 0 (the line goes to Python). */
 static int flag_token(struct rf_ctx *c, struct priv *p, int kind, struct tok t, const char *s, int64_t *value)
@@ -618,66 +714,18 @@ static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
 	r = flag_token(c, p, 1, result_text, s, &result);
 	if (r != 1)
 		return r;
-	/* a line of the views' hot path: from here on, what Aggregator.add_record does */
+	/* a line of the views' hot path */
 	if (c->keep_pid >= 0 && pid != (uint64_t)c->keep_pid) {
 		c->lines++;
 		c->events++;
 		return 1;
 	}
-	int64_t row = -1;
-	uint64_t res = (uint64_t)result;
-	if (kind == K_PTE) {
-		/* counted only: no row */
-	} else if (kind == K_PTE_DONE) {
-		struct file *f = file_of(p, pid, dev, ino, 0);
-		if (!f)
-			return 0;
-		for (int i = 0; i < f->nb; i++)
-			if (f->b[i].vs <= address && address < f->b[i].ve) {
-				row = f->b[i].row;
-				break;
-			}
-		if (row < 0)
-			row = f->unbounded;
-		if (row < 0)
-			return 0; /* a new row: Python makes it */
-	} else {
-		int fallback = kind == K_PMD_DONE && !(res & c->sigbus_bit) && (res & c->fallback_bit);
-		if (fallback && c->observe)
-			return 0; /* Python's attributor gives its reason */
-		uint64_t key[5] = {pid, dev, ino, vm_start, vm_end};
-		struct hent *h = hfind(&p->pmdkeys, key);
-		if (!h)
-			return 0;
-		row = h->v;
-		if (fallback) {
-			/* no attributor: counted, its reason 'unattributed' added by Python */
-			p->cnt[row * 4 + 3]++;
-			c->by_kind[kind]++;
-			c->view_events++;
-			c->lines++;
-			c->events++;
-			return 1;
-		}
+	r = count(c, p, kind, pid, dev, ino, vm_start, vm_end, address, pgoff, (uint64_t)flags, (uint64_t)result);
+	if (r == 1) {
+		c->lines++;
+		c->events++;
 	}
-	if ((kind == K_PMD_DONE || kind == K_PTE_DONE) && c->observe) {
-		struct hist *hs = hist_of(p, dev, ino, 1);
-		if (!hs)
-			return RF_NOMEM;
-		hs->ring[hs->head] = (struct rf_hist){pgoff, res, (uint8_t)(((uint64_t)flags & c->write_flag) != 0),
-						      (uint8_t)kind};
-		hs->head = (hs->head + 1) % p->history;
-		hs->pending++;
-	}
-	if (kind == K_PMD_DONE)
-		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 0)]++;
-	else if (kind == K_PTE_DONE)
-		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 1)]++;
-	c->by_kind[kind]++;
-	c->view_events++;
-	c->lines++;
-	c->events++;
-	return 1;
+	return r;
 }
 
 int rf_run(struct rf_ctx *c, const char *buf, size_t len, size_t pos)
@@ -699,4 +747,238 @@ int rf_run(struct rf_ctx *c, const char *buf, size_t len, size_t pos)
 	}
 	c->pos = pos;
 	return RF_DONE;
+}
+
+/* --- trace-cmd .dat --- */
+
+static struct dat *dat_of(struct priv *p)
+{
+	if (!p->dat)
+		p->dat = calloc(1, sizeof *p->dat);
+	return p->dat;
+}
+
+void rf_dat_layout(struct rf_ctx *c, int page_size, int ts_offset, int commit_offset, int commit_size,
+		   int data_offset)
+{
+	struct dat *d = dat_of(c->priv);
+	if (!d)
+		return;
+	d->page_size = page_size;
+	d->ts_off = ts_offset;
+	d->commit_off = commit_offset;
+	d->commit_size = commit_size;
+	d->data_off = data_offset;
+}
+
+int rf_dat_event(struct rf_ctx *c, int eid, int kind, int size, const int32_t *fields)
+{
+	struct dat *d = dat_of(c->priv);
+	if (!d || !room((void **)&d->ev, &d->evcap, d->nev, sizeof *d->ev))
+		return RF_NOMEM;
+	if (eid < 0 || eid > 65535 || d->nev >= 32000)
+		return RF_BAD;
+	struct devent *e = &d->ev[d->nev];
+	e->eid = eid;
+	e->kind = kind;
+	e->size = size;
+	memcpy(e->f, fields, sizeof e->f);
+	d->by_eid[eid] = (int16_t)(++d->nev);
+	return 0;
+}
+
+static uint64_t rd(const unsigned char *b, int size)
+{
+	uint64_t v = 0;
+	memcpy(&v, b, (size_t)size); /* little-endian hosts and files only */
+	return v;
+}
+
+/* a field of a record as the unpacker gives it: 1 and the value, or 0
+ * (absent, or a negative signed value: the record goes to Python) */
+static int field(const unsigned char *rec, const int32_t *f, uint64_t *v)
+{
+	if (f[0] < 0)
+		return 0;
+	uint64_t x = rd(rec + f[0], f[1]);
+	if (f[2] && f[1] < 8 && (x >> (f[1] * 8 - 1)) & 1)
+		return 0;
+	if (f[2] && f[1] == 8 && (x >> 63))
+		return 0;
+	*v = x;
+	return 1;
+}
+
+/* ftrace_binary.PageDecoder.decode for one page: 0, or RF_BAD where it raises */
+static int dat_page(struct rf_ctx *c, struct dat *d, int slot, uint32_t piece, const unsigned char *base,
+		    size_t page_off, size_t plen)
+{
+	const unsigned char *page = base + page_off;
+	if ((size_t)d->ts_off + 8 > plen || (size_t)(d->commit_off + d->commit_size) > plen)
+		return RF_BAD;
+	uint64_t ts = rd(page + d->ts_off, 8);
+	uint64_t commit = rd(page + d->commit_off, d->commit_size);
+	uint64_t size = commit & ((1u << 27) - 1);
+	size_t start = (size_t)d->data_off, end = start + size;
+	if (end > plen)
+		return RF_BAD;
+	if (commit & (1ull << 31)) {
+		if (commit & (1ull << 30)) {
+			if (end + (size_t)d->commit_size > plen)
+				return RF_BAD;
+			c->dat_lost += (int64_t)rd(page + end, d->commit_size);
+		} else {
+			c->dat_lost_unknown++;
+		}
+	}
+	struct dslot *s = &d->slot[slot];
+	size_t pos = start;
+	while (pos < end) {
+		uint32_t word;
+		int eid;
+		if (pos + 6 <= end) {
+			word = (uint32_t)rd(page + pos, 4);
+			eid = (int)rd(page + pos + 4, 2);
+		} else if (pos + 4 <= end) {
+			word = (uint32_t)rd(page + pos, 4);
+			eid = -1;
+		} else {
+			return RF_BAD;
+		}
+		uint32_t type_len = word & 31, delta = word >> 5;
+		size_t data;
+		if (type_len >= 1 && type_len <= 28) {
+			if (__builtin_add_overflow(ts, delta, &ts))
+				return RF_BAD;
+			size_t nxt = pos + 4 + ((size_t)type_len << 2);
+			if (nxt > end)
+				return RF_BAD;
+			data = pos + 4;
+			pos = nxt;
+		} else {
+			pos += 4;
+			if (pos + 4 > end) {
+				if (type_len == 29)
+					break;
+				return RF_BAD;
+			}
+			uint64_t arg = rd(page + pos, 4);
+			if (type_len == 0) {
+				int64_t length = (((int64_t)arg - 4) + 3) & ~(int64_t)3;
+				if (__builtin_add_overflow(ts, delta, &ts))
+					return RF_BAD;
+				pos += 4;
+				if (length <= 0 || pos + (size_t)length > end)
+					return RF_BAD;
+				eid = (int)rd(page + pos, 2);
+				data = pos;
+				pos += (size_t)length;
+			} else if (type_len == 30) {
+				uint64_t add = (arg << 27) + delta;
+				if (__builtin_add_overflow(ts, add, &ts))
+					return RF_BAD;
+				pos += 4;
+				continue;
+			} else if (type_len == 29) {
+				if (delta == 0)
+					break;
+				if (__builtin_add_overflow(ts, delta, &ts))
+					return RF_BAD;
+				if (arg == 0)
+					return RF_BAD;
+				pos += arg;
+				continue;
+			} else {
+				ts = ((arg << 27) + delta) | (ts & (0xF8ull << 56));
+				pos += 4;
+				continue;
+			}
+		}
+		int ix = eid >= 0 ? d->by_eid[eid] : 0;
+		if (!ix) {
+			c->dat_skipped++;
+			continue;
+		}
+		if (page_off + data + (size_t)d->ev[ix - 1].size > page_off + plen)
+			return RF_BAD; /* the unpacker would read past the page */
+		if (ts < s->last_ts)
+			return RF_BAD; /* a CPU going back in time: the Python merge's order */
+		s->last_ts = ts;
+		if (!room((void **)&s->r, &s->cap, s->n, sizeof *s->r))
+			return RF_NOMEM;
+		s->r[s->n++] = (struct drec){ts, piece, (uint32_t)(page_off + data), ix - 1};
+		c->dat_records++;
+	}
+	return 0;
+}
+
+int rf_dat_piece(struct rf_ctx *c, int slot, const char *buf, size_t len)
+{
+	struct dat *d = dat_of(c->priv);
+	if (!d || slot < 0 || slot >= DAT_SLOTS || d->page_size <= 0 || len > 0xffffffffu)
+		return RF_BAD;
+	if (!room((void **)&d->piece, &d->piececap, d->npiece, sizeof *d->piece))
+		return RF_NOMEM;
+	uint32_t piece = (uint32_t)d->npiece;
+	d->piece[d->npiece++] = (struct dpiece){(const unsigned char *)buf, len};
+	if (slot >= d->nslots)
+		d->nslots = slot + 1;
+	/* decode_pages: every page_size step while a page header fits */
+	for (size_t off = 0; off + (size_t)d->data_off <= len; off += (size_t)d->page_size) {
+		size_t plen = len - off < (size_t)d->page_size ? len - off : (size_t)d->page_size;
+		int r = dat_page(c, d, slot, piece, (const unsigned char *)buf, off, plen);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int rf_dat_run(struct rf_ctx *c)
+{
+	struct priv *p = c->priv;
+	struct dat *d = p->dat;
+	if (!d)
+		return RF_DONE;
+	for (;;) {
+		/* the next record: the lowest timestamp, the lower slot on a tie */
+		int best = -1;
+		uint64_t bts = 0;
+		for (int i = 0; i < d->nslots; i++) {
+			struct dslot *s = &d->slot[i];
+			if (s->next < s->n && (best < 0 || s->r[s->next].ts < bts)) {
+				best = i;
+				bts = s->r[s->next].ts;
+			}
+		}
+		if (best < 0)
+			return RF_DONE;
+		struct dslot *s = &d->slot[best];
+		const struct drec *r = &s->r[s->next++];
+		const struct devent *e = &d->ev[r->ev];
+		const unsigned char *rec = d->piece[r->piece].buf + r->off;
+		uint64_t v[DAT_FIELDS] = {0};
+		int ok = e->kind <= K_PTE_DONE;
+		for (int i = 0; ok && i < DAT_FIELDS; i++) {
+			if (e->f[i][0] < 0) {
+				/* absent: PTE events have no vm_start, vm_end, max_pgoff */
+				if (!(e->kind >= K_PTE && (i == 3 || i == 4 || i == 7)))
+					ok = 0;
+				continue;
+			}
+			ok = field(rec, e->f[i], &v[i]);
+		}
+		if (ok && c->keep_pid >= 0 && v[0] != (uint64_t)c->keep_pid)
+			continue; /* another process: not in the views */
+		int rr = ok ? count(c, p, e->kind, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[8], v[9]) : 0;
+		if (rr == 1)
+			continue;
+		if (rr != 0)
+			return rr;
+		c->rec_ts = r->ts;
+		c->rec_piece = r->piece;
+		c->rec_off = r->off;
+		c->rec_eid = e->eid;
+		c->rec_slot = best;
+		return RF_LINE;
+	}
 }

@@ -57,6 +57,10 @@ struct rf_ctx {
 	/* out: where the last status points */
 	size_t pos, line_end, tok_off, tok_len;
 	int tok_kind;        /* 0 fault flags, 1 result */
+	/* .dat: what the pages said (rf_dat_piece), and the record handed back (RF_LINE) */
+	int64_t dat_records, dat_skipped, dat_lost, dat_lost_unknown;
+	uint64_t rec_ts;
+	int64_t rec_piece, rec_off, rec_eid, rec_slot;
 	void *priv;
 };
 
@@ -75,6 +79,28 @@ int64_t rf_row_count(struct rf_ctx *ctx, int64_t row, int which);
  * four arrays of max entries (arrays: Python unpacks them in one call each) */
 int rf_take_history(struct rf_ctx *ctx, uint64_t dev, uint64_t ino, uint64_t *pgoff, uint64_t *result,
 		    uint8_t *write, uint8_t *kind, int max);
+
+/* trace-cmd .dat: ring-buffer pages decoded in C (little-endian files), the
+ * CPUs merged by timestamp (the lower CPU first on a tie), and the fault
+ * events counted as above; other fs_dax events, fallbacks and new rows are
+ * handed back (RF_LINE with rec_*: Python unpacks that record itself).
+ * Anything unusual in the pages (what pmemtrace/live/ftrace_binary.py would
+ * call corrupt, a CPU whose timestamps go back) is RF_BAD: Python then
+ * replays the whole file through its own decoder. */
+#define RF_BAD 5
+/* the page header's layout (ftrace_binary.PageHeader) */
+void rf_dat_layout(struct rf_ctx *ctx, int page_size, int ts_offset, int commit_offset, int commit_size,
+		   int data_offset);
+/* an event id to decode: kind 0..3 (the fault events) or 4 (handed back),
+ * the bytes its record must have (struct size), and for each of pid, dev,
+ * ino, vm_start, vm_end, address, pgoff, max_pgoff, flags, result its
+ * offset, size and signedness (offset -1: absent) */
+int rf_dat_event(struct rf_ctx *ctx, int eid, int kind, int size, const int32_t *fields);
+/* the pages of one piece of CPU slot's data (slots in CPU order, pieces in
+ * file order); buf must live until the replay ends */
+int rf_dat_piece(struct rf_ctx *ctx, int slot, const char *buf, size_t len);
+/* merge and count from where the last call stopped: RF_DONE or RF_LINE */
+int rf_dat_run(struct rf_ctx *ctx);
 /* PMT_CDEF_END */
 
 #endif

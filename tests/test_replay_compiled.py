@@ -310,3 +310,92 @@ def test_a_trace_without_events_still_counts_its_lines_and_losses(tmp_path, pure
     out = _outcome(p, pure)
     assert out["json"]["totals"]["lost"] == 3
     assert (out["stats"]["lines"], out["stats"]["lost"], out["stats"]["unparsed"]) == (2, 3, 1)
+
+
+# -- trace-cmd .dat ---------------------------------------------------------
+
+DAT_DIR = os.path.join(ROOT, "fixtures", "trace-dat")
+DATS = sorted(os.path.join(DAT_DIR, n) for n in os.listdir(DAT_DIR) if n.endswith(".dat"))
+
+
+def _dat_outcome(path, pure, **kw):
+    """As _outcome, for a .dat: the compiled path may decline a file (then
+    the pure path runs); *pure* False asks that it did not."""
+    try:
+        return _outcome(path, pure, **kw)
+    except AssertionError:
+        if pure:
+            raise
+        return "declined"
+
+
+@pytest.mark.parametrize("path", DATS, ids=os.path.basename)
+@pytest.mark.parametrize(
+    "kw", [{}, {"reasons": False}, {"kernel": "6.1"}, {"pid": 236}, {"max_rows": 1}, {"verify_reuse": True}]
+)
+def test_dat_fixtures(path, kw):
+    pure = _outcome(path, True, **kw)
+    fast = _outcome(path, False, **kw)  # fails if the compiled path declined the file
+    assert fast == pure
+    assert pure["fmt"] == "trace-cmd.dat" and pure["stats"]["events"] > 500
+
+
+def _synthesized(tmp_path, copies):
+    """The v6 fixture's pages *copies* times over (benchmarks/bench_dat.py)."""
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        from bench_dat import synthesize
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / f"x{copies}.dat"
+    synthesize(os.path.join(DAT_DIR, "7.2-fsdax.v6.dat"), str(out), copies)
+    return out
+
+
+def test_dat_of_many_pages(tmp_path):
+    p = _synthesized(tmp_path, 6)
+    pure = _outcome(p, True)
+    assert _outcome(p, False) == pure
+    assert pure["stats"]["events"] == 6 * 568
+
+
+def test_dat_whose_cpu_goes_back_in_time_takes_the_pure_path(tmp_path):
+    """Pages repeated without shifting their timestamps: the pure path's
+    window merge gives its own order, so the compiled path declines."""
+    p = _synthesized(tmp_path, 1)
+    data = bytearray(p.read_bytes())
+    from pmemtrace.live.tracedat import open_dat
+
+    d, mm = open_dat(str(p))
+    mm.close()
+    c = max(d.cpus, key=lambda c: c.size)
+    ps = d.page_size
+    pages = data[c.offset : c.offset + c.size]
+    data[c.offset : c.offset + c.size] = pages[ps:] + pages[:ps]  # the first page moved last
+    p.write_bytes(bytes(data))
+    assert _dat_outcome(p, False) == "declined"
+    _outcome(p, True)
+
+
+@fuzz_settings(40)
+@given(edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=6))
+def test_damaged_dat_pages_same_as_the_pure_path(tmp_path_factory, edits):
+    """Bytes of the v6 fixture's CPU data changed: both paths print the same,
+    or fail with the same error (the compiled path declines what it finds odd)."""
+    from pmemtrace.live.tracedat import open_dat
+
+    src = os.path.join(DAT_DIR, "7.2-fsdax.v6.dat")
+    d, mm = open_dat(src)
+    mm.close()
+    data = bytearray(open(src, "rb").read())
+    spans = [(c.offset, c.size) for c in d.cpus if c.size]
+    for where, value in edits:
+        off, size = spans[where % len(spans)]
+        data[off + (where >> 1) % size] = value
+    p = tmp_path_factory.mktemp("dat") / "d.dat"
+    p.write_bytes(bytes(data))
+    pure = _outcome_or_error(p, True)
+    fast = _dat_outcome(p, False) if "error" not in pure else _outcome_or_error(p, False)
+    assert fast in ("declined", pure)

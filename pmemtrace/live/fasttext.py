@@ -39,6 +39,7 @@ import codecs
 import io
 import locale
 import os
+import sys
 from itertools import islice
 from typing import Any
 
@@ -54,7 +55,7 @@ from .parse import (
     trace_line_record,
 )
 
-RF_ABI = 1  # cffi_build/replayfast.c rf_abi()
+RF_ABI = 2  # cffi_build/replayfast.c rf_abi()
 
 try:
     from .. import _replayfast  # type: ignore[attr-defined]
@@ -92,9 +93,10 @@ def _in_u64(*vals: Any) -> bool:
     return all(type(v) is int and 0 <= v < _U64 for v in vals)
 
 
-class TextReplay:
-    """One replay of a text trace into *views* (an Aggregator), counting
-    lines and events into *stats* as the pure-Python path does."""
+class _Counting:
+    """The C side's state for one replay into *views* (an Aggregator), and
+    what both inputs share: a record handed back to the views, the entry
+    state taken, the rows registered, the counts folded in at the end."""
 
     def __init__(self, views: Any, stats: ParseStats, keep_pid: int | None = None) -> None:
         ffi, lib = _replayfast.ffi, _replayfast.lib
@@ -110,7 +112,10 @@ class TextReplay:
         if ctx == ffi.NULL:
             raise MemoryError("replay: cannot allocate the compiled path's state")
         self.ctx = ffi.gc(ctx, lib.rf_free)
-        ctx.keep_pid = -1 if keep_pid is None or not _in_u64(keep_pid) else keep_pid
+        if keep_pid is None:
+            ctx.keep_pid = -1
+        else:  # a pid no record has (negative, past 63 bits) matches none
+            ctx.keep_pid = keep_pid if 0 <= keep_pid < (1 << 63) else (1 << 63) - 1
         ctx.observe = 1 if att is not None else 0
         ctx.write_flag = FAULT_FLAG["WRITE"]
         ctx.sigbus_bit = VM_FAULT["SIGBUS"]
@@ -125,6 +130,88 @@ class TextReplay:
         self.rows: list = []  # row objects, by the C side's row number
         self.nrows = 0  # views.rows seen (registered or not)
         self.pure = False  # the rest of the file through the pure-Python path
+
+    # -- one line through the pure-Python path -----------------------------
+
+    def _py_line(self, line: str) -> None:
+        rec = trace_line_record(line, self.stats)
+        if rec is not None:
+            self._add(rec)
+
+    def _add(self, rec: tuple) -> None:
+        """A record (name, fields, ts, pid, comm, cpu) through the views' own path."""
+        if self.keep_pid is not None and rec[3] != self.keep_pid:
+            return
+        views = self.views
+        if self.attributor is not None:
+            f = rec[1]
+            self._take_history(f.get("dev", 0), f.get("ino", 0))
+        n = len(views.rows)
+        views.add_record(*rec)
+        if len(views.rows) != n:
+            self._register(len(views.rows) - self.nrows)
+
+    def _take_history(self, dev: Any, ino: Any) -> None:
+        """The entry state the C side kept for (dev, ino), to the attributor."""
+        if not _in_u64(dev, ino):
+            return  # (also after a switch to the pure path: what the C side kept is still taken)
+        pg, res, wr, kd = self.hbuf
+        n = self.lib.rf_take_history(self.ctx, dev, ino, pg, res, wr, kd, self.history)
+        if n:
+            unpack = self.ffi.unpack
+            self.attributor.observe_entries(
+                (dev, ino),
+                list(
+                    zip(
+                        unpack(pg, n),
+                        map(bool, unpack(wr, n)),
+                        map(_KIND_NAMES.__getitem__, unpack(kd, n)),
+                        unpack(res, n),
+                    )
+                ),
+            )
+
+    def _register(self, new: int) -> None:
+        """Tell the C side about the *new* rows Python just made (the last
+        ones of views.rows, in order)."""
+        items = list(islice(reversed(self.views.rows.items()), new))[::-1]
+        self.nrows += new
+        for (pid, dev, ino, vs, ve), row in items:
+            if not _in_u64(pid, dev, ino):
+                continue  # no line the C side takes has such a key
+            bounded = vs is not None or ve is not None
+            if bounded and not _in_u64(vs, ve):
+                # the C side cannot hold its bounds, and a PTE event inside
+                # them belongs to it: the rest goes the pure-Python way
+                self.pure = True
+                return
+            r = self.lib.rf_add_row(self.ctx, len(self.rows), pid, dev, ino, bounded, vs or 0, ve or 0)
+            if r:
+                raise MemoryError("replay: the compiled path ran out of memory")
+            self.rows.append(row)
+
+    def _finish(self) -> None:
+        """What the C side counted, into the views."""
+        lib, ctx, views = self.lib, self.ctx, self.views
+        for i, row in enumerate(self.rows):
+            row.pmd += lib.rf_row_count(ctx, i, 0)
+            row.pte += lib.rf_row_count(ctx, i, 1)
+            row.sigbus += lib.rf_row_count(ctx, i, 2)
+            fallback = lib.rf_row_count(ctx, i, 3)  # only without an attributor (--no-reasons)
+            if fallback:
+                row.fallback += fallback
+                row.reasons["unattributed"] = row.reasons.get("unattributed", 0) + fallback
+        for k, name in enumerate(_KIND_NAMES):
+            n = ctx.by_kind[k]
+            if n:
+                views.by_name[name] = views.by_name.get(name, 0) + n
+        views.events += ctx.view_events
+        views.lost += self.stats.lost
+
+
+class TextReplay(_Counting):
+    """One replay of a text trace, counting lines and events into *stats*
+    as the pure-Python path does."""
 
     # -- the file ----------------------------------------------------------
 
@@ -220,79 +307,73 @@ class TextReplay:
         value = v if v is not None and 0 <= v < (1 << 63) else -1  # -1: such lines come to Python
         return bool(self.lib.rf_set_token(self.ctx, kind, data, len(data), value))
 
-    # -- one line through the pure-Python path -----------------------------
 
-    def _py_line(self, line: str) -> None:
-        rec = trace_line_record(line, self.stats)
-        if rec is None:
-            return
-        if self.keep_pid is not None and rec[3] != self.keep_pid:
-            return
-        views = self.views
-        if self.attributor is not None:
-            f = rec[1]
-            self._take_history(f.get("dev", 0), f.get("ino", 0))
-        n = len(views.rows)
-        views.add_record(*rec)
-        if len(views.rows) != n:
-            self._register(len(views.rows) - self.nrows)
+class DatReplay(_Counting):
+    """One replay of a trace-cmd .dat (:mod:`pmemtrace.live.tracedat`): the
+    ring-buffer pages decoded, the CPUs merged and the fault events counted
+    in C; other fs_dax events, fallbacks and new rows come back here, where
+    the record is unpacked and converted as the pure path does it."""
 
-    def _take_history(self, dev: Any, ino: Any) -> None:
-        """The entry state the C side kept for (dev, ino), to the attributor."""
-        if not _in_u64(dev, ino):
-            return  # (also after a switch to the pure path: what the C side kept is still taken)
-        pg, res, wr, kd = self.hbuf
-        n = self.lib.rf_take_history(self.ctx, dev, ino, pg, res, wr, kd, self.history)
-        if n:
-            unpack = self.ffi.unpack
-            self.attributor.observe_entries(
-                (dev, ino),
-                list(
-                    zip(
-                        unpack(pg, n),
-                        map(bool, unpack(wr, n)),
-                        map(_KIND_NAMES.__getitem__, unpack(kd, n)),
-                        unpack(res, n),
-                    )
-                ),
-            )
+    #: the fields the C side reads, in the order of rf_dat_event's table
+    FIELDS = ("common_pid", "dev", "ino", "vm_start", "vm_end", "address", "pgoff", "max_pgoff", "flags", "result")
 
-    def _register(self, new: int) -> None:
-        """Tell the C side about the *new* rows Python just made (the last
-        ones of views.rows, in order)."""
-        items = list(islice(reversed(self.views.rows.items()), new))[::-1]
-        self.nrows += new
-        for (pid, dev, ino, vs, ve), row in items:
-            if not _in_u64(pid, dev, ino):
-                continue  # no line the C side takes has such a key
-            bounded = vs is not None or ve is not None
-            if bounded and not _in_u64(vs, ve):
-                # the C side cannot hold its bounds, and a PTE event inside
-                # them belongs to it: the rest goes the pure-Python way
-                self.pure = True
-                return
-            r = self.lib.rf_add_row(self.ctx, len(self.rows), pid, dev, ino, bounded, vs or 0, ve or 0)
-            if r:
+    def run(self, dat: Any, mm: Any) -> bool:
+        """Replay *dat* (and its mmap *mm*, :func:`~pmemtrace.live.tracedat.open_dat`);
+        False, with nothing counted, when the C side does not take the file
+        (a big-endian file, pages it finds unusual): the caller then replays
+        it through the pure-Python path, which says what is wrong if anything is."""
+        from .fsdax_binary import converters
+        from .ftrace_binary import FormatError
+        from .tracedat import _Truncated, cpu_pages
+
+        ffi, lib, ctx = self.ffi, self.lib, self.ctx
+        h = dat.header_page
+        if dat.big_endian or sys.byteorder != "little" or h is None:
+            return False
+        conv = converters(dat.formats, dat.cmdlines)
+        lib.rf_dat_layout(ctx, dat.page_size, h.ts_offset, h.commit_offset, h.commit_size, h.data_offset)
+        for eid in conv:
+            f = dat.formats[eid]
+            f.layout(False)
+            by_name = {x.name: x for x in f.fields}
+            table = []
+            for name in self.FIELDS:
+                x = by_name.get(name) if name in f.index else None
+                if x is None or x.array is not None or x.data_loc or x.size not in (1, 2, 4, 8):
+                    table += [-1, 0, 0]
+                else:
+                    table += [x.offset, x.size, int(bool(x.signed))]
+            kind = _KIND_NAMES.index(f.name) if f.name in _KIND_NAMES else 4
+            if lib.rf_dat_event(ctx, eid, kind, f.unpacker.size, ffi.new("int32_t[]", table)):
+                return False
+        cpus = [c for c in sorted(dat.cpus, key=lambda c: c.cpu) if c.size]
+        self.pieces: list = []  # the decoded-from buffers: the C side points into them
+        try:
+            for slot, c in enumerate(cpus):
+                for piece in cpu_pages(dat, mm, c):
+                    cbuf = ffi.from_buffer(piece)
+                    self.pieces.append((piece, cbuf))
+                    if lib.rf_dat_piece(ctx, slot, cbuf, len(piece)):
+                        return False
+        except (_Truncated, FormatError):
+            return False  # the pure path raises it, with its message
+        st = self.stats
+        st.lines += ctx.dat_records
+        st.events += ctx.dat_records
+        while True:
+            r = lib.rf_dat_run(ctx)
+            if r == lib.RF_DONE:
+                break
+            if r != lib.RF_LINE:
                 raise MemoryError("replay: the compiled path ran out of memory")
-            self.rows.append(row)
-
-    def _finish(self) -> None:
-        """What the C side counted, into the views."""
-        lib, ctx, views = self.lib, self.ctx, self.views
-        for i, row in enumerate(self.rows):
-            row.pmd += lib.rf_row_count(ctx, i, 0)
-            row.pte += lib.rf_row_count(ctx, i, 1)
-            row.sigbus += lib.rf_row_count(ctx, i, 2)
-            fallback = lib.rf_row_count(ctx, i, 3)  # only without an attributor (--no-reasons)
-            if fallback:
-                row.fallback += fallback
-                row.reasons["unattributed"] = row.reasons.get("unattributed", 0) + fallback
-        for k, name in enumerate(_KIND_NAMES):
-            n = ctx.by_kind[k]
-            if n:
-                views.by_name[name] = views.by_name.get(name, 0) + n
-        views.events += ctx.view_events
-        views.lost += self.stats.lost
+            eid = ctx.rec_eid
+            values = dat.formats[eid].unpack_from(self.pieces[ctx.rec_piece][0], ctx.rec_off)
+            self._add(conv[eid](ctx.rec_ts, cpus[ctx.rec_slot].cpu, values))
+        st.lost += ctx.dat_lost
+        st.skipped += ctx.dat_skipped
+        st.lost_unknown += ctx.dat_lost_unknown
+        self._finish()
+        return True
 
 
 class TextSource:
@@ -307,3 +388,12 @@ class TextSource:
         self.path = path
         self.fmt = "trace"
         self.stats = stats
+
+
+class DatSource(TextSource):
+    """:class:`TextSource` of a .dat that took the compiled path."""
+
+    def __init__(self, path: str, stats: ParseStats, header: dict) -> None:
+        super().__init__(path, stats)
+        self.fmt = "trace-cmd.dat"
+        self.header = header  # type: ignore[assignment]
