@@ -1,4 +1,5 @@
-"""The compiled hot path of ``pmemtrace replay`` on fs_dax text traces.
+"""The compiled hot path of ``pmemtrace replay`` on fs_dax text traces
+(:class:`TextReplay`) and trace-cmd .dat files (:class:`DatReplay`, at the end).
 
 ``pmemtrace._replayfast`` (cffi_build/replayfast.c) reads the file's bytes a
 block at a time, tokenizes the plain fault lines (``dax_pmd_fault[_done]``,
