@@ -24,8 +24,10 @@ except ImportError:  # pragma: no cover - old setuptools
     from distutils.errors import DistutilsPlatformError as PlatformError
 
 ENGINE = "pmemtrace._engine"
-EXPLAIN_CORE = "pmemtrace._explain_core"  # explain's compiled core: optional too (the Python model runs without it)
-OPTIONAL = (ENGINE, EXPLAIN_CORE)
+# the compiled cores of explain and replay: optional too (pure-Python paths run without them)
+EXPLAIN_CORE = "pmemtrace._explain_core"
+REPLAYFAST = "pmemtrace._replayfast"
+OPTIONAL = (ENGINE, EXPLAIN_CORE, REPLAYFAST)
 REQUIRE_ENV = "PMEMTRACE_REQUIRE_ENGINE"
 _BUILD_ERRORS = (CCompilerError, CompileError, LinkError, ExecError, PlatformError, OSError)
 
@@ -33,13 +35,15 @@ _BUILD_ERRORS = (CCompilerError, CompileError, LinkError, ExecError, PlatformErr
 class OptionalEngineBuildExt(build_ext):
     """build_ext that lets the engine's compile fail (unless required)."""
 
-    def _skip(self, exc):
+    def _skip(self, exc, name=ENGINE):
+        # PMEMTRACE_REQUIRE_ENGINE=1 (scripts/install-deps.sh) makes every
+        # C module required, so the test machine always has them all.
         if os.environ.get(REQUIRE_ENV) == "1":
             raise exc
         sys.stderr.write(
-            f"pmemtrace: a C module ({ENGINE} or {EXPLAIN_CORE}) was not built ({exc}); "
-            "model mode (explain, model, reasons, replay, diagnose) works without it; "
-            "for 'run' and 'check' install a C compiler (gcc, libc6-dev) and reinstall\n"
+            f"pmemtrace: the C module {name} was not built ({exc}); model mode (explain, model, "
+            "reasons, replay, diagnose) works without it, on its pure-Python paths; for 'run' and "
+            "'check' install a C compiler (gcc, libc6-dev) and reinstall\n"
         )
 
     def run(self):
@@ -54,13 +58,17 @@ class OptionalEngineBuildExt(build_ext):
         except _BUILD_ERRORS as exc:
             if ext.name not in OPTIONAL:
                 raise
-            self._skip(exc)
+            self._skip(exc, ext.name)
 
 
 setup(
     # bpf/ is installed as pmemtrace._bpf (package-dir in pyproject.toml); it is
     # listed here because [tool.setuptools.packages.find] cannot name a mapped package.
     packages=find_packages(include=["pmemtrace*"]) + ["pmemtrace._bpf"],
-    cffi_modules=["cffi_build/build_engine.py:ffibuilder", "cffi_build/build_explain.py:ffibuilder"],
+    cffi_modules=[
+        "cffi_build/build_engine.py:ffibuilder",
+        "cffi_build/build_explain.py:ffibuilder",
+        "cffi_build/build_replayfast.py:ffibuilder",
+    ],
     cmdclass={"build_ext": OptionalEngineBuildExt},
 )

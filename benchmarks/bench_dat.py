@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _whole_command import run_child
 
+from pmemtrace.live.ftrace_binary import PageDecoder, PageHeader
 from pmemtrace.live.parse import ParseStats
 from pmemtrace.live.tracedat import open_dat, read_dat_records
 
@@ -58,12 +59,19 @@ def synthesize(real_v6, out, copies):
         q = struct.Struct(e + "Q")
         first, last = None, 0
         pages = {}
+        # the span of a copy: from the first page's timestamp to the last
+        # record's (a page's records run past its own timestamp), so every
+        # CPU's timestamps keep rising from copy to copy, as the kernel's do
+        decoder = PageDecoder(dat.header_page or PageHeader(), dat.formats, dat.big_endian)
         for c in dat.cpus:
             pages[c.cpu] = [bytes(mm[o : o + ps]) for o in range(c.offset, c.offset + c.size, ps)]
             for p in pages[c.cpu]:
                 ts = q.unpack_from(p)[0]
                 first = ts if first is None else min(first, ts)
                 last = max(last, ts)
+                recs: list = []
+                decoder.decode(p, c.cpu, recs)
+                last = max([last] + [r[0] for r in recs])
         span = (last - (first or 0)) + 10_000_000_000  # each copy starts 10 s after the last page of the one before
         head = mm[: dat.flyrecord_table]
     finally:

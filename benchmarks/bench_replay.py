@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Replay rate, end to end: the whole ``pmemtrace replay TRACE > OUT`` as a
 child process on a text trace of N fs_dax events (default 1,000,000), with
-reasons, with ``--no-reasons`` and with ``--json``: events/s (by wall and by
-the child's CPU time) and peak RSS.  Second figure: the phases in process
-(parsing only; parsing + views + reasons).  When given a trace-cmd .dat
+reasons, with ``--no-reasons`` and with ``--json``, by the compiled path
+(pmemtrace._replayfast) and by the pure-Python one (PMEMTRACE_PURE_PYTHON=1),
+and whether the two outputs are identical: events/s (by wall and by the
+child's CPU time) and peak RSS.  Second figure: the phases in process
+(the pure-Python parser alone; the whole replay()).  When given a trace-cmd .dat
 file, also trace-cmd report on it against pmemtrace replay of its text.
 
 Prints figures; asserts nothing.  Runs anywhere (no root):
@@ -29,6 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pmemtrace.events import format_event
+from pmemtrace.live import fasttext
 from pmemtrace.live.parse import ParseStats, parse_trace_text
 from pmemtrace.live.session import replay
 
@@ -113,18 +116,27 @@ def main():
             _, t = timed(lambda: synth(path, args.n))
             print(f"synthetic trace: {args.n} events, {os.path.getsize(path) / 1e6:.0f} MB, written in {t:.1f} s")
         exe = [sys.executable, "-m", "pmemtrace", "replay", path]
+        pure = ["env", f"{fasttext.PURE_ENV}=1"]  # env execs python: the same process is timed
+        compiled = "compiled path" if fasttext.available() else "compiled path NOT BUILT: pure"
+        outs = {}
+        for label, pre in ((compiled, []), ("pure Python", pure)):
+            for extra in ([], ["--no-reasons"], ["--json"]):
+                out = os.path.join(d, f"out{len(outs)}")
+                wall, cpu, rss = run_child(pre + exe + extra, out)
+                with open(out, "rb") as f:
+                    outs[(label, tuple(extra))] = f.read()
+                print(
+                    f"replay {' '.join(extra):<13} ({label}): wall {wall:6.2f} s -> {args.n / wall:10,.0f} "
+                    f"events/s (CPU {cpu:6.2f} s -> {args.n / cpu:10,.0f}/s); peak RSS {rss:,.0f} MiB"
+                )
         for extra in ([], ["--no-reasons"], ["--json"]):
-            out = os.path.join(d, "out")
-            wall, cpu, rss = run_child(exe + extra, out)
-            print(
-                f"replay {' '.join(extra):<13}: wall {wall:6.2f} s -> {args.n / wall:10,.0f} events/s "
-                f"(CPU {cpu:6.2f} s -> {args.n / cpu:10,.0f}/s); peak RSS {rss:,.0f} MiB"
-            )
+            same = outs[(compiled, tuple(extra))] == outs[("pure Python", tuple(extra))]
+            print(f"output of replay {' '.join(extra):<13}: {'identical' if same else 'DIFFERS'} in both paths")
         st = ParseStats()
         with open(path) as f:
             n, t_parse = timed(lambda: sum(1 for _ in parse_trace_text(f, st)))
         print(f"phase, parse only       : {n} events in {t_parse:.2f} s = {n / t_parse:,.0f} events/s")
-        (agg, src), t_all = timed(lambda: replay(path, kernel="6.12"))
+        (agg, src), t_all = timed(lambda: replay(path, kernel="6.12"))  # the compiled path when built
         st2 = src.stats
         tot = agg.totals()
         print(

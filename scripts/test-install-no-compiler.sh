@@ -3,8 +3,9 @@
 # a clean clone would have them) into a fresh venv with no C compiler
 # reachable (PATH without gcc/cc, CC=/bin/false), then run the model.  The
 # install must succeed without the C engine; `explain` must print the
-# reviewed output; a command that needs the engine must say so in one line
-# and exit non-zero, without a traceback.  Run by scripts/test-all.sh.
+# reviewed output; `replay` must run (its pure-Python path); a command that
+# needs the engine must say so in one line and exit non-zero, without a
+# traceback.  Run by scripts/test-all.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/pmemtrace-nocc.XXXXXX)
@@ -43,6 +44,13 @@ cmp -s "$work/dax-pmd.json" tests/expected/dax-pmd.json || fail "explain --examp
     || fail "pmemtrace explain --json failed in the compiler-less install"
 /usr/bin/python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])) != json.load(open(sys.argv[2])))' \
     "$work/dax-pmd.compact.json" tests/expected/dax-pmd.json || fail "explain --json differs from tests/expected/dax-pmd.json"
+
+# replay without its compiled path (pmemtrace._replayfast): the pure-Python path
+"${nocc[@]}" "$work/venv/bin/python" -I -c "import pmemtrace._replayfast" 2>/dev/null \
+    && fail "the compiled replay path was built although no compiler was reachable"
+"${nocc[@]}" "$work/venv/bin/pmemtrace" replay fixtures/trace-dat/7.2-fsdax.report.txt >"$work/replay.out" 2>"$work/replay.err" \
+    || { cat "$work/replay.err" >&2; fail "pmemtrace replay failed without its compiled path"; }
+grep -q "dax_pmd\|PMD" "$work/replay.out" || fail "pmemtrace replay printed no table without its compiled path"
 
 # a command that needs the engine: one line, non-zero, no traceback
 mkdir "$work/scratch"

@@ -21,7 +21,9 @@ trace text (with or without the flags and (tgid) columns), 'trace-cmd report'
 text, and trace-cmd's binary trace.dat (file versions 6 and 7, uncompressed,
 zstd or zlib: what Debian's trace-cmd writes), read directly, with the
 traced kernel's release from the file.  Compressed .gz/.xz text is read
-directly too.
+directly too.  A text trace in a plain file and a .dat are read by a
+compiled path when it is built (the same output, several times faster);
+PMEMTRACE_PURE_PYTHON=1 uses the pure-Python path.
 
 Fallback reasons come from the reference model run on what each event shows
 (VMA bounds, pgoff, max_pgoff, write flag, earlier faults on the file).  Text

@@ -86,14 +86,14 @@ class CachedAttributor:
         # the entry state build_case() replays: earlier fault-done events on
         # the file in this 2 MiB virtual range (same selection as there)
         npages = (vm_end - vm_start) >> PAGE_SHIFT
-        prior = inner._seen.get((dev, ino), [])
-        if prior and prior[-1][0] == pgoff and prior[-1][2] == "dax_pmd_fault_done":
-            prior = prior[:-1]
-        vrange = (address - vm_start) >> 21
+        # in the mapping and in this 2 MiB virtual range ((p - vm_pgoff) >> 9
+        # == (address - vm_start) >> 21, address >= vm_start): one interval
+        lo = vm_pgoff + (((address - vm_start) >> 21) << 9)
+        hi = min(vm_pgoff + npages, lo + 512)
         entries = tuple(
             (p - block_pgoff, w, name)
-            for (p, w, name, res) in prior[-inner.history :]
-            if vm_pgoff <= p < vm_pgoff + npages and not res & _NOT_USED and (p - vm_pgoff) >> 9 == vrange
+            for (p, w, name, res) in inner.prior_faults(dev, ino, pgoff)
+            if lo <= p < hi and not res & _NOT_USED
         )
         return (
             inner.release,

@@ -94,6 +94,29 @@ class Attributor:
         if len(lst) > 4096:
             del lst[:2048]
 
+    def observe_entries(self, key, entries):
+        """:meth:`observe` of many fault-done events of one file at once:
+        *key* ``(dev, ino)``, *entries* its ``(pgoff, write, name, result)``
+        in order (the compiled replay path keeps the last ones per file).
+        Only the last ``history + 1`` entries of a file are ever read."""
+        lst = self._seen.get(key)
+        if lst is None:
+            lst = self._seen[key] = []
+        lst.extend(entries)
+        while len(lst) > 4096:
+            del lst[:2048]
+
+    def prior_faults(self, dev, ino, pgoff):
+        """The earlier fault-done events on (dev, ino) a fallback's case
+        replays: the last :attr:`history` of them, without the fallback at
+        *pgoff* itself when it was observed first (sliced from the end: the
+        list holds up to 4096)."""
+        prior = self._seen.get((dev, ino), ())
+        h = self.history
+        if prior and prior[-1][0] == pgoff and prior[-1][2] == "dax_pmd_fault_done":
+            return prior[-h - 1 : -1] if h > 0 else prior[:-1]
+        return prior[-h:]
+
     def build_case(self, ev):
         """The model case (a :class:`~pmemtrace.model.case.Case`) for the
         fallback *ev*, and the list of assumed inputs."""
@@ -141,12 +164,9 @@ class Attributor:
         # exactly what the kernel's PTE fault left: 4 KiB entries in the file's
         # mapping (not page tables in this VMA).
         npages = (vm_end - vm_start) >> 12
-        prior = self._seen.get((dev, ino), [])
-        if prior and prior[-1][0] == pgoff and prior[-1][2] == "dax_pmd_fault_done":
-            prior = prior[:-1]  # the event itself, when observed first
         used = 0
         alias = False
-        for p, w, name, res in prior[-self.history :]:
+        for p, w, name, res in self.prior_faults(dev, ino, pgoff):
             if not (vm_pgoff <= p < vm_pgoff + npages) or res & (VM_FAULT["SIGBUS"] | VM_FAULT["FALLBACK"]):
                 continue
             if (p - vm_pgoff) >> 9 != (address - vm_start) >> 21:

@@ -387,16 +387,23 @@ def iter_trace_records(lines, stats=None, strict=False):
     ``trace`` / ``trace-cmd report`` lines: the fault lines through
     :func:`tokenize_fault_line`, every other line through the careful parser."""
     stats = stats if stats is not None else ParseStats()
-    fast = tokenize_fault_line
     for line in lines:
-        stats.lines += 1
-        rec = fast(line)
+        rec = trace_line_record(line, stats, strict)
+        if rec is not None:
+            yield rec
+
+
+def trace_line_record(line, stats, strict=False):
+    """The record of one trace line (counted in *stats*), or None: the
+    tokenizer, then the careful parser."""
+    stats.lines += 1
+    rec = tokenize_fault_line(line)
+    if rec is None:
+        rec = _careful(line, stats, strict)
         if rec is None:
-            rec = _careful(line, stats, strict)
-            if rec is None:
-                continue
-        stats.events += 1
-        yield rec
+            return None
+    stats.events += 1
+    return rec
 
 
 def _careful(line, stats, strict):
@@ -558,14 +565,14 @@ class _LongLines:
         self.pending = []
 
 
-def _line_blocks(f, on_long, block=MAX_LINE):
+def _line_blocks(f, on_long, block=MAX_LINE, start=0):
     """Lists of lines (without their newline) of text file *f*, read a
     block at a time so that memory stays bounded by :data:`MAX_LINE` however
     long a line is; *on_long(line_number)* is called for each line that is
-    too long (it is not yielded)."""
+    too long (it is not yielded); *start*: the lines before *f*'s position."""
     carry = ""
     dropping = False
-    number = 0  # lines yielded or dropped so far
+    number = start  # lines yielded or dropped so far
     while True:
         chunk = f.read(block)
         if not chunk:

@@ -166,6 +166,12 @@ class FileSource:
         self._first: list[tuple] = []
 
     def start(self) -> None:
+        if self.stats is not None:
+            # started already (replay() starts it to read the header before the
+            # session does): a second start would re-read the file into fresh
+            # stats, and of a file whose events were all read by the first
+            # (none at all) it would count nothing, not even its lines and losses
+            return
         from .parse import ParseStats, read_events, read_records
 
         read = read_records if self.yields_records else read_events
@@ -462,6 +468,23 @@ def _counted_record(c) -> Record:
 # replay
 
 
+def _sniff_dat(path: str) -> bool:
+    from .parse import _is_dat
+
+    return _is_dat(path)
+
+
+def _sniff(path: str) -> Optional[str]:
+    """The format of a (non-.dat) trace file, as FileSource would find it;
+    raises what FileSource would for a file of no known format."""
+    from .parse import ParseStats, _is_dat, _sniffed_blocks
+
+    if _is_dat(path):
+        return "trace-cmd.dat"
+    fmt, _blocks = _sniffed_blocks(path, ParseStats())
+    return fmt
+
+
 def replay(
     path: str,
     kernel: Optional[str] = None,
@@ -475,10 +498,35 @@ def replay(
     profile is *kernel*, else the recording's, else 6.12.  Fallback reasons
     are reused for identical situations (:class:`CachedAttributor`);
     *verify_reuse* runs the model anyway and counts differences."""
+    from . import fasttext
     from .attrcache import CachedAttributor
     from .attribute import Attributor
     from .views import Aggregator
 
+    if on_event is None and fasttext.usable_for(path) and _sniff(path) == "trace":
+        # a text trace: the compiled hot path (pmemtrace.live.fasttext), same output
+        from .parse import ParseStats
+
+        stats = ParseStats()
+        release = kernel or "6.12"
+        attributor = CachedAttributor(Attributor(release=release), verify=verify_reuse) if reasons else None
+        views = Aggregator(attributor, max_rows=max_rows)
+        fasttext.TextReplay(views, stats, keep_pid=pid).run(path)
+        return views, fasttext.TextSource(path, stats)
+    if on_event is None and fasttext.available() and path != "-" and _sniff_dat(path):
+        # a trace-cmd .dat: pages decoded, merged and counted in C (same output)
+        from .parse import ParseStats
+        from .tracedat import open_dat
+
+        dat, mm = open_dat(path, want_systems={"fs_dax"})
+        stats = ParseStats()
+        header = dat.header()
+        release = kernel or header.get("kernel") or "6.12"
+        attributor = CachedAttributor(Attributor(release=release), verify=verify_reuse) if reasons else None
+        views = Aggregator(attributor, max_rows=max_rows)
+        if fasttext.DatReplay(views, stats, keep_pid=pid).run(dat, mm):
+            stats.header = header  # type: ignore[attr-defined]
+            return views, fasttext.DatSource(path, stats, header)
     src = FileSource(path, records=True)
     src.start()
     release = kernel or (src.header or {}).get("kernel") or "6.12"

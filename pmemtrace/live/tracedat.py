@@ -463,6 +463,13 @@ def merged_batches(dat: TraceDat, mm, decoder: PageDecoder, lost: list) -> Itera
                 n = bisect_left(b, bound, key=key)
                 out.extend(b[:n])
                 bufs[i] = b[n:]
+        if not out:
+            # only where a CPU's timestamps go back (a damaged file: the
+            # kernel's are monotonic per CPU): nothing is below the bound
+            # and refilling would never start again; what is buffered goes
+            # out sorted, so the merge always ends
+            out = [r for b in bufs for r in b]
+            bufs = [[] for _ in its]
         if out:
             out.sort(key=key)
             yield out

@@ -1,0 +1,984 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * replayfast.c - see replayfast.h.  The grammar mirrors
+ * pmemtrace/live/parse.py:tokenize_fault_line token for token; where that
+ * function would accept more (tabs, 0X, 0o, underscores, numbers past 64
+ * bits, non-ASCII), this code hands the line to Python instead.
+ */
+#include <stdlib.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+#include "replayfast.h"
+
+#define MAX_TOKENS 40
+#define TOKEN_TEXT 64
+
+enum { K_PMD = 0, K_PMD_DONE = 1, K_PTE = 2, K_PTE_DONE = 3 };
+
+/* --- a small open-addressing hash of up to 5 u64 keys to an int64 --- */
+struct hent {
+	uint64_t k[5];
+	int64_t v;
+	int used;
+};
+struct htab {
+	struct hent *e;
+	size_t cap, n;
+};
+
+static uint64_t hkey(const uint64_t *k)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < 5; i++) {
+		h ^= k[i] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+		h *= 0xff51afd7ed558ccdull;
+	}
+	return h ^ (h >> 33);
+}
+
+static struct hent *hfind(struct htab *t, const uint64_t *k)
+{
+	if (!t->cap)
+		return NULL;
+	size_t m = t->cap - 1, i = hkey(k) & m;
+	while (t->e[i].used) {
+		if (!memcmp(t->e[i].k, k, sizeof t->e[i].k))
+			return &t->e[i];
+		i = (i + 1) & m;
+	}
+	return NULL;
+}
+
+static int hput(struct htab *t, const uint64_t *k, int64_t v)
+{
+	if ((t->n + 1) * 2 > t->cap) {
+		size_t nc = t->cap ? t->cap * 2 : 64;
+		struct hent *ne = calloc(nc, sizeof *ne);
+		if (!ne)
+			return RF_NOMEM;
+		for (size_t i = 0; i < t->cap; i++) {
+			if (!t->e[i].used)
+				continue;
+			size_t j = hkey(t->e[i].k) & (nc - 1);
+			while (ne[j].used)
+				j = (j + 1) & (nc - 1);
+			ne[j] = t->e[i];
+		}
+		free(t->e);
+		t->e = ne;
+		t->cap = nc;
+	}
+	size_t m = t->cap - 1, i = hkey(k) & m;
+	while (t->e[i].used) {
+		if (!memcmp(t->e[i].k, k, sizeof t->e[i].k)) {
+			t->e[i].v = v;
+			return 0;
+		}
+		i = (i + 1) & m;
+	}
+	memcpy(t->e[i].k, k, sizeof t->e[i].k);
+	t->e[i].v = v;
+	t->e[i].used = 1;
+	t->n++;
+	return 0;
+}
+
+/* --- .dat state --- */
+#define DAT_SLOTS 1024
+#define DAT_FIELDS 10
+struct drec {
+	uint64_t ts;
+	uint32_t piece, off;
+	int32_t ev; /* index into dat.ev */
+};
+struct dslot {
+	struct drec *r;
+	size_t n, cap, next;
+	uint64_t last_ts;
+};
+struct devent {
+	int eid, kind, size;
+	int32_t f[DAT_FIELDS][3];
+};
+struct dpiece {
+	const unsigned char *buf;
+	size_t len;
+};
+struct dat {
+	int page_size, ts_off, commit_off, commit_size, data_off;
+	int16_t by_eid[65536]; /* index into ev + 1, 0: not wanted */
+	struct devent *ev;
+	size_t nev, evcap;
+	struct dpiece *piece;
+	size_t npiece, piececap;
+	struct dslot slot[DAT_SLOTS];
+	int nslots;
+};
+
+/* --- state --- */
+struct bound {
+	uint64_t vs, ve;
+	int64_t row;
+};
+struct file {              /* one (pid, dev, ino): the views' by_file list */
+	struct bound *b;
+	int nb, cap;
+	int64_t unbounded; /* the row keyed (pid, dev, ino, None, None), or -1 */
+};
+struct hist {              /* one (dev, ino): the attributor's entry state not yet taken */
+	struct rf_hist *ring;
+	int head;
+	int64_t pending;
+};
+struct tokent {
+	char text[TOKEN_TEXT];
+	int len, kind, used;
+	int64_t value;
+};
+struct priv {
+	int history;
+	struct htab files, pmdkeys, hists;
+	struct file *fv;
+	size_t nf, fcap;
+	struct hist *hv;
+	size_t nh, hcap;
+	int64_t *cnt;      /* 4 counters per row: pmd, pte, sigbus, fallback (without an attributor) */
+	size_t rows;
+	struct tokent tok[512];
+	int ntok;
+	int last[2]; /* the entry each kind found last (lines repeat their flags) */
+	struct dat *dat;
+};
+
+int rf_abi(void)
+{
+	return 2; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
+}
+
+struct rf_ctx *rf_new(int history)
+{
+	struct rf_ctx *c = calloc(1, sizeof *c);
+	struct priv *p = calloc(1, sizeof *p);
+	if (!c || !p) {
+		free(c);
+		free(p);
+		return NULL;
+	}
+	p->history = history > 0 ? history : 1;
+	c->priv = p;
+	c->keep_pid = -1;
+	return c;
+}
+
+void rf_free(struct rf_ctx *c)
+{
+	if (!c)
+		return;
+	struct priv *p = c->priv;
+	for (size_t i = 0; i < p->nf; i++)
+		free(p->fv[i].b);
+	for (size_t i = 0; i < p->nh; i++)
+		free(p->hv[i].ring);
+	free(p->fv);
+	free(p->hv);
+	free(p->files.e);
+	free(p->pmdkeys.e);
+	free(p->hists.e);
+	free(p->cnt);
+	if (p->dat) {
+		for (int i = 0; i < DAT_SLOTS; i++)
+			free(p->dat->slot[i].r);
+		free(p->dat->piece);
+		free(p->dat->ev);
+		free(p->dat);
+	}
+	free(p);
+	free(c);
+}
+
+/* --- tokens of a line --- */
+struct tok {
+	const char *s;
+	int n;
+};
+
+static int teq(struct tok t, const char *lit)
+{
+	size_t n = strlen(lit);
+	return (size_t)t.n == n && !memcmp(t.s, lit, n);
+}
+
+static int all_digits(const char *s, int n)
+{
+	if (n <= 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+/* plain decimal of at most 9 digits (what isdigit() + int() take, bounded) */
+static int small_dec(const char *s, int n, uint64_t *out)
+{
+	if (!all_digits(s, n) || n > 9)
+		return 0;
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	*out = v;
+	return 1;
+}
+
+/* int(text, 0) for 0x<hex> and canonical decimal within 64 bits; 0 otherwise */
+static int num(struct tok t, uint64_t *out)
+{
+	const char *s = t.s;
+	int n = t.n;
+	uint64_t v = 0;
+	if (n >= 3 && s[0] == '0' && s[1] == 'x') {
+		for (int i = 2; i < n; i++) {
+			int d;
+			char ch = s[i];
+			if (ch >= '0' && ch <= '9')
+				d = ch - '0';
+			else if (ch >= 'a' && ch <= 'f')
+				d = ch - 'a' + 10;
+			else if (ch >= 'A' && ch <= 'F')
+				d = ch - 'A' + 10;
+			else
+				return 0;
+			if (v >> 60)
+				return 0;
+			v = (v << 4) | (uint64_t)d;
+		}
+		*out = v;
+		return 1;
+	}
+	if (!all_digits(s, n) || (n > 1 && s[0] == '0'))
+		return 0;
+	for (int i = 0; i < n; i++) {
+		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(s[i] - '0'), &v))
+			return 0;
+	}
+	*out = v;
+	return 1;
+}
+
+static int is_word(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+static uint64_t text_hash(int kind, const char *s, int n)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)kind;
+	for (int i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+	return h;
+}
+
+/* 1 and *value, or 0 with the token unknown (ask Python), or -1: hand the line over */
+static int token_value(struct priv *p, int kind, struct tok t, int64_t *value)
+{
+	if (t.n >= TOKEN_TEXT)
+		return -1;
+	struct tokent *l = &p->tok[p->last[kind]];
+	if (l->used && l->kind == kind && l->len == t.n && !memcmp(l->text, t.s, (size_t)t.n) && l->value >= 0) {
+		*value = l->value;
+		return 1;
+	}
+	size_t i = text_hash(kind, t.s, t.n) & 511;
+	for (int probes = 0; probes < 512; probes++, i = (i + 1) & 511) {
+		struct tokent *e = &p->tok[i];
+		if (!e->used)
+			return 0;
+		if (e->kind == kind && e->len == t.n && !memcmp(e->text, t.s, (size_t)t.n)) {
+			if (e->value < 0)
+				return -1;
+			p->last[kind] = (int)i;
+			*value = e->value;
+			return 1;
+		}
+	}
+	return -1;
+}
+
+int rf_set_token(struct rf_ctx *c, int kind, const char *text, size_t len, int64_t value)
+{
+	struct priv *p = c->priv;
+	if (len >= TOKEN_TEXT || p->ntok >= 384)
+		return 0; /* not cached: such lines go to Python */
+	size_t i = text_hash(kind, text, (int)len) & 511;
+	while (p->tok[i].used) {
+		if (p->tok[i].kind == kind && (size_t)p->tok[i].len == len && !memcmp(p->tok[i].text, text, len))
+			break;
+		i = (i + 1) & 511;
+	}
+	struct tokent *e = &p->tok[i];
+	if (!e->used)
+		p->ntok++;
+	memcpy(e->text, text, len);
+	e->len = (int)len;
+	e->kind = kind;
+	e->value = value;
+	e->used = 1;
+	return 1;
+}
+
+/* room for one more element in the array *v of *cap elements of size, n in use */
+static int room(void **v, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return 1;
+	size_t nc = *cap ? *cap * 2 : 16;
+	void *nv = realloc(*v, nc * size);
+	if (!nv)
+		return 0;
+	*v = nv;
+	*cap = nc;
+	return 1;
+}
+
+static struct file *file_of(struct priv *p, uint64_t pid, uint64_t dev, uint64_t ino, int create)
+{
+	uint64_t k[5] = {pid, dev, ino, 0, 0};
+	struct hent *h = hfind(&p->files, k);
+	if (h)
+		return &p->fv[h->v];
+	if (!create)
+		return NULL;
+	if (!room((void **)&p->fv, &p->fcap, p->nf, sizeof *p->fv) || hput(&p->files, k, (int64_t)p->nf))
+		return NULL;
+	struct file *f = &p->fv[p->nf++];
+	memset(f, 0, sizeof *f);
+	f->unbounded = -1;
+	return f;
+}
+
+int rf_add_row(struct rf_ctx *c, int64_t row, uint64_t pid, uint64_t dev, uint64_t ino, int bounded,
+	       uint64_t vm_start, uint64_t vm_end)
+{
+	struct priv *p = c->priv;
+	if ((size_t)row >= p->rows) {
+		size_t nr = ((size_t)row + 1) * 2;
+		int64_t *nc = realloc(p->cnt, nr * 4 * sizeof *nc);
+		if (!nc)
+			return RF_NOMEM;
+		memset(nc + p->rows * 4, 0, (nr - p->rows) * 4 * sizeof *nc);
+		p->cnt = nc;
+		p->rows = nr;
+	}
+	struct file *f = file_of(p, pid, dev, ino, 1);
+	if (!f)
+		return RF_NOMEM;
+	if (!bounded) {
+		f->unbounded = row;
+		return 0;
+	}
+	uint64_t k[5] = {pid, dev, ino, vm_start, vm_end};
+	if (hput(&p->pmdkeys, k, row))
+		return RF_NOMEM;
+	if (f->nb == f->cap) {
+		int nc = f->cap ? f->cap * 2 : 4;
+		struct bound *nb = realloc(f->b, (size_t)nc * sizeof *nb);
+		if (!nb)
+			return RF_NOMEM;
+		f->b = nb;
+		f->cap = nc;
+	}
+	f->b[f->nb++] = (struct bound){vm_start, vm_end, row};
+	return 0;
+}
+
+int64_t rf_row_count(struct rf_ctx *c, int64_t row, int which)
+{
+	struct priv *p = c->priv;
+	if (row < 0 || (size_t)row >= p->rows || which < 0 || which > 3)
+		return 0;
+	return p->cnt[row * 4 + which];
+}
+
+static struct hist *hist_of(struct priv *p, uint64_t dev, uint64_t ino, int create)
+{
+	uint64_t k[5] = {dev, ino, 0, 0, 0};
+	struct hent *h = hfind(&p->hists, k);
+	if (h)
+		return &p->hv[h->v];
+	if (!create)
+		return NULL;
+	if (!room((void **)&p->hv, &p->hcap, p->nh, sizeof *p->hv))
+		return NULL;
+	struct rf_hist *ring = calloc((size_t)p->history, sizeof *ring);
+	if (!ring || hput(&p->hists, k, (int64_t)p->nh)) {
+		free(ring);
+		return NULL;
+	}
+	struct hist *hs = &p->hv[p->nh++];
+	hs->ring = ring;
+	hs->head = 0;
+	hs->pending = 0;
+	return hs;
+}
+
+int rf_take_history(struct rf_ctx *c, uint64_t dev, uint64_t ino, uint64_t *pgoff, uint64_t *result,
+		    uint8_t *write, uint8_t *kind, int max)
+{
+	struct priv *p = c->priv;
+	struct hist *hs = hist_of(p, dev, ino, 0);
+	if (!hs || !hs->pending)
+		return 0;
+	int n = hs->pending < p->history ? (int)hs->pending : p->history;
+	if (n > max)
+		n = max;
+	/* the last n entries, oldest first; head is where the next one goes */
+	for (int i = 0; i < n; i++) {
+		const struct rf_hist *h = &hs->ring[(hs->head - n + i + 2 * p->history) % p->history];
+		pgoff[i] = h->pgoff;
+		result[i] = h->result;
+		write[i] = h->write;
+		kind[i] = h->kind;
+	}
+	hs->pending = 0;
+	return n;
+}
+
+/* One fault event of a kept process into the views, as Aggregator.add_record
+ * folds it: 1 counted, 0 hand it to Python (a new row, or a fallback to
+ * attribute), RF_NOMEM. */
+static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint64_t dev, uint64_t ino,
+		 uint64_t vm_start, uint64_t vm_end, uint64_t address, uint64_t pgoff, uint64_t flags, uint64_t res)
+{
+	int64_t row = -1;
+	if (kind == K_PTE) {
+		/* counted only: no row */
+	} else if (kind == K_PTE_DONE) {
+		struct file *f = file_of(p, pid, dev, ino, 0);
+		if (!f)
+			return 0;
+		for (int i = 0; i < f->nb; i++)
+			if (f->b[i].vs <= address && address < f->b[i].ve) {
+				row = f->b[i].row;
+				break;
+			}
+		if (row < 0)
+			row = f->unbounded;
+		if (row < 0)
+			return 0; /* a new row: Python makes it */
+	} else {
+		int fallback = kind == K_PMD_DONE && !(res & c->sigbus_bit) && (res & c->fallback_bit);
+		if (fallback && c->observe)
+			return 0; /* Python's attributor gives its reason */
+		uint64_t key[5] = {pid, dev, ino, vm_start, vm_end};
+		struct hent *h = hfind(&p->pmdkeys, key);
+		if (!h)
+			return 0;
+		row = h->v;
+		if (fallback) {
+			/* no attributor: counted, its reason 'unattributed' added by Python */
+			p->cnt[row * 4 + 3]++;
+			c->by_kind[kind]++;
+			c->view_events++;
+			return 1;
+		}
+	}
+	if ((kind == K_PMD_DONE || kind == K_PTE_DONE) && c->observe) {
+		struct hist *hs = hist_of(p, dev, ino, 1);
+		if (!hs)
+			return RF_NOMEM;
+		hs->ring[hs->head] = (struct rf_hist){pgoff, res, (uint8_t)((flags & c->write_flag) != 0), (uint8_t)kind};
+		hs->head = (hs->head + 1) % p->history;
+		hs->pending++;
+	}
+	if (kind == K_PMD_DONE)
+		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 0)]++;
+	else if (kind == K_PTE_DONE)
+		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 1)]++;
+	c->by_kind[kind]++;
+	c->view_events++;
+	return 1;
+}
+
+/* The value of a flag (kind 0) or result (kind 1) text of the line at s: 1,
+ * RF_TOKEN (Python is asked for it first), or 0 (the line goes to Python). */
+static int flag_token(struct rf_ctx *c, struct priv *p, int kind, struct tok t, const char *s, int64_t *value)
+{
+	int r = token_value(p, kind, t, value);
+	if (r == 1)
+		return 1;
+	if (r < 0)
+		return 0;
+	c->tok_off = (size_t)(t.s - s);
+	c->tok_len = (size_t)t.n;
+	c->tok_kind = kind;
+	return RF_TOKEN;
+}
+
+/* The space-separated tokens of [s, e) into t: their number, -1 for a
+ * byte Python splits or decodes otherwise (tab, control, non-ASCII), -2 for
+ * more than MAX_TOKENS.  16 bytes a step where SSE2 is there (x86-64 always),
+ * the bitmasks of spaces giving the token boundaries. */
+static int split(const char *s, const char *e, struct tok *t)
+{
+	int n = 0;
+	unsigned in_tok = 0; /* the byte before q was part of a token */
+	const char *q = s;
+#ifdef __SSE2__
+	const __m128i space = _mm_set1_epi8(' '), lo = _mm_set1_epi8(0x21), hi = _mm_set1_epi8(0x7e);
+	while (q + 16 <= e) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+		unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, space));
+		unsigned bad = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmplt_epi8(v, lo), _mm_cmpgt_epi8(v, hi)));
+		if (bad & ~sp)
+			return -1; /* signed compares: bytes >= 0x80 are below 0x21 */
+		unsigned ns = ~sp & 0xffffu;
+		unsigned before = ((ns << 1) | in_tok) & 0xffffu; /* bit i: byte i-1 is in a token */
+		unsigned starts = ns & ~before, ends = sp & before;
+		unsigned edges = starts | ends;
+		while (edges) {
+			int b = __builtin_ctz(edges);
+			edges &= edges - 1;
+			if (starts >> b & 1) {
+				if (n == MAX_TOKENS)
+					return -2;
+				t[n].s = q + b;
+			} else {
+				t[n].n = (int)(q + b - t[n].s);
+				n++;
+			}
+		}
+		in_tok = ns >> 15;
+		q += 16;
+	}
+#endif
+	for (; q < e; q++) {
+		unsigned char ch = (unsigned char)*q;
+		if (ch == ' ') {
+			if (in_tok) {
+				t[n].n = (int)(q - t[n].s);
+				n++;
+			}
+			in_tok = 0;
+			continue;
+		}
+		if (ch < 0x21 || ch > 0x7e)
+			return -1;
+		if (!in_tok) {
+			if (n == MAX_TOKENS)
+				return -2;
+			t[n].s = q;
+		}
+		in_tok = 1;
+	}
+	if (in_tok) {
+		t[n].n = (int)(e - t[n].s);
+		n++;
+	}
+	return n;
+}
+
+/* One line [s, e): 1 counted here, 0 hand it to Python, RF_TOKEN, RF_SWITCH, RF_NOMEM. */
+static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
+{
+	struct tok t[MAX_TOKENS];
+	int n = split(s, e, t);
+	if (n == -1 && memchr(s, '\r', (size_t)(e - s)))
+		return RF_SWITCH; /* Python's universal newlines split this line */
+	if (n < 12)
+		return 0;
+	int cix;
+	if (t[1].s[0] == '[')
+		cix = 1;
+	else if (t[1].s[0] == '(' && t[1].s[t[1].n - 1] == ')' && t[2].s[0] == '[')
+		cix = 2;
+	else
+		return 0;
+	int ev = t[cix + 1].s[t[cix + 1].n - 1] == ':' ? cix + 2 : cix + 3;
+	if (n < ev + 10)
+		return 0;
+	/* the event name */
+	struct tok nm = t[ev];
+	int kind;
+	if (nm.s[nm.n - 1] != ':')
+		return 0;
+	nm.n--;
+	if (teq(nm, "dax_pmd_fault"))
+		kind = K_PMD;
+	else if (teq(nm, "dax_pmd_fault_done"))
+		kind = K_PMD_DONE;
+	else if (teq(nm, "dax_pte_fault"))
+		kind = K_PTE;
+	else if (teq(nm, "dax_pte_fault_done"))
+		kind = K_PTE_DONE;
+	else
+		return 0;
+	if (!teq(t[ev + 1], "dev") || !teq(t[ev + 3], "ino"))
+		return 0;
+	/* the timestamp: digits '.' digits ':' */
+	struct tok ts = t[ev - 1];
+	if (ts.s[ts.n - 1] != ':')
+		return 0;
+	{
+		const char *dot = memchr(ts.s, '.', (size_t)(ts.n - 1));
+		if (!dot || !all_digits(ts.s, (int)(dot - ts.s)) ||
+		    !all_digits(dot + 1, (int)(ts.s + ts.n - 1 - dot - 1)))
+			return 0;
+	}
+	/* comm-pid, [cpu], the flags column */
+	uint64_t pid, cpu;
+	{
+		const char *dash = NULL;
+		for (int i = t[0].n - 1; i >= 0; i--)
+			if (t[0].s[i] == '-') {
+				dash = t[0].s + i;
+				break;
+			}
+		if (!dash || !small_dec(dash + 1, (int)(t[0].s + t[0].n - dash - 1), &pid))
+			return 0;
+		struct tok cp = t[cix];
+		if (cp.n < 3 || cp.s[cp.n - 1] != ']' || !small_dec(cp.s + 1, cp.n - 2, &cpu))
+			return 0;
+		if (ev - cix == 3) {
+			struct tok fl = t[cix + 1];
+			if (fl.n < 4 || fl.n > 5)
+				return 0;
+			for (int i = 0; i < fl.n; i++)
+				if (!is_word(fl.s[i]) && fl.s[i] != '.')
+					return 0;
+		}
+	}
+	/* dev M:m ino N shared|private [flags] address ... */
+	uint64_t maj, mnr, ino, vm_flags;
+	{
+		struct tok d = t[ev + 2];
+		const char *colon = memchr(d.s, ':', (size_t)d.n);
+		if (!colon || !small_dec(d.s, (int)(colon - d.s), &maj) ||
+		    !small_dec(colon + 1, (int)(d.s + d.n - colon - 1), &mnr))
+			return 0;
+	}
+	if (!num(t[ev + 4], &ino))
+		return 0;
+	if (teq(t[ev + 5], "shared"))
+		vm_flags = 0x8;
+	else if (teq(t[ev + 5], "private"))
+		vm_flags = 0;
+	else
+		return 0;
+	(void)vm_flags;
+	uint64_t dev = (maj << 20) | mnr;
+	int k;
+	struct tok flags_text;
+	if (teq(t[ev + 6], "address")) {
+		flags_text = (struct tok){t[ev + 6].s, 0};
+		k = ev + 6;
+	} else {
+		flags_text = t[ev + 6];
+		k = ev + 7;
+	}
+	if (n < k + 4 || !teq(t[k], "address"))
+		return 0;
+	uint64_t address, vm_start = 0, vm_end = 0, pgoff, max_pgoff;
+	struct tok result_text;
+	if (kind <= K_PMD_DONE) {
+		if (n == k + 11)
+			result_text = t[k + 10];
+		else if (n == k + 10)
+			result_text = (struct tok){t[k].s, 0};
+		else
+			return 0;
+		if (!teq(t[k + 2], "vm_start") || !teq(t[k + 4], "vm_end") || !teq(t[k + 6], "pgoff") ||
+		    !teq(t[k + 8], "max_pgoff"))
+			return 0;
+		if (!num(t[k + 1], &address) || !num(t[k + 3], &vm_start) || !num(t[k + 5], &vm_end) ||
+		    !num(t[k + 7], &pgoff) || !num(t[k + 9], &max_pgoff))
+			return 0;
+	} else {
+		if (n == k + 5)
+			result_text = t[k + 4];
+		else if (n == k + 4)
+			result_text = (struct tok){t[k].s, 0};
+		else
+			return 0;
+		if (!teq(t[k + 2], "pgoff"))
+			return 0;
+		if (!num(t[k + 1], &address) || !num(t[k + 3], &pgoff))
+			return 0;
+	}
+	int64_t flags, result;
+	int r = flag_token(c, p, 0, flags_text, s, &flags);
+	if (r != 1)
+		return r;
+	r = flag_token(c, p, 1, result_text, s, &result);
+	if (r != 1)
+		return r;
+	/* a line of the views' hot path */
+	if (c->keep_pid >= 0 && pid != (uint64_t)c->keep_pid) {
+		c->lines++;
+		c->events++;
+		return 1;
+	}
+	r = count(c, p, kind, pid, dev, ino, vm_start, vm_end, address, pgoff, (uint64_t)flags, (uint64_t)result);
+	if (r == 1) {
+		c->lines++;
+		c->events++;
+	}
+	return r;
+}
+
+int rf_run(struct rf_ctx *c, const char *buf, size_t len, size_t pos)
+{
+	struct priv *p = c->priv;
+	while (pos < len) {
+		const char *s = buf + pos;
+		const char *nl = memchr(s, '\n', len - pos);
+		if (!nl)
+			break; /* Python passes whole lines only */
+		c->pos = pos;
+		c->line_end = (size_t)(nl - buf);
+		int r = line(c, p, s, nl);
+		if (r == 0)
+			return RF_LINE;
+		if (r != 1)
+			return r;
+		pos = c->line_end + 1;
+	}
+	c->pos = pos;
+	return RF_DONE;
+}
+
+/* --- trace-cmd .dat --- */
+
+static struct dat *dat_of(struct priv *p)
+{
+	if (!p->dat)
+		p->dat = calloc(1, sizeof *p->dat);
+	return p->dat;
+}
+
+void rf_dat_layout(struct rf_ctx *c, int page_size, int ts_offset, int commit_offset, int commit_size,
+		   int data_offset)
+{
+	struct dat *d = dat_of(c->priv);
+	if (!d)
+		return;
+	d->page_size = page_size;
+	d->ts_off = ts_offset;
+	d->commit_off = commit_offset;
+	d->commit_size = commit_size;
+	d->data_off = data_offset;
+}
+
+int rf_dat_event(struct rf_ctx *c, int eid, int kind, int size, const int32_t *fields)
+{
+	struct dat *d = dat_of(c->priv);
+	if (!d || !room((void **)&d->ev, &d->evcap, d->nev, sizeof *d->ev))
+		return RF_NOMEM;
+	if (eid < 0 || eid > 65535 || d->nev >= 32000)
+		return RF_BAD;
+	struct devent *e = &d->ev[d->nev];
+	e->eid = eid;
+	e->kind = kind;
+	e->size = size;
+	memcpy(e->f, fields, sizeof e->f);
+	d->by_eid[eid] = (int16_t)(++d->nev);
+	return 0;
+}
+
+static uint64_t rd(const unsigned char *b, int size)
+{
+	uint64_t v = 0;
+	memcpy(&v, b, (size_t)size); /* little-endian hosts and files only */
+	return v;
+}
+
+/* a field of a record as the unpacker gives it: 1 and the value, or 0
+ * (absent, or a negative signed value: the record goes to Python) */
+static int field(const unsigned char *rec, const int32_t *f, uint64_t *v)
+{
+	if (f[0] < 0)
+		return 0;
+	uint64_t x = rd(rec + f[0], f[1]);
+	if (f[2] && f[1] < 8 && (x >> (f[1] * 8 - 1)) & 1)
+		return 0;
+	if (f[2] && f[1] == 8 && (x >> 63))
+		return 0;
+	*v = x;
+	return 1;
+}
+
+/* ftrace_binary.PageDecoder.decode for one page: 0, or RF_BAD where it raises */
+static int dat_page(struct rf_ctx *c, struct dat *d, int slot, uint32_t piece, const unsigned char *base,
+		    size_t page_off, size_t plen)
+{
+	const unsigned char *page = base + page_off;
+	if ((size_t)d->ts_off + 8 > plen || (size_t)(d->commit_off + d->commit_size) > plen)
+		return RF_BAD;
+	uint64_t ts = rd(page + d->ts_off, 8);
+	uint64_t commit = rd(page + d->commit_off, d->commit_size);
+	uint64_t size = commit & ((1u << 27) - 1);
+	size_t start = (size_t)d->data_off, end = start + size;
+	if (end > plen)
+		return RF_BAD;
+	if (commit & (1ull << 31)) {
+		if (commit & (1ull << 30)) {
+			if (end + (size_t)d->commit_size > plen)
+				return RF_BAD;
+			c->dat_lost += (int64_t)rd(page + end, d->commit_size);
+		} else {
+			c->dat_lost_unknown++;
+		}
+	}
+	struct dslot *s = &d->slot[slot];
+	size_t pos = start;
+	while (pos < end) {
+		uint32_t word;
+		int eid;
+		if (pos + 6 <= end) {
+			word = (uint32_t)rd(page + pos, 4);
+			eid = (int)rd(page + pos + 4, 2);
+		} else if (pos + 4 <= end) {
+			word = (uint32_t)rd(page + pos, 4);
+			eid = -1;
+		} else {
+			return RF_BAD;
+		}
+		uint32_t type_len = word & 31, delta = word >> 5;
+		size_t data;
+		if (type_len >= 1 && type_len <= 28) {
+			if (__builtin_add_overflow(ts, delta, &ts))
+				return RF_BAD;
+			size_t nxt = pos + 4 + ((size_t)type_len << 2);
+			if (nxt > end)
+				return RF_BAD;
+			data = pos + 4;
+			pos = nxt;
+		} else {
+			pos += 4;
+			if (pos + 4 > end) {
+				if (type_len == 29)
+					break;
+				return RF_BAD;
+			}
+			uint64_t arg = rd(page + pos, 4);
+			if (type_len == 0) {
+				int64_t length = (((int64_t)arg - 4) + 3) & ~(int64_t)3;
+				if (__builtin_add_overflow(ts, delta, &ts))
+					return RF_BAD;
+				pos += 4;
+				if (length <= 0 || pos + (size_t)length > end)
+					return RF_BAD;
+				eid = (int)rd(page + pos, 2);
+				data = pos;
+				pos += (size_t)length;
+			} else if (type_len == 30) {
+				uint64_t add = (arg << 27) + delta;
+				if (__builtin_add_overflow(ts, add, &ts))
+					return RF_BAD;
+				pos += 4;
+				continue;
+			} else if (type_len == 29) {
+				if (delta == 0)
+					break;
+				if (__builtin_add_overflow(ts, delta, &ts))
+					return RF_BAD;
+				if (arg == 0)
+					return RF_BAD;
+				pos += arg;
+				continue;
+			} else {
+				ts = ((arg << 27) + delta) | (ts & (0xF8ull << 56));
+				pos += 4;
+				continue;
+			}
+		}
+		int ix = eid >= 0 ? d->by_eid[eid] : 0;
+		if (!ix) {
+			c->dat_skipped++;
+			continue;
+		}
+		if (page_off + data + (size_t)d->ev[ix - 1].size > page_off + plen)
+			return RF_BAD; /* the unpacker would read past the page */
+		if (ts < s->last_ts)
+			return RF_BAD; /* a CPU going back in time: the Python merge's order */
+		s->last_ts = ts;
+		if (!room((void **)&s->r, &s->cap, s->n, sizeof *s->r))
+			return RF_NOMEM;
+		s->r[s->n++] = (struct drec){ts, piece, (uint32_t)(page_off + data), ix - 1};
+		c->dat_records++;
+	}
+	return 0;
+}
+
+int rf_dat_piece(struct rf_ctx *c, int slot, const char *buf, size_t len)
+{
+	struct dat *d = dat_of(c->priv);
+	if (!d || slot < 0 || slot >= DAT_SLOTS || d->page_size <= 0 || len > 0xffffffffu)
+		return RF_BAD;
+	if (!room((void **)&d->piece, &d->piececap, d->npiece, sizeof *d->piece))
+		return RF_NOMEM;
+	uint32_t piece = (uint32_t)d->npiece;
+	d->piece[d->npiece++] = (struct dpiece){(const unsigned char *)buf, len};
+	if (slot >= d->nslots)
+		d->nslots = slot + 1;
+	/* decode_pages: every page_size step while a page header fits */
+	for (size_t off = 0; off + (size_t)d->data_off <= len; off += (size_t)d->page_size) {
+		size_t plen = len - off < (size_t)d->page_size ? len - off : (size_t)d->page_size;
+		int r = dat_page(c, d, slot, piece, (const unsigned char *)buf, off, plen);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int rf_dat_run(struct rf_ctx *c)
+{
+	struct priv *p = c->priv;
+	struct dat *d = p->dat;
+	if (!d)
+		return RF_DONE;
+	for (;;) {
+		/* the next record: the lowest timestamp, the lower slot on a tie */
+		int best = -1;
+		uint64_t bts = 0;
+		for (int i = 0; i < d->nslots; i++) {
+			struct dslot *s = &d->slot[i];
+			if (s->next < s->n && (best < 0 || s->r[s->next].ts < bts)) {
+				best = i;
+				bts = s->r[s->next].ts;
+			}
+		}
+		if (best < 0)
+			return RF_DONE;
+		struct dslot *s = &d->slot[best];
+		const struct drec *r = &s->r[s->next++];
+		const struct devent *e = &d->ev[r->ev];
+		const unsigned char *rec = d->piece[r->piece].buf + r->off;
+		uint64_t v[DAT_FIELDS] = {0};
+		int ok = e->kind <= K_PTE_DONE;
+		for (int i = 0; ok && i < DAT_FIELDS; i++) {
+			if (e->f[i][0] < 0) {
+				/* absent: PTE events have no vm_start, vm_end, max_pgoff */
+				if (!(e->kind >= K_PTE && (i == 3 || i == 4 || i == 7)))
+					ok = 0;
+				continue;
+			}
+			ok = field(rec, e->f[i], &v[i]);
+		}
+		if (ok && c->keep_pid >= 0 && v[0] != (uint64_t)c->keep_pid)
+			continue; /* another process: not in the views */
+		int rr = ok ? count(c, p, e->kind, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[8], v[9]) : 0;
+		if (rr == 1)
+			continue;
+		if (rr != 0)
+			return rr;
+		c->rec_ts = r->ts;
+		c->rec_piece = r->piece;
+		c->rec_off = r->off;
+		c->rec_eid = e->eid;
+		c->rec_slot = best;
+		return RF_LINE;
+	}
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * replayfast.h - the hot path of 'pmemtrace replay' on fs_dax text traces:
+ * a tokenizer for the plain fault lines (dax_pmd_fault[_done],
+ * dax_pte_fault[_done]) and the views' counting for them, without a Python
+ * object per line.
+ *
+ * What it decides is narrow on purpose (pmemtrace/live/fasttext.py drives it):
+ *
+ * - It takes only lines that pmemtrace.live.parse.tokenize_fault_line takes,
+ *   with the same values (a stricter grammar: printable ASCII, spaces,
+ *   numbers as 0x<hex> or canonical decimal that fit in 64 bits).  Every
+ *   other line is handed back (RF_LINE) and Python parses it.
+ * - Flag and result texts are decoded by Python (RF_TOKEN asks for one the
+ *   first time; rf_set_token caches the answer), so the flag tables stay in
+ *   pmemtrace.events.
+ * - It counts into rows that Python created and registered (rf_add_row);
+ *   an event whose row does not exist yet, and every PMD fallback when
+ *   there is an attributor (the Python model gives its reason), is handed
+ *   back (RF_LINE).  Without one (--no-reasons) it counts fallbacks too.
+ * - The attributor's entry state (earlier faults on each file) is kept as
+ *   the last few entries per file; Python takes them (rf_take_history)
+ *   before it runs the model or handles an event of that file.
+ *
+ * No function allocates per event; allocation failure returns RF_NOMEM.
+ */
+#ifndef PMEMTRACE_REPLAYFAST_H
+#define PMEMTRACE_REPLAYFAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* PMT_CDEF_BEGIN */
+#define RF_DONE 0     /* all complete lines of the buffer consumed */
+#define RF_LINE 1     /* Python must handle the line [pos, line_end) */
+#define RF_TOKEN 2    /* Python must decode the flag text [tok_off, tok_off + tok_len) */
+#define RF_SWITCH 3   /* a line with '\r': Python reads the rest of the file from pos */
+#define RF_NOMEM 4    /* out of memory */
+
+struct rf_hist {
+	uint64_t pgoff;
+	uint64_t result;
+	uint8_t write;
+	uint8_t kind;        /* 1 dax_pmd_fault_done, 3 dax_pte_fault_done */
+};
+
+struct rf_ctx {
+	/* set by Python at creation */
+	int64_t keep_pid;    /* -1: every process */
+	int observe;         /* 1: keep the attributor's entry state */
+	uint64_t write_flag, sigbus_bit, fallback_bit;
+	/* out: counters since Python last read (and zeroed) them */
+	int64_t lines, events;
+	/* out: counts of the four event kinds that reached the views, and their sum */
+	int64_t by_kind[4];
+	int64_t view_events;
+	/* out: where the last status points */
+	size_t pos, line_end, tok_off, tok_len;
+	int tok_kind;        /* 0 fault flags, 1 result */
+	/* .dat: what the pages said (rf_dat_piece), and the record handed back (RF_LINE) */
+	int64_t dat_records, dat_skipped, dat_lost, dat_lost_unknown;
+	uint64_t rec_ts;
+	int64_t rec_piece, rec_off, rec_eid, rec_slot;
+	void *priv;
+};
+
+/* the interface's version: pmemtrace/live/fasttext.py uses a module whose
+ * rf_abi() differs from its RF_ABI (a stale build) as if it were missing */
+int rf_abi(void);
+struct rf_ctx *rf_new(int history);
+void rf_free(struct rf_ctx *ctx);
+int rf_run(struct rf_ctx *ctx, const char *buf, size_t len, size_t pos);
+int rf_set_token(struct rf_ctx *ctx, int kind, const char *text, size_t len, int64_t value);
+int rf_add_row(struct rf_ctx *ctx, int64_t row, uint64_t pid, uint64_t dev, uint64_t ino,
+	       int bounded, uint64_t vm_start, uint64_t vm_end);
+/* which: 0 pmd, 1 pte, 2 sigbus, 3 fallback (counted only without an attributor) */
+int64_t rf_row_count(struct rf_ctx *ctx, int64_t row, int which);
+/* the entries kept for (dev, ino) since the last take, oldest first, into
+ * four arrays of max entries (arrays: Python unpacks them in one call each) */
+int rf_take_history(struct rf_ctx *ctx, uint64_t dev, uint64_t ino, uint64_t *pgoff, uint64_t *result,
+		    uint8_t *write, uint8_t *kind, int max);
+
+/* trace-cmd .dat: ring-buffer pages decoded in C (little-endian files), the
+ * CPUs merged by timestamp (the lower CPU first on a tie), and the fault
+ * events counted as above; other fs_dax events, fallbacks and new rows are
+ * handed back (RF_LINE with rec_*: Python unpacks that record itself).
+ * Anything unusual in the pages (what pmemtrace/live/ftrace_binary.py would
+ * call corrupt, a CPU whose timestamps go back) is RF_BAD: Python then
+ * replays the whole file through its own decoder. */
+#define RF_BAD 5
+/* the page header's layout (ftrace_binary.PageHeader) */
+void rf_dat_layout(struct rf_ctx *ctx, int page_size, int ts_offset, int commit_offset, int commit_size,
+		   int data_offset);
+/* an event id to decode: kind 0..3 (the fault events) or 4 (handed back),
+ * the bytes its record must have (struct size), and for each of pid, dev,
+ * ino, vm_start, vm_end, address, pgoff, max_pgoff, flags, result its
+ * offset, size and signedness (offset -1: absent) */
+int rf_dat_event(struct rf_ctx *ctx, int eid, int kind, int size, const int32_t *fields);
+/* the pages of one piece of CPU slot's data (slots in CPU order, pieces in
+ * file order); buf must live until the replay ends */
+int rf_dat_piece(struct rf_ctx *ctx, int slot, const char *buf, size_t len);
+/* merge and count from where the last call stopped: RF_DONE or RF_LINE */
+int rf_dat_run(struct rf_ctx *ctx);
+/* PMT_CDEF_END */
+
+#endif

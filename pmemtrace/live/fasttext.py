@@ -1,0 +1,400 @@
+"""The compiled hot path of ``pmemtrace replay`` on fs_dax text traces
+(:class:`TextReplay`) and trace-cmd .dat files (:class:`DatReplay`, at the end).
+
+``pmemtrace._replayfast`` (cffi_build/replayfast.c) reads the file's bytes a
+block at a time, tokenizes the plain fault lines (``dax_pmd_fault[_done]``,
+``dax_pte_fault[_done]``) and counts them into the views' rows itself; what it
+does not take comes back here one line at a time and goes through the
+pure-Python path, in file order:
+
+* every line it does not recognise (other events, headers, ``[LOST]``
+  markers, unusual spacing or numbers, non-ASCII text): the Python tokenizer
+  and the careful parser (:mod:`pmemtrace.live.parse`), then
+  :meth:`Aggregator.add_record`;
+* every PMD fallback: the model attributes its reason in Python
+  (:mod:`pmemtrace.live.attribute`, reused through
+  :class:`~pmemtrace.live.attrcache.CachedAttributor`); with
+  ``--no-reasons`` the C side counts them (as ``unattributed``);
+* every event whose mapping row does not exist yet: Python makes the row
+  (and folds it into ``other`` past ``--max-rows``), then the C side counts
+  into it;
+* the first time a flag or result text is seen: Python decodes it
+  (:data:`pmemtrace.events.FAULT_FLAG`, ``VM_FAULT``) and the C side keeps
+  the value.
+
+The C side keeps the attributor's entry state (the last faults on each file)
+and Python takes it before it handles an event of that file, so the model
+sees what the pure-Python path would have shown it.  A line with a carriage
+return, a line longer than :data:`~pmemtrace.live.parse.MAX_LINE`, or a row
+the C side cannot key sends the rest of the file to the pure-Python path.
+
+The output is the pure-Python path's, number for number
+(tests/test_replay_fast.py compares them on every fixture trace and on
+generated ones).  ``PMEMTRACE_PURE_PYTHON=1`` forces the pure-Python path;
+without the compiled module replay uses it anyway.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import locale
+import os
+import sys
+from itertools import islice
+from typing import Any
+
+from ..events import FAULT_FLAG, VM_FAULT
+from .parse import (
+    _FLAG_CACHE,
+    _RESULT_CACHE,
+    MAX_LINE,
+    ParseStats,
+    _flag_value,
+    _line_blocks,
+    _LongLines,
+    trace_line_record,
+)
+
+RF_ABI = 2  # cffi_build/replayfast.c rf_abi()
+
+try:
+    from .. import _replayfast  # type: ignore[attr-defined]
+
+    if _replayfast.lib.rf_abi() != RF_ABI:
+        raise ImportError("stale build")
+except (ImportError, AttributeError):  # not built (no C compiler at install), or stale: the pure-Python path
+    _replayfast = None
+
+PURE_ENV = "PMEMTRACE_PURE_PYTHON"
+BLOCK = 1 << 20  # bytes read per step
+_U64 = 1 << 64
+_KIND_NAMES = ("dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done")
+
+
+def available() -> bool:
+    """True when the compiled path is built and not turned off."""
+    return _replayfast is not None and os.environ.get(PURE_ENV, "") not in ("1", "yes", "true")
+
+
+def usable_for(path: str) -> bool:
+    """True when *path* can take the compiled path: a regular file, not
+    compressed, read in a text encoding whose ASCII bytes are ASCII
+    characters one for one (what open() would decode it with)."""
+    if not available() or path == "-" or path.endswith((".gz", ".xz")) or not os.path.isfile(path):
+        return False
+    return codecs.lookup(_encoding()).name in ("utf-8", "ascii")
+
+
+def _encoding() -> str:
+    return locale.getpreferredencoding(False)  # what open(path) in parse.open_trace uses
+
+
+def _in_u64(*vals: Any) -> bool:
+    return all(type(v) is int and 0 <= v < _U64 for v in vals)
+
+
+class _Counting:
+    """The C side's state for one replay into *views* (an Aggregator), and
+    what both inputs share: a record handed back to the views, the entry
+    state taken, the rows registered, the counts folded in at the end."""
+
+    def __init__(self, views: Any, stats: ParseStats, keep_pid: int | None = None) -> None:
+        ffi, lib = _replayfast.ffi, _replayfast.lib
+        self.ffi, self.lib = ffi, lib
+        self.views = views
+        self.stats = stats
+        self.keep_pid = keep_pid
+        self.enc = _encoding()
+        att = views.attributor
+        self.attributor = att
+        self.history = (att.history + 2) if att is not None else 2
+        ctx = lib.rf_new(self.history)
+        if ctx == ffi.NULL:
+            raise MemoryError("replay: cannot allocate the compiled path's state")
+        self.ctx = ffi.gc(ctx, lib.rf_free)
+        if keep_pid is None:
+            ctx.keep_pid = -1
+        else:  # a pid no record has (negative, past 63 bits) matches none
+            ctx.keep_pid = keep_pid if 0 <= keep_pid < (1 << 63) else (1 << 63) - 1
+        ctx.observe = 1 if att is not None else 0
+        ctx.write_flag = FAULT_FLAG["WRITE"]
+        ctx.sigbus_bit = VM_FAULT["SIGBUS"]
+        ctx.fallback_bit = VM_FAULT["FALLBACK"]
+        n = self.history
+        self.hbuf = (
+            ffi.new("uint64_t[]", n),
+            ffi.new("uint64_t[]", n),
+            ffi.new("uint8_t[]", n),
+            ffi.new("uint8_t[]", n),
+        )
+        self.rows: list = []  # row objects, by the C side's row number
+        self.nrows = 0  # views.rows seen (registered or not)
+        self.pure = False  # the rest of the file through the pure-Python path
+
+    # -- one line through the pure-Python path -----------------------------
+
+    def _py_line(self, line: str) -> None:
+        rec = trace_line_record(line, self.stats)
+        if rec is not None:
+            self._add(rec)
+
+    def _add(self, rec: tuple) -> None:
+        """A record (name, fields, ts, pid, comm, cpu) through the views' own path."""
+        if self.keep_pid is not None and rec[3] != self.keep_pid:
+            return
+        views = self.views
+        if self.attributor is not None:
+            f = rec[1]
+            self._take_history(f.get("dev", 0), f.get("ino", 0))
+        n = len(views.rows)
+        views.add_record(*rec)
+        if len(views.rows) != n:
+            self._register(len(views.rows) - self.nrows)
+
+    def _take_history(self, dev: Any, ino: Any) -> None:
+        """The entry state the C side kept for (dev, ino), to the attributor."""
+        if not _in_u64(dev, ino):
+            return  # (also after a switch to the pure path: what the C side kept is still taken)
+        pg, res, wr, kd = self.hbuf
+        n = self.lib.rf_take_history(self.ctx, dev, ino, pg, res, wr, kd, self.history)
+        if n:
+            unpack = self.ffi.unpack
+            self.attributor.observe_entries(
+                (dev, ino),
+                list(
+                    zip(
+                        unpack(pg, n),
+                        map(bool, unpack(wr, n)),
+                        map(_KIND_NAMES.__getitem__, unpack(kd, n)),
+                        unpack(res, n),
+                    )
+                ),
+            )
+
+    def _register(self, new: int) -> None:
+        """Tell the C side about the *new* rows Python just made (the last
+        ones of views.rows, in order)."""
+        items = list(islice(reversed(self.views.rows.items()), new))[::-1]
+        self.nrows += new
+        for (pid, dev, ino, vs, ve), row in items:
+            if not _in_u64(pid, dev, ino):
+                continue  # no line the C side takes has such a key
+            bounded = vs is not None or ve is not None
+            if bounded and not _in_u64(vs, ve):
+                # the C side cannot hold its bounds, and a PTE event inside
+                # them belongs to it: the rest goes the pure-Python way
+                self.pure = True
+                return
+            r = self.lib.rf_add_row(self.ctx, len(self.rows), pid, dev, ino, bounded, vs or 0, ve or 0)
+            if r:
+                raise MemoryError("replay: the compiled path ran out of memory")
+            self.rows.append(row)
+
+    def _finish(self) -> None:
+        """What the C side counted, into the views."""
+        lib, ctx, views = self.lib, self.ctx, self.views
+        for i, row in enumerate(self.rows):
+            row.pmd += lib.rf_row_count(ctx, i, 0)
+            row.pte += lib.rf_row_count(ctx, i, 1)
+            row.sigbus += lib.rf_row_count(ctx, i, 2)
+            fallback = lib.rf_row_count(ctx, i, 3)  # only without an attributor (--no-reasons)
+            if fallback:
+                row.fallback += fallback
+                row.reasons["unattributed"] = row.reasons.get("unattributed", 0) + fallback
+        for k, name in enumerate(_KIND_NAMES):
+            n = ctx.by_kind[k]
+            if n:
+                views.by_name[name] = views.by_name.get(name, 0) + n
+        views.events += ctx.view_events
+        views.lost += self.stats.lost
+
+
+class TextReplay(_Counting):
+    """One replay of a text trace, counting lines and events into *stats*
+    as the pure-Python path does."""
+
+    # -- the file ----------------------------------------------------------
+
+    def run(self, path: str) -> None:
+        # one buffer, read into again and again: a fresh 1 MiB bytes per
+        # block costs its page faults every time
+        buf = bytearray(2 * BLOCK + MAX_LINE + 1)
+        view = memoryview(buf)
+        with open(path, "rb") as f:
+            base = 0  # file offset of buf[0]
+            have = 0  # bytes of buf holding file data (a partial line first)
+            while True:
+                got = f.readinto(view[have : have + BLOCK])
+                if not got:
+                    if have:
+                        buf[have] = 10  # the last line, without its newline
+                        switch = self._block(buf, have + 1)
+                        if switch is not None:
+                            self._rest(f, base + switch)
+                    break
+                have += got
+                end = buf.rfind(b"\n", 0, have) + 1
+                switch = self._block(buf, end) if end else None
+                if switch is None and have - end > MAX_LINE:
+                    switch = end  # a line too long to hold: the pure-Python path's rule for it
+                if switch is not None:
+                    self._rest(f, base + switch)
+                    break
+                view[: have - end] = view[end:have]  # the partial line to the front
+                have -= end
+                base += end
+        view.release()
+        self._finish()
+
+    def _rest(self, f, offset: int) -> None:
+        """The rest of the file from *offset* (a line start) through the
+        pure-Python path."""
+        f.seek(offset)
+        text = io.TextIOWrapper(f, encoding=self.enc, errors="replace")
+        long_lines = _LongLines(self.stats)
+        long_lines.sniffed("trace")
+        try:
+            for lines in _line_blocks(text, long_lines, start=self.stats.lines):
+                for line in lines:
+                    self._py_line(line)
+        finally:
+            text.detach()
+
+    def _block(self, buf: bytearray, end: int) -> int | None:
+        """Lines of buf[:end] (whole lines): None, or the offset from which
+        the rest of the file must take the pure-Python path."""
+        if self.pure:
+            return 0
+        lib, ctx, st = self.lib, self.ctx, self.stats
+        cbuf = self.ffi.from_buffer(buf)
+        pos = 0
+        while True:
+            r = lib.rf_run(ctx, cbuf, end, pos)
+            st.lines += ctx.lines
+            st.events += ctx.events
+            ctx.lines = ctx.events = 0
+            if r == lib.RF_DONE:
+                return None
+            s, e = ctx.pos, ctx.line_end
+            if r == lib.RF_LINE:
+                self._py_line(buf[s:e].decode(self.enc, "replace"))
+                pos = e + 1
+                if self.pure:
+                    return pos
+            elif r == lib.RF_TOKEN:
+                off = s + ctx.tok_off
+                if not self._token(ctx.tok_kind, buf[off : off + ctx.tok_len]):
+                    self._py_line(buf[s:e].decode(self.enc, "replace"))
+                    pos = e + 1
+                else:
+                    pos = s  # the same line again, its text now known
+            elif r == lib.RF_SWITCH:
+                return s
+            else:
+                raise MemoryError("replay: the compiled path ran out of memory")
+
+    def _token(self, kind: int, raw: bytearray) -> bool:
+        """Decode a flag (kind 0) or result (kind 1) text for the C side;
+        False when it keeps no value for it (its lines come to Python)."""
+        text = raw.decode("ascii")
+        data = bytes(raw)
+        if kind == 0:
+            v = _flag_value(text, _FLAG_CACHE, FAULT_FLAG)
+        else:
+            v = _RESULT_CACHE.get(text)
+            if v is None:
+                v = _flag_value(text, _RESULT_CACHE, VM_FAULT)
+        value = v if v is not None and 0 <= v < (1 << 63) else -1  # -1: such lines come to Python
+        return bool(self.lib.rf_set_token(self.ctx, kind, data, len(data), value))
+
+
+class DatReplay(_Counting):
+    """One replay of a trace-cmd .dat (:mod:`pmemtrace.live.tracedat`): the
+    ring-buffer pages decoded, the CPUs merged and the fault events counted
+    in C; other fs_dax events, fallbacks and new rows come back here, where
+    the record is unpacked and converted as the pure path does it."""
+
+    #: the fields the C side reads, in the order of rf_dat_event's table
+    FIELDS = ("common_pid", "dev", "ino", "vm_start", "vm_end", "address", "pgoff", "max_pgoff", "flags", "result")
+
+    def run(self, dat: Any, mm: Any) -> bool:
+        """Replay *dat* (and its mmap *mm*, :func:`~pmemtrace.live.tracedat.open_dat`);
+        False, with nothing counted, when the C side does not take the file
+        (a big-endian file, pages it finds unusual): the caller then replays
+        it through the pure-Python path, which says what is wrong if anything is."""
+        from .fsdax_binary import converters
+        from .ftrace_binary import FormatError
+        from .tracedat import _Truncated, cpu_pages
+
+        ffi, lib, ctx = self.ffi, self.lib, self.ctx
+        h = dat.header_page
+        if dat.big_endian or sys.byteorder != "little" or h is None:
+            return False
+        conv = converters(dat.formats, dat.cmdlines)
+        lib.rf_dat_layout(ctx, dat.page_size, h.ts_offset, h.commit_offset, h.commit_size, h.data_offset)
+        for eid in conv:
+            f = dat.formats[eid]
+            f.layout(False)
+            by_name = {x.name: x for x in f.fields}
+            table = []
+            for name in self.FIELDS:
+                x = by_name.get(name) if name in f.index else None
+                if x is None or x.array is not None or x.data_loc or x.size not in (1, 2, 4, 8):
+                    table += [-1, 0, 0]
+                else:
+                    table += [x.offset, x.size, int(bool(x.signed))]
+            kind = _KIND_NAMES.index(f.name) if f.name in _KIND_NAMES else 4
+            if lib.rf_dat_event(ctx, eid, kind, f.unpacker.size, ffi.new("int32_t[]", table)):
+                return False
+        cpus = [c for c in sorted(dat.cpus, key=lambda c: c.cpu) if c.size]
+        self.pieces: list = []  # the decoded-from buffers: the C side points into them
+        try:
+            for slot, c in enumerate(cpus):
+                for piece in cpu_pages(dat, mm, c):
+                    cbuf = ffi.from_buffer(piece)
+                    self.pieces.append((piece, cbuf))
+                    if lib.rf_dat_piece(ctx, slot, cbuf, len(piece)):
+                        return False
+        except (_Truncated, FormatError):
+            return False  # the pure path raises it, with its message
+        st = self.stats
+        st.lines += ctx.dat_records
+        st.events += ctx.dat_records
+        while True:
+            r = lib.rf_dat_run(ctx)
+            if r == lib.RF_DONE:
+                break
+            if r != lib.RF_LINE:
+                raise MemoryError("replay: the compiled path ran out of memory")
+            eid = ctx.rec_eid
+            values = dat.formats[eid].unpack_from(self.pieces[ctx.rec_piece][0], ctx.rec_off)
+            self._add(conv[eid](ctx.rec_ts, cpus[ctx.rec_slot].cpu, values))
+        st.lost += ctx.dat_lost
+        st.skipped += ctx.dat_skipped
+        st.lost_unknown += ctx.dat_lost_unknown
+        self._finish()
+        return True
+
+
+class TextSource:
+    """What the CLI reads of a replayed source (as of
+    :class:`~pmemtrace.live.session.FileSource`) for a text trace that took
+    the compiled path."""
+
+    header = None
+    incomplete = None
+
+    def __init__(self, path: str, stats: ParseStats) -> None:
+        self.path = path
+        self.fmt = "trace"
+        self.stats = stats
+
+
+class DatSource(TextSource):
+    """:class:`TextSource` of a .dat that took the compiled path."""
+
+    def __init__(self, path: str, stats: ParseStats, header: dict) -> None:
+        super().__init__(path, stats)
+        self.fmt = "trace-cmd.dat"
+        self.header = header  # type: ignore[assignment]
