@@ -82,7 +82,29 @@ def _load(name: str) -> ModuleType | None:
         raise
 
 
-def make_parser() -> argparse.ArgumentParser:
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand *argv* runs, if it names one of :data:`COMMANDS`.
+
+    The global options before it take no values (``-v``, ``-q``, ``-h``,
+    ``--version``), so the first word not starting with ``-`` is the
+    command.  ``None`` (anything unusual: no command, ``--``, an unknown
+    word) means "load every subcommand", so help and errors stay argparse's.
+
+    >>> _command_in(["-q", "replay", "t.dat"]), _command_in(["--help"]), _command_in(["nope"])
+    ('replay', None, None)
+    """
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def make_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with *only*, just that subcommand's (start-up: each
+    subcommand module imports what its command needs, and ``replay`` should
+    not pay for ``diagnose``'s imports)."""
     parser = ArgumentParser(
         prog="pmemtrace",
         description="Explain Linux DAX mapping behaviour: which mappings get 2 MiB "
@@ -94,7 +116,7 @@ def make_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="count", default=0, help="less on stderr: -q warnings and errors only, -qq errors only"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         mod = _load(name)
         if mod is not None:
             mod.add_parser(sub)
@@ -102,7 +124,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = make_parser(_command_in(argv))
     args = parser.parse_args(argv)
     setup_logging(log_level(args.verbose, args.quiet))
     if not getattr(args, "func", None):

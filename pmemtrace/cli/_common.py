@@ -18,9 +18,6 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any, NoReturn, Optional
 
-import msgspec
-from tabulate import tabulate
-
 from ..errors import EXIT_USAGE, CaseError, IncompleteData, UsageError
 
 # -- output ------------------------------------------------------------------
@@ -46,6 +43,8 @@ def _printable(cell: Any) -> Any:
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], out: Optional[IO[str]] = None) -> None:
+    from tabulate import tabulate  # 50 ms of imports: only commands that print a table pay
+
     out = out or sys.stdout
     rows = [[_printable(c) for c in r] for r in rows]
     out.write(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
@@ -302,6 +301,8 @@ def load_json_file(path: str, what: str = "case", limit: int = CASE_MAX_BYTES) -
 
 
 def _decode_json_checked(data: bytes, path: str, what: str) -> Any:
+    import msgspec  # imported where used: 30 ms that replay's start-up need not pay
+
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -373,6 +374,8 @@ def _typed_case(data: bytes) -> Any:
     so this path changes no result and no message.  The accesses need no
     check_json_limits(): their types (bounded integers, booleans, strings
     from a fixed set) are checked as they are decoded."""
+    import msgspec
+
     from ..errors import PmemtraceError
     from ..model.case import decode_accesses, parse_case, split_case
 
