@@ -90,10 +90,15 @@ class CachedAttributor:
         # == (address - vm_start) >> 21, address >= vm_start): one interval
         lo = vm_pgoff + (((address - vm_start) >> 21) << 9)
         hi = min(vm_pgoff + npages, lo + 512)
+        # a list comprehension, not a generator into tuple(): this runs over
+        # up to `history` entries for every fallback, and on Python 3.11 the
+        # generator's frame switches cost about twice the filtering itself
         entries = tuple(
-            (p - block_pgoff, w, name)
-            for (p, w, name, res) in inner.prior_faults(dev, ino, pgoff)
-            if lo <= p < hi and not res & _NOT_USED
+            [
+                (p - block_pgoff, w, name)
+                for (p, w, name, res) in inner.prior_faults(dev, ino, pgoff)
+                if lo <= p < hi and not res & _NOT_USED
+            ]
         )
         return (
             inner.release,
