@@ -16,7 +16,10 @@
 #define MAX_TOKENS 40
 #define TOKEN_TEXT 64
 
-enum { K_PMD = 0, K_PMD_DONE = 1, K_PTE = 2, K_PTE_DONE = 3 };
+/* K_HOLE (dax_pmd_load_hole) only from .dat files whose format of it has no
+ * vm_start, vm_end (as 7.2's): text lines of it and other formats go to Python */
+enum { K_PMD = 0, K_PMD_DONE = 1, K_PTE = 2, K_PTE_DONE = 3, K_HOLE = 4 };
+#define NCNT 5 /* counters per row */
 
 /* --- a small open-addressing hash of up to 5 u64 keys to an int64 --- */
 struct hent {
@@ -145,7 +148,7 @@ struct priv {
 	size_t nf, fcap;
 	struct hist *hv;
 	size_t nh, hcap;
-	int64_t *cnt;      /* 4 counters per row: pmd, pte, sigbus, fallback (without an attributor) */
+	int64_t *cnt;      /* NCNT counters per row: pmd, pte, sigbus, fallback (without an attributor), huge_zero */
 	size_t rows;
 	struct tokent tok[512];
 	int ntok;
@@ -155,7 +158,7 @@ struct priv {
 
 int rf_abi(void)
 {
-	return 2; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
+	return 3; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
 }
 
 struct rf_ctx *rf_new(int history)
@@ -365,10 +368,10 @@ int rf_add_row(struct rf_ctx *c, int64_t row, uint64_t pid, uint64_t dev, uint64
 	struct priv *p = c->priv;
 	if ((size_t)row >= p->rows) {
 		size_t nr = ((size_t)row + 1) * 2;
-		int64_t *nc = realloc(p->cnt, nr * 4 * sizeof *nc);
+		int64_t *nc = realloc(p->cnt, nr * NCNT * sizeof *nc);
 		if (!nc)
 			return RF_NOMEM;
-		memset(nc + p->rows * 4, 0, (nr - p->rows) * 4 * sizeof *nc);
+		memset(nc + p->rows * NCNT, 0, (nr - p->rows) * NCNT * sizeof *nc);
 		p->cnt = nc;
 		p->rows = nr;
 	}
@@ -397,9 +400,9 @@ int rf_add_row(struct rf_ctx *c, int64_t row, uint64_t pid, uint64_t dev, uint64
 int64_t rf_row_count(struct rf_ctx *c, int64_t row, int which)
 {
 	struct priv *p = c->priv;
-	if (row < 0 || (size_t)row >= p->rows || which < 0 || which > 3)
+	if (row < 0 || (size_t)row >= p->rows || which < 0 || which >= NCNT)
 		return 0;
-	return p->cnt[row * 4 + which];
+	return p->cnt[row * NCNT + which];
 }
 
 static struct hist *hist_of(struct priv *p, uint64_t dev, uint64_t ino, int create)
@@ -455,7 +458,9 @@ static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint6
 	int64_t row = -1;
 	if (kind == K_PTE) {
 		/* counted only: no row */
-	} else if (kind == K_PTE_DONE) {
+	} else if (kind == K_PTE_DONE || kind == K_HOLE) {
+		/* no VMA bounds in the record: the row whose bounds hold the
+		 * address, else the file's unbounded one (Aggregator._row_of) */
 		struct file *f = file_of(p, pid, dev, ino, 0);
 		if (!f)
 			return 0;
@@ -479,7 +484,7 @@ static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint6
 		row = h->v;
 		if (fallback) {
 			/* no attributor: counted, its reason 'unattributed' added by Python */
-			p->cnt[row * 4 + 3]++;
+			p->cnt[row * NCNT + 3]++;
 			c->by_kind[kind]++;
 			c->view_events++;
 			return 1;
@@ -493,10 +498,12 @@ static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint6
 		hs->head = (hs->head + 1) % p->history;
 		hs->pending++;
 	}
-	if (kind == K_PMD_DONE)
-		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 0)]++;
+	if (kind == K_HOLE)
+		p->cnt[row * NCNT + 4]++; /* a huge zero page (Aggregator.add) */
+	else if (kind == K_PMD_DONE)
+		p->cnt[row * NCNT + ((res & c->sigbus_bit) ? 2 : 0)]++;
 	else if (kind == K_PTE_DONE)
-		p->cnt[row * 4 + ((res & c->sigbus_bit) ? 2 : 1)]++;
+		p->cnt[row * NCNT + ((res & c->sigbus_bit) ? 2 : 1)]++;
 	c->by_kind[kind]++;
 	c->view_events++;
 	return 1;
@@ -957,11 +964,14 @@ int rf_dat_run(struct rf_ctx *c)
 		const struct devent *e = &d->ev[r->ev];
 		const unsigned char *rec = d->piece[r->piece].buf + r->off;
 		uint64_t v[DAT_FIELDS] = {0};
-		int ok = e->kind <= K_PTE_DONE;
+		int ok = e->kind <= K_HOLE;
 		for (int i = 0; ok && i < DAT_FIELDS; i++) {
 			if (e->f[i][0] < 0) {
-				/* absent: PTE events have no vm_start, vm_end, max_pgoff */
-				if (!(e->kind >= K_PTE && (i == 3 || i == 4 || i == 7)))
+				/* absent: PTE events have no vm_start, vm_end, max_pgoff;
+				 * a load hole (taken only without vm_start, vm_end) has
+				 * no pgoff, max_pgoff, flags, result either */
+				int pte = e->kind == K_PTE || e->kind == K_PTE_DONE;
+				if (!(pte && (i == 3 || i == 4 || i == 7)) && !(e->kind == K_HOLE && i != 5))
 					ok = 0;
 				continue;
 			}

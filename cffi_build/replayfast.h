@@ -51,8 +51,9 @@ struct rf_ctx {
 	uint64_t write_flag, sigbus_bit, fallback_bit;
 	/* out: counters since Python last read (and zeroed) them */
 	int64_t lines, events;
-	/* out: counts of the four event kinds that reached the views, and their sum */
-	int64_t by_kind[4];
+	/* out: counts of the five event kinds (the four faults, dax_pmd_load_hole)
+	 * that reached the views, and their sum */
+	int64_t by_kind[5];
 	int64_t view_events;
 	/* out: where the last status points */
 	size_t pos, line_end, tok_off, tok_len;
@@ -73,7 +74,8 @@ int rf_run(struct rf_ctx *ctx, const char *buf, size_t len, size_t pos);
 int rf_set_token(struct rf_ctx *ctx, int kind, const char *text, size_t len, int64_t value);
 int rf_add_row(struct rf_ctx *ctx, int64_t row, uint64_t pid, uint64_t dev, uint64_t ino,
 	       int bounded, uint64_t vm_start, uint64_t vm_end);
-/* which: 0 pmd, 1 pte, 2 sigbus, 3 fallback (counted only without an attributor) */
+/* which: 0 pmd, 1 pte, 2 sigbus, 3 fallback (counted only without an attributor),
+ * 4 huge_zero (dax_pmd_load_hole, .dat only) */
 int64_t rf_row_count(struct rf_ctx *ctx, int64_t row, int which);
 /* the entries kept for (dev, ino) since the last take, oldest first, into
  * four arrays of max entries (arrays: Python unpacks them in one call each) */
@@ -91,7 +93,8 @@ int rf_take_history(struct rf_ctx *ctx, uint64_t dev, uint64_t ino, uint64_t *pg
 /* the page header's layout (ftrace_binary.PageHeader) */
 void rf_dat_layout(struct rf_ctx *ctx, int page_size, int ts_offset, int commit_offset, int commit_size,
 		   int data_offset);
-/* an event id to decode: kind 0..3 (the fault events) or 4 (handed back),
+/* an event id to decode: kind 0..3 (the fault events), 4 (dax_pmd_load_hole)
+ * or 5 (handed back),
  * the bytes its record must have (struct size), and for each of pid, dev,
  * ino, vm_start, vm_end, address, pgoff, max_pgoff, flags, result its
  * offset, size and signedness (offset -1: absent) */

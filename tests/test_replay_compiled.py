@@ -364,6 +364,20 @@ def test_dat_of_many_pages(tmp_path):
     assert pure["stats"]["events"] == 6 * 568
 
 
+def test_dat_load_holes_are_counted_in_c(tmp_path, monkeypatch):
+    """dax_pmd_load_hole records on a mapping whose row exists stay on the C
+    side (its huge_zero counter), the same counts as the pure path's."""
+    p = _synthesized(tmp_path, 6)
+    pure = _outcome(p, True)
+    back: list = []
+    add = fasttext._Counting._add
+    monkeypatch.setattr(fasttext._Counting, "_add", lambda self, rec: (back.append(rec[0]), add(self, rec))[1])
+    assert _outcome(p, False) == pure
+    holes = sum(r["huge_zero"] for r in pure["json"]["rows"])
+    assert holes >= 6 * 4  # the fixture has load holes in every copy
+    assert back.count("dax_pmd_load_hole") < holes / 6  # only those that make a row came back
+
+
 def test_dat_whose_cpu_goes_back_in_time_takes_the_pure_path(tmp_path):
     """Pages repeated without shifting their timestamps: the pure path's
     window merge gives its own order, so the compiled path declines."""

@@ -56,7 +56,7 @@ from .parse import (
     trace_line_record,
 )
 
-RF_ABI = 2  # cffi_build/replayfast.c rf_abi()
+RF_ABI = 3  # cffi_build/replayfast.c rf_abi()
 
 try:
     from .. import _replayfast  # type: ignore[attr-defined]
@@ -69,7 +69,8 @@ except (ImportError, AttributeError):  # not built (no C compiler at install), o
 PURE_ENV = "PMEMTRACE_PURE_PYTHON"
 BLOCK = 1 << 20  # bytes read per step
 _U64 = 1 << 64
-_KIND_NAMES = ("dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done")
+# the C side's event kinds, by number (the last only from .dat files)
+_KIND_NAMES = ("dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done", "dax_pmd_load_hole")
 
 
 def available() -> bool:
@@ -202,6 +203,7 @@ class _Counting:
             if fallback:
                 row.fallback += fallback
                 row.reasons["unattributed"] = row.reasons.get("unattributed", 0) + fallback
+            row.huge_zero += lib.rf_row_count(ctx, i, 4)  # dax_pmd_load_hole, .dat only
         for k, name in enumerate(_KIND_NAMES):
             n = ctx.by_kind[k]
             if n:
@@ -344,7 +346,9 @@ class DatReplay(_Counting):
                     table += [-1, 0, 0]
                 else:
                     table += [x.offset, x.size, int(bool(x.signed))]
-            kind = _KIND_NAMES.index(f.name) if f.name in _KIND_NAMES else 4
+            kind = _KIND_NAMES.index(f.name) if f.name in _KIND_NAMES else len(_KIND_NAMES)  # handed back
+            if f.name == "dax_pmd_load_hole" and ("vm_start" in f.index or "vm_end" in f.index):
+                kind = len(_KIND_NAMES)  # the C side finds its row by address: not with bounds given
             if lib.rf_dat_event(ctx, eid, kind, f.unpacker.size, ffi.new("int32_t[]", table)):
                 return False
         cpus = [c for c in sorted(dat.cpus, key=lambda c: c.cpu) if c.size]
