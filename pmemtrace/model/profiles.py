@@ -75,6 +75,10 @@ class Profile:
     #: empty PTE table (CONFIG_PT_RECLAIM, default y on x86-64), so the next
     #: fault there finds the PMD none and tries a huge fault again
     dontneed_frees_pte_tables: bool = False
+    #: fsync's dax_writeback_one() write-protects every page of the entry it
+    #: writes back in every shared mapping (pfn_mkclean_range()); before,
+    #: dax_entry_mkclean() protected only the entry's first page
+    mkclean_whole_entry: bool = True
     #: the lab kernel this profile was checked against (docs/lab-findings.md),
     #: or None when it comes from reading kernel source and patches only
     verified_on: str | None = None
@@ -175,10 +179,10 @@ P_6_1 = Profile(
 # Before 6.1: each older profile undoes, newest first, what a later kernel
 # added (the commit that added it is cited at the field).
 
-P_5_15 = replace(
+P_5_18 = replace(
     P_6_1,
-    name="5.15",
-    version=(5, 15),
+    name="5.18",
+    version=(5, 18),
     # Linux kernel commit f46f2adecdcc ("mm: check against orig_pte for
     # finish_fault()") (in v5.19) added FAULT_FLAG_ORIG_PTE_VALID (0x800),
     # which handle_pte_fault() sets when a page table exists.
@@ -187,6 +191,21 @@ P_5_15 = replace(
     citations=dict(
         P_6_1.citations,
         orig_pte_valid_flag='Linux kernel commit f46f2adecdcc ("mm: check against orig_pte for finish_fault()") (in v5.19)',
+    ),
+)
+
+P_5_15 = replace(
+    P_5_18,
+    name="5.15",
+    version=(5, 15),
+    # Linux kernel commit 06083a0921fd ("dax: fix missing writeprotect the
+    # pte entry") (in v5.18) made dax_writeback_one() write-protect all pages
+    # of the entry (pfn_mkclean_range()); before, dax_entry_mkclean() looked
+    # only at the entry's first page in each shared VMA.
+    mkclean_whole_entry=False,
+    citations=dict(
+        P_5_18.citations,
+        mkclean_whole_entry='Linux kernel commit 06083a0921fd ("dax: fix missing writeprotect the pte entry") (in v5.18)',
     ),
 )
 
@@ -448,6 +467,7 @@ PROFILES = (
     P_5_10,
     P_5_11,
     P_5_15,
+    P_5_18,
     P_6_1,
     P_6_2,
     P_6_4,
@@ -469,7 +489,8 @@ RELEASE_SPANS = (
     ((4, 18), (5, 6), P_4_18),
     ((5, 7), (5, 10), P_5_10),
     ((5, 11), (5, 14), P_5_11),
-    ((5, 15), (5, 18), P_5_15),
+    ((5, 15), (5, 17), P_5_15),
+    ((5, 18), (5, 18), P_5_18),
     ((5, 19), (6, 1), P_6_1),
     ((6, 2), (6, 3), P_6_2),
     ((6, 4), (6, 5), P_6_4),

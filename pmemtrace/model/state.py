@@ -246,6 +246,22 @@ class AddressSpace:
         TiB-long munmap or madvise costs the slots touched, not the range."""
         return _keys_in(self.pmds, first, last)
 
+    def wrprotect(self, start: int, end: int) -> None:
+        """Write-protect the file's translations in [start, end) of a shared
+        VMA (mm/rmap.c page_vma_mkclean_one(): a huge PMD is protected
+        whole, PTEs one by one; copied-on-write pages are not the file's)."""
+        first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
+        for key in _keys_in(self.pmds, first, last):
+            slot = self.pmds[key]
+            if isinstance(slot, HugePmd):
+                if slot.writable:
+                    self.pmds[key] = huge_pmd(False, slot.zero, slot.level)
+                continue
+            lo = max(start, key << PMD_SHIFT)
+            hi = min(end, (key + 1) << PMD_SHIFT)
+            a, b = (lo >> PAGE_SHIFT) & PG_PMD_COLOUR, ((hi - 1) >> PAGE_SHIFT) & PG_PMD_COLOUR
+            slot.writable &= ~((((1 << (b - a + 1)) - 1) << a) & ~slot.anon)
+
     def zap(self, start: int, end: int, even_cows: bool = True, free_empty_tables: bool = False) -> None:
         """Remove the translations for [start, end) (munmap, MADV_DONTNEED).
 
@@ -348,6 +364,14 @@ class FileState:
         self._heads = [s[0] for s in self._starts if s]
         self.entries: dict[int, Union[PmdEntry, PteEntries]] = {}  # file block (index >> 9) -> entry
         self.hole_alloc_align = hole_alloc_align
+        # PAGECACHE_TAG_DIRTY on data entries: fs/dax.c dax_insert_entry()
+        # marks the entry a write fault maps dirty unless the fault is
+        # synchronous ("dirty = write && !dax_fault_is_synchronous()"),
+        # dax_insert_pfn_mkwrite() marks it after a MAP_SYNC fault's fsync,
+        # and dax_writeback_one() clears it.  PMD entries by block, PTE-order
+        # entries as a bitmap per block (bit i: index block*512 + i).
+        self.dirty_pmds: set[int] = set()
+        self.dirty_ptes: dict[int, int] = {}
         # metadata changed since the last fsync (allocation, unwritten
         # conversion, i_size): ->iomap_begin() then sets IOMAP_F_DIRTY on
         # every mapping it returns, not only on new blocks -- xfs
@@ -467,6 +491,45 @@ class FileState:
             ent.zero &= ~mask
             if not ent.present:
                 del entries[block]
+
+    def mark_dirty(self, index: int) -> None:
+        """PAGECACHE_TAG_DIRTY on the entry that maps page *index*: its
+        PTE-order entry, or the PMD data entry covering it ("PTE writes will
+        simply dirty the entire PMD entry", fs/dax.c dax_insert_entry())."""
+        block = index >> 9
+        ent = self.entries.get(block)
+        if ent is PMD_ENTRY_DATA:
+            self.dirty_pmds.add(block)
+        elif ent.__class__ is PteEntries:
+            self.dirty_ptes[block] = self.dirty_ptes.get(block, 0) | 1 << (index & PG_PMD_COLOUR)
+
+    def has_dirty(self) -> bool:
+        """mapping_tagged(mapping, PAGECACHE_TAG_DIRTY): any dirty entry in
+        the file (filemap_fdatawrite_wbc() writes nothing back otherwise)."""
+        return bool(self.dirty_pmds or self.dirty_ptes)
+
+    def take_dirty(self, first: int, last: int) -> list[tuple[int, int]]:
+        """The dirty entries overlapping page indices first..last, in index
+        order, as (first index, pages); their dirty mark is cleared
+        (tag_pages_for_writeback() + dax_writeback_one())."""
+        out = []
+        for block in range(first >> 9, (last >> 9) + 1):
+            if block in self.dirty_pmds:
+                self.dirty_pmds.discard(block)
+                out.append((block << 9, PG_PMD_NR))
+                continue
+            bits = self.dirty_ptes.get(block, 0)
+            lo = max(first, block << 9) & PG_PMD_COLOUR
+            hi = min(last, (block << 9) | PG_PMD_COLOUR) & PG_PMD_COLOUR
+            sel = bits & (((1 << (hi - lo + 1)) - 1) << lo)
+            if not sel:
+                continue
+            out += [((block << 9) | i, 1) for i in range(lo, hi + 1) if sel >> i & 1]
+            if bits & ~sel:
+                self.dirty_ptes[block] = bits & ~sel
+            else:
+                del self.dirty_ptes[block]
+        return out
 
     def write_range(self, pos: int, length: int) -> bool:
         """A write fault's ->iomap_begin(IOMAP_WRITE) over [pos, pos+length):
