@@ -381,12 +381,12 @@ def dax_finish_sync_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, p
     fs = sim.file
     assert fs is not None  # MAP_SYNC faults are fsdax faults
     pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
-    trace.append("dax_finish_sync_fault")
     _writeback_range(sim, f, pgoff, pgoff + (PMD_SIZE >> PAGE_SHIFT if pmd else 1) - 1)
     # vfs_fsync_range(): the metadata is durable, the inode clean again
     fs.datasync_dirty = False
     f.result = NEEDDSYNC
     if not pmd and fs.entries.get(pgoff >> 9) is PMD_ENTRY_DATA:
+        trace.append("dax_finish_sync_fault")
         trace.append(("dax_insert_pfn_mkwrite_no_entry", flags, NOPAGE))
         f.again = True
         return NEEDDSYNC
@@ -399,6 +399,7 @@ def dax_finish_sync_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, p
         trace.append(prof.pte_insert_function[1])
         _set_pte(sim, addr, writable=True)
         f.outcome, f.level = "pte", "pte"
+    trace.append("dax_finish_sync_fault")
     trace.append(("dax_insert_pfn_mkwrite", flags, NOPAGE))
     return NEEDDSYNC
 
