@@ -741,10 +741,10 @@ def _split_vma(sim: Sim, v: Vma, addr: int) -> None:
     confirmed here)."""
     if v.start < addr < v.end:
         key = addr >> 21
-        if addr & (PMD_SIZE - 1) and v.start <= key << 21 and (key + 1) << 21 <= v.end:
-            if sim.mm.pmds.get(key).__class__ is HugePmd:
-                del sim.mm.pmds[key]
-                sim.counters["thp_split_pmd"] += 1
+        covered = v.start <= key << 21 and (key + 1) << 21 <= v.end
+        if addr & (PMD_SIZE - 1) and covered and sim.mm.pmds.get(key).__class__ is HugePmd:
+            del sim.mm.pmds[key]
+            sim.counters["thp_split_pmd"] += 1
         sim.mm.split_at(addr)
 
 
