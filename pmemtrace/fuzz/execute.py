@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..live.tracefs import Instance, _append, remove_orphans_and_report, tracefs_root
-from ..model.build import CaseBuilder, case_to_json, dax_extents
+from ..model.build import CaseBuilder, allocated_extents, case_to_json, dax_extents
 from ..model.case import Case, File
 from ..workload import engine as E
 from ..workload.worker import edge_page_tables
@@ -217,6 +217,7 @@ class Observation:
     run: int = 0  # accesses carried out (or died in)
     lines: list[str] = field(default_factory=list)
     extents: list[dict[str, Any]] = field(default_factory=list)
+    extents_after: list[dict[str, Any]] = field(default_factory=list)  # FIEMAP after the run
     file_stat: Any = None
 
 
@@ -383,6 +384,8 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
             else:
                 obs.died = obs.died or f"the child died of {sig}" + (f" in access {current}" if current else "")
         obs.lines = trace.lines()
+        if fsdax:  # where the filesystem put the blocks the run allocated
+            obs.extents_after = _fiemap(fd)
     finally:
         os.close(fd)
     return obs
@@ -394,7 +397,13 @@ def real_case(case: Case, obs: Observation, device: Any, release: str) -> dict[s
     b = CaseBuilder(device, kernel=release, name=case.name, notes=case.notes)
     if case.file is not None:
         st = obs.file_stat
-        b.file = File(size=case.file.size, ino=st.st_ino, fs=case.file.fs, extents=dax_extents(obs.extents))
+        b.file = File(
+            size=case.file.size,
+            ino=st.st_ino,
+            fs=case.file.fs,
+            extents=dax_extents(obs.extents),
+            allocated=allocated_extents(obs.extents, obs.extents_after),
+        )
     for m in case.mappings:
         b.mapping(
             m.id,

@@ -66,6 +66,11 @@ class File:
     ino: int = 0
     fs: str = "xfs"  # xfs | ext4 (differs in ->map_pages; see fsdax.py)
     dev: Optional[int] = None
+    # where the filesystem placed the blocks it allocated in holes during the
+    # run (FIEMAP after it; ``pmemtrace run --case`` records them): write
+    # faults and pwrite into those holes get these blocks, not the model's
+    # assumed 2 MiB-aligned ones
+    allocated: list[Extent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._starts = [e.logical for e in self.extents]
@@ -311,13 +316,41 @@ def _parse_file(d: Any, device: Device) -> File:
         for i, e in enumerate(out):
             if e.physical + e.length > device.size:
                 raise CaseError(f"file.extents[{i}].physical", "extent ends beyond device.size")
+    allocated = _parse_allocated(d.get("allocated", []), out)
     return File(
+        allocated=allocated,
         size=size,
         extents=out,
         ino=_int(d, "ino", "file", default=0),
         fs=_choice(d, "fs", "file", ("xfs", "ext4"), default="xfs"),
         dev=_dev_t(d["dev"], "file.dev") if "dev" in d else None,
     )
+
+
+def _parse_allocated(exts: Any, extents: list[Extent]) -> list[Extent]:
+    """file.allocated: {logical, physical, length} pieces, 4 KiB multiples,
+    not overlapping each other or file.extents (they were holes)."""
+    if not isinstance(exts, list):
+        raise CaseError("file.allocated", "expected a list of extents")
+    out = []
+    for i, e in enumerate(exts):
+        p = f"file.allocated[{i}]"
+        e = _obj(e, p)
+        ext = Extent(
+            logical=_int(e, "logical", p, required=True),
+            physical=_int(e, "physical", p, required=True),
+            length=_int(e, "length", p, required=True, minimum=1),
+        )
+        for k in ("logical", "physical", "length"):
+            if getattr(ext, k) % PAGE_SIZE:
+                raise CaseError(f"{p}.{k}", "must be a multiple of 4 KiB")
+        out.append(ext)
+    out.sort(key=lambda x: x.logical)
+    both = sorted(out + extents, key=lambda x: x.logical)
+    for a, b in zip(both, both[1:]):
+        if a.logical + a.length > b.logical:
+            raise CaseError("file.allocated", f"overlaps another extent at logical {b.logical:#x}")
+    return out
 
 
 def _parse_mapping(d: Any, i: int, device: Device) -> Mapping:

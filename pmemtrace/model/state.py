@@ -381,7 +381,11 @@ class FileState:
         # clean (recorded files are fsynced); the journal's own periodic
         # commit (ext4: 5 s, xfs log worker: 30 s) is not modelled.
         self.datasync_dirty = False
-        self._next_phys = max((e.physical + e.length for e in exts), default=0)
+        # where the filesystem really placed blocks it allocated in holes
+        # (case key file.allocated), by logical offset
+        self._placed = [(e.logical, e.physical, e.length) for e in file.allocated]
+        self._placed_starts = [p[0] for p in self._placed]
+        self._next_phys = max((e.physical + e.length for e in [*exts, *file.allocated]), default=0)
 
     @property
     def max_pgoff(self) -> int:
@@ -531,6 +535,24 @@ class FileState:
                 del self.dirty_ptes[block]
         return out
 
+    def _placement(self, pos: int, length: int) -> tuple[int, int]:
+        """(physical, length) of the next piece of a hole allocation at
+        *pos*: where the case says the filesystem placed it (file.allocated),
+        up to the end of that record; elsewhere the allocator's choice is not
+        knowable from the case, and the model allocates at hole_alloc_align,
+        up to the next record."""
+        i = bisect_right(self._placed_starts, pos) - 1
+        if i >= 0:
+            lo, phys, ln = self._placed[i]
+            if pos < lo + ln:
+                return phys + (pos - lo), min(length, lo + ln - pos)
+        if i + 1 < len(self._placed):
+            length = min(length, self._placed[i + 1][0] - pos)
+        a = self.hole_alloc_align
+        phys = (self._next_phys + a - 1) // a * a
+        self._next_phys = phys + length
+        return phys, length
+
     def write_range(self, pos: int, length: int) -> bool:
         """A write fault's ->iomap_begin(IOMAP_WRITE) over [pos, pos+length):
         converts unwritten blocks and allocates holes.  Returns True when any
@@ -551,11 +573,7 @@ class FileState:
                 e.unwritten = False
                 new = True
             elif kind == "hole":
-                # The allocator's choice is not knowable from the case; the
-                # model allocates at the case's hole_alloc_align.
-                a = self.hole_alloc_align
-                phys = (self._next_phys + a - 1) // a * a
-                self._next_phys = phys + ln
+                phys, ln = self._placement(p, ln)
                 c, i = self._find(p)
                 self._insert(c, i, Ext(p, phys, ln, False))
                 new = True
