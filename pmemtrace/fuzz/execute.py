@@ -265,10 +265,13 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
         a = addr[mid]
         mp = E.mmap(fd, m.length, offset=m.offset, prot=prot, shared=m.shared, sync=m.sync, addr=a, fixed=a is not None)
         maps[mid] = mp
-        tables = edge_page_tables(mp.addr, mp.length)
         if a is None:
+            # guard first: reading /proc/self/maps allocates, and a Python
+            # arena mapped then lands right below the new mapping, in its
+            # first block, with pages (a page table the record would miss)
             addr[mid] = mp.addr
             _guard_edges(mp.addr, mp.length)
+        tables = edge_page_tables(mp.addr, mp.length)
         # the partly covered edge blocks: the reservation (or the guard, or
         # whatever already lay there) shares them for the whole case
         shared = [b for b in {mp.addr & ~(PMD - 1), (mp.end - 1) & ~(PMD - 1)} if b < mp.addr or b + PMD > mp.end]
