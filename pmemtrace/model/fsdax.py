@@ -284,8 +284,19 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
         # IOMAP_WRITE: ext4/xfs ->iomap_begin() allocate (or convert) up to
         # the requested 2 MiB, bounded by the hole/unwritten extent, before
         # returning the mapping whose length is then checked.
+        hole = length if kind == "hole" else None
         fs.write_range(pos, min(length, PMD_SIZE))
         kind, length, ext = fs.lookup(pos)
+        if hole is not None:
+            # the mapping returned for a hole is what was allocated, not
+            # merged with a following extent that happens to be physically
+            # contiguous: fs/xfs/xfs_iomap.c xfs_direct_write_iomap_begin()
+            # clips the allocation to the hole ("end_fsb = min(end_fsb,
+            # imap.br_startoff + imap.br_blockcount)") and returns the imap
+            # xfs_iomap_write_direct() allocated; ext4_iomap_alloc() the map
+            # ext4_map_blocks() allocated (v5.10..7.x; lab, 6.12 xfs: a hole
+            # of 1 MiB before a written extent falls back)
+            length = min(length, hole)
     if length < PMD_SIZE:
         return _pmd_done(sim, f, addr, flags, FALLBACK, "extent-too-short")
     # I1: read of a hole or unwritten extent -> huge zero page
