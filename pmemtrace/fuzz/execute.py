@@ -185,11 +185,24 @@ def lay_out(path: str, case: Case) -> list[dict[str, Any]]:
             if not e.unwritten:
                 n = min(e.length, max(0, f.size - e.logical))
                 if n:
-                    os.pwrite(fd, E.pattern_bytes(0x5A5A, e.logical, n), e.logical)
+                    _write_zeros(fd, e.logical, n)
         E.fsync(fd)
         return [x.to_json() if hasattr(x, "to_json") else x for x in _fiemap(fd)]
     finally:
         os.close(fd)
+
+
+# what lay_out() writes: the data does not matter, only that the blocks are
+# written; one zero buffer (calloc'd, never touched) instead of a pattern
+# filled and copied per extent, which took a fifth of a case under TCG
+_ZEROS = memoryview(bytes(4 << 20))
+
+
+def _write_zeros(fd: int, pos: int, n: int) -> None:
+    while n > 0:
+        k = min(n, len(_ZEROS))
+        os.pwrite(fd, _ZEROS[:k], pos)
+        pos, n = pos + k, n - k
 
 
 def _fiemap(fd: int) -> list[dict[str, Any]]:
