@@ -229,6 +229,12 @@ def known_limit(case: dict[str, Any], row: Row) -> Optional[str]:
             e["logical"] <= pos and pos + (2 << 20) <= e["logical"] + e["length"] and not e["unwritten"]
             for e in case.get("file", {}).get("extents", [])
         )
-        if not covered:  # the PMD fault allocated (or converted): where is the allocator's choice
+        # where the case records the filesystem's placement (file.allocated:
+        # every carried-out case does), the model knows it: not a limit
+        placed = any(
+            e["logical"] < pos + (2 << 20) and pos < e["logical"] + e["length"]
+            for e in case.get("file", {}).get("allocated", [])
+        )
+        if not covered and not placed:  # the PMD fault allocated: where is the allocator's choice
             return "allocator"
     return None
