@@ -16,6 +16,7 @@ The case the model is asked about is then rebuilt with the real extents,
 addresses and device geometry (:func:`real_case`).
 """
 
+import ctypes
 import json
 import mmap
 import os
@@ -24,6 +25,8 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..host import procmaps
+from ..host.fsread import Roots
 from ..live.tracefs import Instance, _append, remove_orphans_and_report, tracefs_root
 from ..model.build import CaseBuilder, allocated_extents, case_to_json, dax_extents
 from ..model.case import Case, File
@@ -235,18 +238,41 @@ class Observation:
 
 
 def _guard_edges(addr: int, length: int) -> None:
-    """Fill what is free of the first and last 2 MiB blocks of a mapping
-    the kernel placed with PROT_NONE, so that no allocation of this process
-    (Python's arenas land right below the newest mapping) puts pages, and so
-    a page table, there after the edges were recorded."""
+    """Settle the page tables of the partly covered first and last 2 MiB
+    blocks of a mapping the kernel placed, before edge_page_tables() records
+    them.  Such a block is shared with whatever lies beside the mapping --
+    often Python's allocator arenas, which come and go right below the
+    newest mapping, and an arena freed after it was touched leaves an empty
+    page table that no record can see (lab, 6.12 and 7.2: a PTE fault with
+    no PMD attempt where the record said the block had none).  So every
+    free gap in those blocks gets a one-page-touched read-only mapping: the
+    block then has a page table for sure (recorded), and nothing else of
+    this process can land there later."""
     lo, end = addr & ~(PMD - 1), addr + length
     hi = (end + PMD - 1) & ~(PMD - 1)
-    for start, stop in ((lo, addr), (end, hi)):
-        if stop > start:
-            try:
-                E.mmap(-1, stop - start, prot=PROT_NONE, shared=False, addr=start, noreplace=True)
-            except OSError:
-                pass  # something is there already: edge_page_tables() saw it
+    blocks = [(b, b + PMD) for b in {lo, hi - PMD} if b < addr or b + PMD > end]
+    if not blocks:
+        return
+    maps, _ = procmaps.read_process_maps(Roots(), "self", names=("maps",))
+    taken = sorted((v.start, v.end) for v in maps or ())
+    for b0, b1 in blocks:
+        pos = b0
+        for v0, v1 in taken + [(b1, b1)]:
+            if v1 <= pos and v0 < b1:
+                continue
+            if min(v0, b1) > pos:
+                _guard(pos, min(v0, b1))
+            pos = max(pos, v1)
+            if pos >= b1:
+                break
+
+
+def _guard(start: int, stop: int) -> None:
+    try:
+        g = E.mmap(-1, stop - start, prot=mmap.PROT_READ, shared=False, addr=start, noreplace=True)
+    except OSError:
+        return  # taken meanwhile: edge_page_tables() sees what is there
+    ctypes.string_at(g.addr, 1)  # the zero page: a page table in the block
 
 
 def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: str, root: str) -> None:
