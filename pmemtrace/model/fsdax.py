@@ -209,6 +209,8 @@ def grab_pte_entry(sim: Sim, index: int) -> PmdEntry | PteEntries:
             return ent
         if ent is PMD_ENTRY_ZERO:
             _unmap_zero(sim, block)
+        # the PMD entry is deleted (xas_store(NULL)): its marks go with it
+        fs.dirty_pmds.discard(block)
         ent = None
     if ent is None:
         ent = PteEntries()
@@ -318,8 +320,9 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
     # (IOMAP_F_DIRTY: any allocation, conversion or size change since the
     # last fsync, this fault's or an earlier one's; FileState.datasync_dirty)
     sync = write and vma.sync and _iomap_dirty(fs, pos, PMD_SIZE)
-    if write and not sync:
+    if (write or sim.profile.read_faults_dirty_entries) and not sync:
         # dax_insert_entry(): "dirty = write && !dax_fault_is_synchronous()"
+        # (5.19..6.1: any fault that is not synchronous)
         fs.dirty_pmds.add(block)
     if sync:
         _pmd_done(sim, f, addr, flags, NEEDDSYNC)
@@ -353,6 +356,8 @@ def dax_pmd_load_hole(sim: Sim, f: Fault, addr: int, flags: int, block: int) -> 
     fs = sim.file
     assert fs is not None  # fsdax faults run only on a case with a file
     fs.entries[block] = PMD_ENTRY_ZERO
+    if prof.read_faults_dirty_entries:
+        fs.dirty_pmds.add(block)  # dax_insert_entry(), 5.19..6.1
     if prof.zero_pmd_via_insert:
         # v6.18: vmf_insert_folio_pmd(vmf, zero_folio, false)
         f.trace.append(prof.pmd_insert_function)
@@ -521,6 +526,8 @@ def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow
         # dax_load_hole(): the 4 KiB zero page, a zero PTE entry
         if ent.__class__ is PteEntries:
             ent.zero |= 1 << (pgoff & PG_PMD_COLOUR)
+        if prof.read_faults_dirty_entries:
+            fs.mark_dirty(pgoff)  # dax_insert_entry(), 5.19..6.1
         trace.append(prof.pte_insert_function[0])
         _set_pte(sim, addr, writable=False, zero=True)
         trace.append(("dax_load_hole", flags, NOPAGE))
@@ -539,8 +546,9 @@ def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow
         sim.counters["pgmajfault"] += 1
         ret |= MAJOR
     sync = write and vma.sync and _iomap_dirty(fs, pos, PAGE_SIZE)
-    if write and not sync:
+    if (write or prof.read_faults_dirty_entries) and not sync:
         # dax_insert_entry(): "dirty = write && !dax_fault_is_synchronous()"
+        # (5.19..6.1: any fault that is not synchronous)
         fs.mark_dirty(pgoff)
     if sync:
         _pte_done(f, flags, ret | NEEDDSYNC)

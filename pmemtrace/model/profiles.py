@@ -79,6 +79,10 @@ class Profile:
     #: writes back in every shared mapping (pfn_mkclean_range()); before,
     #: dax_entry_mkclean() protected only the entry's first page
     mkclean_whole_entry: bool = True
+    #: dax_insert_entry() tags the entry of every fault that is not
+    #: synchronous dirty, reads and zero-page loads included ("dirty =
+    #: !dax_fault_is_synchronous()"); elsewhere only write faults
+    read_faults_dirty_entries: bool = False
     #: the lab kernel this profile was checked against (docs/lab-findings.md),
     #: or None when it comes from reading kernel source and patches only
     verified_on: str | None = None
@@ -165,12 +169,20 @@ P_6_1 = Profile(
     # dax_pmd_fault WRITE ... FALLBACK before the PTE COW; 6.12.95 and 7.2.13
     # log no PMD event there (mm/memory.c wp_huge_pmd() checks VM_SHARED).
     wp_huge_pmd_private_huge_fault=True,
+    # Lab, 6.1.0-50-amd64 (lab fuzz seed 9, cases 240 and 253): a MAP_SYNC
+    # fault's fsync walks the file after only reads and writes back a huge
+    # zero page entry a read loaded.  "fsdax: replace mmap entry in case of
+    # CoW" (in v5.19; mainline id not confirmed here) computed "dirty =
+    # !dax_fault_is_synchronous(iter, vma)" in dax_insert_entry(), so every
+    # fault that is not synchronous tags its entry dirty.
+    read_faults_dirty_entries=True,
     verified_on="6.1.0-50-amd64",
     citations={
         "pmd_insert_function": "mm/huge_memory.c vmf_insert_pfn_pmd_prot() (v6.1)",
         "gup_uses_get_dev_pagemap": "mm/gup.c follow_devmap_pmd(), gup_pte_range(), __gup_device_huge() (v6.1)",
         "pmd_needs_devmap": "fs/dax.c dax_iomap_direct_access(): 'For larger pages we need devmap' (v6.1)",
         "zero_pmd_via_insert": "fs/dax.c dax_pmd_load_hole() set_pmd_at() (v6.1)",
+        "read_faults_dirty_entries": '"fsdax: replace mmap entry in case of CoW" (in v5.19; id not confirmed); lab 6.1.0-50',
     },
 )
 
@@ -187,6 +199,9 @@ P_5_18 = replace(
     # finish_fault()") (in v5.19) added FAULT_FLAG_ORIG_PTE_VALID (0x800),
     # which handle_pte_fault() sets when a page table exists.
     orig_pte_valid_flag=False,
+    # before "fsdax: replace mmap entry in case of CoW" (v5.19) the callers
+    # passed "write && !sync" as dax_insert_entry()'s dirty argument
+    read_faults_dirty_entries=False,
     verified_on=None,
     citations=dict(
         P_6_1.citations,
@@ -283,9 +298,14 @@ P_6_2 = replace(
     # Linux kernel commit aea06577a900 ("mm: don't call vm_ops->huge_fault() in
     # wp_huge_pmd()/wp_huge_pud() for private mappings") (in v6.2)
     wp_huge_pmd_private_huge_fault=False,
+    # Linux kernel commit 03e54f961bda ("fsdax,xfs: set the shared flag when
+    # file extent is shared") (in v6.2): "dirty = write &&
+    # !dax_fault_is_synchronous()" again -- only write faults tag entries
+    read_faults_dirty_entries=False,
     verified_on=None,
     citations=dict(
         P_6_1.citations,
+        read_faults_dirty_entries='Linux kernel commit 03e54f961bda ("fsdax,xfs: set the shared flag when file extent is shared") (in v6.2)',
         wp_huge_pmd_private_huge_fault='Linux kernel commit aea06577a900 ("mm: don\'t call vm_ops->huge_fault() in wp_huge_pmd()/wp_huge_pud() for private mappings") (in v6.2)',
     ),
 )

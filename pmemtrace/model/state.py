@@ -480,17 +480,20 @@ class FileState:
         fs/dax.c dax_invalidate_mapping_entry_sync(), v6.1..7.x): clean
         entries (hole/zero and empty ones) overlapping the page indices go;
         dirty data entries stay (the model keeps every data entry: the
-        ranges a write(2) allocates hold none)."""
+        ranges a write(2) allocates hold none); so do zero entries tagged
+        dirty (__dax_invalidate_entry(): "if (!trunc && (xas_get_mark(&xas,
+        PAGECACHE_TAG_DIRTY) || ...)) goto out" -- 5.19..6.1, where reads
+        tag entries dirty too)."""
         entries = self.entries
         for block in _keys_in(entries, first >> 9, last >> 9):
             ent = entries[block]
             if isinstance(ent, PmdEntry):
-                if ent.kind != "data":
+                if ent.kind != "data" and block not in self.dirty_pmds:
                     del entries[block]
                 continue
             lo = max(first, block << 9) & PG_PMD_COLOUR
             hi = min(last, (block << 9) + PG_PMD_COLOUR) & PG_PMD_COLOUR
-            mask = (((1 << (hi - lo + 1)) - 1) << lo) & ent.zero
+            mask = (((1 << (hi - lo + 1)) - 1) << lo) & ent.zero & ~self.dirty_ptes.get(block, 0)
             ent.present &= ~mask
             ent.zero &= ~mask
             if not ent.present:
@@ -502,7 +505,7 @@ class FileState:
         simply dirty the entire PMD entry", fs/dax.c dax_insert_entry())."""
         block = index >> 9
         ent = self.entries.get(block)
-        if ent is PMD_ENTRY_DATA:
+        if ent.__class__ is PmdEntry:
             self.dirty_pmds.add(block)
         elif ent.__class__ is PteEntries:
             self.dirty_ptes[block] = self.dirty_ptes.get(block, 0) | 1 << (index & PG_PMD_COLOUR)
