@@ -16,7 +16,6 @@ The case the model is asked about is then rebuilt with the real extents,
 addresses and device geometry (:func:`real_case`).
 """
 
-import ctypes
 import json
 import mmap
 import os
@@ -242,37 +241,52 @@ def _guard_edges(addr: int, length: int) -> None:
     blocks of a mapping the kernel placed, before edge_page_tables() records
     them.  Such a block is shared with whatever lies beside the mapping --
     often Python's allocator arenas, which come and go right below the
-    newest mapping, and an arena freed after it was touched leaves an empty
-    page table that no record can see (lab, 6.12 and 7.2: a PTE fault with
-    no PMD attempt where the record said the block had none).  So every
-    free gap in those blocks gets a one-page-touched read-only mapping: the
-    block then has a page table for sure (recorded), and nothing else of
-    this process can land there later."""
+    newest mapping, or an anonymous mapping inherited from the supervisor
+    (fork copies a page table even where none of its entries is present):
+    an empty page table there is invisible to the record (lab, 5.10, 6.12
+    and 7.2: a PTE fault with no PMD attempt where the record said the
+    block had no table).  So every free gap in those blocks gets a
+    read-only mapping, and one page of each anonymous neighbour there is
+    read through /proc/self/mem (no signal if it went meanwhile): the
+    block then surely has a page table (recorded), and nothing else of this
+    process can land there later."""
     lo, end = addr & ~(PMD - 1), addr + length
     hi = (end + PMD - 1) & ~(PMD - 1)
     blocks = [(b, b + PMD) for b in {lo, hi - PMD} if b < addr or b + PMD > end]
     if not blocks:
         return
     maps, _ = procmaps.read_process_maps(Roots(), "self", names=("maps",))
-    taken = sorted((v.start, v.end) for v in maps or ())
+    taken = sorted((v.start, v.end, v.path) for v in maps or ())
+    touch = []
     for b0, b1 in blocks:
         pos = b0
-        for v0, v1 in taken + [(b1, b1)]:
+        for v0, v1, path in taken + [(b1, b1, "")]:
             if v1 <= pos and v0 < b1:
                 continue
-            if min(v0, b1) > pos:
-                _guard(pos, min(v0, b1))
+            if min(v0, b1) > pos and _guard(pos, min(v0, b1)):
+                touch.append(pos)
+            if v0 < b1 and v1 > b0 and not path and not (addr <= v0 and v1 <= end):
+                touch.append(max(v0, b0))
             pos = max(pos, v1)
             if pos >= b1:
                 break
-
-
-def _guard(start: int, stop: int) -> None:
+    fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        g = E.mmap(-1, stop - start, prot=mmap.PROT_READ, shared=False, addr=start, noreplace=True)
+        for t in touch:
+            try:
+                os.pread(fd, 1, t)  # a read fault (FOLL_FORCE): the zero page, so a page table
+            except OSError:
+                pass  # gone meanwhile
+    finally:
+        os.close(fd)
+
+
+def _guard(start: int, stop: int) -> bool:
+    try:
+        E.mmap(-1, stop - start, prot=mmap.PROT_READ, shared=False, addr=start, noreplace=True)
     except OSError:
-        return  # taken meanwhile: edge_page_tables() sees what is there
-    ctypes.string_at(g.addr, 1)  # the zero page: a page table in the block
+        return False  # taken meanwhile: edge_page_tables() sees what is there
+    return True
 
 
 def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: str, root: str) -> None:
