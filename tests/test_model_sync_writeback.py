@@ -223,3 +223,22 @@ def test_allocated_extents_are_the_former_holes():
     after = [{"logical": 0, "physical": 0x100000, "length": 0x4000, "unwritten": False}]
     got = [(e.logical, e.physical, e.length) for e in allocated_extents(before, after)]
     assert got == [(0, 0x100000, 0x1000), (0x2000, 0x102000, 0x2000)]
+
+
+def test_reads_tag_entries_dirty_only_from_5_19_to_6_1():
+    # a read, then a MAP_SYNC write that converts: is the file tagged dirty?
+    maps = two_mappings()
+    acc = [{"mapping": "plain", "offset": 4096, "op": "read"}, w(2 * M, "sync")]
+    walks = {
+        k: "writeback_range" in names(explain(case(acc, maps, kernel=k)), 1)
+        for k in ("5.10.0-46-amd64", "5.18.0", "5.19.0", "6.1.0-50-amd64", "6.2.0", "6.12.95+deb12-amd64", "7.2.13")
+    }
+    assert walks == {
+        "5.10.0-46-amd64": False,
+        "5.18.0": False,
+        "5.19.0": True,
+        "6.1.0-50-amd64": True,
+        "6.2.0": False,
+        "6.12.95+deb12-amd64": False,
+        "7.2.13": False,
+    }

@@ -360,9 +360,14 @@ P_6_12 = replace(
     vma_lock_faults=True,
     zero_field="zero_folio",
     wp_huge_pmd_private_huge_fault=False,
+    # only write faults tag entries dirty again: Linux kernel commit
+    # 03e54f961bda (v6.2), as P_6_2 (lab, 6.12: the 6.1 regressions
+    # read-faults-dirty-* show no writeback walk here)
+    read_faults_dirty_entries=False,
     verified_on="6.12.95+deb12-amd64",
     citations=dict(
         P_6_1.citations,
+        read_faults_dirty_entries='Linux kernel commit 03e54f961bda ("fsdax,xfs: set the shared flag when file extent is shared") (in v6.2)',
         pmd_insert_function="mm/huge_memory.c vmf_insert_pfn_pmd() (v6.12)",
         vma_lock_faults="arch/x86/mm/fault.c lock_vma_under_rcu() + mm/memory.c create_huge_pmd() (v6.12)",
         zero_field='Linux kernel commit 5691753d73a2 ("mm: convert huge_zero_page to huge_zero_folio") (in v6.10), '
