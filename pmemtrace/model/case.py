@@ -288,27 +288,34 @@ def _parse_device(d: Any) -> Device:
     return dev
 
 
-def _parse_file(d: Any, device: Device) -> File:
-    d = _obj(d, "file")
-    size = _int(d, "size", "file", required=True)
-    exts = d.get("extents", [])
+def _parse_extents(exts: Any, key: str, unwritten: bool) -> list[Extent]:
+    """A list of extents under *key* (file.extents, file.allocated): 4 KiB
+    multiples, sorted by logical offset; *unwritten* says whether the key
+    carries that flag."""
     if not isinstance(exts, list):
-        raise CaseError("file.extents", "expected a list of FIEMAP extents")
+        raise CaseError(key, "expected a list of FIEMAP extents")
     out = []
     for i, e in enumerate(exts):
-        p = f"file.extents[{i}]"
+        p = f"{key}[{i}]"
         e = _obj(e, p)
         ext = Extent(
             logical=_int(e, "logical", p, required=True),
             physical=_int(e, "physical", p, required=True),
             length=_int(e, "length", p, required=True, minimum=1),
-            unwritten=_bool(e, "unwritten", p, False),
+            unwritten=_bool(e, "unwritten", p, False) if unwritten else False,
         )
         for k in ("logical", "physical", "length"):
             if getattr(ext, k) % PAGE_SIZE:
                 raise CaseError(f"{p}.{k}", "must be a multiple of 4 KiB (DAX needs 4 KiB blocks)")
         out.append(ext)
     out.sort(key=lambda x: x.logical)
+    return out
+
+
+def _parse_file(d: Any, device: Device) -> File:
+    d = _obj(d, "file")
+    size = _int(d, "size", "file", required=True)
+    out = _parse_extents(d.get("extents", []), "file.extents", unwritten=True)
     for a, b in zip(out, out[1:]):
         if a.logical + a.length > b.logical:
             raise CaseError("file.extents", f"extents overlap at logical {b.logical:#x}")
@@ -316,41 +323,21 @@ def _parse_file(d: Any, device: Device) -> File:
         for i, e in enumerate(out):
             if e.physical + e.length > device.size:
                 raise CaseError(f"file.extents[{i}].physical", "extent ends beyond device.size")
-    allocated = _parse_allocated(d.get("allocated", []), out)
+    # where the filesystem placed blocks it allocated in holes during the run:
+    # no overlap with each other or with the extents (those were not holes)
+    allocated = _parse_extents(d.get("allocated", []), "file.allocated", unwritten=False)
+    both = sorted(out + allocated, key=lambda x: x.logical)
+    for a, b in zip(both, both[1:]):
+        if a.logical + a.length > b.logical:
+            raise CaseError("file.allocated", f"overlaps another extent at logical {b.logical:#x}")
     return File(
-        allocated=allocated,
         size=size,
         extents=out,
         ino=_int(d, "ino", "file", default=0),
         fs=_choice(d, "fs", "file", ("xfs", "ext4"), default="xfs"),
         dev=_dev_t(d["dev"], "file.dev") if "dev" in d else None,
+        allocated=allocated,
     )
-
-
-def _parse_allocated(exts: Any, extents: list[Extent]) -> list[Extent]:
-    """file.allocated: {logical, physical, length} pieces, 4 KiB multiples,
-    not overlapping each other or file.extents (they were holes)."""
-    if not isinstance(exts, list):
-        raise CaseError("file.allocated", "expected a list of extents")
-    out = []
-    for i, e in enumerate(exts):
-        p = f"file.allocated[{i}]"
-        e = _obj(e, p)
-        ext = Extent(
-            logical=_int(e, "logical", p, required=True),
-            physical=_int(e, "physical", p, required=True),
-            length=_int(e, "length", p, required=True, minimum=1),
-        )
-        for k in ("logical", "physical", "length"):
-            if getattr(ext, k) % PAGE_SIZE:
-                raise CaseError(f"{p}.{k}", "must be a multiple of 4 KiB")
-        out.append(ext)
-    out.sort(key=lambda x: x.logical)
-    both = sorted(out + extents, key=lambda x: x.logical)
-    for a, b in zip(both, both[1:]):
-        if a.logical + a.length > b.logical:
-            raise CaseError("file.allocated", f"overlaps another extent at logical {b.logical:#x}")
-    return out
 
 
 def _parse_mapping(d: Any, i: int, device: Device) -> Mapping:
