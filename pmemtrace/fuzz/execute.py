@@ -252,31 +252,38 @@ def _guard_edges(addr: int, length: int) -> None:
     process can land there later."""
     lo, end = addr & ~(PMD - 1), addr + length
     hi = (end + PMD - 1) & ~(PMD - 1)
-    blocks = [(b, b + PMD) for b in {lo, hi - PMD} if b < addr or b + PMD > end]
-    if not blocks:
-        return
-    maps, _ = procmaps.read_process_maps(Roots(), "self", names=("maps",))
-    taken = sorted((v.start, v.end, v.path) for v in maps or ())
-    touch = []
-    for b0, b1 in blocks:
-        pos = b0
-        for v0, v1, path in taken + [(b1, b1, "")]:
-            if v1 <= pos and v0 < b1:
-                continue
-            if min(v0, b1) > pos and _guard(pos, min(v0, b1)):
-                touch.append(pos)
-            if v0 < b1 and v1 > b0 and not path and not (addr <= v0 and v1 <= end):
-                touch.append(max(v0, b0))
-            pos = max(pos, v1)
-            if pos >= b1:
-                break
+    todo = [(b, b + PMD) for b in {lo, hi - PMD} if b < addr or b + PMD > end]
     fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        for t in touch:
-            try:
-                os.pread(fd, 1, t)  # a read fault (FOLL_FORCE): the zero page, so a page table
-            except OSError:
-                pass  # gone meanwhile
+        # an arena freed between reading the maps and guarding leaves a gap
+        # (and an empty table): again until each block has a guard of ours
+        for _ in range(4):
+            if not todo:
+                break
+            maps, _ = procmaps.read_process_maps(Roots(), "self", names=("maps",))
+            taken = sorted((v.start, v.end, v.path) for v in maps or ())
+            left = []
+            for b0, b1 in todo:
+                touch, guarded, pos = [], False, b0
+                for v0, v1, path in taken + [(b1, b1, "")]:
+                    if v1 <= pos and v0 < b1:
+                        continue
+                    if min(v0, b1) > pos and _guard(pos, min(v0, b1)):
+                        touch.append(pos)
+                        guarded = True
+                    if v0 < b1 and v1 > b0 and not path and not (addr <= v0 and v1 <= end):
+                        touch.append(max(v0, b0))
+                    pos = max(pos, v1)
+                    if pos >= b1:
+                        break
+                for t in touch:
+                    try:
+                        os.pread(fd, 1, t)  # a read fault (FOLL_FORCE): the zero page, so a page table
+                    except OSError:
+                        pass  # gone meanwhile
+                if not guarded:
+                    left.append((b0, b1))
+            todo = left
     finally:
         os.close(fd)
 
