@@ -216,15 +216,11 @@ def replay_model_side(reg: dict[str, Any]) -> Comparison:
 # known limits (docs/model-validation.md): a differing access that one of
 # them explains is counted apart, never as agreement
 
-_WRITEBACK = ("dax_writeback_range", "dax_writeback_one", "dax_writeback_range_done")
-
 
 def known_limit(case: dict[str, Any], row: Row) -> Optional[str]:
     """The documented known limit that explains a differing access, or None."""
     m, k = row.model, row.kernel
     kev = k.get("events") or []
-    if any(e[0] in _WRITEBACK for e in kev) and [e for e in kev if e[0] not in _WRITEBACK] == m.get("events"):
-        return "sync-writeback"
     if row.op == "write" and m["outcome"] == "pmd" and kev[1:2] and kev[1][2] == "FALLBACK":
         a = case["accesses"][row.index]
         mp = next(x for x in case["mappings"] if x["id"] == a["mapping"])
@@ -233,6 +229,12 @@ def known_limit(case: dict[str, Any], row: Row) -> Optional[str]:
             e["logical"] <= pos and pos + (2 << 20) <= e["logical"] + e["length"] and not e["unwritten"]
             for e in case.get("file", {}).get("extents", [])
         )
-        if not covered:  # the PMD fault allocated (or converted): where is the allocator's choice
+        # where the case records the filesystem's placement (file.allocated:
+        # every carried-out case does), the model knows it: not a limit
+        placed = any(
+            e["logical"] < pos + (2 << 20) and pos < e["logical"] + e["length"]
+            for e in case.get("file", {}).get("allocated", [])
+        )
+        if not covered and not placed:  # the PMD fault allocated: where is the allocator's choice
             return "allocator"
     return None

@@ -53,6 +53,25 @@ def extent(logical: int, physical: int, length: int, unwritten: bool = False) ->
     return Extent(logical=logical, physical=physical, length=length, unwritten=bool(unwritten))
 
 
+def allocated_extents(before: Iterable[dict[str, Any]], after: Iterable[dict[str, Any]]) -> list[Extent]:
+    """The pieces of the FIEMAP extents *after* a run that were holes in the
+    extents *before* it: where the filesystem placed the blocks the run
+    allocated (the case key ``file.allocated``)."""
+    had = sorted((e.logical, e.logical + e.length) for e in dax_extents(before))
+    out = []
+    for e in dax_extents(after):
+        pos, end = e.logical, e.logical + e.length
+        for lo, hi in had:
+            if hi <= pos or lo >= end:
+                continue
+            if lo > pos:
+                out.append(extent(pos, e.physical + (pos - e.logical), lo - pos))
+            pos = max(pos, hi)
+        if pos < end:
+            out.append(extent(pos, e.physical + (pos - e.logical), end - pos))
+    return out
+
+
 def dax_extents(extents: Iterable[dict[str, Any]]) -> list[Extent]:
     """FIEMAP extents as dicts (logical, physical, length, unwritten) to
     :class:`Extent`, leaving out inline/tail extents that are not 4 KiB
@@ -195,6 +214,10 @@ def _file_json(f: File, device: Device) -> dict[str, Any]:
         ],
         "fs": f.fs,
     }
+    if f.allocated:
+        out["allocated"] = [
+            {"logical": e.logical, "physical": hex(e.physical), "length": e.length} for e in f.allocated
+        ]
     if f.dev is not None and f.dev != device.dev:
         out["dev"] = _dev_json(f.dev)
     return out

@@ -68,6 +68,11 @@ class File:
     ino: int = 0
     fs: str = "xfs"  # xfs | ext4 (differs in ->map_pages; see fsdax.py)
     dev: Optional[int] = None
+    # where the filesystem placed the blocks it allocated in holes during the
+    # run (FIEMAP after it; ``pmemtrace run --case`` records them): write
+    # faults and pwrite into those holes get these blocks, not the model's
+    # assumed 2 MiB-aligned ones
+    allocated: list[Extent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._starts = [e.logical for e in self.extents]
@@ -321,27 +326,34 @@ def _parse_device(d: Any) -> Device:
     return dev
 
 
-def _parse_file(d: Any, device: Device) -> File:
-    d = _obj(d, "file")
-    size = _int(d, "size", "file", required=True)
-    exts = d.get("extents", [])
+def _parse_extents(exts: Any, key: str, unwritten: bool) -> list[Extent]:
+    """A list of extents under *key* (file.extents, file.allocated): 4 KiB
+    multiples, sorted by logical offset; *unwritten* says whether the key
+    carries that flag."""
     if not isinstance(exts, list):
-        raise CaseError("file.extents", "expected a list of FIEMAP extents")
+        raise CaseError(key, "expected a list of FIEMAP extents")
     out = []
     for i, e in enumerate(exts):
-        p = f"file.extents[{i}]"
+        p = f"{key}[{i}]"
         e = _obj(e, p)
         ext = Extent(
             logical=_int(e, "logical", p, required=True),
             physical=_int(e, "physical", p, required=True),
             length=_int(e, "length", p, required=True, minimum=1),
-            unwritten=_bool(e, "unwritten", p, False),
+            unwritten=_bool(e, "unwritten", p, False) if unwritten else False,
         )
         for k in ("logical", "physical", "length"):
             if getattr(ext, k) % PAGE_SIZE:
                 raise CaseError(f"{p}.{k}", "must be a multiple of 4 KiB (DAX needs 4 KiB blocks)")
         out.append(ext)
     out.sort(key=lambda x: x.logical)
+    return out
+
+
+def _parse_file(d: Any, device: Device) -> File:
+    d = _obj(d, "file")
+    size = _int(d, "size", "file", required=True)
+    out = _parse_extents(d.get("extents", []), "file.extents", unwritten=True)
     for a, b in zip(out, out[1:]):
         if a.logical + a.length > b.logical:
             raise CaseError("file.extents", f"extents overlap at logical {b.logical:#x}")
@@ -349,12 +361,20 @@ def _parse_file(d: Any, device: Device) -> File:
         for i, e in enumerate(out):
             if e.physical + e.length > device.size:
                 raise CaseError(f"file.extents[{i}].physical", "extent ends beyond device.size")
+    # where the filesystem placed blocks it allocated in holes during the run:
+    # no overlap with each other or with the extents (those were not holes)
+    allocated = _parse_extents(d.get("allocated", []), "file.allocated", unwritten=False)
+    both = sorted(out + allocated, key=lambda x: x.logical)
+    for a, b in zip(both, both[1:]):
+        if a.logical + a.length > b.logical:
+            raise CaseError("file.allocated", f"overlaps another extent at logical {b.logical:#x}")
     return File(
         size=size,
         extents=out,
         ino=_int(d, "ino", "file", default=0),
         fs=_choice(d, "fs", "file", ("xfs", "ext4"), default="xfs"),
         dev=_dev_t(d["dev"], "file.dev") if "dev" in d else None,
+        allocated=allocated,
     )
 
 

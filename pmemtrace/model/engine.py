@@ -13,7 +13,7 @@ from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup
 from .case import Access, Case, Mapping
 from .profiles import select_profile
-from .state import PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileState, HugePmd, PteTable, Vma
+from .state import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, AddressSpace, FileState, HugePmd, PteTable, Vma
 
 # x86 user faults: FAULT_FLAG_DEFAULT (ALLOW_RETRY|KILLABLE|INTERRUPTIBLE) | USER
 # (arch/x86/mm/fault.c do_user_addr_fault(), v6.1..7.x)
@@ -753,6 +753,14 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
         kind, ln, _ = fs.lookup(p, blk_end - p)
         ln = min(ln, blk_end - p)
         if kind != "mapped" and fs.write_range(p, ln):
+            if kind == "unwritten" and fs.fs == "xfs":
+                # xfs returns the converted blocks merged with the written
+                # ones they now adjoin (xfs_bmapi_write() looks the merged
+                # extent up again), and the whole iomap is IOMAP_F_NEW: the
+                # invalidation covers written pages in it too (lab, 5.10 xfs:
+                # a page written through a mapping, in the middle of an
+                # unwritten range write(2) converted, faults again)
+                ln = min(fs.lookup(p, blk_end - p)[1], blk_end - p)
             new_ranges.append((p, ln))
         p += ln
     if end > fs.size:
@@ -769,6 +777,26 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
                 sim.mm.zap(
                     v.start + ((lo - v.pgoff) << PAGE_SHIFT), v.start + ((hi - v.pgoff) << PAGE_SHIFT), even_cows=False
                 )
+
+
+def _split_vma(sim: Sim, v: Vma, addr: int) -> None:
+    """__split_vma() of *v* at *addr*: first vma_adjust_trans_huge() ->
+    split_huge_pmd_if_needed(): where *addr* is not 2 MiB aligned and *v*
+    covers the whole 2 MiB block around it, a huge PMD there is split --
+    for DAX cleared, not split into PTEs (__split_huge_pmd_locked(): "if
+    (vma_is_special_huge(vma)) return" after pmdp_huge_clear_flush()), so
+    the next access there faults again (lab, 6.12 ext4: a write after
+    MADV_NOHUGEPAGE of a middle range takes a PMD fault that falls back at
+    the new VMA end).  mm/huge_memory.c since "thp: avoid breaking huge pmd
+    invariants in case of vma_adjust failures" (in v2.6.38; commit id not
+    confirmed here)."""
+    if v.start < addr < v.end:
+        key = addr >> 21
+        covered = v.start <= key << 21 and (key + 1) << 21 <= v.end
+        if addr & (PMD_SIZE - 1) and covered and sim.mm.pmds.get(key).__class__ is HugePmd:
+            del sim.mm.pmds[key]
+            sim.counters["thp_split_pmd"] += 1
+        sim.mm.split_at(addr)
 
 
 def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
@@ -810,11 +838,13 @@ def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
         if v.start < lo and lo % align:
             ok = False
             break
-        mm.split_at(lo)
+        _split_vma(sim, v, lo)
         if hi < v.end and hi % align:
             ok = False
             break
-        mm.split_at(hi)
+        w = mm.find(lo)
+        assert w is not None  # just split at lo (or v starts there)
+        _split_vma(sim, w, hi)
         w = mm.find(lo)
         assert w is not None  # just split at lo
         w.nohugepage = want

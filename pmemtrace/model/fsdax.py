@@ -55,7 +55,7 @@ class Fault:
     is kept once, and :func:`render_event` builds an event's fields only when
     asked for: explain() must stay fast and small."""
 
-    __slots__ = ("outcome", "result", "reason", "level", "trace", "vma", "addr")
+    __slots__ = ("outcome", "result", "reason", "level", "trace", "vma", "addr", "again")
 
     def __init__(self, vma: tuple[int, int, int, int] | None = None, addr: int = 0) -> None:
         self.outcome: str = "none"
@@ -65,6 +65,7 @@ class Fault:
         self.trace: list[str | tuple[str, int | None, int | None]] = []
         self.vma = vma
         self.addr = addr
+        self.again = False  # nothing was mapped: the access faults again
 
     def call(self, fn: str) -> None:
         self.trace.append(fn)
@@ -89,6 +90,7 @@ class Fault:
 
 _PMD_CLASS = ("dax_pmd_fault", "dax_pmd_fault_done")
 _HOLE_CLASS = ("dax_pmd_load_hole", "dax_pmd_load_hole_fallback")
+_WB_RANGE = ("dax_writeback_range", "dax_writeback_range_done")
 
 
 def render_event(
@@ -98,6 +100,12 @@ def render_event(
     include/trace/events/fs_dax.h assigns them (TP_fast_assign)."""
     name, flags, result = t
     assert f.vma is not None, "fs_dax events come from faults with a VMA"
+    if name in _WB_RANGE:
+        # (name, first index, last index); dax_writeback_range_done's
+        # start_index is where the walk stopped, not modelled
+        return name, {"dev": dev, "ino": ino, "start_index": flags, "end_index": result}
+    if name == "dax_writeback_one":
+        return name, {"dev": dev, "ino": ino, "pgoff": flags, "pglen": result}
     vm_start, vm_end, vm_flags, vm_pgoff = f.vma
     addr = f.addr
     pgoff = vm_pgoff + ((addr - vm_start) >> PAGE_SHIFT)
@@ -201,6 +209,8 @@ def grab_pte_entry(sim: Sim, index: int) -> PmdEntry | PteEntries:
             return ent
         if ent is PMD_ENTRY_ZERO:
             _unmap_zero(sim, block)
+        # the PMD entry is deleted (xas_store(NULL)): its marks go with it
+        fs.dirty_pmds.discard(block)
         ent = None
     if ent is None:
         ent = PteEntries()
@@ -276,8 +286,27 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
         # IOMAP_WRITE: ext4/xfs ->iomap_begin() allocate (or convert) up to
         # the requested 2 MiB, bounded by the hole/unwritten extent, before
         # returning the mapping whose length is then checked.
+        # ext4 converts an unwritten extent the same way: ext4_map_blocks()
+        # returns the converted part only, even where the extent tree then
+        # merges it with a following written extent (lab, 5.10 ext4: a PMD
+        # write into the unwritten first half of a 2 MiB block whose second
+        # half write(2) had converted falls back); xfs returns the merged
+        # mapping for a conversion (xfs_bmapi_write() redoes the lookup
+        # after the merge), so there only holes are capped
+        capped = kind == "hole" or (kind == "unwritten" and fs.fs == "ext4")
+        hole = length if capped else None
         fs.write_range(pos, min(length, PMD_SIZE))
         kind, length, ext = fs.lookup(pos)
+        if hole is not None:
+            # the mapping returned for a hole is what was allocated, not
+            # merged with a following extent that happens to be physically
+            # contiguous: fs/xfs/xfs_iomap.c xfs_direct_write_iomap_begin()
+            # clips the allocation to the hole ("end_fsb = min(end_fsb,
+            # imap.br_startoff + imap.br_blockcount)") and returns the imap
+            # xfs_iomap_write_direct() allocated; ext4_iomap_alloc() the map
+            # ext4_map_blocks() allocated (v5.10..7.x; lab, 6.12 xfs: a hole
+            # of 1 MiB before a written extent falls back)
+            length = min(length, hole)
     if length < PMD_SIZE:
         return _pmd_done(sim, f, addr, flags, FALLBACK, "extent-too-short")
     # I1: read of a hole or unwritten extent -> huge zero page
@@ -298,9 +327,14 @@ def dax_iomap_pmd_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int) -> 
     # I6: MAP_SYNC write while the inode's metadata is not yet durable
     # (IOMAP_F_DIRTY: any allocation, conversion or size change since the
     # last fsync, this fault's or an earlier one's; FileState.datasync_dirty)
-    if write and vma.sync and _iomap_dirty(fs, pos, PMD_SIZE):
+    sync = write and vma.sync and _iomap_dirty(fs, pos, PMD_SIZE)
+    if (write or sim.profile.read_faults_dirty_entries) and not sync:
+        # dax_insert_entry(): "dirty = write && !dax_fault_is_synchronous()"
+        # (5.19..6.1: any fault that is not synchronous)
+        fs.dirty_pmds.add(block)
+    if sync:
         _pmd_done(sim, f, addr, flags, NEEDDSYNC)
-        return dax_finish_sync_fault(sim, f, addr, flags, pmd=True)
+        return dax_finish_sync_fault(sim, f, vma, addr, flags, pmd=True)
     # I7: insert the PMD
     trace.append(prof.pmd_insert_function)
     _install_pmd(sim, addr, write)
@@ -330,6 +364,8 @@ def dax_pmd_load_hole(sim: Sim, f: Fault, addr: int, flags: int, block: int) -> 
     fs = sim.file
     assert fs is not None  # fsdax faults run only on a case with a file
     fs.entries[block] = PMD_ENTRY_ZERO
+    if prof.read_faults_dirty_entries:
+        fs.dirty_pmds.add(block)  # dax_insert_entry(), 5.19..6.1
     if prof.zero_pmd_via_insert:
         # v6.18: vmf_insert_folio_pmd(vmf, zero_folio, false)
         f.trace.append(prof.pmd_insert_function)
@@ -355,12 +391,30 @@ def _iomap_dirty(fs: FileState, pos: int, length: int) -> bool:
     return bool(fs.datasync_dirty or (fs.fs == "ext4" and pos + length > fs.size))
 
 
-def dax_finish_sync_fault(sim: Sim, f: Fault, addr: int, flags: int, pmd: bool) -> int:
-    """fs/dax.c dax_finish_sync_fault() -> vfs_fsync_range() ->
-    dax_insert_pfn_mkwrite(): the entry is still there, so the pfn is inserted
-    writable and dax_insert_pfn_mkwrite fires with NOPAGE."""
+def dax_finish_sync_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, pmd: bool) -> int:
+    """fs/dax.c dax_finish_sync_fault(): vfs_fsync_range() over the fault's
+    range -- vmf->pgoff (the faulting page, not the block's first one) for
+    PAGE_SIZE << order bytes -- writes back the dirty entries there
+    (:func:`_writeback_range`), then dax_insert_pfn_mkwrite() marks the
+    fault's entry dirty and inserts the pfn writable (NOPAGE).  For a PTE
+    fault on a PMD data entry it finds no PTE entry ("order == 0 &&
+    !dax_is_pte_entry(entry)"): dax_insert_pfn_mkwrite_no_entry, nothing
+    is mapped, and the access faults again (``f.again``)."""
     prof = sim.profile
     trace = f.trace
+    fs = sim.file
+    assert fs is not None  # MAP_SYNC faults are fsdax faults
+    pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+    _writeback_range(sim, f, pgoff, pgoff + (PMD_SIZE >> PAGE_SHIFT if pmd else 1) - 1)
+    # vfs_fsync_range(): the metadata is durable, the inode clean again
+    fs.datasync_dirty = False
+    f.result = NEEDDSYNC
+    if not pmd and fs.entries.get(pgoff >> 9) is PMD_ENTRY_DATA:
+        trace.append("dax_finish_sync_fault")
+        trace.append(("dax_insert_pfn_mkwrite_no_entry", flags, NOPAGE))
+        f.again = True
+        return NEEDDSYNC
+    fs.mark_dirty(pgoff)
     if pmd:
         trace.append(prof.pmd_insert_function)
         _install_pmd(sim, addr, writable=True)
@@ -371,11 +425,46 @@ def dax_finish_sync_fault(sim: Sim, f: Fault, addr: int, flags: int, pmd: bool) 
         f.outcome, f.level = "pte", "pte"
     trace.append("dax_finish_sync_fault")
     trace.append(("dax_insert_pfn_mkwrite", flags, NOPAGE))
-    # vfs_fsync_range(): the metadata is durable, the inode clean again
-    assert sim.file is not None  # MAP_SYNC faults are fsdax faults
-    sim.file.datasync_dirty = False
-    f.result = NEEDDSYNC
     return NEEDDSYNC
+
+
+def _writeback_range(sim: Sim, f: Fault, first: int, last: int) -> None:
+    """The writeback of fsync over page indices first..last:
+    mm/filemap.c filemap_fdatawrite_wbc() does nothing unless some entry of
+    the file is tagged dirty; else xfs/ext4 ->writepages ->
+    fs/dax.c dax_writeback_mapping_range(): dax_writeback_range, one
+    dax_writeback_one per dirty entry overlapping the range (a PMD entry is
+    found from any index inside it), dax_writeback_range_done.  Each entry
+    written back is cleaned and every shared mapping of it write-protected,
+    so the next write through any of them faults again: from v5.18 all of
+    the entry's pages (pfn_mkclean_range(): Linux kernel commit 06083a0921fd
+    ("dax: fix missing writeprotect the pte entry") (in v5.18)); before,
+    dax_entry_mkclean() protected only the translation of the entry's first
+    page (Profile.mkclean_whole_entry)."""
+    fs = sim.file
+    assert fs is not None  # fsync of an fsdax file
+    if not fs.has_dirty():
+        return
+    trace = f.trace
+    trace.append(("dax_writeback_range", first, last))
+    whole = sim.profile.mkclean_whole_entry
+    for index, count in fs.take_dirty(first, last):
+        _mkclean(sim, index, count if whole else 1)
+        trace.append(("dax_writeback_one", index, count))
+    trace.append(("dax_writeback_range_done", first, last))
+
+
+def _mkclean(sim: Sim, index: int, count: int) -> None:
+    """Write-protect file pages [index, index+count) in every shared VMA
+    (mm/rmap.c invalid_mkclean_vma(): private VMAs are skipped)."""
+    mm = sim.mm
+    for vma in mm.vmas:
+        if not vma.shared:
+            continue
+        lo = max(index, vma.pgoff)
+        hi = min(index + count, vma.pgoff + ((vma.end - vma.start) >> PAGE_SHIFT))
+        if lo < hi:
+            mm.wrprotect(vma.start + ((lo - vma.pgoff) << PAGE_SHIFT), vma.start + ((hi - vma.pgoff) << PAGE_SHIFT))
 
 
 def _set_pte(sim: Sim, addr: int, writable: bool, zero: bool = False, anon: bool = False) -> None:
@@ -445,6 +534,8 @@ def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow
         # dax_load_hole(): the 4 KiB zero page, a zero PTE entry
         if ent.__class__ is PteEntries:
             ent.zero |= 1 << (pgoff & PG_PMD_COLOUR)
+        if prof.read_faults_dirty_entries:
+            fs.mark_dirty(pgoff)  # dax_insert_entry(), 5.19..6.1
         trace.append(prof.pte_insert_function[0])
         _set_pte(sim, addr, writable=False, zero=True)
         trace.append(("dax_load_hole", flags, NOPAGE))
@@ -462,9 +553,14 @@ def dax_iomap_pte_fault(sim: Sim, f: Fault, vma: Vma, addr: int, flags: int, cow
     if new:
         sim.counters["pgmajfault"] += 1
         ret |= MAJOR
-    if write and vma.sync and _iomap_dirty(fs, pos, PAGE_SIZE):
+    sync = write and vma.sync and _iomap_dirty(fs, pos, PAGE_SIZE)
+    if (write or prof.read_faults_dirty_entries) and not sync:
+        # dax_insert_entry(): "dirty = write && !dax_fault_is_synchronous()"
+        # (5.19..6.1: any fault that is not synchronous)
+        fs.mark_dirty(pgoff)
+    if sync:
         _pte_done(f, flags, ret | NEEDDSYNC)
-        dax_finish_sync_fault(sim, f, addr, flags, pmd=False)
+        dax_finish_sync_fault(sim, f, vma, addr, flags, pmd=False)
         return ret | NEEDDSYNC
     trace.append(prof.pte_insert_function[1 if write else 0])
     _set_pte(sim, addr, writable=write)
@@ -483,6 +579,20 @@ def handle_mm_fault(sim: Sim, vma: Vma, addr: int, write: bool, flags: int, via_
     """One fault at *addr*; returns a Fault.  *flags* are the FAULT_FLAG_*
     the architecture passes (user faults) or GUP's faultin_page() flags."""
     f = Fault(vma.trace_fields, addr)
+    ret = _handle_once(sim, f, vma, addr, write, flags, via_gup)
+    if f.again:
+        # the fault returned with nothing mapped (a MAP_SYNC PTE fault on a
+        # PMD entry: dax_insert_pfn_mkwrite_no_entry): the instruction runs
+        # again and faults again, now with the inode's metadata synced
+        f.again = False
+        ret = _handle_once(sim, f, vma, addr, write, flags, via_gup)
+    f.result = ret
+    if ret & SIGBUS:
+        f.outcome = "sigbus"
+    return f
+
+
+def _handle_once(sim: Sim, f: Fault, vma: Vma, addr: int, write: bool, flags: int, via_gup: bool) -> int:
     # The lockless attempt under the per-VMA lock (lock_vma_under_rcu()); ext4's
     # DAX vm_ops have no ->map_pages, so vmf_can_call_fault() makes the PTE
     # path return VM_FAULT_RETRY and the fault is redone under mmap_lock (the
@@ -497,10 +607,7 @@ def handle_mm_fault(sim: Sim, vma: Vma, addr: int, write: bool, flags: int, via_
             ret = _fault_once(sim, f, vma, addr, write, flags, False)
     else:
         ret = _fault_once(sim, f, vma, addr, write, flags, False)
-    f.result = ret
-    if ret & SIGBUS:
-        f.outcome = "sigbus"
-    return f
+    return ret
 
 
 def _fault_once(sim: Sim, f: Fault, vma: Vma, addr: int, write: bool, flags: int, retry_pte: bool) -> int:

@@ -75,6 +75,14 @@ class Profile:
     #: empty PTE table (CONFIG_PT_RECLAIM, default y on x86-64), so the next
     #: fault there finds the PMD none and tries a huge fault again
     dontneed_frees_pte_tables: bool = False
+    #: fsync's dax_writeback_one() write-protects every page of the entry it
+    #: writes back in every shared mapping (pfn_mkclean_range()); before,
+    #: dax_entry_mkclean() protected only the entry's first page
+    mkclean_whole_entry: bool = True
+    #: dax_insert_entry() tags the entry of every fault that is not
+    #: synchronous dirty, reads and zero-page loads included ("dirty =
+    #: !dax_fault_is_synchronous()"); elsewhere only write faults
+    read_faults_dirty_entries: bool = False
     #: the lab kernel this profile was checked against (docs/lab-findings.md),
     #: or None when it comes from reading kernel source and patches only
     verified_on: str | None = None
@@ -161,12 +169,20 @@ P_6_1 = Profile(
     # dax_pmd_fault WRITE ... FALLBACK before the PTE COW; 6.12.95 and 7.2.13
     # log no PMD event there (mm/memory.c wp_huge_pmd() checks VM_SHARED).
     wp_huge_pmd_private_huge_fault=True,
+    # Lab, 6.1.0-50-amd64 (lab fuzz seed 9, cases 240 and 253): a MAP_SYNC
+    # fault's fsync walks the file after only reads and writes back a huge
+    # zero page entry a read loaded.  "fsdax: replace mmap entry in case of
+    # CoW" (in v5.19; mainline id not confirmed here) computed "dirty =
+    # !dax_fault_is_synchronous(iter, vma)" in dax_insert_entry(), so every
+    # fault that is not synchronous tags its entry dirty.
+    read_faults_dirty_entries=True,
     verified_on="6.1.0-50-amd64",
     citations={
         "pmd_insert_function": "mm/huge_memory.c vmf_insert_pfn_pmd_prot() (v6.1)",
         "gup_uses_get_dev_pagemap": "mm/gup.c follow_devmap_pmd(), gup_pte_range(), __gup_device_huge() (v6.1)",
         "pmd_needs_devmap": "fs/dax.c dax_iomap_direct_access(): 'For larger pages we need devmap' (v6.1)",
         "zero_pmd_via_insert": "fs/dax.c dax_pmd_load_hole() set_pmd_at() (v6.1)",
+        "read_faults_dirty_entries": '"fsdax: replace mmap entry in case of CoW" (in v5.19; id not confirmed); lab 6.1.0-50',
     },
 )
 
@@ -175,18 +191,36 @@ P_6_1 = Profile(
 # Before 6.1: each older profile undoes, newest first, what a later kernel
 # added (the commit that added it is cited at the field).
 
-P_5_15 = replace(
+P_5_18 = replace(
     P_6_1,
-    name="5.15",
-    version=(5, 15),
+    name="5.18",
+    version=(5, 18),
     # Linux kernel commit f46f2adecdcc ("mm: check against orig_pte for
     # finish_fault()") (in v5.19) added FAULT_FLAG_ORIG_PTE_VALID (0x800),
     # which handle_pte_fault() sets when a page table exists.
     orig_pte_valid_flag=False,
+    # before "fsdax: replace mmap entry in case of CoW" (v5.19) the callers
+    # passed "write && !sync" as dax_insert_entry()'s dirty argument
+    read_faults_dirty_entries=False,
     verified_on=None,
     citations=dict(
         P_6_1.citations,
         orig_pte_valid_flag='Linux kernel commit f46f2adecdcc ("mm: check against orig_pte for finish_fault()") (in v5.19)',
+    ),
+)
+
+P_5_15 = replace(
+    P_5_18,
+    name="5.15",
+    version=(5, 15),
+    # Linux kernel commit 06083a0921fd ("dax: fix missing writeprotect the
+    # pte entry") (in v5.18) made dax_writeback_one() write-protect all pages
+    # of the entry (pfn_mkclean_range()); before, dax_entry_mkclean() looked
+    # only at the entry's first page in each shared VMA.
+    mkclean_whole_entry=False,
+    citations=dict(
+        P_5_18.citations,
+        mkclean_whole_entry='Linux kernel commit 06083a0921fd ("dax: fix missing writeprotect the pte entry") (in v5.18)',
     ),
 )
 
@@ -264,9 +298,14 @@ P_6_2 = replace(
     # Linux kernel commit aea06577a900 ("mm: don't call vm_ops->huge_fault() in
     # wp_huge_pmd()/wp_huge_pud() for private mappings") (in v6.2)
     wp_huge_pmd_private_huge_fault=False,
+    # Linux kernel commit 03e54f961bda ("fsdax,xfs: set the shared flag when
+    # file extent is shared") (in v6.2): "dirty = write &&
+    # !dax_fault_is_synchronous()" again -- only write faults tag entries
+    read_faults_dirty_entries=False,
     verified_on=None,
     citations=dict(
         P_6_1.citations,
+        read_faults_dirty_entries='Linux kernel commit 03e54f961bda ("fsdax,xfs: set the shared flag when file extent is shared") (in v6.2)',
         wp_huge_pmd_private_huge_fault='Linux kernel commit aea06577a900 ("mm: don\'t call vm_ops->huge_fault() in wp_huge_pmd()/wp_huge_pud() for private mappings") (in v6.2)',
     ),
 )
@@ -321,9 +360,14 @@ P_6_12 = replace(
     vma_lock_faults=True,
     zero_field="zero_folio",
     wp_huge_pmd_private_huge_fault=False,
+    # only write faults tag entries dirty again: Linux kernel commit
+    # 03e54f961bda (v6.2), as P_6_2 (lab, 6.12: the 6.1 regressions
+    # read-faults-dirty-* show no writeback walk here)
+    read_faults_dirty_entries=False,
     verified_on="6.12.95+deb12-amd64",
     citations=dict(
         P_6_1.citations,
+        read_faults_dirty_entries='Linux kernel commit 03e54f961bda ("fsdax,xfs: set the shared flag when file extent is shared") (in v6.2)',
         pmd_insert_function="mm/huge_memory.c vmf_insert_pfn_pmd() (v6.12)",
         vma_lock_faults="arch/x86/mm/fault.c lock_vma_under_rcu() + mm/memory.c create_huge_pmd() (v6.12)",
         zero_field='Linux kernel commit 5691753d73a2 ("mm: convert huge_zero_page to huge_zero_folio") (in v6.10), '
@@ -448,6 +492,7 @@ PROFILES = (
     P_5_10,
     P_5_11,
     P_5_15,
+    P_5_18,
     P_6_1,
     P_6_2,
     P_6_4,
@@ -469,7 +514,8 @@ RELEASE_SPANS = (
     ((4, 18), (5, 6), P_4_18),
     ((5, 7), (5, 10), P_5_10),
     ((5, 11), (5, 14), P_5_11),
-    ((5, 15), (5, 18), P_5_15),
+    ((5, 15), (5, 17), P_5_15),
+    ((5, 18), (5, 18), P_5_18),
     ((5, 19), (6, 1), P_6_1),
     ((6, 2), (6, 3), P_6_2),
     ((6, 4), (6, 5), P_6_4),

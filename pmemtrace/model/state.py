@@ -246,6 +246,22 @@ class AddressSpace:
         TiB-long munmap or madvise costs the slots touched, not the range."""
         return _keys_in(self.pmds, first, last)
 
+    def wrprotect(self, start: int, end: int) -> None:
+        """Write-protect the file's translations in [start, end) of a shared
+        VMA (mm/rmap.c page_vma_mkclean_one(): a huge PMD is protected
+        whole, PTEs one by one; copied-on-write pages are not the file's)."""
+        first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
+        for key in _keys_in(self.pmds, first, last):
+            slot = self.pmds[key]
+            if isinstance(slot, HugePmd):
+                if slot.writable:
+                    self.pmds[key] = huge_pmd(False, slot.zero, slot.level)
+                continue
+            lo = max(start, key << PMD_SHIFT)
+            hi = min(end, (key + 1) << PMD_SHIFT)
+            a, b = (lo >> PAGE_SHIFT) & PG_PMD_COLOUR, ((hi - 1) >> PAGE_SHIFT) & PG_PMD_COLOUR
+            slot.writable &= ~((((1 << (b - a + 1)) - 1) << a) & ~slot.anon)
+
     def zap(self, start: int, end: int, even_cows: bool = True, free_empty_tables: bool = False) -> None:
         """Remove the translations for [start, end) (munmap, MADV_DONTNEED).
 
@@ -326,6 +342,13 @@ class Ext:
 
 # extents per chunk of the block map, at most twice this (see FileState)
 EXTENT_CHUNK = 256
+# ext4's s_extent_max_zeroout_kb default (fs/ext4/super.c: 32)
+EXT4_MAX_ZEROOUT = 32 << 10
+
+
+def _abut(a: Ext, b: Ext) -> bool:
+    """*b* follows *a* logically and physically."""
+    return a.logical + a.length == b.logical and a.physical + a.length == b.physical
 
 
 class FileState:
@@ -348,6 +371,14 @@ class FileState:
         self._heads = [s[0] for s in self._starts if s]
         self.entries: dict[int, Union[PmdEntry, PteEntries]] = {}  # file block (index >> 9) -> entry
         self.hole_alloc_align = hole_alloc_align
+        # PAGECACHE_TAG_DIRTY on data entries: fs/dax.c dax_insert_entry()
+        # marks the entry a write fault maps dirty unless the fault is
+        # synchronous ("dirty = write && !dax_fault_is_synchronous()"),
+        # dax_insert_pfn_mkwrite() marks it after a MAP_SYNC fault's fsync,
+        # and dax_writeback_one() clears it.  PMD entries by block, PTE-order
+        # entries as a bitmap per block (bit i: index block*512 + i).
+        self.dirty_pmds: set[int] = set()
+        self.dirty_ptes: dict[int, int] = {}
         # metadata changed since the last fsync (allocation, unwritten
         # conversion, i_size): ->iomap_begin() then sets IOMAP_F_DIRTY on
         # every mapping it returns, not only on new blocks -- xfs
@@ -357,7 +388,11 @@ class FileState:
         # clean (recorded files are fsynced); the journal's own periodic
         # commit (ext4: 5 s, xfs log worker: 30 s) is not modelled.
         self.datasync_dirty = False
-        self._next_phys = max((e.physical + e.length for e in exts), default=0)
+        # where the filesystem really placed blocks it allocated in holes
+        # (case key file.allocated), by logical offset
+        self._placed = [(e.logical, e.physical, e.length) for e in file.allocated]
+        self._placed_starts = [p[0] for p in self._placed]
+        self._next_phys = max((e.physical + e.length for e in [*exts, *file.allocated]), default=0)
 
     @property
     def max_pgoff(self) -> int:
@@ -452,21 +487,118 @@ class FileState:
         fs/dax.c dax_invalidate_mapping_entry_sync(), v6.1..7.x): clean
         entries (hole/zero and empty ones) overlapping the page indices go;
         dirty data entries stay (the model keeps every data entry: the
-        ranges a write(2) allocates hold none)."""
+        ranges a write(2) allocates hold none); so do zero entries tagged
+        dirty (__dax_invalidate_entry(): "if (!trunc && (xas_get_mark(&xas,
+        PAGECACHE_TAG_DIRTY) || ...)) goto out" -- 5.19..6.1, where reads
+        tag entries dirty too)."""
         entries = self.entries
         for block in _keys_in(entries, first >> 9, last >> 9):
             ent = entries[block]
             if isinstance(ent, PmdEntry):
-                if ent.kind != "data":
+                if ent.kind != "data" and block not in self.dirty_pmds:
                     del entries[block]
                 continue
             lo = max(first, block << 9) & PG_PMD_COLOUR
             hi = min(last, (block << 9) + PG_PMD_COLOUR) & PG_PMD_COLOUR
-            mask = (((1 << (hi - lo + 1)) - 1) << lo) & ent.zero
+            mask = (((1 << (hi - lo + 1)) - 1) << lo) & ent.zero & ~self.dirty_ptes.get(block, 0)
             ent.present &= ~mask
             ent.zero &= ~mask
             if not ent.present:
                 del entries[block]
+
+    def mark_dirty(self, index: int) -> None:
+        """PAGECACHE_TAG_DIRTY on the entry that maps page *index*: its
+        PTE-order entry, or the PMD data entry covering it ("PTE writes will
+        simply dirty the entire PMD entry", fs/dax.c dax_insert_entry())."""
+        block = index >> 9
+        ent = self.entries.get(block)
+        if ent.__class__ is PmdEntry:
+            self.dirty_pmds.add(block)
+        elif ent.__class__ is PteEntries:
+            self.dirty_ptes[block] = self.dirty_ptes.get(block, 0) | 1 << (index & PG_PMD_COLOUR)
+
+    def has_dirty(self) -> bool:
+        """mapping_tagged(mapping, PAGECACHE_TAG_DIRTY): any dirty entry in
+        the file (filemap_fdatawrite_wbc() writes nothing back otherwise)."""
+        return bool(self.dirty_pmds or self.dirty_ptes)
+
+    def take_dirty(self, first: int, last: int) -> list[tuple[int, int]]:
+        """The dirty entries overlapping page indices first..last, in index
+        order, as (first index, pages); their dirty mark is cleared
+        (tag_pages_for_writeback() + dax_writeback_one())."""
+        out = []
+        for block in range(first >> 9, (last >> 9) + 1):
+            if block in self.dirty_pmds:
+                self.dirty_pmds.discard(block)
+                out.append((block << 9, PG_PMD_NR))
+                continue
+            bits = self.dirty_ptes.get(block, 0)
+            lo = max(first, block << 9) & PG_PMD_COLOUR
+            hi = min(last, (block << 9) | PG_PMD_COLOUR) & PG_PMD_COLOUR
+            sel = bits & (((1 << (hi - lo + 1)) - 1) << lo)
+            if not sel:
+                continue
+            out += [((block << 9) | i, 1) for i in range(lo, hi + 1) if sel >> i & 1]
+            if bits & ~sel:
+                self.dirty_ptes[block] = bits & ~sel
+            else:
+                del self.dirty_ptes[block]
+        return out
+
+    def _placement(self, pos: int, length: int) -> tuple[int, int]:
+        """(physical, length) of the next piece of a hole allocation at
+        *pos*: where the case says the filesystem placed it (file.allocated),
+        up to the end of that record; elsewhere the allocator's choice is not
+        knowable from the case, and the model allocates at hole_alloc_align,
+        up to the next record."""
+        i = bisect_right(self._placed_starts, pos) - 1
+        if i >= 0:
+            lo, phys, ln = self._placed[i]
+            if pos < lo + ln:
+                return phys + (pos - lo), min(length, lo + ln - pos)
+        if i + 1 < len(self._placed):
+            length = min(length, self._placed[i + 1][0] - pos)
+        a = self.hole_alloc_align
+        phys = (self._next_phys + a - 1) // a * a
+        self._next_phys = phys + length
+        return phys, length
+
+    def _ext4_zeroout(self, pos: int, end: int) -> tuple[int, int]:
+        """The range ext4 really converts when a write needs [pos, end) of
+        an unwritten extent: fs/ext4/extents.c
+        ext4_ext_convert_to_initialized() zeroes and converts the rest of
+        the extent too when that tail is at most s_extent_max_zeroout_kb
+        (32 KiB by default; "ext4: make the zero-out chunk size tunable",
+        in v3.7, id not confirmed here), then the head when head and
+        converted part together stay under it -- only for an extent inside
+        i_size, and not when the blocks just move into an initialized
+        neighbour they adjoin (its fast path).  Lab, 6.12 ext4: a write into
+        a page between two written ones 12 KiB apart is no MAJOR fault."""
+        c, i = self._find(pos)
+        if i < 0:
+            return pos, end
+        chunk = self._chunks[c]
+        e = chunk[i]
+        lo, hi = e.logical, e.logical + e.length
+        if not e.unwritten or pos >= hi or hi > ((self.size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)):
+            return pos, end
+        req = min(end, hi) - pos
+        if req < hi - lo:
+            chunks = self._chunks
+            prev = chunk[i - 1] if i > 0 else (chunks[c - 1][-1] if c > 0 and chunks[c - 1] else None)
+            nxt = chunk[i + 1] if i + 1 < len(chunk) else (chunks[c + 1][0] if c + 1 < len(chunks) else None)
+            if pos == lo and prev is not None and not prev.unwritten and _abut(prev, e):
+                return pos, end
+            if pos + req == hi and nxt is not None and not nxt.unwritten and _abut(e, nxt):
+                return pos, end
+        mz = EXT4_MAX_ZEROOUT
+        tail = hi - pos
+        if tail > req:
+            if tail <= mz:
+                req = tail
+            if pos - lo + req < mz:
+                return lo, max(end, pos + req)
+        return pos, max(end, pos + req)
 
     def write_range(self, pos: int, length: int) -> bool:
         """A write fault's ->iomap_begin(IOMAP_WRITE) over [pos, pos+length):
@@ -474,6 +606,8 @@ class FileState:
         block was newly allocated or converted (IOMAP_F_NEW)."""
         new = False
         end = pos + length
+        if self.fs == "ext4":
+            pos, end = self._ext4_zeroout(pos, end)
         self._split(pos)
         self._split(end)
         p = pos
@@ -488,11 +622,7 @@ class FileState:
                 e.unwritten = False
                 new = True
             elif kind == "hole":
-                # The allocator's choice is not knowable from the case; the
-                # model allocates at the case's hole_alloc_align.
-                a = self.hole_alloc_align
-                phys = (self._next_phys + a - 1) // a * a
-                self._next_phys = phys + ln
+                phys, ln = self._placement(p, ln)
                 c, i = self._find(p)
                 self._insert(c, i, Ext(p, phys, ln, False))
                 new = True
