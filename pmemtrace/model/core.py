@@ -18,8 +18,9 @@ in an fsdax case with a file and no pre-existing page tables, streamed
 PMEMTRACE_PURE_PYTHON unset, a plain read or write inside a mapping mapped
 from the start, writes to writable mappings only.  Within it the core
 covers every path of fsdax.handle_mm_fault() for user faults (PMD and PTE
-paths, huge zero pages, COW, MAP_SYNC, block allocation in
-FileState.write_range()).
+paths, huge zero pages, COW, unwritten conversion in
+FileState.write_range()), except for the rules :func:`rules_not_mirrored`
+names: a case that could meet one runs in Python whole.
 
 The hand-off: the core runs the accesses before the first one outside the
 subset; :func:`hand_over` then puts its state into the Python model's Sim
@@ -169,12 +170,42 @@ class CoreRun:
         self.k = lib.pmx_check(self.x, *_columns(self), self.n)
 
 
+def rules_not_mirrored(case: Any, sim: Sim) -> str | None:
+    """The model's rules the core does not mirror (yet), as the reason a case
+    that could meet them runs in Python; None when it cannot meet them."""
+    f = case.file
+    if any(m.sync for m in case.mappings):
+        # per-entry dirty marks, the MAP_SYNC fsync's writeback and its
+        # write-protection (fsdax._finish_sync_fault()): the core keeps no
+        # dirty marks, so not even a later MAP_SYNC mmap may follow it
+        return "MAP_SYNC writeback"
+    if sim.profile.read_faults_dirty_entries:
+        return "read faults mark entries dirty (5.19..6.1), which write(2)'s invalidation keeps"
+    if f.allocated:
+        return "recorded placement of hole allocations (file.allocated)"
+    covered, holes, unwritten = 0, False, False
+    for e in sorted(f.extents, key=attrgetter("logical")):
+        holes = holes or e.logical > covered
+        unwritten = unwritten or e.unwritten
+        covered = max(covered, e.logical + e.length)
+    if holes or covered < f.size:
+        # a write fault's mapping is the allocation, not merged with what
+        # follows (fsdax.dax_iomap_pmd_fault()); FileState._placement()
+        return "hole allocation"
+    if unwritten and f.fs == "ext4":
+        # FileState._ext4_zeroout() and ext4's capped conversion mapping
+        return "ext4 unwritten conversion"
+    return None
+
+
 def prepare(case: Any, sim: Sim, sep: bytes) -> CoreRun | None:
     """A :class:`CoreRun` for *case* if it is in the declared subset (module
     docstring), else None (the Python model runs it)."""
     if not available() or case.device.mode != "fsdax" or sim.file is None or case.page_tables:
         return None
     if sim.mm.puds or len({m.id for m in case.mappings}) != len(case.mappings):
+        return None
+    if rules_not_mirrored(case, sim) is not None:
         return None
     vmas = list(sim.mm.vmas)  # those mapped from the start, one each
     at = {v.mapping: k for k, v in enumerate(vmas)}
