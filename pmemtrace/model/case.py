@@ -99,7 +99,7 @@ class Mapping:
         return self.start + self.length
 
 
-OPS = ("read", "write", "gup", "munmap", "mmap", "madvise", "pwrite")
+OPS = ("read", "write", "gup", "munmap", "mmap", "madvise", "pwrite", "mremap")
 ADVICE = ("nohugepage", "hugepage", "dontneed")
 
 
@@ -117,6 +117,10 @@ class Access(msgspec.Struct, gc=False):
     fast: bool = True  # gup: try the lockless fast path first
     populate: bool = False  # gup: MAP_POPULATE/mm_populate(): fault in, pin nothing
     advice: Optional[str] = None
+    new_start: Optional[int] = None  # mremap: where the mapping is after it (MREMAP_FIXED: the target)
+    fixed: bool = False  # mremap: MREMAP_FIXED
+    maymove: bool = False  # mremap: MREMAP_MAYMOVE
+    cover: bool = False  # munmap/mremap: PROT_NONE mapped over what the call emptied
 
 
 @dataclass
@@ -346,7 +350,21 @@ def _parse_mapping(d: Any, i: int, device: Device) -> Mapping:
     return m
 
 
-ACCESS_KEYS = ("op", "mapping", "offset", "length", "write", "longterm", "fast", "populate", "advice")
+ACCESS_KEYS = (
+    "op",
+    "mapping",
+    "offset",
+    "length",
+    "write",
+    "longterm",
+    "fast",
+    "populate",
+    "advice",
+    "new_start",
+    "fixed",
+    "maymove",
+    "cover",
+)
 _ACCESS_KEYSET = frozenset(ACCESS_KEYS)
 _GUP_BOOLS = ("write", "longterm", "fast", "populate")
 
@@ -409,6 +427,16 @@ def _parse_access_careful(d: Any, i: int, ids: dict[str, "Mapping"]) -> Access:
         populate=_bool(d, "populate", p, False),
         advice=_choice(d, "advice", p, ADVICE) if op == "madvise" else None,
     )
+    if op in ("munmap", "mremap"):
+        a.cover = _bool(d, "cover", p, False)
+    if op == "mremap":
+        a.new_start = _int(d, "new_start", p)
+        a.fixed = _bool(d, "fixed", p, False)
+        a.maymove = _bool(d, "maymove", p, False)
+        if a.length <= 0:
+            raise CaseError(f"{p}.length", "an mremap needs the new length (bytes)")
+        if a.fixed and a.new_start is None:
+            raise CaseError(f"{p}.new_start", "MREMAP_FIXED needs the target address")
     if op == "gup" and a.length <= 0:
         a.length = PAGE_SIZE
     if op == "pwrite" and a.length <= 0:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional, cast
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
-from . import devdax, fsdax, gup
+from . import devdax, fsdax, gup, remap
 from .case import Access, Case, Mapping
 from .profiles import select_profile
 from .state import PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileState, HugePmd, PteTable, Vma
@@ -517,6 +517,8 @@ class Sim:
         # only where no VMA remains in its 2 MiB: floor and ceiling are the
         # neighbouring VMAs' ends)
         self.shared_blocks = {addr >> 21 for addr in case.shared_blocks}
+        # mappings an mremap moved or resized: id -> (start, length) now
+        self.geom: dict[str, tuple[int, int]] = {}
 
     def mmap(self, m: Mapping) -> None:
         if self.mm.overlaps(m.start, m.end):
@@ -616,6 +618,12 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
             continue
         m = maps[a.mapping]
         offset = a.offset
+        if sim.geom and m.id in sim.geom:
+            # an mremap moved or resized it (pmemtrace.model.remap)
+            m = remap.current(sim, m)
+            if m.start != maps[a.mapping].start and (op == "read" or op == "write"):
+                yield _touch_moved(sim, i, a, m, wflags if op == "write" else rflags)
+                continue
         addr = m.start + offset
         if op == "read" or op == "write":
             write = op == "write"
@@ -637,7 +645,7 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
                     yield HIT_PUD
                     continue
             vma = find(addr)
-            if vma is None or offset >= m.length or m.id in mapping_errors:
+            if vma is None or offset >= m.length or m.id in mapping_errors or vma.mapping is remap.COVER:
                 r = AccessResult(i, op, a.mapping, addr)
                 if m.id in mapping_errors:
                     code = mapping_errors[m.id]
@@ -657,12 +665,24 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
             continue
         r = AccessResult(i, op, a.mapping, addr)
         if op == "mmap":
+            if mm.vmas:
+                remap.drop_covers(sim, m.start, m.end, free=True)  # MAP_FIXED over them
             sim.mmap(m)
             if m.id in mapping_errors:
                 code = mapping_errors[m.id]
                 r.set_error(MMAP_ERRNO.get(code, EINVAL), code)
+        elif op == "munmap" and a.length:
+            err = remap.munmap(sim, m, a)
+            if err:
+                r.set_error(*err)
         elif op == "munmap":
+            remap.drop_covers(sim, m.start, m.end)  # munmap(2) of the whole range takes them too
             sim.munmap(m)
+            sim.geom.pop(m.id, None)
+        elif op == "mremap":
+            err = remap.mremap(sim, m, a)
+            if err:
+                r.set_error(*err)
         elif m.id in mapping_errors:
             code = mapping_errors[m.id]
             r.set_error(MMAP_ERRNO.get(code, EINVAL), code)
@@ -674,6 +694,10 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
             if not _madvise(sim, m, a):
                 # a device-dax VMA split off its align (dev_dax_may_split())
                 r.set_error(22, "devdax-vma-unaligned")
+            elif remap.has_gap(sim, addr, m.end if a.length == 0 else min(m.end, addr + a.length)):
+                # part of the range is unmapped (a partial munmap): -ENOMEM
+                # after advising the VMAs there are (madvise_walk_vmas())
+                r.set_error(12, "not-mapped")
         elif op == "gup":
             r.length = a.length
             gup.gup(sim, mm.find, lambda v, ad, w, fl: sim.fault(v, ad, w, fl, via_gup=True), a, addr, r)
@@ -683,6 +707,39 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
                     r.result = r.faults[-1][1].result
                     r.reason = next((f.reason for _, f in r.faults if f.reason), None)
         yield r
+
+
+def _touch_moved(sim: Sim, i: int, a: Access, m: Mapping, flags: int) -> AccessResult:
+    """A read or write of a mapping an mremap moved: the fast path's rules,
+    kept as an AccessResult (the compact records take the address from the
+    case's mapping start)."""
+    write = a.op == "write"
+    addr = m.start + a.offset
+    r = AccessResult(i, a.op, a.mapping, addr & ~(PAGE_SIZE - 1))
+    vma = sim.mm.find(addr)
+    if m.id in sim.mapping_errors or vma is None or a.offset >= m.length or vma.mapping is remap.COVER:
+        r.set_error(None, "not-mapped")
+        r.result = SIGSEGV
+        return r
+    if write and not vma.writable:
+        r.set_error(None, "write-readonly")
+        r.result = SIGSEGV
+        return r
+    slot = sim.mm.pmds.get(addr >> 21)
+    if isinstance(slot, HugePmd):
+        if slot.writable or not write:
+            return r
+    elif slot is not None:
+        bit = 1 << ((addr >> 12) & 511)
+        if slot.present & bit and (not write or slot.writable & bit):
+            return r
+    elif (addr >> 30) in sim.mm.puds:
+        return r
+    f = sim.fault(vma, addr & ~(PAGE_SIZE - 1), write, flags)
+    r.faults.append((addr & ~(PAGE_SIZE - 1), f))
+    r.outcome, r.result = f.outcome, f.result
+    r.reason = None if f.outcome in _MAPPED else f.reason
+    return r
 
 
 def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
@@ -767,11 +824,13 @@ def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
         if v.start < lo and lo % align:
             ok = False
             break
-        mm.split_at(lo)
+        # __split_vma() -> vma_adjust_trans_huge(): a DAX huge PMD across a
+        # split address is cleared (remap.split())
+        remap.split(sim, lo)
         if hi < v.end and hi % align:
             ok = False
             break
-        mm.split_at(hi)
+        remap.split(sim, hi)
         w = mm.find(lo)
         assert w is not None  # just split at lo
         w.nohugepage = want
