@@ -119,3 +119,19 @@ def test_a_madvise_split_clears_the_huge_pmd_across_it():
     assert [x.outcome for x in p.results[:2]] == ["pmd", "pmd"]
     assert p.results[3].outcome == "pte"  # was "none" before the split rule
     assert p.results[4].outcome == "none"  # the other block's PMD stays
+
+
+def test_a_fixed_move_of_several_vmas_from_6_17():
+    # madvise split the mapping in three; an unchanged-length MREMAP_FIXED
+    # move takes them all from v6.17 (remap_move()), EFAULT before
+    adv = {"mapping": "m0", "op": "madvise", "advice": "nohugepage", "offset": M, "length": M}
+    acc = [w(0), adv, mremap(4 * M, B, fixed=True, maymove=True), r(3 * M), r(M)]
+    old = fsdax(acc, mappings=_map())
+    assert old.results[2].errno == 14
+    new = fsdax(acc, mappings=_map(), kernel="7.2.13+deb14-amd64")
+    assert new.results[2].errno is None
+    assert new.results[3].address == B + 3 * M and new.results[3].outcome == "pmd"
+    assert new.results[4].outcome == "pte"  # the nohugepage piece moved with its flag
+    # a resizing move is still one VMA only
+    grown = fsdax([adv, mremap(6 * M, B, fixed=True, maymove=True)], mappings=_map(), kernel="7.2.13+deb14-amd64")
+    assert grown.results[1].errno == 14

@@ -222,6 +222,8 @@ def mremap(sim: Any, m: Mapping, a: Access) -> Optional[tuple[int, str]]:
         new = a.new_start if a.new_start is not None else 0
         if new % PAGE_SIZE:
             return EINVAL, "mremap-unaligned"
+        if new_len == old_len and sim.profile.mremap_moves_multiple_vmas:
+            return _remap_move(sim, m, a, old, old_len, new)
         if old + old_len > new and new + new_len > old:
             return EINVAL, "mremap-overlap"
         err = unmap_range(sim, new, new + new_len)
@@ -257,6 +259,51 @@ def mremap(sim: Any, m: Mapping, a: Access) -> Optional[tuple[int, str]]:
         return ENOMEM, "mremap-no-room"
     new = a.new_start if a.new_start is not None and a.new_start != old else _free_spot(sim, new_len, vma.pgoff)
     return _move(sim, m, vma, old, old_len, new, new_len, a.cover)
+
+
+def _multi_allowed(sim: Any, v: Any) -> bool:
+    """vma_multi_allowed(): anonymous memory (a cover) and files whose
+    get_unmapped_area is thp_get_unmapped_area (ext4, xfs DAX) may be moved
+    with others; device-dax has its own dax_get_unmapped_area()."""
+    return v.mapping == COVER or sim.device.mode == "fsdax"
+
+
+def _remap_move(sim: Any, m: Mapping, a: Access, old: int, length: int, new: int) -> Optional[tuple[int, str]]:
+    """remap_move() (v6.17+): every VMA of [old, old+length) moves on its
+    own, the gaps between them kept; a gap at the start is -EFAULT, and so
+    is a second VMA after one that may not be batched (the first has moved
+    by then)."""
+    mm = sim.mm
+    end = old + length
+    vmas = mm.vmas_in(old, end)
+    if not vmas or vmas[0].start > old:
+        return EFAULT, "not-mapped"
+    target, seen, allowed, last_end = new, False, True, 0
+    for v in vmas:
+        if not allowed:
+            return EFAULT, "mremap-spans-vmas"
+        addr = max(v.start, old)
+        ln = min(end, v.end) - addr
+        offset = v.start - last_end if seen else 0
+        last_end = v.end
+        allowed = _multi_allowed(sim, v)
+        if seen and not allowed:
+            return EFAULT, "mremap-spans-vmas"
+        dst = target + offset
+        if addr + ln > dst and dst + ln > addr:
+            return EINVAL, "mremap-overlap"
+        err = unmap_range(sim, dst, dst + ln)
+        if err:
+            return err
+        piece = mm.find(addr)
+        assert piece is not None  # unmapping the target left the source alone (no overlap)
+        _move(sim, m, piece, addr, ln, dst, ln, False)
+        seen = True
+        target = dst + ln
+    if a.cover:
+        _add_cover(sim, old, end)
+    sim.geom[m.id] = (new, length)
+    return None
 
 
 def _move(
