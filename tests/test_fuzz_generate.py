@@ -56,6 +56,7 @@ def test_coverage(cases):
                 seen["madvise-" + a["advice"]] += 1
             if a["op"] == "munmap" and a.get("length"):
                 seen["munmap-part"] += 1
+            seen["child"] += bool(a.get("child"))
             if a["op"] == "mremap":
                 seen["mremap-fixed" if a.get("fixed") else "mremap-grow" if a["length"] else "mremap"] += 1
                 seen["mremap-maymove"] += a["maymove"]
@@ -76,6 +77,9 @@ def test_coverage(cases):
         "mremap-fixed",
         "mremap-grow",
         "mremap-maymove",
+        "fork",
+        "exit",
+        "child",
     ):
         assert seen[k], k
     assert set(DEFAULT_KINDS) < set(KINDS)

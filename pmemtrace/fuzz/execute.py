@@ -290,13 +290,25 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
     def mid_placed_by_kernel(mid: str) -> bool:
         return mid in kernel_placed or mid in moved_by_kernel
 
+    kid: Optional[_Kid] = None
     for i, a in enumerate(case.accesses):
         mark(root, inst_path, f"access {i}")
         send(begin=i)
         err: Optional[int] = None
         skip = None
         try:
-            if a.op == "pwrite":
+            if a.op == "fork":
+                kid = _Kid(case, maps) if kid is None else kid
+            elif a.op == "exit":
+                if kid is not None:
+                    kid.end()
+                    kid = None
+            elif a.child:
+                if kid is None:
+                    skip = "no-child"
+                else:
+                    err, skip = kid.do(i)
+            elif a.op == "pwrite":
                 os.pwrite(fd, E.pattern_bytes(0x7777, a.offset, a.length), a.offset)
             elif a.op == "mmap":
                 if maps.get(a.mapping or "") is None:
@@ -319,7 +331,11 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                     # next mmap of this mapping is MAP_FIXED over it)
                     E.mmap(-1, m.length, prot=PROT_NONE, shared=False, addr=mp.addr, fixed=True)
                 elif a.op == "madvise":
-                    mp.madvise(a.advice, a.offset, a.length or (mp.length - a.offset))
+                    # not Mapping.madvise(): its range check would refuse
+                    # what a shrink left beyond the mapping (the kernel says)
+                    advice = E.CONSTANTS["MADV_" + (a.advice or "").upper()]
+                    ln = a.length or (mp.length - a.offset)
+                    E._check(E.lib.pmt_madvise(mp.addr + a.offset, ln, advice), "madvise")
                 elif a.op in ("read", "write"):
                     if a.offset >= mp.length:
                         skip = "outside"
@@ -332,7 +348,68 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
         except OSError as exc:
             err = exc.errno
         send(done=i, errno=err, skip=skip)
+    if kid is not None:
+        kid.end()
     mark(root, inst_path, "end")
+
+
+class _Kid:
+    """The child of a ``fork`` access: a forked process that makes the
+    accesses marked ``child`` in its copy of the address space, one at a
+    time as the parent asks (the parent writes the trace marker first and
+    waits for the answer, so events stay in order)."""
+
+    def __init__(self, case: Case, maps: dict[str, Any]) -> None:
+        cmd_r, cmd_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(cmd_w)
+                os.close(rep_r)
+                with os.fdopen(cmd_r) as commands:
+                    for line in commands:
+                        os.write(rep_w, (json.dumps(_kid_access(case, maps, int(line))) + "\n").encode())
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(cmd_r)
+        os.close(rep_w)
+        self.pid, self.cmd = pid, cmd_w
+        self.replies = os.fdopen(rep_r)
+
+    def do(self, i: int) -> tuple[Optional[int], Optional[str]]:
+        os.write(self.cmd, f"{i}\n".encode())
+        line = self.replies.readline()
+        if not line:
+            return None, "child-died"
+        rep = json.loads(line)
+        return rep.get("errno"), rep.get("skip")
+
+    def end(self) -> None:
+        os.close(self.cmd)
+        self.replies.close()
+        os.waitpid(self.pid, 0)
+
+
+def _kid_access(case: Case, maps: dict[str, Any], i: int) -> dict[str, Any]:
+    """Access *i* (a read or write) in the forked child."""
+    a = case.accesses[i]
+    m = next(x for x in case.mappings if x.id == a.mapping)
+    mp = maps.get(a.mapping or "")
+    if mp is None:
+        return {"skip": "not-mapped"}
+    if a.offset >= mp.length:
+        return {"skip": "outside"}
+    if a.op == "write" and not m.writable:
+        return {"skip": "write-readonly"}
+    try:
+        mp.touch(a.offset & ~(PAGE - 1), PAGE, PAGE, count=1, write=a.op == "write")
+    except OSError as exc:
+        return {"errno": exc.errno}
+    return {}
 
 
 def _edge_blocks(start: int, end: int) -> list[int]:

@@ -60,8 +60,8 @@ def generate(
     seed: int, index: int, kinds: Sequence[str] = DEFAULT_KINDS, kernel: str = "6.12", remap: bool = True
 ) -> dict[str, Any]:
     """Case number *index* of the run seeded *seed* (a case JSON object).
-    ``remap=False``: without partial munmaps and mremaps, the cases the
-    generator made before it had them (saved seeds replay unchanged)."""
+    ``remap=False``: without partial munmaps, mremaps and forks, the cases
+    the generator made before it had them (saved seeds replay unchanged)."""
     kind = kind_of(index, seed, kinds)
     r = random.Random(f"{seed}:{index}")
     rx = random.Random(f"{seed}:{index}:remap") if remap else None
@@ -266,7 +266,23 @@ def _accesses(
     if not byid:
         return
     n = r.randint(2, 16)
+    kid: Optional[dict[str, _Shape]] = None  # the forked child's view of the mappings
+    forked = False
     for _ in range(n):
+        if rx is not None and not forked and rx.random() < 0.06:
+            b.fork()
+            forked = True
+            kid = {k: _Shape.copy(shape[k]) for k in byid if live[k]}
+            continue
+        if rx is not None and kid is not None:
+            c = rx.random()
+            if c < 0.08:
+                b.exit_child()
+                kid = None
+                continue
+            if c < 0.5 and kid:
+                _child_touch(rx, b, byid[rx.choice(sorted(kid))], kid, file_size)
+                continue
         m = byid[r.choice(sorted(byid))]
         # the bytes of this mapping a touch may reach: inside the file
         # (page rounded: the tail of the last page reads as zeros)
@@ -315,7 +331,9 @@ def _accesses(
             live[m.id] = False
         elif op == "pwrite" and file_size is not None:
             off = r.randrange(0, max(1, file_size // PAGE)) * PAGE
-            b.pwrite(off, r.choice((PAGE, 64 * KiB, PMD)))
+            length = r.choice((PAGE, 64 * KiB, PMD))
+            if kid is None:  # its zap would reach the child (not modelled)
+                b.pwrite(off, length)
 
 
 # -- partial munmap and mremap (pmemtrace.model.remap) ----------------------
@@ -332,6 +350,25 @@ class _Shape:
         self.holes: list[tuple[int, int]] = []
         self.split = False
         self.unknown = False
+
+    def copy(self) -> "_Shape":
+        c = _Shape(self.start, self.length)
+        c.holes, c.split, c.unknown = list(self.holes), self.split, self.unknown
+        return c
+
+
+def _child_touch(rx: random.Random, b: CaseBuilder, m: Any, kid: dict[str, _Shape], file_size: Optional[int]) -> None:
+    """A read or write in the forked child, where the mapping was at the fork."""
+    sh = kid[m.id]
+    limit = sh.length
+    if file_size is not None:
+        limit = min(limit, max(0, (file_size + PAGE - 1) // PAGE * PAGE - m.offset))
+    if limit <= 0 or sh.unknown:
+        return
+    off = _offset(rx, limit)
+    if any(lo <= off < hi for lo, hi in sh.holes):
+        return
+    b.child_touch(m.id, off, m.writable and rx.random() < 0.5)
 
 
 def _remap_op(

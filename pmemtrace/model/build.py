@@ -162,6 +162,17 @@ class CaseBuilder:
         """MAP_POPULATE / mm_populate(): fault the mapping in, pin nothing."""
         self.accesses.append(Access(op="gup", mapping=mapping, offset=0, length=length, write=write, populate=True))
 
+    def fork(self) -> None:
+        """fork(2): later accesses with child=True are the child's."""
+        self.accesses.append(Access(op="fork", mapping=None))
+
+    def exit_child(self) -> None:
+        """The child of the last fork exits."""
+        self.accesses.append(Access(op="exit", mapping=None))
+
+    def child_touch(self, mapping: str, offset: int, write: bool) -> None:
+        self.accesses.append(Access(op="write" if write else "read", mapping=mapping, offset=offset, child=True))
+
     def pwrite(self, offset: int, length: int) -> None:
         """write(2) to the file at *offset*: no mapping (a pwrite's Access.mapping is None)."""
         self.accesses.append(Access(op="pwrite", mapping=None, offset=offset, length=length))
@@ -245,7 +256,11 @@ def _access_json(a: Access) -> dict[str, Any]:
     if op == "pwrite":
         return {"op": op, "offset": a.offset, "length": a.length}
     if op in ("read", "write"):
+        if a.child:
+            return {"mapping": a.mapping, "offset": a.offset, "op": op, "child": True}
         return {"mapping": a.mapping, "offset": a.offset, "op": op}
+    if op in ("fork", "exit"):
+        return {"op": op}
     out: dict[str, Any] = {"mapping": a.mapping, "op": op}
     if op == "madvise":
         out.update(advice=a.advice, offset=a.offset, length=a.length)

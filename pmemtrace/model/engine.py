@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional, cast
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
 from . import devdax, fsdax, gup, remap
+from . import fork as forkmod
 from .case import Access, Case, Mapping
 from .profiles import select_profile
 from .state import PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileState, HugePmd, PteTable, Vma
@@ -519,6 +520,10 @@ class Sim:
         self.shared_blocks = {addr >> 21 for addr in case.shared_blocks}
         # mappings an mremap moved or resized: id -> (start, length) now
         self.geom: dict[str, tuple[int, int]] = {}
+        # private mappings that took a COW fault (their VMA has an anon_vma:
+        # fork copies its page tables), and the forked child (model/fork.py)
+        self.anon_ids: set[str] = set()
+        self.child: Optional[forkmod.Child] = None
 
     def mmap(self, m: Mapping) -> None:
         if self.mm.overlaps(m.start, m.end):
@@ -616,6 +621,18 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
             _pwrite(sim, a, r)
             yield r
             continue
+        if op == "fork" or op == "exit":
+            r = AccessResult(i, op, None, None)
+            if op == "fork":
+                forkmod.fork(sim)
+            else:
+                forkmod.exit_child(sim)
+            yield r
+            continue
+        if a.child:
+            flags = wflags if op == "write" else rflags
+            yield forkmod.child_access(sim, i, a, maps[a.mapping], flags, _touch_moved)
+            continue
         m = maps[a.mapping]
         offset = a.offset
         if sim.geom and m.id in sim.geom:
@@ -661,7 +678,10 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
                 r.result = SIGSEGV
                 yield r
                 continue
-            yield handle_fault(sim, vma, addr & ~(PAGE_SIZE - 1), write, wflags if write else rflags)
+            f = handle_fault(sim, vma, addr & ~(PAGE_SIZE - 1), write, wflags if write else rflags)
+            if write and f.outcome == "cow":
+                sim.anon_ids.add(m.id)  # wp_page_copy()/do_cow_fault(): anon_vma_prepare()
+            yield f
             continue
         r = AccessResult(i, op, a.mapping, addr)
         if op == "mmap":
@@ -679,6 +699,7 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
             remap.drop_covers(sim, m.start, m.end)  # munmap(2) of the whole range takes them too
             sim.munmap(m)
             sim.geom.pop(m.id, None)
+            sim.anon_ids.discard(m.id)  # the next mmap makes a VMA without anon_vma
         elif op == "mremap":
             err = remap.mremap(sim, m, a)
             if err:
@@ -736,6 +757,8 @@ def _touch_moved(sim: Sim, i: int, a: Access, m: Mapping, flags: int) -> AccessR
     elif (addr >> 30) in sim.mm.puds:
         return r
     f = sim.fault(vma, addr & ~(PAGE_SIZE - 1), write, flags)
+    if write and f.outcome == "cow" and sim.child is None:
+        sim.anon_ids.add(m.id)
     r.faults.append((addr & ~(PAGE_SIZE - 1), f))
     r.outcome, r.result = f.outcome, f.result
     r.reason = None if f.outcome in _MAPPED else f.reason
