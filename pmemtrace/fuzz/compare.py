@@ -235,4 +235,40 @@ def known_limit(case: dict[str, Any], row: Row) -> Optional[str]:
         )
         if not covered:  # the PMD fault allocated (or converted): where is the allocator's choice
             return "allocator"
+    if row.op in ("read", "write") and _after_allocation(case, row.index):
+        # an access to a 2 MiB file block that was a hole when the case
+        # started and that an earlier write or pwrite allocated: the model
+        # placed those blocks 2 MiB-aligned, the filesystem did not (the
+        # earlier access is the "allocator" limit; this one follows from it)
+        return "allocator"
     return None
+
+
+def _after_allocation(case: dict[str, Any], index: int) -> bool:
+    """Was access *index*'s 2 MiB file block not wholly written or
+    unwritten at the start, and did an earlier access write into it?"""
+    pmd = 2 << 20
+    maps = {m["id"]: m for m in case["mappings"]}
+    exts = case.get("file", {}).get("extents", [])
+
+    def block(a: dict[str, Any]) -> Optional[int]:
+        if a["op"] not in ("read", "write"):
+            return None
+        m = maps.get(a.get("mapping") or "")
+        return None if m is None else (m["offset"] + a["offset"]) // pmd
+
+    def blocks_written(a: dict[str, Any]) -> set[int]:
+        if a["op"] == "pwrite":
+            return set(range(a["offset"] // pmd, (a["offset"] + a["length"] - 1) // pmd + 1))
+        b = block(a)
+        return {b} if a["op"] == "write" and b is not None else set()
+
+    accesses = case["accesses"]
+    b = block(accesses[index])
+    if b is None:
+        return False
+    lo, hi = b * pmd, (b + 1) * pmd
+    covered = sum(max(0, min(hi, e["logical"] + e["length"]) - max(lo, e["logical"])) for e in exts)
+    if covered >= pmd:
+        return False
+    return any(b in blocks_written(a) for a in accesses[:index])
