@@ -306,23 +306,18 @@ def _accesses(
             others = [(o.start, o.start + o.length) for k, o in shape.items() if k != m.id and live[k]]
             _remap_op(rx, b, m, sh, top, m.id in kernel_placed, max(align, PAGE), others)
         if op in ("read", "write"):
-            limit = sh.length  # what the mapping covers now (an mremap may have grown it)
-            if file_size is not None:
-                limit = min(limit, max(0, (file_size + PAGE - 1) // PAGE * PAGE - m.offset))
-            if limit <= 0 or sh.unknown:
-                continue
-            off = _offset(r, limit)
-            if any(lo <= off < hi for lo, hi in sh.holes):
-                continue  # unmapped there: SIGSEGV (not generated)
-            write = op == "write" and m.writable
-            b.touch(m.id, off, write)
+            off = _touch_offset(r, m, sh, file_size)
+            if off is not None:
+                b.touch(m.id, off, op == "write" and m.writable)
         elif op == "madvise":
             advice = r.choice(("nohugepage", "hugepage", "dontneed"))
             if r.random() < 0.5:
                 b.madvise(m.id, advice, 0, 0)
             else:
-                off = r.randrange(0, max(1, m.length // PAGE)) * PAGE
-                ln = r.randint(1, max(1, (m.length - off) // PAGE)) * PAGE
+                # inside what the mapping covers now: beyond it, the kernel
+                # answers for whatever the process has there
+                off = r.randrange(0, max(1, sh.length // PAGE)) * PAGE
+                ln = r.randint(1, max(1, (sh.length - off) // PAGE)) * PAGE
                 b.madvise(m.id, advice, off, ln)
                 if advice != "dontneed":
                     sh.split = True  # the VMA may be split: an mremap may get EFAULT
@@ -357,18 +352,27 @@ class _Shape:
         return c
 
 
-def _child_touch(rx: random.Random, b: CaseBuilder, m: Any, kid: dict[str, _Shape], file_size: Optional[int]) -> None:
-    """A read or write in the forked child, where the mapping was at the fork."""
-    sh = kid[m.id]
+def _touch_offset(r: random.Random, m: Any, sh: _Shape, file_size: Optional[int]) -> Optional[int]:
+    """An offset to touch in mapping *m* as *sh* says it is now (an mremap
+    may have grown it): inside the file (page rounded: the tail of the last
+    page reads as zeros), never in what a partial munmap took (SIGSEGV is
+    not generated); None when there is none."""
     limit = sh.length
     if file_size is not None:
         limit = min(limit, max(0, (file_size + PAGE - 1) // PAGE * PAGE - m.offset))
     if limit <= 0 or sh.unknown:
-        return
-    off = _offset(rx, limit)
+        return None
+    off = _offset(r, limit)
     if any(lo <= off < hi for lo, hi in sh.holes):
-        return
-    b.child_touch(m.id, off, m.writable and rx.random() < 0.5)
+        return None
+    return off
+
+
+def _child_touch(rx: random.Random, b: CaseBuilder, m: Any, kid: dict[str, _Shape], file_size: Optional[int]) -> None:
+    """A read or write in the forked child, where the mapping was at the fork."""
+    off = _touch_offset(rx, m, kid[m.id], file_size)
+    if off is not None:
+        b.child_touch(m.id, off, m.writable and rx.random() < 0.5)
 
 
 def _remap_op(

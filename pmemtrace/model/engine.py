@@ -707,15 +707,16 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
         elif m.id in mapping_errors:
             code = mapping_errors[m.id]
             r.set_error(MMAP_ERRNO.get(code, EINVAL), code)
-        elif op == "madvise" and a.offset >= m.length:
+        elif op == "madvise" and a.offset >= m.length and (not mm.vmas or _madvise_gap(sim, addr, m, a)):
             # madvise(2) over no mapped page: -ENOMEM (mm/madvise.c
-            # madvise_walk_vmas(), "unmapped_error")
+            # madvise_walk_vmas(), "unmapped_error"); over a cover only, the
+            # anonymous VMA takes the advice
             r.set_error(12, "not-mapped")
         elif op == "madvise":
             if not _madvise(sim, m, a):
                 # a device-dax VMA split off its align (dev_dax_may_split())
                 r.set_error(22, "devdax-vma-unaligned")
-            elif remap.has_gap(sim, addr, m.end if a.length == 0 else min(m.end, addr + a.length)):
+            elif _madvise_gap(sim, addr, m, a):
                 # part of the range is unmapped (a partial munmap): -ENOMEM
                 # after advising the VMAs there are (madvise_walk_vmas())
                 r.set_error(12, "not-mapped")
@@ -728,6 +729,13 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
                     r.result = r.faults[-1][1].result
                     r.reason = next((f.reason for _, f in r.faults if f.reason), None)
         yield r
+
+
+def _madvise_gap(sim: Sim, addr: int, m: Mapping, a: Access) -> bool:
+    """Is part of madvise's range in no VMA?  (the range as given, not
+    clipped to the mapping: beyond its end may lie a cover, or nothing)"""
+    end = m.end if a.length == 0 else addr + ((a.length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+    return remap.has_gap(sim, addr, end)
 
 
 def _touch_moved(sim: Sim, i: int, a: Access, m: Mapping, flags: int) -> AccessResult:
