@@ -284,12 +284,6 @@ def _accesses(
                 _child_touch(rx, b, byid[rx.choice(sorted(kid))], kid, file_size)
                 continue
         m = byid[r.choice(sorted(byid))]
-        # the bytes of this mapping a touch may reach: inside the file
-        # (page rounded: the tail of the last page reads as zeros)
-        limit = m.length
-        if file_size is not None:
-            eof = (file_size + PAGE - 1) // PAGE * PAGE
-            limit = min(m.length, max(0, eof - m.offset))
         ops = ["read", "write", "madvise", "munmap"]
         weights = [6, 6, 2, 1]
         if file_size is not None:
