@@ -130,7 +130,8 @@ def compare(case: dict[str, Any], kernel: list[Optional[dict[str, Any]]]) -> Com
             out.not_run += 1
             continue
         m = _model_view(r, devdax)
-        feature = f"{case['device']['mode']}:{r.op}:{r.outcome}"
+        child = "child-" if case["accesses"][r.index].get("child") else ""
+        feature = f"{case['device']['mode']}:{child}{r.op}:{r.outcome}"
         out.rows.append(Row(r.index, r.op, feature, _agrees(m, k, devdax), m, k))
     return out
 

@@ -305,7 +305,7 @@ def _accesses(
                 b.touch(m.id, off, op == "write" and m.writable)
         elif op == "madvise":
             advice = r.choice(("nohugepage", "hugepage", "dontneed"))
-            if r.random() < 0.5:
+            if r.random() < 0.5 or sh.unknown:
                 b.madvise(m.id, advice, 0, 0)
             else:
                 # inside what the mapping covers now: beyond it, the kernel
