@@ -135,3 +135,13 @@ def test_a_fixed_move_of_several_vmas_from_6_17():
     # a resizing move is still one VMA only
     grown = fsdax([adv, mremap(6 * M, B, fixed=True, maymove=True)], mappings=_map(), kernel="7.2.13+deb14-amd64")
     assert grown.results[1].errno == 14
+
+
+def test_madvise_beyond_a_shrunk_mapping_is_enomem_unless_a_cover_is_there():
+    # madvise_walk_vmas(): -ENOMEM when part of the range is in no VMA; the
+    # PROT_NONE cover run --case maps over the emptied tail is a VMA
+    adv = {"mapping": "m0", "op": "madvise", "advice": "dontneed", "offset": M, "length": 2 * M}
+    bare = fsdax([mremap(2 * M), adv], mappings=_map())
+    assert bare.results[1].errno == 12
+    covered = fsdax([{**mremap(2 * M), "cover": True}, adv], mappings=_map())
+    assert covered.results[1].errno is None
