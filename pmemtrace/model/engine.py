@@ -707,11 +707,12 @@ def _run(case: Case, sim: Sim) -> Iterator[Any]:
         elif m.id in mapping_errors:
             code = mapping_errors[m.id]
             r.set_error(MMAP_ERRNO.get(code, EINVAL), code)
-        elif op == "madvise" and a.offset >= m.length and (not mm.vmas or _madvise_gap(sim, addr, m, a)):
+        elif op == "madvise" and a.offset >= m.length:
             # madvise(2) over no mapped page: -ENOMEM (mm/madvise.c
-            # madvise_walk_vmas(), "unmapped_error"); over a cover only, the
-            # anonymous VMA takes the advice
-            r.set_error(12, "not-mapped")
+            # madvise_walk_vmas(), "unmapped_error"); over covers only, the
+            # anonymous VMAs take the advice
+            if not remap.only_covers(sim, addr, addr + (a.length or PAGE_SIZE)):
+                r.set_error(12, "not-mapped")
         elif op == "madvise":
             if not _madvise(sim, m, a):
                 # a device-dax VMA split off its align (dev_dax_may_split())

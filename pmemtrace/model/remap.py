@@ -75,6 +75,12 @@ def drop_covers(sim: Any, start: int, end: int, free: bool = False) -> None:
             _free_tables(sim, v.start, v.end)
 
 
+def only_covers(sim: Any, start: int, end: int) -> bool:
+    """Is [start, end) wholly in covers?"""
+    vmas = sim.mm.vmas_in(start, end)
+    return bool(vmas) and all(v.mapping == COVER for v in vmas) and not has_gap(sim, start, end)
+
+
 def has_gap(sim: Any, start: int, end: int) -> bool:
     """Is some page of [start, end) in no VMA?  (madvise(2) then fails
     with -ENOMEM after doing the VMAs there are: madvise_walk_vmas())"""
