@@ -52,3 +52,14 @@ def test_a_child_access_needs_a_fork():
     }
     with pytest.raises(CaseError, match="no child"):
         parse_case(case)
+
+
+def test_a_sigbus_in_the_child_ends_it():
+    from modelkit import devdax
+
+    mp = [{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}]
+    p = devdax([FORK, cr(0), cr(2 * M), r(0)], mappings=mp)
+    # a 4 KiB fault on a 2 MiB device-dax: SIGBUS, and the child is gone
+    assert p.results[1].outcome == "sigbus"
+    assert (p.results[2].outcome, p.results[2].reason) == ("error", "no-child")
+    assert p.results[3].outcome == "sigbus"  # the parent's own fault

@@ -80,7 +80,7 @@ def kernel_view(case: dict[str, Any], obs: Observation) -> list[Optional[dict[st
             continue
         lines = groups.get(f"access {i}", [])
         k: dict[str, Any] = {}
-        if obs.sigbus_at == i:
+        if obs.sigbus_at == i or i in obs.child_sigbus:
             k["outcome"] = "sigbus"
         if devdax:
             k.setdefault("outcome", devdax_outcome(lines))
@@ -236,7 +236,7 @@ def known_limit(case: dict[str, Any], row: Row) -> Optional[str]:
         )
         if not covered:  # the PMD fault allocated (or converted): where is the allocator's choice
             return "allocator"
-    if row.op in ("read", "write") and _after_allocation(case, row.index):
+    if row.op in ("read", "write") and case.get("file") and _after_allocation(case, row.index):
         # an access to a 2 MiB file block that was a hole when the case
         # started and that an earlier write or pwrite allocated: the model
         # placed those blocks 2 MiB-aligned, the filesystem did not (the

@@ -214,6 +214,7 @@ class Observation:
     shared_blocks: set[int] = field(default_factory=set)
     errnos: dict[int, Optional[int]] = field(default_factory=dict)  # access -> errno (None: ok)
     remapped: dict[int, int] = field(default_factory=dict)  # mremap access -> address (tried or got)
+    child_sigbus: set[int] = field(default_factory=set)  # accesses the forked child died of (SIGBUS)
     skipped: dict[int, str] = field(default_factory=dict)  # access -> why the child did not touch
     sigbus_at: Optional[int] = None
     died: Optional[str] = None
@@ -292,6 +293,7 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
 
     kid: Optional[_Kid] = None
     for i, a in enumerate(case.accesses):
+        kid_sigbus = False
         mark(root, inst_path, f"access {i}")
         send(begin=i)
         err: Optional[int] = None
@@ -308,6 +310,9 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                     skip = "no-child"
                 else:
                     err, skip = kid.do(i)
+                    if skip == "sigbus":  # the child died of it: data, like the parent's SIGBUS
+                        skip, kid_sigbus = None, True
+                        kid = None
             elif a.op == "pwrite":
                 os.pwrite(fd, E.pattern_bytes(0x7777, a.offset, a.length), a.offset)
             elif a.op == "mmap":
@@ -347,7 +352,7 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                     skip = f"op {a.op} is not carried out"
         except OSError as exc:
             err = exc.errno
-        send(done=i, errno=err, skip=skip)
+        send(done=i, errno=err, skip=skip, sigbus=kid_sigbus)
     if kid is not None:
         kid.end()
     mark(root, inst_path, "end")
@@ -384,6 +389,11 @@ class _Kid:
         os.write(self.cmd, f"{i}\n".encode())
         line = self.replies.readline()
         if not line:
+            os.close(self.cmd)
+            self.replies.close()
+            _, status = os.waitpid(self.pid, 0)
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGBUS:
+                return None, "sigbus"
             return None, "child-died"
         rep = json.loads(line)
         return rep.get("errno"), rep.get("skip")
@@ -543,6 +553,8 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
                 elif "done" in msg:
                     i = msg["done"]
                     obs.errnos[i] = msg["errno"]
+                    if msg.get("sigbus"):
+                        obs.child_sigbus.add(i)
                     if msg.get("skip"):
                         obs.skipped[i] = msg["skip"]
                     obs.run = i + 1

@@ -102,6 +102,9 @@ def child_access(sim: Any, i: int, a: Access, m: Mapping, flags: int, touch: Any
     try:
         g = c.geom.get(m.id)
         cur = m if g is None else Mapping(m.id, g[0], g[1], m.offset, m.shared, m.sync, m.nohugepage, m.writable)
-        return touch(sim, i, a, cur, flags)
+        r = touch(sim, i, a, cur, flags)
     finally:
         sim.mm, sim.geom = saved
+    if r.outcome == "sigbus":
+        sim.child = None  # the child died of it
+    return r
