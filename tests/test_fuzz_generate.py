@@ -54,6 +54,12 @@ def test_coverage(cases):
             seen[a["op"]] += 1
             if a["op"] == "madvise":
                 seen["madvise-" + a["advice"]] += 1
+            if a["op"] == "munmap" and a.get("length"):
+                seen["munmap-part"] += 1
+            seen["child"] += bool(a.get("child"))
+            if a["op"] == "mremap":
+                seen["mremap-fixed" if a.get("fixed") else "mremap-grow" if a["length"] else "mremap"] += 1
+                seen["mremap-maymove"] += a["maymove"]
     for k in (*KINDS, "shared", "private", "ro", "sync", "misaligned-address", "misaligned-offset"):
         assert seen[k], k
     for k in ("kernel-placed", "several-mappings", "unwritten", "written", "holes", "unaligned-size"):
@@ -67,6 +73,13 @@ def test_coverage(cases):
         "madvise-nohugepage",
         "madvise-hugepage",
         "madvise-dontneed",
+        "munmap-part",
+        "mremap-fixed",
+        "mremap-grow",
+        "mremap-maymove",
+        "fork",
+        "exit",
+        "child",
     ):
         assert seen[k], k
     assert set(DEFAULT_KINDS) < set(KINDS)
@@ -76,11 +89,14 @@ def test_no_touch_beyond_eof_and_no_write_to_read_only(cases):
     for c in cases:
         maps = {m["id"]: m for m in c["mappings"]}
         size = c.get("file", {}).get("size")
-        for a in c["accesses"]:
+        results = explain(parse_case(c)).results
+        for a, r in zip(c["accesses"], results):
             if a["op"] not in ("read", "write"):
                 continue
             m = maps[a["mapping"]]
-            assert a["offset"] < m["length"]
+            # inside what the mapping covers now (after partial munmaps and
+            # mremaps): a touch of nothing mapped would be SIGSEGV
+            assert r.reason not in ("not-mapped", "write-readonly"), (c["name"], r.index)
             if size is not None:
                 assert m["offset"] + a["offset"] < (size + 4095) // 4096 * 4096, c["name"]
             if a["op"] == "write":

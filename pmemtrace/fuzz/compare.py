@@ -80,7 +80,7 @@ def kernel_view(case: dict[str, Any], obs: Observation) -> list[Optional[dict[st
             continue
         lines = groups.get(f"access {i}", [])
         k: dict[str, Any] = {}
-        if obs.sigbus_at == i:
+        if obs.sigbus_at == i or i in obs.child_sigbus:
             k["outcome"] = "sigbus"
         if devdax:
             k.setdefault("outcome", devdax_outcome(lines))
@@ -130,7 +130,8 @@ def compare(case: dict[str, Any], kernel: list[Optional[dict[str, Any]]]) -> Com
             out.not_run += 1
             continue
         m = _model_view(r, devdax)
-        feature = f"{case['device']['mode']}:{r.op}:{r.outcome}"
+        child = "child-" if case["accesses"][r.index].get("child") else ""
+        feature = f"{case['device']['mode']}:{child}{r.op}:{r.outcome}"
         out.rows.append(Row(r.index, r.op, feature, _agrees(m, k, devdax), m, k))
     return out
 
@@ -231,10 +232,56 @@ def known_limit(case: dict[str, Any], row: Row) -> Optional[str]:
         )
         # where the case records the filesystem's placement (file.allocated:
         # every carried-out case does), the model knows it: not a limit
-        placed = any(
-            e["logical"] < pos + (2 << 20) and pos < e["logical"] + e["length"]
-            for e in case.get("file", {}).get("allocated", [])
-        )
-        if not covered and not placed:  # the PMD fault allocated: where is the allocator's choice
+        if not covered and not _placed(case, pos):  # the PMD fault allocated: where is the allocator's choice
+            return "allocator"
+    if row.op in ("read", "write") and case.get("file") and _after_allocation(case, row.index):
+        # an access to a 2 MiB file block that was a hole when the case
+        # started and that an earlier write or pwrite allocated: the model
+        # placed those blocks 2 MiB-aligned, the filesystem did not (the
+        # earlier access is the "allocator" limit; this one follows from
+        # it) -- unless the case records where they went (file.allocated)
+        a = case["accesses"][row.index]
+        mp = next(x for x in case["mappings"] if x["id"] == a["mapping"])
+        pos = (mp["offset"] + a["offset"]) & ~((2 << 20) - 1)
+        if not _placed(case, pos):
             return "allocator"
     return None
+
+
+def _placed(case: dict[str, Any], pos: int) -> bool:
+    """Does the case record where the filesystem placed blocks it allocated
+    in the 2 MiB file block at *pos* (file.allocated)?"""
+    return any(
+        e["logical"] < pos + (2 << 20) and pos < e["logical"] + e["length"]
+        for e in case.get("file", {}).get("allocated", [])
+    )
+
+
+def _after_allocation(case: dict[str, Any], index: int) -> bool:
+    """Was access *index*'s 2 MiB file block not wholly written or
+    unwritten at the start, and did an earlier access write into it?"""
+    pmd = 2 << 20
+    maps = {m["id"]: m for m in case["mappings"]}
+    exts = case.get("file", {}).get("extents", [])
+
+    def block(a: dict[str, Any]) -> Optional[int]:
+        if a["op"] not in ("read", "write"):
+            return None
+        m = maps.get(a.get("mapping") or "")
+        return None if m is None else (m["offset"] + a["offset"]) // pmd
+
+    def blocks_written(a: dict[str, Any]) -> set[int]:
+        if a["op"] == "pwrite":
+            return set(range(a["offset"] // pmd, (a["offset"] + a["length"] - 1) // pmd + 1))
+        b = block(a)
+        return {b} if a["op"] == "write" and b is not None else set()
+
+    accesses = case["accesses"]
+    b = block(accesses[index])
+    if b is None:
+        return False
+    lo, hi = b * pmd, (b + 1) * pmd
+    covered = sum(max(0, min(hi, e["logical"] + e["length"]) - max(lo, e["logical"])) for e in exts)
+    if covered >= pmd:
+        return False
+    return any(b in blocks_written(a) for a in accesses[:index])

@@ -24,6 +24,8 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import msgspec
+
 from ..host import procmaps
 from ..host.fsread import Roots
 from ..live.tracefs import Instance, _append, remove_orphans_and_report, tracefs_root
@@ -238,6 +240,8 @@ class Observation:
     page_tables: set[int] = field(default_factory=set)
     shared_blocks: set[int] = field(default_factory=set)
     errnos: dict[int, Optional[int]] = field(default_factory=dict)  # access -> errno (None: ok)
+    remapped: dict[int, int] = field(default_factory=dict)  # mremap access -> address (tried or got)
+    child_sigbus: set[int] = field(default_factory=set)  # accesses the forked child died of (SIGBUS)
     skipped: dict[int, str] = field(default_factory=dict)  # access -> why the child did not touch
     sigbus_at: Optional[int] = None
     died: Optional[str] = None
@@ -358,13 +362,34 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
             except OSError as exc:
                 send(setup=m.id, errno=exc.errno)
     byid = {m.id: m for m in case.mappings}
+    moved_by_kernel: set[str] = set()
+
+    def mid_placed_by_kernel(mid: str) -> bool:
+        return mid in kernel_placed or mid in moved_by_kernel
+
+    kid: Optional[_Kid] = None
     for i, a in enumerate(case.accesses):
+        kid_sigbus = False
         mark(root, inst_path, f"access {i}")
         send(begin=i)
         err: Optional[int] = None
         skip = None
         try:
-            if a.op == "pwrite":
+            if a.op == "fork":
+                kid = _Kid(case, maps) if kid is None else kid
+            elif a.op == "exit":
+                if kid is not None:
+                    kid.end()
+                    kid = None
+            elif a.child:
+                if kid is None:
+                    skip = "no-child"
+                else:
+                    err, skip = kid.do(i)
+                    if skip == "sigbus":  # the child died of it: data, like the parent's SIGBUS
+                        skip, kid_sigbus = None, True
+                        kid = None
+            elif a.op == "pwrite":
                 os.pwrite(fd, E.pattern_bytes(0x7777, a.offset, a.length), a.offset)
             elif a.op == "mmap":
                 if maps.get(a.mapping or "") is None:
@@ -375,6 +400,11 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                 if mp is None:
                     if a.op != "munmap":  # munmap(2) of nothing mapped succeeds
                         skip = "not-mapped"
+                elif a.op == "munmap" and a.length:
+                    _munmap_part(mp, a, send)
+                elif a.op == "mremap":
+                    if _mremap(mp, a, i, mid_placed_by_kernel(m.id), send, align):
+                        moved_by_kernel.add(m.id)
                 elif a.op == "munmap":
                     mp.unmap()
                     maps[m.id] = None
@@ -382,9 +412,13 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                     # next mmap of this mapping is MAP_FIXED over it)
                     E.mmap(-1, m.length, prot=PROT_NONE, shared=False, addr=mp.addr, fixed=True)
                 elif a.op == "madvise":
-                    mp.madvise(a.advice, a.offset, a.length or (m.length - a.offset))
+                    # not Mapping.madvise(): its range check would refuse
+                    # what a shrink left beyond the mapping (the kernel says)
+                    advice = E.CONSTANTS["MADV_" + (a.advice or "").upper()]
+                    ln = a.length or (mp.length - a.offset)
+                    E._check(E.lib.pmt_madvise(mp.addr + a.offset, ln, advice), "madvise")
                 elif a.op in ("read", "write"):
-                    if a.offset >= m.length:
+                    if a.offset >= mp.length:
                         skip = "outside"
                     elif a.op == "write" and not m.writable:
                         skip = "write-readonly"
@@ -394,8 +428,156 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                     skip = f"op {a.op} is not carried out"
         except OSError as exc:
             err = exc.errno
-        send(done=i, errno=err, skip=skip)
+        send(done=i, errno=err, skip=skip, sigbus=kid_sigbus)
+    if kid is not None:
+        kid.end()
     mark(root, inst_path, "end")
+
+
+class _Kid:
+    """The child of a ``fork`` access: a forked process that makes the
+    accesses marked ``child`` in its copy of the address space, one at a
+    time as the parent asks (the parent writes the trace marker first and
+    waits for the answer, so events stay in order)."""
+
+    def __init__(self, case: Case, maps: dict[str, Any]) -> None:
+        cmd_r, cmd_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(cmd_w)
+                os.close(rep_r)
+                with os.fdopen(cmd_r) as commands:
+                    for line in commands:
+                        os.write(rep_w, (json.dumps(_kid_access(case, maps, int(line))) + "\n").encode())
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(cmd_r)
+        os.close(rep_w)
+        self.pid, self.cmd = pid, cmd_w
+        self.replies = os.fdopen(rep_r)
+
+    def do(self, i: int) -> tuple[Optional[int], Optional[str]]:
+        os.write(self.cmd, f"{i}\n".encode())
+        line = self.replies.readline()
+        if not line:
+            os.close(self.cmd)
+            self.replies.close()
+            _, status = os.waitpid(self.pid, 0)
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGBUS:
+                return None, "sigbus"
+            return None, "child-died"
+        rep = json.loads(line)
+        return rep.get("errno"), rep.get("skip")
+
+    def end(self) -> None:
+        os.close(self.cmd)
+        self.replies.close()
+        os.waitpid(self.pid, 0)
+
+
+def _kid_access(case: Case, maps: dict[str, Any], i: int) -> dict[str, Any]:
+    """Access *i* (a read or write) in the forked child."""
+    a = case.accesses[i]
+    m = next(x for x in case.mappings if x.id == a.mapping)
+    mp = maps.get(a.mapping or "")
+    if mp is None:
+        return {"skip": "not-mapped"}
+    if a.offset >= mp.length:
+        return {"skip": "outside"}
+    if a.op == "write" and not m.writable:
+        return {"skip": "write-readonly"}
+    try:
+        mp.touch(a.offset & ~(PAGE - 1), PAGE, PAGE, count=1, write=a.op == "write")
+    except OSError as exc:
+        return {"errno": exc.errno}
+    return {}
+
+
+def _edge_blocks(start: int, end: int) -> list[int]:
+    """The 2 MiB blocks at the ends of [start, end) it covers only in part."""
+    out = set()
+    if start % PMD:
+        out.add(start & ~(PMD - 1))
+    if end % PMD:
+        out.add(end & ~(PMD - 1))
+    return sorted(out)
+
+
+def _cover(start: int, end: int) -> None:
+    """PROT_NONE over [start, end), so that nothing of this process lands
+    in a range a munmap or mremap emptied (the next mmap of a mapping is
+    MAP_FIXED over it)."""
+    if end > start:
+        E.mmap(-1, end - start, prot=PROT_NONE, shared=False, addr=start, fixed=True)
+
+
+def _munmap_part(mp: Any, a: Any, send: Any) -> None:
+    """munmap of [offset, offset+length) of mapping *mp* (offsets from where
+    it is now), then the range covered again."""
+    start = mp.addr + a.offset
+    end = start + ((a.length + PAGE - 1) & ~(PAGE - 1))
+    E._check(E.lib.pmt_munmap(start, end - start), "munmap", f"{start:#x}+{end - start:#x}")
+    if a.cover:
+        _cover(start, end)
+
+
+def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> bool:
+    """mremap of the whole mapping *mp* as access *a* says.  A fixed target
+    is placed in a new PROT_NONE hold with the case's 2 MiB colour; a grow
+    in place gets room by unmapping the hold beyond the end (what the model
+    sees as free); the ranges the call empties are covered again.  True
+    when the kernel moved the mapping to a place of its choosing."""
+    old, old_len = mp.addr, mp.length
+    new_len = (a.length + PAGE - 1) & ~(PAGE - 1)
+    flags = (E.CONSTANTS["MREMAP_MAYMOVE"] if a.maymove else 0) | (E.CONSTANTS["MREMAP_FIXED"] if a.fixed else 0)
+    target = 0
+    punched = (0, 0)
+    if a.fixed:
+        colour = (a.new_start or 0) % PMD
+        hold = E.mmap(-1, new_len + colour + 2 * PUD + 2 * align, prot=PROT_NONE, shared=False)
+        target = ((hold.addr + align + PMD - 1) & ~(PMD - 1)) + colour
+        send(remapped=i, addr=target)  # the target tried, even if refused
+    elif new_len > old_len:
+        end = old + old_len
+        stop = old + new_len
+        if by_kernel:  # only the edge guard beyond the end is ours
+            stop = min(stop, (end + PMD - 1) & ~(PMD - 1))
+        if stop > end:
+            E._check(E.lib.pmt_munmap(end, stop - end), "munmap", "room to grow")
+            punched = (end, stop)
+    out = E.ffi.new("uint64_t *")
+    rc = E.lib.pmt_mremap(old, old_len, new_len, flags, target, out)
+    if rc < 0:
+        _cover(*punched)  # the hold again
+        if a.fixed:
+            _cover(target, target + new_len)  # the hold again (mremap_to() unmapped it first)
+            if a.cover and new_len < old_len:
+                _cover(old + new_len, old + old_len)  # ... and the tail before it failed
+        E._check(rc, "mremap")
+    new = int(out[0])
+    mp.addr, mp.length = new, new_len
+    # the new range's partly covered edge blocks are shared all along with
+    # the hold (fixed), the guard (the kernel placed it) or the hold beyond
+    # a grown end, as the edges of a mapping made by mmap (a shrunk end
+    # shares its block with the cover, which the case says itself)
+    shared = set(_edge_blocks(new, new + new_len)) if new != old or new_len > old_len else set()
+    if new != old:
+        if a.cover:
+            _cover(old, old + old_len)
+        if not a.fixed:
+            _guard_edges(new, new_len)
+    elif new_len < old_len:
+        if a.cover:
+            _cover(new + new_len, old + old_len)
+    elif punched[1] > old + new_len:
+        _cover(old + new_len, punched[1])  # the rest of the hold
+    send(remapped=i, addr=new, shared_blocks=sorted(shared))
+    return new != old and not a.fixed  # placed by the kernel
 
 
 def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] = frozenset()) -> Observation:  # type: ignore[assignment]
@@ -437,6 +619,9 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
                     obs.addresses[msg["mapped"]] = msg["addr"]
                     obs.page_tables.update(msg.get("page_tables") or ())
                     obs.shared_blocks.update(msg.get("shared_blocks") or ())
+                elif "remapped" in msg:
+                    obs.remapped[msg["remapped"]] = msg["addr"]
+                    obs.shared_blocks.update(msg.get("shared_blocks") or ())
                 elif "setup" in msg:
                     obs.skipped[-1] = f"mmap of {msg['setup']} refused: errno {msg['errno']}"
                 elif "begin" in msg:
@@ -444,6 +629,8 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
                 elif "done" in msg:
                     i = msg["done"]
                     obs.errnos[i] = msg["errno"]
+                    if msg.get("sigbus"):
+                        obs.child_sigbus.add(i)
                     if msg.get("skip"):
                         obs.skipped[i] = msg["skip"]
                     obs.run = i + 1
@@ -491,7 +678,10 @@ def real_case(case: Case, obs: Observation, device: Any, release: str) -> dict[s
             mapped=m.mapped,
             nohugepage=m.nohugepage,
         )
-    b.accesses = list(case.accesses)
+    b.accesses = [
+        msgspec.structs.replace(a, new_start=obs.remapped[i]) if i in obs.remapped else a
+        for i, a in enumerate(case.accesses)
+    ]
     b.page_tables = set(obs.page_tables) | set(case.page_tables)
     b.shared_blocks = set(obs.shared_blocks) | set(case.shared_blocks)
     b.thp_disable = case.thp_disable

@@ -31,7 +31,7 @@ What is generated, and what is left out on purpose:
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 from ..model.build import CaseBuilder, case_to_json, devdax_device, extent, fsdax_device
 from ..model.case import File
@@ -56,14 +56,19 @@ def kind_of(index: int, seed: int, kinds: Sequence[str]) -> str:
     return r.choices(ks, weights=[_WEIGHTS.get(k, 1) for k in ks])[0]
 
 
-def generate(seed: int, index: int, kinds: Sequence[str] = DEFAULT_KINDS, kernel: str = "6.12") -> dict[str, Any]:
-    """Case number *index* of the run seeded *seed* (a case JSON object)."""
+def generate(
+    seed: int, index: int, kinds: Sequence[str] = DEFAULT_KINDS, kernel: str = "6.12", remap: bool = True
+) -> dict[str, Any]:
+    """Case number *index* of the run seeded *seed* (a case JSON object).
+    ``remap=False``: without partial munmaps, mremaps and forks, the cases
+    the generator made before it had them (saved seeds replay unchanged)."""
     kind = kind_of(index, seed, kinds)
     r = random.Random(f"{seed}:{index}")
+    rx = random.Random(f"{seed}:{index}:remap") if remap else None
     if kind.startswith("fsdax"):
-        case = _fsdax(r, kind.split("-", 1)[1], kernel)
+        case = _fsdax(r, kind.split("-", 1)[1], kernel, rx)
     else:
-        case = _devdax(r, _ALIGN[kind.split("-", 1)[1]], kernel)
+        case = _devdax(r, _ALIGN[kind.split("-", 1)[1]], kernel, rx)
     case["name"] = f"fuzz-{seed}-{index}"
     case["fuzz"] = dict(case.get("fuzz", {}), seed=seed, index=index, kind=kind)
     return case
@@ -146,7 +151,7 @@ def _place(r: random.Random, slot: int, length: int, align: int) -> tuple[int, i
     return addr, slot + length + 2 * align + (addr - slot), how
 
 
-def _fsdax(r: random.Random, fs: str, kernel: str) -> dict[str, Any]:
+def _fsdax(r: random.Random, fs: str, kernel: str, rx: Optional[random.Random] = None) -> dict[str, Any]:
     size = _file_size(r)
     dev = fsdax_device(data_start=DATA_START, size=GiB, map="mem", align=PMD)
     b = CaseBuilder(dev, kernel=kernel, file=File(size=size, ino=12, fs=fs, extents=_extents(r, size)))
@@ -171,7 +176,7 @@ def _fsdax(r: random.Random, fs: str, kernel: str) -> dict[str, Any]:
         )
         if how == "kernel":
             kernel_placed.append(mid)
-    _accesses(r, b, size)
+    _accesses(r, b, size, rx=rx, kernel_placed=set(kernel_placed))
     out = case_to_json(b.build())
     out["fuzz"] = {"kernel_placed": kernel_placed}
     return out
@@ -180,7 +185,7 @@ def _fsdax(r: random.Random, fs: str, kernel: str) -> dict[str, Any]:
 # -- device-dax -------------------------------------------------------------
 
 
-def _devdax(r: random.Random, align: int, kernel: str) -> dict[str, Any]:
+def _devdax(r: random.Random, align: int, kernel: str, rx: Optional[random.Random] = None) -> dict[str, Any]:
     size = GiB if align < GiB else 2 * GiB
     dev = devdax_device(align, size=size, data_start=DATA_START)
     b = CaseBuilder(dev, kernel=kernel)
@@ -219,7 +224,7 @@ def _devdax(r: random.Random, align: int, kernel: str) -> dict[str, Any]:
         )
         if refuse:
             refused.add(mid)
-    _accesses(r, b, None, refused)
+    _accesses(r, b, None, refused, rx=rx, kernel_placed=set(kernel_placed), align=align)
     out = case_to_json(b.build())
     out["fuzz"] = {"kernel_placed": kernel_placed}
     return out
@@ -239,8 +244,18 @@ def _offset(r: random.Random, limit: int) -> int:
     return min(o, limit - 1)
 
 
-def _accesses(r: random.Random, b: CaseBuilder, file_size: int | None, refused: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _accesses(
+    r: random.Random,
+    b: CaseBuilder,
+    file_size: int | None,
+    refused: set[str] = frozenset(),  # type: ignore[assignment]
+    rx: Optional[random.Random] = None,
+    kernel_placed: set[str] = frozenset(),  # type: ignore[assignment]
+    align: int = PAGE,
+) -> None:
     live = {m.id: m.mapped for m in b.mappings}
+    shape = {m.id: _Shape(m.start, m.length) for m in b.mappings}
+    top = [max(m.start + m.length for m in b.mappings)]
     byid = {m.id: m for m in b.mappings if m.id not in refused}
     for m in b.mappings:
         if not m.mapped:
@@ -251,14 +266,24 @@ def _accesses(r: random.Random, b: CaseBuilder, file_size: int | None, refused: 
     if not byid:
         return
     n = r.randint(2, 16)
+    kid: Optional[dict[str, _Shape]] = None  # the forked child's view of the mappings
+    forked = False
     for _ in range(n):
+        if rx is not None and not forked and rx.random() < 0.06:
+            b.fork()
+            forked = True
+            kid = {k: _Shape.copy(shape[k]) for k in byid if live[k]}
+            continue
+        if rx is not None and kid is not None:
+            c = rx.random()
+            if c < 0.08:
+                b.exit_child()
+                kid = None
+                continue
+            if c < 0.5 and kid:
+                _child_touch(rx, b, byid[rx.choice(sorted(kid))], kid, file_size)
+                continue
         m = byid[r.choice(sorted(byid))]
-        # the bytes of this mapping a touch may reach: inside the file
-        # (page rounded: the tail of the last page reads as zeros)
-        limit = m.length
-        if file_size is not None:
-            eof = (file_size + PAGE - 1) // PAGE * PAGE
-            limit = min(m.length, max(0, eof - m.offset))
         ops = ["read", "write", "madvise", "munmap"]
         weights = [6, 6, 2, 1]
         if file_size is not None:
@@ -268,23 +293,156 @@ def _accesses(r: random.Random, b: CaseBuilder, file_size: int | None, refused: 
         if not live[m.id]:
             b.mmap(m.id)
             live[m.id] = True
+            shape[m.id] = _Shape(m.start, m.length)
             continue
+        sh = shape[m.id]
+        if rx is not None and align < GiB and rx.random() < 0.15:
+            others = [(o.start, o.start + o.length) for k, o in shape.items() if k != m.id and live[k]]
+            _remap_op(rx, b, m, sh, top, m.id in kernel_placed, max(align, PAGE), others)
         if op in ("read", "write"):
-            if limit <= 0:
-                continue
-            write = op == "write" and m.writable
-            b.touch(m.id, _offset(r, limit), write)
+            off = _touch_offset(r, m, sh, file_size)
+            if off is not None:
+                b.touch(m.id, off, op == "write" and m.writable)
         elif op == "madvise":
             advice = r.choice(("nohugepage", "hugepage", "dontneed"))
-            if r.random() < 0.5:
+            if r.random() < 0.5 or sh.unknown:
                 b.madvise(m.id, advice, 0, 0)
             else:
-                off = r.randrange(0, max(1, m.length // PAGE)) * PAGE
-                ln = r.randint(1, max(1, (m.length - off) // PAGE)) * PAGE
+                # inside what the mapping covers now: beyond it, the kernel
+                # answers for whatever the process has there
+                off = r.randrange(0, max(1, sh.length // PAGE)) * PAGE
+                ln = r.randint(1, max(1, (sh.length - off) // PAGE)) * PAGE
                 b.madvise(m.id, advice, off, ln)
+                if advice != "dontneed":
+                    sh.split = True  # the VMA may be split: an mremap may get EFAULT
         elif op == "munmap":
             b.munmap(m.id)
             live[m.id] = False
         elif op == "pwrite" and file_size is not None:
             off = r.randrange(0, max(1, file_size // PAGE)) * PAGE
-            b.pwrite(off, r.choice((PAGE, 64 * KiB, PMD)))
+            length = r.choice((PAGE, 64 * KiB, PMD))
+            if kid is None:  # its zap would reach the child (not modelled)
+                b.pwrite(off, length)
+
+
+# -- partial munmap and mremap (pmemtrace.model.remap) ----------------------
+
+
+class _Shape:
+    """What the generator knows of a mapping now: where it is, how long,
+    which parts a partial munmap took (offsets from its first start), and
+    whether an mremap the model may refuse left it unknown (no more touches
+    until it is mapped again)."""
+
+    def __init__(self, start: int, length: int) -> None:
+        self.start, self.length = start, length
+        self.holes: list[tuple[int, int]] = []
+        self.split = False
+        self.unknown = False
+
+    def copy(self) -> "_Shape":
+        c = _Shape(self.start, self.length)
+        c.holes, c.split, c.unknown = list(self.holes), self.split, self.unknown
+        return c
+
+
+def _touch_offset(r: random.Random, m: Any, sh: _Shape, file_size: Optional[int]) -> Optional[int]:
+    """An offset to touch in mapping *m* as *sh* says it is now (an mremap
+    may have grown it): inside the file (page rounded: the tail of the last
+    page reads as zeros), never in what a partial munmap took (SIGSEGV is
+    not generated); None when there is none."""
+    limit = sh.length
+    if file_size is not None:
+        limit = min(limit, max(0, (file_size + PAGE - 1) // PAGE * PAGE - m.offset))
+    if limit <= 0 or sh.unknown:
+        return None
+    off = _offset(r, limit)
+    if any(lo <= off < hi for lo, hi in sh.holes):
+        return None
+    return off
+
+
+def _child_touch(rx: random.Random, b: CaseBuilder, m: Any, kid: dict[str, _Shape], file_size: Optional[int]) -> None:
+    """A read or write in the forked child, where the mapping was at the fork."""
+    off = _touch_offset(rx, m, kid[m.id], file_size)
+    if off is not None:
+        b.child_touch(m.id, off, m.writable and rx.random() < 0.5)
+
+
+def _remap_op(
+    rx: random.Random,
+    b: CaseBuilder,
+    m: Any,
+    sh: _Shape,
+    top: list[int],
+    kernel_placed: bool,
+    align: int,
+    others: list[tuple[int, int]],
+) -> None:
+    """One partial munmap or mremap of mapping *m* (its current *sh*);
+    *others*: where the other mappings are (a grow in place needs room)."""
+    unit = max(align, PAGE)
+    pages = sh.length // unit
+    if rx.random() < 0.45:
+        # partial munmap: the head, the tail or the middle; on device-dax
+        # sometimes off the align (dev_dax_may_split(): EINVAL)
+        grain = unit if align > PAGE and rx.random() < 0.8 else PAGE
+        n = sh.length // grain
+        if n < 2:
+            return
+        where = rx.choice(("head", "tail", "middle"))
+        k = rx.randint(1, n - 1)
+        if where == "head":
+            lo, hi = 0, k * grain
+        elif where == "tail":
+            lo, hi = k * grain, sh.length
+        else:
+            if n < 3:
+                return
+            lo = rx.randint(1, n - 2) * grain
+            hi = rx.randint(lo // grain + 1, n - 1) * grain
+        b.munmap(m.id, lo, hi - lo, cover=True)
+        if lo % align == 0 and hi % align == 0:
+            sh.holes.append((lo, hi))
+        else:  # refused, unless an earlier munmap left no VMA to split there
+            sh.unknown = True
+        return
+    whole = not (sh.holes or sh.split or sh.unknown)
+    c = rx.random()
+    if c < 0.3 and pages >= 2:  # shrink in place
+        new_len = rx.randint(1, pages - 1) * unit
+        b.mremap(m.id, new_len, maymove=rx.random() < 0.5, cover=True)
+        if whole:
+            sh.length = new_len
+        else:
+            sh.unknown = True
+        return
+    grow = rx.randint(1, 4) * unit if align > PAGE else rx.choice((rx.randint(1, 511) * PAGE, PMD, 2 * PMD))
+    end = sh.start + sh.length
+    if c < 0.55 and not any(lo < end + grow + 2 * PMD and hi > end for lo, hi in others):
+        # grow in place (kernel-placed: the kernel may move it)
+        b.mremap(m.id, sh.length + grow, maymove=kernel_placed or rx.random() < 0.5, cover=True)
+        top[0] = max(top[0], end + grow)
+        if whole:
+            sh.length += grow
+        else:
+            sh.unknown = True
+        return
+    # move to a fixed address: the colour kept, 2 MiB aligned or 4 KiB off
+    new_len = rx.choice((sh.length, sh.length + grow, max(unit, sh.length - grow)))
+    base = (top[0] + 4 * max(unit, PMD) + PMD - 1) & ~(PMD - 1)
+    colour = rx.random()
+    if align > PAGE:
+        target = base
+    elif colour < 0.4:
+        target = base + sh.start % PMD
+    elif colour < 0.7:
+        target = base
+    else:
+        target = base + rx.randint(1, 511) * PAGE
+    top[0] = target + new_len
+    b.mremap(m.id, new_len, new_start=target, fixed=True, maymove=True, cover=True)
+    if whole:
+        sh.start, sh.length = target, new_len
+    else:
+        sh.unknown = True

@@ -140,8 +140,32 @@ class CaseBuilder:
     def mmap(self, mapping: str) -> None:
         self.accesses.append(Access(op="mmap", mapping=mapping))
 
-    def munmap(self, mapping: str) -> None:
-        self.accesses.append(Access(op="munmap", mapping=mapping))
+    def munmap(self, mapping: str, offset: int = 0, length: int = 0, cover: bool = False) -> None:
+        """munmap of the whole mapping (length 0) or of [offset, offset+length)
+        (*cover*: PROT_NONE mapped over it after)."""
+        self.accesses.append(Access(op="munmap", mapping=mapping, offset=offset, length=length, cover=cover))
+
+    def mremap(
+        self,
+        mapping: str,
+        length: int,
+        new_start: Optional[int] = None,
+        fixed: bool = False,
+        maymove: bool = False,
+        cover: bool = False,
+    ) -> None:
+        """mremap(2) of the mapping's whole current range to *length* bytes."""
+        self.accesses.append(
+            Access(
+                op="mremap",
+                mapping=mapping,
+                length=length,
+                new_start=new_start,
+                fixed=fixed,
+                maymove=maymove,
+                cover=cover,
+            )
+        )
 
     def madvise(self, mapping: str, advice: str, offset: int, length: int) -> None:
         self.accesses.append(Access(op="madvise", mapping=mapping, offset=offset, length=length, advice=advice))
@@ -156,6 +180,17 @@ class CaseBuilder:
     def populate(self, mapping: str, length: int, write: bool) -> None:
         """MAP_POPULATE / mm_populate(): fault the mapping in, pin nothing."""
         self.accesses.append(Access(op="gup", mapping=mapping, offset=0, length=length, write=write, populate=True))
+
+    def fork(self) -> None:
+        """fork(2): later accesses with child=True are the child's."""
+        self.accesses.append(Access(op="fork", mapping=None))
+
+    def exit_child(self) -> None:
+        """The child of the last fork exits."""
+        self.accesses.append(Access(op="exit", mapping=None))
+
+    def child_touch(self, mapping: str, offset: int, write: bool) -> None:
+        self.accesses.append(Access(op="write" if write else "read", mapping=mapping, offset=offset, child=True))
 
     def pwrite(self, offset: int, length: int) -> None:
         """write(2) to the file at *offset*: no mapping (a pwrite's Access.mapping is None)."""
@@ -244,10 +279,25 @@ def _access_json(a: Access) -> dict[str, Any]:
     if op == "pwrite":
         return {"op": op, "offset": a.offset, "length": a.length}
     if op in ("read", "write"):
+        if a.child:
+            return {"mapping": a.mapping, "offset": a.offset, "op": op, "child": True}
         return {"mapping": a.mapping, "offset": a.offset, "op": op}
+    if op in ("fork", "exit"):
+        return {"op": op}
     out: dict[str, Any] = {"mapping": a.mapping, "op": op}
     if op == "madvise":
         out.update(advice=a.advice, offset=a.offset, length=a.length)
+    elif op == "munmap" and a.length:
+        out.update(offset=a.offset, length=a.length)
+    elif op == "mremap":
+        out.update(length=a.length, maymove=a.maymove)
+    if op in ("munmap", "mremap") and a.cover:
+        out["cover"] = True
+    if op == "mremap":
+        if a.fixed:
+            out["fixed"] = True
+        if a.new_start is not None:
+            out["new_start"] = hex(a.new_start)
     elif op == "gup":
         out.update(offset=a.offset, length=a.length)
         if a.populate:  # mm_populate() faults in on the slow path: "fast" does not apply

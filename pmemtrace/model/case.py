@@ -106,7 +106,7 @@ class Mapping:
         return self.start + self.length
 
 
-OPS = ("read", "write", "gup", "munmap", "mmap", "madvise", "pwrite")
+OPS = ("read", "write", "gup", "munmap", "mmap", "madvise", "pwrite", "mremap", "fork", "exit")
 ADVICE = ("nohugepage", "hugepage", "dontneed")
 
 
@@ -124,6 +124,11 @@ class Access(msgspec.Struct, gc=False):
     fast: bool = True  # gup: try the lockless fast path first
     populate: bool = False  # gup: MAP_POPULATE/mm_populate(): fault in, pin nothing
     advice: Optional[str] = None
+    new_start: Optional[int] = None  # mremap: where the mapping is after it (MREMAP_FIXED: the target)
+    fixed: bool = False  # mremap: MREMAP_FIXED
+    maymove: bool = False  # mremap: MREMAP_MAYMOVE
+    cover: bool = False  # munmap/mremap: PROT_NONE mapped over what the call emptied
+    child: bool = False  # read/write: made in the child of the last fork
 
 
 class ColumnAccesses(Sequence[Access]):
@@ -404,7 +409,22 @@ def _parse_mapping(d: Any, i: int, device: Device) -> Mapping:
     return m
 
 
-ACCESS_KEYS = ("op", "mapping", "offset", "length", "write", "longterm", "fast", "populate", "advice")
+ACCESS_KEYS = (
+    "op",
+    "mapping",
+    "offset",
+    "length",
+    "write",
+    "longterm",
+    "fast",
+    "populate",
+    "advice",
+    "new_start",
+    "fixed",
+    "maymove",
+    "cover",
+    "child",
+)
 _ACCESS_KEYSET = frozenset(ACCESS_KEYS)
 _GUP_BOOLS = ("write", "longterm", "fast", "populate")
 
@@ -414,7 +434,7 @@ def _parse_access(d: Any, i: int, ids: dict[str, "Mapping"], only: Optional[str]
     and length, known keys only) is decoded directly; anything else takes the
     careful path, which names what is wrong.  *only* is the mapping id when
     the case has exactly one (the default of ``"mapping"``)."""
-    if d.__class__ is dict and d.keys() <= _ACCESS_KEYSET:
+    if d.__class__ is dict and d.keys() <= _ACCESS_KEYSET and "child" not in d:
         op = d.get("op")
         if op == "read" or op == "write":
             mid = d.get("mapping", only)
@@ -445,7 +465,10 @@ def _parse_access_careful(d: Any, i: int, ids: dict[str, "Mapping"]) -> Access:
     _check_unknown(d, ACCESS_KEYS, p)
     op = _choice(d, "op", p, OPS, required=True)
     mid = d.get("mapping")
-    if op == "pwrite":
+    if op in ("fork", "exit"):
+        if mid is not None:
+            raise CaseError(f"{p}.mapping", f'a {op} is of the process, not of a mapping: drop "mapping"')
+    elif op == "pwrite":
         # write(2) to the file: no mapping; offset is the file offset
         if mid is not None:
             raise CaseError(
@@ -467,6 +490,19 @@ def _parse_access_careful(d: Any, i: int, ids: dict[str, "Mapping"]) -> Access:
         populate=_bool(d, "populate", p, False),
         advice=_choice(d, "advice", p, ADVICE) if op == "madvise" else None,
     )
+    if op in ("munmap", "mremap"):
+        a.cover = _bool(d, "cover", p, False)
+    a.child = _bool(d, "child", p, False)
+    if a.child and op not in ("read", "write"):
+        raise CaseError(f"{p}.child", "only reads and writes are made in the child")
+    if op == "mremap":
+        a.new_start = _int(d, "new_start", p)
+        a.fixed = _bool(d, "fixed", p, False)
+        a.maymove = _bool(d, "maymove", p, False)
+        if a.length <= 0:
+            raise CaseError(f"{p}.length", "an mremap needs the new length (bytes)")
+        if a.fixed and a.new_start is None:
+            raise CaseError(f"{p}.new_start", "MREMAP_FIXED needs the target address")
     if op == "gup" and a.length <= 0:
         a.length = PAGE_SIZE
     if op == "pwrite" and a.length <= 0:
@@ -527,9 +563,13 @@ def parse_case(obj: Any) -> Case:
         raise CaseError("accesses", "expected a list")
     only = next(iter(ids)) if len(ids) == 1 else None
     accesses = [_parse_access(a, i, ids, only) for i, a in enumerate(accs)]
+    alive = False
     for i, a in enumerate(accesses):
         if a.op == "pwrite" and file is None:
             raise CaseError(f"accesses[{i}].op", "pwrite writes the file: devdax cases have none")
+        if a.child and not alive:
+            raise CaseError(f"accesses[{i}].child", "no child: a fork comes first (and no exit since)")
+        alive = (alive or a.op == "fork") and a.op != "exit"
     proc = obj.get("process", {})
     proc = _obj(proc, "process")
     page_tables = _blocks(proc, "page_tables")

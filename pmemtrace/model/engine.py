@@ -10,10 +10,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional, cast
 
 from ..events import FAULT_FLAG, Event, decode_vm_fault
-from . import devdax, fsdax, gup
+from . import devdax, fsdax, gup, remap
+from . import fork as forkmod
 from .case import Access, Case, Mapping
 from .profiles import select_profile
-from .state import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, AddressSpace, FileState, HugePmd, PteTable, Vma
+from .state import PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileState, HugePmd, PteTable, Vma
 
 # x86 user faults: FAULT_FLAG_DEFAULT (ALLOW_RETRY|KILLABLE|INTERRUPTIBLE) | USER
 # (arch/x86/mm/fault.c do_user_addr_fault(), v6.1..7.x)
@@ -548,6 +549,12 @@ class Sim:
         # only where no VMA remains in its 2 MiB: floor and ceiling are the
         # neighbouring VMAs' ends)
         self.shared_blocks = {addr >> 21 for addr in case.shared_blocks}
+        # mappings an mremap moved or resized: id -> (start, length) now
+        self.geom: dict[str, tuple[int, int]] = {}
+        # private mappings that took a COW fault (their VMA has an anon_vma:
+        # fork copies its page tables), and the forked child (model/fork.py)
+        self.anon_ids: set[str] = set()
+        self.child: Optional[forkmod.Child] = None
 
     def mmap(self, m: Mapping) -> None:
         if self.mm.overlaps(m.start, m.end):
@@ -657,8 +664,26 @@ def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
             _pwrite(sim, a, r)
             yield r
             continue
+        if op == "fork" or op == "exit":
+            r = AccessResult(i, op, None, None)
+            if op == "fork":
+                forkmod.fork(sim)
+            else:
+                forkmod.exit_child(sim)
+            yield r
+            continue
+        if a.child:
+            flags = wflags if op == "write" else rflags
+            yield forkmod.child_access(sim, i, a, maps[a.mapping], flags, _touch_moved)
+            continue
         m = maps[a.mapping]
         offset = a.offset
+        if sim.geom and m.id in sim.geom:
+            # an mremap moved or resized it (pmemtrace.model.remap)
+            m = remap.current(sim, m)
+            if m.start != maps[a.mapping].start and (op == "read" or op == "write"):
+                yield _touch_moved(sim, i, a, m, wflags if op == "write" else rflags)
+                continue
         addr = m.start + offset
         if op == "read" or op == "write":
             write = op == "write"
@@ -680,7 +705,7 @@ def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
                     yield HIT_PUD
                     continue
             vma = find(addr)
-            if vma is None or offset >= m.length or m.id in mapping_errors:
+            if vma is None or offset >= m.length or m.id in mapping_errors or vma.mapping is remap.COVER:
                 r = AccessResult(i, op, a.mapping, addr)
                 if m.id in mapping_errors:
                     code = mapping_errors[m.id]
@@ -696,27 +721,49 @@ def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
                 r.result = SIGSEGV
                 yield r
                 continue
-            yield handle_fault(sim, vma, addr & ~(PAGE_SIZE - 1), write, wflags if write else rflags)
+            f = handle_fault(sim, vma, addr & ~(PAGE_SIZE - 1), write, wflags if write else rflags)
+            if write and f.outcome == "cow":
+                sim.anon_ids.add(m.id)  # wp_page_copy()/do_cow_fault(): anon_vma_prepare()
+            yield f
             continue
         r = AccessResult(i, op, a.mapping, addr)
         if op == "mmap":
+            if mm.vmas:
+                remap.drop_covers(sim, m.start, m.end, free=True)  # MAP_FIXED over them
             sim.mmap(m)
             if m.id in mapping_errors:
                 code = mapping_errors[m.id]
                 r.set_error(MMAP_ERRNO.get(code, EINVAL), code)
+        elif op == "munmap" and a.length:
+            err = remap.munmap(sim, m, a)
+            if err:
+                r.set_error(*err)
         elif op == "munmap":
+            remap.drop_covers(sim, m.start, m.end)  # munmap(2) of the whole range takes them too
             sim.munmap(m)
+            sim.geom.pop(m.id, None)
+            sim.anon_ids.discard(m.id)  # the next mmap makes a VMA without anon_vma
+        elif op == "mremap":
+            err = remap.mremap(sim, m, a)
+            if err:
+                r.set_error(*err)
         elif m.id in mapping_errors:
             code = mapping_errors[m.id]
             r.set_error(MMAP_ERRNO.get(code, EINVAL), code)
         elif op == "madvise" and a.offset >= m.length:
             # madvise(2) over no mapped page: -ENOMEM (mm/madvise.c
-            # madvise_walk_vmas(), "unmapped_error")
-            r.set_error(12, "not-mapped")
+            # madvise_walk_vmas(), "unmapped_error"); over covers only, the
+            # anonymous VMAs take the advice
+            if not remap.only_covers(sim, addr, addr + (a.length or PAGE_SIZE)):
+                r.set_error(12, "not-mapped")
         elif op == "madvise":
             if not _madvise(sim, m, a):
                 # a device-dax VMA split off its align (dev_dax_may_split())
                 r.set_error(22, "devdax-vma-unaligned")
+            elif _madvise_gap(sim, addr, m, a):
+                # part of the range is unmapped (a partial munmap): -ENOMEM
+                # after advising the VMAs there are (madvise_walk_vmas())
+                r.set_error(12, "not-mapped")
         elif op == "gup":
             r.length = a.length
             gup.gup(sim, mm.find, lambda v, ad, w, fl: sim.fault(v, ad, w, fl, via_gup=True), a, addr, r)
@@ -726,6 +773,48 @@ def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
                     r.result = r.faults[-1][1].result
                     r.reason = next((f.reason for _, f in r.faults if f.reason), None)
         yield r
+
+
+def _madvise_gap(sim: Sim, addr: int, m: Mapping, a: Access) -> bool:
+    """Is part of madvise's range in no VMA?  (the range as given, not
+    clipped to the mapping: beyond its end may lie a cover, or nothing)"""
+    end = m.end if a.length == 0 else addr + ((a.length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+    return remap.has_gap(sim, addr, end)
+
+
+def _touch_moved(sim: Sim, i: int, a: Access, m: Mapping, flags: int) -> AccessResult:
+    """A read or write of a mapping an mremap moved: the fast path's rules,
+    kept as an AccessResult (the compact records take the address from the
+    case's mapping start)."""
+    write = a.op == "write"
+    addr = m.start + a.offset
+    r = AccessResult(i, a.op, a.mapping, addr & ~(PAGE_SIZE - 1))
+    vma = sim.mm.find(addr)
+    if m.id in sim.mapping_errors or vma is None or a.offset >= m.length or vma.mapping is remap.COVER:
+        r.set_error(None, "not-mapped")
+        r.result = SIGSEGV
+        return r
+    if write and not vma.writable:
+        r.set_error(None, "write-readonly")
+        r.result = SIGSEGV
+        return r
+    slot = sim.mm.pmds.get(addr >> 21)
+    if isinstance(slot, HugePmd):
+        if slot.writable or not write:
+            return r
+    elif slot is not None:
+        bit = 1 << ((addr >> 12) & 511)
+        if slot.present & bit and (not write or slot.writable & bit):
+            return r
+    elif (addr >> 30) in sim.mm.puds:
+        return r
+    f = sim.fault(vma, addr & ~(PAGE_SIZE - 1), write, flags)
+    if write and f.outcome == "cow" and sim.child is None:
+        sim.anon_ids.add(m.id)
+    r.faults.append((addr & ~(PAGE_SIZE - 1), f))
+    r.outcome, r.result = f.outcome, f.result
+    r.reason = None if f.outcome in _MAPPED else f.reason
+    return r
 
 
 def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
@@ -779,26 +868,6 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
                 )
 
 
-def _split_vma(sim: Sim, v: Vma, addr: int) -> None:
-    """__split_vma() of *v* at *addr*: first vma_adjust_trans_huge() ->
-    split_huge_pmd_if_needed(): where *addr* is not 2 MiB aligned and *v*
-    covers the whole 2 MiB block around it, a huge PMD there is split --
-    for DAX cleared, not split into PTEs (__split_huge_pmd_locked(): "if
-    (vma_is_special_huge(vma)) return" after pmdp_huge_clear_flush()), so
-    the next access there faults again (lab, 6.12 ext4: a write after
-    MADV_NOHUGEPAGE of a middle range takes a PMD fault that falls back at
-    the new VMA end).  mm/huge_memory.c since "thp: avoid breaking huge pmd
-    invariants in case of vma_adjust failures" (in v2.6.38; commit id not
-    confirmed here)."""
-    if v.start < addr < v.end:
-        key = addr >> 21
-        covered = v.start <= key << 21 and (key + 1) << 21 <= v.end
-        if addr & (PMD_SIZE - 1) and covered and sim.mm.pmds.get(key).__class__ is HugePmd:
-            del sim.mm.pmds[key]
-            sim.counters["thp_split_pmd"] += 1
-        sim.mm.split_at(addr)
-
-
 def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
     """MADV_DONTNEED / MADV_[NO]HUGEPAGE over the access's range; False when
     the kernel refuses a VMA split (-EINVAL)."""
@@ -838,13 +907,13 @@ def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
         if v.start < lo and lo % align:
             ok = False
             break
-        _split_vma(sim, v, lo)
+        # __split_vma() -> vma_adjust_trans_huge(): a DAX huge PMD across a
+        # split address is cleared (remap.split())
+        remap.split(sim, lo)
         if hi < v.end and hi % align:
             ok = False
             break
-        w = mm.find(lo)
-        assert w is not None  # just split at lo (or v starts there)
-        _split_vma(sim, w, hi)
+        remap.split(sim, hi)
         w = mm.find(lo)
         assert w is not None  # just split at lo
         w.nohugepage = want

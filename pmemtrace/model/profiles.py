@@ -83,6 +83,9 @@ class Profile:
     #: synchronous dirty, reads and zero-page loads included ("dirty =
     #: !dax_fault_is_synchronous()"); elsewhere only write faults
     read_faults_dirty_entries: bool = False
+    #: an mremap that only moves (MREMAP_FIXED, old length = new length) may
+    #: span several VMAs (and gaps after the first); each moves on its own
+    mremap_moves_multiple_vmas: bool = False
     #: the lab kernel this profile was checked against (docs/lab-findings.md),
     #: or None when it comes from reading kernel source and patches only
     verified_on: str | None = None
@@ -451,8 +454,17 @@ P_6_17 = replace(
     # commit 21aa65bf82a7 ("mm: remove callers of pfn_t functionality") (in
     # v6.17) the last pfn_t users before the type went.
     has_pfn_t=False,
+    # "mm/mremap: permit mremap() move of multiple VMAs" (Lorenzo Stoakes, in
+    # v6.17; mainline id not confirmed here, linux-next carried it under
+    # several ids): remap_move() for MREMAP_FIXED moves of an unchanged
+    # length; file VMAs whose get_unmapped_area is thp_get_unmapped_area
+    # (ext4, xfs) may be batched, device-dax (dax_get_unmapped_area) not.
+    # Lab: 7.2.13 moved a range of two xfs VMAs where 6.12 gives EFAULT.
+    mremap_moves_multiple_vmas=True,
     citations=dict(
         P_6_16.citations,
+        mremap_moves_multiple_vmas='"mm/mremap: permit mremap() move of multiple VMAs" (in v6.17; commit id not '
+        "confirmed)",
         has_pfn_t='Linux kernel commit 21aa65bf82a7 ("mm: remove callers of pfn_t functionality") (in v6.17); '
         'Linux kernel commit fd2825b0760a ("mm/gup: remove pXX_devmap usage from get_user_pages()") (in v6.17)',
     ),
