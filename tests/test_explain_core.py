@@ -308,7 +308,8 @@ def _state(sim):
     ent = {k: getattr(v, "kind", None) or (v.present, v.zero) for k, v in fs.entries.items()}
     exts = [[(e.logical, e.physical, e.length, e.unwritten) for e in c] for c in fs._chunks]
     zero_seen = "thp_zero_page_alloc" in sim.flags_seen
-    return slot, ent, exts, fs._heads, fs._starts, fs.datasync_dirty, fs._next_phys, zero_seen
+    anon = sorted(sim.anon_ids)
+    return slot, ent, exts, fs._heads, fs._starts, fs.datasync_dirty, fs._next_phys, zero_seen, anon
 
 
 def test_the_benchmark_shape_is_the_same():

@@ -430,6 +430,19 @@ def encoded_blocks(pred: Prediction, run: CoreRun, encode: Callable[[Any], bytes
         yield run.sep.join(blocks)
 
 
+def _holds_anon(pmds: dict[int, Any], start: int, end: int) -> bool:
+    """Is an anonymous (copied-on-write) page mapped in [start, end)?"""
+    for key in range(start >> 21, ((end - 1) >> 21) + 1):
+        t = pmds.get(key)
+        anon = getattr(t, "anon", 0)
+        if anon:
+            lo = max(start, key << 21) - (key << 21) >> 12
+            hi = (min(end, (key + 1) << 21) - (key << 21) - 1) >> 12
+            if anon & (((1 << (hi - lo + 1)) - 1) << lo):
+                return True
+    return False
+
+
 def hand_over(run: CoreRun) -> None:
     """Puts the core's state into the Python model's Sim (the PMD slots and
     page tables, the xarray entries, the block map in its chunks, the
@@ -480,6 +493,12 @@ def hand_over(run: CoreRun) -> None:
     fs._chunks = chunks
     fs._starts = [[e.logical for e in ch] for ch in chunks]
     fs._heads = [st[0] for st in fs._starts if st]
+    # the private mappings a COW fault wrote (engine: sim.anon_ids, which
+    # fork.py reads for vma_needs_copy()): those holding an anonymous page
+    # (the core's accesses zap nothing, so every COW page is still there)
+    for v in run.vmas:
+        if not v.shared and _holds_anon(pmds, v.start, v.end):
+            sim.anon_ids.add(v.mapping)
     state = ffi.new("int64_t[3]")
     lib.pmx_file_state(x, state)
     fs.datasync_dirty, fs._next_phys = bool(state[0]), state[1]
