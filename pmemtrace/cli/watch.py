@@ -118,7 +118,9 @@ def run(args):
     if os.geteuid() != 0:
         from ..errors import PrivilegeError
 
-        raise PrivilegeError("pmemtrace watch needs root (bcc: CAP_BPF+CAP_PERFMON; tracefs: write access): try sudo")
+        raise PrivilegeError(
+            "pmemtrace watch needs root (bcc: CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN; tracefs: write access): try sudo"
+        )
     from ..live.files import PathFilter
 
     filt = PathFilter(args.path) if args.path else None

@@ -145,7 +145,7 @@ class BccBackend:
 
     def start(self):
         if os.geteuid() != 0:
-            raise PrivilegeError("pmemtrace watch needs root (or CAP_BPF+CAP_PERFMON) for bcc: try sudo")
+            raise PrivilegeError("pmemtrace watch needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN) for bcc: try sudo")
         try:
             from bcc import BPF
         except ImportError:
@@ -164,7 +164,7 @@ class BccBackend:
         except Exception as e:  # bcc raises bare Exception
             msg = str(e)
             if "super-user" in msg or "Operation not permitted" in msg:
-                raise PrivilegeError("bcc needs root (or CAP_BPF+CAP_PERFMON): try sudo") from None
+                raise PrivilegeError("bcc needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN): try sudo") from None
             raise ProbeAttachError(f"bcc could not compile bpf/pmemtrace.bpf.c: {msg.strip()[-300:]}") from None
         try:
             for r in self.resolved:
