@@ -343,3 +343,30 @@ def test_recorder_record_writes_the_line_event_writes(tmp_path):
     b.flush()
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
     assert a.events == b.events == len(recs)
+
+
+def test_btf_fentry_functions_refuse_a_struct_by_value_and_too_many_arguments(tmp_path):
+    """fentry only where every kernel with trampolines takes it: a function
+    with a struct argument by value (6.12's vmf_insert_pfn_pmd takes pfn_t)
+    or more than 6 arguments (5.10's __get_user_pages) stays a kprobe."""
+    strings = b"\0long\0pfn_t\0val\0vmf_insert_pfn_pmd\0get_dev_pagemap\0gup7\0"
+
+    def off(s):
+        return strings.index(s.encode() + b"\0")
+
+    types = b""
+    types += struct.pack("<III", off("long"), 1 << 24, 8) + struct.pack("<I", 64)  # 1 INT
+    types += struct.pack("<III", 0, 2 << 24, 1)  # 2 PTR -> INT
+    types += struct.pack("<III", 0, (4 << 24) | 1, 8) + struct.pack("<III", off("val"), 1, 0)  # 3 STRUCT
+    types += struct.pack("<III", off("pfn_t"), 8 << 24, 3)  # 4 TYPEDEF pfn_t -> struct
+    types += struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", 0, 2, 0, 4)  # 5 PROTO(ptr, pfn_t)
+    types += struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", 0, 1, 0, 2)  # 6 PROTO(long, ptr)
+    types += struct.pack("<III", 0, (13 << 24) | 7, 1) + struct.pack("<II", 0, 1) * 7  # 7 PROTO(7 x long)
+    types += struct.pack("<III", off("vmf_insert_pfn_pmd"), 12 << 24, 5)  # 8 FUNC
+    types += struct.pack("<III", off("get_dev_pagemap"), 12 << 24, 6)  # 9 FUNC
+    types += struct.pack("<III", off("gup7"), 12 << 24, 7)  # 10 FUNC
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    p = tmp_path / "vmlinux"
+    p.write_bytes(hdr + types + strings)
+    names = {"vmf_insert_pfn_pmd", "get_dev_pagemap", "gup7", "not_in_btf"}
+    assert btf.fentry_functions(names, str(p), cache=False) == {"get_dev_pagemap"}

@@ -16,6 +16,7 @@ struct/union members (``vm_fault``'s const struct, ``vm_area_struct``'s
 unions).  Results are cached per kernel build in ``~/.cache/pmemtrace``.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -164,6 +165,26 @@ class BTF:
         return True
 
 
+def _load(path: str) -> Optional[BTF]:
+    """The BTF of *path*, parsed once per process and file version (offsets
+    and fentry functions both read it where the cache cannot be written:
+    the lab guest's read-only home)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _load_version(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_version(path: str, _size: int, _mtime_ns: int) -> Optional[BTF]:
+    try:
+        with open(path, "rb") as f:
+            return BTF(f.read())
+    except (OSError, BTFError):
+        return None
+
+
 def _cache_path(path: str) -> Optional[str]:
     try:
         st = os.stat(path)
@@ -186,10 +207,8 @@ def offsets(path: str = VMLINUX, cache: bool = True) -> dict[str, int]:
                 return got
         except (OSError, ValueError):
             pass
-    try:
-        with open(path, "rb") as f:
-            btf = BTF(f.read())
-    except (OSError, BTFError):
+    btf = _load(path)
+    if btf is None:
         return {}
     ids = btf.find_structs({s for s, _ in WANTED})
     out = {}
@@ -227,10 +246,8 @@ def fentry_functions(names, path: str = VMLINUX, cache: bool = True) -> set[str]
                 return set(got)
         except (OSError, ValueError):
             pass
-    try:
-        with open(path, "rb") as f:
-            btf = BTF(f.read())
-    except (OSError, BTFError):
+    btf = _load(path)
+    if btf is None:
         return set()
     out = {n for n, proto in btf.find_funcs(names).items() if btf.fentry_ok(proto)}
     if cp:
