@@ -16,7 +16,9 @@ is not waited for: its start is a fixed 8 s), and on request (--modes)
 bcc-record / tracefs-record ('watch --record', every event) and bcc-stats
 (the default bcc watch with kernel.bpf_stats_enabled=1: prints each BPF
 program's run count and time from /proc/PID/fdinfo, where the time in the
-kernel goes).  Prints
+kernel goes).  --repeat N runs each workload N times per mode (one tracer
+session) and reports the fastest: on a shared, loaded host the noise only
+ever adds time.  Prints
 seconds, ratios to untraced, events seen and lost, and each tracer's start
 (exec to attached).
 Then (--replay-passes, default 8) records a PTE workload of 524,288
@@ -132,6 +134,12 @@ def main():
     ap.add_argument("--dir", default="/tmp/pmem", help="directory on a DAX mount")
     ap.add_argument("--modes", default="untraced,bcc,tracefs,trace-cmd")
     ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each workload N times per mode and report the fastest (faults seen: all N runs')",
+    )
+    ap.add_argument(
         "--replay-passes",
         type=int,
         default=8,
@@ -160,7 +168,14 @@ def main():
         if mode == "bcc-stats":
             with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
                 f.write("1")
-        ws = {kind: workload(args.dir, kind) for kind in ("pmd", "pte")}
+        ws = {}
+        for _ in range(args.repeat):  # the fastest of the runs: a loaded host only ever adds time
+            for kind in ("pmd", "pte"):
+                w = workload(args.dir, kind)
+                if kind not in ws or w["seconds"] < ws[kind]["seconds"]:
+                    ws[kind] = dict(w, pids=ws.get(kind, {}).get("pids", []) + [w["pid"]])
+                else:
+                    ws[kind]["pids"].append(w["pid"])
         summ = None
         if mode == "bcc-stats":
             for name, cnt, ns in bpf_prog_stats(tr.p.pid):
@@ -174,11 +189,11 @@ def main():
                 summ = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
                 summ = [x for x in summ if x.get("type") == "summary"][-1]
         for kind, w in ws.items():
-            row = {"seconds": w["seconds"], "touches": w["touches"]}
+            row = {"seconds": w["seconds"], "touches": w["touches"] * args.repeat}
             if tr:
                 row["startup"] = round(tr.startup, 1)
             if summ:
-                mine = [r for r in summ["rows"] if r["pid"] == w["pid"]]
+                mine = [r for r in summ["rows"] if r["pid"] in w["pids"]]
                 row["pmd"] = sum(r["pmd"] for r in mine)
                 row["pte"] = sum(r["pte"] for r in mine)
                 row["lost"] = summ["totals"]["lost"]

@@ -126,6 +126,9 @@ BPF_TABLE("lru_hash", u32, struct pmt_comm, comms, PMT_COUNT_KEYS);
 BPF_HASH(fault_key, u32, struct pmt_key, 4096);
 #if PMT_OBSERVE
 BPF_TABLE("lru_hash", struct pmt_block, u8, observed, 65536);
+/* the block this CPU found or put in `observed` last: a sequential run of
+ * 4 KiB faults (512 per block) skips the hash lookup */
+BPF_PERCPU_ARRAY(last_block, struct pmt_block, 1);
 #endif
 #endif
 
@@ -306,12 +309,20 @@ static __always_inline int pmt_first(u32 dev, u64 ino, u64 pgoff, u32 kind, u32 
 	b.ino = ino;
 	b.block = pgoff >> 9;
 	b.kind_write = kind << 1 | !!(flags & PMT_FAULT_FLAG_WRITE);
+	u32 zero = 0;
+	struct pmt_block *last = last_block.lookup(&zero);
+	int first;
+
+	if (last && last->block == b.block && last->ino == b.ino && last->dev == b.dev &&
+	    last->kind_write == b.kind_write)
+		return 0;
 	/* look up first: an LRU map's insert takes a free node (and its
 	 * locks) before it finds the key exists, which all but the first
 	 * fault of a block do */
-	if (observed.lookup(&b))
-		return 0;
-	return observed.insert(&b, &one) == 0;
+	first = !observed.lookup(&b) && observed.insert(&b, &one) == 0;
+	if (last)
+		*last = b;
+	return first;
 #else
 	return 0;
 #endif
