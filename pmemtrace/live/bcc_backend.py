@@ -44,6 +44,26 @@ def why_not_bcc():
     return "; ".join(missing) or None
 
 
+def attach_plan(functions, tracepoints, aggregate, offsets=None):
+    """The probe table resolved as the bcc backend attaches it: raw
+    tracepoints when counting in the kernel (*aggregate*) where the kernel
+    has them (4.17+) and BTF gives the offsets they read; fentry for the
+    functions BTF allows (live/btf.py fentry_functions), else kprobes.
+    ``watch --list-probes`` shows the same."""
+    offsets = btf_offsets() if offsets is None else offsets
+    fns = functions or {}
+    raw = (
+        "bpf_raw_tracepoint_open" in fns or "bpf_find_raw_tracepoint" in fns or "bpf_get_raw_tracepoint" in fns
+    ) and all(f in offsets for f in BTF_OFFSETS.values())
+    cands = fentry_candidates(functions)
+    return resolve(
+        functions,
+        tracepoints,
+        raw_tracepoints=aggregate and raw,
+        fentry=fentry_functions(cands) if cands else (),
+    )
+
+
 class BccBackend:
     """bpf/pmemtrace.bpf.c: the fs_dax tracepoints (raw tracepoints when
     counting in the kernel) plus the PMD insert functions, get_dev_pagemap,
@@ -74,13 +94,7 @@ class BccBackend:
         self.functions = kernel_functions()
         self.tracepoints = fs_dax_tracepoints(self.root)
         self.offsets = btf_offsets()
-        cands = fentry_candidates(self.functions)
-        self.resolved = resolve(
-            self.functions,
-            self.tracepoints,
-            raw_tracepoints=aggregate and self._raw_tracepoints_work(),
-            fentry=fentry_functions(cands) if cands else (),
-        )
+        self.resolved = attach_plan(self.functions, self.tracepoints, aggregate, self.offsets)
         self.bpf = None
         self.ring = None
         self._backlog = False
@@ -89,14 +103,6 @@ class BccBackend:
         self._counted = {}  # pmt_key tuple -> counts already reported (the map keeps totals)
         self._kinds_seen = {}  # kind -> events counted in the kernel already reported
         self._comms = {}
-
-    def _raw_tracepoints_work(self):
-        """Raw tracepoints (4.17+) and the BTF offsets they read."""
-        fns = self.functions or {}
-        has_raw = (
-            "bpf_raw_tracepoint_open" in fns or "bpf_find_raw_tracepoint" in fns or "bpf_get_raw_tracepoint" in fns
-        )
-        return has_raw and all(f in self.offsets for f in BTF_OFFSETS.values())
 
     def cflags(self):
         d = os.path.dirname(bpf_file("pmemtrace.h"))
