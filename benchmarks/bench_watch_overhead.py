@@ -13,7 +13,12 @@ Workloads (each a fresh process timing only its touch loop):
 Modes: untraced, the default 'pmemtrace watch' (bcc, then tracefs; bcc
 counts in the kernel), 'trace-cmd record -e fs_dax' (trace-cmd's banner
 is not waited for: its start is a fixed 8 s), and on request (--modes)
-bcc-record / tracefs-record ('watch --record', every event).  Prints
+bcc-record / tracefs-record ('watch --record', every event) and bcc-stats
+(the default bcc watch with kernel.bpf_stats_enabled=1: prints each BPF
+program's run count and time from /proc/PID/fdinfo, where the time in the
+kernel goes).  --repeat N runs each workload N times per mode (one tracer
+session) and reports the fastest: on a shared, loaded host the noise only
+ever adds time.  Prints
 seconds, ratios to untraced, events seen and lost, and each tracer's start
 (exec to attached).
 Then (--replay-passes, default 8) records a PTE workload of 524,288
@@ -103,10 +108,37 @@ class Tracer:
         return out, err
 
 
+def bpf_prog_stats(pid):
+    """[(prog name or tag, run_cnt, run_time_ns)] of process *pid*'s BPF
+    programs, from /proc/PID/fdinfo (with kernel.bpf_stats_enabled=1)."""
+    out = []
+    fddir = f"/proc/{pid}/fdinfo"
+    for fd in sorted(os.listdir(fddir), key=int):
+        try:
+            with open(os.path.join(fddir, fd)) as f:
+                info = dict(ln.split(":", 1) for ln in f.read().splitlines() if ":" in ln)
+        except OSError:
+            continue
+        if "run_cnt" not in info:
+            continue
+        try:
+            name = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            name = ""
+        out.append((info.get("prog_tag", "").strip() + " " + name, int(info["run_cnt"]), int(info["run_time_ns"])))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="/tmp/pmem", help="directory on a DAX mount")
     ap.add_argument("--modes", default="untraced,bcc,tracefs,trace-cmd")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each workload N times per mode and report the fastest (faults seen: all N runs')",
+    )
     ap.add_argument(
         "--replay-passes",
         type=int,
@@ -125,7 +157,7 @@ def main():
             # the default watch (counts in the kernel, reasons on), or with
             # -record every event recorded (--record)
             backend, _, record = mode.partition("-")
-            extra = ["--record", os.path.join("/tmp", f"bench-{mode}.jsonl")] if record else []
+            extra = ["--record", os.path.join("/tmp", f"bench-{mode}.jsonl")] if record == "record" else []
             tr = Tracer(
                 [PY, "-m", "pmemtrace", "watch", "--backend", backend, "--json", "-i", "3600", "--path", args.dir]
                 + extra,
@@ -133,19 +165,35 @@ def main():
             )
         elif mode == "trace-cmd":
             tr = Tracer(["trace-cmd", "record", "-e", "fs_dax", "-o", dat], None)
-        ws = {kind: workload(args.dir, kind) for kind in ("pmd", "pte")}
+        if mode == "bcc-stats":
+            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+                f.write("1")
+        ws = {}
+        for _ in range(args.repeat):  # the fastest of the runs: a loaded host only ever adds time
+            for kind in ("pmd", "pte"):
+                w = workload(args.dir, kind)
+                if kind not in ws or w["seconds"] < ws[kind]["seconds"]:
+                    ws[kind] = dict(w, pids=ws.get(kind, {}).get("pids", []) + [w["pid"]])
+                else:
+                    ws[kind]["pids"].append(w["pid"])
         summ = None
+        if mode == "bcc-stats":
+            for name, cnt, ns in bpf_prog_stats(tr.p.pid):
+                if cnt:
+                    print(f"bpf-stats {name}: {cnt} runs, {ns / 1e6:.1f} ms, {ns / cnt:.0f} ns/run", flush=True)
+            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+                f.write("0")
         if tr:
             out, _err = tr.stop()
             if mode.split("-")[0] in ("bcc", "tracefs"):
                 summ = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
                 summ = [x for x in summ if x.get("type") == "summary"][-1]
         for kind, w in ws.items():
-            row = {"seconds": w["seconds"], "touches": w["touches"]}
+            row = {"seconds": w["seconds"], "touches": w["touches"] * args.repeat}
             if tr:
                 row["startup"] = round(tr.startup, 1)
             if summ:
-                mine = [r for r in summ["rows"] if r["pid"] == w["pid"]]
+                mine = [r for r in summ["rows"] if r["pid"] in w["pids"]]
                 row["pmd"] = sum(r["pmd"] for r in mine)
                 row["pte"] = sum(r["pte"] for r in mine)
                 row["lost"] = summ["totals"]["lost"]

@@ -14,9 +14,12 @@
  *                           dev_t) and inode only (watch --path); 0 = all
  *   PMT_TP_<event>=1        attach fs_dax:<event> (set for each tracepoint the
  *                           running kernel has, read from tracefs)
- *   PMT_RAW_dax_pte_fault_done=1  count 4 KiB faults from the raw tracepoint
- *                           (its vm_fault gives the VMA bounds the formatted
- *                           event lacks) instead of fs_dax:dax_pte_fault_done
+ *   PMT_RAW_<event>=1       (with PMT_AGGREGATE) attach fs_dax:<event> as a raw
+ *                           tracepoint (dax_pmd_fault, dax_pmd_fault_done,
+ *                           dax_pmd_load_hole, dax_pte_fault_done): no
+ *                           formatted record is built for the program, and
+ *                           dax_pte_fault_done's vm_fault gives the VMA bounds
+ *                           the formatted event lacks
  *   PMT_HOLE_ZERO_PAGE=1    the load-hole events name their pointer zero_page
  *                           (6.1) instead of zero_folio (6.12+), as read from
  *                           events/fs_dax/dax_pmd_load_hole/format
@@ -123,6 +126,9 @@ BPF_TABLE("lru_hash", u32, struct pmt_comm, comms, PMT_COUNT_KEYS);
 BPF_HASH(fault_key, u32, struct pmt_key, 4096);
 #if PMT_OBSERVE
 BPF_TABLE("lru_hash", struct pmt_block, u8, observed, 65536);
+/* the block this CPU found or put in `observed` last: a sequential run of
+ * 4 KiB faults (512 per block) skips the hash lookup */
+BPF_PERCPU_ARRAY(last_block, struct pmt_block, 1);
 #endif
 #endif
 
@@ -140,6 +146,63 @@ static __always_inline u32 pmt_read_u32(const void *base, u32 off)
 
 	bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
 	return v;
+}
+
+/* Members read together: one bpf_probe_read_kernel of the bytes that span
+ * them (a helper call per member was most of a counted fault's cost under
+ * TCG), then taken from the copy.  The offsets are -D constants, so the
+ * span is too; a span too large for the stack falls back to one read per
+ * member. */
+#define PMT_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PMT_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PMT_VMF_LO PMT_MIN(PMT_MIN(PMT_OFF_VMF_VMA, PMT_OFF_VMF_PGOFF), \
+			   PMT_MIN(PMT_OFF_VMF_ADDRESS, PMT_OFF_VMF_FLAGS))
+#define PMT_VMF_HI PMT_MAX(PMT_MAX(PMT_OFF_VMF_VMA + 8, PMT_OFF_VMF_PGOFF + 8), \
+			   PMT_MAX(PMT_OFF_VMF_ADDRESS + 8, PMT_OFF_VMF_FLAGS + 4))
+#define PMT_INODE_LO PMT_MIN(PMT_OFF_INODE_SB, PMT_OFF_INODE_INO)
+#define PMT_INODE_HI (PMT_MAX(PMT_OFF_INODE_SB, PMT_OFF_INODE_INO) + 8)
+#define PMT_SPAN_MAX 128
+#define PMT_AT(buf, off, lo, type) (*(type *)((char *)(buf) + (off) - (lo)))
+
+struct pmt_vmf_val {
+	const void *vma;
+	u64 pgoff;
+	u64 address;
+	u32 flags;
+};
+
+static __always_inline void pmt_vmf_read(const void *vmf, struct pmt_vmf_val *v)
+{
+#if PMT_VMF_HI - PMT_VMF_LO <= PMT_SPAN_MAX
+	u64 buf[(PMT_VMF_HI - PMT_VMF_LO + 7) / 8];
+
+	bpf_probe_read_kernel(buf, PMT_VMF_HI - PMT_VMF_LO, (const char *)vmf + PMT_VMF_LO);
+	v->vma = PMT_AT(buf, PMT_OFF_VMF_VMA, PMT_VMF_LO, const void *);
+	v->pgoff = PMT_AT(buf, PMT_OFF_VMF_PGOFF, PMT_VMF_LO, u64);
+	v->address = PMT_AT(buf, PMT_OFF_VMF_ADDRESS, PMT_VMF_LO, u64);
+	v->flags = PMT_AT(buf, PMT_OFF_VMF_FLAGS, PMT_VMF_LO, u32);
+#else
+	v->vma = (const void *)pmt_read_u64(vmf, PMT_OFF_VMF_VMA);
+	v->pgoff = pmt_read_u64(vmf, PMT_OFF_VMF_PGOFF);
+	v->address = pmt_read_u64(vmf, PMT_OFF_VMF_ADDRESS);
+	v->flags = pmt_read_u32(vmf, PMT_OFF_VMF_FLAGS);
+#endif
+}
+
+/* vm_start and vm_end: adjacent in every kernel (one 16-byte read) */
+static __always_inline void pmt_vma_bounds(const void *vma, u64 *start, u64 *end)
+{
+#if PMT_OFF_VMA_END == PMT_OFF_VMA_START + 8
+	u64 b[2] = {};
+
+	if (vma)
+		bpf_probe_read_kernel(b, sizeof(b), (const char *)vma + PMT_OFF_VMA_START);
+	*start = b[0];
+	*end = b[1];
+#else
+	*start = vma ? pmt_read_u64(vma, PMT_OFF_VMA_START) : 0;
+	*end = vma ? pmt_read_u64(vma, PMT_OFF_VMA_END) : 0;
+#endif
 }
 
 static __always_inline int pmt_filtered(void)
@@ -178,21 +241,27 @@ static __always_inline int pmt_submit(struct pmt_event *e)
 	return 0;
 }
 
-static __always_inline void pmt_vmf(struct pmt_event *e, const void *vmf)
+/* a record's vm_fault fields, from the values read (pmt_vmf_read) */
+static __always_inline void pmt_vmf_set(struct pmt_event *e, const struct pmt_vmf_val *v)
 {
-	const void *vma = (const void *)pmt_read_u64(vmf, PMT_OFF_VMF_VMA);
-
-	e->address = pmt_read_u64(vmf, PMT_OFF_VMF_ADDRESS);
-	e->pgoff = pmt_read_u64(vmf, PMT_OFF_VMF_PGOFF);
-	e->flags = pmt_read_u32(vmf, PMT_OFF_VMF_FLAGS);
+	e->address = v->address;
+	e->pgoff = v->pgoff;
+	e->flags = v->flags;
 	e->vm_start = 0;
 	e->vm_end = 0;
 	e->vm_flags = 0;
-	if (!vma)
+	if (!v->vma)
 		return;
-	e->vm_start = pmt_read_u64(vma, PMT_OFF_VMA_START);
-	e->vm_end = pmt_read_u64(vma, PMT_OFF_VMA_END);
-	e->vm_flags = pmt_read_u64(vma, PMT_OFF_VMA_FLAGS);
+	pmt_vma_bounds(v->vma, &e->vm_start, &e->vm_end);
+	e->vm_flags = pmt_read_u64(v->vma, PMT_OFF_VMA_FLAGS);
+}
+
+static __always_inline void pmt_vmf(struct pmt_event *e, const void *vmf)
+{
+	struct pmt_vmf_val v;
+
+	pmt_vmf_read(vmf, &v);
+	pmt_vmf_set(e, &v);
 }
 
 #if PMT_AGGREGATE
@@ -240,12 +309,44 @@ static __always_inline int pmt_first(u32 dev, u64 ino, u64 pgoff, u32 kind, u32 
 	b.ino = ino;
 	b.block = pgoff >> 9;
 	b.kind_write = kind << 1 | !!(flags & PMT_FAULT_FLAG_WRITE);
-	return observed.insert(&b, &one) == 0;
+	u32 zero = 0;
+	struct pmt_block *last = last_block.lookup(&zero);
+	int first;
+
+	if (last && last->block == b.block && last->ino == b.ino && last->dev == b.dev &&
+	    last->kind_write == b.kind_write)
+		return 0;
+	/* look up first: an LRU map's insert takes a free node (and its
+	 * locks) before it finds the key exists, which all but the first
+	 * fault of a block do */
+	first = !observed.lookup(&b) && observed.insert(&b, &one) == 0;
+	if (last)
+		*last = b;
+	return first;
 #else
 	return 0;
 #endif
 }
 #endif
+
+/* the file of an fs_dax event: inode->i_sb->s_dev and inode->i_ino, as the
+ * tracepoints' TP_fast_assign reads them */
+static __always_inline void pmt_inode(const void *inode, u32 *dev, u64 *ino)
+{
+	const void *sb;
+
+#if PMT_INODE_HI - PMT_INODE_LO <= PMT_SPAN_MAX
+	u64 buf[(PMT_INODE_HI - PMT_INODE_LO + 7) / 8];
+
+	bpf_probe_read_kernel(buf, PMT_INODE_HI - PMT_INODE_LO, (const char *)inode + PMT_INODE_LO);
+	sb = PMT_AT(buf, PMT_OFF_INODE_SB, PMT_INODE_LO, const void *);
+	*ino = PMT_AT(buf, PMT_OFF_INODE_INO, PMT_INODE_LO, u64);
+#else
+	sb = (const void *)pmt_read_u64(inode, PMT_OFF_INODE_SB);
+	*ino = pmt_read_u64(inode, PMT_OFF_INODE_INO);
+#endif
+	*dev = pmt_read_u32(sb, PMT_OFF_SB_DEV);
+}
 
 /* ---- fs_dax tracepoints (include/trace/events/fs_dax.h) ---------------- */
 
@@ -386,6 +487,115 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done)
 }
 #endif
 
+/* The counting session attaches the PMD fault events as raw tracepoints
+ * (-DPMT_RAW_<event>): the program gets the tracepoint's arguments
+ * directly, where a TRACEPOINT_PROBE runs after the kernel has built the
+ * whole formatted perf record for it; the members the format would show
+ * are read through the BTF offsets.
+ * dax_pmd_fault_class: TP_PROTO(struct inode *inode, struct vm_fault *vmf,
+ * pgoff_t max_pgoff, int result), the same since v4.11. */
+#if defined(PMT_RAW_dax_pmd_fault) && PMT_AGGREGATE
+RAW_TRACEPOINT_PROBE(dax_pmd_fault)
+{
+	const void *vmf = (const void *)ctx->args[1];
+	const void *vma;
+	struct pmt_key k = {};
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+
+	if (pmt_filtered())
+		return 0;
+	pmt_inode((const void *)ctx->args[0], &k.dev, &k.ino);
+	if (PMT_OTHER_FILE(k.dev, k.ino)) {
+		/* tgid 0: a fault --path excludes; its insert is not ours either */
+		struct pmt_key none = {};
+
+		fault_key.update(&tid, &none);
+		return 0;
+	}
+	vma = (const void *)pmt_read_u64(vmf, PMT_OFF_VMF_VMA);
+	k.tgid = id >> 32;
+	pmt_vma_bounds(vma, &k.vm_start, &k.vm_end);
+	fault_key.update(&tid, &k);
+	pmt_kind_counted(PMT_KIND_PMD_FAULT);
+	return 0;
+}
+#endif
+
+#if defined(PMT_RAW_dax_pmd_fault_done) && PMT_AGGREGATE
+RAW_TRACEPOINT_PROBE(dax_pmd_fault_done)
+{
+	const void *vmf = (const void *)ctx->args[1];
+	u64 max_pgoff = ctx->args[2];
+	u32 result = (u32)ctx->args[3];
+	struct pmt_vmf_val v;
+	struct pmt_key k = {};
+	struct pmt_event *e;
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+
+	if (pmt_filtered())
+		return 0;
+	fault_key.delete(&tid);
+	pmt_inode((const void *)ctx->args[0], &k.dev, &k.ino);
+	if (PMT_OTHER_FILE(k.dev, k.ino))
+		return 0;
+	pmt_vmf_read(vmf, &v);
+	if (!(result & PMT_VM_FAULT_STOP) &&
+	    !pmt_first(k.dev, k.ino, v.pgoff, PMT_KIND_PMD_FAULT_DONE, v.flags)) {
+		k.tgid = id >> 32;
+		pmt_vma_bounds(v.vma, &k.vm_start, &k.vm_end);
+		if (!pmt_count(&k, PMT_COUNT_PMD, PMT_KIND_PMD_FAULT_DONE))
+			return 0;
+	}
+	/* as fs_dax:dax_pmd_fault_done formats it */
+	e = pmt_reserve(PMT_KIND_PMD_FAULT_DONE);
+	if (!e)
+		return 0;
+	pmt_vmf_set(e, &v);
+	e->dev = k.dev;
+	e->ino = k.ino;
+	e->max_pgoff = max_pgoff;
+	e->result = result;
+	return pmt_submit(e);
+}
+#endif
+
+/* dax_pmd_load_hole_class: TP_PROTO(struct inode *inode, struct vm_fault
+ * *vmf, struct page *zero_page (struct folio *zero_folio from v6.x), void
+ * *radix_entry) */
+#if defined(PMT_RAW_dax_pmd_load_hole) && PMT_AGGREGATE
+RAW_TRACEPOINT_PROBE(dax_pmd_load_hole)
+{
+	const void *vmf = (const void *)ctx->args[1];
+	struct pmt_vmf_val v;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct pmt_key *k;
+	struct pmt_event *e;
+	u32 dev;
+	u64 ino;
+
+	if (pmt_filtered())
+		return 0;
+	pmt_inode((const void *)ctx->args[0], &dev, &ino);
+	if (PMT_OTHER_FILE(dev, ino))
+		return 0;
+	k = fault_key.lookup(&tid);
+	if (k && !pmt_count(k, PMT_COUNT_HUGE_ZERO, PMT_KIND_PMD_LOAD_HOLE))
+		return 0;
+	e = pmt_reserve(PMT_KIND_PMD_LOAD_HOLE);
+	if (!e)
+		return 0;
+	pmt_vmf_read(vmf, &v);
+	e->dev = dev;
+	e->ino = ino;
+	e->vm_flags = v.vma ? pmt_read_u64(v.vma, PMT_OFF_VMA_FLAGS) : 0;
+	e->address = v.address;
+	e->aux = ctx->args[2];
+	return pmt_submit(e);
+}
+#endif
+
 #ifdef PMT_TP_dax_pte_fault
 TRACEPOINT_PROBE(fs_dax, dax_pte_fault)
 {
@@ -414,29 +624,20 @@ RAW_TRACEPOINT_PROBE(dax_pte_fault_done)
 	const void *inode = (const void *)ctx->args[0];
 	const void *vmf = (const void *)ctx->args[1];
 	u32 result = (u32)ctx->args[2];
-	const void *vma, *sb;
+	struct pmt_vmf_val v;
 	struct pmt_key k = {};
 	struct pmt_event *e;
-	u64 pgoff = 0;
-	u32 flags = 0;
 
 	if (pmt_filtered())
 		return 0;
-	sb = (const void *)pmt_read_u64(inode, PMT_OFF_INODE_SB);
-	k.dev = pmt_read_u32(sb, PMT_OFF_SB_DEV);
-	k.ino = pmt_read_u64(inode, PMT_OFF_INODE_INO);
+	pmt_inode(inode, &k.dev, &k.ino);
 	if (PMT_OTHER_FILE(k.dev, k.ino))
 		return 0;
-	if (PMT_OBSERVE) {
-		pgoff = pmt_read_u64(vmf, PMT_OFF_VMF_PGOFF);
-		flags = pmt_read_u32(vmf, PMT_OFF_VMF_FLAGS);
-	}
+	pmt_vmf_read(vmf, &v);
 	if (!(result & PMT_VM_FAULT_SIGBUS) &&
-	    !pmt_first(k.dev, k.ino, pgoff, PMT_KIND_PTE_FAULT_DONE, flags)) {
-		vma = (const void *)pmt_read_u64(vmf, PMT_OFF_VMF_VMA);
+	    !pmt_first(k.dev, k.ino, v.pgoff, PMT_KIND_PTE_FAULT_DONE, v.flags)) {
 		k.tgid = bpf_get_current_pid_tgid() >> 32;
-		k.vm_start = pmt_read_u64(vma, PMT_OFF_VMA_START);
-		k.vm_end = pmt_read_u64(vma, PMT_OFF_VMA_END);
+		pmt_vma_bounds(v.vma, &k.vm_start, &k.vm_end);
 		if (!pmt_count(&k, PMT_COUNT_PTE, PMT_KIND_PTE_FAULT_DONE))
 			return 0;
 	}
@@ -446,7 +647,7 @@ RAW_TRACEPOINT_PROBE(dax_pte_fault_done)
 	e = pmt_reserve(PMT_KIND_PTE_FAULT_DONE);
 	if (!e)
 		return 0;
-	pmt_vmf(e, vmf);
+	pmt_vmf_set(e, &v);
 	e->dev = k.dev;
 	e->ino = k.ino;
 	e->result = result;
@@ -518,15 +719,14 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole_fallback)
 }
 #endif
 
-/* ---- PMD/PUD insert functions ------------------------------------------ */
+/* ---- PMD/PUD insert functions, get_dev_pagemap, GUP --------------------- */
 /* vmf_insert_pfn_pmd(vmf, pfn_t pfn, bool write): pfn_t is one u64, passed in
  * a register.  vmf_insert_pfn_pmd_prot(vmf, pfn, pgprot, write) (6.1, where
  * vmf_insert_pfn_pmd is an inline wrapper).  vmf_insert_folio_pmd(vmf,
  * folio, write) (DAX since the 6.15-7.x conversion; see lab-recipe.md). */
 
-static __always_inline int pmt_insert(void *ctx, u32 kind, u64 pfn, u64 write)
+static __always_inline int pmt_insert(const void *vmf, u32 kind, u64 pfn, u64 write)
 {
-	const void *vmf = (const void *)PMT_ARG1(ctx);
 	struct pmt_event *e;
 
 #if PMT_AGGREGATE
@@ -554,39 +754,7 @@ static __always_inline int pmt_insert(void *ctx, u32 kind, u64 pfn, u64 write)
 	return pmt_submit(e);
 }
 
-int kp_insert_pfn_pmd(void *ctx)
-{
-	return pmt_insert(ctx, PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG3(ctx));
-}
-
-int kp_insert_pfn_pmd_prot(void *ctx)
-{
-	return pmt_insert(ctx, PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG4(ctx));
-}
-
-int kp_insert_folio_pmd(void *ctx)
-{
-	return pmt_insert(ctx, PMT_KIND_INSERT_PMD, 0, PMT_ARG3(ctx));
-}
-
-int kp_insert_pfn_pud(void *ctx)
-{
-	return pmt_insert(ctx, PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG3(ctx));
-}
-
-int kp_insert_pfn_pud_prot(void *ctx)
-{
-	return pmt_insert(ctx, PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG4(ctx));
-}
-
-int kp_insert_folio_pud(void *ctx)
-{
-	return pmt_insert(ctx, PMT_KIND_INSERT_PUD, 0, PMT_ARG3(ctx));
-}
-
-/* ---- get_dev_pagemap(unsigned long pfn, ...) ---------------------------- */
-
-int kp_get_dev_pagemap(void *ctx)
+static __always_inline int pmt_get_dev_pagemap(u64 pfn)
 {
 	struct pmt_event *e;
 
@@ -602,39 +770,144 @@ int kp_get_dev_pagemap(void *ctx)
 	e = pmt_reserve(PMT_KIND_GET_DEV_PAGEMAP);
 	if (!e)
 		return 0;
-	e->pfn = PMT_ARG1(ctx);
+	e->pfn = pfn;
 	return pmt_submit(e);
 }
 
-/* ---- GUP ---------------------------------------------------------------- */
+static __always_inline int pmt_gup(u32 kind, u64 start, u64 nr_pages, u64 gup_flags)
+{
+	struct pmt_event *e = pmt_reserve(kind);
+
+	if (!e)
+		return 0;
+	e->address = start;
+	e->nr_pages = nr_pages;
+	e->gup_flags = gup_flags;
+	return pmt_submit(e);
+}
+
+/* kprobes: the arguments from the registers (attached from user space) */
+
+int kp_insert_pfn_pmd(void *ctx)
+{
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG3(ctx));
+}
+
+int kp_insert_pfn_pmd_prot(void *ctx)
+{
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG4(ctx));
+}
+
+int kp_insert_folio_pmd(void *ctx)
+{
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PMD, 0, PMT_ARG3(ctx));
+}
+
+int kp_insert_pfn_pud(void *ctx)
+{
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG3(ctx));
+}
+
+int kp_insert_pfn_pud_prot(void *ctx)
+{
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG4(ctx));
+}
+
+int kp_insert_folio_pud(void *ctx)
+{
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PUD, 0, PMT_ARG3(ctx));
+}
+
+/* get_dev_pagemap(unsigned long pfn, ...) */
+int kp_get_dev_pagemap(void *ctx)
+{
+	return pmt_get_dev_pagemap(PMT_ARG1(ctx));
+}
+
 /* __get_user_pages(mm, start, nr_pages, gup_flags, ...): the slow path every
  * get/pin_user_pages* variant ends in.  The fast path's first function:
  * internal_get_user_pages_fast(start, nr_pages, gup_flags, pages) (6.1),
  * gup_fast_fallback(start, nr_pages, gup_flags, pages) (renamed in 6.11). */
-
 int kp_gup_slow(void *ctx)
 {
-	struct pmt_event *e = pmt_reserve(PMT_KIND_GUP);
-
-	if (!e)
-		return 0;
-	e->address = PMT_ARG2(ctx);
-	e->nr_pages = PMT_ARG3(ctx);
-	e->gup_flags = PMT_ARG4(ctx);
-	return pmt_submit(e);
+	return pmt_gup(PMT_KIND_GUP, PMT_ARG2(ctx), PMT_ARG3(ctx), PMT_ARG4(ctx));
 }
 
 int kp_gup_fast(void *ctx)
 {
-	struct pmt_event *e = pmt_reserve(PMT_KIND_GUP_FAST);
-
-	if (!e)
-		return 0;
-	e->address = PMT_ARG1(ctx);
-	e->nr_pages = PMT_ARG2(ctx);
-	e->gup_flags = PMT_ARG3(ctx);
-	return pmt_submit(e);
+	return pmt_gup(PMT_KIND_GUP_FAST, PMT_ARG1(ctx), PMT_ARG2(ctx), PMT_ARG3(ctx));
 }
+
+/* fentry (bcc's KFUNC_PROBE, attached by bcc when the program loads): a
+ * BPF trampoline called from the function's ftrace site, where a kprobe
+ * saves the whole register set and runs the kprobe machinery.  Compiled in
+ * by -DPMT_FENTRY_<function> only where user space found the function in
+ * the kernel's BTF with at most 6 arguments, none a struct by value
+ * (live/btf.py fentry_functions); the arguments are the registers' values,
+ * so only their positions matter here.  An fentry program must return 0. */
+#ifdef PMT_FENTRY_vmf_insert_pfn_pmd
+KFUNC_PROBE(vmf_insert_pfn_pmd, void *vmf, u64 pfn, u64 write)
+{
+	pmt_insert(vmf, PMT_KIND_INSERT_PMD, pfn, write);
+	return 0;
+}
+#endif
+
+#ifdef PMT_FENTRY_vmf_insert_folio_pmd
+KFUNC_PROBE(vmf_insert_folio_pmd, void *vmf, void *folio, u64 write)
+{
+	pmt_insert(vmf, PMT_KIND_INSERT_PMD, 0, write);
+	return 0;
+}
+#endif
+
+#ifdef PMT_FENTRY_vmf_insert_pfn_pud
+KFUNC_PROBE(vmf_insert_pfn_pud, void *vmf, u64 pfn, u64 write)
+{
+	pmt_insert(vmf, PMT_KIND_INSERT_PUD, pfn, write);
+	return 0;
+}
+#endif
+
+#ifdef PMT_FENTRY_vmf_insert_folio_pud
+KFUNC_PROBE(vmf_insert_folio_pud, void *vmf, void *folio, u64 write)
+{
+	pmt_insert(vmf, PMT_KIND_INSERT_PUD, 0, write);
+	return 0;
+}
+#endif
+
+#ifdef PMT_FENTRY_get_dev_pagemap
+KFUNC_PROBE(get_dev_pagemap, u64 pfn)
+{
+	pmt_get_dev_pagemap(pfn);
+	return 0;
+}
+#endif
+
+#ifdef PMT_FENTRY___get_user_pages
+KFUNC_PROBE(__get_user_pages, void *mm, u64 start, u64 nr_pages, u64 gup_flags)
+{
+	pmt_gup(PMT_KIND_GUP, start, nr_pages, gup_flags);
+	return 0;
+}
+#endif
+
+#ifdef PMT_FENTRY_gup_fast_fallback
+KFUNC_PROBE(gup_fast_fallback, u64 start, u64 nr_pages, u64 gup_flags)
+{
+	pmt_gup(PMT_KIND_GUP_FAST, start, nr_pages, gup_flags);
+	return 0;
+}
+#endif
+
+#ifdef PMT_FENTRY_internal_get_user_pages_fast
+KFUNC_PROBE(internal_get_user_pages_fast, u64 start, u64 nr_pages, u64 gup_flags)
+{
+	pmt_gup(PMT_KIND_GUP_FAST, start, nr_pages, gup_flags);
+	return 0;
+}
+#endif
 
 /* ---- device-dax faults (no tracepoints exist) -------------------------- */
 /* dev_dax_huge_fault(vmf, enum page_entry_size pe_size) (6.1: 0 PTE, 1 PMD,

@@ -82,7 +82,10 @@ def test_kallsyms_exact_names_and_modules(tmp_path):
     assert res["gup_fast"].winner is None  # a .isra clone is not the function
     assert res["devdax_fault"].note == "in module device_dax"
     assert res["dax_pte_fault_done"].mechanism == "raw_tracepoint"
-    assert res["dax_pmd_fault_done"].mechanism == "tracepoint"
+    assert res["dax_pmd_fault_done"].mechanism == "raw_tracepoint"
+    assert res["dax_load_hole"].mechanism == "tracepoint"  # only counted by name
+    plain = {r.point.name: r for r in resolve(f, {"dax_pte_fault_done", "dax_pmd_fault_done"})}
+    assert plain["dax_pmd_fault_done"].mechanism == "tracepoint"  # every event (--events, --record)
     assert res["insert_pmd"].to_json()["mechanism"] == "kprobe"
 
 
@@ -251,7 +254,7 @@ def test_bcc_drain_sleeps_only_when_the_ring_was_empty(monkeypatch):
     slept = []
     monkeypatch.setattr(bcc_backend.time, "sleep", slept.append)
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
-    b.bpf, b._backlog, b.pending, b._devdax = object(), False, [], {}
+    b.bpf, b._backlog, b._devdax = object(), False, {}
     rec = encode(Event("get_dev_pagemap", {"pfn": 1}, pid=3, comm="w", ts=1.0))
     reads = [[rec, rec], [rec], [], []]
 
@@ -262,3 +265,108 @@ def test_bcc_drain_sleeps_only_when_the_ring_was_empty(monkeypatch):
     b.ring = Ring()
     assert [len(b.drain(0.5)) for _ in range(4)] == [2, 1, 0, 0]
     assert slept == [0.5, 0.5]  # before the first read, and after the empty one
+
+
+class _EndlessSource(_CountingSource):
+    """A backend whose probes keep firing after stop(): every drain has a
+    record, and 7 more are always waiting in its buffer."""
+
+    def drain(self, timeout):
+        return [Record("dax_pte_fault_done", {"dev": DEV, "ino": 5, "address": 0}, 0.0, 9, "w", 0, 9, "fake")]
+
+    def unread(self):
+        return 7
+
+
+def test_a_final_drain_cut_short_counts_what_is_left_as_lost(monkeypatch):
+    from pmemtrace.live import session
+
+    monkeypatch.setattr(session, "FINAL_DRAIN_SECONDS", 0.05)
+    views = Aggregator()
+    s = Session(_EndlessSource([], {}), views)
+    s.started = True
+    s.run(duration=0.01)
+    assert views.lost == 7 and views.events >= 1
+
+
+def test_decode_records_gives_what_decode_gives_for_every_kind():
+    """The batch decoder (--events/--record's path) builds each kind's
+    fields from generated code: the same keys, order and values as the
+    one-record decode, the device-dax pairs left to the caller."""
+    from pmemtrace.live.decode import KEEP, KIND_OF, SLOW_KINDS, decode, decode_records, encode
+
+    vals = dict(dev=DEV, ino=5, vm_start=0x7F0000000000, vm_end=0x7F0000400000, vm_flags=0xFB, address=0x7F0000001000)
+    vals.update(
+        pgoff=1, max_pgoff=512, flags=0x55, result=0x100, pfn=77, nr_pages=3, gup_flags=0x1001, order=9, write=1
+    )
+    vals.update(ret=-14, aux=0xFFFF888000000000, zero_folio=0xFFFF888000000000)
+    bufs = []
+    for name in KEEP:
+        fields = {k: vals[k] for k in (*KEEP[name], "vm_start", "vm_end") if k in vals}
+        bufs.append(encode(Event(name, fields, pid=9, tid=10, comm="worker one", cpu=1, ts=12.5)))
+    bufs.append(encode(Event("dax_pte_fault_done", dict(vals, vm_start=0, vm_end=0), pid=9, comm="w", ts=1.0)))
+    slow = []
+    got = decode_records(bufs, 0.25, slow=lambda b, out: slow.append(b))
+    want = [decode(b, 0.25) for b in bufs]
+    fast = [e for e in want if KIND_OF[e.name] not in SLOW_KINDS]
+    assert len(slow) == len(want) - len(fast) == len(SLOW_KINDS)
+    assert [(e.name, e.fields, list(e.fields), e.ts, e.pid, e.comm, e.cpu, e.tid, e.source) for e in fast] == [
+        (n, f, list(f), ts, pid, comm, cpu, tid, src) for n, f, ts, pid, comm, cpu, tid, src in got
+    ]
+    assert any("zero_folio" in f for _, f, *_ in got) and any(
+        "vm_end" in f for n, f, *_ in got if n == "dax_pte_fault_done"
+    )
+    # without a callback the slow kinds are decoded in place, in order
+    assert [t[0] for t in decode_records(bufs)] == [e.name for e in want]
+
+
+def test_recorder_record_writes_the_line_event_writes(tmp_path):
+    """Recorder.record (the --record hot path, from a session Record) and
+    Recorder.event (from an Event) write the same bytes, for the live
+    sources' integer fields and for anything else (json fallback)."""
+    from pmemtrace.live.record import Recorder
+
+    recs = [
+        Record(
+            "dax_pte_fault_done", {"dev": DEV, "ino": 5, "address": 1 << 40}, 12.000001, 9, 'w\u00e9 "q"', 1, 10, "bcc"
+        ),
+        Record("dax_pmd_fault_done", {"dev": DEV, "result": 0x800}, 3.5, 9, "w", 0, None, "tracefs"),
+        Record("dax_pmd_fault_done", {"dev": DEV, "note": "x"}, 3.5, 9, "w", 0, 9, "tracefs"),  # not an int
+        Record("gup", {"nr_pages": 1}, None, 9, "w", 0, 9, "bcc"),  # no timestamp
+        Record("dax_pte_fault", {"flags": True}, 1.0, 9, "w", 0, 9, "replay"),
+    ]
+    a, b = Recorder(str(tmp_path / "a"), {"h": 1}), Recorder(str(tmp_path / "b"), {"h": 1})
+    for r in recs:
+        a.record(r)
+        b.event(r.event())
+    a.flush()
+    b.flush()
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+    assert a.events == b.events == len(recs)
+
+
+def test_btf_fentry_functions_refuse_a_struct_by_value_and_too_many_arguments(tmp_path):
+    """fentry only where every kernel with trampolines takes it: a function
+    with a struct argument by value (6.12's vmf_insert_pfn_pmd takes pfn_t)
+    or more than 6 arguments (5.10's __get_user_pages) stays a kprobe."""
+    strings = b"\0long\0pfn_t\0val\0vmf_insert_pfn_pmd\0get_dev_pagemap\0gup7\0"
+
+    def off(s):
+        return strings.index(s.encode() + b"\0")
+
+    types = b""
+    types += struct.pack("<III", off("long"), 1 << 24, 8) + struct.pack("<I", 64)  # 1 INT
+    types += struct.pack("<III", 0, 2 << 24, 1)  # 2 PTR -> INT
+    types += struct.pack("<III", 0, (4 << 24) | 1, 8) + struct.pack("<III", off("val"), 1, 0)  # 3 STRUCT
+    types += struct.pack("<III", off("pfn_t"), 8 << 24, 3)  # 4 TYPEDEF pfn_t -> struct
+    types += struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", 0, 2, 0, 4)  # 5 PROTO(ptr, pfn_t)
+    types += struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", 0, 1, 0, 2)  # 6 PROTO(long, ptr)
+    types += struct.pack("<III", 0, (13 << 24) | 7, 1) + struct.pack("<II", 0, 1) * 7  # 7 PROTO(7 x long)
+    types += struct.pack("<III", off("vmf_insert_pfn_pmd"), 12 << 24, 5)  # 8 FUNC
+    types += struct.pack("<III", off("get_dev_pagemap"), 12 << 24, 6)  # 9 FUNC
+    types += struct.pack("<III", off("gup7"), 12 << 24, 7)  # 10 FUNC
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    p = tmp_path / "vmlinux"
+    p.write_bytes(hdr + types + strings)
+    names = {"vmf_insert_pfn_pmd", "get_dev_pagemap", "gup7", "not_in_btf"}
+    assert btf.fentry_functions(names, str(p), cache=False) == {"get_dev_pagemap"}

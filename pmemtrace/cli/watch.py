@@ -81,12 +81,15 @@ def add_parser(sub):
 
 
 def list_probes(args):
-    from ..live.bcc_backend import why_not_bcc
-    from ..live.probes import kernel_functions, render, resolve
+    from ..live.bcc_backend import attach_plan, why_not_bcc
+    from ..live.probes import kernel_functions, render
     from ..live.tracefs import fs_dax_tracepoints, tracefs_root
 
     root = tracefs_root()
-    res = resolve(kernel_functions(), fs_dax_tracepoints(root))
+    # as this watch would attach them: counting in the kernel unless every
+    # event is wanted
+    every = bool(getattr(args, "events", False) or getattr(args, "record", None))
+    res = attach_plan(kernel_functions(), fs_dax_tracepoints(root), aggregate=not every)
     why = why_not_bcc()
     if args.json:
         print(
@@ -118,7 +121,9 @@ def run(args):
     if os.geteuid() != 0:
         from ..errors import PrivilegeError
 
-        raise PrivilegeError("pmemtrace watch needs root (bcc: CAP_BPF+CAP_PERFMON; tracefs: write access): try sudo")
+        raise PrivilegeError(
+            "pmemtrace watch needs root (bcc: CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN; tracefs: write access): try sudo"
+        )
     from ..live.files import PathFilter
 
     filt = PathFilter(args.path) if args.path else None

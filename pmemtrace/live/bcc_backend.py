@@ -14,12 +14,13 @@ from ..errors import KernelFeatureMissing, PrivilegeError, ProbeAttachError
 from ..events import FAULT_FLAG, VM_FAULT
 from . import bpf_file
 from .btf import WANTED as BTF_OFFSETS
+from .btf import fentry_functions
 from .btf import offsets as btf_offsets
 from .decode import COUNTERS as KERNEL_COUNTERS
-from .decode import EVENT_SIZE, KINDS, CountedRow, decode
-from .probes import hole_field, kernel_functions, resolve
+from .decode import EVENT_SIZE, KINDS, CountedRow, decode, decode_records
+from .probes import fentry_candidates, hole_field, kernel_functions, resolve
 from .ringbuf import RingReader
-from .session import records_of
+from .session import Record
 from .tracefs import fs_dax_tracepoints, tracefs_root
 
 DEVDAX_ORDER = {0: 0, 1: 9, 2: 18, 9: 9, 18: 18}  # enum page_entry_size (6.1) or order (6.6+)
@@ -43,9 +44,31 @@ def why_not_bcc():
     return "; ".join(missing) or None
 
 
+def attach_plan(functions, tracepoints, aggregate, offsets=None):
+    """The probe table resolved as the bcc backend attaches it: raw
+    tracepoints when counting in the kernel (*aggregate*) where the kernel
+    has them (4.17+) and BTF gives the offsets they read; fentry for the
+    functions BTF allows (live/btf.py fentry_functions), else kprobes.
+    ``watch --list-probes`` shows the same."""
+    offsets = btf_offsets() if offsets is None else offsets
+    fns = functions or {}
+    raw = (
+        "bpf_raw_tracepoint_open" in fns or "bpf_find_raw_tracepoint" in fns or "bpf_get_raw_tracepoint" in fns
+    ) and all(f in offsets for f in BTF_OFFSETS.values())
+    cands = fentry_candidates(functions)
+    return resolve(
+        functions,
+        tracepoints,
+        raw_tracepoints=aggregate and raw,
+        fentry=fentry_functions(cands) if cands else (),
+    )
+
+
 class BccBackend:
-    """bpf/pmemtrace.bpf.c: the fs_dax tracepoints plus kprobes on the PMD
-    insert functions, get_dev_pagemap, GUP and device-dax faults.
+    """bpf/pmemtrace.bpf.c: the fs_dax tracepoints (raw tracepoints when
+    counting in the kernel) plus the PMD insert functions, get_dev_pagemap,
+    GUP (fentry where BTF allows, else kprobes) and device-dax faults
+    (kprobe and return probe).
 
     Everything bcc attaches is owned by file descriptors of this process
     (perf kprobe PMU, tracepoint perf events, the ring buffer map), so a
@@ -71,26 +94,15 @@ class BccBackend:
         self.functions = kernel_functions()
         self.tracepoints = fs_dax_tracepoints(self.root)
         self.offsets = btf_offsets()
-        self.resolved = resolve(
-            self.functions, self.tracepoints, raw_tracepoints=aggregate and self._raw_tracepoints_work()
-        )
+        self.resolved = attach_plan(self.functions, self.tracepoints, aggregate, self.offsets)
         self.bpf = None
         self.ring = None
         self._backlog = False
-        self.pending = []
         self._devdax = {}
         self.failed = []
         self._counted = {}  # pmt_key tuple -> counts already reported (the map keeps totals)
         self._kinds_seen = {}  # kind -> events counted in the kernel already reported
         self._comms = {}
-
-    def _raw_tracepoints_work(self):
-        """Raw tracepoints (4.17+) and the BTF offsets they read."""
-        fns = self.functions or {}
-        has_raw = (
-            "bpf_raw_tracepoint_open" in fns or "bpf_find_raw_tracepoint" in fns or "bpf_get_raw_tracepoint" in fns
-        )
-        return has_raw and all(f in self.offsets for f in BTF_OFFSETS.values())
 
     def cflags(self):
         d = os.path.dirname(bpf_file("pmemtrace.h"))
@@ -119,6 +131,8 @@ class BccBackend:
         if hf == "zero_page":
             flags.append("-DPMT_HOLE_ZERO_PAGE=1")
         for r in self.resolved:
+            if r.mechanism == "fentry" and r.winner:
+                flags.append(f"-DPMT_FENTRY_{r.winner}=1")  # bcc attaches it when it loads
             if r.point.kind == "tracepoint" and r.winner and r.point.name not in self.skip:
                 # the load-hole events need the field name
                 if r.point.name.startswith("dax_pmd_load_hole") and not hf:
@@ -145,7 +159,7 @@ class BccBackend:
 
     def start(self):
         if os.geteuid() != 0:
-            raise PrivilegeError("pmemtrace watch needs root (or CAP_BPF+CAP_PERFMON) for bcc: try sudo")
+            raise PrivilegeError("pmemtrace watch needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN) for bcc: try sudo")
         try:
             from bcc import BPF
         except ImportError:
@@ -164,11 +178,11 @@ class BccBackend:
         except Exception as e:  # bcc raises bare Exception
             msg = str(e)
             if "super-user" in msg or "Operation not permitted" in msg:
-                raise PrivilegeError("bcc needs root (or CAP_BPF+CAP_PERFMON): try sudo") from None
+                raise PrivilegeError("bcc needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN): try sudo") from None
             raise ProbeAttachError(f"bcc could not compile bpf/pmemtrace.bpf.c: {msg.strip()[-300:]}") from None
         try:
             for r in self.resolved:
-                if r.point.kind != "kprobe" or r.winner is None:
+                if r.mechanism != "kprobe" or r.winner is None:
                     continue
                 try:
                     self.bpf.attach_kprobe(event=r.winner, fn_name=r.function.encode())
@@ -182,7 +196,9 @@ class BccBackend:
             self.close()
             raise
 
-    def _on_event(self, data):
+    def _slow(self, data, out):
+        """A record :func:`decode_records` leaves to us: a device-dax fault
+        waits for its return (which gives its result), others go as they are."""
         ev = decode(data)
         if ev.name == "devdax_fault":
             ev.fields["order"] = DEVDAX_ORDER.get(ev.fields.get("order", 0), ev.fields.get("order"))
@@ -190,11 +206,11 @@ class BccBackend:
             return
         if ev.name == "devdax_fault_ret":
             entry = self._devdax.pop(ev.tid, None)
-            if entry is not None:
-                entry.fields["result"] = ev.fields.get("result", 0)
-                self.pending.append(entry)
-            return
-        self.pending.append(ev)
+            if entry is None:
+                return
+            entry.fields["result"] = ev.fields.get("result", 0)
+            ev = entry
+        out.append((ev.name, ev.fields, ev.ts, ev.pid, ev.comm, ev.cpu, ev.tid, ev.source))
 
     def drain(self, timeout):
         """Records the ring buffer holds after *timeout* seconds.  They
@@ -209,11 +225,10 @@ class BccBackend:
         # (a --record run behind a burst lost 104,020 of 524,288 records
         # sleeping between full reads)
         self._backlog = bool(got)
-        for data in got:
-            if len(data) >= EVENT_SIZE:
-                self._on_event(data)
-        out, self.pending = self.pending, []
-        return records_of(out)
+        # one pass over the batch, a record tuple per event (no Event object,
+        # no per-record callback): what --events/--record cost most of
+        recs = decode_records([d for d in got if len(d) >= EVENT_SIZE], slow=self._slow)
+        return [Record(*t) for t in recs]
 
     def counts(self):
         """What the kernel counted since the last call (``--aggregate``):
@@ -254,6 +269,11 @@ class BccBackend:
     def stop(self):
         """Nothing to pause: BPF programs detach in :meth:`close`; the
         session's final drain is bounded instead."""
+
+    def unread(self):
+        """Records still in the ring buffer (what a final drain cut short
+        leaves: counted as lost by the session)."""
+        return self.ring.unread() if self.ring is not None else 0
 
     def lost(self):
         try:

@@ -16,6 +16,7 @@ struct/union members (``vm_fault``'s const struct, ``vm_area_struct``'s
 unions).  Results are cached per kernel build in ``~/.cache/pmemtrace``.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,10 @@ _TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG = 8, 9, 10, 11, 18
 _FIXED_EXTRA = {1: 4, 3: 12, 14: 4, 17: 4}  # INT, ARRAY, VAR, DECL_TAG
 _PER_MEMBER = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}  # STRUCT, UNION, ENUM, FUNC_PROTO, DATASEC, ENUM64
 _MODIFIERS = (_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG)
+_FUNC, _FUNC_PROTO = 12, 13
+#: arguments an fentry program sees on every x86 kernel with trampolines
+#: (MAX_BPF_FUNC_ARGS grew to 12 only in 6.6)
+MAX_FENTRY_ARGS = 6
 
 #: (struct, member) pairs the BPF program reads, and the -D name of each offset
 WANTED = {
@@ -128,6 +133,57 @@ class BTF:
                     return bits // 8 + inner
         return None
 
+    def find_funcs(self, names: set[str]) -> dict[str, int]:
+        """{name: FUNC_PROTO type id} of the functions called *names*."""
+        want = {n.encode() + b"\0" for n in names}
+        out: dict[str, int] = {}
+        data, strings = self.data, self.strings
+        for tid in range(1, len(self.offsets)):
+            pos = self.offsets[tid]
+            name_off, info, proto = struct.unpack_from("<III", data, pos)
+            if (info >> 24) & 0x1F != _FUNC or not name_off:
+                continue
+            start = strings + name_off
+            for w in want:
+                if data.startswith(w, start):
+                    out.setdefault(w[:-1].decode(), proto)
+        return out
+
+    def fentry_ok(self, proto: int) -> bool:
+        """Whether a function of FUNC_PROTO *proto* can take an fentry
+        program on every kernel with trampolines: at most 6 arguments and
+        none a struct or union passed by value (6.1 allowed small ones:
+        vmf_insert_pfn_pmd's pfn_t is refused before)."""
+        _n, kind, vlen, _s = self._type(proto)
+        if kind != _FUNC_PROTO or vlen > MAX_FENTRY_ARGS:
+            return False
+        base = self.offsets[proto] + 12
+        for i in range(vlen):
+            _name_off, ptype = struct.unpack_from("<II", self.data, base + 8 * i)
+            if ptype and self._type(self._strip(ptype))[1] in (_STRUCT, _UNION):
+                return False
+        return True
+
+
+def _load(path: str) -> Optional[BTF]:
+    """The BTF of *path*, parsed once per process and file version (offsets
+    and fentry functions both read it where the cache cannot be written:
+    the lab guest's read-only home)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _load_version(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_version(path: str, _size: int, _mtime_ns: int) -> Optional[BTF]:
+    try:
+        with open(path, "rb") as f:
+            return BTF(f.read())
+    except (OSError, BTFError):
+        return None
+
 
 def _cache_path(path: str) -> Optional[str]:
     try:
@@ -151,10 +207,8 @@ def offsets(path: str = VMLINUX, cache: bool = True) -> dict[str, int]:
                 return got
         except (OSError, ValueError):
             pass
-    try:
-        with open(path, "rb") as f:
-            btf = BTF(f.read())
-    except (OSError, BTFError):
+    btf = _load(path)
+    if btf is None:
         return {}
     ids = btf.find_structs({s for s, _ in WANTED})
     out = {}
@@ -172,4 +226,37 @@ def offsets(path: str = VMLINUX, cache: bool = True) -> dict[str, int]:
             os.replace(tmp, cp)
         except OSError:
             pass  # a read-only home (the lab guest): parse again next time
+    return out
+
+
+def fentry_functions(names, path: str = VMLINUX, cache: bool = True) -> set[str]:
+    """Those of *names* that this kernel's BTF describes as functions an
+    fentry program can attach to (:meth:`BTF.fentry_ok`); empty without
+    BTF.  Cached beside the offsets, per kernel build and name set."""
+    names = set(names)
+    cp = _cache_path(path) if cache and path == VMLINUX else None
+    if cp:
+        cp = cp.replace(
+            "btf-offsets-", "btf-fentry-" + hashlib.sha1(" ".join(sorted(names)).encode()).hexdigest()[:8] + "-"
+        )
+        try:
+            with open(cp) as f:
+                got = json.load(f)
+            if isinstance(got, list) and all(isinstance(v, str) for v in got):
+                return set(got)
+        except (OSError, ValueError):
+            pass
+    btf = _load(path)
+    if btf is None:
+        return set()
+    out = {n for n, proto in btf.find_funcs(names).items() if btf.fentry_ok(proto)}
+    if cp:
+        try:
+            os.makedirs(os.path.dirname(cp), exist_ok=True)
+            tmp = f"{cp}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(sorted(out), f)
+            os.replace(tmp, cp)
+        except OSError:
+            pass
     return out

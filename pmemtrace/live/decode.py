@@ -157,6 +157,67 @@ def decode(buf, boot_offset=0.0):
     )
 
 
+#: kinds :func:`decode_records` leaves to :func:`decode` (the backend pairs
+#: device-dax entries with their returns; the rest are rare)
+SLOW_KINDS = frozenset(KIND_OF[n] for n in ("devdax_fault", "devdax_fault_ret", "insert_pmd_ret", "lost"))
+_INDEX = {n: i for i, (n, _) in enumerate(FIELDS)}
+
+
+def _record_maker(name):
+    """``(values, ts_offset, comm) -> (name, fields, ts, pid, comm, cpu,
+    tid, "bcc")`` for one kind, with the same *fields* (keys, order,
+    values) :func:`decode` gives: generated once per kind, so a batch
+    builds no intermediate dict per record."""
+    items = []
+    for k in KEEP.get(name, ()):
+        key = "zero_folio" if k == "aux" else k  # as decode() renames it
+        items.append(f"{key!r}: v[{_INDEX[k]}]")
+    extra = ""
+    if name == "dax_pte_fault_done":  # the raw tracepoint's VMA bounds (see decode)
+        extra = f"    if v[{_INDEX['vm_end']}]:\n        f['vm_start'], f['vm_end'] = v[{_INDEX['vm_start']}], v[{_INDEX['vm_end']}]\n"
+    src = (
+        "def make(v, off, comm):\n"
+        f"    f = {{{', '.join(items)}}}\n"
+        f"{extra}"
+        f"    return (name, f, v[0] / 1e9 + off, v[{_INDEX['pid']}], comm, v[{_INDEX['cpu']}], v[{_INDEX['tid']}], 'bcc')\n"
+    )
+    env = {"name": name}
+    exec(src, env)  # built above from field positions only
+    return env["make"]
+
+
+_MAKERS = {k: _record_maker(n) for k, n in KINDS.items() if k not in SLOW_KINDS and n in KEEP}
+
+
+def decode_records(bufs, boot_offset=0.0, slow=None):
+    """Many records at once -> a list of ``(name, fields, ts, pid, comm,
+    cpu, tid, "bcc")`` tuples (a session ``Record``'s fields), the
+    fields as :func:`decode` gives them.  Records of :data:`SLOW_KINDS`
+    (and unknown kinds) are passed to *slow* (called with the bytes, in
+    order) instead, or decoded by :func:`decode` when *slow* is None."""
+    unpack = STRUCT.unpack_from
+    makers = _MAKERS
+    comms: dict = {}
+    out = []
+    append = out.append
+    for buf in bufs:
+        v = unpack(buf)
+        make = makers.get(v[1])
+        if make is None:
+            if slow is not None:
+                slow(buf, out)
+            else:
+                ev = decode(buf, boot_offset)
+                append((ev.name, ev.fields, ev.ts, ev.pid, ev.comm, ev.cpu, ev.tid, ev.source))
+            continue
+        raw = v[5]
+        comm = comms.get(raw)
+        if comm is None:
+            comm = comms[raw] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        append(make(v, boot_offset, comm))
+    return out
+
+
 def encode(ev):
     """Inverse of :func:`decode` (tests, synthetic benchmarks)."""
     vals = {n: 0 for n, _ in FIELDS}

@@ -100,11 +100,41 @@ PROBES = [
 #: bcc's BPF.support_raw_tracepoint() checks
 RAW_TRACEPOINT_SYMBOLS = ("bpf_find_raw_tracepoint", "bpf_get_raw_tracepoint")
 
+#: the kernel function whose presence says BPF trampolines (fentry) work,
+#: as bcc's BPF.support_kfunc() checks (x86-64 only)
+FENTRY_SYMBOL = "bpf_trampoline_link_prog"
+
+#: functions bpf/pmemtrace.bpf.c has an fentry program for (KFUNC_PROBE,
+#: compiled in by -DPMT_FENTRY_<function>); the others (6.1's
+#: vmf_insert_pfn_pmd_prot takes pfn_t and pgprot_t by value, the module's
+#: dev_dax_huge_fault has a return probe) stay kprobes
+FENTRY_FUNCTIONS = (
+    "vmf_insert_pfn_pmd",
+    "vmf_insert_folio_pmd",
+    "vmf_insert_pfn_pud",
+    "vmf_insert_folio_pud",
+    "get_dev_pagemap",
+    "__get_user_pages",
+    "gup_fast_fallback",
+    "internal_get_user_pages_fast",
+)
+
 
 def wanted_functions(table=None):
     """The kernel functions pmemtrace asks kallsyms about."""
     table = PROBES if table is None else table
-    return set(probe_functions(table)) | set(RAW_TRACEPOINT_SYMBOLS)
+    return set(probe_functions(table)) | set(RAW_TRACEPOINT_SYMBOLS) | {FENTRY_SYMBOL}
+
+
+def fentry_candidates(functions) -> set:
+    """The probe functions that may take an fentry program here (trampolines
+    exist: x86-64 and :data:`FENTRY_SYMBOL`); :func:`resolve` also wants
+    them in BTF (live/btf.py fentry_functions)."""
+    import platform
+
+    if not functions or FENTRY_SYMBOL not in functions or platform.machine() != "x86_64":
+        return set()
+    return {f for f in FENTRY_FUNCTIONS if f in functions and functions[f] is None}
 
 
 def kernel_functions(path=KALLSYMS, names=None):
@@ -152,7 +182,7 @@ class Resolved:
     missing: list[str] = field(default_factory=list)
     note: str = ""
 
-    #: how it is attached: tracepoint, raw_tracepoint or kprobe
+    #: how it is attached: tracepoint, raw_tracepoint, fentry or kprobe
     mechanism: str = ""
 
     def to_json(self):
@@ -174,15 +204,22 @@ def probe_functions(table=PROBES):
 
 
 #: tracepoints attached as raw tracepoints when the session aggregates in the
-#: kernel and raw tracepoints work: their vm_fault argument gives the VMA
-#: bounds the formatted event lacks (no perf record is built either)
-RAW_TRACEPOINTS = ("dax_pte_fault_done",)
+#: kernel and raw tracepoints work: the program gets the tracepoint's
+#: arguments (inode, vm_fault, ...) and reads what it needs through the BTF
+#: offsets, where a (perf) tracepoint program runs after the kernel has
+#: built the whole formatted record for it; dax_pte_fault_done's vm_fault
+#: also gives the VMA bounds its format lacks.  The others (the PTE-class
+#: events the counting session only counts by name, and the rare
+#: dax_pmd_load_hole_fallback) stay tracepoints.
+RAW_TRACEPOINTS = ("dax_pmd_fault", "dax_pmd_fault_done", "dax_pmd_load_hole", "dax_pte_fault_done")
 
 
-def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False):
+def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False, fentry=()):
     """Pick, per point, the first candidate present in this kernel (exact
-    names), and how to attach it: kprobe, tracepoint, or (with
-    *raw_tracepoints*, for :data:`RAW_TRACEPOINTS`) raw_tracepoint."""
+    names), and how to attach it: tracepoint, or (with *raw_tracepoints*,
+    for :data:`RAW_TRACEPOINTS`) raw_tracepoint; a function: fentry when
+    the winner is in *fentry* (the functions an fentry program can attach
+    to here), else kprobe."""
     out = []
     for p in table:
         r = Resolved(p)
@@ -198,6 +235,8 @@ def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False):
                 r.winner, r.function = target, fn
                 if p.kind == "kprobe" and functions.get(target):
                     r.note = f"in module {functions[target]}"
+                if p.kind == "kprobe" and target in fentry and not p.retprobe:
+                    r.mechanism = "fentry"
                 break
             r.missing.append(target)
         if r.winner is None:

@@ -55,6 +55,21 @@ class RingReader:
             _U64.pack_into(self.cons, 0, cons)  # x86: a plain store is a release
         return out
 
+    def unread(self) -> int:
+        """Committed records not read yet (counted, not copied)."""
+        prod_map, page = self.prod, self.page
+        cons = _U64.unpack_from(self.cons, 0)[0]
+        prod = _U64.unpack_from(prod_map, 0)[0]
+        n = 0
+        while cons < prod:
+            ln = _U32.unpack_from(prod_map, page + (cons & self.mask))[0]
+            if ln & BUSY:
+                break
+            if not ln & DISCARD:
+                n += 1
+            cons += ((ln & ~(BUSY | DISCARD)) + HDR + 7) & ~7
+        return n
+
     def close(self) -> None:
         for m in (self.cons, self.prod):
             try:

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import KernelFeatureMissing, PrivilegeError
 from ..events import VM_FAULT, Event
@@ -347,10 +347,8 @@ def read_available(fd: int, chunk: int = 1 << 20, limit: int = 16 << 20) -> list
     return chunks
 
 
-def instance_losses(instance: str) -> int:
-    """Events a tracefs instance's ring buffer lost: the per-CPU ``overrun``
-    (overwritten, the default overwrite mode) plus ``dropped events``
-    (refused when full, overwrite off), from ``per_cpu/cpu*/stats``."""
+def _per_cpu_stats(instance: str, keys: tuple) -> int:
+    """The sum over ``per_cpu/cpu*/stats`` of the counters named *keys*."""
     n = 0
     d = os.path.join(instance, "per_cpu")
     try:
@@ -358,11 +356,23 @@ def instance_losses(instance: str) -> int:
             with open(os.path.join(d, cpu, "stats")) as f:
                 for line in f:
                     k, _, v = line.partition(":")
-                    if k.strip() in ("overrun", "dropped events"):
+                    if k.strip() in keys:
                         n += int(v.split()[0])
     except (OSError, ValueError, IndexError):
         pass
     return n
+
+
+def instance_losses(instance: str) -> int:
+    """Events a tracefs instance's ring buffer lost: the per-CPU ``overrun``
+    (overwritten, the default overwrite mode) plus ``dropped events``
+    (refused when full, overwrite off), from ``per_cpu/cpu*/stats``."""
+    return _per_cpu_stats(instance, ("overrun", "dropped events"))
+
+
+def instance_unread(instance: str) -> int:
+    """Events still in a tracefs instance's ring buffer (``entries``)."""
+    return _per_cpu_stats(instance, ("entries",))
 
 
 class Instance:
@@ -510,6 +520,8 @@ class TracefsBackend:
         self.stats = ParseStats()
         self._partial = ""
         self.enabled: list[str] = []
+        self.raw: Optional[Any] = None  # a rawpipe.RawPipes once started, unless the text pipe is read
+        self.reader = ""  # trace_pipe_raw (binary, per CPU) or trace_pipe (text)
 
     def missing(self) -> str:
         return (
@@ -536,14 +548,29 @@ class TracefsBackend:
                 for tp in wanted:  # every fs_dax event has dev and ino
                     self.inst.write(f"events/fs_dax/{tp}/filter", expr)
             self.enabled = self.inst.enable("fs_dax", wanted)
-            self.inst.open_pipe()
+            self._open_reader(wanted)
         except BaseException:
             self.close()
             raise
 
+    def _open_reader(self, events: list) -> None:
+        """Each CPU's ``trace_pipe_raw`` in binary (:mod:`.rawpipe`): no
+        text formatted by the kernel, none parsed here; the all-CPU text
+        ``trace_pipe`` only where the binary layout cannot be read."""
+        from .ftrace_binary import FormatError
+        from .rawpipe import RawPipes
+
+        try:
+            self.raw = RawPipes(self.root, self.inst.path, events, self.stats)
+            self.reader = "trace_pipe_raw"
+        except (FormatError, OSError) as e:
+            log.debug("binary per-CPU reads unavailable (%s): reading trace_pipe", e)
+            self.inst.open_pipe()
+            self.reader = "trace_pipe"
+
     @property
     def running(self) -> bool:
-        return self.inst.fd is not None
+        return self.raw is not None or self.inst.fd is not None
 
     def _parse(self, chunks: list[bytes]) -> list:
         """Records of the complete lines; the fault lines are tokenized
@@ -561,7 +588,7 @@ class TracefsBackend:
     def drain(self, timeout: float) -> list:
         """Records (:class:`pmemtrace.live.session.Record`) read within
         *timeout* seconds (a list, maybe empty)."""
-        if self.inst.fd is None:
+        if not self.running:
             return []
         # Sleep, then read what is there, rather than wait in select(): a
         # reader waiting on the all-CPU trace_pipe is woken by every burst
@@ -569,6 +596,13 @@ class TracefsBackend:
         # is queued from the faulting task; with nobody waiting, none is.
         if timeout > 0:
             time.sleep(timeout)
+        if self.raw is not None:
+            from .session import Record
+
+            return [
+                Record(name, fields, ts, pid, comm, cpu, pid, "tracefs")
+                for name, fields, ts, pid, comm, cpu in self.raw.read()
+            ]
         return self._parse(self.inst.read())
 
     def stop(self) -> None:
@@ -576,12 +610,20 @@ class TracefsBackend:
         drain can empty the pipe."""
         self.inst.pause()
 
+    def unread(self) -> int:
+        """Events still in the instance's buffer (what a final drain cut
+        short leaves: counted as lost by the session)."""
+        return instance_unread(self.inst.path)
+
     def lost(self) -> int:
         """Events the ring buffer lost (per-CPU stats) or [LOST] markers said."""
         return max(self.inst.losses(), self.stats.lost)
 
     def close(self) -> None:
         """Disable what we enabled and remove the instance (idempotent)."""
+        if self.raw is not None:
+            self.raw.close()
+            self.raw = None
         self.inst.close()
         self.enabled = []
 

@@ -1,0 +1,143 @@
+"""fs_dax records read in binary from a tracefs instance's per-CPU
+``per_cpu/cpuN/trace_pipe_raw``, as trace-cmd reads them.
+
+The all-CPU ``trace_pipe`` makes the kernel format every event as text in
+the reader's context, and user space then parses the text back; here each
+CPU's ring-buffer pages are read whole (one ``read()`` returns one
+sub-buffer page) and decoded by :mod:`pmemtrace.live.ftrace_binary`, and
+:mod:`pmemtrace.live.fsdax_binary` turns them into the text parser's
+records, field for field, so the views see what the text gave them.
+
+Command names come from tracefs's ``saved_cmdlines`` (what ``trace_pipe``
+prints from too), re-read when a pid it did not have appears; a pid it
+never had is ``<...>``, as in the text.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+from operator import itemgetter
+
+from .fsdax_binary import converters
+from .ftrace_binary import (
+    LOST_UNKNOWN,
+    FormatError,
+    PageDecoder,
+    check_header_event,
+    parse_event_format,
+    parse_header_page,
+)
+
+#: pages read from one CPU per drain at most (the rest waits for the next)
+MAX_PAGES_PER_CPU = 4096
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def saved_cmdlines(root: str) -> dict[int, str]:
+    """``{pid: comm}`` from tracefs's ``saved_cmdlines``."""
+    out: dict[int, str] = {}
+    try:
+        text = _read(os.path.join(root, "saved_cmdlines"))
+    except OSError:
+        return out
+    for line in text.splitlines():
+        pid, _, comm = line.partition(" ")
+        if pid.isdigit():
+            out[int(pid)] = comm
+    return out
+
+
+class RawPipes:
+    """Non-blocking ``trace_pipe_raw`` of every CPU of *instance* (a path),
+    decoding the *events* of ``fs_dax`` whose formats the instance has.
+
+    Raises :class:`FormatError` or OSError at construction when the
+    binary layout cannot be read (the caller falls back to ``trace_pipe``).
+    """
+
+    def __init__(self, root: str, instance: str, events, stats):
+        self.root = root
+        self.stats = stats  # a parse.ParseStats: events, lost (per-page counts)
+        check_header_event(_read(os.path.join(root, "events", "header_event")))
+        header = parse_header_page(_read(os.path.join(root, "events", "header_page")))
+        formats = {}
+        for ev in events:
+            f = parse_event_format(_read(os.path.join(instance, "events", "fs_dax", ev, "format")), "fs_dax")
+            formats[f.id] = f
+        self.comms = saved_cmdlines(root)
+        self.conv = converters(formats, self.comms)
+        self.decoder = PageDecoder(header, {i: formats[i] for i in self.conv})
+        self.page_size = self._subbuf_size(instance)
+        self.fds: list[tuple[int, int]] = []  # (cpu, fd)
+        d = os.path.join(instance, "per_cpu")
+        try:
+            for name in sorted(os.listdir(d), key=lambda n: int(n[3:]) if n[3:].isdigit() else -1):
+                if name.startswith("cpu") and name[3:].isdigit():
+                    fd = os.open(os.path.join(d, name, "trace_pipe_raw"), os.O_RDONLY | os.O_NONBLOCK)
+                    self.fds.append((int(name[3:]), fd))
+        except BaseException:
+            self.close()
+            raise
+        if not self.fds:
+            raise FormatError(f"no per_cpu/cpuN/trace_pipe_raw in {instance}")
+
+    @staticmethod
+    def _subbuf_size(instance: str) -> int:
+        """The ring buffer's sub-buffer (page) size: ``buffer_subbuf_size_kb``
+        (6.8+), else the system page size."""
+        try:
+            return int(_read(os.path.join(instance, "buffer_subbuf_size_kb")).split()[0]) * 1024
+        except (OSError, ValueError, IndexError):
+            return mmap.PAGESIZE
+
+    def read(self) -> list[tuple]:
+        """The text parser's ``(name, fields, ts, pid, comm, cpu)`` of every
+        record the CPUs have now, by timestamp (the lower CPU first on a
+        tie, as the all-CPU pipe merges them)."""
+        raw: list = []
+        dec = self.decoder
+        lost = 0
+        for cpu, fd in self.fds:
+            for _ in range(MAX_PAGES_PER_CPU):
+                try:
+                    page = os.read(fd, self.page_size)
+                except OSError as e:
+                    if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                        break
+                    raise
+                if len(page) <= dec.header.data_offset:
+                    break
+                n = dec.decode(page, cpu, raw)
+                if n == LOST_UNKNOWN:
+                    dec.lost_unknown += 1
+                else:
+                    lost += n
+        self.stats.lost += lost
+        self.stats.lost_unknown = dec.lost_unknown
+        if not raw:
+            return []
+        raw.sort(key=itemgetter(0))
+        conv = self.conv
+        out = [conv[eid](ts, cpu, v) for ts, cpu, eid, v in raw]
+        if any(r[4] == "<...>" for r in out):
+            # a pid first seen since the last read: its name is in
+            # saved_cmdlines now (recorded when its event was)
+            self.comms.update(saved_cmdlines(self.root))
+            out = [r if r[4] != "<...>" else (*r[:4], self.comms.get(r[3], "<...>"), r[5]) for r in out]
+        self.stats.lines += len(out)
+        self.stats.events += len(out)
+        return out
+
+    def close(self) -> None:
+        for _cpu, fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []

@@ -1,0 +1,101 @@
+"""watch's tracefs backend reads each CPU's ``trace_pipe_raw`` in binary
+(pmemtrace/live/rawpipe.py).  A tracefs tree is laid out from a real lab
+recording (fixtures/trace-dat/7.2-fsdax.v6.dat: its header_page,
+header_event, fs_dax formats, saved cmdlines, and each CPU's pages as that
+CPU's trace_pipe_raw); the records must be those the .dat replay gives,
+record for record, which are the text parser's (tests/test_replay_dat.py)."""
+
+import os
+
+import pytest
+
+from pmemtrace.live import tracedat
+from pmemtrace.live.ftrace_binary import FormatError
+from pmemtrace.live.parse import ParseStats
+from pmemtrace.live.rawpipe import RawPipes, saved_cmdlines
+
+FIX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "trace-dat")
+DAT = os.path.join(FIX, "7.2-fsdax.v6.dat")
+
+
+def _write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w" if isinstance(text, str) else "wb") as f:
+        f.write(text)
+
+
+def tracefs_from_dat(tmp_path, monkeypatch):
+    """(root, instance, events) of a tracefs tree holding the .dat's data."""
+    texts = {}
+    real_header, real_check, real_format = (
+        tracedat.parse_header_page,
+        tracedat.check_header_event,
+        tracedat.parse_event_format,
+    )
+
+    def header(text):
+        texts["header_page"] = text
+        return real_header(text)
+
+    def check(text):
+        texts["header_event"] = text
+        return real_check(text)
+
+    def fmt(text, system=None):
+        ev = real_format(text, system)
+        if system == "fs_dax":
+            texts[ev.name] = text
+        return ev
+
+    monkeypatch.setattr(tracedat, "parse_header_page", header)
+    monkeypatch.setattr(tracedat, "check_header_event", check)
+    monkeypatch.setattr(tracedat, "parse_event_format", fmt)
+    dat, mm = tracedat.open_dat(DAT, want_systems={"fs_dax"})
+    assert dat.page_size == 4096 and dat.compression == "none"
+    root = str(tmp_path)
+    inst = os.path.join(root, "instances", "pmemtrace-1-watch")
+    _write(os.path.join(root, "events", "header_page"), texts.pop("header_page"))
+    _write(os.path.join(root, "events", "header_event"), texts.pop("header_event"))
+    _write(os.path.join(root, "saved_cmdlines"), "".join(f"{p} {c}\n" for p, c in dat.cmdlines.items()))
+    for name, text in texts.items():
+        _write(os.path.join(inst, "events", "fs_dax", name, "format"), text)
+    for c in dat.cpus:
+        _write(os.path.join(inst, "per_cpu", f"cpu{c.cpu}", "trace_pipe_raw"), b"".join(tracedat.cpu_pages(dat, mm, c)))
+    return root, inst, sorted(texts), dat
+
+
+def test_records_as_the_dat_replay_gives(tmp_path, monkeypatch):
+    root, inst, events, _dat = tracefs_from_dat(tmp_path, monkeypatch)
+    want_stats = ParseStats()
+    _, recs = tracedat.read_dat_records(DAT, want_stats)
+    want = list(recs)
+    assert len(want) > 100
+    stats = ParseStats()
+    rp = RawPipes(root, inst, events, stats)
+    try:
+        got = rp.read()
+        assert rp.read() == []  # every page read once
+    finally:
+        rp.close()
+    assert got == want
+    assert stats.events == len(want) and stats.lost == want_stats.lost
+
+
+def test_unknown_pid_named_from_saved_cmdlines_later(tmp_path, monkeypatch):
+    root, inst, events, dat = tracefs_from_dat(tmp_path, monkeypatch)
+    pid = next(iter(p for p in dat.cmdlines if p))
+    _write(os.path.join(root, "saved_cmdlines"), "")  # not known at start
+    rp = RawPipes(root, inst, events, ParseStats())
+    _write(os.path.join(root, "saved_cmdlines"), f"{pid} {dat.cmdlines[pid]}\n")
+    got = rp.read()
+    rp.close()
+    mine = [r for r in got if r[3] == pid]
+    assert mine and all(r[4] == dat.cmdlines[pid] for r in mine)
+    assert saved_cmdlines(root) == {pid: dat.cmdlines[pid]}
+
+
+def test_refuses_what_it_cannot_decode(tmp_path, monkeypatch):
+    root, inst, events, _dat = tracefs_from_dat(tmp_path, monkeypatch)
+    _write(os.path.join(root, "events", "header_event"), "# compressed: type_len : 4 bits\n")
+    with pytest.raises(FormatError):
+        RawPipes(root, inst, events, ParseStats())
