@@ -12,6 +12,7 @@ compared.
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..errors import CaseError
 from ..events import decode_vm_fault
 from ..model import explain, parse_case
 from .execute import Observation, devdax_outcome, fs_dax_events, split_by_marker
@@ -161,6 +162,16 @@ def _without_extent(case: dict[str, Any], j: int) -> dict[str, Any]:
     return c
 
 
+def _is_case(c: dict[str, Any]) -> bool:
+    """Is a candidate still a case?  Dropping a fork leaves its child's
+    accesses without a child, dropping a mapping's mmap its later uses."""
+    try:
+        parse_case(c)
+    except CaseError:
+        return False
+    return True
+
+
 def minimise(
     case: dict[str, Any], still_disagrees: Callable[[dict[str, Any]], bool], budget: int = 200
 ) -> dict[str, Any]:
@@ -178,7 +189,7 @@ def minimise(
         if case.get("file") and len(case["file"]["extents"]) > 1:
             cands += [_without_extent(case, j) for j in range(len(case["file"]["extents"]))]
         for c in cands:
-            if not c["accesses"]:
+            if not c["accesses"] or not _is_case(c):
                 continue
             tries += 1
             if still_disagrees(c):
