@@ -429,3 +429,13 @@ def test_the_access_reader_reads_plain_cases():
     # a mapping must be named when there are two; other ops are msgspec's
     assert core.scan_accesses(msgspec.Raw(b'[{"op":"read"}]'), ("m0", "m1")) is None
     assert core.scan_accesses(msgspec.Raw(b'[{"op":"gup","mapping":"m0"}]'), ("m0",)) is None
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "TRUE"])
+def test_one_switch_turns_off_both_compiled_paths(monkeypatch, value):
+    from pmemtrace.live import fasttext
+
+    monkeypatch.setenv("PMEMTRACE_PURE_PYTHON", value)
+    assert not core.available() and not fasttext.available()
+    monkeypatch.setenv("PMEMTRACE_PURE_PYTHON", "0")
+    assert core.available() and fasttext.available()

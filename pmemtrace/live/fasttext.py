@@ -44,6 +44,7 @@ import sys
 from itertools import islice
 from typing import Any
 
+from ..compiled import PURE_ENV, pure_python_forced  # noqa: F401 (PURE_ENV: the tests' handle)
 from ..events import FAULT_FLAG, VM_FAULT
 from .parse import (
     _FLAG_CACHE,
@@ -66,7 +67,6 @@ try:
 except (ImportError, AttributeError):  # not built (no C compiler at install), or stale: the pure-Python path
     _replayfast = None
 
-PURE_ENV = "PMEMTRACE_PURE_PYTHON"
 BLOCK = 1 << 20  # bytes read per step
 _U64 = 1 << 64
 # the C side's event kinds, by number (the last only from .dat files)
@@ -75,7 +75,7 @@ _KIND_NAMES = ("dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_
 
 def available() -> bool:
     """True when the compiled path is built and not turned off."""
-    return _replayfast is not None and os.environ.get(PURE_ENV, "") not in ("1", "yes", "true")
+    return _replayfast is not None and not pure_python_forced()
 
 
 def usable_for(path: str) -> bool:

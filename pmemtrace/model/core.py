@@ -29,7 +29,6 @@ and the Python model runs the rest (nothing comes back).
 
 from __future__ import annotations
 
-import os
 import re
 from array import array
 from collections.abc import Iterator
@@ -48,8 +47,7 @@ try:  # optional: built by setup.py where there is a C compiler
 except ImportError:  # pragma: no cover - depends on the build
     _explain_core = None
 
-#: set to 1 to run every case in the Python model alone
-PURE_ENV = "PMEMTRACE_PURE_PYTHON"
+from ..compiled import PURE_ENV, pure_python_forced
 
 #: codes shared with explain_core.c (its enums of the same order)
 NAMES = [
@@ -130,7 +128,7 @@ def scan_accesses(raw: Any, ids: tuple[str, ...]) -> ColumnAccesses | None:
 
 def available() -> bool:
     """Is the compiled core there and not switched off?"""
-    return _explain_core is not None and os.environ.get(PURE_ENV) != "1"
+    return _explain_core is not None and not pure_python_forced()
 
 
 class CoreRun:
