@@ -89,9 +89,93 @@ static int hput(struct htab *t, const uint64_t *k, int64_t v)
 	return 0;
 }
 
+/* --- situation keys of attributed fallbacks: variable-length u64 arrays to a code --- */
+struct kent {
+	uint64_t h;
+	size_t off;  /* into ktab.pool */
+	uint32_t len;
+	int used;
+	int64_t code;
+};
+struct ktab {
+	struct kent *e;
+	size_t cap, n;
+	uint64_t *pool;
+	size_t plen, pcap;
+};
+
+static uint64_t khash(const uint64_t *k, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+	for (size_t i = 0; i < n; i++) {
+		h ^= k[i] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+		h *= 0xff51afd7ed558ccdull;
+	}
+	return h ^ (h >> 33);
+}
+
+static struct kent *kfind(struct ktab *t, const uint64_t *k, size_t n, uint64_t h)
+{
+	if (!t->cap)
+		return NULL;
+	size_t m = t->cap - 1, i = h & m;
+	while (t->e[i].used) {
+		struct kent *e = &t->e[i];
+		if (e->h == h && e->len == n && !memcmp(t->pool + e->off, k, n * sizeof *k))
+			return e;
+		i = (i + 1) & m;
+	}
+	return NULL;
+}
+
+static int kput(struct ktab *t, const uint64_t *k, size_t n, int64_t code)
+{
+	uint64_t h = khash(k, n);
+	struct kent *old = kfind(t, k, n, h);
+	if (old) {
+		old->code = code;
+		return 0;
+	}
+	if ((t->n + 1) * 2 > t->cap) {
+		size_t nc = t->cap ? t->cap * 2 : 64;
+		struct kent *ne = calloc(nc, sizeof *ne);
+		if (!ne)
+			return RF_NOMEM;
+		for (size_t i = 0; i < t->cap; i++) {
+			if (!t->e[i].used)
+				continue;
+			size_t j = t->e[i].h & (nc - 1);
+			while (ne[j].used)
+				j = (j + 1) & (nc - 1);
+			ne[j] = t->e[i];
+		}
+		free(t->e);
+		t->e = ne;
+		t->cap = nc;
+	}
+	if (t->plen + n > t->pcap) {
+		size_t nc = t->pcap ? t->pcap * 2 : 1024;
+		while (nc < t->plen + n)
+			nc *= 2;
+		uint64_t *np = realloc(t->pool, nc * sizeof *np);
+		if (!np)
+			return RF_NOMEM;
+		t->pool = np;
+		t->pcap = nc;
+	}
+	memcpy(t->pool + t->plen, k, n * sizeof *k);
+	size_t i = h & (t->cap - 1);
+	while (t->e[i].used)
+		i = (i + 1) & (t->cap - 1);
+	t->e[i] = (struct kent){h, t->plen, (uint32_t)n, 1, code};
+	t->plen += n;
+	t->n++;
+	return 0;
+}
+
 /* --- .dat state --- */
 #define DAT_SLOTS 1024
-#define DAT_FIELDS 10
+#define DAT_FIELDS 11 /* pid, dev, ino, vm_start, vm_end, address, pgoff, max_pgoff, flags, result, vm_flags */
 struct drec {
 	uint64_t ts;
 	uint32_t piece, off;
@@ -131,10 +215,12 @@ struct file {              /* one (pid, dev, ino): the views' by_file list */
 	int nb, cap;
 	int64_t unbounded; /* the row keyed (pid, dev, ino, None, None), or -1 */
 };
-struct hist {              /* one (dev, ino): the attributor's entry state not yet taken */
+struct hist {              /* one (dev, ino): the last fault-done events, as the attributor has them */
 	struct rf_hist *ring;
-	int head;
-	int64_t pending;
+	int head;           /* where the next entry goes */
+	int count;          /* entries in the ring (at most priv.history) */
+	int64_t unseen;     /* entries since Python last took them */
+	int dirty;          /* Python observed an entry C cannot hold: no reuse on this file */
 };
 struct tokent {
 	char text[TOKEN_TEXT];
@@ -150,6 +236,10 @@ struct priv {
 	size_t nh, hcap;
 	int64_t *cnt;      /* NCNT counters per row: pmd, pte, sigbus, fallback (without an attributor), huge_zero */
 	size_t rows;
+	struct ktab keys;      /* situation key -> reason code (rf_learn) */
+	struct htab reasons;   /* (row, code) -> fallbacks counted here (rf_allow made the entry) */
+	uint64_t *key;         /* the situation key of the fallback handed back last */
+	size_t keylen, keycap;
 	struct tokent tok[512];
 	int ntok;
 	int last[2]; /* the entry each kind found last (lines repeat their flags) */
@@ -158,7 +248,7 @@ struct priv {
 
 int rf_abi(void)
 {
-	return 3; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
+	return 4; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
 }
 
 struct rf_ctx *rf_new(int history)
@@ -171,6 +261,13 @@ struct rf_ctx *rf_new(int history)
 		return NULL;
 	}
 	p->history = history > 0 ? history : 1;
+	p->keycap = 8 + (size_t)p->history;
+	p->key = malloc(p->keycap * sizeof *p->key);
+	if (!p->key) {
+		free(c);
+		free(p);
+		return NULL;
+	}
 	c->priv = p;
 	c->keep_pid = -1;
 	return c;
@@ -191,6 +288,10 @@ void rf_free(struct rf_ctx *c)
 	free(p->pmdkeys.e);
 	free(p->hists.e);
 	free(p->cnt);
+	free(p->keys.e);
+	free(p->keys.pool);
+	free(p->reasons.e);
+	free(p->key);
 	if (p->dat) {
 		for (int i = 0; i < DAT_SLOTS; i++)
 			free(p->dat->slot[i].r);
@@ -421,10 +522,131 @@ static struct hist *hist_of(struct priv *p, uint64_t dev, uint64_t ino, int crea
 		return NULL;
 	}
 	struct hist *hs = &p->hv[p->nh++];
+	memset(hs, 0, sizeof *hs);
 	hs->ring = ring;
-	hs->head = 0;
-	hs->pending = 0;
 	return hs;
+}
+
+static void push(struct priv *p, struct hist *hs, uint64_t pgoff, uint64_t result, int write, int kind, int py)
+{
+	hs->ring[hs->head] = (struct rf_hist){pgoff, result, (uint8_t)write, (uint8_t)kind, (uint8_t)py};
+	hs->head = (hs->head + 1) % p->history;
+	if (hs->count < p->history)
+		hs->count++;
+	hs->unseen++;
+}
+
+/* a fault-done event Python observes itself (handed back): into the file's
+ * history, 0 or RF_NOMEM */
+static int push_py(struct rf_ctx *c, struct priv *p, uint64_t dev, uint64_t ino, uint64_t pgoff, uint64_t res,
+		   uint64_t flags, int kind)
+{
+	struct hist *hs = hist_of(p, dev, ino, 1);
+	if (!hs)
+		return RF_NOMEM;
+	push(p, hs, pgoff, res, (flags & c->write_flag) != 0, kind, 1);
+	c->rec_noted = 1;
+	return 0;
+}
+
+int rf_note(struct rf_ctx *c, uint64_t dev, uint64_t ino, uint64_t pgoff, uint64_t result, int write, int kind)
+{
+	struct priv *p = c->priv;
+	struct hist *hs = hist_of(p, dev, ino, 1);
+	if (!hs)
+		return RF_NOMEM;
+	if (kind != K_PMD_DONE && kind != K_PTE_DONE)
+		hs->dirty = 1;
+	else
+		push(p, hs, pgoff, result, write != 0, kind, 1);
+	return 0;
+}
+
+int rf_learn(struct rf_ctx *c, int64_t code)
+{
+	struct priv *p = c->priv;
+	if (!c->rec_key)
+		return 0;
+	return kput(&p->keys, p->key, p->keylen, code);
+}
+
+int rf_allow(struct rf_ctx *c, int64_t row, int64_t code)
+{
+	struct priv *p = c->priv;
+	uint64_t k[5] = {(uint64_t)row, (uint64_t)code, 0, 0, 0};
+	if (hfind(&p->reasons, k))
+		return 0;
+	return hput(&p->reasons, k, 0);
+}
+
+int64_t rf_reason_count(struct rf_ctx *c, int64_t row, int64_t code)
+{
+	struct priv *p = c->priv;
+	uint64_t k[5] = {(uint64_t)row, (uint64_t)code, 0, 0, 0};
+	struct hent *h = hfind(&p->reasons, k);
+	return h ? h->v : 0;
+}
+
+#define PMD_SIZE (2ull << 20)
+
+/* CachedAttributor.situation of a fallback (pmemtrace/live/attrcache.py)
+ * into p->key, component for component (an injective encoding of the same
+ * tuple, the attributor's release left out: one per replay): 1, or 0 where
+ * Python's is None or this file's history is not all here.  Its entry state
+ * is the last `prior` entries before the fallback (Attributor.prior_faults:
+ * the fallback itself is not in the ring yet).  Python's arithmetic is on
+ * unbounded integers: 128 bits here, where values can leave 64. */
+static int situation(struct rf_ctx *c, struct priv *p, struct hist *hs, uint64_t vs, uint64_t ve,
+		     uint64_t addr, uint64_t pgoff, uint64_t maxpg, uint64_t flags, uint64_t vmflags)
+{
+#ifdef __SIZEOF_INT128__
+	typedef __int128 i128;
+	if (hs->dirty || c->prior <= 0 || (size_t)c->prior + 7 > p->keycap || c->prior > p->history)
+		return 0;
+	if (addr < vs || addr >= ve)
+		return 0;
+	uint64_t d = (addr - vs) >> 12;
+	if (pgoff < d)
+		return 0; /* vm_pgoff < 0 */
+	uint64_t vm_pgoff = pgoff - d;
+	uint64_t block = addr & ~(PMD_SIZE - 1);
+	i128 VS = (i128)vs, VE = (i128)ve, B = (i128)block, VP = (i128)vm_pgoff;
+	i128 block_pgoff = VP + ((B - VS) >> 12);
+	i128 npages = (VE - VS) >> 12;
+	i128 lo = VP + ((((i128)addr - VS) >> 21) << 9);
+	i128 hi = VP + npages < lo + 512 ? VP + npages : lo + 512;
+	i128 md = (i128)maxpg - block_pgoff;
+	if (md < -1)
+		md = -1;
+	if (md > 1025)
+		md = 1025;
+	int small = VE - VS < 4 * (i128)PMD_SIZE;
+	uint64_t *k = p->key;
+	k[0] = (uint64_t)(B >= VS) | (uint64_t)(B + (i128)PMD_SIZE <= VE) << 1 | (uint64_t)((flags & c->write_flag) != 0) << 2 |
+	       (uint64_t)((vmflags & c->shared_bit) != 0) << 3 | (uint64_t)((vmflags & c->nohuge_bit) != 0) << 4 |
+	       (uint64_t)small << 5;
+	k[1] = ((vs >> 12) - vm_pgoff) & 511;
+	k[2] = (addr - block) >> 12;
+	k[3] = (uint64_t)(int64_t)md;
+	k[4] = small ? (uint64_t)(int64_t)((VS - B) >> 21) : 0;
+	k[5] = small ? (uint64_t)(int64_t)((VE - B) >> 21) : 0;
+	size_t n = 7;
+	int take = hs->count < c->prior ? hs->count : c->prior;
+	for (int i = 0; i < take; i++) {
+		const struct rf_hist *h = &hs->ring[(hs->head - take + i + 2 * p->history) % p->history];
+		i128 pg = (i128)h->pgoff;
+		if (pg < lo || pg >= hi || (h->result & (c->sigbus_bit | c->fallback_bit)))
+			continue;
+		/* pg - block_pgoff is within [-512, 1024]: two bits to spare */
+		int64_t rel = (int64_t)(pg - block_pgoff);
+		k[n++] = ((uint64_t)rel << 2) | (uint64_t)h->write << 1 | (h->kind == K_PTE_DONE);
+	}
+	k[6] = n - 7;
+	p->keylen = n;
+	return 1;
+#else
+	return 0;
+#endif
 }
 
 int rf_take_history(struct rf_ctx *c, uint64_t dev, uint64_t ino, uint64_t *pgoff, uint64_t *result,
@@ -432,57 +654,90 @@ int rf_take_history(struct rf_ctx *c, uint64_t dev, uint64_t ino, uint64_t *pgof
 {
 	struct priv *p = c->priv;
 	struct hist *hs = hist_of(p, dev, ino, 0);
-	if (!hs || !hs->pending)
+	if (!hs || !hs->unseen)
 		return 0;
-	int n = hs->pending < p->history ? (int)hs->pending : p->history;
-	if (n > max)
-		n = max;
-	/* the last n entries, oldest first; head is where the next one goes */
-	for (int i = 0; i < n; i++) {
+	int n = hs->unseen < hs->count ? (int)hs->unseen : hs->count;
+	/* the last n entries, oldest first, but those Python observed itself;
+	 * head is where the next one goes */
+	int out = 0;
+	for (int i = 0; i < n && out < max; i++) {
 		const struct rf_hist *h = &hs->ring[(hs->head - n + i + 2 * p->history) % p->history];
-		pgoff[i] = h->pgoff;
-		result[i] = h->result;
-		write[i] = h->write;
-		kind[i] = h->kind;
+		if (h->py)
+			continue;
+		pgoff[out] = h->pgoff;
+		result[out] = h->result;
+		write[out] = h->write;
+		kind[out] = h->kind;
+		out++;
 	}
-	hs->pending = 0;
-	return n;
+	hs->unseen = 0;
+	return out;
+}
+
+/* A fallback counted by reuse: 1, or 0 (hand it back; rec_key says whether
+ * its situation key is in p->key for rf_learn), RF_NOMEM. */
+static int reuse(struct rf_ctx *c, struct priv *p, int64_t row, uint64_t dev, uint64_t ino, uint64_t vs, uint64_t ve,
+		 uint64_t addr, uint64_t pgoff, uint64_t maxpg, uint64_t flags, uint64_t vmflags, uint64_t res)
+{
+	struct hist *hs = hist_of(p, dev, ino, 1);
+	if (!hs)
+		return RF_NOMEM;
+	if (!situation(c, p, hs, vs, ve, addr, pgoff, maxpg, flags, vmflags))
+		return 0;
+	c->rec_key = 1;
+	struct kent *k = kfind(&p->keys, p->key, p->keylen, khash(p->key, p->keylen));
+	if (!k)
+		return 0;
+	uint64_t rk[5] = {(uint64_t)row, (uint64_t)k->code, 0, 0, 0};
+	struct hent *a = hfind(&p->reasons, rk);
+	if (!a)
+		return 0; /* the row's first of this reason (its order in the row), or evidence still kept */
+	a->v++;
+	push(p, hs, pgoff, res, (flags & c->write_flag) != 0, K_PMD_DONE, 0);
+	c->reuse_hits++;
+	c->by_kind[K_PMD_DONE]++;
+	c->view_events++;
+	return 1;
 }
 
 /* One fault event of a kept process into the views, as Aggregator.add_record
  * folds it: 1 counted, 0 hand it to Python (a new row, or a fallback to
  * attribute), RF_NOMEM. */
 static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint64_t dev, uint64_t ino,
-		 uint64_t vm_start, uint64_t vm_end, uint64_t address, uint64_t pgoff, uint64_t flags, uint64_t res)
+		 uint64_t vm_start, uint64_t vm_end, uint64_t address, uint64_t pgoff, uint64_t max_pgoff,
+		 uint64_t flags, uint64_t vm_flags, uint64_t res)
 {
 	int64_t row = -1;
+	int done = kind == K_PMD_DONE || kind == K_PTE_DONE;
 	if (kind == K_PTE) {
 		/* counted only: no row */
 	} else if (kind == K_PTE_DONE || kind == K_HOLE) {
 		/* no VMA bounds in the record: the row whose bounds hold the
 		 * address, else the file's unbounded one (Aggregator._row_of) */
 		struct file *f = file_of(p, pid, dev, ino, 0);
-		if (!f)
-			return 0;
-		for (int i = 0; i < f->nb; i++)
-			if (f->b[i].vs <= address && address < f->b[i].ve) {
-				row = f->b[i].row;
-				break;
-			}
-		if (row < 0)
-			row = f->unbounded;
-		if (row < 0)
-			return 0; /* a new row: Python makes it */
+		if (f) {
+			for (int i = 0; i < f->nb; i++)
+				if (f->b[i].vs <= address && address < f->b[i].ve) {
+					row = f->b[i].row;
+					break;
+				}
+			if (row < 0)
+				row = f->unbounded;
+		}
 	} else {
 		int fallback = kind == K_PMD_DONE && !(res & c->sigbus_bit) && (res & c->fallback_bit);
-		if (fallback && c->observe)
-			return 0; /* Python's attributor gives its reason */
 		uint64_t key[5] = {pid, dev, ino, vm_start, vm_end};
 		struct hent *h = hfind(&p->pmdkeys, key);
-		if (!h)
-			return 0;
-		row = h->v;
-		if (fallback) {
+		row = h ? h->v : -1;
+		if (fallback && c->observe) {
+			/* Python's attributor gives its reason, unless reuse can */
+			int r = row >= 0 && c->reuse ? reuse(c, p, row, dev, ino, vm_start, vm_end, address, pgoff, max_pgoff,
+							      flags, vm_flags, res)
+						     : 0;
+			if (r)
+				return r;
+			row = -1; /* handed back */
+		} else if (fallback && row >= 0) {
 			/* no attributor: counted, its reason 'unattributed' added by Python */
 			p->cnt[row * NCNT + 3]++;
 			c->by_kind[kind]++;
@@ -490,13 +745,18 @@ static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint6
 			return 1;
 		}
 	}
-	if ((kind == K_PMD_DONE || kind == K_PTE_DONE) && c->observe) {
+	if (row < 0 && kind != K_PTE) {
+		/* a new row (Python makes it) or a fallback to attribute: Python
+		 * observes a fault-done event itself, the history keeps its place */
+		if (done && c->observe && push_py(c, p, dev, ino, pgoff, res, flags, kind))
+			return RF_NOMEM;
+		return 0;
+	}
+	if (done && c->observe) {
 		struct hist *hs = hist_of(p, dev, ino, 1);
 		if (!hs)
 			return RF_NOMEM;
-		hs->ring[hs->head] = (struct rf_hist){pgoff, res, (uint8_t)((flags & c->write_flag) != 0), (uint8_t)kind};
-		hs->head = (hs->head + 1) % p->history;
-		hs->pending++;
+		push(p, hs, pgoff, res, (flags & c->write_flag) != 0, kind, 0);
 	}
 	if (kind == K_HOLE)
 		p->cnt[row * NCNT + 4]++; /* a huge zero page (Aggregator.add) */
@@ -591,6 +851,7 @@ static int split(const char *s, const char *e, struct tok *t)
 static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
 {
 	struct tok t[MAX_TOKENS];
+	c->rec_noted = c->rec_key = 0;
 	int n = split(s, e, t);
 	if (n == -1 && memchr(s, '\r', (size_t)(e - s)))
 		return RF_SWITCH; /* Python's universal newlines split this line */
@@ -674,7 +935,6 @@ static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
 		vm_flags = 0;
 	else
 		return 0;
-	(void)vm_flags;
 	uint64_t dev = (maj << 20) | mnr;
 	int k;
 	struct tok flags_text;
@@ -687,7 +947,7 @@ static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
 	}
 	if (n < k + 4 || !teq(t[k], "address"))
 		return 0;
-	uint64_t address, vm_start = 0, vm_end = 0, pgoff, max_pgoff;
+	uint64_t address, vm_start = 0, vm_end = 0, pgoff, max_pgoff = 0;
 	struct tok result_text;
 	if (kind <= K_PMD_DONE) {
 		if (n == k + 11)
@@ -727,7 +987,8 @@ static int line(struct rf_ctx *c, struct priv *p, const char *s, const char *e)
 		c->events++;
 		return 1;
 	}
-	r = count(c, p, kind, pid, dev, ino, vm_start, vm_end, address, pgoff, (uint64_t)flags, (uint64_t)result);
+	r = count(c, p, kind, pid, dev, ino, vm_start, vm_end, address, pgoff, max_pgoff, (uint64_t)flags, vm_flags,
+		  (uint64_t)result);
 	if (r == 1) {
 		c->lines++;
 		c->events++;
@@ -965,7 +1226,15 @@ int rf_dat_run(struct rf_ctx *c)
 		const unsigned char *rec = d->piece[r->piece].buf + r->off;
 		uint64_t v[DAT_FIELDS] = {0};
 		int ok = e->kind <= K_HOLE;
+		c->rec_noted = c->rec_key = 0;
 		for (int i = 0; ok && i < DAT_FIELDS; i++) {
+			if (i == 10) {
+				/* vm_flags: its bits as they are (the converter masks
+				 * VM_SHARED of any value), 0 when absent */
+				if (e->f[i][0] >= 0)
+					v[i] = rd(rec + e->f[i][0], e->f[i][1]);
+				continue;
+			}
 			if (e->f[i][0] < 0) {
 				/* absent: PTE events have no vm_start, vm_end, max_pgoff;
 				 * a load hole (taken only without vm_start, vm_end) has
@@ -979,7 +1248,7 @@ int rf_dat_run(struct rf_ctx *c)
 		}
 		if (ok && c->keep_pid >= 0 && v[0] != (uint64_t)c->keep_pid)
 			continue; /* another process: not in the views */
-		int rr = ok ? count(c, p, e->kind, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[8], v[9]) : 0;
+		int rr = ok ? count(c, p, e->kind, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[10], v[9]) : 0;
 		if (rr == 1)
 			continue;
 		if (rr != 0)

@@ -15,12 +15,21 @@
  *   first time; rf_set_token caches the answer), so the flag tables stay in
  *   pmemtrace.events.
  * - It counts into rows that Python created and registered (rf_add_row);
- *   an event whose row does not exist yet, and every PMD fallback when
- *   there is an attributor (the Python model gives its reason), is handed
- *   back (RF_LINE).  Without one (--no-reasons) it counts fallbacks too.
+ *   an event whose row does not exist yet is handed back (RF_LINE).
+ * - A PMD fallback, when there is an attributor (the Python model gives its
+ *   reason), is handed back unless its situation - the reuse key of
+ *   pmemtrace/live/attrcache.py CachedAttributor.situation, computed here
+ *   from the event and the file's history - is one Python attributed
+ *   before and told of (rf_learn), and its row already has that reason
+ *   (rf_allow): then it is counted here.  Without an attributor
+ *   (--no-reasons) it counts fallbacks too.
  * - The attributor's entry state (earlier faults on each file) is kept as
- *   the last few entries per file; Python takes them (rf_take_history)
- *   before it runs the model or handles an event of that file.
+ *   the last few entries per file, every fault-done event in order: those
+ *   counted here, and those Python observes itself (the ones handed back,
+ *   rf_note for lines this code did not parse), so the situation key sees
+ *   what Python's would.  Python takes the entries it has not seen
+ *   (rf_take_history) before it runs the model or handles an event of that
+ *   file.
  *
  * No function allocates per event; allocation failure returns RF_NOMEM.
  */
@@ -42,6 +51,7 @@ struct rf_hist {
 	uint64_t result;
 	uint8_t write;
 	uint8_t kind;        /* 1 dax_pmd_fault_done, 3 dax_pte_fault_done */
+	uint8_t py;          /* Python observed it itself (not handed over by rf_take_history) */
 };
 
 struct rf_ctx {
@@ -49,6 +59,13 @@ struct rf_ctx {
 	int64_t keep_pid;    /* -1: every process */
 	int observe;         /* 1: keep the attributor's entry state */
 	uint64_t write_flag, sigbus_bit, fallback_bit;
+	/* reuse of attributions (pmemtrace.live.attrcache): 1 when C may count a
+	 * fallback whose situation Python has attributed before; prior is the
+	 * attributor's history (the entries a fallback's case replays), the bits
+	 * those of VM_SHARED and VM_NOHUGEPAGE */
+	int reuse;
+	int prior;
+	uint64_t shared_bit, nohuge_bit;
 	/* out: counters since Python last read (and zeroed) them */
 	int64_t lines, events;
 	/* out: counts of the five event kinds (the four faults, dax_pmd_load_hole)
@@ -62,6 +79,12 @@ struct rf_ctx {
 	int64_t dat_records, dat_skipped, dat_lost, dat_lost_unknown;
 	uint64_t rec_ts;
 	int64_t rec_piece, rec_off, rec_eid, rec_slot;
+	/* out: of the event handed back last: 1 when its entry is in the C
+	 * history already (rec_noted: Python calls rf_note for the others it
+	 * observes) and 1 when it is a fallback whose situation key C kept
+	 * (rec_key: rf_learn may store it); fallbacks counted by reuse */
+	int rec_noted, rec_key;
+	int64_t reuse_hits;
 	void *priv;
 };
 
@@ -81,6 +104,19 @@ int64_t rf_row_count(struct rf_ctx *ctx, int64_t row, int which);
  * four arrays of max entries (arrays: Python unpacks them in one call each) */
 int rf_take_history(struct rf_ctx *ctx, uint64_t dev, uint64_t ino, uint64_t *pgoff, uint64_t *result,
 		    uint8_t *write, uint8_t *kind, int max);
+
+/* An entry of a fault-done event Python observed that C did not hand back
+ * (kind 1 or 3), at its place in the file's history; kind -1: Python
+ * observed one C cannot hold (the file's fallbacks then always come back). */
+int rf_note(struct rf_ctx *ctx, uint64_t dev, uint64_t ino, uint64_t pgoff, uint64_t result, int write, int kind);
+/* The situation key of the fallback handed back last (rec_key) now stands
+ * for reason code number code (Python's numbering). */
+int rf_learn(struct rf_ctx *ctx, int64_t code);
+/* Row row may count fallbacks of code in C from now on (Python has the code
+ * among the row's reasons and keeps no more evidence of it), and how many
+ * it counted. */
+int rf_allow(struct rf_ctx *ctx, int64_t row, int64_t code);
+int64_t rf_reason_count(struct rf_ctx *ctx, int64_t row, int64_t code);
 
 /* trace-cmd .dat: ring-buffer pages decoded in C (little-endian files), the
  * CPUs merged by timestamp (the lower CPU first on a tie), and the fault

@@ -75,6 +75,7 @@ class Attributor:
 
     def __init__(self, release=None, file_info=None, history=64):
         self.release = release
+        self.file_info_given = file_info is not None  # without: no file's layout is known (reuse keys hold for all)
         self.file_info = file_info or (lambda dev, ino: None)
         self.history = history
         self._seen = {}  # (dev, ino) -> list of (pgoff, write, kind)

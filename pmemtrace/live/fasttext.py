@@ -11,10 +11,13 @@ pure-Python path, in file order:
   markers, unusual spacing or numbers, non-ASCII text): the Python tokenizer
   and the careful parser (:mod:`pmemtrace.live.parse`), then
   :meth:`Aggregator.add_record`;
-* every PMD fallback: the model attributes its reason in Python
-  (:mod:`pmemtrace.live.attribute`, reused through
-  :class:`~pmemtrace.live.attrcache.CachedAttributor`); with
-  ``--no-reasons`` the C side counts them (as ``unattributed``);
+* a PMD fallback in a situation not attributed before: the model
+  attributes its reason in Python (:mod:`pmemtrace.live.attribute`, reused
+  through :class:`~pmemtrace.live.attrcache.CachedAttributor`); the C side
+  computes the same reuse key (``CachedAttributor.situation``) and, once
+  Python has told it the reason of a key (and the row has that reason
+  already, its evidence kept), counts the next fallbacks of that key
+  itself; with ``--no-reasons`` it counts them all (as ``unattributed``);
 * every event whose mapping row does not exist yet: Python makes the row
   (and folds it into ``other`` past ``--max-rows``), then the C side counts
   into it;
@@ -22,9 +25,10 @@ pure-Python path, in file order:
   (:data:`pmemtrace.events.FAULT_FLAG`, ``VM_FAULT``) and the C side keeps
   the value.
 
-The C side keeps the attributor's entry state (the last faults on each file)
-and Python takes it before it handles an event of that file, so the model
-sees what the pure-Python path would have shown it.  A line with a carriage
+The C side keeps the attributor's entry state (the last faults on each file,
+those Python observed itself included) and Python takes what it has not
+seen before it handles an event of that file, so the model, and the reuse
+key, see what the pure-Python path would have shown them.  A line with a carriage
 return, a line longer than :data:`~pmemtrace.live.parse.MAX_LINE`, or a row
 the C side cannot key sends the rest of the file to the pure-Python path.
 
@@ -46,6 +50,7 @@ from typing import Any
 
 from ..compiled import PURE_ENV, pure_python_forced  # noqa: F401 (PURE_ENV: the tests' handle)
 from ..events import FAULT_FLAG, VM_FAULT
+from .attrcache import VM_NOHUGEPAGE, VM_SHARED, CachedAttributor
 from .parse import (
     _FLAG_CACHE,
     _RESULT_CACHE,
@@ -57,7 +62,7 @@ from .parse import (
     trace_line_record,
 )
 
-RF_ABI = 3  # cffi_build/replayfast.c rf_abi()
+RF_ABI = 4  # cffi_build/replayfast.c rf_abi()
 
 try:
     from .. import _replayfast  # type: ignore[attr-defined]
@@ -71,6 +76,7 @@ BLOCK = 1 << 20  # bytes read per step
 _U64 = 1 << 64
 # the C side's event kinds, by number (the last only from .dat files)
 _KIND_NAMES = ("dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done", "dax_pmd_load_hole")
+_DONE_KINDS = {"dax_pmd_fault_done": 1, "dax_pte_fault_done": 3}
 
 
 def available() -> bool:
@@ -93,6 +99,27 @@ def _encoding() -> str:
 
 def _in_u64(*vals: Any) -> bool:
     return all(type(v) is int and 0 <= v < _U64 for v in vals)
+
+
+class _Recorder:
+    """The views' attributor during a compiled replay: the
+    CachedAttributor itself, keeping what its last ``attribute`` answered
+    (the code, and whether the attributor keeps it for reuse)."""
+
+    def __init__(self, att: CachedAttributor) -> None:
+        self.att = att
+        self.observe = att.observe
+        self.last: tuple[str, bool] | None = None
+
+    def attribute(self, ev: Any) -> tuple[str, dict[str, Any]]:
+        att = self.att
+        before = att.hits + att.misses
+        code, evidence = att.attribute(ev)
+        self.last = (code, att.hits + att.misses != before)
+        return code, evidence
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.att, name)
 
 
 class _Counting:
@@ -122,6 +149,24 @@ class _Counting:
         ctx.write_flag = FAULT_FLAG["WRITE"]
         ctx.sigbus_bit = VM_FAULT["SIGBUS"]
         ctx.fallback_bit = VM_FAULT["FALLBACK"]
+        # reuse in C: only where CachedAttributor reuses the same way for
+        # every file (no file layout known) and nothing is verified
+        self.reuse = (
+            isinstance(att, CachedAttributor)
+            and not att.verify
+            and getattr(att.inner, "file_info_given", True) is False
+            and getattr(att.inner, "history", 0) > 0
+        )
+        self.recorder: _Recorder | None = None
+        if self.reuse:
+            ctx.reuse = 1
+            ctx.prior = att.inner.history
+            ctx.shared_bit = VM_SHARED
+            ctx.nohuge_bit = VM_NOHUGEPAGE
+            self.recorder = _Recorder(att)
+        self.codes: dict[str, int] = {}  # reason code -> its number on the C side
+        self.allowed: dict[tuple[int, int], str] = {}  # (row, code number) the C side counts -> code
+        self.row_ix: dict[tuple, int] = {}  # views.rows key -> the C side's row number
         n = self.history
         self.hbuf = (
             ffi.new("uint64_t[]", n),
@@ -132,6 +177,15 @@ class _Counting:
         self.rows: list = []  # row objects, by the C side's row number
         self.nrows = 0  # views.rows seen (registered or not)
         self.pure = False  # the rest of the file through the pure-Python path
+        self.in_c = True  # the C side still follows the file (its history)
+
+    def _begin(self) -> None:
+        if self.recorder is not None:
+            self.views.attributor = self.recorder
+
+    def _end(self) -> None:
+        if self.recorder is not None:
+            self.views.attributor = self.attributor
 
     # -- one line through the pure-Python path -----------------------------
 
@@ -145,6 +199,8 @@ class _Counting:
         if self.keep_pid is not None and rec[3] != self.keep_pid:
             return
         views = self.views
+        noted = self.ctx.rec_noted  # of the record handed back last (0 for a line C did not parse)
+        key_kept = self.ctx.rec_key
         if self.attributor is not None:
             f = rec[1]
             self._take_history(f.get("dev", 0), f.get("ino", 0))
@@ -152,6 +208,53 @@ class _Counting:
         views.add_record(*rec)
         if len(views.rows) != n:
             self._register(len(views.rows) - self.nrows)
+        if self.reuse and self.in_c:
+            kind = _DONE_KINDS.get(rec[0])
+            if kind and not noted:
+                self._note(rec[1], kind)
+            last = self.recorder.last  # type: ignore[union-attr]
+            if last is not None:
+                self.recorder.last = None  # type: ignore[union-attr]
+                self._learn(rec, last[0], last[1] and key_kept)
+
+    def _note(self, f: dict, kind: int) -> None:
+        """A fault-done event the attributor observed and the C side did
+        not parse: into its history, at its place."""
+        dev, ino = f.get("dev", 0), f.get("ino", 0)
+        if not _in_u64(dev, ino):
+            return  # a file the C side never sees
+        pgoff, res, flags = f.get("pgoff", 0), f.get("result", 0), f.get("flags", 0)
+        if not (_in_u64(pgoff, res) and type(flags) is int):
+            kind = -1  # one it cannot hold: no reuse on this file
+        if self.lib.rf_note(
+            self.ctx,
+            dev,
+            ino,
+            pgoff if kind > 0 else 0,
+            res if kind > 0 else 0,
+            bool(kind > 0 and flags & FAULT_FLAG["WRITE"]),
+            kind,
+        ):
+            raise MemoryError("replay: the compiled path ran out of memory")
+
+    def _learn(self, rec: tuple, code: str, cached: bool) -> None:
+        """After Python attributed a fallback: its situation key's reason to
+        the C side (when the attributor keeps it for reuse), and the row's
+        leave to count that reason itself once the row has it (and keeps no
+        more evidence of it, for unexplained ones)."""
+        lib, ctx = self.lib, self.ctx
+        cid = self.codes.setdefault(code, len(self.codes))
+        if cached and lib.rf_learn(ctx, cid):
+            raise MemoryError("replay: the compiled path ran out of memory")
+        f = rec[1]
+        ix = self.row_ix.get((rec[3], f.get("dev"), f.get("ino"), f.get("vm_start"), f.get("vm_end")))
+        if ix is None or (ix, cid) in self.allowed:
+            return
+        row = self.rows[ix]
+        if code in row.reasons and (code != "unexplained" or len(row.evidence) >= self.views.max_evidence):
+            if lib.rf_allow(ctx, ix, cid):
+                raise MemoryError("replay: the compiled path ran out of memory")
+            self.allowed[(ix, cid)] = code
 
     def _take_history(self, dev: Any, ino: Any) -> None:
         """The entry state the C side kept for (dev, ino), to the attributor."""
@@ -190,6 +293,7 @@ class _Counting:
             r = self.lib.rf_add_row(self.ctx, len(self.rows), pid, dev, ino, bounded, vs or 0, ve or 0)
             if r:
                 raise MemoryError("replay: the compiled path ran out of memory")
+            self.row_ix[(pid, dev, ino, vs, ve)] = len(self.rows)
             self.rows.append(row)
 
     def _finish(self) -> None:
@@ -204,6 +308,14 @@ class _Counting:
                 row.fallback += fallback
                 row.reasons["unattributed"] = row.reasons.get("unattributed", 0) + fallback
             row.huge_zero += lib.rf_row_count(ctx, i, 4)  # dax_pmd_load_hole, .dat only
+        for (i, cid), code in self.allowed.items():
+            n = lib.rf_reason_count(ctx, i, cid)  # fallbacks counted by reuse
+            if n:
+                row = self.rows[i]
+                row.fallback += n
+                row.reasons[code] += n
+        if self.reuse:
+            self.attributor.hits += ctx.reuse_hits
         for k, name in enumerate(_KIND_NAMES):
             n = ctx.by_kind[k]
             if n:
@@ -219,6 +331,14 @@ class TextReplay(_Counting):
     # -- the file ----------------------------------------------------------
 
     def run(self, path: str) -> None:
+        self._begin()
+        try:
+            self._read(path)
+        finally:
+            self._end()
+        self._finish()
+
+    def _read(self, path: str) -> None:
         # one buffer, read into again and again: a fresh 1 MiB bytes per
         # block costs its page faults every time
         buf = bytearray(2 * BLOCK + MAX_LINE + 1)
@@ -247,11 +367,11 @@ class TextReplay(_Counting):
                 have -= end
                 base += end
         view.release()
-        self._finish()
 
     def _rest(self, f, offset: int) -> None:
         """The rest of the file from *offset* (a line start) through the
         pure-Python path."""
+        self.in_c = False
         f.seek(offset)
         text = io.TextIOWrapper(f, encoding=self.enc, errors="replace")
         long_lines = _LongLines(self.stats)
@@ -318,7 +438,19 @@ class DatReplay(_Counting):
     the record is unpacked and converted as the pure path does it."""
 
     #: the fields the C side reads, in the order of rf_dat_event's table
-    FIELDS = ("common_pid", "dev", "ino", "vm_start", "vm_end", "address", "pgoff", "max_pgoff", "flags", "result")
+    FIELDS = (
+        "common_pid",
+        "dev",
+        "ino",
+        "vm_start",
+        "vm_end",
+        "address",
+        "pgoff",
+        "max_pgoff",
+        "flags",
+        "result",
+        "vm_flags",
+    )
 
     def run(self, dat: Any, mm: Any) -> bool:
         """Replay *dat* (and its mmap *mm*, :func:`~pmemtrace.live.tracedat.open_dat`);
@@ -365,15 +497,19 @@ class DatReplay(_Counting):
         st = self.stats
         st.lines += ctx.dat_records
         st.events += ctx.dat_records
-        while True:
-            r = lib.rf_dat_run(ctx)
-            if r == lib.RF_DONE:
-                break
-            if r != lib.RF_LINE:
-                raise MemoryError("replay: the compiled path ran out of memory")
-            eid = ctx.rec_eid
-            values = dat.formats[eid].unpack_from(self.pieces[ctx.rec_piece][0], ctx.rec_off)
-            self._add(conv[eid](ctx.rec_ts, cpus[ctx.rec_slot].cpu, values))
+        self._begin()
+        try:
+            while True:
+                r = lib.rf_dat_run(ctx)
+                if r == lib.RF_DONE:
+                    break
+                if r != lib.RF_LINE:
+                    raise MemoryError("replay: the compiled path ran out of memory")
+                eid = ctx.rec_eid
+                values = dat.formats[eid].unpack_from(self.pieces[ctx.rec_piece][0], ctx.rec_off)
+                self._add(conv[eid](ctx.rec_ts, cpus[ctx.rec_slot].cpu, values))
+        finally:
+            self._end()
         st.lost += ctx.dat_lost
         st.skipped += ctx.dat_skipped
         st.lost_unknown += ctx.dat_lost_unknown
