@@ -178,29 +178,28 @@ static int kput(struct ktab *t, const uint64_t *k, size_t n, int64_t code)
 #define DAT_FIELDS 11 /* pid, dev, ino, vm_start, vm_end, address, pgoff, max_pgoff, flags, result, vm_flags */
 struct drec {
 	uint64_t ts;
-	uint32_t piece, off;
-	int32_t ev; /* index into dat.ev */
+	uint32_t off; /* into the slot's piece */
+	int32_t ev;   /* index into dat.ev */
 };
+/* one CPU: the records of its current piece (the window: a piece is asked
+ * for only when the records of the one before are all merged), so memory
+ * holds one piece per CPU, not the file */
 struct dslot {
 	struct drec *r;
 	size_t n, cap, next;
 	uint64_t last_ts;
+	const unsigned char *buf; /* the current piece (Python holds it) */
+	int ended;                /* rf_dat_end: no piece after this one */
 };
 struct devent {
 	int eid, kind, size;
 	int32_t f[DAT_FIELDS][3];
-};
-struct dpiece {
-	const unsigned char *buf;
-	size_t len;
 };
 struct dat {
 	int page_size, ts_off, commit_off, commit_size, data_off;
 	int16_t by_eid[65536]; /* index into ev + 1, 0: not wanted */
 	struct devent *ev;
 	size_t nev, evcap;
-	struct dpiece *piece;
-	size_t npiece, piececap;
 	struct dslot slot[DAT_SLOTS];
 	int nslots;
 };
@@ -248,7 +247,7 @@ struct priv {
 
 int rf_abi(void)
 {
-	return 4; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
+	return 5; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
 }
 
 struct rf_ctx *rf_new(int history)
@@ -295,7 +294,6 @@ void rf_free(struct rf_ctx *c)
 	if (p->dat) {
 		for (int i = 0; i < DAT_SLOTS; i++)
 			free(p->dat->slot[i].r);
-		free(p->dat->piece);
 		free(p->dat->ev);
 		free(p->dat);
 	}
@@ -1026,17 +1024,21 @@ static struct dat *dat_of(struct priv *p)
 	return p->dat;
 }
 
-void rf_dat_layout(struct rf_ctx *c, int page_size, int ts_offset, int commit_offset, int commit_size,
-		   int data_offset)
+int rf_dat_layout(struct rf_ctx *c, int page_size, int ts_offset, int commit_offset, int commit_size,
+		  int data_offset, int slots)
 {
 	struct dat *d = dat_of(c->priv);
 	if (!d)
-		return;
+		return RF_NOMEM;
+	if (slots < 0 || slots > DAT_SLOTS)
+		return RF_BAD;
+	d->nslots = slots;
 	d->page_size = page_size;
 	d->ts_off = ts_offset;
 	d->commit_off = commit_offset;
 	d->commit_size = commit_size;
 	d->data_off = data_offset;
+	return 0;
 }
 
 int rf_dat_event(struct rf_ctx *c, int eid, int kind, int size, const int32_t *fields)
@@ -1078,8 +1080,8 @@ static int field(const unsigned char *rec, const int32_t *f, uint64_t *v)
 }
 
 /* ftrace_binary.PageDecoder.decode for one page: 0, or RF_BAD where it raises */
-static int dat_page(struct rf_ctx *c, struct dat *d, int slot, uint32_t piece, const unsigned char *base,
-		    size_t page_off, size_t plen)
+static int dat_page(struct rf_ctx *c, struct dat *d, int slot, const unsigned char *base, size_t page_off,
+		    size_t plen)
 {
 	const unsigned char *page = base + page_off;
 	if ((size_t)d->ts_off + 8 > plen || (size_t)(d->commit_off + d->commit_size) > plen)
@@ -1174,7 +1176,7 @@ static int dat_page(struct rf_ctx *c, struct dat *d, int slot, uint32_t piece, c
 		s->last_ts = ts;
 		if (!room((void **)&s->r, &s->cap, s->n, sizeof *s->r))
 			return RF_NOMEM;
-		s->r[s->n++] = (struct drec){ts, piece, (uint32_t)(page_off + data), ix - 1};
+		s->r[s->n++] = (struct drec){ts, (uint32_t)(page_off + data), ix - 1};
 		c->dat_records++;
 	}
 	return 0;
@@ -1183,21 +1185,29 @@ static int dat_page(struct rf_ctx *c, struct dat *d, int slot, uint32_t piece, c
 int rf_dat_piece(struct rf_ctx *c, int slot, const char *buf, size_t len)
 {
 	struct dat *d = dat_of(c->priv);
-	if (!d || slot < 0 || slot >= DAT_SLOTS || d->page_size <= 0 || len > 0xffffffffu)
+	if (!d || slot < 0 || slot >= d->nslots || d->page_size <= 0 || len > 0xffffffffu)
 		return RF_BAD;
-	if (!room((void **)&d->piece, &d->piececap, d->npiece, sizeof *d->piece))
-		return RF_NOMEM;
-	uint32_t piece = (uint32_t)d->npiece;
-	d->piece[d->npiece++] = (struct dpiece){(const unsigned char *)buf, len};
-	if (slot >= d->nslots)
-		d->nslots = slot + 1;
+	struct dslot *s = &d->slot[slot];
+	if (s->next < s->n || s->ended)
+		return RF_BAD; /* only when rf_dat_run asked for it */
+	s->n = s->next = 0;
+	s->buf = (const unsigned char *)buf;
 	/* decode_pages: every page_size step while a page header fits */
 	for (size_t off = 0; off + (size_t)d->data_off <= len; off += (size_t)d->page_size) {
 		size_t plen = len - off < (size_t)d->page_size ? len - off : (size_t)d->page_size;
-		int r = dat_page(c, d, slot, piece, (const unsigned char *)buf, off, plen);
+		int r = dat_page(c, d, slot, (const unsigned char *)buf, off, plen);
 		if (r)
 			return r;
 	}
+	return 0;
+}
+
+int rf_dat_end(struct rf_ctx *c, int slot)
+{
+	struct dat *d = dat_of(c->priv);
+	if (!d || slot < 0 || slot >= d->nslots)
+		return RF_BAD;
+	d->slot[slot].ended = 1;
 	return 0;
 }
 
@@ -1213,7 +1223,13 @@ int rf_dat_run(struct rf_ctx *c)
 		uint64_t bts = 0;
 		for (int i = 0; i < d->nslots; i++) {
 			struct dslot *s = &d->slot[i];
-			if (s->next < s->n && (best < 0 || s->r[s->next].ts < bts)) {
+			if (s->next >= s->n) {
+				if (s->ended)
+					continue;
+				c->need_slot = i; /* its next records may come first */
+				return RF_MORE;
+			}
+			if (best < 0 || s->r[s->next].ts < bts) {
 				best = i;
 				bts = s->r[s->next].ts;
 			}
@@ -1223,7 +1239,7 @@ int rf_dat_run(struct rf_ctx *c)
 		struct dslot *s = &d->slot[best];
 		const struct drec *r = &s->r[s->next++];
 		const struct devent *e = &d->ev[r->ev];
-		const unsigned char *rec = d->piece[r->piece].buf + r->off;
+		const unsigned char *rec = s->buf + r->off;
 		uint64_t v[DAT_FIELDS] = {0};
 		int ok = e->kind <= K_HOLE;
 		c->rec_noted = c->rec_key = 0;
@@ -1254,7 +1270,6 @@ int rf_dat_run(struct rf_ctx *c)
 		if (rr != 0)
 			return rr;
 		c->rec_ts = r->ts;
-		c->rec_piece = r->piece;
 		c->rec_off = r->off;
 		c->rec_eid = e->eid;
 		c->rec_slot = best;

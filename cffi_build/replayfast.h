@@ -78,7 +78,8 @@ struct rf_ctx {
 	/* .dat: what the pages said (rf_dat_piece), and the record handed back (RF_LINE) */
 	int64_t dat_records, dat_skipped, dat_lost, dat_lost_unknown;
 	uint64_t rec_ts;
-	int64_t rec_piece, rec_off, rec_eid, rec_slot;
+	int64_t rec_off, rec_eid, rec_slot;
+	int need_slot;       /* RF_MORE: the slot whose next piece rf_dat_run needs */
 	/* out: of the event handed back last: 1 when its entry is in the C
 	 * history already (rec_noted: Python calls rf_note for the others it
 	 * observes) and 1 when it is a fallback whose situation key C kept
@@ -122,23 +123,30 @@ int64_t rf_reason_count(struct rf_ctx *ctx, int64_t row, int64_t code);
  * CPUs merged by timestamp (the lower CPU first on a tie), and the fault
  * events counted as above; other fs_dax events, fallbacks and new rows are
  * handed back (RF_LINE with rec_*: Python unpacks that record itself).
- * Anything unusual in the pages (what pmemtrace/live/ftrace_binary.py would
- * call corrupt, a CPU whose timestamps go back) is RF_BAD: Python then
- * replays the whole file through its own decoder. */
+ * The pages come a piece at a time, when the merge needs them (RF_MORE):
+ * memory holds one piece per CPU, not the file.  Anything unusual in the
+ * pages (what pmemtrace/live/ftrace_binary.py would call corrupt, a CPU
+ * whose timestamps go back) is RF_BAD: Python then replays the whole file
+ * through its own decoder, with new views. */
 #define RF_BAD 5
-/* the page header's layout (ftrace_binary.PageHeader) */
-void rf_dat_layout(struct rf_ctx *ctx, int page_size, int ts_offset, int commit_offset, int commit_size,
-		   int data_offset);
+#define RF_MORE 6     /* rf_dat_run needs the next piece of slot need_slot (rf_dat_piece or rf_dat_end) */
+/* the page header's layout (ftrace_binary.PageHeader) and the number of
+ * slots (the CPUs with data, in CPU order) */
+int rf_dat_layout(struct rf_ctx *ctx, int page_size, int ts_offset, int commit_offset, int commit_size,
+		  int data_offset, int slots);
 /* an event id to decode: kind 0..3 (the fault events), 4 (dax_pmd_load_hole)
  * or 5 (handed back),
  * the bytes its record must have (struct size), and for each of pid, dev,
- * ino, vm_start, vm_end, address, pgoff, max_pgoff, flags, result its
- * offset, size and signedness (offset -1: absent) */
+ * ino, vm_start, vm_end, address, pgoff, max_pgoff, flags, result, vm_flags
+ * its offset, size and signedness (offset -1: absent) */
 int rf_dat_event(struct rf_ctx *ctx, int eid, int kind, int size, const int32_t *fields);
-/* the pages of one piece of CPU slot's data (slots in CPU order, pieces in
- * file order); buf must live until the replay ends */
+/* the next piece (whole pages) of slot's data, when rf_dat_run asked for
+ * it; buf must live until rf_dat_run next asks for this slot (or the
+ * replay ends) */
 int rf_dat_piece(struct rf_ctx *ctx, int slot, const char *buf, size_t len);
-/* merge and count from where the last call stopped: RF_DONE or RF_LINE */
+/* slot has no more pieces */
+int rf_dat_end(struct rf_ctx *ctx, int slot);
+/* merge and count from where the last call stopped: RF_DONE, RF_LINE or RF_MORE */
 int rf_dat_run(struct rf_ctx *ctx);
 /* PMT_CDEF_END */
 

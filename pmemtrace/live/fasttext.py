@@ -62,7 +62,7 @@ from .parse import (
     trace_line_record,
 )
 
-RF_ABI = 4  # cffi_build/replayfast.c rf_abi()
+RF_ABI = 5  # cffi_build/replayfast.c rf_abi()
 
 try:
     from .. import _replayfast  # type: ignore[attr-defined]
@@ -454,9 +454,14 @@ class DatReplay(_Counting):
 
     def run(self, dat: Any, mm: Any) -> bool:
         """Replay *dat* (and its mmap *mm*, :func:`~pmemtrace.live.tracedat.open_dat`);
-        False, with nothing counted, when the C side does not take the file
-        (a big-endian file, pages it finds unusual): the caller then replays
-        it through the pure-Python path, which says what is wrong if anything is."""
+        False when the C side does not take the file (a big-endian file,
+        pages it finds unusual, maybe past records it has counted): the
+        caller then replays it through the pure-Python path into new views,
+        which says what is wrong if anything is.
+
+        A CPU's data is decompressed and decoded a piece at a time, when the
+        merge in C asks for it (RF_MORE), and dropped when its records are
+        all merged: memory holds a piece per CPU, not the file."""
         from .fsdax_binary import converters
         from .ftrace_binary import FormatError
         from .tracedat import _Truncated, cpu_pages
@@ -466,7 +471,9 @@ class DatReplay(_Counting):
         if dat.big_endian or sys.byteorder != "little" or h is None:
             return False
         conv = converters(dat.formats, dat.cmdlines)
-        lib.rf_dat_layout(ctx, dat.page_size, h.ts_offset, h.commit_offset, h.commit_size, h.data_offset)
+        cpus = [c for c in sorted(dat.cpus, key=lambda c: c.cpu) if c.size]
+        if lib.rf_dat_layout(ctx, dat.page_size, h.ts_offset, h.commit_offset, h.commit_size, h.data_offset, len(cpus)):
+            return False
         for eid in conv:
             f = dat.formats[eid]
             f.layout(False)
@@ -483,33 +490,39 @@ class DatReplay(_Counting):
                 kind = len(_KIND_NAMES)  # the C side finds its row by address: not with bounds given
             if lib.rf_dat_event(ctx, eid, kind, f.unpacker.size, ffi.new("int32_t[]", table)):
                 return False
-        cpus = [c for c in sorted(dat.cpus, key=lambda c: c.cpu) if c.size]
-        self.pieces: list = []  # the decoded-from buffers: the C side points into them
-        try:
-            for slot, c in enumerate(cpus):
-                for piece in cpu_pages(dat, mm, c):
-                    cbuf = ffi.from_buffer(piece)
-                    self.pieces.append((piece, cbuf))
-                    if lib.rf_dat_piece(ctx, slot, cbuf, len(piece)):
-                        return False
-        except (_Truncated, FormatError):
-            return False  # the pure path raises it, with its message
-        st = self.stats
-        st.lines += ctx.dat_records
-        st.events += ctx.dat_records
+        pieces = [cpu_pages(dat, mm, c) for c in cpus]
+        held: list = [None] * len(cpus)  # each slot's current piece (and its cffi view): the C side reads it
         self._begin()
         try:
             while True:
                 r = lib.rf_dat_run(ctx)
+                if r == lib.RF_MORE:
+                    slot = ctx.need_slot
+                    held[slot] = None  # its records are all merged
+                    try:
+                        piece = next(pieces[slot], None)
+                    except (_Truncated, FormatError):
+                        return False  # the pure path raises it, with its message
+                    if piece is None:
+                        lib.rf_dat_end(ctx, slot)
+                        continue
+                    cbuf = ffi.from_buffer(piece)
+                    held[slot] = (piece, cbuf)
+                    if lib.rf_dat_piece(ctx, slot, cbuf, len(piece)):
+                        return False
+                    continue
                 if r == lib.RF_DONE:
                     break
                 if r != lib.RF_LINE:
                     raise MemoryError("replay: the compiled path ran out of memory")
                 eid = ctx.rec_eid
-                values = dat.formats[eid].unpack_from(self.pieces[ctx.rec_piece][0], ctx.rec_off)
+                values = dat.formats[eid].unpack_from(held[ctx.rec_slot][0], ctx.rec_off)
                 self._add(conv[eid](ctx.rec_ts, cpus[ctx.rec_slot].cpu, values))
         finally:
             self._end()
+        st = self.stats
+        st.lines += ctx.dat_records
+        st.events += ctx.dat_records
         st.lost += ctx.dat_lost
         st.skipped += ctx.dat_skipped
         st.lost_unknown += ctx.dat_lost_unknown

@@ -396,22 +396,39 @@ def _inflate(decompress, data: bytes, size: int, what: str) -> bytes:
     return bytes(out)
 
 
+def _drop(mm, start: int, end: int) -> None:
+    """Give back the mapped pages wholly inside [start, end) of *mm*, read
+    once: the process's memory then holds what is being decoded, not the
+    file (the page cache keeps them; a later read faults them in again)."""
+    ps = mmap.PAGESIZE
+    lo, hi = -(-start // ps) * ps, end // ps * ps
+    if hi > lo and hasattr(mm, "madvise"):
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
 def cpu_pages(dat: TraceDat, mm, c: CpuData) -> Iterator[bytes | memoryview]:
-    """The raw page data of one CPU, in pieces of whole pages."""
+    """The raw page data of one CPU, in pieces of whole pages, each read
+    from *mm* when asked for (and its pages of *mm* given back)."""
     if not c.size:
         return
     if not c.compressed:
         step = CHUNK_PAGES * dat.page_size
         mv = memoryview(mm)
         for off in range(c.offset, c.offset + c.size, step):
-            yield bytes(mv[off : min(off + step, c.offset + c.size)])  # struct reads bytes faster than an mmap view
+            end = min(off + step, c.offset + c.size)
+            piece = bytes(mv[off:end])  # struct reads bytes faster than an mmap view
+            _drop(mm, off, end)
+            yield piece
         return
     decompress = _decompressor(dat.compression, dat.path)
     r = _Reader(mm, dat.big_endian, f"CPU {c.cpu} data")
     r.pos = c.offset
     for i in range(r.u(4)):
         zsize, usize = r.u(4), r.u(4)
-        yield memoryview(_inflate(decompress, r.raw(zsize), usize, f"CPU {c.cpu} chunk {i}"))
+        start = r.pos
+        data = r.raw(zsize)
+        _drop(mm, start, r.pos)
+        yield memoryview(_inflate(decompress, data, usize, f"CPU {c.cpu} chunk {i}"))
 
 
 def cpu_batches(dat: TraceDat, mm, c: CpuData, decoder: PageDecoder, lost: list) -> Iterator[list]:
