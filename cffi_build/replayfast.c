@@ -1057,11 +1057,35 @@ int rf_dat_event(struct rf_ctx *c, int eid, int kind, int size, const int32_t *f
 	return 0;
 }
 
-static uint64_t rd(const unsigned char *b, int size)
+/* a little-endian field (little-endian hosts and files only); the sizes
+ * spelled out, so each is one load, not a call of memcpy whose result is
+ * read back from the stack */
+static inline uint64_t rd(const unsigned char *b, int size)
 {
-	uint64_t v = 0;
-	memcpy(&v, b, (size_t)size); /* little-endian hosts and files only */
-	return v;
+	switch (size) {
+	case 1:
+		return b[0];
+	case 2: {
+		uint16_t v;
+		memcpy(&v, b, 2);
+		return v;
+	}
+	case 4: {
+		uint32_t v;
+		memcpy(&v, b, 4);
+		return v;
+	}
+	case 8: {
+		uint64_t v;
+		memcpy(&v, b, 8);
+		return v;
+	}
+	default: {
+		uint64_t v = 0;
+		memcpy(&v, b, (size_t)size);
+		return v;
+	}
+	}
 }
 
 /* a field of a record as the unpacker gives it: 1 and the value, or 0

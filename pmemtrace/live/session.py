@@ -516,9 +516,15 @@ def replay(
     are reused for identical situations (:class:`CachedAttributor`);
     *verify_reuse* runs the model anyway and counts differences."""
     from . import fasttext
-    from .attrcache import CachedAttributor
-    from .attribute import Attributor
     from .views import Aggregator
+
+    def attributor_for(release: str):
+        if not reasons:
+            return None  # (and the model's modules not imported)
+        from .attrcache import CachedAttributor
+        from .attribute import Attributor
+
+        return CachedAttributor(Attributor(release=release), verify=verify_reuse)
 
     if on_event is None and fasttext.usable_for(path) and _sniff(path) == "trace":
         # a text trace: the compiled hot path (pmemtrace.live.fasttext), same output
@@ -526,7 +532,7 @@ def replay(
 
         stats = ParseStats()
         release = kernel or "6.12"
-        attributor = CachedAttributor(Attributor(release=release), verify=verify_reuse) if reasons else None
+        attributor = attributor_for(release)
         views = Aggregator(attributor, max_rows=max_rows)
         fasttext.TextReplay(views, stats, keep_pid=pid).run(path)
         return views, fasttext.TextSource(path, stats)
@@ -539,7 +545,7 @@ def replay(
         stats = ParseStats()
         header = dat.header()
         release = kernel or header.get("kernel") or "6.12"
-        attributor = CachedAttributor(Attributor(release=release), verify=verify_reuse) if reasons else None
+        attributor = attributor_for(release)
         views = Aggregator(attributor, max_rows=max_rows)
         if fasttext.DatReplay(views, stats, keep_pid=pid).run(dat, mm):
             stats.header = header  # type: ignore[attr-defined]
@@ -547,7 +553,7 @@ def replay(
     src = FileSource(path, records=True)
     src.start()
     release = kernel or (src.header or {}).get("kernel") or "6.12"
-    attributor = CachedAttributor(Attributor(release=release), verify=verify_reuse) if reasons else None
+    attributor = attributor_for(release)
     views = Aggregator(attributor, max_rows=max_rows)
     keep = None if pid is None else (lambda rec: rec[3] == pid)
     Session(src, views, keep=keep, on_event=on_event).run()
