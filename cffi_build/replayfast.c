@@ -32,14 +32,20 @@ struct htab {
 	size_t cap, n;
 };
 
-static uint64_t hkey(const uint64_t *k)
+/* a hash of n u64 words; seed picks one of several independent ones */
+static uint64_t hash_words(const uint64_t *k, size_t n, uint64_t seed)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ull;
-	for (int i = 0; i < 5; i++) {
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ seed;
+	for (size_t i = 0; i < n; i++) {
 		h ^= k[i] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
 		h *= 0xff51afd7ed558ccdull;
 	}
 	return h ^ (h >> 33);
+}
+
+static uint64_t hkey(const uint64_t *k)
+{
+	return hash_words(k, 5, 0);
 }
 
 static struct hent *hfind(struct htab *t, const uint64_t *k)
@@ -89,73 +95,50 @@ static int hput(struct htab *t, const uint64_t *k, int64_t v)
 	return 0;
 }
 
-/* --- situation keys of attributed fallbacks: variable-length u64 arrays to a code --- */
-struct kent {
-	uint64_t h;
-	size_t off;  /* into ktab.pool */
-	uint32_t len;
-	int used;
-	int64_t code;
-};
+/* --- situation keys of attributed fallbacks: variable-length u64 arrays to
+ * a code, kept in a pool ([code, words...] each), found through the table
+ * above by two independent hashes and the length, and compared in full: a
+ * collision of both hashes finds nothing (that key is never reused) --- */
 struct ktab {
-	struct kent *e;
-	size_t cap, n;
+	struct htab index; /* {hash, hash, length} -> offset of the entry in pool */
 	uint64_t *pool;
 	size_t plen, pcap;
 };
 
-static uint64_t khash(const uint64_t *k, size_t n)
+static void kindex(const uint64_t *k, size_t n, uint64_t *ik)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-	for (size_t i = 0; i < n; i++) {
-		h ^= k[i] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-		h *= 0xff51afd7ed558ccdull;
-	}
-	return h ^ (h >> 33);
+	ik[0] = hash_words(k, n, 1);
+	ik[1] = hash_words(k, n, 2);
+	ik[2] = n;
+	ik[3] = ik[4] = 0;
 }
 
-static struct kent *kfind(struct ktab *t, const uint64_t *k, size_t n, uint64_t h)
+/* the entry of key k (its code first), or NULL */
+static uint64_t *kfind(struct ktab *t, const uint64_t *k, size_t n)
 {
-	if (!t->cap)
+	uint64_t ik[5];
+	kindex(k, n, ik);
+	struct hent *h = hfind(&t->index, ik);
+	if (!h)
 		return NULL;
-	size_t m = t->cap - 1, i = h & m;
-	while (t->e[i].used) {
-		struct kent *e = &t->e[i];
-		if (e->h == h && e->len == n && !memcmp(t->pool + e->off, k, n * sizeof *k))
-			return e;
-		i = (i + 1) & m;
-	}
-	return NULL;
+	uint64_t *e = t->pool + h->v;
+	return memcmp(e + 1, k, n * sizeof *k) ? NULL : e;
 }
 
 static int kput(struct ktab *t, const uint64_t *k, size_t n, int64_t code)
 {
-	uint64_t h = khash(k, n);
-	struct kent *old = kfind(t, k, n, h);
-	if (old) {
-		old->code = code;
-		return 0;
+	uint64_t ik[5];
+	kindex(k, n, ik);
+	struct hent *h = hfind(&t->index, ik);
+	if (h) {
+		uint64_t *e = t->pool + h->v;
+		if (!memcmp(e + 1, k, n * sizeof *k))
+			e[0] = (uint64_t)code;
+		return 0; /* (or another key with both hashes: this one stays unlearned) */
 	}
-	if ((t->n + 1) * 2 > t->cap) {
-		size_t nc = t->cap ? t->cap * 2 : 64;
-		struct kent *ne = calloc(nc, sizeof *ne);
-		if (!ne)
-			return RF_NOMEM;
-		for (size_t i = 0; i < t->cap; i++) {
-			if (!t->e[i].used)
-				continue;
-			size_t j = t->e[i].h & (nc - 1);
-			while (ne[j].used)
-				j = (j + 1) & (nc - 1);
-			ne[j] = t->e[i];
-		}
-		free(t->e);
-		t->e = ne;
-		t->cap = nc;
-	}
-	if (t->plen + n > t->pcap) {
+	if (t->plen + n + 1 > t->pcap) {
 		size_t nc = t->pcap ? t->pcap * 2 : 1024;
-		while (nc < t->plen + n)
+		while (nc < t->plen + n + 1)
 			nc *= 2;
 		uint64_t *np = realloc(t->pool, nc * sizeof *np);
 		if (!np)
@@ -163,13 +146,11 @@ static int kput(struct ktab *t, const uint64_t *k, size_t n, int64_t code)
 		t->pool = np;
 		t->pcap = nc;
 	}
-	memcpy(t->pool + t->plen, k, n * sizeof *k);
-	size_t i = h & (t->cap - 1);
-	while (t->e[i].used)
-		i = (i + 1) & (t->cap - 1);
-	t->e[i] = (struct kent){h, t->plen, (uint32_t)n, 1, code};
-	t->plen += n;
-	t->n++;
+	if (hput(&t->index, ik, (int64_t)t->plen))
+		return RF_NOMEM;
+	t->pool[t->plen] = (uint64_t)code;
+	memcpy(t->pool + t->plen + 1, k, n * sizeof *k);
+	t->plen += n + 1;
 	return 0;
 }
 
@@ -287,7 +268,7 @@ void rf_free(struct rf_ctx *c)
 	free(p->pmdkeys.e);
 	free(p->hists.e);
 	free(p->cnt);
-	free(p->keys.e);
+	free(p->keys.index.e);
 	free(p->keys.pool);
 	free(p->reasons.e);
 	free(p->key);
@@ -683,10 +664,10 @@ static int reuse(struct rf_ctx *c, struct priv *p, int64_t row, uint64_t dev, ui
 	if (!situation(c, p, hs, vs, ve, addr, pgoff, maxpg, flags, vmflags))
 		return 0;
 	c->rec_key = 1;
-	struct kent *k = kfind(&p->keys, p->key, p->keylen, khash(p->key, p->keylen));
+	const uint64_t *k = kfind(&p->keys, p->key, p->keylen);
 	if (!k)
 		return 0;
-	uint64_t rk[5] = {(uint64_t)row, (uint64_t)k->code, 0, 0, 0};
+	uint64_t rk[5] = {(uint64_t)row, k[0], 0, 0, 0};
 	struct hent *a = hfind(&p->reasons, rk);
 	if (!a)
 		return 0; /* the row's first of this reason (its order in the row), or evidence still kept */
