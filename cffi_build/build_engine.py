@@ -4,7 +4,7 @@ setup.py names it: cffi_modules=["cffi_build/build_engine.py:ffibuilder"].
 The C lives in real files beside this script (engine.c, engine.h); the cdef
 is read from engine.h (between PMT_CDEF_BEGIN/END) and from bpf/pmemtrace.h
 (the event record shared with the BPF programs), with preprocessor lines
-dropped, so the C, the cdef and the BPF side cannot drift apart.
+dropped (cdefs.py), so the C, the cdef and the BPF side cannot drift apart.
 
 This directory is build-only: it is not installed (packages.find includes
 pmemtrace* only) but must ship in the sdist.
@@ -12,10 +12,14 @@ pmemtrace* only) but must ship in the sdist.
 
 import os
 import re
+import sys
 
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from cdefs import CFLAGS, header_cdef, strip_c  # noqa: E402 (this directory, put on the path above)
+
 ROOT = os.path.dirname(HERE)
 BPF_DIR = os.path.join(ROOT, "bpf")
 
@@ -28,18 +32,8 @@ def _version():
     return m.group(1)
 
 
-def _strip_cpp(text):
-    """Drop preprocessor lines and comments: cffi's cdef wants declarations only."""
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    text = re.sub(r"//[^\n]*", "", text)
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-
-
 def _engine_cdef():
-    with open(os.path.join(HERE, "engine.h")) as f:
-        text = f.read()
-    body = text.split("/* PMT_CDEF_BEGIN */", 1)[1].split("/* PMT_CDEF_END */", 1)[0]
-    return _strip_cpp(body)
+    return header_cdef(os.path.join(HERE, "engine.h"))
 
 
 def _event_cdef():
@@ -47,7 +41,7 @@ def _event_cdef():
     if not os.path.exists(path):
         return ""
     with open(path) as f:
-        return _strip_cpp(f.read())
+        return strip_c(f.read())
 
 
 VERSION = _version()
@@ -55,11 +49,8 @@ ffibuilder = FFI()
 ffibuilder.cdef(_event_cdef())
 ffibuilder.cdef(_engine_cdef())
 
-# Compile flags: -O2 for the touch loops; -std=gnu11 for _GNU_SOURCE APIs
-# (mremap, fallocate, MAP_FIXED_NOREPLACE); -Wall -Wextra so warnings show in
-# pip -v builds.  The version is baked in and checked at import
+# The version is baked in and checked at import
 # (pmemtrace/workload/engine.py) so a stale .so is caught with a remedy.
-_extra_compile_args = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
 ffibuilder.set_source(
     "pmemtrace._engine",
@@ -72,7 +63,7 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(HERE, "engine.c"), ROOT)],
     include_dirs=[HERE, BPF_DIR],
     define_macros=[("PMEMTRACE_VERSION", f'"{VERSION}"')],
-    extra_compile_args=_extra_compile_args,
+    extra_compile_args=CFLAGS,
 )
 
 if __name__ == "__main__":
