@@ -30,6 +30,7 @@ struct hent {
 struct htab {
 	struct hent *e;
 	size_t cap, n;
+	size_t last; /* the entry found last: consecutive records mostly ask for it again */
 };
 
 /* a hash of n u64 words; seed picks one of several independent ones */
@@ -52,10 +53,15 @@ static struct hent *hfind(struct htab *t, const uint64_t *k)
 {
 	if (!t->cap)
 		return NULL;
+	struct hent *l = &t->e[t->last];
+	if (l->used && !memcmp(l->k, k, sizeof l->k))
+		return l;
 	size_t m = t->cap - 1, i = hkey(k) & m;
 	while (t->e[i].used) {
-		if (!memcmp(t->e[i].k, k, sizeof t->e[i].k))
+		if (!memcmp(t->e[i].k, k, sizeof t->e[i].k)) {
+			t->last = i;
 			return &t->e[i];
+		}
 		i = (i + 1) & m;
 	}
 	return NULL;
@@ -79,6 +85,7 @@ static int hput(struct htab *t, const uint64_t *k, int64_t v)
 		free(t->e);
 		t->e = ne;
 		t->cap = nc;
+		t->last = 0;
 	}
 	size_t m = t->cap - 1, i = hkey(k) & m;
 	while (t->e[i].used) {
