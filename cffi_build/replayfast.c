@@ -182,6 +182,9 @@ struct dslot {
 struct devent {
 	int eid, kind, size;
 	int32_t f[DAT_FIELDS][3];
+	int counted;                /* its records may be counted here (else all go to Python) */
+	int nf;                     /* fields present ... */
+	uint8_t fi[DAT_FIELDS];     /* ... their indices */
 };
 struct dat {
 	int page_size, ts_off, commit_off, commit_size, data_off;
@@ -1041,6 +1044,20 @@ int rf_dat_event(struct rf_ctx *c, int eid, int kind, int size, const int32_t *f
 	e->kind = kind;
 	e->size = size;
 	memcpy(e->f, fields, sizeof e->f);
+	/* once per event, not per record: which fields a record gives, and
+	 * whether those absent may be (the others send every record to Python):
+	 * PTE events have no vm_start, vm_end, max_pgoff; a load hole (taken
+	 * only without vm_start, vm_end) has no pgoff, max_pgoff, flags, result
+	 * either; vm_flags counts as 0 when absent (the converter leaves it out) */
+	e->counted = kind <= K_HOLE;
+	e->nf = 0;
+	int pte = kind == K_PTE || kind == K_PTE_DONE;
+	for (int i = 0; i < DAT_FIELDS; i++) {
+		if (e->f[i][0] >= 0)
+			e->fi[e->nf++] = (uint8_t)i;
+		else if (i != 10 && !(pte && (i == 3 || i == 4 || i == 7)) && !(kind == K_HOLE && i != 5))
+			e->counted = 0;
+	}
 	d->by_eid[eid] = (int16_t)(++d->nev);
 	return 0;
 }
@@ -1253,26 +1270,14 @@ int rf_dat_run(struct rf_ctx *c)
 		const struct devent *e = &d->ev[r->ev];
 		const unsigned char *rec = s->buf + r->off;
 		uint64_t v[DAT_FIELDS] = {0};
-		int ok = e->kind <= K_HOLE;
+		int ok = e->counted;
 		c->rec_noted = c->rec_key = 0;
-		for (int i = 0; ok && i < DAT_FIELDS; i++) {
-			if (i == 10) {
-				/* vm_flags: its bits as they are (the converter masks
-				 * VM_SHARED of any value), 0 when absent */
-				if (e->f[i][0] >= 0)
-					v[i] = rd(rec + e->f[i][0], e->f[i][1]);
-				continue;
-			}
-			if (e->f[i][0] < 0) {
-				/* absent: PTE events have no vm_start, vm_end, max_pgoff;
-				 * a load hole (taken only without vm_start, vm_end) has
-				 * no pgoff, max_pgoff, flags, result either */
-				int pte = e->kind == K_PTE || e->kind == K_PTE_DONE;
-				if (!(pte && (i == 3 || i == 4 || i == 7)) && !(e->kind == K_HOLE && i != 5))
-					ok = 0;
-				continue;
-			}
-			ok = field(rec, e->f[i], &v[i]);
+		for (int j = 0; ok && j < e->nf; j++) {
+			int i = e->fi[j];
+			if (i == 10) /* vm_flags: its bits as they are (the converter masks VM_SHARED of any value) */
+				v[i] = rd(rec + e->f[i][0], e->f[i][1]);
+			else
+				ok = field(rec, e->f[i], &v[i]);
 		}
 		if (ok && c->keep_pid >= 0 && v[0] != (uint64_t)c->keep_pid)
 			continue; /* another process: not in the views */
