@@ -155,7 +155,9 @@ class _Counting:
             isinstance(att, CachedAttributor)
             and not att.verify
             and getattr(att.inner, "file_info_given", True) is False
-            and getattr(att.inner, "history", 0) > 0
+            # (Attributor keeps at least 2,048 entries a file: past that
+            # its history would be shorter than the C side's)
+            and 0 < getattr(att.inner, "history", 0) < 2048
         )
         self.recorder: _Recorder | None = None
         if self.reuse:
