@@ -230,4 +230,8 @@ def format_event(name: str, f: Mapping[str, int]) -> str:
             f"{decode_flags(g('flags', 0), FAULT_FLAG)} address {g('address', 0):#x} "
             f"pgoff {g('pgoff', 0):#x} {decode_flags(g('result', 0), VM_FAULT)}"
         ).rstrip()
+    if name in ("dax_writeback_range", "dax_writeback_range_done"):
+        return f"dev {_dev(g('dev', 0))} ino {g('ino', 0):#x} pgoff {g('start_index', 0):#x}-{g('end_index', 0):#x}"
+    if name == "dax_writeback_one":
+        return f"dev {_dev(g('dev', 0))} ino {g('ino', 0):#x} pgoff {g('pgoff', 0):#x} pglen {g('pglen', 0):#x}"
     return " ".join(f"{k} {v:#x}" for k, v in f.items())

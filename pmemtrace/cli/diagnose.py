@@ -162,7 +162,10 @@ def run(args):
             from ..host import observe
 
             status(f"pmemtrace diagnose: recording fs_dax events of {args.pid} for {args.observe:g} s")
-            observe.annotate(pstrips, observe.collect(roots, args.pid, args.observe))
+            events, lost = observe.collect(roots, args.pid, args.observe)
+            observe.annotate(pstrips, events)
+            if lost:
+                status(f"pmemtrace diagnose: {lost} fs_dax events were lost: the observed column may miss faults")
         if not pstrips:
             status(f"pmemtrace diagnose: process {args.pid} has no DAX mappings")
         strips.extend(pstrips)

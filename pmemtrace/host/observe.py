@@ -3,19 +3,16 @@
 chunks as the prediction, for ``pmemtrace diagnose --pid PID --observe S``.
 
 It records in a private tracefs instance (``pmemtrace-<pid>-observe``,
-:mod:`pmemtrace.live.tracefs`): the global trace buffer, ``tracing_on`` and
-other users' settings are never touched, and the instance is removed on
-return, also on errors and Ctrl-C.
+:mod:`pmemtrace.live.tracefs`), read as ``run`` and ``watch`` read theirs:
+the global trace buffer, ``tracing_on`` and other users' settings are never
+touched, the instance is removed on return, also on errors and Ctrl-C, and
+every lost event is counted.
 """
 
 import time
 
 from ..errors import KernelFeatureMissing
 from ..live import tracefs
-
-#: per-CPU buffer: the pipe is drained while recording, so this only has to
-#: hold a burst between two reads
-BUFFER_KB = 8192
 
 
 def tracefs_dir(roots):
@@ -30,36 +27,25 @@ def tracefs_dir(roots):
 
 
 def collect(roots, pid, seconds, during=None):
-    """fs_dax events of *pid* (and its children) for *seconds*; *during*, if
-    given, is called once tracing is on (tests use it to touch memory)."""
-    from ..live.parse import ParseStats, parse_trace_text
-
+    """``(events, lost)``: the fs_dax events of *pid* (and its children)
+    for *seconds*, through the capture path of ``run`` and ``watch``
+    (:class:`pmemtrace.live.tracefs.TraceCapture`: binary per-CPU reads,
+    losses counted); *during*, if given, is called once tracing is on
+    (tests use it to touch memory)."""
     t = tracefs_dir(roots)
     tracefs.remove_orphans_and_report(t)
-    inst = tracefs.Instance("observe", t, what="--observe")
-    chunks = []
+    cap = tracefs.TraceCapture("observe", t, what="--observe")
     try:
-        inst.create()
-        inst.set_buffer_kb(BUFFER_KB)
-        inst.follow_pid(pid, proc_root=roots.proc())
-        inst.enable("fs_dax")
-        inst.open_pipe()
+        cap.start(pid)
+        if cap.error is not None:
+            raise cap.error
         if during is not None:
             during()
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                break
-            if inst.wait(min(left, 0.5)):
-                chunks += inst.read()
-        inst.pause()
-        chunks += inst.read()  # what was buffered when tracing stopped
+        time.sleep(seconds)
+        events = cap.stop()
     finally:
-        inst.close()
-    stats = ParseStats()
-    text = b"".join(chunks).decode("utf-8", "replace")
-    return list(parse_trace_text(text.splitlines(), stats))
+        cap.close()
+    return events, cap.lost
 
 
 def outcome_of(events):

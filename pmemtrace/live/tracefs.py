@@ -14,7 +14,8 @@
   ``watch``/``replay`` views, ``check`` and ``diagnose --observe``;
 * **the tracefs backends**: :class:`TracefsBackend` (``watch``, a
   :class:`pmemtrace.live.session.Backend`) and :class:`TraceCapture`
-  (``run``/``check``: raw text drained by a thread while the workload runs).
+  (``run``/``check``/``diagnose --observe``: the same backend, every event
+  of one process, drained by a thread while the workload runs).
 """
 
 import errno
@@ -30,7 +31,7 @@ from typing import Any, Optional
 
 from ..errors import KernelFeatureMissing, PrivilegeError
 from ..events import VM_FAULT, Event
-from .parse import ParseStats, iter_trace_records
+from .parse import FS_DAX_EVENTS, ParseStats, iter_trace_records
 
 log = logging.getLogger(__name__)
 
@@ -503,6 +504,9 @@ class TracefsBackend:
         root: Optional[str] = None,
         skip: Iterable[str] = (),
         file_filter: Optional[tuple] = None,
+        purpose: str = "watch",
+        what: str = "pmemtrace watch",
+        tracepoints: Sequence[str] = FS_DAX_TRACEPOINTS,
     ):
         self.root = root or require_root()
         self.tracepoints = fs_dax_tracepoints(self.root)
@@ -510,12 +514,13 @@ class TracefsBackend:
             raise KernelFeatureMissing("this kernel has no fs_dax tracepoints (CONFIG_FS_DAX is off)")
         self.pid = pid
         self.skip = set(skip)  # tracepoints not to enable
+        self.wanted = tuple(tracepoints)
         self.buffer_note: Optional[str] = None
         self.buffer_kb = buffer_kb
         #: (kernel dev_t, inode or None) of --path: an event filter drops
         #: other files' events in the kernel, before they are formatted
         self.file_filter = file_filter
-        self.inst = Instance("watch", self.root, what="pmemtrace watch")
+        self.inst = Instance(purpose, self.root, what=what)
         self.instance = self.inst.path
         self.stats = ParseStats()
         self._partial = ""
@@ -541,7 +546,7 @@ class TracefsBackend:
             self.buffer_note = self.inst.set_buffer_kb(self.buffer_kb)
             if self.pid:
                 self.inst.follow_pid(self.pid)
-            wanted = [tp for tp in FS_DAX_TRACEPOINTS if tp in self.tracepoints and tp not in self.skip]
+            wanted = [tp for tp in self.wanted if tp in self.tracepoints and tp not in self.skip]
             if self.file_filter is not None:
                 dev, ino = self.file_filter
                 expr = f"dev == {int(dev)}" + (f" && ino == {int(ino)}" if ino else "")
@@ -629,102 +634,129 @@ class TracefsBackend:
 
 
 # ---------------------------------------------------------------------------
-# run / check: the raw text of a workload's fs_dax events
+# run / check / diagnose --observe: every fs_dax event of one process
 
 
 class TraceCapture:
-    """fs_dax events of one pid (and its children) in a private instance,
-    for ``pmemtrace run``/``check``.
+    """Every fs_dax event of one pid (and of the children it forks), for
+    ``pmemtrace run``/``check`` and ``diagnose --observe``.
 
-    The events are drained from ``trace_pipe`` by a thread while the worker
-    runs (a scenario can make 100,000 faults: reading ``trace`` at the end
-    once returned 24,230 of 99,104 events, the rest overwritten), and what
-    the ring buffer still lost is counted into :attr:`lost`.  Problems are
-    not raised: :attr:`reason` says why there is no (complete) trace, and
-    starts with ``incomplete`` when events were lost or unreadable."""
+    The capture path is watch's (:class:`TracefsBackend`: a private
+    instance, each CPU's ``trace_pipe_raw`` decoded in binary, losses from
+    the per-CPU stats), drained by a thread while the workload runs: a
+    scenario can make 100,000 faults, and reading ``trace`` once at the end
+    returned 24,230 of 99,104 events, the rest overwritten.  What the ring
+    buffer lost, or a final drain left unread, is counted in :attr:`lost`.
+    Problems are not raised: :attr:`reason` says why there is no
+    (complete) trace, and starts with ``incomplete`` when events were lost
+    or unreadable."""
 
     BUFFER_KB = 16384  # per CPU
+    FINAL_DRAIN_SECONDS = 10.0
 
-    def __init__(self, purpose: str = "run", root: Optional[str] = None):
+    def __init__(self, purpose: str = "run", root: Optional[str] = None, what: str = "pmemtrace run"):
         self.reason: Optional[str] = None
+        #: the exception behind :attr:`reason` (a caller that must not go
+        #: on without a trace raises it: ``diagnose --observe``)
+        self.error: Optional[BaseException] = None
         self.lost = 0
-        self.inst: Optional[Instance] = None
-        self._chunks: list[bytes] = []
+        self.backend: Optional[TracefsBackend] = None
+        self._records: list = []
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         root = root or tracefs_root()
         if root is None:
             self.reason = "tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)"
             return
-        if not os.path.isdir(os.path.join(root, "events", "fs_dax")):
-            self.reason = "this kernel has no fs_dax tracepoints"
-            return
-        inst = Instance(purpose, root, what="pmemtrace run")
         try:
-            inst.create()
+            # every fs_dax event the parsers read, the writebacks of MAP_SYNC too
+            backend = TracefsBackend(
+                root=root, buffer_kb=self.BUFFER_KB, purpose=purpose, what=what, tracepoints=FS_DAX_EVENTS
+            )
+            backend.inst.create()  # now: a missing privilege is said before the workload starts
         except (OSError, PrivilegeError, KernelFeatureMissing) as exc:
-            self.reason = f"cannot create a tracefs instance: {getattr(exc, 'strerror', None) or exc}"
+            self.reason = f"cannot trace: {getattr(exc, 'strerror', None) or exc}"
+            self.error = exc
             return
-        self.inst = inst
+        self.backend = backend
 
     @property
     def dir(self) -> Optional[str]:
-        return self.inst.path if self.inst else None
+        return self.backend.inst.path if self.backend else None
+
+    @property
+    def reader(self) -> str:
+        """``trace_pipe_raw`` (binary, per CPU) or ``trace_pipe`` (text)."""
+        return self.backend.reader if self.backend else ""
 
     def start(self, pid: int) -> None:
-        if self.inst is None:
+        if self.backend is None:
             return
+        self.backend.pid = pid
         try:
-            self.inst.set_buffer_kb(self.BUFFER_KB)  # refused: default size, losses still counted
-            self.inst.write("set_event_pid", str(pid))
-            try:
-                self.inst.write("options/event-fork", "1")
-            except OSError:
-                pass
-            self.inst.open_pipe()
-            self.inst.enable("fs_dax")
-            self.inst.write("tracing_on", "1")
-        except (OSError, PrivilegeError) as exc:
+            self.backend.start()  # on failure it has removed its instance
+        except (OSError, PrivilegeError, KernelFeatureMissing) as exc:
             self.reason = f"cannot enable fs_dax events: {getattr(exc, 'strerror', None) or exc}"
-            self.close()
+            self.error = exc
+            self.backend = None
             return
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:
-        inst = self.inst
-        assert inst is not None  # set before the thread starts; close() joins it first
+        backend = self.backend
+        assert backend is not None  # set before the thread starts; close() joins it first
         while not self._stop.is_set():
             try:
-                if inst.wait(0.2):
-                    self._chunks += inst.read()
+                self._records += backend.drain(0.2)
             except OSError as exc:
-                self.reason = f"incomplete: cannot read trace_pipe: {exc.strerror}"
+                self.reason = f"incomplete: cannot read the trace: {exc.strerror}"
                 return
 
-    def stop(self) -> str:
-        """Stop tracing and return the text of every event (trace_pipe
-        format); sets :attr:`lost` and, if events were lost, :attr:`reason`."""
-        if self.inst is None or self.inst.fd is None:
-            return ""
-        self.inst.pause()
+    def stop(self) -> list[Event]:
+        """Stop tracing and return every event, in time order; sets
+        :attr:`lost` and, if events were lost, :attr:`reason`."""
+        backend = self.backend
+        if backend is None or not backend.running:
+            return []
+        backend.stop()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
+            self._thread = None
+        emptied = False
+        end = time.monotonic() + self.FINAL_DRAIN_SECONDS
         try:
-            self._chunks += self.inst.read()  # what is left after tracing_on=0
+            while time.monotonic() < end:  # what is left after tracing_on=0
+                more = backend.drain(0)
+                if not more:
+                    emptied = True
+                    break
+                self._records += more
         except OSError:
             pass
-        self.lost = self.inst.losses()
+        self.lost = backend.lost() + (0 if emptied else backend.unread())
         if self.lost and self.reason is None:
             self.reason = f"incomplete: the ring buffer lost {self.lost} events ({self.BUFFER_KB} KiB per CPU)"
-        return b"".join(self._chunks).decode("utf-8", "replace")
+        events = [r.event() for r in self._records]
+        self._records = []
+        return events
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
             self._thread = None
-        if self.inst is not None:
-            self.inst.close()
-            self.inst = None
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+
+def trace_text(events: Iterable[Event]) -> str:
+    """*events* as ``trace_pipe`` lines (``comm-pid [cpu] ts: name: fields``,
+    the fields in the kernel's print fmt): what ``run --out`` keeps beside
+    the case, and what ``replay`` reads back."""
+    return "".join(
+        f"{e.comm or '<...>'}-{e.pid or 0} [{e.cpu or 0:03d}] {e.ts or 0.0:.6f}: {e.name}: {e.format()}\n"
+        for e in events
+    )

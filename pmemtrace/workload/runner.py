@@ -103,6 +103,7 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
     scratch = []
     fds = []
     trace_inst = None
+    traced: list = []  # the fs_dax events of the worker (TraceCapture)
     pid = None
     res = RunResult(scen, {}, [])
     res.notes += target.notes
@@ -220,7 +221,7 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
                 current = None
             elif "steps_done" in msg:
                 if trace_inst:
-                    res.trace_text = trace_inst.stop()
+                    traced = trace_inst.stop()
                     res.trace_reason = trace_inst.reason
                 os.write(go_w, b"g")
             elif "verified" in msg:
@@ -259,8 +260,11 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
                 scen, target, st, extents, placed, mapped_at_start, res.steps, kernel, dio_fd is not None, start_tables
             )
         )
-        if res.trace_text:
-            res.events = _parse_events(res.trace_text)
+        if traced:
+            from ..live.tracefs import trace_text
+
+            res.events = [e.to_json() for e in traced]
+            res.trace_text = trace_text(traced)
         return res
     finally:
         signal.signal(signal.SIGTERM, old_term)
@@ -283,14 +287,3 @@ def run_scenario(scen, target, dio_dir=None, trace=True, kernel=None, progress=N
             except OSError:
                 pass
         res.seconds = round(time.perf_counter() - t_start, 3)
-
-
-def _parse_events(text):
-    try:
-        from ..live.parse import parse_trace_text
-    except ImportError:
-        return []
-    try:
-        return [e.to_json() for e in parse_trace_text(text.splitlines())]
-    except Exception:  # the raw text is kept beside the case anyway
-        return []

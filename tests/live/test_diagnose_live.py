@@ -226,7 +226,8 @@ class TestDiagnosePidAgainstTracepoints:
 
             t = observe.tracefs_dir(roots)
             before = global_state(t)
-            events = observe.collect(roots, os.getpid(), 0.2, during=touch)
+            events, lost = observe.collect(roots, os.getpid(), 0.2, during=touch)
+            assert lost == 0
             observe.annotate(strips, events)
             for s in strips:
                 got = [(c.outcome, c.observed) for c in s.chunks]

@@ -95,22 +95,33 @@ def test_watch_without_root_one_line():
     assert p.stderr.count("\n") == 1 and "root" in p.stderr, p.stderr
 
 
-def test_run_trace_instance_streams_and_cleans_up():
-    """pmemtrace run's private instance: trace_pipe drained by a thread,
-    nothing lost, and the instance gone after close()."""
+def test_run_trace_capture_reads_binary_and_cleans_up():
+    """run/check/diagnose --observe capture through watch's backend: its
+    private instance follows the pid, every fs_dax event the parsers know is
+    enabled (the MAP_SYNC writebacks too), each CPU's trace_pipe_raw is read
+    in binary, nothing is lost, and the instance is gone after close().
+    (The events themselves: test_scenarios checks run's PMD faults address
+    by address, test_diagnose_live the observed chunks.)"""
+    from pmemtrace.live.parse import FS_DAX_EVENTS
     from pmemtrace.live.tracefs import TraceCapture
 
+    before = _global_enabled()
     t = TraceCapture("test")
     assert t.reason is None and os.path.isdir(t.dir)
     t.start(os.getpid())
     try:
-        with open(os.path.join(t.dir, "trace_marker"), "w") as f:
-            f.write("pmemtrace-marker\n")
-        time.sleep(0.5)
-        text = t.stop()
+        assert t.reader == "trace_pipe_raw"
+        with open(os.path.join(t.dir, "set_event_pid")) as f:
+            assert str(os.getpid()) in f.read().split()
+        for ev in set(FS_DAX_EVENTS) & fs_dax_tracepoints(ROOT):
+            with open(os.path.join(t.dir, "events", "fs_dax", ev, "enable")) as f:
+                assert f.read().strip() == "1", ev
+        assert _global_enabled() == before
+        time.sleep(0.3)
+        events = t.stop()
     finally:
         t.close()
-    assert "pmemtrace-marker" in text  # the drain thread read trace_pipe
+    assert events == []  # this process made no DAX fault
     assert t.lost == 0 and t.reason is None
     assert not [d for d in _ours() if d == f"pmemtrace-{os.getpid()}-test"]
 
