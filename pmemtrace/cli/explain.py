@@ -53,7 +53,10 @@ def add_parser(sub):
     p.add_argument("--events", action="store_true", help="also print the fs_dax events the kernel would emit")
     p.add_argument("--json", action="store_true", help="JSON output (compact; see --indent)")
     p.add_argument(
-        "--indent", type=int, metavar="N", help="indent JSON by N spaces (implies --json; slower: Python's own encoder)"
+        "--indent",
+        type=int,
+        metavar="N",
+        help="indent JSON by N spaces as Python's json module does (implies --json; streamed like --json)",
     )
     p.add_argument(
         "--jsonl",
@@ -119,9 +122,9 @@ def _run(args):
     if args.jsonl and (args.json or args.indent is not None):
         raise UsageError("--jsonl and --json/--indent are different outputs: choose one")
     if args.json or args.jsonl or args.indent is not None:
-        # compact JSON and JSON Lines are written as the model runs: no
-        # record of an access outlives its encoding
-        pred = explain(case, stream=args.indent is None)
+        # JSON (compact or indented) and JSON Lines are written as the
+        # model runs: no record of an access outlives its encoding
+        pred = explain(case, stream=True)
         out = _binary_stdout()
         if args.jsonl:
             write_jsonl(pred, out)
@@ -216,13 +219,13 @@ def _binary_stdout() -> Any:
 
 
 def write_json(pred: Any, out: IO[bytes], indent: Optional[int] = None) -> None:
-    """``pred.to_json()`` as JSON, compact unless *indent* is given (then the
-    stdlib encoder, byte for byte what ``json.dump(..., indent=N)`` writes;
-    ``indent=1`` is the output of pmemtrace before compact JSON)."""
+    """``pred.to_json()`` as JSON, compact unless *indent* is given (then byte
+    for byte what ``json.dump(..., indent=N)`` writes; ``indent=1`` is the
+    output of pmemtrace before compact JSON).  Both are streamed: the results
+    are encoded compact in blocks and, for *indent*, each block re-indented
+    at its depth (:func:`_indented_results`)."""
     if indent is not None:
-        text = json.dumps(pred.to_json(), indent=indent)
-        out.write(text.encode())
-        out.write(b"\n")
+        _write_indented(pred, out, indent)
         return
     head = _dumps(pred.head_json())
     out.write(head[:-1] + b',"results":[')
@@ -233,6 +236,40 @@ def write_json(pred: Any, out: IO[bytes], indent: Optional[int] = None) -> None:
         first = False
         out.write(block)
     out.write(b'],"summary":' + _dumps(pred.summary()) + b"}\n")
+
+
+def _write_indented(pred: Any, out: IO[bytes], n: int) -> None:
+    """write_json(indent=n): the stdlib's layout (``"key": value``, one item
+    a line, ``[]``/``{}`` when empty), the head and the summary by the stdlib
+    itself, the results block by block."""
+    pad1, pad2 = b"\n" + b" " * n, b"\n" + b" " * (2 * n)
+    head = json.dumps(pred.head_json(), indent=n).encode()  # ends with "\n}"
+    out.write(head[:-2] + b"," + pad1 + b'"results": [')
+    first = True
+    for block in pred.iter_blocks(_dumps, b","):
+        out.write(pad2 if first else b"," + pad2)
+        first = False
+        out.write(_indented_results(block, n))
+    summary = json.dumps(pred.summary(), indent=n).replace("\n", "\n" + " " * n).encode()
+    out.write((b"]" if first else pad1 + b"]") + b"," + pad1 + b'"summary": ' + summary + b"\n}\n")
+
+
+def _indented_results(block: Any, n: int) -> Any:
+    """A block of compact results (joined by ``,``) as ``json.dumps(doc,
+    indent=n)`` writes them inside ``doc["results"]`` (depth 2), joined by
+    ``,`` and a new line.  msgspec.json.format() lays out compact JSON as
+    the stdlib does for n > 0 but copies strings and numbers as they are:
+    the stdlib escapes non-ASCII, DEL and control characters its own way
+    (and writes floats otherwise, which results never hold: integers,
+    strings, null, lists and objects), so a block with any of those is
+    decoded and dumped by the stdlib instead."""
+    data = b"[[" + bytes(block) + b"]]"  # the results at depth 2
+    if n > 0 and data.isascii() and b"\x7f" not in data and b"\\u" not in data:
+        text = msgspec.json.format(data, indent=n)
+    else:
+        text = json.dumps(json.loads(data), indent=n).encode()
+    # strip "[\n<n>[\n<2n>" and "\n<n>]\n]"
+    return memoryview(text)[4 + 3 * n : len(text) - (4 + n)]
 
 
 def write_jsonl(pred: Any, out: IO[bytes]) -> None:
