@@ -13,7 +13,8 @@ from importlib import resources
 import pytest
 from test_explain_core import KERNELS, _plain
 
-from pmemtrace.cli.explain import _indented_results, example_names, load_example, write_json
+from pmemtrace.cli import explain as explain_cli
+from pmemtrace.cli.explain import _indented_result, example_names, load_example, write_json
 from pmemtrace.fuzz.generate import generate
 from pmemtrace.model import core, explain, parse_case
 from pmemtrace.workload.dryrun import dry_case
@@ -127,11 +128,29 @@ def test_no_results():
     assert b'"results": [],' in _streamed(empty, 1, True)
 
 
-def test_a_block_alone():
-    block = b'{"a":1,"b":[],"c":{"d":null}},{"e":"x"}'
-    assert bytes(_indented_results(block, 2)) == (
-        b'{\n      "a": 1,\n      "b": [],\n      "c": {\n        "d": null\n      }\n    },\n    {\n      "e": "x"\n    }'
-    )
+def test_one_result_alone():
+    obj = {"a": 1, "b": [], "c": {"d": None}}
+    want = b'{\n      "a": 1,\n      "b": [],\n      "c": {\n        "d": null\n      }\n    }'
+    assert _indented_result(obj, 2) == want
+    assert _indented_result({"é": "\x7f"}, 1) == b'{\n   "\\u00e9": "\\u007f"\n  }'
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_results_of_one_shape_share_an_indented_template(monkeypatch, compiled):
+    # the speed of --indent: a result is encoded on its own only as the
+    # first of its shape (engine._template finds the values in indented JSON)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    try:
+        from bench_model import build
+    finally:
+        sys.path.pop(0)
+    obj = build(20_000, 200)
+    calls = []
+    monkeypatch.setattr(explain_cli, "_indented_result", lambda o, n: calls.append(1) or _indented_result(o, n))
+    got = io.BytesIO()
+    write_json(explain(parse_case(obj), stream=True, compiled=compiled), got, indent=1)
+    assert got.getvalue() == (json.dumps(explain(parse_case(obj)).to_json(), indent=1) + "\n").encode()
+    assert 0 < len(calls) < 200  # 27 and 18 shapes in 20,000 results
 
 
 def test_the_cli_with_and_without_the_core():

@@ -222,8 +222,7 @@ def write_json(pred: Any, out: IO[bytes], indent: Optional[int] = None) -> None:
     """``pred.to_json()`` as JSON, compact unless *indent* is given (then byte
     for byte what ``json.dump(..., indent=N)`` writes; ``indent=1`` is the
     output of pmemtrace before compact JSON).  Both are streamed: the results
-    are encoded compact in blocks and, for *indent*, each block re-indented
-    at its depth (:func:`_indented_results`)."""
+    are encoded as the model runs, in blocks (:func:`_write_indented`)."""
     if indent is not None:
         _write_indented(pred, out, indent)
         return
@@ -240,36 +239,37 @@ def write_json(pred: Any, out: IO[bytes], indent: Optional[int] = None) -> None:
 
 def _write_indented(pred: Any, out: IO[bytes], n: int) -> None:
     """write_json(indent=n): the stdlib's layout (``"key": value``, one item
-    a line, ``[]``/``{}`` when empty), the head and the summary by the stdlib
-    itself, the results block by block."""
+    a line, ``[]``/``{}`` when empty); the head and the summary by the
+    stdlib itself, each result as :func:`_indented_result` writes it, and
+    the results that share a template (Prediction.iter_encoded(), the
+    compiled core) from an indented template."""
     pad1, pad2 = b"\n" + b" " * n, b"\n" + b" " * (2 * n)
     head = json.dumps(pred.head_json(), indent=n).encode()  # ends with "\n}"
     out.write(head[:-2] + b"," + pad1 + b'"results": [')
     first = True
-    for block in pred.iter_blocks(_dumps, b","):
+    for block in pred.iter_blocks(lambda obj: _indented_result(obj, n), b"," + pad2):
         out.write(pad2 if first else b"," + pad2)
         first = False
-        out.write(_indented_results(block, n))
+        out.write(block)
     summary = json.dumps(pred.summary(), indent=n).replace("\n", "\n" + " " * n).encode()
     out.write((b"]" if first else pad1 + b"]") + b"," + pad1 + b'"summary": ' + summary + b"\n}\n")
 
 
-def _indented_results(block: Any, n: int) -> Any:
-    """A block of compact results (joined by ``,``) as ``json.dumps(doc,
-    indent=n)`` writes them inside ``doc["results"]`` (depth 2), joined by
-    ``,`` and a new line.  msgspec.json.format() lays out compact JSON as
-    the stdlib does for n > 0 but copies strings and numbers as they are:
-    the stdlib escapes non-ASCII, DEL and control characters its own way
-    (and writes floats otherwise, which results never hold: integers,
-    strings, null, lists and objects), so a block with any of those is
-    decoded and dumped by the stdlib instead."""
-    data = b"[[" + bytes(block) + b"]]"  # the results at depth 2
+def _indented_result(obj: Any, n: int) -> bytes:
+    """A result as ``json.dumps(doc, indent=n)`` writes it inside
+    ``doc["results"]`` (depth 2).  msgspec.json.format() lays out compact
+    JSON as the stdlib does for n > 0 but copies strings and numbers as they
+    are: the stdlib escapes non-ASCII, DEL and control characters its own
+    way (and writes floats otherwise, which results never hold: integers,
+    strings, null, lists and objects), so a result with any of those is
+    dumped by the stdlib instead."""
+    data = b"[[" + _dumps(obj) + b"]]"
     if n > 0 and data.isascii() and b"\x7f" not in data and b"\\u" not in data:
         text = msgspec.json.format(data, indent=n)
     else:
-        text = json.dumps(json.loads(data), indent=n).encode()
+        text = json.dumps([[obj]], indent=n).encode()
     # strip "[\n<n>[\n<2n>" and "\n<n>]\n]"
-    return memoryview(text)[4 + 3 * n : len(text) - (4 + n)]
+    return text[4 + 3 * n : len(text) - (4 + n)]
 
 
 def write_jsonl(pred: Any, out: IO[bytes]) -> None:

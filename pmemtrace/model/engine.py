@@ -5,6 +5,7 @@ compact per-access records; events and JSON are built only when asked for.
 """
 
 import gc
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional, cast
@@ -504,10 +505,13 @@ def _template(
         ]
     for value, name, count in marks:
         v = str(value).encode()
-        found = text.count(v)
-        if found != count or text.count(b":" + v + b",") + text.count(b":" + v + b"}") != count:
+        if text.count(v) != count:
             return None
-        text = text.replace(b":" + v + b",", b":%(" + name + b")d,").replace(b":" + v + b"}", b":%(" + name + b")d}")
+        # a value after its key's colon (and the space of indented JSON),
+        # before a comma, a closing brace or a new line (indented JSON)
+        text, found = re.subn(rb"(: ?)" + v + rb"(?=[,}\n])", rb"\g<1>%(" + name + rb")d", text)
+        if found != count:
+            return None
     values = {b"i": i, b"a": address}
     if is_fault:
         values[b"f"] = rec.addr
