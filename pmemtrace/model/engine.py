@@ -325,8 +325,8 @@ class Prediction:
     def iter_encoded(
         self, encode: Callable[[Any], bytes], start: int = 0, agg: Optional["_Aggregate"] = None
     ) -> Iterator[bytes]:
-        """The objects of :meth:`iter_json`, each as *encode* (compact JSON)
-        writes it.  Accesses that differ only in their index and address
+        """The objects of :meth:`iter_json`, each as *encode* (compact JSON,
+        or a result of indented JSON: explain --indent) writes it.  Accesses that differ only in their index and address
         (hits, and faults with the same outcome, VMA and trace) share one
         template made by *encode* itself, so the bytes are encode()'s; a
         template that cannot be made safely is not used (see _template).
