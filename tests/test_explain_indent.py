@@ -5,17 +5,13 @@ through the compiled core and through the Python model alone."""
 
 import io
 import json
-import os
-import subprocess
-import sys
 from importlib import resources
 
 import pytest
-from test_explain_core import KERNELS, _plain
+from test_explain_core import benchmark_case, check_generated, cli_with_and_without_the_core
 
 from pmemtrace.cli import explain as explain_cli
 from pmemtrace.cli.explain import _indented_result, example_names, load_example, write_json
-from pmemtrace.fuzz.generate import generate
 from pmemtrace.model import core, explain, parse_case
 from pmemtrace.workload.dryrun import dry_case
 from pmemtrace.workload.scenario import embedded_names, load_embedded
@@ -83,20 +79,7 @@ def test_every_scenario(name):
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_generated_cases(seed):
-    ran = 0
-    for i in range(25):
-        kernel = KERNELS[(i * 7 + seed) % len(KERNELS)]
-        obj = generate(seed, i, kernel=kernel)
-        same_as_whole_document(lambda obj=obj: parse_case(obj))  # as generated (any mode, any op)
-        if obj["device"]["mode"] != "fsdax":
-            continue
-        plain = _plain(generate(seed, i, kernel=kernel))
-        try:
-            parse_case(plain)
-        except Exception:  # e.g. overlapping mappings once all are mapped: not a case
-            continue
-        ran += same_as_whole_document(lambda plain=plain: parse_case(plain))
-    assert ran >= 3
+    assert check_generated(seed, 25, same_as_whole_document) >= 3
 
 
 def _with_mapping_id(mid):
@@ -139,12 +122,7 @@ def test_one_result_alone():
 def test_results_of_one_shape_share_an_indented_template(monkeypatch, compiled):
     # the speed of --indent: a result is encoded on its own only as the
     # first of its shape (engine._template finds the values in indented JSON)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-    try:
-        from bench_model import build
-    finally:
-        sys.path.pop(0)
-    obj = build(20_000, 200)
+    obj = benchmark_case(20_000, 200)
     calls = []
     monkeypatch.setattr(explain_cli, "_indented_result", lambda o, n: calls.append(1) or _indented_result(o, n))
     got = io.BytesIO()
@@ -154,16 +132,6 @@ def test_results_of_one_shape_share_an_indented_template(monkeypatch, compiled):
 
 
 def test_the_cli_with_and_without_the_core():
-    env = dict(os.environ)
-    outs = []
-    for pure in ("0", "1"):
-        env[core.PURE_ENV] = pure
-        p = subprocess.run(
-            [sys.executable, "-m", "pmemtrace", "explain", "--example", "aligned-shared", "--indent", "2"],
-            capture_output=True,
-            env=env,
-            check=True,
-        )
-        outs.append(p.stdout)
+    outs = cli_with_and_without_the_core("explain", "--example", "aligned-shared", "--indent", "2")
     want = json.dumps(explain(load_example("aligned-shared")).to_json(), indent=2) + "\n"
     assert outs[0] == outs[1] == want.encode()
