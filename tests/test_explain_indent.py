@@ -8,6 +8,7 @@ import json
 from importlib import resources
 
 import pytest
+from test_cli_model import run
 from test_explain_core import benchmark_case, check_generated, cli_with_and_without_the_core
 
 from pmemtrace.cli import explain as explain_cli
@@ -135,3 +136,10 @@ def test_the_cli_with_and_without_the_core():
     outs = cli_with_and_without_the_core("explain", "--example", "aligned-shared", "--indent", "2")
     want = json.dumps(explain(load_example("aligned-shared")).to_json(), indent=2) + "\n"
     assert outs[0] == outs[1] == want.encode()
+
+
+@pytest.mark.parametrize("n", ["-1", "65", "1000000000000"])
+def test_an_indent_out_of_range_is_a_usage_error(n):
+    p = run("explain", "--example", "dax-pmd", "--indent", n)
+    assert p.returncode == 2 and p.stdout == ""
+    assert len(p.stderr.splitlines()) <= 3 and "0 to 64" in p.stderr and "Traceback" not in p.stderr

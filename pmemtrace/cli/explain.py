@@ -34,6 +34,10 @@ Reasons are listed by 'pmemtrace reasons'.
 """
 
 
+#: the largest --indent
+MAX_INDENT = 64
+
+
 def add_parser(sub):
     p = sub.add_parser(
         "explain",
@@ -56,7 +60,7 @@ def add_parser(sub):
         "--indent",
         type=int,
         metavar="N",
-        help="indent JSON by N spaces as Python's json module does (implies --json; streamed like --json)",
+        help=f"indent JSON by N spaces (0-{MAX_INDENT}) as Python's json module does (implies --json; streamed too)",
     )
     p.add_argument(
         "--jsonl",
@@ -117,8 +121,9 @@ def _run(args):
 
         parse_release(args.kernel)
         case.kernel = args.kernel
-    if args.indent is not None and args.indent < 0:
-        raise UsageError("--indent needs a number of spaces >= 0")
+    if args.indent is not None and not 0 <= args.indent <= MAX_INDENT:
+        # a bound, so that a mistyped number is an error, not gigabytes of spaces
+        raise UsageError(f"--indent needs a number of spaces from 0 to {MAX_INDENT}")
     if args.jsonl and (args.json or args.indent is not None):
         raise UsageError("--jsonl and --json/--indent are different outputs: choose one")
     if args.json or args.jsonl or args.indent is not None:
