@@ -8,9 +8,9 @@
    child process (interpreter start, reading, model, encoding, writing) and
    prints accesses/s (by wall time, and by the child's CPU time, steadier
    on a shared machine) and the child's peak RSS.  ``--jsonl``,
-   ``--indent 1`` (the bytes of tests/expected; always the Python model)
-   and ``--json`` with PMEMTRACE_PURE_PYTHON=1 (the Python model alone, no
-   compiled core) are timed the same way.
+   ``--indent 1`` (the bytes of tests/expected, streamed like ``--json``),
+   and ``--json`` and ``--indent 1`` with PMEMTRACE_PURE_PYTHON=1 (the
+   Python model alone, no compiled core) are timed the same way.
 3. Second figure: the phase breakdown, in process, by CPU time (reading,
    typed decoding, then model + JSON encoding + writing, through the
    compiled core and through the Python model), and what the careful
@@ -118,9 +118,9 @@ def main():
     ap.add_argument("--no-phases", action="store_true")
     ap.add_argument(
         "--modes",
-        default="json,jsonl,indent1,pure",
-        help="comma list of: json (default output), jsonl, indent1, pure (--json with "
-        "PMEMTRACE_PURE_PYTHON=1: the Python model alone) (default: all)",
+        default="json,jsonl,indent1,pure,indent1-pure",
+        help="comma list of: json (default output), jsonl, indent1 (--indent 1), pure (--json with "
+        "PMEMTRACE_PURE_PYTHON=1: the Python model alone), indent1-pure (default: all)",
     )
     a = ap.parse_args()
     if a.write_case:
@@ -145,27 +145,31 @@ def main():
     modes = {
         "json": (["--json"], "out.json"),
         "jsonl": (["--jsonl"], "out.jsonl"),
-        "indent1": (["--json", "--indent", "1"], "out1.json"),
+        "indent1": (["--indent", "1"], "out1.json"),
         "pure": (["--json"], "out-pure.json"),
+        "indent1-pure": (["--indent", "1"], "out1-pure.json"),
     }
     for mode in a.modes.split(","):
         extra, name = modes[mode]
         out = os.path.join(d, name)
-        if mode == "pure":
+        pure = mode.endswith("pure")
+        if pure:
             os.environ["PMEMTRACE_PURE_PYTHON"] = "1"
         try:
             wall, cpu, rss = run_child(exe + extra, out)
         finally:
             os.environ.pop("PMEMTRACE_PURE_PYTHON", None)
-        label = " ".join(extra) + (" (pure Python)" if mode == "pure" else "")
+        label = " ".join(extra) + (" (pure Python)" if pure else "")
         print(
-            f"  explain {label:<18}: wall {wall:6.2f} s -> {n / wall:10,.0f} accesses/s "
+            f"  explain {label:<24}: wall {wall:6.2f} s -> {n / wall:10,.0f} accesses/s "
             f"(CPU {cpu:6.2f} s -> {n / cpu:10,.0f}/s); output {os.path.getsize(out) / 1e6:5.0f} MB; "
             f"peak RSS {rss:,.0f} MiB"
         )
     outs = {m: os.path.join(d, modes[m][1]) for m in a.modes.split(",")}
-    if "json" in outs and "pure" in outs:
-        print(f"  --json output identical with and without the compiled core: {_same_file(outs['json'], outs['pure'])}")
+    for with_core, without, flags in (("json", "pure", "--json"), ("indent1", "indent1-pure", "--indent 1")):
+        if with_core in outs and without in outs:
+            same = _same_file(outs[with_core], outs[without])
+            print(f"  {flags} output identical with and without the compiled core: {same}")
     if not a.no_phases:
         phases(case, n)
     if not a.keep:

@@ -152,22 +152,29 @@ def _plain(obj):
     return obj
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_generated_cases_are_the_same(seed):
+def check_generated(seed, count, same):
+    """Runs the comparison *same* on each fsdax case of generate(seed,
+    0..count-1) (a profile after another), as generated and cut to the
+    subset by _plain(); returns how many of those ran in the core."""
     ran = 0
-    for i in range(40):
+    for i in range(count):
         kernel = KERNELS[(i * 7 + seed) % len(KERNELS)]
         obj = generate(seed, i, kernel=kernel)
         if obj["device"]["mode"] != "fsdax":
             continue
-        same_both_ways(lambda obj=obj: parse_case(obj))  # as generated (most are outside the subset)
+        same(lambda obj=obj: parse_case(obj))  # as generated (most are outside the subset)
         plain = _plain(generate(seed, i, kernel=kernel))
         try:
             parse_case(plain)
         except Exception:  # e.g. overlapping mappings once all are mapped: not a case
             continue
-        ran += same_both_ways(lambda plain=plain: parse_case(plain))
-    assert ran >= 5
+        ran += same(lambda plain=plain: parse_case(plain))
+    return ran
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_generated_cases_are_the_same(seed):
+    assert check_generated(seed, 40, same_both_ways) >= 5
 
 
 @st.composite
@@ -312,13 +319,18 @@ def _state(sim):
     return slot, ent, exts, fs._heads, fs._starts, fs.datasync_dirty, fs._next_phys, zero_seen, anon
 
 
-def test_the_benchmark_shape_is_the_same():
+def benchmark_case(accesses, extents):
+    """The case of benchmarks/bench_model.py (and bench_explain_e2e.py), smaller."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
     try:
         from bench_model import build
     finally:
         sys.path.pop(0)
-    obj = build(30_000, 300)
+    return build(accesses, extents)
+
+
+def test_the_benchmark_shape_is_the_same():
+    obj = benchmark_case(30_000, 300)
     assert same_both_ways(lambda: parse_case(obj))
 
 
@@ -334,18 +346,20 @@ def test_pure_python_switch_and_a_missing_module(monkeypatch):
     assert not same_both_ways(lambda: load_example("aligned-shared"))
 
 
-def test_the_cli_writes_the_same_without_the_core():
+def cli_with_and_without_the_core(*args):
+    """The stdout of ``pmemtrace *args``, with the core and with
+    PMEMTRACE_PURE_PYTHON=1."""
     env = dict(os.environ)
     outs = []
     for pure in ("0", "1"):
         env[core.PURE_ENV] = pure
-        p = subprocess.run(
-            [sys.executable, "-m", "pmemtrace", "explain", "--example", "map-sync", "--json"],
-            capture_output=True,
-            env=env,
-            check=True,
-        )
+        p = subprocess.run([sys.executable, "-m", "pmemtrace", *args], capture_output=True, env=env, check=True)
         outs.append(p.stdout)
+    return outs
+
+
+def test_the_cli_writes_the_same_without_the_core():
+    outs = cli_with_and_without_the_core("explain", "--example", "map-sync", "--json")
     assert outs[0] == outs[1] and outs[0].startswith(b'{"profile":')
 
 

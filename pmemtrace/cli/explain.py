@@ -34,6 +34,10 @@ Reasons are listed by 'pmemtrace reasons'.
 """
 
 
+#: the largest --indent
+MAX_INDENT = 64
+
+
 def add_parser(sub):
     p = sub.add_parser(
         "explain",
@@ -53,7 +57,10 @@ def add_parser(sub):
     p.add_argument("--events", action="store_true", help="also print the fs_dax events the kernel would emit")
     p.add_argument("--json", action="store_true", help="JSON output (compact; see --indent)")
     p.add_argument(
-        "--indent", type=int, metavar="N", help="indent JSON by N spaces (implies --json; slower: Python's own encoder)"
+        "--indent",
+        type=int,
+        metavar="N",
+        help=f"indent JSON by N spaces (0-{MAX_INDENT}) as Python's json module does (implies --json; streamed too)",
     )
     p.add_argument(
         "--jsonl",
@@ -114,14 +121,15 @@ def _run(args):
 
         parse_release(args.kernel)
         case.kernel = args.kernel
-    if args.indent is not None and args.indent < 0:
-        raise UsageError("--indent needs a number of spaces >= 0")
+    if args.indent is not None and not 0 <= args.indent <= MAX_INDENT:
+        # a bound, so that a mistyped number is an error, not gigabytes of spaces
+        raise UsageError(f"--indent needs a number of spaces from 0 to {MAX_INDENT}")
     if args.jsonl and (args.json or args.indent is not None):
         raise UsageError("--jsonl and --json/--indent are different outputs: choose one")
     if args.json or args.jsonl or args.indent is not None:
-        # compact JSON and JSON Lines are written as the model runs: no
-        # record of an access outlives its encoding
-        pred = explain(case, stream=args.indent is None)
+        # JSON (compact or indented) and JSON Lines are written as the
+        # model runs: no record of an access outlives its encoding
+        pred = explain(case, stream=True)
         out = _binary_stdout()
         if args.jsonl:
             write_jsonl(pred, out)
@@ -216,13 +224,12 @@ def _binary_stdout() -> Any:
 
 
 def write_json(pred: Any, out: IO[bytes], indent: Optional[int] = None) -> None:
-    """``pred.to_json()`` as JSON, compact unless *indent* is given (then the
-    stdlib encoder, byte for byte what ``json.dump(..., indent=N)`` writes;
-    ``indent=1`` is the output of pmemtrace before compact JSON)."""
+    """``pred.to_json()`` as JSON, compact unless *indent* is given (then byte
+    for byte what ``json.dump(..., indent=N)`` writes; ``indent=1`` is the
+    output of pmemtrace before compact JSON).  Both are streamed: the results
+    are encoded as the model runs, in blocks (:func:`_write_indented`)."""
     if indent is not None:
-        text = json.dumps(pred.to_json(), indent=indent)
-        out.write(text.encode())
-        out.write(b"\n")
+        _write_indented(pred, out, indent)
         return
     head = _dumps(pred.head_json())
     out.write(head[:-1] + b',"results":[')
@@ -233,6 +240,41 @@ def write_json(pred: Any, out: IO[bytes], indent: Optional[int] = None) -> None:
         first = False
         out.write(block)
     out.write(b'],"summary":' + _dumps(pred.summary()) + b"}\n")
+
+
+def _write_indented(pred: Any, out: IO[bytes], n: int) -> None:
+    """write_json(indent=n): the stdlib's layout (``"key": value``, one item
+    a line, ``[]``/``{}`` when empty); the head and the summary by the
+    stdlib itself, each result as :func:`_indented_result` writes it, and
+    the results that share a template (Prediction.iter_encoded(), the
+    compiled core) from an indented template."""
+    pad1, pad2 = b"\n" + b" " * n, b"\n" + b" " * (2 * n)
+    head = json.dumps(pred.head_json(), indent=n).encode()  # ends with "\n}"
+    out.write(head[:-2] + b"," + pad1 + b'"results": [')
+    first = True
+    for block in pred.iter_blocks(lambda obj: _indented_result(obj, n), b"," + pad2):
+        out.write(pad2 if first else b"," + pad2)
+        first = False
+        out.write(block)
+    summary = json.dumps(pred.summary(), indent=n).replace("\n", "\n" + " " * n).encode()
+    out.write((b"]" if first else pad1 + b"]") + b"," + pad1 + b'"summary": ' + summary + b"\n}\n")
+
+
+def _indented_result(obj: Any, n: int) -> bytes:
+    """A result as ``json.dumps(doc, indent=n)`` writes it inside
+    ``doc["results"]`` (depth 2).  msgspec.json.format() lays out compact
+    JSON as the stdlib does for n > 0 but copies strings and numbers as they
+    are: the stdlib escapes non-ASCII, DEL and control characters its own
+    way (and writes floats otherwise, which results never hold: integers,
+    strings, null, lists and objects), so a result with any of those is
+    dumped by the stdlib instead."""
+    data = b"[[" + _dumps(obj) + b"]]"
+    if n > 0 and data.isascii() and b"\x7f" not in data and b"\\u" not in data:
+        text = msgspec.json.format(data, indent=n)
+    else:
+        text = json.dumps([[obj]], indent=n).encode()
+    # strip "[\n<n>[\n<2n>" and "\n<n>]\n]"
+    return text[4 + 3 * n : len(text) - (4 + n)]
 
 
 def write_jsonl(pred: Any, out: IO[bytes]) -> None:

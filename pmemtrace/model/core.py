@@ -1,6 +1,6 @@
 """The compiled explain core (pmemtrace._explain_core): the bridge.
 
-``explain --json/--jsonl`` of a case in the declared subset runs its
+``explain --json/--indent/--jsonl`` of a case in the declared subset runs its
 accesses in C (cffi_build/explain_core.c), which mirrors the fsdax fault
 paths of this package function by function and writes each result's JSON
 from a template that Python made with its own encoder (engine._template).

@@ -5,6 +5,7 @@ compact per-access records; events and JSON are built only when asked for.
 """
 
 import gc
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional, cast
@@ -324,8 +325,8 @@ class Prediction:
     def iter_encoded(
         self, encode: Callable[[Any], bytes], start: int = 0, agg: Optional["_Aggregate"] = None
     ) -> Iterator[bytes]:
-        """The objects of :meth:`iter_json`, each as *encode* (compact JSON)
-        writes it.  Accesses that differ only in their index and address
+        """The objects of :meth:`iter_json`, each as *encode* (compact JSON,
+        or a result of indented JSON: explain --indent) writes it.  Accesses that differ only in their index and address
         (hits, and faults with the same outcome, VMA and trace) share one
         template made by *encode* itself, so the bytes are encode()'s; a
         template that cannot be made safely is not used (see _template).
@@ -504,10 +505,13 @@ def _template(
         ]
     for value, name, count in marks:
         v = str(value).encode()
-        found = text.count(v)
-        if found != count or text.count(b":" + v + b",") + text.count(b":" + v + b"}") != count:
+        if text.count(v) != count:
             return None
-        text = text.replace(b":" + v + b",", b":%(" + name + b")d,").replace(b":" + v + b"}", b":%(" + name + b")d}")
+        # a value after its key's colon (and the space of indented JSON),
+        # before a comma, a closing brace or a new line (indented JSON)
+        text, found = re.subn(rb"(: ?)" + v + rb"(?=[,}\n])", rb"\g<1>%(" + name + rb")d", text)
+        if found != count:
+            return None
     values = {b"i": i, b"a": address}
     if is_fault:
         values[b"f"] = rec.addr
