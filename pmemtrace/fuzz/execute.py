@@ -239,6 +239,7 @@ class Observation:
     addresses: dict[str, int] = field(default_factory=dict)
     page_tables: set[int] = field(default_factory=set)
     shared_blocks: set[int] = field(default_factory=set)
+    fork_tables: set[int] = field(default_factory=set)  # blocks whose page table a fork copied
     errnos: dict[int, Optional[int]] = field(default_factory=dict)  # access -> errno (None: ok)
     remapped: dict[int, int] = field(default_factory=dict)  # mremap access -> address (tried or got)
     child_sigbus: set[int] = field(default_factory=set)  # accesses the forked child died of (SIGBUS)
@@ -304,6 +305,31 @@ def _guard_edges(addr: int, length: int) -> None:
         os.close(fd)
 
 
+def fork_tables(blocks: set[int], ino: int) -> list[int]:
+    """The 2 MiB blocks among *blocks* whose page table a fork copies to
+    the child because of a VMA outside the case.  dup_mmap() ->
+    copy_page_range() copies a VMA's page tables only when
+    vma_needs_copy(): it has an anon_vma, or is VM_PFNMAP/VM_MIXEDMAP (smaps
+    ``pf``/``mm``); then copy_pte_range() allocates the child's table for
+    every block of the VMA where the parent has one.  An anon_vma is made by
+    the first write to private memory (do_anonymous_page(), wp_page_copy()),
+    so anonymous pages (smaps ``Anonymous:``) show it; the executor's own
+    guards and covers are only read (the zero page, no anon_vma) and never
+    make the child a table (lab, every kernel: a child's first access in such
+    a block takes the PMD attempt).  The case's own mappings (its file) are
+    the model's to judge."""
+    maps, _ = procmaps.read_process_maps(Roots(), "self", names=("smaps",))
+    out = set()
+    for v in maps or ():
+        if ino and v.inode == ino:
+            continue
+        anon = v.fields.get("Anonymous", "0").split()[0] not in ("0", "")
+        if not (anon or "pf" in v.vmflags or "mm" in v.vmflags):
+            continue
+        out.update(b for b in blocks if v.start < b + PMD and v.end > b)
+    return sorted(out)
+
+
 def _guard(start: int, stop: int) -> bool:
     try:
         E.mmap(-1, stop - start, prot=mmap.PROT_READ, shared=False, addr=start, noreplace=True)
@@ -321,6 +347,7 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
     maps: dict[str, Any] = {}
     addr: dict[str, Optional[int]] = {}
     holds = []
+    recorded: set[int] = set()  # the edge blocks recorded (tables, shared)
     align = max(PMD, case.device.align or 0)
     for m in case.mappings:
         if m.id in kernel_placed:
@@ -351,6 +378,7 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
         # the partly covered edge blocks: the reservation (or the guard, or
         # whatever already lay there) shares them for the whole case
         shared = [b for b in {mp.addr & ~(PMD - 1), (mp.end - 1) & ~(PMD - 1)} if b < mp.addr or b + PMD > mp.end]
+        recorded.update(tables, shared)
         send(mapped=mid, addr=mp.addr, page_tables=tables, shared_blocks=sorted(shared))
         if m.nohugepage:
             mp.madvise("nohugepage")
@@ -376,7 +404,10 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
         skip = None
         try:
             if a.op == "fork":
-                kid = _Kid(case, maps) if kid is None else kid
+                if kid is None:
+                    edges = {b for mp in maps.values() if mp is not None for b in _edge_blocks(mp.addr, mp.end)}
+                    send(fork_tables=fork_tables(recorded | edges, os.fstat(fd).st_ino))
+                    kid = _Kid(case, maps)
             elif a.op == "exit":
                 if kid is not None:
                     kid.end()
@@ -622,6 +653,8 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
                 elif "remapped" in msg:
                     obs.remapped[msg["remapped"]] = msg["addr"]
                     obs.shared_blocks.update(msg.get("shared_blocks") or ())
+                elif "fork_tables" in msg:
+                    obs.fork_tables.update(msg["fork_tables"])
                 elif "setup" in msg:
                     obs.skipped[-1] = f"mmap of {msg['setup']} refused: errno {msg['errno']}"
                 elif "begin" in msg:
@@ -684,5 +717,6 @@ def real_case(case: Case, obs: Observation, device: Any, release: str) -> dict[s
     ]
     b.page_tables = set(obs.page_tables) | set(case.page_tables)
     b.shared_blocks = set(obs.shared_blocks) | set(case.shared_blocks)
+    b.fork_tables = set(obs.fork_tables) | set(case.fork_tables)
     b.thp_disable = case.thp_disable
     return case_to_json(b.build())

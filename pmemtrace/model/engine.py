@@ -549,6 +549,9 @@ class Sim:
         # only where no VMA remains in its 2 MiB: floor and ceiling are the
         # neighbouring VMAs' ends)
         self.shared_blocks = {addr >> 21 for addr in case.shared_blocks}
+        # blocks where a VMA outside the case has an anon_vma at the fork: its
+        # page tables are copied to the child (model/fork.py)
+        self.fork_tables = {addr >> 21 for addr in case.fork_tables}
         # mappings an mremap moved or resized: id -> (start, length) now
         self.geom: dict[str, tuple[int, int]] = {}
         # private mappings that took a COW fault (their VMA has an anon_vma:
@@ -859,13 +862,16 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
     for p, ln in new_ranges:
         first, last = p >> PAGE_SHIFT, (p + ln - 1) >> PAGE_SHIFT
         fs.invalidate(first, last)
-        for v in list(sim.mm.vmas):
-            npages = (v.end - v.start) >> PAGE_SHIFT
-            lo, hi = max(first, v.pgoff), min(last + 1, v.pgoff + npages)
-            if lo < hi:
-                sim.mm.zap(
-                    v.start + ((lo - v.pgoff) << PAGE_SHIFT), v.start + ((hi - v.pgoff) << PAGE_SHIFT), even_cows=False
-                )
+        for mm in forkmod.file_mms(sim):  # a forked child's mappings too
+            for v in list(mm.vmas):
+                npages = (v.end - v.start) >> PAGE_SHIFT
+                lo, hi = max(first, v.pgoff), min(last + 1, v.pgoff + npages)
+                if lo < hi:
+                    mm.zap(
+                        v.start + ((lo - v.pgoff) << PAGE_SHIFT),
+                        v.start + ((hi - v.pgoff) << PAGE_SHIFT),
+                        even_cows=False,
+                    )
 
 
 def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
