@@ -319,7 +319,7 @@ def fork_tables(blocks: set[int], ino: int) -> list[int]:
     a block takes the PMD attempt).  The case's own mappings (its file) are
     the model's to judge."""
     maps, _ = procmaps.read_process_maps(Roots(), "self", names=("smaps",))
-    out = set()
+    out: set[int] = set()
     for v in maps or ():
         if ino and v.inode == ino:
             continue
@@ -348,6 +348,7 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
     addr: dict[str, Optional[int]] = {}
     holds = []
     recorded: set[int] = set()  # the edge blocks recorded (tables, shared)
+    _COVERED.clear()
     align = max(PMD, case.device.align or 0)
     for m in case.mappings:
         if m.id in kernel_placed:
@@ -441,7 +442,7 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                     maps[m.id] = None
                     # cover the hole again so nothing else lands there (the
                     # next mmap of this mapping is MAP_FIXED over it)
-                    E.mmap(-1, m.length, prot=PROT_NONE, shared=False, addr=mp.addr, fixed=True)
+                    _cover(mp.addr, mp.addr + m.length)
                 elif a.op == "madvise":
                     # not Mapping.madvise(): its range check would refuse
                     # what a shrink left beyond the mapping (the kernel says)
@@ -539,12 +540,36 @@ def _edge_blocks(start: int, end: int) -> list[int]:
     return sorted(out)
 
 
+#: the ranges the case's process covered (PROT_NONE over what a munmap or
+#: mremap emptied); per case: each case runs in a fresh fork
+_COVERED: list[tuple[int, int]] = []
+
+
 def _cover(start: int, end: int) -> None:
     """PROT_NONE over [start, end), so that nothing of this process lands
     in a range a munmap or mremap emptied (the next mmap of a mapping is
     MAP_FIXED over it)."""
     if end > start:
         E.mmap(-1, end - start, prot=PROT_NONE, shared=False, addr=start, fixed=True)
+        _COVERED.append((start, end))
+
+
+def _punch_covers(start: int, end: int) -> list[tuple[int, int]]:
+    """Unmap what is still a cover of ours in [start, end) (an anonymous
+    PROT_NONE VMA inside a covered range): the room a grow in place needs,
+    as the model's process makes it (remap.drop_covers()).  Returns the
+    ranges unmapped."""
+    maps, _ = procmaps.read_process_maps(Roots(), "self", names=("maps",))
+    out = []
+    for v in maps or ():
+        if v.path or v.perms[:3] != "---" or v.end <= start or v.start >= end:
+            continue
+        lo, hi = max(v.start, start), min(v.end, end)
+        for c0, c1 in _COVERED:
+            a, b = max(lo, c0), min(hi, c1)
+            if a < b and E.lib.pmt_munmap(a, b - a) == 0:
+                out.append((a, b))
+    return out
 
 
 def _munmap_part(mp: Any, a: Any, send: Any) -> None:
@@ -568,6 +593,7 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     flags = (E.CONSTANTS["MREMAP_MAYMOVE"] if a.maymove else 0) | (E.CONSTANTS["MREMAP_FIXED"] if a.fixed else 0)
     target = 0
     punched = (0, 0)
+    covers: list[tuple[int, int]] = []
     if a.fixed:
         colour = (a.new_start or 0) % PMD
         hold = E.mmap(-1, new_len + colour + 2 * PUD + 2 * align, prot=PROT_NONE, shared=False)
@@ -576,7 +602,8 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     elif new_len > old_len:
         end = old + old_len
         stop = old + new_len
-        if by_kernel:  # only the edge guard beyond the end is ours
+        if by_kernel:  # only the edge guard beyond the end is ours, and our covers
+            covers = _punch_covers(end, stop)
             stop = min(stop, (end + PMD - 1) & ~(PMD - 1))
         if stop > end:
             E._check(E.lib.pmt_munmap(end, stop - end), "munmap", "room to grow")
@@ -585,6 +612,8 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     rc = E.lib.pmt_mremap(old, old_len, new_len, flags, target, out)
     if rc < 0:
         _cover(*punched)  # the hold again
+        for c in covers:
+            _cover(*c)
         if a.fixed:
             _cover(target, target + new_len)  # the hold again (mremap_to() unmapped it first)
             if a.cover and new_len < old_len:

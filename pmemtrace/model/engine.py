@@ -902,14 +902,18 @@ def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
     changed = []
     ok = True
     for v in mm.vmas_in(start, end):
-        if v.mapping != m.id or v.nohugepage == want:
+        # every VMA in the range, the process's covers too: anonymous memory
+        # has neither flag until advised (hugepage_madvise()), so it splits
+        # (lab, 7.3.4: an mremap over a cover MADV_NOHUGEPAGE had split
+        # failed with EFAULT, seed 31 case 767)
+        if (v.mapping != m.id and v.mapping != remap.COVER) or v.nohugepage == want:
             continue
         lo, hi = max(start, v.start), min(end, v.end)
         # a device-dax VMA splits only at its align: drivers/dax/device.c
         # dev_dax_may_split() "if (!IS_ALIGNED(addr, dev_dax->align)) return
         # -EINVAL" (mm/vma.c __split_vma() -> vm_ops->may_split); vma_modify()
         # splits the front first, so a front split that worked stays
-        align = sim.device.align if sim.device.mode == "devdax" else PAGE_SIZE
+        align = sim.device.align if sim.device.mode == "devdax" and v.mapping != remap.COVER else PAGE_SIZE
         if v.start < lo and lo % align:
             ok = False
             break
