@@ -185,3 +185,20 @@ def test_remap_move_refuses_an_unbatchable_first_vma_before_moving_it():
     assert p.results[2].errno == 14
     assert p.results[3].outcome == "none" and p.results[3].address == A  # nothing moved
     assert p.results[4].errno is None
+
+
+def test_a_grow_over_its_end_block_makes_it_the_mappings_own():
+    # the end block was shared with the reservation beyond the end; the grow
+    # in place took that room, so after a whole munmap no VMA is left in the
+    # block and free_pgtables() frees its table: the next mapping there
+    # tries the PMD fault again (lab, 7.3.4 xfs, seed 31 case 13)
+    mp = [{"id": "m0", "start": A, "length": 3 * M // 2}]
+    acc = [r(0), {**mremap(5 * M // 2), "cover": True}, {"mapping": "m0", "op": "munmap"}]
+    acc += [{"mapping": "m0", "op": "mmap"}, r(0)]
+    p = fsdax(acc, mappings=mp, process={"shared_blocks": [hex(A)]})
+    assert p.results[1].errno is None
+    ev = p.results[4].to_json()["events"]
+    assert ev[0]["name"] == "dax_pmd_fault" and p.results[4].reason == "vma-end"
+    # without the grow the reservation stays in the block, and so does the table
+    q = fsdax([r(0), *acc[2:]], mappings=mp, process={"shared_blocks": [hex(A)]})
+    assert q.results[3].reason == "pte-table-present"
