@@ -335,6 +335,7 @@ def _guard(start: int, stop: int) -> bool:
         E.mmap(-1, stop - start, prot=mmap.PROT_READ, shared=False, addr=start, noreplace=True)
     except OSError:
         return False  # taken meanwhile: edge_page_tables() sees what is there
+    _OURS.append((start, stop))
     return True
 
 
@@ -348,7 +349,7 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
     addr: dict[str, Optional[int]] = {}
     holds = []
     recorded: set[int] = set()  # the edge blocks recorded (tables, shared)
-    _COVERED.clear()
+    _OURS.clear()
     align = max(PMD, case.device.align or 0)
     for m in case.mappings:
         if m.id in kernel_placed:
@@ -540,9 +541,10 @@ def _edge_blocks(start: int, end: int) -> list[int]:
     return sorted(out)
 
 
-#: the ranges the case's process covered (PROT_NONE over what a munmap or
-#: mremap emptied); per case: each case runs in a fresh fork
-_COVERED: list[tuple[int, int]] = []
+#: the ranges the case's process mapped for itself: covers (PROT_NONE over
+#: what a munmap or mremap emptied) and edge guards; per case: each case
+#: runs in a fresh fork
+_OURS: list[tuple[int, int]] = []
 
 
 def _cover(start: int, end: int) -> None:
@@ -551,21 +553,25 @@ def _cover(start: int, end: int) -> None:
     MAP_FIXED over it)."""
     if end > start:
         E.mmap(-1, end - start, prot=PROT_NONE, shared=False, addr=start, fixed=True)
-        _COVERED.append((start, end))
+        _OURS.append((start, end))
 
 
-def _punch_covers(start: int, end: int) -> list[tuple[int, int]]:
-    """Unmap what is still a cover of ours in [start, end) (an anonymous
-    PROT_NONE VMA inside a covered range): the room a grow in place needs,
-    as the model's process makes it (remap.drop_covers()).  Returns the
-    ranges unmapped."""
+def _punch_ours(start: int, end: int) -> list[tuple[int, int]]:
+    """Unmap what is still a cover or guard of ours in [start, end) (an
+    anonymous PROT_NONE or read-only VMA inside a range we mapped): the room
+    a grow in place needs, as the model's process makes it (covers:
+    remap.drop_covers(); guards the model does not see).  Never a mapping
+    of the case (lab, 5.10..6.12 seed 32 case 1731: unmapping the whole
+    rest of the edge block beyond a kernel-placed mapping's end took the
+    head of the next mapping, and the forked child died touching it).
+    Returns the ranges unmapped."""
     maps, _ = procmaps.read_process_maps(Roots(), "self", names=("maps",))
     out = []
     for v in maps or ():
-        if v.path or v.perms[:3] != "---" or v.end <= start or v.start >= end:
+        if v.path or v.perms[:3] not in ("---", "r--") or v.end <= start or v.start >= end:
             continue
         lo, hi = max(v.start, start), min(v.end, end)
-        for c0, c1 in _COVERED:
+        for c0, c1 in _OURS:
             a, b = max(lo, c0), min(hi, c1)
             if a < b and E.lib.pmt_munmap(a, b - a) == 0:
                 out.append((a, b))
@@ -602,9 +608,9 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     elif new_len > old_len:
         end = old + old_len
         stop = old + new_len
-        if by_kernel:  # only the edge guard beyond the end is ours, and our covers
-            covers = _punch_covers(end, stop)
-            stop = min(stop, (end + PMD - 1) & ~(PMD - 1))
+        if by_kernel:  # only our edge guard and covers beyond the end are ours
+            covers = _punch_ours(end, stop)
+            stop = end
         if stop > end:
             E._check(E.lib.pmt_munmap(end, stop - end), "munmap", "room to grow")
             punched = (end, stop)

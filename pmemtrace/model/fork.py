@@ -34,9 +34,8 @@ v5.10..7.x):
 * The child ends at an ``exit`` access (or with the case); its page tables
   go with it, nothing of the parent changes.
 
-The generator does not write(2) the file while a child lives (the zap of
-invalidate_inode_pages2_range() would reach the child's mappings too, which
-the model does not walk).
+The generator still makes no write(2) while a child lives (it did not when
+the model walked the parent alone; kept so that saved seeds replay).
 """
 
 from typing import Any
