@@ -195,6 +195,7 @@ def unmap_range(sim: Any, start: int, end: int, cover: bool = False) -> Optional
     for mid in {v.mapping for v in doomed}:
         if not mm.vmas_of(mid):
             sim.mapped.discard(mid)
+            sim.anon_ids.discard(mid)  # the next mmap makes a VMA without anon_vma
     if cover:
         _add_cover(sim, start, end)
     return None
