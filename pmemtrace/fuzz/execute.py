@@ -306,8 +306,9 @@ def _guard_edges(addr: int, length: int) -> None:
 
 
 def fork_tables(blocks: set[int], ino: int) -> list[int]:
-    """The 2 MiB blocks among *blocks* whose page table a fork copies to
-    the child because of a VMA outside the case.  dup_mmap() ->
+    """The 2 MiB blocks among *blocks* whose page table a fork copied to
+    the child because of a VMA outside the case (called in the child, whose
+    VMAs are the parent's at the fork).  dup_mmap() ->
     copy_page_range() copies a VMA's page tables only when
     vma_needs_copy(): it has an anon_vma, or is VM_PFNMAP/VM_MIXEDMAP (smaps
     ``pf``/``mm``); then copy_pte_range() allocates the child's table for
@@ -408,8 +409,8 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
             if a.op == "fork":
                 if kid is None:
                     edges = {b for mp in maps.values() if mp is not None for b in _edge_blocks(mp.addr, mp.end)}
-                    send(fork_tables=fork_tables(recorded | edges, os.fstat(fd).st_ino))
-                    kid = _Kid(case, maps)
+                    kid = _Kid(case, maps, recorded | edges, os.fstat(fd).st_ino)
+                    send(fork_tables=kid.fork_tables)
             elif a.op == "exit":
                 if kid is not None:
                     kid.end()
@@ -473,7 +474,7 @@ class _Kid:
     time as the parent asks (the parent writes the trace marker first and
     waits for the answer, so events stay in order)."""
 
-    def __init__(self, case: Case, maps: dict[str, Any]) -> None:
+    def __init__(self, case: Case, maps: dict[str, Any], blocks: set[int], ino: int) -> None:
         cmd_r, cmd_w = os.pipe()
         rep_r, rep_w = os.pipe()
         pid = os.fork()
@@ -482,6 +483,11 @@ class _Kid:
             try:
                 os.close(cmd_w)
                 os.close(rep_r)
+                # first, the VMAs the child got: exactly the parent's at the
+                # fork (read in the parent, they raced with Python freeing
+                # an arena in the block between the read and the fork: lab,
+                # 6.1 seed 32 cases 66 and 563)
+                os.write(rep_w, (json.dumps(fork_tables(blocks, ino)) + "\n").encode())
                 with os.fdopen(cmd_r) as commands:
                     for line in commands:
                         os.write(rep_w, (json.dumps(_kid_access(case, maps, int(line))) + "\n").encode())
@@ -493,6 +499,9 @@ class _Kid:
         os.close(rep_w)
         self.pid, self.cmd = pid, cmd_w
         self.replies = os.fdopen(rep_r)
+        line = self.replies.readline()
+        #: the blocks whose page table the fork copied (see fork_tables())
+        self.fork_tables: list[int] = json.loads(line) if line else []
 
     def do(self, i: int) -> tuple[Optional[int], Optional[str]]:
         os.write(self.cmd, f"{i}\n".encode())
