@@ -98,7 +98,13 @@ def fork(sim: Any) -> None:
     # a VMA outside the case with an anon_vma (process.fork_tables) gets its
     # range copied: the child has a table in its blocks wherever the parent
     # has one.  The other tables of the process (process.page_tables, or the
-    # case's faults next to a neighbour that never wrote) stay the parent's.
+    # case's faults next to a neighbour that never wrote) stay the parent's:
+    # copy_page_range() skips a VMA without an anon_vma (Linux kernel commit
+    # d992895ba2b2 ("[PATCH] Lazy page table copies in fork()") (in
+    # v2.6.14)), and one only ever read has none -- a read fault maps the
+    # zero page without anon_vma_prepare() (do_anonymous_page(), Linux
+    # kernel commit a13ea5b75964 ("mm: reinstate ZERO_PAGE") (in v2.6.32)),
+    # as the executor's guards are.  (Both ids as cited on branch h/pt.)
     for key in sim.fork_tables:
         if isinstance(parent.pmds.get(key), PteTable):
             child.pmds.setdefault(key, PteTable())
