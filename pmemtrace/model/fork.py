@@ -104,7 +104,7 @@ def fork(sim: Any) -> None:
     # v2.6.14)), and one only ever read has none -- a read fault maps the
     # zero page without anon_vma_prepare() (do_anonymous_page(), Linux
     # kernel commit a13ea5b75964 ("mm: reinstate ZERO_PAGE") (in v2.6.32)),
-    # as the executor's guards are.  (Both ids as cited on branch h/pt.)
+    # as the executor's guards are.
     for key in sim.fork_tables:
         if isinstance(parent.pmds.get(key), PteTable):
             child.pmds.setdefault(key, PteTable())
