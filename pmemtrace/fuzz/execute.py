@@ -26,13 +26,11 @@ from typing import Any, Optional
 
 import msgspec
 
-from ..host import procmaps
-from ..host.fsread import Roots
 from ..live.tracefs import Instance, _append, remove_orphans_and_report, tracefs_root
 from ..model.build import CaseBuilder, allocated_extents, case_to_json, dax_extents
 from ..model.case import Case, File
 from ..workload import engine as E
-from ..workload.worker import edge_page_tables
+from ..workload.worker import edge_page_tables, own_maps
 
 PAGE = 4096
 PROT_NONE = 0
@@ -253,7 +251,7 @@ class Observation:
     file_stat: Any = None
 
 
-def _guard_edges(addr: int, length: int) -> None:
+def _guard_edges(addr: int, length: int) -> set[int]:
     """Settle the page tables of the partly covered first and last 2 MiB
     blocks of a mapping the kernel placed, before edge_page_tables() records
     them.  Such a block is shared with whatever lies beside the mapping --
@@ -265,11 +263,15 @@ def _guard_edges(addr: int, length: int) -> None:
     block had no table).  So every free gap in those blocks gets a
     read-only mapping, and one page of each anonymous neighbour there is
     read through /proc/self/mem (no signal if it went meanwhile): the
-    block then surely has a page table (recorded), and nothing else of this
-    process can land there later."""
+    block then surely has a page table, and nothing else of this process
+    can land there later.  Returns the blocks where a read succeeded: each
+    has a page table from then on, even if what was read goes away (the
+    mapping keeps it: free_pgtables()), so the record adds them to what
+    edge_page_tables() sees present."""
     lo, end = addr & ~(PMD - 1), addr + length
     hi = (end + PMD - 1) & ~(PMD - 1)
     todo = [(b, b + PMD) for b in {lo, hi - PMD} if b < addr or b + PMD > end]
+    tabled: set[int] = set()
     fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
     try:
         # an arena freed between reading the maps and guarding leaves a gap
@@ -277,8 +279,7 @@ def _guard_edges(addr: int, length: int) -> None:
         for _ in range(4):
             if not todo:
                 break
-            maps, _ = procmaps.read_process_maps(Roots(), "self", names=("maps",))
-            taken = sorted((v.start, v.end, v.path) for v in maps or ())
+            taken = sorted(own_maps())
             left = []
             for b0, b1 in todo:
                 touch, guarded, pos = [], False, b0
@@ -297,12 +298,14 @@ def _guard_edges(addr: int, length: int) -> None:
                     try:
                         os.pread(fd, 1, t)  # a read fault (FOLL_FORCE): the zero page, so a page table
                     except OSError:
-                        pass  # gone meanwhile
+                        continue  # gone meanwhile
+                    tabled.add(b0)
                 if not guarded:
                     left.append((b0, b1))
             todo = left
     finally:
         os.close(fd)
+    return tabled
 
 
 def fork_tables(blocks: set[int], ino: int) -> list[int]:
@@ -371,13 +374,14 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
         a = addr[mid]
         mp = E.mmap(fd, m.length, offset=m.offset, prot=prot, shared=m.shared, sync=m.sync, addr=a, fixed=a is not None)
         maps[mid] = mp
+        tabled: set[int] = set()
         if a is None:
-            # guard first: reading /proc/self/maps allocates, and a Python
-            # arena mapped then lands right below the new mapping, in its
-            # first block, with pages (a page table the record would miss)
+            # guard first: whatever the process maps next lands right below
+            # the new mapping, in its first block (a page table the record
+            # would miss once it is gone)
             addr[mid] = mp.addr
-            _guard_edges(mp.addr, mp.length)
-        tables = edge_page_tables(mp.addr, mp.length)
+            tabled = _guard_edges(mp.addr, mp.length)
+        tables = sorted(tabled | set(edge_page_tables(mp.addr, mp.length)))
         # the partly covered edge blocks: the reservation (or the guard, or
         # whatever already lay there) shares them for the whole case
         shared = [b for b in {mp.addr & ~(PMD - 1), (mp.end - 1) & ~(PMD - 1)} if b < mp.addr or b + PMD > mp.end]
@@ -641,17 +645,19 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     # a grown end, as the edges of a mapping made by mmap (a shrunk end
     # shares its block with the cover, which the case says itself)
     shared = set(_edge_blocks(new, new + new_len)) if new != old or new_len > old_len else set()
+    tables: set[int] = set()
     if new != old:
         if a.cover:
             _cover(old, old + old_len)
         if not a.fixed:
-            _guard_edges(new, new_len)
+            # the guard's page tables, as after an mmap the kernel placed
+            tables = _guard_edges(new, new_len) | set(edge_page_tables(new, new_len))
     elif new_len < old_len:
         if a.cover:
             _cover(new + new_len, old + old_len)
     elif punched[1] > old + new_len:
         _cover(old + new_len, punched[1])  # the rest of the hold
-    send(remapped=i, addr=new, shared_blocks=sorted(shared))
+    send(remapped=i, addr=new, shared_blocks=sorted(shared), page_tables=sorted(tables))
     return new != old and not a.fixed  # placed by the kernel
 
 
@@ -697,6 +703,7 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
                 elif "remapped" in msg:
                     obs.remapped[msg["remapped"]] = msg["addr"]
                     obs.shared_blocks.update(msg.get("shared_blocks") or ())
+                    obs.page_tables.update(msg.get("page_tables") or ())
                 elif "fork_tables" in msg:
                     obs.fork_tables.update(msg["fork_tables"])
                 elif "setup" in msg:
