@@ -255,12 +255,14 @@ def _guard_edges(addr: int, length: int) -> set[int]:
     """Settle the page tables of the partly covered first and last 2 MiB
     blocks of a mapping the kernel placed, before edge_page_tables() records
     them.  Such a block is shared with whatever lies beside the mapping --
-    often Python's allocator arenas, which come and go right below the
-    newest mapping, or an anonymous mapping inherited from the supervisor
-    (fork copies a page table even where none of its entries is present):
-    an empty page table there is invisible to the record (lab, 5.10, 6.12
-    and 7.2: a PTE fault with no PMD attempt where the record said the
-    block had no table).  So every free gap in those blocks gets a
+    whatever this process maps next lands right below the newest mapping
+    (a malloc'd buffer written and freed leaves an emptied table there, as
+    Roots.read()'s 1 MiB buffer did: see own_maps()), or an anonymous
+    mapping inherited from the supervisor (fork copies a page table even
+    where none of its entries is present): an empty page table there is
+    invisible to the record (lab, every kernel: a PTE fault with no PMD
+    attempt where the record said the block had no table).  So every free
+    gap in those blocks gets a
     read-only mapping, and one page of each anonymous neighbour there is
     read through /proc/self/mem (no signal if it went meanwhile): the
     block then surely has a page table, and nothing else of this process
