@@ -26,6 +26,8 @@ from typing import Any, Optional
 
 import msgspec
 
+from ..host import procmaps
+from ..host.fsread import Roots
 from ..live.tracefs import Instance, _append, remove_orphans_and_report, tracefs_root
 from ..model.build import CaseBuilder, allocated_extents, case_to_json, dax_extents
 from ..model.case import Case, File
@@ -324,7 +326,9 @@ def fork_tables(blocks: set[int], ino: int) -> list[int]:
     make the child a table (lab, every kernel: a child's first access in such
     a block takes the PMD attempt).  The case's own mappings (its file) are
     the model's to judge."""
-    maps, _ = procmaps.read_process_maps(Roots(), "self", names=("smaps",))
+    # line by line, as worker.own_maps(): a whole-file read mallocs a 1 MiB
+    # buffer the kernel may place in a block of the case, leaving a table
+    maps, _ = procmaps.iter_process_maps(Roots(), "self", names=("smaps",))
     out: set[int] = set()
     for v in maps or ():
         if ino and v.inode == ino:
@@ -580,7 +584,7 @@ def _punch_ours(start: int, end: int) -> list[tuple[int, int]]:
     rest of the edge block beyond a kernel-placed mapping's end took the
     head of the next mapping, and the forked child died touching it).
     Returns the ranges unmapped."""
-    maps, _ = procmaps.read_process_maps(Roots(), "self", names=("maps",))
+    maps, _ = procmaps.iter_process_maps(Roots(), "self", names=("maps",))  # line by line: see fork_tables()
     out = []
     for v in maps or ():
         if v.path or v.perms[:3] not in ("---", "r--") or v.end <= start or v.start >= end:
