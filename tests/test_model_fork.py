@@ -63,3 +63,32 @@ def test_a_sigbus_in_the_child_ends_it():
     assert p.results[1].outcome == "sigbus"
     assert (p.results[2].outcome, p.results[2].reason) == ("error", "no-child")
     assert p.results[3].outcome == "sigbus"  # the parent's own fault
+
+
+def test_a_neighbours_page_table_reaches_the_child_only_with_its_anon_vma():
+    # the mapping starts 1 MiB into a block another VMA of the process has a
+    # table in (process.page_tables): the parent goes straight to the PTE
+    # path there; the child gets that table only when the neighbour's VMA
+    # has an anon_vma at the fork (process.fork_tables, copy_page_range())
+    mp = [{"id": "m0", "start": A + M, "length": 3 * M}]
+    blk = hex(A)
+    p = fsdax([r(0), FORK, cr(0)], mappings=mp, process={"page_tables": [blk]})
+    assert p.results[0].to_json()["events"][0]["name"] == "dax_pte_fault"
+    # lab, 5.10..7.3: the child's first access there tries the PMD first
+    assert [e["name"] for e in p.results[2].to_json()["events"]][:2] == ["dax_pmd_fault", "dax_pmd_fault_done"]
+    q = fsdax([r(0), FORK, cr(0)], mappings=mp, process={"page_tables": [blk], "fork_tables": [blk]})
+    assert q.results[2].to_json()["events"][0]["name"] == "dax_pte_fault"
+    assert q.results[2].reason == "pte-table-present"
+
+
+def test_a_write_in_the_child_zaps_the_parents_zero_page():
+    # dax_insert_entry(): a data entry replacing a zero entry is preceded by
+    # unmap_mapping_pages() over the file -- the parent's VMA is in i_mmap
+    ext = [{"logical": 0, "physical": 2 * M, "length": 4 * M, "unwritten": True}]
+    mp = [{"id": "m0", "start": A, "length": 4 * M, "nohugepage": True}]
+    p = fsdax([r(0), FORK, cr(0), cw(0), r(0)], extents=ext, file_size=4 * M, mappings=mp)
+    assert p.results[0].outcome == "zero-pte"
+    assert p.results[4].outcome == "pte"  # faults again (lab: 5.10 xfs, seed 32 case 1490)
+    # and the other way round: the parent's write zaps the child's zero page
+    q = fsdax([FORK, cr(0), w(0), cr(0)], extents=ext, file_size=4 * M, mappings=mp)
+    assert q.results[1].outcome == "zero-pte" and q.results[3].outcome == "pte"

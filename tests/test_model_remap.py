@@ -145,3 +145,60 @@ def test_madvise_beyond_a_shrunk_mapping_is_enomem_unless_a_cover_is_there():
     assert bare.results[1].errno == 12
     covered = fsdax([{**mremap(2 * M), "cover": True}, adv], mappings=_map())
     assert covered.results[1].errno is None
+
+
+def _unmap(off, length):
+    return {"mapping": "m0", "op": "munmap", "offset": off, "length": length, "cover": True}
+
+
+def test_covers_side_by_side_are_one_vma():
+    # two partial munmaps with covers empty the whole mapping; the covers
+    # merge (vma_merge() of anonymous PROT_NONE VMAs), so an mremap of the
+    # whole range finds one VMA (lab, 5.10..7.3, seed 32 case 394)
+    acc = [_unmap(0, 3 * M), _unmap(M, 3 * M), {**mremap(6 * M, maymove=True), "cover": True}]
+    p = fsdax(acc, mappings=_map(shared=False))
+    assert [x.errno for x in p.results] == [None, None, None]
+    # MADV_NOHUGEPAGE over part of a cover splits it (anonymous memory has
+    # no THP flag until advised): the same mremap then spans VMAs
+    adv = {"mapping": "m0", "op": "madvise", "advice": "nohugepage", "offset": M, "length": M}
+    q = fsdax([*acc[:2], adv, acc[2]], mappings=_map(shared=False))
+    assert q.results[3].errno == 14
+
+
+def test_a_grow_over_a_cover_reaching_past_the_end():
+    # a cover wider than what is left of the mapping: the process unmaps
+    # the cover past the end for room, and the grow in place succeeds
+    # (lab, 5.10..7.2, seed 32 case 1415)
+    acc = [_unmap(0, 6 * M), {**mremap(8 * M), "cover": True}]
+    assert fsdax(acc, mappings=_map()).results[1].errno is None
+
+
+def test_remap_move_refuses_an_unbatchable_first_vma_before_moving_it():
+    # device-dax VMAs may not be batched: from v6.17 remap_move() returns
+    # -EFAULT when the range goes on past the first VMA, before moving it
+    # ("mm/mremap: catch invalid multi VMA moves earlier"); the mapping
+    # stays where it was, so a shrink of it then works (lab, 7.3.4, seed 31
+    # case 1595)
+    adv = {"mapping": "m0", "op": "madvise", "advice": "nohugepage", "offset": 2 * M, "length": 2 * M}
+    acc = [w(0), adv, mremap(8 * M, B, fixed=True, maymove=True), r(0), mremap(2 * M)]
+    p = devdax(acc, kernel="7.3.4+deb13-amd64")
+    assert p.results[2].errno == 14
+    assert p.results[3].outcome == "none" and p.results[3].address == A  # nothing moved
+    assert p.results[4].errno is None
+
+
+def test_a_grow_over_its_end_block_makes_it_the_mappings_own():
+    # the end block was shared with the reservation beyond the end; the grow
+    # in place took that room, so after a whole munmap no VMA is left in the
+    # block and free_pgtables() frees its table: the next mapping there
+    # tries the PMD fault again (lab, 7.3.4 xfs, seed 31 case 13)
+    mp = [{"id": "m0", "start": A, "length": 3 * M // 2}]
+    acc = [r(0), {**mremap(5 * M // 2), "cover": True}, {"mapping": "m0", "op": "munmap"}]
+    acc += [{"mapping": "m0", "op": "mmap"}, r(0)]
+    p = fsdax(acc, mappings=mp, process={"shared_blocks": [hex(A)]})
+    assert p.results[1].errno is None
+    ev = p.results[4].to_json()["events"]
+    assert ev[0]["name"] == "dax_pmd_fault" and p.results[4].reason == "vma-end"
+    # without the grow the reservation stays in the block, and so does the table
+    q = fsdax([r(0), *acc[2:]], mappings=mp, process={"shared_blocks": [hex(A)]})
+    assert q.results[3].reason == "pte-table-present"

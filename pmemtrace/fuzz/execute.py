@@ -32,7 +32,7 @@ from ..live.tracefs import Instance, _append, remove_orphans_and_report, tracefs
 from ..model.build import CaseBuilder, allocated_extents, case_to_json, dax_extents
 from ..model.case import Case, File
 from ..workload import engine as E
-from ..workload.worker import edge_page_tables
+from ..workload.worker import edge_page_tables, own_maps
 
 PAGE = 4096
 PROT_NONE = 0
@@ -239,6 +239,7 @@ class Observation:
     addresses: dict[str, int] = field(default_factory=dict)
     page_tables: set[int] = field(default_factory=set)
     shared_blocks: set[int] = field(default_factory=set)
+    fork_tables: set[int] = field(default_factory=set)  # blocks whose page table a fork copied
     errnos: dict[int, Optional[int]] = field(default_factory=dict)  # access -> errno (None: ok)
     remapped: dict[int, int] = field(default_factory=dict)  # mremap access -> address (tried or got)
     child_sigbus: set[int] = field(default_factory=set)  # accesses the forked child died of (SIGBUS)
@@ -252,23 +253,29 @@ class Observation:
     file_stat: Any = None
 
 
-def _guard_edges(addr: int, length: int) -> None:
+def _guard_edges(addr: int, length: int) -> set[int]:
     """Settle the page tables of the partly covered first and last 2 MiB
     blocks of a mapping the kernel placed, before edge_page_tables() records
     them.  Such a block is shared with whatever lies beside the mapping --
-    often Python's allocator arenas, which come and go right below the
-    newest mapping, or an anonymous mapping inherited from the supervisor
-    (fork copies a page table even where none of its entries is present):
-    an empty page table there is invisible to the record (lab, 5.10, 6.12
-    and 7.2: a PTE fault with no PMD attempt where the record said the
-    block had no table).  So every free gap in those blocks gets a
+    whatever this process maps next lands right below the newest mapping
+    (a malloc'd buffer written and freed leaves an emptied table there, as
+    Roots.read()'s 1 MiB buffer did: see own_maps()), or an anonymous
+    mapping inherited from the supervisor (fork copies a page table even
+    where none of its entries is present): an empty page table there is
+    invisible to the record (lab, every kernel: a PTE fault with no PMD
+    attempt where the record said the block had no table).  So every free
+    gap in those blocks gets a
     read-only mapping, and one page of each anonymous neighbour there is
     read through /proc/self/mem (no signal if it went meanwhile): the
-    block then surely has a page table (recorded), and nothing else of this
-    process can land there later."""
+    block then surely has a page table, and nothing else of this process
+    can land there later.  Returns the blocks where a read succeeded: each
+    has a page table from then on, even if what was read goes away (the
+    mapping keeps it: free_pgtables()), so the record adds them to what
+    edge_page_tables() sees present."""
     lo, end = addr & ~(PMD - 1), addr + length
     hi = (end + PMD - 1) & ~(PMD - 1)
     todo = [(b, b + PMD) for b in {lo, hi - PMD} if b < addr or b + PMD > end]
+    tabled: set[int] = set()
     fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
     try:
         # an arena freed between reading the maps and guarding leaves a gap
@@ -276,8 +283,7 @@ def _guard_edges(addr: int, length: int) -> None:
         for _ in range(4):
             if not todo:
                 break
-            maps, _ = procmaps.read_process_maps(Roots(), "self", names=("maps",))
-            taken = sorted((v.start, v.end, v.path) for v in maps or ())
+            taken = sorted(own_maps())
             left = []
             for b0, b1 in todo:
                 touch, guarded, pos = [], False, b0
@@ -296,12 +302,42 @@ def _guard_edges(addr: int, length: int) -> None:
                     try:
                         os.pread(fd, 1, t)  # a read fault (FOLL_FORCE): the zero page, so a page table
                     except OSError:
-                        pass  # gone meanwhile
+                        continue  # gone meanwhile
+                    tabled.add(b0)
                 if not guarded:
                     left.append((b0, b1))
             todo = left
     finally:
         os.close(fd)
+    return tabled
+
+
+def fork_tables(blocks: set[int], ino: int) -> list[int]:
+    """The 2 MiB blocks among *blocks* whose page table a fork copied to
+    the child because of a VMA outside the case (called in the child, whose
+    VMAs are the parent's at the fork).  dup_mmap() ->
+    copy_page_range() copies a VMA's page tables only when
+    vma_needs_copy(): it has an anon_vma, or is VM_PFNMAP/VM_MIXEDMAP (smaps
+    ``pf``/``mm``); then copy_pte_range() allocates the child's table for
+    every block of the VMA where the parent has one.  An anon_vma is made by
+    the first write to private memory (do_anonymous_page(), wp_page_copy()),
+    so anonymous pages (smaps ``Anonymous:``) show it; the executor's own
+    guards and covers are only read (the zero page, no anon_vma) and never
+    make the child a table (lab, every kernel: a child's first access in such
+    a block takes the PMD attempt).  The case's own mappings (its file) are
+    the model's to judge."""
+    # line by line, as worker.own_maps(): a whole-file read mallocs a 1 MiB
+    # buffer the kernel may place in a block of the case, leaving a table
+    maps, _ = procmaps.iter_process_maps(Roots(), "self", names=("smaps",))
+    out: set[int] = set()
+    for v in maps or ():
+        if ino and v.inode == ino:
+            continue
+        anon = v.fields.get("Anonymous", "0").split()[0] not in ("0", "")
+        if not (anon or "pf" in v.vmflags or "mm" in v.vmflags):
+            continue
+        out.update(b for b in blocks if v.start < b + PMD and v.end > b)
+    return sorted(out)
 
 
 def _guard(start: int, stop: int) -> bool:
@@ -309,6 +345,7 @@ def _guard(start: int, stop: int) -> bool:
         E.mmap(-1, stop - start, prot=mmap.PROT_READ, shared=False, addr=start, noreplace=True)
     except OSError:
         return False  # taken meanwhile: edge_page_tables() sees what is there
+    _OURS.append((start, stop))
     return True
 
 
@@ -321,6 +358,8 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
     maps: dict[str, Any] = {}
     addr: dict[str, Optional[int]] = {}
     holds = []
+    recorded: set[int] = set()  # the edge blocks recorded (tables, shared)
+    _OURS.clear()
     align = max(PMD, case.device.align or 0)
     for m in case.mappings:
         if m.id in kernel_placed:
@@ -341,16 +380,18 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
         a = addr[mid]
         mp = E.mmap(fd, m.length, offset=m.offset, prot=prot, shared=m.shared, sync=m.sync, addr=a, fixed=a is not None)
         maps[mid] = mp
+        tabled: set[int] = set()
         if a is None:
-            # guard first: reading /proc/self/maps allocates, and a Python
-            # arena mapped then lands right below the new mapping, in its
-            # first block, with pages (a page table the record would miss)
+            # guard first: whatever the process maps next lands right below
+            # the new mapping, in its first block (a page table the record
+            # would miss once it is gone)
             addr[mid] = mp.addr
-            _guard_edges(mp.addr, mp.length)
-        tables = edge_page_tables(mp.addr, mp.length)
+            tabled = _guard_edges(mp.addr, mp.length)
+        tables = sorted(tabled | set(edge_page_tables(mp.addr, mp.length)))
         # the partly covered edge blocks: the reservation (or the guard, or
         # whatever already lay there) shares them for the whole case
         shared = [b for b in {mp.addr & ~(PMD - 1), (mp.end - 1) & ~(PMD - 1)} if b < mp.addr or b + PMD > mp.end]
+        recorded.update(tables, shared)
         send(mapped=mid, addr=mp.addr, page_tables=tables, shared_blocks=sorted(shared))
         if m.nohugepage:
             mp.madvise("nohugepage")
@@ -376,7 +417,10 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
         skip = None
         try:
             if a.op == "fork":
-                kid = _Kid(case, maps) if kid is None else kid
+                if kid is None:
+                    edges = {b for mp in maps.values() if mp is not None for b in _edge_blocks(mp.addr, mp.end)}
+                    kid = _Kid(case, maps, recorded | edges, os.fstat(fd).st_ino)
+                    send(fork_tables=kid.fork_tables)
             elif a.op == "exit":
                 if kid is not None:
                     kid.end()
@@ -410,7 +454,7 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                     maps[m.id] = None
                     # cover the hole again so nothing else lands there (the
                     # next mmap of this mapping is MAP_FIXED over it)
-                    E.mmap(-1, m.length, prot=PROT_NONE, shared=False, addr=mp.addr, fixed=True)
+                    _cover(mp.addr, mp.addr + m.length)
                 elif a.op == "madvise":
                     # not Mapping.madvise(): its range check would refuse
                     # what a shrink left beyond the mapping (the kernel says)
@@ -440,7 +484,7 @@ class _Kid:
     time as the parent asks (the parent writes the trace marker first and
     waits for the answer, so events stay in order)."""
 
-    def __init__(self, case: Case, maps: dict[str, Any]) -> None:
+    def __init__(self, case: Case, maps: dict[str, Any], blocks: set[int], ino: int) -> None:
         cmd_r, cmd_w = os.pipe()
         rep_r, rep_w = os.pipe()
         pid = os.fork()
@@ -449,6 +493,11 @@ class _Kid:
             try:
                 os.close(cmd_w)
                 os.close(rep_r)
+                # first, the VMAs the child got: exactly the parent's at the
+                # fork (read in the parent, they raced with Python freeing
+                # an arena in the block between the read and the fork: lab,
+                # 6.1 seed 32 cases 66 and 563)
+                os.write(rep_w, (json.dumps(fork_tables(blocks, ino)) + "\n").encode())
                 with os.fdopen(cmd_r) as commands:
                     for line in commands:
                         os.write(rep_w, (json.dumps(_kid_access(case, maps, int(line))) + "\n").encode())
@@ -460,6 +509,9 @@ class _Kid:
         os.close(rep_w)
         self.pid, self.cmd = pid, cmd_w
         self.replies = os.fdopen(rep_r)
+        line = self.replies.readline()
+        #: the blocks whose page table the fork copied (see fork_tables())
+        self.fork_tables: list[int] = json.loads(line) if line else []
 
     def do(self, i: int) -> tuple[Optional[int], Optional[str]]:
         os.write(self.cmd, f"{i}\n".encode())
@@ -508,12 +560,41 @@ def _edge_blocks(start: int, end: int) -> list[int]:
     return sorted(out)
 
 
+#: the ranges the case's process mapped for itself: covers (PROT_NONE over
+#: what a munmap or mremap emptied) and edge guards; per case: each case
+#: runs in a fresh fork
+_OURS: list[tuple[int, int]] = []
+
+
 def _cover(start: int, end: int) -> None:
     """PROT_NONE over [start, end), so that nothing of this process lands
     in a range a munmap or mremap emptied (the next mmap of a mapping is
     MAP_FIXED over it)."""
     if end > start:
         E.mmap(-1, end - start, prot=PROT_NONE, shared=False, addr=start, fixed=True)
+        _OURS.append((start, end))
+
+
+def _punch_ours(start: int, end: int) -> list[tuple[int, int]]:
+    """Unmap what is still a cover or guard of ours in [start, end) (an
+    anonymous PROT_NONE or read-only VMA inside a range we mapped): the room
+    a grow in place needs, as the model's process makes it (covers:
+    remap.drop_covers(); guards the model does not see).  Never a mapping
+    of the case (lab, 5.10..6.12 seed 32 case 1731: unmapping the whole
+    rest of the edge block beyond a kernel-placed mapping's end took the
+    head of the next mapping, and the forked child died touching it).
+    Returns the ranges unmapped."""
+    maps, _ = procmaps.iter_process_maps(Roots(), "self", names=("maps",))  # line by line: see fork_tables()
+    out = []
+    for v in maps or ():
+        if v.path or v.perms[:3] not in ("---", "r--") or v.end <= start or v.start >= end:
+            continue
+        lo, hi = max(v.start, start), min(v.end, end)
+        for c0, c1 in _OURS:
+            a, b = max(lo, c0), min(hi, c1)
+            if a < b and E.lib.pmt_munmap(a, b - a) == 0:
+                out.append((a, b))
+    return out
 
 
 def _munmap_part(mp: Any, a: Any, send: Any) -> None:
@@ -537,6 +618,7 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     flags = (E.CONSTANTS["MREMAP_MAYMOVE"] if a.maymove else 0) | (E.CONSTANTS["MREMAP_FIXED"] if a.fixed else 0)
     target = 0
     punched = (0, 0)
+    covers: list[tuple[int, int]] = []
     if a.fixed:
         colour = (a.new_start or 0) % PMD
         hold = E.mmap(-1, new_len + colour + 2 * PUD + 2 * align, prot=PROT_NONE, shared=False)
@@ -545,8 +627,9 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     elif new_len > old_len:
         end = old + old_len
         stop = old + new_len
-        if by_kernel:  # only the edge guard beyond the end is ours
-            stop = min(stop, (end + PMD - 1) & ~(PMD - 1))
+        if by_kernel:  # only our edge guard and covers beyond the end are ours
+            covers = _punch_ours(end, stop)
+            stop = end
         if stop > end:
             E._check(E.lib.pmt_munmap(end, stop - end), "munmap", "room to grow")
             punched = (end, stop)
@@ -554,6 +637,8 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     rc = E.lib.pmt_mremap(old, old_len, new_len, flags, target, out)
     if rc < 0:
         _cover(*punched)  # the hold again
+        for c in covers:
+            _cover(*c)
         if a.fixed:
             _cover(target, target + new_len)  # the hold again (mremap_to() unmapped it first)
             if a.cover and new_len < old_len:
@@ -566,17 +651,19 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     # a grown end, as the edges of a mapping made by mmap (a shrunk end
     # shares its block with the cover, which the case says itself)
     shared = set(_edge_blocks(new, new + new_len)) if new != old or new_len > old_len else set()
+    tables: set[int] = set()
     if new != old:
         if a.cover:
             _cover(old, old + old_len)
         if not a.fixed:
-            _guard_edges(new, new_len)
+            # the guard's page tables, as after an mmap the kernel placed
+            tables = _guard_edges(new, new_len) | set(edge_page_tables(new, new_len))
     elif new_len < old_len:
         if a.cover:
             _cover(new + new_len, old + old_len)
     elif punched[1] > old + new_len:
         _cover(old + new_len, punched[1])  # the rest of the hold
-    send(remapped=i, addr=new, shared_blocks=sorted(shared))
+    send(remapped=i, addr=new, shared_blocks=sorted(shared), page_tables=sorted(tables))
     return new != old and not a.fixed  # placed by the kernel
 
 
@@ -622,6 +709,9 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
                 elif "remapped" in msg:
                     obs.remapped[msg["remapped"]] = msg["addr"]
                     obs.shared_blocks.update(msg.get("shared_blocks") or ())
+                    obs.page_tables.update(msg.get("page_tables") or ())
+                elif "fork_tables" in msg:
+                    obs.fork_tables.update(msg["fork_tables"])
                 elif "setup" in msg:
                     obs.skipped[-1] = f"mmap of {msg['setup']} refused: errno {msg['errno']}"
                 elif "begin" in msg:
@@ -684,5 +774,6 @@ def real_case(case: Case, obs: Observation, device: Any, release: str) -> dict[s
     ]
     b.page_tables = set(obs.page_tables) | set(case.page_tables)
     b.shared_blocks = set(obs.shared_blocks) | set(case.shared_blocks)
+    b.fork_tables = set(obs.fork_tables) | set(case.fork_tables)
     b.thp_disable = case.thp_disable
     return case_to_json(b.build())

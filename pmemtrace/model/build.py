@@ -106,6 +106,7 @@ class CaseBuilder:
     thp_disable: bool = False
     page_tables: set[int] = field(default_factory=set)
     shared_blocks: set[int] = field(default_factory=set)
+    fork_tables: set[int] = field(default_factory=set)
 
     def mapping(
         self,
@@ -206,6 +207,7 @@ class CaseBuilder:
             thp_disable=self.thp_disable,
             page_tables=sorted(self.page_tables),
             shared_blocks=sorted(self.shared_blocks),
+            fork_tables=sorted(self.fork_tables),
             name=self.name,
             notes=self.notes,
         )
@@ -329,6 +331,8 @@ def case_to_json(case: Case) -> dict[str, Any]:
         proc["page_tables"] = [hex(t) for t in case.page_tables]
     if case.shared_blocks:
         proc["shared_blocks"] = [hex(t) for t in case.shared_blocks]
+    if case.fork_tables:
+        proc["fork_tables"] = [hex(t) for t in case.fork_tables]
     if proc:
         out["process"] = proc
     return out

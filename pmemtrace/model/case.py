@@ -183,6 +183,11 @@ class Case:
     #: PROT_NONE reservation) lies beside the case's mappings for the whole
     #: case: a munmap leaves the block's page table (free_pgtables())
     shared_blocks: list[int] = field(default_factory=list)
+    #: 2 MiB-aligned blocks where a VMA outside the case has an anon_vma (or
+    #: is PFNMAP/MIXEDMAP) at the fork: the child gets a page table there
+    #: wherever the parent has one (copy_page_range()); elsewhere only the
+    #: case's own COW'd private mappings give it tables
+    fork_tables: list[int] = field(default_factory=list)
     name: Optional[str] = None
     notes: Optional[str] = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -574,6 +579,7 @@ def parse_case(obj: Any) -> Case:
     proc = _obj(proc, "process")
     page_tables = _blocks(proc, "page_tables")
     shared_blocks = _blocks(proc, "shared_blocks")
+    fork_tables = _blocks(proc, "fork_tables")
     return Case(
         kernel=kernel,
         device=device,
@@ -583,6 +589,7 @@ def parse_case(obj: Any) -> Case:
         thp_disable=_bool(proc, "thp_disable", "process", False),
         page_tables=page_tables,
         shared_blocks=shared_blocks,
+        fork_tables=fork_tables,
         name=obj.get("name"),
         notes=obj.get("notes"),
         raw=obj,

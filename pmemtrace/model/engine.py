@@ -553,6 +553,9 @@ class Sim:
         # only where no VMA remains in its 2 MiB: floor and ceiling are the
         # neighbouring VMAs' ends)
         self.shared_blocks = {addr >> 21 for addr in case.shared_blocks}
+        # blocks where a VMA outside the case has an anon_vma at the fork: its
+        # page tables are copied to the child (model/fork.py)
+        self.fork_tables = {addr >> 21 for addr in case.fork_tables}
         # mappings an mremap moved or resized: id -> (start, length) now
         self.geom: dict[str, tuple[int, int]] = {}
         # private mappings that took a COW fault (their VMA has an anon_vma:
@@ -863,13 +866,16 @@ def _pwrite(sim: Sim, a: Access, r: AccessResult) -> None:
     for p, ln in new_ranges:
         first, last = p >> PAGE_SHIFT, (p + ln - 1) >> PAGE_SHIFT
         fs.invalidate(first, last)
-        for v in list(sim.mm.vmas):
-            npages = (v.end - v.start) >> PAGE_SHIFT
-            lo, hi = max(first, v.pgoff), min(last + 1, v.pgoff + npages)
-            if lo < hi:
-                sim.mm.zap(
-                    v.start + ((lo - v.pgoff) << PAGE_SHIFT), v.start + ((hi - v.pgoff) << PAGE_SHIFT), even_cows=False
-                )
+        for mm in forkmod.file_mms(sim):  # a forked child's mappings too
+            for v in list(mm.vmas):
+                npages = (v.end - v.start) >> PAGE_SHIFT
+                lo, hi = max(first, v.pgoff), min(last + 1, v.pgoff + npages)
+                if lo < hi:
+                    mm.zap(
+                        v.start + ((lo - v.pgoff) << PAGE_SHIFT),
+                        v.start + ((hi - v.pgoff) << PAGE_SHIFT),
+                        even_cows=False,
+                    )
 
 
 def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
@@ -900,14 +906,18 @@ def _madvise(sim: Sim, m: Mapping, a: Access) -> bool:
     changed = []
     ok = True
     for v in mm.vmas_in(start, end):
-        if v.mapping != m.id or v.nohugepage == want:
+        # every VMA in the range, the process's covers too: anonymous memory
+        # has neither flag until advised (hugepage_madvise()), so it splits
+        # (lab, 7.3.4: an mremap over a cover MADV_NOHUGEPAGE had split
+        # failed with EFAULT, seed 31 case 767)
+        if (v.mapping != m.id and v.mapping != remap.COVER) or v.nohugepage == want:
             continue
         lo, hi = max(start, v.start), min(end, v.end)
         # a device-dax VMA splits only at its align: drivers/dax/device.c
         # dev_dax_may_split() "if (!IS_ALIGNED(addr, dev_dax->align)) return
         # -EINVAL" (mm/vma.c __split_vma() -> vm_ops->may_split); vma_modify()
         # splits the front first, so a front split that worked stays
-        align = sim.device.align if sim.device.mode == "devdax" else PAGE_SIZE
+        align = sim.device.align if sim.device.mode == "devdax" and v.mapping != remap.COVER else PAGE_SIZE
         if v.start < lo and lo % align:
             ok = False
             break

@@ -11,7 +11,10 @@ v5.10..7.x):
   mapping that has taken a copy-on-write fault.  A shared DAX mapping, or a
   private one never written, starts empty in the child: its accesses fault
   as on a fresh mapping ("Don't copy ptes where a page fault will fill them
-  correctly").
+  correctly").  The same holds for the other VMAs of the process: a 2 MiB
+  block a DAX mapping shares with one of them has a table in the child only
+  when that VMA has an anon_vma (the case key ``process.fork_tables``,
+  recorded at the fork) and the parent has a table there.
 * Where the VMA is copied, 4 KiB PTEs are copied (file and anonymous); a
   writable anonymous (COW'd) PTE is write-protected in both processes
   (copy_present_pte(): is_cow_mapping() && pte_write()), so the next write
@@ -20,12 +23,19 @@ v5.10..7.x):
   fault" ("thp: skip file huge pmd on copy_huge_pmd()", Kirill Shutemov's
   file-THP series (in v4.8; commit id not confirmed)).
 * The file's DAX entries are the file's: both processes share them.
+* The file's address_space (i_mmap) holds the child's VMAs too
+  (dup_mmap() -> vma_interval_tree_insert_after()), so every file-wide
+  rmap walk reaches both processes: unmap_mapping_pages() of a zero entry
+  a write or a PTE-order grab replaces (fs/dax.c dax_insert_entry(),
+  grab_mapping_entry()), write(2)'s invalidation, and the writeback's
+  write-protection (dax_entry_mkclean()/pfn_mkclean_range()).  A fault in
+  one process therefore zaps the other's zero page or huge zero PMD
+  (:func:`file_mms`).
 * The child ends at an ``exit`` access (or with the case); its page tables
   go with it, nothing of the parent changes.
 
-The generator does not write(2) the file while a child lives (the zap of
-invalidate_inode_pages2_range() would reach the child's mappings too, which
-the model does not walk).
+The generator still makes no write(2) while a child lives (it did not when
+the model walked the parent alone; kept so that saved seeds replay).
 """
 
 from typing import Any
@@ -37,9 +47,18 @@ from .state import PMD_SHIFT, AddressSpace, HugePmd, PteTable, Vma
 class Child:
     """The child's address space and mapping geometry."""
 
-    def __init__(self, mm: AddressSpace, geom: dict[str, tuple[int, int]]) -> None:
+    def __init__(self, mm: AddressSpace, geom: dict[str, tuple[int, int]], parent: AddressSpace) -> None:
         self.mm = mm
         self.geom = geom
+        self.parent = parent
+
+
+def file_mms(sim: Any) -> list[AddressSpace]:
+    """The address spaces mapping the case's file, for the file-wide rmap
+    walks (unmap_mapping_pages(), the writeback's mkclean): the process's,
+    and while a child lives both the parent's and the child's."""
+    c = sim.child
+    return [sim.mm] if c is None else [c.parent, c.mm]
 
 
 def _range_mask(lo: int, hi: int, key: int) -> int:
@@ -76,11 +95,20 @@ def fork(sim: Any) -> None:
             dst.writable |= slot.writable & mask
             dst.anon |= slot.anon & mask
             dst.zero |= slot.zero & mask
-    # the blocks other (anonymous) mappings of the process have pages in:
-    # their VMAs have an anon_vma, so the child has tables there too
-    for key in sim.external_tables:
-        child.pmds.setdefault(key, PteTable())
-    sim.child = Child(child, dict(sim.geom))
+    # a VMA outside the case with an anon_vma (process.fork_tables) gets its
+    # range copied: the child has a table in its blocks wherever the parent
+    # has one.  The other tables of the process (process.page_tables, or the
+    # case's faults next to a neighbour that never wrote) stay the parent's:
+    # copy_page_range() skips a VMA without an anon_vma (Linux kernel commit
+    # d992895ba2b2 ("[PATCH] Lazy page table copies in fork()") (in
+    # v2.6.14)), and one only ever read has none -- a read fault maps the
+    # zero page without anon_vma_prepare() (do_anonymous_page(), Linux
+    # kernel commit a13ea5b75964 ("mm: reinstate ZERO_PAGE") (in v2.6.32)),
+    # as the executor's guards are.
+    for key in sim.fork_tables:
+        if isinstance(parent.pmds.get(key), PteTable):
+            child.pmds.setdefault(key, PteTable())
+    sim.child = Child(child, dict(sim.geom), parent)
 
 
 def exit_child(sim: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from ..events import FAULT_FLAG, VM_FAULT
+from .fork import file_mms
 from .state import (
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -20,6 +21,7 @@ from .state import (
     PMD_ENTRY_ZERO,
     PMD_SHIFT,
     PMD_SIZE,
+    AddressSpace,
     FileState,
     HugePmd,
     PmdEntry,
@@ -157,8 +159,12 @@ ZERO_PMD_ENTRY = (((ZERO_FOLIO_PLACEHOLDER >> PAGE_SHIFT) << 4 | 0x2 | 0x4) << 1
 def _unmap_zero(sim: Sim, block: int, index: int | None = None) -> None:
     """unmap_mapping_pages() of a zero-page mapping of the file: 512 pages of
     *block* (PMD zero entry) or the one page *index* (PTE zero entry), in every
-    VMA that maps it."""
-    mm = sim.mm
+    VMA that maps it -- a forked child's too (fork.file_mms())."""
+    for mm in file_mms(sim):
+        _unmap_zero_in(mm, block, index)
+
+
+def _unmap_zero_in(mm: AddressSpace, block: int, index: int | None) -> None:
     for vma in mm.vmas:
         first = block << 9 if index is None else index
         n = 512 if index is None else 1
@@ -457,14 +463,14 @@ def _writeback_range(sim: Sim, f: Fault, first: int, last: int) -> None:
 def _mkclean(sim: Sim, index: int, count: int) -> None:
     """Write-protect file pages [index, index+count) in every shared VMA
     (mm/rmap.c invalid_mkclean_vma(): private VMAs are skipped)."""
-    mm = sim.mm
-    for vma in mm.vmas:
-        if not vma.shared:
-            continue
-        lo = max(index, vma.pgoff)
-        hi = min(index + count, vma.pgoff + ((vma.end - vma.start) >> PAGE_SHIFT))
-        if lo < hi:
-            mm.wrprotect(vma.start + ((lo - vma.pgoff) << PAGE_SHIFT), vma.start + ((hi - vma.pgoff) << PAGE_SHIFT))
+    for mm in file_mms(sim):  # a forked child's VMAs too
+        for vma in mm.vmas:
+            if not vma.shared:
+                continue
+            lo = max(index, vma.pgoff)
+            hi = min(index + count, vma.pgoff + ((vma.end - vma.start) >> PAGE_SHIFT))
+            if lo < hi:
+                mm.wrprotect(vma.start + ((lo - vma.pgoff) << PAGE_SHIFT), vma.start + ((hi - vma.pgoff) << PAGE_SHIFT))
 
 
 def _set_pte(sim: Sim, addr: int, writable: bool, zero: bool = False, anon: bool = False) -> None:

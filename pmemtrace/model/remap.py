@@ -55,10 +55,19 @@ COVER = "<cover>"
 
 
 def _add_cover(sim: Any, start: int, end: int) -> None:
-    from .state import Vma
+    """mmap(MAP_FIXED, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS) over [start,
+    end).  An anonymous VMA's pgoff is its address in pages, and mmap_region()
+    merges it with an adjacent one of equal flags and no anon_vma
+    (vma_merge(), mm/mmap.c since before git history, v2.6.12): covers side
+    by side are one VMA, which a later mremap of the whole range finds
+    (lab, 5.10..7.3: an mremap over two covers that touch succeeds; seed 32
+    cases 394, 1389)."""
+    from .state import PAGE_SHIFT, Vma
 
     if end > start:
-        sim.mm.add(Vma(start, end, 0, False, False, False, False, COVER))
+        v = Vma(start, end, start >> PAGE_SHIFT, False, False, False, None, COVER)
+        sim.mm.add(v)
+        sim.mm.merge_neighbours(v)
 
 
 def drop_covers(sim: Any, start: int, end: int, free: bool = False) -> None:
@@ -68,6 +77,12 @@ def drop_covers(sim: Any, start: int, end: int, free: bool = False) -> None:
     gone = [v for v in mm.vmas_in(start, end) if v.mapping == COVER]
     if not gone:
         return
+    # a cover that reaches past the range (covers merge) is split at its edge
+    for addr in (start, end):
+        v = mm.find(addr)
+        if v is not None and v.mapping == COVER and v.start < addr:
+            mm.split_at(addr)
+    gone = [v for v in mm.vmas_in(start, end) if v.mapping == COVER]
     mm.vmas = [v for v in mm.vmas if v not in gone]
     mm._reindex()
     if free:
@@ -110,6 +125,20 @@ def _free_tables(sim: Any, start: int, end: int) -> None:
             continue
         if not mm.overlaps(key << PMD_SHIFT, (key + 1) << PMD_SHIFT):
             del mm.pmds[key]
+
+
+def _unshare_covered(sim: Any, start: int, end: int) -> None:
+    """A grow in place took the free room beyond the end, where the VMA that
+    shared the end block lay (``process.shared_blocks``: the process's
+    reservation, which ``pmemtrace run --case`` unmaps for the room): a
+    block the case's VMAs now cover whole is shared no more, and a munmap
+    frees its table as free_pgtables() does for any block no VMA is left in
+    (lab, 6.1 and 7.3 xfs: a mapping grown over its end block, munmapped and
+    mapped again, takes the PMD attempt there; seed 32 case 67, seed 31
+    case 13)."""
+    for key in range(start >> PMD_SHIFT, ((end - 1) >> PMD_SHIFT) + 1):
+        if key in sim.shared_blocks and not has_gap(sim, key << PMD_SHIFT, (key + 1) << PMD_SHIFT):
+            sim.shared_blocks.discard(key)
 
 
 def split(sim: Any, addr: int) -> None:
@@ -166,6 +195,7 @@ def unmap_range(sim: Any, start: int, end: int, cover: bool = False) -> Optional
     for mid in {v.mapping for v in doomed}:
         if not mm.vmas_of(mid):
             sim.mapped.discard(mid)
+            sim.anon_ids.discard(mid)  # the next mmap makes a VMA without anon_vma
     if cover:
         _add_cover(sim, start, end)
     return None
@@ -264,14 +294,18 @@ def mremap(sim: Any, m: Mapping, a: Access) -> Optional[tuple[int, str]]:
     if old_len > vma.end - old:
         return EFAULT, "mremap-spans-vmas"
     stays = a.new_start is None or a.new_start == old
-    if a.cover and old + old_len == vma.end:
+    if a.cover and (old + old_len == vma.end or vma.mapping == COVER):
         # a process that covers what it empties makes room for a grow by
-        # unmapping its covers beyond the end first (as run --case does)
-        drop_covers(sim, vma.end, old + new_len, free=True)
+        # unmapping its covers beyond the end first (as run --case does),
+        # a cover reaching past the end too (lab, seed 32 case 1415)
+        drop_covers(sim, old + old_len, old + new_len, free=True)
+        vma = mm.find(old)
+        assert vma is not None  # only what lies beyond the end went
     if stays and old + old_len == vma.end and not mm.overlaps(vma.end, old + new_len):
         vma.end = old + new_len  # vma_expand(): the same VMA, grown
         vma._snapshot()
         sim.geom[m.id] = (old, new_len)
+        _unshare_covered(sim, old, old + new_len)
         return None
     if not a.maymove:
         return ENOMEM, "mremap-no-room"
@@ -289,23 +323,44 @@ def _multi_allowed(sim: Any, v: Any) -> bool:
 def _remap_move(sim: Any, m: Mapping, a: Access, old: int, length: int, new: int) -> Optional[tuple[int, str]]:
     """remap_move() (v6.17+): every VMA of [old, old+length) moves on its
     own, the gaps between them kept; a gap at the start is -EFAULT, and so
-    is a second VMA after one that may not be batched (the first has moved
-    by then)."""
+    is a VMA that may not be batched when the range does not end in it:
+    before anything moved when it is the first ("mm/mremap: catch invalid
+    multi VMA moves earlier", in v6.17 with the multi-VMA move itself;
+    mainline commit id not confirmed: lab, 7.3.4 device-dax, seed 31 cases
+    767 and 1595), after the VMAs before it moved otherwise.  The process
+    goes on using the range it asked to move when the call fails (as
+    ``pmemtrace run --case`` does), so the mapping's place is kept then."""
     mm = sim.mm
     end = old + length
     vmas = mm.vmas_in(old, end)
     if not vmas or vmas[0].start > old:
         return EFAULT, "not-mapped"
-    target, seen, allowed, last_end = new, False, True, 0
+    if not _multi_allowed(sim, vmas[0]) and vmas[0].end < end:
+        return EFAULT, "mremap-spans-vmas"
+    before = sim.geom.get(m.id)
+    err = _remap_each(sim, m, vmas, old, end, new)
+    if err is not None:
+        if before is None:
+            sim.geom.pop(m.id, None)
+        else:
+            sim.geom[m.id] = before
+        return err
+    if a.cover:
+        _add_cover(sim, old, end)
+    sim.geom[m.id] = (new, length)
+    return None
+
+
+def _remap_each(sim: Any, m: Mapping, vmas: list[Any], old: int, end: int, new: int) -> Optional[tuple[int, str]]:
+    """The loop of remap_move(): each VMA moved with mremap_to()."""
+    mm = sim.mm
+    target, seen, last_end = new, False, 0
     for v in vmas:
-        if not allowed:
-            return EFAULT, "mremap-spans-vmas"
         addr = max(v.start, old)
         ln = min(end, v.end) - addr
         offset = v.start - last_end if seen else 0
         last_end = v.end
-        allowed = _multi_allowed(sim, v)
-        if seen and not allowed:
+        if seen and not _multi_allowed(sim, v):
             return EFAULT, "mremap-spans-vmas"
         dst = target + offset
         if addr + ln > dst and dst + ln > addr:
@@ -318,9 +373,6 @@ def _remap_move(sim: Any, m: Mapping, a: Access, old: int, length: int, new: int
         _move(sim, m, piece, addr, ln, dst, ln, False)
         seen = True
         target = dst + ln
-    if a.cover:
-        _add_cover(sim, old, end)
-    sim.geom[m.id] = (new, length)
     return None
 
 

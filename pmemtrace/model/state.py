@@ -69,7 +69,15 @@ class Vma:
     )
 
     def __init__(
-        self, start: int, end: int, pgoff: int, shared: bool, sync: bool, writable: bool, nohugepage: bool, mapping: str
+        self,
+        start: int,
+        end: int,
+        pgoff: int,
+        shared: bool,
+        sync: bool,
+        writable: bool,
+        nohugepage: Optional[bool],
+        mapping: str,
     ) -> None:
         self.start = start
         self.end = end
@@ -77,6 +85,8 @@ class Vma:
         self.shared = shared
         self.sync = sync
         self.writable = writable
+        # True: VM_NOHUGEPAGE, False: VM_HUGEPAGE, None: neither (anonymous
+        # memory no madvise changed: a cover)
         self.nohugepage = nohugepage
         self.mapping = mapping  # the case's mapping id
         self.update_flags()
@@ -91,7 +101,8 @@ class Vma:
             f |= VM_SYNC
         # ext4/xfs/device-dax mmap set VM_HUGEPAGE on DAX VMAs
         # (fs/ext4/file.c ext4_file_mmap(), fs/xfs/xfs_file.c, drivers/dax/device.c)
-        f |= VM_NOHUGEPAGE if self.nohugepage else VM_HUGEPAGE
+        if self.nohugepage is not None:
+            f |= VM_NOHUGEPAGE if self.nohugepage else VM_HUGEPAGE
         self.vm_flags = f
         self._snapshot()
 
