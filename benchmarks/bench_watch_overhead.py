@@ -184,8 +184,12 @@ def main():
             with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
                 f.write("0")
         if tr:
-            out, _err = tr.stop()
+            out, err = tr.stop()
             if mode.split("-")[0] in ("bcc", "tracefs"):
+                # where losses were counted (ring full vs a final drain cut)
+                for ln in err.splitlines():
+                    if "lost" in ln or "final drain" in ln:
+                        print(f"{mode:10} stderr: {ln.strip()}", flush=True)
                 summ = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
                 summ = [x for x in summ if x.get("type") == "summary"][-1]
         for kind, w in ws.items():

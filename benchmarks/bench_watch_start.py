@@ -7,14 +7,19 @@ Prints seconds per phase: Python + bcc import, the BTF offsets, the probe
 table (kallsyms, tracefs), clang compile + load of bpf/pmemtrace.bpf.c with
 each mode's flags, bcc's floor (a one-tracepoint program), with --headers
 what each kernel header adds.  Then the wall time of 'pmemtrace watch
---backend bcc' from exec to its "Hit Ctrl-C" line.  Asserts nothing.
+--backend bcc' from exec to its "Hit Ctrl-C" line: without the compiled-
+program cache (PMEMTRACE_BPF_CACHE=0), and in a fresh cache directory the
+first start (compiles and saves) and the next (loads the saved program:
+pmemtrace/live/bpfcache.py).  Asserts nothing.
 """
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,13 +33,14 @@ def timed(label, fn):
     return out
 
 
-def watch_start(extra=()):
+def watch_start(extra=(), env=None):
     t0 = time.time()
     p = subprocess.Popen(
         [sys.executable, "-m", "pmemtrace", "watch", "--backend", "bcc", "--json", "-i", "3600", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=HERE,
+        env=dict(os.environ, **(env or {})),
     )
     buf = b""
     while time.time() - t0 < 1200:
@@ -80,9 +86,20 @@ def main():
             text = f"#include <{inc}>\n" + minimal
             x = timed(f"compile: one tracepoint + <{inc}>", lambda t=text: BPF(text=t, cflags=["-w", hdr]))
             x.cleanup()
-    for extra in ((), ("--events",)):
-        took, err = watch_start(extra)
-        print(f"{'watch --backend bcc ' + ' '.join(extra) + ': exec to attached':52} {took:7.2f} s", flush=True)
+    # the whole command: without the compiled-program cache (bcc compiles),
+    # then in a fresh cache directory twice (the first start compiles and
+    # saves the entry, the second loads it: no clang, no bcc import)
+    cache = tempfile.mkdtemp(prefix="pmemtrace-bench-cache-")
+    runs = [("no cache", {"PMEMTRACE_BPF_CACHE": "0"})]
+    runs += [("first (compiles, saves)", {"XDG_CACHE_HOME": cache}), ("cached", {"XDG_CACHE_HOME": cache})]
+    try:
+        for extra in ((), ("--events",)):
+            for label, env in runs:
+                took, err = watch_start(extra, env)
+                what = f"watch --backend bcc {' '.join(extra)}: exec to attached, {label}"
+                print(f"{what:52} {took:7.2f} s", flush=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     print(err[-1500:])
 
 

@@ -99,3 +99,33 @@ def test_refuses_what_it_cannot_decode(tmp_path, monkeypatch):
     _write(os.path.join(root, "events", "header_event"), "# compressed: type_len : 4 bits\n")
     with pytest.raises(FormatError):
         RawPipes(root, inst, events, ParseStats())
+
+
+def test_pages_are_read_ahead_and_decoded_a_round_at_a_time(tmp_path, monkeypatch):
+    """The first read takes every page the CPUs hold into the backlog (one
+    page per CPU a round here) and decodes one round; the rest follows,
+    one round per read, nothing lost or repeated, and what waits is
+    counted (backlog_events) for a final drain cut short."""
+    from pmemtrace.live import rawpipe
+
+    root, inst, events, _dat = tracefs_from_dat(tmp_path, monkeypatch)
+    _, recs = tracedat.read_dat_records(DAT, ParseStats())
+    want = list(recs)
+    monkeypatch.setattr(rawpipe, "MAX_PAGES_PER_CPU", 1)
+    rp = RawPipes(root, inst, events, ParseStats())
+    try:
+        first = rp.read()
+        assert rp.pending() and first
+        waiting = rp.backlog_events()
+        assert waiting == len(want) - len(first)
+        got = list(first)
+        for _ in range(1000):
+            more = rp.read()
+            if not more and not rp.pending():
+                break
+            got += more
+        assert rp.backlog_events() == 0
+    finally:
+        rp.close()
+    assert sorted(got, key=lambda r: (r[2], r[5])) == sorted(want, key=lambda r: (r[2], r[5]))
+    assert len(got) == len(want)

@@ -3,6 +3,7 @@ the BTF offsets the header-free BPF program reads, the exact kallsyms
 lookup, and kernel-counted rows folded into the same views rows the events
 would reach (same counts, same rows, same events_by_name)."""
 
+import collections
 import os
 import struct
 
@@ -227,6 +228,41 @@ def test_ring_reader_reads_committed_records_and_advances_the_consumer():
         os.close(fd)
 
 
+def test_ring_reader_chunk_takes_committed_records_of_one_size():
+    """read_chunk copies the committed records of one size in one slice:
+    it stops before a busy record, and before one of another size or a
+    discarded one (read() takes those), whatever comes after."""
+    import mmap
+
+    from pmemtrace.live.ringbuf import BUSY, DISCARD, RingReader, stride
+
+    page, size = mmap.PAGESIZE, 4 * mmap.PAGESIZE
+    step = stride(16)
+    for tail in ([(BUSY, 16)], [(0, 8), (0, 16)], [(DISCARD, 16), (0, 16)], []):
+        expect = 5
+        fd = os.memfd_create("ring")
+        try:
+            os.ftruncate(fd, 2 * page + 2 * size)
+            data = b""
+            for i in range(5):
+                data += struct.pack("<II", 16, 0) + i.to_bytes(16, "little")
+            for flag, n in tail:
+                data += struct.pack("<II", n | flag, 0) + bytes(n)
+            os.pwrite(fd, struct.pack("<Q", len(data)), page)
+            os.pwrite(fd, data, 2 * page)
+            r = RingReader(fd, size)
+            chunk, n = r.read_chunk(16, 1 << 20)
+            assert n == expect and len(chunk) == n * step
+            assert [int.from_bytes(chunk[k * step + 8 : (k + 1) * step], "little") for k in range(n)] == list(range(5))
+            assert struct.unpack("<Q", os.pread(fd, 8, 0))[0] == n * step
+            # a byte budget takes whole records only
+            os.pwrite(fd, struct.pack("<Q", 0), 0)
+            assert r.read_chunk(16, 2 * step + 5)[1] == 2
+            r.close()
+        finally:
+            os.close(fd)
+
+
 def test_a_sent_pte_fault_reaches_the_row_of_the_counted_ones():
     """bcc counting in the kernel: the first 4 KiB fault of a block is sent
     (entry state), later ones counted; both carry the VMA bounds (raw
@@ -255,16 +291,65 @@ def test_bcc_drain_sleeps_only_when_the_ring_was_empty(monkeypatch):
     monkeypatch.setattr(bcc_backend.time, "sleep", slept.append)
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
     b.bpf, b._backlog, b._devdax = object(), False, {}
+    b._pending, b._pending_bytes = collections.deque(), 0
     rec = encode(Event("get_dev_pagemap", {"pfn": 1}, pid=3, comm="w", ts=1.0))
-    reads = [[rec, rec], [rec], [], []]
+    reads = [[rec, rec], [], [rec], [], [], []]  # what each read finds ([]: the ring is empty)
 
     class Ring:
-        def read(self):
-            return reads.pop(0)
+        size = 1 << 20
+
+        def read_chunk(self, size, room):
+            got = reads.pop(0) if reads else []
+            return b"".join(bytes(8) + r for r in got), len(got)
+
+        def read(self, limit):
+            return []
 
     b.ring = Ring()
     assert [len(b.drain(0.5)) for _ in range(4)] == [2, 1, 0, 0]
     assert slept == [0.5, 0.5]  # before the first read, and after the empty one
+
+
+def test_bcc_drain_empties_the_ring_and_decodes_in_batches(monkeypatch):
+    """Behind a burst, each drain takes everything the ring holds (one
+    copy) and decodes at most DECODE_BATCH records; what waits counts as
+    unread, and a backlog of BACKLOG_RINGS rings leaves the ring alone."""
+    from pmemtrace.live import bcc_backend
+    from pmemtrace.live.decode import encode
+
+    monkeypatch.setattr(bcc_backend, "DECODE_BATCH", 3)
+    b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
+    b.bpf, b._backlog, b._devdax = object(), False, {}
+    b._pending, b._pending_bytes = collections.deque(), 0
+    recs = [encode(Event("get_dev_pagemap", {"pfn": i}, pid=3, comm="w", ts=1.0)) for i in range(7)]
+    calls = []
+
+    class Ring:
+        size = 2 * bcc_backend.STRIDE  # so the backlog holds 16 records
+        left = 7
+
+        def read_chunk(self, size, room):
+            calls.append(room)
+            n = min(self.left, room // bcc_backend.STRIDE)
+            got = recs[7 - self.left : 7 - self.left + n]
+            self.left -= n
+            return b"".join(bytes(8) + r for r in got), n
+
+        def read(self, limit):
+            return []
+
+        def unread(self):
+            return self.left
+
+    b.ring = Ring()
+    out = b.drain(0)
+    assert [r.fields["pfn"] for r in out] == [0, 1, 2] and b.unread() == 4
+    assert [r.fields["pfn"] for r in b.drain(0)] == [3, 4, 5]
+    assert [r.fields["pfn"] for r in b.drain(0)] == [6] and b.unread() == 0
+    # a full backlog: the ring is not read
+    b._pending_bytes = bcc_backend.BACKLOG_RINGS * Ring.size
+    calls.clear()
+    assert b.drain(0) == [] and calls == []
 
 
 class _EndlessSource(_CountingSource):

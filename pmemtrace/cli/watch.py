@@ -184,6 +184,7 @@ def _watch(args, filt, metrics):
         status(
             f"watch: backend {backend.name}"
             + (f" (bcc cannot run: missing {why})" if why and backend.name == "tracefs" else "")
+            + (" (program loaded from the compiled-program cache)" if getattr(backend, "cached", False) else "")
         )
         missing = backend.missing()
         if missing:

@@ -5,23 +5,41 @@ It comes from Debian's python3-bpfcc and imports only in /usr/bin/python3
 (or a venv made from it with --system-site-packages).
 """
 
+import collections
+import importlib.util
 import mmap
 import os
 import platform
+import struct
 import time
 
 from ..errors import KernelFeatureMissing, PrivilegeError, ProbeAttachError
 from ..events import FAULT_FLAG, VM_FAULT
-from . import bpf_file
+from . import bpf_file, bpfcache, bpfsys
 from .btf import WANTED as BTF_OFFSETS
 from .btf import fentry_functions
+from .btf import func_ids as btf_func_ids
 from .btf import offsets as btf_offsets
 from .decode import COUNTERS as KERNEL_COUNTERS
 from .decode import EVENT_SIZE, KINDS, CountedRow, decode, decode_records
 from .probes import fentry_candidates, hole_field, kernel_functions, resolve
-from .ringbuf import RingReader
+from .ringbuf import HDR, RingReader, stride
 from .session import Record
 from .tracefs import fs_dax_tracepoints, tracefs_root
+
+#: the maps bpf/pmemtrace.bpf.c declares (those a build lacks are skipped)
+TABLES = ("events", "lost", "devdax_order", "counts", "kinds", "comms", "fault_key", "observed", "last_block")
+_KEY = struct.Struct("<IIQQQ")  # struct pmt_key
+_COUNTS = struct.Struct(f"<{len(KERNEL_COUNTERS)}Q")  # struct pmt_counts
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+STRIDE = stride(EVENT_SIZE)  # bytes a record takes in the ring
+#: records decoded per drain: the ring is read again after each batch
+DECODE_BATCH = 16384
+#: raw records kept read but not yet decoded, in ring sizes, before the
+#: ring is left to fill (and the kernel to drop and count)
+BACKLOG_RINGS = 8
 
 DEVDAX_ORDER = {0: 0, 1: 9, 2: 18, 9: 9, 18: 18}  # enum page_entry_size (6.1) or order (6.6+)
 
@@ -29,9 +47,13 @@ DEVDAX_ORDER = {0: 0, 1: 9, 2: 18, 9: 9, 18: 18}  # enum page_entry_size (6.1) o
 def why_not_bcc():
     """None if bcc can plausibly run here, else a sentence saying what is missing."""
     missing = []
+    # found, not imported: importing bcc maps libbcc with LLVM and clang,
+    # seconds a start from the compiled-program cache does without
     try:
-        import bcc  # noqa: F401
-    except ImportError:
+        found = importlib.util.find_spec("bcc") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
         missing.append("the bcc Python module (apt install python3-bpfcc; run with /usr/bin/python3)")
     rel = platform.release()
     if not (os.path.isdir(f"/lib/modules/{rel}/build") or os.path.exists("/sys/kernel/kheaders.tar.xz")):
@@ -95,9 +117,14 @@ class BccBackend:
         self.tracepoints = fs_dax_tracepoints(self.root)
         self.offsets = btf_offsets()
         self.resolved = attach_plan(self.functions, self.tracepoints, aggregate, self.offsets)
-        self.bpf = None
+        self.bpf = None  # bcc.BPF when bcc compiled the program this run
+        self.loaded = None  # bpfcache.Loaded when the cached program was loaded
+        self.cached = False
+        self.maps = {}  # name -> bpfsys.Map: what counts() and lost() read
         self.ring = None
         self._backlog = False
+        self._pending = collections.deque()  # [raw chunk, next record, records]: read, not yet decoded
+        self._pending_bytes = 0
         self._devdax = {}
         self.failed = []
         self._counted = {}  # pmt_key tuple -> counts already reported (the map keeps totals)
@@ -157,15 +184,13 @@ class BccBackend:
             out.append(d)
         return out
 
+    def _plan(self):
+        """What decides which programs attach where (part of the cache key)."""
+        return [[r.point.name, r.mechanism, r.winner, r.function] for r in self.resolved] + [sorted(self.skip)]
+
     def start(self):
         if os.geteuid() != 0:
             raise PrivilegeError("pmemtrace watch needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN) for bcc: try sudo")
-        try:
-            from bcc import BPF
-        except ImportError:
-            raise KernelFeatureMissing(
-                "bcc is not importable: apt install python3-bpfcc and run pmemtrace with /usr/bin/python3"
-            ) from None
         if not any(r.winner for r in self.resolved if r.point.required):
             raise KernelFeatureMissing("this kernel has no fs_dax tracepoints")
         if not all(f in self.offsets for f in BTF_OFFSETS.values()):
@@ -173,28 +198,93 @@ class BccBackend:
                 "the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF) that the bcc "
                 "probes read struct offsets from: use --backend tracefs"
             )
+        flags = self.cflags()
+        key = bpfcache.key([bpf_file("pmemtrace.bpf.c"), bpf_file("pmemtrace.h")], flags, self._plan(), self.root)
+        entry = bpfcache.lookup(key)
+        if entry is not None:
+            try:
+                self.loaded = bpfcache.load(entry, self.root)
+                self.failed = [tuple(f) for f in entry.get("failed", [])]
+                self.cached = True
+            except bpfsys.BpfError:
+                self.loaded = None  # compile below (and replace the entry)
+        if self.loaded is None:
+            self._compile(flags, key)
         try:
-            self.bpf = BPF(src_file=bpf_file("pmemtrace.bpf.c").encode(), cflags=self.cflags())
+            maps = self.loaded.maps if self.loaded else self._bcc_maps()
+            # read through the map's memory, not bcc's per-record callback
+            self.ring = RingReader(maps["events"], self.ringbuf_pages * mmap.PAGESIZE)
+            self.maps = {n: bpfsys.Map(fd) for n, fd in maps.items() if n in ("lost", "counts", "kinds", "comms")}
+        except BaseException:
+            self.close()
+            raise
+
+    def _compile(self, flags, key):
+        """bcc compiles and attaches the program; what it loaded is saved
+        for the next start (bpfcache)."""
+        try:
+            from bcc import BPF
+        except ImportError:
+            raise KernelFeatureMissing(
+                "bcc is not importable: apt install python3-bpfcc and run pmemtrace with /usr/bin/python3"
+            ) from None
+        try:
+            self.bpf = BPF(src_file=bpf_file("pmemtrace.bpf.c").encode(), cflags=flags)
         except Exception as e:  # bcc raises bare Exception
             msg = str(e)
             if "super-user" in msg or "Operation not permitted" in msg:
                 raise PrivilegeError("bcc needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN): try sudo") from None
             raise ProbeAttachError(f"bcc could not compile bpf/pmemtrace.bpf.c: {msg.strip()[-300:]}") from None
+        # the programs bcc attached when it loaded (by their names' prefix)
+        programs = []
+        for name in self.bpf.funcs:
+            n = name.decode()
+            if n.startswith("tracepoint__"):
+                programs.append((n, bpfsys.PROG_TRACEPOINT, "tracepoint", n[12:].replace("__", ":")))
+            elif n.startswith("raw_tracepoint__"):
+                programs.append((n, bpfsys.PROG_RAW_TRACEPOINT, "raw_tracepoint", n[16:]))
+            elif n.startswith("kfunc__"):
+                programs.append((n, bpfsys.PROG_TRACING, "fentry", n[7:]))
         try:
             for r in self.resolved:
                 if r.mechanism != "kprobe" or r.winner is None:
                     continue
                 try:
                     self.bpf.attach_kprobe(event=r.winner, fn_name=r.function.encode())
+                    programs.append((r.function, bpfsys.PROG_KPROBE, "kprobe", r.winner))
                     if r.point.retprobe:
                         self.bpf.attach_kretprobe(event=r.winner, fn_name=r.point.retprobe.encode())
+                        programs.append((r.point.retprobe, bpfsys.PROG_KPROBE, "kretprobe", r.winner))
                 except Exception as e:
                     self.failed.append((r.point.name, str(e).strip()[:120]))
-            # read through the map's memory, not bcc's per-record callback
-            self.ring = RingReader(self.bpf["events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE)
         except BaseException:
             self.close()
             raise
+        self._save(key, programs)
+
+    def _save(self, key, programs):
+        """Keep what bcc loaded (bpfcache): best effort, a failure only
+        means the next start compiles too."""
+        try:
+            ids = btf_func_ids([t for _n, _p, kind, t in programs if kind == "fentry"])
+            entry = bpfcache.describe(
+                self.bpf,
+                [
+                    {"name": n, "type": ptype, "attach": [kind, t], "btf_id": ids.get(t, 0) if kind == "fentry" else 0}
+                    for n, ptype, kind, t in programs
+                ],
+                list(TABLES),
+            )
+            if entry is not None and all(p["btf_id"] for p in entry["programs"] if p["attach"][0] == "fentry"):
+                bpfcache.store(key, dict(entry, failed=self.failed))
+        except (OSError, ValueError, bpfsys.BpfError):
+            pass
+
+    def _bcc_maps(self):
+        from bcc import lib
+
+        fds = {t: lib.bpf_table_fd(self.bpf.module, t.encode()) for t in TABLES}
+        return {t: fd for t, fd in fds.items() if fd >= 0}
 
     def _slow(self, data, out):
         """A record :func:`decode_records` leaves to us: a device-dax fault
@@ -215,51 +305,103 @@ class BccBackend:
     def drain(self, timeout):
         """Records the ring buffer holds after *timeout* seconds.  They
         are submitted without a wake-up (BPF_RB_NO_WAKEUP), so there is
-        nothing to wait on: sleep, then read what is there."""
-        if self.bpf is None or self.ring is None:
+        nothing to wait on: sleep, then read what is there.
+
+        The ring is emptied at every drain into a backlog of raw chunks
+        (one copy per read, :meth:`RingReader.read_chunk`), and at most
+        :data:`DECODE_BATCH` records are decoded per drain: decoding and
+        recording cost ~10 us a record natively, several times that under
+        emulation, so a --record reader behind a burst used to leave the
+        ring full while it decoded (532,340 of 1.6 M records lost in a
+        6.12 lab boot); now the ring is read again within one batch's
+        time, and only a backlog beyond :data:`BACKLOG_RINGS` rings of
+        records leaves it full (the kernel then drops and counts)."""
+        if self.ring is None:
             return []
-        if timeout > 0 and not self._backlog:
+        if timeout > 0 and not self._backlog and not self._pending:
             time.sleep(timeout)
-        got = self.ring.read()
-        # records came: more may be waiting, so the next drain reads at once
-        # (a --record run behind a burst lost 104,020 of 524,288 records
-        # sleeping between full reads)
-        self._backlog = bool(got)
+        got = self._fill()
+        batch = self._take(DECODE_BATCH)
+        # records came or wait: the next drain reads again at once
+        self._backlog = bool(got or self._pending)
         # one pass over the batch, a record tuple per event (no Event object,
         # no per-record callback): what --events/--record cost most of
-        recs = decode_records([d for d in got if len(d) >= EVENT_SIZE], slow=self._slow)
-        return [Record(*t) for t in recs]
+        return [Record(*t) for t in decode_records(batch, slow=self._slow)]
+
+    def _fill(self):
+        """Move what the ring holds into the backlog; the records moved."""
+        ring, moved = self.ring, 0
+        room = BACKLOG_RINGS * self.ring.size - self._pending_bytes
+        while room > 0:
+            chunk, n = ring.read_chunk(EVENT_SIZE, room)
+            if not n:
+                # a record of another size (dropped, as ever), or one still
+                # being written (nothing read: stop)
+                odd = ring.read(limit=4096)
+                if not odd:
+                    break
+                chunk = b"".join(bytes(HDR) + d[:EVENT_SIZE] for d in odd if len(d) >= EVENT_SIZE)
+                n = len(chunk) // STRIDE
+                if not n:
+                    continue
+            self._pending.append([chunk, 0, n])
+            self._pending_bytes += len(chunk)
+            room -= len(chunk)
+            moved += n
+        return moved
+
+    def _take(self, limit):
+        """Up to *limit* records' data from the front of the backlog."""
+        out = []
+        pending = self._pending
+        while pending and len(out) < limit:
+            ent = pending[0]
+            chunk, i, n = ent
+            k = min(n - i, limit - len(out))
+            out.extend(chunk[o + HDR : o + HDR + EVENT_SIZE] for o in range(i * STRIDE, (i + k) * STRIDE, STRIDE))
+            if i + k == n:
+                pending.popleft()
+                self._pending_bytes -= len(chunk)
+            else:
+                ent[1] = i + k
+        return out
 
     def counts(self):
         """What the kernel counted since the last call (``--aggregate``):
         ``(rows, by_name)``, rows a list of :class:`CountedRow` with the
         increments per mapping, by_name {event name: increment}."""
-        if self.bpf is None or not self.aggregate:
+        counts, kinds, comms = (self.maps.get(n) for n in ("counts", "kinds", "comms"))
+        if not self.aggregate or counts is None or kinds is None:
             return [], {}
         rows = []
-        comms = self.bpf["comms"]
-        for k, per_cpu in self.bpf["counts"].items():
-            key = (k.tgid, k.dev, k.ino, k.vm_start, k.vm_end)
-            total = [sum(c.n[i] for c in per_cpu) for i in range(len(KERNEL_COUNTERS))]
+        ncount = len(KERNEL_COUNTERS)
+        for kb in counts.all_keys():
+            value = counts.get(kb)
+            if value is None:
+                continue
+            key = _KEY.unpack(kb)
+            total = [0] * ncount
+            for v in counts.per_cpu(value):
+                for i, n in enumerate(_COUNTS.unpack_from(v)):
+                    total[i] += n
             before = self._counted.get(key)
             self._counted[key] = total
             delta = total if before is None else [a - b for a, b in zip(total, before)]
             if not any(delta):
                 continue
-            comm = self._comms.get(k.tgid)
+            tgid = key[0]
+            comm = self._comms.get(tgid)
             if comm is None:
-                try:
-                    comm = comms[comms.Key(k.tgid)].comm.decode("utf-8", "replace")
-                except KeyError:
-                    comm = ""
-                self._comms[k.tgid] = comm
-            rows.append(CountedRow(k.tgid, comm, k.dev, k.ino, k.vm_start, k.vm_end, *delta))
+                got = comms.get(_U32.pack(tgid)) if comms is not None else None
+                comm = got[:16].split(b"\0", 1)[0].decode("utf-8", "replace") if got else ""
+                self._comms[tgid] = comm
+            rows.append(CountedRow(tgid, comm, *key[1:], *delta))
         by_name = {}
-        kinds = self.bpf["kinds"]
         for kind, name in KINDS.items():
             if kind >= 64:
                 continue
-            n = int(sum(kinds.getvalue(kinds.Key(kind))))
+            got = kinds.get(_U32.pack(kind))
+            n = sum(_U64.unpack_from(v)[0] for v in kinds.per_cpu(got)) if got else 0
             d = n - self._kinds_seen.get(kind, 0)
             if d:
                 by_name[name] = d
@@ -273,19 +415,22 @@ class BccBackend:
     def unread(self):
         """Records still in the ring buffer (what a final drain cut short
         leaves: counted as lost by the session)."""
-        return self.ring.unread() if self.ring is not None else 0
+        backlog = sum(n - i for _c, i, n in self._pending)
+        return backlog + (self.ring.unread() if self.ring is not None else 0)
 
     def lost(self):
-        try:
-            t = self.bpf["lost"]
-            return int(t.sum(t.Key(0)).value)
-        except Exception:
-            return 0
+        m = self.maps.get("lost")
+        got = m.get(_U32.pack(0)) if m is not None else None
+        return sum(_U64.unpack_from(v)[0] for v in m.per_cpu(got)) if got else 0
 
     def close(self):
         if self.ring is not None:
             self.ring.close()
             self.ring = None
+        self.maps = {}
+        if self.loaded is not None:
+            self.loaded.close()
+            self.loaded = None
         if self.bpf is not None:
             self.bpf.cleanup()
             self.bpf = None

@@ -135,18 +135,22 @@ class BTF:
 
     def find_funcs(self, names: set[str]) -> dict[str, int]:
         """{name: FUNC_PROTO type id} of the functions called *names*."""
+        return {n: self._type(tid)[3] for n, tid in self.func_ids(names).items()}
+
+    def func_ids(self, names: set[str]) -> dict[str, int]:
+        """{name: FUNC type id} of the functions called *names* (an fentry
+        program's attach_btf_id)."""
         want = {n.encode() + b"\0" for n in names}
         out: dict[str, int] = {}
         data, strings = self.data, self.strings
         for tid in range(1, len(self.offsets)):
-            pos = self.offsets[tid]
-            name_off, info, proto = struct.unpack_from("<III", data, pos)
+            name_off, info = struct.unpack_from("<II", data, self.offsets[tid])
             if (info >> 24) & 0x1F != _FUNC or not name_off:
                 continue
             start = strings + name_off
             for w in want:
                 if data.startswith(w, start):
-                    out.setdefault(w[:-1].decode(), proto)
+                    out.setdefault(w[:-1].decode(), tid)
         return out
 
     def fentry_ok(self, proto: int) -> bool:
@@ -260,3 +264,10 @@ def fentry_functions(names, path: str = VMLINUX, cache: bool = True) -> set[str]
         except OSError:
             pass
     return out
+
+
+def func_ids(names, path: str = VMLINUX) -> dict[str, int]:
+    """{name: BTF type id} of the functions *names* in the running kernel's
+    BTF ({} without it): what loading an fentry program names."""
+    btf = _load(path)
+    return btf.func_ids(set(names)) if btf is not None else {}

@@ -526,6 +526,7 @@ class TracefsBackend:
         self._partial = ""
         self.enabled: list[str] = []
         self.raw: Optional[Any] = None  # a rawpipe.RawPipes once started, unless the text pipe is read
+        self._behind = False  # the last binary read found records or left pages undecoded
         self.reader = ""  # trace_pipe_raw (binary, per CPU) or trace_pipe (text)
 
     def missing(self) -> str:
@@ -599,15 +600,19 @@ class TracefsBackend:
         # reader waiting on the all-CPU trace_pipe is woken by every burst
         # (the kernel ignores the fill watermark for it), and each wake-up
         # is queued from the faulting task; with nobody waiting, none is.
-        if timeout > 0:
+        # Behind a burst (pages read and not decoded, or the last read
+        # found records), read again at once.
+        if timeout > 0 and not self._behind:
             time.sleep(timeout)
         if self.raw is not None:
             from .session import Record
 
-            return [
+            got = [
                 Record(name, fields, ts, pid, comm, cpu, pid, "tracefs")
                 for name, fields, ts, pid, comm, cpu in self.raw.read()
             ]
+            self._behind = bool(got) or self.raw.pending()
+            return got
         return self._parse(self.inst.read())
 
     def stop(self) -> None:
@@ -618,7 +623,8 @@ class TracefsBackend:
     def unread(self) -> int:
         """Events still in the instance's buffer (what a final drain cut
         short leaves: counted as lost by the session)."""
-        return instance_unread(self.inst.path)
+        backlog = self.raw.backlog_events() if self.raw is not None else 0
+        return backlog + instance_unread(self.inst.path)
 
     def lost(self) -> int:
         """Events the ring buffer lost (per-CPU stats) or [LOST] markers said."""

@@ -82,7 +82,7 @@ def attached_state():
 
 
 class Watch:
-    def __init__(self, backend, mount, extra=()):
+    def __init__(self, backend, mount, extra=(), env=None):
         self.p = subprocess.Popen(
             [
                 sys.executable,
@@ -101,6 +101,7 @@ class Watch:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=dict(os.environ, **(env or {})),
         )
         self.err = []
         buf = b""
@@ -161,11 +162,17 @@ def dax_setup(guest):
     return guest.fsdax(map="mem", align="2M", fs="xfs")
 
 
-@pytest.fixture(scope="module", params=["bcc", "tracefs"])
-def session(request, dax_setup, guest):
+@pytest.fixture(scope="module", params=["bcc", "bcc-cached", "tracefs"])
+def session(request, dax_setup, guest, tmp_path_factory):
     """One watch per backend (bcc compiles for minutes under TCG) over the
-    three workloads, each its own process: {kind: row}, plus the summary."""
-    backend = request.param
+    three workloads, each its own process: {kind: row}, plus the summary.
+    bcc-cached: a first bcc watch compiles and saves the program in a fresh
+    cache directory (pmemtrace/live/bpfcache.py), the measured one loads it
+    from there without bcc."""
+    backend, _, cached = request.param.partition("-")
+    env = {"PMEMTRACE_BPF_CACHE": "0"} if backend == "bcc" and not cached else {}
+    if cached:
+        env = {"XDG_CACHE_HOME": str(tmp_path_factory.mktemp("xdg-cache"))}
     setup, dax = dax_setup, dax_setup["mount"]
     if backend == "bcc":
         from pmemtrace.live.bcc_backend import why_not_bcc
@@ -178,7 +185,12 @@ def session(request, dax_setup, guest):
     except pytest.skip.Exception as exc:
         src, no_gup = None, str(exc)
     before = attached_state()
-    w = Watch(backend, dax)
+    if cached:
+        first = Watch(backend, dax, env=env)
+        first.stop()
+        assert "compiled-program cache" not in "".join(first.err)
+    w = Watch(backend, dax, env=env)
+    loaded_from_cache = "compiled-program cache" in "".join(w.err)
     runs = {}
     try:
         for kind in ("pmd", "colour", "pte") + (("gup",) if src else ()):
@@ -199,6 +211,8 @@ def session(request, dax_setup, guest):
         gup = {"skip": no_gup}
     return {
         "backend": backend,
+        "cached": bool(cached),
+        "loaded_from_cache": loaded_from_cache,
         "rows": rows,
         "summary": s,
         "before": before,
@@ -219,6 +233,11 @@ def _fresh(dax, name):
 def test_nothing_left_attached(session):
     assert session["after"] == session["before"]
     assert session["summary"]["totals"]["lost"] == 0
+
+
+def test_the_second_bcc_start_loads_the_saved_program(session):
+    """The counts below then come from the program loaded without bcc."""
+    assert session["loaded_from_cache"] == session["cached"]
 
 
 def test_pmd_workload_exact_counts(session):

@@ -1,0 +1,185 @@
+"""The compiled-program cache (pmemtrace/live/bpfcache.py) and the loader's
+pure parts (bpfsys): the key follows every input, entries are loaded only
+from a private directory, relocation puts each map's fd where bcc's was,
+and the backend reads the kernel's counts from the maps' bytes.  Loading
+and attaching for real is tested in the lab (tests/live/test_watch_bcc.py
+runs watch twice with one cache directory)."""
+
+import os
+import struct
+
+import pytest
+
+from pmemtrace.live import bpfcache, bpfsys
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("PMEMTRACE_BPF_CACHE", raising=False)
+    return tmp_path
+
+
+def _sources(tmp_path):
+    src = tmp_path / "p.bpf.c"
+    hdr = tmp_path / "p.h"
+    src.write_text("int x;\n")
+    hdr.write_text("#define A 1\n")
+    tfs = tmp_path / "tracefs"
+    (tfs / "events" / "fs_dax" / "dax_pmd_fault").mkdir(parents=True)
+    (tfs / "events" / "fs_dax" / "dax_pmd_fault" / "format").write_text("field:unsigned long ino;\n")
+    return [str(src), str(hdr)], str(tfs)
+
+
+def test_the_key_changes_with_every_input(tmp_path):
+    srcs, tfs = _sources(tmp_path)
+    base = bpfcache.key(srcs, ["-DA=1"], [["p", "kprobe", "f", "kp_f"]], tfs)
+    assert base == bpfcache.key(srcs, ["-DA=1"], [["p", "kprobe", "f", "kp_f"]], tfs)
+    keys = {base}
+    keys.add(bpfcache.key(srcs, ["-DA=2"], [["p", "kprobe", "f", "kp_f"]], tfs))
+    keys.add(bpfcache.key(srcs, ["-DA=1"], [["p", "fentry", "f", "kp_f"]], tfs))
+    with open(srcs[1], "a") as f:
+        f.write("#define B 2\n")
+    keys.add(bpfcache.key(srcs, ["-DA=1"], [["p", "kprobe", "f", "kp_f"]], tfs))
+    with open(os.path.join(tfs, "events", "fs_dax", "dax_pmd_fault", "format"), "a") as f:
+        f.write("field:unsigned long pgoff;\n")
+    keys.add(bpfcache.key(srcs, ["-DA=1"], [["p", "kprobe", "f", "kp_f"]], tfs))
+    assert len(keys) == 5
+
+
+def test_an_entry_is_stored_private_and_read_back(cache_home):
+    k = "ab" * 32
+    assert bpfcache.lookup(k) is None
+    assert bpfcache.store(k, {"maps": {}, "programs": []})
+    d = bpfcache.cache_dir()
+    assert os.stat(d).st_mode & 0o777 == 0o700
+    (name,) = os.listdir(d)
+    assert os.stat(os.path.join(d, name)).st_mode & 0o777 == 0o600
+    got = bpfcache.lookup(k)
+    assert got is not None and got["key"] == k and got["programs"] == []
+    assert bpfcache.lookup("cd" * 32) is None
+
+
+def test_an_entry_others_could_have_written_is_not_loaded(cache_home, monkeypatch):
+    k = "ab" * 32
+    bpfcache.store(k, {"maps": {}, "programs": []})
+    d = bpfcache.cache_dir()
+    path = os.path.join(d, os.listdir(d)[0])
+    os.chmod(path, 0o620)
+    assert bpfcache.lookup(k) is None
+    os.chmod(path, 0o600)
+    os.chmod(d, 0o770)
+    assert bpfcache.lookup(k) is None
+    os.chmod(d, 0o700)
+    assert bpfcache.lookup(k) is not None
+    # owned by someone else (as seen by another user)
+    uid = os.geteuid()
+    monkeypatch.setattr(bpfcache.os, "geteuid", lambda: uid + 1)
+    assert bpfcache.lookup(k) is None
+
+
+def test_a_symlinked_or_mislabelled_entry_is_not_loaded(cache_home):
+    k = "ab" * 32
+    bpfcache.store(k, {"maps": {}, "programs": []})
+    d = bpfcache.cache_dir()
+    path = os.path.join(d, os.listdir(d)[0])
+    os.rename(path, path + ".real")
+    os.symlink(path + ".real", path)
+    assert bpfcache.lookup(k) is None
+    os.unlink(path)
+    os.rename(path + ".real", path)
+    other = "cd" * 32  # an entry copied under another key's name
+    os.link(path, os.path.join(d, other + ".json"))
+    assert bpfcache.lookup(other) is None
+    with open(path, "w") as f:
+        f.write("{not json")
+    assert bpfcache.lookup(k) is None
+
+
+def test_the_cache_can_be_turned_off_and_is_pruned(cache_home, monkeypatch):
+    for i in range(bpfcache.KEEP + 3):
+        assert bpfcache.store(f"{i:064x}", {"maps": {}, "programs": []})
+    assert len(os.listdir(bpfcache.cache_dir())) == bpfcache.KEEP
+    monkeypatch.setenv("PMEMTRACE_BPF_CACHE", "0")
+    assert bpfcache.lookup(f"{bpfcache.KEEP + 2:064x}") is None
+    assert not bpfcache.store("ff" * 32, {})
+
+
+def _insn(op, regs=0, imm=0):
+    return struct.pack("<BBhi", op, regs, 0, imm)
+
+
+def test_map_loads_are_found_and_relocated():
+    ld_map = _insn(bpfsys.LD_IMM64, 1 << 4 | 1, 7) + _insn(0)  # r1 = map fd 7 (two slots)
+    prog = _insn(0xB7, 0, 0) + ld_map + _insn(0x85, 0, 1) + _insn(0x95)
+    assert bpfsys.map_refs(prog) == [(1, 7)]
+    out = bpfsys.relocate(prog, [(1, "events")], {"events": 42})
+    assert bpfsys.map_refs(out) == [(1, 42)] and out[:8] == prog[:8] and out[16:] == prog[16:]
+    with pytest.raises(bpfsys.BpfError):
+        bpfsys.relocate(prog, [(0, "events")], {"events": 42})
+    # a map value or BTF id load cannot be relocated by fd: not cached
+    assert bpfsys.map_refs(_insn(bpfsys.LD_IMM64, 2 << 4 | 1, 7) + _insn(0)) is None
+
+
+def test_a_failed_load_closes_what_it_made(monkeypatch):
+    made = []
+
+    def fake_map(*a):
+        fd = os.open(os.devnull, os.O_RDONLY)
+        made.append(fd)
+        return fd
+
+    def refuse(*a, **k):
+        raise bpfsys.BpfError(13, "loading x: Permission denied")
+
+    monkeypatch.setattr(bpfsys, "map_create", fake_map)
+    monkeypatch.setattr(bpfsys, "prog_load", refuse)
+    entry = {
+        "license": "GPL",
+        "kern_version": 0,
+        "maps": {"events": {"type": 27, "key_size": 0, "value_size": 0, "max_entries": 4096, "flags": 0}},
+        "programs": [{"name": "p", "type": 5, "insns": _insn(0x95).hex(), "relocs": [], "attach": ["x", "y"]}],
+    }
+    with pytest.raises(bpfsys.BpfError):
+        bpfcache.load(entry, None)
+    assert len(made) == 1
+    with pytest.raises(OSError):
+        os.fstat(made[0])  # closed
+
+
+class _FakeMap:
+    def __init__(self, values, ncpus=2, value_size=8):
+        self.values, self.ncpus, self.value_size = values, ncpus, value_size
+
+    def all_keys(self):
+        return list(self.values)
+
+    def get(self, key):
+        return self.values.get(key)
+
+    def per_cpu(self, value):
+        s = (self.value_size + 7) & ~7
+        return [value[i * s : i * s + self.value_size] for i in range(self.ncpus)]
+
+
+def test_the_backend_reads_counts_kinds_and_lost_from_map_bytes():
+    from pmemtrace.live import bcc_backend
+    from pmemtrace.live.decode import CountedRow
+
+    b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
+    b.aggregate, b._counted, b._kinds_seen, b._comms = True, {}, {}, {}
+    key = struct.pack("<IIQQQ", 9, 0x10300001, 5, 0x7F0000000000, 0x7F0000400000)
+    per_cpu = struct.pack("<5Q", 3, 0, 1, 3, 0) + struct.pack("<5Q", 2, 4, 0, 2, 0)
+    counts = _FakeMap({key: per_cpu}, value_size=40)
+    comm = _FakeMap({struct.pack("<I", 9): b"touch\0" + b"\0" * 10}, ncpus=1, value_size=16)
+    kinds = _FakeMap({struct.pack("<I", 2): struct.pack("<QQ", 4, 1)})
+    lost = _FakeMap({struct.pack("<I", 0): struct.pack("<QQ", 6, 1)})
+    b.maps = {"counts": counts, "comms": comm, "kinds": kinds, "lost": lost}
+    rows, by_name = b.counts()
+    assert rows == [CountedRow(9, "touch", 0x10300001, 5, 0x7F0000000000, 0x7F0000400000, 5, 4, 1, 5, 0)]
+    assert by_name == {"dax_pmd_fault_done": 5}
+    assert b.lost() == 7
+    # the next read gives increments only
+    counts.values[key] = struct.pack("<5Q", 4, 0, 1, 3, 0) + struct.pack("<5Q", 2, 4, 0, 2, 0)
+    rows, by_name = b.counts()
+    assert [(r.pmd, r.pte) for r in rows] == [(1, 0)] and by_name == {}
