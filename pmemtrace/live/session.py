@@ -450,7 +450,7 @@ class Session:
             emptied = False
             while time.monotonic() < end:
                 evs = self.source.drain(0)
-                if not evs:
+                if not evs and not getattr(self.source, "behind", False):
                     emptied = True
                     break
                 self.feed(evs)

@@ -615,6 +615,12 @@ class TracefsBackend:
             return got
         return self._parse(self.inst.read())
 
+    @property
+    def behind(self) -> bool:
+        """Pages read ahead and not decoded yet, or the last read found
+        records: an empty drain does not mean the buffer is empty."""
+        return self._behind
+
     def stop(self) -> None:
         """Stop producing (tracing_on=0 in our instance) so that a final
         drain can empty the pipe."""
@@ -735,7 +741,7 @@ class TraceCapture:
         try:
             while time.monotonic() < end:  # what is left after tracing_on=0
                 more = backend.drain(0)
-                if not more:
+                if not more and not backend.behind:
                     emptied = True
                     break
                 self._records += more
