@@ -72,6 +72,9 @@ def test_row_130_interrupted():
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # Ctrl-C must reach it even when the test runner itself was started
+        # in the background (SIGINT ignored, and Python keeps it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         time.sleep(1.5)  # let it reach the read

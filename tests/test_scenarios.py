@@ -354,6 +354,9 @@ def test_ctrl_c_removes_scratch_files(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C must reach it even when the test runner itself was started
+        # in the background (SIGINT ignored, and Python keeps it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for _ in range(100):
         if _leftovers(d):
