@@ -217,3 +217,13 @@ def test_the_backend_reads_counts_kinds_and_lost_from_map_bytes():
     counts.values[key] = struct.pack("<5Q", 4, 0, 1, 3, 0) + struct.pack("<5Q", 2, 4, 0, 2, 0)
     rows, by_name = b.counts()
     assert [(r.pmd, r.pte) for r in rows] == [(1, 0)] and by_name == {}
+
+
+def test_what_bccs_loader_prints_is_kept_off_stderr(capfd):
+    os.write(2, b"before\n")
+    with bpfsys.quiet():
+        os.write(2, b"bpf: Failed to load program: Permission denied\n")
+        with pytest.raises(bpfsys.BpfError):
+            bpfsys.prog_load(9999, _insn(0x95), "p", b"GPL", 0)
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before\nafter\n"

@@ -223,20 +223,25 @@ def load(entry: dict) -> Loaded:
     raised (the caller compiles with bcc instead)."""
     out = Loaded()
     try:
-        for name, m in entry["maps"].items():
-            out.maps[name] = bpfsys.map_create(
-                m["type"], m["key_size"], m["value_size"], m["max_entries"], m["flags"], name
-            )
-        lic = entry["license"].encode()
-        for p in entry["programs"]:
-            insns = bpfsys.relocate(bytes.fromhex(p["insns"]), [tuple(r) for r in p["relocs"]], out.maps)
-            fd = bpfsys.prog_load(p["type"], insns, p["name"], lic, entry["kern_version"])
-            out.progs.append(fd)
-            kind, target = p["attach"]
-            out.links.append(bpfsys.attach(fd, kind, target))
+        with bpfsys.quiet():
+            _load_into(out, entry)
     except (bpfsys.BpfError, OSError, KeyError, ValueError, TypeError) as e:
         out.close()
         if isinstance(e, bpfsys.BpfError):
             raise
         raise bpfsys.BpfError(0, f"cached BPF entry unusable: {e}") from None
     return out
+
+
+def _load_into(out: Loaded, entry: dict) -> None:
+    for name, m in entry["maps"].items():
+        out.maps[name] = bpfsys.map_create(
+            m["type"], m["key_size"], m["value_size"], m["max_entries"], m["flags"], name
+        )
+    lic = entry["license"].encode()
+    for p in entry["programs"]:
+        insns = bpfsys.relocate(bytes.fromhex(p["insns"]), [tuple(r) for r in p["relocs"]], out.maps)
+        fd = bpfsys.prog_load(p["type"], insns, p["name"], lic, entry["kern_version"])
+        out.progs.append(fd)
+        kind, target = p["attach"]
+        out.links.append(bpfsys.attach(fd, kind, target))

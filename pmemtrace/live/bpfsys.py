@@ -22,9 +22,12 @@ Ours is only what no library offers: each ``ld_imm64`` of a map fd
 failure raises :class:`BpfError` and the caller compiles with bcc instead.
 """
 
+import contextlib
 import ctypes
 import os
 import struct
+import sys
+from collections.abc import Iterator
 from typing import Optional
 
 # program types (include/uapi/linux/bpf.h enum bpf_prog_type)
@@ -108,6 +111,23 @@ def _check(r: int, what: str) -> int:
     return r
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """bcc's loader prints a refused program's verifier log and its
+    failures on stderr (fd 2); where a failure only means bcc compiles
+    instead, the reason is in :class:`BpfError` and stderr stays clean."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def map_info(fd: int) -> dict:
     """The kernel's description of map *fd*: the first six u32 of struct
     bpf_map_info (include/uapi/linux/bpf.h), the kernel writes at most
@@ -129,8 +149,8 @@ def map_create(mtype: int, key_size: int, value_size: int, max_entries: int, fla
 def prog_load(ptype: int, insns: bytes, name: str, license: bytes, kern_version: int) -> int:
     """Load *insns* as bcc does (*name* as bcc named the function: a
     ``kfunc__`` name is an fentry program on that kernel function); on a
-    verifier refusal the error carries the log's tail (bcc also prints the
-    log on stderr)."""
+    verifier refusal the error carries the log's tail (bcc also prints it
+    on stderr: see :func:`quiet`)."""
     log = ctypes.create_string_buffer(LOG_SIZE)
     r = lib().bcc_prog_load(ptype, name.encode(), insns, len(insns), license, kern_version, 0, log, LOG_SIZE)
     if r < 0:
