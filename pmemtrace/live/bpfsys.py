@@ -13,8 +13,8 @@ it compiles (bcc_create_map, bcc_prog_load -- which also finds an fentry
 program's BTF id from its ``kfunc__`` name --, bpf_attach_tracepoint,
 bpf_attach_kprobe through the perf kprobe PMU where there is one,
 bpf_attach_raw_tracepoint, bpf_attach_kfunc).  The prototypes are bcc
-0.26's src/cc/libbpf.h (Debian 12), unchanged since 0.10 for these
-functions; only scalars, strings and byte buffers cross, no struct.
+0.26's src/cc/libbpf.h (Debian 12; Python bcc 0.26 declares the same in
+bcc/libbcc.py); only scalars, strings and byte buffers cross, no struct.
 
 Ours is only what no library offers: each ``ld_imm64`` of a map fd
 (BPF_PSEUDO_MAP_FD) in the cached instructions gets the new map's fd
