@@ -141,10 +141,44 @@ def test_a_failed_load_closes_what_it_made(monkeypatch):
         "programs": [{"name": "p", "type": 5, "insns": _insn(0x95).hex(), "relocs": [], "attach": ["x", "y"]}],
     }
     with pytest.raises(bpfsys.BpfError):
-        bpfcache.load(entry, None)
+        bpfcache.load(entry)
     assert len(made) == 1
     with pytest.raises(OSError):
         os.fstat(made[0])  # closed
+
+
+def test_the_loader_is_bccs_own_library_with_its_prototypes():
+    """bpfsys binds libbcc_bpf.so.0 (libbpfcc, a python3-bpfcc dependency):
+    every function it calls is there, and a call's failure is an error
+    with errno, not a crash (a bad fd, a program type nobody has)."""
+    lib = bpfsys.lib()
+    for name in bpfsys._PROTOTYPES:
+        assert getattr(lib, name).restype is not None
+    with pytest.raises(bpfsys.BpfError) as e:
+        bpfsys.map_info(-1)
+    assert e.value.errno
+    with pytest.raises(bpfsys.BpfError) as e:
+        bpfsys.Map(-1, {"type": 1, "key_size": 4, "value_size": 8}).get(b"\0" * 4)
+    assert e.value.errno == 9  # EBADF
+    with pytest.raises(bpfsys.BpfError) as e:
+        bpfsys.prog_load(9999, _insn(0x95), "p", b"GPL", 0)
+    assert "loading p" in str(e.value)
+    with pytest.raises(bpfsys.BpfError):
+        bpfsys.attach(-1, "uprobe", "x")
+
+
+def test_a_missing_library_is_a_load_failure(monkeypatch):
+    monkeypatch.setattr(bpfsys, "_lib", None)
+    monkeypatch.setattr(bpfsys, "LIBRARY", "libpmemtrace-no-such.so.0")
+    with pytest.raises(bpfsys.BpfError):
+        bpfcache.load(
+            {
+                "license": "GPL",
+                "kern_version": 0,
+                "maps": {"m": {"type": 2, "key_size": 4, "value_size": 8, "max_entries": 1, "flags": 0}},
+                "programs": [],
+            }
+        )
 
 
 class _FakeMap:
@@ -183,3 +217,13 @@ def test_the_backend_reads_counts_kinds_and_lost_from_map_bytes():
     counts.values[key] = struct.pack("<5Q", 4, 0, 1, 3, 0) + struct.pack("<5Q", 2, 4, 0, 2, 0)
     rows, by_name = b.counts()
     assert [(r.pmd, r.pte) for r in rows] == [(1, 0)] and by_name == {}
+
+
+def test_what_bccs_loader_prints_is_kept_off_stderr(capfd):
+    os.write(2, b"before\n")
+    with bpfsys.quiet():
+        os.write(2, b"bpf: Failed to load program: Permission denied\n")
+        with pytest.raises(bpfsys.BpfError):
+            bpfsys.prog_load(9999, _insn(0x95), "p", b"GPL", 0)
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before\nafter\n"

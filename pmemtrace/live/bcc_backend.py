@@ -18,7 +18,6 @@ from ..events import FAULT_FLAG, VM_FAULT
 from . import bpf_file, bpfcache, bpfsys
 from .btf import WANTED as BTF_OFFSETS
 from .btf import fentry_functions
-from .btf import func_ids as btf_func_ids
 from .btf import offsets as btf_offsets
 from .decode import COUNTERS as KERNEL_COUNTERS
 from .decode import EVENT_SIZE, KINDS, CountedRow, decode, decode_records
@@ -203,7 +202,7 @@ class BccBackend:
         entry = bpfcache.lookup(key)
         if entry is not None:
             try:
-                self.loaded = bpfcache.load(entry, self.root)
+                self.loaded = bpfcache.load(entry)
                 self.failed = [tuple(f) for f in entry.get("failed", [])]
                 self.cached = True
             except bpfsys.BpfError:
@@ -266,16 +265,12 @@ class BccBackend:
         """Keep what bcc loaded (bpfcache): best effort, a failure only
         means the next start compiles too."""
         try:
-            ids = btf_func_ids([t for _n, _p, kind, t in programs if kind == "fentry"])
             entry = bpfcache.describe(
                 self.bpf,
-                [
-                    {"name": n, "type": ptype, "attach": [kind, t], "btf_id": ids.get(t, 0) if kind == "fentry" else 0}
-                    for n, ptype, kind, t in programs
-                ],
+                [{"name": n, "type": ptype, "attach": [kind, t]} for n, ptype, kind, t in programs],
                 list(TABLES),
             )
-            if entry is not None and all(p["btf_id"] for p in entry["programs"] if p["attach"][0] == "fentry"):
+            if entry is not None:
                 bpfcache.store(key, dict(entry, failed=self.failed))
         except (OSError, ValueError, bpfsys.BpfError):
             pass

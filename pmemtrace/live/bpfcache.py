@@ -8,7 +8,8 @@ compiled, :func:`save` keeps what bcc loaded: each program's instructions
 (bcc's ``dump_func``, what it passed to the kernel), where each map's fd
 sits in them, the maps' definitions as the kernel reports them, and how
 each program was attached.  :func:`load` creates the maps, relocates and
-loads the programs and attaches them (:mod:`pmemtrace.live.bpfsys`).
+loads the programs and attaches them with bcc's own loader,
+libbcc_bpf.so.0 (:mod:`pmemtrace.live.bpfsys`).
 
 The entry's name is a hash of everything the instructions depend on (the
 source and header, the compile flags -- BTF member offsets, the attached
@@ -197,59 +198,50 @@ def describe(bcc_bpf, programs: list[dict], tables: list[str]) -> Optional[dict]
 
 class Loaded:
     """A cached entry loaded and attached: ``maps`` {name: fd}; close()
-    detaches and frees everything (closing the fds is all it takes)."""
+    detaches (as bcc does) and closes everything."""
 
     def __init__(self) -> None:
         self.maps: dict[str, int] = {}
-        self.fds: list[int] = []
+        self.progs: list[int] = []
+        self.links: list[bpfsys.Attachment] = []
 
     def close(self) -> None:
-        for fd in reversed(self.fds):
+        for link in reversed(self.links):
+            link.close()
+        self.links = []
+        for fd in self.progs + list(self.maps.values()):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        self.fds = []
-        for fd in self.maps.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.maps = {}
+        self.progs, self.maps = [], {}
 
 
-def load(entry: dict, tracefs: Optional[str]) -> Loaded:
-    """Create, load and attach *entry*; on any failure everything made so
-    far is closed and :class:`bpfsys.BpfError` raised (the caller compiles
-    with bcc instead)."""
+def load(entry: dict) -> Loaded:
+    """Create, load and attach *entry* with bcc's loader (bpfsys); on any
+    failure everything made so far is closed and :class:`bpfsys.BpfError`
+    raised (the caller compiles with bcc instead)."""
     out = Loaded()
     try:
-        for name, m in entry["maps"].items():
-            out.maps[name] = bpfsys.map_create(
-                m["type"], m["key_size"], m["value_size"], m["max_entries"], m["flags"], name
-            )
-        lic = entry["license"].encode()
-        for p in entry["programs"]:
-            insns = bpfsys.relocate(bytes.fromhex(p["insns"]), [tuple(r) for r in p["relocs"]], out.maps)
-            fd = bpfsys.prog_load(p["type"], insns, p["name"], lic, entry["kern_version"], p.get("btf_id", 0))
-            out.fds.append(fd)
-            kind, target = p["attach"]
-            if kind == "tracepoint":
-                cat, _, ev = target.partition(":")
-                if not tracefs:
-                    raise bpfsys.BpfError(0, "no tracefs")
-                out.fds.append(bpfsys.attach_tracepoint(fd, tracefs, cat, ev))
-            elif kind == "raw_tracepoint":
-                out.fds.append(bpfsys.raw_tracepoint_open(fd, target))
-            elif kind == "fentry":
-                out.fds.append(bpfsys.raw_tracepoint_open(fd, None))
-            elif kind in ("kprobe", "kretprobe"):
-                out.fds.append(bpfsys.attach_kprobe(fd, target, retprobe=kind == "kretprobe"))
-            else:
-                raise bpfsys.BpfError(0, f"unknown attach {kind}")
+        with bpfsys.quiet():
+            _load_into(out, entry)
     except (bpfsys.BpfError, OSError, KeyError, ValueError, TypeError) as e:
         out.close()
         if isinstance(e, bpfsys.BpfError):
             raise
         raise bpfsys.BpfError(0, f"cached BPF entry unusable: {e}") from None
     return out
+
+
+def _load_into(out: Loaded, entry: dict) -> None:
+    for name, m in entry["maps"].items():
+        out.maps[name] = bpfsys.map_create(
+            m["type"], m["key_size"], m["value_size"], m["max_entries"], m["flags"], name
+        )
+    lic = entry["license"].encode()
+    for p in entry["programs"]:
+        insns = bpfsys.relocate(bytes.fromhex(p["insns"]), [tuple(r) for r in p["relocs"]], out.maps)
+        fd = bpfsys.prog_load(p["type"], insns, p["name"], lic, entry["kern_version"])
+        out.progs.append(fd)
+        kind, target = p["attach"]
+        out.links.append(bpfsys.attach(fd, kind, target))

@@ -1,105 +1,163 @@
-"""The few bpf(2) and perf_event_open(2) calls that load and attach an
-already compiled BPF program, through ctypes on libc (x86-64).
+"""Load and attach an already compiled BPF program with bcc's own loader,
+libbcc_bpf.so.0, without bcc's compiler (through ctypes).
 
 bcc compiles bpf/pmemtrace.bpf.c with its embedded clang at every start,
 and importing bcc maps libbcc with LLVM and clang in: together most of a
 bcc watch's start.  A program bcc compiled once for this kernel is kept by
 :mod:`pmemtrace.live.bpfcache` (instructions, map definitions, where each
-map's fd goes); this module loads it again without bcc: the maps are
-created, each ``ld_imm64`` of a map fd (BPF_PSEUDO_MAP_FD) gets the new
-fd, the programs are loaded and attached as bcc attaches them
-(bcc src/cc/libbpf.c: a tracepoint or kprobe perf event with
-PERF_EVENT_IOC_SET_BPF, BPF_RAW_TRACEPOINT_OPEN for raw tracepoints and
-fentry).  The layouts are include/uapi/linux/bpf.h and perf_event.h.
+map's fd goes).  Debian's python3-bpfcc depends on libbpfcc, which ships
+libbcc_bpf.so.0: bcc's map, load and attach functions (src/cc/libbpf.c)
+built without LLVM.  This module binds the few it needs, so the cached
+program is created, loaded and attached by the same code bcc runs after
+it compiles (bcc_create_map, bcc_prog_load -- which also finds an fentry
+program's BTF id from its ``kfunc__`` name --, bpf_attach_tracepoint,
+bpf_attach_kprobe through the perf kprobe PMU where there is one,
+bpf_attach_raw_tracepoint, bpf_attach_kfunc).  The prototypes are bcc
+0.26's src/cc/libbpf.h (Debian 12; Python bcc 0.26 declares the same in
+bcc/libbcc.py); only scalars, strings and byte buffers cross, no struct.
+
+Ours is only what no library offers: each ``ld_imm64`` of a map fd
+(BPF_PSEUDO_MAP_FD) in the cached instructions gets the new map's fd
+(:func:`relocate`, :func:`map_refs`).  Every call's result is checked; a
+failure raises :class:`BpfError` and the caller compiles with bcc instead.
 """
 
+import contextlib
 import ctypes
 import os
 import struct
+import sys
+from collections.abc import Iterator
 from typing import Optional
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-NR_BPF = 321  # x86-64
-NR_PERF_EVENT_OPEN = 298
-
-# bpf commands
-MAP_CREATE, MAP_LOOKUP_ELEM, MAP_GET_NEXT_KEY, PROG_LOAD = 0, 1, 4, 5
-OBJ_GET_INFO_BY_FD, RAW_TRACEPOINT_OPEN = 15, 17
-# program types and the fentry attach type
+# program types (include/uapi/linux/bpf.h enum bpf_prog_type)
 PROG_KPROBE, PROG_TRACEPOINT, PROG_RAW_TRACEPOINT, PROG_TRACING = 2, 5, 17, 26
-TRACE_FENTRY = 24
 # map types whose values are per CPU (hash, array, LRU hash)
 PERCPU_MAPS = {5, 6, 10}
 PSEUDO_MAP_FD = 1
 LD_IMM64 = 0x18
+PROBE_ENTRY, PROBE_RETURN = 0, 1  # bcc's enum bpf_probe_attach_type
+LOG_SIZE = 1 << 16  # bcc's LOG_BUF_SIZE: the verifier's log on a refusal
 
-PERF_TYPE_TRACEPOINT = 2
-PERF_SAMPLE_RAW = 1 << 10
-PERF_FLAG_FD_CLOEXEC = 1 << 3
-PERF_EVENT_IOC_ENABLE = 0x2400
-PERF_EVENT_IOC_SET_BPF = 0x40042408
-
-_ATTR = 128  # bytes of union bpf_attr passed (the kernel wants the rest zero)
+_c = ctypes
+_PROTOTYPES = {
+    # int bcc_create_map(enum bpf_map_type map_type, const char *name,
+    #     int key_size, int value_size, int max_entries, int map_flags);
+    "bcc_create_map": [_c.c_int, _c.c_char_p, _c.c_int, _c.c_int, _c.c_int, _c.c_int],
+    # int bcc_prog_load(enum bpf_prog_type prog_type, const char *name,
+    #     const struct bpf_insn *insns, int prog_len (bytes), const char *license,
+    #     unsigned kern_version, int log_level, char *log_buf, unsigned log_buf_size);
+    "bcc_prog_load": [
+        _c.c_int,
+        _c.c_char_p,
+        _c.c_char_p,
+        _c.c_int,
+        _c.c_char_p,
+        _c.c_uint,
+        _c.c_int,
+        _c.c_char_p,
+        _c.c_uint,
+    ],
+    # int bpf_attach_tracepoint(int progfd, const char *tp_category, const char *tp_name);
+    "bpf_attach_tracepoint": [_c.c_int, _c.c_char_p, _c.c_char_p],
+    # int bpf_attach_kprobe(int progfd, enum bpf_probe_attach_type attach_type,
+    #     const char *ev_name, const char *fn_name, uint64_t fn_offset, int maxactive);
+    "bpf_attach_kprobe": [_c.c_int, _c.c_int, _c.c_char_p, _c.c_char_p, _c.c_uint64, _c.c_int],
+    # int bpf_detach_kprobe(const char *ev_name);
+    "bpf_detach_kprobe": [_c.c_char_p],
+    # int bpf_attach_raw_tracepoint(int progfd, const char *tp_name);
+    "bpf_attach_raw_tracepoint": [_c.c_int, _c.c_char_p],
+    # int bpf_attach_kfunc(int prog_fd);
+    "bpf_attach_kfunc": [_c.c_int],
+    # int bpf_close_perf_event_fd(int fd);
+    "bpf_close_perf_event_fd": [_c.c_int],
+    # int bpf_lookup_elem(int fd, void *key, void *value);
+    "bpf_lookup_elem": [_c.c_int, _c.c_void_p, _c.c_void_p],
+    # int bpf_get_next_key(int fd, void *key, void *next_key);
+    "bpf_get_next_key": [_c.c_int, _c.c_void_p, _c.c_void_p],
+    # int bpf_obj_get_info(int prog_map_fd, void *info, uint32_t *info_len);
+    "bpf_obj_get_info": [_c.c_int, _c.c_void_p, _c.POINTER(_c.c_uint32)],
+}
+LIBRARY = "libbcc_bpf.so.0"
+_lib: Optional[ctypes.CDLL] = None
 
 
 class BpfError(OSError):
     pass
 
 
-def _bpf(cmd: int, attr: ctypes.Array) -> int:
-    r = _libc.syscall(NR_BPF, cmd, attr, ctypes.sizeof(attr))
+def lib() -> ctypes.CDLL:
+    """libbcc_bpf.so.0 with its prototypes set, opened once;
+    :class:`BpfError` when it is not installed (apt install libbpfcc)."""
+    global _lib
+    if _lib is None:
+        try:
+            handle = ctypes.CDLL(LIBRARY, use_errno=True)
+            for name, args in _PROTOTYPES.items():
+                f = getattr(handle, name)
+                f.argtypes, f.restype = args, ctypes.c_int
+        except (OSError, AttributeError) as e:
+            raise BpfError(0, f"{LIBRARY}: {e}") from None
+        _lib = handle
+    return _lib
+
+
+def _check(r: int, what: str) -> int:
+    """*r* when it is a descriptor or success (>= 0), else :class:`BpfError`
+    with its errno (libbpf 1.x under bcc returns -errno; else -1 and errno)."""
     if r < 0:
-        e = ctypes.get_errno()
-        raise BpfError(e, f"bpf({cmd}): {os.strerror(e)}")
-    return int(r)
+        e = -r if r < -1 else ctypes.get_errno()
+        raise BpfError(e, f"{what}: {os.strerror(e)}")
+    return r
 
 
-def _ptr(buf) -> int:
-    return ctypes.addressof(buf) if buf is not None else 0
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """bcc's loader prints a refused program's verifier log and its
+    failures on stderr (fd 2); where a failure only means bcc compiles
+    instead, the reason is in :class:`BpfError` and stderr stays clean."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def map_info(fd: int) -> dict:
-    """The kernel's description of map *fd* (struct bpf_map_info)."""
+    """The kernel's description of map *fd*: the first six u32 of struct
+    bpf_map_info (include/uapi/linux/bpf.h), the kernel writes at most
+    the *info_len* we give."""
     info = ctypes.create_string_buffer(80)
-    attr = ctypes.create_string_buffer(_ATTR)
-    struct.pack_into("<IIQ", attr, 0, fd, len(info), _ptr(info))
-    _bpf(OBJ_GET_INFO_BY_FD, attr)
+    size = ctypes.c_uint32(len(info))
+    _check(lib().bpf_obj_get_info(fd, info, ctypes.byref(size)), "bpf_obj_get_info")
+    if size.value < 24:
+        raise BpfError(0, f"bpf_obj_get_info: {size.value} bytes of map info")
     mtype, _id, key, value, entries, flags = struct.unpack_from("<6I", info, 0)
     return {"type": mtype, "key_size": key, "value_size": value, "max_entries": entries, "flags": flags}
 
 
 def map_create(mtype: int, key_size: int, value_size: int, max_entries: int, flags: int, name: str) -> int:
-    attr = ctypes.create_string_buffer(_ATTR)
-    struct.pack_into("<5I", attr, 0, mtype, key_size, value_size, max_entries, flags)
-    struct.pack_into("16s", attr, 28, name.encode()[:15])
-    return _bpf(MAP_CREATE, attr)
+    r = lib().bcc_create_map(mtype, name.encode(), key_size, value_size, max_entries, flags)
+    return _check(r, f"creating map {name}")
 
 
-def prog_load(ptype: int, insns: bytes, name: str, license: bytes, kern_version: int, attach_btf_id: int = 0) -> int:
-    """Load *insns*; on a verifier refusal the error carries the log's tail."""
-    code = ctypes.create_string_buffer(insns, len(insns))
-    lic = ctypes.create_string_buffer(license)
-    log = ctypes.create_string_buffer(1 << 16)
-    attr = ctypes.create_string_buffer(_ATTR)
-    struct.pack_into("<IIQQ", attr, 0, ptype, len(insns) // 8, _ptr(code), _ptr(lic))
-    struct.pack_into("<I", attr, 40, kern_version)
-    struct.pack_into("16s", attr, 48, "".join(c if c.isalnum() or c == "_" else "_" for c in name)[:15].encode())
-    if ptype == PROG_TRACING:
-        struct.pack_into("<I", attr, 68, TRACE_FENTRY)
-        struct.pack_into("<I", attr, 108, attach_btf_id)
-    try:
-        return _bpf(PROG_LOAD, attr)
-    except BpfError:
-        pass
-    # again with the verifier's log, to say why
-    struct.pack_into("<IIQ", attr, 24, 1, len(log), _ptr(log))
-    try:
-        return _bpf(PROG_LOAD, attr)
-    except BpfError as e:
+def prog_load(ptype: int, insns: bytes, name: str, license: bytes, kern_version: int) -> int:
+    """Load *insns* as bcc does (*name* as bcc named the function: a
+    ``kfunc__`` name is an fentry program on that kernel function); on a
+    verifier refusal the error carries the log's tail (bcc also prints it
+    on stderr: see :func:`quiet`)."""
+    log = ctypes.create_string_buffer(LOG_SIZE)
+    r = lib().bcc_prog_load(ptype, name.encode(), insns, len(insns), license, kern_version, 0, log, LOG_SIZE)
+    if r < 0:
+        e = -r if r < -1 else ctypes.get_errno()
         tail = log.value.decode(errors="replace").strip().splitlines()[-2:]
-        raise BpfError(e.errno, f"loading {name}: {e.strerror}: {' '.join(tail)}") from None
+        raise BpfError(e, f"loading {name}: {os.strerror(e)}: {' '.join(tail)}")
+    return r
 
 
 def relocate(insns: bytes, relocs: list[tuple[int, str]], fds: dict[str, int]) -> bytes:
@@ -130,61 +188,45 @@ def map_refs(insns: bytes) -> Optional[list[tuple[int, int]]]:
     return out
 
 
-def _perf_event_open(ptype: int, config: int, config1: int = 0) -> int:
-    attr = ctypes.create_string_buffer(120)
-    # type, size, config, sample_period, sample_type; wakeup_events; config1
-    struct.pack_into("<IIQQQ", attr, 0, ptype, 112, config, 1, PERF_SAMPLE_RAW)
-    struct.pack_into("<I", attr, 48, 1)
-    struct.pack_into("<Q", attr, 56, config1)
-    fd = _libc.syscall(NR_PERF_EVENT_OPEN, attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
-    if fd < 0:
-        e = ctypes.get_errno()
-        raise BpfError(e, f"perf_event_open: {os.strerror(e)}")
-    return int(fd)
+class Attachment:
+    """One attached program's link (a perf event or BPF link fd) and how
+    bcc detaches it (bcc's BPF.cleanup)."""
+
+    def __init__(self, fd: int, kind: str, ev_name: bytes = b"") -> None:
+        self.fd, self.kind, self.ev_name = fd, kind, ev_name
+
+    def close(self) -> None:
+        if self.kind in ("tracepoint", "kprobe"):
+            lib().bpf_close_perf_event_fd(self.fd)
+            if self.kind == "kprobe":
+                lib().bpf_detach_kprobe(self.ev_name)  # a no-op unless it went through kprobe_events
+        else:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
 
 
-def _set_bpf(pfd: int, prog_fd: int) -> int:
-    import fcntl
-
-    try:
-        fcntl.ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog_fd)
-        fcntl.ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0)
-    except OSError:
-        os.close(pfd)
-        raise
-    return pfd
-
-
-def attach_tracepoint(prog_fd: int, tracefs: str, category: str, event: str) -> int:
-    with open(os.path.join(tracefs, "events", category, event, "id")) as f:
-        tp_id = int(f.read())
-    return _set_bpf(_perf_event_open(PERF_TYPE_TRACEPOINT, tp_id), prog_fd)
-
-
-def attach_kprobe(prog_fd: int, function: str, retprobe: bool = False) -> int:
-    """Through the perf kprobe PMU (4.17+), as bcc does where it exists;
-    without it :class:`BpfError` (the caller lets bcc attach instead)."""
-    base = "/sys/bus/event_source/devices/kprobe"
-    try:
-        with open(f"{base}/type") as f:
-            ptype = int(f.read())
-        config = 0
-        if retprobe:
-            with open(f"{base}/format/retprobe") as f:  # "config:0"
-                config = 1 << int(f.read().strip().rpartition(":")[2])
-    except (OSError, ValueError) as e:
-        raise BpfError(0, f"no perf kprobe PMU: {e}") from None
-    name = ctypes.create_string_buffer(function.encode())
-    return _set_bpf(_perf_event_open(ptype, config, _ptr(name)), prog_fd)
-
-
-def raw_tracepoint_open(prog_fd: int, name: Optional[str]) -> int:
-    """A raw tracepoint by *name*, or (None) a tracing program's own
-    target: fentry."""
-    buf = ctypes.create_string_buffer(name.encode()) if name else None
-    attr = ctypes.create_string_buffer(_ATTR)
-    struct.pack_into("<QI", attr, 0, _ptr(buf), prog_fd)
-    return _bpf(RAW_TRACEPOINT_OPEN, attr)
+def attach(prog_fd: int, kind: str, target: str) -> Attachment:
+    """Attach *prog_fd* as bcc attaches its programs: *kind* is
+    tracepoint (target "category:event"), raw_tracepoint, fentry (the
+    program's own BTF target), kprobe or kretprobe (target the function)."""
+    b = lib()
+    if kind == "tracepoint":
+        cat, _, ev = target.partition(":")
+        return Attachment(_check(b.bpf_attach_tracepoint(prog_fd, cat.encode(), ev.encode()), target), kind)
+    if kind == "raw_tracepoint":
+        return Attachment(_check(b.bpf_attach_raw_tracepoint(prog_fd, target.encode()), target), kind)
+    if kind == "fentry":
+        return Attachment(_check(b.bpf_attach_kfunc(prog_fd), target), kind)
+    if kind in ("kprobe", "kretprobe"):
+        # bcc's event name (BPF.attach_kprobe: "p_"/"r_" + the function, '+' and '.' as '_')
+        ret = kind == "kretprobe"
+        ev = ("r_" if ret else "p_") + target.replace("+", "_").replace(".", "_")
+        how = PROBE_RETURN if ret else PROBE_ENTRY
+        fd = _check(b.bpf_attach_kprobe(prog_fd, how, ev.encode(), target.encode(), 0, 0), f"{kind} {target}")
+        return Attachment(fd, "kprobe", ev.encode())
+    raise BpfError(0, f"unknown attach {kind}")
 
 
 def possible_cpus() -> int:
@@ -212,19 +254,18 @@ class Map:
         self._vbuf = ctypes.create_string_buffer(self._stride * max(self.ncpus, 1))
         self._kbuf = ctypes.create_string_buffer(max(self.key_size, 1))
         self._nbuf = ctypes.create_string_buffer(max(self.key_size, 1))
-        self._attr = ctypes.create_string_buffer(_ATTR)
+        self._lib = lib()
 
     def get(self, key: bytes) -> Optional[bytes]:
         """The value of *key* (per-CPU maps: every CPU's, concatenated at
         8-byte strides), None when absent."""
-        ctypes.memmove(self._kbuf, key, self.key_size)
-        struct.pack_into("<IIQQQ", self._attr, 0, self.fd, 0, _ptr(self._kbuf), _ptr(self._vbuf), 0)
-        try:
-            _bpf(MAP_LOOKUP_ELEM, self._attr)
-        except BpfError as e:
-            if e.errno == 2:  # ENOENT
+        ctypes.memmove(self._kbuf, key, min(len(key), self.key_size))
+        r = self._lib.bpf_lookup_elem(self.fd, self._kbuf, self._vbuf)
+        if r < 0:
+            e = -r if r < -1 else ctypes.get_errno()
+            if e == 2:  # ENOENT
                 return None
-            raise
+            raise BpfError(e, f"bpf_lookup_elem: {os.strerror(e)}")
         return self._vbuf.raw
 
     def per_cpu(self, value: bytes) -> list[bytes]:
@@ -233,18 +274,14 @@ class Map:
 
     def all_keys(self) -> list[bytes]:
         out: list[bytes] = []
-        prev = None
+        prev = None  # NULL: the first key
         while True:
-            if prev is not None:
-                ctypes.memmove(self._kbuf, prev, self.key_size)
-            struct.pack_into(
-                "<IIQQ", self._attr, 0, self.fd, 0, _ptr(self._kbuf) if prev is not None else 0, _ptr(self._nbuf)
-            )
-            try:
-                _bpf(MAP_GET_NEXT_KEY, self._attr)
-            except BpfError as e:
-                if e.errno == 2:
+            r = self._lib.bpf_get_next_key(self.fd, prev, self._nbuf)
+            if r < 0:
+                e = -r if r < -1 else ctypes.get_errno()
+                if e == 2:  # ENOENT: no more
                     return out
-                raise
-            prev = self._nbuf.raw[: self.key_size]
-            out.append(prev)
+                raise BpfError(e, f"bpf_get_next_key: {os.strerror(e)}")
+            out.append(self._nbuf.raw[: self.key_size])
+            ctypes.memmove(self._kbuf, self._nbuf, self.key_size)
+            prev = self._kbuf

@@ -264,10 +264,3 @@ def fentry_functions(names, path: str = VMLINUX, cache: bool = True) -> set[str]
         except OSError:
             pass
     return out
-
-
-def func_ids(names, path: str = VMLINUX) -> dict[str, int]:
-    """{name: BTF type id} of the functions *names* in the running kernel's
-    BTF ({} without it): what loading an fentry program names."""
-    btf = _load(path)
-    return btf.func_ids(set(names)) if btf is not None else {}
