@@ -491,12 +491,12 @@ def hand_over(run: CoreRun) -> None:
     fs._chunks = chunks
     fs._starts = [[e.logical for e in ch] for ch in chunks]
     fs._heads = [st[0] for st in fs._starts if st]
-    # the private mappings a COW fault wrote (engine: sim.anon_ids, which
-    # fork.py reads for vma_needs_copy()): those holding an anonymous page
-    # (the core's accesses zap nothing, so every COW page is still there)
+    # the private VMAs a COW fault wrote get their anon_vma (Vma.anon_vma,
+    # which fork.py reads for vma_needs_copy()): those holding an anonymous
+    # page (the core's accesses zap nothing, so every COW page is still there)
     for v in run.vmas:
         if not v.shared and _holds_anon(pmds, v.start, v.end):
-            sim.anon_ids.add(v.mapping)
+            sim.anon_vma_prepare(v)
     state = ffi.new("int64_t[3]")
     lib.pmx_file_state(x, state)
     fs.datasync_dirty, fs._next_phys = bool(state[0]), state[1]

@@ -558,10 +558,36 @@ class Sim:
         self.fork_tables = {addr >> 21 for addr in case.fork_tables}
         # mappings an mremap moved or resized: id -> (start, length) now
         self.geom: dict[str, tuple[int, int]] = {}
-        # private mappings that took a COW fault (their VMA has an anon_vma:
-        # fork copies its page tables), and the forked child (model/fork.py)
-        self.anon_ids: set[str] = set()
+        # anon_vma identities handed out (Vma.anon_vma), and the forked
+        # child (model/fork.py)
+        self._anon_vmas = 0
         self.child: Optional[forkmod.Child] = None
+
+    def anon_vma_prepare(self, vma: Any) -> None:
+        """mm/rmap.c __anon_vma_prepare(), at a COW fault in *vma*: reuse
+        the anon_vma of an adjacent compatible VMA (find_mergeable_anon_vma():
+        same mapping, touching, contiguous pgoff, equal flags), else a new
+        one.  The anon_vma is the VMA's, not the mapping's: a piece split off
+        before it existed has none (Linux kernel commit 5beb49305251 ("mm:
+        change anon_vma linking to fix multi-process server scalability
+        issue") (in v2.6.34) made anon_vma_clone() the split's copy)."""
+        if vma.anon_vma is not None:
+            return
+        vmas = self.mm.vmas
+        i = vmas.index(vma)
+        for near in (vmas[i - 1] if i else None, vmas[i + 1] if i + 1 < len(vmas) else None):
+            if (
+                near is not None
+                and near.anon_vma is not None
+                and near.mapping == vma.mapping
+                and (near.end == vma.start or vma.end == near.start)
+                and near.vm_flags == vma.vm_flags
+                and near.pgoff_of(vma.start) == vma.pgoff
+            ):
+                vma.anon_vma = near.anon_vma
+                return
+        self._anon_vmas += 1
+        vma.anon_vma = self._anon_vmas
 
     def mmap(self, m: Mapping) -> None:
         if self.mm.overlaps(m.start, m.end):
@@ -730,7 +756,7 @@ def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
                 continue
             f = handle_fault(sim, vma, addr & ~(PAGE_SIZE - 1), write, wflags if write else rflags)
             if write and f.outcome == "cow":
-                sim.anon_ids.add(m.id)  # wp_page_copy()/do_cow_fault(): anon_vma_prepare()
+                sim.anon_vma_prepare(vma)  # wp_page_copy()/do_cow_fault()
             yield f
             continue
         r = AccessResult(i, op, a.mapping, addr)
@@ -749,7 +775,6 @@ def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
             remap.drop_covers(sim, m.start, m.end)  # munmap(2) of the whole range takes them too
             sim.munmap(m)
             sim.geom.pop(m.id, None)
-            sim.anon_ids.discard(m.id)  # the next mmap makes a VMA without anon_vma
         elif op == "mremap":
             err = remap.mremap(sim, m, a)
             if err:
@@ -817,7 +842,7 @@ def _touch_moved(sim: Sim, i: int, a: Access, m: Mapping, flags: int) -> AccessR
         return r
     f = sim.fault(vma, addr & ~(PAGE_SIZE - 1), write, flags)
     if write and f.outcome == "cow" and sim.child is None:
-        sim.anon_ids.add(m.id)
+        sim.anon_vma_prepare(vma)
     r.faults.append((addr & ~(PAGE_SIZE - 1), f))
     r.outcome, r.result = f.outcome, f.result
     r.reason = None if f.outcome in _MAPPED else f.reason

@@ -76,10 +76,10 @@ def fork(sim: Any) -> None:
     """dup_mmap(): the child's VMAs and the page tables it inherits."""
     parent = sim.mm
     child = AddressSpace()
-    anon_ids = sim.anon_ids
     for v in parent.vmas:
-        child.add(Vma(v.start, v.end, v.pgoff, v.shared, v.sync, v.writable, v.nohugepage, v.mapping))
-        if v.shared or v.mapping not in anon_ids:
+        # anon_vma_fork(): the child's VMA gets an anon_vma where the parent's has one
+        child.add(Vma(v.start, v.end, v.pgoff, v.shared, v.sync, v.writable, v.nohugepage, v.mapping, v.anon_vma))
+        if v.shared or v.anon_vma is None:
             continue  # vma_needs_copy(): no anon_vma, no PFNMAP/MIXEDMAP
         for key in parent.pmd_keys(v.start >> PMD_SHIFT, (v.end - 1) >> PMD_SHIFT):
             slot = parent.pmds[key]

@@ -195,7 +195,6 @@ def unmap_range(sim: Any, start: int, end: int, cover: bool = False) -> Optional
     for mid in {v.mapping for v in doomed}:
         if not mm.vmas_of(mid):
             sim.mapped.discard(mid)
-            sim.anon_ids.discard(mid)  # the next mmap makes a VMA without anon_vma
     if cover:
         _add_cover(sim, start, end)
     return None
@@ -384,7 +383,18 @@ def _move(
     mm = sim.mm
     from .state import Vma
 
-    nv = Vma(new, new + new_len, vma.pgoff_of(old), vma.shared, vma.sync, vma.writable, vma.nohugepage, vma.mapping)
+    # copy_vma(): the moved VMA keeps its anon_vma (anon_vma_clone())
+    nv = Vma(
+        new,
+        new + new_len,
+        vma.pgoff_of(old),
+        vma.shared,
+        vma.sync,
+        vma.writable,
+        vma.nohugepage,
+        vma.mapping,
+        vma.anon_vma,
+    )
     _move_tables(sim, old, new, old_len)
     mm.add(nv)
     # the old range goes as munmap does (nothing is left in it to zap)
@@ -406,4 +416,4 @@ def _move(
 def _piece(v: Any, start: int, end: int) -> Any:
     from .state import Vma
 
-    return Vma(start, end, v.pgoff_of(start), v.shared, v.sync, v.writable, v.nohugepage, v.mapping)
+    return Vma(start, end, v.pgoff_of(start), v.shared, v.sync, v.writable, v.nohugepage, v.mapping, v.anon_vma)

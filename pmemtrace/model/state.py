@@ -64,6 +64,7 @@ class Vma:
         "writable",
         "nohugepage",
         "mapping",
+        "anon_vma",
         "vm_flags",
         "trace_fields",
     )
@@ -78,6 +79,7 @@ class Vma:
         writable: bool,
         nohugepage: Optional[bool],
         mapping: str,
+        anon_vma: Optional[int] = None,
     ) -> None:
         self.start = start
         self.end = end
@@ -89,6 +91,10 @@ class Vma:
         # memory no madvise changed: a cover)
         self.nohugepage = nohugepage
         self.mapping = mapping  # the case's mapping id
+        # the identity of the VMA's anon_vma, None until a COW fault in it
+        # (anon_vma_prepare()); a fork copies the page tables of a private
+        # VMA only when it has one (vma_needs_copy())
+        self.anon_vma = anon_vma
         self.update_flags()
 
     def update_flags(self) -> None:
@@ -123,6 +129,7 @@ class Vma:
             self.writable,
             self.nohugepage,
             self.mapping,
+            self.anon_vma,  # __split_vma(): anon_vma_clone()
         )
         self.end = addr
         self._snapshot()
@@ -239,15 +246,20 @@ class AddressSpace:
                 and a.end == b.start
                 and a.vm_flags == b.vm_flags
                 and b.pgoff == a.pgoff + ((a.end - a.start) >> PAGE_SHIFT)
+                # is_mergeable_anon_vma(): one without, or the same
+                and (a.anon_vma is None or b.anon_vma is None or a.anon_vma == b.anon_vma)
             )
 
         i = self.vmas.index(vma)
         if i + 1 < len(self.vmas) and mergeable(vma, self.vmas[i + 1]):
-            vma.end = self.vmas.pop(i + 1).end
+            nxt = self.vmas.pop(i + 1)
+            vma.end = nxt.end
+            vma.anon_vma = vma.anon_vma if vma.anon_vma is not None else nxt.anon_vma
             vma._snapshot()
         if i > 0 and mergeable(self.vmas[i - 1], vma):
             prev = self.vmas[i - 1]
             prev.end = self.vmas.pop(i).end
+            prev.anon_vma = prev.anon_vma if prev.anon_vma is not None else vma.anon_vma
             prev._snapshot()
         self._reindex()
 
