@@ -105,6 +105,25 @@ def test_the_cache_can_be_turned_off_and_is_pruned(cache_home, monkeypatch):
     assert not bpfcache.store("ff" * 32, {})
 
 
+def test_a_store_killed_before_its_rename_is_cleaned_up(cache_home):
+    """A store() killed between write and rename leaves <entry>.<pid>.tmp;
+    the next store removes it once that pid is gone, and never a live
+    writer's."""
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert bpfcache.store("aa" * 32, {"maps": {}, "programs": []})
+    d = bpfcache.cache_dir()
+    stale = os.path.join(d, f"{'bb' * 32}.json.{dead.pid}.tmp")
+    live = os.path.join(d, f"{'cc' * 32}.json.{os.getpid()}.tmp")
+    for p in (stale, live):
+        open(p, "w").close()
+    assert bpfcache.store("dd" * 32, {"maps": {}, "programs": []})
+    assert not os.path.exists(stale)
+    assert os.path.exists(live)
+
+
 def _insn(op, regs=0, imm=0):
     return struct.pack("<BBhi", op, regs, 0, imm)
 

@@ -164,9 +164,24 @@ def store(k: str, entry: dict) -> bool:
         )
         for p in old[KEEP:]:
             os.unlink(p)
+        _remove_dead_tmp(d)
     except OSError:
         pass
     return True
+
+
+def _remove_dead_tmp(d: str) -> None:
+    """Remove ``<entry>.<pid>.tmp`` files whose writer is gone (a store()
+    killed between writing and renaming): the next store cleans up."""
+    from .tracefs import pid_alive
+
+    for n in os.listdir(d):
+        parts = n.rsplit(".", 2)
+        if len(parts) == 3 and parts[2] == "tmp" and parts[1].isdigit() and not pid_alive(int(parts[1])):
+            try:
+                os.unlink(os.path.join(d, n))
+            except OSError:
+                pass
 
 
 def describe(bcc_bpf, programs: list[dict], tables: list[str]) -> Optional[dict]:
