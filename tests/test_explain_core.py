@@ -315,7 +315,11 @@ def _state(sim):
     ent = {k: getattr(v, "kind", None) or (v.present, v.zero) for k, v in fs.entries.items()}
     exts = [[(e.logical, e.physical, e.length, e.unwritten) for e in c] for c in fs._chunks]
     zero_seen = "thp_zero_page_alloc" in sim.flags_seen
-    anon = sorted((v.mapping, v.anon_vma) for v in sim.mm.vmas if v.anon_vma is not None)
+    # anon_vma ids are labels (the kernel's pointers): which VMAs have one
+    # and which share one is the state, not the numbers handed out in
+    # whatever order the COWs came (the core labels them in VMA order)
+    label: dict = {}
+    anon = [(v.mapping, label.setdefault(v.anon_vma, len(label))) for v in sim.mm.vmas if v.anon_vma is not None]
     return slot, ent, exts, fs._heads, fs._starts, fs.datasync_dirty, fs._next_phys, zero_seen, anon
 
 

@@ -161,6 +161,41 @@ def test_longterm_pin_of_fsdax_refused_but_plain_pin_works():
     assert p.results[1].outcome == "pinned" and p.results[1].pinned == 256
 
 
+def test_longterm_pin_of_device_dax_refused_by_io_uring_until_6_5():
+    pin = {"mapping": "m0", "op": "gup", "offset": 0, "length": M, "write": True, "longterm": True}
+    # 6.1: GUP pins (and faults in) the range, then io_pin_pages() refuses
+    # the file-backed VMA
+    p = devdax([pin], kernel="6.1.0-50-amd64")
+    res = p.results[0]
+    assert (res.outcome, res.errno, res.reason) == ("error", 95, covers("longterm-pin-file-vma"))
+    assert [f.outcome for _, f in res.faults] == ["pmd"]
+    # 6.5 on: GUP decides, and device-dax may be pinned long-term
+    for kernel in ("6.5.0", "6.12.95+deb12-amd64"):
+        res = devdax([pin], kernel=kernel).results[0]
+        assert (res.outcome, res.errno) == ("pinned", None)
+
+
+def test_longterm_pin_partial_is_efault_plain_pin_is_short():
+    # a 1 MiB pin from 512 KiB before the end of a 6 MiB mapping of an
+    # 8 MiB device-dax range: the first half pins, the rest is not mapped
+    mappings = [{"id": "m0", "start": A, "length": 6 * M}]
+    off = 6 * M - M // 2
+    pin = {"mapping": "m0", "op": "gup", "offset": off, "length": M, "write": True}
+    res = devdax([dict(pin, longterm=True)], mappings=mappings).results[0]
+    assert (res.outcome, res.errno, res.reason) == ("error", 14, covers("longterm-pin-partial"))
+    res = devdax([pin], mappings=mappings).results[0]
+    assert (res.outcome, res.errno, res.pinned) == ("pinned", None, 128)
+
+
+def test_longterm_pin_of_read_only_fsdax_is_eopnotsupp_before_efault():
+    ro = [{"id": "m0", "start": A, "length": 8 * M, "writable": False}]
+    pin = {"mapping": "m0", "op": "gup", "offset": 0, "length": M, "write": True, "longterm": True}
+    # check_vma_flags() tests FOLL_LONGTERM on fsdax before VM_WRITE (v5.11 on)
+    assert fsdax([pin], mappings=ro).results[0].errno == 95
+    # 5.10: the write check first, the DAX check only after the pin
+    assert fsdax([pin], mappings=ro, kernel="5.10.0-46-amd64").results[0].errno == 14
+
+
 def test_devdax_private_and_unaligned_mmap_refused():
     p = devdax([r(0)], mappings=[{"id": "m0", "start": A, "length": 4 * M, "shared": False}])
     assert (p.results[0].outcome, p.results[0].errno, p.results[0].reason) == ("error", 22, covers("devdax-private"))

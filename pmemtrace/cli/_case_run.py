@@ -9,8 +9,10 @@ from ..errors import PrivilegeError, UsageError
 from ._common import load_case_file, load_json_file, print_json, status, table
 
 
-def run_case(path, dir_=None, device=None, out=None, as_json=False, allow_non_dax=False):
-    """Returns the exit status: 0 every access agrees, 1 any disagreement."""
+def run_case(path, dir_=None, device=None, out=None, as_json=False, allow_non_dax=False, dio_dir=None):
+    """Returns the exit status: 0 every access agrees, 1 any disagreement.
+    *dio_dir*: a directory on a non-DAX filesystem for the case's O_DIRECT
+    GUPs (without it they are not run)."""
     from ..fuzz.campaign import check_case, host_target
     from ..workload import target as T
 
@@ -21,6 +23,8 @@ def run_case(path, dir_=None, device=None, out=None, as_json=False, allow_non_da
         raise UsageError(f"--case {path} is an fsdax case: give --dir DIR on a filesystem mounted -o dax")
     if mode == "devdax" and not device:
         raise UsageError(f"--case {path} is a device-dax case: give --device /dev/daxX.Y")
+    if dio_dir and not os.path.isdir(dio_dir):
+        raise UsageError(f"--dio-dir {dio_dir}: not a directory")
     if os.geteuid() != 0:
         raise PrivilegeError("--case needs root to trace the kernel's faults (tracefs): try sudo")
     from ..workload import engine  # noqa: F401  (EngineNotBuilt: one line, before any tracing)
@@ -31,7 +35,7 @@ def run_case(path, dir_=None, device=None, out=None, as_json=False, allow_non_da
             f"note: the case says align {case.device.align >> 10}K, {device} has {wt.device.align >> 10}K; "
             "the model is asked about the real device"
         )
-    rec = check_case(raw, host_target(wt, mode))
+    rec = check_case(raw, host_target(wt, mode, partner=dio_dir))
     if out:
         with open(out, "w") as f:
             json.dump(rec["case"], f, indent=1)
@@ -60,6 +64,10 @@ def run_case(path, dir_=None, device=None, out=None, as_json=False, allow_non_da
         table(rows, ["#", "op", "model", "model events", "kernel events", "agree"])
         if rec["not_run"]:
             status(f"pmemtrace: {rec['not_run']} accesses after a SIGBUS were not run")
+        if rec["not_compared"]:
+            status(
+                f"pmemtrace: {rec['not_compared']} O_DIRECT GUPs not run: give --dio-dir DIR on a non-DAX filesystem"
+            )
         if rec["note"]:
             status(f"note: {rec['note']}")
     bad = sum(not r["agree"] for r in rec["rows"])

@@ -62,7 +62,7 @@ def run(args):
             raise UsageError("--case replaces SCENARIO and --all")
         from ._case_run import run_case
 
-        return run_case(args.case, args.dir, args.device, as_json=args.json)
+        return run_case(args.case, args.dir, args.device, as_json=args.json, dio_dir=args.dio_dir)
     names = list(args.scenario)
     if args.all:
         names += [n for n in S.embedded_names() if S.load_embedded(n).mode == "fsdax"]

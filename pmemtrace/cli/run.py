@@ -136,7 +136,7 @@ def run(args):
             raise UsageError("--case replaces SCENARIO (and has no --dry-run: 'pmemtrace explain CASE' is that)")
         from ._case_run import run_case
 
-        return run_case(args.case, args.dir, args.device, args.out, args.json, args.allow_non_dax)
+        return run_case(args.case, args.dir, args.device, args.out, args.json, args.allow_non_dax, args.dio_dir)
     if not args.scenario:
         raise UsageError("run needs a SCENARIO (name or file; 'pmemtrace run --list' lists them)")
     scen = S.load_scenario(args.scenario)

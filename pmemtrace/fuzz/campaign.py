@@ -22,10 +22,12 @@ from .generate import DEFAULT_KINDS, generate, kind_of
 
 
 class Target:
-    """A prepared target of one kind: the case device and where to run."""
+    """A prepared target of one kind: the case device and where to run;
+    *partner*: a directory on a non-DAX filesystem for O_DIRECT GUPs (None:
+    those accesses are not run)."""
 
-    def __init__(self, kind: str, path: str, device: Any, fs: Optional[str] = None):
-        self.kind, self.path, self.device, self.fs = kind, path, device, fs
+    def __init__(self, kind: str, path: str, device: Any, fs: Optional[str] = None, partner: Optional[str] = None):
+        self.kind, self.path, self.device, self.fs, self.partner = kind, path, device, fs, partner
 
 
 def lab_target(kind: str, mount: str = "/tmp/pmem") -> Target:
@@ -37,25 +39,40 @@ def lab_target(kind: str, mount: str = "/tmp/pmem") -> Target:
     mode, what = kind.split("-", 1)
     guest.load_modules()
     guest.umount(mount)  # a mounted namespace cannot be reconfigured (EBUSY)
+    partner = lab_partner()
     if mode == "fsdax":
         ns = guest.reconfigure("namespace0.0", "fsdax", "mem", "2M")
         guest.make_fs("/dev/" + ns.get("blockdev", "pmem0"), what, None, mount)
         t = T.open_dir(mount)
-        return Target(kind, os.path.join(mount, ".pmemtrace-fuzz.dat"), t.device, fs=what)
+        return Target(kind, os.path.join(mount, ".pmemtrace-fuzz.dat"), t.device, fs=what, partner=partner)
     ns = guest.reconfigure("namespace0.0", "devdax", "dev", what)
     dev = "/dev/" + ns["daxregion"]["devices"][0]["chardev"]
-    return Target(kind, dev, T.open_device(dev).device)
+    return Target(kind, dev, T.open_device(dev).device, partner=partner)
 
 
-def host_target(wt: Any, case_mode: str) -> Target:
+def lab_partner() -> Optional[str]:
+    """The non-DAX ext4 of a lab guest booted with a second region
+    (namespace1.0; ``lab fuzz`` boots one), mounted once; None without."""
+    from ..lab import guest
+
+    if not os.path.exists("/sys/bus/nd/devices/namespace1.0"):
+        return None
+    if not os.path.ismount(guest.NODAX_MOUNT):
+        ns1 = [n for n in guest.namespaces() if n.get("dev") == "namespace1.0"]
+        dev = "/dev/" + (ns1[0].get("blockdev", "pmem1") if ns1 else "pmem1")
+        guest.make_fs(dev, "ext4", "", guest.NODAX_MOUNT, dax=False)
+    return guest.NODAX_MOUNT
+
+
+def host_target(wt: Any, case_mode: str, partner: Optional[str] = None) -> Target:
     """A :class:`Target` from a :class:`pmemtrace.workload.target.Target`
     (``--dir`` or ``--device``): fsdax cases get a scratch file in the
-    directory, removed after each case."""
+    directory, removed after each case; *partner*: ``--dio-dir``."""
     if wt.mode == "fsdax":
         path = os.path.join(wt.path, f".pmemtrace-case-{os.getpid()}.dat")
         fs = wt.fs if wt.fs in ("xfs", "ext4") else None
-        return Target(f"fsdax-{fs or 'other'}", path, wt.device, fs=fs)
-    return Target("devdax", wt.path, wt.device)
+        return Target(f"fsdax-{fs or 'other'}", path, wt.device, fs=fs, partner=partner)
+    return Target("devdax", wt.path, wt.device, partner=partner)
 
 
 def check_case(case_json: dict[str, Any], target: Target) -> dict[str, Any]:
@@ -73,6 +90,7 @@ def check_case(case_json: dict[str, Any], target: Target) -> dict[str, Any]:
         "kernel_view": kv,
         "rows": [r.to_json() for r in cmp.rows],
         "not_run": cmp.not_run,
+        "not_compared": cmp.not_compared,
         "agree": cmp.agree,
         "note": cmp.note or trace.reason,
     }
@@ -87,7 +105,7 @@ def run_one(
     if target.fs and case.file is not None:
         case.file.fs = target.fs
     try:
-        obs = execute(case, trace, target.path, placed)
+        obs = execute(case, trace, target.path, placed, partner=target.partner)
     finally:
         if case.device.mode == "fsdax" and os.path.exists(target.path):
             os.unlink(target.path)
@@ -128,13 +146,14 @@ def campaign(
             status(f"{kind}: cannot set up ({exc}); {len(idxs)} cases not run")
             continue
         trace = KernelTrace(kprobes=kind.startswith("devdax"))
-        ok = total = cases = not_run = died = 0
+        ok = total = cases = not_run = not_compared = died = 0
         try:
             for i in idxs:
                 cj = generate(seed, i, kinds, kernel=release)
                 real, kv, cmp = run_one(cj, target, trace, release)
                 cases += 1
                 not_run += cmp.not_run
+                not_compared += cmp.not_compared
                 died += bool(cmp.note)
                 for r in cmp.rows:
                     total += 1
@@ -173,6 +192,7 @@ def campaign(
             "accesses": total,
             "agree": ok,
             "not_run": not_run,
+            "not_compared": not_compared,
             "child_died": died,
         }
         status(f"{kind}: {cases} cases, {ok}/{total} accesses agree")

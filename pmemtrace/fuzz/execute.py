@@ -12,6 +12,14 @@ mapping and the errno of every refused call on a pipe.  A SIGBUS kills only
 the child: the access it was in is recorded as ``sigbus`` and the later
 accesses as not run.
 
+A ``gup`` access is carried out as the generator means it
+(:mod:`pmemtrace.fuzz.generate`): ``longterm``, an io_uring buffer
+registration (FOLL_WRITE | FOLL_LONGTERM); ``fast``, an O_DIRECT read into
+the mapping (``write``) or write out of it, against a partner file on a
+non-DAX filesystem (``partner``: its directory; without one the access is
+not run, ``no-partner``); otherwise process_vm_writev/readv on the process
+itself (remote GUP: the slow path only).
+
 The case the model is asked about is then rebuilt with the real extents,
 addresses and device geometry (:func:`real_case`).
 """
@@ -39,6 +47,10 @@ PROT_NONE = 0
 PMD = 2 << 20
 PUD = 1 << 30
 MARK = "pmemtrace-fuzz "
+#: the longest GUP carried out (the partner file and the process_vm buffer)
+GUP_MAX = 4 << 20
+#: why an access was not carried out that says nothing of the model
+NOT_COMPARED = frozenset(("no-partner",))
 
 # dev_dax_huge_fault(vmf, order) since Linux kernel commit 1d024e7a8dab
 # ("mm: remove enum page_entry_size") (in v6.6); before: (vmf, pe_size) with
@@ -349,12 +361,43 @@ def _guard(start: int, stop: int) -> bool:
     return True
 
 
-def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: str, root: str) -> None:
+def _gup(mp: Any, a: Any, partner_fd: Optional[int], buf: Any) -> Optional[str]:
+    """Carry out GUP access *a* on mapping *mp* (see the module docstring);
+    raises OSError with the errno of a refused call; returns why it was
+    not carried out, or None."""
+    if a.offset >= mp.length:
+        return "outside"
+    addr, n = mp.addr + a.offset, min(a.length, GUP_MAX)
+    if a.longterm:
+        E._check(E.lib.pmt_longterm_pin(addr, n), "longterm-pin")
+    elif a.fast:
+        if partner_fd is None:
+            return "no-partner"
+        if a.write:
+            E.pread_into(partner_fd, addr, n, 0)
+        else:
+            E.pwrite_from(partner_fd, addr, n, 0)
+    elif a.write:
+        E.process_vm_write(addr, buf.addr, n)
+    else:
+        E.process_vm_read(buf.addr, addr, n)
+    return None
+
+
+def _child(
+    case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: str, root: str, partner_fd: Optional[int] = None
+) -> None:
     """Make the mappings and do the accesses; one JSON line per report."""
 
     def send(**msg: Any) -> None:
         os.write(out, (json.dumps(msg) + "\n").encode())
 
+    # process_vm's local buffer, made and written before the case's holds
+    # so that it lies in none of their blocks
+    buf = None
+    if any(a.op == "gup" and not a.fast and not a.longterm for a in case.accesses):
+        buf = E.mmap(-1, GUP_MAX, prot=mmap.PROT_READ | mmap.PROT_WRITE, shared=False)
+        buf.touch(0, GUP_MAX, PAGE, write=True)
     maps: dict[str, Any] = {}
     addr: dict[str, Optional[int]] = {}
     holds = []
@@ -468,6 +511,8 @@ def _child(case: Case, fd: int, kernel_placed: set[str], out: int, inst_path: st
                         skip = "write-readonly"
                     else:
                         mp.touch(a.offset & ~(PAGE - 1), PAGE, PAGE, count=1, write=a.op == "write")
+                elif a.op == "gup" and not a.populate:
+                    skip = _gup(mp, a, partner_fd, buf)
                 else:
                     skip = f"op {a.op} is not carried out"
         except OSError as exc:
@@ -667,13 +712,51 @@ def _mremap(mp: Any, a: Any, i: int, by_kernel: bool, send: Any, align: int) -> 
     return new != old and not a.fixed  # placed by the kernel
 
 
-def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] = frozenset()) -> Observation:  # type: ignore[assignment]
+def _open_partner(directory: str) -> tuple[int, str]:
+    """An O_DIRECT file of GUP_MAX written bytes in *directory* (a non-DAX
+    filesystem): (fd, path)."""
+    path = os.path.join(directory, f".pmemtrace-partner-{os.getpid()}.dat")
+    with open(path, "wb") as f:
+        f.write(E.pattern_bytes(0x5A5A, 0, GUP_MAX))
+        os.fsync(f.fileno())
+    try:
+        return os.open(path, os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC), path
+    except OSError:
+        os.unlink(path)
+        raise
+
+
+def execute(
+    case: Case,
+    trace: KernelTrace,
+    path: str,
+    kernel_placed: set[str] = frozenset(),  # type: ignore[assignment]
+    partner: Optional[str] = None,
+) -> Observation:
     """Carry *case* out on *path* (a file to create on a DAX filesystem, or
-    a device-dax node) under *trace*; returns the :class:`Observation`."""
+    a device-dax node) under *trace*; *partner*: a directory on a non-DAX
+    filesystem for O_DIRECT GUPs.  Returns the :class:`Observation`."""
     obs = Observation()
     fsdax = case.device.mode == "fsdax"
-    if fsdax:
-        obs.extents = lay_out(path, case)
+    partner_fd, partner_path = None, None
+    if partner and any(a.op == "gup" and a.fast and not a.longterm and not a.populate for a in case.accesses):
+        partner_fd, partner_path = _open_partner(partner)
+    try:
+        if fsdax:
+            obs.extents = lay_out(path, case)
+        _execute(case, trace, path, kernel_placed, partner_fd, obs)
+    finally:
+        if partner_fd is not None:
+            os.close(partner_fd)
+        if partner_path:
+            os.unlink(partner_path)
+    return obs
+
+
+def _execute(
+    case: Case, trace: KernelTrace, path: str, kernel_placed: set[str], partner_fd: Optional[int], obs: Observation
+) -> None:
+    fsdax = case.device.mode == "fsdax"
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         obs.file_stat = os.fstat(fd)
@@ -688,7 +771,7 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
 
                 faulthandler.disable()
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                _child(case, fd, set(kernel_placed), w, trace.inst.path, trace.root or "")
+                _child(case, fd, set(kernel_placed), w, trace.inst.path, trace.root or "", partner_fd)
             except BaseException as exc:  # reported, never raised out of the fork
                 try:
                     os.write(w, (json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
@@ -740,7 +823,6 @@ def execute(case: Case, trace: KernelTrace, path: str, kernel_placed: set[str] =
             obs.extents_after = _fiemap(fd)
     finally:
         os.close(fd)
-    return obs
 
 
 def real_case(case: Case, obs: Observation, device: Any, release: str) -> dict[str, Any]:

@@ -20,13 +20,21 @@ What is generated, and what is left out on purpose:
   MAP_SYNC, offsets and addresses aligned and 4 KiB-misaligned, several
   mappings of one file, kernel-chosen and fixed addresses; reads, writes,
   madvise (nohugepage, hugepage, dontneed), munmap and mmap again, pwrite.
+* GUP on both (``gup=True``, its own random stream, so the cases of a seed
+  without it are the same accesses with the GUPs left out): O_DIRECT into
+  and out of a mapping (``fast``: the partner file on a non-DAX filesystem,
+  FOLL_WRITE when data goes into the mapping), io_uring fixed buffers
+  (``longterm``: FOLL_WRITE | FOLL_LONGTERM) and process_vm_writev/readv
+  (``fast=False``: the slow path only), over aligned and unaligned ranges,
+  read-only mappings (EFAULT) and sometimes past the end of the file
+  (the fault's SIGBUS is GUP's EFAULT or a short transfer, not a signal).
 * device-dax at 4K, 2M (1G where the lab has the layout): shared and private
   (the kernel refuses private: EINVAL), aligned and misaligned addresses and
   lengths (EINVAL), reads, writes, madvise, munmap and mmap again.
 * Never generated: a touch beyond the end of the file (SIGBUS kills the
   process that carries the case out, and every later access with it), a
-  write through a read-only mapping (SIGSEGV, likewise), GUP (pinning needs
-  an O_DIRECT partner: ``pmemtrace run``'s scenarios cover it).
+  write through a read-only mapping (SIGSEGV, likewise); GUP in the forked
+  child.
 """
 
 import random
@@ -41,6 +49,9 @@ PAGE = 4 * KiB
 PMD = 2 * MiB
 BASE = 0x7F0000000000
 PHYS = 0x200000
+#: the largest GUP generated: the executor's O_DIRECT partner file and
+#: process_vm buffer are this long
+GUP_MAX = 2 * PMD
 DATA_START = 0x100000000
 
 #: target kinds: fsdax-<fs> or devdax-<align>
@@ -57,18 +68,25 @@ def kind_of(index: int, seed: int, kinds: Sequence[str]) -> str:
 
 
 def generate(
-    seed: int, index: int, kinds: Sequence[str] = DEFAULT_KINDS, kernel: str = "6.12", remap: bool = True
+    seed: int,
+    index: int,
+    kinds: Sequence[str] = DEFAULT_KINDS,
+    kernel: str = "6.12",
+    remap: bool = True,
+    gup: bool = True,
 ) -> dict[str, Any]:
     """Case number *index* of the run seeded *seed* (a case JSON object).
     ``remap=False``: without partial munmaps, mremaps and forks, the cases
-    the generator made before it had them (saved seeds replay unchanged)."""
+    the generator made before it had them (saved seeds replay unchanged);
+    ``gup=False``: without GUP accesses (likewise)."""
     kind = kind_of(index, seed, kinds)
     r = random.Random(f"{seed}:{index}")
     rx = random.Random(f"{seed}:{index}:remap") if remap else None
+    rg = random.Random(f"{seed}:{index}:gup") if gup else None
     if kind.startswith("fsdax"):
-        case = _fsdax(r, kind.split("-", 1)[1], kernel, rx)
+        case = _fsdax(r, kind.split("-", 1)[1], kernel, rx, rg)
     else:
-        case = _devdax(r, _ALIGN[kind.split("-", 1)[1]], kernel, rx)
+        case = _devdax(r, _ALIGN[kind.split("-", 1)[1]], kernel, rx, rg)
     case["name"] = f"fuzz-{seed}-{index}"
     case["fuzz"] = dict(case.get("fuzz", {}), seed=seed, index=index, kind=kind)
     return case
@@ -151,7 +169,9 @@ def _place(r: random.Random, slot: int, length: int, align: int) -> tuple[int, i
     return addr, slot + length + 2 * align + (addr - slot), how
 
 
-def _fsdax(r: random.Random, fs: str, kernel: str, rx: Optional[random.Random] = None) -> dict[str, Any]:
+def _fsdax(
+    r: random.Random, fs: str, kernel: str, rx: Optional[random.Random] = None, rg: Optional[random.Random] = None
+) -> dict[str, Any]:
     size = _file_size(r)
     dev = fsdax_device(data_start=DATA_START, size=GiB, map="mem", align=PMD)
     b = CaseBuilder(dev, kernel=kernel, file=File(size=size, ino=12, fs=fs, extents=_extents(r, size)))
@@ -176,7 +196,7 @@ def _fsdax(r: random.Random, fs: str, kernel: str, rx: Optional[random.Random] =
         )
         if how == "kernel":
             kernel_placed.append(mid)
-    _accesses(r, b, size, rx=rx, kernel_placed=set(kernel_placed))
+    _accesses(r, b, size, rx=rx, kernel_placed=set(kernel_placed), rg=rg)
     out = case_to_json(b.build())
     out["fuzz"] = {"kernel_placed": kernel_placed}
     return out
@@ -185,7 +205,9 @@ def _fsdax(r: random.Random, fs: str, kernel: str, rx: Optional[random.Random] =
 # -- device-dax -------------------------------------------------------------
 
 
-def _devdax(r: random.Random, align: int, kernel: str, rx: Optional[random.Random] = None) -> dict[str, Any]:
+def _devdax(
+    r: random.Random, align: int, kernel: str, rx: Optional[random.Random] = None, rg: Optional[random.Random] = None
+) -> dict[str, Any]:
     size = GiB if align < GiB else 2 * GiB
     dev = devdax_device(align, size=size, data_start=DATA_START)
     b = CaseBuilder(dev, kernel=kernel)
@@ -224,7 +246,7 @@ def _devdax(r: random.Random, align: int, kernel: str, rx: Optional[random.Rando
         )
         if refuse:
             refused.add(mid)
-    _accesses(r, b, None, refused, rx=rx, kernel_placed=set(kernel_placed), align=align)
+    _accesses(r, b, None, refused, rx=rx, kernel_placed=set(kernel_placed), align=align, rg=rg)
     out = case_to_json(b.build())
     out["fuzz"] = {"kernel_placed": kernel_placed}
     return out
@@ -252,6 +274,7 @@ def _accesses(
     rx: Optional[random.Random] = None,
     kernel_placed: set[str] = frozenset(),  # type: ignore[assignment]
     align: int = PAGE,
+    rg: Optional[random.Random] = None,
 ) -> None:
     live = {m.id: m.mapped for m in b.mappings}
     shape = {m.id: _Shape(m.start, m.length) for m in b.mappings}
@@ -283,6 +306,9 @@ def _accesses(
             if c < 0.5 and kid:
                 _child_touch(rx, b, byid[rx.choice(sorted(kid))], kid, file_size)
                 continue
+        if rg is not None and rg.random() < 0.2:
+            # before the step the main stream makes, which stays as it was
+            _gup_op(rg, b, byid, live, shape, file_size)
         m = byid[r.choice(sorted(byid))]
         ops = ["read", "write", "madvise", "munmap"]
         weights = [6, 6, 2, 1]
@@ -339,10 +365,12 @@ class _Shape:
         self.holes: list[tuple[int, int]] = []
         self.split = False
         self.unknown = False
+        self.kernel_placed = False  # a grow may have let the kernel move it
 
     def copy(self) -> "_Shape":
         c = _Shape(self.start, self.length)
         c.holes, c.split, c.unknown = list(self.holes), self.split, self.unknown
+        c.kernel_placed = self.kernel_placed
         return c
 
 
@@ -360,6 +388,43 @@ def _touch_offset(r: random.Random, m: Any, sh: _Shape, file_size: Optional[int]
     if any(lo <= off < hi for lo, hi in sh.holes):
         return None
     return off
+
+
+def _gup_op(
+    rg: random.Random,
+    b: CaseBuilder,
+    byid: dict[str, Any],
+    live: dict[str, bool],
+    shape: dict[str, "_Shape"],
+    file_size: Optional[int],
+) -> None:
+    """One GUP of a live mapping (see the module docstring for the kinds)."""
+    cands = sorted(k for k in byid if live[k] and not shape[k].unknown)
+    if not cands:
+        return
+    m = byid[rg.choice(cands)]
+    sh = shape[m.id]
+    how = rg.choices(("odirect-in", "odirect-out", "longterm", "remote-in", "remote-out"), weights=(4, 3, 3, 1, 1))[0]
+    limit = sh.length
+    if file_size is not None and rg.random() < 0.9:
+        # inside the file (page rounded); else sometimes on past its end
+        limit = min(limit, max(0, (file_size + PAGE - 1) // PAGE * PAGE - m.offset))
+    if limit < PAGE:
+        return
+    off = rg.randrange(0, max(1, limit // PMD)) * PMD if rg.random() < 0.4 else rg.randrange(0, limit // PAGE) * PAGE
+    room = min(limit - off, GUP_MAX)
+    length = rg.choice((PAGE, 4 * PAGE, 16 * PAGE, PMD // 2, PMD, GUP_MAX, room))
+    length = max(PAGE, min(length, room))
+    if any(lo < off + length and off < hi for lo, hi in sh.holes):
+        return  # a partial munmap took part of it: EFAULT from its first unmapped page
+    b.gup(
+        m.id,
+        off,
+        length,
+        write=how in ("odirect-in", "longterm", "remote-in"),
+        fast=not how.startswith("remote"),
+        longterm=how == "longterm",
+    )
 
 
 def _child_touch(rx: random.Random, b: CaseBuilder, m: Any, kid: dict[str, _Shape], file_size: Optional[int]) -> None:
@@ -420,8 +485,12 @@ def _remap_op(
     grow = rx.randint(1, 4) * unit if align > PAGE else rx.choice((rx.randint(1, 511) * PAGE, PMD, 2 * PMD))
     end = sh.start + sh.length
     if c < 0.55 and not any(lo < end + grow + 2 * PMD and hi > end for lo, hi in others):
-        # grow in place (kernel-placed: the kernel may move it)
-        b.mremap(m.id, sh.length + grow, maymove=kernel_placed or rx.random() < 0.5, cover=True)
+        # grow in place; where the kernel placed the mapping (at first, or
+        # by moving it here before) what lies beyond is not the case's:
+        # the kernel may move it (the coin is drawn as before either way)
+        maymove = (kernel_placed or rx.random() < 0.5) or sh.kernel_placed
+        b.mremap(m.id, sh.length + grow, maymove=maymove, cover=True)
+        sh.kernel_placed = sh.kernel_placed or maymove
         top[0] = max(top[0], end + grow)
         if whole:
             sh.length += grow

@@ -798,13 +798,22 @@ def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
                 r.set_error(12, "not-mapped")
         elif op == "gup":
             r.length = a.length
-            gup.gup(sim, mm.find, lambda v, ad, w, fl: sim.fault(v, ad, w, fl, via_gup=True), a, addr, r)
+            gup.gup(sim, mm.find, lambda v, ad, w, fl: _gup_fault(sim, v, ad, w, fl), a, addr, r)
             if r.outcome != "error":
                 r.outcome = "populated" if a.populate else ("pinned" if r.pinned else "none")
                 if r.faults:
                     r.result = r.faults[-1][1].result
                     r.reason = next((f.reason for _, f in r.faults if f.reason), None)
         yield r
+
+
+def _gup_fault(sim: Sim, vma: Vma, addr: int, write: bool, flags: int) -> Any:
+    """A fault GUP takes (faultin_page()): a COW gives the VMA its anon_vma,
+    as a user write fault does (wp_page_copy()/do_cow_fault())."""
+    f = sim.fault(vma, addr, write, flags, via_gup=True)
+    if write and f.outcome == "cow" and sim.child is None:
+        sim.anon_vma_prepare(vma)
+    return f
 
 
 def _madvise_gap(sim: Sim, addr: int, m: Mapping, a: Access) -> bool:

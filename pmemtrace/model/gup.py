@@ -105,14 +105,6 @@ def gup(
     if vma is None:
         result.set_error(EFAULT, "not-mapped")
         return
-    if write and not vma.writable and not access.populate:
-        # check_vma_flags(): FOLL_WRITE on a VMA without VM_WRITE (and no
-        # FOLL_FORCE) -> -EFAULT (mm/gup.c, v6.1..7.x); the fast path finds
-        # no writable PTE first.  fstests generic/462: O_DIRECT read into a
-        # read-only DAX mapping fails with EFAULT.
-        hit("check_vma_flags")
-        result.set_error(EFAULT, "write-readonly")
-        return
     is_fsdax = sim.device.mode == "fsdax"
     refuse_after_pin = False
     if access.longterm and is_fsdax and prof.longterm_fsdax_refused:
@@ -123,10 +115,21 @@ def gup(
         else:
             # Fast path: devmap + FOLL_LONGTERM (<= 6.14) or
             # !folio_is_longterm_pinnable() (6.15+) -> gives up before
-            # get_dev_pagemap(); slow path: check_vma_flags() -> -EOPNOTSUPP.
+            # get_dev_pagemap(); slow path: check_vma_flags() -> -EOPNOTSUPP,
+            # tested before VM_WRITE (so a read-only mapping gets it too):
+            # Linux kernel commit 52650c8b466b ("mm/gup: remove the vma
+            # allocation from gup_longterm_locked()") (in v5.11)
             hit("check_vma_flags")
             result.set_error(EOPNOTSUPP, "longterm-pin-fsdax")
             return
+    if write and not vma.writable and not access.populate:
+        # check_vma_flags(): FOLL_WRITE on a VMA without VM_WRITE (and no
+        # FOLL_FORCE) -> -EFAULT (mm/gup.c, v6.1..7.x); the fast path finds
+        # no writable PTE first.  fstests generic/462: O_DIRECT read into a
+        # read-only DAX mapping fails with EFAULT.
+        hit("check_vma_flags")
+        result.set_error(EFAULT, "write-readonly")
+        return
     i = 0
     pinned_fast = 0
     populate = access.populate
@@ -197,3 +200,22 @@ def gup(
         hit("__gup_longterm_locked")
         result.pinned = result.pinned_fast = 0
         result.set_error(EOPNOTSUPP, "longterm-pin-fsdax")
+    elif access.longterm and result.outcome != "error":
+        _io_uring_buffer(prof, result, i, npages)
+
+
+def _io_uring_buffer(prof: Any, result: Any, pinned: int, npages: int) -> None:
+    """What io_uring's buffer registration (io_sqe_buffer_register(),
+    io_pin_pages()) makes of its FOLL_LONGTERM pin: a case's ``longterm``
+    GUP is that registration, the one long-term pin an unprivileged process
+    can make.  A partial pin is -EFAULT, its pages put back ("pret < 0 ?
+    pret : -EFAULT"); a whole pin of a file-backed VMA other than
+    hugetlbfs/shmem -- fsdax and device-dax both -- was -EOPNOTSUPP until
+    Linux kernel commit 34ed8d0dcd69 ("io_uring: rsrc: delegate VMA
+    file-backed check to GUP") (in v6.5) left the check to GUP."""
+    if pinned < npages:
+        result.pinned = result.pinned_fast = 0
+        result.set_error(EFAULT, "longterm-pin-partial")
+    elif prof.longterm_pin_refuses_file_vmas:
+        result.pinned = result.pinned_fast = 0
+        result.set_error(EOPNOTSUPP, "longterm-pin-file-vma")

@@ -86,6 +86,10 @@ class Profile:
     #: an mremap that only moves (MREMAP_FIXED, old length = new length) may
     #: span several VMAs (and gaps after the first); each moves on its own
     mremap_moves_multiple_vmas: bool = False
+    #: a FOLL_LONGTERM pin (io_uring buffer registration) of a file-backed
+    #: VMA that is neither hugetlbfs nor shmem is refused with -EOPNOTSUPP
+    #: after the pages were pinned (io_uring's own VMA check, until v6.5)
+    longterm_pin_refuses_file_vmas: bool = True
     #: the lab kernel this profile was checked against (docs/lab-findings.md),
     #: or None when it comes from reading kernel source and patches only
     verified_on: str | None = None
@@ -330,8 +334,23 @@ P_6_4 = replace(
     ),
 )
 
-P_6_6 = replace(
+P_6_5 = replace(
     P_6_4,
+    name="6.5",
+    version=(6, 5),
+    # Linux kernel commit 34ed8d0dcd69 ("io_uring: rsrc: delegate VMA
+    # file-backed check to GUP") (in v6.5): io_pin_pages() no longer refuses
+    # file-backed VMAs itself; GUP's check_vma_flags() refuses a long-term
+    # pin of fsdax as before, and lets device-dax (no dirty tracking) pin
+    longterm_pin_refuses_file_vmas=False,
+    citations=dict(
+        P_6_4.citations,
+        longterm_pin_refuses_file_vmas='Linux kernel commit 34ed8d0dcd69 ("io_uring: rsrc: delegate VMA file-backed check to GUP") (in v6.5)',
+    ),
+)
+
+P_6_6 = replace(
+    P_6_5,
     name="6.6",
     version=(6, 6),
     # Linux kernel commit 40d49a3c9e4a ("mm: allow ->huge_fault() to be called
@@ -339,7 +358,7 @@ P_6_6 = replace(
     # faults under the VMA lock" series of the same release.
     vma_lock_faults=True,
     citations=dict(
-        P_6_4.citations,
+        P_6_5.citations,
         vma_lock_faults='Linux kernel commit 40d49a3c9e4a ("mm: allow ->huge_fault() to be called without the mmap_lock held") (in v6.6)',
     ),
 )
@@ -367,9 +386,13 @@ P_6_12 = replace(
     # 03e54f961bda (v6.2), as P_6_2 (lab, 6.12: the 6.1 regressions
     # read-faults-dirty-* show no writeback walk here)
     read_faults_dirty_entries=False,
+    # io_uring leaves the file-backed check to GUP: Linux kernel commit
+    # 34ed8d0dcd69 (v6.5), as P_6_5
+    longterm_pin_refuses_file_vmas=False,
     verified_on="6.12.95+deb12-amd64",
     citations=dict(
         P_6_1.citations,
+        longterm_pin_refuses_file_vmas=P_6_5.citations["longterm_pin_refuses_file_vmas"],
         read_faults_dirty_entries='Linux kernel commit 03e54f961bda ("fsdax,xfs: set the shared flag when file extent is shared") (in v6.2)',
         pmd_insert_function="mm/huge_memory.c vmf_insert_pfn_pmd() (v6.12)",
         vma_lock_faults="arch/x86/mm/fault.c lock_vma_under_rcu() + mm/memory.c create_huge_pmd() (v6.12)",
@@ -508,6 +531,7 @@ PROFILES = (
     P_6_1,
     P_6_2,
     P_6_4,
+    P_6_5,
     P_6_6,
     P_6_12,
     P_6_14,
@@ -530,7 +554,8 @@ RELEASE_SPANS = (
     ((5, 18), (5, 18), P_5_18),
     ((5, 19), (6, 1), P_6_1),
     ((6, 2), (6, 3), P_6_2),
-    ((6, 4), (6, 5), P_6_4),
+    ((6, 4), (6, 4), P_6_4),
+    ((6, 5), (6, 5), P_6_5),
     ((6, 6), (6, 9), P_6_6),
     ((6, 10), (6, 13), P_6_12),
     ((6, 14), (6, 14), P_6_14),

@@ -137,6 +137,22 @@ _R = [
         "register device-dax memory (/dev/daxX.Y) instead of a file on an fsdax mount",
         "error",
     ),
+    Reason(
+        "longterm-pin-file-vma",
+        "io_uring refuses to register a buffer in a file-backed mapping (device-dax included) with EOPNOTSUPP, after pinning it",
+        "io_sqe_buffer_register()/io_pin_pages(): vma->vm_file && !is_file_hugepages() && !vma_is_shmem() -> -EOPNOTSUPP",
+        'io_uring/rsrc.c io_pin_pages() (v5.10, v6.1); gone with Linux kernel commit 34ed8d0dcd69 ("io_uring: rsrc: delegate VMA file-backed check to GUP") (in v6.5)',
+        "run kernel 6.5 or later for device-dax fixed buffers, or register anonymous or hugetlbfs memory and copy",
+        "error",
+    ),
+    Reason(
+        "longterm-pin-partial",
+        "io_uring registered only part of the buffer (GUP stopped at a page it could not pin): the whole registration fails with EFAULT",
+        "io_pin_pages(): pret != nr_pages -> unpin what was pinned, ret = pret < 0 ? pret : -EFAULT",
+        "io_uring/rsrc.c io_pin_pages() (v5.10..7.x)",
+        "register only the part of the mapping that lies inside the file and stays mapped",
+        "error",
+    ),
     # ---- device-dax ----------------------------------------------------
     Reason(
         "devdax-private",

@@ -28,12 +28,15 @@ KINDS = ("fsdax-xfs", "fsdax-ext4", "devdax-2M", "devdax-4K")
 def _maker(guest):
     def make(kind):
         mode, what = kind.split("-", 1)
+        partner = guest.nodax()  # the O_DIRECT GUPs' non-DAX ext4
         if mode == "fsdax":
             setup = guest.fsdax(map="mem", align="2M", fs=what)
             mnt = setup["mount"]
-            return Target(kind, os.path.join(mnt, ".pmemtrace-fuzz.dat"), T.open_dir(mnt).device, fs=what)
+            return Target(
+                kind, os.path.join(mnt, ".pmemtrace-fuzz.dat"), T.open_dir(mnt).device, fs=what, partner=partner
+            )
         dev = guest.devdax(what)
-        return Target(kind, dev, T.open_device(dev).device)
+        return Target(kind, dev, T.open_device(dev).device, partner=partner)
 
     return make
 
@@ -57,6 +60,7 @@ def test_generated_cases_agree_with_the_model(guest, tracefs):
     report = campaign(CASES, SEED, KINDS, out_dir=None, minimise_budget=0, make_target=_maker(guest))
     assert report["cases_run"] == CASES, report["kinds"]
     assert report["accesses"] > CASES, "every case has accesses"
+    assert any(f.split(":")[1] == "gup" for f in report["features"]), "the budget has GUPs"
     # every differing access must be one a documented known limit explains
     # (docs/model-validation.md); anything else is a new disagreement
     bad = [
