@@ -85,6 +85,44 @@ def test_coverage(cases):
     assert set(DEFAULT_KINDS) < set(KINDS)
 
 
+def test_gup_kinds_and_outcomes(cases):
+    """GUPs of every kind the executor carries out, on both modes, and the
+    model's verdicts on them include pins and each refusal."""
+    seen = Counter()
+    for c in cases:
+        pred = explain(parse_case(c))
+        for a, r in zip(c["accesses"], pred.results):
+            if a["op"] != "gup":
+                continue
+            assert not a.get("child") and not a.get("populate")
+            how = "longterm" if a.get("longterm") else "odirect" if a.get("fast", True) else "remote"
+            seen[(c["device"]["mode"], how, a.get("write", False))] += 1
+            seen[r.reason if r.outcome == "error" else r.outcome] += 1
+    for mode in ("fsdax", "devdax"):
+        for how, write in (
+            ("longterm", True),
+            ("odirect", True),
+            ("odirect", False),
+            ("remote", True),
+            ("remote", False),
+        ):
+            assert seen[(mode, how, write)], (mode, how, write)
+    for verdict in ("pinned", "longterm-pin-fsdax", "write-readonly"):
+        assert seen[verdict], verdict
+
+
+def test_gup_false_is_the_same_case_without_the_gups():
+    """The GUPs have their own random stream: the cases of a seed without
+    them are those with them, GUPs left out (saved seeds replay)."""
+    for i in range(120):
+        with_gup, without = generate(16, i, KINDS), generate(16, i, KINDS, gup=False)
+        assert [a for a in with_gup["accesses"] if a["op"] != "gup"] == without["accesses"]
+        assert {k: v for k, v in with_gup.items() if k != "accesses"} == {
+            k: v for k, v in without.items() if k != "accesses"
+        }
+    assert any(a["op"] == "gup" for i in range(20) for a in generate(16, i, KINDS)["accesses"])
+
+
 def test_no_touch_beyond_eof_and_no_write_to_read_only(cases):
     for c in cases:
         maps = {m["id"]: m for m in c["mappings"]}

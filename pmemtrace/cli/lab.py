@@ -298,7 +298,7 @@ def _cmd_fuzz(args):
         out,
         "--minimise",
         str(args.minimise),
-    ]
+    ] + (["--no-gup"] if args.no_gup else [])
     _status(f"booting {k.release} for {args.cases} generated cases (seed {args.seed})")
     # about 3 s a case under TCG, plus minimisation: a generous default limit
     timeout = args.timeout or max(900, 600 + 10 * args.cases)
@@ -430,6 +430,9 @@ def add_parser(subparsers):
     )
     z.add_argument(
         "--minimise", type=nonneg_int, default=40, metavar="TRIES", help="shrink tries per disagreement (0: off)"
+    )
+    z.add_argument(
+        "--no-gup", action="store_true", help="no GUP accesses (O_DIRECT, io_uring): the cases of a seed as before"
     )
     z.add_argument("--out", default="fuzz-reports", help="host directory for the JSON report (default ./fuzz-reports)")
     z.add_argument("--cpus", type=int, default=2)

@@ -127,8 +127,10 @@ def campaign(
     minimise_budget: int = 40,
     make_target: Callable[[str], Target] = lab_target,
     status: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    gup: bool = True,
 ) -> dict[str, Any]:
-    """Run cases 0..n-1 of *seed*; returns the JSON report."""
+    """Run cases 0..n-1 of *seed* (``gup=False``: without the GUP accesses,
+    as the generator made them before it had them); returns the JSON report."""
     release = os.uname().release
     t0 = time.monotonic()
     by_kind: dict[str, list[int]] = {}
@@ -149,7 +151,7 @@ def campaign(
         ok = total = cases = not_run = not_compared = died = 0
         try:
             for i in idxs:
-                cj = generate(seed, i, kinds, kernel=release)
+                cj = generate(seed, i, kinds, kernel=release, gup=gup)
                 real, kv, cmp = run_one(cj, target, trace, release)
                 cases += 1
                 not_run += cmp.not_run
@@ -197,11 +199,15 @@ def campaign(
         }
         status(f"{kind}: {cases} cases, {ok}/{total} accesses agree")
         # the report so far: a run cut short still leaves its figures
-        _report(release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0, out_dir, status, final=False)
-    return _report(release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0, out_dir, status)
+        _report(
+            release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0, out_dir, status, final=False, gup=gup
+        )
+    return _report(release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0, out_dir, status, gup=gup)
 
 
-def _report(release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0, out_dir, status, final=True):
+def _report(
+    release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0, out_dir, status, final=True, gup=True
+):
     total = sum(v.get("accesses", 0) for v in kinds_report.values())
     agree = sum(v.get("agree", 0) for v in kinds_report.values())
     report = {
@@ -209,6 +215,7 @@ def _report(release, seed, n, kinds_report, feat_all, feat_ok, disagreements, t0
         "kernel": release,
         "seed": seed,
         "cases": n,
+        "gup": gup,
         "cases_run": sum(v.get("cases", 0) for v in kinds_report.values()),
         "kinds": kinds_report,
         "accesses": total,
@@ -249,8 +256,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--kinds", default=",".join(DEFAULT_KINDS))
     p.add_argument("--out", default=None, help="directory for the JSON report")
     p.add_argument("--minimise", type=int, default=40, help="tries per disagreement (0: none)")
+    p.add_argument("--no-gup", action="store_true", help="generate no GUP accesses (the cases of before they were)")
     a = p.parse_args(argv)
-    rep = campaign(a.cases, a.seed, a.kinds.split(","), a.out, a.minimise)
+    rep = campaign(a.cases, a.seed, a.kinds.split(","), a.out, a.minimise, gup=not a.no_gup)
     print_summary(rep)
     return 0 if not rep["disagreements"] else 1
 
