@@ -722,20 +722,9 @@ def _run(case: Case, sim: Sim, start: int = 0) -> Iterator[Any]:
             write = op == "write"
             # fast path: the translation is there with the permission needed
             if m.id in mapped and offset < m.length and (m.writable or not write):
-                slot = pmds.get(addr >> 21)
-                if slot is not None:
-                    if slot.__class__ is HugePmd:
-                        if slot.writable or not write:
-                            yield HIT_PMD
-                            continue
-                    else:
-                        bit = 1 << ((addr >> 12) & 511)
-                        # a PteTable: mypy does not narrow on __class__ (kept over isinstance in this hot loop)
-                        if slot.present & bit and (not write or slot.writable & bit):  # type: ignore[union-attr]
-                            yield HIT_PTE
-                            continue
-                elif puds and (addr >> 30) in puds:
-                    yield HIT_PUD
+                hit = _hit(pmds, puds, addr, write)
+                if hit is not None:
+                    yield hit
                     continue
             vma = find(addr)
             if vma is None or offset >= m.length or m.id in mapping_errors or vma.mapping is remap.COVER:
@@ -823,6 +812,18 @@ def _madvise_gap(sim: Sim, addr: int, m: Mapping, a: Access) -> bool:
     return remap.has_gap(sim, addr, end)
 
 
+def _hit(pmds: dict[int, Any], puds: Any, addr: int, write: bool) -> Optional[_Hit]:
+    """The translation of *addr* already there with the permission the
+    access needs (no fault), as the level it was found at; None: a fault."""
+    slot = pmds.get(addr >> 21)
+    if slot is not None:
+        if slot.__class__ is HugePmd:
+            return HIT_PMD if slot.writable or not write else None
+        bit = 1 << ((addr >> 12) & 511)
+        return HIT_PTE if slot.present & bit and (not write or slot.writable & bit) else None
+    return HIT_PUD if puds and (addr >> 30) in puds else None
+
+
 def _touch_moved(sim: Sim, i: int, a: Access, m: Mapping, flags: int) -> AccessResult:
     """A read or write of a mapping an mremap moved: the fast path's rules,
     kept as an AccessResult (the compact records take the address from the
@@ -839,15 +840,7 @@ def _touch_moved(sim: Sim, i: int, a: Access, m: Mapping, flags: int) -> AccessR
         r.set_error(None, "write-readonly")
         r.result = SIGSEGV
         return r
-    slot = sim.mm.pmds.get(addr >> 21)
-    if isinstance(slot, HugePmd):
-        if slot.writable or not write:
-            return r
-    elif slot is not None:
-        bit = 1 << ((addr >> 12) & 511)
-        if slot.present & bit and (not write or slot.writable & bit):
-            return r
-    elif (addr >> 30) in sim.mm.puds:
+    if _hit(sim.mm.pmds, sim.mm.puds, addr, write) is not None:
         return r
     f = sim.fault(vma, addr & ~(PAGE_SIZE - 1), write, flags)
     if write and f.outcome == "cow" and sim.child is None:
