@@ -7,8 +7,10 @@ truncated JSON), and the ``--kernel`` option with arbitrary text.
 """
 
 import json
+import os
 from importlib import resources
 
+import pytest
 from fuzzkit import check, fuzz_settings, run_cli, run_subprocess
 from hypothesis import given
 from hypothesis import strategies as st
@@ -213,3 +215,24 @@ def test_deep_nesting_subprocess(tmp_path):
 def test_empty_kernel_option():
     o = check(run_cli(["explain", "--example", "dax-pmd", "--kernel", ""]), {2})
     assert "kernel" in o.err
+
+
+def test_o_direct_partner_file_or_a_clear_error(tmp_path):
+    """The GUP partner: GUP_MAX written bytes opened O_DIRECT, or (a
+    directory that cannot take O_DIRECT, or none) a one-line usage error
+    with nothing left behind."""
+    from pmemtrace.errors import UsageError
+    from pmemtrace.fuzz.execute import GUP_MAX, _open_partner
+
+    with pytest.raises(UsageError, match=r"--dio-dir .*: cannot use a file there with O_DIRECT"):
+        _open_partner(str(tmp_path / "missing"))
+    try:
+        fd, path = _open_partner(str(tmp_path))
+    except UsageError as exc:  # a filesystem without O_DIRECT (tmpfs before 6.6)
+        assert "O_DIRECT" in str(exc) and os.listdir(tmp_path) == []
+        return
+    try:
+        assert os.fstat(fd).st_size == GUP_MAX and os.path.dirname(path) == str(tmp_path)
+    finally:
+        os.close(fd)
+        os.unlink(path)

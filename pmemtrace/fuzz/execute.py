@@ -34,6 +34,7 @@ from typing import Any, Optional
 
 import msgspec
 
+from ..errors import UsageError
 from ..host import procmaps
 from ..host.fsread import Roots
 from ..live.tracefs import Instance, _append, remove_orphans_and_report, tracefs_root
@@ -716,14 +717,18 @@ def _open_partner(directory: str) -> tuple[int, str]:
     """An O_DIRECT file of GUP_MAX written bytes in *directory* (a non-DAX
     filesystem): (fd, path)."""
     path = os.path.join(directory, f".pmemtrace-partner-{os.getpid()}.dat")
-    with open(path, "wb") as f:
-        f.write(E.pattern_bytes(0x5A5A, 0, GUP_MAX))
-        os.fsync(f.fileno())
     try:
+        with open(path, "wb") as f:
+            f.write(E.pattern_bytes(0x5A5A, 0, GUP_MAX))
+            os.fsync(f.fileno())
         return os.open(path, os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC), path
-    except OSError:
-        os.unlink(path)
-        raise
+    except OSError as exc:
+        if os.path.exists(path):
+            os.unlink(path)
+        raise UsageError(
+            f"--dio-dir {directory}: cannot use a file there with O_DIRECT ({exc.strerror}); "
+            "give a directory on a non-DAX block filesystem (ext4, xfs)"
+        ) from None
 
 
 def execute(
