@@ -90,6 +90,11 @@ class Profile:
     #: VMA that is neither hugetlbfs nor shmem is refused with -EOPNOTSUPP
     #: after the pages were pinned (io_uring's own VMA check, until v6.5)
     longterm_pin_refuses_file_vmas: bool = True
+    #: io_uring's buffer registration pins with pin_user_pages_fast(): the
+    #: fast path takes a private mapping's anonymous pages before the slow
+    #: path's check_vma_flags() refuses fsdax (earlier: pin_user_pages(),
+    #: the slow path only)
+    longterm_pin_fast: bool = False
     #: the lab kernel this profile was checked against (docs/lab-findings.md),
     #: or None when it comes from reading kernel source and patches only
     verified_on: str | None = None
@@ -389,10 +394,16 @@ P_6_12 = replace(
     # io_uring leaves the file-backed check to GUP: Linux kernel commit
     # 34ed8d0dcd69 (v6.5), as P_6_5
     longterm_pin_refuses_file_vmas=False,
+    # Linux kernel commit 1943f96b3816 ("io_uring: unify io_pin_pages()")
+    # (in v6.10): io_pin_pages() calls pin_user_pages_fast() (lab, 6.12:
+    # a long-term pin of a private fsdax mapping's COW pages succeeds, one
+    # that runs on into a DAX page is EFAULT)
+    longterm_pin_fast=True,
     verified_on="6.12.95+deb12-amd64",
     citations=dict(
         P_6_1.citations,
         longterm_pin_refuses_file_vmas=P_6_5.citations["longterm_pin_refuses_file_vmas"],
+        longterm_pin_fast='Linux kernel commit 1943f96b3816 ("io_uring: unify io_pin_pages()") (in v6.10)',
         read_faults_dirty_entries='Linux kernel commit 03e54f961bda ("fsdax,xfs: set the shared flag when file extent is shared") (in v6.2)',
         pmd_insert_function="mm/huge_memory.c vmf_insert_pfn_pmd() (v6.12)",
         vma_lock_faults="arch/x86/mm/fault.c lock_vma_under_rcu() + mm/memory.c create_huge_pmd() (v6.12)",
