@@ -249,3 +249,37 @@ def test_minimise_keeps_only_cases():
     assert seen and parse_case(small) is not None
     assert [a["op"] for a in small["accesses"] if a["op"] == "fork"] == ["fork"]
     assert any(a.get("child") for a in small["accesses"])
+
+
+def test_campaign_runs_a_differing_case_again_and_says_whether_it_repeated(monkeypatch):
+    """A difference the kernel does not repeat is reported as such (the
+    live budget fails only on repeated ones); both count in the figures."""
+    from pmemtrace.fuzz import campaign as C
+    from pmemtrace.fuzz.compare import Comparison, Row
+
+    runs = Counter()
+
+    class Trace:
+        def __init__(self, kprobes=False):
+            pass
+
+        def close(self):
+            pass
+
+    def run_one(cj, target, trace, release):
+        i = cj["fuzz"]["index"]
+        runs[i] += 1
+        # case 0 differs every time, case 1 only the first time
+        differs = i == 0 or (i == 1 and runs[i] == 1)
+        rows = [Row(0, "read", "fsdax:read:pte", not differs, {}, {}), Row(1, "read", "fsdax:read:pte", True, {}, {})]
+        return cj, [], Comparison(rows=rows)
+
+    monkeypatch.setattr(C, "KernelTrace", Trace)
+    monkeypatch.setattr(C, "run_one", run_one)
+    kinds = ("fsdax-xfs",)
+    rep = C.campaign(
+        3, 5, kinds, minimise_budget=0, make_target=lambda k: C.Target(k, "/x", None), status=lambda s: None
+    )
+    assert rep["accesses"] == 6 and rep["agree"] == 4
+    assert {d["index"]: d["reproduced"] for d in rep["disagreements"]} == {0: [0], 1: []}
+    assert runs == {0: 2, 1: 2, 2: 1}
