@@ -736,18 +736,11 @@ class TraceCapture:
         if self._thread is not None:
             self._thread.join(30)
             self._thread = None
-        emptied = False
-        end = time.monotonic() + self.FINAL_DRAIN_SECONDS
-        try:
-            while time.monotonic() < end:  # what is left after tracing_on=0
-                more = backend.drain(0)
-                if not more and not backend.behind:
-                    emptied = True
-                    break
-                self._records += more
-        except OSError:
-            pass
-        self.lost = backend.lost() + (0 if emptied else backend.unread())
+        from .session import drain_remaining
+
+        # what is left after tracing_on=0; what a drain cut short leaves is lost
+        left = drain_remaining(backend, self._records.extend, self.FINAL_DRAIN_SECONDS)
+        self.lost = backend.lost() + left
         if self.lost and self.reason is None:
             self.reason = f"incomplete: the ring buffer lost {self.lost} events ({self.BUFFER_KB} KiB per CPU)"
         events = [r.event() for r in self._records]
