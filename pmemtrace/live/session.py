@@ -12,7 +12,12 @@ their source; both run :class:`Session`, which filters, records and feeds
 * optionally ``counts()``: what the kernel counted since the last call
   (``(rows, by_name)``: :class:`pmemtrace.live.decode.CountedRow` s and
   {event name: n}); the bcc backend aggregates in the kernel, and the
-  session folds these in before each view and at the end.
+  session folds these in before each view and at the end;
+* optionally ``count_into(views, feed) -> bool``: count into the views
+  itself from now on (the tracefs backend, in C), handing the records it
+  does not count to ``feed`` (:meth:`Session.feed`) as it meets them;
+  asked by :meth:`Session.run` when no recorder or ``--events`` wants
+  every event.
 
 Every source yields the one record type, :class:`Record`; an
 :class:`~pmemtrace.events.Event` is made from it only where one is wanted
@@ -345,6 +350,13 @@ class Session:
             signal.signal(signal.SIGTERM, old)
         self.started = True
 
+    def _source_counts(self) -> None:
+        """Let a source that can count into the views itself do so (tracefs
+        in C), unless every event must be seen (a recorder, ``--events``)."""
+        count_into = getattr(self.source, "count_into", None)
+        if count_into is not None and self.recorder is None and self.on_event is None:
+            count_into(self.views, self.feed)
+
     def feed(self, records: list[Record]) -> None:
         """The one feed path: each kept record to the views, and as an
         Event to the recorder and ``--events`` when they are there."""
@@ -414,6 +426,7 @@ class Session:
         when the session ended normally (a signal is a normal end)."""
         if not self.started:
             self.start()
+        self._source_counts()
         # Ctrl-C and SIGTERM set a flag checked after every drain (at most
         # 0.5 s): an exception raised from the handler would land inside
         # bcc's ring-buffer callback, where ctypes prints and swallows it
