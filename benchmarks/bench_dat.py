@@ -104,10 +104,16 @@ def count_events(path):
     return st.events
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dat", default=DEFAULT_DAT, help="a real trace-cmd recording of fs_dax events")
+def synthesis_arguments(doc, dat=DEFAULT_DAT, dat_help="a real trace-cmd recording of fs_dax events"):
+    """A parser with what a benchmark on synthesized pages takes: --dat, -n."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dat", default=dat, help=dat_help)
     ap.add_argument("-n", type=int, default=1_000_000, help="about this many events (default 1,000,000)")
+    return ap
+
+
+def main():
+    ap = synthesis_arguments(__doc__)
     ap.add_argument("--write", metavar="PATH", help="only write the synthesized version-6 file")
     args = ap.parse_args()
     if not shutil.which("trace-cmd"):

@@ -19,7 +19,7 @@
 /* K_HOLE (dax_pmd_load_hole) only from .dat files whose format of it has no
  * vm_start, vm_end (as 7.2's): text lines of it and other formats go to Python */
 enum { K_PMD = 0, K_PMD_DONE = 1, K_PTE = 2, K_PTE_DONE = 3, K_HOLE = 4 };
-#define NCNT 5 /* counters per row */
+#define NCNT RF_NCNT /* counters per row */
 
 /* --- a small open-addressing hash of up to 5 u64 keys to an int64 --- */
 struct hent {
@@ -226,6 +226,9 @@ struct priv {
 	size_t nh, hcap;
 	int64_t *cnt;      /* NCNT counters per row: pmd, pte, sigbus, fallback (without an attributor), huge_zero */
 	size_t rows;
+	int64_t *dirty;    /* the rows counted into since rf_take_counts, each once (room for every row) */
+	uint8_t *isdirty;  /* per row: in dirty */
+	size_t ndirty;
 	struct ktab keys;      /* situation key -> reason code (rf_learn) */
 	struct htab reasons;   /* (row, code) -> fallbacks counted here (rf_allow made the entry) */
 	uint64_t *key;         /* the situation key of the fallback handed back last */
@@ -238,7 +241,7 @@ struct priv {
 
 int rf_abi(void)
 {
-	return 5; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
+	return 6; /* bump with every change of replayfast.h's interface (and RF_ABI in fasttext.py) */
 }
 
 struct rf_ctx *rf_new(int history)
@@ -278,6 +281,8 @@ void rf_free(struct rf_ctx *c)
 	free(p->pmdkeys.e);
 	free(p->hists.e);
 	free(p->cnt);
+	free(p->dirty);
+	free(p->isdirty);
 	free(p->keys.index.e);
 	free(p->keys.pool);
 	free(p->reasons.e);
@@ -463,6 +468,15 @@ int rf_add_row(struct rf_ctx *c, int64_t row, uint64_t pid, uint64_t dev, uint64
 			return RF_NOMEM;
 		memset(nc + p->rows * NCNT, 0, (nr - p->rows) * NCNT * sizeof *nc);
 		p->cnt = nc;
+		int64_t *nd = realloc(p->dirty, nr * sizeof *nd);
+		if (!nd)
+			return RF_NOMEM;
+		p->dirty = nd;
+		uint8_t *ni = realloc(p->isdirty, nr);
+		if (!ni)
+			return RF_NOMEM;
+		memset(ni + p->rows, 0, nr - p->rows);
+		p->isdirty = ni;
 		p->rows = nr;
 	}
 	struct file *f = file_of(p, pid, dev, ino, 1);
@@ -493,6 +507,33 @@ int64_t rf_row_count(struct rf_ctx *c, int64_t row, int which)
 	if (row < 0 || (size_t)row >= p->rows || which < 0 || which >= NCNT)
 		return 0;
 	return p->cnt[row * NCNT + which];
+}
+
+/* one more event of counter which of row (remembered for rf_take_counts) */
+static inline void bump(struct priv *p, int64_t row, int which)
+{
+	p->cnt[row * NCNT + which]++;
+	if (!p->isdirty[row]) {
+		p->isdirty[row] = 1;
+		p->dirty[p->ndirty++] = row;
+	}
+}
+
+int64_t rf_take_counts(struct rf_ctx *c, int64_t *rows, int64_t *counts, int64_t max)
+{
+	struct priv *p = c->priv;
+	int64_t n = 0;
+	while (p->ndirty && n < max) {
+		int64_t row = p->dirty[--p->ndirty];
+		p->isdirty[row] = 0;
+		rows[n] = row;
+		for (int k = 0; k < NCNT; k++) {
+			counts[n * NCNT + k] = p->cnt[row * NCNT + k];
+			p->cnt[row * NCNT + k] = 0;
+		}
+		n++;
+	}
+	return n;
 }
 
 static struct hist *hist_of(struct priv *p, uint64_t dev, uint64_t ino, int create)
@@ -728,7 +769,7 @@ static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint6
 			row = -1; /* handed back */
 		} else if (fallback && row >= 0) {
 			/* no attributor: counted, its reason 'unattributed' added by Python */
-			p->cnt[row * NCNT + 3]++;
+			bump(p, row, 3);
 			c->by_kind[kind]++;
 			c->view_events++;
 			return 1;
@@ -748,11 +789,11 @@ static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint6
 		push(p, hs, pgoff, res, (flags & c->write_flag) != 0, kind, 0);
 	}
 	if (kind == K_HOLE)
-		p->cnt[row * NCNT + 4]++; /* a huge zero page (Aggregator.add) */
+		bump(p, row, 4); /* a huge zero page (Aggregator.add) */
 	else if (kind == K_PMD_DONE)
-		p->cnt[row * NCNT + ((res & c->sigbus_bit) ? 2 : 0)]++;
+		bump(p, row, (res & c->sigbus_bit) ? 2 : 0);
 	else if (kind == K_PTE_DONE)
-		p->cnt[row * NCNT + ((res & c->sigbus_bit) ? 2 : 1)]++;
+		bump(p, row, (res & c->sigbus_bit) ? 2 : 1);
 	c->by_kind[kind]++;
 	c->view_events++;
 	return 1;
@@ -1228,6 +1269,24 @@ int rf_dat_piece(struct rf_ctx *c, int slot, const char *buf, size_t len)
 		if (r)
 			return r;
 	}
+	return 0;
+}
+
+int rf_dat_round(struct rf_ctx *c, int slots)
+{
+	struct dat *d = dat_of(c->priv);
+	if (!d)
+		return RF_NOMEM;
+	if (slots < 0 || slots > DAT_SLOTS)
+		return RF_BAD;
+	for (int i = 0; i < DAT_SLOTS; i++) {
+		struct dslot *s = &d->slot[i];
+		s->n = s->next = 0;
+		s->last_ts = 0;
+		s->buf = NULL;
+		s->ended = 0;
+	}
+	d->nslots = slots;
 	return 0;
 }
 

@@ -148,6 +148,21 @@ int rf_dat_piece(struct rf_ctx *ctx, int slot, const char *buf, size_t len);
 int rf_dat_end(struct rf_ctx *ctx, int slot);
 /* merge and count from where the last call stopped: RF_DONE, RF_LINE or RF_MORE */
 int rf_dat_run(struct rf_ctx *ctx);
+
+/* Live reads (pmemtrace/live/fasttext.py RawCounting: each CPU's
+ * trace_pipe_raw of a tracefs instance, a round of whole pages at a time,
+ * the rounds merged by timestamp one by one as rawpipe.RawPipes.read does):
+ * rf_dat_round starts a round of slots (its CPUs with pages), every slot
+ * empty; Python then gives each slot its one piece (rf_dat_piece, which
+ * decodes it all: RF_BAD before anything is counted) and ends it
+ * (rf_dat_end) before rf_dat_run merges and counts. */
+int rf_dat_round(struct rf_ctx *ctx, int slots);
+/* The counters of the rows counted into since the last call, at most max
+ * rows: their numbers into rows, their NCNT counters (pmd, pte, sigbus,
+ * fallback, huge_zero, as rf_row_count's which) into counts[i * NCNT + k];
+ * those counters are zeroed.  Returns how many rows it filled. */
+#define RF_NCNT 5
+int64_t rf_take_counts(struct rf_ctx *ctx, int64_t *rows, int64_t *counts, int64_t max);
 /* PMT_CDEF_END */
 
 #endif

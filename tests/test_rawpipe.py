@@ -24,8 +24,10 @@ def _write(path, text):
         f.write(text)
 
 
-def tracefs_from_dat(tmp_path, monkeypatch):
-    """(root, instance, events) of a tracefs tree holding the .dat's data."""
+def tracefs_from_dat(tmp_path, monkeypatch, dat_path=DAT):
+    """(root, instance, events, dat) of a tracefs tree holding the data of
+    the uncompressed .dat *dat_path* (benchmarks/bench_watch_decode.py
+    lays out bigger ones)."""
     texts = {}
     real_header, real_check, real_format = (
         tracedat.parse_header_page,
@@ -50,7 +52,7 @@ def tracefs_from_dat(tmp_path, monkeypatch):
     monkeypatch.setattr(tracedat, "parse_header_page", header)
     monkeypatch.setattr(tracedat, "check_header_event", check)
     monkeypatch.setattr(tracedat, "parse_event_format", fmt)
-    dat, mm = tracedat.open_dat(DAT, want_systems={"fs_dax"})
+    dat, mm = tracedat.open_dat(dat_path, want_systems={"fs_dax"})
     assert dat.page_size == 4096 and dat.compression == "none"
     root = str(tmp_path)
     inst = os.path.join(root, "instances", "pmemtrace-1-watch")

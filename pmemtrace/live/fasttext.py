@@ -1,5 +1,8 @@
 """The compiled hot path of ``pmemtrace replay`` on fs_dax text traces
-(:class:`TextReplay`) and trace-cmd .dat files (:class:`DatReplay`, at the end).
+(:class:`TextReplay`) and trace-cmd .dat files (:class:`DatReplay`), and of
+``watch``'s tracefs backend on each CPU's ``trace_pipe_raw`` pages
+(:class:`RawCounting`, the same page decoder and counting, a round of pages
+at a time; at the end).
 
 ``pmemtrace._replayfast`` (cffi_build/replayfast.c) reads the file's bytes a
 block at a time, tokenizes the plain fault lines (``dax_pmd_fault[_done]``,
@@ -62,7 +65,7 @@ from .parse import (
     trace_line_record,
 )
 
-RF_ABI = 5  # cffi_build/replayfast.c rf_abi()
+RF_ABI = 6  # cffi_build/replayfast.c rf_abi()
 
 try:
     from .. import _replayfast  # type: ignore[attr-defined]
@@ -73,6 +76,7 @@ except (ImportError, AttributeError):  # not built (no C compiler at install), o
     _replayfast = None
 
 BLOCK = 1 << 20  # bytes read per step
+_FOLD_ROWS = 1024  # rows whose counts one rf_take_counts call takes
 _U64 = 1 << 64
 # the C side's event kinds, by number (the last only from .dat files)
 _KIND_NAMES = ("dax_pmd_fault", "dax_pmd_fault_done", "dax_pte_fault", "dax_pte_fault_done", "dax_pmd_load_hole")
@@ -177,6 +181,8 @@ class _Counting:
             ffi.new("uint8_t[]", n),
         )
         self.rows: list = []  # row objects, by the C side's row number
+        self.fold_buf = (ffi.new("int64_t[]", _FOLD_ROWS), ffi.new("int64_t[]", _FOLD_ROWS * lib.RF_NCNT))
+        self.reason_taken: dict[tuple[int, int], int] = {}  # (row, code number) -> reuse count folded
         self.nrows = 0  # views.rows seen (registered or not)
         self.pure = False  # the rest of the file through the pure-Python path
         self.in_c = True  # the C side still follows the file (its history)
@@ -207,7 +213,7 @@ class _Counting:
             f = rec[1]
             self._take_history(f.get("dev", 0), f.get("ino", 0))
         n = len(views.rows)
-        views.add_record(*rec)
+        self._into_views(rec)
         if len(views.rows) != n:
             self._register(len(views.rows) - self.nrows)
         if self.reuse and self.in_c:
@@ -218,6 +224,9 @@ class _Counting:
             if last is not None:
                 self.recorder.last = None  # type: ignore[union-attr]
                 self._learn(rec, last[0], last[1] and key_kept)
+
+    def _into_views(self, rec: tuple) -> None:
+        self.views.add_record(*rec)
 
     def _note(self, f: dict, kind: int) -> None:
         """A fault-done event the attributor observed and the C side did
@@ -299,31 +308,49 @@ class _Counting:
             self.rows.append(row)
 
     def _finish(self) -> None:
-        """What the C side counted, into the views."""
+        """What the C side counted, into the views, at the end of a replay."""
+        self._fold()
+        self.views.lost += self.stats.lost
+
+    def _fold(self) -> None:
+        """What the C side counted since the last fold, into the views (its
+        counters are zeroed as they are taken)."""
         lib, ctx, views = self.lib, self.ctx, self.views
-        for i, row in enumerate(self.rows):
-            row.pmd += lib.rf_row_count(ctx, i, 0)
-            row.pte += lib.rf_row_count(ctx, i, 1)
-            row.sigbus += lib.rf_row_count(ctx, i, 2)
-            fallback = lib.rf_row_count(ctx, i, 3)  # only without an attributor (--no-reasons)
-            if fallback:
-                row.fallback += fallback
-                row.reasons["unattributed"] = row.reasons.get("unattributed", 0) + fallback
-            row.huge_zero += lib.rf_row_count(ctx, i, 4)  # dax_pmd_load_hole, .dat only
-        for (i, cid), code in self.allowed.items():
-            n = lib.rf_reason_count(ctx, i, cid)  # fallbacks counted by reuse
-            if n:
+        rows, counts = self.fold_buf
+        while True:
+            n = lib.rf_take_counts(ctx, rows, counts, _FOLD_ROWS)
+            if not n:
+                break
+            nc = lib.RF_NCNT
+            got = self.ffi.unpack(counts, n * nc)
+            for j, i in enumerate(self.ffi.unpack(rows, n)):
+                pmd, pte, sigbus, fallback, huge_zero = got[j * nc : j * nc + 5]
                 row = self.rows[i]
+                row.pmd += pmd
+                row.pte += pte
+                row.sigbus += sigbus
+                if fallback:  # only without an attributor (--no-reasons)
+                    row.fallback += fallback
+                    row.reasons["unattributed"] = row.reasons.get("unattributed", 0) + fallback
+                row.huge_zero += huge_zero  # dax_pmd_load_hole, .dat only
+        for key, code in self.allowed.items():
+            total = lib.rf_reason_count(ctx, *key)  # fallbacks counted by reuse (a running total)
+            n = total - self.reason_taken.get(key, 0)
+            if n:
+                self.reason_taken[key] = total
+                row = self.rows[key[0]]
                 row.fallback += n
                 row.reasons[code] += n
         if self.reuse:
             self.attributor.hits += ctx.reuse_hits
+            ctx.reuse_hits = 0
         for k, name in enumerate(_KIND_NAMES):
             n = ctx.by_kind[k]
             if n:
                 views.by_name[name] = views.by_name.get(name, 0) + n
+                ctx.by_kind[k] = 0
         views.events += ctx.view_events
-        views.lost += self.stats.lost
+        ctx.view_events = 0
 
 
 class TextReplay(_Counting):
@@ -433,11 +460,9 @@ class TextReplay(_Counting):
         return bool(self.lib.rf_set_token(self.ctx, kind, data, len(data), value))
 
 
-class DatReplay(_Counting):
-    """One replay of a trace-cmd .dat (:mod:`pmemtrace.live.tracedat`): the
-    ring-buffer pages decoded, the CPUs merged and the fault events counted
-    in C; other fs_dax events, fallbacks and new rows come back here, where
-    the record is unpacked and converted as the pure path does it."""
+class _Pages(_Counting):
+    """What a replay of a .dat and a live read of tracefs's binary pages
+    share: the event table the C side decodes the records with."""
 
     #: the fields the C side reads, in the order of rf_dat_event's table
     FIELDS = (
@@ -453,6 +478,42 @@ class DatReplay(_Counting):
         "result",
         "vm_flags",
     )
+
+    def _dat_events(self, formats: dict, conv: dict) -> bool:
+        """Tell the C side the layout of each event of *conv* (ids with a
+        converter, :func:`~pmemtrace.live.fsdax_binary.converters`) among
+        *formats*; False when it refuses one."""
+        ffi, lib, ctx = self.ffi, self.lib, self.ctx
+        for eid in conv:
+            f = formats[eid]
+            f.layout(False)
+            by_name = {x.name: x for x in f.fields}
+            table = []
+            for name in self.FIELDS:
+                x = by_name.get(name) if name in f.index else None
+                if x is None or x.array is not None or x.data_loc or x.size not in (1, 2, 4, 8):
+                    table += [-1, 0, 0]
+                else:
+                    table += [x.offset, x.size, int(bool(x.signed))]
+            kind = _KIND_NAMES.index(f.name) if f.name in _KIND_NAMES else len(_KIND_NAMES)  # handed back
+            if f.name == "dax_pmd_load_hole" and ("vm_start" in f.index or "vm_end" in f.index):
+                kind = len(_KIND_NAMES)  # the C side finds its row by address: not with bounds given
+            if f.name == "dax_pte_fault" and not self.pte_starts_counted:
+                kind = len(_KIND_NAMES)  # counted without a row: only where no filter could drop it
+            if lib.rf_dat_event(ctx, eid, kind, f.unpacker.size, ffi.new("int32_t[]", table)):
+                return False
+        return True
+
+    #: the C side may count dax_pte_fault (it finds no row for it): False
+    #: where a filter the C side does not know could drop one
+    pte_starts_counted = True
+
+
+class DatReplay(_Pages):
+    """One replay of a trace-cmd .dat (:mod:`pmemtrace.live.tracedat`): the
+    ring-buffer pages decoded, the CPUs merged and the fault events counted
+    in C; other fs_dax events, fallbacks and new rows come back here, where
+    the record is unpacked and converted as the pure path does it."""
 
     def run(self, dat: Any, mm: Any) -> bool:
         """Replay *dat* (and its mmap *mm*, :func:`~pmemtrace.live.tracedat.open_dat`);
@@ -476,22 +537,8 @@ class DatReplay(_Counting):
         cpus = [c for c in sorted(dat.cpus, key=lambda c: c.cpu) if c.size]
         if lib.rf_dat_layout(ctx, dat.page_size, h.ts_offset, h.commit_offset, h.commit_size, h.data_offset, len(cpus)):
             return False
-        for eid in conv:
-            f = dat.formats[eid]
-            f.layout(False)
-            by_name = {x.name: x for x in f.fields}
-            table = []
-            for name in self.FIELDS:
-                x = by_name.get(name) if name in f.index else None
-                if x is None or x.array is not None or x.data_loc or x.size not in (1, 2, 4, 8):
-                    table += [-1, 0, 0]
-                else:
-                    table += [x.offset, x.size, int(bool(x.signed))]
-            kind = _KIND_NAMES.index(f.name) if f.name in _KIND_NAMES else len(_KIND_NAMES)  # handed back
-            if f.name == "dax_pmd_load_hole" and ("vm_start" in f.index or "vm_end" in f.index):
-                kind = len(_KIND_NAMES)  # the C side finds its row by address: not with bounds given
-            if lib.rf_dat_event(ctx, eid, kind, f.unpacker.size, ffi.new("int32_t[]", table)):
-                return False
+        if not self._dat_events(dat.formats, conv):
+            return False
         pieces = [cpu_pages(dat, mm, c) for c in cpus]
         held: list = [None] * len(cpus)  # each slot's current piece (and its cffi view): the C side reads it
         self._begin()
@@ -530,6 +577,121 @@ class DatReplay(_Counting):
         st.lost_unknown += ctx.dat_lost_unknown
         self._finish()
         return True
+
+
+class RawCounting(_Pages):
+    """``watch``'s tracefs backend on the compiled path: each round of
+    ``trace_pipe_raw`` pages (:meth:`~pmemtrace.live.rawpipe.RawPipes.next_round`)
+    decoded, merged by timestamp and counted into the views in C, as
+    :meth:`~pmemtrace.live.rawpipe.RawPipes.read` and the session's feed
+    would (the same order: the rounds one after the other, each merged);
+    what Python must see (new rows, fallbacks to attribute, the other
+    fs_dax events, dax_pte_fault) goes to *feed* (``Session.feed``) as the
+    C side meets it, one record at a time, and the counts are folded into
+    the rows after every round (:meth:`round`).  The pages' losses are
+    counted into the stats as the Python reader counts them.
+
+    A round the C side finds unusual (a page that is not whole, a CPU
+    going back in time, what :mod:`~pmemtrace.live.ftrace_binary` would
+    call corrupt) is found so before anything of it is counted, and goes
+    through the Python reader (:meth:`~pmemtrace.live.rawpipe.RawPipes.records`)
+    instead, record by record to *feed*."""
+
+    pte_starts_counted = False  # no row for them: the session's filter must see them
+
+    def __init__(self, views: Any, raw: Any, feed: Any) -> None:
+        super().__init__(views, raw.stats)
+        self.raw = raw
+        self.feed = feed
+        self.page_size = raw.page_size
+        self.formats = raw.decoder.formats
+
+    @classmethod
+    def make(cls, views: Any, raw: Any, feed: Any) -> RawCounting | None:
+        """The compiled path for the reader *raw* (a :class:`~pmemtrace.live.rawpipe.RawPipes`)
+        into *views*, or None where it cannot run (not built, turned off, a
+        big-endian host, a layout it refuses): the caller reads in Python."""
+        if not available() or sys.byteorder != "little" or raw.decoder.big_endian:
+            return None
+        self = cls(views, raw, feed)
+        h = raw.decoder.header
+        lib, ctx = self.lib, self.ctx
+        if lib.rf_dat_layout(ctx, self.page_size, h.ts_offset, h.commit_offset, h.commit_size, h.data_offset, 0):
+            return None
+        if not self._dat_events(self.formats, raw.conv):
+            return None
+        return self
+
+    def _into_views(self, rec: tuple) -> None:
+        from .session import Record
+
+        name, fields, ts, pid, comm, cpu = rec
+        self.feed([Record(name, fields, ts, pid, comm, cpu, pid, "tracefs")])
+
+    def round(self, rnd: list[tuple[int, bytes]]) -> None:
+        """Count the round of pages *rnd* (``[(cpu, page)]``), then fold
+        the counts into the views."""
+        try:
+            if not self._c_round(rnd):
+                for rec in self.raw.records(rnd):
+                    self.ctx.rec_noted = self.ctx.rec_key = 0  # a record the C side did not parse
+                    self._add(rec)
+        finally:
+            self._fold()
+
+    def _c_round(self, rnd: list[tuple[int, bytes]]) -> bool:
+        """The round through the C side: False (nothing counted) when it
+        refuses it."""
+        ffi, lib, ctx, ps = self.ffi, self.lib, self.ctx, self.page_size
+        by_cpu: dict[int, list[bytes]] = {}
+        for cpu, page in rnd:
+            if len(page) != ps:
+                return False  # the C side reads a CPU's pages at page-size steps
+            by_cpu.setdefault(cpu, []).append(page)
+        cpus = sorted(by_cpu)
+        if lib.rf_dat_round(ctx, len(cpus)):
+            return False
+        held = []  # each slot's piece and its cffi view: the C side reads them until the round ends
+        for slot, cpu in enumerate(cpus):
+            piece = b"".join(by_cpu[cpu])
+            cbuf = ffi.from_buffer(piece)
+            held.append((piece, cbuf))
+            r = lib.rf_dat_piece(ctx, slot, cbuf, len(piece))
+            if r == lib.RF_NOMEM:
+                raise MemoryError("watch: the compiled path ran out of memory")
+            if r or lib.rf_dat_end(ctx, slot):
+                # refused while decoding: nothing merged or counted yet, and
+                # what the pages said so far is dropped (Python counts it)
+                ctx.dat_records = ctx.dat_skipped = ctx.dat_lost = ctx.dat_lost_unknown = 0
+                return False
+        st, dec = self.stats, self.raw.decoder
+        n = ctx.dat_records
+        st.lines += n
+        st.events += n
+        st.lost += ctx.dat_lost
+        dec.lost_unknown += ctx.dat_lost_unknown
+        dec.skipped += ctx.dat_skipped
+        st.lost_unknown = dec.lost_unknown
+        ctx.dat_records = ctx.dat_skipped = ctx.dat_lost = ctx.dat_lost_unknown = 0
+        formats, conv, named = self.formats, self.raw.conv, False
+        self._begin()
+        try:
+            while True:
+                r = lib.rf_dat_run(ctx)
+                if r == lib.RF_DONE:
+                    return True
+                if r != lib.RF_LINE:
+                    raise MemoryError("watch: the compiled path ran out of memory")
+                eid, slot = ctx.rec_eid, ctx.rec_slot
+                rec = conv[eid](ctx.rec_ts, cpus[slot], formats[eid].unpack_from(held[slot][0], ctx.rec_off))
+                if rec[4] == "<...>":
+                    if not named:  # a pid first seen since the last read (as RawPipes.records)
+                        self.raw.refresh_comms()
+                        named = True
+                    rec = (*rec[:4], self.raw.comms.get(rec[3], "<...>"), rec[5])
+                self._add(rec)
+        finally:
+            self._end()
 
 
 class TextSource:

@@ -152,16 +152,29 @@ class RawPipes:
                 n += len(tmp)
         return n
 
-    def read(self) -> list[tuple]:
-        """The text parser's ``(name, fields, ts, pid, comm, cpu)`` of the
-        records of the oldest round of pages read (:meth:`pull`), by
-        timestamp (the lower CPU first on a tie, as the all-CPU pipe
-        merges them)."""
+    def next_round(self) -> list[tuple[int, bytes]]:
+        """The oldest round of pages read (:meth:`pull` first): ``[(cpu,
+        page)]`` in CPU order, each CPU's pages in the order read; [] when
+        none waits."""
         self.pull()
         if not self._rounds:
             return []
         rnd = self._rounds.popleft()
         self._backlog_bytes -= sum(len(p) for _c, p in rnd)
+        return rnd
+
+    def read(self) -> list[tuple]:
+        """The text parser's ``(name, fields, ts, pid, comm, cpu)`` of the
+        records of the oldest round of pages read (:meth:`pull`), by
+        timestamp (the lower CPU first on a tie, as the all-CPU pipe
+        merges them)."""
+        return self.records(self.next_round())
+
+    def records(self, rnd: list[tuple[int, bytes]]) -> list[tuple]:
+        """:meth:`read` of the round *rnd* (:meth:`next_round`): its losses
+        and records counted into the stats."""
+        if not rnd:
+            return []
         raw: list = []
         dec = self.decoder
         lost = 0
@@ -181,11 +194,15 @@ class RawPipes:
         if any(r[4] == "<...>" for r in out):
             # a pid first seen since the last read: its name is in
             # saved_cmdlines now (recorded when its event was)
-            self.comms.update(saved_cmdlines(self.root))
+            self.refresh_comms()
             out = [r if r[4] != "<...>" else (*r[:4], self.comms.get(r[3], "<...>"), r[5]) for r in out]
         self.stats.lines += len(out)
         self.stats.events += len(out)
         return out
+
+    def refresh_comms(self) -> None:
+        """Re-read ``saved_cmdlines`` (the converters name pids from :attr:`comms`)."""
+        self.comms.update(saved_cmdlines(self.root))
 
     def close(self) -> None:
         for _cpu, fd in self.fds:

@@ -12,7 +12,12 @@ their source; both run :class:`Session`, which filters, records and feeds
 * optionally ``counts()``: what the kernel counted since the last call
   (``(rows, by_name)``: :class:`pmemtrace.live.decode.CountedRow` s and
   {event name: n}); the bcc backend aggregates in the kernel, and the
-  session folds these in before each view and at the end.
+  session folds these in before each view and at the end;
+* optionally ``count_into(views, feed) -> bool``: count into the views
+  itself from now on (the tracefs backend, in C), handing the records it
+  does not count to ``feed`` (:meth:`Session.feed`) as it meets them;
+  asked by :meth:`Session.run` when no recorder or ``--events`` wants
+  every event.
 
 Every source yields the one record type, :class:`Record`; an
 :class:`~pmemtrace.events.Event` is made from it only where one is wanted
@@ -257,6 +262,28 @@ class FileSource:
         self._events = None
 
 
+def drain_remaining(source, feed: Callable[[list], Any], seconds: float) -> int:
+    """The final drain of a stopped live *source*: hand its records to
+    *feed* until a drain is empty and the source is not ``behind`` (pages
+    read ahead and not decoded), for at most *seconds* (the probes may keep
+    firing).  Returns the events it still holds when the drain stopped
+    short, by time or by a failed read (``unread()``, 0 for a source
+    without one): they were traced and not read, so the caller counts them
+    as lost.  0 when it emptied.  ``watch`` (:meth:`Session.finish`) and
+    ``run``/``check`` (:class:`~pmemtrace.live.tracefs.TraceCapture`)."""
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            records = source.drain(0)
+            if not records and not getattr(source, "behind", False):
+                return 0
+            feed(records)
+    except OSError as e:  # what is still buffered is counted below
+        log.warning("final drain stopped: cannot read the trace: %s", e.strerror or e)
+    unread = getattr(source, "unread", None)
+    return unread() if unread is not None else 0
+
+
 # ---------------------------------------------------------------------------
 # The session
 
@@ -322,6 +349,13 @@ class Session:
         finally:
             signal.signal(signal.SIGTERM, old)
         self.started = True
+
+    def _source_counts(self) -> None:
+        """Let a source that can count into the views itself do so (tracefs
+        in C), unless every event must be seen (a recorder, ``--events``)."""
+        count_into = getattr(self.source, "count_into", None)
+        if count_into is not None and self.recorder is None and self.on_event is None:
+            count_into(self.views, self.feed)
 
     def feed(self, records: list[Record]) -> None:
         """The one feed path: each kept record to the views, and as an
@@ -392,6 +426,7 @@ class Session:
         when the session ended normally (a signal is a normal end)."""
         if not self.started:
             self.start()
+        self._source_counts()
         # Ctrl-C and SIGTERM set a flag checked after every drain (at most
         # 0.5 s): an exception raised from the handler would land inside
         # bcc's ring-buffer callback, where ctypes prints and swallows it
@@ -446,29 +481,21 @@ class Session:
             return
         try:
             self.source.stop()
-            end = time.monotonic() + FINAL_DRAIN_SECONDS
-            emptied = False
-            while time.monotonic() < end:
-                evs = self.source.drain(0)
-                if not evs and not getattr(self.source, "behind", False):
-                    emptied = True
-                    break
-                self.feed(evs)
+            left = drain_remaining(self.source, self.feed, FINAL_DRAIN_SECONDS)
             self.fold_counts()
             self.account_lost()
-            unread = getattr(self.source, "unread", None)
-            if not emptied and unread is not None:
+            if left:
                 # the drain was cut short: what the buffer still holds is
                 # lost too, and said (a lab --record run once showed 170,234
                 # of 262,144 faults with 0 lost)
-                left = unread()
-                if left:
-                    log.warning(
-                        "final drain stopped after %d s: %d events not read, counted as lost", FINAL_DRAIN_SECONDS, left
-                    )
-                    self.views.lost += left
-                    if self.recorder is not None:
-                        self.recorder.lost_events(left)
+                log.warning(
+                    "final drain stopped short (%d s at most): %d events not read, counted as lost",
+                    FINAL_DRAIN_SECONDS,
+                    left,
+                )
+                self.views.lost += left
+                if self.recorder is not None:
+                    self.recorder.lost_events(left)
         except Exception as e:  # the views so far are still worth showing
             log.debug("final drain failed: %s", e)
         finally:

@@ -527,6 +527,7 @@ class TracefsBackend:
         self.enabled: list[str] = []
         self.raw: Optional[Any] = None  # a rawpipe.RawPipes once started, unless the text pipe is read
         self._behind = False  # the last binary read found records or left pages undecoded
+        self.counting: Optional[Any] = None  # a fasttext.RawCounting once count_into() took the views
         self.reader = ""  # trace_pipe_raw (binary, per CPU) or trace_pipe (text)
 
     def missing(self) -> str:
@@ -604,6 +605,12 @@ class TracefsBackend:
         # found records), read again at once.
         if timeout > 0 and not self._behind:
             time.sleep(timeout)
+        if self.raw is not None and self.counting is not None:
+            rnd = self.raw.next_round()
+            if rnd:
+                self.counting.round(rnd)  # counted into the views; the rest fed to the session
+            self._behind = bool(rnd) or self.raw.pending()
+            return []
         if self.raw is not None:
             from .session import Record
 
@@ -614,6 +621,24 @@ class TracefsBackend:
             self._behind = bool(got) or self.raw.pending()
             return got
         return self._parse(self.inst.read())
+
+    def count_into(self, views: Any, feed: Any) -> bool:
+        """Count the events into *views* (an Aggregator) in C from now on,
+        handing each record Python must see to *feed* (``Session.feed``) at
+        once: the binary reader on the compiled path
+        (:class:`pmemtrace.live.fasttext.RawCounting`); :meth:`drain` then
+        returns nothing.  False (records as before) where it cannot: the
+        text pipe, no compiled module, ``PMEMTRACE_PURE_PYTHON=1``.
+
+        The C side counts an event only into a row that a record fed before
+        made, so the session's filter must depend on the pid, dev and
+        inode alone (watch's ``--pid`` and ``--path``)."""
+        if self.raw is None:
+            return False
+        from .fasttext import RawCounting
+
+        self.counting = RawCounting.make(views, self.raw, feed)
+        return self.counting is not None
 
     @property
     def behind(self) -> bool:
@@ -641,6 +666,7 @@ class TracefsBackend:
         if self.raw is not None:
             self.raw.close()
             self.raw = None
+        self.counting = None
         self.inst.close()
         self.enabled = []
 
@@ -736,18 +762,11 @@ class TraceCapture:
         if self._thread is not None:
             self._thread.join(30)
             self._thread = None
-        emptied = False
-        end = time.monotonic() + self.FINAL_DRAIN_SECONDS
-        try:
-            while time.monotonic() < end:  # what is left after tracing_on=0
-                more = backend.drain(0)
-                if not more and not backend.behind:
-                    emptied = True
-                    break
-                self._records += more
-        except OSError:
-            pass
-        self.lost = backend.lost() + (0 if emptied else backend.unread())
+        from .session import drain_remaining
+
+        # what is left after tracing_on=0; what a drain cut short leaves is lost
+        left = drain_remaining(backend, self._records.extend, self.FINAL_DRAIN_SECONDS)
+        self.lost = backend.lost() + left
         if self.lost and self.reason is None:
             self.reason = f"incomplete: the ring buffer lost {self.lost} events ({self.BUFFER_KB} KiB per CPU)"
         events = [r.event() for r in self._records]
