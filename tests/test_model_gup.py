@@ -41,8 +41,6 @@ def test_the_caller_faults_the_page_that_stopped_the_pin_again():
     cases = {
         # O_DIRECT: bio retry, next bio, next iomap iteration: 4 faults, EFAULT
         "odirect": (_pin(start - A, 16 * 4096, fast=True), 4, 14),
-        # ... unless the stop is the first page of a bio (256 pages): 2 faults
-        "odirect-bio-boundary": (_pin(stop - A - 256 * 4096, 260 * 4096, fast=True), 2, 14),
         # process_vm: the next 512-page call faults it once more, a short copy
         "process_vm": (_pin(start - A, 16 * 4096, fast=False), 2, None),
         # ... unless the stop is the first page of a call (page 512)
