@@ -42,14 +42,13 @@ from ..model.build import CaseBuilder, allocated_extents, case_to_json, dax_exte
 from ..model.case import Case, File
 from ..workload import engine as E
 from ..workload.worker import edge_page_tables, own_maps
+from .generate import GUP_MAX  # the longest GUP: the partner file and the process_vm buffer
 
 PAGE = 4096
 PROT_NONE = 0
 PMD = 2 << 20
 PUD = 1 << 30
 MARK = "pmemtrace-fuzz "
-#: the longest GUP carried out (the partner file and the process_vm buffer)
-GUP_MAX = 4 << 20
 #: why an access was not carried out that says nothing of the model
 NOT_COMPARED = frozenset(("no-partner",))
 
