@@ -12,11 +12,13 @@ from ._common import load_case_file, load_json_file, print_json, status, table
 def run_case(path, dir_=None, device=None, out=None, as_json=False, allow_non_dax=False, dio_dir=None):
     """Returns the exit status: 0 every access agrees, 1 any disagreement.
     *dio_dir*: a directory on a non-DAX filesystem for the case's O_DIRECT
-    GUPs (without it they are not run)."""
+    GUPs (without it they are taken out of the case first)."""
     from ..fuzz.campaign import check_case, host_target
+    from ..fuzz.execute import refuse_what_cannot_run
     from ..workload import target as T
 
     case = load_case_file(path)  # validated: a bad case is one line, exit 2
+    refuse_what_cannot_run(case)
     raw = load_json_file(path, "case")
     mode = case.device.mode
     if mode == "fsdax" and not dir_:
@@ -66,7 +68,8 @@ def run_case(path, dir_=None, device=None, out=None, as_json=False, allow_non_da
             status(f"pmemtrace: {rec['not_run']} accesses after a SIGBUS were not run")
         if rec["not_compared"]:
             status(
-                f"pmemtrace: {rec['not_compared']} O_DIRECT GUPs not run: give --dio-dir DIR on a non-DAX filesystem"
+                f"pmemtrace: {rec['not_compared']} O_DIRECT GUPs taken out of the case (not run, not compared): "
+                "give --dio-dir DIR on a non-DAX filesystem"
             )
         if rec["note"]:
             status(f"note: {rec['note']}")

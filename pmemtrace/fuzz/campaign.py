@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from ..model import parse_case
 from .compare import compare, kernel_view, known_limit, minimise
-from .execute import KernelTrace, execute, real_case
+from .execute import KernelTrace, execute, real_case, without_odirect
 from .generate import DEFAULT_KINDS, generate, kind_of
 
 
@@ -100,6 +100,9 @@ def run_one(
     case_json: dict[str, Any], target: Target, trace: KernelTrace, release: str
 ) -> tuple[dict[str, Any], Any, Any]:
     """(the real case, the kernel's per-access view, the Comparison)."""
+    dropped = 0
+    if target.partner is None:
+        case_json, dropped = without_odirect(case_json)
     case = parse_case(case_json)
     placed = set(case_json.get("fuzz", {}).get("kernel_placed", ()))
     if target.fs and case.file is not None:
@@ -114,6 +117,7 @@ def run_one(
         real["fuzz"] = case_json["fuzz"]
     kv = kernel_view(real, obs)
     cmp = compare(real, kv)
+    cmp.not_compared = dropped
     if obs.died:
         cmp.note = obs.died
     return real, kv, cmp

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 from ..errors import CaseError
 from ..events import decode_vm_fault
 from ..model import explain, parse_case
-from .execute import NOT_COMPARED, Observation, devdax_outcome, fs_dax_events, split_by_marker
+from .execute import Observation, devdax_outcome, fs_dax_events, split_by_marker
 
 
 def _sig(events: Any) -> list[list[str]]:
@@ -59,7 +59,8 @@ class Row:
 class Comparison:
     rows: list[Row] = field(default_factory=list)
     not_run: int = 0
-    #: accesses carried out without a verdict (NOT_COMPARED: no O_DIRECT partner)
+    #: O_DIRECT GUPs taken out before the run (no partner directory:
+    #: execute.without_odirect)
     not_compared: int = 0
     note: Optional[str] = None
 
@@ -145,9 +146,6 @@ def compare(case: dict[str, Any], kernel: list[Optional[dict[str, Any]]]) -> Com
     for r, k in zip(pred.results, kernel):
         if k is None:
             out.not_run += 1
-            continue
-        if k.get("skipped") in NOT_COMPARED:
-            out.not_compared += 1
             continue
         m = _model_view(r, devdax)
         child = "child-" if case["accesses"][r.index].get("child") else ""

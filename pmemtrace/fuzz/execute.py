@@ -16,9 +16,11 @@ A ``gup`` access is carried out as the generator means it
 (:mod:`pmemtrace.fuzz.generate`): ``longterm``, an io_uring buffer
 registration (FOLL_WRITE | FOLL_LONGTERM); ``fast``, an O_DIRECT read into
 the mapping (``write``) or write out of it, against a partner file on a
-non-DAX filesystem (``partner``: its directory; without one the access is
-not run, ``no-partner``); otherwise process_vm_writev/readv on the process
-itself (remote GUP: the slow path only).
+non-DAX filesystem (``partner``: its directory; a case run without one
+has its O_DIRECT GUPs taken out first, :func:`without_odirect`); otherwise
+process_vm_writev/readv on the process itself (remote GUP: the slow path
+only).  A GUP is at most :data:`GUP_MAX` long (the partner file and the
+process_vm buffer are that size): :func:`execute` refuses a longer one.
 
 The case the model is asked about is then rebuilt with the real extents,
 addresses and device geometry (:func:`real_case`).
@@ -49,9 +51,6 @@ PROT_NONE = 0
 PMD = 2 << 20
 PUD = 1 << 30
 MARK = "pmemtrace-fuzz "
-#: why an access was not carried out that says nothing of the model
-NOT_COMPARED = frozenset(("no-partner",))
-
 # dev_dax_huge_fault(vmf, order) since Linux kernel commit 1d024e7a8dab
 # ("mm: remove enum page_entry_size") (in v6.6); before: (vmf, pe_size) with
 # PE_SIZE_PTE=0, PE_SIZE_PMD=1, PE_SIZE_PUD=2.  The values do not overlap.
@@ -367,18 +366,46 @@ def _guard(start: int, stop: int) -> bool:
     return True
 
 
+def is_odirect(a: Any) -> bool:
+    """A GUP the executor carries out as O_DIRECT against the partner file."""
+    return a.op == "gup" and a.fast and not a.longterm and not a.populate
+
+
+def without_odirect(case_json: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """*case_json* less its O_DIRECT GUPs, and how many: what runs when no
+    partner directory was given.  Taken out before the run, not skipped in
+    it, so that the model is asked about what the kernel did (an O_DIRECT
+    GUP faults pages in that later accesses then find mapped)."""
+    from ..model import parse_case
+
+    accesses = parse_case(case_json).accesses
+    keep = [raw for raw, a in zip(case_json["accesses"], accesses) if not is_odirect(a)]
+    return {**case_json, "accesses": keep}, len(accesses) - len(keep)
+
+
+def refuse_what_cannot_run(case: Case) -> None:
+    """UsageError (one line) for a case the executor cannot carry out as
+    the model reads it: a GUP longer than :data:`GUP_MAX` (cutting it
+    short would compare the kernel with a model of another case)."""
+    for i, a in enumerate(case.accesses):
+        if a.op == "gup" and not a.populate and a.length > GUP_MAX:
+            raise UsageError(
+                f"access {i}: a GUP of {a.length >> 10} KiB; cases are carried out with GUPs of at most "
+                f"{GUP_MAX >> 10} KiB: split it into several"
+            )
+
+
 def _gup(mp: Any, a: Any, partner_fd: Optional[int], buf: Any) -> Optional[str]:
     """Carry out GUP access *a* on mapping *mp* (see the module docstring);
     raises OSError with the errno of a refused call; returns why it was
     not carried out, or None."""
     if a.offset >= mp.length:
         return "outside"
-    addr, n = mp.addr + a.offset, min(a.length, GUP_MAX)
+    addr, n = mp.addr + a.offset, a.length
     if a.longterm:
         E._check(E.lib.pmt_longterm_pin(addr, n), "longterm-pin")
     elif a.fast:
-        if partner_fd is None:
-            return "no-partner"
+        assert partner_fd is not None, "execute() opens the partner for every O_DIRECT GUP"
         if a.write:
             E.pread_into(partner_fd, addr, n, 0)
         else:
@@ -748,8 +775,11 @@ def execute(
     filesystem for O_DIRECT GUPs.  Returns the :class:`Observation`."""
     obs = Observation()
     fsdax = case.device.mode == "fsdax"
+    refuse_what_cannot_run(case)
     partner_fd, partner_path = None, None
-    if partner and any(a.op == "gup" and a.fast and not a.longterm and not a.populate for a in case.accesses):
+    if any(is_odirect(a) for a in case.accesses):
+        if not partner:
+            raise UsageError("the case has O_DIRECT GUPs and no partner directory (without_odirect() first)")
         partner_fd, partner_path = _open_partner(partner)
     try:
         if fsdax:
