@@ -217,3 +217,35 @@ def test_session_filters_and_records(tmp_path):
     assert len(seen) == 10 and views.totals()["pmd"] == 10
     again, src = replay(str(out), reasons=False)
     assert src.complete and again.totals()["pmd"] == 10
+
+
+class _Counting:
+    """A source that can count into the views itself (as tracefs in C) and
+    keep its records in time order across drains when asked."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.in_time_order = False
+        self.counted_by_source = False
+
+    def count_into(self, views, feed):
+        self.counted_by_source = True
+        return True
+
+
+@pytest.mark.parametrize("wants", [None, "recorder", "events"])
+def test_a_session_that_keeps_every_event_asks_for_time_order(wants):
+    """Counting needs no order (the source counts a round as it comes);
+    --record and --events write the events out one by one, so the source
+    must hold back what a CPU's later pages may precede
+    (RawPipes.read(hold=True))."""
+    src = _Counting()
+    Session(
+        src,
+        Aggregator(),
+        recorder=object() if wants == "recorder" else None,
+        on_event=print if wants == "events" else None,
+    )._source_counts()
+    assert src.counted_by_source == (wants is None)
+    assert src.in_time_order == (wants is not None)

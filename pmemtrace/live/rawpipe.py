@@ -15,6 +15,7 @@ never had is ``<...>``, as in the text.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import errno
 import mmap
@@ -79,6 +80,11 @@ class RawPipes:
         self.decoder = PageDecoder(header, {i: formats[i] for i in self.conv})
         self.page_size = self._subbuf_size(instance)
         self._rounds: collections.deque = collections.deque()  # [(cpu, page)] per round, read not decoded
+        # per round: the CPUs whose read stopped at MAX_PAGES_PER_CPU (more pages wait)
+        self._cut: collections.deque = collections.deque()
+        self._last_cut: frozenset = frozenset()  # those of the round next_round() returned
+        # decoded raw records newer than a cut CPU's last one: out with a later round
+        self._held: list = []
         self._backlog_bytes = 0
         self.fds: list[tuple[int, int]] = []  # (cpu, fd)
         d = os.path.join(instance, "per_cpu")
@@ -114,7 +120,7 @@ class RawPipes:
         data_offset = self.decoder.header.data_offset
         while self._backlog_bytes < BACKLOG_BYTES:
             rnd = []
-            full = False
+            cut = []
             for cpu, fd in self.fds:
                 n = 0
                 while n < MAX_PAGES_PER_CPU:
@@ -128,23 +134,25 @@ class RawPipes:
                         break
                     rnd.append((cpu, page))
                     n += 1
-                full = full or n == MAX_PAGES_PER_CPU
+                if n == MAX_PAGES_PER_CPU:
+                    cut.append(cpu)
             if rnd:
                 self._rounds.append(rnd)
+                self._cut.append(frozenset(cut))
                 self._backlog_bytes += sum(len(p) for _c, p in rnd)
                 total += len(rnd)
-            if not full:
+            if not cut:
                 break
         return total
 
     def pending(self) -> bool:
-        """Pages read but not decoded yet."""
-        return bool(self._rounds)
+        """Pages read but not decoded yet, or records held back."""
+        return bool(self._rounds) or bool(self._held)
 
     def backlog_events(self) -> int:
-        """Events in the pages read but not decoded (counted by decoding
-        them: what a final drain cut short leaves)."""
-        dec, n = self.decoder, 0
+        """Events in the pages read but not decoded, and those held back
+        (counted by decoding them: what a final drain cut short leaves)."""
+        dec, n = self.decoder, len(self._held)
         for rnd in self._rounds:
             for cpu, page in rnd:
                 tmp: list = []
@@ -158,24 +166,32 @@ class RawPipes:
         none waits."""
         self.pull()
         if not self._rounds:
+            self._last_cut = frozenset()
             return []
         rnd = self._rounds.popleft()
+        self._last_cut = self._cut.popleft()
         self._backlog_bytes -= sum(len(p) for _c, p in rnd)
         return rnd
 
-    def read(self) -> list[tuple]:
+    def read(self, hold: bool = False) -> list[tuple]:
         """The text parser's ``(name, fields, ts, pid, comm, cpu)`` of the
         records of the oldest round of pages read (:meth:`pull`), by
         timestamp (the lower CPU first on a tie, as the all-CPU pipe
-        merges them)."""
-        return self.records(self.next_round())
+        merges them).  *hold*: in time order from one read to the next
+        too, for readers that keep the events (run, check, ``--record``):
+        a round's records newer than the last one read from a CPU whose
+        read was cut (more of its pages wait) are held back for a later
+        read, as that CPU's next pages may be older.  Counting needs no
+        order, and the C side counts a round as it comes."""
+        return self.records(self.next_round(), hold=hold)
 
-    def records(self, rnd: list[tuple[int, bytes]]) -> list[tuple]:
-        """:meth:`read` of the round *rnd* (:meth:`next_round`): its losses
-        and records counted into the stats."""
-        if not rnd:
-            return []
-        raw: list = []
+    def records(self, rnd: list[tuple[int, bytes]], hold: bool = False) -> list[tuple]:
+        """The records of the round *rnd* (:meth:`next_round`), with those
+        held back before, by timestamp; its losses and records counted into
+        the stats.  *hold*: keep back what a cut CPU's next pages may
+        precede (:meth:`read`); else everything held comes out now."""
+        raw: list = self._held
+        self._held = []
         dec = self.decoder
         lost = 0
         for cpu, page in rnd:
@@ -189,6 +205,19 @@ class RawPipes:
         if not raw:
             return []
         raw.sort(key=itemgetter(0))
+        if hold and rnd and self._last_cut:
+            # each CPU's records are in time order: a cut CPU's next pages
+            # start after its last record read
+            last: dict[int, int] = {}
+            for r in raw:
+                if r[1] in self._last_cut:
+                    last[r[1]] = r[0]
+            if last:
+                mark = min(last.values())
+                keep = bisect.bisect_right(raw, mark, key=itemgetter(0))
+                raw, self._held = raw[:keep], raw[keep:]
+                if not raw:
+                    return []
         conv = self.conv
         out = [conv[eid](ts, cpu, v) for ts, cpu, eid, v in raw]
         if any(r[4] == "<...>" for r in out):

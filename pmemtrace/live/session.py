@@ -354,8 +354,11 @@ class Session:
         """Let a source that can count into the views itself do so (tracefs
         in C), unless every event must be seen (a recorder, ``--events``)."""
         count_into = getattr(self.source, "count_into", None)
-        if count_into is not None and self.recorder is None and self.on_event is None:
-            count_into(self.views, self.feed)
+        if self.recorder is None and self.on_event is None:
+            if count_into is not None:
+                count_into(self.views, self.feed)
+        elif hasattr(self.source, "in_time_order"):
+            self.source.in_time_order = True  # the events are written out one by one: in time order
 
     def feed(self, records: list[Record]) -> None:
         """The one feed path: each kept record to the views, and as an

@@ -528,6 +528,9 @@ class TracefsBackend:
         self.raw: Optional[Any] = None  # a rawpipe.RawPipes once started, unless the text pipe is read
         self._behind = False  # the last binary read found records or left pages undecoded
         self.counting: Optional[Any] = None  # a fasttext.RawCounting once count_into() took the views
+        #: the records kept in time order from one drain to the next (run,
+        #: check and --record keep every event; RawPipes.read(hold=True))
+        self.in_time_order = False
         self.reader = ""  # trace_pipe_raw (binary, per CPU) or trace_pipe (text)
 
     def missing(self) -> str:
@@ -616,7 +619,7 @@ class TracefsBackend:
 
             got = [
                 Record(name, fields, ts, pid, comm, cpu, pid, "tracefs")
-                for name, fields, ts, pid, comm, cpu in self.raw.read()
+                for name, fields, ts, pid, comm, cpu in self.raw.read(hold=self.in_time_order)
             ]
             self._behind = bool(got) or self.raw.pending()
             return got
@@ -712,6 +715,7 @@ class TraceCapture:
             backend = TracefsBackend(
                 root=root, buffer_kb=self.BUFFER_KB, purpose=purpose, what=what, tracepoints=FS_DAX_EVENTS
             )
+            backend.in_time_order = True  # compared with the model in order
             backend.inst.create()  # now: a missing privilege is said before the workload starts
         except (OSError, PrivilegeError, KernelFeatureMissing) as exc:
             self.reason = f"cannot trace: {getattr(exc, 'strerror', None) or exc}"
@@ -775,9 +779,9 @@ class TraceCapture:
         self.lost = backend.lost() + left
         if self.lost and self.reason is None:
             self.reason = f"incomplete: the ring buffer lost {self.lost} events ({self.BUFFER_KB} KiB per CPU)"
-        records = in_time_order(self._records)
+        events = [r.event() for r in self._records]
         self._records = []
-        return [r.event() for r in records]
+        return events
 
     def close(self) -> None:
         self._stop.set()
@@ -787,17 +791,6 @@ class TraceCapture:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
-
-
-def in_time_order(records: list) -> list:
-    """*records* sorted by timestamp, the lower CPU first on a tie, each
-    CPU's records keeping their read order (a stable sort).  A drain merges
-    only the pages of one round, at most ``MAX_PAGES_PER_CPU`` a CPU: when a
-    CPU is that far behind, its next round holds events older than the
-    other CPUs' records already returned, and a task that moved between
-    CPUs during a long fault burst came out of order (a 16,384-fault
-    populate on 6.12 lost its alignment with the model in CI)."""
-    return sorted(records, key=lambda r: (r.ts if r.ts is not None else 0.0, r.cpu or 0))
 
 
 def trace_text(events: Iterable[Event]) -> str:
