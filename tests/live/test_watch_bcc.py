@@ -162,17 +162,22 @@ def dax_setup(guest):
     return guest.fsdax(map="mem", align="2M", fs="xfs")
 
 
+_BPF_CACHE: dict = {}  # the bcc sessions' cache directory (XDG_CACHE_HOME)
+
+
 @pytest.fixture(scope="module", params=["bcc", "bcc-cached", "tracefs"])
 def session(request, dax_setup, guest, tmp_path_factory):
     """One watch per backend (bcc compiles for minutes under TCG) over the
     three workloads, each its own process: {kind: row}, plus the summary.
-    bcc-cached: a first bcc watch compiles and saves the program in a fresh
-    cache directory (pmemtrace/live/bpfcache.py), the measured one loads it
-    from there without bcc."""
+    bcc: compiles (a fresh cache directory, pmemtrace/live/bpfcache.py) and
+    saves the program there; bcc-cached loads it from there without bcc (a
+    first bcc watch compiles and saves it if bcc did not run before: -k)."""
     backend, _, cached = request.param.partition("-")
-    env = {"PMEMTRACE_BPF_CACHE": "0"} if backend == "bcc" and not cached else {}
-    if cached:
-        env = {"XDG_CACHE_HOME": str(tmp_path_factory.mktemp("xdg-cache"))}
+    env = {}
+    if backend == "bcc":
+        if "bcc" not in _BPF_CACHE:  # one compile for both bcc sessions (a minute or more under TCG)
+            _BPF_CACHE["bcc"] = str(tmp_path_factory.mktemp("xdg-cache"))
+        env = {"XDG_CACHE_HOME": _BPF_CACHE["bcc"]}
     setup, dax = dax_setup, dax_setup["mount"]
     if backend == "bcc":
         from pmemtrace.live.bcc_backend import why_not_bcc
@@ -185,7 +190,8 @@ def session(request, dax_setup, guest, tmp_path_factory):
     except pytest.skip.Exception as exc:
         src, no_gup = None, str(exc)
     before = attached_state()
-    if cached:
+    saved = os.path.join(env.get("XDG_CACHE_HOME", ""), "pmemtrace", "bpf")
+    if cached and not (os.path.isdir(saved) and os.listdir(saved)):
         first = Watch(backend, dax, env=env)
         first.stop()
         assert "compiled-program cache" not in "".join(first.err)
