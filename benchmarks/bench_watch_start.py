@@ -77,7 +77,11 @@ def main():
         flags = b.cflags()
         bpf = timed(f"compile + load bpf/pmemtrace.bpf.c: {label}", lambda flags=flags: BPF(text=src, cflags=flags))
         bpf.cleanup()
-    minimal = "TRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done) { return args->result; }\n"
+    # bcc writes the args struct from the format, which names vm_flags_t;
+    # 7.x's headers no longer define it (bpf/pmemtrace.bpf.c does the same)
+    minimal = (
+        "typedef unsigned long vm_flags_t;\nTRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done) { return args->result; }\n"
+    )
     x = timed("compile: one tracepoint, no includes (bcc's floor)", lambda: BPF(text=minimal, cflags=["-w"]))
     x.cleanup()
     if args.headers:
