@@ -122,8 +122,19 @@ BPF_PERCPU_HASH(counts, struct pmt_key, struct pmt_counts, PMT_COUNT_KEYS);
 /* events counted here rather than sent, by PMT_KIND_* (events_by_name) */
 BPF_PERCPU_ARRAY(kinds, u64, 64);
 BPF_TABLE("lru_hash", u32, struct pmt_comm, comms, PMT_COUNT_KEYS);
-/* the mapping of the PMD fault each thread is in (dax_pmd_fault to _done) */
+/* The mapping of the PMD fault each thread is in (dax_pmd_fault to _done),
+ * for the insert and the huge zero page inside it: only where the fault
+ * events are plain tracepoints, whose records hold no vm_fault.  With raw
+ * tracepoints dax_pmd_fault is not attached at all (its count comes from
+ * dax_pmd_fault_done, which fs/dax.c dax_iomap_pmd_fault() traces on
+ * every path out) and those two key themselves from their own vm_fault:
+ * a hash update and delete and one program run less per PMD fault. */
+#ifdef PMT_TP_dax_pmd_fault
+#define PMT_FAULT_KEY 1
 BPF_HASH(fault_key, u32, struct pmt_key, 4096);
+#else
+#define PMT_FAULT_KEY 0
+#endif
 #if PMT_OBSERVE
 BPF_TABLE("lru_hash", struct pmt_block, u8, observed, 65536);
 /* the block this CPU found or put in `observed` last: a sequential run of
@@ -348,6 +359,42 @@ static __always_inline void pmt_inode(const void *inode, u32 *dev, u64 *ino)
 	*dev = pmt_read_u32(sb, PMT_OFF_SB_DEV);
 }
 
+#if PMT_AGGREGATE && !PMT_FAULT_KEY
+/* The key of the fs_dax fault an insert function runs in, from its
+ * vm_fault: 1 for a regular file (only DAX file systems insert PMDs for
+ * one, in dax_iomap_pmd_fault() between its two tracepoints), -1 for a
+ * file --path excludes, 0 otherwise (device-dax: its /dev/daxX.Y is a
+ * character device), whose insert goes to user space as it is.  The file
+ * is vma->vm_file->f_inode, the inode the fs_dax events name
+ * (f_mapping->host, the same for a regular file). */
+#define PMT_S_IFMT 0170000
+#define PMT_S_IFREG 0100000
+static __always_inline int pmt_fsdax_key(const void *vmf, struct pmt_key *k)
+{
+	const void *vma = (const void *)pmt_read_u64(vmf, PMT_OFF_VMF_VMA);
+	const void *file, *inode;
+	unsigned short mode = 0;
+
+	if (!vma)
+		return 0;
+	file = (const void *)pmt_read_u64(vma, PMT_OFF_VMA_FILE);
+	if (!file)
+		return 0;
+	inode = (const void *)pmt_read_u64(file, PMT_OFF_FILE_INODE);
+	if (!inode)
+		return 0;
+	bpf_probe_read_kernel(&mode, sizeof(mode), (const char *)inode + PMT_OFF_INODE_MODE);
+	if ((mode & PMT_S_IFMT) != PMT_S_IFREG)
+		return 0;
+	pmt_inode(inode, &k->dev, &k->ino);
+	if (PMT_OTHER_FILE(k->dev, k->ino))
+		return -1;
+	k->tgid = bpf_get_current_pid_tgid() >> 32;
+	pmt_vma_bounds(vma, &k->vm_start, &k->vm_end);
+	return 1;
+}
+#endif
+
 /* ---- fs_dax tracepoints (include/trace/events/fs_dax.h) ---------------- */
 
 /* bcc refuses map calls inside macro expansions and rewrites the `args`
@@ -464,7 +511,9 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done)
 
 	if (pmt_filtered())
 		return 0;
+#if PMT_FAULT_KEY
 	fault_key.delete(&tid);
+#endif
 	if (PMT_OTHER_FILE(args->dev, args->ino))
 		return 0;
 	if (!(args->result & PMT_VM_FAULT_STOP) &&
@@ -494,34 +543,6 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done)
  * are read through the BTF offsets.
  * dax_pmd_fault_class: TP_PROTO(struct inode *inode, struct vm_fault *vmf,
  * pgoff_t max_pgoff, int result), the same since v4.11. */
-#if defined(PMT_RAW_dax_pmd_fault) && PMT_AGGREGATE
-RAW_TRACEPOINT_PROBE(dax_pmd_fault)
-{
-	const void *vmf = (const void *)ctx->args[1];
-	const void *vma;
-	struct pmt_key k = {};
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = (u32)id;
-
-	if (pmt_filtered())
-		return 0;
-	pmt_inode((const void *)ctx->args[0], &k.dev, &k.ino);
-	if (PMT_OTHER_FILE(k.dev, k.ino)) {
-		/* tgid 0: a fault --path excludes; its insert is not ours either */
-		struct pmt_key none = {};
-
-		fault_key.update(&tid, &none);
-		return 0;
-	}
-	vma = (const void *)pmt_read_u64(vmf, PMT_OFF_VMF_VMA);
-	k.tgid = id >> 32;
-	pmt_vma_bounds(vma, &k.vm_start, &k.vm_end);
-	fault_key.update(&tid, &k);
-	pmt_kind_counted(PMT_KIND_PMD_FAULT);
-	return 0;
-}
-#endif
-
 #if defined(PMT_RAW_dax_pmd_fault_done) && PMT_AGGREGATE
 RAW_TRACEPOINT_PROBE(dax_pmd_fault_done)
 {
@@ -532,14 +553,13 @@ RAW_TRACEPOINT_PROBE(dax_pmd_fault_done)
 	struct pmt_key k = {};
 	struct pmt_event *e;
 	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = (u32)id;
 
 	if (pmt_filtered())
 		return 0;
-	fault_key.delete(&tid);
 	pmt_inode((const void *)ctx->args[0], &k.dev, &k.ino);
 	if (PMT_OTHER_FILE(k.dev, k.ino))
 		return 0;
+	pmt_kind_counted(PMT_KIND_PMD_FAULT); /* its dax_pmd_fault, not attached */
 	pmt_vmf_read(vmf, &v);
 	if (!(result & PMT_VM_FAULT_STOP) &&
 	    !pmt_first(k.dev, k.ino, v.pgoff, PMT_KIND_PMD_FAULT_DONE, v.flags)) {
@@ -569,26 +589,25 @@ RAW_TRACEPOINT_PROBE(dax_pmd_load_hole)
 {
 	const void *vmf = (const void *)ctx->args[1];
 	struct pmt_vmf_val v;
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct pmt_key *k;
+	struct pmt_key k = {};
 	struct pmt_event *e;
-	u32 dev;
-	u64 ino;
 
 	if (pmt_filtered())
 		return 0;
-	pmt_inode((const void *)ctx->args[0], &dev, &ino);
-	if (PMT_OTHER_FILE(dev, ino))
+	pmt_inode((const void *)ctx->args[0], &k.dev, &k.ino);
+	if (PMT_OTHER_FILE(k.dev, k.ino))
 		return 0;
-	k = fault_key.lookup(&tid);
-	if (k && !pmt_count(k, PMT_COUNT_HUGE_ZERO, PMT_KIND_PMD_LOAD_HOLE))
+	/* the fault's mapping, as dax_pmd_fault_done keys it */
+	pmt_vmf_read(vmf, &v);
+	k.tgid = bpf_get_current_pid_tgid() >> 32;
+	pmt_vma_bounds(v.vma, &k.vm_start, &k.vm_end);
+	if (!pmt_count(&k, PMT_COUNT_HUGE_ZERO, PMT_KIND_PMD_LOAD_HOLE))
 		return 0;
 	e = pmt_reserve(PMT_KIND_PMD_LOAD_HOLE);
 	if (!e)
 		return 0;
-	pmt_vmf_read(vmf, &v);
-	e->dev = dev;
-	e->ino = ino;
+	e->dev = k.dev;
+	e->ino = k.ino;
 	e->vm_flags = v.vma ? pmt_read_u64(v.vma, PMT_OFF_VMA_FLAGS) : 0;
 	e->address = v.address;
 	e->aux = ctx->args[2];
@@ -694,6 +713,7 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole)
 	if (PMT_OTHER_FILE(args->dev, args->ino))
 		return 0;
 #if PMT_AGGREGATE
+#if PMT_FAULT_KEY
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct pmt_key *k;
 
@@ -702,6 +722,7 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole)
 	k = fault_key.lookup(&tid);
 	if (k && !pmt_count(k, PMT_COUNT_HUGE_ZERO, PMT_KIND_PMD_LOAD_HOLE))
 		return 0;
+#endif
 #endif
 	return pmt_hole_tp(PMT_KIND_PMD_LOAD_HOLE, args->dev, args->ino, args->vm_flags, args->address,
 			   PMT_HOLE_PTR(args));
@@ -729,7 +750,7 @@ static __always_inline int pmt_insert(const void *vmf, u32 kind, u64 pfn, u64 wr
 {
 	struct pmt_event *e;
 
-#if PMT_AGGREGATE
+#if PMT_AGGREGATE && PMT_FAULT_KEY
 	if (kind == PMT_KIND_INSERT_PMD) {
 		u32 tid = (u32)bpf_get_current_pid_tgid();
 		struct pmt_key *k;
@@ -741,6 +762,20 @@ static __always_inline int pmt_insert(const void *vmf, u32 kind, u64 pfn, u64 wr
 		if (k && !k->tgid)
 			return 0;
 		if (k && !pmt_count(k, PMT_COUNT_INSERT_PMD, PMT_KIND_INSERT_PMD))
+			return 0;
+	}
+#elif PMT_AGGREGATE
+	if (kind == PMT_KIND_INSERT_PMD) {
+		struct pmt_key k = {};
+		int fsdax;
+
+		if (pmt_filtered())
+			return 0;
+		/* a regular file's: an fs_dax PMD fault's, counted under its mapping */
+		fsdax = pmt_fsdax_key(vmf, &k);
+		if (fsdax < 0)
+			return 0;
+		if (fsdax && !pmt_count(&k, PMT_COUNT_INSERT_PMD, PMT_KIND_INSERT_PMD))
 			return 0;
 	}
 #endif

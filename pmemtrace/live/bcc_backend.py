@@ -159,7 +159,7 @@ class BccBackend:
         for r in self.resolved:
             if r.mechanism == "fentry" and r.winner:
                 flags.append(f"-DPMT_FENTRY_{r.winner}=1")  # bcc attaches it when it loads
-            if r.point.kind == "tracepoint" and r.winner and r.point.name not in self.skip:
+            if r.point.kind == "tracepoint" and r.winner and r.point.name not in self.skip and r.mechanism != "counted":
                 # the load-hole events need the field name
                 if r.point.name.startswith("dax_pmd_load_hole") and not hf:
                     continue

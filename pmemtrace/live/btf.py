@@ -49,6 +49,10 @@ WANTED = {
     ("inode", "i_ino"): "PMT_OFF_INODE_INO",
     ("inode", "i_sb"): "PMT_OFF_INODE_SB",
     ("super_block", "s_dev"): "PMT_OFF_SB_DEV",
+    # the counting session's insert programs find their file themselves
+    ("vm_area_struct", "vm_file"): "PMT_OFF_VMA_FILE",
+    ("file", "f_inode"): "PMT_OFF_FILE_INODE",
+    ("inode", "i_mode"): "PMT_OFF_INODE_MODE",
 }
 
 

@@ -182,7 +182,8 @@ class Resolved:
     missing: list[str] = field(default_factory=list)
     note: str = ""
 
-    #: how it is attached: tracepoint, raw_tracepoint, fentry or kprobe
+    #: how it is attached: tracepoint, raw_tracepoint, fentry or kprobe;
+    #: counted: not attached, its done event's program counts it
     mechanism: str = ""
 
     def to_json(self):
@@ -213,6 +214,14 @@ def probe_functions(table=PROBES):
 #: dax_pmd_load_hole_fallback) stay tracepoints.
 RAW_TRACEPOINTS = ("dax_pmd_fault", "dax_pmd_fault_done", "dax_pmd_load_hole", "dax_pte_fault_done")
 
+#: start events the counting session does not attach where it has raw
+#: tracepoints: each is counted by its done event's program (fs/dax.c
+#: dax_iomap_pmd_fault() traces dax_pmd_fault_done on every path out), and
+#: the insert inside the fault keys itself from its vm_fault, so nothing
+#: pairs the two: one program run and a hash update and delete less per
+#: PMD fault (bpf/pmemtrace.bpf.c PMT_FAULT_KEY)
+COUNTED_BY_DONE = {"dax_pmd_fault": "dax_pmd_fault_done"}
+
 
 def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False, fentry=()):
     """Pick, per point, the first candidate present in this kernel (exact
@@ -226,6 +235,8 @@ def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False, fentry=
         r.mechanism = p.kind
         if p.kind == "tracepoint" and raw_tracepoints and p.name in RAW_TRACEPOINTS:
             r.mechanism = "raw_tracepoint"
+        if p.kind == "tracepoint" and raw_tracepoints and p.name in COUNTED_BY_DONE:
+            r.mechanism = "counted"  # not attached
         for target, fn in p.candidates:
             if p.kind == "tracepoint":
                 ok = target.split(":", 1)[1] in tracepoints
@@ -237,6 +248,8 @@ def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False, fentry=
                     r.note = f"in module {functions[target]}"
                 if p.kind == "kprobe" and target in fentry and not p.retprobe:
                     r.mechanism = "fentry"
+                if r.mechanism == "counted":
+                    r.note = f"not attached: counted by {COUNTED_BY_DONE[p.name]}"
                 break
             r.missing.append(target)
         if r.winner is None:
