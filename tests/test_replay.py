@@ -316,6 +316,26 @@ def test_watch_buffer_and_start_event_options():
     assert "-DPMT_TP_dax_pte_fault=1" in b.cflags()
 
 
+def test_counting_with_raw_tracepoints_leaves_the_pmd_fault_start_out():
+    """With raw tracepoints the counting session compiles no dax_pmd_fault
+    program (its done event's program counts it, the insert keys itself):
+    --list-probes says so; with plain tracepoints (no raw ones, or every
+    event wanted) the start is attached as before."""
+    from pmemtrace.live.bcc_backend import BccBackend
+    from pmemtrace.live.probes import render, resolve
+
+    b = BccBackend(aggregate=True)
+    b.tracepoints = {"dax_pmd_fault", "dax_pmd_fault_done", "dax_pmd_load_hole", "dax_pte_fault_done"}
+    b.resolved = resolve(set(), b.tracepoints, raw_tracepoints=True)
+    flags = b.cflags()
+    assert "-DPMT_RAW_dax_pmd_fault_done=1" in flags
+    assert not [f for f in flags if f.endswith("_dax_pmd_fault=1")], flags
+    line = next(x for x in render(b.resolved).splitlines() if x.startswith("dax_pmd_fault "))
+    assert "counted" in line and "not attached: counted by dax_pmd_fault_done" in line
+    b.resolved = resolve(set(), b.tracepoints)
+    assert "-DPMT_TP_dax_pmd_fault=1" in b.cflags()
+
+
 def test_watch_rejects_zero_buffer(capsys):
     from pmemtrace.cli import main
 
