@@ -15,8 +15,9 @@
  *   PMT_TP_<event>=1        attach fs_dax:<event> (set for each tracepoint the
  *                           running kernel has, read from tracefs)
  *   PMT_RAW_<event>=1       (with PMT_AGGREGATE) attach fs_dax:<event> as a raw
- *                           tracepoint (dax_pmd_fault, dax_pmd_fault_done,
- *                           dax_pmd_load_hole, dax_pte_fault_done): no
+ *                           tracepoint (dax_pmd_fault_done, dax_pmd_load_hole,
+ *                           dax_pte_fault_done; dax_pmd_fault is then not
+ *                           attached, see PMT_FAULT_KEY): no
  *                           formatted record is built for the program, and
  *                           dax_pte_fault_done's vm_fault gives the VMA bounds
  *                           the formatted event lacks
@@ -536,7 +537,7 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done)
 }
 #endif
 
-/* The counting session attaches the PMD fault events as raw tracepoints
+/* The counting session attaches the PMD fault's done event as a raw tracepoint
  * (-DPMT_RAW_<event>): the program gets the tracepoint's arguments
  * directly, where a TRACEPOINT_PROBE runs after the kernel has built the
  * whole formatted perf record for it; the members the format would show

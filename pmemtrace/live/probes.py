@@ -212,7 +212,7 @@ def probe_functions(table=PROBES):
 #: also gives the VMA bounds its format lacks.  The others (the PTE-class
 #: events the counting session only counts by name, and the rare
 #: dax_pmd_load_hole_fallback) stay tracepoints.
-RAW_TRACEPOINTS = ("dax_pmd_fault", "dax_pmd_fault_done", "dax_pmd_load_hole", "dax_pte_fault_done")
+RAW_TRACEPOINTS = ("dax_pmd_fault_done", "dax_pmd_load_hole", "dax_pte_fault_done")
 
 #: start events the counting session does not attach where it has raw
 #: tracepoints: each is counted by its done event's program (fs/dax.c
@@ -235,7 +235,7 @@ def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False, fentry=
         r.mechanism = p.kind
         if p.kind == "tracepoint" and raw_tracepoints and p.name in RAW_TRACEPOINTS:
             r.mechanism = "raw_tracepoint"
-        if p.kind == "tracepoint" and raw_tracepoints and p.name in COUNTED_BY_DONE:
+        elif p.kind == "tracepoint" and raw_tracepoints and p.name in COUNTED_BY_DONE:
             r.mechanism = "counted"  # not attached
         for target, fn in p.candidates:
             if p.kind == "tracepoint":
