@@ -202,7 +202,7 @@ def session(request, dax_setup, guest, tmp_path_factory):
         for kind in ("pmd", "colour", "pte") + (("gup",) if src else ()):
             # a name of this session's own: bcc and bcc-cached shared one, and the
             # file fallocated again right after its unlink is placed where xfs
-            # finds room: once (6.1, lab) every PMD fault of it fell back
+            # finds room: in one lab run (5.10 and 6.1) every PMD fault of it fell back
             path = _fresh(dax, f"{kind}-{request.param}")
             runs[kind] = (path,) + run_workload(path, kind, dio_file=src if kind == "gup" else None)
     finally:
