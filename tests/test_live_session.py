@@ -249,3 +249,22 @@ def test_a_session_that_keeps_every_event_asks_for_time_order(wants):
     )._source_counts()
     assert src.counted_by_source == (wants is None)
     assert src.in_time_order == (wants is not None)
+
+
+@pytest.mark.parametrize("all_events", [False, True])
+def test_tracefs_counting_session_enables_no_fault_start(tmp_path, monkeypatch, all_events):
+    """The counting session counts a fault from its done event: neither
+    start is enabled (one event a PMD fault, not two); --events and
+    --record enable both."""
+    from pmemtrace.live import bcc_backend, session
+
+    root = _tree(tmp_path)
+    for ev in tracefs.FS_DAX_TRACEPOINTS:
+        (root / "events" / "fs_dax" / ev).mkdir()
+    monkeypatch.setattr(tracefs, "require_root", lambda sys_root="/sys": str(root))
+    monkeypatch.setattr(bcc_backend, "why_not_bcc", lambda: "bcc (test)")
+    backend, why = session.choose_backend("auto", None, all_events=all_events)
+    assert backend.name == "tracefs" and why == "bcc (test)"
+    assert backend.skip == (set() if all_events else {"dax_pmd_fault", "dax_pte_fault"})
+    backend, why = session.choose_backend("tracefs", None, all_events=all_events)
+    assert why is None

@@ -19,7 +19,7 @@ from test_rawpipe import tracefs_from_dat
 from pmemtrace.live import fasttext, rawpipe
 from pmemtrace.live.attrcache import CachedAttributor
 from pmemtrace.live.attribute import Attributor
-from pmemtrace.live.session import START_EVENTS, Session
+from pmemtrace.live.session import TRACEFS_COUNTING_SKIPS, Session
 from pmemtrace.live.tracefs import TracefsBackend
 from pmemtrace.live.views import Aggregator
 
@@ -67,9 +67,10 @@ def _watch(root, inst, events, monkeypatch, pure, attributor="plain", pid=None, 
     """The views after every drain, and at the end, of a watch session
     over the tree's pages (the tracefs backend's binary reader, not started:
     its pages are there already).  Without *starts*, dax_pte_fault is not
-    read, as watch does not enable it (session.START_EVENTS)."""
+    read, nor dax_pmd_fault, as watch does not enable them
+    (session.TRACEFS_COUNTING_SKIPS)."""
     if not starts:
-        events = [e for e in events if e not in START_EVENTS]
+        events = [e for e in events if e not in TRACEFS_COUNTING_SKIPS]
     if pure:
         monkeypatch.setenv(fasttext.PURE_ENV, "1")
     else:
@@ -135,13 +136,13 @@ def _both(tmp_path, monkeypatch, setup=None, **kw):
 @pytest.mark.parametrize("attributor", ["plain", "cached", None])
 def test_the_same_views_as_the_python_reader(tmp_path, monkeypatch, attributor):
     out, _dat = _both(tmp_path, monkeypatch, attributor=attributor)
-    assert out["events"] == 307 and out["stats"][:2] == (307, 307) and out["lost"] == 0
+    assert out["events"] == 286 and out["stats"][:2] == (286, 286) and out["lost"] == 0
     totals = json.loads(out["json_text"])["totals"]
     assert totals["fallback"] == 5 and totals["pmd"] == 16 and totals["pte"] == 261
     if attributor is None:
         assert {c for r in out["reasons"].values() for c in r} == {"unattributed"}
     else:
-        assert out["fed"] < 40  # new rows, fallbacks and the events not counted in C (307 in Python)
+        assert out["fed"] < 40  # new rows, fallbacks and the events not counted in C (286 in Python)
 
 
 def test_the_same_views_with_every_event_read(tmp_path, monkeypatch):
@@ -168,7 +169,7 @@ def test_losses_in_the_pages_are_counted_alike(tmp_path, monkeypatch, count):
 
     out, _dat = _both(tmp_path, monkeypatch, setup=setup)
     lines, events, lost, lost_unknown = out["stats"]
-    assert (lines, events) == (307, 307)
+    assert (lines, events) == (286, 286)
     if count is None:
         assert lost == 0 and lost_unknown == 3
     else:
@@ -195,7 +196,7 @@ def test_a_round_the_c_side_refuses_is_read_by_python(tmp_path, monkeypatch):
     monkeypatch.setattr(fasttext.RawCounting, "_c_round", spy)
     out, _dat = _both(tmp_path, monkeypatch, setup=setup)
     assert any(refused)
-    assert out["stats"] == (307, 307, 77, 0) and out["lost"] == 77
+    assert out["stats"] == (286, 286, 77, 0) and out["lost"] == 77
 
 
 def test_pid_filter_and_max_rows(tmp_path, monkeypatch):
