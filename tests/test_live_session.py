@@ -12,6 +12,7 @@ import pytest
 from pmemtrace.cli import main
 from pmemtrace.events import VM_FAULT, Event
 from pmemtrace.live import tracefs
+from pmemtrace.live.parse import ParseStats
 from pmemtrace.live.record import Recorder, make_header
 from pmemtrace.live.session import FileSource, Session, replay
 from pmemtrace.live.views import Aggregator
@@ -234,21 +235,37 @@ class _Counting:
         return True
 
 
-@pytest.mark.parametrize("wants", [None, "recorder", "events"])
-def test_a_session_that_keeps_every_event_asks_for_time_order(wants):
+class _CountingPages(_Counting):
+    """A source that reads ring-buffer pages: a recorder writes those."""
+
+    def __init__(self):
+        super().__init__()
+        self.stats = ParseStats()
+        self.raw = type("Raw", (), {"comms": {}})()
+        self.page_tap = None
+
+    def page_info(self):
+        return {"page_size": 4096, "header_page": "", "header_event": "", "formats": {}}
+
+
+@pytest.mark.parametrize("wants", [None, "recorder", "events", "page-recorder", "jsonl-recorder"])
+def test_a_session_that_keeps_every_event_asks_for_time_order(wants, tmp_path):
     """Counting needs no order (the source counts a round as it comes);
-    --record and --events write the events out one by one, so the source
-    must hold back what a CPU's later pages may precede
-    (RawPipes.read(hold=True))."""
-    src = _Counting()
-    Session(
-        src,
-        Aggregator(),
-        recorder=object() if wants == "recorder" else None,
-        on_event=print if wants == "events" else None,
-    )._source_counts()
-    assert src.counted_by_source == (wants is None)
-    assert src.in_time_order == (wants is not None)
+    --record (JSON lines) and --events write the events out one by one, so
+    the source must hold back what a CPU's later pages may precede
+    (RawPipes.read(hold=True)).  A recorder of the source's pages takes no
+    event: the source counts."""
+    src = _CountingPages() if wants in ("page-recorder", "jsonl-recorder") else _Counting()
+    rec = None
+    if wants and wants.endswith("recorder"):
+        rec = Recorder(str(tmp_path / "r"), make_header("tracefs"), pages=wants != "jsonl-recorder")
+    Session(src, Aggregator(), recorder=rec, on_event=print if wants == "events" else None)._source_counts()
+    assert src.counted_by_source == (wants in (None, "page-recorder"))
+    assert src.in_time_order == (wants in ("recorder", "events", "jsonl-recorder"))
+    if rec is not None:
+        assert (getattr(src, "page_tap", None) is not None) == (wants == "page-recorder")
+        head = json.loads((tmp_path / "r").read_text().splitlines()[0])
+        assert head["pmemtrace_record"] == (2 if wants == "page-recorder" else 1)
 
 
 @pytest.mark.parametrize("all_events", [False, True])

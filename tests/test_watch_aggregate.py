@@ -184,6 +184,8 @@ def test_one_feed_path_records_and_prints_file_records(tmp_path):
     printed = []
 
     class Rec:
+        takes_records = True  # JSON lines: every record
+
         def __init__(self):
             self.events = []
 

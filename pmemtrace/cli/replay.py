@@ -9,14 +9,14 @@ from ._common import add_max_rows_arg, pid_arg, print_json, release_arg, replay_
 
 EPILOG = """\
 examples:
-  pmemtrace replay run.jsonl                 # a 'pmemtrace watch --record' file
+  pmemtrace replay run.rec                   # a 'pmemtrace watch --record' file (pages or JSON lines)
   cat /sys/kernel/tracing/trace > t.txt; pmemtrace replay t.txt
   trace-cmd record -e fs_dax ./app && pmemtrace replay trace.dat
   pmemtrace replay t.txt --kernel 6.1        # model profile for the reasons
   pmemtrace replay t.txt --pid 1234 --json   # one process, machine-readable
   pmemtrace replay t.txt --events            # also print every event
 
-Input formats are detected: our JSON lines (header first), raw trace_pipe /
+Input formats are detected: our recordings (tracefs pages or JSON lines), raw trace_pipe /
 trace text (with or without the flags and (tgid) columns), 'trace-cmd report'
 text, and trace-cmd's binary trace.dat (file versions 6 and 7, uncompressed,
 zstd or zlib: what Debian's trace-cmd writes), read directly, with the

@@ -19,7 +19,7 @@ examples:
   pmemtrace watch --pid 1234 -i 1 -d 30    # one process, 1 s refresh, 30 s
   pmemtrace watch --json                   # one JSON object per interval, then a summary
   pmemtrace watch --json --events          # one JSON object per event
-  pmemtrace watch --record run.jsonl       # also record every event; 'pmemtrace replay run.jsonl'
+  pmemtrace watch --record run.rec         # also record every event; 'pmemtrace replay run.rec'
   pmemtrace watch --list-probes            # the probe table against this kernel
   pmemtrace watch --backend tracefs        # fs_dax tracepoints only, no bcc
   pmemtrace watch --prometheus 9101 -i 15  # Prometheus metrics at :9101/metrics (docs/metrics.md)
@@ -57,7 +57,14 @@ def add_parser(sub):
         "--record",
         metavar="FILE",
         type=out_path_arg,
-        help="record events as JSON lines (replay with 'pmemtrace replay')",
+        help="record every event (replay with 'pmemtrace replay'): tracefs's ring-buffer "
+        "pages where it reads them in binary, else JSON lines (--record-format)",
+    )
+    p.add_argument(
+        "--record-format",
+        choices=("auto", "jsonl"),
+        default="auto",
+        help="auto: pages where tracefs reads them (the cheapest), else JSON lines; jsonl: JSON lines always",
     )
     p.add_argument("--backend", choices=("auto", "bcc", "tracefs"), default="auto")
     p.add_argument(
@@ -165,7 +172,9 @@ def _watch(args, filt, metrics):
     rec = None
     if args.record:
         rec = Recorder(
-            args.record, make_header(backend.name, probes=backend.probe_table(), devices=recording_devices())
+            args.record,
+            make_header(backend.name, probes=backend.probe_table(), devices=recording_devices()),
+            pages=args.record_format == "auto",
         )
     if metrics is not None:
         on_interval = metrics.tick  # an exporter is a service: no table per interval

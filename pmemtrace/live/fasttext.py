@@ -572,7 +572,8 @@ class DatReplay(_Pages):
         st = self.stats
         st.lines += ctx.dat_records
         st.events += ctx.dat_records
-        st.lost += ctx.dat_lost
+        # a recording's LOST frames count what the pages count too, and more
+        st.lost += max(ctx.dat_lost, dat.recorded_lost)
         st.skipped += ctx.dat_skipped
         st.lost_unknown += ctx.dat_lost_unknown
         self._finish()
@@ -699,8 +700,8 @@ class TextSource:
     :class:`~pmemtrace.live.session.FileSource`) for a text trace that took
     the compiled path."""
 
-    header = None
-    incomplete = None
+    header: dict | None = None
+    incomplete: str | None = None
 
     def __init__(self, path: str, stats: ParseStats) -> None:
         self.path = path
@@ -711,7 +712,8 @@ class TextSource:
 class DatSource(TextSource):
     """:class:`TextSource` of a .dat that took the compiled path."""
 
-    def __init__(self, path: str, stats: ParseStats, header: dict) -> None:
+    def __init__(self, path: str, stats: ParseStats, header: dict, dat: Any) -> None:
         super().__init__(path, stats)
-        self.fmt = "trace-cmd.dat"
-        self.header = header  # type: ignore[assignment]
+        self.fmt = dat.fmt  # trace-cmd.dat, or a pmemtrace page recording
+        self.header = header
+        self.incomplete = dat.incomplete

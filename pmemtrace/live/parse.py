@@ -205,6 +205,7 @@ class ParseStats:
         self.lost = 0  # "CPU:N [LOST n EVENTS]" markers
         self.lost_unknown = 0  # binary pages after a loss the kernel did not count
         self.first_bad = None
+        self.format = None  # a page file's (tracedat.TraceDat.fmt)
 
     def to_json(self):
         return {
@@ -642,15 +643,17 @@ def _dat_records(path, stats):
     from .tracedat import read_dat_records
 
     stats.header, records = read_dat_records(path, stats)
-    return DAT_FORMAT, stats, records
+    return stats.format, stats, records
 
 
 def _is_dat(path):
+    """A file of ring-buffer pages: a trace-cmd .dat or a pmemtrace page
+    recording (tracefs ``watch --record``)."""
     if path == "-":
         return False
-    from .tracedat import is_trace_dat
+    from .tracedat import is_page_file
 
-    return is_trace_dat(path)
+    return is_page_file(path)
 
 
 def read_events(path, stats=None):

@@ -68,6 +68,8 @@ class RawPipes:
 
     def __init__(self, root: str, instance: str, events, stats):
         self.root = root
+        self.instance = instance
+        self.events = list(events)  # fs_dax events whose formats are read
         self.stats = stats  # a parse.ParseStats: events, lost (per-page counts)
         check_header_event(_read(os.path.join(root, "events", "header_event")))
         header = parse_header_page(_read(os.path.join(root, "events", "header_page")))

@@ -15,16 +15,22 @@ The file is written where asked from the start, complete lines at a time
 (:meth:`Recorder.flush` after every batch of events), so a ``watch`` killed
 with SIGKILL leaves a file that replays up to its last batch: without the
 end line, ``pmemtrace replay`` reports it incomplete.
+
+Where the source reads ring-buffer pages (tracefs's binary reader), the
+recorder writes those instead (version 2, :mod:`.pagerecord`), chosen by
+:meth:`Recorder.attach` before the first event.
 """
 
 import json
 import os
 import platform
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from .. import __version__
 from ..errors import UsageError
+from .pagerecord import RECORD_VERSION as PAGES_VERSION
+from .pagerecord import PageWriter
 
 RECORD_VERSION = 1
 
@@ -71,10 +77,17 @@ def recording_devices(sys_root: str = "/sys") -> list:
 
 
 class Recorder:
-    """Events as JSON lines into *path* (see the module docstring)."""
+    """Events as JSON lines into *path*, or the source's pages (see the
+    module docstring).  *pages*: False keeps JSON lines (``--record-format
+    jsonl``)."""
 
-    def __init__(self, path: str, header: dict):
+    def __init__(self, path: str, header: dict, pages: bool = True):
         self.path = path
+        self.header = header
+        self.allow_pages = pages
+        self.pages: Optional[PageWriter] = None
+        self._source_stats: Any = None  # the page source's ParseStats (events decoded)
+        self._raw: Any = None  # its RawPipes: the command names
         try:
             self.fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:
@@ -83,25 +96,72 @@ class Recorder:
             raise UsageError(f"--record {path}: is a directory") from None
         except PermissionError:
             raise UsageError(f"--record {path}: permission denied") from None
-        self.events = 0
+        self._events = 0
         self.lost = 0
         self._lines: list = []
         self._comm_json: dict = {}
+        self._comms_written: dict = {}
         self._write(header)
         self.flush()
+
+    @property
+    def takes_records(self) -> bool:
+        """True when the session hands it every record (JSON lines)."""
+        return self.pages is None
+
+    @property
+    def events(self) -> int:
+        """Events recorded (of pages: decoded from those written so far)."""
+        if self._source_stats is not None:
+            return self._source_stats.events
+        return self._events
+
+    def attach(self, source) -> None:
+        """Record *source*'s ring-buffer pages as it reads them, where it
+        reads pages (``source.page_info()`` is not None) and pages are
+        allowed; else stay JSON lines.  Before the first event."""
+        info = source.page_info() if self.allow_pages and hasattr(source, "page_info") else None
+        if info is None or self._events or self.fd is None:
+            return
+        header = {k: v for k, v in self.header.items() if k != "event_record"}
+        header.update(pmemtrace_record=PAGES_VERSION, pages=info)
+        os.ftruncate(self.fd, 0)  # the version-1 header written at the start
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.header = header
+        self._write(header)
+        self.flush()
+        self.pages = PageWriter(self.fd, info["page_size"])
+        self._source_stats = source.stats
+        self._raw = source.raw
+        source.page_tap = self._round
+
+    def _round(self, rnd) -> None:
+        """A round of pages read by the source: written at once, with the
+        command names it learned since the last."""
+        assert self.pages is not None
+        self.pages.round(rnd)
+        self._new_comms()
+        self.pages.flush()
+
+    def _new_comms(self) -> None:
+        comms, done = self._raw.comms, self._comms_written
+        if self.pages is not None and comms != done:
+            new = {k: v for k, v in comms.items() if done.get(k) != v}
+            self.pages.comms(new)
+            done.update(new)
 
     def _write(self, obj) -> None:
         self._lines.append(json.dumps(obj, separators=(",", ":")))
 
     def event(self, ev) -> None:
-        self.events += 1
+        self._events += 1
         self._write(ev.to_json())
 
     def record(self, r) -> None:
         """A session ``Record`` of a live backend, as :meth:`event` writes
         its Event (the same line, byte for byte), without building the
         Event and its dict for json: the --record hot path."""
-        self.events += 1
+        self._events += 1
         line = None
         if r.source in _INT_FIELDS_SOURCES and None not in (r.ts, r.pid, r.comm, r.cpu):
             comm = self._comm_json.get(r.comm)
@@ -131,12 +191,18 @@ class Recorder:
     def lost_events(self, n: int) -> None:
         if n:
             self.lost += n
-            self._write({"type": "lost", "count": n})
+            if self.pages is not None:
+                self.pages.lost(n)
+            else:
+                self._write({"type": "lost", "count": n})
 
     def flush(self) -> None:
         """Write the buffered lines (whole lines only: a kill between two
         flushes loses the batch, never leaves half a line but by a write
         cut short)."""
+        if self.pages is not None:
+            self.pages.flush()
+            return
         if self._lines and self.fd is not None:
             data = ("\n".join(self._lines) + "\n").encode()
             self._lines = []
@@ -159,9 +225,16 @@ class Recorder:
         """Write the end line and close; returns the path (None if closed)."""
         if self.fd is None:
             return None
-        self._write(
-            {"type": "end", "events": self.events, "lost": self.lost, "ended": time.time(), "complete": complete}
-        )
+        end = {"type": "end", "events": self.events, "lost": self.lost, "ended": time.time(), "complete": complete}
+        if self.pages is not None:
+            try:
+                self._raw.refresh_comms()  # the names of pids first seen in the last round
+            except OSError:
+                pass
+            self._new_comms()
+            self.pages.end(end)
+        else:
+            self._write(end)
         try:
             self.flush()
         finally:

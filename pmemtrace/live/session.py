@@ -50,6 +50,9 @@ START_EVENTS = ("dax_pte_fault",)
 #: instead of two.  (bcc decides this per kernel: probes.COUNTED_BY_DONE.)
 TRACEFS_COUNTING_SKIPS = (*START_EVENTS, "dax_pmd_fault")
 
+#: the format name of a tracefs page recording (pagerecord.FORMAT)
+PAGE_RECORDING = "pmemtrace-pages"
+
 #: how long the final drain may take when the probes keep firing
 FINAL_DRAIN_SECONDS = 120
 
@@ -248,6 +251,8 @@ class FileSource:
     @property
     def complete(self) -> bool:
         """False for a recording that has no end line, or says it is incomplete."""
+        if self.fmt == PAGE_RECORDING:
+            return getattr(self.stats, "incomplete", None) is None
         if self.fmt != "jsonl":
             return True
         t = self.trailer
@@ -257,6 +262,8 @@ class FileSource:
     def incomplete(self) -> Optional[str]:
         if self.complete:
             return None
+        if self.fmt == PAGE_RECORDING:
+            return self.stats.incomplete
         if self.trailer is not None:
             return "the recording says it is incomplete (watch ended by an error)"
         why = "the recording has no end line (watch was killed or the disk filled)"
@@ -363,7 +370,10 @@ class Session:
         """Let a source that can count into the views itself do so (tracefs
         in C), unless every event must be seen (a recorder, ``--events``)."""
         count_into = getattr(self.source, "count_into", None)
-        if self.recorder is None and self.on_event is None:
+        rec = self.recorder
+        if rec is not None:
+            rec.attach(self.source)  # the source's pages, where it reads pages
+        if (rec is None or not rec.takes_records) and self.on_event is None:
             if count_into is not None:
                 count_into(self.views, self.feed)
         elif hasattr(self.source, "in_time_order"):
@@ -372,7 +382,8 @@ class Session:
     def feed(self, records: list[Record]) -> None:
         """The one feed path: each kept record to the views, and as an
         Event to the recorder and ``--events`` when they are there."""
-        keep, add, rec, on_event, seen = self.keep, self.views.add_record, self.recorder, self.on_event, self.seen_pid
+        keep, add, on_event, seen = self.keep, self.views.add_record, self.on_event, self.seen_pid
+        rec = self.recorder if self.recorder is not None and self.recorder.takes_records else None
         wants_event = rec is not None or on_event is not None
         for r in records:
             if keep is not None and not keep(r):
@@ -382,14 +393,15 @@ class Session:
             add(r.name, r.fields, r.ts, r.pid, r.comm, r.cpu)
             if wants_event:
                 if on_event is None:
-                    rec.record(r)  # no Event built: the --record hot path
+                    if rec is not None:
+                        rec.record(r)  # no Event built: the --record hot path
                     continue
                 ev = r.event()
                 if rec is not None:
                     rec.event(ev)
                 on_event(ev)
-        if rec is not None:
-            rec.flush()  # whole lines per batch: a killed watch leaves a replayable file
+        if self.recorder is not None:
+            self.recorder.flush()  # whole lines per batch: a killed watch leaves a replayable file
 
     def fold_counts(self) -> None:
         """What the source counted in the kernel since the last call, into
@@ -536,7 +548,7 @@ def _sniff(path: str) -> Optional[str]:
     from .parse import ParseStats, _is_dat, _sniffed_blocks
 
     if _is_dat(path):
-        return "trace-cmd.dat"
+        return "pages"
     fmt, _blocks = _sniffed_blocks(path, ParseStats())
     return fmt
 
@@ -578,9 +590,9 @@ def replay(
     if on_event is None and fasttext.available() and path != "-" and _sniff_dat(path):
         # a trace-cmd .dat: pages decoded, merged and counted in C (same output)
         from .parse import ParseStats
-        from .tracedat import open_dat
+        from .tracedat import open_pages
 
-        dat, mm = open_dat(path, want_systems={"fs_dax"})
+        dat, mm = open_pages(path, want_systems={"fs_dax"})
         stats = ParseStats()
         header = dat.header()
         release = kernel or header.get("kernel") or "6.12"
@@ -588,7 +600,7 @@ def replay(
         views = Aggregator(attributor, max_rows=max_rows)
         if fasttext.DatReplay(views, stats, keep_pid=pid).run(dat, mm):
             stats.header = header  # type: ignore[attr-defined]
-            return views, fasttext.DatSource(path, stats, header)
+            return views, fasttext.DatSource(path, stats, header, dat)
     src = FileSource(path, records=True)
     src.start()
     release = kernel or (src.header or {}).get("kernel") or "6.12"

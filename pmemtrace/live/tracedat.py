@@ -75,12 +75,32 @@ def is_trace_dat(path: str) -> bool:
         return False
 
 
+def is_page_file(path: str) -> bool:
+    """True for a file of ring-buffer pages: a trace-cmd .dat or a
+    pmemtrace page recording (:mod:`.pagerecord`)."""
+    from .pagerecord import is_page_recording
+
+    return is_trace_dat(path) or is_page_recording(path)
+
+
+def open_pages(path: str, want_systems: set | None = None) -> tuple[TraceDat, Any]:
+    """:func:`open_dat` of a .dat, or of a pmemtrace page recording."""
+    from .pagerecord import is_page_recording, open_page_recording
+
+    if not is_trace_dat(path) and is_page_recording(path):
+        return open_page_recording(path)
+    return open_dat(path, want_systems)
+
+
 @dataclass
 class CpuData:
     cpu: int
     offset: int
     size: int
     compressed: bool = False
+    #: (offset, size) pieces of whole pages, where the CPU's data is not in
+    #: one piece (a pmemtrace page recording: :mod:`.pagerecord`)
+    extents: list[tuple[int, int]] | None = None
 
 
 @dataclass
@@ -100,6 +120,13 @@ class TraceDat:
     uname: str | None = None
     trace_cmd_version: str | None = None
     flyrecord_table: int = 0  # v6: file offset of the per-CPU (offset, size) table
+    fmt: str = "trace-cmd.dat"
+    # a pmemtrace page recording (:mod:`.pagerecord`): its JSON header and
+    # end frame, the losses it recorded, why it is incomplete (None: it is not)
+    recording: dict | None = None
+    trailer: dict | None = None
+    recorded_lost: int = 0
+    incomplete: str | None = None
 
     @property
     def kernel(self) -> str | None:
@@ -108,6 +135,8 @@ class TraceDat:
         return parts[2] if len(parts) >= 3 else None
 
     def header(self) -> dict:
+        if self.recording is not None:
+            return self.recording
         h: dict[str, Any] = {
             "trace_dat": self.version,
             "compression": self.compression,
@@ -414,11 +443,12 @@ def cpu_pages(dat: TraceDat, mm, c: CpuData) -> Iterator[bytes | memoryview]:
     if not c.compressed:
         step = CHUNK_PAGES * dat.page_size
         mv = memoryview(mm)
-        for off in range(c.offset, c.offset + c.size, step):
-            end = min(off + step, c.offset + c.size)
-            piece = bytes(mv[off:end])  # struct reads bytes faster than an mmap view
-            _drop(mm, off, end)
-            yield piece
+        for start, size in c.extents if c.extents is not None else [(c.offset, c.size)]:
+            for off in range(start, start + size, step):
+                end = min(off + step, start + size)
+                piece = bytes(mv[off:end])  # struct reads bytes faster than an mmap view
+                _drop(mm, off, end)
+                yield piece
         return
     decompress = _decompressor(dat.compression, dat.path)
     r = _Reader(mm, dat.big_endian, f"CPU {c.cpu} data")
@@ -497,12 +527,17 @@ def merged_batches(dat: TraceDat, mm, decoder: PageDecoder, lost: list) -> Itera
 
 
 def read_dat_records(path: str, stats) -> tuple[dict, Iterator[tuple]]:
-    """``(header, records)``: the fs_dax events of a .dat as the text
-    parser's ``(name, fields, ts, pid, comm, cpu)`` (see the module
-    docstring); *stats* (a ParseStats) counts events and lost events."""
+    """``(header, records)``: the fs_dax events of a .dat (or a pmemtrace
+    page recording) as the text parser's ``(name, fields, ts, pid, comm,
+    cpu)`` (see the module docstring); *stats* (a ParseStats) counts events
+    and lost events, and gets the file's ``format`` (and a recording's
+    ``trailer`` and ``incomplete``)."""
     from .fsdax_binary import converters
 
-    dat, mm = open_dat(path, want_systems={"fs_dax"})
+    dat, mm = open_pages(path, want_systems={"fs_dax"})
+    stats.format = dat.fmt
+    if dat.recording is not None:
+        stats.trailer, stats.incomplete = dat.trailer, dat.incomplete
     conv = converters(dat.formats, dat.cmdlines)
     formats = {i: dat.formats[i] for i in conv}
     decoder = PageDecoder(dat.header_page or PageHeader(), formats, dat.big_endian)
@@ -520,7 +555,9 @@ def read_dat_records(path: str, stats) -> tuple[dict, Iterator[tuple]]:
         except FormatError as e:
             raise DataCorruption(f"{path}: corrupt trace-cmd .dat: {e}") from None
         finally:
-            stats.lost += lost[0]
+            # a recording's LOST frames count what the pages' own counts
+            # count too, and more (the per-CPU overruns): the larger
+            stats.lost += max(lost[0], dat.recorded_lost)
             stats.skipped += decoder.skipped
             stats.lost_unknown += decoder.lost_unknown
 

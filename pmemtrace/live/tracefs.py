@@ -532,6 +532,9 @@ class TracefsBackend:
         #: check and --record keep every event; RawPipes.read(hold=True))
         self.in_time_order = False
         self.reader = ""  # trace_pipe_raw (binary, per CPU) or trace_pipe (text)
+        #: called with each round of pages read, before it is decoded (a
+        #: page recording: record.Recorder.attach)
+        self.page_tap: Optional[Any] = None
 
     def missing(self) -> str:
         return (
@@ -608,22 +611,33 @@ class TracefsBackend:
         # found records), read again at once.
         if timeout > 0 and not self._behind:
             time.sleep(timeout)
-        if self.raw is not None and self.counting is not None:
-            rnd = self.raw.next_round()
+        if self.raw is None:
+            return self._parse(self.inst.read())
+        rnd = self.raw.next_round()
+        if rnd and self.page_tap is not None:
+            self.page_tap(rnd)
+        if self.counting is not None:
             if rnd:
                 self.counting.round(rnd)  # counted into the views; the rest fed to the session
             self._behind = bool(rnd) or self.raw.pending()
             return []
-        if self.raw is not None:
-            from .session import Record
+        from .session import Record
 
-            got = [
-                Record(name, fields, ts, pid, comm, cpu, pid, "tracefs")
-                for name, fields, ts, pid, comm, cpu in self.raw.read(hold=self.in_time_order)
-            ]
-            self._behind = bool(got) or self.raw.pending()
-            return got
-        return self._parse(self.inst.read())
+        got = [
+            Record(name, fields, ts, pid, comm, cpu, pid, "tracefs")
+            for name, fields, ts, pid, comm, cpu in self.raw.records(rnd, hold=self.in_time_order)
+        ]
+        self._behind = bool(got) or self.raw.pending()
+        return got
+
+    def page_info(self) -> Optional[dict]:
+        """What a page recording's header says of the pages (pagerecord.page_info),
+        or None where the pages are not read (the text pipe)."""
+        if self.raw is None:
+            return None
+        from .pagerecord import page_info
+
+        return page_info(self.root, self.raw.instance, self.raw.events, self.raw.page_size)
 
     def count_into(self, views: Any, feed: Any) -> bool:
         """Count the events into *views* (an Aggregator) in C from now on,

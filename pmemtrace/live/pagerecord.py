@@ -1,0 +1,225 @@
+"""``watch --record`` on tracefs: the ring-buffer pages as read, not the events.
+
+The JSON-lines recording (:mod:`pmemtrace.live.record`) decodes every event
+and formats it in Python: 2.3-2.5 times the untraced workload where
+``trace-cmd record``, which writes the pages its reads return, cost 1.3-2
+(docs/watch.md).  Where the tracefs backend reads each CPU's
+``trace_pipe_raw`` in binary, the recording is those pages instead, so the
+session counts them in C as the default watch does (no event is decoded
+for the file), and ``replay`` reads the file as it reads a trace-cmd .dat
+(the same page decoder, compiled path included).
+
+Layout (``"pmemtrace_record": 2``, documented in docs/watch.md):
+
+* line 1: the JSON header of version 1 (:func:`.record.make_header`) with
+  ``"pmemtrace_record": 2`` and ``"pages": {"page_size", "header_page",
+  "header_event", "formats": {event: format file}}``, what the pages are
+  decoded with;
+* then frames, each ``magic "PMTP", u16 type, u16 cpu, u32 length`` (little
+  endian) and *length* bytes: ``PAGES`` (whole pages of one CPU, in the
+  order read), ``COMMS`` (JSON ``{pid: comm}`` new in ``saved_cmdlines``),
+  ``LOST`` (u64: events the kernel reported lost since the last),
+  ``END`` (JSON: the end line of version 1).
+
+Frames are written whole, once per drain, so a killed ``watch`` leaves a
+file that replays up to its last drain; a last frame cut mid-write is
+ignored and the recording, without its END frame, reported incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import time
+from typing import Any
+
+from ..errors import DataCorruption, UsageError
+from .ftrace_binary import FormatError, check_header_event, parse_event_format, parse_header_page
+
+RECORD_VERSION = 2
+FORMAT = "pmemtrace-pages"
+FRAME = struct.Struct("<4sHHI")
+MAGIC = b"PMTP"
+PAGES, COMMS, LOST, END = 1, 2, 3, 4
+_U64 = struct.Struct("<Q")
+#: the header line is read up to this size (formats of nine events: ~10 KiB)
+HEADER_MAX = 1 << 20
+
+
+def page_info(root: str, instance: str, events, page_size: int) -> dict:
+    """The header's ``pages`` object: what the pages of *events* (fs_dax,
+    enabled in *instance*) are decoded with."""
+
+    def read(path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    return {
+        "page_size": page_size,
+        "header_page": read(os.path.join(root, "events", "header_page")),
+        "header_event": read(os.path.join(root, "events", "header_event")),
+        "formats": {ev: read(os.path.join(instance, "events", "fs_dax", ev, "format")) for ev in events},
+    }
+
+
+class PageWriter:
+    """Frames into the open file *fd* (see the module docstring)."""
+
+    def __init__(self, fd: int, page_size: int):
+        self.fd = fd
+        self.page_size = page_size
+        self._frames: list[bytes] = []
+        self.pages = 0
+
+    def round(self, rnd) -> None:
+        """A round of ``(cpu, page)`` (:meth:`.rawpipe.RawPipes.next_round`):
+        one PAGES frame per run of one CPU's pages, each padded to a whole
+        page (its header says how much of it is data)."""
+        ps = self.page_size
+        run: list[bytes] = []
+        cpu = None
+        for c, page in rnd:
+            if c != cpu and run:
+                self._pages(cpu, run)
+                run = []
+            cpu = c
+            run.append(page if len(page) == ps else bytes(page[:ps]).ljust(ps, b"\0"))
+        if run:
+            self._pages(cpu, run)
+        self.pages += len(rnd)
+
+    def _pages(self, cpu, run: list[bytes]) -> None:
+        data = b"".join(run)
+        self._frames += [FRAME.pack(MAGIC, PAGES, cpu, len(data)), data]
+
+    def comms(self, new: dict) -> None:
+        if new:
+            data = json.dumps({str(k): v for k, v in new.items()}, separators=(",", ":")).encode()
+            self._frames += [FRAME.pack(MAGIC, COMMS, 0, len(data)), data]
+
+    def lost(self, n: int) -> None:
+        self._frames += [FRAME.pack(MAGIC, LOST, 0, _U64.size), _U64.pack(n)]
+
+    def end(self, obj: dict) -> None:
+        data = json.dumps(obj, separators=(",", ":")).encode()
+        self._frames += [FRAME.pack(MAGIC, END, 0, len(data)), data]
+
+    def flush(self) -> None:
+        """Write the frames buffered, in one write where the kernel takes it."""
+        if not self._frames:
+            return
+        view = memoryview(b"".join(self._frames))
+        self._frames = []
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+
+
+# ---------------------------------------------------------------------------
+# Reading (replay)
+
+
+def is_page_recording(path: str) -> bool:
+    """True when *path* starts with a version-2 recording's header."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return head.startswith((b'{"pmemtrace_record":2,', b'{"pmemtrace_record": 2,'))
+
+
+def open_page_recording(path: str) -> tuple[Any, Any]:
+    """``(TraceDat, mmap)`` of a version-2 recording, as
+    :func:`.tracedat.open_dat` gives them for a .dat: the pages of each CPU
+    as extents of the file, the formats and command names it carries; its
+    header, end frame, recorded losses and whether it was cut short in
+    the TraceDat's ``recording``, ``trailer``, ``recorded_lost`` and
+    ``incomplete``."""
+    from .tracedat import CpuData, TraceDat
+
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    with f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        return _parse(path, mm, CpuData, TraceDat), mm
+    except BaseException:
+        mm.close()
+        raise
+
+
+def _parse(path: str, mm, CpuData, TraceDat):
+    def bad(what: str) -> DataCorruption:
+        return DataCorruption(f"{path}: corrupt pmemtrace page recording: {what}")
+
+    nl = mm.find(b"\n", 0, HEADER_MAX)
+    if nl < 0:
+        raise bad(f"no header line in its first {HEADER_MAX} bytes")
+    try:
+        header = json.loads(mm[:nl])
+        pages = header["pages"]
+        page_size = int(pages["page_size"])
+        check_header_event(pages["header_event"])
+        page_header = parse_header_page(pages["header_page"])
+        formats = {}
+        for text in pages["formats"].values():
+            fmt = parse_event_format(text, "fs_dax")
+            formats[fmt.id] = fmt
+    except (ValueError, KeyError, TypeError, FormatError) as e:
+        raise bad(f"header: {e}") from None
+    if page_size < 64 or page_size & (page_size - 1):
+        raise bad(f"page size {page_size}")
+    dat = TraceDat(path, RECORD_VERSION, False, 8, page_size)
+    dat.fmt = FORMAT
+    dat.recording = header
+    dat.header_page = page_header
+    dat.formats = formats
+    extents: dict[int, list] = {}
+    pos, size = nl + 1, len(mm)
+    while pos < size:
+        if pos + FRAME.size > size:
+            dat.incomplete = "its last frame was cut mid-write"
+            break
+        magic, kind, cpu, length = FRAME.unpack_from(mm, pos)
+        if magic != MAGIC:
+            raise bad(f"no frame at byte {pos}")
+        body = pos + FRAME.size
+        if body + length > size:
+            dat.incomplete = "its last frame was cut mid-write"
+            break
+        if kind == PAGES:
+            if length % page_size:
+                raise bad(f"a page frame at byte {pos} is not whole pages")
+            extents.setdefault(cpu, []).append((body, length))
+        elif kind == COMMS:
+            try:
+                dat.cmdlines.update({int(k): v for k, v in json.loads(mm[body : body + length]).items()})
+            except (ValueError, AttributeError) as e:
+                raise bad(f"command names at byte {pos}: {e}") from None
+        elif kind == LOST:
+            dat.recorded_lost += _U64.unpack_from(mm, body)[0]
+        elif kind == END:
+            try:
+                dat.trailer = json.loads(mm[body : body + length])
+            except ValueError as e:
+                raise bad(f"end frame: {e}") from None
+        pos = body + length
+    for cpu, ext in sorted(extents.items()):
+        dat.cpus.append(CpuData(cpu, ext[0][0], sum(n for _o, n in ext), extents=ext))
+    cut, dat.incomplete = dat.incomplete, None
+    if dat.trailer is None:
+        dat.incomplete = "the recording has no end frame (watch was killed or the disk filled)"
+        if cut:
+            dat.incomplete += f"; {cut} and is skipped"
+    elif dat.trailer.get("complete") is False:
+        dat.incomplete = "the recording says it is incomplete (watch ended by an error)"
+    return dat
+
+
+def end_frame(events: int, lost: int, complete: bool) -> dict:
+    return {"type": "end", "events": events, "lost": lost, "ended": time.time(), "complete": complete}
