@@ -143,3 +143,115 @@ def test_a_damaged_recording_is_a_clear_error(tmp_path, monkeypatch, damage, say
     )
     assert r.returncode != 0 and r.returncode != 1
     assert says in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 3
+
+
+# ---------------------------------------------------------------------------
+# bcc: the ring's records as read
+
+
+def _bcc_events():
+    """A little of everything bcc's every-event session sends: PMD faults
+    (one a fallback), PTE faults, an insert, GUP, a device-dax fault and
+    its return (paired by thread), a loss record."""
+    from pmemtrace.events import Event
+
+    vma = {"dev": 0x10300001, "ino": 12, "vm_start": 0x7F0000000000, "vm_end": 0x7F0000800000, "vm_flags": 0xFB}
+    out = []
+    ts = 100.0
+    for i in range(40):
+        ts += 0.001
+        addr = vma["vm_start"] + (i % 4) * (2 << 20)
+        pmd = dict(vma, address=addr, pgoff=(addr - vma["vm_start"]) >> 12, max_pgoff=2047, flags=0x1)
+        out.append(Event("dax_pmd_fault", dict(pmd, result=0), ts=ts, pid=7, tid=7, comm="touch", cpu=i % 2))
+        out.append(
+            Event(
+                "dax_pmd_fault_done",
+                dict(pmd, result=0x800 if i == 9 else 0x100),
+                ts=ts,
+                pid=7,
+                tid=7,
+                comm="touch",
+                cpu=i % 2,
+            )
+        )
+        if i == 9:
+            pte = {k: pmd[k] for k in ("dev", "ino", "vm_flags", "address", "pgoff", "flags")}
+            out.append(Event("dax_pte_fault_done", dict(pte, result=0x100), ts=ts, pid=7, tid=7, comm="touch", cpu=1))
+    out.append(Event("gup", {"address": vma["vm_start"], "nr_pages": 1, "gup_flags": 1}, ts=ts, pid=7, tid=7, comm="t"))
+    dd = {"address": 0x7E0000000000, "vm_start": 0x7E0000000000, "vm_end": 0x7E0040000000, "vm_flags": 0xFB}
+    out.append(
+        Event("devdax_fault", dict(dd, pgoff=0, flags=1, order=1), ts=ts, pid=8, tid=9, comm="dd", cpu=0, source="bcc")
+    )
+    out.append(Event("devdax_fault_ret", {"ret": 0x100, "order": 1}, ts=ts, pid=8, tid=9, comm="dd", cpu=0))
+    out.append(Event("lost", {"count": 3}, ts=ts, pid=0, tid=0, comm="", cpu=0))
+    return out
+
+
+def _bcc_record(out, binary):
+    """A bcc every-event session over :func:`_bcc_events` (the ring read 7
+    records at a time) with --record *out*: its views and recorder."""
+    import collections
+
+    from pmemtrace.live import bcc_backend
+    from pmemtrace.live.decode import DevdaxPairing, encode
+
+    data = [encode(e) for e in _bcc_events()]
+
+    class Ring:
+        size = 1 << 20
+
+        def read_chunk(self, size, room):
+            got = data[:7]
+            del data[:7]
+            return b"".join(bytes(8) + r for r in got), len(got)
+
+        def read(self, limit):
+            return []
+
+        def unread(self):
+            return 0
+
+        def close(self):
+            pass
+
+    b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
+    b.bpf, b.loaded, b._backlog, b._slow, b.aggregate, b.maps = None, None, False, DevdaxPairing(), False, {}
+    b._pending, b._pending_bytes = collections.deque(), 0
+    b.ring = Ring()
+    views = Aggregator(Attributor(release="6.12"))
+    rec = Recorder(str(out), make_header("bcc", kernel="6.12.95"), pages=binary)
+    s = Session(b, views, recorder=rec)
+    s.started = True
+    s._source_counts()
+    for _ in range(100):
+        s.feed(b.drain(0))
+        if not b._backlog:
+            break
+    s.finish()
+    rec.close(True)
+    return views.to_json(), rec
+
+
+def test_bcc_records_replay_as_their_json_lines(tmp_path, monkeypatch):
+    live_bin, rec = _bcc_record(tmp_path / "rec.bin", binary=True)
+    live_json, rec_json = _bcc_record(tmp_path / "rec.jsonl", binary=False)
+    n = len(_bcc_events())
+    assert rec.events == n and rec_json.events == n - 1  # the device-dax fault and its return: one event
+    head = json.loads(open(tmp_path / "rec.bin", "rb").readline())
+    assert head["pmemtrace_record"] == 2 and head["records"]["size"] == 160 and "pages" not in head
+    assert live_bin == live_json
+    want, _src, ev_json = _replayed(tmp_path / "rec.jsonl", monkeypatch, events=True)
+    assert want["totals"]["fallback"] == 1 and want["totals"]["devdax"] == 1 and want["totals"]["lost"] == 3
+    got, src, ev = _replayed(tmp_path / "rec.bin", monkeypatch, events=True)
+    assert got == want and src.fmt == pagerecord.RECORDS_FORMAT and src.incomplete is None
+    assert [(e.name, e.fields, e.ts, e.pid, e.comm) for e in ev] == [
+        (e.name, e.fields, e.ts, e.pid, e.comm) for e in ev_json
+    ]
+    got, src, _ = _replayed(tmp_path / "rec.bin", monkeypatch)
+    assert got == want
+    # killed before its end: replays what it holds, says it is incomplete
+    data = open(tmp_path / "rec.bin", "rb").read()
+    (tmp_path / "cut.bin").write_bytes(data[: data.rindex(pagerecord.MAGIC) - 50])
+    got, src, _ = _replayed(tmp_path / "cut.bin", monkeypatch)
+    assert "no end frame" in src.incomplete and "cut mid-write" in src.incomplete
+    assert 0 < got["totals"]["events"] < want["totals"]["events"]

@@ -11,7 +11,7 @@ import pytest
 
 from pmemtrace.events import Event
 from pmemtrace.live import btf
-from pmemtrace.live.decode import COUNTERS, CountedRow
+from pmemtrace.live.decode import COUNTERS, CountedRow, DevdaxPairing
 from pmemtrace.live.probes import kernel_functions, resolve
 from pmemtrace.live.session import Record, Session
 from pmemtrace.live.views import Aggregator
@@ -292,7 +292,7 @@ def test_bcc_drain_sleeps_only_when_the_ring_was_empty(monkeypatch):
     slept = []
     monkeypatch.setattr(bcc_backend.time, "sleep", slept.append)
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
-    b.bpf, b._backlog, b._devdax = object(), False, {}
+    b.bpf, b._backlog, b._slow = object(), False, DevdaxPairing()
     b._pending, b._pending_bytes = collections.deque(), 0
     rec = encode(Event("get_dev_pagemap", {"pfn": 1}, pid=3, comm="w", ts=1.0))
     reads = [[rec, rec], [], [rec], [], [], []]  # what each read finds ([]: the ring is empty)
@@ -321,7 +321,7 @@ def test_bcc_drain_empties_the_ring_and_decodes_in_batches(monkeypatch):
 
     monkeypatch.setattr(bcc_backend, "DECODE_BATCH", 3)
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
-    b.bpf, b._backlog, b._devdax = object(), False, {}
+    b.bpf, b._backlog, b._slow = object(), False, DevdaxPairing()
     b._pending, b._pending_bytes = collections.deque(), 0
     recs = [encode(Event("get_dev_pagemap", {"pfn": i}, pid=3, comm="w", ts=1.0)) for i in range(7)]
     calls = []

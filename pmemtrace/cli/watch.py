@@ -57,14 +57,15 @@ def add_parser(sub):
         "--record",
         metavar="FILE",
         type=out_path_arg,
-        help="record every event (replay with 'pmemtrace replay'): tracefs's ring-buffer "
-        "pages where it reads them in binary, else JSON lines (--record-format)",
+        help="record every event (replay with 'pmemtrace replay'): as the kernel hands them over "
+        "(tracefs pages, bcc ring records), else JSON lines (--record-format)",
     )
     p.add_argument(
         "--record-format",
         choices=("auto", "jsonl"),
         default="auto",
-        help="auto: pages where tracefs reads them (the cheapest), else JSON lines; jsonl: JSON lines always",
+        help="auto: what the kernel hands over as read (tracefs pages, bcc ring records), "
+        "else JSON lines; jsonl: JSON lines always",
     )
     p.add_argument("--backend", choices=("auto", "bcc", "tracefs"), default="auto")
     p.add_argument(

@@ -20,7 +20,7 @@ from .btf import WANTED as BTF_OFFSETS
 from .btf import fentry_functions
 from .btf import offsets as btf_offsets
 from .decode import COUNTERS as KERNEL_COUNTERS
-from .decode import EVENT_SIZE, KINDS, CountedRow, decode, decode_records
+from .decode import EVENT_SIZE, KINDS, CountedRow, DevdaxPairing, decode_records
 from .probes import fentry_candidates, hole_field, kernel_functions, resolve
 from .ringbuf import HDR, RingReader, stride
 from .session import Record
@@ -39,8 +39,6 @@ DECODE_BATCH = 16384
 #: raw records kept read but not yet decoded, in ring sizes, before the
 #: ring is left to fill (and the kernel to drop and count)
 BACKLOG_RINGS = 8
-
-DEVDAX_ORDER = {0: 0, 1: 9, 2: 18, 9: 9, 18: 18}  # enum page_entry_size (6.1) or order (6.6+)
 
 
 def why_not_bcc():
@@ -98,6 +96,9 @@ class BccBackend:
     which :func:`pmemtrace.live.tracefs.remove_orphans` removes."""
 
     name = "bcc"
+    #: called with each chunk of ring records read, before it is decoded
+    #: (a binary recording: record.Recorder.attach)
+    record_tap = None
 
     def __init__(self, pid=None, ringbuf_pages=4096, skip=(), aggregate=False, observe=True, file_filter=None):
         self.pid = pid
@@ -124,7 +125,7 @@ class BccBackend:
         self._backlog = False
         self._pending = collections.deque()  # [raw chunk, next record, records]: read, not yet decoded
         self._pending_bytes = 0
-        self._devdax = {}
+        self._slow = DevdaxPairing()  # device-dax faults wait for their return
         self.failed = []
         self._counted = {}  # pmt_key tuple -> counts already reported (the map keeps totals)
         self._kinds_seen = {}  # kind -> events counted in the kernel already reported
@@ -281,22 +282,6 @@ class BccBackend:
         fds = {t: lib.bpf_table_fd(self.bpf.module, t.encode()) for t in TABLES}
         return {t: fd for t, fd in fds.items() if fd >= 0}
 
-    def _slow(self, data, out):
-        """A record :func:`decode_records` leaves to us: a device-dax fault
-        waits for its return (which gives its result), others go as they are."""
-        ev = decode(data)
-        if ev.name == "devdax_fault":
-            ev.fields["order"] = DEVDAX_ORDER.get(ev.fields.get("order", 0), ev.fields.get("order"))
-            self._devdax[ev.tid] = ev
-            return
-        if ev.name == "devdax_fault_ret":
-            entry = self._devdax.pop(ev.tid, None)
-            if entry is None:
-                return
-            entry.fields["result"] = ev.fields.get("result", 0)
-            ev = entry
-        out.append((ev.name, ev.fields, ev.ts, ev.pid, ev.comm, ev.cpu, ev.tid, ev.source))
-
     def drain(self, timeout):
         """Records the ring buffer holds after *timeout* seconds.  They
         are submitted without a wake-up (BPF_RB_NO_WAKEUP), so there is
@@ -339,6 +324,8 @@ class BccBackend:
                 n = len(chunk) // STRIDE
                 if not n:
                     continue
+            if self.record_tap is not None:
+                self.record_tap(chunk)
             self._pending.append([chunk, 0, n])
             self._pending_bytes += len(chunk)
             room -= len(chunk)
@@ -402,6 +389,16 @@ class BccBackend:
                 by_name[name] = d
                 self._kinds_seen[kind] = n
         return rows, by_name
+
+    def record_info(self):
+        """What a binary recording's header says of the records
+        (pagerecord.record_info), or None in the counting session (the
+        ring then carries only what counting leaves to user space)."""
+        if self.aggregate or self.ring is None:
+            return None
+        from .pagerecord import record_info
+
+        return record_info(STRIDE, HDR)
 
     def stop(self):
         """Nothing to pause: BPF programs detach in :meth:`close`; the

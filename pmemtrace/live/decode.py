@@ -218,6 +218,33 @@ def decode_records(bufs, boot_offset=0.0, slow=None):
     return out
 
 
+#: the device-dax fault's order field: enum page_entry_size (6.1) or order (6.6+)
+DEVDAX_ORDER = {0: 0, 1: 9, 2: 18, 9: 9, 18: 18}
+
+
+class DevdaxPairing:
+    """The *slow* of :func:`decode_records` for a stream of records (live
+    or recorded): a device-dax fault waits for its return (which gives
+    its result, per thread), others go as they are."""
+
+    def __init__(self) -> None:
+        self._open: dict = {}
+
+    def __call__(self, data, out) -> None:
+        ev = decode(data)
+        if ev.name == "devdax_fault":
+            ev.fields["order"] = DEVDAX_ORDER.get(ev.fields.get("order", 0), ev.fields.get("order"))
+            self._open[ev.tid] = ev
+            return
+        if ev.name == "devdax_fault_ret":
+            entry = self._open.pop(ev.tid, None)
+            if entry is None:
+                return
+            entry.fields["result"] = ev.fields.get("result", 0)
+            ev = entry
+        out.append((ev.name, ev.fields, ev.ts, ev.pid, ev.comm, ev.cpu, ev.tid, ev.source))
+
+
 def encode(ev):
     """Inverse of :func:`decode` (tests, synthetic benchmarks)."""
     vals = {n: 0 for n, _ in FIELDS}

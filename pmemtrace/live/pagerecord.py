@@ -1,4 +1,4 @@
-"""``watch --record`` on tracefs: the ring-buffer pages as read, not the events.
+"""``watch --record``: what the kernel handed over, as read, not the events.
 
 The JSON-lines recording (:mod:`pmemtrace.live.record`) decodes every event
 and formats it in Python: 2.3-2.5 times the untraced workload where
@@ -8,6 +8,10 @@ and formats it in Python: 2.3-2.5 times the untraced workload where
 session counts them in C as the default watch does (no event is decoded
 for the file), and ``replay`` reads the file as it reads a trace-cmd .dat
 (the same page decoder, compiled path included).
+
+bcc's every-event session is recorded the same way: the ring buffer's
+``struct pmt_event`` records as read (a RECORDS frame per read), written
+before they are decoded for the views, none formatted as JSON.
 
 Layout (``"pmemtrace_record": 2``, documented in docs/watch.md):
 
@@ -19,7 +23,9 @@ Layout (``"pmemtrace_record": 2``, documented in docs/watch.md):
   endian) and *length* bytes: ``PAGES`` (whole pages of one CPU, in the
   order read), ``COMMS`` (JSON ``{pid: comm}`` new in ``saved_cmdlines``),
   ``LOST`` (u64: events the kernel reported lost since the last),
-  ``END`` (JSON: the end line of version 1).
+  ``END`` (JSON: the end line of version 1), ``RECORDS`` (bcc: ring-buffer
+  records of ``"records": {"struct", "version", "size", "stride",
+  "offset"}``, each *stride* bytes with the record at *offset*).
 
 Frames are written whole, once per drain, so a killed ``watch`` leaves a
 file that replays up to its last drain; a last frame cut mid-write is
@@ -40,9 +46,10 @@ from .ftrace_binary import FormatError, check_header_event, parse_event_format, 
 
 RECORD_VERSION = 2
 FORMAT = "pmemtrace-pages"
+RECORDS_FORMAT = "pmemtrace-records"
 FRAME = struct.Struct("<4sHHI")
 MAGIC = b"PMTP"
-PAGES, COMMS, LOST, END = 1, 2, 3, 4
+PAGES, COMMS, LOST, END, RECORDS = 1, 2, 3, 4, 5
 _U64 = struct.Struct("<Q")
 #: the header line is read up to this size (formats of nine events: ~10 KiB)
 HEADER_MAX = 1 << 20
@@ -62,6 +69,15 @@ def page_info(root: str, instance: str, events, page_size: int) -> dict:
         "header_event": read(os.path.join(root, "events", "header_event")),
         "formats": {ev: read(os.path.join(instance, "events", "fs_dax", ev, "format")) for ev in events},
     }
+
+
+def record_info(stride: int, offset: int) -> dict:
+    """The header's ``records`` object: bcc's ``struct pmt_event`` records
+    (bpf/pmemtrace.h), each *stride* bytes of the ring with the record at
+    *offset* (after the ring's record header)."""
+    from .decode import EVENT_SIZE
+
+    return {"struct": "pmt_event", "version": 1, "size": EVENT_SIZE, "stride": stride, "offset": offset}
 
 
 class PageWriter:
@@ -94,6 +110,10 @@ class PageWriter:
         data = b"".join(run)
         self._frames += [FRAME.pack(MAGIC, PAGES, cpu, len(data)), data]
 
+    def records(self, chunk: bytes) -> None:
+        """Ring-buffer records as read (whole strides)."""
+        self._frames += [FRAME.pack(MAGIC, RECORDS, 0, len(chunk)), chunk]
+
     def comms(self, new: dict) -> None:
         if new:
             data = json.dumps({str(k): v for k, v in new.items()}, separators=(",", ":")).encode()
@@ -121,14 +141,22 @@ class PageWriter:
 # Reading (replay)
 
 
-def is_page_recording(path: str) -> bool:
-    """True when *path* starts with a version-2 recording's header."""
+def recording_kind(path: str) -> str | None:
+    """``"pages"`` or ``"records"`` for a version-2 recording, else None."""
     try:
         with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError:
-        return False
-    return head.startswith((b'{"pmemtrace_record":2,', b'{"pmemtrace_record": 2,'))
+            if not f.read(64).startswith((b'{"pmemtrace_record":2,', b'{"pmemtrace_record": 2,')):
+                return None
+            f.seek(0)
+            header = json.loads(f.readline(HEADER_MAX))
+    except (OSError, ValueError):
+        return "pages"  # a damaged header: the reader says what is wrong
+    return "records" if isinstance(header, dict) and "records" in header else "pages"
+
+
+def is_page_recording(path: str) -> bool:
+    """True when *path* is a version-2 recording of ring-buffer pages."""
+    return recording_kind(path) == "pages"
 
 
 def open_page_recording(path: str) -> tuple[Any, Any]:
@@ -162,6 +190,9 @@ def _parse(path: str, mm, CpuData, TraceDat):
         raise bad(f"no header line in its first {HEADER_MAX} bytes")
     try:
         header = json.loads(mm[:nl])
+    except ValueError as e:
+        raise bad(f"header: {e}") from None
+    try:
         pages = header["pages"]
         page_size = int(pages["page_size"])
         check_header_event(pages["header_event"])
@@ -180,45 +211,125 @@ def _parse(path: str, mm, CpuData, TraceDat):
     dat.header_page = page_header
     dat.formats = formats
     extents: dict[int, list] = {}
-    pos, size = nl + 1, len(mm)
-    while pos < size:
-        if pos + FRAME.size > size:
-            dat.incomplete = "its last frame was cut mid-write"
-            break
-        magic, kind, cpu, length = FRAME.unpack_from(mm, pos)
-        if magic != MAGIC:
-            raise bad(f"no frame at byte {pos}")
-        body = pos + FRAME.size
-        if body + length > size:
-            dat.incomplete = "its last frame was cut mid-write"
-            break
+    frames = Frames(path, mm, nl + 1)
+    for kind, cpu, body, length in frames:
         if kind == PAGES:
             if length % page_size:
-                raise bad(f"a page frame at byte {pos} is not whole pages")
+                raise bad(f"a page frame at byte {body - FRAME.size} is not whole pages")
             extents.setdefault(cpu, []).append((body, length))
         elif kind == COMMS:
-            try:
-                dat.cmdlines.update({int(k): v for k, v in json.loads(mm[body : body + length]).items()})
-            except (ValueError, AttributeError) as e:
-                raise bad(f"command names at byte {pos}: {e}") from None
-        elif kind == LOST:
-            dat.recorded_lost += _U64.unpack_from(mm, body)[0]
-        elif kind == END:
-            try:
-                dat.trailer = json.loads(mm[body : body + length])
-            except ValueError as e:
-                raise bad(f"end frame: {e}") from None
-        pos = body + length
+            dat.cmdlines.update(frames.comms(body, length))
     for cpu, ext in sorted(extents.items()):
         dat.cpus.append(CpuData(cpu, ext[0][0], sum(n for _o, n in ext), extents=ext))
-    cut, dat.incomplete = dat.incomplete, None
-    if dat.trailer is None:
-        dat.incomplete = "the recording has no end frame (watch was killed or the disk filled)"
-        if cut:
-            dat.incomplete += f"; {cut} and is skipped"
-    elif dat.trailer.get("complete") is False:
-        dat.incomplete = "the recording says it is incomplete (watch ended by an error)"
+    dat.trailer, dat.recorded_lost, dat.incomplete = frames.trailer, frames.lost, frames.incomplete()
     return dat
+
+
+class Frames:
+    """The frames of a recording's mmap *mm* from *pos* on: iterating gives
+    ``(type, cpu, offset of the body, length)`` of each data frame, and
+    keeps the LOST and END frames (:attr:`lost`, :attr:`trailer`); a last
+    frame cut mid-write ends the iteration (:meth:`incomplete` says so)."""
+
+    def __init__(self, path: str, mm, pos: int):
+        self.path, self.mm, self.pos = path, mm, pos
+        self.lost = 0
+        self.trailer: dict | None = None
+        self.cut = False
+
+    def bad(self, what: str) -> DataCorruption:
+        return DataCorruption(f"{self.path}: corrupt pmemtrace recording: {what}")
+
+    def __iter__(self):
+        mm, pos, size = self.mm, self.pos, len(self.mm)
+        while pos < size:
+            if pos + FRAME.size > size:
+                self.cut = True
+                return
+            magic, kind, cpu, length = FRAME.unpack_from(mm, pos)
+            if magic != MAGIC:
+                raise self.bad(f"no frame at byte {pos}")
+            body = pos + FRAME.size
+            if body + length > size:
+                self.cut = True
+                return
+            if kind == LOST:
+                self.lost += _U64.unpack_from(mm, body)[0]
+            elif kind == END:
+                try:
+                    self.trailer = json.loads(mm[body : body + length])
+                except ValueError as e:
+                    raise self.bad(f"end frame: {e}") from None
+            else:
+                yield kind, cpu, body, length
+            pos = body + length
+
+    def comms(self, body: int, length: int) -> dict:
+        try:
+            return {int(k): v for k, v in json.loads(self.mm[body : body + length]).items()}
+        except (ValueError, AttributeError) as e:
+            raise self.bad(f"command names at byte {body - FRAME.size}: {e}") from None
+
+    def incomplete(self) -> str | None:
+        """Why the recording is incomplete, or None (after iterating)."""
+        if self.trailer is None:
+            why = "the recording has no end frame (watch was killed or the disk filled)"
+            return why + ("; its last frame was cut mid-write and is skipped" if self.cut else "")
+        if self.trailer.get("complete") is False:
+            return "the recording says it is incomplete (watch ended by an error)"
+        return None
+
+
+def read_event_records(path: str, stats) -> tuple[dict, Any]:
+    """``(header, records)`` of a version-2 recording of bcc ring records:
+    the text parser's ``(name, fields, ts, pid, comm, cpu)`` in the order
+    recorded (one ring: the order the kernel committed them), decoded as
+    the live session decodes them (:func:`.decode.decode_records`, device-
+    dax faults paired with their returns); *stats* gets the format, the
+    end frame, the losses and why the file is incomplete."""
+    from .decode import DevdaxPairing, decode_records
+
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    with f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+    nl = mm.find(b"\n", 0, HEADER_MAX)
+    try:
+        header = json.loads(mm[:nl])
+        info = header["records"]
+        size, stride, offset = int(info["size"]), int(info["stride"]), int(info["offset"])
+        ok = info.get("struct") == "pmt_event" and info.get("version") == 1 and offset + size <= stride
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataCorruption(f"{path}: corrupt pmemtrace recording: header: {e}") from None
+    from .decode import EVENT_SIZE
+
+    if not ok or size != EVENT_SIZE:
+        raise UsageError(f"{path}: records of another pmemtrace version ({info}): replay it with that version")
+    stats.format = RECORDS_FORMAT
+
+    def batches():
+        frames = Frames(path, mm, nl + 1)
+        pairing = DevdaxPairing()
+        for kind, _cpu, body, length in frames:
+            if kind != RECORDS:
+                continue
+            if length % stride:
+                raise frames.bad(f"a record frame at byte {body - FRAME.size} is not whole records")
+            chunk = mm[body : body + length]
+            out = decode_records(
+                [chunk[o + offset : o + offset + size] for o in range(0, length, stride)], slow=pairing
+            )
+            stats.lines += len(out)
+            stats.events += len(out)
+            yield [t[:6] for t in out]
+        stats.lost += frames.lost
+        stats.trailer, stats.incomplete = frames.trailer, frames.incomplete()
+
+    import itertools
+
+    return header, itertools.chain.from_iterable(batches())
 
 
 def end_frame(events: int, lost: int, complete: bool) -> dict:

@@ -656,9 +656,24 @@ def _is_dat(path):
     return is_page_file(path)
 
 
+def _bcc_recording(path, stats):
+    """A version-2 recording of bcc's ring records, or None."""
+    if path == "-":
+        return None
+    from .pagerecord import read_event_records, recording_kind
+
+    if recording_kind(path) != "records":
+        return None
+    stats.header, records = read_event_records(path, stats)
+    return stats.format, stats, records
+
+
 def read_events(path, stats=None):
     """(format, stats, iterator of Events) for any supported file."""
     stats = stats if stats is not None else ParseStats()
+    got = _bcc_recording(path, stats)
+    if got is not None:
+        return got[0], stats, _events_of(got[2])
     if _is_dat(path):
         fmt, stats, records = _dat_records(path, stats)
         return fmt, stats, _events_of(records)
@@ -678,6 +693,9 @@ def read_records(path, stats=None):
     text traces through the tokenizer without an Event per line (the replay
     hot path); recordings (JSON lines) from their Events."""
     stats = stats if stats is not None else ParseStats()
+    got = _bcc_recording(path, stats)
+    if got is not None:
+        return got
     if _is_dat(path):
         return _dat_records(path, stats)
     fmt, blocks = _sniffed_blocks(path, stats)

@@ -88,6 +88,7 @@ class Recorder:
         self.pages: Optional[PageWriter] = None
         self._source_stats: Any = None  # the page source's ParseStats (events decoded)
         self._raw: Any = None  # its RawPipes: the command names
+        self._stride = 0  # bytes a ring record takes (a recording of records)
         try:
             self.fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:
@@ -117,23 +118,43 @@ class Recorder:
         return self._events
 
     def attach(self, source) -> None:
-        """Record *source*'s ring-buffer pages as it reads them, where it
-        reads pages (``source.page_info()`` is not None) and pages are
-        allowed; else stay JSON lines.  Before the first event."""
-        info = source.page_info() if self.allow_pages and hasattr(source, "page_info") else None
-        if info is None or self._events or self.fd is None:
+        """Record what *source* reads as it reads it, where it can say what
+        that is and binary is allowed: tracefs's ring-buffer pages
+        (``source.page_info()``), bcc's ring records (``source.record_info()``);
+        else stay JSON lines.  Before the first event."""
+        if not self.allow_pages or self._events or self.fd is None:
+            return
+        pages = source.page_info() if hasattr(source, "page_info") else None
+        records = source.record_info() if pages is None and hasattr(source, "record_info") else None
+        if pages is None and records is None:
             return
         header = {k: v for k, v in self.header.items() if k != "event_record"}
-        header.update(pmemtrace_record=PAGES_VERSION, pages=info)
+        header["pmemtrace_record"] = PAGES_VERSION
+        if pages is not None:
+            header["pages"] = pages
+        else:
+            header["records"] = records
         os.ftruncate(self.fd, 0)  # the version-1 header written at the start
         os.lseek(self.fd, 0, os.SEEK_SET)
         self.header = header
         self._write(header)
         self.flush()
-        self.pages = PageWriter(self.fd, info["page_size"])
-        self._source_stats = source.stats
-        self._raw = source.raw
-        source.page_tap = self._round
+        if pages is not None:
+            self.pages = PageWriter(self.fd, pages["page_size"])
+            self._source_stats = source.stats
+            self._raw = source.raw
+            source.page_tap = self._round
+        elif records is not None:
+            self.pages = PageWriter(self.fd, 0)
+            self._stride = records["stride"]
+            source.record_tap = self._records
+
+    def _records(self, chunk) -> None:
+        """Ring records read by the source: written at once."""
+        assert self.pages is not None
+        self.pages.records(chunk)
+        self._events += len(chunk) // self._stride
+        self.pages.flush()
 
     def _round(self, rnd) -> None:
         """A round of pages read by the source: written at once, with the
@@ -144,6 +165,8 @@ class Recorder:
         self.pages.flush()
 
     def _new_comms(self) -> None:
+        if self._raw is None:
+            return  # records carry their command names
         comms, done = self._raw.comms, self._comms_written
         if self.pages is not None and comms != done:
             new = {k: v for k, v in comms.items() if done.get(k) != v}
@@ -228,7 +251,8 @@ class Recorder:
         end = {"type": "end", "events": self.events, "lost": self.lost, "ended": time.time(), "complete": complete}
         if self.pages is not None:
             try:
-                self._raw.refresh_comms()  # the names of pids first seen in the last round
+                if self._raw is not None:
+                    self._raw.refresh_comms()  # the names of pids first seen in the last round
             except OSError:
                 pass
             self._new_comms()

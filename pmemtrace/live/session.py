@@ -50,8 +50,8 @@ START_EVENTS = ("dax_pte_fault",)
 #: instead of two.  (bcc decides this per kernel: probes.COUNTED_BY_DONE.)
 TRACEFS_COUNTING_SKIPS = (*START_EVENTS, "dax_pmd_fault")
 
-#: the format name of a tracefs page recording (pagerecord.FORMAT)
-PAGE_RECORDING = "pmemtrace-pages"
+#: the format names of binary recordings (pagerecord.FORMAT, RECORDS_FORMAT)
+BINARY_RECORDINGS = ("pmemtrace-pages", "pmemtrace-records")
 
 #: how long the final drain may take when the probes keep firing
 FINAL_DRAIN_SECONDS = 120
@@ -251,7 +251,7 @@ class FileSource:
     @property
     def complete(self) -> bool:
         """False for a recording that has no end line, or says it is incomplete."""
-        if self.fmt == PAGE_RECORDING:
+        if self.fmt in BINARY_RECORDINGS:
             return getattr(self.stats, "incomplete", None) is None
         if self.fmt != "jsonl":
             return True
@@ -262,7 +262,7 @@ class FileSource:
     def incomplete(self) -> Optional[str]:
         if self.complete:
             return None
-        if self.fmt == PAGE_RECORDING:
+        if self.fmt in BINARY_RECORDINGS:
             return self.stats.incomplete
         if self.trailer is not None:
             return "the recording says it is incomplete (watch ended by an error)"
