@@ -178,7 +178,7 @@ def main():
             # the default watch (counts in the kernel, reasons on), or with
             # -record every event recorded (--record)
             backend, _, record = mode.partition("-")
-            extra = ["--record", os.path.join("/tmp", f"bench-{mode}.jsonl")] if record == "record" else []
+            extra = ["--record", os.path.join("/tmp", f"bench-{mode}.rec")] if record == "record" else []
             tr = Tracer(
                 [PY, "-m", "pmemtrace", "watch", "--backend", backend, "--json", "-i", "3600", "--path", args.dir]
                 + extra,
@@ -226,9 +226,25 @@ def main():
                 results[(mode, kind)] = row
             print(f"{mode:10} {kind}: {json.dumps(row)}", flush=True)
         if mode == "trace-cmd" and os.path.exists(dat):
+            print(f"{mode:10} file: {os.path.getsize(dat) / 1e6:.1f} MB", flush=True)
             os.unlink(dat)
-        if mode.endswith("-record") and os.path.exists(f"/tmp/bench-{mode}.jsonl"):
-            os.unlink(f"/tmp/bench-{mode}.jsonl")
+        rec = f"/tmp/bench-{mode}.rec"
+        if mode.endswith("-record") and os.path.exists(rec):
+            # what was recorded replays: its format, size and fault counts
+            r = subprocess.run(
+                [PY, "-m", "pmemtrace", "replay", rec, "--json", "--no-reasons"], capture_output=True, text=True
+            )
+            if r.returncode == 0:
+                d = json.loads(r.stdout)
+                print(
+                    f"{mode:10} file: {os.path.getsize(rec) / 1e6:.1f} MB, {d['input']['format']}, replayed "
+                    f"{d['totals']['pmd']}/{d['totals']['pte']} pmd/pte faults, {d['totals']['lost']} lost"
+                    + (f", incomplete: {d['input']['incomplete']}" if d["input"].get("incomplete") else ""),
+                    flush=True,
+                )
+            else:
+                print(f"{mode:10} file: replay failed: {r.stderr.strip()[-300:]}", flush=True)
+            os.unlink(rec)
     print("\nworkload  mode        seconds  x untraced  faults seen (pmd/pte)  lost  start (s)")
     for kind in ("pmd", "pte"):
         base = results.get(("untraced", kind), {}).get("seconds")
