@@ -187,15 +187,14 @@ def _bcc_events():
     return out
 
 
-def _bcc_record(out, binary):
-    """A bcc every-event session over :func:`_bcc_events` (the ring read 7
-    records at a time) with --record *out*: its views and recorder."""
+def _fake_bcc(events, aggregate=False, lost=0):
+    """A BccBackend whose ring holds *events* (read 7 records at a time)."""
     import collections
 
     from pmemtrace.live import bcc_backend
     from pmemtrace.live.decode import DevdaxPairing, encode
 
-    data = [encode(e) for e in _bcc_events()]
+    data = [encode(e) for e in events]
 
     class Ring:
         size = 1 << 20
@@ -215,9 +214,17 @@ def _bcc_record(out, binary):
             pass
 
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
-    b.bpf, b.loaded, b._backlog, b._slow, b.aggregate, b.maps = None, None, False, DevdaxPairing(), False, {}
+    b.bpf, b.loaded, b._backlog, b._slow, b.aggregate, b.maps = None, None, False, DevdaxPairing(), aggregate, {}
     b._pending, b._pending_bytes = collections.deque(), 0
     b.ring = Ring()
+    b.lost = lambda: lost
+    return b
+
+
+def _bcc_record(out, binary, source=None):
+    """A bcc every-event session over :func:`_bcc_events` with --record
+    *out* (or *source*'s session): its views and recorder."""
+    b = source if source is not None else _fake_bcc(_bcc_events())
     views = Aggregator(Attributor(release="6.12"))
     rec = Recorder(str(out), make_header("bcc", kernel="6.12.95"), pages=binary)
     s = Session(b, views, recorder=rec)
@@ -225,7 +232,7 @@ def _bcc_record(out, binary):
     s._source_counts()
     for _ in range(100):
         s.feed(b.drain(0))
-        if not b._backlog:
+        if not getattr(b, "_backlog", False) and not getattr(getattr(b, "counting", None), "_backlog", False):
             break
     s.finish()
     rec.close(True)
@@ -255,3 +262,25 @@ def test_bcc_records_replay_as_their_json_lines(tmp_path, monkeypatch):
     got, src, _ = _replayed(tmp_path / "cut.bin", monkeypatch)
     assert "no end frame" in src.incomplete and "cut mid-write" in src.incomplete
     assert 0 < got["totals"]["events"] < want["totals"]["events"]
+
+
+def test_bcc_record_only_counts_for_the_views_and_writes_every_record(tmp_path, monkeypatch):
+    """--record without --events (RecordingBcc): the views come from the
+    counting program's ring (here only the fallback and the device-dax
+    fault, as counting sends them), the file gets the every-event ring's
+    records undecoded, and replays to the whole views; each ring's losses
+    count where they belong."""
+    from pmemtrace.live.bcc_backend import RecordingBcc
+
+    every_events = [e for e in _bcc_events() if e.name != "lost"]
+    sent = [e for e in every_events if e.name.startswith("devdax") or e.fields.get("result") == 0x800]
+    counting, every = _fake_bcc(sent, aggregate=True, lost=2), _fake_bcc(every_events, lost=5)
+    src = RecordingBcc(counting, every)
+    live, rec = _bcc_record(tmp_path / "rec.bin", binary=True, source=src)
+    # (the device-dax fault is the one PMD the counting ring's records give)
+    assert every.tap_only and live["totals"]["fallback"] == 1 and live["totals"]["pmd"] == 1
+    assert live["totals"]["lost"] == 7  # both rings'
+    assert rec.events == len(every_events) and rec.lost == 5  # the recording's own
+    got, src_file, _ = _replayed(tmp_path / "rec.bin", monkeypatch)
+    assert src_file.incomplete is None and got["totals"]["lost"] == 5
+    assert got["totals"]["pmd"] == 40 and got["totals"]["fallback"] == 1 and got["totals"]["devdax"] == 1

@@ -157,6 +157,7 @@ def _watch(args, filt, metrics):
         args.pid,
         args.buffer_mb,
         all_events=bool(args.events or args.record),
+        record_only=bool(args.record and not args.events and args.record_format == "auto"),
         reasons=not args.no_reasons,
         file_filter=None if filt is None else (filt.dev, filt.ino),
     )

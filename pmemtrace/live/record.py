@@ -89,6 +89,7 @@ class Recorder:
         self._source_stats: Any = None  # the page source's ParseStats (events decoded)
         self._raw: Any = None  # its RawPipes: the command names
         self._stride = 0  # bytes a ring record takes (a recording of records)
+        self._own_lost: Any = None  # the source's losses of what it records, where it says
         try:
             self.fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:
@@ -147,6 +148,8 @@ class Recorder:
         elif records is not None:
             self.pages = PageWriter(self.fd, 0)
             self._stride = records["stride"]
+            # a source recording with a ring of its own says what that lost
+            self._own_lost = getattr(source, "record_lost", None)
             source.record_tap = self._records
 
     def _records(self, chunk) -> None:
@@ -154,7 +157,15 @@ class Recorder:
         assert self.pages is not None
         self.pages.records(chunk)
         self._events += len(chunk) // self._stride
+        self._record_lost()
         self.pages.flush()
+
+    def _record_lost(self) -> None:
+        if self._own_lost is not None and self.pages is not None:
+            n = self._own_lost() - self.lost
+            if n > 0:
+                self.lost += n
+                self.pages.lost(n)
 
     def _round(self, rnd) -> None:
         """A round of pages read by the source: written at once, with the
@@ -212,6 +223,9 @@ class Recorder:
             self._lines.append(line)
 
     def lost_events(self, n: int) -> None:
+        if self._own_lost is not None:
+            self._record_lost()  # the session's count has the views' ring too
+            return
         if n:
             self.lost += n
             if self.pages is not None:
@@ -248,6 +262,7 @@ class Recorder:
         """Write the end line and close; returns the path (None if closed)."""
         if self.fd is None:
             return None
+        self._record_lost()
         end = {"type": "end", "events": self.events, "lost": self.lost, "ended": time.time(), "complete": complete}
         if self.pages is not None:
             try:

@@ -124,28 +124,36 @@ def choose_backend(
     all_events: bool = True,
     reasons: bool = True,
     file_filter: Optional[tuple] = None,
+    record_only: bool = False,
 ):
     """(backend, why bcc cannot run or None) for ``--backend`` *name*
     (auto, bcc, tracefs); nothing is attached yet.  Unless *all_events*
     (``--events``, ``--record``), bcc counts in the kernel; *reasons*: it
     also sends what fallback attribution replays; *file_filter*: (kernel
-    dev, inode or None) of ``--path``, applied in the kernel."""
-    from .bcc_backend import BccBackend, why_not_bcc
+    dev, inode or None) of ``--path``, applied in the kernel; *record_only*:
+    every event is wanted for a binary recording only (``--record``
+    without ``--events``), so bcc counts for the views and records with a
+    second program (:class:`~pmemtrace.live.bcc_backend.RecordingBcc`)."""
+    from .bcc_backend import BccBackend, RecordingBcc, why_not_bcc
     from .tracefs import TracefsBackend
 
-    skip = () if all_events else START_EVENTS
     if name in ("auto", "bcc"):
         why = why_not_bcc()
         if why is None:
-            bcc = BccBackend(
-                pid=pid,
-                ringbuf_pages=ringbuf_pages(buffer_mb),
-                skip=skip,
-                aggregate=not all_events,
-                observe=reasons,
-                file_filter=file_filter,
-            )
-            return bcc, None
+
+            def bcc(aggregate):
+                return BccBackend(
+                    pid=pid,
+                    ringbuf_pages=ringbuf_pages(buffer_mb),
+                    skip=START_EVENTS if aggregate else (),
+                    aggregate=aggregate,
+                    observe=reasons,
+                    file_filter=file_filter,
+                )
+
+            if all_events and record_only:
+                return RecordingBcc(bcc(True), bcc(False)), None
+            return bcc(not all_events), None
         if name == "bcc":
             raise KernelFeatureMissing(f"bcc backend cannot run here: missing {why}")
     tracefs_skip = () if all_events else TRACEFS_COUNTING_SKIPS

@@ -165,14 +165,19 @@ def dax_setup(guest):
 _BPF_CACHE: dict = {}  # the bcc sessions' cache directory (XDG_CACHE_HOME)
 
 
-@pytest.fixture(scope="module", params=["bcc", "bcc-cached", "tracefs"])
+@pytest.fixture(scope="module", params=["bcc", "bcc-cached", "tracefs", "bcc-record", "tracefs-record"])
 def session(request, dax_setup, guest, tmp_path_factory):
     """One watch per backend (bcc compiles for minutes under TCG) over the
     three workloads, each its own process: {kind: row}, plus the summary.
     bcc: compiles (a fresh cache directory, pmemtrace/live/bpfcache.py) and
     saves the program there; bcc-cached loads it from there without bcc (a
-    first bcc watch compiles and saves it if bcc did not run before: -k)."""
-    backend, _, cached = request.param.partition("-")
+    first bcc watch compiles and saves it if bcc did not run before: -k).
+    -record: with --record (bcc: the counting program for the views and an
+    every-event one for the file; tracefs: its pages), the file replayed
+    too: the exact-count tests check its rows as well (``replayed``)."""
+    backend, _, variant = request.param.partition("-")
+    cached = variant == "cached"
+    record = str(tmp_path_factory.mktemp("rec") / "watch.rec") if variant == "record" else None
     env = {}
     if backend == "bcc":
         if "bcc" not in _BPF_CACHE:  # one compile for both bcc sessions (a minute or more under TCG)
@@ -195,7 +200,7 @@ def session(request, dax_setup, guest, tmp_path_factory):
         first = Watch(backend, dax, env=env)
         first.stop()
         assert "compiled-program cache" not in "".join(first.err)
-    w = Watch(backend, dax, env=env)
+    w = Watch(backend, dax, env=env, extra=("--record", record) if record else ())
     loaded_from_cache = "compiled-program cache" in "".join(w.err)
     runs = {}
     try:
@@ -212,6 +217,21 @@ def session(request, dax_setup, guest, tmp_path_factory):
         r = _rows(s, pid)
         assert len(r) == 1, (kind, s["rows"])
         rows[kind] = r[0]
+    replayed = None
+    if record:
+        p = subprocess.run(
+            [sys.executable, "-m", "pmemtrace", "replay", record, "--json"], capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr
+        d = json.loads(p.stdout)
+        want = "pmemtrace-pages" if backend == "tracefs" else "pmemtrace-records"
+        assert d["input"]["format"] == want and "incomplete" not in d["input"], d["input"]
+        assert d["totals"]["lost"] == 0, d["totals"]
+        replayed = {}
+        for kind, (_path, pid, _addr) in runs.items():
+            r = _rows(d, pid)
+            assert len(r) == 1, (kind, d["rows"])
+            replayed[kind] = r[0]
     gup = None
     if src:
         path, pid, addr = runs["gup"]
@@ -223,6 +243,7 @@ def session(request, dax_setup, guest, tmp_path_factory):
         "cached": bool(cached),
         "loaded_from_cache": loaded_from_cache,
         "rows": rows,
+        "replayed": replayed,
         "summary": s,
         "before": before,
         "after": attached_state(),
@@ -249,28 +270,35 @@ def test_the_second_bcc_start_loads_the_saved_program(session):
     assert session["loaded_from_cache"] == session["cached"]
 
 
+def _views(session, kind):
+    """The row of *kind* in what watch showed, and in its replayed
+    recording (-record sessions)."""
+    return [session["rows"][kind]] + ([session["replayed"][kind]] if session["replayed"] else [])
+
+
 def test_pmd_workload_exact_counts(session):
-    r = session["rows"]["pmd"]
-    assert (r["pmd"], r["fallback"], r["pte"], r["sigbus"]) == (N, 0, 0, 0), r
-    assert r["vm_end"] - r["vm_start"] == N * PMD
-    if session["backend"] == "bcc":
-        assert r["insert_pmd"] == N, r  # one insert-function hit per PMD fault
+    for r in _views(session, "pmd"):
+        assert (r["pmd"], r["fallback"], r["pte"], r["sigbus"]) == (N, 0, 0, 0), r
+        assert r["vm_end"] - r["vm_start"] == N * PMD
+        if session["backend"] == "bcc":
+            assert r["insert_pmd"] == N, r  # one insert-function hit per PMD fault
 
 
 def test_colour_mismatch_reason_from_model(session):
+    for r in _views(session, "colour"):
+        assert r["fallback"] == N and r["pmd"] == 0, r
+        assert r["pte"] == N, r
+        if session["backend"] == "bcc":
+            assert r["insert_pmd"] == 0
     r = session["rows"]["colour"]
-    assert r["fallback"] == N and r["pmd"] == 0, r
     assert r["fallback_reasons"] == {"pmd-colour-mismatch": N}, r
-    assert r["pte"] == N, r
-    if session["backend"] == "bcc":
-        assert r["insert_pmd"] == 0
 
 
 def test_nohugepage_pte_only(session):
-    r = session["rows"]["pte"]
-    assert (r["pmd"], r["fallback"], r["pte"]) == (0, 0, N), r
-    if session["backend"] == "bcc":
-        assert r["insert_pmd"] == 0
+    for r in _views(session, "pte"):
+        assert (r["pmd"], r["fallback"], r["pte"]) == (0, 0, N), r
+        if session["backend"] == "bcc":
+            assert r["insert_pmd"] == 0
 
 
 def test_list_probes_winners_exist_exactly():
