@@ -258,7 +258,7 @@ def test_a_session_that_keeps_every_event_asks_for_time_order(wants, tmp_path):
     src = _CountingPages() if wants in ("page-recorder", "jsonl-recorder") else _Counting()
     rec = None
     if wants and wants.endswith("recorder"):
-        rec = Recorder(str(tmp_path / "r"), make_header("tracefs"), pages=wants != "jsonl-recorder")
+        rec = Recorder(str(tmp_path / "r"), make_header("tracefs"), binary=wants != "jsonl-recorder")
     Session(src, Aggregator(), recorder=rec, on_event=print if wants == "events" else None)._source_counts()
     assert src.counted_by_source == (wants in (None, "page-recorder"))
     assert src.in_time_order == (wants in ("recorder", "events", "jsonl-recorder"))

@@ -37,7 +37,7 @@ def _record(tmp_path, monkeypatch, out, pages=True, per_round=None):
     backend = TracefsBackend(root=root)
     backend.raw = rawpipe.RawPipes(root, inst, events, backend.stats)
     views = Aggregator(Attributor(release="7.2"))
-    rec = Recorder(str(out), make_header("tracefs", kernel="7.2.13"), pages=pages)
+    rec = Recorder(str(out), make_header("tracefs", kernel="7.2.13"), binary=pages)
     s = Session(backend, views, recorder=rec)
     s.started = True
     s._source_counts()
@@ -65,7 +65,7 @@ def _replayed(path, monkeypatch, pure=False, events=False):
 def test_replay_of_the_pages_is_replay_of_the_json_lines(tmp_path, monkeypatch):
     live_pages, rec = _record(tmp_path / "a", monkeypatch, tmp_path / "rec.pages")
     live_json, rec_json = _record(tmp_path / "b", monkeypatch, tmp_path / "rec.jsonl", pages=False)
-    assert rec.events == rec_json.events == 568 and rec.pages.pages == 10  # every page of the .dat
+    assert rec.events == rec_json.events == 568 and rec.frames.pages == 10  # every page of the .dat
     head = json.loads(open(tmp_path / "rec.pages", "rb").readline())
     assert head["pmemtrace_record"] == 2 and head["kernel"] == "7.2.13" and "event_record" not in head
     assert live_pages == live_json  # the live views too: counted in C or record by record
@@ -226,7 +226,7 @@ def _bcc_record(out, binary, source=None):
     *out* (or *source*'s session): its views and recorder."""
     b = source if source is not None else _fake_bcc(_bcc_events())
     views = Aggregator(Attributor(release="6.12"))
-    rec = Recorder(str(out), make_header("bcc", kernel="6.12.95"), pages=binary)
+    rec = Recorder(str(out), make_header("bcc", kernel="6.12.95"), binary=binary)
     s = Session(b, views, recorder=rec)
     s.started = True
     s._source_counts()

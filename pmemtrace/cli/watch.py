@@ -176,7 +176,7 @@ def _watch(args, filt, metrics):
         rec = Recorder(
             args.record,
             make_header(backend.name, probes=backend.probe_table(), devices=recording_devices()),
-            pages=args.record_format == "auto",
+            binary=args.record_format == "auto",
         )
     if metrics is not None:
         on_interval = metrics.tick  # an exporter is a service: no table per interval

@@ -80,7 +80,7 @@ def record_info(stride: int, offset: int) -> dict:
     return {"struct": "pmt_event", "version": 1, "size": EVENT_SIZE, "stride": stride, "offset": offset}
 
 
-class PageWriter:
+class FrameWriter:
     """Frames into the open file *fd* (see the module docstring)."""
 
     def __init__(self, fd: int, page_size: int):

@@ -30,7 +30,7 @@ from typing import Any, Optional
 from .. import __version__
 from ..errors import UsageError
 from .pagerecord import RECORD_VERSION as PAGES_VERSION
-from .pagerecord import PageWriter
+from .pagerecord import FrameWriter
 
 RECORD_VERSION = 1
 
@@ -77,15 +77,15 @@ def recording_devices(sys_root: str = "/sys") -> list:
 
 
 class Recorder:
-    """Events as JSON lines into *path*, or the source's pages (see the
-    module docstring).  *pages*: False keeps JSON lines (``--record-format
+    """Events as JSON lines into *path*, or what the source reads, in frames (see the
+    module docstring).  *binary*: False keeps JSON lines (``--record-format
     jsonl``)."""
 
-    def __init__(self, path: str, header: dict, pages: bool = True):
+    def __init__(self, path: str, header: dict, binary: bool = True):
         self.path = path
         self.header = header
-        self.allow_pages = pages
-        self.pages: Optional[PageWriter] = None
+        self.binary = binary
+        self.frames: Optional[FrameWriter] = None
         self._source_stats: Any = None  # the page source's ParseStats (events decoded)
         self._raw: Any = None  # its RawPipes: the command names
         self._stride = 0  # bytes a ring record takes (a recording of records)
@@ -109,7 +109,7 @@ class Recorder:
     @property
     def takes_records(self) -> bool:
         """True when the session hands it every record (JSON lines)."""
-        return self.pages is None
+        return self.frames is None
 
     @property
     def events(self) -> int:
@@ -123,7 +123,7 @@ class Recorder:
         that is and binary is allowed: tracefs's ring-buffer pages
         (``source.page_info()``), bcc's ring records (``source.record_info()``);
         else stay JSON lines.  Before the first event."""
-        if not self.allow_pages or self._events or self.fd is None:
+        if not self.binary or self._events or self.fd is None:
             return
         pages = source.page_info() if hasattr(source, "page_info") else None
         records = source.record_info() if pages is None and hasattr(source, "record_info") else None
@@ -141,12 +141,12 @@ class Recorder:
         self._write(header)
         self.flush()
         if pages is not None:
-            self.pages = PageWriter(self.fd, pages["page_size"])
+            self.frames = FrameWriter(self.fd, pages["page_size"])
             self._source_stats = source.stats
             self._raw = source.raw
             source.page_tap = self._round
         elif records is not None:
-            self.pages = PageWriter(self.fd, 0)
+            self.frames = FrameWriter(self.fd, 0)
             self._stride = records["stride"]
             # a source recording with a ring of its own says what that lost
             self._own_lost = getattr(source, "record_lost", None)
@@ -154,34 +154,34 @@ class Recorder:
 
     def _records(self, chunk) -> None:
         """Ring records read by the source: written at once."""
-        assert self.pages is not None
-        self.pages.records(chunk)
+        assert self.frames is not None
+        self.frames.records(chunk)
         self._events += len(chunk) // self._stride
         self._record_lost()
-        self.pages.flush()
+        self.frames.flush()
 
     def _record_lost(self) -> None:
-        if self._own_lost is not None and self.pages is not None:
+        if self._own_lost is not None and self.frames is not None:
             n = self._own_lost() - self.lost
             if n > 0:
                 self.lost += n
-                self.pages.lost(n)
+                self.frames.lost(n)
 
     def _round(self, rnd) -> None:
         """A round of pages read by the source: written at once, with the
         command names it learned since the last."""
-        assert self.pages is not None
-        self.pages.round(rnd)
+        assert self.frames is not None
+        self.frames.round(rnd)
         self._new_comms()
-        self.pages.flush()
+        self.frames.flush()
 
     def _new_comms(self) -> None:
         if self._raw is None:
             return  # records carry their command names
         comms, done = self._raw.comms, self._comms_written
-        if self.pages is not None and comms != done:
+        if self.frames is not None and comms != done:
             new = {k: v for k, v in comms.items() if done.get(k) != v}
-            self.pages.comms(new)
+            self.frames.comms(new)
             done.update(new)
 
     def _write(self, obj) -> None:
@@ -228,8 +228,8 @@ class Recorder:
             return
         if n:
             self.lost += n
-            if self.pages is not None:
-                self.pages.lost(n)
+            if self.frames is not None:
+                self.frames.lost(n)
             else:
                 self._write({"type": "lost", "count": n})
 
@@ -237,8 +237,8 @@ class Recorder:
         """Write the buffered lines (whole lines only: a kill between two
         flushes loses the batch, never leaves half a line but by a write
         cut short)."""
-        if self.pages is not None:
-            self.pages.flush()
+        if self.frames is not None:
+            self.frames.flush()
             return
         if self._lines and self.fd is not None:
             data = ("\n".join(self._lines) + "\n").encode()
@@ -264,14 +264,14 @@ class Recorder:
             return None
         self._record_lost()
         end = {"type": "end", "events": self.events, "lost": self.lost, "ended": time.time(), "complete": complete}
-        if self.pages is not None:
+        if self.frames is not None:
             try:
                 if self._raw is not None:
                     self._raw.refresh_comms()  # the names of pids first seen in the last round
             except OSError:
                 pass
             self._new_comms()
-            self.pages.end(end)
+            self.frames.end(end)
         else:
             self._write(end)
         try:
