@@ -285,3 +285,42 @@ def test_tracefs_counting_session_enables_no_fault_start(tmp_path, monkeypatch, 
     assert backend.skip == (set() if all_events else {"dax_pmd_fault", "dax_pte_fault"})
     backend, why = session.choose_backend("tracefs", None, all_events=all_events)
     assert why is None
+
+
+def test_a_signal_between_start_and_run_stops_the_session_cleanly(monkeypatch):
+    """Once attached, SIGTERM and SIGINT only ask the session to stop, also
+    before run() (watch prints its banner in between): the source is then
+    drained and closed, and the handlers before start() are back after."""
+    import signal as sig
+
+    from pmemtrace.live import tracefs as tf
+
+    monkeypatch.setattr(tf, "remove_orphans_and_report", lambda root=None: [])
+
+    class Live:
+        name = "live"
+        closed = False
+
+        def start(self):
+            pass
+
+        def drain(self, timeout):
+            return []
+
+        def lost(self):
+            return 0
+
+        def stop(self):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    before = {s: sig.getsignal(s) for s in (sig.SIGINT, sig.SIGTERM)}
+    src = Live()
+    s = Session(src, Aggregator())
+    s.start()
+    os.kill(os.getpid(), sig.SIGTERM)  # the default handler would end pytest here
+    assert s._stopping == [sig.SIGTERM]
+    assert s.run(duration=30) is True and src.closed
+    assert {k: sig.getsignal(k) for k in before} == before

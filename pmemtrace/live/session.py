@@ -342,6 +342,7 @@ class Session:
         self.complete = False
         self._lost_seen = 0
         self._stopping: list[int] = []
+        self._saved_signals: Optional[dict] = None  # the handlers before start() caught SIGINT/SIGTERM
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -356,7 +357,7 @@ class Session:
         from .tracefs import remove_orphans_and_report
 
         remove_orphans_and_report()
-        old = signal.getsignal(signal.SIGTERM)
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def on_term_early(signum, frame):
             raise KeyboardInterrupt
@@ -365,14 +366,37 @@ class Session:
         try:
             self.source.start()
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM while attaching: end now, normally
+            signal.signal(signal.SIGTERM, old[signal.SIGTERM])
             self.source.close()
             self._stopping.append(signal.SIGINT)
+            self.started = True
+            return
         except BaseException:
+            signal.signal(signal.SIGTERM, old[signal.SIGTERM])
             self.source.close()
             raise
-        finally:
-            signal.signal(signal.SIGTERM, old)
+        # Attached: from now to the end of run(), SIGINT and SIGTERM only ask
+        # the session to stop, so that it detaches.  (Restoring the default
+        # here left a window before run(): a SIGTERM in it killed watch with
+        # its tracefs instance left behind, seen in the lab.)
+        self._catch_stop_signals(old)
         self.started = True
+
+    def _catch_stop_signals(self, old: dict) -> None:
+        """SIGINT/SIGTERM set a flag checked after every drain (at most
+        0.5 s): an exception raised from the handler would land inside
+        bcc's ring-buffer callback, where ctypes prints and swallows it and
+        watch would run on (seen in the lab under a GUP burst).  *old*: the
+        handlers :meth:`_restore_signals` puts back."""
+        if self._saved_signals is None:
+            self._saved_signals = old
+        for sig in old:
+            signal.signal(sig, lambda signum, frame: self._stopping.append(signum))
+
+    def _restore_signals(self) -> None:
+        for sig, h in (self._saved_signals or {}).items():
+            signal.signal(sig, h)
+        self._saved_signals = None
 
     def _source_counts(self) -> None:
         """Let a source that can count into the views itself do so (tracefs
@@ -458,17 +482,12 @@ class Session:
         when the session ended normally (a signal is a normal end)."""
         if not self.started:
             self.start()
-        self._source_counts()
-        # Ctrl-C and SIGTERM set a flag checked after every drain (at most
-        # 0.5 s): an exception raised from the handler would land inside
-        # bcc's ring-buffer callback, where ctypes prints and swallows it
-        # and watch would run on (seen in the lab under a GUP burst).
         finite = getattr(self.source, "exhausted", None) is not None
         # a file source keeps Python's Ctrl-C: an interrupted replay is an error
-        old = {} if finite else {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in old:
-            signal.signal(sig, lambda signum, frame: self._stopping.append(signum))
+        if not finite:
+            self._catch_stop_signals({sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)})
         try:
+            self._source_counts()
             start = time.monotonic()
             period = interval or 0.0  # 0: no views (next_view stays None)
             next_view = start + period if period else None
@@ -500,9 +519,10 @@ class Session:
                 raise
             self.complete = True  # Ctrl-C before the handlers: a normal end
         finally:
-            self.finish()
-            for sig, h in old.items():
-                signal.signal(sig, h)
+            try:
+                self.finish()
+            finally:
+                self._restore_signals()
         return self.complete
 
     def finish(self) -> None:

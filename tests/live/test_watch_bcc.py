@@ -165,7 +165,11 @@ def dax_setup(guest):
 _BPF_CACHE: dict = {}  # the bcc sessions' cache directory (XDG_CACHE_HOME)
 
 
-@pytest.fixture(scope="module", params=["bcc", "bcc-cached", "tracefs", "bcc-record", "tracefs-record"])
+SESSIONS = ("bcc", "bcc-cached", "tracefs", "bcc-record", "tracefs-record")
+KINDS = ("pmd", "colour", "pte", "gup")
+
+
+@pytest.fixture(scope="module", params=SESSIONS)
 def session(request, dax_setup, guest, tmp_path_factory):
     """One watch per backend (bcc compiles for minutes under TCG) over the
     three workloads, each its own process: {kind: row}, plus the summary.
@@ -184,6 +188,11 @@ def session(request, dax_setup, guest, tmp_path_factory):
             _BPF_CACHE["bcc"] = str(tmp_path_factory.mktemp("xdg-cache"))
         env = {"XDG_CACHE_HOME": _BPF_CACHE["bcc"]}
     setup, dax = dax_setup, dax_setup["mount"]
+    # the workload files of the sessions before (whose tests have run): five
+    # sessions' files filled the 1 GiB namespace (ENOSPC)
+    for name in {f"{k}-{p}" for k in KINDS for p in SESSIONS if p != request.param}:
+        if os.path.exists(os.path.join(dax, name)):
+            os.unlink(os.path.join(dax, name))
     if backend == "bcc":
         from pmemtrace.live.bcc_backend import why_not_bcc
 
@@ -204,7 +213,7 @@ def session(request, dax_setup, guest, tmp_path_factory):
     loaded_from_cache = "compiled-program cache" in "".join(w.err)
     runs = {}
     try:
-        for kind in ("pmd", "colour", "pte") + (("gup",) if src else ()):
+        for kind in KINDS[:3] + (KINDS[3:] if src else ()):
             # a name of this session's own: bcc and bcc-cached shared one, and the
             # file fallocated again right after its unlink is placed where xfs
             # finds room: in one lab run (5.10 and 6.1) every PMD fault of it fell back
