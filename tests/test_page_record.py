@@ -284,3 +284,12 @@ def test_bcc_record_only_counts_for_the_views_and_writes_every_record(tmp_path, 
     got, src_file, _ = _replayed(tmp_path / "rec.bin", monkeypatch)
     assert src_file.incomplete is None and got["totals"]["lost"] == 5
     assert got["totals"]["pmd"] == 40 and got["totals"]["fallback"] == 1 and got["totals"]["devdax"] == 1
+
+
+def test_a_binary_recording_on_stdin_says_to_give_its_path(tmp_path, monkeypatch):
+    _record(tmp_path / "a", monkeypatch, tmp_path / "rec.pages")
+    with open(tmp_path / "rec.pages", "rb") as f:
+        r = subprocess.run(
+            [sys.executable, "-m", "pmemtrace", "replay", "-"], stdin=f, capture_output=True, text=True, timeout=120
+        )
+    assert r.returncode == 2 and "give replay its path" in r.stderr and "Traceback" not in r.stderr

@@ -470,6 +470,12 @@ def parse_jsonl(lines, stats=None):
         if why:
             raise DataCorruption(f"line {stats.lines}: {why}; not a pmemtrace recording line")
         if RECORD_MAGIC in d:
+            if d[RECORD_MAGIC] != 1:
+                # version 2 is binary after its header: read by path (pagerecord)
+                raise UsageError(
+                    f"a binary pmemtrace recording (version {d[RECORD_MAGIC]!r}) is read from its file, "
+                    "not a pipe: give replay its path"
+                )
             k = d.get("kernel")
             if k is not None and not (isinstance(k, str) and is_release(k)):
                 raise DataCorruption(
