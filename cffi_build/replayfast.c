@@ -740,7 +740,9 @@ static int count(struct rf_ctx *c, struct priv *p, int kind, uint64_t pid, uint6
 	int64_t row = -1;
 	int done = kind == K_PMD_DONE || kind == K_PTE_DONE;
 	if (kind == K_PTE) {
-		/* counted only: no row */
+		/* counted only: no row (watch: where the filter let its file in) */
+		if (c->pte_start_needs_file && !file_of(p, pid, dev, ino, 0))
+			return 0;
 	} else if (kind == K_PTE_DONE || kind == K_HOLE) {
 		/* no VMA bounds in the record: the row whose bounds hold the
 		 * address, else the file's unbounded one (Aggregator._row_of) */

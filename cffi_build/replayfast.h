@@ -66,6 +66,10 @@ struct rf_ctx {
 	int reuse;
 	int prior;
 	uint64_t shared_bit, nohuge_bit;
+	/* 1 (watch): a dax_pte_fault start, which has no row of its own, is
+	 * counted only where its process and file have one (the session's
+	 * filter kept a record of theirs), else handed to Python */
+	int pte_start_needs_file;
 	/* out: counters since Python last read (and zeroed) them */
 	int64_t lines, events;
 	/* out: counts of the five event kinds (the four faults, dax_pmd_load_hole)

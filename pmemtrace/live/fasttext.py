@@ -598,7 +598,10 @@ class RawCounting(_Pages):
     through the Python reader (:meth:`~pmemtrace.live.rawpipe.RawPipes.records`)
     instead, record by record to *feed*."""
 
-    pte_starts_counted = False  # no row for them: the session's filter must see them
+    # no row for them: counted in C only in a process and file the session's
+    # filter let in (a row of theirs exists), else handed to it (--record
+    # enables them: one each 4 KiB fault, all in Python before)
+    pte_starts_counted = True
 
     def __init__(self, views: Any, raw: Any, feed: Any) -> None:
         super().__init__(views, raw.stats)
@@ -617,6 +620,7 @@ class RawCounting(_Pages):
         self = cls(views, raw, feed)
         h = raw.decoder.header
         lib, ctx = self.lib, self.ctx
+        ctx.pte_start_needs_file = 1
         if lib.rf_dat_layout(ctx, self.page_size, h.ts_offset, h.commit_offset, h.commit_size, h.data_offset, 0):
             return None
         if not self._dat_events(self.formats, raw.conv):
