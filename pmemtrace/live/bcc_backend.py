@@ -463,10 +463,6 @@ class RecordingBcc:
     def cached(self):
         return self.counting.cached and self.every.cached
 
-    @property
-    def resolved(self):
-        return self.counting.resolved
-
     def record_info(self):
         return self.every.record_info()
 

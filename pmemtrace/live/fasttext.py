@@ -498,15 +498,9 @@ class _Pages(_Counting):
             kind = _KIND_NAMES.index(f.name) if f.name in _KIND_NAMES else len(_KIND_NAMES)  # handed back
             if f.name == "dax_pmd_load_hole" and ("vm_start" in f.index or "vm_end" in f.index):
                 kind = len(_KIND_NAMES)  # the C side finds its row by address: not with bounds given
-            if f.name == "dax_pte_fault" and not self.pte_starts_counted:
-                kind = len(_KIND_NAMES)  # counted without a row: only where no filter could drop it
             if lib.rf_dat_event(ctx, eid, kind, f.unpacker.size, ffi.new("int32_t[]", table)):
                 return False
         return True
-
-    #: the C side may count dax_pte_fault (it finds no row for it): False
-    #: where a filter the C side does not know could drop one
-    pte_starts_counted = True
 
 
 class DatReplay(_Pages):
@@ -598,11 +592,6 @@ class RawCounting(_Pages):
     through the Python reader (:meth:`~pmemtrace.live.rawpipe.RawPipes.records`)
     instead, record by record to *feed*."""
 
-    # no row for them: counted in C only in a process and file the session's
-    # filter let in (a row of theirs exists), else handed to it (--record
-    # enables them: one each 4 KiB fault, all in Python before)
-    pte_starts_counted = True
-
     def __init__(self, views: Any, raw: Any, feed: Any) -> None:
         super().__init__(views, raw.stats)
         self.raw = raw
@@ -620,6 +609,9 @@ class RawCounting(_Pages):
         self = cls(views, raw, feed)
         h = raw.decoder.header
         lib, ctx = self.lib, self.ctx
+        # a dax_pte_fault start has no row: counted in C only in a process
+        # and file the session's filter let in (a row of theirs exists),
+        # else handed to the filter (--record enables one each 4 KiB fault)
         ctx.pte_start_needs_file = 1
         if lib.rf_dat_layout(ctx, self.page_size, h.ts_offset, h.commit_offset, h.commit_size, h.data_offset, 0):
             return None

@@ -34,14 +34,15 @@ ignored and the recording, without its END frame, reported incomplete.
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import os
 import struct
-import time
 from typing import Any
 
 from ..errors import DataCorruption, UsageError
+from .decode import EVENT_SIZE, DevdaxPairing, decode_records
 from .ftrace_binary import FormatError, check_header_event, parse_event_format, parse_header_page
 
 RECORD_VERSION = 2
@@ -75,8 +76,6 @@ def record_info(stride: int, offset: int) -> dict:
     """The header's ``records`` object: bcc's ``struct pmt_event`` records
     (bpf/pmemtrace.h), each *stride* bytes of the ring with the record at
     *offset* (after the ring's record header)."""
-    from .decode import EVENT_SIZE
-
     return {"struct": "pmt_event", "version": 1, "size": EVENT_SIZE, "stride": stride, "offset": offset}
 
 
@@ -166,32 +165,49 @@ def open_page_recording(path: str) -> tuple[Any, Any]:
     header, end frame, recorded losses and whether it was cut short in
     the TraceDat's ``recording``, ``trailer``, ``recorded_lost`` and
     ``incomplete``."""
-    from .tracedat import CpuData, TraceDat
-
+    mm = _map(path)
     try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    with f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        return _parse(path, mm, CpuData, TraceDat), mm
+        return _parse(path, mm), mm
     except BaseException:
         mm.close()
         raise
 
 
-def _parse(path: str, mm, CpuData, TraceDat):
-    def bad(what: str) -> DataCorruption:
-        return DataCorruption(f"{path}: corrupt pmemtrace page recording: {what}")
+def _map(path: str):
+    """*path* mapped read-only (an empty file: empty bytes)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    with f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
 
+
+def _corrupt(path: str, what: str) -> DataCorruption:
+    return DataCorruption(f"{path}: corrupt pmemtrace recording: {what}")
+
+
+def _header(path: str, mm) -> tuple[dict, int]:
+    """The recording's JSON header and the offset of its first frame."""
     nl = mm.find(b"\n", 0, HEADER_MAX)
     if nl < 0:
-        raise bad(f"no header line in its first {HEADER_MAX} bytes")
+        raise _corrupt(path, f"no header line in its first {HEADER_MAX} bytes")
     try:
         header = json.loads(mm[:nl])
     except ValueError as e:
-        raise bad(f"header: {e}") from None
+        raise _corrupt(path, f"header: {e}") from None
+    if not isinstance(header, dict):
+        raise _corrupt(path, "the header is not a JSON object")
+    return header, nl + 1
+
+
+def _parse(path: str, mm):
+    from .tracedat import CpuData, TraceDat
+
+    def bad(what: str) -> DataCorruption:
+        return _corrupt(path, what)
+
+    header, first = _header(path, mm)
     try:
         pages = header["pages"]
         page_size = int(pages["page_size"])
@@ -211,7 +227,7 @@ def _parse(path: str, mm, CpuData, TraceDat):
     dat.header_page = page_header
     dat.formats = formats
     extents: dict[int, list] = {}
-    frames = Frames(path, mm, nl + 1)
+    frames = Frames(path, mm, first)
     for kind, cpu, body, length in frames:
         if kind == PAGES:
             if length % page_size:
@@ -238,7 +254,7 @@ class Frames:
         self.cut = False
 
     def bad(self, what: str) -> DataCorruption:
-        return DataCorruption(f"{self.path}: corrupt pmemtrace recording: {what}")
+        return _corrupt(self.path, what)
 
     def __iter__(self):
         mm, pos, size = self.mm, self.pos, len(self.mm)
@@ -287,30 +303,20 @@ def read_event_records(path: str, stats) -> tuple[dict, Any]:
     the live session decodes them (:func:`.decode.decode_records`, device-
     dax faults paired with their returns); *stats* gets the format, the
     end frame, the losses and why the file is incomplete."""
-    from .decode import DevdaxPairing, decode_records
-
+    mm = _map(path)
+    header, first = _header(path, mm)
     try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    with f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
-    nl = mm.find(b"\n", 0, HEADER_MAX)
-    try:
-        header = json.loads(mm[:nl])
         info = header["records"]
         size, stride, offset = int(info["size"]), int(info["stride"]), int(info["offset"])
         ok = info.get("struct") == "pmt_event" and info.get("version") == 1 and offset + size <= stride
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataCorruption(f"{path}: corrupt pmemtrace recording: header: {e}") from None
-    from .decode import EVENT_SIZE
-
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise _corrupt(path, f"header: {e}") from None
     if not ok or size != EVENT_SIZE:
         raise UsageError(f"{path}: records of another pmemtrace version ({info}): replay it with that version")
     stats.format = RECORDS_FORMAT
 
     def batches():
-        frames = Frames(path, mm, nl + 1)
+        frames = Frames(path, mm, first)
         pairing = DevdaxPairing()
         for kind, _cpu, body, length in frames:
             if kind != RECORDS:
@@ -327,10 +333,4 @@ def read_event_records(path: str, stats) -> tuple[dict, Any]:
         stats.lost += frames.lost
         stats.trailer, stats.incomplete = frames.trailer, frames.incomplete()
 
-    import itertools
-
     return header, itertools.chain.from_iterable(batches())
-
-
-def end_frame(events: int, lost: int, complete: bool) -> dict:
-    return {"type": "end", "events": events, "lost": lost, "ended": time.time(), "complete": complete}

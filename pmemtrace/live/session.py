@@ -34,6 +34,8 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 from ..errors import DataCorruption, KernelFeatureMissing
 from ..events import Event
+from .pagerecord import FORMAT as PAGES_FORMAT
+from .pagerecord import RECORDS_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,8 @@ START_EVENTS = ("dax_pte_fault",)
 #: instead of two.  (bcc decides this per kernel: probes.COUNTED_BY_DONE.)
 TRACEFS_COUNTING_SKIPS = (*START_EVENTS, "dax_pmd_fault")
 
-#: the format names of binary recordings (pagerecord.FORMAT, RECORDS_FORMAT)
-BINARY_RECORDINGS = ("pmemtrace-pages", "pmemtrace-records")
+#: the format names of binary recordings
+BINARY_RECORDINGS = (PAGES_FORMAT, RECORDS_FORMAT)
 
 #: how long the final drain may take when the probes keep firing
 FINAL_DRAIN_SECONDS = 120
@@ -576,7 +578,7 @@ def _sniff(path: str) -> Optional[str]:
     from .parse import ParseStats, _is_dat, _sniffed_blocks
 
     if _is_dat(path):
-        return "pages"
+        return "trace-cmd.dat"
     fmt, _blocks = _sniffed_blocks(path, ParseStats())
     return fmt
 
