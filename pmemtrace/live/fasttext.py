@@ -626,7 +626,7 @@ class RawCounting(_Pages):
         self.feed([Record(name, fields, ts, pid, comm, cpu, pid, "tracefs")])
 
     def round(self, rnd: list[tuple[int, bytes]]) -> None:
-        """Count the round of pages *rnd* (``[(cpu, page)]``), then fold
+        """Count the round of pages *rnd* (``[(cpu, pages)]``), then fold
         the counts into the views."""
         try:
             if not self._c_round(rnd):
@@ -641,16 +641,16 @@ class RawCounting(_Pages):
         refuses it."""
         ffi, lib, ctx, ps = self.ffi, self.lib, self.ctx, self.page_size
         by_cpu: dict[int, list[bytes]] = {}
-        for cpu, page in rnd:
-            if len(page) != ps:
+        for cpu, pages in rnd:
+            if len(pages) % ps:
                 return False  # the C side reads a CPU's pages at page-size steps
-            by_cpu.setdefault(cpu, []).append(page)
+            by_cpu.setdefault(cpu, []).append(pages)
         cpus = sorted(by_cpu)
         if lib.rf_dat_round(ctx, len(cpus)):
             return False
         held = []  # each slot's piece and its cffi view: the C side reads them until the round ends
         for slot, cpu in enumerate(cpus):
-            piece = b"".join(by_cpu[cpu])
+            piece = b"".join(by_cpu[cpu])  # one CPU's pages come in one bytes: not copied
             cbuf = ffi.from_buffer(piece)
             held.append((piece, cbuf))
             r = lib.rf_dat_piece(ctx, slot, cbuf, len(piece))

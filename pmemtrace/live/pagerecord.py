@@ -52,6 +52,8 @@ FRAME = struct.Struct("<4sHHI")
 MAGIC = b"PMTP"
 PAGES, COMMS, LOST, END, RECORDS = 1, 2, 3, 4, 5
 _U64 = struct.Struct("<Q")
+#: buffers one writev(2) takes (POSIX leaves it to the system; Linux: 1,024)
+_IOV_MAX = 1024
 #: the header line is read up to this size (formats of nine events: ~10 KiB)
 HEADER_MAX = 1 << 20
 
@@ -89,25 +91,15 @@ class FrameWriter:
         self.pages = 0
 
     def round(self, rnd) -> None:
-        """A round of ``(cpu, page)`` (:meth:`.rawpipe.RawPipes.next_round`):
-        one PAGES frame per run of one CPU's pages, each padded to a whole
-        page (its header says how much of it is data)."""
+        """A round of ``(cpu, pages)`` (:meth:`.rawpipe.RawPipes.next_round`):
+        one PAGES frame per CPU's pages, a short last page padded to a whole
+        one (its header says how much of it is data)."""
         ps = self.page_size
-        run: list[bytes] = []
-        cpu = None
-        for c, page in rnd:
-            if c != cpu and run:
-                self._pages(cpu, run)
-                run = []
-            cpu = c
-            run.append(page if len(page) == ps else bytes(page[:ps]).ljust(ps, b"\0"))
-        if run:
-            self._pages(cpu, run)
-        self.pages += len(rnd)
-
-    def _pages(self, cpu, run: list[bytes]) -> None:
-        data = b"".join(run)
-        self._frames += [FRAME.pack(MAGIC, PAGES, cpu, len(data)), data]
+        for cpu, pages in rnd:
+            if len(pages) % ps:
+                pages = bytes(pages).ljust(-(-len(pages) // ps) * ps, b"\0")
+            self._frames += [FRAME.pack(MAGIC, PAGES, cpu, len(pages)), pages]
+            self.pages += len(pages) // ps
 
     def records(self, chunk: bytes) -> None:
         """Ring-buffer records as read (whole strides)."""
@@ -129,8 +121,17 @@ class FrameWriter:
         """Write the frames buffered, in one write where the kernel takes it."""
         if not self._frames:
             return
-        view = memoryview(b"".join(self._frames))
-        self._frames = []
+        frames, self._frames = self._frames, []
+        # writev: the pages go from the buffers read into, not joined first
+        while len(frames) > 1:
+            batch = frames[:_IOV_MAX]
+            n = os.writev(self.fd, batch)
+            done = sum(map(len, batch))
+            if n < done:  # a short write (a full disk, a signal): the rest in order
+                frames = [b"".join(frames)[n:]]
+                break
+            frames = frames[len(batch) :]
+        view = memoryview(frames[0]) if frames else memoryview(b"")
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
