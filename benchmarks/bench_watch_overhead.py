@@ -27,7 +27,9 @@ session) and reports the fastest: on a shared, loaded host the noise only
 ever adds time; untraced runs first and again after the last mode (the
 faster of the two is the base of every ratio).  Prints
 seconds, ratios to untraced, events seen and lost, and each tracer's start
-(exec to attached).
+(exec to attached), the workload's system time (its faults in the kernel,
+tracepoints and probes included) and the tracer's CPU time over the
+mode's runs (read from /proc, free of the host's wall-clock noise).
 Then (--replay-passes, default 8) records a PTE workload of 524,288
 faults (1,048,576 fs_dax events) with trace-cmd and times 'trace-cmd
 report' on the .dat against 'pmemtrace replay' of its text (the same
@@ -37,6 +39,7 @@ trace).  Prints figures; asserts nothing.
 import argparse
 import json
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -75,8 +78,34 @@ print(json.dumps({"seconds": t, "touches": n, "pid": os.getpid()}), flush=True)
 PASSES = {"pmd": 512, "pte": 4}
 
 
+def tree_cpu(pid):
+    """CPU seconds (user + system) of process *pid* and of every
+    descendant alive or reaped by them: the tracer's own cost, free of the
+    wall-clock noise of a shared host (trace-cmd record forks a reader per
+    CPU)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, cpu = {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(d)] = int(st[1])
+        cpu[int(d)] = sum(int(x) for x in st[11:15]) / tick  # utime stime cutime cstime
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return total
+
+
 def workload(d, kind, passes=None):
     passes = PASSES[kind] if passes is None else passes
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run(
         [PY, "-c", WORKLOAD, os.path.join(d, f"bench-{kind}"), kind, str(passes)],
         capture_output=True,
@@ -85,7 +114,11 @@ def workload(d, kind, passes=None):
     )
     if p.returncode:
         raise SystemExit(p.stderr)
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    # the workload's own CPU: its faults' time in the kernel, tracepoints and probes included
+    out["user"], out["sys"] = ru1.ru_utime - ru0.ru_utime, ru1.ru_stime - ru0.ru_stime
+    return out
 
 
 class Tracer:
@@ -190,6 +223,7 @@ def main():
             with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
                 f.write("1")
         ws = {}
+        cpu0 = tree_cpu(tr.p.pid) if tr else 0.0
         for _ in range(args.repeat):  # the fastest of the runs: a loaded host only ever adds time
             for kind in ("pmd", "pte"):
                 w = workload(args.dir, kind)
@@ -197,6 +231,11 @@ def main():
                     ws[kind] = dict(w, pids=ws.get(kind, {}).get("pids", []) + [w["pid"]])
                 else:
                     ws[kind]["pids"].append(w["pid"])
+        if tr:
+            print(
+                f"{mode:10} tracer cpu: {tree_cpu(tr.p.pid) - cpu0:.2f} s over the {args.repeat} x 2 workload runs",
+                flush=True,
+            )
         summ = None
         if mode == "bcc-stats":
             for name, cnt, ns in bpf_prog_stats(tr.p.pid):
@@ -214,7 +253,7 @@ def main():
                 summ = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
                 summ = [x for x in summ if x.get("type") == "summary"][-1]
         for kind, w in ws.items():
-            row = {"seconds": w["seconds"], "touches": w["touches"] * args.repeat}
+            row = {"seconds": w["seconds"], "touches": w["touches"] * args.repeat, "sys": round(w["sys"], 2)}
             if tr:
                 row["startup"] = round(tr.startup, 1)
             if summ:
