@@ -20,6 +20,7 @@ from test_rawpipe import tracefs_from_dat
 
 from pmemtrace.live import fasttext, pagerecord, rawpipe
 from pmemtrace.live.attribute import Attributor
+from pmemtrace.live.pacing import Pacer
 from pmemtrace.live.record import Recorder, make_header
 from pmemtrace.live.session import Session, replay
 from pmemtrace.live.tracefs import TracefsBackend
@@ -214,8 +215,8 @@ def _fake_bcc(events, aggregate=False, lost=0):
             pass
 
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
-    b.bpf, b.loaded, b._backlog, b._slow, b.aggregate, b.maps = None, None, False, DevdaxPairing(), aggregate, {}
-    b._pending, b._pending_bytes = collections.deque(), 0
+    b.bpf, b.loaded, b._slow, b.aggregate, b.maps = None, None, DevdaxPairing(), aggregate, {}
+    b._pending, b._pending_bytes, b._ring_left, b.pacer = collections.deque(), 0, False, Pacer(1 << 20)
     b.ring = Ring()
     b.lost = lambda: lost
     return b
@@ -232,7 +233,7 @@ def _bcc_record(out, binary, source=None):
     s._source_counts()
     for _ in range(100):
         s.feed(b.drain(0))
-        if not getattr(b, "_backlog", False) and not getattr(getattr(b, "counting", None), "_backlog", False):
+        if not b.behind:
             break
     s.finish()
     rec.close(True)

@@ -283,19 +283,26 @@ def test_a_sent_pte_fault_reaches_the_row_of_the_counted_ones():
     assert [(r.pte, r.vm_start) for r in agg.sorted_rows()] == [(23, vs)]
 
 
-def test_bcc_drain_sleeps_only_when_the_ring_was_empty(monkeypatch):
+def test_bcc_drain_waits_by_how_fast_the_ring_fills(monkeypatch):
     """Records are submitted without a wake-up, so drain() sleeps, then
-    reads; after a read that found records it reads again at once."""
-    from pmemtrace.live import bcc_backend
+    reads: as long as a quarter of the ring takes to fill at the rate the
+    last read found (pacing.Pacer), the session's timeout at most; reading
+    again at once after every read that found records kept the reader busy
+    while a workload faulted."""
+    from pmemtrace.live import bcc_backend, pacing
     from pmemtrace.live.decode import encode
 
-    slept = []
-    monkeypatch.setattr(bcc_backend.time, "sleep", slept.append)
+    clock, slept = [10.0], []
+    monkeypatch.setattr(pacing.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(pacing.time, "sleep", lambda s: (slept.append(s), clock.__setitem__(0, clock[0] + s)))
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
-    b.bpf, b._backlog, b._slow = object(), False, DevdaxPairing()
+    b.bpf, b._slow, b._ring_left = object(), DevdaxPairing(), False
     b._pending, b._pending_bytes = collections.deque(), 0
+    b.pacer = pacing.Pacer(1 << 20)
     rec = encode(Event("get_dev_pagemap", {"pfn": 1}, pid=3, comm="w", ts=1.0))
-    reads = [[rec, rec], [], [rec], [], [], []]  # what each read finds ([]: the ring is empty)
+    many = 4096  # records of STRIDE bytes each read
+    # what each read finds, a drain reading until the ring is empty ([])
+    reads = [[rec] * many, [], [], [rec], []]
 
     class Ring:
         size = 1 << 20
@@ -308,8 +315,14 @@ def test_bcc_drain_sleeps_only_when_the_ring_was_empty(monkeypatch):
             return []
 
     b.ring = Ring()
-    assert [len(b.drain(0.5)) for _ in range(4)] == [2, 1, 0, 0]
-    assert slept == [0.5, 0.5]  # before the first read, and after the empty one
+    assert len(b.drain(0.5)) == many
+    assert slept == [0.5]  # nothing known yet: the session's timeout
+    # 4,096 records in 0.5 s: a quarter of the 1 MiB ring fills in 0.5 * 256 KiB / (4,096 x STRIDE)
+    want = 0.5 * (1 << 18) / (many * bcc_backend.STRIDE)
+    assert b.pacer.nap == pytest.approx(want)
+    assert len(b.drain(0.5)) == 0 and slept[-1] == pytest.approx(want)
+    assert b.pacer.nap == pacing.MAX_NAP  # the ring was empty
+    assert len(b.drain(0.5)) == 1 and slept[-1] == 0.5
 
 
 def test_bcc_drain_empties_the_ring_and_decodes_in_batches(monkeypatch):
@@ -321,8 +334,9 @@ def test_bcc_drain_empties_the_ring_and_decodes_in_batches(monkeypatch):
 
     monkeypatch.setattr(bcc_backend, "DECODE_BATCH", 3)
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
-    b.bpf, b._backlog, b._slow = object(), False, DevdaxPairing()
+    b.bpf, b._slow, b._ring_left = object(), DevdaxPairing(), False
     b._pending, b._pending_bytes = collections.deque(), 0
+    b.pacer = bcc_backend.Pacer(1 << 20)
     recs = [encode(Event("get_dev_pagemap", {"pfn": i}, pid=3, comm="w", ts=1.0)) for i in range(7)]
     calls = []
 

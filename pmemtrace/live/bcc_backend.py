@@ -11,7 +11,6 @@ import mmap
 import os
 import platform
 import struct
-import time
 
 from ..errors import KernelFeatureMissing, PrivilegeError, ProbeAttachError
 from ..events import FAULT_FLAG, VM_FAULT
@@ -21,6 +20,7 @@ from .btf import fentry_functions
 from .btf import offsets as btf_offsets
 from .decode import COUNTERS as KERNEL_COUNTERS
 from .decode import EVENT_SIZE, KINDS, CountedRow, DevdaxPairing, decode_records
+from .pacing import Pacer
 from .probes import fentry_candidates, hole_field, kernel_functions, resolve
 from .ringbuf import HDR, RingReader, stride
 from .session import Record
@@ -124,7 +124,8 @@ class BccBackend:
         self.cached = False
         self.maps = {}  # name -> bpfsys.Map: what counts() and lost() read
         self.ring = None
-        self._backlog = False
+        self.pacer = Pacer(ringbuf_pages * mmap.PAGESIZE)  # when the ring is read next
+        self._ring_left = False  # the last read stopped with the backlog full, not the ring empty
         self._pending = collections.deque()  # [raw chunk, next record, records]: read, not yet decoded
         self._pending_bytes = 0
         self._slow = DevdaxPairing()  # device-dax faults wait for their return
@@ -287,7 +288,9 @@ class BccBackend:
     def drain(self, timeout):
         """Records the ring buffer holds after *timeout* seconds.  They
         are submitted without a wake-up (BPF_RB_NO_WAKEUP), so there is
-        nothing to wait on: sleep, then read what is there.
+        nothing to wait on: sleep as long as the ring's fill rate allows
+        (:mod:`.pacing`; not at all while records wait), then read what is
+        there.
 
         The ring is emptied at every drain into a backlog of raw chunks
         (one copy per read, :meth:`RingReader.read_chunk`), and at most
@@ -300,12 +303,10 @@ class BccBackend:
         records leaves it full (the kernel then drops and counts)."""
         if self.ring is None:
             return []
-        if timeout > 0 and not self._backlog and not self._pending:
-            time.sleep(timeout)
+        self.pacer.wait(timeout, behind=self.behind)
         got = self._fill()
+        self.pacer.read(got * STRIDE)
         batch = self._take(DECODE_BATCH)
-        # records came or wait: the next drain reads again at once
-        self._backlog = bool(got or self._pending)
         # one pass over the batch, a record tuple per event (no Event object,
         # no per-record callback): what --events/--record cost most of
         return [Record(*t) for t in decode_records(batch, slow=self._slow)]
@@ -335,7 +336,14 @@ class BccBackend:
             self._pending_bytes += len(chunk)
             room -= len(chunk)
             moved += n
+        self._ring_left = room <= 0
         return moved
+
+    @property
+    def behind(self):
+        """Records read and not decoded yet, or left in the ring by a read
+        that filled the backlog: the next drain does not wait."""
+        return bool(self._pending) or self._ring_left
 
     def _take(self, limit):
         """Up to *limit* records' data from the front of the backlog."""
@@ -478,9 +486,16 @@ class RecordingBcc:
             raise
 
     def drain(self, timeout):
-        out = self.counting.drain(timeout)  # sleeps when its ring was empty
-        self.every.drain(0)  # to the recording
+        # the wait the faster-filling ring allows (the every-event one, mostly)
+        c, e = self.counting, self.every
+        Pacer.wait(c.pacer if c.pacer.nap <= e.pacer.nap else e.pacer, timeout, behind=c.behind or e.behind)
+        out = c.drain(0)
+        e.drain(0)  # to the recording
         return out
+
+    @property
+    def behind(self):
+        return self.counting.behind or self.every.behind
 
     def counts(self):
         return self.counting.counts()

@@ -87,6 +87,9 @@ class RawPipes:
         # decoded raw records newer than a cut CPU's last one: out with a later round
         self._held: list = []
         self._backlog_bytes = 0
+        #: the last pull stopped with a CPU cut at MAX_PAGES_PER_CPU (the
+        #: backlog full): more pages wait in the kernel
+        self.more_in_kernel = False
         self.fds: list[tuple[int, int]] = []  # (cpu, fd)
         d = os.path.join(instance, "per_cpu")
         try:
@@ -140,6 +143,7 @@ class RawPipes:
                 total += pages
             if not cut:
                 break
+        self.more_in_kernel = bool(cut)
         return total
 
     def _read_run(self, fd: int) -> tuple[bytes, int]:
@@ -160,6 +164,12 @@ class RawPipes:
         if rest > self.decoder.header.data_offset:
             return bytes(buf[:got]), n + 1
         return bytes(buf[: n * ps]), n
+
+    def more_waiting(self) -> bool:
+        """Pages read and not decoded, or left in the kernel by a cut read:
+        the next drain should not wait (records held back for their
+        order are not: they come out with the next round)."""
+        return bool(self._rounds) or self.more_in_kernel
 
     def pending(self) -> bool:
         """Pages read but not decoded yet, or records held back."""

@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 from ..errors import KernelFeatureMissing, PrivilegeError
 from ..events import VM_FAULT, Event
+from .pacing import Pacer
 from .parse import FS_DAX_EVENTS, ParseStats, iter_trace_records
 
 log = logging.getLogger(__name__)
@@ -423,6 +424,15 @@ class Instance:
             return f"buffer of {kb} KiB per CPU refused ({e.strerror})"
         return None
 
+    def buffer_kb(self) -> int:
+        """The per-CPU buffer's size in KiB as the kernel has it (0 when
+        unreadable); ``buffer_size_kb`` may say "7 (expanded: 1408)"."""
+        try:
+            with open(os.path.join(self.path, "buffer_size_kb")) as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
     def follow_pid(self, pid: int, proc_root: str = "/proc") -> None:
         """Only events of *pid*'s threads and of the children they fork."""
         tids = [str(pid)]
@@ -527,6 +537,9 @@ class TracefsBackend:
         self.enabled: list[str] = []
         self.raw: Optional[Any] = None  # a rawpipe.RawPipes once started, unless the text pipe is read
         self._behind = False  # the last binary read found records or left pages undecoded
+        #: when the binary reader reads next: by the fill rate of a CPU's
+        #: buffer (as asked; start() sets what the kernel kept)
+        self.pacer = Pacer(buffer_kb * 1024)
         self.counting: Optional[Any] = None  # a fasttext.RawCounting once count_into() took the views
         #: the records kept in time order from one drain to the next (run,
         #: check and --record keep every event; RawPipes.read(hold=True))
@@ -552,6 +565,7 @@ class TracefsBackend:
         try:
             self.inst.create()
             self.buffer_note = self.inst.set_buffer_kb(self.buffer_kb)
+            self.pacer.capacity = self.inst.buffer_kb() * 1024 or self.pacer.capacity
             if self.pid:
                 self.inst.follow_pid(self.pid)
             wanted = [tp for tp in self.wanted if tp in self.tracepoints and tp not in self.skip]
@@ -609,11 +623,13 @@ class TracefsBackend:
         # is queued from the faulting task; with nobody waiting, none is.
         # Behind a burst (pages read and not decoded, or the last read
         # found records), read again at once.
-        if timeout > 0 and not self._behind:
-            time.sleep(timeout)
         if self.raw is None:
+            if timeout > 0 and not self._behind:
+                time.sleep(timeout)
             return self._parse(self.inst.read())
+        self.pacer.wait(timeout, behind=self.raw.more_waiting())
         rnd = self.raw.next_round()
+        self._pace(rnd)
         if rnd and self.page_tap is not None:
             self.page_tap(rnd)
         if self.counting is not None:
@@ -629,6 +645,14 @@ class TracefsBackend:
         ]
         self._behind = bool(got) or self.raw.pending()
         return got
+
+    def _pace(self, rnd: list) -> None:
+        """The next wait follows how fast the busiest CPU's buffer filled
+        (:mod:`.pacing`)."""
+        busiest: dict[int, int] = {}
+        for cpu, pages in rnd:
+            busiest[cpu] = busiest.get(cpu, 0) + len(pages)
+        self.pacer.read(max(busiest.values(), default=0))
 
     def page_info(self) -> Optional[dict]:
         """What a page recording's header says of the pages (pagerecord.page_info),
