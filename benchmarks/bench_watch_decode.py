@@ -33,6 +33,7 @@ from test_rawpipe import tracefs_from_dat  # noqa: E402
 
 from pmemtrace.live import fasttext, rawpipe  # noqa: E402
 from pmemtrace.live.attribute import Attributor  # noqa: E402
+from pmemtrace.live.record import Recorder, make_header  # noqa: E402
 from pmemtrace.live.session import START_EVENTS, Session  # noqa: E402
 from pmemtrace.live.tracefs import TracefsBackend  # noqa: E402
 from pmemtrace.live.views import Aggregator  # noqa: E402
@@ -40,8 +41,10 @@ from pmemtrace.live.views import Aggregator  # noqa: E402
 DEFAULT_DAT = os.path.join(ROOT, "fixtures", "trace-dat", "7.2-fsdax.v6.dat")
 
 
-def drain_all(root, inst, events, pure, reasons):
-    """(seconds, events read, views JSON) of one session draining the tree."""
+def drain_all(root, inst, events, pure, reasons, record=None):
+    """(seconds, events read, views JSON) of one session draining the tree;
+    *record*: a path, the session writes a page recording there (watch
+    --record, as tracefs does it)."""
     if pure:
         os.environ[fasttext.PURE_ENV] = "1"
     else:
@@ -52,7 +55,8 @@ def drain_all(root, inst, events, pure, reasons):
     t0 = time.perf_counter()
     backend.raw = rawpipe.RawPipes(root, inst, events, backend.stats)
     views = Aggregator(Attributor(release="7.2") if reasons else None)
-    s = Session(backend, views)
+    rec = Recorder(record, make_header("tracefs", kernel="7.2.13")) if record else None
+    s = Session(backend, views, recorder=rec)
     s.started = True
     s._source_counts()
     if (backend.counting is None) != pure:
@@ -62,30 +66,44 @@ def drain_all(root, inst, events, pure, reasons):
         if not backend.behind:
             break
     s.finish()
+    if rec is not None:
+        rec.close(True)
     return time.perf_counter() - t0, backend.stats.events, json.dumps(views.to_json())
 
 
 def main():
     ap = synthesis_arguments(__doc__, DEFAULT_DAT, "an uncompressed version-6 trace-cmd recording of fs_dax")
     ap.add_argument("--reasons", action="store_true", help="attribute fallbacks with the model, as watch does")
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="watch --record: every event read (the dax_*_fault starts too) and the pages written to a file",
+    )
     args = ap.parse_args()
+    wanted = (lambda e: True) if args.record else (lambda e: e not in START_EVENTS)
     with tempfile.TemporaryDirectory() as d:
         mp = pytest.MonkeyPatch()
         try:
             root, inst, events, _dat = tracefs_from_dat(os.path.join(d, "one"), mp, args.dat)
-            events = [e for e in events if e not in START_EVENTS]
+            events = [e for e in events if wanted(e)]
             _s, per_copy, _v = drain_all(root, inst, events, True, False)
             copies = max(1, round(args.n / max(per_copy, 1)))
             big = os.path.join(d, "big.dat")
             synthesize(args.dat, big, copies)
             root, inst, events, _dat = tracefs_from_dat(os.path.join(d, "big"), mp, big)
-            events = [e for e in events if e not in START_EVENTS]
+            events = [e for e in events if wanted(e)]
         finally:
             mp.undo()
-        print(f"{copies} copies of {args.dat}'s pages; reasons {'on' if args.reasons else 'off'}")
+        print(
+            f"{copies} copies of {args.dat}'s pages; reasons {'on' if args.reasons else 'off'}"
+            + ("; --record (the pages written to a file)" if args.record else "")
+        )
         out = {}
         for pure, label in ((True, "Python reader"), (False, "compiled")):
-            secs, n, views = drain_all(root, inst, events, pure, args.reasons)
+            rec = os.path.join(d, f"rec-{pure}") if args.record else None
+            secs, n, views = drain_all(root, inst, events, pure, args.reasons, rec)
+            if rec:
+                os.unlink(rec)
             out[pure] = (secs, views)
             print(f"  {label:13}: {n:,} events in {secs:6.2f} s -> {n / secs:12,.0f} events/s", flush=True)
         print(f"  compiled / Python reader: {out[True][0] / out[False][0]:.1f}x the rate")

@@ -79,12 +79,12 @@ PASSES = {"pmd": 512, "pte": 4}
 
 
 def tree_cpu(pid):
-    """CPU seconds (user + system) of process *pid* and of every
+    """CPU seconds (user, system) of process *pid* and of every
     descendant alive or reaped by them: the tracer's own cost, free of the
     wall-clock noise of a shared host (trace-cmd record forks a reader per
     CPU)."""
     tick = os.sysconf("SC_CLK_TCK")
-    parent, cpu = {}, {}
+    parent, cpu = {}, {}  # pid: (user, system)
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -94,13 +94,16 @@ def tree_cpu(pid):
         except OSError:
             continue
         parent[int(d)] = int(st[1])
-        cpu[int(d)] = sum(int(x) for x in st[11:15]) / tick  # utime stime cutime cstime
-    total, todo = 0.0, [pid]
+        # utime stime cutime cstime
+        cpu[int(d)] = ((int(st[11]) + int(st[13])) / tick, (int(st[12]) + int(st[14])) / tick)
+    user = system = 0.0
+    todo = [pid]
     while todo:
         p = todo.pop()
-        total += cpu.get(p, 0.0)
+        u, s = cpu.get(p, (0.0, 0.0))
+        user, system = user + u, system + s
         todo += [c for c, pp in parent.items() if pp == p]
-    return total
+    return user, system
 
 
 def workload(d, kind, passes=None):
@@ -223,7 +226,7 @@ def main():
             with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
                 f.write("1")
         ws = {}
-        cpu0 = tree_cpu(tr.p.pid) if tr else 0.0
+        cpu0 = tree_cpu(tr.p.pid) if tr else (0.0, 0.0)
         for _ in range(args.repeat):  # the fastest of the runs: a loaded host only ever adds time
             for kind in ("pmd", "pte"):
                 w = workload(args.dir, kind)
@@ -232,8 +235,10 @@ def main():
                 else:
                     ws[kind]["pids"].append(w["pid"])
         if tr:
+            u, sy = (b - a for a, b in zip(cpu0, tree_cpu(tr.p.pid)))
             print(
-                f"{mode:10} tracer cpu: {tree_cpu(tr.p.pid) - cpu0:.2f} s over the {args.repeat} x 2 workload runs",
+                f"{mode:10} tracer cpu: {u + sy:.2f} s ({u:.2f} user, {sy:.2f} system) over the "
+                f"{args.repeat} x 2 workload runs",
                 flush=True,
             )
         summ = None
