@@ -245,3 +245,20 @@ def test_no_boot_starts_after_the_lab_was_told_to_stop(monkeypatch):
     vm.kill_running()
     with pytest.raises(LabError, match="stopping"):
         vm.run(type("K", (), {"release": "6.12.x", "series": "6.12", "vmlinuz": "/nonexistent"})(), "true")
+
+
+def test_icount_makes_the_guest_clock_count_instructions(capsys):
+    """``lab run --icount SHIFT`` (benchmarks): QEMU's -icount under
+    round-robin TCG, refused with KVM and outside 0..10."""
+    from pmemtrace.cli import main
+    from pmemtrace.lab import vm
+
+    assert vm.qemu_opts("/e", icount=0).endswith("-accel tcg,thread=single -icount shift=0,sleep=on")
+    assert "icount" not in vm.qemu_opts("/e") and "tcg" not in vm.qemu_opts("/e", kvm=True, icount=3)
+    for argv, why in (
+        (["--icount", "11"], "SHIFT is 0 to 10"),
+        (["--icount", "0", "--kvm"], "drop --kvm"),
+    ):
+        assert main(["lab", "run", *argv, "--", "true"]) == 2
+        err = capsys.readouterr().err
+        assert why in err and len(err.strip().splitlines()) <= 3

@@ -148,6 +148,14 @@ def _add_boot_options(p):
     p.add_argument(
         "--rwdir", action="append", default=[], metavar="DIR", help="host directory the guest may write to (repeatable)"
     )
+    p.add_argument(
+        "--icount",
+        type=int,
+        default=None,
+        metavar="SHIFT",
+        help="QEMU -icount shift=SHIFT (TCG only): the guest's clock counts instructions, 2^SHIFT ns each, "
+        "so timings in the guest are free of the host's load (benchmarks)",
+    )
 
 
 def _memmap(args):
@@ -168,12 +176,18 @@ def _boot_kwargs(args):
         kw["memory"] = units.parse_int(args.memory)
     if args.timeout:
         kw["timeout"] = args.timeout
+    if getattr(args, "icount", None) is not None:
+        if not 0 <= args.icount <= 10:
+            raise UsageError("--icount: SHIFT is 0 to 10 (one instruction takes 2^SHIFT ns of guest time)")
+        kw["icount"] = args.icount
     return kw
 
 
 def _use_kvm(args, kernel):
     if not args.kvm:
         return False
+    if getattr(args, "icount", None) is not None:
+        raise UsageError("--icount counts TCG's instructions: drop --kvm")
     from ..lab import vm
 
     _status("probing KVM with a short boot (45 s limit)")

@@ -363,6 +363,20 @@ def build_script(command, env=None, cwd=None, prepare=None):
     return "\n".join(lines) + "\n"
 
 
+def qemu_opts(stderr_path: str, kvm: bool = False, icount=None) -> str:
+    """QEMU options beyond vng's: the guest's stderr port, and without KVM
+    round-robin TCG (see the note at the top), counting instructions as
+    time with *icount* (:func:`run`)."""
+    opts = (
+        f"-chardev file,id=pmtstderr,path={stderr_path} -device virtserialport,name=pmemtrace.stderr,chardev=pmtstderr"
+    )
+    if not kvm:
+        opts += " -accel tcg,thread=single"
+        if icount is not None:
+            opts += f" -icount shift={int(icount)},sleep=on"
+    return opts
+
+
 def run(
     kernel,
     command,
@@ -382,6 +396,7 @@ def run(
     stream=False,
     kvm=False,
     output=None,
+    icount=None,
 ):
     """Boot *kernel* with emulated pmem and run *command* (a shell string or
     an argv list) as root in the guest; return a :class:`GuestResult`.
@@ -406,6 +421,11 @@ def run(
     :param output: a text file to stream to instead of our stdout/stderr
         (``lab test --jobs``: each kernel's output kept apart, shown whole)
     :param kvm: use KVM (it hangs Debian kernels on this machine kind)
+    :param icount: QEMU's ``-icount shift=N,sleep=on`` under TCG: the guest's
+        clock advances 2^N ns per instruction executed (an idle guest skips
+        ahead to its next timer), so a benchmark's guest-side times count
+        the instructions of every vCPU (round-robin TCG runs one at a time),
+        whatever else the host runs; not with *kvm*
     :raises LabError: the boot failed or hung, or vng is missing
     """
     if _STOPPING.is_set():
@@ -460,10 +480,7 @@ def run(
         str(cpus),
         "--append",
         " ".join(appends),
-        "--qemu-opts=-chardev file,id=pmtstderr,path={} "
-        "-device virtserialport,name=pmemtrace.stderr,chardev=pmtstderr{}".format(
-            stderr_path, "" if kvm else " -accel tcg,thread=single"
-        ),
+        "--qemu-opts=" + qemu_opts(stderr_path, kvm, icount),
         "--exec",
         _exec_line(script, work),
     ]
