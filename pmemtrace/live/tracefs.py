@@ -162,12 +162,6 @@ def chunk_outcome(events: Iterable[Event]) -> str:
 # ---------------------------------------------------------------------------
 # Names that carry the owner's pid, and removing what dead owners left
 
-#: each CPU's sub-buffer in KiB where the kernel lets it be sized (the
-#: instance's ``buffer_subbuf_size_kb``, 6.8+): one read of trace_pipe_raw
-#: returns one sub-buffer, so 64 KiB ones cost a sixteenth of the reads and
-#: page swaps of 4 KiB ones
-SUBBUF_KB = 64
-
 #: tracefs instances: ``pmemtrace-<pid>-<purpose>`` (``pmemtrace-<pid>``
 #: before 0.2); kprobe events: ``pmemtrace_<pid>_<name>``
 INSTANCE_RE = re.compile(r"^pmemtrace-(?P<pid>\d+)(?:-[A-Za-z0-9_.-]+)?$")
@@ -430,15 +424,6 @@ class Instance:
             return f"buffer of {kb} KiB per CPU refused ({e.strerror})"
         return None
 
-    def set_subbuf_kb(self, kb: int) -> bool:
-        """Sub-buffers ("pages") of *kb* KiB where the kernel lets them be
-        sized (``buffer_subbuf_size_kb``, 6.8+); False where it cannot."""
-        try:
-            self.write("buffer_subbuf_size_kb", str(kb))
-        except OSError:
-            return False
-        return True
-
     def buffer_kb(self) -> int:
         """The per-CPU buffer's size in KiB as the kernel has it (0 when
         unreadable); ``buffer_size_kb`` may say "7 (expanded: 1408)"."""
@@ -581,7 +566,6 @@ class TracefsBackend:
             self.inst.create()
             self.buffer_note = self.inst.set_buffer_kb(self.buffer_kb)
             self.pacer.capacity = self.inst.buffer_kb() * 1024 or self.pacer.capacity
-            self.inst.set_subbuf_kb(SUBBUF_KB)
             if self.pid:
                 self.inst.follow_pid(self.pid)
             wanted = [tp for tp in self.wanted if tp in self.tracepoints and tp not in self.skip]
