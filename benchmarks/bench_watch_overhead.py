@@ -2,8 +2,11 @@
 """Overhead and capacity of pmemtrace watch, run INSIDE a lab guest (root,
 a DAX mount), all modes in the same boot:
 
-  pmemtrace lab run --kernel 6.12 --prepare --fs xfs -- \\
+  pmemtrace lab run --kernel 6.12 --icount 0 --prepare --fs xfs -- \\
       python benchmarks/bench_watch_overhead.py --dir /tmp/pmem
+
+(--icount 0: the guest's clock counts instructions, so the figures repeat
+from boot to boot and do not move with the host's load; docs/lab.md.)
 
 Workloads (each a fresh process timing its whole workload):
   pmd  -- a 256 MiB file mapped shared, one write per 2 MiB, --pmd-passes
