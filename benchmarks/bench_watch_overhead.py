@@ -25,7 +25,9 @@ is not waited for: its start is a fixed 8 s), and on request (--modes)
 bcc-record / tracefs-record ('watch --record', every event) and bcc-stats
 (the default bcc watch with kernel.bpf_stats_enabled=1: prints each BPF
 program's run count and time from /proc/PID/fdinfo, where the time in the
-kernel goes).  --repeat N runs each workload N times per mode (one tracer
+kernel goes) and tracefs-floor (the default tracefs watch's events,
+filter and buffer enabled in an instance that nobody reads: what the
+kernel's event writes cost, the floor under that backend).  --repeat N runs each workload N times per mode (one tracer
 session) and reports the fastest: on a shared, loaded host the noise only
 ever adds time; untraced runs first and again after the last mode (the
 faster of the two is the base of every ratio).  Prints
@@ -225,6 +227,19 @@ def main():
             )
         elif mode == "trace-cmd":
             tr = Tracer(["trace-cmd", "record", "-e", "fs_dax", "-o", dat], None)
+        floor = None
+        if mode == "tracefs-floor":
+            # the default tracefs watch's kernel side alone: the same events,
+            # filter and buffer, nobody reading (the ring overwrites itself)
+            from pmemtrace.live.files import kernel_dev
+            from pmemtrace.live.session import TRACEFS_COUNTING_SKIPS
+            from pmemtrace.live.tracefs import TracefsBackend
+
+            dev = kernel_dev(os.stat(args.dir).st_dev)
+            floor = TracefsBackend(
+                buffer_kb=65536, skip=TRACEFS_COUNTING_SKIPS, file_filter=(dev, None), purpose="bench-floor"
+            )
+            floor.start()
         if mode == "bcc-stats":
             with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
                 f.write("1")
@@ -244,6 +259,9 @@ def main():
                 f"{args.repeat} x 2 workload runs",
                 flush=True,
             )
+        if floor is not None:
+            print(f"{mode:10} events enabled: {', '.join(floor.enabled)}; none read", flush=True)
+            floor.close()
         summ = None
         if mode == "bcc-stats":
             for name, cnt, ns in bpf_prog_stats(tr.p.pid):
