@@ -215,7 +215,7 @@ def main():
     order = modes + (["untraced"] if "untraced" in modes and len(modes) > 1 else [])
     for mode in order:
         tr = None
-        if mode.split("-")[0] in ("bcc", "tracefs"):
+        if mode.split("-")[0] in ("bcc", "tracefs") and mode != "tracefs-floor":
             # the default watch (counts in the kernel, reasons on), or with
             # -record every event recorded (--record)
             backend, _, record = mode.partition("-")
