@@ -27,7 +27,9 @@ bcc-record / tracefs-record ('watch --record', every event) and bcc-stats
 program's run count and time from /proc/PID/fdinfo, where the time in the
 kernel goes) and tracefs-floor (the default tracefs watch's events,
 filter and buffer enabled in an instance that nobody reads: what the
-kernel's event writes cost, the floor under that backend).  --repeat N runs each workload N times per mode (one tracer
+kernel's event writes cost, the floor under that backend), bcc-floor
+(programs that return at once where the default bcc watch attaches for
+these workloads: the attachment's own cost).  --repeat N runs each workload N times per mode (one tracer
 session) and reports the fastest: on a shared, loaded host the noise only
 ever adds time; untraced runs first and again after the last mode (the
 faster of the two is the base of every ratio).  Prints
@@ -109,6 +111,28 @@ def tree_cpu(pid):
         user, system = user + u, system + s
         todo += [c for c, pp in parent.items() if pp == p]
     return user, system
+
+
+def bcc_floor():
+    """Programs that return at once, attached where the default bcc watch
+    attaches for these workloads (the PMD and 4 KiB faults' done raw
+    tracepoints, the PMD insert's fentry): the cost of the attachment
+    itself, the floor under that backend.  A bcc.BPF with .attached."""
+    from bcc import BPF
+
+    text = "RAW_TRACEPOINT_PROBE(dax_pmd_fault_done) { return 0; }\n"
+    text += "RAW_TRACEPOINT_PROBE(dax_pte_fault_done) { return 0; }\n"
+    attached = ["raw_tp/dax_pmd_fault_done", "raw_tp/dax_pte_fault_done"]
+    for fn in ("vmf_insert_folio_pmd", "vmf_insert_pfn_pmd"):
+        try:
+            b = BPF(text=text + f"KFUNC_PROBE({fn}, void *vmf) {{ return 0; }}\n")
+        except Exception:  # not in this kernel's BTF
+            continue
+        b.attached = attached + [f"fentry/{fn}"]
+        return b
+    b = BPF(text=text)
+    b.attached = attached
+    return b
 
 
 def workload(d, kind, passes=None):
@@ -215,7 +239,7 @@ def main():
     order = modes + (["untraced"] if "untraced" in modes and len(modes) > 1 else [])
     for mode in order:
         tr = None
-        if mode.split("-")[0] in ("bcc", "tracefs") and mode != "tracefs-floor":
+        if mode.split("-")[0] in ("bcc", "tracefs") and not mode.endswith("-floor"):
             # the default watch (counts in the kernel, reasons on), or with
             # -record every event recorded (--record)
             backend, _, record = mode.partition("-")
@@ -240,6 +264,8 @@ def main():
                 buffer_kb=65536, skip=TRACEFS_COUNTING_SKIPS, file_filter=(dev, None), purpose="bench-floor"
             )
             floor.start()
+        if mode == "bcc-floor":
+            floor = bcc_floor()
         if mode == "bcc-stats":
             with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
                 f.write("1")
@@ -259,7 +285,10 @@ def main():
                 f"{args.repeat} x 2 workload runs",
                 flush=True,
             )
-        if floor is not None:
+        if floor is not None and mode == "bcc-floor":
+            print(f"{mode:10} empty programs on: {', '.join(floor.attached)}", flush=True)
+            floor.cleanup()
+        elif floor is not None:
             print(f"{mode:10} events enabled: {', '.join(floor.enabled)}; none read", flush=True)
             floor.close()
         summ = None
