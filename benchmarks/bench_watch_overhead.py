@@ -29,8 +29,8 @@ kernel goes) and tracefs-floor (the default tracefs watch's events,
 filter and buffer enabled in an instance that nobody reads: what the
 kernel's event writes cost, the floor under that backend), bcc-floor
 (programs that return at once where the default bcc watch attaches for
-these workloads: the attachment's own cost).  --repeat N runs each workload N times per mode (one tracer
-session) and reports the fastest: on a shared, loaded host the noise only
+these workloads: the attachment's own cost).  --repeat N runs each
+workload N times per mode (one tracer session) and reports the fastest: on a shared, loaded host the noise only
 ever adds time; untraced runs first and again after the last mode (the
 faster of the two is the base of every ratio).  Prints
 seconds, ratios to untraced, events seen and lost, and each tracer's start
@@ -117,7 +117,9 @@ def bcc_floor():
     """Programs that return at once, attached where the default bcc watch
     attaches for these workloads (the PMD and 4 KiB faults' done raw
     tracepoints, the PMD insert's fentry): the cost of the attachment
-    itself, the floor under that backend.  A bcc.BPF with .attached."""
+    itself, the floor under that backend.  A bcc.BPF with .attached.
+    Where the watch puts a kprobe on the insert (no BTF for it), this
+    floor's fentry is cheaper than what the watch pays."""
     from bcc import BPF
 
     text = "RAW_TRACEPOINT_PROBE(dax_pmd_fault_done) { return 0; }\n"
@@ -264,20 +266,28 @@ def main():
                 buffer_kb=65536, skip=TRACEFS_COUNTING_SKIPS, file_filter=(dev, None), purpose="bench-floor"
             )
             floor.start()
+            print(f"{mode:10} events enabled: {', '.join(floor.enabled)}; none read", flush=True)
         if mode == "bcc-floor":
             floor = bcc_floor()
+            print(f"{mode:10} empty programs on: {', '.join(floor.attached)}", flush=True)
         if mode == "bcc-stats":
             with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
                 f.write("1")
         ws = {}
         cpu0 = tree_cpu(tr.p.pid) if tr else (0.0, 0.0)
-        for _ in range(args.repeat):  # the fastest of the runs: a loaded host only ever adds time
-            for kind in ("pmd", "pte"):
-                w = workload(args.dir, kind)
-                if kind not in ws or w["seconds"] < ws[kind]["seconds"]:
-                    ws[kind] = dict(w, pids=ws.get(kind, {}).get("pids", []) + [w["pid"]])
-                else:
-                    ws[kind]["pids"].append(w["pid"])
+        try:
+            for _ in range(args.repeat):  # the fastest of the runs: a loaded host only ever adds time
+                for kind in ("pmd", "pte"):
+                    w = workload(args.dir, kind)
+                    if kind not in ws or w["seconds"] < ws[kind]["seconds"]:
+                        ws[kind] = dict(w, pids=ws.get(kind, {}).get("pids", []) + [w["pid"]])
+                    else:
+                        ws[kind]["pids"].append(w["pid"])
+        finally:  # a floor's instance or programs never outlive the mode
+            if mode == "bcc-floor":
+                floor.cleanup()
+            elif floor is not None:
+                floor.close()
         if tr:
             u, sy = (b - a for a, b in zip(cpu0, tree_cpu(tr.p.pid)))
             print(
@@ -285,12 +295,6 @@ def main():
                 f"{args.repeat} x 2 workload runs",
                 flush=True,
             )
-        if floor is not None and mode == "bcc-floor":
-            print(f"{mode:10} empty programs on: {', '.join(floor.attached)}", flush=True)
-            floor.cleanup()
-        elif floor is not None:
-            print(f"{mode:10} events enabled: {', '.join(floor.enabled)}; none read", flush=True)
-            floor.close()
         summ = None
         if mode == "bcc-stats":
             for name, cnt, ns in bpf_prog_stats(tr.p.pid):

@@ -488,7 +488,7 @@ class RecordingBcc:
     def drain(self, timeout):
         # the wait the faster-filling ring allows (the every-event one, mostly)
         c, e = self.counting, self.every
-        Pacer.wait(c.pacer if c.pacer.nap <= e.pacer.nap else e.pacer, timeout, behind=c.behind or e.behind)
+        min(c.pacer, e.pacer, key=lambda p: p.nap).wait(timeout, behind=self.behind)
         out = c.drain(0)
         e.drain(0)  # to the recording
         return out

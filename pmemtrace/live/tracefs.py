@@ -621,8 +621,9 @@ class TracefsBackend:
         # reader waiting on the all-CPU trace_pipe is woken by every burst
         # (the kernel ignores the fill watermark for it), and each wake-up
         # is queued from the faulting task; with nobody waiting, none is.
-        # Behind a burst (pages read and not decoded, or the last read
-        # found records), read again at once.
+        # The text pipe reads again at once after a read that found
+        # records; the binary reader waits as the buffers' fill rate allows
+        # (pacing.Pacer) and reads at once only while pages wait.
         if self.raw is None:
             if timeout > 0 and not self._behind:
                 time.sleep(timeout)
@@ -648,11 +649,8 @@ class TracefsBackend:
 
     def _pace(self, rnd: list) -> None:
         """The next wait follows how fast the busiest CPU's buffer filled
-        (:mod:`.pacing`)."""
-        busiest: dict[int, int] = {}
-        for cpu, pages in rnd:
-            busiest[cpu] = busiest.get(cpu, 0) + len(pages)
-        self.pacer.read(max(busiest.values(), default=0))
+        (:mod:`.pacing`); a round holds one read per CPU."""
+        self.pacer.read(max((len(pages) for _cpu, pages in rnd), default=0))
 
     def page_info(self) -> Optional[dict]:
         """What a page recording's header says of the pages (pagerecord.page_info),
