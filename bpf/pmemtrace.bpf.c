@@ -21,6 +21,11 @@
  *                           formatted record is built for the program, and
  *                           dax_pte_fault_done's vm_fault gives the VMA bounds
  *                           the formatted event lacks
+ *   PMT_BTF_<event>=1       the same events as BTF-typed tracepoints
+ *                           (tpbtf__<event>, loaded and attached by user
+ *                           space, live/bpfsys.py: bcc has no tp_btf), which
+ *                           read their arguments' members with plain loads
+ *                           (PMT_LD) instead of bpf_probe_read_kernel
  *   PMT_HOLE_ZERO_PAGE=1    the load-hole events name their pointer zero_page
  *                           (6.1) instead of zero_folio (6.12+), as read from
  *                           events/fs_dax/dax_pmd_load_hole/format
@@ -138,9 +143,12 @@ BPF_HASH(fault_key, u32, struct pmt_key, 4096);
 #endif
 #if PMT_OBSERVE
 BPF_TABLE("lru_hash", struct pmt_block, u8, observed, 65536);
-/* the block this CPU found or put in `observed` last: a sequential run of
- * 4 KiB faults (512 per block) skips the hash lookup */
-BPF_PERCPU_ARRAY(last_block, struct pmt_block, 1);
+/* The blocks this CPU found or put in `observed` lately, direct-mapped by
+ * a hash of the block: a fault in one of them skips the LRU lookup (a
+ * sequential run of 4 KiB faults, 512 per block, hits one slot; a
+ * workload that maps the same file again finds its blocks here). */
+#define PMT_SEEN_SLOTS 1024
+BPF_PERCPU_ARRAY(seen_blocks, struct pmt_block, PMT_SEEN_SLOTS);
 #endif
 #endif
 
@@ -159,6 +167,24 @@ static __always_inline u32 pmt_read_u32(const void *base, u32 off)
 	bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
 	return v;
 }
+
+/* A plain load of a member through a pointer the verifier types from BTF
+ * (a tp_btf or fentry program's argument, or a pointer loaded through
+ * one): it becomes a PROBE_MEM load (a faulting address reads 0), a few
+ * instructions where a raw tracepoint or kprobe program, whose arguments
+ * are untyped numbers, calls bpf_probe_read_kernel (about 100 under TCG,
+ * most of a counted fault's cost).  Inline asm because bcc's rewriter
+ * turns C dereferences of a probe's arguments into bpf_probe_read calls;
+ * it leaves asm alone.  The offset and width must be a member's as BTF
+ * has it (the -D offsets come from live/btf.py). */
+#define PMT_LD(bits, p, off)                                                              \
+	({                                                                                \
+		u##bits __v;                                                              \
+		asm volatile("%0 = *(u" #bits " *)(%1 + %2)" : "=r"(__v) : "r"(p), "i"(off)); \
+		__v;                                                                      \
+	})
+/* *direct* below is a constant: 1 in tp_btf and fentry programs */
+#define PMT_GET64(direct, p, off) ((direct) ? PMT_LD(64, p, off) : pmt_read_u64(p, off))
 
 /* Members read together: one bpf_probe_read_kernel of the bytes that span
  * them (a helper call per member was most of a counted fault's cost under
@@ -183,8 +209,15 @@ struct pmt_vmf_val {
 	u32 flags;
 };
 
-static __always_inline void pmt_vmf_read(const void *vmf, struct pmt_vmf_val *v)
+static __always_inline void pmt_vmf_read(const void *vmf, struct pmt_vmf_val *v, int direct)
 {
+	if (direct) {
+		v->vma = (const void *)PMT_LD(64, vmf, PMT_OFF_VMF_VMA);
+		v->pgoff = PMT_LD(64, vmf, PMT_OFF_VMF_PGOFF);
+		v->address = PMT_LD(64, vmf, PMT_OFF_VMF_ADDRESS);
+		v->flags = PMT_LD(32, vmf, PMT_OFF_VMF_FLAGS);
+		return;
+	}
 #if PMT_VMF_HI - PMT_VMF_LO <= PMT_SPAN_MAX
 	u64 buf[(PMT_VMF_HI - PMT_VMF_LO + 7) / 8];
 
@@ -202,8 +235,13 @@ static __always_inline void pmt_vmf_read(const void *vmf, struct pmt_vmf_val *v)
 }
 
 /* vm_start and vm_end: adjacent in every kernel (one 16-byte read) */
-static __always_inline void pmt_vma_bounds(const void *vma, u64 *start, u64 *end)
+static __always_inline void pmt_vma_bounds(const void *vma, u64 *start, u64 *end, int direct)
 {
+	if (direct) {
+		*start = PMT_LD(64, vma, PMT_OFF_VMA_START);
+		*end = PMT_LD(64, vma, PMT_OFF_VMA_END);
+		return;
+	}
 #if PMT_OFF_VMA_END == PMT_OFF_VMA_START + 8
 	u64 b[2] = {};
 
@@ -254,7 +292,7 @@ static __always_inline int pmt_submit(struct pmt_event *e)
 }
 
 /* a record's vm_fault fields, from the values read (pmt_vmf_read) */
-static __always_inline void pmt_vmf_set(struct pmt_event *e, const struct pmt_vmf_val *v)
+static __always_inline void pmt_vmf_set(struct pmt_event *e, const struct pmt_vmf_val *v, int direct)
 {
 	e->address = v->address;
 	e->pgoff = v->pgoff;
@@ -264,16 +302,16 @@ static __always_inline void pmt_vmf_set(struct pmt_event *e, const struct pmt_vm
 	e->vm_flags = 0;
 	if (!v->vma)
 		return;
-	pmt_vma_bounds(v->vma, &e->vm_start, &e->vm_end);
-	e->vm_flags = pmt_read_u64(v->vma, PMT_OFF_VMA_FLAGS);
+	pmt_vma_bounds(v->vma, &e->vm_start, &e->vm_end, direct);
+	e->vm_flags = PMT_GET64(direct, v->vma, PMT_OFF_VMA_FLAGS);
 }
 
-static __always_inline void pmt_vmf(struct pmt_event *e, const void *vmf)
+static __always_inline void pmt_vmf(struct pmt_event *e, const void *vmf, int direct)
 {
 	struct pmt_vmf_val v;
 
-	pmt_vmf_read(vmf, &v);
-	pmt_vmf_set(e, &v);
+	pmt_vmf_read(vmf, &v, direct);
+	pmt_vmf_set(e, &v, direct);
 }
 
 #if PMT_AGGREGATE
@@ -321,19 +359,20 @@ static __always_inline int pmt_first(u32 dev, u64 ino, u64 pgoff, u32 kind, u32 
 	b.ino = ino;
 	b.block = pgoff >> 9;
 	b.kind_write = kind << 1 | !!(flags & PMT_FAULT_FLAG_WRITE);
-	u32 zero = 0;
-	struct pmt_block *last = last_block.lookup(&zero);
+	/* consecutive blocks of a file take consecutive slots */
+	u32 slot = (u32)(b.block + b.ino * 0x9E3779B1 + b.kind_write * 0x85EBCA6B) & (PMT_SEEN_SLOTS - 1);
+	struct pmt_block *seen = seen_blocks.lookup(&slot);
 	int first;
 
-	if (last && last->block == b.block && last->ino == b.ino && last->dev == b.dev &&
-	    last->kind_write == b.kind_write)
+	if (seen && seen->block == b.block && seen->ino == b.ino && seen->dev == b.dev &&
+	    seen->kind_write == b.kind_write)
 		return 0;
 	/* look up first: an LRU map's insert takes a free node (and its
 	 * locks) before it finds the key exists, which all but the first
 	 * fault of a block do */
 	first = !observed.lookup(&b) && observed.insert(&b, &one) == 0;
-	if (last)
-		*last = b;
+	if (seen)
+		*seen = b;
 	return first;
 #else
 	return 0;
@@ -343,10 +382,16 @@ static __always_inline int pmt_first(u32 dev, u64 ino, u64 pgoff, u32 kind, u32 
 
 /* the file of an fs_dax event: inode->i_sb->s_dev and inode->i_ino, as the
  * tracepoints' TP_fast_assign reads them */
-static __always_inline void pmt_inode(const void *inode, u32 *dev, u64 *ino)
+static __always_inline void pmt_inode(const void *inode, u32 *dev, u64 *ino, int direct)
 {
 	const void *sb;
 
+	if (direct) {
+		sb = (const void *)PMT_LD(64, inode, PMT_OFF_INODE_SB);
+		*ino = PMT_LD(64, inode, PMT_OFF_INODE_INO);
+		*dev = PMT_LD(32, sb, PMT_OFF_SB_DEV);
+		return;
+	}
 #if PMT_INODE_HI - PMT_INODE_LO <= PMT_SPAN_MAX
 	u64 buf[(PMT_INODE_HI - PMT_INODE_LO + 7) / 8];
 
@@ -372,20 +417,27 @@ static __always_inline void pmt_inode(const void *inode, u32 *dev, u64 *ino)
 #define PMT_MODE_HI PMT_MAX(PMT_OFF_INODE_MODE + 2, PMT_INODE_HI)
 #define PMT_S_IFMT 0170000
 #define PMT_S_IFREG 0100000
-static __always_inline int pmt_fsdax_key(const void *vmf, struct pmt_key *k)
+static __always_inline int pmt_fsdax_key(const void *vmf, struct pmt_key *k, int direct)
 {
-	const void *vma = (const void *)pmt_read_u64(vmf, PMT_OFF_VMF_VMA);
+	const void *vma = (const void *)PMT_GET64(direct, vmf, PMT_OFF_VMF_VMA);
 	const void *file, *inode;
 	unsigned short mode = 0;
 
 	if (!vma)
 		return 0;
-	file = (const void *)pmt_read_u64(vma, PMT_OFF_VMA_FILE);
+	file = (const void *)PMT_GET64(direct, vma, PMT_OFF_VMA_FILE);
 	if (!file)
 		return 0;
-	inode = (const void *)pmt_read_u64(file, PMT_OFF_FILE_INODE);
+	inode = (const void *)PMT_GET64(direct, file, PMT_OFF_FILE_INODE);
 	if (!inode)
 		return 0;
+	if (direct) {
+		mode = PMT_LD(16, inode, PMT_OFF_INODE_MODE);
+		if ((mode & PMT_S_IFMT) != PMT_S_IFREG)
+			return 0;
+		pmt_inode(inode, &k->dev, &k->ino, 1);
+		goto keyed;
+	}
 #if PMT_MODE_HI - PMT_MODE_LO <= PMT_SPAN_MAX
 	{
 		/* i_mode, i_sb and i_ino in one read (the first 72 bytes of
@@ -405,12 +457,13 @@ static __always_inline int pmt_fsdax_key(const void *vmf, struct pmt_key *k)
 	bpf_probe_read_kernel(&mode, sizeof(mode), (const char *)inode + PMT_OFF_INODE_MODE);
 	if ((mode & PMT_S_IFMT) != PMT_S_IFREG)
 		return 0;
-	pmt_inode(inode, &k->dev, &k->ino);
+	pmt_inode(inode, &k->dev, &k->ino, 0);
 #endif
+keyed:
 	if (PMT_OTHER_FILE(k->dev, k->ino))
 		return -1;
 	k->tgid = bpf_get_current_pid_tgid() >> 32;
-	pmt_vma_bounds(vma, &k->vm_start, &k->vm_end);
+	pmt_vma_bounds(vma, &k->vm_start, &k->vm_end, direct);
 	return 1;
 }
 #endif
@@ -557,18 +610,19 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_fault_done)
 #endif
 
 /* The counting session attaches the PMD fault's done event as a raw tracepoint
- * (-DPMT_RAW_<event>): the program gets the tracepoint's arguments
- * directly, where a TRACEPOINT_PROBE runs after the kernel has built the
- * whole formatted perf record for it; the members the format would show
- * are read through the BTF offsets.
+ * (-DPMT_RAW_<event>), or where BTF types its arguments as a tp_btf program
+ * (-DPMT_BTF_<event>, *direct*: plain loads): the program gets the
+ * tracepoint's arguments (*args*) directly, where a TRACEPOINT_PROBE runs
+ * after the kernel has built the whole formatted perf record for it; the
+ * members the format would show are read through the BTF offsets.
  * dax_pmd_fault_class: TP_PROTO(struct inode *inode, struct vm_fault *vmf,
  * pgoff_t max_pgoff, int result), the same since v4.11. */
-#if defined(PMT_RAW_dax_pmd_fault_done) && PMT_AGGREGATE
-RAW_TRACEPOINT_PROBE(dax_pmd_fault_done)
+#if PMT_AGGREGATE
+static __always_inline int pmt_pmd_done(const u64 *args, int direct)
 {
-	const void *vmf = (const void *)ctx->args[1];
-	u64 max_pgoff = ctx->args[2];
-	u32 result = (u32)ctx->args[3];
+	const void *vmf = (const void *)args[1];
+	u64 max_pgoff = args[2];
+	u32 result = (u32)args[3];
 	struct pmt_vmf_val v;
 	struct pmt_key k = {};
 	struct pmt_event *e;
@@ -576,15 +630,15 @@ RAW_TRACEPOINT_PROBE(dax_pmd_fault_done)
 
 	if (pmt_filtered())
 		return 0;
-	pmt_inode((const void *)ctx->args[0], &k.dev, &k.ino);
+	pmt_inode((const void *)args[0], &k.dev, &k.ino, direct);
 	if (PMT_OTHER_FILE(k.dev, k.ino))
 		return 0;
 	pmt_kind_counted(PMT_KIND_PMD_FAULT); /* its dax_pmd_fault, not attached */
-	pmt_vmf_read(vmf, &v);
+	pmt_vmf_read(vmf, &v, direct);
 	if (!(result & PMT_VM_FAULT_STOP) &&
 	    !pmt_first(k.dev, k.ino, v.pgoff, PMT_KIND_PMD_FAULT_DONE, v.flags)) {
 		k.tgid = id >> 32;
-		pmt_vma_bounds(v.vma, &k.vm_start, &k.vm_end);
+		pmt_vma_bounds(v.vma, &k.vm_start, &k.vm_end, direct);
 		if (!pmt_count(&k, PMT_COUNT_PMD, PMT_KIND_PMD_FAULT_DONE))
 			return 0;
 	}
@@ -592,7 +646,7 @@ RAW_TRACEPOINT_PROBE(dax_pmd_fault_done)
 	e = pmt_reserve(PMT_KIND_PMD_FAULT_DONE);
 	if (!e)
 		return 0;
-	pmt_vmf_set(e, &v);
+	pmt_vmf_set(e, &v, direct);
 	e->dev = k.dev;
 	e->ino = k.ino;
 	e->max_pgoff = max_pgoff;
@@ -601,26 +655,41 @@ RAW_TRACEPOINT_PROBE(dax_pmd_fault_done)
 }
 #endif
 
+#if defined(PMT_RAW_dax_pmd_fault_done) && PMT_AGGREGATE
+RAW_TRACEPOINT_PROBE(dax_pmd_fault_done)
+{
+	return pmt_pmd_done(ctx->args, 0);
+}
+#endif
+
+/* a tp_btf program's context: the tracepoint's arguments, each a u64 */
+#if defined(PMT_BTF_dax_pmd_fault_done) && PMT_AGGREGATE
+int tpbtf__dax_pmd_fault_done(u64 *ctx)
+{
+	return pmt_pmd_done(ctx, 1);
+}
+#endif
+
 /* dax_pmd_load_hole_class: TP_PROTO(struct inode *inode, struct vm_fault
  * *vmf, struct page *zero_page (struct folio *zero_folio from v6.x), void
  * *radix_entry) */
-#if defined(PMT_RAW_dax_pmd_load_hole) && PMT_AGGREGATE
-RAW_TRACEPOINT_PROBE(dax_pmd_load_hole)
+#if PMT_AGGREGATE
+static __always_inline int pmt_pmd_hole(const u64 *args, int direct)
 {
-	const void *vmf = (const void *)ctx->args[1];
+	const void *vmf = (const void *)args[1];
 	struct pmt_vmf_val v;
 	struct pmt_key k = {};
 	struct pmt_event *e;
 
 	if (pmt_filtered())
 		return 0;
-	pmt_inode((const void *)ctx->args[0], &k.dev, &k.ino);
+	pmt_inode((const void *)args[0], &k.dev, &k.ino, direct);
 	if (PMT_OTHER_FILE(k.dev, k.ino))
 		return 0;
 	/* the fault's mapping, as dax_pmd_fault_done keys it */
-	pmt_vmf_read(vmf, &v);
+	pmt_vmf_read(vmf, &v, direct);
 	k.tgid = bpf_get_current_pid_tgid() >> 32;
-	pmt_vma_bounds(v.vma, &k.vm_start, &k.vm_end);
+	pmt_vma_bounds(v.vma, &k.vm_start, &k.vm_end, direct);
 	if (!pmt_count(&k, PMT_COUNT_HUGE_ZERO, PMT_KIND_PMD_LOAD_HOLE))
 		return 0;
 	e = pmt_reserve(PMT_KIND_PMD_LOAD_HOLE);
@@ -628,10 +697,24 @@ RAW_TRACEPOINT_PROBE(dax_pmd_load_hole)
 		return 0;
 	e->dev = k.dev;
 	e->ino = k.ino;
-	e->vm_flags = v.vma ? pmt_read_u64(v.vma, PMT_OFF_VMA_FLAGS) : 0;
+	e->vm_flags = v.vma ? PMT_GET64(direct, v.vma, PMT_OFF_VMA_FLAGS) : 0;
 	e->address = v.address;
-	e->aux = ctx->args[2];
+	e->aux = args[2];
 	return pmt_submit(e);
+}
+#endif
+
+#if defined(PMT_RAW_dax_pmd_load_hole) && PMT_AGGREGATE
+RAW_TRACEPOINT_PROBE(dax_pmd_load_hole)
+{
+	return pmt_pmd_hole(ctx->args, 0);
+}
+#endif
+
+#if defined(PMT_BTF_dax_pmd_load_hole) && PMT_AGGREGATE
+int tpbtf__dax_pmd_load_hole(u64 *ctx)
+{
+	return pmt_pmd_hole(ctx, 1);
 }
 #endif
 
@@ -656,27 +739,27 @@ TRACEPOINT_PROBE(fs_dax, dax_pte_fault_done)
 }
 #endif
 
-#if defined(PMT_RAW_dax_pte_fault_done) && PMT_AGGREGATE
+#if PMT_AGGREGATE
 /* TP_PROTO(struct inode *inode, struct vm_fault *vmf, int result) */
-RAW_TRACEPOINT_PROBE(dax_pte_fault_done)
+static __always_inline int pmt_pte_done(const u64 *args, int direct)
 {
-	const void *inode = (const void *)ctx->args[0];
-	const void *vmf = (const void *)ctx->args[1];
-	u32 result = (u32)ctx->args[2];
+	const void *inode = (const void *)args[0];
+	const void *vmf = (const void *)args[1];
+	u32 result = (u32)args[2];
 	struct pmt_vmf_val v;
 	struct pmt_key k = {};
 	struct pmt_event *e;
 
 	if (pmt_filtered())
 		return 0;
-	pmt_inode(inode, &k.dev, &k.ino);
+	pmt_inode(inode, &k.dev, &k.ino, direct);
 	if (PMT_OTHER_FILE(k.dev, k.ino))
 		return 0;
-	pmt_vmf_read(vmf, &v);
+	pmt_vmf_read(vmf, &v, direct);
 	if (!(result & PMT_VM_FAULT_SIGBUS) &&
 	    !pmt_first(k.dev, k.ino, v.pgoff, PMT_KIND_PTE_FAULT_DONE, v.flags)) {
 		k.tgid = bpf_get_current_pid_tgid() >> 32;
-		pmt_vma_bounds(v.vma, &k.vm_start, &k.vm_end);
+		pmt_vma_bounds(v.vma, &k.vm_start, &k.vm_end, direct);
 		if (!pmt_count(&k, PMT_COUNT_PTE, PMT_KIND_PTE_FAULT_DONE))
 			return 0;
 	}
@@ -686,11 +769,25 @@ RAW_TRACEPOINT_PROBE(dax_pte_fault_done)
 	e = pmt_reserve(PMT_KIND_PTE_FAULT_DONE);
 	if (!e)
 		return 0;
-	pmt_vmf_set(e, &v);
+	pmt_vmf_set(e, &v, direct);
 	e->dev = k.dev;
 	e->ino = k.ino;
 	e->result = result;
 	return pmt_submit(e);
+}
+#endif
+
+#if defined(PMT_RAW_dax_pte_fault_done) && PMT_AGGREGATE
+RAW_TRACEPOINT_PROBE(dax_pte_fault_done)
+{
+	return pmt_pte_done(ctx->args, 0);
+}
+#endif
+
+#if defined(PMT_BTF_dax_pte_fault_done) && PMT_AGGREGATE
+int tpbtf__dax_pte_fault_done(u64 *ctx)
+{
+	return pmt_pte_done(ctx, 1);
 }
 #endif
 
@@ -766,7 +863,7 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole_fallback)
  * vmf_insert_pfn_pmd is an inline wrapper).  vmf_insert_folio_pmd(vmf,
  * folio, write) (DAX since the 6.15-7.x conversion; see lab-recipe.md). */
 
-static __always_inline int pmt_insert(const void *vmf, u32 kind, u64 pfn, u64 write)
+static __always_inline int pmt_insert(const void *vmf, u32 kind, u64 pfn, u64 write, int direct)
 {
 	struct pmt_event *e;
 
@@ -792,7 +889,7 @@ static __always_inline int pmt_insert(const void *vmf, u32 kind, u64 pfn, u64 wr
 		if (pmt_filtered())
 			return 0;
 		/* a regular file's: an fs_dax PMD fault's, counted under its mapping */
-		fsdax = pmt_fsdax_key(vmf, &k);
+		fsdax = pmt_fsdax_key(vmf, &k, direct);
 		if (fsdax < 0)
 			return 0;
 		if (fsdax && !pmt_count(&k, PMT_COUNT_INSERT_PMD, PMT_KIND_INSERT_PMD))
@@ -802,7 +899,7 @@ static __always_inline int pmt_insert(const void *vmf, u32 kind, u64 pfn, u64 wr
 	e = pmt_reserve(kind);
 	if (!e)
 		return 0;
-	pmt_vmf(e, vmf);
+	pmt_vmf(e, vmf, direct);
 	e->pfn = pfn;
 	e->write = write & 1;
 	e->order = kind == PMT_KIND_INSERT_PUD ? 18 : 9;
@@ -845,32 +942,32 @@ static __always_inline int pmt_gup(u32 kind, u64 start, u64 nr_pages, u64 gup_fl
 
 int kp_insert_pfn_pmd(void *ctx)
 {
-	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG3(ctx));
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG3(ctx), 0);
 }
 
 int kp_insert_pfn_pmd_prot(void *ctx)
 {
-	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG4(ctx));
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PMD, PMT_ARG2(ctx), PMT_ARG4(ctx), 0);
 }
 
 int kp_insert_folio_pmd(void *ctx)
 {
-	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PMD, 0, PMT_ARG3(ctx));
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PMD, 0, PMT_ARG3(ctx), 0);
 }
 
 int kp_insert_pfn_pud(void *ctx)
 {
-	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG3(ctx));
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG3(ctx), 0);
 }
 
 int kp_insert_pfn_pud_prot(void *ctx)
 {
-	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG4(ctx));
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PUD, PMT_ARG2(ctx), PMT_ARG4(ctx), 0);
 }
 
 int kp_insert_folio_pud(void *ctx)
 {
-	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PUD, 0, PMT_ARG3(ctx));
+	return pmt_insert((const void *)PMT_ARG1(ctx), PMT_KIND_INSERT_PUD, 0, PMT_ARG3(ctx), 0);
 }
 
 /* get_dev_pagemap(unsigned long pfn, ...) */
@@ -903,7 +1000,7 @@ int kp_gup_fast(void *ctx)
 #ifdef PMT_FENTRY_vmf_insert_pfn_pmd
 KFUNC_PROBE(vmf_insert_pfn_pmd, void *vmf, u64 pfn, u64 write)
 {
-	pmt_insert(vmf, PMT_KIND_INSERT_PMD, pfn, write);
+	pmt_insert(vmf, PMT_KIND_INSERT_PMD, pfn, write, 1);
 	return 0;
 }
 #endif
@@ -911,7 +1008,7 @@ KFUNC_PROBE(vmf_insert_pfn_pmd, void *vmf, u64 pfn, u64 write)
 #ifdef PMT_FENTRY_vmf_insert_folio_pmd
 KFUNC_PROBE(vmf_insert_folio_pmd, void *vmf, void *folio, u64 write)
 {
-	pmt_insert(vmf, PMT_KIND_INSERT_PMD, 0, write);
+	pmt_insert(vmf, PMT_KIND_INSERT_PMD, 0, write, 1);
 	return 0;
 }
 #endif
@@ -919,7 +1016,7 @@ KFUNC_PROBE(vmf_insert_folio_pmd, void *vmf, void *folio, u64 write)
 #ifdef PMT_FENTRY_vmf_insert_pfn_pud
 KFUNC_PROBE(vmf_insert_pfn_pud, void *vmf, u64 pfn, u64 write)
 {
-	pmt_insert(vmf, PMT_KIND_INSERT_PUD, pfn, write);
+	pmt_insert(vmf, PMT_KIND_INSERT_PUD, pfn, write, 1);
 	return 0;
 }
 #endif
@@ -927,7 +1024,7 @@ KFUNC_PROBE(vmf_insert_pfn_pud, void *vmf, u64 pfn, u64 write)
 #ifdef PMT_FENTRY_vmf_insert_folio_pud
 KFUNC_PROBE(vmf_insert_folio_pud, void *vmf, void *folio, u64 write)
 {
-	pmt_insert(vmf, PMT_KIND_INSERT_PUD, 0, write);
+	pmt_insert(vmf, PMT_KIND_INSERT_PUD, 0, write, 1);
 	return 0;
 }
 #endif
@@ -980,7 +1077,7 @@ int kp_devdax_fault(void *ctx)
 	e = pmt_reserve(PMT_KIND_DEVDAX_FAULT);
 	if (!e)
 		return 0;
-	pmt_vmf(e, vmf);
+	pmt_vmf(e, vmf, 0);
 	e->order = order;
 	return pmt_submit(e);
 }

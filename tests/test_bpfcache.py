@@ -5,6 +5,7 @@ and the backend reads the kernel's counts from the maps' bytes.  Loading
 and attaching for real is tested in the lab (tests/live/test_watch_bcc.py
 runs watch twice with one cache directory)."""
 
+import ctypes
 import os
 import struct
 
@@ -246,3 +247,61 @@ def test_what_bccs_loader_prints_is_kept_off_stderr(capfd):
             bpfsys.prog_load(9999, _insn(0x95), "p", b"GPL", 0)
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "before\nafter\n"
+
+
+def test_a_cached_tp_btf_program_is_loaded_by_libbpf_with_its_event(monkeypatch):
+    """bcc's loader cannot load a tp_btf program (it takes the attach type
+    from kfunc__/lsm__ names only): a cached entry's tp_btf program goes to
+    prog_load_tp_btf with its tracepoint, the others to bcc's prog_load."""
+    calls = []
+    monkeypatch.setattr(bpfsys, "map_create", lambda *a: os.open(os.devnull, os.O_RDONLY))
+    monkeypatch.setattr(
+        bpfsys, "prog_load_tp_btf", lambda insns, event, lic: calls.append(("load tp_btf", event)) or os.dup(0)
+    )
+    monkeypatch.setattr(bpfsys, "prog_load", lambda t, insns, name, lic, kv: calls.append(("bcc", name)) or os.dup(0))
+    monkeypatch.setattr(
+        bpfsys, "attach", lambda fd, kind, target: calls.append((kind, target)) or bpfsys.Attachment(os.dup(0), kind)
+    )
+    entry = {
+        "license": "GPL",
+        "kern_version": 0,
+        "maps": {},
+        "programs": [
+            {
+                "name": "tpbtf__dax_pmd_fault_done",
+                "type": 26,
+                "insns": _insn(0x95).hex(),
+                "relocs": [],
+                "attach": ["tp_btf", "dax_pmd_fault_done"],
+            },
+            {
+                "name": "kfunc__vmf_insert_folio_pmd",
+                "type": 26,
+                "insns": _insn(0x95).hex(),
+                "relocs": [],
+                "attach": ["fentry", "vmf_insert_folio_pmd"],
+            },
+        ],
+    }
+    loaded = bpfcache.load(entry)
+    loaded.close()
+    assert calls == [
+        ("load tp_btf", "dax_pmd_fault_done"),
+        ("tp_btf", "dax_pmd_fault_done"),
+        ("bcc", "kfunc__vmf_insert_folio_pmd"),
+        ("fentry", "vmf_insert_folio_pmd"),
+    ]
+
+
+def test_tp_btf_loading_binds_libbpf_and_reports_a_refusal():
+    """prog_load_tp_btf goes through libbpf.so.1 (libbcc_bpf's own
+    dependency): its options struct is libbpf 1.0's bpf_prog_load_opts up
+    to log_buf, and a tracepoint without BTF or a refused program is an
+    error naming the event, not a crash."""
+    assert ctypes.sizeof(bpfsys._ProgLoadOpts) == 104
+    assert bpfsys._ProgLoadOpts.log_buf.offset == 96 and bpfsys._ProgLoadOpts.attach_btf_id.offset == 32
+    lb = bpfsys.libbpf()
+    assert lb.bpf_prog_load.restype is ctypes.c_int
+    with pytest.raises(bpfsys.BpfError) as e:
+        bpfsys.prog_load_tp_btf(_insn(0x95), "pmemtrace_no_such_event", b"GPL")
+    assert "pmemtrace_no_such_event" in str(e.value)

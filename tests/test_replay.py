@@ -342,3 +342,49 @@ def test_watch_rejects_zero_buffer(capsys):
     assert main(["watch", "--buffer-mb", "0"]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("buffer-mb" in err or "root" in err)
+
+
+def test_counting_uses_tp_btf_where_btf_types_the_event_and_falls_back_when_refused(monkeypatch):
+    """Where the kernel's BTF has btf_trace_<event>, the counting session's
+    done events are tp_btf programs (-DPMT_BTF_: plain loads, no
+    bpf_probe_read_kernel) and --list-probes says tp_btf; a kernel whose
+    verifier refuses them gets raw tracepoints, and the table says why."""
+    from pmemtrace.live import bcc_backend, bpfsys
+    from pmemtrace.live.probes import render
+
+    tps = {"dax_pmd_fault", "dax_pmd_fault_done", "dax_pmd_load_hole", "dax_pte_fault_done"}
+    fns = {"bpf_get_raw_tracepoint": None}
+    offsets = dict.fromkeys(set(bcc_backend.BTF_OFFSETS.values()), 8)
+    monkeypatch.setattr(bcc_backend, "tp_btf_events", lambda events: set(events) - {"dax_pmd_load_hole"})
+    plan = {r.point.name: r.mechanism for r in bcc_backend.attach_plan(fns, tps, True, offsets)}
+    assert plan["dax_pmd_fault_done"] == plan["dax_pte_fault_done"] == "tp_btf"
+    assert plan["dax_pmd_load_hole"] == "raw_tracepoint" and plan["dax_pmd_fault"] == "counted"
+    # not counting in the kernel: plain tracepoints, as before
+    assert {r.mechanism for r in bcc_backend.attach_plan(fns, tps, False, offsets) if r.winner} == {"tracepoint"}
+
+    b = bcc_backend.BccBackend(aggregate=True)
+    b.functions, b.tracepoints, b.offsets = fns, tps, offsets
+    b.resolved = bcc_backend.attach_plan(fns, tps, True, offsets)
+    flags = b.cflags()
+    assert "-DPMT_BTF_dax_pmd_fault_done=1" in flags and "-DPMT_RAW_dax_pmd_load_hole=1" in flags
+    assert "-DPMT_RAW_dax_pmd_fault_done=1" not in flags
+
+    tried = []
+
+    def load_or_compile():
+        mechs = {r.point.name: r.mechanism for r in b.resolved}
+        tried.append(mechs["dax_pmd_fault_done"])
+        if mechs["dax_pmd_fault_done"] == "tp_btf":
+            raise bpfsys.BpfError(22, "loading tp_btf dax_pmd_fault_done: Invalid argument: R1 invalid mem access")
+        b.loaded = None
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(b, "_load_or_compile", load_or_compile)
+    monkeypatch.setattr(bcc_backend, "RingReader", lambda *a: None)
+    monkeypatch.setattr(b, "_bcc_maps", lambda: {"events": 99})
+    b.start()
+    assert tried == ["tp_btf", "raw_tracepoint"]
+    assert "-DPMT_RAW_dax_pmd_fault_done=1" in b.cflags()
+    line = next(x for x in render(b.resolved).splitlines() if x.startswith("dax_pmd_fault_done "))
+    assert "raw_tracepoint" in line and "tp_btf refused" in line and "invalid mem access" in line
+    assert "invalid mem access" in b.tp_btf_refused

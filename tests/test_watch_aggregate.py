@@ -471,3 +471,24 @@ def test_btf_fentry_functions_refuse_a_struct_by_value_and_too_many_arguments(tm
     p.write_bytes(hdr + types + strings)
     names = {"vmf_insert_pfn_pmd", "get_dev_pagemap", "gup7", "not_in_btf"}
     assert btf.fentry_functions(names, str(p), cache=False) == {"get_dev_pagemap"}
+
+
+def test_btf_tp_btf_events_are_the_tracepoints_with_a_btf_trace_typedef(tmp_path):
+    """A tracepoint takes a tp_btf program where BTF has its
+    btf_trace_<event> typedef (what the kernel resolves the attach to); a
+    struct or function of that name is not one."""
+    strings = b"\0long\0btf_trace_dax_pmd_fault_done\0btf_trace_dax_pte_fault_done\0"
+
+    def off(s):
+        return strings.index(s.encode() + b"\0")
+
+    types = b""
+    types += struct.pack("<III", off("long"), 1 << 24, 8) + struct.pack("<I", 64)  # 1 INT
+    types += struct.pack("<III", off("btf_trace_dax_pmd_fault_done"), 8 << 24, 1)  # 2 TYPEDEF
+    types += struct.pack("<III", off("btf_trace_dax_pte_fault_done"), 12 << 24, 1)  # 3 FUNC, not a typedef
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    p = tmp_path / "vmlinux"
+    p.write_bytes(hdr + types + strings)
+    events = {"dax_pmd_fault_done", "dax_pte_fault_done", "dax_pmd_load_hole"}
+    assert btf.tp_btf_events(events, str(p), cache=False) == {"dax_pmd_fault_done"}
+    assert btf.tp_btf_events(events, str(tmp_path / "absent"), cache=False) == set()

@@ -16,18 +16,18 @@ from ..errors import KernelFeatureMissing, PrivilegeError, ProbeAttachError
 from ..events import FAULT_FLAG, VM_FAULT
 from . import bpf_file, bpfcache, bpfsys
 from .btf import WANTED as BTF_OFFSETS
-from .btf import fentry_functions
+from .btf import fentry_functions, tp_btf_events
 from .btf import offsets as btf_offsets
 from .decode import COUNTERS as KERNEL_COUNTERS
 from .decode import EVENT_SIZE, KINDS, CountedRow, DevdaxPairing, decode_records
 from .pacing import Pacer
-from .probes import fentry_candidates, hole_field, kernel_functions, resolve
+from .probes import RAW_TRACEPOINTS, fentry_candidates, hole_field, kernel_functions, resolve
 from .ringbuf import HDR, RingReader, stride
 from .session import Record
 from .tracefs import fs_dax_tracepoints, tracefs_root
 
 #: the maps bpf/pmemtrace.bpf.c declares (those a build lacks are skipped)
-TABLES = ("events", "lost", "devdax_order", "counts", "kinds", "comms", "fault_key", "observed", "last_block")
+TABLES = ("events", "lost", "devdax_order", "counts", "kinds", "comms", "fault_key", "observed", "seen_blocks")
 _KEY = struct.Struct("<IIQQQ")  # struct pmt_key
 _COUNTS = struct.Struct(f"<{len(KERNEL_COUNTERS)}Q")  # struct pmt_counts
 _U32 = struct.Struct("<I")
@@ -63,12 +63,15 @@ def why_not_bcc():
     return "; ".join(missing) or None
 
 
-def attach_plan(functions, tracepoints, aggregate, offsets=None):
-    """The probe table resolved as the bcc backend attaches it: raw
-    tracepoints when counting in the kernel (*aggregate*) where the kernel
-    has them (4.17+) and BTF gives the offsets they read; fentry for the
-    functions BTF allows (live/btf.py fentry_functions), else kprobes.
-    ``watch --list-probes`` shows the same."""
+def attach_plan(functions, tracepoints, aggregate, offsets=None, btf_tracepoints=True):
+    """The probe table resolved as the bcc backend attaches it: when
+    counting in the kernel (*aggregate*) where the kernel has raw
+    tracepoints (4.17+) and BTF gives the offsets they read, tp_btf where
+    BTF types the event's arguments (live/btf.py tp_btf_events; not with
+    *btf_tracepoints* false: a kernel that refused them), else raw
+    tracepoints; fentry for the functions BTF allows (live/btf.py
+    fentry_functions), else kprobes.  ``watch --list-probes`` shows the
+    same."""
     offsets = btf_offsets() if offsets is None else offsets
     fns = functions or {}
     raw = (
@@ -80,6 +83,7 @@ def attach_plan(functions, tracepoints, aggregate, offsets=None):
         tracepoints,
         raw_tracepoints=aggregate and raw,
         fentry=fentry_functions(cands) if cands else (),
+        btf_tracepoints=tp_btf_events(RAW_TRACEPOINTS) if aggregate and raw and btf_tracepoints else (),
     )
 
 
@@ -133,6 +137,9 @@ class BccBackend:
         self._counted = {}  # pmt_key tuple -> counts already reported (the map keeps totals)
         self._kinds_seen = {}  # kind -> events counted in the kernel already reported
         self._comms = {}
+        self._btf_programs = []  # [(prog fd, bpfsys.Attachment)]: the tp_btf programs loaded after bcc compiled
+        #: why this kernel refused the tp_btf programs (they are raw tracepoints then)
+        self.tp_btf_refused = None
 
     def cflags(self):
         d = os.path.dirname(bpf_file("pmemtrace.h"))
@@ -167,7 +174,8 @@ class BccBackend:
                 # the load-hole events need the field name
                 if r.point.name.startswith("dax_pmd_load_hole") and not hf:
                     continue
-                flags.append(f"-DPMT_{'RAW' if r.mechanism == 'raw_tracepoint' else 'TP'}_{r.point.name}=1")
+                how = {"raw_tracepoint": "RAW", "tp_btf": "BTF"}.get(r.mechanism, "TP")
+                flags.append(f"-DPMT_{how}_{r.point.name}=1")
         return flags
 
     def source(self):
@@ -201,6 +209,32 @@ class BccBackend:
                 "the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF) that the bcc "
                 "probes read struct offsets from: use --backend tracefs"
             )
+        try:
+            self._load_or_compile()
+        except bpfsys.BpfError as e:
+            # only tp_btf loading raises it through: a kernel whose
+            # verifier refuses them gets raw tracepoints (probe reads)
+            self.close()
+            self.tp_btf_refused = str(e)
+            self.failed, self.cached = [], False
+            self.resolved = attach_plan(
+                self.functions, self.tracepoints, self.aggregate, self.offsets, btf_tracepoints=False
+            )
+            for r in self.resolved:
+                if r.mechanism == "raw_tracepoint":
+                    r.note = f"tp_btf refused: {e}"[:200]
+            self._load_or_compile()
+        try:
+            maps = self.loaded.maps if self.loaded else self._bcc_maps()
+            # read through the map's memory, not bcc's per-record callback
+            self.ring = RingReader(maps["events"], self.ringbuf_pages * mmap.PAGESIZE)
+            self.maps = {n: bpfsys.Map(fd) for n, fd in maps.items() if n in ("lost", "counts", "kinds", "comms")}
+        except BaseException:
+            self.close()
+            raise
+
+    def _load_or_compile(self):
+        """The cached program for this plan loaded, else bcc compiles it."""
         flags = self.cflags()
         key = bpfcache.key([bpf_file("pmemtrace.bpf.c"), bpf_file("pmemtrace.h")], flags, self._plan(), self.root)
         entry = bpfcache.lookup(key)
@@ -213,14 +247,6 @@ class BccBackend:
                 self.loaded = None  # compile below (and replace the entry)
         if self.loaded is None:
             self._compile(flags, key)
-        try:
-            maps = self.loaded.maps if self.loaded else self._bcc_maps()
-            # read through the map's memory, not bcc's per-record callback
-            self.ring = RingReader(maps["events"], self.ringbuf_pages * mmap.PAGESIZE)
-            self.maps = {n: bpfsys.Map(fd) for n, fd in maps.items() if n in ("lost", "counts", "kinds", "comms")}
-        except BaseException:
-            self.close()
-            raise
 
     def _compile(self, flags, key):
         """bcc compiles and attaches the program; what it loaded is saved
@@ -249,6 +275,7 @@ class BccBackend:
             elif n.startswith("kfunc__"):
                 programs.append((n, bpfsys.PROG_TRACING, "fentry", n[7:]))
         try:
+            self._load_tp_btf(programs)
             for r in self.resolved:
                 if r.mechanism != "kprobe" or r.winner is None:
                     continue
@@ -264,6 +291,26 @@ class BccBackend:
             self.close()
             raise
         self._save(key, programs)
+
+    def _load_tp_btf(self, programs):
+        """Load and attach the tp_btf programs bcc compiled and did not
+        load (bcc has no tp_btf); a refusal raises bpfsys.BpfError."""
+        from bcc import lib
+
+        lic = lib.bpf_module_license(self.bpf.module)
+        for r in self.resolved:
+            if r.mechanism != "tp_btf" or r.winner is None:
+                continue
+            name = f"tpbtf__{r.point.name}"
+            with bpfsys.quiet():
+                fd = bpfsys.prog_load_tp_btf(self.bpf.dump_func(name.encode()), r.point.name, lic)
+                try:
+                    link = bpfsys.attach(fd, "tp_btf", r.point.name)
+                except BaseException:
+                    os.close(fd)
+                    raise
+            self._btf_programs.append((fd, link))
+            programs.append((name, bpfsys.PROG_TRACING, "tp_btf", r.point.name))
 
     def _save(self, key, programs):
         """Keep what bcc loaded (bpfcache): best effort, a failure only
@@ -436,6 +483,10 @@ class BccBackend:
         if self.loaded is not None:
             self.loaded.close()
             self.loaded = None
+        for fd, link in reversed(self._btf_programs):
+            link.close()
+            os.close(fd)
+        self._btf_programs = []
         if self.bpf is not None:
             self.bpf.cleanup()
             self.bpf = None

@@ -256,7 +256,10 @@ def _load_into(out: Loaded, entry: dict) -> None:
     lic = entry["license"].encode()
     for p in entry["programs"]:
         insns = bpfsys.relocate(bytes.fromhex(p["insns"]), [tuple(r) for r in p["relocs"]], out.maps)
-        fd = bpfsys.prog_load(p["type"], insns, p["name"], lic, entry["kern_version"])
-        out.progs.append(fd)
         kind, target = p["attach"]
+        if kind == "tp_btf":
+            fd = bpfsys.prog_load_tp_btf(insns, target, lic)
+        else:
+            fd = bpfsys.prog_load(p["type"], insns, p["name"], lic, entry["kern_version"])
+        out.progs.append(fd)
         out.links.append(bpfsys.attach(fd, kind, target))

@@ -16,6 +16,14 @@ bpf_attach_raw_tracepoint, bpf_attach_kfunc).  The prototypes are bcc
 0.26's src/cc/libbpf.h (Debian 12; Python bcc 0.26 declares the same in
 bcc/libbcc.py); only scalars, strings and byte buffers cross, no struct.
 
+bcc cannot load a BTF-typed tracepoint program (tp_btf: its loader sets
+the attach type and BTF id from a ``kfunc__``/``kretfunc__``/``lsm__``
+name only), so :func:`prog_load_tp_btf` loads those with libbpf itself
+(libbpf.so.1, which libbcc_bpf.so.0 links): bpf_prog_load with the
+expected attach type BPF_TRACE_RAW_TP and the BTF id of the event's
+``btf_trace_<event>`` typedef from libbpf_find_vmlinux_btf_id; bcc's
+bpf_attach_kfunc (BPF_RAW_TRACEPOINT_OPEN without a name) attaches it.
+
 Ours is only what no library offers: each ``ld_imm64`` of a map fd
 (BPF_PSEUDO_MAP_FD) in the cached instructions gets the new map's fd
 (:func:`relocate`, :func:`map_refs`).  Every call's result is checked; a
@@ -80,6 +88,38 @@ _PROTOTYPES = {
 }
 LIBRARY = "libbcc_bpf.so.0"
 _lib: Optional[ctypes.CDLL] = None
+LIBBPF = "libbpf.so.1"
+_libbpf: Optional[ctypes.CDLL] = None
+BPF_TRACE_RAW_TP = 23  # include/uapi/linux/bpf.h enum bpf_attach_type
+
+
+class _ProgLoadOpts(ctypes.Structure):
+    """libbpf's struct bpf_prog_load_opts (libbpf 1.0, tools/lib/bpf/bpf.h)
+    up to log_buf: libbpf reads the first *sz* bytes, so a shorter struct
+    is valid on every later libbpf."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("attempts", ctypes.c_int),
+        ("expected_attach_type", ctypes.c_int),
+        ("prog_btf_fd", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("kern_version", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
+        ("attach_prog_fd", ctypes.c_uint32),
+        ("attach_btf_obj_fd", ctypes.c_uint32),
+        ("fd_array", ctypes.c_void_p),
+        ("func_info", ctypes.c_void_p),
+        ("func_info_cnt", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("line_info", ctypes.c_void_p),
+        ("line_info_cnt", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_char_p),
+    ]
 
 
 class BpfError(OSError):
@@ -100,6 +140,29 @@ def lib() -> ctypes.CDLL:
             raise BpfError(0, f"{LIBRARY}: {e}") from None
         _lib = handle
     return _lib
+
+
+def libbpf() -> ctypes.CDLL:
+    """libbpf.so.1 with the two functions tp_btf loading needs."""
+    global _libbpf
+    if _libbpf is None:
+        try:
+            handle = ctypes.CDLL(LIBBPF, use_errno=True)
+            handle.libbpf_find_vmlinux_btf_id.argtypes = [ctypes.c_char_p, ctypes.c_int]
+            handle.libbpf_find_vmlinux_btf_id.restype = ctypes.c_int
+            handle.bpf_prog_load.argtypes = [
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_char_p,
+                ctypes.c_char_p,
+                ctypes.c_size_t,
+                ctypes.POINTER(_ProgLoadOpts),
+            ]
+            handle.bpf_prog_load.restype = ctypes.c_int
+        except (OSError, AttributeError) as e:
+            raise BpfError(0, f"{LIBBPF}: {e}") from None
+        _libbpf = handle
+    return _libbpf
 
 
 def _check(r: int, what: str) -> int:
@@ -160,6 +223,32 @@ def prog_load(ptype: int, insns: bytes, name: str, license: bytes, kern_version:
     return r
 
 
+def prog_load_tp_btf(insns: bytes, event: str, license: bytes) -> int:
+    """Load *insns* as a tp_btf program on tracepoint *event* (its
+    arguments typed by the kernel's BTF); the verifier's refusal comes
+    back in the error, as :func:`prog_load` gives it."""
+    lb = libbpf()
+    btf_id = lb.libbpf_find_vmlinux_btf_id(event.encode(), BPF_TRACE_RAW_TP)
+    if btf_id <= 0:
+        raise BpfError(-btf_id if btf_id < 0 else 0, f"no BTF for tracepoint {event}")
+    log = ctypes.create_string_buffer(LOG_SIZE)
+    opts = _ProgLoadOpts(
+        sz=ctypes.sizeof(_ProgLoadOpts),
+        expected_attach_type=BPF_TRACE_RAW_TP,
+        attach_btf_id=btf_id,
+        log_level=0,
+        log_size=LOG_SIZE,
+        log_buf=ctypes.cast(log, ctypes.c_char_p),
+    )
+    name = f"pmt_{event}"[:15].encode()  # the kernel keeps 15 characters
+    r = lb.bpf_prog_load(PROG_TRACING, name, license, insns, len(insns) // 8, ctypes.byref(opts))
+    if r < 0:
+        e = -r if r < -1 else ctypes.get_errno()
+        tail = log.value.decode(errors="replace").strip().splitlines()[-2:]
+        raise BpfError(e, f"loading tp_btf {event}: {os.strerror(e)}: {' '.join(tail)}")
+    return r
+
+
 def relocate(insns: bytes, relocs: list[tuple[int, str]], fds: dict[str, int]) -> bytes:
     """*insns* with the map fd of each (instruction index, map name) set."""
     out = bytearray(insns)
@@ -209,15 +298,17 @@ class Attachment:
 
 def attach(prog_fd: int, kind: str, target: str) -> Attachment:
     """Attach *prog_fd* as bcc attaches its programs: *kind* is
-    tracepoint (target "category:event"), raw_tracepoint, fentry (the
-    program's own BTF target), kprobe or kretprobe (target the function)."""
+    tracepoint (target "category:event"), raw_tracepoint, fentry or
+    tp_btf (the program's own BTF target), kprobe or kretprobe (target
+    the function)."""
     b = lib()
     if kind == "tracepoint":
         cat, _, ev = target.partition(":")
         return Attachment(_check(b.bpf_attach_tracepoint(prog_fd, cat.encode(), ev.encode()), target), kind)
     if kind == "raw_tracepoint":
         return Attachment(_check(b.bpf_attach_raw_tracepoint(prog_fd, target.encode()), target), kind)
-    if kind == "fentry":
+    if kind in ("fentry", "tp_btf"):
+        # BPF_RAW_TRACEPOINT_OPEN without a name: the target is the BTF id it was loaded with
         return Attachment(_check(b.bpf_attach_kfunc(prog_fd), target), kind)
     if kind in ("kprobe", "kretprobe"):
         # bcc's event name (BPF.attach_kprobe: "p_"/"r_" + the function, '+' and '.' as '_')

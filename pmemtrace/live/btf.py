@@ -144,12 +144,21 @@ class BTF:
     def func_ids(self, names: set[str]) -> dict[str, int]:
         """{name: FUNC type id} of the functions called *names* (an fentry
         program's attach_btf_id)."""
+        return self._ids_of_kind(_FUNC, names)
+
+    def typedef_ids(self, names: set[str]) -> dict[str, int]:
+        """{name: TYPEDEF type id} of the typedefs called *names* (a
+        tracepoint's ``btf_trace_<event>``: what a tp_btf program attaches
+        to)."""
+        return self._ids_of_kind(_TYPEDEF, names)
+
+    def _ids_of_kind(self, want_kind: int, names: set[str]) -> dict[str, int]:
         want = {n.encode() + b"\0" for n in names}
         out: dict[str, int] = {}
         data, strings = self.data, self.strings
         for tid in range(1, len(self.offsets)):
             name_off, info = struct.unpack_from("<II", data, self.offsets[tid])
-            if (info >> 24) & 0x1F != _FUNC or not name_off:
+            if (info >> 24) & 0x1F != want_kind or not name_off:
                 continue
             start = strings + name_off
             for w in want:
@@ -237,15 +246,15 @@ def offsets(path: str = VMLINUX, cache: bool = True) -> dict[str, int]:
     return out
 
 
-def fentry_functions(names, path: str = VMLINUX, cache: bool = True) -> set[str]:
-    """Those of *names* that this kernel's BTF describes as functions an
-    fentry program can attach to (:meth:`BTF.fentry_ok`); empty without
-    BTF.  Cached beside the offsets, per kernel build and name set."""
+def _cached_names(tag: str, names, compute, path: str, cache: bool) -> set[str]:
+    """compute(btf, names) -> the subset of *names* this kernel's BTF
+    allows, cached beside the offsets per kernel build, *tag* and name set;
+    empty without BTF."""
     names = set(names)
     cp = _cache_path(path) if cache and path == VMLINUX else None
     if cp:
         cp = cp.replace(
-            "btf-offsets-", "btf-fentry-" + hashlib.sha1(" ".join(sorted(names)).encode()).hexdigest()[:8] + "-"
+            "btf-offsets-", f"btf-{tag}-" + hashlib.sha1(" ".join(sorted(names)).encode()).hexdigest()[:8] + "-"
         )
         try:
             with open(cp) as f:
@@ -257,7 +266,7 @@ def fentry_functions(names, path: str = VMLINUX, cache: bool = True) -> set[str]
     btf = _load(path)
     if btf is None:
         return set()
-    out = {n for n, proto in btf.find_funcs(names).items() if btf.fentry_ok(proto)}
+    out = set(compute(btf, names))
     if cp:
         try:
             os.makedirs(os.path.dirname(cp), exist_ok=True)
@@ -268,3 +277,29 @@ def fentry_functions(names, path: str = VMLINUX, cache: bool = True) -> set[str]
         except OSError:
             pass
     return out
+
+
+def fentry_functions(names, path: str = VMLINUX, cache: bool = True) -> set[str]:
+    """Those of *names* that this kernel's BTF describes as functions an
+    fentry program can attach to (:meth:`BTF.fentry_ok`); empty without
+    BTF."""
+
+    def compute(btf, want):
+        return {n for n, proto in btf.find_funcs(want).items() if btf.fentry_ok(proto)}
+
+    return _cached_names("fentry", names, compute, path, cache)
+
+
+def tp_btf_events(events, path: str = VMLINUX, cache: bool = True) -> set[str]:
+    """Those tracepoints of *events* a BTF-typed tracepoint program
+    (tp_btf) can attach to here: the kernel's BTF has their
+    ``btf_trace_<event>`` typedef (v5.5+ with CONFIG_DEBUG_INFO_BTF).  Such
+    a program gets the tracepoint's arguments typed, so it reads their
+    members with plain loads where a raw tracepoint program calls
+    bpf_probe_read_kernel for each (bpf/pmemtrace.bpf.c PMT_LD)."""
+
+    def compute(btf, want):
+        got = btf.typedef_ids({f"btf_trace_{e}" for e in want})
+        return {e for e in want if f"btf_trace_{e}" in got}
+
+    return _cached_names("tpbtf", events, compute, path, cache)

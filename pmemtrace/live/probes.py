@@ -182,7 +182,7 @@ class Resolved:
     missing: list[str] = field(default_factory=list)
     note: str = ""
 
-    #: how it is attached: tracepoint, raw_tracepoint, fentry or kprobe;
+    #: how it is attached: tracepoint, raw_tracepoint, tp_btf, fentry or kprobe;
     #: counted: not attached, its done event's program counts it
     mechanism: str = ""
 
@@ -223,10 +223,12 @@ RAW_TRACEPOINTS = ("dax_pmd_fault_done", "dax_pmd_load_hole", "dax_pte_fault_don
 COUNTED_BY_DONE = {"dax_pmd_fault": "dax_pmd_fault_done"}
 
 
-def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False, fentry=()):
+def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False, fentry=(), btf_tracepoints=()):
     """Pick, per point, the first candidate present in this kernel (exact
     names), and how to attach it: tracepoint, or (with *raw_tracepoints*,
-    for :data:`RAW_TRACEPOINTS`) raw_tracepoint; a function: fentry when
+    for :data:`RAW_TRACEPOINTS`) tp_btf where the event is in
+    *btf_tracepoints* (its arguments typed by BTF: plain loads, no
+    bpf_probe_read_kernel), else raw_tracepoint; a function: fentry when
     the winner is in *fentry* (the functions an fentry program can attach
     to here), else kprobe."""
     out = []
@@ -234,7 +236,7 @@ def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False, fentry=
         r = Resolved(p)
         r.mechanism = p.kind
         if p.kind == "tracepoint" and raw_tracepoints and p.name in RAW_TRACEPOINTS:
-            r.mechanism = "raw_tracepoint"
+            r.mechanism = "tp_btf" if p.name in btf_tracepoints else "raw_tracepoint"
         elif p.kind == "tracepoint" and raw_tracepoints and p.name in COUNTED_BY_DONE:
             r.mechanism = "counted"  # not attached
         for target, fn in p.candidates:
