@@ -105,6 +105,8 @@ class BccBackend:
     record_tap = None
     #: the chunks go to record_tap only, none is decoded (RecordingBcc's ring)
     tap_only = False
+    #: [(prog fd, bpfsys.Attachment)]: the tp_btf programs loaded after bcc compiled
+    _btf_programs: list = ()  # type: ignore[assignment]
 
     def __init__(self, pid=None, ringbuf_pages=4096, skip=(), aggregate=False, observe=True, file_filter=None):
         self.pid = pid
@@ -137,7 +139,7 @@ class BccBackend:
         self._counted = {}  # pmt_key tuple -> counts already reported (the map keeps totals)
         self._kinds_seen = {}  # kind -> events counted in the kernel already reported
         self._comms = {}
-        self._btf_programs = []  # [(prog fd, bpfsys.Attachment)]: the tp_btf programs loaded after bcc compiled
+        self._btf_programs = []
         #: why this kernel refused the tp_btf programs (they are raw tracepoints then)
         self.tp_btf_refused = None
 
@@ -275,7 +277,7 @@ class BccBackend:
             elif n.startswith("kfunc__"):
                 programs.append((n, bpfsys.PROG_TRACING, "fentry", n[7:]))
         try:
-            self._load_tp_btf(programs)
+            self._load_tp_btf(programs, flags)
             for r in self.resolved:
                 if r.mechanism != "kprobe" or r.winner is None:
                     continue
@@ -292,14 +294,15 @@ class BccBackend:
             raise
         self._save(key, programs)
 
-    def _load_tp_btf(self, programs):
-        """Load and attach the tp_btf programs bcc compiled and did not
-        load (bcc has no tp_btf); a refusal raises bpfsys.BpfError."""
+    def _load_tp_btf(self, programs, flags):
+        """Load and attach the tp_btf programs bcc compiled (*flags* say
+        which) and did not load (bcc has no tp_btf); a refusal raises
+        bpfsys.BpfError."""
         from bcc import lib
 
         lic = lib.bpf_module_license(self.bpf.module)
         for r in self.resolved:
-            if r.mechanism != "tp_btf" or r.winner is None:
+            if r.mechanism != "tp_btf" or f"-DPMT_BTF_{r.point.name}=1" not in flags:
                 continue
             name = f"tpbtf__{r.point.name}"
             with bpfsys.quiet():

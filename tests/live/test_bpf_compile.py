@@ -20,19 +20,33 @@ KERNELS = sorted(glob.glob(os.path.join(CACHE, "kernels", "*", "root", "lib", "m
 OWN = [b for b in KERNELS if b.split(os.sep)[-2] == platform.release()]
 
 PROG = r"""
-from bcc import BPF
-from pmemtrace.live import bpf_file
+import os
+from bcc import BPF, lib
+from pmemtrace.live import bpf_file, bpfsys
 from pmemtrace.live.bcc_backend import BccBackend
-from pmemtrace.live.probes import PROBES
+from pmemtrace.live.btf import tp_btf_events
+from pmemtrace.live.probes import PROBES, RAW_TRACEPOINTS
 fns = sorted({fn for p in PROBES if p.kind == "kprobe" for _, fn in p.candidates} |
              {p.retprobe for p in PROBES if p.retprobe})
+tp_btf, compiled = [], []
 for aggregate in (True, False):  # the default watch, and --events/--record
     b = BccBackend(aggregate=aggregate)
-    bpf = BPF(src_file=bpf_file("pmemtrace.bpf.c").encode(), cflags=b.cflags())
+    flags = b.cflags()
+    bpf = BPF(src_file=bpf_file("pmemtrace.bpf.c").encode(), cflags=flags)
     for fn in fns:
         bpf.load_func(fn.encode(), BPF.KPROBE)
+    # the tp_btf programs bcc compiled and cannot load: the verifier must
+    # take their plain loads here, or the watch falls back to raw tracepoints
+    for e in RAW_TRACEPOINTS:
+        if f"-DPMT_BTF_{e}=1" in flags:
+            insns = bpf.dump_func(f"tpbtf__{e}".encode())
+            os.close(bpfsys.prog_load_tp_btf(insns, e, lib.bpf_module_license(bpf.module)))
+            tp_btf.append(e)
+        if aggregate and f"-DPMT_RAW_{e}=1" in flags or f"-DPMT_BTF_{e}=1" in flags:
+            compiled.append(e)
     bpf.cleanup()
-print("OK", len(fns))
+have = sorted(tp_btf_events(RAW_TRACEPOINTS) & set(compiled))
+print("OK", len(fns), "tp_btf", ",".join(sorted(tp_btf)) or "-", "of", ",".join(have) or "-")
 """
 
 
@@ -71,3 +85,6 @@ def test_compiles_against_lab_kernel_headers():
     )
     errors = [line for line in p.stderr.splitlines() if "error:" in line]
     assert p.returncode == 0 and p.stdout.startswith("OK"), "\n".join(errors[:20]) or p.stderr[-2000:]
+    # every done event BTF types here was loaded as tp_btf (none refused), and there is one
+    _ok, _n, _label, loaded, _of, have = p.stdout.split()[:6]
+    assert loaded == have and "dax_pmd_fault_done" in have.split(","), p.stdout
