@@ -125,6 +125,22 @@ struct pmt_block {
 	u64 block;      /* pgoff >> 9: the file's 2 MiB block */
 };
 BPF_PERCPU_HASH(counts, struct pmt_key, struct pmt_counts, PMT_COUNT_KEYS);
+/* The counters' fast path: per CPU, PMT_SLOTS slots direct-mapped by a
+ * hash of the key, each one key's counters (struct pmt_slot,
+ * pmemtrace.h).  A counted fault finds its key's slot with an array
+ * lookup and four compares, where the per-CPU hash `counts` hashes and
+ * compares the key in a bucket walk: most of a counted fault's cost once
+ * the members are plain loads.  A slot is claimed by the first key that
+ * finds it empty and keeps it until user space retires it (the process
+ * is gone): it marks it RETIRING, reads it one interval later, when no
+ * program can still be writing it, and empties it.  A key whose slot is
+ * another's, or retiring, is counted in `counts` as before; user space
+ * adds both (live/bcc_backend.py SlotTable).  Mmapable, so user space
+ * reads every slot without a system call per key. */
+#ifndef PMT_NCPUS
+#define PMT_NCPUS 1
+#endif
+BPF_F_TABLE("array", u32, struct pmt_slot, slots, PMT_NCPUS * PMT_SLOTS, BPF_F_MMAPABLE);
 /* events counted here rather than sent, by PMT_KIND_* (events_by_name) */
 BPF_PERCPU_ARRAY(kinds, u64, 64);
 BPF_TABLE("lru_hash", u32, struct pmt_comm, comms, PMT_COUNT_KEYS);
@@ -327,6 +343,35 @@ static __always_inline void pmt_kind_counted(u32 kind)
  * then sends the event instead: nothing is dropped). */
 static __always_inline int pmt_count(struct pmt_key *k, u32 which, u32 kind)
 {
+	/* this CPU's slot for the key (see `slots`); programs run with
+	 * migration off, so nothing else writes it meanwhile */
+	u64 x = (k->vm_start >> 12) ^ (k->ino << 20) ^ ((u64)k->tgid << 40) ^ k->dev;
+	/* Fibonacci hashing: the product's top bits */
+	u32 i = bpf_get_smp_processor_id() * PMT_SLOTS + (u32)((x * 0x9E3779B97F4A7C15ULL) >> (64 - PMT_SLOT_BITS));
+	struct pmt_slot *s = slots.lookup(&i);
+
+	if (s && which < PMT_NCOUNTS) {
+		if (s->state == PMT_SLOT_LIVE && s->k.vm_start == k->vm_start && s->k.ino == k->ino &&
+		    s->k.tgid == k->tgid && s->k.dev == k->dev && s->k.vm_end == k->vm_end) {
+			s->c.n[which]++;
+			pmt_kind_counted(kind);
+			return 0;
+		}
+		if (s->state == PMT_SLOT_EMPTY) {
+			struct pmt_comm comm = {};
+
+			s->k = *k;
+			s->c.n[which] = 1;
+			/* the key and count before the state: user space reads
+			 * a slot only once it is LIVE */
+			asm volatile("" ::: "memory");
+			s->state = PMT_SLOT_LIVE;
+			bpf_get_current_comm(&comm.comm, sizeof(comm.comm));
+			comms.update(&k->tgid, &comm);
+			pmt_kind_counted(kind);
+			return 0;
+		}
+	}
 	struct pmt_counts *c = counts.lookup(k);
 
 	if (!c) {

@@ -104,4 +104,21 @@ struct pmt_counts {
 	__u64 n[5];
 };
 
+/* One slot of the per-CPU counter table (`slots` in pmemtrace.bpf.c):
+ * PMT_SLOTS per CPU, slot i of CPU c at index c * PMT_SLOTS + i.  A
+ * program writes the key and counters of an EMPTY slot, then the state
+ * LIVE, and later only counters of its own key; user space sets RETIRING,
+ * and one interval later zeroes the slot and sets EMPTY last. */
+#define PMT_SLOT_BITS 8
+#define PMT_SLOTS (1 << PMT_SLOT_BITS)
+#define PMT_SLOT_EMPTY 0
+#define PMT_SLOT_LIVE 1
+#define PMT_SLOT_RETIRING 2
+struct pmt_slot {
+	struct pmt_key k;    /*   0 */
+	struct pmt_counts c; /*  32 */
+	__u32 state;         /*  72  PMT_SLOT_* */
+	__u32 pad;           /*  76 */
+};
+
 #endif /* PMEMTRACE_H */

@@ -305,3 +305,27 @@ def test_tp_btf_loading_binds_libbpf_and_reports_a_refusal():
     with pytest.raises(bpfsys.BpfError) as e:
         bpfsys.prog_load_tp_btf(_insn(0x95), "pmemtrace_no_such_event", b"GPL")
     assert "pmemtrace_no_such_event" in str(e.value)
+
+
+def test_the_backend_adds_a_keys_slots_to_its_hash_entry():
+    """The same key counted in its slot and in the hash (its slot was
+    another key's on one CPU): one row with both, increments after."""
+    from pmemtrace.live import bcc_backend
+    from pmemtrace.live.decode import CountedRow
+    from pmemtrace.live.slots import LIVE, SLOT, SlotTable
+
+    KEY = (9, 0x10300001, 5, 0x7F0000000000, 0x7F0000400000)
+    b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
+    b.aggregate, b._counted, b._kinds_seen, b._comms = True, {}, {}, {}
+    kb = struct.pack("<IIQQQ", *KEY)
+    counts = _FakeMap({kb: struct.pack("<5Q", 1, 0, 0, 1, 0) + struct.pack("<5Q", 0, 0, 0, 0, 0)}, value_size=40)
+    comm = _FakeMap({struct.pack("<I", 9): b"touch\0" + b"\0" * 10}, ncpus=1, value_size=16)
+    kinds = _FakeMap({})
+    b.maps = {"counts": counts, "comms": comm, "kinds": kinds}
+    buf = bytearray(SLOT.pack(*KEY, 3, 2, 0, 3, 0, LIVE, 0))
+    b.slots = SlotTable(buf, alive=lambda tgid: True)
+    rows, _ = b.counts()
+    assert rows == [CountedRow(9, "touch", *KEY[1:], 4, 2, 0, 4, 0)]
+    struct.pack_into("<Q", buf, 32, 5)
+    rows, _ = b.counts()
+    assert [(r.pmd, r.insert_pmd) for r in rows] == [(2, 0)]

@@ -24,10 +24,22 @@ from .pacing import Pacer
 from .probes import RAW_TRACEPOINTS, fentry_candidates, hole_field, kernel_functions, resolve
 from .ringbuf import HDR, RingReader, stride
 from .session import Record
-from .tracefs import fs_dax_tracepoints, tracefs_root
+from .slots import SlotTable
+from .tracefs import fs_dax_tracepoints, pid_alive, tracefs_root
 
 #: the maps bpf/pmemtrace.bpf.c declares (those a build lacks are skipped)
-TABLES = ("events", "lost", "devdax_order", "counts", "kinds", "comms", "fault_key", "observed", "seen_blocks")
+TABLES = (
+    "events",
+    "lost",
+    "devdax_order",
+    "counts",
+    "slots",
+    "kinds",
+    "comms",
+    "fault_key",
+    "observed",
+    "seen_blocks",
+)
 _KEY = struct.Struct("<IIQQQ")  # struct pmt_key
 _COUNTS = struct.Struct(f"<{len(KERNEL_COUNTERS)}Q")  # struct pmt_counts
 _U32 = struct.Struct("<I")
@@ -107,6 +119,8 @@ class BccBackend:
     tap_only = False
     #: [(prog fd, bpfsys.Attachment)]: the tp_btf programs loaded after bcc compiled
     _btf_programs: list = ()  # type: ignore[assignment]
+    #: the counters' per-CPU slots (slots.SlotTable), when counting in the kernel
+    slots = None
 
     def __init__(self, pid=None, ringbuf_pages=4096, skip=(), aggregate=False, observe=True, file_filter=None):
         self.pid = pid
@@ -160,7 +174,7 @@ class BccBackend:
             f"-DPMT_FAULT_FLAG_WRITE={FAULT_FLAG['WRITE']:#x}",
         ]
         if self.aggregate:
-            flags.append("-DPMT_AGGREGATE=1")
+            flags += ["-DPMT_AGGREGATE=1", f"-DPMT_NCPUS={bpfsys.possible_cpus()}"]
             if self.observe:
                 flags.append("-DPMT_OBSERVE=1")
         # member offsets from BTF; without BTF (or a member) 0, and the
@@ -231,6 +245,9 @@ class BccBackend:
             # read through the map's memory, not bcc's per-record callback
             self.ring = RingReader(maps["events"], self.ringbuf_pages * mmap.PAGESIZE)
             self.maps = {n: bpfsys.Map(fd) for n, fd in maps.items() if n in ("lost", "counts", "kinds", "comms")}
+            if "slots" in maps:
+                info = bpfsys.map_info(maps["slots"])
+                self.slots = SlotTable.open(maps["slots"], info["max_entries"], pid_alive)
         except BaseException:
             self.close()
             raise
@@ -420,15 +437,17 @@ class BccBackend:
             return [], {}
         rows = []
         ncount = len(KERNEL_COUNTERS)
+        # a key's total: its slots' counters plus its hash entry's (slots.py)
+        totals = self.slots.totals() if self.slots is not None else {}
         for kb in counts.all_keys():
             value = counts.get(kb)
             if value is None:
                 continue
-            key = _KEY.unpack(kb)
-            total = [0] * ncount
+            total = totals.setdefault(_KEY.unpack(kb), [0] * ncount)
             for v in counts.per_cpu(value):
                 for i, n in enumerate(_COUNTS.unpack_from(v)):
                     total[i] += n
+        for key, total in totals.items():
             before = self._counted.get(key)
             self._counted[key] = total
             delta = total if before is None else [a - b for a, b in zip(total, before)]
@@ -483,6 +502,9 @@ class BccBackend:
             self.ring.close()
             self.ring = None
         self.maps = {}
+        if self.slots is not None:
+            self.slots.close()
+            self.slots = None
         if self.loaded is not None:
             self.loaded.close()
             self.loaded = None
