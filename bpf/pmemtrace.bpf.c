@@ -1050,6 +1050,24 @@ KFUNC_PROBE(vmf_insert_pfn_pmd, void *vmf, u64 pfn, u64 write)
 }
 #endif
 
+/* vmf_insert_pfn_pmd_prot(vmf, pfn_t pfn, pgprot_t pgprot, bool write) (6.1):
+ * each struct of 8 bytes takes one argument slot of the context */
+#ifdef PMT_FENTRY_vmf_insert_pfn_pmd_prot
+KFUNC_PROBE(vmf_insert_pfn_pmd_prot, void *vmf, u64 pfn, u64 pgprot, u64 write)
+{
+	pmt_insert(vmf, PMT_KIND_INSERT_PMD, pfn, write, 1);
+	return 0;
+}
+#endif
+
+#ifdef PMT_FENTRY_vmf_insert_pfn_pud_prot
+KFUNC_PROBE(vmf_insert_pfn_pud_prot, void *vmf, u64 pfn, u64 pgprot, u64 write)
+{
+	pmt_insert(vmf, PMT_KIND_INSERT_PUD, pfn, write, 1);
+	return 0;
+}
+#endif
+
 #ifdef PMT_FENTRY_vmf_insert_folio_pmd
 KFUNC_PROBE(vmf_insert_folio_pmd, void *vmf, void *folio, u64 write)
 {

@@ -492,3 +492,39 @@ def test_btf_tp_btf_events_are_the_tracepoints_with_a_btf_trace_typedef(tmp_path
     events = {"dax_pmd_fault_done", "dax_pte_fault_done", "dax_pmd_load_hole"}
     assert btf.tp_btf_events(events, str(p), cache=False) == {"dax_pmd_fault_done"}
     assert btf.tp_btf_events(events, str(tmp_path / "absent"), cache=False) == set()
+
+
+def test_btf_fentry_takes_small_structs_by_value_where_trampolines_do(tmp_path):
+    """Where the kernel's BTF has struct btf_func_model's arg_flags (the
+    trampolines take struct arguments, 6.1+), a function taking pfn_t by
+    value (6.12's vmf_insert_pfn_pmd) gets fentry; a struct over 16 bytes
+    or more than 6 argument registers (a 16-byte struct takes two) still
+    stays a kprobe."""
+    strings = b"\0long\0pfn_t\0val\0big\0btf_func_model\0arg_flags\0ins\0takes_big\0six_regs\0"
+
+    def off(s):
+        return strings.index(s.encode() + b"\0")
+
+    types = b""
+    types += struct.pack("<III", off("long"), 1 << 24, 8) + struct.pack("<I", 64)  # 1 INT
+    types += struct.pack("<III", 0, 2 << 24, 1)  # 2 PTR -> INT
+    types += struct.pack("<III", off("pfn_t"), (4 << 24) | 1, 8) + struct.pack("<III", off("val"), 1, 0)  # 3
+    types += struct.pack("<III", off("big"), (4 << 24) | 1, 24) + struct.pack("<III", off("val"), 1, 0)  # 4
+    types += struct.pack("<III", off("btf_func_model"), (4 << 24) | 1, 12) + struct.pack(
+        "<III", off("arg_flags"), 1, 0
+    )  # 5 STRUCT btf_func_model { arg_flags }
+    types += struct.pack("<III", 0, (13 << 24) | 3, 1) + struct.pack(
+        "<IIIIII", 0, 2, 0, 3, 0, 1
+    )  # 6 (ptr, pfn_t, long)
+    types += struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", 0, 2, 0, 4)  # 7 (ptr, big)
+    types += struct.pack("<III", 0, (13 << 24) | 6, 1) + struct.pack("<II", 0, 1) * 5 + struct.pack("<II", 0, 3)
+    # 8: (5 x long, pfn_t): 6 registers
+    types += struct.pack("<III", off("ins"), 12 << 24, 6)  # 9 FUNC
+    types += struct.pack("<III", off("takes_big"), 12 << 24, 7)  # 10 FUNC
+    types += struct.pack("<III", off("six_regs"), 12 << 24, 8)  # 11 FUNC
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    p = tmp_path / "vmlinux"
+    p.write_bytes(hdr + types + strings)
+    b = btf.BTF(p.read_bytes())
+    assert b.trampoline_struct_args()
+    assert btf.fentry_functions({"ins", "takes_big", "six_regs"}, str(p), cache=False) == {"ins", "six_regs"}

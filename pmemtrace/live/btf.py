@@ -166,20 +166,35 @@ class BTF:
                     out.setdefault(w[:-1].decode(), tid)
         return out
 
-    def fentry_ok(self, proto: int) -> bool:
+    def fentry_ok(self, proto: int, struct_args: bool = False) -> bool:
         """Whether a function of FUNC_PROTO *proto* can take an fentry
-        program on every kernel with trampolines: at most 6 arguments and
-        none a struct or union passed by value (6.1 allowed small ones:
-        vmf_insert_pfn_pmd's pfn_t is refused before)."""
+        program here: at most 6 arguments and none a struct or union
+        passed by value, unless *struct_args* (the trampolines take
+        those of at most 16 bytes, :meth:`trampoline_struct_args`)."""
         _n, kind, vlen, _s = self._type(proto)
-        if kind != _FUNC_PROTO or vlen > MAX_FENTRY_ARGS:
+        if kind != _FUNC_PROTO:
             return False
         base = self.offsets[proto] + 12
+        regs = 0  # argument registers: a struct of 9-16 bytes takes two
         for i in range(vlen):
             _name_off, ptype = struct.unpack_from("<II", self.data, base + 8 * i)
-            if ptype and self._type(self._strip(ptype))[1] in (_STRUCT, _UNION):
-                return False
-        return True
+            _an, akind, _av, size = self._type(self._strip(ptype)) if ptype else (0, 0, 0, 0)
+            if akind in (_STRUCT, _UNION):
+                if not (struct_args and size <= 16):
+                    return False
+                regs += 2 if size > 8 else 1
+            else:
+                regs += 1
+        return regs <= MAX_FENTRY_ARGS
+
+    def trampoline_struct_args(self) -> bool:
+        """Whether this kernel's trampolines take struct arguments by value
+        (of up to 16 bytes): Linux kernel commit 720e6a435194 ("bpf: Allow
+        struct argument in trampoline based programs") (in v6.1) added
+        them, with the member ``arg_flags`` of struct btf_func_model that
+        says which arguments are structs; its BTF shows it."""
+        tid = self.find_structs({"btf_func_model"}).get("btf_func_model")
+        return tid is not None and self.member_offset(tid, "arg_flags") is not None
 
 
 def _load(path: str) -> Optional[BTF]:
@@ -281,13 +296,14 @@ def _cached_names(tag: str, names, compute, path: str, cache: bool) -> set[str]:
 
 def fentry_functions(names, path: str = VMLINUX, cache: bool = True) -> set[str]:
     """Those of *names* that this kernel's BTF describes as functions an
-    fentry program can attach to (:meth:`BTF.fentry_ok`); empty without
-    BTF."""
+    fentry program can attach to (:meth:`BTF.fentry_ok`, struct arguments
+    where :meth:`BTF.trampoline_struct_args`); empty without BTF."""
 
     def compute(btf, want):
-        return {n for n, proto in btf.find_funcs(want).items() if btf.fentry_ok(proto)}
+        structs = btf.trampoline_struct_args()
+        return {n for n, proto in btf.find_funcs(want).items() if btf.fentry_ok(proto, structs)}
 
-    return _cached_names("fentry", names, compute, path, cache)
+    return _cached_names("fentry2", names, compute, path, cache)
 
 
 def tp_btf_events(events, path: str = VMLINUX, cache: bool = True) -> set[str]:

@@ -105,13 +105,16 @@ RAW_TRACEPOINT_SYMBOLS = ("bpf_find_raw_tracepoint", "bpf_get_raw_tracepoint")
 FENTRY_SYMBOL = "bpf_trampoline_link_prog"
 
 #: functions bpf/pmemtrace.bpf.c has an fentry program for (KFUNC_PROBE,
-#: compiled in by -DPMT_FENTRY_<function>); the others (6.1's
-#: vmf_insert_pfn_pmd_prot takes pfn_t and pgprot_t by value, the module's
-#: dev_dax_huge_fault has a return probe) stay kprobes
+#: compiled in by -DPMT_FENTRY_<function>); the module's dev_dax_huge_fault
+#: (it has a return probe) stays a kprobe.  Those taking a struct by value
+#: (pfn_t, pgprot_t: 6.1's and 6.12's PMD inserts) only where the
+#: trampolines take struct arguments (live/btf.py trampoline_struct_args)
 FENTRY_FUNCTIONS = (
     "vmf_insert_pfn_pmd",
+    "vmf_insert_pfn_pmd_prot",
     "vmf_insert_folio_pmd",
     "vmf_insert_pfn_pud",
+    "vmf_insert_pfn_pud_prot",
     "vmf_insert_folio_pud",
     "get_dev_pagemap",
     "__get_user_pages",
