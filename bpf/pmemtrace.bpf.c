@@ -902,6 +902,156 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole_fallback)
 }
 #endif
 
+/* ---- the same events as tp_btf programs (-DPMT_BTF_<event>) ------------ */
+/* Where BTF types a tracepoint's arguments, each fs_dax event is a tp_btf
+ * program instead of a TRACEPOINT_PROBE: the kernel builds no formatted
+ * record for it (perf_trace_<event> does, for a tracepoint program), and
+ * the members the format shows are plain loads from the arguments
+ * (TP_fast_assign in include/trace/events/fs_dax.h reads the same ones).
+ * A record of the 4 KiB class also gets the VMA bounds its format lacks.
+ * Counting in the kernel, the events the views only count by name are
+ * counted here (the done events have their own programs above). */
+#if PMT_AGGREGATE
+#define PMT_BTF_COUNTED(kind)                          \
+	do {                                           \
+		if (!pmt_filtered())                   \
+			pmt_kind_counted(kind);        \
+		return 0;                              \
+	} while (0)
+#else
+#define PMT_BTF_COUNTED(kind) do { } while (0)
+#endif
+
+/* dax_pmd_fault_class: (inode, vmf, max_pgoff, result) */
+static __always_inline int pmt_btf_pmd(const u64 *args, u32 kind)
+{
+	struct pmt_event *e;
+	u32 dev;
+	u64 ino;
+
+	pmt_inode((const void *)args[0], &dev, &ino, 1);
+	if (PMT_OTHER_FILE(dev, ino))
+		return 0;
+	e = pmt_reserve(kind);
+	if (!e)
+		return 0;
+	pmt_vmf(e, (const void *)args[1], 1);
+	e->dev = dev;
+	e->ino = ino;
+	e->max_pgoff = args[2];
+	e->result = (u32)args[3];
+	return pmt_submit(e);
+}
+
+/* dax_pte_fault_class: (inode, vmf, result) */
+static __always_inline int pmt_btf_pte(const u64 *args, u32 kind, int counted)
+{
+	struct pmt_event *e;
+	u32 dev;
+	u64 ino;
+
+	pmt_inode((const void *)args[0], &dev, &ino, 1);
+	if (PMT_OTHER_FILE(dev, ino))
+		return 0;
+	if (counted)
+		PMT_BTF_COUNTED(kind);
+	e = pmt_reserve(kind);
+	if (!e)
+		return 0;
+	pmt_vmf(e, (const void *)args[1], 1);
+	e->dev = dev;
+	e->ino = ino;
+	e->result = (u32)args[2];
+	return pmt_submit(e);
+}
+
+/* dax_pmd_load_hole_class: (inode, vmf, zero_page or zero_folio, radix_entry) */
+static __always_inline int pmt_btf_hole(const u64 *args, u32 kind)
+{
+	struct pmt_vmf_val v;
+	struct pmt_event *e;
+	u32 dev;
+	u64 ino;
+
+	pmt_inode((const void *)args[0], &dev, &ino, 1);
+	if (PMT_OTHER_FILE(dev, ino))
+		return 0;
+	PMT_BTF_COUNTED(kind);
+	e = pmt_reserve(kind);
+	if (!e)
+		return 0;
+	pmt_vmf_read((const void *)args[1], &v, 1);
+	e->dev = dev;
+	e->ino = ino;
+	e->vm_flags = PMT_LD(64, v.vma, PMT_OFF_VMA_FLAGS);
+	e->address = v.address;
+	e->aux = args[2];
+	return pmt_submit(e);
+}
+
+#if defined(PMT_BTF_dax_pmd_fault) && !PMT_AGGREGATE
+int tpbtf__dax_pmd_fault(u64 *ctx)
+{
+	return pmt_btf_pmd(ctx, PMT_KIND_PMD_FAULT);
+}
+#endif
+
+#if defined(PMT_BTF_dax_pmd_fault_done) && !PMT_AGGREGATE
+int tpbtf__dax_pmd_fault_done(u64 *ctx)
+{
+	return pmt_btf_pmd(ctx, PMT_KIND_PMD_FAULT_DONE);
+}
+#endif
+
+#ifdef PMT_BTF_dax_pte_fault
+int tpbtf__dax_pte_fault(u64 *ctx)
+{
+	return pmt_btf_pte(ctx, PMT_KIND_PTE_FAULT, 1);
+}
+#endif
+
+#if defined(PMT_BTF_dax_pte_fault_done) && !PMT_AGGREGATE
+int tpbtf__dax_pte_fault_done(u64 *ctx)
+{
+	return pmt_btf_pte(ctx, PMT_KIND_PTE_FAULT_DONE, 0);
+}
+#endif
+
+#ifdef PMT_BTF_dax_load_hole
+int tpbtf__dax_load_hole(u64 *ctx)
+{
+	return pmt_btf_pte(ctx, PMT_KIND_LOAD_HOLE, 1);
+}
+#endif
+
+#ifdef PMT_BTF_dax_insert_pfn_mkwrite
+int tpbtf__dax_insert_pfn_mkwrite(u64 *ctx)
+{
+	return pmt_btf_pte(ctx, PMT_KIND_INSERT_PFN_MKWRITE, 1);
+}
+#endif
+
+#ifdef PMT_BTF_dax_insert_pfn_mkwrite_no_entry
+int tpbtf__dax_insert_pfn_mkwrite_no_entry(u64 *ctx)
+{
+	return pmt_btf_pte(ctx, PMT_KIND_INSERT_PFN_MKWRITE_NO_ENTRY, 1);
+}
+#endif
+
+#if defined(PMT_BTF_dax_pmd_load_hole) && !PMT_AGGREGATE
+int tpbtf__dax_pmd_load_hole(u64 *ctx)
+{
+	return pmt_btf_hole(ctx, PMT_KIND_PMD_LOAD_HOLE);
+}
+#endif
+
+#ifdef PMT_BTF_dax_pmd_load_hole_fallback
+int tpbtf__dax_pmd_load_hole_fallback(u64 *ctx)
+{
+	return pmt_btf_hole(ctx, PMT_KIND_PMD_LOAD_HOLE_FALLBACK);
+}
+#endif
+
 /* ---- PMD/PUD insert functions, get_dev_pagemap, GUP --------------------- */
 /* vmf_insert_pfn_pmd(vmf, pfn_t pfn, bool write): pfn_t is one u64, passed in
  * a register.  vmf_insert_pfn_pmd_prot(vmf, pfn, pgprot, write) (6.1, where

@@ -359,8 +359,20 @@ def test_counting_uses_tp_btf_where_btf_types_the_event_and_falls_back_when_refu
     plan = {r.point.name: r.mechanism for r in bcc_backend.attach_plan(fns, tps, True, offsets)}
     assert plan["dax_pmd_fault_done"] == plan["dax_pte_fault_done"] == "tp_btf"
     assert plan["dax_pmd_load_hole"] == "raw_tracepoint" and plan["dax_pmd_fault"] == "counted"
-    # not counting in the kernel: plain tracepoints, as before
-    assert {r.mechanism for r in bcc_backend.attach_plan(fns, tps, False, offsets) if r.winner} == {"tracepoint"}
+    # every event (--events/--record): each event BTF types is tp_btf too, the start included
+    every = {r.point.name: r.mechanism for r in bcc_backend.attach_plan(fns, tps, False, offsets) if r.winner}
+    assert every == {
+        "dax_pmd_fault": "tp_btf",
+        "dax_pmd_fault_done": "tp_btf",
+        "dax_pte_fault_done": "tp_btf",
+        "dax_pmd_load_hole": "tracepoint",
+    }
+    monkeypatch.setattr(bcc_backend, "hole_field", lambda root: "zero_folio")
+    b = bcc_backend.BccBackend(aggregate=False)
+    b.tracepoints, b.resolved = tps, bcc_backend.attach_plan(fns, tps, False, offsets)
+    assert "-DPMT_BTF_dax_pmd_fault=1" in b.cflags() and "-DPMT_TP_dax_pmd_load_hole=1" in b.cflags()
+    # without the offsets the programs read: tracepoints
+    assert {r.mechanism for r in bcc_backend.attach_plan(fns, tps, False, {}) if r.winner} == {"tracepoint"}
 
     b = bcc_backend.BccBackend(aggregate=True)
     b.functions, b.tracepoints, b.offsets = fns, tps, offsets

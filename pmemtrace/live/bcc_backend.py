@@ -21,11 +21,11 @@ from .btf import offsets as btf_offsets
 from .decode import COUNTERS as KERNEL_COUNTERS
 from .decode import EVENT_SIZE, KINDS, CountedRow, DevdaxPairing, decode_records
 from .pacing import Pacer
-from .probes import RAW_TRACEPOINTS, fentry_candidates, hole_field, kernel_functions, resolve
+from .probes import fentry_candidates, hole_field, kernel_functions, resolve
 from .ringbuf import HDR, RingReader, stride
 from .session import Record
 from .slots import SlotTable
-from .tracefs import fs_dax_tracepoints, pid_alive, tracefs_root
+from .tracefs import FS_DAX_TRACEPOINTS, fs_dax_tracepoints, pid_alive, tracefs_root
 
 #: the maps bpf/pmemtrace.bpf.c declares (those a build lacks are skipped)
 TABLES = (
@@ -76,26 +76,27 @@ def why_not_bcc():
 
 
 def attach_plan(functions, tracepoints, aggregate, offsets=None, btf_tracepoints=True):
-    """The probe table resolved as the bcc backend attaches it: when
-    counting in the kernel (*aggregate*) where the kernel has raw
-    tracepoints (4.17+) and BTF gives the offsets they read, tp_btf where
-    BTF types the event's arguments (live/btf.py tp_btf_events; not with
-    *btf_tracepoints* false: a kernel that refused them), else raw
-    tracepoints; fentry for the functions BTF allows (live/btf.py
-    fentry_functions), else kprobes.  ``watch --list-probes`` shows the
-    same."""
+    """The probe table resolved as the bcc backend attaches it: the fs_dax
+    events as tp_btf where BTF types their arguments and gives the
+    offsets the programs read (live/btf.py tp_btf_events; not with
+    *btf_tracepoints* false: a kernel that refused them), else, counting
+    in the kernel (*aggregate*) where raw tracepoints work (4.17+), the
+    done events as raw tracepoints, else tracepoints; fentry for the
+    functions BTF allows (live/btf.py fentry_functions), else kprobes.
+    ``watch --list-probes`` shows the same."""
     offsets = btf_offsets() if offsets is None else offsets
     fns = functions or {}
+    have_offsets = all(f in offsets for f in BTF_OFFSETS.values())
     raw = (
         "bpf_raw_tracepoint_open" in fns or "bpf_find_raw_tracepoint" in fns or "bpf_get_raw_tracepoint" in fns
-    ) and all(f in offsets for f in BTF_OFFSETS.values())
+    ) and have_offsets
     cands = fentry_candidates(functions)
     return resolve(
         functions,
         tracepoints,
         raw_tracepoints=aggregate and raw,
         fentry=fentry_functions(cands) if cands else (),
-        btf_tracepoints=tp_btf_events(RAW_TRACEPOINTS) if aggregate and raw and btf_tracepoints else (),
+        btf_tracepoints=tp_btf_events(FS_DAX_TRACEPOINTS) if raw and btf_tracepoints else (),
     )
 
 
@@ -237,7 +238,7 @@ class BccBackend:
                 self.functions, self.tracepoints, self.aggregate, self.offsets, btf_tracepoints=False
             )
             for r in self.resolved:
-                if r.mechanism == "raw_tracepoint":
+                if r.mechanism in ("raw_tracepoint", "tracepoint"):
                     r.note = f"tp_btf refused: {e}"[:200]
             self._load_or_compile()
         try:

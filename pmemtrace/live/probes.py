@@ -228,20 +228,21 @@ COUNTED_BY_DONE = {"dax_pmd_fault": "dax_pmd_fault_done"}
 
 def resolve(functions, tracepoints, table=PROBES, raw_tracepoints=False, fentry=(), btf_tracepoints=()):
     """Pick, per point, the first candidate present in this kernel (exact
-    names), and how to attach it: tracepoint, or (with *raw_tracepoints*,
-    for :data:`RAW_TRACEPOINTS`) tp_btf where the event is in
-    *btf_tracepoints* (its arguments typed by BTF: plain loads, no
-    bpf_probe_read_kernel), else raw_tracepoint; a function: fentry when
-    the winner is in *fentry* (the functions an fentry program can attach
-    to here), else kprobe."""
+    names), and how to attach it: an event in *btf_tracepoints* as tp_btf
+    (its arguments typed by BTF: no formatted record, plain loads), else
+    (with *raw_tracepoints*, for :data:`RAW_TRACEPOINTS`) raw_tracepoint,
+    else tracepoint; a function: fentry when the winner is in *fentry*
+    (the functions an fentry program can attach to here), else kprobe."""
     out = []
     for p in table:
         r = Resolved(p)
         r.mechanism = p.kind
-        if p.kind == "tracepoint" and raw_tracepoints and p.name in RAW_TRACEPOINTS:
-            r.mechanism = "tp_btf" if p.name in btf_tracepoints else "raw_tracepoint"
-        elif p.kind == "tracepoint" and raw_tracepoints and p.name in COUNTED_BY_DONE:
+        if p.kind == "tracepoint" and raw_tracepoints and p.name in COUNTED_BY_DONE:
             r.mechanism = "counted"  # not attached
+        elif p.kind == "tracepoint" and p.name in btf_tracepoints:
+            r.mechanism = "tp_btf"
+        elif p.kind == "tracepoint" and raw_tracepoints and p.name in RAW_TRACEPOINTS:
+            r.mechanism = "raw_tracepoint"
         for target, fn in p.candidates:
             if p.kind == "tracepoint":
                 ok = target.split(":", 1)[1] in tracepoints

@@ -25,10 +25,11 @@ from bcc import BPF, lib
 from pmemtrace.live import bpf_file, bpfsys
 from pmemtrace.live.bcc_backend import BccBackend
 from pmemtrace.live.btf import tp_btf_events
-from pmemtrace.live.probes import PROBES, RAW_TRACEPOINTS
+from pmemtrace.live.probes import PROBES
+from pmemtrace.live.tracefs import FS_DAX_TRACEPOINTS
 fns = sorted({fn for p in PROBES if p.kind == "kprobe" for _, fn in p.candidates} |
              {p.retprobe for p in PROBES if p.retprobe})
-tp_btf, compiled = [], []
+loaded, wanted = [], []
 for aggregate in (True, False):  # the default watch, and --events/--record
     b = BccBackend(aggregate=aggregate)
     flags = b.cflags()
@@ -36,17 +37,15 @@ for aggregate in (True, False):  # the default watch, and --events/--record
     for fn in fns:
         bpf.load_func(fn.encode(), BPF.KPROBE)
     # the tp_btf programs bcc compiled and cannot load: the verifier must
-    # take their plain loads here, or the watch falls back to raw tracepoints
-    for e in RAW_TRACEPOINTS:
+    # take their plain loads here, or the watch falls back to tracepoints
+    for e in FS_DAX_TRACEPOINTS:
         if f"-DPMT_BTF_{e}=1" in flags:
             insns = bpf.dump_func(f"tpbtf__{e}".encode())
             os.close(bpfsys.prog_load_tp_btf(insns, e, lib.bpf_module_license(bpf.module)))
-            tp_btf.append(e)
-        if aggregate and f"-DPMT_RAW_{e}=1" in flags or f"-DPMT_BTF_{e}=1" in flags:
-            compiled.append(e)
+            loaded.append(f"{e}/{int(aggregate)}")
     bpf.cleanup()
-have = sorted(tp_btf_events(RAW_TRACEPOINTS) & set(compiled))
-print("OK", len(fns), "tp_btf", ",".join(sorted(tp_btf)) or "-", "of", ",".join(have) or "-")
+have = sorted(tp_btf_events(FS_DAX_TRACEPOINTS) & set(b.tracepoints))
+print("OK", len(fns), "tp_btf", ",".join(loaded) or "-", "of", ",".join(have) or "-")
 """
 
 
@@ -85,6 +84,9 @@ def test_compiles_against_lab_kernel_headers():
     )
     errors = [line for line in p.stderr.splitlines() if "error:" in line]
     assert p.returncode == 0 and p.stdout.startswith("OK"), "\n".join(errors[:20]) or p.stderr[-2000:]
-    # every done event BTF types here was loaded as tp_btf (none refused), and there is one
+    # the fs_dax events BTF types here were loaded as tp_btf (a refusal
+    # raises above), the done events in both modes
     _ok, _n, _label, loaded, _of, have = p.stdout.split()[:6]
-    assert loaded == have and "dax_pmd_fault_done" in have.split(","), p.stdout
+    for e in ("dax_pmd_fault_done/1", "dax_pte_fault_done/1", "dax_pmd_fault_done/0", "dax_pmd_fault/0"):
+        assert e in loaded.split(","), p.stdout
+    assert "dax_pmd_fault_done" in have.split(","), p.stdout
