@@ -20,6 +20,14 @@ PMD = 2 << 20
 DEV = 259 << 20
 
 
+def _write_btf(tmp_path, types, strings):
+    """A vmlinux BTF file of *types* (struct btf_type records) and *strings*."""
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    p = tmp_path / "vmlinux"
+    p.write_bytes(hdr + types + strings)
+    return p
+
+
 def _btf_blob():
     """A BTF blob: int (1), struct vm_area_struct { unsigned long vm_start;
     unsigned long vm_end; struct mm_struct *vm_mm; union { const
@@ -466,9 +474,7 @@ def test_btf_fentry_functions_refuse_a_struct_by_value_and_too_many_arguments(tm
     types += struct.pack("<III", off("vmf_insert_pfn_pmd"), 12 << 24, 5)  # 8 FUNC
     types += struct.pack("<III", off("get_dev_pagemap"), 12 << 24, 6)  # 9 FUNC
     types += struct.pack("<III", off("gup7"), 12 << 24, 7)  # 10 FUNC
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    p = tmp_path / "vmlinux"
-    p.write_bytes(hdr + types + strings)
+    p = _write_btf(tmp_path, types, strings)
     names = {"vmf_insert_pfn_pmd", "get_dev_pagemap", "gup7", "not_in_btf"}
     assert btf.fentry_functions(names, str(p), cache=False) == {"get_dev_pagemap"}
 
@@ -486,9 +492,7 @@ def test_btf_tp_btf_events_are_the_tracepoints_with_a_btf_trace_typedef(tmp_path
     types += struct.pack("<III", off("long"), 1 << 24, 8) + struct.pack("<I", 64)  # 1 INT
     types += struct.pack("<III", off("btf_trace_dax_pmd_fault_done"), 8 << 24, 1)  # 2 TYPEDEF
     types += struct.pack("<III", off("btf_trace_dax_pte_fault_done"), 12 << 24, 1)  # 3 FUNC, not a typedef
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    p = tmp_path / "vmlinux"
-    p.write_bytes(hdr + types + strings)
+    p = _write_btf(tmp_path, types, strings)
     events = {"dax_pmd_fault_done", "dax_pte_fault_done", "dax_pmd_load_hole"}
     assert btf.tp_btf_events(events, str(p), cache=False) == {"dax_pmd_fault_done"}
     assert btf.tp_btf_events(events, str(tmp_path / "absent"), cache=False) == set()
@@ -522,9 +526,7 @@ def test_btf_fentry_takes_small_structs_by_value_where_trampolines_do(tmp_path):
     types += struct.pack("<III", off("ins"), 12 << 24, 6)  # 9 FUNC
     types += struct.pack("<III", off("takes_big"), 12 << 24, 7)  # 10 FUNC
     types += struct.pack("<III", off("six_regs"), 12 << 24, 8)  # 11 FUNC
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    p = tmp_path / "vmlinux"
-    p.write_bytes(hdr + types + strings)
+    p = _write_btf(tmp_path, types, strings)
     b = btf.BTF(p.read_bytes())
     assert b.trampoline_struct_args()
     assert btf.fentry_functions({"ins", "takes_big", "six_regs"}, str(p), cache=False) == {"ins", "six_regs"}
