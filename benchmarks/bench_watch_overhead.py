@@ -146,8 +146,8 @@ def workload(d, kind, passes=None):
         text=True,
         cwd=HERE,
     )
-    if p.returncode:
-        raise SystemExit(p.stderr)
+    if p.returncode:  # a signal (OOM kill) leaves stderr empty: say so
+        raise SystemExit(f"workload {kind} failed (exit {p.returncode}): {p.stderr[-2000:]}")
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = json.loads(p.stdout.strip().splitlines()[-1])
     # the workload's own CPU: its faults' time in the kernel, tracepoints and probes included
