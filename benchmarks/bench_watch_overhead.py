@@ -115,8 +115,9 @@ def tree_cpu(pid):
 
 def bcc_floor():
     """Programs that return at once, attached where the default bcc watch
-    attaches for these workloads (the PMD and 4 KiB faults' done raw
-    tracepoints, the PMD insert's fentry): the cost of the attachment
+    attaches for these workloads (the PMD and 4 KiB faults' done events,
+    as raw tracepoints: the watch's tp_btf programs run from the same
+    tracepoint call; the PMD insert's fentry): the cost of the attachment
     itself, the floor under that backend.  A bcc.BPF with .attached.
     Where the watch puts a kprobe on the insert (no BTF for it), this
     floor's fentry is cheaper than what the watch pays."""
@@ -146,7 +147,7 @@ def workload(d, kind, passes=None):
         text=True,
         cwd=HERE,
     )
-    if p.returncode:  # a signal (OOM kill) leaves stderr empty: say so
+    if p.returncode:  # a run killed by a signal leaves stderr empty: say how it ended
         raise SystemExit(f"workload {kind} failed (exit {p.returncode}): {p.stderr[-2000:]}")
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = json.loads(p.stdout.strip().splitlines()[-1])

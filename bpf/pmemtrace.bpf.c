@@ -135,7 +135,7 @@ BPF_PERCPU_HASH(counts, struct pmt_key, struct pmt_counts, PMT_COUNT_KEYS);
  * is gone): it marks it RETIRING, reads it one interval later, when no
  * program can still be writing it, and empties it.  A key whose slot is
  * another's, or retiring, is counted in `counts` as before; user space
- * adds both (live/bcc_backend.py SlotTable).  Mmapable, so user space
+ * adds both (live/slots.py SlotTable).  Mmapable, so user space
  * reads every slot without a system call per key. */
 #ifndef PMT_NCPUS
 #define PMT_NCPUS 1
@@ -910,18 +910,8 @@ TRACEPOINT_PROBE(fs_dax, dax_pmd_load_hole_fallback)
  * (TP_fast_assign in include/trace/events/fs_dax.h reads the same ones).
  * A record of the 4 KiB class also gets the VMA bounds its format lacks.
  * Counting in the kernel, the events the views only count by name are
- * counted here (the done events have their own programs above). */
-#if PMT_AGGREGATE
-#define PMT_BTF_COUNTED(kind)                          \
-	do {                                           \
-		if (!pmt_filtered())                   \
-			pmt_kind_counted(kind);        \
-		return 0;                              \
-	} while (0)
-#else
-#define PMT_BTF_COUNTED(kind) do { } while (0)
-#endif
-
+ * counted here (PMT_ONLY_COUNTED; the done events have their own programs
+ * above). */
 /* dax_pmd_fault_class: (inode, vmf, max_pgoff, result) */
 static __always_inline int pmt_btf_pmd(const u64 *args, u32 kind)
 {
@@ -954,7 +944,7 @@ static __always_inline int pmt_btf_pte(const u64 *args, u32 kind, int counted)
 	if (PMT_OTHER_FILE(dev, ino))
 		return 0;
 	if (counted)
-		PMT_BTF_COUNTED(kind);
+		PMT_ONLY_COUNTED(kind);
 	e = pmt_reserve(kind);
 	if (!e)
 		return 0;
@@ -976,7 +966,7 @@ static __always_inline int pmt_btf_hole(const u64 *args, u32 kind)
 	pmt_inode((const void *)args[0], &dev, &ino, 1);
 	if (PMT_OTHER_FILE(dev, ino))
 		return 0;
-	PMT_BTF_COUNTED(kind);
+	PMT_ONLY_COUNTED(kind);
 	e = pmt_reserve(kind);
 	if (!e)
 		return 0;

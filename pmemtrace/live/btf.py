@@ -168,9 +168,9 @@ class BTF:
 
     def fentry_ok(self, proto: int, struct_args: bool = False) -> bool:
         """Whether a function of FUNC_PROTO *proto* can take an fentry
-        program here: at most 6 arguments and none a struct or union
-        passed by value, unless *struct_args* (the trampolines take
-        those of at most 16 bytes, :meth:`trampoline_struct_args`)."""
+        program here: at most 6 argument registers and no struct or union
+        passed by value, unless *struct_args* (the trampolines take those
+        of at most 16 bytes, one register per 8, :meth:`trampoline_struct_args`)."""
         _n, kind, vlen, _s = self._type(proto)
         if kind != _FUNC_PROTO:
             return False
