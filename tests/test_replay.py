@@ -370,12 +370,13 @@ def test_counting_uses_tp_btf_where_btf_types_the_event_and_falls_back_when_refu
     monkeypatch.setattr(bcc_backend, "hole_field", lambda root: "zero_folio")
     b = bcc_backend.BccBackend(aggregate=False)
     b.tracepoints, b.resolved = tps, bcc_backend.attach_plan(fns, tps, False, offsets)
+    b.root = "/tracefs"  # hole_field (patched) reads it: a host without tracefs mounted has none
     assert "-DPMT_BTF_dax_pmd_fault=1" in b.cflags() and "-DPMT_TP_dax_pmd_load_hole=1" in b.cflags()
     # without the offsets the programs read: tracepoints
     assert {r.mechanism for r in bcc_backend.attach_plan(fns, tps, False, {}) if r.winner} == {"tracepoint"}
 
     b = bcc_backend.BccBackend(aggregate=True)
-    b.functions, b.tracepoints, b.offsets = fns, tps, offsets
+    b.functions, b.tracepoints, b.offsets, b.root = fns, tps, offsets, "/tracefs"
     b.resolved = bcc_backend.attach_plan(fns, tps, True, offsets)
     flags = b.cflags()
     assert "-DPMT_BTF_dax_pmd_fault_done=1" in flags and "-DPMT_RAW_dax_pmd_load_hole=1" in flags
