@@ -211,6 +211,9 @@ class _FakeMap:
     def get(self, key):
         return self.values.get(key)
 
+    def delete(self, key):
+        return self.values.pop(key, None) is not None
+
     def per_cpu(self, value):
         s = (self.value_size + 7) & ~7
         return [value[i * s : i * s + self.value_size] for i in range(self.ncpus)]
@@ -221,7 +224,8 @@ def test_the_backend_reads_counts_kinds_and_lost_from_map_bytes():
     from pmemtrace.live.decode import CountedRow
 
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
-    b.aggregate, b._counted, b._kinds_seen, b._comms = True, {}, {}, {}
+    b.aggregate, b._counted, b._kinds_seen, b._comms, b._dying = True, {}, {}, {}, set()
+    b._alive = lambda tgid: True
     key = struct.pack("<IIQQQ", 9, 0x10300001, 5, 0x7F0000000000, 0x7F0000400000)
     per_cpu = struct.pack("<5Q", 3, 0, 1, 3, 0) + struct.pack("<5Q", 2, 4, 0, 2, 0)
     counts = _FakeMap({key: per_cpu}, value_size=40)
@@ -316,7 +320,8 @@ def test_the_backend_adds_a_keys_slots_to_its_hash_entry():
 
     KEY = (9, 0x10300001, 5, 0x7F0000000000, 0x7F0000400000)
     b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
-    b.aggregate, b._counted, b._kinds_seen, b._comms = True, {}, {}, {}
+    b.aggregate, b._counted, b._kinds_seen, b._comms, b._dying = True, {}, {}, {}, set()
+    b._alive = lambda tgid: True
     kb = struct.pack("<IIQQQ", *KEY)
     counts = _FakeMap({kb: struct.pack("<5Q", 1, 0, 0, 1, 0) + struct.pack("<5Q", 0, 0, 0, 0, 0)}, value_size=40)
     comm = _FakeMap({struct.pack("<I", 9): b"touch\0" + b"\0" * 10}, ncpus=1, value_size=16)
@@ -329,3 +334,50 @@ def test_the_backend_adds_a_keys_slots_to_its_hash_entry():
     struct.pack_into("<Q", buf, 32, 5)
     rows, _ = b.counts()
     assert [(r.pmd, r.insert_pmd) for r in rows] == [(2, 0)]
+
+
+def test_a_gone_processs_mappings_are_reported_whole_then_given_back():
+    """A watch left running keeps nothing of processes long gone: the
+    read that finds a process gone reports its increments and keeps its
+    hash entry; the next (no program of it can still be adding) reports
+    what came meanwhile, deletes the entry and forgets the key, and its
+    slot is emptied and forgotten the same way.  A later process with the
+    same key counts from zero."""
+    from pmemtrace.live import bcc_backend
+    from pmemtrace.live.slots import EMPTY, LIVE, SLOT, SlotTable
+
+    KEY = (9, 0x10300001, 5, 0x7F0000000000, 0x7F0000400000)
+    SLOTKEY = (9, 0x10300001, 6, 0x7F1000000000, 0x7F1000200000)
+    gone = set()
+    b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
+    b.aggregate, b._counted, b._kinds_seen, b._comms, b._dying = True, {}, {}, {}, set()
+    b._alive = lambda tgid: tgid not in gone
+    kb = struct.pack("<IIQQQ", *KEY)
+    zero = struct.pack("<5Q", 0, 0, 0, 0, 0)
+    counts = _FakeMap({kb: struct.pack("<5Q", 2, 0, 0, 2, 0) + zero}, value_size=40)
+    comm = _FakeMap({struct.pack("<I", 9): b"touch\0" + b"\0" * 10}, ncpus=1, value_size=16)
+    b.maps = {"counts": counts, "comms": comm, "kinds": _FakeMap({})}
+    buf = bytearray(SLOT.pack(*SLOTKEY, 1, 0, 0, 1, 0, LIVE, 0))
+    b.slots = SlotTable(buf, alive=b._alive)
+    rows, _ = b.counts()
+    assert sorted((r.ino, r.pmd) for r in rows) == [(5, 2), (6, 1)]
+    gone.add(9)
+    # a fault of its last moments, counted after the read before
+    counts.values[kb] = struct.pack("<5Q", 3, 0, 0, 3, 0) + zero
+    rows, _ = b.counts()
+    assert [(r.ino, r.pmd) for r in rows] == [(5, 1)]
+    assert kb in counts.values and b._dying == {KEY}
+    # one interval on: a count a program made meanwhile is still reported
+    counts.values[kb] = struct.pack("<5Q", 4, 0, 0, 3, 0) + zero
+    struct.pack_into("<Q", buf, 32, 2)
+    rows, _ = b.counts()
+    assert sorted((r.ino, r.pmd) for r in rows) == [(5, 1), (6, 1)]
+    assert counts.values == {} and struct.unpack_from("<I", buf, 72)[0] == EMPTY
+    assert b._counted == {} and b.slots.retired == {} and b._comms == {} and b._dying == set()
+    rows, _ = b.counts()
+    assert rows == []
+    # the pid reused for the same mapping: its counts start from zero
+    gone.clear()
+    counts.values[kb] = struct.pack("<5Q", 1, 0, 0, 1, 0) + zero
+    rows, _ = b.counts()
+    assert [(r.ino, r.pmd, r.insert_pmd) for r in rows] == [(5, 1, 1)]

@@ -113,6 +113,8 @@ class BccBackend:
     which :func:`pmemtrace.live.tracefs.remove_orphans` removes."""
 
     name = "bcc"
+    #: whether a process exists (a seam for the tests)
+    _alive = staticmethod(pid_alive)
     #: called with each chunk of ring records read, before it is decoded
     #: (a binary recording: record.Recorder.attach)
     record_tap = None
@@ -152,6 +154,7 @@ class BccBackend:
         self._slow = DevdaxPairing()  # device-dax faults wait for their return
         self.failed = []
         self._counted = {}  # pmt_key tuple -> counts already reported (the map keeps totals)
+        self._dying = set()  # keys of gone processes whose hash entry goes at the next read
         self._kinds_seen = {}  # kind -> events counted in the kernel already reported
         self._comms = {}
         self._btf_programs = []
@@ -432,35 +435,65 @@ class BccBackend:
     def counts(self):
         """What the kernel counted since the last call (``--aggregate``):
         ``(rows, by_name)``, rows a list of :class:`CountedRow` with the
-        increments per mapping, by_name {event name: increment}."""
+        increments per mapping, by_name {event name: increment}.
+
+        A mapping of a process that is gone is given back once its final
+        count is reported: its hash entry is read one interval after the
+        read that found the process gone (no program of it can still be
+        adding then), deleted, and forgotten here, as its slots are
+        (slots.py), so a watch left running keeps state for the mappings
+        of live processes, not of every process it ever saw."""
         counts, kinds, comms = (self.maps.get(n) for n in ("counts", "kinds", "comms"))
         if not self.aggregate or counts is None or kinds is None:
             return [], {}
         rows = []
         ncount = len(KERNEL_COUNTERS)
+        alive: dict[int, bool] = {}
+
+        def gone(tgid):
+            if tgid not in alive:
+                alive[tgid] = self._alive(tgid)
+            return not alive[tgid]
+
         # a key's total: its slots' counters plus its hash entry's (slots.py)
         totals = self.slots.totals() if self.slots is not None else {}
+        held = set(self.slots.held) if self.slots is not None else set()
+        dying = set()
         for kb in counts.all_keys():
             value = counts.get(kb)
             if value is None:
                 continue
-            total = totals.setdefault(_KEY.unpack(kb), [0] * ncount)
+            key = _KEY.unpack(kb)
+            total = totals.setdefault(key, [0] * ncount)
             for v in counts.per_cpu(value):
                 for i, n in enumerate(_COUNTS.unpack_from(v)):
                     total[i] += n
+            if key in self._dying:
+                counts.delete(kb)  # final: read an interval after its process was gone
+            elif gone(key[0]):
+                dying.add(key)  # read once more at the next interval, then deleted
+            else:
+                held.add(key)
+        held |= dying
+        self._dying = dying
         for key, total in totals.items():
             before = self._counted.get(key)
             self._counted[key] = total
             delta = total if before is None else [a - b for a, b in zip(total, before)]
-            if not any(delta):
-                continue
             tgid = key[0]
-            comm = self._comms.get(tgid)
-            if comm is None:
-                got = comms.get(_U32.pack(tgid)) if comms is not None else None
-                comm = got[:16].split(b"\0", 1)[0].decode("utf-8", "replace") if got else ""
-                self._comms[tgid] = comm
-            rows.append(CountedRow(tgid, comm, *key[1:], *delta))
+            if any(delta):
+                comm = self._comms.get(tgid)
+                if comm is None:
+                    got = comms.get(_U32.pack(tgid)) if comms is not None else None
+                    comm = got[:16].split(b"\0", 1)[0].decode("utf-8", "replace") if got else ""
+                    self._comms[tgid] = comm
+                rows.append(CountedRow(tgid, comm, *key[1:], *delta))
+            if key not in held and gone(tgid):
+                # reported whole: nothing of it is left in the kernel
+                del self._counted[key]
+                if self.slots is not None:
+                    self.slots.forget(key)
+                self._comms.pop(tgid, None)
         by_name = {}
         for kind, name in KINDS.items():
             if kind >= 64:

@@ -83,6 +83,8 @@ _PROTOTYPES = {
     "bpf_lookup_elem": [_c.c_int, _c.c_void_p, _c.c_void_p],
     # int bpf_get_next_key(int fd, void *key, void *next_key);
     "bpf_get_next_key": [_c.c_int, _c.c_void_p, _c.c_void_p],
+    # int bpf_delete_elem(int fd, void *key);
+    "bpf_delete_elem": [_c.c_int, _c.c_void_p],
     # int bpf_obj_get_info(int prog_map_fd, void *info, uint32_t *info_len);
     "bpf_obj_get_info": [_c.c_int, _c.c_void_p, _c.POINTER(_c.c_uint32)],
 }
@@ -332,8 +334,9 @@ def possible_cpus() -> int:
 
 
 class Map:
-    """Read access to a map by fd: what the backend reads once per
-    interval (counts, comms, kinds, lost), for bcc's maps and ours alike."""
+    """Access to a map by fd: what the backend reads once per interval
+    (counts, comms, kinds, lost) and the entries it gives back, for bcc's
+    maps and ours alike."""
 
     def __init__(self, fd: int, info: Optional[dict] = None):
         self.fd = fd
@@ -358,6 +361,17 @@ class Map:
                 return None
             raise BpfError(e, f"bpf_lookup_elem: {os.strerror(e)}")
         return self._vbuf.raw
+
+    def delete(self, key: bytes) -> bool:
+        """Remove *key*; False when it was not there."""
+        ctypes.memmove(self._kbuf, key, min(len(key), self.key_size))
+        r = self._lib.bpf_delete_elem(self.fd, self._kbuf)
+        if r < 0:
+            e = -r if r < -1 else ctypes.get_errno()
+            if e == 2:  # ENOENT
+                return False
+            raise BpfError(e, f"bpf_delete_elem: {os.strerror(e)}")
+        return True
 
     def per_cpu(self, value: bytes) -> list[bytes]:
         s = self._stride

@@ -16,7 +16,9 @@ marks such a slot RETIRING (programs then leave it alone), and at the
 next read, one interval later, when no program that saw it LIVE can still
 be running (a program runs for microseconds), it moves the slot's final
 counters to :attr:`SlotTable.retired`, zeroes the slot and sets EMPTY last.
-Nothing a program counted is lost on the way.
+Nothing a program counted is lost on the way.  Once the backend has
+reported a gone process's final counts it calls :meth:`SlotTable.forget`,
+so a watch left running keeps nothing per mapping of processes long gone.
 """
 
 import mmap
@@ -47,6 +49,9 @@ class SlotTable:
         #: {key: counters} of the slots emptied so far
         self.retired: dict[Key, list[int]] = {}
         self._retiring: list[int] = []  # slot indices marked at the last read
+        #: the keys of the LIVE slots at the last read and of those it marked
+        #: RETIRING: keys whose slots may still change
+        self.held: set[Key] = set()
 
     @classmethod
     def open(cls, fd: int, entries: int, alive: Callable[[int], bool]) -> "SlotTable":
@@ -79,6 +84,7 @@ class SlotTable:
             buf[off : off + KEY_AND_COUNTS] = bytes(KEY_AND_COUNTS)
             _STATE.pack_into(buf, off + KEY_AND_COUNTS, EMPTY)  # last: the slot is free from here
         self._retiring = []
+        self.held = set()
         out = {k: list(v) for k, v in self.retired.items()}
         states = bytes(buf[KEY_AND_COUNTS::size])  # each slot's state (its low byte)
         alive: dict[int, bool] = {}
@@ -87,6 +93,7 @@ class SlotTable:
                 continue
             rec = SLOT.unpack_from(buf, i * size)
             key = rec[:5]
+            self.held.add(key)
             acc = out.setdefault(key, [0] * 5)
             for j, n in enumerate(rec[5:10]):
                 acc[j] += n
@@ -97,3 +104,9 @@ class SlotTable:
                 _STATE.pack_into(buf, i * size + KEY_AND_COUNTS, RETIRING)
                 self._retiring.append(i)
         return out
+
+    def forget(self, key: Key) -> None:
+        """Drop the retired counters of *key* (reported final: its process
+        is gone and no slot holds it); a slot claimed for it later counts
+        from zero."""
+        self.retired.pop(key, None)

@@ -82,7 +82,7 @@ def attached_state():
 
 
 class Watch:
-    def __init__(self, backend, mount, extra=(), env=None):
+    def __init__(self, backend, mount, extra=(), env=None, interval=3600):
         self.p = subprocess.Popen(
             [
                 sys.executable,
@@ -93,7 +93,7 @@ class Watch:
                 backend,
                 "--json",
                 "-i",
-                "3600",
+                str(interval),
                 "--path",
                 mount,
                 *extra,
@@ -301,6 +301,37 @@ def test_colour_mismatch_reason_from_model(session):
             assert r["insert_pmd"] == 0
     r = session["rows"]["colour"]
     assert r["fallback_reasons"] == {"pmd-colour-mismatch": N}, r
+
+
+def test_gone_processes_are_counted_once_as_intervals_pass(dax_setup, tmp_path_factory):
+    """A watch left running gives back what it kept of a process once the
+    process is gone and its last counts are reported (bcc_backend
+    counts(): the hash entry an interval later, the slot likewise): over
+    one-second intervals, each of two workload processes in turn, each
+    gone for three intervals before the watch stops, is counted exactly
+    once, none twice after its state was dropped and none short."""
+    from pmemtrace.live.bcc_backend import why_not_bcc
+
+    why = why_not_bcc()
+    if why:
+        skip_or_fail(f"bcc cannot run in this guest: missing {why}")
+    # the bcc sessions' program when they ran first, else a compile of its own
+    cache = _BPF_CACHE.get("bcc") or str(tmp_path_factory.mktemp("xdg-gone"))
+    dax = dax_setup["mount"]
+    w = Watch("bcc", dax, env={"XDG_CACHE_HOME": cache}, interval=1)
+    pids = []
+    try:
+        for i in range(2):
+            path = _fresh(dax, f"gone-{i}")
+            pids.append(run_workload(path, "pmd")[0])
+            time.sleep(3.5)
+            os.unlink(path)
+    finally:
+        s = w.stop()
+    for pid in pids:
+        r = _rows(s, pid)
+        assert len(r) == 1, s["rows"]
+        assert (r[0]["pmd"], r[0]["insert_pmd"], r[0]["fallback"], r[0]["pte"]) == (N, N, 0, 0), r
 
 
 def test_nohugepage_pte_only(session):
