@@ -400,4 +400,7 @@ def test_counting_uses_tp_btf_where_btf_types_the_event_and_falls_back_when_refu
     assert "-DPMT_RAW_dax_pmd_fault_done=1" in b.cflags()
     line = next(x for x in render(b.resolved).splitlines() if x.startswith("dax_pmd_fault_done "))
     assert "raw_tracepoint" in line and "tp_btf refused" in line and "invalid mem access" in line
+    # dax_pmd_load_hole was a raw tracepoint before the refusal (no BTF here): not labelled with it
+    line = next(x for x in render(b.resolved).splitlines() if x.startswith("dax_pmd_load_hole "))
+    assert "raw_tracepoint" in line and "tp_btf refused" not in line
     assert "invalid mem access" in b.tp_btf_refused

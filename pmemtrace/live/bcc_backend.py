@@ -237,11 +237,12 @@ class BccBackend:
             self.close()
             self.tp_btf_refused = str(e)
             self.failed, self.cached = [], False
+            was_btf = {r.point.name for r in self.resolved if r.mechanism == "tp_btf"}
             self.resolved = attach_plan(
                 self.functions, self.tracepoints, self.aggregate, self.offsets, btf_tracepoints=False
             )
             for r in self.resolved:
-                if r.mechanism in ("raw_tracepoint", "tracepoint"):
+                if r.point.name in was_btf and r.winner:  # only those the refusal moved
                     r.note = f"tp_btf refused: {e}"[:200]
             self._load_or_compile()
         try:
