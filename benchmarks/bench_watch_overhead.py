@@ -27,7 +27,11 @@ bcc-record / tracefs-record ('watch --record', every event) and bcc-stats
 program's run count and time from /proc/PID/fdinfo, where the time in the
 kernel goes) and tracefs-floor (the default tracefs watch's events,
 filter and buffer enabled in an instance that nobody reads: what the
-kernel's event writes cost, the floor under that backend), bcc-floor
+kernel's event writes cost, the floor under that backend),
+tracefs-hist-floor (the same two done events counted by hist triggers
+alone, in the kernel's soft mode: a record built for the trigger and
+dropped, none written to the buffer; what counting in the kernel with
+tracefs would cost at least), bcc-floor
 (programs that return at once where the default bcc watch attaches for
 these workloads: the attachment's own cost).  --repeat N runs each
 workload N times per mode (one tracer session) and reports the fastest: on a shared, loaded host the noise only
@@ -111,6 +115,23 @@ def tree_cpu(pid):
         user, system = user + u, system + s
         todo += [c for c, pp in parent.items() if pp == p]
     return user, system
+
+
+def hist_floor(dev):
+    """Hist triggers on the two done events with the default watch's
+    ``dev ==`` filter, the events themselves left disabled (the trigger
+    puts them in soft mode: each record is built for the trigger and
+    dropped, none reaches the buffer).  Returns (instance, triggers)."""
+    from pmemtrace.live.tracefs import Instance
+
+    inst = Instance("bench-hist-floor")
+    inst.create()
+    triggers = []
+    for ev in ("dax_pmd_fault_done", "dax_pte_fault_done"):
+        trig = f"hist:keys=common_pid,ino:vals=hitcount:size=2048 if dev == {dev}"
+        inst.write(f"events/fs_dax/{ev}/trigger", trig)
+        triggers.append((ev, trig))
+    return inst, triggers
 
 
 def bcc_floor():
@@ -268,6 +289,12 @@ def main():
             )
             floor.start()
             print(f"{mode:10} events enabled: {', '.join(floor.enabled)}; none read", flush=True)
+        hist = None
+        if mode == "tracefs-hist-floor":
+            from pmemtrace.live.files import kernel_dev
+
+            hist = hist_floor(kernel_dev(os.stat(args.dir).st_dev))
+            print(f"{mode:10} hist triggers on: {', '.join(ev for ev, _t in hist[1])}; events disabled", flush=True)
         if mode == "bcc-floor":
             floor = bcc_floor()
             print(f"{mode:10} empty programs on: {', '.join(floor.attached)}", flush=True)
@@ -289,6 +316,11 @@ def main():
                 floor.cleanup()
             elif floor is not None:
                 floor.close()
+            if hist is not None:
+                inst, triggers = hist
+                for ev, trig in triggers:  # a trigger holds the event: removed before the instance
+                    inst.write(f"events/fs_dax/{ev}/trigger", "!" + trig)
+                inst.close()
         if tr:
             u, sy = (b - a for a, b in zip(cpu0, tree_cpu(tr.p.pid)))
             print(
