@@ -381,3 +381,29 @@ def test_a_gone_processs_mappings_are_reported_whole_then_given_back():
     counts.values[kb] = struct.pack("<5Q", 1, 0, 0, 1, 0) + zero
     rows, _ = b.counts()
     assert [(r.ino, r.pmd, r.insert_pmd) for r in rows] == [(5, 1, 1)]
+
+
+def test_in_a_containers_pid_namespace_nothing_is_given_back(tmp_path):
+    """The programs count under the kernel's pids; in a container's pid
+    namespace a live process can look gone, and deleting its entry while
+    it counts would lose counts: there the entries stay."""
+    from pmemtrace.live import bcc_backend
+    from pmemtrace.live.tracefs import in_initial_pid_namespace
+
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text("Name:\tpython3\nNSpid:\t4242\t17\n")
+    assert not in_initial_pid_namespace(str(tmp_path))
+    (tmp_path / "self" / "status").write_text("Name:\tpython3\nNSpid:\t4242\n")
+    assert in_initial_pid_namespace(str(tmp_path))
+    assert not in_initial_pid_namespace(str(tmp_path / "none"))
+
+    KEY = (9, 0x10300001, 5, 0x7F0000000000, 0x7F0000400000)
+    b = bcc_backend.BccBackend.__new__(bcc_backend.BccBackend)
+    b.aggregate, b._counted, b._kinds_seen, b._comms, b._dying = True, {}, {}, {}, set()
+    b._alive, b._give_back, b.slots = (lambda tgid: False), False, None
+    kb = struct.pack("<IIQQQ", *KEY)
+    counts = _FakeMap({kb: struct.pack("<5Q", 2, 0, 0, 2, 0) + bytes(40)}, value_size=40)
+    b.maps = {"counts": counts, "comms": _FakeMap({}, ncpus=1, value_size=16), "kinds": _FakeMap({})}
+    for _ in range(3):
+        b.counts()
+    assert kb in counts.values and KEY in b._counted and b._dying == set()

@@ -7,6 +7,7 @@ It comes from Debian's python3-bpfcc and imports only in /usr/bin/python3
 
 import collections
 import importlib.util
+import logging
 import mmap
 import os
 import platform
@@ -25,7 +26,9 @@ from .probes import fentry_candidates, hole_field, kernel_functions, resolve
 from .ringbuf import HDR, RingReader, stride
 from .session import Record
 from .slots import SlotTable
-from .tracefs import FS_DAX_TRACEPOINTS, fs_dax_tracepoints, pid_alive, tracefs_root
+from .tracefs import FS_DAX_TRACEPOINTS, fs_dax_tracepoints, in_initial_pid_namespace, pid_alive, tracefs_root
+
+log = logging.getLogger(__name__)
 
 #: the maps bpf/pmemtrace.bpf.c declares (those a build lacks are skipped)
 TABLES = (
@@ -115,6 +118,9 @@ class BccBackend:
     name = "bcc"
     #: whether a process exists (a seam for the tests)
     _alive = staticmethod(pid_alive)
+    #: whether counts() gives back a gone process's hash entries: only where
+    #: the pids the programs count under are ours to look up (__init__)
+    _give_back = True
     #: called with each chunk of ring records read, before it is decoded
     #: (a binary recording: record.Recorder.attach)
     record_tap = None
@@ -155,6 +161,9 @@ class BccBackend:
         self.failed = []
         self._counted = {}  # pmt_key tuple -> counts already reported (the map keeps totals)
         self._dying = set()  # keys of gone processes whose hash entry goes at the next read
+        # in a container's pid namespace a live process can look gone here:
+        # its entry deleted while it counts would lose counts
+        self._give_back = in_initial_pid_namespace()
         self._kinds_seen = {}  # kind -> events counted in the kernel already reported
         self._comms = {}
         self._btf_programs = []
@@ -252,7 +261,7 @@ class BccBackend:
             self.maps = {n: bpfsys.Map(fd) for n, fd in maps.items() if n in ("lost", "counts", "kinds", "comms")}
             if "slots" in maps:
                 info = bpfsys.map_info(maps["slots"])
-                self.slots = SlotTable.open(maps["slots"], info["max_entries"], pid_alive)
+                self.slots = SlotTable.open(maps["slots"], info["max_entries"], self._alive)
         except BaseException:
             self.close()
             raise
@@ -471,12 +480,13 @@ class BccBackend:
                     total[i] += n
             if key in self._dying:
                 counts.delete(kb)  # final: read an interval after its process was gone
-            elif gone(key[0]):
+            elif self._give_back and gone(key[0]):
                 dying.add(key)  # read once more at the next interval, then deleted
             else:
                 held.add(key)
         held |= dying
         self._dying = dying
+        given_back = 0
         for key, total in totals.items():
             before = self._counted.get(key)
             self._counted[key] = total
@@ -489,12 +499,15 @@ class BccBackend:
                     comm = got[:16].split(b"\0", 1)[0].decode("utf-8", "replace") if got else ""
                     self._comms[tgid] = comm
                 rows.append(CountedRow(tgid, comm, *key[1:], *delta))
-            if key not in held and gone(tgid):
+            if self._give_back and key not in held and gone(tgid):
                 # reported whole: nothing of it is left in the kernel
                 del self._counted[key]
                 if self.slots is not None:
                     self.slots.forget(key)
                 self._comms.pop(tgid, None)
+                given_back += 1
+        if given_back:
+            log.debug("gave back the counters of %d mapping(s) of gone processes", given_back)
         by_name = {}
         for kind, name in KINDS.items():
             if kind >= 64:

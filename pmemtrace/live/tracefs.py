@@ -191,6 +191,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def in_initial_pid_namespace(proc_root: str = "/proc") -> bool:
+    """True when this process's pid numbers are the kernel's own, as BPF
+    programs see them (bpf_get_current_pid_tgid): ``NSpid`` in
+    /proc/self/status lists one number.  False in a container's pid
+    namespace, and when it cannot tell."""
+    try:
+        with open(os.path.join(proc_root, "self", "status")) as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return len(line.split()) == 2
+    except OSError:
+        pass
+    return False
+
+
 def _write(path: str, value: str) -> None:
     try:
         with open(path, "w") as f:

@@ -8,6 +8,7 @@ reference model run on the same layout.
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -82,12 +83,13 @@ def attached_state():
 
 
 class Watch:
-    def __init__(self, backend, mount, extra=(), env=None, interval=3600):
+    def __init__(self, backend, mount, extra=(), env=None, interval=3600, opts=()):
         self.p = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "pmemtrace",
+                *opts,
                 "watch",
                 "--backend",
                 backend,
@@ -318,7 +320,7 @@ def test_gone_processes_are_counted_once_as_intervals_pass(dax_setup, tmp_path_f
     # the bcc sessions' program when they ran first, else a compile of its own
     cache = _BPF_CACHE.get("bcc") or str(tmp_path_factory.mktemp("xdg-gone"))
     dax = dax_setup["mount"]
-    w = Watch("bcc", dax, env={"XDG_CACHE_HOME": cache}, interval=1)
+    w = Watch("bcc", dax, env={"XDG_CACHE_HOME": cache}, interval=1, opts=("-v",))
     pids = []
     try:
         for i in range(2):
@@ -332,6 +334,9 @@ def test_gone_processes_are_counted_once_as_intervals_pass(dax_setup, tmp_path_f
         r = _rows(s, pid)
         assert len(r) == 1, s["rows"]
         assert (r[0]["pmd"], r[0]["insert_pmd"], r[0]["fallback"], r[0]["pte"]) == (N, N, 0, 0), r
+    # and their state was given back while the watch ran (the guest's pids are the kernel's)
+    given = [int(m) for m in re.findall(r"gave back the counters of (\d+) mapping", "".join(w.err))]
+    assert sum(given) >= len(pids), "".join(w.err)[-3000:]
 
 
 def test_nohugepage_pte_only(session):
