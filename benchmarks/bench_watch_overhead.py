@@ -127,11 +127,26 @@ def hist_floor(dev):
     inst = Instance("bench-hist-floor")
     inst.create()
     triggers = []
-    for ev in ("dax_pmd_fault_done", "dax_pte_fault_done"):
-        trig = f"hist:keys=common_pid,ino:vals=hitcount:size=2048 if dev == {dev}"
-        inst.write(f"events/fs_dax/{ev}/trigger", trig)
-        triggers.append((ev, trig))
+    try:
+        for ev in ("dax_pmd_fault_done", "dax_pte_fault_done"):
+            trig = f"hist:keys=common_pid,ino:vals=hitcount:size=2048 if dev == {dev}"
+            inst.write(f"events/fs_dax/{ev}/trigger", trig)
+            triggers.append((ev, trig))
+    except BaseException:  # a kernel without hist triggers: nothing left behind
+        remove_hist_floor((inst, triggers))
+        raise
     return inst, triggers
+
+
+def remove_hist_floor(hist):
+    """Remove :func:`hist_floor`'s triggers, then its instance (a trigger
+    holds its event: the instance cannot go first)."""
+    inst, triggers = hist
+    try:
+        for ev, trig in triggers:
+            inst.write(f"events/fs_dax/{ev}/trigger", "!" + trig)
+    finally:
+        inst.close()
 
 
 def bcc_floor():
@@ -317,10 +332,7 @@ def main():
             elif floor is not None:
                 floor.close()
             if hist is not None:
-                inst, triggers = hist
-                for ev, trig in triggers:  # a trigger holds the event: removed before the instance
-                    inst.write(f"events/fs_dax/{ev}/trigger", "!" + trig)
-                inst.close()
+                remove_hist_floor(hist)
         if tr:
             u, sy = (b - a for a, b in zip(cpu0, tree_cpu(tr.p.pid)))
             print(
